@@ -270,10 +270,16 @@ impl Config {
             defaults::MEDIA_ADDR,
         )?;
         let public_ip = match s.public_ip.or(f.media.public_ip) {
-            Some(text) => Some(text.trim().parse::<IpAddr>().map_err(|e| ConfigError::Invalid {
-                key: "SWITCHBOARD_PUBLIC_IP",
-                reason: format!("{text:?} is not an IP address: {e}"),
-            })?),
+            Some(text) => {
+                Some(
+                    text.trim()
+                        .parse::<IpAddr>()
+                        .map_err(|e| ConfigError::Invalid {
+                            key: "SWITCHBOARD_PUBLIC_IP",
+                            reason: format!("{text:?} is not an IP address: {e}"),
+                        })?,
+                )
+            }
             None => None,
         };
 
@@ -298,9 +304,10 @@ impl Config {
             None => {
                 return Err(ConfigError::Invalid {
                     key: "SWITCHBOARD_PUBLIC_IP",
-                    reason: "required when SWITCHBOARD_MEDIA_ADDR binds every interface: Meta must \
+                    reason:
+                        "required when SWITCHBOARD_MEDIA_ADDR binds every interface: Meta must \
                              be told an address it can reach (see reference §5 rule 4)"
-                        .into(),
+                            .into(),
                 })
             }
         };
@@ -464,16 +471,16 @@ mod tests {
         let e = Config::from_settings(s).unwrap_err().to_string();
         assert!(e.contains("SWITCHBOARD_APP_SECRET"), "{e}");
         assert!(e.contains("SWITCHBOARD_VERIFY_TOKEN"), "{e}");
-        assert!(!e.contains("SWITCHBOARD_ACCESS_TOKEN,"), "{e}");
+        assert!(e.starts_with("WhatsApp credentials are incomplete: SWITCHBOARD_APP_SECRET, SWITCHBOARD_VERIFY_TOKEN not set"), "{e}");
     }
 
     #[test]
     fn live_credentials_need_a_public_ip_when_binding_everything() {
         let s = Settings {
             phone_number_id: Some("123".into()),
-            access_token: Some(Secret::new("tok")),
-            app_secret: Some(Secret::new("sec")),
-            verify_token: Some(Secret::new("ver")),
+            access_token: Some(Secret::new("tok-XYZZY")),
+            app_secret: Some(Secret::new("sec-XYZZY")),
+            verify_token: Some(Secret::new("ver-XYZZY")),
             ..Default::default()
         };
         let e = Config::from_settings(s.clone()).unwrap_err().to_string();
@@ -485,7 +492,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.media.public_addr, "203.0.113.7:50000".parse().unwrap());
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("tok") && !dbg.contains("sec") && !dbg.contains("ver\""), "{dbg}");
+        assert!(!dbg.contains("XYZZY"), "{dbg}");
     }
 
     #[test]

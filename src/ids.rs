@@ -35,7 +35,9 @@ impl fmt::Display for StreamId {
 }
 
 /// Meta's call id (`wacid.…`), the key of every Graph action and webhook about one call.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct WaCallId(pub String);
 
