@@ -1,0 +1,1001 @@
+//! The sans-IO engine: every leg, the forwarding table, demultiplexing, pacing and timers.
+//!
+//! Inputs: [`Engine::handle_datagram`], [`Engine::handle_timeout`] and the command methods
+//! (`answer_*`, `route`, `start_sending`, `send_dtmf`, `close`). Outputs:
+//! [`Engine::poll_transmit`], [`Engine::poll_event`], [`Engine::poll_timeout`]. The engine never
+//! reads the clock and owns no socket: time comes in with every input.
+//!
+//! After every input to an `Rtc` the engine drains that `Rtc`'s `poll_output` until it reports a
+//! timeout (str0m notes §0: in RTP mode an undrained packet is overwritten by the next).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Frequency, Mid};
+use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::rtp::{RtpPacket, RtpWrite};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use tracing::{debug, error, info, trace, warn};
+
+use super::dtmf::{self, Report};
+use super::leg::{Leg, LegKind, LegStats, OutStream, Paced};
+use super::rewrite::{Producer, Rewriter, FRAME};
+use super::sdp::{self, AnswerEdits, OfferShape};
+use super::MediaError;
+use crate::ids::{LegId, StreamId};
+
+/// The Opus packet sent when a paced stream has nothing else: TOC 0xF8 (CELT-only, fullband,
+/// 20 ms, one frame) followed by the common two-byte silence frame (str0m notes §3).
+pub const OPUS_SILENCE: [u8; 3] = [0xF8, 0xFF, 0xFE];
+
+/// Opus fmtp parameters we ask browsers to send with, WhatsApp's own (reference §3.1, §5
+/// rule 14), so their packets can be relayed to Meta without transcoding.
+const BROWSER_OPUS_FMTP: &str = "maxaveragebitrate=20000;maxplaybackrate=16000;stereo=0";
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The address in our candidates: where peers send, and the local address str0m matches
+    /// incoming datagrams against.
+    pub public_addr: SocketAddr,
+    /// A leg that has not connected in this time fails.
+    pub connect_timeout: Duration,
+    /// A connected leg that has received nothing for this long fails.
+    pub idle_timeout: Duration,
+    /// How often legs report statistics.
+    pub stats_interval: Duration,
+}
+
+/// What the engine tells the rest of the program.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// ICE and DTLS are up: media can flow.
+    Connected {
+        /// The leg.
+        leg: LegId,
+    },
+    /// The leg failed and is gone.
+    Failed {
+        /// The leg.
+        leg: LegId,
+        /// Why.
+        reason: FailReason,
+    },
+    /// The leg was closed (by us, or by the peer) and is gone.
+    Closed {
+        /// The leg.
+        leg: LegId,
+        /// True when the peer closed first (DTLS close_notify).
+        by_remote: bool,
+    },
+    /// A DTMF digit arrived on the leg (RFC 4733), reported once per key press.
+    Dtmf {
+        /// The leg.
+        leg: LegId,
+        /// `0-9`, `*`, `#`, `A-D`.
+        digit: char,
+        /// How long the key was held, as the sender reports.
+        duration: Duration,
+    },
+    /// Periodic statistics.
+    Stats {
+        /// The leg.
+        leg: LegId,
+        /// The figures.
+        stats: LegStats,
+    },
+}
+
+/// Why a leg failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    /// ICE and DTLS did not complete within the connect timeout.
+    ConnectTimeout,
+    /// Nothing (no media, no consent checks) arrived within the idle timeout.
+    Silent,
+    /// str0m returned an error or panicked on this leg; it was discarded.
+    Internal,
+}
+
+/// A datagram to send.
+#[derive(Debug)]
+pub struct Transmit {
+    /// Where to.
+    pub destination: SocketAddr,
+    /// The bytes.
+    pub contents: Vec<u8>,
+}
+
+/// The result of answering an offer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The new leg.
+    pub leg: LegId,
+    /// The SDP answer, final: send it verbatim (for WhatsApp, in both pre_accept and accept).
+    pub sdp: String,
+    /// The leg's outgoing streams, in SDP order.
+    pub streams: Vec<StreamId>,
+}
+
+/// Engine-wide counters, kept as plain integers and read by whoever flushes metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Datagrams handed to the engine.
+    pub datagrams_in: u64,
+    /// Datagrams no leg claimed (stale peers, scanners).
+    pub datagrams_unmatched: u64,
+    /// Datagrams that are not STUN, DTLS, RTP or RTCP.
+    pub datagrams_malformed: u64,
+    /// RTP packets written to an outgoing stream from another leg.
+    pub rtp_forwarded: u64,
+    /// Silence packets written by the pacer.
+    pub silence_sent: u64,
+    /// DTMF reports written by the engine.
+    pub dtmf_reports_sent: u64,
+    /// Incoming RTP with a payload type we did not negotiate.
+    pub dropped_unknown_pt: u64,
+    /// Packets routed to a WhatsApp stream before it was started (Meta: no media before accept).
+    pub dropped_not_started: u64,
+    /// Packets older than their producer's switch-over.
+    pub dropped_stale: u64,
+    /// Packets of a source dropped while the engine sent its own DTMF on that stream.
+    pub dropped_during_dtmf: u64,
+    /// Legs discarded because str0m failed or panicked on them.
+    pub legs_discarded: u64,
+}
+
+struct Slot {
+    generation: u32,
+    leg: Option<Leg>,
+}
+
+/// The leg table: a slab indexed by `LegId::slot`, generation-checked so a stale id finds nothing.
+/// A struct of its own so that borrowing a leg borrows only the table, not the whole engine.
+#[derive(Default)]
+struct Legs {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+impl Legs {
+    fn alloc(&mut self) -> LegId {
+        if let Some(slot) = self.free.pop() {
+            LegId {
+                slot,
+                generation: self.slots[slot as usize].generation,
+            }
+        } else {
+            self.slots.push(Slot {
+                generation: 0,
+                leg: None,
+            });
+            LegId {
+                slot: (self.slots.len() - 1) as u32,
+                generation: 0,
+            }
+        }
+    }
+
+    fn get(&self, id: LegId) -> Option<&Leg> {
+        let slot = self.slots.get(id.slot as usize)?;
+        (slot.generation == id.generation)
+            .then_some(slot.leg.as_ref())
+            .flatten()
+    }
+
+    fn get_mut(&mut self, id: LegId) -> Option<&mut Leg> {
+        let slot = self.slots.get_mut(id.slot as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.leg.as_mut()
+    }
+
+    /// Removes the leg; its slot's next tenant gets a new generation.
+    fn take(&mut self, id: LegId) -> Option<Leg> {
+        let slot = self.slots.get_mut(id.slot as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        let leg = slot.leg.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(id.slot);
+        self.live -= 1;
+        Some(leg)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PacketKind {
+    Opus,
+    Tele,
+}
+
+/// The media engine. See the module docs.
+pub struct Engine {
+    cfg: EngineConfig,
+    cert: DtlsCert,
+    legs: Legs,
+    by_addr: HashMap<SocketAddr, LegId>,
+    by_ufrag: HashMap<String, LegId>,
+    by_candidate: HashMap<SocketAddr, Vec<LegId>>,
+    timers: BinaryHeap<Reverse<(Instant, LegId)>>,
+    paced: Vec<StreamId>,
+    next_tick: Option<Instant>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<MediaEvent>,
+    counters: Counters,
+    silence: Arc<[u8]>,
+}
+
+impl Engine {
+    /// A new engine with no legs. Generates the DTLS certificate every leg shares (one per
+    /// engine, as mediasoup does per worker: certificate generation is the costliest step of a
+    /// new leg).
+    pub fn new(cfg: EngineConfig) -> Result<Engine, MediaError> {
+        let provider = str0m::crypto::from_feature_flags();
+        let cert = provider
+            .dtls_provider
+            .generate_certificate()
+            .ok_or_else(|| MediaError::InvalidOffer {
+                reason: "no DTLS certificate could be generated".into(),
+            })?;
+        Ok(Engine {
+            cfg,
+            cert,
+            legs: Legs::default(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_candidate: HashMap::new(),
+            timers: BinaryHeap::new(),
+            paced: Vec::new(),
+            next_tick: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+            silence: Arc::from(&OPUS_SILENCE[..]),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Number of legs alive.
+    pub fn leg_count(&self) -> usize {
+        self.legs.live
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    // ------------------------------------------------------------------ commands
+
+    /// Answers Meta's offer (a user-initiated call's `connect` webhook) with a new WhatsApp leg:
+    /// full ICE and controlling, DTLS client (`a=setup:active`), one sha-256 fingerprint, Meta's
+    /// mid and payload types, `a=ptime:20`, one SSRC and our candidate inline.
+    pub fn answer_whatsapp(&mut self, now: Instant, offer: &str) -> Result<Answer, MediaError> {
+        self.answer(now, offer, LegKind::WhatsApp)
+    }
+
+    /// Answers a browser's offer with a new ICE-lite browser leg. Every m-line must be audio; each
+    /// one the browser receives on becomes one of the leg's outgoing streams.
+    pub fn answer_browser(&mut self, now: Instant, offer: &str) -> Result<Answer, MediaError> {
+        self.answer(now, offer, LegKind::Browser)
+    }
+
+    fn answer(&mut self, now: Instant, offer: &str, kind: LegKind) -> Result<Answer, MediaError> {
+        let shape = match kind {
+            LegKind::WhatsApp => OfferShape::WhatsApp,
+            LegKind::Browser => OfferShape::Browser,
+        };
+        let screened = sdp::screen_offer(offer, shape)?;
+        let parsed =
+            SdpOffer::from_sdp_string(&screened.text).map_err(|e| MediaError::InvalidOffer {
+                reason: e.to_string(),
+            })?;
+
+        let mut cfg = RtcConfig::new()
+            .clear_codecs()
+            .set_rtp_mode(true)
+            .set_ice_lite(kind == LegKind::Browser)
+            .set_dtls_cert(self.cert.clone())
+            .set_stats_interval(Some(self.cfg.stats_interval));
+        // Opus with Meta's minimum packet time; telephone-event at 8 kHz only (Meta supports no
+        // other rate, and a browser offered only 8 kHz sends its DTMF at 8 kHz too).
+        cfg.codec_config().add_config(
+            111.into(),
+            None,
+            Codec::Opus,
+            Frequency::FORTY_EIGHT_KHZ,
+            Some(2),
+            FormatParams {
+                min_p_time: Some(20),
+                use_inband_fec: Some(true),
+                ..Default::default()
+            },
+        );
+        cfg.codec_config().add_config(
+            126.into(),
+            None,
+            Codec::Tele,
+            Frequency::EIGHT_KHZ,
+            None,
+            FormatParams::default(),
+        );
+        let mut rtc = cfg.build(now);
+        let candidate = Candidate::host(self.cfg.public_addr, "udp").map_err(|e| {
+            MediaError::InvalidOffer {
+                reason: format!("local candidate: {e}"),
+            }
+        })?;
+        rtc.add_local_candidate(candidate);
+        let answer = rtc.sdp_api().accept_offer(parsed)?;
+        let answer_text = answer.to_sdp_string();
+
+        let mids = sdp::mids(&answer_text);
+        let (opus_pt, tele_pt) = negotiated(&rtc, &mids).ok_or(MediaError::NoOpus)?;
+        let mut outs = Vec::new();
+        for mid in &mids {
+            let mid = Mid::from(mid.as_str());
+            if let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, None) {
+                outs.push(OutStream {
+                    ssrc: tx.ssrc(),
+                    source: None,
+                    rewriter: Rewriter::new(rand::random(), rand::random()),
+                    paced: kind == LegKind::WhatsApp,
+                    started: false,
+                    last_source_at: None,
+                    dtmf_queue: VecDeque::new(),
+                    dtmf: None,
+                    dtmf_pause: 0,
+                });
+            }
+        }
+        if kind == LegKind::WhatsApp && outs.len() != 1 {
+            return Err(MediaError::InvalidOffer {
+                reason: "the offer does not let us send audio (a WhatsApp offer is sendrecv)"
+                    .into(),
+            });
+        }
+        let edits = match kind {
+            LegKind::WhatsApp => AnswerEdits {
+                ptime: true,
+                drop_trickle: true,
+                opus_fmtp_extra: None,
+            },
+            LegKind::Browser => AnswerEdits {
+                ptime: true,
+                drop_trickle: false,
+                opus_fmtp_extra: Some(BROWSER_OPUS_FMTP),
+            },
+        };
+        let sdp_text = sdp::edit_answer(&answer_text, *opus_pt, edits);
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+
+        let id = self.legs.alloc();
+        let streams = (0..outs.len())
+            .map(|i| StreamId {
+                leg: id,
+                index: i as u8,
+            })
+            .collect();
+        let candidates = if kind == LegKind::WhatsApp {
+            screened.candidates
+        } else {
+            Vec::new()
+        };
+        for c in &candidates {
+            self.by_candidate.entry(*c).or_default().push(id);
+        }
+        self.by_ufrag.insert(ufrag.clone(), id);
+        self.legs.slots[id.slot as usize].leg = Some(Leg {
+            id,
+            kind,
+            rtc,
+            created_at: now,
+            connected: false,
+            closing: false,
+            remote_closed: false,
+            last_rx: now,
+            rtc_timeout: now,
+            scheduled: None,
+            opus_pt,
+            tele_pt,
+            outs,
+            subscribers: Vec::new(),
+            addrs: Vec::new(),
+            ufrag,
+            candidates,
+            dtmf_rx: dtmf::Detector::default(),
+            stats: LegStats::default(),
+        });
+        self.legs.live += 1;
+        info!(leg = %id, kind = kind.name(), "leg created");
+        self.drain(now, id);
+        Ok(Answer {
+            leg: id,
+            sdp: sdp_text,
+            streams,
+        })
+    }
+
+    /// Points an outgoing stream at a source leg's incoming audio (`None`: nothing, which on a
+    /// WhatsApp stream means silence). Takes effect with the next packet; the receiver sees one
+    /// continuous stream across any number of changes.
+    pub fn route(&mut self, stream: StreamId, source: Option<LegId>) -> Result<(), MediaError> {
+        if let Some(src) = source {
+            if src == stream.leg {
+                return Err(MediaError::RouteToSelf { leg: src });
+            }
+            if self.legs.get(src).is_none() {
+                return Err(MediaError::UnknownLeg { leg: src });
+            }
+        }
+        let out = self
+            .legs
+            .get_mut(stream.leg)
+            .ok_or(MediaError::UnknownLeg { leg: stream.leg })?
+            .outs
+            .get_mut(stream.index as usize)
+            .ok_or(MediaError::UnknownStream { stream })?;
+        let old = std::mem::replace(&mut out.source, source);
+        out.last_source_at = None;
+        if old == source {
+            return Ok(());
+        }
+        if let Some(old) = old.and_then(|o| self.legs.get_mut(o)) {
+            old.subscribers.retain(|s| *s != stream);
+        }
+        if let Some(new) = source.and_then(|s| self.legs.get_mut(s)) {
+            new.subscribers.push(stream);
+        }
+        debug!(%stream, ?source, "route changed");
+        Ok(())
+    }
+
+    /// Starts the WhatsApp leg's outgoing stream: from now on it sends a packet every 20 ms for
+    /// the life of the leg. Call it when `accept` has been answered 200 OK (reference §6).
+    pub fn start_sending(&mut self, now: Instant, leg: LegId) -> Result<(), MediaError> {
+        let l = self.legs.get_mut(leg).ok_or(MediaError::UnknownLeg { leg })?;
+        if l.kind != LegKind::WhatsApp {
+            return Err(MediaError::WrongLegKind {
+                leg,
+                expected: "whatsapp",
+            });
+        }
+        for (i, out) in l.outs.iter_mut().enumerate() {
+            if !out.started {
+                out.started = true;
+                self.paced.push(StreamId {
+                    leg,
+                    index: i as u8,
+                });
+            }
+        }
+        // The first packet goes out now, not a tick later.
+        self.next_tick = Some(self.next_tick.map_or(now, |t| t.min(now)));
+        self.handle_timeout(now);
+        Ok(())
+    }
+
+    /// Queues DTMF digits to send on the leg's first outgoing stream, on its negotiated
+    /// telephone-event/8000 payload type, each lasting `duration`.
+    pub fn send_dtmf(
+        &mut self,
+        leg: LegId,
+        digits: &str,
+        duration: Duration,
+    ) -> Result<(), MediaError> {
+        let codes = digits
+            .chars()
+            .map(|c| dtmf::digit_code(c).ok_or(MediaError::InvalidDigit { digit: c }))
+            .collect::<Result<Vec<u8>, _>>()?;
+        let l = self.legs.get_mut(leg).ok_or(MediaError::UnknownLeg { leg })?;
+        if l.tele_pt.is_none() {
+            return Err(MediaError::NoTelephoneEvent { leg });
+        }
+        if l.kind != LegKind::WhatsApp {
+            return Err(MediaError::WrongLegKind {
+                leg,
+                expected: "whatsapp",
+            });
+        }
+        let out = l
+            .outs
+            .first_mut()
+            .ok_or(MediaError::NoTelephoneEvent { leg })?;
+        out.dtmf_queue
+            .extend(codes.into_iter().map(|c| (c, duration)));
+        Ok(())
+    }
+
+    /// Closes a leg gracefully (RTCP BYE, DTLS close_notify). `Closed` follows once it is gone.
+    pub fn close(&mut self, now: Instant, leg: LegId) -> Result<(), MediaError> {
+        let l = self.legs.get_mut(leg).ok_or(MediaError::UnknownLeg { leg })?;
+        l.closing = true;
+        if let Err(e) = l.rtc.close() {
+            debug!(%leg, error = %e, "close");
+        }
+        self.drain(now, leg);
+        Ok(())
+    }
+
+    /// Closes every leg (shutdown).
+    pub fn close_all(&mut self, now: Instant) {
+        let ids: Vec<LegId> = self
+            .legs
+            .slots
+            .iter()
+            .filter_map(|s| s.leg.as_ref().map(|l| l.id))
+            .collect();
+        for id in ids {
+            let _ = self.close(now, id);
+        }
+    }
+
+    // ------------------------------------------------------------------ inputs
+
+    /// Handles one datagram received from `source`.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, buf: &[u8]) {
+        self.counters.datagrams_in += 1;
+        let Ok(contents) = DatagramRecv::try_from(buf) else {
+            self.counters.datagrams_malformed += 1;
+            trace!(%source, len = buf.len(), "datagram of no known protocol");
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.cfg.public_addr,
+                contents,
+            },
+        );
+        let Some(id) = self.demux(&input, source, buf) else {
+            self.counters.datagrams_unmatched += 1;
+            trace!(%source, "datagram for no leg");
+            return;
+        };
+        let Some(leg) = self.legs.get_mut(id) else { return };
+        leg.last_rx = now;
+        if !leg.addrs.contains(&source) {
+            leg.addrs.push(source);
+            self.by_addr.insert(source, id);
+        }
+        let leg = self.legs.get_mut(id).expect("looked up above");
+        let ok = catch_unwind(AssertUnwindSafe(|| leg.rtc.handle_input(input)));
+        match ok {
+            Ok(Ok(())) => self.drain(now, id),
+            Ok(Err(e)) => {
+                // A bad packet (SRTP auth failure, DTLS alert…) is the peer's problem, not
+                // a reason to drop the leg: str0m has already discarded it.
+                debug!(leg = %id, error = %e, "input refused");
+                self.drain(now, id);
+            }
+            Err(_) => self.discard(now, id, "handle_input panicked"),
+        }
+    }
+
+    /// Which leg a datagram belongs to: the address map first (established flows), then the STUN
+    /// username (a new flow's ICE checks name our ufrag), then — for STUN responses, which carry
+    /// no username — the legs that were offered this address as a candidate. Never a scan of all
+    /// legs.
+    fn demux(&self, input: &Input, source: SocketAddr, buf: &[u8]) -> Option<LegId> {
+        if let Some(id) = self.by_addr.get(&source) {
+            if let Some(leg) = self.legs.get(*id) {
+                if leg.rtc.accepts(input) {
+                    return Some(*id);
+                }
+            }
+        }
+        if !is_stun(buf) {
+            return None;
+        }
+        let msg = str0m::ice::StunMessage::parse(buf).ok()?;
+        if let Some((ours, _theirs)) = msg.split_username() {
+            let id = *self.by_ufrag.get(ours)?;
+            return self
+                .legs
+                .get(id)
+                .filter(|l| l.rtc.accepts(input))
+                .map(|_| id);
+        }
+        self.by_candidate
+            .get(&source)?
+            .iter()
+            .copied()
+            .find(|id| self.legs.get(*id).is_some_and(|l| l.rtc.accepts(input)))
+    }
+
+    /// Advances time: the 20 ms pacer, and every leg whose deadline has come.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_tick.is_some_and(|t| t <= now) {
+            self.tick(now);
+        }
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let (connect_timeout, idle_timeout) = (self.cfg.connect_timeout, self.cfg.idle_timeout);
+            let Some(leg) = self.legs.get_mut(id) else {
+                continue;
+            };
+            if leg.scheduled != Some(at) {
+                continue; // superseded entry
+            }
+            leg.scheduled = None;
+            if !leg.connected && now >= leg.created_at + connect_timeout {
+                self.fail(now, id, FailReason::ConnectTimeout);
+                continue;
+            }
+            if leg.connected && now >= leg.last_rx + idle_timeout {
+                self.fail(now, id, FailReason::Silent);
+                continue;
+            }
+            if now >= leg.rtc_timeout {
+                let ok = catch_unwind(AssertUnwindSafe(|| {
+                    leg.rtc.handle_input(Input::Timeout(now))
+                }));
+                match ok {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!(leg = %id, error = %e, "timeout input refused"),
+                    Err(_) => {
+                        self.discard(now, id, "timeout panicked");
+                        continue;
+                    }
+                }
+            }
+            self.drain(now, id);
+        }
+    }
+
+    // ------------------------------------------------------------------ outputs
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the rest of the program.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] must be called next; `None` when nothing is pending.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // Superseded heap entries pile up with every drain; rebuild when they dominate.
+        if self.timers.len() > 1024 + 4 * self.legs.live {
+            self.timers = self
+                .legs
+                .slots
+                .iter()
+                .filter_map(|s| s.leg.as_ref())
+                .filter_map(|l| l.scheduled.map(|at| Reverse((at, l.id))))
+                .collect();
+        }
+        let legs = self.timers.peek().map(|Reverse((at, _))| *at);
+        match (legs, self.next_tick) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    fn drain(&mut self, now: Instant, id: LegId) {
+        loop {
+            let Some(leg) = self.legs.get_mut(id) else { return };
+            let out = catch_unwind(AssertUnwindSafe(|| leg.rtc.poll_output()));
+            match out {
+                Ok(Ok(Output::Timeout(at))) => {
+                    leg.rtc_timeout = at;
+                    if !leg.rtc.is_alive() {
+                        let by_remote = leg.remote_closed;
+                        self.remove(id);
+                        self.events.push_back(MediaEvent::Closed { leg: id, by_remote });
+                        info!(leg = %id, by_remote, "leg closed");
+                        return;
+                    }
+                    let deadline = leg.deadline(self.cfg.connect_timeout, self.cfg.idle_timeout);
+                    if leg.scheduled != Some(deadline) {
+                        leg.scheduled = Some(deadline);
+                        self.timers.push(Reverse((deadline, id)));
+                    }
+                    return;
+                }
+                Ok(Ok(Output::Transmit(t))) => self.transmits.push_back(Transmit {
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                }),
+                Ok(Ok(Output::Event(e))) => self.on_event(now, id, e),
+                Ok(Err(e)) => {
+                    warn!(leg = %id, error = %e, "poll_output failed; discarding leg");
+                    self.discard(now, id, "poll_output failed");
+                    return;
+                }
+                Err(_) => {
+                    self.discard(now, id, "poll_output panicked");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, id: LegId, event: Event) {
+        let Some(leg) = self.legs.get_mut(id) else { return };
+        match event {
+            Event::Connected => {
+                leg.connected = true;
+                leg.last_rx = now;
+                info!(leg = %id, kind = leg.kind.name(), "leg connected");
+                self.events.push_back(MediaEvent::Connected { leg: id });
+            }
+            Event::IceConnectionStateChange(state) => {
+                debug!(leg = %id, ?state, "ice state");
+                if state == IceConnectionState::Disconnected {
+                    // str0m never gives up on ICE; the idle timeout decides (str0m notes §6).
+                    debug!(leg = %id, "ice disconnected; waiting for the idle timeout");
+                }
+            }
+            Event::RtpPacket(pkt) => self.on_rtp(now, id, pkt),
+            Event::PeerStats(s) => {
+                leg.stats.bytes_rx = s.peer_bytes_rx;
+                leg.stats.bytes_tx = s.peer_bytes_tx;
+                leg.stats.rtt = s
+                    .selected_candidate_pair
+                    .and_then(|p| p.current_round_trip_time)
+                    .or(s.rtt)
+                    .or(leg.stats.rtt);
+                let stats = leg.stats.clone();
+                self.events.push_back(MediaEvent::Stats { leg: id, stats });
+            }
+            Event::MediaIngressStats(s) => {
+                leg.stats.packets_rx = s.packets;
+                leg.stats.loss_rx = s.loss.or(leg.stats.loss_rx);
+                // RFC 3550 jitter is in RTP clock units; audio here runs at 48 kHz.
+                leg.stats.jitter = Some(Duration::from_micros(u64::from(s.jitter) * 1000 / 48));
+            }
+            Event::MediaEgressStats(s) => {
+                leg.stats.packets_tx = s.packets;
+                leg.stats.loss_tx = s.loss.or(leg.stats.loss_tx);
+                if leg.stats.rtt.is_none() {
+                    leg.stats.rtt = s.rtt;
+                }
+            }
+            Event::Closed => {
+                leg.remote_closed = true;
+                debug!(leg = %id, "peer closed");
+            }
+            other => trace!(leg = %id, event = ?other, "ignored event"),
+        }
+    }
+
+    fn on_rtp(&mut self, now: Instant, src: LegId, pkt: RtpPacket) {
+        let Some(leg) = self.legs.get_mut(src) else { return };
+        let pt = pkt.header.payload_type;
+        let kind = if pt == leg.opus_pt {
+            PacketKind::Opus
+        } else if Some(pt) == leg.tele_pt {
+            PacketKind::Tele
+        } else {
+            self.counters.dropped_unknown_pt += 1;
+            return;
+        };
+        if kind == PacketKind::Tele {
+            if let Some(report) = Report::parse(&pkt.payload) {
+                let events = &mut self.events;
+                leg.dtmf_rx.handle(pkt.header.timestamp, report, |d| {
+                    info!(leg = %src, digit = %d.digit, "dtmf received");
+                    events.push_back(MediaEvent::Dtmf {
+                        leg: src,
+                        digit: d.digit,
+                        duration: d.duration,
+                    });
+                });
+            }
+        }
+        let producer = Producer::Leg {
+            leg: src,
+            ssrc: *pkt.header.ssrc,
+        };
+        // Index loop: forwarding borrows other legs mutably, so no borrow of `leg` may live.
+        let mut i = 0;
+        while let Some(dst) = self.legs.get(src).and_then(|l| l.subscribers.get(i).copied()) {
+            self.forward_one(now, producer, kind, &pkt, dst);
+            i += 1;
+        }
+    }
+
+    fn forward_one(
+        &mut self,
+        now: Instant,
+        producer: Producer,
+        kind: PacketKind,
+        pkt: &RtpPacket,
+        dst: StreamId,
+    ) {
+        let Some(leg) = self.legs.get_mut(dst.leg) else {
+            return;
+        };
+        let Some(out) = leg.outs.get_mut(dst.index as usize) else {
+            return;
+        };
+        if out.paced && !out.started {
+            self.counters.dropped_not_started += 1;
+            return;
+        }
+        if out.dtmf.is_some() {
+            out.rewriter.skip(producer);
+            self.counters.dropped_during_dtmf += 1;
+            return;
+        }
+        let pt = match kind {
+            PacketKind::Opus => leg.opus_pt,
+            PacketKind::Tele => match leg.tele_pt {
+                Some(pt) => pt,
+                None => {
+                    out.rewriter.skip(producer);
+                    return;
+                }
+            },
+        };
+        let Some((seq, ts)) = out.rewriter.forward(now, producer, *pkt.seq_no, pkt.header.timestamp)
+        else {
+            self.counters.dropped_stale += 1;
+            return;
+        };
+        if kind == PacketKind::Opus {
+            out.last_source_at = Some(now);
+        }
+        let ssrc = out.ssrc;
+        let mut api = leg.rtc.direct_api();
+        let Some(tx) = api.stream_tx(&ssrc) else {
+            return;
+        };
+        tx.write_rtp(
+            RtpWrite::new(pt, seq.into(), ts, now, pkt.payload.clone()).marker(pkt.header.marker),
+        );
+        self.counters.rtp_forwarded += 1;
+        self.drain(now, dst.leg);
+    }
+
+    /// The 20 ms pacer of started WhatsApp streams: own DTMF first, then silence wherever the
+    /// source has gone quiet (or there is none).
+    fn tick(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.paced.len() {
+            let sid = self.paced[i];
+            let Some(leg) = self.legs.get_mut(sid.leg) else {
+                self.paced.swap_remove(i);
+                continue;
+            };
+            i += 1;
+            if !leg.connected {
+                continue;
+            }
+            let (opus_pt, tele_pt) = (leg.opus_pt, leg.tele_pt);
+            let Some(out) = leg.outs.get_mut(sid.index as usize) else {
+                continue;
+            };
+            let packet = out.pace(now, opus_pt, tele_pt, &self.silence);
+            match &packet {
+                Some((_, Paced::Dtmf)) => self.counters.dtmf_reports_sent += 1,
+                Some((_, Paced::Silence)) => self.counters.silence_sent += 1,
+                None => {}
+            }
+            let ssrc = out.ssrc;
+            if let Some((packet, _)) = packet {
+                if let Some(tx) = leg.rtc.direct_api().stream_tx(&ssrc) {
+                    tx.write_rtp(packet);
+                }
+                self.drain(now, sid.leg);
+            }
+        }
+        self.next_tick = if self.paced.is_empty() {
+            None
+        } else {
+            let next = self.next_tick.unwrap_or(now) + FRAME;
+            // After a stall, resume the grid from now rather than bursting to catch up.
+            Some(if next <= now { now + FRAME } else { next })
+        };
+    }
+
+    fn fail(&mut self, _now: Instant, id: LegId, reason: FailReason) {
+        if let Some(leg) = self.legs.get_mut(id) {
+            leg.rtc.disconnect();
+            warn!(leg = %id, kind = leg.kind.name(), ?reason, "leg failed");
+        }
+        self.remove(id);
+        self.events.push_back(MediaEvent::Failed { leg: id, reason });
+    }
+
+    fn discard(&mut self, now: Instant, id: LegId, why: &'static str) {
+        error!(leg = %id, why, "discarding leg after an engine fault");
+        self.counters.legs_discarded += 1;
+        self.fail(now, id, FailReason::Internal);
+    }
+
+    /// Removes a leg and every trace of it: maps, routes from and to it, pacing.
+    fn remove(&mut self, id: LegId) {
+        let Some(leg) = self.legs.take(id) else {
+            return;
+        };
+        for a in &leg.addrs {
+            if self.by_addr.get(a) == Some(&id) {
+                self.by_addr.remove(a);
+            }
+        }
+        if self.by_ufrag.get(&leg.ufrag) == Some(&id) {
+            self.by_ufrag.remove(&leg.ufrag);
+        }
+        for c in &leg.candidates {
+            if let Some(v) = self.by_candidate.get_mut(c) {
+                v.retain(|x| *x != id);
+                if v.is_empty() {
+                    self.by_candidate.remove(c);
+                }
+            }
+        }
+        for s in &leg.subscribers {
+            if let Some(out) = self
+                .legs
+                .get_mut(s.leg)
+                .and_then(|l| l.outs.get_mut(s.index as usize))
+            {
+                out.source = None;
+                out.last_source_at = None;
+            }
+        }
+        for (i, out) in leg.outs.iter().enumerate() {
+            if let Some(src) = out.source.and_then(|s| self.legs.get_mut(s)) {
+                let me = StreamId {
+                    leg: id,
+                    index: i as u8,
+                };
+                src.subscribers.retain(|s| *s != me);
+            }
+        }
+        self.paced.retain(|s| s.leg != id);
+    }
+}
+
+/// Opus and telephone-event/8000 payload types negotiated on the audio m-lines.
+fn negotiated(rtc: &Rtc, mids: &[String]) -> Option<(str0m::media::Pt, Option<str0m::media::Pt>)> {
+    let mut remote = Vec::new();
+    for mid in mids {
+        if let Some(m) = rtc.media(Mid::from(mid.as_str())) {
+            remote.extend_from_slice(m.remote_pts());
+        }
+    }
+    let params = rtc.codec_config().params();
+    let find = |codec: Codec, rate: u32| {
+        params
+            .iter()
+            .find(|p| {
+                p.spec().codec == codec
+                    && p.spec().clock_rate.get() == rate
+                    && remote.contains(&p.pt())
+            })
+            .map(|p| p.pt())
+    };
+    Some((find(Codec::Opus, 48_000)?, find(Codec::Tele, 8_000)))
+}
+
+/// STUN: first two bits zero and the magic cookie at bytes 4..8 (RFC 5389 §6).
+fn is_stun(buf: &[u8]) -> bool {
+    buf.len() >= 20 && buf[0] < 2 && buf[4..8] == [0x21, 0x12, 0xA4, 0x42]
+}

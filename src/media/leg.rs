@@ -1,0 +1,171 @@
+//! One leg: a `str0m::Rtc` plus what the engine keeps about it — its negotiated payload types,
+//! its outgoing streams and their rewriting state, its timers and its statistics.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use std::sync::Arc;
+
+use str0m::media::Pt;
+use str0m::rtp::{RtpWrite, Ssrc};
+use str0m::Rtc;
+
+use super::dtmf;
+use super::rewrite::{Producer, Rewriter};
+use crate::ids::{LegId, StreamId};
+
+/// Which side a leg faces; it decides the ICE/DTLS roles and whether the engine paces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegKind {
+    /// Toward Meta: full ICE, controlling, DTLS client, paced (a packet every 20 ms once started).
+    WhatsApp,
+    /// Toward an agent's or supervisor's browser: ICE-lite, DTLS server, forwarded as it comes.
+    Browser,
+}
+
+impl LegKind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            LegKind::WhatsApp => "whatsapp",
+            LegKind::Browser => "browser",
+        }
+    }
+}
+
+/// Statistics of one leg, as last reported by str0m.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LegStats {
+    /// Round-trip time (ICE consent checks, else RTCP).
+    pub rtt: Option<Duration>,
+    /// RTP packets received on the leg's incoming audio.
+    pub packets_rx: u64,
+    /// RTP packets sent on the leg's outgoing audio (all streams).
+    pub packets_tx: u64,
+    /// Bytes received (everything on the leg, not only media).
+    pub bytes_rx: u64,
+    /// Bytes sent.
+    pub bytes_tx: u64,
+    /// Fraction of incoming packets lost, 0..1 (from our receiver reports).
+    pub loss_rx: Option<f32>,
+    /// Fraction of outgoing packets the peer reports lost, 0..1.
+    pub loss_tx: Option<f32>,
+    /// Interarrival jitter of incoming audio.
+    pub jitter: Option<Duration>,
+}
+
+/// One outgoing audio stream (an m-line we send on).
+#[derive(Debug)]
+pub(crate) struct OutStream {
+    pub ssrc: Ssrc,
+    /// The leg whose incoming audio feeds this stream.
+    pub source: Option<LegId>,
+    pub rewriter: Rewriter,
+    /// Paced streams send a packet every 20 ms once started (silence when nothing arrives).
+    pub paced: bool,
+    pub started: bool,
+    /// When the source last delivered audio here; silence fills in when it stops.
+    pub last_source_at: Option<Instant>,
+    pub dtmf_queue: VecDeque<(u8, Duration)>,
+    pub dtmf: Option<dtmf::Sender>,
+    /// Ticks of ordinary audio still to send before the next queued digit.
+    pub dtmf_pause: u8,
+}
+
+/// A source that has delivered nothing for this long is replaced by silence on paced streams:
+/// three frames, so a source's ordinary jitter never interleaves silence with its audio.
+const SOURCE_GAP: Duration = Duration::from_millis(60);
+
+/// Ticks of ordinary audio between two queued digits (RFC 4733 wants a gap of 40 ms or more).
+const INTER_DIGIT_TICKS: u8 = 3;
+
+/// What the pacer produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Paced {
+    Silence,
+    Dtmf,
+}
+
+impl OutStream {
+    /// What a started, paced stream sends at this 20 ms tick: a report of the engine's own DTMF,
+    /// else silence when the source has gone quiet (or there is none), else nothing (the source's
+    /// own packets are flowing).
+    pub(crate) fn pace(
+        &mut self,
+        now: Instant,
+        opus_pt: Pt,
+        tele_pt: Option<Pt>,
+        silence: &Arc<[u8]>,
+    ) -> Option<(RtpWrite, Paced)> {
+        if let Some(tele_pt) = tele_pt {
+            if self.dtmf.is_none() && self.dtmf_pause == 0 {
+                if let Some((code, duration)) = self.dtmf_queue.pop_front() {
+                    let ts = self.rewriter.begin_event(now);
+                    self.dtmf = Some(dtmf::Sender::new(code, duration, ts));
+                }
+            }
+            if let Some(sender) = &mut self.dtmf {
+                if let Some((report, first)) = sender.next_report() {
+                    let seq = self.rewriter.event_seq();
+                    let payload = report.to_bytes().to_vec();
+                    let w = RtpWrite::new(tele_pt, seq.into(), sender.ts, now, payload);
+                    return Some((w.marker(first), Paced::Dtmf));
+                }
+                self.dtmf = None;
+                self.dtmf_pause = INTER_DIGIT_TICKS;
+            }
+        }
+        self.dtmf_pause = self.dtmf_pause.saturating_sub(1);
+        let quiet = self
+            .last_source_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= SOURCE_GAP);
+        if !quiet {
+            return None;
+        }
+        let (seq, ts) = self.rewriter.own(now, Producer::Silence);
+        let w = RtpWrite::new(opus_pt, seq.into(), ts, now, silence.clone());
+        Some((w, Paced::Silence))
+    }
+}
+
+/// A leg and its bookkeeping.
+pub(crate) struct Leg {
+    pub id: LegId,
+    pub kind: LegKind,
+    pub rtc: Rtc,
+    pub created_at: Instant,
+    pub connected: bool,
+    pub closing: bool,
+    pub remote_closed: bool,
+    /// Last datagram of any kind accepted for this leg (media, RTCP, STUN, DTLS).
+    pub last_rx: Instant,
+    /// What str0m asked for in its last `Output::Timeout`.
+    pub rtc_timeout: Instant,
+    /// The deadline this leg is filed under in the engine's timer heap.
+    pub scheduled: Option<Instant>,
+    pub opus_pt: Pt,
+    pub tele_pt: Option<Pt>,
+    pub outs: Vec<OutStream>,
+    /// Streams (of other legs) that take this leg's incoming audio.
+    pub subscribers: Vec<StreamId>,
+    /// Remote addresses filed in the engine's address map for this leg.
+    pub addrs: Vec<SocketAddr>,
+    /// Our ICE ufrag, filed in the engine's ufrag map.
+    pub ufrag: String,
+    /// Remote candidate addresses from the offer, filed for STUN responses (full-ICE legs).
+    pub candidates: Vec<SocketAddr>,
+    pub dtmf_rx: dtmf::Detector,
+    pub stats: LegStats,
+}
+
+impl Leg {
+    /// The earliest moment this leg needs the engine: str0m's timeout, or the connect/idle limit.
+    pub(crate) fn deadline(&self, connect_timeout: Duration, idle_timeout: Duration) -> Instant {
+        let limit = if self.connected {
+            self.last_rx + idle_timeout
+        } else {
+            self.created_at + connect_timeout
+        };
+        self.rtc_timeout.min(limit)
+    }
+}

@@ -1,0 +1,49 @@
+//! The media engine: answers WebRTC offers with str0m and relays Opus between legs, packet for
+//! packet, never decoding it.
+//!
+//! *Owns*: the UDP socket, every `str0m::Rtc` (one leg each: a WhatsApp call's leg, a browser
+//! session's leg), the forwarding table (which leg's audio feeds which outgoing stream), each
+//! outgoing stream's SSRC, sequence numbers and timestamps, silence and DTMF generation, and
+//! per-leg statistics.
+//!
+//! *Does not touch*: HTTP, WhatsApp's JSON, agents, queues, calls. It knows legs and streams;
+//! what they mean is decided by `calls`.
+//!
+//! *Invariants*:
+//! - [`Engine`] is sans-IO: it is fed datagrams, commands and the current time and returns
+//!   transmits, events and its next deadline. [`MediaDriver`] is the only async code here.
+//! - After every input to an `Rtc`, its output is drained until it reports a timeout.
+//! - Payload bytes are never changed; only the RTP header's payload type, SSRC, sequence number
+//!   and timestamp are rewritten per destination (see [`rewrite`]).
+//! - A WhatsApp leg, once started, sends a packet every 20 ms until it is closed, whatever its
+//!   source does (Meta ends calls that receive no media: reference §6).
+//! - A datagram finds its leg through maps (address, STUN username, offered candidate), never a
+//!   scan of all legs; the per-packet path takes no lock and allocates nothing of its own.
+//! - Nothing received from the network can panic the engine: a leg whose `Rtc` fails or panics
+//!   is discarded and reported failed; the others carry on.
+
+pub mod dtmf;
+mod driver;
+mod engine;
+mod error;
+mod leg;
+pub mod rewrite;
+mod sdp;
+
+pub use driver::{DriverCounters, EngineHandle, MediaDriver};
+pub use engine::{
+    Answer, Counters, Engine, EngineConfig, FailReason, MediaEvent, Transmit, OPUS_SILENCE,
+};
+pub use error::MediaError;
+pub use leg::{LegKind, LegStats};
+
+impl From<&crate::config::MediaConfig> for EngineConfig {
+    fn from(c: &crate::config::MediaConfig) -> Self {
+        EngineConfig {
+            public_addr: c.public_addr,
+            connect_timeout: c.connect_timeout,
+            idle_timeout: c.idle_timeout,
+            stats_interval: c.stats_interval,
+        }
+    }
+}

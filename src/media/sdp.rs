@@ -1,0 +1,245 @@
+//! The few textual SDP steps around str0m's SDP API: screening offers before str0m sees them,
+//! and the edits str0m cannot make itself on the answers we send.
+//!
+//! Editing our own answer text is safe because str0m never re-reads it; it only changes what the
+//! peer learns. We never edit `a=setup`, ICE credentials, fingerprints, payload types, SSRCs or
+//! mids (str0m notes §1).
+
+use std::net::SocketAddr;
+
+use super::MediaError;
+
+/// What a leg's offer must look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OfferShape {
+    /// Meta's: exactly one m-line, audio.
+    WhatsApp,
+    /// A browser's: one or more m-lines, all audio.
+    Browser,
+}
+
+/// An offer that passed screening, rewritten for str0m.
+#[derive(Debug)]
+pub(crate) struct Screened {
+    /// The text to hand to `SdpOffer::from_sdp_string`.
+    pub text: String,
+    /// Remote host candidates (UDP) found in the offer.
+    pub candidates: Vec<SocketAddr>,
+}
+
+/// Checks the rules str0m does not enforce and rewrites what must be rewritten:
+/// - at least one m-line; all audio; exactly one for WhatsApp;
+/// - a sha-256 fingerprint (other hash functions are removed; none left is an error);
+/// - for WhatsApp, `a=setup:actpass` becomes `passive`, which makes str0m take the DTLS client
+///   role and answer `a=setup:active` as Meta requires (str0m notes §1, option A).
+pub(crate) fn screen_offer(offer: &str, shape: OfferShape) -> Result<Screened, MediaError> {
+    let invalid = |reason: &str| MediaError::InvalidOffer {
+        reason: reason.to_owned(),
+    };
+    if offer.len() > 64 * 1024 {
+        return Err(invalid("longer than 64 KiB"));
+    }
+    if !offer.trim_start().starts_with("v=0") {
+        return Err(invalid("does not start with v=0"));
+    }
+    let mut out = String::with_capacity(offer.len() + 16);
+    let mut m_lines = 0usize;
+    let mut non_audio = false;
+    let mut fingerprints: Vec<&str> = vec![];
+    let mut candidates = vec![];
+    for line in offer.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            continue;
+        }
+        if !line.is_char_boundary(2) || line.as_bytes().get(1) != Some(&b'=') {
+            return Err(invalid(&format!(
+                "line {:?} is not of the form x=…",
+                truncate(line)
+            )));
+        }
+        if let Some(m) = line.strip_prefix("m=") {
+            m_lines += 1;
+            if !m.starts_with("audio ") {
+                non_audio = true;
+            }
+        }
+        if let Some(fp) = line.strip_prefix("a=fingerprint:") {
+            let hash = fp.split_whitespace().next().unwrap_or("");
+            if !hash.eq_ignore_ascii_case("sha-256") {
+                fingerprints.push(hash);
+                continue;
+            }
+            fingerprints.push("sha-256");
+        }
+        if let Some(c) = line.strip_prefix("a=candidate:") {
+            if let Some(addr) = candidate_addr(c) {
+                candidates.push(addr);
+            }
+        }
+        if shape == OfferShape::WhatsApp && line.eq_ignore_ascii_case("a=setup:actpass") {
+            out.push_str("a=setup:passive\r\n");
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    if m_lines == 0 {
+        return Err(invalid("no m-line"));
+    }
+    if non_audio {
+        return Err(invalid("has a non-audio m-line; only audio is relayed"));
+    }
+    if shape == OfferShape::WhatsApp && m_lines > 1 {
+        return Err(invalid(&format!(
+            "has {m_lines} m-lines; a WhatsApp offer has exactly one audio m-line"
+        )));
+    }
+    if !fingerprints.contains(&"sha-256") {
+        let found = if fingerprints.is_empty() {
+            "none".to_owned()
+        } else {
+            fingerprints.join(", ")
+        };
+        return Err(MediaError::NoSha256Fingerprint { found });
+    }
+    Ok(Screened {
+        text: out,
+        candidates,
+    })
+}
+
+/// `foundation component transport priority address port typ …` → the address, for UDP.
+fn candidate_addr(c: &str) -> Option<SocketAddr> {
+    let mut f = c.split_whitespace();
+    let (_foundation, _component) = (f.next()?, f.next()?);
+    if !f.next()?.eq_ignore_ascii_case("udp") {
+        return None;
+    }
+    let _priority = f.next()?;
+    let ip = f.next()?.parse().ok()?;
+    let port = f.next()?.parse().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+fn truncate(s: &str) -> &str {
+    let mut end = s.len().min(40);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Edits to an answer str0m produced.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AnswerEdits {
+    /// Insert `a=ptime:20` and `a=maxptime:20` into every audio section.
+    pub ptime: bool,
+    /// Remove `a=ice-options:trickle`: Meta's API has no way to trickle, every candidate is inline.
+    pub drop_trickle: bool,
+    /// Extra Opus fmtp parameters for what we want to receive (browser legs: WhatsApp's shape,
+    /// so the browser's packets can go to Meta untouched).
+    pub opus_fmtp_extra: Option<&'static str>,
+}
+
+/// Applies [`AnswerEdits`], keeping CRLF line endings.
+pub(crate) fn edit_answer(answer: &str, opus_pt: u8, edits: AnswerEdits) -> String {
+    let fmtp_prefix = format!("a=fmtp:{opus_pt} ");
+    let mut out = String::with_capacity(answer.len() + 64);
+    for line in answer.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() || (edits.drop_trickle && line == "a=ice-options:trickle") {
+            continue;
+        }
+        if edits.ptime && (line.starts_with("a=ptime:") || line.starts_with("a=maxptime:")) {
+            continue;
+        }
+        match (line.strip_prefix(&fmtp_prefix), edits.opus_fmtp_extra) {
+            (Some(params), Some(extra)) => {
+                out.push_str(&fmtp_prefix);
+                out.push_str(params);
+                out.push(';');
+                out.push_str(extra);
+            }
+            _ => out.push_str(line),
+        }
+        out.push_str("\r\n");
+        if edits.ptime && line == "a=rtcp-mux" {
+            out.push_str("a=ptime:20\r\na=maxptime:20\r\n");
+        }
+    }
+    out
+}
+
+/// The mids of the answer's m-lines, in order.
+pub(crate) fn mids(sdp: &str) -> Vec<String> {
+    sdp.lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("a=mid:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const META_OFFER: &str = include_str!("../../tests/fixtures/meta_offer.sdp");
+
+    #[test]
+    fn meta_offer_is_screened_and_made_passive() {
+        let s = screen_offer(META_OFFER, OfferShape::WhatsApp).unwrap();
+        assert!(s.text.contains("a=setup:passive\r\n"));
+        assert!(!s.text.contains("actpass"));
+        assert_eq!(
+            s.candidates,
+            vec![
+                "57.144.125.35:3484".parse().unwrap(),
+                "[2a03:2880:f33e:120:face:b00c:0:699c]:3484".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_offers_are_refused() {
+        let no_fp = META_OFFER
+            .lines()
+            .filter(|l| !l.starts_with("a=fingerprint"))
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        assert!(matches!(
+            screen_offer(&no_fp, OfferShape::WhatsApp),
+            Err(MediaError::NoSha256Fingerprint { found }) if found == "none"
+        ));
+        let sha1 = META_OFFER.replace("a=fingerprint:sha-256", "a=fingerprint:sha-1");
+        assert!(matches!(
+            screen_offer(&sha1, OfferShape::WhatsApp),
+            Err(MediaError::NoSha256Fingerprint { found }) if found == "sha-1"
+        ));
+        let video = META_OFFER.replace("m=audio", "m=video");
+        assert!(screen_offer(&video, OfferShape::WhatsApp).is_err());
+        let two = format!("{META_OFFER}m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:b\r\n");
+        assert!(screen_offer(&two, OfferShape::WhatsApp).is_err());
+        assert!(screen_offer(&two, OfferShape::Browser).is_ok());
+        assert!(screen_offer("garbage", OfferShape::WhatsApp).is_err());
+        assert!(screen_offer("v=0\r\nnonsense\r\n", OfferShape::WhatsApp).is_err());
+        assert!(screen_offer("v=0\r\né\r\n", OfferShape::WhatsApp).is_err());
+    }
+
+    #[test]
+    fn answer_edits_add_ptime_and_fmtp() {
+        let a = "v=0\r\na=ice-options:trickle\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtcp-mux\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n";
+        let e = edit_answer(
+            a,
+            111,
+            AnswerEdits {
+                ptime: true,
+                drop_trickle: true,
+                opus_fmtp_extra: Some("maxaveragebitrate=20000"),
+            },
+        );
+        assert_eq!(
+            e,
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtcp-mux\r\na=ptime:20\r\na=maxptime:20\r\na=fmtp:111 minptime=10;useinbandfec=1;maxaveragebitrate=20000\r\n"
+        );
+    }
+}
