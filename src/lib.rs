@@ -9,3 +9,4 @@
 pub mod config;
 pub mod ids;
 pub mod media;
+pub mod sim;

@@ -335,11 +335,10 @@ impl Engine {
             FormatParams::default(),
         );
         let mut rtc = cfg.build(now);
-        let candidate = Candidate::host(self.cfg.public_addr, "udp").map_err(|e| {
-            MediaError::InvalidOffer {
+        let candidate =
+            Candidate::host(self.cfg.public_addr, "udp").map_err(|e| MediaError::InvalidOffer {
                 reason: format!("local candidate: {e}"),
-            }
-        })?;
+            })?;
         rtc.add_local_candidate(candidate);
         let answer = rtc.sdp_api().accept_offer(parsed)?;
         let answer_text = answer.to_sdp_string();
@@ -468,7 +467,10 @@ impl Engine {
     /// Starts the WhatsApp leg's outgoing stream: from now on it sends a packet every 20 ms for
     /// the life of the leg. Call it when `accept` has been answered 200 OK (reference §6).
     pub fn start_sending(&mut self, now: Instant, leg: LegId) -> Result<(), MediaError> {
-        let l = self.legs.get_mut(leg).ok_or(MediaError::UnknownLeg { leg })?;
+        let l = self
+            .legs
+            .get_mut(leg)
+            .ok_or(MediaError::UnknownLeg { leg })?;
         if l.kind != LegKind::WhatsApp {
             return Err(MediaError::WrongLegKind {
                 leg,
@@ -502,7 +504,10 @@ impl Engine {
             .chars()
             .map(|c| dtmf::digit_code(c).ok_or(MediaError::InvalidDigit { digit: c }))
             .collect::<Result<Vec<u8>, _>>()?;
-        let l = self.legs.get_mut(leg).ok_or(MediaError::UnknownLeg { leg })?;
+        let l = self
+            .legs
+            .get_mut(leg)
+            .ok_or(MediaError::UnknownLeg { leg })?;
         if l.tele_pt.is_none() {
             return Err(MediaError::NoTelephoneEvent { leg });
         }
@@ -523,7 +528,10 @@ impl Engine {
 
     /// Closes a leg gracefully (RTCP BYE, DTLS close_notify). `Closed` follows once it is gone.
     pub fn close(&mut self, now: Instant, leg: LegId) -> Result<(), MediaError> {
-        let l = self.legs.get_mut(leg).ok_or(MediaError::UnknownLeg { leg })?;
+        let l = self
+            .legs
+            .get_mut(leg)
+            .ok_or(MediaError::UnknownLeg { leg })?;
         l.closing = true;
         if let Err(e) = l.rtc.close() {
             debug!(%leg, error = %e, "close");
@@ -569,7 +577,9 @@ impl Engine {
             trace!(%source, "datagram for no leg");
             return;
         };
-        let Some(leg) = self.legs.get_mut(id) else { return };
+        let Some(leg) = self.legs.get_mut(id) else {
+            return;
+        };
         leg.last_rx = now;
         if !leg.addrs.contains(&source) {
             leg.addrs.push(source);
@@ -698,7 +708,9 @@ impl Engine {
 
     fn drain(&mut self, now: Instant, id: LegId) {
         loop {
-            let Some(leg) = self.legs.get_mut(id) else { return };
+            let Some(leg) = self.legs.get_mut(id) else {
+                return;
+            };
             let out = catch_unwind(AssertUnwindSafe(|| leg.rtc.poll_output()));
             match out {
                 Ok(Ok(Output::Timeout(at))) => {
@@ -706,7 +718,8 @@ impl Engine {
                     if !leg.rtc.is_alive() {
                         let by_remote = leg.remote_closed;
                         self.remove(id);
-                        self.events.push_back(MediaEvent::Closed { leg: id, by_remote });
+                        self.events
+                            .push_back(MediaEvent::Closed { leg: id, by_remote });
                         info!(leg = %id, by_remote, "leg closed");
                         return;
                     }
@@ -736,7 +749,9 @@ impl Engine {
     }
 
     fn on_event(&mut self, now: Instant, id: LegId, event: Event) {
-        let Some(leg) = self.legs.get_mut(id) else { return };
+        let Some(leg) = self.legs.get_mut(id) else {
+            return;
+        };
         match event {
             Event::Connected => {
                 leg.connected = true;
@@ -785,7 +800,9 @@ impl Engine {
     }
 
     fn on_rtp(&mut self, now: Instant, src: LegId, pkt: RtpPacket) {
-        let Some(leg) = self.legs.get_mut(src) else { return };
+        let Some(leg) = self.legs.get_mut(src) else {
+            return;
+        };
         let pt = pkt.header.payload_type;
         let kind = if pt == leg.opus_pt {
             PacketKind::Opus
@@ -814,7 +831,11 @@ impl Engine {
         };
         // Index loop: forwarding borrows other legs mutably, so no borrow of `leg` may live.
         let mut i = 0;
-        while let Some(dst) = self.legs.get(src).and_then(|l| l.subscribers.get(i).copied()) {
+        while let Some(dst) = self
+            .legs
+            .get(src)
+            .and_then(|l| l.subscribers.get(i).copied())
+        {
             self.forward_one(now, producer, kind, &pkt, dst);
             i += 1;
         }
@@ -853,7 +874,9 @@ impl Engine {
                 }
             },
         };
-        let Some((seq, ts)) = out.rewriter.forward(now, producer, *pkt.seq_no, pkt.header.timestamp)
+        let Some((seq, ts)) =
+            out.rewriter
+                .forward(now, producer, *pkt.seq_no, pkt.header.timestamp)
         else {
             self.counters.dropped_stale += 1;
             return;
@@ -920,7 +943,8 @@ impl Engine {
             warn!(leg = %id, kind = leg.kind.name(), ?reason, "leg failed");
         }
         self.remove(id);
-        self.events.push_back(MediaEvent::Failed { leg: id, reason });
+        self.events
+            .push_back(MediaEvent::Failed { leg: id, reason });
     }
 
     fn discard(&mut self, now: Instant, id: LegId, why: &'static str) {

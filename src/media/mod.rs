@@ -22,8 +22,8 @@
 //! - Nothing received from the network can panic the engine: a leg whose `Rtc` fails or panics
 //!   is discarded and reported failed; the others carry on.
 
-pub mod dtmf;
 mod driver;
+pub mod dtmf;
 mod engine;
 mod error;
 mod leg;

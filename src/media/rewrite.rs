@@ -201,7 +201,12 @@ mod tests {
         }
         for i in 0..20u64 {
             let (s, ts) = rw
-                .forward(t, b, 7 + i, (u32::MAX - 960 * 3).wrapping_add(i as u32 * 960))
+                .forward(
+                    t,
+                    b,
+                    7 + i,
+                    (u32::MAX - 960 * 3).wrapping_add(i as u32 * 960),
+                )
                 .unwrap();
             out.push((s, ts, t));
             t += FRAME;
@@ -221,7 +226,10 @@ mod tests {
                 "timestamp jump in {w:?}"
             );
         }
-        assert!(out.last().unwrap().0 > 65535, "the u16 wrap happened mid-stream");
+        assert!(
+            out.last().unwrap().0 > 65535,
+            "the u16 wrap happened mid-stream"
+        );
     }
 
     #[test]
@@ -236,13 +244,21 @@ mod tests {
         let (s1, ts1) = rw.forward(t + FRAME * 3, a, 53, 2880).unwrap();
         assert_eq!(s1 - s0, 3, "a loss of two packets stays a gap of two");
         let (s_late, ts_late) = rw.forward(t + FRAME * 3, a, 52, 1920).unwrap();
-        assert_eq!((s1 - s_late, ts1 - ts_late), (1, 960), "reordered packet keeps its place");
+        assert_eq!(
+            (s1 - s_late, ts1 - ts_late),
+            (1, 960),
+            "reordered packet keeps its place"
+        );
         let b = Producer::Leg {
             leg: leg(2),
             ssrc: 1,
         };
         rw.forward(t + FRAME * 4, b, 10, 0).unwrap();
-        assert_eq!(rw.forward(t + FRAME * 4, b, 9, 0), None, "older than the switch");
+        assert_eq!(
+            rw.forward(t + FRAME * 4, b, 9, 0),
+            None,
+            "older than the switch"
+        );
     }
 
     #[test]

@@ -194,7 +194,9 @@ mod tests {
             s.candidates,
             vec![
                 "57.144.125.35:3484".parse().unwrap(),
-                "[2a03:2880:f33e:120:face:b00c:0:699c]:3484".parse().unwrap()
+                "[2a03:2880:f33e:120:face:b00c:0:699c]:3484"
+                    .parse()
+                    .unwrap()
             ]
         );
     }

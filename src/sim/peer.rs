@@ -1,0 +1,678 @@
+//! A WebRTC peer made of a str0m `Rtc` and a UDP socket of its own, driven by a tokio task:
+//! the far end of a leg in tests, the simulated WhatsApp caller, and later the load test's
+//! agents.
+//!
+//! Two shapes:
+//! - [`PendingPeer::meta`]: shaped like Meta's WhatsApp media server — ICE-lite, offers with the
+//!   exact text of Meta's real offer (reference §3.1) with its own credentials, candidate and
+//!   fingerprint substituted, `a=setup:actpass`, Opus on 111, telephone-event/8000 on 126. It
+//!   applies the answer through str0m's direct API, as Meta's stack would: it trusts only what
+//!   the answer says (ufrag, pwd, fingerprint, setup role, candidates, SSRC).
+//! - [`PendingPeer::browser`]: shaped like a browser — full ICE, SDP offerer through str0m's SDP
+//!   API, one `sendrecv` audio m-line per requested stream (a supervisor's page receives two).
+//!
+//! What a peer hears is recorded (packets with their header fields and payload, DTMF digits,
+//! decoded audio for frequency measurement) and can be read at any time through its handle.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Direction, Frequency, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, Ssrc};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::audio::{Listener, ToneEncoder};
+use crate::media::dtmf::{self, Report};
+
+/// Meta's payload types in its real offer.
+pub const META_OPUS_PT: u8 = 111;
+/// Meta's telephone-event/8000 payload type.
+pub const META_TELE_PT: u8 = 126;
+/// The SSRC in Meta's real offer; the Meta-shaped peer sends with it.
+pub const META_SSRC: u32 = 3_435_760_938;
+/// At most this many received packets are kept in full; later ones are only counted.
+const MAX_RECORDED: usize = 20_000;
+
+/// Errors of a simulated peer.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The socket failed.
+    #[error("peer socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// str0m refused something.
+    #[error("peer rtc: {0}")]
+    Rtc(#[from] str0m::RtcError),
+    /// The answer is not usable SDP.
+    #[error("unusable answer: {0}")]
+    Answer(String),
+    /// libopus failed.
+    #[error("opus: {0}")]
+    Opus(#[from] opus::Error),
+    /// The peer's task has ended.
+    #[error("peer is gone")]
+    Gone,
+}
+
+/// What a peer sends every 20 ms once connected.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    /// Nothing.
+    Nothing,
+    /// Numbered payloads, see [`tagged_payload`]: the receiver can check every byte.
+    Tagged {
+        /// A byte identifying this sender.
+        tag: u8,
+    },
+    /// A sine tone encoded with Opus.
+    Tone {
+        /// Frequency in Hz.
+        hz: f64,
+    },
+}
+
+/// The payload of the `n`th tagged packet from sender `tag`: an Opus-looking TOC byte, the tag,
+/// the number, and filler — 24 bytes no relay has any reason to change.
+pub fn tagged_payload(tag: u8, n: u32) -> Vec<u8> {
+    let mut p = vec![0xF8, tag];
+    p.extend_from_slice(&n.to_be_bytes());
+    p.extend((0..18u8).map(|i| i.wrapping_mul(37) ^ tag));
+    p
+}
+
+/// One packet as received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// When it arrived.
+    pub at: Instant,
+    /// Extended sequence number (str0m's).
+    pub seq: u64,
+    /// RTP timestamp.
+    pub ts: u32,
+    /// Payload type.
+    pub pt: u8,
+    /// SSRC.
+    pub ssrc: u32,
+    /// Marker bit.
+    pub marker: bool,
+    /// Payload bytes.
+    pub payload: Arc<[u8]>,
+}
+
+/// The peer's live status, watched by tests and the simulator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// ICE and DTLS are up.
+    pub connected: bool,
+    /// The peer closed or the remote closed.
+    pub closed: bool,
+    /// RTP packets received so far (audio and DTMF).
+    pub packets_received: u64,
+    /// RTP packets sent so far.
+    pub packets_sent: u64,
+    /// DTMF digits received, in order.
+    pub digits: String,
+}
+
+/// Everything recorded so far.
+#[derive(Debug, Clone, Default)]
+pub struct Recording {
+    /// Received packets, in arrival order (the first [`MAX_RECORDED`]).
+    pub packets: Vec<Received>,
+    /// The payloads sent, in order (the first [`MAX_RECORDED`]).
+    pub sent: Vec<Arc<[u8]>>,
+    /// When the peer connected.
+    pub connected_at: Option<Instant>,
+    /// The dominant frequency (Hz) and RMS of the last 500 ms heard, if not silent.
+    pub heard: Option<(f64, f64)>,
+    /// Packets heard that libopus could not decode.
+    pub undecodable: u64,
+}
+
+enum Cmd {
+    Send(Outgoing),
+    Dtmf(char, Duration),
+    Snapshot(oneshot::Sender<Recording>),
+    Close,
+}
+
+/// Controls a running peer.
+#[derive(Debug, Clone)]
+pub struct PeerHandle {
+    cmd: mpsc::Sender<Cmd>,
+    status: watch::Receiver<Status>,
+    local_addr: SocketAddr,
+}
+
+/// A running peer. Dropping it stops its task.
+#[derive(Debug)]
+pub struct Peer {
+    handle: PeerHandle,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl std::ops::Deref for Peer {
+    type Target = PeerHandle;
+    fn deref(&self) -> &PeerHandle {
+        &self.handle
+    }
+}
+
+impl Peer {
+    /// A cloneable handle to this peer.
+    pub fn handle(&self) -> PeerHandle {
+        self.handle.clone()
+    }
+}
+
+impl PeerHandle {
+    /// The peer's UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until `f(status)` holds, or `limit` passes; returns the status that satisfied it.
+    pub async fn wait_for(
+        &self,
+        limit: Duration,
+        f: impl FnMut(&Status) -> bool,
+    ) -> Option<Status> {
+        let mut rx = self.status.clone();
+        let r = tokio::time::timeout(limit, rx.wait_for(f)).await;
+        match r {
+            Ok(Ok(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// What to send from now on.
+    pub async fn send(&self, what: Outgoing) -> Result<(), PeerError> {
+        self.cmd
+            .send(Cmd::Send(what))
+            .await
+            .map_err(|_| PeerError::Gone)
+    }
+
+    /// Sends one DTMF digit (RFC 4733 on the telephone-event/8000 payload type, in the audio's
+    /// sequence and timestamp space, as WhatsApp does).
+    pub async fn dtmf(&self, digit: char, duration: Duration) -> Result<(), PeerError> {
+        self.cmd
+            .send(Cmd::Dtmf(digit, duration))
+            .await
+            .map_err(|_| PeerError::Gone)
+    }
+
+    /// A copy of everything recorded so far.
+    pub async fn recording(&self) -> Result<Recording, PeerError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Snapshot(tx))
+            .await
+            .map_err(|_| PeerError::Gone)?;
+        rx.await.map_err(|_| PeerError::Gone)
+    }
+
+    /// Closes the peer gracefully (RTCP BYE, DTLS close_notify).
+    pub async fn close(&self) -> Result<(), PeerError> {
+        self.cmd.send(Cmd::Close).await.map_err(|_| PeerError::Gone)
+    }
+}
+
+enum Pending {
+    Meta,
+    Browser { pending: SdpPendingOffer },
+}
+
+/// A peer that has made its offer and waits for the answer.
+pub struct PendingPeer {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    offer: String,
+    pending: Pending,
+}
+
+fn codecs(cfg: &mut RtcConfig) {
+    cfg.codec_config().add_config(
+        META_OPUS_PT.into(),
+        None,
+        Codec::Opus,
+        Frequency::FORTY_EIGHT_KHZ,
+        Some(2),
+        FormatParams {
+            min_p_time: Some(10),
+            use_inband_fec: Some(true),
+            ..Default::default()
+        },
+    );
+    cfg.codec_config().add_config(
+        META_TELE_PT.into(),
+        None,
+        Codec::Tele,
+        Frequency::EIGHT_KHZ,
+        None,
+        FormatParams::default(),
+    );
+}
+
+impl PendingPeer {
+    /// The SDP offer to hand to switchboard.
+    pub fn offer(&self) -> &str {
+        &self.offer
+    }
+
+    /// The peer's UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A Meta-shaped peer on `ip` (a fresh port): ICE-lite, offering Meta's SDP.
+    pub async fn meta(ip: IpAddr) -> Result<PendingPeer, PeerError> {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let local_addr = socket.local_addr()?;
+        let creds = str0m::IceCreds::new();
+        let mut cfg = RtcConfig::new()
+            .clear_codecs()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .set_local_ice_credentials(creds.clone());
+        codecs(&mut cfg);
+        let mut rtc = cfg.build(Instant::now());
+        let candidate = Candidate::host(local_addr, "udp")
+            .map_err(|e| PeerError::Answer(format!("candidate: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let fingerprint = rtc.direct_api().local_dtls_fingerprint().to_string();
+        let offer = meta_offer_text(local_addr, &creds.ufrag, &creds.pass, &fingerprint);
+        Ok(PendingPeer {
+            rtc,
+            socket,
+            local_addr,
+            offer,
+            pending: Pending::Meta,
+        })
+    }
+
+    /// A browser-shaped peer on `ip`: full ICE, offering `streams` sendrecv audio m-lines.
+    pub async fn browser(ip: IpAddr, streams: usize) -> Result<PendingPeer, PeerError> {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let local_addr = socket.local_addr()?;
+        let mut cfg = RtcConfig::new().clear_codecs().set_rtp_mode(true);
+        codecs(&mut cfg);
+        let mut rtc = cfg.build(Instant::now());
+        let candidate = Candidate::host(local_addr, "udp")
+            .map_err(|e| PeerError::Answer(format!("candidate: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let mut api = rtc.sdp_api();
+        for _ in 0..streams.max(1) {
+            api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        }
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| PeerError::Answer("no offer produced".into()))?;
+        Ok(PendingPeer {
+            rtc,
+            socket,
+            local_addr,
+            offer: offer.to_sdp_string(),
+            pending: Pending::Browser { pending },
+        })
+    }
+
+    /// Applies switchboard's answer and starts the peer.
+    pub fn connect(mut self, answer: &str) -> Result<Peer, PeerError> {
+        let tx_ssrc;
+        match self.pending {
+            Pending::Meta => {
+                let a = AnswerLines::parse(answer)?;
+                let mut api = self.rtc.direct_api();
+                api.set_remote_ice_credentials(str0m::IceCreds {
+                    ufrag: a.ufrag.clone(),
+                    pass: a.pwd.clone(),
+                });
+                let fp = a
+                    .fingerprint
+                    .parse()
+                    .map_err(|_| PeerError::Answer("fingerprint does not parse".into()))?;
+                api.set_remote_fingerprint(fp);
+                api.set_ice_controlling(false);
+                // The answer's role decides ours; Meta requires `active` from the business.
+                match a.setup.as_str() {
+                    "active" => api.start_dtls(false)?,
+                    "passive" => api.start_dtls(true)?,
+                    other => return Err(PeerError::Answer(format!("a=setup:{other}"))),
+                }
+                let mid = Mid::from("audio");
+                api.declare_media(mid, MediaKind::Audio);
+                api.declare_stream_tx(META_SSRC.into(), None, mid, None);
+                if let Some(ssrc) = a.ssrc {
+                    api.expect_stream_rx(ssrc.into(), None, mid, None);
+                }
+                tx_ssrc = Ssrc::from(META_SSRC);
+                for c in &a.candidates {
+                    let c = Candidate::from_sdp_string(c)
+                        .map_err(|e| PeerError::Answer(format!("candidate {c}: {e}")))?;
+                    self.rtc.add_remote_candidate(c);
+                }
+            }
+            Pending::Browser { pending } => {
+                let answer = SdpAnswer::from_sdp_string(answer)
+                    .map_err(|e| PeerError::Answer(e.to_string()))?;
+                self.rtc.sdp_api().accept_answer(pending, answer)?;
+                let mid = crate_mids(&self.offer)
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| PeerError::Answer("no mid".into()))?;
+                tx_ssrc = self
+                    .rtc
+                    .direct_api()
+                    .stream_tx_by_mid(Mid::from(mid.as_str()), None)
+                    .map(|s| s.ssrc())
+                    .ok_or_else(|| PeerError::Answer("no send stream".into()))?;
+            }
+        }
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let (status_tx, status_rx) = watch::channel(Status::default());
+        let state = PeerTask {
+            rtc: self.rtc,
+            socket: self.socket,
+            local_addr: self.local_addr,
+            tx_ssrc,
+            opus_pt: META_OPUS_PT.into(),
+            tele_pt: META_TELE_PT.into(),
+            seq: u64::from(rand::random::<u16>()),
+            ts: rand::random(),
+            outgoing: Outgoing::Nothing,
+            tone: None,
+            audio_count: 0,
+            next_frame: None,
+            dtmf_queue: VecDeque::new(),
+            dtmf: None,
+            dtmf_rx: dtmf::Detector::default(),
+            recording: Recording::default(),
+            listener: Listener::new()?,
+            status: status_tx,
+        };
+        let task = tokio::spawn(state.run(cmd_rx));
+        Ok(Peer {
+            handle: PeerHandle {
+                cmd: cmd_tx,
+                status: status_rx,
+                local_addr: self.local_addr,
+            },
+            task,
+        })
+    }
+}
+
+fn crate_mids(sdp: &str) -> Vec<String> {
+    sdp.lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("a=mid:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Meta's real offer (reference §3.1) with this peer's address, credentials and fingerprint.
+fn meta_offer_text(addr: SocketAddr, ufrag: &str, pwd: &str, fingerprint: &str) -> String {
+    let ip = addr.ip();
+    let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let port = addr.port();
+    format!(
+        "v=0\r\no=- 1753115233717 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+         a=group:BUNDLE audio\r\na=msid-semantic: WMS 7dc1f8d4-d804-48bf-af97-8c6fe9973828\r\n\
+         a=ice-lite\r\nm=audio {port} UDP/TLS/RTP/SAVPF 111 126\r\nc=IN {fam} {ip}\r\n\
+         a=rtcp:9 IN IP4 0.0.0.0\r\n\
+         a=candidate:2776204705 1 udp 2122260223 {ip} {port} typ host generation 0 network-cost 50\r\n\
+         a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\na=fingerprint:{fingerprint}\r\n\
+         a=setup:actpass\r\na=mid:audio\r\na=sendrecv\r\n\
+         a=msid:7dc1f8d4-d804-48bf-af97-8c6fe9973828 WhatsAppTrack1\r\na=rtcp-mux\r\n\
+         a=rtpmap:111 opus/48000/2\r\na=rtcp-fb:111 transport-cc\r\n\
+         a=fmtp:111 maxaveragebitrate=20000;maxplaybackrate=16000;minptime=20;sprop-maxcapturerate=16000;useinbandfec=1\r\n\
+         a=rtpmap:126 telephone-event/8000\r\na=maxptime:20\r\na=ptime:20\r\n\
+         a=ssrc:{META_SSRC} cname:WhatsAppAudioStream1\r\n"
+    )
+}
+
+/// What the Meta-shaped peer reads from an answer.
+struct AnswerLines {
+    ufrag: String,
+    pwd: String,
+    fingerprint: String,
+    setup: String,
+    candidates: Vec<String>,
+    ssrc: Option<u32>,
+}
+
+impl AnswerLines {
+    fn parse(sdp: &str) -> Result<AnswerLines, PeerError> {
+        let mut a = AnswerLines {
+            ufrag: String::new(),
+            pwd: String::new(),
+            fingerprint: String::new(),
+            setup: String::new(),
+            candidates: vec![],
+            ssrc: None,
+        };
+        for line in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+            if let Some(v) = line.strip_prefix("a=ice-ufrag:") {
+                a.ufrag = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("a=ice-pwd:") {
+                a.pwd = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("a=fingerprint:") {
+                a.fingerprint = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("a=setup:") {
+                a.setup = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("a=") {
+                if v.starts_with("candidate:") {
+                    a.candidates.push(v.to_owned());
+                }
+                if let Some(s) = v.strip_prefix("ssrc:") {
+                    a.ssrc = s.split_whitespace().next().and_then(|n| n.parse().ok());
+                }
+            }
+        }
+        if a.ufrag.is_empty() || a.pwd.is_empty() || a.fingerprint.is_empty() {
+            return Err(PeerError::Answer(
+                "missing ice-ufrag, ice-pwd or fingerprint".into(),
+            ));
+        }
+        Ok(a)
+    }
+}
+
+struct PeerTask {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    tx_ssrc: Ssrc,
+    opus_pt: Pt,
+    tele_pt: Pt,
+    seq: u64,
+    ts: u32,
+    outgoing: Outgoing,
+    tone: Option<ToneEncoder>,
+    audio_count: u32,
+    next_frame: Option<Instant>,
+    dtmf_queue: VecDeque<(u8, Duration)>,
+    dtmf: Option<dtmf::Sender>,
+    dtmf_rx: dtmf::Detector,
+    recording: Recording,
+    listener: Listener,
+    status: watch::Sender<Status>,
+}
+
+impl PeerTask {
+    async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>) {
+        let mut buf = vec![0u8; 2048];
+        let mut rtc_timeout = Instant::now();
+        loop {
+            if !self.rtc.is_alive() {
+                self.status.send_modify(|s| s.closed = true);
+                return;
+            }
+            let mut deadline = rtc_timeout;
+            if let Some(f) = self.next_frame {
+                deadline = deadline.min(f);
+            }
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    None => return,
+                    Some(Cmd::Send(o)) => {
+                        if let Outgoing::Tone { hz } = o {
+                            self.tone = ToneEncoder::new(hz).ok();
+                        }
+                        self.outgoing = o;
+                    }
+                    Some(Cmd::Dtmf(c, d)) => {
+                        if let Some(code) = dtmf::digit_code(c) {
+                            self.dtmf_queue.push_back((code, d));
+                        }
+                    }
+                    Some(Cmd::Snapshot(tx)) => {
+                        let mut r = self.recording.clone();
+                        r.heard = super::audio::dominant_frequency(&self.listener.recent(500));
+                        r.undecodable = self.listener.undecodable;
+                        let _ = tx.send(r);
+                    }
+                    Some(Cmd::Close) => {
+                        let _ = self.rtc.close();
+                        self.status.send_modify(|s| s.closed = true);
+                    }
+                },
+                r = self.socket.recv_from(&mut buf) => {
+                    if let Ok((n, source)) = r {
+                        if let Ok(recv) = Receive::new(Protocol::Udp, source, self.local_addr, &buf[..n]) {
+                            let input = Input::Receive(Instant::now(), recv);
+                            if self.rtc.accepts(&input) {
+                                let _ = self.rtc.handle_input(input);
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    let now = Instant::now();
+                    if self.next_frame.is_some_and(|f| f <= now) {
+                        self.send_frame(now);
+                    }
+                    let _ = self.rtc.handle_input(Input::Timeout(now));
+                }
+            }
+            rtc_timeout = self.drain().await;
+        }
+    }
+
+    async fn drain(&mut self) -> Instant {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => return t,
+                Ok(Output::Transmit(t)) => {
+                    let _ = self.socket.send_to(&t.contents, t.destination).await;
+                }
+                Ok(Output::Event(e)) => self.on_event(e),
+                Err(_) => return Instant::now() + Duration::from_millis(10),
+            }
+        }
+    }
+
+    fn on_event(&mut self, e: Event) {
+        match e {
+            Event::Connected => {
+                let now = Instant::now();
+                self.recording.connected_at = Some(now);
+                self.next_frame = Some(now);
+                self.status.send_modify(|s| s.connected = true);
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.status.send_modify(|s| s.connected = false);
+            }
+            Event::Closed => self.status.send_modify(|s| s.closed = true),
+            Event::RtpPacket(p) => {
+                let pt = *p.header.payload_type;
+                if pt == *self.tele_pt {
+                    if let Some(r) = Report::parse(&p.payload) {
+                        let status = &self.status;
+                        self.dtmf_rx.handle(p.header.timestamp, r, |d| {
+                            status.send_modify(|s| s.digits.push(d.digit));
+                        });
+                    }
+                } else if pt == *self.opus_pt {
+                    self.listener.push(&p.payload);
+                }
+                if self.recording.packets.len() < MAX_RECORDED {
+                    self.recording.packets.push(Received {
+                        at: p.timestamp,
+                        seq: *p.seq_no,
+                        ts: p.header.timestamp,
+                        pt,
+                        ssrc: *p.header.ssrc,
+                        marker: p.header.marker,
+                        payload: p.payload.clone(),
+                    });
+                }
+                self.status.send_modify(|s| s.packets_received += 1);
+            }
+            _ => {}
+        }
+    }
+
+    fn send_frame(&mut self, now: Instant) {
+        self.next_frame = Some(self.next_frame.unwrap_or(now) + Duration::from_millis(20));
+        if self.next_frame.is_some_and(|f| f < now) {
+            self.next_frame = Some(now + Duration::from_millis(20));
+        }
+        if self.dtmf.is_none() {
+            if let Some((code, d)) = self.dtmf_queue.pop_front() {
+                self.dtmf = Some(dtmf::Sender::new(code, d, self.ts.wrapping_add(960)));
+            }
+        }
+        // Time runs on during an event too, so audio after it continues where the clock is.
+        self.ts = self.ts.wrapping_add(960);
+        let (pt, ts, payload, marker): (Pt, u32, Vec<u8>, bool) = if let Some(s) = &mut self.dtmf {
+            match s.next_report() {
+                Some((r, first)) => (self.tele_pt, s.ts, r.to_bytes().to_vec(), first),
+                None => {
+                    self.dtmf = None;
+                    return;
+                }
+            }
+        } else {
+            let payload = match &self.outgoing {
+                Outgoing::Nothing => return,
+                Outgoing::Tagged { tag } => tagged_payload(*tag, self.audio_count),
+                Outgoing::Tone { .. } => match self.tone.as_mut().map(|t| t.next_frame()) {
+                    Some(Ok(p)) => p,
+                    _ => return,
+                },
+            };
+            self.audio_count += 1;
+            (self.opus_pt, self.ts, payload, false)
+        };
+        let payload: Arc<[u8]> = payload.into();
+        if self.recording.sent.len() < MAX_RECORDED && pt == self.opus_pt {
+            self.recording.sent.push(payload.clone());
+        }
+        let seq = self.seq;
+        self.seq += 1;
+        if let Some(tx) = self.rtc.direct_api().stream_tx(&self.tx_ssrc) {
+            tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, now, payload).marker(marker));
+        }
+        self.status.send_modify(|s| s.packets_sent += 1);
+    }
+}

@@ -1,0 +1,91 @@
+//! Shared harness for the integration tests: an engine on loopback and the peers around it.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use switchboard::media::{EngineConfig, EngineHandle, MediaDriver, MediaEvent};
+use switchboard::sim::peer::{Peer, PendingPeer};
+use tokio::sync::mpsc;
+
+pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A media engine on 127.0.0.1 with a fresh port.
+pub struct TestEngine {
+    pub driver: MediaDriver,
+    pub handle: EngineHandle,
+    pub events: mpsc::Receiver<MediaEvent>,
+}
+
+pub fn engine_with(connect_timeout: Duration, idle_timeout: Duration) -> TestEngine {
+    let cfg = EngineConfig {
+        public_addr: (LOOPBACK, 0).into(),
+        connect_timeout,
+        idle_timeout,
+        stats_interval: Duration::from_millis(500),
+    };
+    let (driver, handle, events) =
+        MediaDriver::spawn((LOOPBACK, 0).into(), cfg).expect("engine starts");
+    TestEngine {
+        driver,
+        handle,
+        events,
+    }
+}
+
+pub fn engine() -> TestEngine {
+    engine_with(Duration::from_secs(10), Duration::from_secs(10))
+}
+
+impl TestEngine {
+    /// The next event that satisfies `f`, skipping others (stats); panics after `limit`.
+    pub async fn expect_event(
+        &mut self,
+        limit: Duration,
+        mut f: impl FnMut(&MediaEvent) -> bool,
+    ) -> MediaEvent {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(e)) if f(&e) => return e,
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("engine event channel closed"),
+                Err(_) => panic!("no matching media event within {limit:?}"),
+            }
+        }
+    }
+
+    /// Every event that arrives within `window`.
+    pub async fn events_for(&mut self, window: Duration) -> Vec<MediaEvent> {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut out = vec![];
+        while let Ok(Some(e)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
+            out.push(e);
+        }
+        out
+    }
+}
+
+/// A Meta-shaped peer connected to a new WhatsApp leg.
+pub async fn meta_leg(e: &TestEngine) -> (Peer, switchboard::media::Answer) {
+    let pending = PendingPeer::meta(LOOPBACK).await.unwrap();
+    let answer = e.handle.answer_whatsapp(pending.offer()).await.unwrap();
+    let peer = pending.connect(&answer.sdp).unwrap();
+    (peer, answer)
+}
+
+/// A browser-shaped peer with `streams` audio m-lines connected to a new browser leg.
+pub async fn browser_leg(e: &TestEngine, streams: usize) -> (Peer, switchboard::media::Answer) {
+    let pending = PendingPeer::browser(LOOPBACK, streams).await.unwrap();
+    let answer = e.handle.answer_browser(pending.offer()).await.unwrap();
+    let peer = pending.connect(&answer.sdp).unwrap();
+    (peer, answer)
+}
+
+pub const LONG: Duration = Duration::from_secs(10);
+
+pub async fn connected(p: &Peer) {
+    p.wait_for(LONG, |s| s.connected)
+        .await
+        .expect("peer connects");
+}

@@ -1,0 +1,293 @@
+//! A Meta-shaped peer and two browser-shaped peers around one engine, over real UDP on
+//! 127.0.0.1: packets cross untouched, the WhatsApp side hears one continuous stream across
+//! silence → agent A → agent B → silence, and sending starts at once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use switchboard::media::{MediaEvent, OPUS_SILENCE};
+use switchboard::sim::peer::{tagged_payload, Outgoing, Received};
+
+const META_TAG: u8 = 1;
+const A_TAG: u8 = 2;
+const B_TAG: u8 = 3;
+
+/// Which sender a payload came from, checking every byte against what that sender made.
+fn origin(p: &[u8]) -> Option<u8> {
+    if p == OPUS_SILENCE {
+        return Some(0);
+    }
+    let tag = *p.get(1)?;
+    let n = u32::from_be_bytes(p.get(2..6)?.try_into().ok()?);
+    (tagged_payload(tag, n) == p).then_some(tag)
+}
+
+fn assert_continuous(who: &str, packets: &[Received]) {
+    assert!(
+        packets.len() > 10,
+        "{who} heard only {} packets",
+        packets.len()
+    );
+    let ssrc = packets[0].ssrc;
+    for w in packets.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        assert_eq!(b.ssrc, ssrc, "{who}: a second SSRC appeared");
+        assert_eq!(
+            b.seq,
+            a.seq + 1,
+            "{who}: sequence gap {} -> {}",
+            a.seq,
+            b.seq
+        );
+    }
+    // Timestamps: audio packets (DTMF reports share their event's timestamp by design).
+    let audio: Vec<&Received> = packets.iter().filter(|p| p.pt == 111).collect();
+    for w in audio.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let ticks = b.ts.wrapping_sub(a.ts);
+        assert!(
+            ticks > 0 && ticks % 960 == 0,
+            "{who}: timestamp step {ticks} is not whole 20 ms frames"
+        );
+        // A jump would be far off the time that actually passed between the two packets.
+        let gap_ms = b.at.saturating_duration_since(a.at).as_secs_f64() * 1000.0;
+        let ts_ms = f64::from(ticks) / 48.0;
+        assert!(
+            (ts_ms - gap_ms).abs() < 250.0,
+            "{who}: timestamp advanced {ts_ms} ms while {gap_ms} ms passed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_and_browsers_relay_untouched_and_continuous() {
+    let mut e = engine();
+    let (meta, wa) = meta_leg(&e).await;
+    let (agent_a, a) = browser_leg(&e, 1).await;
+    let (agent_b, b) = browser_leg(&e, 1).await;
+    for p in [&meta, &agent_a, &agent_b] {
+        connected(p).await;
+    }
+    let mut connected_legs = vec![];
+    while connected_legs.len() < 3 {
+        if let MediaEvent::Connected { leg } = e
+            .expect_event(LONG, |ev| matches!(ev, MediaEvent::Connected { .. }))
+            .await
+        {
+            connected_legs.push(leg);
+        }
+    }
+    connected_legs.sort();
+    let mut expected = vec![wa.leg, a.leg, b.leg];
+    expected.sort();
+    assert_eq!(connected_legs, expected);
+
+    meta.send(Outgoing::Tagged { tag: META_TAG }).await.unwrap();
+    agent_a.send(Outgoing::Tagged { tag: A_TAG }).await.unwrap();
+    agent_b.send(Outgoing::Tagged { tag: B_TAG }).await.unwrap();
+    // Both agents hear the caller.
+    e.handle.route(a.streams[0], Some(wa.leg)).await.unwrap();
+    e.handle.route(b.streams[0], Some(wa.leg)).await.unwrap();
+
+    // Nothing reaches Meta before "start sending", even though agent A is already routed.
+    e.handle.route(wa.streams[0], Some(a.leg)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(meta.status().packets_received, 0, "media before accept");
+    e.handle.route(wa.streams[0], None).await.unwrap();
+
+    let started = Instant::now();
+    e.handle.start_sending(wa.leg).await.unwrap();
+    meta.wait_for(LONG, |s| s.packets_received >= 1)
+        .await
+        .expect("meta hears the first packet");
+    let first = meta.recording().await.unwrap().packets[0].clone();
+    let first_after = first.at.saturating_duration_since(started);
+    assert!(
+        first_after < Duration::from_millis(100),
+        "first packet {first_after:?} after start"
+    );
+    assert_eq!(
+        origin(&first.payload),
+        Some(0),
+        "silence when nothing is routed"
+    );
+
+    // silence → A → B → silence, each for a while.
+    let phases = [
+        (None, 300),
+        (Some(a.leg), 400),
+        (Some(b.leg), 400),
+        (None, 300),
+    ];
+    for (source, ms) in phases {
+        e.handle.route(wa.streams[0], source).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    let heard = meta.recording().await.unwrap();
+    assert_continuous("meta", &heard.packets);
+    let origins: Vec<u8> = heard
+        .packets
+        .iter()
+        .map(|p| origin(&p.payload).expect("every payload is silence or an agent's, byte for byte"))
+        .collect();
+    // The order of producers is exactly the order of routes.
+    let mut runs: Vec<u8> = origins.clone();
+    runs.dedup();
+    assert_eq!(
+        runs,
+        vec![0, A_TAG, B_TAG, 0],
+        "producers in order: {runs:?}"
+    );
+    for tag in [A_TAG, B_TAG] {
+        let n = origins.iter().filter(|o| **o == tag).count();
+        assert!(n >= 10, "only {n} packets of agent {tag}");
+    }
+    assert!(
+        heard.packets.iter().all(|p| p.pt == 111),
+        "Opus on Meta's pt 111"
+    );
+
+    // Each agent heard the caller, byte for byte, as one continuous stream.
+    for (who, peer) in [("agent a", &agent_a), ("agent b", &agent_b)] {
+        let rec = peer.recording().await.unwrap();
+        assert_continuous(who, &rec.packets);
+        assert!(rec
+            .packets
+            .iter()
+            .all(|p| origin(&p.payload) == Some(META_TAG)));
+        assert!(
+            rec.packets.len() > 50,
+            "{who} heard {} packets",
+            rec.packets.len()
+        );
+    }
+    let c = e.handle.counters().await.unwrap();
+    assert_eq!(c.engine.dropped_unknown_pt, 0);
+    assert!(c.engine.rtp_forwarded > 100, "{c:?}");
+    assert!(
+        c.engine.dropped_not_started > 0,
+        "the pre-accept packets were held back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_from_meta_comes_out_once_per_digit_and_reaches_the_agent() {
+    let mut e = engine();
+    let (meta, wa) = meta_leg(&e).await;
+    let (agent, a) = browser_leg(&e, 1).await;
+    connected(&meta).await;
+    connected(&agent).await;
+    e.handle.route(a.streams[0], Some(wa.leg)).await.unwrap();
+    meta.send(Outgoing::Tagged { tag: META_TAG }).await.unwrap();
+    for d in ['1', '#', '9', 'A'] {
+        meta.dtmf(d, Duration::from_millis(120)).await.unwrap();
+    }
+    meta.wait_for(LONG, |_| true).await;
+    let mut digits = String::new();
+    let deadline = Instant::now() + LONG;
+    while digits.len() < 4 && Instant::now() < deadline {
+        if let MediaEvent::Dtmf {
+            leg,
+            digit,
+            duration,
+        } = e
+            .expect_event(LONG, |ev| matches!(ev, MediaEvent::Dtmf { .. }))
+            .await
+        {
+            assert_eq!(leg, wa.leg);
+            assert_eq!(duration, Duration::from_millis(120));
+            digits.push(digit);
+        }
+    }
+    assert_eq!(digits, "1#9A");
+    // No duplicate follows the redundant end packets.
+    let later = e.events_for(Duration::from_millis(400)).await;
+    assert!(
+        !later.iter().any(|ev| matches!(ev, MediaEvent::Dtmf { .. })),
+        "{later:?}"
+    );
+    // Forwarded too: the agent's side decodes the same digits.
+    let s = agent
+        .wait_for(LONG, |s| s.digits.len() >= 4)
+        .await
+        .expect("agent hears the digits");
+    assert_eq!(s.digits, "1#9A");
+    assert_continuous("agent", &agent.recording().await.unwrap().packets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_toward_meta_is_heard_once_and_the_stream_stays_continuous() {
+    let e = engine();
+    let (meta, wa) = meta_leg(&e).await;
+    connected(&meta).await;
+    e.handle.start_sending(wa.leg).await.unwrap();
+    e.handle
+        .send_dtmf(wa.leg, "5*0", Duration::from_millis(100))
+        .await
+        .unwrap();
+    let s = meta
+        .wait_for(LONG, |s| s.digits.len() >= 3)
+        .await
+        .expect("meta hears the digits");
+    assert_eq!(s.digits, "5*0");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rec = meta.recording().await.unwrap();
+    let tele: Vec<&Received> = rec.packets.iter().filter(|p| p.pt == 126).collect();
+    assert!(
+        tele.len() >= 3 * 5,
+        "{} telephone-event packets",
+        tele.len()
+    );
+    assert!(
+        tele.iter().filter(|p| p.marker).count() == 3,
+        "one marker per digit"
+    );
+    // Audio and events share one sequence space with no gap.
+    for w in rec.packets.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1);
+    }
+    assert!(e
+        .handle
+        .send_dtmf(wa.leg, "5x", Duration::from_millis(100))
+        .await
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_leg_receives_caller_and_agent_on_two_streams() {
+    let e = engine();
+    let (meta, wa) = meta_leg(&e).await;
+    let (agent, a) = browser_leg(&e, 1).await;
+    let (sup, s) = browser_leg(&e, 2).await;
+    for p in [&meta, &agent, &sup] {
+        connected(p).await;
+    }
+    assert_eq!(s.streams.len(), 2);
+    meta.send(Outgoing::Tagged { tag: META_TAG }).await.unwrap();
+    agent.send(Outgoing::Tagged { tag: A_TAG }).await.unwrap();
+    e.handle.route(s.streams[0], Some(wa.leg)).await.unwrap();
+    e.handle.route(s.streams[1], Some(a.leg)).await.unwrap();
+    sup.wait_for(LONG, |st| st.packets_received >= 60)
+        .await
+        .expect("supervisor hears both");
+    let rec = sup.recording().await.unwrap();
+    let mut by_ssrc = std::collections::BTreeMap::<u32, Vec<u8>>::new();
+    for p in &rec.packets {
+        by_ssrc
+            .entry(p.ssrc)
+            .or_default()
+            .push(origin(&p.payload).unwrap());
+    }
+    let mut sources: Vec<Vec<u8>> = by_ssrc
+        .into_values()
+        .map(|mut v| {
+            v.dedup();
+            v
+        })
+        .collect();
+    sources.sort();
+    assert_eq!(sources, vec![vec![META_TAG], vec![A_TAG]]);
+}
