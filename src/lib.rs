@@ -8,5 +8,8 @@
 
 pub mod config;
 pub mod ids;
+pub mod app;
+pub mod http;
 pub mod media;
 pub mod sim;
+pub mod whatsapp;

@@ -1,1 +1,102 @@
-fn main() {}
+//! The `switchboard` binary: reads the configuration, sets up logging and runs the app.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchboard::config::{Config, Settings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Answers WhatsApp Cloud API calls and relays them to agents in a browser call centre.",
+    long_about = "Answers WhatsApp Cloud API calls with its own WebRTC media engine and relays \
+                  the Opus packets to agents' browsers.\n\nEvery setting can come from a flag, \
+                  an environment variable or the config file (flags win over the environment, \
+                  the environment over the file). With no WhatsApp credentials set, switchboard \
+                  starts in its sandbox: Meta is simulated on this machine."
+)]
+struct Cli {
+    /// TOML config file (see deploy/switchboard.example.toml).
+    #[arg(long, env = "SWITCHBOARD_CONFIG", global = true)]
+    config: Option<PathBuf>,
+
+    #[command(flatten)]
+    settings: Settings,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run switchboard (the default).
+    Run,
+    /// Ask a switchboard running in its sandbox to receive a simulated WhatsApp call.
+    SimulateCall {
+        /// The caller's test tone in Hz.
+        #[arg(long, default_value_t = 440.0)]
+        tone: f64,
+        /// Seconds until the caller hangs up (0: never).
+        #[arg(long, default_value_t = 60)]
+        hang_up_after: u64,
+        /// The caller's number.
+        #[arg(long)]
+        from: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = Config::load(cli.config.as_deref(), cli.settings).context("configuration")?;
+    let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => rt.block_on(switchboard::app::run(config))?,
+        Command::SimulateCall {
+            tone,
+            hang_up_after,
+            from,
+        } => rt.block_on(simulate_call(&config, tone, hang_up_after, from))?,
+    }
+    Ok(())
+}
+
+async fn simulate_call(
+    config: &Config,
+    tone: f64,
+    hang_up_after: u64,
+    from: Option<String>,
+) -> anyhow::Result<()> {
+    let url = format!(
+        "http://{}/sandbox/calls",
+        switchboard::app::loopback_of(config.http_addr)
+    );
+    let body = serde_json::json!({
+        "tone_hz": tone,
+        "hang_up_after_secs": hang_up_after,
+        "from": from,
+    });
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("is switchboard running in its sandbox at {url}?"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if status.is_success() {
+        println!("simulated call placed: {text}");
+        Ok(())
+    } else if status == reqwest::StatusCode::NOT_FOUND {
+        anyhow::bail!("switchboard at {url} is not in its sandbox (WhatsApp credentials are set)")
+    } else {
+        anyhow::bail!("switchboard refused the simulated call ({status}): {text}")
+    }
+}

@@ -525,6 +525,12 @@ impl PeerTask {
         loop {
             if !self.rtc.is_alive() {
                 self.status.send_modify(|s| s.closed = true);
+                // Closed: nothing more on the wire, but what was recorded stays readable.
+                while let Some(cmd) = cmds.recv().await {
+                    if let Cmd::Snapshot(tx) = cmd {
+                        let _ = tx.send(self.snapshot());
+                    }
+                }
                 return;
             }
             let mut deadline = rtc_timeout;
@@ -546,10 +552,7 @@ impl PeerTask {
                         }
                     }
                     Some(Cmd::Snapshot(tx)) => {
-                        let mut r = self.recording.clone();
-                        r.heard = super::audio::dominant_frequency(&self.listener.recent(500));
-                        r.undecodable = self.listener.undecodable;
-                        let _ = tx.send(r);
+                        let _ = tx.send(self.snapshot());
                     }
                     Some(Cmd::Close) => {
                         let _ = self.rtc.close();
@@ -576,6 +579,13 @@ impl PeerTask {
             }
             rtc_timeout = self.drain().await;
         }
+    }
+
+    fn snapshot(&self) -> Recording {
+        let mut r = self.recording.clone();
+        r.heard = super::audio::dominant_frequency(&self.listener.recent(500));
+        r.undecodable = self.listener.undecodable;
+        r
     }
 
     async fn drain(&mut self) -> Instant {

@@ -1,0 +1,360 @@
+//! Builds every component, wires them together, and owns start-up and shutdown.
+//!
+//! *Owns*: the tasks it spawns (media engine thread, webhook processor, HTTP server, the call
+//! tasks, and in the sandbox the fake Graph API and the simulator) and their shutdown order.
+//!
+//! *Does not touch*: packets, Meta's JSON, SDP text. It moves typed events between owners.
+//!
+//! For now each WhatsApp call gets a small task here that answers the offer, pre-accepts it and
+//! tears the call down when either side ends it. The call state machine, routing and agents
+//! replace that task in the next issues; its shape (one task per call, fed typed events) is
+//! already theirs.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::config::{Config, Secret};
+use crate::http;
+use crate::ids::{LegId, WaCallId};
+use crate::media::{EngineConfig, EngineHandle, MediaDriver, MediaError, MediaEvent};
+use crate::whatsapp::graph::{GraphClient, GraphError};
+use crate::whatsapp::simulator::{FakeGraph, Simulator, SimulatorConfig};
+use crate::whatsapp::webhook::{WaEvent, WebhookOptions, WebhookState};
+
+/// Why switchboard could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The media engine could not start (UDP bind).
+    #[error("media engine: {0}")]
+    Media(#[from] MediaError),
+    /// The HTTP listener could not be bound.
+    #[error("HTTP listener on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The Graph API client could not be built.
+    #[error("graph client: {0}")]
+    Graph(#[from] GraphError),
+    /// The sandbox's fake Graph API could not start.
+    #[error("sandbox: {0}")]
+    Sandbox(std::io::Error),
+}
+
+/// A running switchboard.
+pub struct Running {
+    /// Where the HTTP server listens.
+    pub http_addr: SocketAddr,
+    /// Where the media engine listens.
+    pub media_addr: SocketAddr,
+    /// The simulator, in the sandbox.
+    pub simulator: Option<Simulator>,
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops everything and waits until it has stopped.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.done.await;
+    }
+}
+
+/// Starts switchboard: binds its sockets, spawns its tasks and returns once it is serving.
+pub async fn start(config: Config) -> Result<Running, AppError> {
+    let (media_driver, media, media_events) =
+        MediaDriver::spawn(config.media.bind_addr, EngineConfig::from(&config.media))?;
+    let media_addr = media_driver.local_addr();
+
+    let listener = TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|source| AppError::Http {
+            addr: config.http_addr,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| AppError::Http {
+        addr: config.http_addr,
+        source,
+    })?;
+
+    let mut sandbox_server = None;
+    let (graph, app_secret, verify_token, simulator) = match &config.whatsapp.credentials {
+        Some(c) => (
+            GraphClient::new(
+                &config.whatsapp.graph_url,
+                &config.whatsapp.graph_version,
+                &c.phone_number_id,
+                c.access_token.clone(),
+            )?,
+            c.app_secret.clone(),
+            c.verify_token.clone(),
+            None,
+        ),
+        None => {
+            // The sandbox: a fake Graph API on loopback and a simulator that calls us, with
+            // secrets made up for this run.
+            let token = Secret::new(random_token());
+            let app_secret = Secret::new(random_token());
+            let verify_token = Secret::new(random_token());
+            let phone_number_id = "100000000000001".to_owned();
+            let fake = FakeGraph::new(token.expose(), phone_number_id.clone());
+            let events = fake.take_events().expect("a new fake's events are untaken");
+            let (graph_addr, server) = fake
+                .clone()
+                .serve((std::net::Ipv4Addr::LOCALHOST, 0).into())
+                .await
+                .map_err(AppError::Sandbox)?;
+            sandbox_server = Some(server);
+            let graph_url = format!("http://{graph_addr}");
+            let sim = Simulator::start(
+                SimulatorConfig {
+                    webhook_url: format!(
+                        "http://{}{}",
+                        loopback_of(http_addr),
+                        crate::whatsapp::webhook::WEBHOOK_PATH
+                    ),
+                    app_secret: app_secret.clone(),
+                    phone_number_id: phone_number_id.clone(),
+                    media_ip: loopback_of(http_addr).ip(),
+                    ..SimulatorConfig::default()
+                },
+                fake,
+                events,
+            );
+            warn!(
+                graph = %graph_url,
+                "SANDBOX: no WhatsApp credentials configured; Meta is simulated on this machine. \
+                 Place a test call with `switchboard simulate-call` or POST /sandbox/calls."
+            );
+            (
+                GraphClient::new(
+                    &graph_url,
+                    &config.whatsapp.graph_version,
+                    &phone_number_id,
+                    token,
+                )?,
+                app_secret,
+                verify_token,
+                Some(sim),
+            )
+        }
+    };
+
+    let (wa_tx, wa_rx) = mpsc::channel(1024);
+    let (webhook_state, webhook_processor) =
+        WebhookState::spawn(app_secret, verify_token, wa_tx, WebhookOptions::default());
+    let router = http::router(webhook_state, simulator.clone());
+
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let r = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = http_stop_rx.await;
+            })
+            .await;
+        if let Err(e) = r {
+            warn!(error = %e, "HTTP server stopped");
+        }
+    });
+    let calls = tokio::spawn(calls_loop(wa_rx, media_events, media.clone(), graph));
+
+    info!(http = %http_addr, media = %media_addr, sandbox = config.is_sandbox(), "switchboard started");
+    let done = tokio::spawn(async move {
+        let _ = stop_rx.await;
+        info!("switchboard stopping");
+        let _ = http_stop_tx.send(());
+        let _ = server.await;
+        webhook_processor.shutdown().await;
+        calls.abort();
+        let _ = calls.await;
+        drop(media);
+        if let Some(s) = sandbox_server {
+            s.shutdown().await;
+        }
+        let _ = tokio::task::spawn_blocking(move || media_driver.join()).await;
+        info!("switchboard stopped");
+    });
+    Ok(Running {
+        http_addr,
+        media_addr,
+        simulator,
+        stop: stop_tx,
+        done,
+    })
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub async fn run(config: Config) -> Result<(), AppError> {
+    let running = start(config).await?;
+    shutdown_signal().await;
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn random_token() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// The address to reach a listener from this machine (0.0.0.0 → 127.0.0.1).
+pub fn loopback_of(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    }
+}
+
+/// What a call task hears.
+enum CallInput {
+    WhatsApp(WaEvent),
+    Media(MediaEvent),
+}
+
+/// What a call task tells the loop.
+enum CallReport {
+    Leg(WaCallId, LegId),
+    Done(WaCallId),
+}
+
+/// Routes events to one task per call; the tasks report their legs and their end.
+async fn calls_loop(
+    mut wa: mpsc::Receiver<WaEvent>,
+    mut media_events: mpsc::Receiver<MediaEvent>,
+    media: EngineHandle,
+    graph: GraphClient,
+) {
+    let mut calls: HashMap<WaCallId, mpsc::Sender<CallInput>> = HashMap::new();
+    let mut legs: HashMap<LegId, WaCallId> = HashMap::new();
+    let (report_tx, mut reports) = mpsc::channel::<CallReport>(256);
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            Some(ev) = wa.recv() => {
+                let id = ev.call_id().clone();
+                if let Some(tx) = calls.get(&id) {
+                    let _ = tx.send(CallInput::WhatsApp(ev)).await;
+                } else if let WaEvent::CallOffered { offer_sdp, from, .. } = ev {
+                    let (tx, rx) = mpsc::channel(64);
+                    calls.insert(id.clone(), tx);
+                    let span = info_span!("call", call_id = %id);
+                    tasks.spawn(
+                        call_task(id, offer_sdp, from, rx, media.clone(), graph.clone(), report_tx.clone())
+                            .instrument(span),
+                    );
+                } else {
+                    info!(call_id = %id, "event for a call not handled here; ignored");
+                }
+            }
+            Some(ev) = media_events.recv() => {
+                let leg = match &ev {
+                    MediaEvent::Connected { leg }
+                    | MediaEvent::Failed { leg, .. }
+                    | MediaEvent::Closed { leg, .. }
+                    | MediaEvent::Dtmf { leg, .. }
+                    | MediaEvent::Stats { leg, .. } => *leg,
+                };
+                if let Some(tx) = legs.get(&leg).and_then(|id| calls.get(id)) {
+                    let _ = tx.send(CallInput::Media(ev)).await;
+                }
+            }
+            Some(report) = reports.recv() => match report {
+                CallReport::Leg(id, leg) => { legs.insert(leg, id); }
+                CallReport::Done(id) => {
+                    calls.remove(&id);
+                    legs.retain(|_, c| *c != id);
+                }
+            },
+            Some(_) = tasks.join_next() => {}
+            else => break,
+        }
+    }
+}
+
+/// One call, from offer to end: answer with a WhatsApp leg, pre-accept, close when it ends.
+async fn call_task(
+    id: WaCallId,
+    offer: String,
+    from: Option<String>,
+    mut inbox: mpsc::Receiver<CallInput>,
+    media: EngineHandle,
+    graph: GraphClient,
+    report: mpsc::Sender<CallReport>,
+) {
+    info!(from = from.as_deref().map(mask).unwrap_or_default(), "call offered");
+    let answer = match media.answer_whatsapp(offer).await {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(error = %e, "offer unusable; rejecting the call");
+            let _ = graph.reject(&id).await;
+            let _ = report.send(CallReport::Done(id)).await;
+            return;
+        }
+    };
+    let _ = report.send(CallReport::Leg(id.clone(), answer.leg)).await;
+    if let Err(e) = graph.pre_accept(&id, &answer.sdp).await {
+        warn!(error = %e, "pre_accept failed; ending the call");
+        let _ = media.close(answer.leg).await;
+        let _ = graph.terminate(&id).await;
+        let _ = report.send(CallReport::Done(id)).await;
+        return;
+    }
+    info!(leg = %answer.leg, "pre-accepted");
+    while let Some(input) = inbox.recv().await {
+        match input {
+            CallInput::WhatsApp(WaEvent::CallTerminated { status, errors, .. }) => {
+                info!(?status, errors = ?errors.iter().map(|e| e.code).collect::<Vec<_>>(), "caller's side ended the call");
+                let _ = media.close(answer.leg).await;
+                break;
+            }
+            CallInput::WhatsApp(other) => info!(event = ?other.dedup_key(), "ignored"),
+            CallInput::Media(MediaEvent::Connected { .. }) => info!("media connected to WhatsApp"),
+            CallInput::Media(MediaEvent::Failed { reason, .. }) => {
+                warn!(?reason, "WhatsApp leg failed; terminating the call");
+                let _ = graph.terminate(&id).await;
+                break;
+            }
+            CallInput::Media(MediaEvent::Closed { .. }) => break,
+            CallInput::Media(MediaEvent::Dtmf { digit, .. }) => info!(%digit, "dtmf"),
+            CallInput::Media(MediaEvent::Stats { .. }) => {}
+        }
+    }
+    // Drain what is in flight so the loop's maps forget this call.
+    tokio::time::sleep(Duration::from_millis(0)).await;
+    let _ = report.send(CallReport::Done(id)).await;
+}
+
+/// A phone number for a log line: only its last four digits.
+fn mask(number: &str) -> String {
+    let digits: Vec<char> = number.chars().collect();
+    let keep = digits.len().min(4);
+    let hidden = digits.len() - keep;
+    "*".repeat(hidden) + &digits[hidden..].iter().collect::<String>()
+}

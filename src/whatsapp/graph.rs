@@ -1,0 +1,587 @@
+//! [`GraphClient`]: the Graph API `/calls` actions (reference §4.1) with timeouts, typed errors
+//! and retries only where safe.
+//!
+//! Retry policy: network errors, timeouts, HTTP 5xx, 429 and Graph errors marked
+//! `is_transient: true` are retried with exponential backoff and jitter; other 4xx never are.
+//! `connect` creates a call and is not idempotent, so it is retried only when the request
+//! certainly did not reach Meta (connection not established) or on 429.
+//!
+//! The access token is only ever written into the `Authorization` header; no request, header map
+//! or client is ever logged.
+
+// `GraphError::Api` carries Graph's whole error inline so callers can match on its fields; it is
+// returned only on a network path where its size costs nothing measurable.
+#![allow(clippy::result_large_err)]
+
+use std::fmt;
+use std::time::Duration;
+
+use rand::Rng;
+use tracing::{debug, instrument, warn};
+
+use super::model::{
+    CallAction, CallRequest, CallResponse, GraphErrorEnvelope, SdpType, Session, MESSAGING_PRODUCT,
+};
+use crate::config::Secret;
+use crate::ids::WaCallId;
+
+/// A failed Graph call.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    /// Graph answered with its error object.
+    #[error(
+        "graph {action} for {} failed: HTTP {status}, code {code}, subcode {subcode:?}, \
+         {message:?}, details {details:?}, fbtrace_id {fbtrace_id:?}",
+        label(.call_id)
+    )]
+    Api {
+        /// The action attempted.
+        action: CallAction,
+        /// The call (none for connect).
+        call_id: Option<WaCallId>,
+        /// HTTP status.
+        status: u16,
+        /// Graph error code (100, 190, 138006…).
+        code: i64,
+        /// Graph error subcode.
+        subcode: Option<i64>,
+        /// Graph error type (`OAuthException`…).
+        kind: Option<String>,
+        /// Graph's message.
+        message: String,
+        /// `error_data.details` (SDP validation problems…).
+        details: Option<String>,
+        /// Meta's trace id.
+        fbtrace_id: Option<String>,
+        /// Graph's `is_transient`.
+        is_transient: bool,
+    },
+    /// An error status without a Graph error body (a proxy, a load balancer…).
+    #[error("graph {action} for {} failed: HTTP {status} without a Graph error body", label(.call_id))]
+    Http {
+        /// The action attempted.
+        action: CallAction,
+        /// The call.
+        call_id: Option<WaCallId>,
+        /// HTTP status.
+        status: u16,
+    },
+    /// The request could not be sent or the response not read.
+    #[error("graph {action} for {} failed: network error: {source}", label(.call_id))]
+    Network {
+        /// The action attempted.
+        action: CallAction,
+        /// The call.
+        call_id: Option<WaCallId>,
+        /// True when the connection was never established (the request surely did not arrive).
+        connect: bool,
+        /// The transport error (its text holds the URL, never headers).
+        source: reqwest::Error,
+    },
+    /// Connect or request timeout.
+    #[error("graph {action} for {} timed out", label(.call_id))]
+    Timeout {
+        /// The action attempted.
+        action: CallAction,
+        /// The call.
+        call_id: Option<WaCallId>,
+    },
+    /// A success status whose body could not be read.
+    #[error("graph {action} for {}: HTTP {status} body unreadable: {reason}", label(.call_id))]
+    Decode {
+        /// The action attempted.
+        action: CallAction,
+        /// The call.
+        call_id: Option<WaCallId>,
+        /// HTTP status.
+        status: u16,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A success status whose body does not say success.
+    #[error("graph {action} for {}: response does not confirm success: {reason}", label(.call_id))]
+    Unconfirmed {
+        /// The action attempted.
+        action: CallAction,
+        /// The call.
+        call_id: Option<WaCallId>,
+        /// What was missing.
+        reason: &'static str,
+    },
+    /// The HTTP client could not be built (TLS backend).
+    #[error("cannot build the Graph HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+fn label(call_id: &Option<WaCallId>) -> &str {
+    call_id.as_ref().map_or("a new call", |c| c.0.as_str())
+}
+
+impl GraphError {
+    /// True when retrying the same request may succeed: network errors, timeouts, 5xx, 429, or
+    /// Graph's `is_transient`.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            GraphError::Api {
+                status,
+                is_transient,
+                ..
+            } => *status >= 500 || *status == 429 || *is_transient,
+            GraphError::Http { status, .. } => *status >= 500 || *status == 429,
+            GraphError::Network { .. } | GraphError::Timeout { .. } => true,
+            GraphError::Decode { .. } | GraphError::Unconfirmed { .. } | GraphError::Client(_) => {
+                false
+            }
+        }
+    }
+
+    /// Retry rule for a request that is not idempotent (connect): only when it surely did not
+    /// arrive, or was refused for rate.
+    fn is_retryable_unsent(&self) -> bool {
+        match self {
+            GraphError::Network { connect, .. } => *connect,
+            GraphError::Api { status, .. } | GraphError::Http { status, .. } => *status == 429,
+            _ => false,
+        }
+    }
+
+    /// The Graph error code, when Graph gave one.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            GraphError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// `error_data.details`, when Graph gave them.
+    pub fn details(&self) -> Option<&str> {
+        match self {
+            GraphError::Api { details, .. } => details.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when a response arrived.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            GraphError::Api { status, .. }
+            | GraphError::Http { status, .. }
+            | GraphError::Decode { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    fn log(&self, action: CallAction, call_id: &str) {
+        match self {
+            GraphError::Api {
+                status,
+                code,
+                subcode,
+                kind,
+                message,
+                details,
+                fbtrace_id,
+                ..
+            } => warn!(
+                call_id,
+                %action,
+                status,
+                code,
+                subcode = ?subcode,
+                kind = kind.as_deref().unwrap_or(""),
+                message = %message,
+                details = details.as_deref().unwrap_or(""),
+                fbtrace_id = fbtrace_id.as_deref().unwrap_or(""),
+                "graph {action} failed"
+            ),
+            other => warn!(call_id, %action, error = %other, "graph {action} failed"),
+        }
+    }
+}
+
+/// Backoff schedule: attempt `n` (from 1) waits `base * 2^(n-1)`, capped at `max`, jittered
+/// to between half and all of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total attempts, including the first (1 = no retry).
+    pub max_attempts: u32,
+    /// Delay before the first retry.
+    pub base_delay: Duration,
+    /// Largest delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `retry` (1 = first retry), with jitter.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(retry.saturating_sub(1)))
+            .min(self.max_delay);
+        let hi = exp.as_micros().min(u128::from(u64::MAX)) as u64;
+        let lo = hi / 2;
+        Duration::from_micros(rand::thread_rng().gen_range(lo..=hi))
+    }
+}
+
+/// Timeouts and retries of a [`GraphClient`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphOptions {
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout, per attempt.
+    pub request_timeout: Duration,
+    /// Backoff schedule.
+    pub retry: RetryPolicy,
+}
+
+impl Default for GraphOptions {
+    fn default() -> Self {
+        GraphOptions {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Client of `POST {graph_url}/{version}/{phone_number_id}/calls`. Cheap to clone.
+#[derive(Clone)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    calls_url: String,
+    access_token: Secret,
+    retry: RetryPolicy,
+}
+
+impl fmt::Debug for GraphClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GraphClient")
+            .field("calls_url", &self.calls_url)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GraphClient {
+    /// A client with default timeouts (10 s) and retries (3 attempts from 200 ms).
+    pub fn new(
+        graph_url: &str,
+        graph_version: &str,
+        phone_number_id: &str,
+        access_token: Secret,
+    ) -> Result<Self, GraphError> {
+        Self::with_options(
+            graph_url,
+            graph_version,
+            phone_number_id,
+            access_token,
+            GraphOptions::default(),
+        )
+    }
+
+    /// A client with explicit timeouts and retry schedule.
+    pub fn with_options(
+        graph_url: &str,
+        graph_version: &str,
+        phone_number_id: &str,
+        access_token: Secret,
+        options: GraphOptions,
+    ) -> Result<Self, GraphError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(GraphError::Client)?;
+        Ok(GraphClient {
+            http,
+            calls_url: format!(
+                "{}/{}/{}/calls",
+                graph_url.trim_end_matches('/'),
+                graph_version.trim_matches('/'),
+                phone_number_id
+            ),
+            access_token,
+            retry: options.retry,
+        })
+    }
+
+    /// The endpoint every action is posted to.
+    pub fn calls_url(&self) -> &str {
+        &self.calls_url
+    }
+
+    /// Sends our answer early (`pre_accept`), so ICE/DTLS can complete while the user rings.
+    #[instrument(skip_all, fields(call_id = %call_id))]
+    pub async fn pre_accept(&self, call_id: &WaCallId, sdp: &str) -> Result<(), GraphError> {
+        let mut body = CallRequest::new(CallAction::PreAccept, call_id);
+        body.session = Some(Session::new(SdpType::Answer, sdp));
+        self.action(CallAction::PreAccept, call_id, &body).await
+    }
+
+    /// Connects the call (`accept`) with the same answer SDP as pre_accept.
+    #[instrument(skip_all, fields(call_id = %call_id))]
+    pub async fn accept(
+        &self,
+        call_id: &WaCallId,
+        sdp: &str,
+        biz_opaque_callback_data: Option<&str>,
+    ) -> Result<(), GraphError> {
+        let mut body = CallRequest::new(CallAction::Accept, call_id);
+        body.session = Some(Session::new(SdpType::Answer, sdp));
+        body.biz_opaque_callback_data = biz_opaque_callback_data.map(str::to_owned);
+        self.action(CallAction::Accept, call_id, &body).await
+    }
+
+    /// Declines a call that was not accepted.
+    #[instrument(skip_all, fields(call_id = %call_id))]
+    pub async fn reject(&self, call_id: &WaCallId) -> Result<(), GraphError> {
+        let body = CallRequest::new(CallAction::Reject, call_id);
+        self.action(CallAction::Reject, call_id, &body).await
+    }
+
+    /// Ends the call.
+    #[instrument(skip_all, fields(call_id = %call_id))]
+    pub async fn terminate(&self, call_id: &WaCallId) -> Result<(), GraphError> {
+        let body = CallRequest::new(CallAction::Terminate, call_id);
+        self.action(CallAction::Terminate, call_id, &body).await
+    }
+
+    /// Starts a business-initiated call to `to` with our offer; returns Meta's call id.
+    #[instrument(skip_all, fields(call_id = tracing::field::Empty))]
+    pub async fn connect(
+        &self,
+        to: &str,
+        offer_sdp: &str,
+        biz_opaque_callback_data: Option<&str>,
+    ) -> Result<WaCallId, GraphError> {
+        let body = CallRequest {
+            messaging_product: Some(MESSAGING_PRODUCT.to_owned()),
+            to: Some(to.to_owned()),
+            action: Some(CallAction::Connect),
+            session: Some(Session::new(SdpType::Offer, offer_sdp)),
+            biz_opaque_callback_data: biz_opaque_callback_data.map(str::to_owned),
+            ..Default::default()
+        };
+        let resp = self.post(CallAction::Connect, None, &body).await?;
+        let id = resp
+            .calls
+            .and_then(|c| c.into_iter().next())
+            .map(|c| c.id)
+            .filter(|id| !id.0.is_empty());
+        match id {
+            Some(id) => {
+                tracing::Span::current().record("call_id", tracing::field::display(&id));
+                debug!("graph connect succeeded");
+                Ok(id)
+            }
+            None => {
+                let e = GraphError::Unconfirmed {
+                    action: CallAction::Connect,
+                    call_id: None,
+                    reason: "no calls[0].id",
+                };
+                e.log(CallAction::Connect, "");
+                Err(e)
+            }
+        }
+    }
+
+    async fn action(
+        &self,
+        action: CallAction,
+        call_id: &WaCallId,
+        body: &CallRequest,
+    ) -> Result<(), GraphError> {
+        let resp = self.post(action.clone(), Some(call_id), body).await?;
+        if resp.success == Some(true) {
+            debug!(%action, "graph action succeeded");
+            Ok(())
+        } else {
+            let e = GraphError::Unconfirmed {
+                action: action.clone(),
+                call_id: Some(call_id.clone()),
+                reason: "no \"success\": true",
+            };
+            e.log(action, &call_id.0);
+            Err(e)
+        }
+    }
+
+    async fn post(
+        &self,
+        action: CallAction,
+        call_id: Option<&WaCallId>,
+        body: &CallRequest,
+    ) -> Result<CallResponse, GraphError> {
+        let idempotent = action != CallAction::Connect;
+        let mut attempt = 1;
+        loop {
+            let err = match self.post_once(&action, call_id, body).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => e,
+            };
+            let retry = if idempotent {
+                err.is_retryable()
+            } else {
+                err.is_retryable_unsent()
+            };
+            if retry && attempt < self.retry.max_attempts {
+                let delay = self.retry.delay(attempt);
+                debug!(%action, attempt, delay_ms = delay.as_millis() as u64, error = %err,
+                    "graph request failed; retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+                continue;
+            }
+            err.log(action, call_id.map_or("", |c| c.0.as_str()));
+            return Err(err);
+        }
+    }
+
+    async fn post_once(
+        &self,
+        action: &CallAction,
+        call_id: Option<&WaCallId>,
+        body: &CallRequest,
+    ) -> Result<CallResponse, GraphError> {
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                GraphError::Timeout {
+                    action: action.clone(),
+                    call_id: call_id.cloned(),
+                }
+            } else {
+                GraphError::Network {
+                    action: action.clone(),
+                    call_id: call_id.cloned(),
+                    connect: e.is_connect(),
+                    source: e,
+                }
+            }
+        };
+        let resp = self
+            .http
+            .post(&self.calls_url)
+            .bearer_auth(self.access_token.expose())
+            .json(body)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return serde_json::from_slice::<CallResponse>(&bytes).map_err(|e| {
+                GraphError::Decode {
+                    action: action.clone(),
+                    call_id: call_id.cloned(),
+                    status: status.as_u16(),
+                    reason: e.to_string(),
+                }
+            });
+        }
+        match serde_json::from_slice::<GraphErrorEnvelope>(&bytes) {
+            Ok(GraphErrorEnvelope { error }) => Err(GraphError::Api {
+                action: action.clone(),
+                call_id: call_id.cloned(),
+                status: status.as_u16(),
+                code: error.code,
+                subcode: error.error_subcode,
+                kind: error.kind,
+                message: error.message,
+                details: error.error_data.and_then(|d| d.details),
+                fbtrace_id: error.fbtrace_id,
+                is_transient: error.is_transient.unwrap_or(false),
+            }),
+            Err(_) => Err(GraphError::Http {
+                action: action.clone(),
+                call_id: call_id.cloned(),
+                status: status.as_u16(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, transient: bool) -> GraphError {
+        GraphError::Api {
+            action: CallAction::Accept,
+            call_id: Some(WaCallId::from("wacid.1")),
+            status,
+            code: 100,
+            subcode: None,
+            kind: None,
+            message: "m".into(),
+            details: Some("d".into()),
+            fbtrace_id: None,
+            is_transient: transient,
+        }
+    }
+
+    #[test]
+    fn only_safe_errors_are_retryable() {
+        assert!(api(500, false).is_retryable());
+        assert!(api(503, false).is_retryable());
+        assert!(api(429, false).is_retryable());
+        assert!(api(400, true).is_retryable());
+        assert!(!api(400, false).is_retryable());
+        assert!(!api(401, false).is_retryable());
+        assert!(!api(404, false).is_retryable());
+        assert!(!api(503, false).is_retryable_unsent());
+        assert!(api(429, false).is_retryable_unsent());
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_millis(500),
+        };
+        for _ in 0..50 {
+            let d1 = p.delay(1);
+            assert!(d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(200));
+            let d2 = p.delay(2);
+            assert!(d2 >= Duration::from_millis(200) && d2 <= Duration::from_millis(400));
+            let d9 = p.delay(9);
+            assert!(d9 >= Duration::from_millis(250) && d9 <= Duration::from_millis(500));
+        }
+    }
+
+    #[test]
+    fn display_names_the_call_and_details() {
+        let s = api(400, false).to_string();
+        assert!(
+            s.contains("wacid.1") && s.contains("code 100") && s.contains("\"d\""),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn debug_does_not_leak_the_token() {
+        let c = GraphClient::new(
+            "http://127.0.0.1:1/",
+            "v23.0",
+            "123",
+            Secret::new("TOKEN-XYZZY"),
+        )
+        .unwrap();
+        assert_eq!(c.calls_url(), "http://127.0.0.1:1/v23.0/123/calls");
+        assert!(!format!("{c:?}").contains("XYZZY"));
+    }
+}

@@ -1,0 +1,783 @@
+//! Meta's SDP rules (reference §5) as a checker: [`check_answer`] for our answer to Meta's offer,
+//! [`check_offer`] for Meta-style offers. Used by the fake Graph API and by other modules' tests.
+//!
+//! The reader is line based and forgiving (CRLF or LF, blank lines ignored); it never panics on
+//! any input. It understands only what the rules need.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// One broken rule. `Display` gives a sentence suitable for Graph's `error_data.details`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpViolation {
+    /// A line is not of the form `x=value`.
+    #[error("line {line_no} is not an SDP line: {line:?}")]
+    Malformed {
+        /// 1-based line number.
+        line_no: usize,
+        /// The line (truncated to 80 chars).
+        line: String,
+    },
+    /// The answer declares `a=ice-lite`; we must be a full ICE agent.
+    #[error("answer declares a=ice-lite; the business side must be a full ICE agent")]
+    IceLite,
+    /// The offer lacks `a=ice-lite` (Meta's offers are always ice-lite).
+    #[error("offer does not declare a=ice-lite")]
+    NotIceLite,
+    /// `a=ice-ufrag` missing.
+    #[error("a=ice-ufrag is missing")]
+    MissingIceUfrag,
+    /// `a=ice-pwd` missing.
+    #[error("a=ice-pwd is missing")]
+    MissingIcePwd,
+    /// Not exactly one `a=fingerprint`.
+    #[error("expected exactly one a=fingerprint, found {count}")]
+    FingerprintCount {
+        /// How many were found.
+        count: usize,
+    },
+    /// The fingerprint is not sha-256.
+    #[error("fingerprint hash must be sha-256, found {algorithm:?}")]
+    FingerprintAlgorithm {
+        /// The hash function named.
+        algorithm: String,
+    },
+    /// The sha-256 fingerprint is not 32 colon-separated hex bytes.
+    #[error("fingerprint {value:?} is not 32 colon-separated hex bytes")]
+    FingerprintMalformed {
+        /// The fingerprint value.
+        value: String,
+    },
+    /// `a=setup` is not what the rules require.
+    #[error("a=setup must be {expected}, found {found:?}")]
+    Setup {
+        /// What is required.
+        expected: &'static str,
+        /// What was found (`None`: absent).
+        found: Option<String>,
+    },
+    /// Not exactly one m-line.
+    #[error("expected exactly one m= line, found {count}")]
+    MediaCount {
+        /// How many were found.
+        count: usize,
+    },
+    /// The m-line is not audio.
+    #[error("m= line must be audio, found {media:?}")]
+    NotAudio {
+        /// The media type.
+        media: String,
+    },
+    /// The m-line protocol is not UDP/TLS/RTP/SAVPF.
+    #[error("m= line protocol must be UDP/TLS/RTP/SAVPF, found {proto:?}")]
+    Protocol {
+        /// The protocol found.
+        proto: String,
+    },
+    /// `a=mid` missing or not the offer's.
+    #[error("a=mid must be {expected:?} (the offer's), found {found:?}")]
+    MidMismatch {
+        /// The offer's mid.
+        expected: String,
+        /// The answer's mid.
+        found: Option<String>,
+    },
+    /// `a=group:BUNDLE` missing or not naming the mid.
+    #[error("a=group:BUNDLE must name mid {mid:?}")]
+    BundleMissingMid {
+        /// The mid that must be bundled.
+        mid: String,
+    },
+    /// A payload type in the answer's m-line was not offered.
+    #[error("payload type {pt} was not in the offer")]
+    PayloadNotOffered {
+        /// The payload type.
+        pt: String,
+    },
+    /// Opus is missing or on the wrong payload type.
+    #[error("opus/48000/2 must be answered on the offer's payload type {pt}")]
+    OpusMissing {
+        /// The offer's Opus payload type (`?` if the offer had none).
+        pt: String,
+    },
+    /// telephone-event/8000 was offered but not answered on the same payload type.
+    #[error("telephone-event/8000 must be answered on the offer's payload type {pt}")]
+    TelephoneEventMissing {
+        /// The offer's telephone-event payload type.
+        pt: String,
+    },
+    /// `a=ptime` is not 20.
+    #[error("a=ptime must be 20, found {found:?}")]
+    Ptime {
+        /// What was found (`None`: absent).
+        found: Option<String>,
+    },
+    /// `a=rtcp-mux` missing.
+    #[error("a=rtcp-mux is missing")]
+    RtcpMuxMissing,
+    /// Direction is not sendrecv.
+    #[error("direction must be sendrecv, found {found}")]
+    Direction {
+        /// The direction attribute found.
+        found: String,
+    },
+    /// Not exactly one distinct SSRC.
+    #[error("expected exactly one distinct SSRC in a=ssrc lines, found {count}")]
+    SsrcCount {
+        /// How many distinct SSRCs.
+        count: usize,
+    },
+    /// No UDP candidate.
+    #[error("no a=candidate with transport UDP")]
+    NoUdpCandidate,
+}
+
+/// What a Meta-style offer carries that an answerer needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferSummary {
+    /// The audio m-line's mid.
+    pub mid: String,
+    /// Opus payload type.
+    pub opus_pt: u8,
+    /// telephone-event/8000 payload type, if offered.
+    pub telephone_event_pt: Option<u8>,
+    /// Every payload type of the m-line.
+    pub payload_types: Vec<String>,
+    /// The offerer's ICE username fragment.
+    pub ice_ufrag: String,
+    /// The offerer's sha-256 fingerprint value.
+    pub fingerprint: String,
+}
+
+/// A parsed SDP: session attributes and media sections.
+#[derive(Debug, Default)]
+struct Sdp {
+    session: Vec<Attr>,
+    media: Vec<Media>,
+}
+
+#[derive(Debug)]
+struct Attr {
+    name: String,
+    value: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Media {
+    kind: String,
+    proto: String,
+    formats: Vec<String>,
+    attrs: Vec<Attr>,
+}
+
+impl Sdp {
+    fn parse(text: &str) -> (Sdp, Vec<SdpViolation>) {
+        let mut sdp = Sdp::default();
+        let mut bad = Vec::new();
+        for (i, raw) in text.split('\n').enumerate() {
+            let line = raw.trim_end_matches('\r');
+            if line.trim().is_empty() {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                bad.push(malformed(i, line));
+                continue;
+            };
+            if key.len() != 1 {
+                bad.push(malformed(i, line));
+                continue;
+            }
+            match key {
+                "m" => {
+                    let mut parts = value.split_whitespace();
+                    let kind = parts.next().unwrap_or_default().to_owned();
+                    let _port = parts.next();
+                    let proto = parts.next().unwrap_or_default().to_owned();
+                    let formats = parts.map(str::to_owned).collect();
+                    sdp.media.push(Media {
+                        kind,
+                        proto,
+                        formats,
+                        attrs: Vec::new(),
+                    });
+                }
+                "a" => {
+                    let attr = match value.split_once(':') {
+                        Some((n, v)) => Attr {
+                            name: n.to_owned(),
+                            value: Some(v.to_owned()),
+                        },
+                        None => Attr {
+                            name: value.to_owned(),
+                            value: None,
+                        },
+                    };
+                    match sdp.media.last_mut() {
+                        Some(m) => m.attrs.push(attr),
+                        None => sdp.session.push(attr),
+                    }
+                }
+                _ => {}
+            }
+        }
+        (sdp, bad)
+    }
+
+    fn session_attrs<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Attr> + 'a {
+        self.session.iter().filter(move |a| a.name == name)
+    }
+
+    /// Attributes named `name` at session level and in every media section.
+    fn all_attrs<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Attr> + 'a {
+        self.session
+            .iter()
+            .chain(self.media.iter().flat_map(|m| m.attrs.iter()))
+            .filter(move |a| a.name == name)
+    }
+}
+
+impl Media {
+    fn attrs<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Attr> + 'a {
+        self.attrs.iter().filter(move |a| a.name == name)
+    }
+
+    fn attr(&self, name: &str) -> Option<&Attr> {
+        self.attrs.iter().find(|a| a.name == name)
+    }
+
+    fn value(&self, name: &str) -> Option<&str> {
+        self.attr(name).and_then(|a| a.value.as_deref())
+    }
+
+    /// `a=rtpmap` entries as (payload type, lower-cased encoding).
+    fn rtpmaps(&self) -> Vec<(String, String)> {
+        self.attrs("rtpmap")
+            .filter_map(|a| {
+                let v = a.value.as_deref()?;
+                let (pt, enc) = v.split_once(' ')?;
+                Some((pt.trim().to_owned(), enc.trim().to_ascii_lowercase()))
+            })
+            .collect()
+    }
+
+    fn pt_of(&self, encoding_prefix: &str) -> Option<String> {
+        self.rtpmaps()
+            .into_iter()
+            .find(|(_, enc)| enc.starts_with(encoding_prefix))
+            .map(|(pt, _)| pt)
+    }
+}
+
+fn malformed(i: usize, line: &str) -> SdpViolation {
+    SdpViolation::Malformed {
+        line_no: i + 1,
+        line: line.chars().take(80).collect(),
+    }
+}
+
+/// Value of a media-level attribute, else the session-level one.
+fn media_or_session<'a>(sdp: &'a Sdp, m: &'a Media, name: &str) -> Option<&'a Attr> {
+    m.attr(name)
+        .or_else(|| sdp.session.iter().find(|a| a.name == name))
+}
+
+fn check_fingerprint(sdp: &Sdp, out: &mut Vec<SdpViolation>) -> Option<String> {
+    let fps: Vec<&Attr> = sdp.all_attrs("fingerprint").collect();
+    if fps.len() != 1 {
+        out.push(SdpViolation::FingerprintCount { count: fps.len() });
+        return None;
+    }
+    let v = fps[0].value.as_deref().unwrap_or_default().trim();
+    let (alg, hash) = v.split_once(' ').unwrap_or((v, ""));
+    if !alg.eq_ignore_ascii_case("sha-256") {
+        out.push(SdpViolation::FingerprintAlgorithm {
+            algorithm: alg.to_owned(),
+        });
+        return None;
+    }
+    let hash = hash.trim();
+    let bytes: Vec<&str> = hash.split(':').collect();
+    let ok = bytes.len() == 32
+        && bytes
+            .iter()
+            .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()));
+    if !ok {
+        out.push(SdpViolation::FingerprintMalformed {
+            value: hash.chars().take(120).collect(),
+        });
+        return None;
+    }
+    Some(hash.to_owned())
+}
+
+fn check_ice_creds(sdp: &Sdp, m: &Media, out: &mut Vec<SdpViolation>) -> Option<String> {
+    let ufrag = media_or_session(sdp, m, "ice-ufrag").and_then(|a| a.value.clone());
+    if ufrag.as_deref().is_none_or(str::is_empty) {
+        out.push(SdpViolation::MissingIceUfrag);
+    }
+    let pwd = media_or_session(sdp, m, "ice-pwd").and_then(|a| a.value.as_deref());
+    if pwd.is_none_or(str::is_empty) {
+        out.push(SdpViolation::MissingIcePwd);
+    }
+    ufrag
+}
+
+fn check_single_audio<'a>(sdp: &'a Sdp, out: &mut Vec<SdpViolation>) -> Option<&'a Media> {
+    if sdp.media.len() != 1 {
+        out.push(SdpViolation::MediaCount {
+            count: sdp.media.len(),
+        });
+    }
+    let m = sdp.media.first()?;
+    if m.kind != "audio" {
+        out.push(SdpViolation::NotAudio {
+            media: m.kind.clone(),
+        });
+    }
+    if m.proto != "UDP/TLS/RTP/SAVPF" {
+        out.push(SdpViolation::Protocol {
+            proto: m.proto.clone(),
+        });
+    }
+    Some(m)
+}
+
+fn bundle_names(sdp: &Sdp, mid: &str) -> bool {
+    sdp.session_attrs("group").any(|a| {
+        let mut parts = a.value.as_deref().unwrap_or_default().split_whitespace();
+        parts.next() == Some("BUNDLE") && parts.any(|p| p == mid)
+    })
+}
+
+/// Checks a Meta-style offer: one audio m-line, sha-256 fingerprint, ice-lite, `actpass`, Opus,
+/// a mid. Returns what an answerer needs.
+pub fn check_offer(offer: &str) -> Result<OfferSummary, Vec<SdpViolation>> {
+    let (sdp, mut out) = Sdp::parse(offer);
+    if sdp.all_attrs("ice-lite").next().is_none() {
+        out.push(SdpViolation::NotIceLite);
+    }
+    let fingerprint = check_fingerprint(&sdp, &mut out);
+    let Some(m) = check_single_audio(&sdp, &mut out) else {
+        return Err(out);
+    };
+    let ufrag = check_ice_creds(&sdp, m, &mut out);
+    let setup = media_or_session(&sdp, m, "setup").and_then(|a| a.value.clone());
+    if setup.as_deref() != Some("actpass") {
+        out.push(SdpViolation::Setup {
+            expected: "actpass",
+            found: setup,
+        });
+    }
+    let opus_pt = m
+        .pt_of("opus/48000")
+        .filter(|pt| m.formats.contains(pt))
+        .and_then(|pt| pt.parse::<u8>().ok());
+    if opus_pt.is_none() {
+        out.push(SdpViolation::OpusMissing { pt: "?".into() });
+    }
+    let telephone_event_pt = m
+        .pt_of("telephone-event/8000")
+        .and_then(|pt| pt.parse::<u8>().ok());
+    let mid = m.value("mid").map(str::to_owned);
+    if mid.is_none() {
+        out.push(SdpViolation::MidMismatch {
+            expected: "<any>".into(),
+            found: None,
+        });
+    }
+    match (out.is_empty(), mid, opus_pt, ufrag, fingerprint) {
+        (true, Some(mid), Some(opus_pt), Some(ice_ufrag), Some(fingerprint)) => Ok(OfferSummary {
+            mid,
+            opus_pt,
+            telephone_event_pt,
+            payload_types: m.formats.clone(),
+            ice_ufrag,
+            fingerprint,
+        }),
+        _ => Err(out),
+    }
+}
+
+/// Checks our answer to Meta's `offer` against Meta's rules (reference §5). Returns every
+/// violation found, not just the first.
+pub fn check_answer(offer: &str, answer: &str) -> Result<(), Vec<SdpViolation>> {
+    let (off, _) = Sdp::parse(offer);
+    let (ans, mut out) = Sdp::parse(answer);
+    let off_m = off.media.iter().find(|m| m.kind == "audio");
+
+    if ans.all_attrs("ice-lite").next().is_some() {
+        out.push(SdpViolation::IceLite);
+    }
+    check_fingerprint(&ans, &mut out);
+    let Some(m) = check_single_audio(&ans, &mut out) else {
+        return Err(out);
+    };
+    check_ice_creds(&ans, m, &mut out);
+
+    let setup = media_or_session(&ans, m, "setup").and_then(|a| a.value.clone());
+    if setup.as_deref() != Some("active") {
+        out.push(SdpViolation::Setup {
+            expected: "active",
+            found: setup,
+        });
+    }
+
+    let offer_mid = off_m.and_then(|om| om.value("mid")).unwrap_or("");
+    let mid = m.value("mid");
+    if mid != Some(offer_mid) {
+        out.push(SdpViolation::MidMismatch {
+            expected: offer_mid.to_owned(),
+            found: mid.map(str::to_owned),
+        });
+    }
+    if !bundle_names(&ans, offer_mid) {
+        out.push(SdpViolation::BundleMissingMid {
+            mid: offer_mid.to_owned(),
+        });
+    }
+
+    let offered: &[String] = off_m.map(|om| om.formats.as_slice()).unwrap_or(&[]);
+    for pt in &m.formats {
+        if !offered.contains(pt) {
+            out.push(SdpViolation::PayloadNotOffered { pt: pt.clone() });
+        }
+    }
+    let maps = m.rtpmaps();
+    let answered = |pt: &str, enc: &str| {
+        m.formats.iter().any(|f| f == pt) && maps.iter().any(|(p, e)| p == pt && e == enc)
+    };
+    let opus_pt = off_m.and_then(|om| om.pt_of("opus/48000"));
+    match &opus_pt {
+        Some(pt) if answered(pt, "opus/48000/2") => {}
+        other => out.push(SdpViolation::OpusMissing {
+            pt: other.clone().unwrap_or_else(|| "?".into()),
+        }),
+    }
+    if let Some(pt) = off_m.and_then(|om| om.pt_of("telephone-event/8000")) {
+        if !answered(&pt, "telephone-event/8000") {
+            out.push(SdpViolation::TelephoneEventMissing { pt });
+        }
+    }
+
+    let ptime = m.value("ptime").map(|v| v.trim().to_owned());
+    if ptime.as_deref() != Some("20") {
+        out.push(SdpViolation::Ptime { found: ptime });
+    }
+    if media_or_session(&ans, m, "rtcp-mux").is_none() {
+        out.push(SdpViolation::RtcpMuxMissing);
+    }
+    // Absent direction means sendrecv (RFC 8866 §6.7).
+    let directions = ["sendrecv", "sendonly", "recvonly", "inactive"];
+    let dir = directions.iter().find(|d| m.attr(d).is_some()).or_else(|| {
+        directions
+            .iter()
+            .find(|d| ans.session_attrs(d).next().is_some())
+    });
+    if let Some(d) = dir.filter(|d| **d != "sendrecv") {
+        out.push(SdpViolation::Direction {
+            found: (*d).to_owned(),
+        });
+    }
+    let ssrcs: BTreeSet<&str> = m
+        .attrs("ssrc")
+        .filter_map(|a| a.value.as_deref()?.split_whitespace().next())
+        .collect();
+    if ssrcs.len() != 1 {
+        out.push(SdpViolation::SsrcCount { count: ssrcs.len() });
+    }
+    let has_udp = m.attrs("candidate").any(|a| {
+        a.value
+            .as_deref()
+            .and_then(|v| v.split_whitespace().nth(2))
+            .is_some_and(|t| t.eq_ignore_ascii_case("udp"))
+    });
+    if !has_udp {
+        out.push(SdpViolation::NoUdpCandidate);
+    }
+
+    if out.is_empty() {
+        Ok(())
+    } else {
+        Err(out)
+    }
+}
+
+/// Joins violations into one line, as Graph's `error_data.details` would carry them.
+pub fn describe(violations: &[SdpViolation]) -> String {
+    Violations(violations).to_string()
+}
+
+struct Violations<'a>(&'a [SdpViolation]);
+
+impl fmt::Display for Violations<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, v) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Meta's real offer from reference §3.1, for tests here and elsewhere.
+pub const SAMPLE_META_OFFER: &str = "v=0\r\no=- 1753115233717 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE audio\r\na=msid-semantic: WMS 7dc1f8d4-d804-48bf-af97-8c6fe9973828\r\na=ice-lite\r\nm=audio 3484 UDP/TLS/RTP/SAVPF 111 126\r\nc=IN IP4 57.144.125.35\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=candidate:2776204705 1 udp 2122260223 57.144.125.35 3484 typ host generation 0 network-cost 50\r\na=candidate:282356334 1 udp 2122262783 2a03:2880:f33e:120:face:b00c:0:699c 3484 typ host generation 0 network-cost 50\r\na=ice-ufrag:MkBWnyZXw+wMTKqA\r\na=ice-pwd:X29zIx+RGAlhVLF1/lo0oQ==\r\na=fingerprint:sha-256 D8:C5:19:9F:8C:AD:AA:21:24:7A:71:6B:4d:6D:54:BC:45:75:FA:AA:61:F8:13:E6:F5:7E:D9:14:1F:59:6D:5E\r\na=setup:actpass\r\na=mid:audio\r\na=sendrecv\r\na=msid:7dc1f8d4-d804-48bf-af97-8c6fe9973828 WhatsAppTrack1\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=rtcp-fb:111 transport-cc\r\na=fmtp:111 maxaveragebitrate=20000;maxplaybackrate=16000;minptime=20;sprop-maxcapturerate=16000;useinbandfec=1\r\na=rtpmap:126 telephone-event/8000\r\na=maxptime:20\r\na=ptime:20\r\na=ssrc:3435760938 cname:WhatsAppAudioStream1\r\n";
+
+/// A hand-written answer to [`SAMPLE_META_OFFER`] that passes [`check_answer`].
+pub const SAMPLE_ANSWER: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE audio\r\na=msid-semantic: WMS sb\r\nm=audio 50000 UDP/TLS/RTP/SAVPF 111 126\r\nc=IN IP4 127.0.0.1\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\na=ice-ufrag:sbUf\r\na=ice-pwd:sbPasswordPasswordPassw0\r\na=fingerprint:sha-256 0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9:0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9\r\na=setup:active\r\na=mid:audio\r\na=sendrecv\r\na=msid:sb sb-audio\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=20;useinbandfec=1\r\na=rtpmap:126 telephone-event/8000\r\na=ptime:20\r\na=ssrc:1111 cname:sb\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(replace: &str, by: &str) -> String {
+        assert!(SAMPLE_ANSWER.contains(replace), "{replace}");
+        SAMPLE_ANSWER.replacen(replace, by, 1)
+    }
+
+    fn only(answer: &str) -> SdpViolation {
+        let mut v = check_answer(SAMPLE_META_OFFER, answer).unwrap_err();
+        assert_eq!(v.len(), 1, "{v:?}");
+        v.remove(0)
+    }
+
+    #[test]
+    fn real_offer_summarises() {
+        let s = check_offer(SAMPLE_META_OFFER).unwrap();
+        assert_eq!(s.mid, "audio");
+        assert_eq!(s.opus_pt, 111);
+        assert_eq!(s.telephone_event_pt, Some(126));
+        assert_eq!(s.payload_types, ["111", "126"]);
+        assert_eq!(s.ice_ufrag, "MkBWnyZXw+wMTKqA");
+    }
+
+    #[test]
+    fn offer_without_ice_lite_or_actpass_is_flagged() {
+        let o = SAMPLE_META_OFFER
+            .replace("a=ice-lite\r\n", "")
+            .replace("actpass", "active");
+        let v = check_offer(&o).unwrap_err();
+        assert!(v.contains(&SdpViolation::NotIceLite), "{v:?}");
+        assert!(v.iter().any(|x| matches!(x, SdpViolation::Setup { .. })));
+    }
+
+    #[test]
+    fn good_answer_passes_with_crlf_and_lf() {
+        check_answer(SAMPLE_META_OFFER, SAMPLE_ANSWER).unwrap();
+        check_answer(
+            &SAMPLE_META_OFFER.replace("\r\n", "\n"),
+            &SAMPLE_ANSWER.replace("\r\n", "\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn answer_without_direction_means_sendrecv() {
+        check_answer(SAMPLE_META_OFFER, &with("a=sendrecv\r\n", "")).unwrap();
+    }
+
+    #[test]
+    fn ice_lite() {
+        assert_eq!(
+            only(&with("a=msid-semantic", "a=ice-lite\r\na=msid-semantic")),
+            SdpViolation::IceLite
+        );
+    }
+
+    #[test]
+    fn missing_ufrag_and_pwd() {
+        assert_eq!(
+            only(&with("a=ice-ufrag:sbUf\r\n", "")),
+            SdpViolation::MissingIceUfrag
+        );
+        assert_eq!(
+            only(&with("a=ice-pwd:sbPasswordPasswordPassw0\r\n", "")),
+            SdpViolation::MissingIcePwd
+        );
+    }
+
+    #[test]
+    fn two_fingerprints() {
+        let a = with(
+            "a=setup:active",
+            "a=fingerprint:sha-1 00:11\r\na=setup:active",
+        );
+        assert_eq!(only(&a), SdpViolation::FingerprintCount { count: 2 });
+    }
+
+    #[test]
+    fn fingerprint_not_sha256() {
+        let a = with("a=fingerprint:sha-256", "a=fingerprint:sha-1");
+        assert!(matches!(
+            only(&a),
+            SdpViolation::FingerprintAlgorithm { algorithm } if algorithm == "sha-1"
+        ));
+    }
+
+    #[test]
+    fn fingerprint_short() {
+        let a = with(":C6:D7:E8:F9\r\na=setup", "\r\na=setup");
+        assert!(matches!(
+            only(&a),
+            SdpViolation::FingerprintMalformed { .. }
+        ));
+    }
+
+    #[test]
+    fn setup_passive_or_actpass() {
+        for s in ["passive", "actpass"] {
+            let v = only(&with("a=setup:active", &format!("a=setup:{s}")));
+            assert_eq!(
+                v,
+                SdpViolation::Setup {
+                    expected: "active",
+                    found: Some(s.into())
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn two_m_lines() {
+        let a = format!("{SAMPLE_ANSWER}m=video 9 UDP/TLS/RTP/SAVPF 96\r\n");
+        assert_eq!(only(&a), SdpViolation::MediaCount { count: 2 });
+    }
+
+    #[test]
+    fn video_m_line() {
+        let a = with("m=audio", "m=video");
+        assert!(matches!(only(&a), SdpViolation::NotAudio { media } if media == "video"));
+    }
+
+    #[test]
+    fn wrong_protocol() {
+        let a = with("UDP/TLS/RTP/SAVPF", "RTP/AVP");
+        assert!(matches!(only(&a), SdpViolation::Protocol { .. }));
+    }
+
+    #[test]
+    fn wrong_mid_and_bundle() {
+        let v = check_answer(
+            SAMPLE_META_OFFER,
+            &with("a=mid:audio", "a=mid:0").replace("BUNDLE audio", "BUNDLE 0"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            v,
+            vec![
+                SdpViolation::MidMismatch {
+                    expected: "audio".into(),
+                    found: Some("0".into())
+                },
+                SdpViolation::BundleMissingMid {
+                    mid: "audio".into()
+                }
+            ]
+        );
+        let a = with("a=group:BUNDLE audio\r\n", "");
+        assert_eq!(
+            only(&a),
+            SdpViolation::BundleMissingMid {
+                mid: "audio".into()
+            }
+        );
+    }
+
+    #[test]
+    fn payload_not_offered() {
+        let a = with("SAVPF 111 126", "SAVPF 111 126 0");
+        assert_eq!(only(&a), SdpViolation::PayloadNotOffered { pt: "0".into() });
+    }
+
+    #[test]
+    fn opus_missing_or_wrong_channels() {
+        let a = with("111 opus/48000/2", "111 opus/48000/1");
+        assert_eq!(only(&a), SdpViolation::OpusMissing { pt: "111".into() });
+        let a = with("SAVPF 111 126", "SAVPF 126");
+        assert_eq!(only(&a), SdpViolation::OpusMissing { pt: "111".into() });
+    }
+
+    #[test]
+    fn telephone_event_missing() {
+        let a = with("SAVPF 111 126", "SAVPF 111");
+        assert_eq!(
+            only(&a),
+            SdpViolation::TelephoneEventMissing { pt: "126".into() }
+        );
+    }
+
+    #[test]
+    fn ptime_wrong_or_missing() {
+        let a = with("a=ptime:20", "a=ptime:40");
+        assert_eq!(
+            only(&a),
+            SdpViolation::Ptime {
+                found: Some("40".into())
+            }
+        );
+        let a = with("a=ptime:20\r\n", "");
+        assert_eq!(only(&a), SdpViolation::Ptime { found: None });
+    }
+
+    #[test]
+    fn rtcp_mux_missing() {
+        assert_eq!(
+            only(&with("a=rtcp-mux\r\n", "")),
+            SdpViolation::RtcpMuxMissing
+        );
+    }
+
+    #[test]
+    fn recvonly() {
+        assert_eq!(
+            only(&with("a=sendrecv", "a=recvonly")),
+            SdpViolation::Direction {
+                found: "recvonly".into()
+            }
+        );
+    }
+
+    #[test]
+    fn ssrc_count() {
+        let a = with(
+            "a=ssrc:1111 cname:sb\r\n",
+            "a=ssrc:1111 cname:sb\r\na=ssrc:2222 cname:sb\r\n",
+        );
+        assert_eq!(only(&a), SdpViolation::SsrcCount { count: 2 });
+        let a = with("a=ssrc:1111 cname:sb\r\n", "");
+        assert_eq!(only(&a), SdpViolation::SsrcCount { count: 0 });
+    }
+
+    #[test]
+    fn no_udp_candidate() {
+        let a = with(" udp 2130706431", " tcp 2130706431");
+        assert_eq!(only(&a), SdpViolation::NoUdpCandidate);
+    }
+
+    #[test]
+    fn malformed_line_and_garbage_never_panic() {
+        let a = with("s=-\r\n", "s=-\r\nnonsense\r\n");
+        assert!(matches!(
+            only(&a),
+            SdpViolation::Malformed { line_no: 4, .. }
+        ));
+        for junk in [
+            "",
+            "=",
+            "m=",
+            "a=fingerprint:",
+            "m=audio\na=rtpmap:",
+            "\u{0}\r\r\n",
+        ] {
+            assert!(check_answer(junk, junk).is_err());
+            assert!(check_offer(junk).is_err());
+        }
+    }
+
+    #[test]
+    fn describe_joins_readably() {
+        let v = check_answer(SAMPLE_META_OFFER, &with("a=rtcp-mux\r\n", "")).unwrap_err();
+        assert_eq!(describe(&v), "a=rtcp-mux is missing");
+    }
+}

@@ -1,0 +1,501 @@
+//! Simulated WhatsApp callers: what Meta does when a user calls the business.
+//!
+//! A call: a Meta-shaped str0m peer makes its offer (reference §3.1's text with its own
+//! credentials), the fake Graph API learns the call, and a signed `connect` webhook goes to
+//! switchboard. The business's `pre_accept` (or `accept`) gives the caller the answer and its
+//! peer connects (ICE + DTLS); `accept` makes the user "pick up": the caller plays its test tone
+//! and starts Meta's clock — no media from the business within 20 s of accept ends the call with
+//! a `terminate` webhook, status FAILED, error 138021. The user hangs up after a while (a
+//! `terminate` webhook, COMPLETED, with times and duration); a business `reject`/`terminate` is
+//! answered with Meta's `terminate` webhook too; an offer never accepted ends after Meta's accept
+//! window. What the caller heard stays measurable through its [`SimulatedCall`].
+//!
+//! One dispatcher task owns the map from call id to call task and routes the fake Graph API's
+//! events to them; each call is its own task.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::graph::{FakeGraph, FakeGraphEvent};
+use crate::config::Secret;
+use crate::ids::WaCallId;
+use crate::sim::peer::{Outgoing, PeerError, PeerHandle, PendingPeer, Recording};
+use crate::whatsapp::model::{
+    Call, CallDirection, CallEventKind, Change, ChangeValue, Contact, Entry, ErrorData, Metadata,
+    Profile, SdpType, Session, TerminateStatus, UnixTime, WebhookEnvelope, WebhookErrorObject,
+    FIELD_CALLS, MESSAGING_PRODUCT, OBJECT_WABA,
+};
+use crate::whatsapp::webhook::{sign, SIGNATURE_HEADER};
+
+/// Meta's error for a call whose client received no media (reference §6, §7.2).
+pub const MEDIA_RECEIVE_TIMEOUT: i64 = 138021;
+
+/// Errors of the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The simulated caller's media peer could not start.
+    #[error("caller media: {0}")]
+    Peer(#[from] PeerError),
+    /// The simulator has stopped.
+    #[error("the simulator is not running")]
+    Stopped,
+}
+
+/// How the simulator reaches switchboard and behaves like Meta.
+#[derive(Debug, Clone)]
+pub struct SimulatorConfig {
+    /// switchboard's webhook URL.
+    pub webhook_url: String,
+    /// The app secret webhooks are signed with.
+    pub app_secret: Secret,
+    /// The business phone number id in webhooks' metadata.
+    pub phone_number_id: String,
+    /// The business number as displayed.
+    pub display_phone_number: String,
+    /// The WABA id in webhooks' entries.
+    pub waba_id: String,
+    /// The address simulated callers' media binds to.
+    pub media_ip: IpAddr,
+    /// Meta's rule: no media from the business this long after accept ends the call.
+    pub no_media_timeout: Duration,
+    /// How long Meta waits for accept before the user sees "Not Answered".
+    pub accept_window: Duration,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            webhook_url: "http://127.0.0.1:8080/webhooks/whatsapp".into(),
+            app_secret: Secret::new(""),
+            phone_number_id: "100000000000001".into(),
+            display_phone_number: "15550001111".into(),
+            waba_id: "200000000000002".into(),
+            media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            no_media_timeout: Duration::from_secs(20),
+            accept_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One simulated user's call.
+#[derive(Debug, Clone)]
+pub struct CallSpec {
+    /// The caller's number.
+    pub from: String,
+    /// The caller's profile name.
+    pub name: String,
+    /// The tone the caller plays once accepted (Hz).
+    pub tone_hz: f64,
+    /// The user hangs up this long after accept; `None`: never (the business must end it).
+    pub hang_up_after: Option<Duration>,
+}
+
+impl Default for CallSpec {
+    fn default() -> Self {
+        CallSpec {
+            from: "15557654321".into(),
+            name: "Simulated Caller".into(),
+            tone_hz: 440.0,
+            hang_up_after: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// Where a simulated call is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallPhase {
+    /// The connect webhook is on its way or delivered; the user hears ringing.
+    Ringing,
+    /// The business pre-accepted; media is connecting.
+    PreAccepted,
+    /// The business accepted; the user is talking.
+    Accepted,
+    /// Over. Meta's terminate webhook was sent with this status and error code.
+    Ended {
+        /// COMPLETED or FAILED.
+        status: String,
+        /// The error code in the terminate webhook, if any.
+        error: Option<i64>,
+    },
+}
+
+/// A handle on a simulated call.
+#[derive(Debug, Clone)]
+pub struct SimulatedCall {
+    /// Meta's call id.
+    pub call_id: WaCallId,
+    phase: watch::Receiver<CallPhase>,
+    peer: watch::Receiver<Option<PeerHandle>>,
+    hang_up: mpsc::Sender<()>,
+}
+
+impl SimulatedCall {
+    /// The current phase.
+    pub fn phase(&self) -> CallPhase {
+        self.phase.borrow().clone()
+    }
+
+    /// Waits until `f(phase)` holds or `limit` passes.
+    pub async fn wait_for(
+        &self,
+        limit: Duration,
+        f: impl FnMut(&CallPhase) -> bool,
+    ) -> Option<CallPhase> {
+        let mut rx = self.phase.clone();
+        let r = tokio::time::timeout(limit, rx.wait_for(f)).await;
+        match r {
+            Ok(Ok(p)) => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    /// The caller's media peer, once the business has answered.
+    pub fn peer(&self) -> Option<PeerHandle> {
+        self.peer.borrow().clone()
+    }
+
+    /// What the caller has heard so far (`None` before media started).
+    pub async fn recording(&self) -> Option<Recording> {
+        self.peer()?.recording().await.ok()
+    }
+
+    /// The user hangs up now.
+    pub async fn hang_up(&self) {
+        let _ = self.hang_up.send(()).await;
+    }
+}
+
+enum Dispatch {
+    Register(WaCallId, mpsc::Sender<FakeGraphEvent>),
+    Forget(WaCallId),
+}
+
+/// The simulator: a fake Meta that places calls to switchboard. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Simulator {
+    cfg: SimulatorConfig,
+    graph: FakeGraph,
+    http: reqwest::Client,
+    dispatch: mpsc::Sender<Dispatch>,
+}
+
+impl Simulator {
+    /// Starts the simulator's dispatcher over `graph`'s event stream (from
+    /// [`FakeGraph::take_events`]). The dispatcher ends when every handle is dropped.
+    pub fn start(
+        cfg: SimulatorConfig,
+        graph: FakeGraph,
+        events: mpsc::Receiver<FakeGraphEvent>,
+    ) -> Simulator {
+        let (dispatch, rx) = mpsc::channel(256);
+        tokio::spawn(dispatcher(events, rx));
+        Simulator {
+            cfg,
+            graph,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            dispatch,
+        }
+    }
+
+    /// The fake Graph API behind this simulator.
+    pub fn graph(&self) -> &FakeGraph {
+        &self.graph
+    }
+
+    /// Places a call: a Meta-shaped offer, a signed `connect` webhook, and a task that plays
+    /// WhatsApp's part until the call ends.
+    pub async fn place_call(&self, spec: CallSpec) -> Result<SimulatedCall, SimError> {
+        let pending = PendingPeer::meta(self.cfg.media_ip).await?;
+        let call_id = WaCallId(format!(
+            "wacid.SIM{}",
+            hex::encode(rand::random::<[u8; 12]>()).to_uppercase()
+        ));
+        self.graph
+            .register_call(call_id.clone(), pending.offer().to_owned());
+        let (tx, rx) = mpsc::channel(16);
+        self.dispatch
+            .send(Dispatch::Register(call_id.clone(), tx))
+            .await
+            .map_err(|_| SimError::Stopped)?;
+        let (phase_tx, phase_rx) = watch::channel(CallPhase::Ringing);
+        let (peer_tx, peer_rx) = watch::channel(None);
+        let (hang_tx, hang_rx) = mpsc::channel(1);
+        let task = CallTask {
+            sim: self.clone(),
+            call_id: call_id.clone(),
+            spec,
+            phase: phase_tx,
+            peer_out: peer_tx,
+        };
+        let span = info_span!("simulated_call", call_id = %call_id);
+        tokio::spawn(task.run(pending, rx, hang_rx).instrument(span));
+        Ok(SimulatedCall {
+            call_id,
+            phase: phase_rx,
+            peer: peer_rx,
+            hang_up: hang_tx,
+        })
+    }
+
+    /// Sends a signed webhook as Meta does, retrying a few times on failure (Meta retries
+    /// undelivered webhooks); returns the last HTTP status.
+    pub async fn deliver(&self, body: &[u8]) -> Option<u16> {
+        let signature = sign(self.cfg.app_secret.expose(), body);
+        let mut last = None;
+        for attempt in 0..4u32 {
+            let r = self
+                .http
+                .post(&self.cfg.webhook_url)
+                .header("content-type", "application/json")
+                .header(SIGNATURE_HEADER, &signature)
+                .body(body.to_vec())
+                .send()
+                .await;
+            match r {
+                Ok(resp) if resp.status().is_success() => return Some(resp.status().as_u16()),
+                Ok(resp) => last = Some(resp.status().as_u16()),
+                Err(e) => debug!(error = %e, "webhook delivery failed"),
+            }
+            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+        }
+        warn!(status = ?last, "webhook not delivered");
+        last
+    }
+
+    fn envelope(&self, call: Call, contact: Option<Contact>, errors: Vec<WebhookErrorObject>) -> Vec<u8> {
+        let value = ChangeValue {
+            messaging_product: Some(MESSAGING_PRODUCT.into()),
+            metadata: Some(Metadata {
+                display_phone_number: Some(self.cfg.display_phone_number.clone()),
+                phone_number_id: Some(self.cfg.phone_number_id.clone()),
+            }),
+            contacts: contact.into_iter().map(Into::into).collect(),
+            calls: vec![call.into()],
+            errors: errors.into_iter().map(Into::into).collect(),
+            ..ChangeValue::default()
+        };
+        let env = WebhookEnvelope {
+            object: OBJECT_WABA.into(),
+            entry: vec![Entry {
+                id: self.cfg.waba_id.clone(),
+                changes: vec![Change {
+                    value: value.into(),
+                    field: FIELD_CALLS.into(),
+                }
+                .into()],
+            }],
+        };
+        serde_json::to_vec(&env).expect("webhook types always serialize")
+    }
+}
+
+async fn dispatcher(mut events: mpsc::Receiver<FakeGraphEvent>, mut control: mpsc::Receiver<Dispatch>) {
+    let mut calls: HashMap<WaCallId, mpsc::Sender<FakeGraphEvent>> = HashMap::new();
+    loop {
+        tokio::select! {
+            c = control.recv() => match c {
+                Some(Dispatch::Register(id, tx)) => { calls.insert(id, tx); }
+                Some(Dispatch::Forget(id)) => { calls.remove(&id); }
+                None => return,
+            },
+            Some(ev) = events.recv() => {
+                let id = match &ev {
+                    FakeGraphEvent::PreAccepted { call_id, .. }
+                    | FakeGraphEvent::Accepted { call_id, .. }
+                    | FakeGraphEvent::Rejected { call_id }
+                    | FakeGraphEvent::Terminated { call_id }
+                    | FakeGraphEvent::Connected { call_id, .. } => call_id,
+                };
+                if let Some(tx) = calls.get(id) {
+                    // A call task that stopped listening has ended; nothing to deliver.
+                    let _ = tx.try_send(ev);
+                }
+            }
+        }
+    }
+}
+
+struct CallTask {
+    sim: Simulator,
+    call_id: WaCallId,
+    spec: CallSpec,
+    phase: watch::Sender<CallPhase>,
+    peer_out: watch::Sender<Option<PeerHandle>>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl CallTask {
+    async fn run(
+        self,
+        pending: PendingPeer,
+        mut graph_events: mpsc::Receiver<FakeGraphEvent>,
+        mut hang_up: mpsc::Receiver<()>,
+    ) {
+        let offered_at = Instant::now();
+        let connect = Call {
+            from: Some(self.spec.from.clone()),
+            to: Some(self.sim.cfg.display_phone_number.clone()),
+            timestamp: Some(UnixTime(unix_now())),
+            direction: Some(CallDirection::UserInitiated),
+            session: Some(Session::new(SdpType::Offer, pending.offer())),
+            ..Call::new(self.call_id.clone(), CallEventKind::Connect)
+        };
+        let contact = Contact {
+            profile: Some(Profile {
+                name: Some(self.spec.name.clone()),
+            }),
+            wa_id: Some(self.spec.from.clone()),
+            user_id: None,
+        };
+        info!("calling switchboard");
+        let body = self.sim.envelope(connect, Some(contact), vec![]);
+        self.sim.deliver(&body).await;
+
+        let mut pending = Some(pending);
+        let mut peer = None;
+        let mut accepted: Option<(Instant, u64)> = None;
+        let accept_deadline = tokio::time::Instant::from_std(offered_at + self.sim.cfg.accept_window);
+        let (status, error) = loop {
+            // Meta's clocks: accept window before accept; media rule and hang-up after.
+            let (deadline, why) = match accepted {
+                None => (accept_deadline, Deadline::NotAnswered),
+                Some((at, _)) => {
+                    let heard = peer
+                        .as_ref()
+                        .is_some_and(|p: &crate::sim::peer::Peer| p.status().packets_received > 0);
+                    let hang = self.spec.hang_up_after.map(|d| at + d);
+                    match (heard, hang) {
+                        (false, Some(h)) if h < at + self.sim.cfg.no_media_timeout => {
+                            (tokio::time::Instant::from_std(h), Deadline::HangUp)
+                        }
+                        (false, _) => (
+                            tokio::time::Instant::from_std(at + self.sim.cfg.no_media_timeout),
+                            Deadline::NoMedia,
+                        ),
+                        (true, Some(h)) => (tokio::time::Instant::from_std(h), Deadline::HangUp),
+                        (true, None) => (
+                            tokio::time::Instant::now() + Duration::from_secs(3600),
+                            Deadline::None,
+                        ),
+                    }
+                }
+            };
+            // Re-check the media rule often enough to notice the first packet.
+            let wake = deadline.min(tokio::time::Instant::now() + Duration::from_millis(250));
+            tokio::select! {
+                ev = graph_events.recv() => match ev {
+                    Some(FakeGraphEvent::PreAccepted { sdp, .. }) => {
+                        if let Some(p) = pending.take() {
+                            match p.connect(&sdp) {
+                                Ok(p) => {
+                                    let _ = self.peer_out.send(Some(p.handle()));
+                                    peer = Some(p);
+                                }
+                                Err(e) => warn!(error = %e, "caller could not use the answer"),
+                            }
+                        }
+                        self.phase.send_replace(CallPhase::PreAccepted);
+                    }
+                    Some(FakeGraphEvent::Accepted { sdp, .. }) => {
+                        if let Some(p) = pending.take() {
+                            match p.connect(&sdp) {
+                                Ok(p) => {
+                                    let _ = self.peer_out.send(Some(p.handle()));
+                                    peer = Some(p);
+                                }
+                                Err(e) => warn!(error = %e, "caller could not use the answer"),
+                            }
+                        }
+                        if let Some(p) = &peer {
+                            let _ = p.send(Outgoing::Tone { hz: self.spec.tone_hz }).await;
+                        }
+                        accepted = Some((Instant::now(), unix_now()));
+                        self.phase.send_replace(CallPhase::Accepted);
+                        info!("business accepted; the caller talks");
+                    }
+                    Some(FakeGraphEvent::Rejected { .. }) => break ("COMPLETED", None),
+                    Some(FakeGraphEvent::Terminated { .. }) => break ("COMPLETED", None),
+                    Some(FakeGraphEvent::Connected { .. }) => {}
+                    None => break ("FAILED", None),
+                },
+                _ = hang_up.recv() => break ("COMPLETED", None),
+                _ = tokio::time::sleep_until(wake) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        match why {
+                            Deadline::NotAnswered => break ("FAILED", None),
+                            Deadline::NoMedia => {
+                                warn!("no media from the business {:?} after accept", self.sim.cfg.no_media_timeout);
+                                break ("FAILED", Some(MEDIA_RECEIVE_TIMEOUT));
+                            }
+                            Deadline::HangUp => break ("COMPLETED", None),
+                            Deadline::None => {}
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(p) = &peer {
+            let _ = p.close().await;
+        }
+        let end = unix_now();
+        let mut call = Call {
+            from: Some(self.spec.from.clone()),
+            to: Some(self.sim.cfg.display_phone_number.clone()),
+            timestamp: Some(UnixTime(end)),
+            direction: Some(CallDirection::UserInitiated),
+            status: Some(TerminateStatus::from(status)),
+            ..Call::new(self.call_id.clone(), CallEventKind::Terminate)
+        };
+        if let Some((_, start)) = accepted {
+            call.start_time = Some(UnixTime(start));
+            call.end_time = Some(UnixTime(end));
+            call.duration = Some(end.saturating_sub(start));
+        }
+        let errors = error
+            .map(|code| WebhookErrorObject {
+                code,
+                message: Some("Media receive timeout".into()),
+                title: None,
+                href: None,
+                error_data: Some(ErrorData {
+                    messaging_product: None,
+                    details: Some("The WhatsApp client received no media from the business.".into()),
+                }),
+            })
+            .into_iter()
+            .collect();
+        let body = self.sim.envelope(call, None, errors);
+        self.sim.deliver(&body).await;
+        info!(status, ?error, "call ended");
+        self.phase.send_replace(CallPhase::Ended {
+            status: status.to_owned(),
+            error,
+        });
+        let _ = self.sim.dispatch.send(Dispatch::Forget(self.call_id.clone())).await;
+        // Keep the peer alive until every handle on the call is gone, so its recording stays
+        // readable after the end.
+        self.phase.closed().await;
+        drop(peer);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    NotAnswered,
+    NoMedia,
+    HangUp,
+    None,
+}

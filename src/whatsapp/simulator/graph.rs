@@ -1,0 +1,668 @@
+//! [`FakeGraph`]: a fake `POST /{version}/{phone_number_id}/calls` that checks requests the way
+//! Meta does and answers in Graph's shapes.
+//!
+//! State design: one `std::sync::Mutex<Book>` held only for the synchronous decision about one
+//! request (never across an `.await`), as in mini-redis's `db.rs`. Requests are handled in the
+//! order they take the lock; each is recorded before its response is sent, so a test that has
+//! its response can read [`FakeGraph::requests`] without waiting.
+//!
+//! Checks, in order: injected faults ([`FakeGraph::fail_next`]); bearer token (401, code 190);
+//! phone number id (400, code 100); JSON shape (400, code 100 with `error_data.details`); the
+//! call's state (unknown id, already completed, already in progress); for pre_accept/accept the
+//! SDP rules of [`crate::whatsapp::sdp::check_answer`] against the registered offer; for accept
+//! the byte-identity with the pre_accept SDP.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::config::Secret;
+use crate::ids::WaCallId;
+use crate::whatsapp::model::{
+    CallAction, CallRef, CallRequest, CallResponse, ErrorData, GraphErrorEnvelope,
+    GraphErrorObject, SdpType, MESSAGING_PRODUCT,
+};
+use crate::whatsapp::sdp;
+
+/// Capacity of the event stream; events beyond it (nobody reading) are dropped and logged.
+pub const EVENT_CAPACITY: usize = 256;
+
+/// Details Meta gives when accept's SDP differs from pre_accept's.
+pub const SDP_MISMATCH_DETAILS: &str =
+    "SDP answer provided in accept does not match the SDP answer given in the Pre-Accept endpoint";
+
+/// What the fake accepted, for the simulated caller to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FakeGraphEvent {
+    /// A valid pre_accept: the caller can start ICE/DTLS with this answer.
+    PreAccepted {
+        /// The call.
+        call_id: WaCallId,
+        /// The business's answer.
+        sdp: String,
+    },
+    /// A valid accept: the call is connected.
+    Accepted {
+        /// The call.
+        call_id: WaCallId,
+        /// The business's answer.
+        sdp: String,
+    },
+    /// The business rejected the call.
+    Rejected {
+        /// The call.
+        call_id: WaCallId,
+    },
+    /// The business terminated the call.
+    Terminated {
+        /// The call.
+        call_id: WaCallId,
+    },
+    /// The business started a call.
+    Connected {
+        /// The new call's id.
+        call_id: WaCallId,
+        /// Who is called.
+        to: String,
+        /// The business's offer.
+        sdp: String,
+    },
+}
+
+/// One request as the fake saw it, with the answer it gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// The action, if the body named one.
+    pub action: Option<CallAction>,
+    /// The call id, if the body had one.
+    pub call_id: Option<WaCallId>,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The Graph error code answered, if any.
+    pub error_code: Option<i64>,
+    /// The raw body (lossy UTF-8).
+    pub body: String,
+}
+
+#[derive(Debug)]
+enum CallState {
+    Offered { offer: String },
+    PreAccepted { offer: String, sdp: String },
+    Accepted,
+    Outbound,
+    Ended,
+}
+
+#[derive(Debug)]
+struct Fault {
+    remaining: usize,
+    status: StatusCode,
+    code: i64,
+}
+
+#[derive(Debug)]
+struct Book {
+    calls: HashMap<WaCallId, CallState>,
+    log: Vec<RecordedRequest>,
+    faults: VecDeque<Fault>,
+    next_call: u64,
+    next_trace: u64,
+}
+
+struct Inner {
+    access_token: Secret,
+    phone_number_id: String,
+    state: Mutex<Book>,
+    events_tx: mpsc::Sender<FakeGraphEvent>,
+    events_rx: Mutex<Option<mpsc::Receiver<FakeGraphEvent>>>,
+}
+
+/// The fake Graph API. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct FakeGraph {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for FakeGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeGraph")
+            .field("phone_number_id", &self.inner.phone_number_id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    body: String,
+    error_code: Option<i64>,
+    event: Option<FakeGraphEvent>,
+}
+
+impl FakeGraph {
+    /// A fake that accepts `access_token` as bearer token for `phone_number_id`.
+    pub fn new(access_token: impl Into<String>, phone_number_id: impl Into<String>) -> Self {
+        let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
+        FakeGraph {
+            inner: Arc::new(Inner {
+                access_token: Secret::new(access_token),
+                phone_number_id: phone_number_id.into(),
+                state: Mutex::new(Book {
+                    calls: HashMap::new(),
+                    log: Vec::new(),
+                    faults: VecDeque::new(),
+                    next_call: 1,
+                    next_trace: 1,
+                }),
+                events_tx,
+                events_rx: Mutex::new(Some(events_rx)),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, Book> {
+        // A poisoned lock means a panic in a section below, which is a bug in this file; the
+        // state is still usable for a test double, so carry on with it.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Makes `call_id` known with Meta's `offer_sdp` (call before sending its connect webhook).
+    pub fn register_call(&self, call_id: WaCallId, offer_sdp: impl Into<String>) {
+        self.state().calls.insert(
+            call_id,
+            CallState::Offered {
+                offer: offer_sdp.into(),
+            },
+        );
+    }
+
+    /// The event stream; `Some` only the first time.
+    pub fn take_events(&self) -> Option<mpsc::Receiver<FakeGraphEvent>> {
+        self.inner
+            .events_rx
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take()
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state().log.clone()
+    }
+
+    /// The next `n` requests get `status` with Graph error `graph_error_code` (5xx and 429 are
+    /// marked `is_transient`), before any other check.
+    pub fn fail_next(&self, n: usize, status: u16, graph_error_code: i64) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        self.state().faults.push_back(Fault {
+            remaining: n,
+            status,
+            code: graph_error_code,
+        });
+    }
+
+    /// The `/{version}/{phone_number_id}/calls` route.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/{version}/{phone_number_id}/calls", post(calls))
+            .with_state(self.clone())
+    }
+
+    /// Serves [`FakeGraph::router`] on `addr` (use port 0 for any).
+    pub async fn serve(self, addr: SocketAddr) -> std::io::Result<(SocketAddr, FakeGraphServer)> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let app = self.router();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop_rx.await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                warn!(error = %e, "fake graph server stopped");
+            }
+        });
+        Ok((
+            local,
+            FakeGraphServer {
+                graph: self,
+                task: Some(task),
+                stop: Some(stop_tx),
+            },
+        ))
+    }
+
+    fn handle(&self, phone_number_id: &str, auth: Option<&str>, body: &[u8]) -> Reply {
+        let parsed = serde_json::from_slice::<CallRequest>(body);
+        let mut st = self.state();
+        let reply = self.decide(&mut st, phone_number_id, auth, &parsed);
+        let (action, call_id) = match &parsed {
+            Ok(r) => (r.action.clone(), r.call_id.clone()),
+            Err(_) => (None, None),
+        };
+        st.log.push(RecordedRequest {
+            action,
+            call_id,
+            status: reply.status.as_u16(),
+            error_code: reply.error_code,
+            body: String::from_utf8_lossy(body).into_owned(),
+        });
+        reply
+    }
+
+    fn decide(
+        &self,
+        st: &mut Book,
+        phone_number_id: &str,
+        auth: Option<&str>,
+        parsed: &Result<CallRequest, serde_json::Error>,
+    ) -> Reply {
+        if let Some(fault) = st.faults.front_mut() {
+            fault.remaining = fault.remaining.saturating_sub(1);
+            let (status, code) = (fault.status, fault.code);
+            if fault.remaining == 0 {
+                st.faults.pop_front();
+            }
+            let transient = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+            return error(
+                st,
+                status,
+                code,
+                "OAuthException",
+                "Injected fault",
+                None,
+                transient,
+            );
+        }
+        let expected = format!("Bearer {}", self.inner.access_token.expose());
+        if auth != Some(expected.as_str()) {
+            return error(
+                st,
+                StatusCode::UNAUTHORIZED,
+                190,
+                "OAuthException",
+                "Invalid OAuth access token - Cannot parse access token",
+                None,
+                false,
+            );
+        }
+        if phone_number_id != self.inner.phone_number_id {
+            return invalid(
+                st,
+                format!("Object with ID '{phone_number_id}' does not exist"),
+            );
+        }
+        let req = match parsed {
+            Ok(r) => r,
+            Err(e) => return invalid(st, format!("request body is not valid JSON: {e}")),
+        };
+        if req.messaging_product.as_deref() != Some(MESSAGING_PRODUCT) {
+            return invalid(st, "messaging_product must be \"whatsapp\"".into());
+        }
+        if req
+            .biz_opaque_callback_data
+            .as_ref()
+            .is_some_and(|b| b.chars().count() > 512)
+        {
+            return invalid(st, "biz_opaque_callback_data is longer than 512".into());
+        }
+        let Some(action) = req.action.clone() else {
+            return invalid(st, "action is required".into());
+        };
+        if action == CallAction::Connect {
+            return connect(st, req);
+        }
+        if let CallAction::Other(a) = &action {
+            return invalid(st, format!("unknown action {a:?}"));
+        }
+        let Some(call_id) = req.call_id.clone() else {
+            return invalid(st, "call_id is required".into());
+        };
+        let answer = match action {
+            CallAction::PreAccept | CallAction::Accept => {
+                match req.session.as_ref().map(|s| (&s.sdp_type, &s.sdp)) {
+                    Some((Some(SdpType::Answer), Some(sdp))) if !sdp.is_empty() => {
+                        Some(sdp.clone())
+                    }
+                    Some((Some(_), Some(_))) => {
+                        return invalid(st, "session.sdp_type must be \"answer\"".into())
+                    }
+                    _ => return invalid(st, "session with sdp_type and sdp is required".into()),
+                }
+            }
+            _ => None,
+        };
+        let Some(call) = st.calls.remove(&call_id) else {
+            return invalid(st, format!("invalid call id {call_id}"));
+        };
+        let (next, result) = transition(&action, &call_id, call, answer);
+        st.calls.insert(call_id, next);
+        match result {
+            Ok(event) => Reply {
+                status: StatusCode::OK,
+                body: json(&CallResponse {
+                    messaging_product: Some(MESSAGING_PRODUCT.into()),
+                    success: Some(true),
+                    calls: None,
+                }),
+                error_code: None,
+                event: Some(event),
+            },
+            Err(details) => invalid(st, details),
+        }
+    }
+}
+
+/// The state change for pre_accept/accept/reject/terminate: the next state, and the event or
+/// the error details.
+fn transition(
+    action: &CallAction,
+    call_id: &WaCallId,
+    call: CallState,
+    answer: Option<String>,
+) -> (CallState, Result<FakeGraphEvent, String>) {
+    let id = call_id.clone();
+    match (action, call) {
+        (_, CallState::Ended) => (
+            CallState::Ended,
+            Err(format!("call {call_id} is already completed")),
+        ),
+        (CallAction::Terminate, _) => (
+            CallState::Ended,
+            Ok(FakeGraphEvent::Terminated { call_id: id }),
+        ),
+        (CallAction::Reject, CallState::Offered { .. } | CallState::PreAccepted { .. }) => (
+            CallState::Ended,
+            Ok(FakeGraphEvent::Rejected { call_id: id }),
+        ),
+        (CallAction::Reject, s @ CallState::Accepted) => (
+            s,
+            Err(format!(
+                "call {call_id} is already in progress; terminate it"
+            )),
+        ),
+        (_, CallState::Outbound) => (
+            CallState::Outbound,
+            Err(format!(
+                "{action} is not valid for business-initiated call {call_id}"
+            )),
+        ),
+        (CallAction::PreAccept | CallAction::Accept, s @ CallState::Accepted) => {
+            (s, Err(format!("call {call_id} is already in progress")))
+        }
+        (CallAction::PreAccept | CallAction::Accept, CallState::Offered { offer }) => {
+            let sdp = answer.unwrap_or_default();
+            if let Err(v) = sdp::check_answer(&offer, &sdp) {
+                let details = format!("SDP Validation error: {}", sdp::describe(&v));
+                return (CallState::Offered { offer }, Err(details));
+            }
+            if *action == CallAction::Accept {
+                (
+                    CallState::Accepted,
+                    Ok(FakeGraphEvent::Accepted { call_id: id, sdp }),
+                )
+            } else {
+                (
+                    CallState::PreAccepted {
+                        offer,
+                        sdp: sdp.clone(),
+                    },
+                    Ok(FakeGraphEvent::PreAccepted { call_id: id, sdp }),
+                )
+            }
+        }
+        (CallAction::PreAccept | CallAction::Accept, CallState::PreAccepted { offer, sdp }) => {
+            let answer = answer.unwrap_or_default();
+            if answer != sdp {
+                let details = if *action == CallAction::Accept {
+                    SDP_MISMATCH_DETAILS.to_owned()
+                } else {
+                    "SDP answer differs from the one given in the earlier pre_accept".to_owned()
+                };
+                return (CallState::PreAccepted { offer, sdp }, Err(details));
+            }
+            if *action == CallAction::Accept {
+                (
+                    CallState::Accepted,
+                    Ok(FakeGraphEvent::Accepted { call_id: id, sdp }),
+                )
+            } else {
+                // A repeated identical pre_accept (a retry) is harmless.
+                (
+                    CallState::PreAccepted {
+                        offer,
+                        sdp: sdp.clone(),
+                    },
+                    Ok(FakeGraphEvent::PreAccepted { call_id: id, sdp }),
+                )
+            }
+        }
+        (other, s) => (s, Err(format!("unsupported action {other}"))),
+    }
+}
+
+fn connect(st: &mut Book, req: &CallRequest) -> Reply {
+    let Some(to) = req.to.clone().filter(|t| !t.is_empty()) else {
+        return invalid(st, "to is required for connect".into());
+    };
+    let sdp = match req.session.as_ref().map(|s| (&s.sdp_type, &s.sdp)) {
+        Some((Some(SdpType::Offer), Some(sdp))) if sdp.contains("m=audio") => sdp.clone(),
+        _ => {
+            return invalid(
+                st,
+                "session with sdp_type \"offer\" and an audio SDP is required".into(),
+            )
+        }
+    };
+    let call_id = WaCallId(format!("wacid.fake-{}", st.next_call));
+    st.next_call += 1;
+    st.calls.insert(call_id.clone(), CallState::Outbound);
+    Reply {
+        status: StatusCode::OK,
+        body: json(&CallResponse {
+            messaging_product: Some(MESSAGING_PRODUCT.into()),
+            success: None,
+            calls: Some(vec![CallRef {
+                id: call_id.clone(),
+            }]),
+        }),
+        error_code: None,
+        event: Some(FakeGraphEvent::Connected { call_id, to, sdp }),
+    }
+}
+
+fn invalid(st: &mut Book, details: String) -> Reply {
+    error(
+        st,
+        StatusCode::BAD_REQUEST,
+        100,
+        "OAuthException",
+        "(#100) Invalid parameter",
+        Some(details),
+        false,
+    )
+}
+
+fn error(
+    st: &mut Book,
+    status: StatusCode,
+    code: i64,
+    kind: &str,
+    message: &str,
+    details: Option<String>,
+    is_transient: bool,
+) -> Reply {
+    let trace = format!("FakeTrace{:06}", st.next_trace);
+    st.next_trace += 1;
+    let body = json(&GraphErrorEnvelope {
+        error: GraphErrorObject {
+            message: message.to_owned(),
+            kind: Some(kind.to_owned()),
+            code,
+            error_subcode: None,
+            error_data: details.map(|d| ErrorData {
+                messaging_product: Some(MESSAGING_PRODUCT.into()),
+                details: Some(d),
+            }),
+            fbtrace_id: Some(trace),
+            is_transient: Some(is_transient),
+        },
+    });
+    Reply {
+        status,
+        body,
+        error_code: Some(code),
+        event: None,
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    // Serialising these plain structs (strings, numbers, options) cannot fail.
+    serde_json::to_string(value).expect("plain structs serialise")
+}
+
+async fn calls(
+    State(graph): State<FakeGraph>,
+    Path((_version, phone_number_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let reply = graph.handle(&phone_number_id, auth, &body);
+    debug!(status = reply.status.as_u16(), "fake graph answered");
+    if let Some(event) = reply.event {
+        if graph.inner.events_tx.try_send(event).is_err() {
+            warn!("fake graph event dropped: stream full or not taken");
+        }
+    }
+    (
+        reply.status,
+        [(header::CONTENT_TYPE, "application/json")],
+        reply.body,
+    )
+        .into_response()
+}
+
+/// A running [`FakeGraph`] server. Dropping it aborts the server task.
+#[derive(Debug)]
+pub struct FakeGraphServer {
+    graph: FakeGraph,
+    task: Option<JoinHandle<()>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl FakeGraphServer {
+    /// The fake being served (shared state).
+    pub fn graph(&self) -> &FakeGraph {
+        &self.graph
+    }
+
+    /// Stops accepting connections and waits for the server task to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for FakeGraphServer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::whatsapp::sdp::{SAMPLE_ANSWER, SAMPLE_META_OFFER};
+
+    fn body(action: &str, id: &str, sdp: Option<&str>) -> Vec<u8> {
+        let mut r = CallRequest::new(CallAction::from(action), &WaCallId::from(id));
+        r.session = sdp.map(|s| crate::whatsapp::model::Session::new(SdpType::Answer, s));
+        serde_json::to_vec(&r).unwrap()
+    }
+
+    const AUTH: Option<&str> = Some("Bearer tok");
+
+    #[test]
+    fn state_machine_of_a_user_call() {
+        let g = FakeGraph::new("tok", "42");
+        g.register_call("wacid.1".into(), SAMPLE_META_OFFER);
+        let r = g.handle(
+            "42",
+            AUTH,
+            &body("pre_accept", "wacid.1", Some(SAMPLE_ANSWER)),
+        );
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let other = SAMPLE_ANSWER.replace("1111", "2222");
+        let r = g.handle("42", AUTH, &body("accept", "wacid.1", Some(&other)));
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.body.contains(SDP_MISMATCH_DETAILS), "{}", r.body);
+        let r = g.handle("42", AUTH, &body("accept", "wacid.1", Some(SAMPLE_ANSWER)));
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(matches!(r.event, Some(FakeGraphEvent::Accepted { .. })));
+        let r = g.handle("42", AUTH, &body("reject", "wacid.1", None));
+        assert!(r.body.contains("in progress"), "{}", r.body);
+        let r = g.handle("42", AUTH, &body("terminate", "wacid.1", None));
+        assert_eq!(r.status, StatusCode::OK);
+        let r = g.handle("42", AUTH, &body("accept", "wacid.1", Some(SAMPLE_ANSWER)));
+        assert!(r.body.contains("already completed"), "{}", r.body);
+        assert_eq!(g.requests().len(), 6);
+    }
+
+    #[test]
+    fn refusals_carry_graph_codes() {
+        let g = FakeGraph::new("tok", "42");
+        g.register_call("wacid.1".into(), SAMPLE_META_OFFER);
+        let ok = body("reject", "wacid.1", None);
+        let r = g.handle("42", Some("Bearer nope"), &ok);
+        assert_eq!(
+            (r.status, r.error_code),
+            (StatusCode::UNAUTHORIZED, Some(190))
+        );
+        let r = g.handle("43", AUTH, &ok);
+        assert_eq!(
+            (r.status, r.error_code),
+            (StatusCode::BAD_REQUEST, Some(100))
+        );
+        let r = g.handle("42", AUTH, b"{");
+        assert!(r.body.contains("not valid JSON"), "{}", r.body);
+        let r = g.handle("42", AUTH, br#"{"action":"reject","call_id":"wacid.1"}"#);
+        assert!(r.body.contains("messaging_product"), "{}", r.body);
+        let r = g.handle("42", AUTH, &body("reject", "wacid.nope", None));
+        assert!(r.body.contains("invalid call id"), "{}", r.body);
+        let bad = SAMPLE_ANSWER.replace("a=setup:active", "a=setup:passive");
+        let r = g.handle("42", AUTH, &body("pre_accept", "wacid.1", Some(&bad)));
+        assert!(r.body.contains("a=setup must be active"), "{}", r.body);
+        g.fail_next(2, 503, 1);
+        for _ in 0..2 {
+            let r = g.handle("42", AUTH, &ok);
+            assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(r.body.contains("\"is_transient\":true"));
+        }
+        let r = g.handle("42", AUTH, &ok);
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+}

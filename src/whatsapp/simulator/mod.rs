@@ -1,0 +1,17 @@
+//! Stand-ins for Meta, used by tests, demos and the load tester.
+//!
+//! **Owns**: [`graph::FakeGraph`], a fake Graph API that checks `/calls` requests the way Meta
+//! does (bearer token, phone number id, JSON shape, SDP rules, pre_accept/accept SDP identity,
+//! call state) and reports what it accepted as [`graph::FakeGraphEvent`]s.
+//!
+//! **Does not touch**: switchboard's media engine. [`caller::Simulator`] places calls like
+//! WhatsApp users: Meta-shaped WebRTC peers (`crate::sim::peer`), signed webhooks, and Meta's
+//! rules (accept window, 20 s no-media rule); it consumes the fake Graph API's event stream.
+//!
+//! **Invariants**: the fake never panics on a request; every request is recorded in order.
+
+pub mod caller;
+pub mod graph;
+
+pub use caller::{CallPhase, CallSpec, SimError, SimulatedCall, Simulator, SimulatorConfig};
+pub use graph::{FakeGraph, FakeGraphEvent, FakeGraphServer, RecordedRequest};

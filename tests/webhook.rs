@@ -1,0 +1,455 @@
+//! The webhook edge over real HTTP on 127.0.0.1: verification handshake, signatures, fixtures
+//! from reference §3, batching, de-duplication, late connects, body limit, backpressure.
+//!
+//! "Nothing came out" is proven without sleeping: after the request under test, a signed
+//! marker webhook is sent and the next event must be the marker (the processor is FIFO).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use switchboard::config::Secret;
+use switchboard::ids::WaCallId;
+use switchboard::whatsapp::model::{
+    Call, CallEventKind, CallStatusKind, Change, ChangeValue, Entry, Metadata, SdpType, Session,
+    TerminateStatus, UnixTime, WebhookEnvelope, FIELD_CALLS, OBJECT_WABA,
+};
+use switchboard::whatsapp::sdp::{check_offer, SAMPLE_META_OFFER};
+use switchboard::whatsapp::webhook::{
+    parse_webhook, router, sign, WaEvent, WebhookOptions, WebhookProcessor, WebhookState,
+    SIGNATURE_HEADER,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+const SECRET: &str = "app-secret-for-tests";
+const VERIFY: &str = "verify-token-for-tests";
+const WAIT: Duration = Duration::from_secs(5);
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+struct Harness {
+    url: String,
+    http: reqwest::Client,
+    events: mpsc::Receiver<WaEvent>,
+    processor: Option<WebhookProcessor>,
+    server: JoinHandle<()>,
+    markers: u32,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn start_with(options: WebhookOptions, event_capacity: usize) -> Harness {
+    let (tx, events) = mpsc::channel(event_capacity);
+    let (state, processor) =
+        WebhookState::spawn(Secret::new(SECRET), Secret::new(VERIFY), tx, options);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router(state)).await.unwrap();
+    });
+    Harness {
+        url: format!("http://{addr}/webhooks/whatsapp"),
+        http: reqwest::Client::new(),
+        events,
+        processor: Some(processor),
+        server,
+        markers: 0,
+    }
+}
+
+async fn start() -> Harness {
+    start_with(WebhookOptions::default(), 64).await
+}
+
+impl Harness {
+    async fn post(&self, body: &[u8], signature: Option<&str>) -> StatusCode {
+        let mut req = self.http.post(&self.url).body(body.to_vec());
+        if let Some(sig) = signature {
+            req = req.header(SIGNATURE_HEADER, sig);
+        }
+        req.send().await.unwrap().status()
+    }
+
+    async fn post_signed(&self, body: &[u8]) -> StatusCode {
+        self.post(body, Some(&sign(SECRET, body))).await
+    }
+
+    async fn next_event(&mut self) -> WaEvent {
+        tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .expect("an event within 5 s")
+            .expect("event channel open")
+    }
+
+    /// Sends a signed marker and asserts it is the very next event: nothing else came out.
+    async fn assert_nothing_came_out(&mut self) {
+        self.markers += 1;
+        let id = format!("wacid.MARKER-{}", self.markers);
+        let body = json(&envelope(vec![value(vec![terminate_call(&id)])]));
+        assert_eq!(self.post_signed(&body).await, StatusCode::OK);
+        let ev = self.next_event().await;
+        assert_eq!(
+            ev.call_id().0,
+            id,
+            "unexpected event before the marker: {ev:?}"
+        );
+    }
+
+    async fn get(&self, query: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}?{query}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn envelope(values: Vec<ChangeValue>) -> WebhookEnvelope {
+    WebhookEnvelope {
+        object: OBJECT_WABA.into(),
+        entry: vec![Entry {
+            id: "waba-1".into(),
+            changes: values
+                .into_iter()
+                .map(|v| {
+                    Change {
+                        value: v.into(),
+                        field: FIELD_CALLS.into(),
+                    }
+                    .into()
+                })
+                .collect(),
+        }],
+    }
+}
+
+fn value(calls: Vec<Call>) -> ChangeValue {
+    ChangeValue {
+        messaging_product: Some("whatsapp".into()),
+        metadata: Some(Metadata {
+            display_phone_number: Some("15550001111".into()),
+            phone_number_id: Some("115017831530658".into()),
+        }),
+        calls: calls.into_iter().map(Into::into).collect(),
+        ..Default::default()
+    }
+}
+
+fn connect_call(id: &str) -> Call {
+    Call {
+        from: Some("15551234567".into()),
+        to: Some("15550001111".into()),
+        timestamp: Some(UnixTime(1_753_115_233)),
+        session: Some(Session::new(SdpType::Offer, SAMPLE_META_OFFER)),
+        ..Call::new(WaCallId::from(id), CallEventKind::Connect)
+    }
+}
+
+fn terminate_call(id: &str) -> Call {
+    Call {
+        status: Some(TerminateStatus::Completed),
+        ..Call::new(WaCallId::from(id), CallEventKind::Terminate)
+    }
+}
+
+fn json(v: &WebhookEnvelope) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+#[tokio::test]
+async fn verification_handshake() {
+    let h = start().await;
+    let ok = h
+        .get(&format!(
+            "hub.mode=subscribe&hub.verify_token={VERIFY}&hub.challenge=1158201444"
+        ))
+        .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let ct = ok.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+
+    let wrong_token = h
+        .get("hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1")
+        .await;
+    assert_eq!(wrong_token.status(), StatusCode::FORBIDDEN);
+    let wrong_mode = h
+        .get(&format!(
+            "hub.mode=unsubscribe&hub.verify_token={VERIFY}&hub.challenge=1"
+        ))
+        .await;
+    assert_eq!(wrong_mode.status(), StatusCode::FORBIDDEN);
+    assert_eq!(h.get("").await.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn signed_offer_is_delivered_as_typed_event() {
+    let mut h = start().await;
+    let body = fixture("connect_offer.json");
+    assert_eq!(h.post_signed(&body).await, StatusCode::OK);
+    match h.next_event().await {
+        WaEvent::CallOffered {
+            call_id,
+            phone_number_id,
+            from,
+            caller_name,
+            offer_sdp,
+            timestamp,
+            ..
+        } => {
+            assert!(call_id.0.starts_with("wacid.HBgMOTE4"));
+            assert_eq!(phone_number_id.as_deref(), Some("115017831530658"));
+            assert_eq!(from.as_deref(), Some("91809753****"));
+            assert_eq!(caller_name.as_deref(), Some("Rahul"));
+            assert_eq!(timestamp, Some(UnixTime(1_753_115_233)));
+            assert_eq!(offer_sdp, SAMPLE_META_OFFER);
+            check_offer(&offer_sdp).unwrap();
+        }
+        other => panic!("expected CallOffered, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_signatures_get_401_and_have_no_effect() {
+    let mut h = start().await;
+    let body = json(&envelope(vec![value(vec![connect_call("wacid.UNSIGNED")])]));
+    let good = sign(SECRET, &body);
+    let hex = good.trim_start_matches("sha256=");
+    let mut altered = body.clone();
+    altered[10] ^= 1;
+    let cases: Vec<(&str, Option<String>, &[u8])> = vec![
+        ("missing", None, &body),
+        ("sha1 prefix", Some(format!("sha1={hex}")), &body),
+        ("no prefix", Some(hex.to_owned()), &body),
+        ("bad hex", Some(format!("sha256={}zz", &hex[..62])), &body),
+        ("short", Some(format!("sha256={}", &hex[..40])), &body),
+        ("wrong secret", Some(sign("another-secret", &body)), &body),
+        ("body altered after signing", Some(good.clone()), &altered),
+    ];
+    for (name, sig, b) in cases {
+        assert_eq!(
+            h.post(b, sig.as_deref()).await,
+            StatusCode::UNAUTHORIZED,
+            "{name}"
+        );
+    }
+    h.assert_nothing_came_out().await;
+}
+
+#[test]
+fn every_reference_payload_parses() {
+    let offer = parse_webhook(&fixture("connect_offer.json")).unwrap();
+    assert!(matches!(&offer[..], [WaEvent::CallOffered { .. }]));
+
+    let term = parse_webhook(&fixture("terminate.json")).unwrap();
+    match &term[..] {
+        [WaEvent::CallTerminated {
+            call_id,
+            status,
+            duration,
+            start_time,
+            end_time,
+            errors,
+            biz_opaque_callback_data,
+        }] => {
+            assert_eq!(call_id.0, "wacid.ABGGFjFVU2AfAgo6V-Hc5eCgK5Gh");
+            assert_eq!(status, &Some(TerminateStatus::Completed));
+            assert_eq!(*duration, Some(120));
+            assert_eq!(*start_time, Some(UnixTime(1_671_644_824)));
+            assert_eq!(*end_time, Some(UnixTime(1_671_644_944)));
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0].code, 138021);
+            assert_eq!(errors[0].message.as_deref(), Some("Media receive timeout"));
+            assert_eq!(errors[0].details.as_deref(), Some("<ERROR_DETAILS>"));
+            assert_eq!(
+                biz_opaque_callback_data.as_deref(),
+                Some("agent-42/queue-sales")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let answer = parse_webhook(&fixture("connect_answer_business.json")).unwrap();
+    match &answer[..] {
+        [WaEvent::CallAnswered {
+            call_id,
+            answer_sdp,
+        }] => {
+            assert_eq!(call_id.0, "wacid.ABGGFjFVU2AfAgo6V-Hc5eCgK5Gh");
+            assert!(answer_sdp.contains("a=setup:active"));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let status = parse_webhook(&fixture("status_ringing.json")).unwrap();
+    match &status[..] {
+        [WaEvent::CallStatusChanged {
+            call_id,
+            status,
+            biz_opaque_callback_data,
+            ..
+        }] => {
+            assert_eq!(call_id.0, "wacid.ABGGFjFVU2AfAgo6V");
+            assert_eq!(*status, CallStatusKind::Ringing);
+            assert_eq!(biz_opaque_callback_data.as_deref(), Some("random_string"));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    assert_eq!(
+        parse_webhook(&fixture("call_permission_reply.json")).unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        parse_webhook(&fixture("call_recording_available.json")).unwrap(),
+        vec![]
+    );
+}
+
+#[tokio::test]
+async fn fixtures_over_http_including_ignored_ones() {
+    let mut h = start().await;
+    for name in [
+        "call_permission_reply.json",
+        "call_recording_available.json",
+    ] {
+        assert_eq!(
+            h.post_signed(&fixture(name)).await,
+            StatusCode::OK,
+            "{name}"
+        );
+    }
+    h.assert_nothing_came_out().await;
+    for name in [
+        "connect_answer_business.json",
+        "terminate.json",
+        "status_ringing.json",
+    ] {
+        assert_eq!(
+            h.post_signed(&fixture(name)).await,
+            StatusCode::OK,
+            "{name}"
+        );
+    }
+    assert!(matches!(h.next_event().await, WaEvent::CallAnswered { .. }));
+    assert!(matches!(
+        h.next_event().await,
+        WaEvent::CallTerminated { .. }
+    ));
+    assert!(matches!(
+        h.next_event().await,
+        WaEvent::CallStatusChanged { .. }
+    ));
+    h.assert_nothing_came_out().await;
+}
+
+#[tokio::test]
+async fn a_batch_yields_every_call() {
+    let mut h = start().await;
+    let mut env = envelope(vec![
+        value(vec![connect_call("wacid.B1"), connect_call("wacid.B2")]),
+        value(vec![terminate_call("wacid.B0")]),
+    ]);
+    env.entry.push(Entry {
+        id: "waba-2".into(),
+        changes: vec![Change {
+            value: value(vec![connect_call("wacid.B3")]).into(),
+            field: FIELD_CALLS.into(),
+        }
+        .into()],
+    });
+    assert_eq!(h.post_signed(&json(&env)).await, StatusCode::OK);
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(h.next_event().await.call_id().0.clone());
+    }
+    assert_eq!(ids, ["wacid.B1", "wacid.B2", "wacid.B0", "wacid.B3"]);
+    h.assert_nothing_came_out().await;
+}
+
+#[tokio::test]
+async fn duplicate_connect_gives_one_event() {
+    let mut h = start().await;
+    let body = json(&envelope(vec![value(vec![connect_call("wacid.DUP")])]));
+    assert_eq!(h.post_signed(&body).await, StatusCode::OK);
+    assert_eq!(h.post_signed(&body).await, StatusCode::OK);
+    assert!(matches!(h.next_event().await, WaEvent::CallOffered { .. }));
+    h.assert_nothing_came_out().await;
+}
+
+#[tokio::test]
+async fn terminate_before_connect_drops_the_late_connect() {
+    let mut h = start().await;
+    let term = json(&envelope(vec![value(vec![terminate_call("wacid.LATE")])]));
+    let conn = json(&envelope(vec![value(vec![connect_call("wacid.LATE")])]));
+    assert_eq!(h.post_signed(&term).await, StatusCode::OK);
+    assert_eq!(h.post_signed(&conn).await, StatusCode::OK);
+    let ev = h.next_event().await;
+    assert!(
+        matches!(&ev, WaEvent::CallTerminated { call_id, .. } if call_id.0 == "wacid.LATE"),
+        "{ev:?}"
+    );
+    h.assert_nothing_came_out().await;
+}
+
+#[tokio::test]
+async fn body_over_the_limit_gets_413() {
+    let mut h = start().await;
+    let mut env = envelope(vec![value(vec![connect_call("wacid.BIG")])]);
+    env.entry[0].id = "x".repeat(1024 * 1024 + 1);
+    let body = json(&env);
+    assert_eq!(h.post_signed(&body).await, StatusCode::PAYLOAD_TOO_LARGE);
+    h.assert_nothing_came_out().await;
+}
+
+#[tokio::test]
+async fn authenticated_garbage_is_accepted_counted_and_ignored() {
+    let mut h = start().await;
+    assert_eq!(h.post_signed(b"{not json").await, StatusCode::OK);
+    assert_eq!(
+        h.post_signed(br#"{"object":"page","entry":[]}"#).await,
+        StatusCode::OK
+    );
+    h.assert_nothing_came_out().await;
+    let stats = h.processor.take().unwrap().shutdown().await;
+    assert_eq!(stats.invalid_bodies, 2);
+    assert_eq!(stats.forwarded, 1);
+    assert_eq!(stats.bodies, 3);
+}
+
+#[tokio::test]
+async fn full_queue_answers_503_and_loses_nothing_accepted() {
+    let options = WebhookOptions {
+        queue_capacity: 1,
+        ..WebhookOptions::default()
+    };
+    // Nobody reads events until the end, so the processor blocks and the queue fills.
+    let mut h = start_with(options, 1).await;
+    let mut accepted = Vec::new();
+    let mut refused = false;
+    for i in 0..10 {
+        let id = format!("wacid.Q{i}");
+        let body = json(&envelope(vec![value(vec![connect_call(&id)])]));
+        match h.post_signed(&body).await {
+            StatusCode::OK => accepted.push(id),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused = true;
+                break;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert!(refused, "a full queue must answer 503");
+    assert!(accepted.len() <= 3, "{accepted:?}");
+    for id in &accepted {
+        assert_eq!(&h.next_event().await.call_id().0, id);
+    }
+    h.assert_nothing_came_out().await;
+}
