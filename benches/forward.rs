@@ -147,7 +147,8 @@ impl Harness {
                 } else {
                     &mut self.agent
                 };
-                let r = Receive::new(Protocol::Udp, self.engine_addr, p.addr, &tx.contents).unwrap();
+                let r =
+                    Receive::new(Protocol::Udp, self.engine_addr, p.addr, &tx.contents).unwrap();
                 p.rtc.handle_input(Input::Receive(self.now, r)).unwrap();
                 drain_peer(p, &mut self.to_engine);
             }
@@ -169,7 +170,13 @@ impl Harness {
             .direct_api()
             .stream_tx(&ssrc)
             .unwrap()
-            .write_rtp(RtpWrite::new(111.into(), self.seq.into(), ts, self.now, payload));
+            .write_rtp(RtpWrite::new(
+                111.into(),
+                self.seq.into(),
+                ts,
+                self.now,
+                payload,
+            ));
         self.seq += 1;
         drain_peer(&mut self.meta, &mut self.to_engine);
         self.pump()

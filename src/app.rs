@@ -308,7 +308,10 @@ async fn call_task(
     graph: GraphClient,
     report: mpsc::Sender<CallReport>,
 ) {
-    info!(from = from.as_deref().map(mask).unwrap_or_default(), "call offered");
+    info!(
+        from = from.as_deref().map(mask).unwrap_or_default(),
+        "call offered"
+    );
     let answer = match media.answer_whatsapp(offer).await {
         Ok(a) => a,
         Err(e) => {

@@ -33,7 +33,13 @@ impl IntoResponse for ApiError {
             ApiError::Simulator(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         tracing::warn!(error = %self, %status, "request failed");
-        (status, Json(ErrorBody { error: self.to_string() })).into_response()
+        (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response()
     }
 }
 

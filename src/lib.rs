@@ -6,10 +6,10 @@
 //! engine and the Graph API → events back. Nothing reaches across.
 #![warn(unreachable_pub, missing_docs)]
 
-pub mod config;
-pub mod ids;
 pub mod app;
+pub mod config;
 pub mod http;
+pub mod ids;
 pub mod media;
 pub mod sim;
 pub mod whatsapp;

@@ -39,7 +39,10 @@ async fn bad_offers_get_an_error_and_leave_no_leg() {
         ("garbage", "this is not SDP at all".to_owned()),
         ("empty", String::new()),
         ("truncated", META_OFFER[..200].to_owned()),
-        ("binary", String::from_utf8_lossy(&[0xff, 0x00, 0x13, 0x37]).into_owned()),
+        (
+            "binary",
+            String::from_utf8_lossy(&[0xff, 0x00, 0x13, 0x37]).into_owned(),
+        ),
         ("no ice credentials", without(META_OFFER, "a=ice-")),
     ];
     for (what, offer) in cases {

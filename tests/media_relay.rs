@@ -136,11 +136,13 @@ async fn meta_and_browsers_relay_untouched_and_continuous() {
     // The order of producers is exactly the order of routes.
     let mut runs: Vec<u8> = origins.clone();
     runs.dedup();
-    assert_eq!(
-        runs,
-        vec![0, A_TAG, B_TAG, 0],
-        "producers in order: {runs:?}"
-    );
+    assert_eq!(runs.first(), Some(&0), "starts with silence: {runs:?}");
+    assert_eq!(runs.last(), Some(&0), "ends with silence: {runs:?}");
+    // A source late by more than the grace period may be bridged by a silence frame; the
+    // sources themselves come in exactly the order they were routed.
+    let mut sources: Vec<u8> = runs.iter().copied().filter(|o| *o != 0).collect();
+    sources.dedup();
+    assert_eq!(sources, vec![A_TAG, B_TAG], "producers in order: {runs:?}");
     for tag in [A_TAG, B_TAG] {
         let n = origins.iter().filter(|o| **o == tag).count();
         assert!(n >= 10, "only {n} packets of agent {tag}");

@@ -450,7 +450,10 @@ impl Engine {
             .get_mut(stream.index as usize)
             .ok_or(MediaError::UnknownStream { stream })?;
         let old = std::mem::replace(&mut out.source, source);
-        out.last_source_at = None;
+        if source.is_none() {
+            // Silence takes over at the next tick rather than after the source-gap grace.
+            out.last_source_at = None;
+        }
         if old == source {
             return Ok(());
         }

@@ -269,7 +269,12 @@ impl Simulator {
         last
     }
 
-    fn envelope(&self, call: Call, contact: Option<Contact>, errors: Vec<WebhookErrorObject>) -> Vec<u8> {
+    fn envelope(
+        &self,
+        call: Call,
+        contact: Option<Contact>,
+        errors: Vec<WebhookErrorObject>,
+    ) -> Vec<u8> {
         let value = ChangeValue {
             messaging_product: Some(MESSAGING_PRODUCT.into()),
             metadata: Some(Metadata {
@@ -296,7 +301,10 @@ impl Simulator {
     }
 }
 
-async fn dispatcher(mut events: mpsc::Receiver<FakeGraphEvent>, mut control: mpsc::Receiver<Dispatch>) {
+async fn dispatcher(
+    mut events: mpsc::Receiver<FakeGraphEvent>,
+    mut control: mpsc::Receiver<Dispatch>,
+) {
     let mut calls: HashMap<WaCallId, mpsc::Sender<FakeGraphEvent>> = HashMap::new();
     loop {
         tokio::select! {
@@ -367,7 +375,8 @@ impl CallTask {
         let mut pending = Some(pending);
         let mut peer = None;
         let mut accepted: Option<(Instant, u64)> = None;
-        let accept_deadline = tokio::time::Instant::from_std(offered_at + self.sim.cfg.accept_window);
+        let accept_deadline =
+            tokio::time::Instant::from_std(offered_at + self.sim.cfg.accept_window);
         let (status, error) = loop {
             // Meta's clocks: accept window before accept; media rule and hang-up after.
             let (deadline, why) = match accepted {
@@ -472,7 +481,9 @@ impl CallTask {
                 href: None,
                 error_data: Some(ErrorData {
                     messaging_product: None,
-                    details: Some("The WhatsApp client received no media from the business.".into()),
+                    details: Some(
+                        "The WhatsApp client received no media from the business.".into(),
+                    ),
                 }),
             })
             .into_iter()
@@ -484,7 +495,11 @@ impl CallTask {
             status: status.to_owned(),
             error,
         });
-        let _ = self.sim.dispatch.send(Dispatch::Forget(self.call_id.clone())).await;
+        let _ = self
+            .sim
+            .dispatch
+            .send(Dispatch::Forget(self.call_id.clone()))
+            .await;
         // Keep the peer alive until every handle on the call is gone, so its recording stays
         // readable after the end.
         self.phase.closed().await;
