@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -57,6 +56,8 @@ pub struct Running {
     pub media_addr: SocketAddr,
     /// The simulator, in the sandbox.
     pub simulator: Option<Simulator>,
+    /// The media engine (for tests and, later, operations).
+    pub media: EngineHandle,
     stop: oneshot::Sender<()>,
     done: tokio::task::JoinHandle<()>,
 }
@@ -64,8 +65,13 @@ pub struct Running {
 impl Running {
     /// Stops everything and waits until it has stopped.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(());
-        let _ = self.done.await;
+        let Running {
+            stop, done, media, ..
+        } = self;
+        // The engine stops when its last handle is gone; this one must not keep it alive.
+        drop(media);
+        let _ = stop.send(());
+        let _ = done.await;
     }
 }
 
@@ -167,6 +173,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         }
     });
     let calls = tokio::spawn(calls_loop(wa_rx, media_events, media.clone(), graph));
+    let media_for_shutdown = media.clone();
 
     info!(http = %http_addr, media = %media_addr, sandbox = config.is_sandbox(), "switchboard started");
     let done = tokio::spawn(async move {
@@ -177,7 +184,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         webhook_processor.shutdown().await;
         calls.abort();
         let _ = calls.await;
-        drop(media);
+        drop(media_for_shutdown);
         if let Some(s) = sandbox_server {
             s.shutdown().await;
         }
@@ -188,6 +195,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         http_addr,
         media_addr,
         simulator,
+        media,
         stop: stop_tx,
         done,
     })
@@ -349,8 +357,6 @@ async fn call_task(
             CallInput::Media(MediaEvent::Stats { .. }) => {}
         }
     }
-    // Drain what is in flight so the loop's maps forget this call.
-    tokio::time::sleep(Duration::from_millis(0)).await;
     let _ = report.send(CallReport::Done(id)).await;
 }
 

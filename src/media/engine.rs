@@ -35,6 +35,9 @@ use crate::ids::{LegId, StreamId};
 /// 20 ms, one frame) followed by the common two-byte silence frame (str0m notes §3).
 pub const OPUS_SILENCE: [u8; 3] = [0xF8, 0xFF, 0xFE];
 
+/// How long a closing leg may take to flush its goodbye (RTCP BYE, DTLS close_notify).
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// Opus fmtp parameters we ask browsers to send with, WhatsApp's own (reference §3.1, §5
 /// rule 14), so their packets can be relayed to Meta without transcoding.
 const BROWSER_OPUS_FMTP: &str = "maxaveragebitrate=20000;maxplaybackrate=16000;stereo=0";
@@ -405,7 +408,7 @@ impl Engine {
             rtc,
             created_at: now,
             connected: false,
-            closing: false,
+            closing: None,
             remote_closed: false,
             last_rx: now,
             rtc_timeout: now,
@@ -535,7 +538,18 @@ impl Engine {
             .legs
             .get_mut(leg)
             .ok_or(MediaError::UnknownLeg { leg })?;
-        l.closing = true;
+        if !l.connected {
+            // Nothing to say goodbye on: no DTLS session, so no close_notify to wait for.
+            l.rtc.disconnect();
+            self.remove(leg);
+            self.events.push_back(MediaEvent::Closed {
+                leg,
+                by_remote: false,
+            });
+            info!(%leg, "leg closed before it connected");
+            return Ok(());
+        }
+        l.closing = Some(now + CLOSE_GRACE);
         if let Err(e) = l.rtc.close() {
             debug!(%leg, error = %e, "close");
         }
@@ -651,6 +665,16 @@ impl Engine {
                 continue; // superseded entry
             }
             leg.scheduled = None;
+            if leg.closing.is_some_and(|until| now >= until) {
+                // The peer never acknowledged our goodbye; stop waiting for it.
+                leg.rtc.disconnect();
+                self.remove(id);
+                self.events.push_back(MediaEvent::Closed {
+                    leg: id,
+                    by_remote: false,
+                });
+                continue;
+            }
             if !leg.connected && now >= leg.created_at + connect_timeout {
                 self.fail(now, id, FailReason::ConnectTimeout);
                 continue;

@@ -135,7 +135,8 @@ pub(crate) struct Leg {
     pub rtc: Rtc,
     pub created_at: Instant,
     pub connected: bool,
-    pub closing: bool,
+    /// Set by `close`: the leg is removed once str0m is done, or at this moment at the latest.
+    pub closing: Option<Instant>,
     pub remote_closed: bool,
     /// Last datagram of any kind accepted for this leg (media, RTCP, STUN, DTLS).
     pub last_rx: Instant,
@@ -166,6 +167,7 @@ impl Leg {
         } else {
             self.created_at + connect_timeout
         };
+        let limit = self.closing.map_or(limit, |c| c.min(limit));
         self.rtc_timeout.min(limit)
     }
 }

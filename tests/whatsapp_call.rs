@@ -1,0 +1,247 @@
+//! A running switchboard, Meta simulated around it: its webhook edge over real HTTP, and full
+//! user-initiated calls from the simulator to pre_accept and connected media.
+
+mod common;
+
+use std::time::Duration;
+
+use common::LONG;
+use switchboard::app::{self, Running};
+use switchboard::config::{Config, Secret, Settings};
+use switchboard::whatsapp::simulator::{
+    CallPhase, CallSpec, FakeGraph, RecordedRequest, Simulator, SimulatorConfig,
+};
+use switchboard::whatsapp::webhook::{sign, SIGNATURE_HEADER};
+
+const APP_SECRET: &str = "test-app-secret";
+const VERIFY_TOKEN: &str = "test-verify-token";
+const TOKEN: &str = "test-access-token";
+const PHONE_ID: &str = "123456789012345";
+
+struct World {
+    running: Running,
+    fake: FakeGraph,
+    sim: Simulator,
+    http: reqwest::Client,
+}
+
+/// switchboard with live-style credentials whose Graph URL is a fake Graph API on loopback.
+async fn world() -> World {
+    let fake = FakeGraph::new(TOKEN, PHONE_ID);
+    let events = fake.take_events().unwrap();
+    let (graph_addr, server) = fake
+        .clone()
+        .serve((std::net::Ipv4Addr::LOCALHOST, 0).into())
+        .await
+        .unwrap();
+    std::mem::forget(server); // lives for the test process
+    let config = Config::from_settings(Settings {
+        http_addr: Some("127.0.0.1:0".into()),
+        media_addr: Some("127.0.0.1:0".into()),
+        graph_url: Some(format!("http://{graph_addr}")),
+        phone_number_id: Some(PHONE_ID.into()),
+        access_token: Some(Secret::new(TOKEN)),
+        app_secret: Some(Secret::new(APP_SECRET)),
+        verify_token: Some(Secret::new(VERIFY_TOKEN)),
+        ..Settings::default()
+    })
+    .unwrap();
+    let running = app::start(config).await.unwrap();
+    let sim = Simulator::start(
+        SimulatorConfig {
+            webhook_url: format!("http://{}/webhooks/whatsapp", running.http_addr),
+            app_secret: Secret::new(APP_SECRET),
+            phone_number_id: PHONE_ID.into(),
+            ..SimulatorConfig::default()
+        },
+        fake.clone(),
+        events,
+    );
+    World {
+        running,
+        fake,
+        sim,
+        http: reqwest::Client::new(),
+    }
+}
+
+fn actions(reqs: &[RecordedRequest], call_id: &str) -> Vec<(String, u16)> {
+    reqs.iter()
+        .filter(|r| r.call_id.as_ref().is_some_and(|c| c.0 == call_id))
+        .map(|r| {
+            (
+                r.action
+                    .as_ref()
+                    .map(|a| a.as_str().to_owned())
+                    .unwrap_or_default(),
+                r.status,
+            )
+        })
+        .collect()
+}
+
+async fn wait_for_legs(w: &World, n: u64) {
+    for _ in 0..200 {
+        if w.running.media.counters().await.unwrap().legs == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("media legs never became {n}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_handshake_on_a_running_switchboard() {
+    let w = world().await;
+    let url = format!("http://{}/webhooks/whatsapp", w.running.http_addr);
+    let ok = w
+        .http
+        .get(&url)
+        .query(&[
+            ("hub.mode", "subscribe"),
+            ("hub.verify_token", VERIFY_TOKEN),
+            ("hub.challenge", "1158201444"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    let wrong = w
+        .http
+        .get(&url)
+        .query(&[
+            ("hub.mode", "subscribe"),
+            ("hub.verify_token", "nope"),
+            ("hub.challenge", "1158201444"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    w.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_or_altered_connect_starts_nothing() {
+    let w = world().await;
+    let url = format!("http://{}/webhooks/whatsapp", w.running.http_addr);
+    let offer = switchboard::whatsapp::sdp::SAMPLE_META_OFFER;
+    let body = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "calls", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "1555", "phone_number_id": PHONE_ID},
+            "calls": [{"id": "wacid.UNSIGNED", "from": "1", "to": "2", "event": "connect",
+                       "timestamp": "1753115233", "direction": "USER_INITIATED",
+                       "session": {"sdp_type": "offer", "sdp": offer}}]}}]}]
+    })
+    .to_string();
+    let good_sig = sign(APP_SECRET, body.as_bytes());
+    let altered = body.replace("wacid.UNSIGNED", "wacid.UNSIGNEX");
+    for (sig, b) in [
+        (None, body.clone()),
+        (Some("sha256=zz".to_owned()), body.clone()),
+        (Some(sign("other-secret", body.as_bytes())), body.clone()),
+        (Some(good_sig.clone()), altered),
+    ] {
+        let mut r = w.http.post(&url).body(b);
+        if let Some(s) = sig {
+            r = r.header(SIGNATURE_HEADER, s);
+        }
+        assert_eq!(r.send().await.unwrap().status(), 401);
+    }
+    // Nothing was answered: no leg, no Graph request.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(w.running.media.counters().await.unwrap().legs, 0);
+    assert!(w.fake.requests().is_empty());
+    w.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_initiated_call_is_pre_accepted_and_its_media_connects() {
+    let w = world().await;
+    let call = w
+        .sim
+        .place_call(CallSpec {
+            hang_up_after: None,
+            ..CallSpec::default()
+        })
+        .await
+        .unwrap();
+    call.wait_for(LONG, |p| *p == CallPhase::PreAccepted)
+        .await
+        .expect("switchboard pre-accepts with an answer the fake Graph API takes");
+    let peer = call.peer().expect("the caller has the answer");
+    peer.wait_for(LONG, |s| s.connected)
+        .await
+        .expect("ICE and DTLS complete between the caller and switchboard");
+    assert_eq!(
+        actions(&w.fake.requests(), &call.call_id.0),
+        vec![("pre_accept".to_owned(), 200)]
+    );
+    assert_eq!(w.running.media.counters().await.unwrap().legs, 1);
+
+    // The user hangs up: Meta's terminate webhook makes switchboard close the leg.
+    call.hang_up().await;
+    call.wait_for(LONG, |p| matches!(p, CallPhase::Ended { .. }))
+        .await
+        .unwrap();
+    wait_for_legs(&w, 0).await;
+    w.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_400_is_not_retried_and_ends_the_call() {
+    let w = world().await;
+    w.fake.fail_next(1, 400, 100);
+    let call = w.sim.place_call(CallSpec::default()).await.unwrap();
+    // switchboard gives up on the call: it terminates it and closes its leg.
+    for _ in 0..200 {
+        if actions(&w.fake.requests(), &call.call_id.0).len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let seen = actions(&w.fake.requests(), &call.call_id.0);
+    assert_eq!(seen[0], ("pre_accept".to_owned(), 400));
+    assert_eq!(seen[1].0, "terminate", "{seen:?}");
+    assert_eq!(
+        seen.iter().filter(|(a, _)| a == "pre_accept").count(),
+        1,
+        "a 4xx is never retried: {seen:?}"
+    );
+    wait_for_legs(&w, 0).await;
+    w.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_503_is_retried_and_the_call_goes_on() {
+    let w = world().await;
+    w.fake.fail_next(2, 503, 2);
+    let call = w
+        .sim
+        .place_call(CallSpec {
+            hang_up_after: None,
+            ..CallSpec::default()
+        })
+        .await
+        .unwrap();
+    call.wait_for(LONG, |p| *p == CallPhase::PreAccepted)
+        .await
+        .expect("pre-accepted after retries");
+    assert_eq!(
+        actions(&w.fake.requests(), &call.call_id.0),
+        vec![
+            ("pre_accept".to_owned(), 503),
+            ("pre_accept".to_owned(), 503),
+            ("pre_accept".to_owned(), 200)
+        ]
+    );
+    call.peer()
+        .unwrap()
+        .wait_for(LONG, |s| s.connected)
+        .await
+        .expect("media connects");
+    w.running.shutdown().await;
+}
