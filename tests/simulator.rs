@@ -197,7 +197,10 @@ async fn a_talking_caller_is_heard_and_hears_the_agent() {
     let (status, errors, duration) = terminate_of(next_webhook(&mut b).await, &call.call_id);
     assert_eq!(status, Some(TerminateStatus::Completed));
     assert!(errors.is_empty());
-    assert!(duration.is_some(), "a call that was picked up has a duration");
+    assert!(
+        duration.is_some(),
+        "a call that was picked up has a duration"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,9 +211,11 @@ async fn a_business_terminate_is_answered_by_metas_terminate_webhook() {
     b.graph.terminate(&call.call_id).await.unwrap();
     let (status, _, _) = terminate_of(next_webhook(&mut b).await, &call.call_id);
     assert_eq!(status, Some(TerminateStatus::Completed));
-    assert!(matches!(call.phase(), CallPhase::Ended { .. }) || {
-        call.wait_for(LONG, |p| matches!(p, CallPhase::Ended { .. }))
-            .await
-            .is_some()
-    });
+    assert!(
+        matches!(call.phase(), CallPhase::Ended { .. }) || {
+            call.wait_for(LONG, |p| matches!(p, CallPhase::Ended { .. }))
+                .await
+                .is_some()
+        }
+    );
 }

@@ -375,6 +375,7 @@ impl CallTask {
         let mut pending = Some(pending);
         let mut peer = None;
         let mut accepted: Option<(Instant, u64)> = None;
+        let mut hang_up_open = true;
         let accept_deadline =
             tokio::time::Instant::from_std(offered_at + self.sim.cfg.accept_window);
         let (status, error) = loop {
@@ -440,7 +441,11 @@ impl CallTask {
                     Some(FakeGraphEvent::Connected { .. }) => {}
                     None => break ("FAILED", None),
                 },
-                _ = hang_up.recv() => break ("COMPLETED", None),
+                h = hang_up.recv(), if hang_up_open => match h {
+                    Some(()) => break ("COMPLETED", None),
+                    // Nobody holds the call's handle any more; the call goes on by itself.
+                    None => hang_up_open = false,
+                },
                 _ = tokio::time::sleep_until(wake) => {
                     if tokio::time::Instant::now() >= deadline {
                         match why {

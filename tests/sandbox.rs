@@ -1,0 +1,139 @@
+//! With no WhatsApp credentials, switchboard runs wired to its simulator: a person (or this
+//! test) can place a simulated call and it is answered, pre-accepted and connected.
+
+mod common;
+
+use std::process::Command;
+
+use common::LONG;
+use switchboard::app;
+use switchboard::config::{Config, Settings};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_takes_a_simulated_call_placed_over_http() {
+    let config = Config::from_settings(Settings {
+        http_addr: Some("127.0.0.1:0".into()),
+        media_addr: Some("127.0.0.1:0".into()),
+        ..Settings::default()
+    })
+    .unwrap();
+    assert!(config.is_sandbox());
+    let running = app::start(config).await.unwrap();
+    let sim = running
+        .simulator
+        .clone()
+        .expect("the sandbox has a simulator");
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/sandbox/calls", running.http_addr))
+        .json(&serde_json::json!({ "tone_hz": 600.0, "hang_up_after_secs": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let placed: switchboard::http::PlacedCall = resp.json().await.unwrap();
+    assert!(placed.call_id.starts_with("wacid."));
+    // The sandbox's fake Graph API saw a valid pre_accept for exactly that call.
+    let mut ok = false;
+    for _ in 0..200 {
+        ok = sim.graph().requests().iter().any(|r| {
+            r.call_id.as_ref().is_some_and(|c| c.0 == placed.call_id)
+                && r.action
+                    .as_ref()
+                    .is_some_and(|a| a.as_str() == "pre_accept")
+                && r.status == 200
+        });
+        if ok {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(ok, "pre_accept accepted: {:?}", sim.graph().requests());
+    assert_eq!(running.media.counters().await.unwrap().legs, 1);
+    // Bad requests are refused with a reason, and place nothing.
+    let bad = reqwest::Client::new()
+        .post(format!("http://{}/sandbox/calls", running.http_addr))
+        .json(&serde_json::json!({ "tone_hz": 1.0e9 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let _ = LONG;
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn live_credentials_have_no_sandbox_routes() {
+    let config = Config::from_settings(Settings {
+        http_addr: Some("127.0.0.1:0".into()),
+        media_addr: Some("127.0.0.1:0".into()),
+        graph_url: Some("http://127.0.0.1:9".into()),
+        phone_number_id: Some("1".into()),
+        access_token: Some(switchboard::config::Secret::new("t")),
+        app_secret: Some(switchboard::config::Secret::new("s")),
+        verify_token: Some(switchboard::config::Secret::new("v")),
+        ..Settings::default()
+    })
+    .unwrap();
+    let running = app::start(config).await.unwrap();
+    assert!(running.simulator.is_none());
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/sandbox/calls", running.http_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    running.shutdown().await;
+}
+
+#[test]
+fn help_lists_every_setting() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("--help")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for key in [
+        "SWITCHBOARD_CONFIG",
+        "SWITCHBOARD_HTTP_ADDR",
+        "SWITCHBOARD_MEDIA_ADDR",
+        "SWITCHBOARD_PUBLIC_IP",
+        "SWITCHBOARD_GRAPH_URL",
+        "SWITCHBOARD_GRAPH_VERSION",
+        "SWITCHBOARD_PHONE_NUMBER_ID",
+        "SWITCHBOARD_ACCESS_TOKEN",
+        "SWITCHBOARD_APP_SECRET",
+        "SWITCHBOARD_VERIFY_TOKEN",
+        "SWITCHBOARD_MEDIA_CONNECT_TIMEOUT",
+        "SWITCHBOARD_MEDIA_IDLE_TIMEOUT",
+        "SWITCHBOARD_MEDIA_STATS_INTERVAL",
+        "simulate-call",
+    ] {
+        assert!(help.contains(key), "--help does not mention {key}:\n{help}");
+    }
+}
+
+#[test]
+fn secrets_never_reach_the_output_and_bad_config_is_named() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env_clear()
+        .env("SWITCHBOARD_APP_SECRET", "hunter2-very-secret")
+        .env("SWITCHBOARD_ACCESS_TOKEN", "EAAB-token-secret")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "incomplete credentials must not start"
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("SWITCHBOARD_PHONE_NUMBER_ID"), "{all}");
+    assert!(
+        !all.contains("hunter2") && !all.contains("EAAB-token"),
+        "{all}"
+    );
+}
