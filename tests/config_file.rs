@@ -1,0 +1,45 @@
+//! The example configuration in deploy/ is valid and documents every key the loader knows.
+
+use switchboard::config::{Config, Settings};
+
+#[test]
+fn the_example_config_loads() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/switchboard.example.toml");
+    let c = Config::load(Some(std::path::Path::new(path)), Settings::default()).unwrap();
+    assert!(c.is_sandbox());
+    assert_eq!(c.media.bind_addr.port(), 50000);
+}
+
+#[test]
+fn the_example_config_names_every_setting() {
+    let text = include_str!("../deploy/switchboard.example.toml");
+    for key in [
+        "SWITCHBOARD_HTTP_ADDR",
+        "SWITCHBOARD_MEDIA_ADDR",
+        "SWITCHBOARD_PUBLIC_IP",
+        "SWITCHBOARD_MEDIA_CONNECT_TIMEOUT",
+        "SWITCHBOARD_MEDIA_IDLE_TIMEOUT",
+        "SWITCHBOARD_MEDIA_STATS_INTERVAL",
+        "SWITCHBOARD_GRAPH_URL",
+        "SWITCHBOARD_GRAPH_VERSION",
+        "SWITCHBOARD_PHONE_NUMBER_ID",
+        "SWITCHBOARD_ACCESS_TOKEN",
+        "SWITCHBOARD_APP_SECRET",
+        "SWITCHBOARD_VERIFY_TOKEN",
+    ] {
+        assert!(text.contains(key), "{key} is not documented");
+    }
+}
+
+#[test]
+fn a_config_file_with_a_typo_is_refused_by_name() {
+    let dir = std::env::temp_dir().join(format!("sb-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[media]\nidle_timout = 3\n").unwrap();
+    let e = Config::load(Some(&path), Settings::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("idle_timout"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
