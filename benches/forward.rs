@@ -1,12 +1,13 @@
 //! The per-packet forwarding path, in one process, with no sockets: a str0m peer sends SRTP to
 //! the engine's WhatsApp leg, the engine decrypts, rewrites and re-encrypts it toward a browser
 //! leg. Only the engine's own calls are timed (`handle_datagram`, `handle_timeout` when due,
-//! `poll_transmit`); the peers are driven outside the measurement. Time is simulated: one
-//! millisecond per packet, so timers, RTCP and consent checks run at a realistic share.
+//! `poll_transmit`); the peers are driven outside the measurement. Time is simulated so that
+//! every call's caller sends 50 packets a second: with many calls, each packet's figure carries
+//! its share of every leg's timers (RTCP, ICE consent, stats), as on a loaded server.
 //!
 //! Run: `cargo bench --bench forward`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -57,15 +58,16 @@ struct Harness {
     now: Instant,
     engine: Engine,
     engine_addr: SocketAddr,
-    meta: Peer,
-    agent: Peer,
+    /// Per call: a Meta-side peer (index 2k) and an agent peer (2k + 1).
+    peers: Vec<Peer>,
+    by_addr: HashMap<SocketAddr, usize>,
     seq: u64,
     /// Datagrams in flight toward the engine: (from, bytes).
     to_engine: VecDeque<(SocketAddr, Vec<u8>)>,
 }
 
 impl Harness {
-    fn new() -> Harness {
+    fn new(calls: usize) -> Harness {
         let now = Instant::now();
         let engine_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let mut engine = Engine::new(EngineConfig {
@@ -75,58 +77,72 @@ impl Harness {
             stats_interval: Duration::from_secs(5),
         })
         .unwrap();
-        let (mut meta, offer, pending) = peer("10.0.0.2:6000".parse().unwrap(), now);
-        let meta_mid = offer
-            .lines()
-            .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
-            .map(Mid::from)
-            .unwrap();
-        let wa = engine.answer_whatsapp(now, &offer).unwrap();
-        meta.rtc
-            .sdp_api()
-            .accept_answer(pending, SdpAnswer::from_sdp_string(&wa.sdp).unwrap())
-            .unwrap();
-        let (mut agent, offer, pending) = peer("10.0.0.3:7000".parse().unwrap(), now);
-        let a = engine.answer_browser(now, &offer).unwrap();
-        agent
-            .rtc
-            .sdp_api()
-            .accept_answer(pending, SdpAnswer::from_sdp_string(&a.sdp).unwrap())
-            .unwrap();
-        engine.route(a.streams[0], Some(wa.leg)).unwrap();
-        meta.tx = meta
-            .rtc
-            .direct_api()
-            .stream_tx_by_mid(meta_mid, None)
-            .map(|s| s.ssrc());
+        let mut peers = Vec::new();
+        for i in 0..calls {
+            let host = |n: usize| -> SocketAddr {
+                format!("10.{}.{}.{}:6000", 1 + n / 65536, (n / 256) % 256, n % 256)
+                    .parse()
+                    .unwrap()
+            };
+            let (mut meta, offer, pending) = peer(host(2 * i), now);
+            let meta_mid = offer
+                .lines()
+                .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
+                .map(Mid::from)
+                .unwrap();
+            let wa = engine.answer_whatsapp(now, &offer).unwrap();
+            meta.rtc
+                .sdp_api()
+                .accept_answer(pending, SdpAnswer::from_sdp_string(&wa.sdp).unwrap())
+                .unwrap();
+            meta.tx = meta
+                .rtc
+                .direct_api()
+                .stream_tx_by_mid(meta_mid, None)
+                .map(|s| s.ssrc());
+            let (mut agent, offer, pending) = peer(host(2 * i + 1), now);
+            let a = engine.answer_browser(now, &offer).unwrap();
+            agent
+                .rtc
+                .sdp_api()
+                .accept_answer(pending, SdpAnswer::from_sdp_string(&a.sdp).unwrap())
+                .unwrap();
+            engine.route(a.streams[0], Some(wa.leg)).unwrap();
+            peers.push(meta);
+            peers.push(agent);
+        }
+        let by_addr = peers.iter().enumerate().map(|(i, p)| (p.addr, i)).collect();
         let mut h = Harness {
             now,
             engine,
             engine_addr,
-            meta,
-            agent,
+            peers,
+            by_addr,
             seq: 1,
             to_engine: VecDeque::new(),
         };
-        for _ in 0..2000 {
-            h.pump();
+        for _ in 0..5000 {
+            h.pump(true);
             h.now += Duration::from_millis(1);
-            if h.meta.rtc.is_connected() && h.agent.rtc.is_connected() {
+            if h.peers.iter().all(|p| p.rtc.is_connected()) {
                 break;
             }
         }
-        assert!(h.meta.rtc.is_connected() && h.agent.rtc.is_connected());
+        assert!(h.peers.iter().all(|p| p.rtc.is_connected()));
         h
     }
 
     /// Moves everything in flight, peers untimed; returns the time spent inside the engine.
-    fn pump(&mut self) -> Duration {
+    /// `all` gives every peer its timeout (set-up); otherwise only peers that received.
+    fn pump(&mut self, all: bool) -> Duration {
         let mut spent = Duration::ZERO;
-        for _ in 0..20 {
-            for p in [&mut self.meta, &mut self.agent] {
+        if all {
+            for p in self.peers.iter_mut() {
                 p.rtc.handle_input(Input::Timeout(self.now)).unwrap();
                 drain_peer(p, &mut self.to_engine);
             }
+        }
+        for _ in 0..20 {
             let t = Instant::now();
             let mut moved = !self.to_engine.is_empty();
             while let Some((from, d)) = self.to_engine.pop_front() {
@@ -142,11 +158,10 @@ impl Harness {
             spent += t.elapsed();
             for tx in out {
                 moved = true;
-                let p = if tx.destination == self.meta.addr {
-                    &mut self.meta
-                } else {
-                    &mut self.agent
+                let Some(&i) = self.by_addr.get(&tx.destination) else {
+                    continue;
                 };
+                let p = &mut self.peers[i];
                 let r =
                     Receive::new(Protocol::Udp, self.engine_addr, p.addr, &tx.contents).unwrap();
                 p.rtc.handle_input(Input::Receive(self.now, r)).unwrap();
@@ -159,27 +174,37 @@ impl Harness {
         spent
     }
 
-    /// Meta sends one packet; returns the engine's time for everything that followed.
+    /// One Meta-side peer (round robin over the calls) sends one packet; returns the engine's
+    /// time for everything that followed. Every 1000 packets all peers get their timers.
     fn step(&mut self) -> Duration {
-        self.now += Duration::from_millis(1);
-        let ssrc = self.meta.tx.unwrap();
+        let calls = self.peers.len() / 2;
+        // Each call's caller sends 50 packets a second, as a 20 ms Opus stream does.
+        self.now += Duration::from_micros(20_000 / calls as u64);
+        let i = 2 * (self.seq as usize % calls);
+        let seq = self.seq / calls as u64 + 1;
+        let meta = &mut self.peers[i];
+        let ssrc = meta.tx.unwrap();
         let payload = vec![0xF8u8; 60];
-        let ts = (self.seq as u32).wrapping_mul(960);
-        self.meta
-            .rtc
+        let ts = (seq as u32).wrapping_mul(960);
+        meta.rtc
             .direct_api()
             .stream_tx(&ssrc)
             .unwrap()
-            .write_rtp(RtpWrite::new(
-                111.into(),
-                self.seq.into(),
-                ts,
-                self.now,
-                payload,
-            ));
+            .write_rtp(RtpWrite::new(111.into(), seq.into(), ts, self.now, payload));
+        meta.rtc.handle_input(Input::Timeout(self.now)).unwrap();
+        drain_peer(meta, &mut self.to_engine);
         self.seq += 1;
-        drain_peer(&mut self.meta, &mut self.to_engine);
-        self.pump()
+        let housekeeping = self.seq.is_multiple_of(1000);
+        self.pump(housekeeping)
+    }
+
+    fn received_by_agents(&self) -> u64 {
+        self.peers
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|p| p.received)
+            .sum()
     }
 }
 
@@ -195,17 +220,27 @@ fn drain_peer(p: &mut Peer, to_engine: &mut VecDeque<(SocketAddr, Vec<u8>)>) {
 }
 
 fn forward(c: &mut Criterion) {
-    let mut h = Harness::new();
-    c.bench_function("forward_one_packet_meta_to_agent", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| h.step()).sum())
-    });
-    let forwarded = h.engine.counters().rtp_forwarded;
-    assert!(forwarded > 0, "the agent leg was fed");
-    assert!(
-        h.agent.received * 10 >= forwarded * 9,
-        "the agent received what was forwarded: {} of {forwarded}",
-        h.agent.received
-    );
+    for calls in [1usize, 200] {
+        let mut h = Harness::new(calls);
+        c.bench_function(&format!("forward_one_packet/{calls}_calls"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| h.step()).sum())
+        });
+        if h.seq == 1 {
+            continue; // filtered out on the command line
+        }
+        eprintln!(
+            "{calls} calls: {} packets, {} leg timeouts",
+            h.seq,
+            h.engine.counters().leg_timeouts
+        );
+        let forwarded = h.engine.counters().rtp_forwarded;
+        assert!(forwarded > 0, "the agent legs were fed");
+        let received = h.received_by_agents();
+        assert!(
+            received * 10 >= forwarded * 9,
+            "the agents received what was forwarded: {received} of {forwarded}"
+        );
+    }
 }
 
 criterion_group!(benches, forward);

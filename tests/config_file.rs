@@ -4,7 +4,10 @@ use switchboard::config::{Config, Settings};
 
 #[test]
 fn the_example_config_loads() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/switchboard.example.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/switchboard.example.toml"
+    );
     let c = Config::load(Some(std::path::Path::new(path)), Settings::default()).unwrap();
     assert!(c.is_sandbox());
     assert_eq!(c.media.bind_addr.port(), 50000);

@@ -152,6 +152,8 @@ pub struct Counters {
     pub dropped_during_dtmf: u64,
     /// Legs discarded because str0m failed or panicked on them.
     pub legs_discarded: u64,
+    /// Times a leg's timer fired and str0m was given the time.
+    pub leg_timeouts: u64,
 }
 
 struct Slot {
@@ -684,6 +686,7 @@ impl Engine {
                 continue;
             }
             if now >= leg.rtc_timeout {
+                self.counters.leg_timeouts += 1;
                 let ok = catch_unwind(AssertUnwindSafe(|| {
                     leg.rtc.handle_input(Input::Timeout(now))
                 }));
