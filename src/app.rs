@@ -26,6 +26,9 @@ use crate::whatsapp::graph::{GraphClient, GraphError};
 use crate::whatsapp::simulator::{FakeGraph, Simulator, SimulatorConfig};
 use crate::whatsapp::webhook::{WaEvent, WebhookOptions, WebhookState};
 
+/// The business number id the sandbox's simulated Meta uses.
+const SANDBOX_PHONE_NUMBER_ID: &str = "100000000000001";
+
 /// Why switchboard could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -111,7 +114,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             let token = Secret::new(random_token());
             let app_secret = Secret::new(random_token());
             let verify_token = Secret::new(random_token());
-            let phone_number_id = "100000000000001".to_owned();
+            let phone_number_id = SANDBOX_PHONE_NUMBER_ID.to_owned();
             let fake = FakeGraph::new(token.expose(), phone_number_id.clone());
             let events = fake.take_events().expect("a new fake's events are untaken");
             let (graph_addr, server) = fake
@@ -155,6 +158,10 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         }
     };
 
+    let our_phone_number_id = match &config.whatsapp.credentials {
+        Some(c) => c.phone_number_id.clone(),
+        None => SANDBOX_PHONE_NUMBER_ID.to_owned(),
+    };
     let (wa_tx, wa_rx) = mpsc::channel(1024);
     let (webhook_state, webhook_processor) =
         WebhookState::spawn(app_secret, verify_token, wa_tx, WebhookOptions::default());
@@ -172,7 +179,13 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             warn!(error = %e, "HTTP server stopped");
         }
     });
-    let calls = tokio::spawn(calls_loop(wa_rx, media_events, media.clone(), graph));
+    let calls = tokio::spawn(calls_loop(
+        wa_rx,
+        media_events,
+        media.clone(),
+        graph,
+        our_phone_number_id,
+    ));
     let media_for_shutdown = media.clone();
 
     info!(http = %http_addr, media = %media_addr, sandbox = config.is_sandbox(), "switchboard started");
@@ -258,6 +271,7 @@ async fn calls_loop(
     mut media_events: mpsc::Receiver<MediaEvent>,
     media: EngineHandle,
     graph: GraphClient,
+    our_phone_number_id: String,
 ) {
     let mut calls: HashMap<WaCallId, mpsc::Sender<CallInput>> = HashMap::new();
     let mut legs: HashMap<LegId, WaCallId> = HashMap::new();
@@ -269,6 +283,12 @@ async fn calls_loop(
                 let id = ev.call_id().clone();
                 if let Some(tx) = calls.get(&id) {
                     let _ = tx.send(CallInput::WhatsApp(ev)).await;
+                } else if matches!(
+                    &ev,
+                    WaEvent::CallOffered { phone_number_id: Some(n), .. } if *n != our_phone_number_id
+                ) {
+                    // Another number of the same WhatsApp Business Account: not ours to answer.
+                    warn!(call_id = %id, "call for another business number; ignored");
                 } else if let WaEvent::CallOffered { offer_sdp, from, .. } = ev {
                     let (tx, rx) = mpsc::channel(64);
                     calls.insert(id.clone(), tx);
@@ -331,9 +351,10 @@ async fn call_task(
     };
     let _ = report.send(CallReport::Leg(id.clone(), answer.leg)).await;
     if let Err(e) = graph.pre_accept(&id, &answer.sdp).await {
-        warn!(error = %e, "pre_accept failed; ending the call");
+        // Not accepted yet, so the call is declined rather than terminated (reference §1.2).
+        warn!(error = %e, "pre_accept failed; rejecting the call");
         let _ = media.close(answer.leg).await;
-        let _ = graph.terminate(&id).await;
+        let _ = graph.reject(&id).await;
         let _ = report.send(CallReport::Done(id)).await;
         return;
     }
@@ -348,8 +369,8 @@ async fn call_task(
             CallInput::WhatsApp(other) => info!(event = ?other.dedup_key(), "ignored"),
             CallInput::Media(MediaEvent::Connected { .. }) => info!("media connected to WhatsApp"),
             CallInput::Media(MediaEvent::Failed { reason, .. }) => {
-                warn!(?reason, "WhatsApp leg failed; terminating the call");
-                let _ = graph.terminate(&id).await;
+                warn!(?reason, "WhatsApp leg failed; rejecting the call");
+                let _ = graph.reject(&id).await;
                 break;
             }
             CallInput::Media(MediaEvent::Closed { .. }) => break,

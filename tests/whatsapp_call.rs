@@ -123,7 +123,7 @@ async fn verification_handshake_on_a_running_switchboard() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unsigned_or_altered_connect_starts_nothing() {
+async fn unsigned_altered_or_foreign_connects_start_nothing() {
     let w = world().await;
     let url = format!("http://{}/webhooks/whatsapp", w.running.http_addr);
     let offer = switchboard::whatsapp::sdp::SAMPLE_META_OFFER;
@@ -151,6 +151,17 @@ async fn an_unsigned_or_altered_connect_starts_nothing() {
         }
         assert_eq!(r.send().await.unwrap().status(), 401);
     }
+    // Correctly signed, but for another number of the same account: not ours to answer.
+    let other = body.replace(PHONE_ID, "999999");
+    let r = w
+        .http
+        .post(&url)
+        .header(SIGNATURE_HEADER, sign(APP_SECRET, other.as_bytes()))
+        .body(other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     // Nothing was answered: no leg, no Graph request.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(w.running.media.counters().await.unwrap().legs, 0);
@@ -196,7 +207,7 @@ async fn a_graph_400_is_not_retried_and_ends_the_call() {
     let w = world().await;
     w.fake.fail_next(1, 400, 100);
     let call = w.sim.place_call(CallSpec::default()).await.unwrap();
-    // switchboard gives up on the call: it terminates it and closes its leg.
+    // switchboard gives up on the call: it rejects it and closes its leg.
     for _ in 0..200 {
         if actions(&w.fake.requests(), &call.call_id.0).len() >= 2 {
             break;
@@ -205,7 +216,7 @@ async fn a_graph_400_is_not_retried_and_ends_the_call() {
     }
     let seen = actions(&w.fake.requests(), &call.call_id.0);
     assert_eq!(seen[0], ("pre_accept".to_owned(), 400));
-    assert_eq!(seen[1].0, "terminate", "{seen:?}");
+    assert_eq!(seen[1].0, "reject", "never accepted, so declined: {seen:?}");
     assert_eq!(
         seen.iter().filter(|(a, _)| a == "pre_accept").count(),
         1,
