@@ -256,3 +256,90 @@ async fn a_graph_503_is_retried_and_the_call_goes_on() {
         .expect("media connects");
     w.running.shutdown().await;
 }
+
+/// A signed webhook carrying `calls` (each `(call id, event, offer)`) in one change.
+fn calls_webhook(calls: &[(String, &str, Option<String>)]) -> String {
+    let calls: Vec<serde_json::Value> = calls
+        .iter()
+        .map(|(id, event, offer)| {
+            let mut c = serde_json::json!({
+                "id": id, "from": "15550002222", "to": "15550001111", "event": event,
+                "timestamp": "1753115233", "direction": "USER_INITIATED"
+            });
+            if let Some(sdp) = offer {
+                c["session"] = serde_json::json!({"sdp_type": "offer", "sdp": sdp});
+            } else {
+                c["status"] = serde_json::json!("Completed");
+            }
+            c
+        })
+        .collect();
+    serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "calls", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_ID},
+            "contacts": [{"profile": {"name": "A"}, "wa_id": "15550002222"}],
+            "calls": calls}}]}]
+    })
+    .to_string()
+}
+
+async fn post_signed(w: &World, body: String) {
+    let r = w
+        .http
+        .post(format!("http://{}/webhooks/whatsapp", w.running.http_addr))
+        .header(SIGNATURE_HEADER, sign(APP_SECRET, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_duplicates_and_late_connects_on_a_running_switchboard() {
+    use switchboard::sim::peer::PendingPeer;
+    let w = world().await;
+    let mut offers = vec![];
+    for i in 0..4 {
+        let p = PendingPeer::meta(common::LOOPBACK).await.unwrap();
+        let id = format!("wacid.BATCH{i}");
+        w.fake
+            .register_call(switchboard::ids::WaCallId(id.clone()), p.offer().to_owned());
+        offers.push((id, p.offer().to_owned()));
+    }
+    // Three calls in one webhook: all three are answered.
+    let batch: Vec<_> = offers[..3]
+        .iter()
+        .map(|(id, o)| (id.clone(), "connect", Some(o.clone())))
+        .collect();
+    post_signed(&w, calls_webhook(&batch)).await;
+    // Meta retries: the same connect again is processed once.
+    post_signed(&w, calls_webhook(&batch[..1])).await;
+    // A terminate before its connect: the late connect does not start a call.
+    let (late_id, late_offer) = offers[3].clone();
+    post_signed(&w, calls_webhook(&[(late_id.clone(), "terminate", None)])).await;
+    post_signed(
+        &w,
+        calls_webhook(&[(late_id.clone(), "connect", Some(late_offer))]),
+    )
+    .await;
+
+    wait_for_legs(&w, 3).await;
+    for (id, _) in &offers[..3] {
+        let mut seen = vec![];
+        for _ in 0..200 {
+            seen = actions(&w.fake.requests(), id);
+            if !seen.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(seen, vec![("pre_accept".to_owned(), 200)], "{id}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(actions(&w.fake.requests(), &late_id).is_empty());
+    assert_eq!(w.running.media.counters().await.unwrap().legs, 3);
+    w.running.shutdown().await;
+}
