@@ -543,12 +543,7 @@ impl Engine {
         if !l.connected {
             // Nothing to say goodbye on: no DTLS session, so no close_notify to wait for.
             l.rtc.disconnect();
-            self.remove(leg);
-            self.events.push_back(MediaEvent::Closed {
-                leg,
-                by_remote: false,
-            });
-            info!(%leg, "leg closed before it connected");
+            self.remove_closed(leg, false);
             return Ok(());
         }
         l.closing = Some(now + CLOSE_GRACE);
@@ -670,11 +665,7 @@ impl Engine {
             if leg.closing.is_some_and(|until| now >= until) {
                 // The peer never acknowledged our goodbye; stop waiting for it.
                 leg.rtc.disconnect();
-                self.remove(id);
-                self.events.push_back(MediaEvent::Closed {
-                    leg: id,
-                    by_remote: false,
-                });
+                self.remove_closed(id, false);
                 continue;
             }
             if !leg.connected && now >= leg.created_at + connect_timeout {
@@ -747,10 +738,7 @@ impl Engine {
                     leg.rtc_timeout = at;
                     if !leg.rtc.is_alive() {
                         let by_remote = leg.remote_closed;
-                        self.remove(id);
-                        self.events
-                            .push_back(MediaEvent::Closed { leg: id, by_remote });
-                        info!(leg = %id, by_remote, "leg closed");
+                        self.remove_closed(id, by_remote);
                         return;
                     }
                     let deadline = leg.deadline(self.cfg.connect_timeout, self.cfg.idle_timeout);
@@ -981,6 +969,13 @@ impl Engine {
         error!(leg = %id, why, "discarding leg after an engine fault");
         self.counters.legs_discarded += 1;
         self.fail(now, id, FailReason::Internal);
+    }
+
+    fn remove_closed(&mut self, id: LegId, by_remote: bool) {
+        self.remove(id);
+        self.events
+            .push_back(MediaEvent::Closed { leg: id, by_remote });
+        info!(leg = %id, by_remote, "leg closed");
     }
 
     /// Removes a leg and every trace of it: maps, routes from and to it, pacing.

@@ -346,6 +346,20 @@ fn unix_now() -> u64 {
 }
 
 impl CallTask {
+    /// Applies the business's answer: the caller's media starts connecting (ICE + DTLS).
+    fn start_media(&self, pending: PendingPeer, answer: &str) -> Option<crate::sim::peer::Peer> {
+        match pending.connect(answer) {
+            Ok(p) => {
+                let _ = self.peer_out.send(Some(p.handle()));
+                Some(p)
+            }
+            Err(e) => {
+                warn!(error = %e, "caller could not use the answer");
+                None
+            }
+        }
+    }
+
     async fn run(
         self,
         pending: PendingPeer,
@@ -409,25 +423,13 @@ impl CallTask {
                 ev = graph_events.recv() => match ev {
                     Some(FakeGraphEvent::PreAccepted { sdp, .. }) => {
                         if let Some(p) = pending.take() {
-                            match p.connect(&sdp) {
-                                Ok(p) => {
-                                    let _ = self.peer_out.send(Some(p.handle()));
-                                    peer = Some(p);
-                                }
-                                Err(e) => warn!(error = %e, "caller could not use the answer"),
-                            }
+                            peer = self.start_media(p, &sdp);
                         }
                         self.phase.send_replace(CallPhase::PreAccepted);
                     }
                     Some(FakeGraphEvent::Accepted { sdp, .. }) => {
                         if let Some(p) = pending.take() {
-                            match p.connect(&sdp) {
-                                Ok(p) => {
-                                    let _ = self.peer_out.send(Some(p.handle()));
-                                    peer = Some(p);
-                                }
-                                Err(e) => warn!(error = %e, "caller could not use the answer"),
-                            }
+                            peer = self.start_media(p, &sdp);
                         }
                         if let Some(p) = &peer {
                             let _ = p.send(Outgoing::Tone { hz: self.spec.tone_hz }).await;
