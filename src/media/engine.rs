@@ -345,7 +345,11 @@ impl Engine {
                 reason: format!("local candidate: {e}"),
             })?;
         rtc.add_local_candidate(candidate);
-        let answer = rtc.sdp_api().accept_offer(parsed)?;
+        // The offer came from the network: a str0m bug on odd SDP must cost this offer only.
+        let answer = catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(parsed)))
+            .map_err(|_| MediaError::InvalidOffer {
+                reason: "the WebRTC engine could not process this offer".into(),
+            })??;
         let answer_text = answer.to_sdp_string();
 
         let mids = sdp::mids(&answer_text);

@@ -7,4 +7,5 @@
 //! (ICE, DTLS, SRTP, RTP) over real sockets, so what passes with it passes on the wire.
 
 pub mod audio;
+pub mod memory;
 pub mod peer;

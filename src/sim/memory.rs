@@ -1,0 +1,264 @@
+//! An in-memory network around a sans-IO [`Engine`]: str0m peers and the engine exchange
+//! datagrams through queues, on a simulated clock, with no sockets and no threads. The benchmark
+//! of the forwarding path and the robustness tests run on it.
+//!
+//! Each call is a caller (a str0m peer facing the engine's WhatsApp leg) and an agent (a str0m
+//! peer facing a browser leg that hears the caller). Peers here are plain SDP-API offerers; the
+//! Meta-exact shape is `super::peer`'s job over real sockets.
+//!
+//! This is test and benchmark scaffolding: a failure to set up the network panics with its
+//! reason, as a failed test should.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpAnswer;
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Direction, Frequency, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, Ssrc};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+
+use crate::media::{Engine, EngineConfig};
+
+/// One str0m peer on the in-memory network.
+struct Peer {
+    rtc: Rtc,
+    addr: SocketAddr,
+    tx: Option<Ssrc>,
+    received: u64,
+}
+
+fn peer(addr: SocketAddr, now: Instant) -> (Peer, String, str0m::change::SdpPendingOffer) {
+    let mut cfg = RtcConfig::new().clear_codecs().set_rtp_mode(true);
+    cfg.codec_config().add_config(
+        111.into(),
+        None,
+        Codec::Opus,
+        Frequency::FORTY_EIGHT_KHZ,
+        Some(2),
+        FormatParams::default(),
+    );
+    let mut rtc = cfg.build(now);
+    rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    let (offer, pending) = api.apply().unwrap();
+    (
+        Peer {
+            rtc,
+            addr,
+            tx: None,
+            received: 0,
+        },
+        offer.to_sdp_string(),
+        pending,
+    )
+}
+
+/// The network: an engine, its calls' peers, the datagrams in flight and the clock.
+pub struct MemoryNet {
+    now: Instant,
+    /// The engine under test.
+    pub engine: Engine,
+    engine_addr: SocketAddr,
+    /// Per call: a Meta-side peer (index 2k) and an agent peer (2k + 1).
+    peers: Vec<Peer>,
+    by_addr: HashMap<SocketAddr, usize>,
+    /// Packets sent by callers so far, plus one.
+    pub seq: u64,
+    /// Datagrams in flight toward the engine: (from, bytes).
+    to_engine: VecDeque<(SocketAddr, Vec<u8>)>,
+}
+
+impl MemoryNet {
+    /// An engine with `calls` connected calls (caller ↔ WhatsApp leg, agent ↔ browser leg
+    /// routed to hear the caller).
+    pub fn new(calls: usize) -> MemoryNet {
+        let now = Instant::now();
+        let engine_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let mut engine = Engine::new(EngineConfig {
+            public_addr: engine_addr,
+            connect_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            stats_interval: Duration::from_secs(5),
+        })
+        .unwrap();
+        let mut peers = Vec::new();
+        for i in 0..calls {
+            let host = |n: usize| -> SocketAddr {
+                format!("10.{}.{}.{}:6000", 1 + n / 65536, (n / 256) % 256, n % 256)
+                    .parse()
+                    .unwrap()
+            };
+            let (mut meta, offer, pending) = peer(host(2 * i), now);
+            let meta_mid = offer
+                .lines()
+                .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
+                .map(Mid::from)
+                .unwrap();
+            let wa = engine.answer_whatsapp(now, &offer).unwrap();
+            meta.rtc
+                .sdp_api()
+                .accept_answer(pending, SdpAnswer::from_sdp_string(&wa.sdp).unwrap())
+                .unwrap();
+            meta.tx = meta
+                .rtc
+                .direct_api()
+                .stream_tx_by_mid(meta_mid, None)
+                .map(|s| s.ssrc());
+            let (mut agent, offer, pending) = peer(host(2 * i + 1), now);
+            let a = engine.answer_browser(now, &offer).unwrap();
+            agent
+                .rtc
+                .sdp_api()
+                .accept_answer(pending, SdpAnswer::from_sdp_string(&a.sdp).unwrap())
+                .unwrap();
+            engine.route(a.streams[0], Some(wa.leg)).unwrap();
+            peers.push(meta);
+            peers.push(agent);
+        }
+        let by_addr = peers.iter().enumerate().map(|(i, p)| (p.addr, i)).collect();
+        let mut h = MemoryNet {
+            now,
+            engine,
+            engine_addr,
+            peers,
+            by_addr,
+            seq: 1,
+            to_engine: VecDeque::new(),
+        };
+        for _ in 0..5000 {
+            h.pump(true);
+            h.now += Duration::from_millis(1);
+            if h.peers.iter().all(|p| p.rtc.is_connected()) {
+                break;
+            }
+        }
+        assert!(h.peers.iter().all(|p| p.rtc.is_connected()));
+        h
+    }
+
+    /// Moves everything in flight, peers untimed; returns the time spent inside the engine.
+    /// `all` gives every peer its timeout (set-up); otherwise only peers that received.
+    pub fn pump(&mut self, all: bool) -> Duration {
+        let mut spent = Duration::ZERO;
+        if all {
+            for p in self.peers.iter_mut() {
+                p.rtc.handle_input(Input::Timeout(self.now)).unwrap();
+                drain_peer(p, &mut self.to_engine);
+            }
+        }
+        for _ in 0..20 {
+            let t = Instant::now();
+            let mut moved = !self.to_engine.is_empty();
+            while let Some((from, d)) = self.to_engine.pop_front() {
+                self.engine.handle_datagram(self.now, from, &d);
+            }
+            if self.engine.poll_timeout().is_some_and(|at| at <= self.now) {
+                self.engine.handle_timeout(self.now);
+            }
+            let mut out = Vec::new();
+            while let Some(tx) = self.engine.poll_transmit() {
+                out.push(tx);
+            }
+            spent += t.elapsed();
+            for tx in out {
+                moved = true;
+                let Some(&i) = self.by_addr.get(&tx.destination) else {
+                    continue;
+                };
+                let p = &mut self.peers[i];
+                let r =
+                    Receive::new(Protocol::Udp, self.engine_addr, p.addr, &tx.contents).unwrap();
+                p.rtc.handle_input(Input::Receive(self.now, r)).unwrap();
+                drain_peer(p, &mut self.to_engine);
+            }
+            if !moved {
+                break;
+            }
+        }
+        spent
+    }
+
+    /// One Meta-side peer (round robin over the calls) sends one packet; returns the engine's
+    /// time for everything that followed. Every 1000 packets all peers get their timers.
+    pub fn step(&mut self) -> Duration {
+        let calls = self.peers.len() / 2;
+        // Each call's caller sends 50 packets a second, as a 20 ms Opus stream does.
+        self.now += Duration::from_micros(20_000 / calls as u64);
+        let i = 2 * (self.seq as usize % calls);
+        let seq = self.seq / calls as u64 + 1;
+        let meta = &mut self.peers[i];
+        let ssrc = meta.tx.unwrap();
+        let payload = vec![0xF8u8; 60];
+        let ts = (seq as u32).wrapping_mul(960);
+        meta.rtc
+            .direct_api()
+            .stream_tx(&ssrc)
+            .unwrap()
+            .write_rtp(RtpWrite::new(111.into(), seq.into(), ts, self.now, payload));
+        meta.rtc.handle_input(Input::Timeout(self.now)).unwrap();
+        drain_peer(meta, &mut self.to_engine);
+        self.seq += 1;
+        let housekeeping = self.seq.is_multiple_of(1000);
+        self.pump(housekeeping)
+    }
+
+    /// Queues one packet from call `i`'s caller without delivering it (see [`Self::in_flight`]).
+    pub fn caller_sends(&mut self, i: usize) {
+        let meta = &mut self.peers[2 * i];
+        let ssrc = meta.tx.expect("the caller has a send stream");
+        let seq = self.seq;
+        self.seq += 1;
+        let ts = (seq as u32).wrapping_mul(960);
+        if let Some(tx) = meta.rtc.direct_api().stream_tx(&ssrc) {
+            tx.write_rtp(RtpWrite::new(
+                111.into(),
+                seq.into(),
+                ts,
+                self.now,
+                vec![0xF8u8; 60],
+            ));
+        }
+        let _ = meta.rtc.handle_input(Input::Timeout(self.now));
+        drain_peer(meta, &mut self.to_engine);
+    }
+
+    /// Datagrams on their way to the engine: (sender, bytes). Tests may alter them.
+    pub fn in_flight(&mut self) -> &mut VecDeque<(SocketAddr, Vec<u8>)> {
+        &mut self.to_engine
+    }
+
+    /// The address of call `i`'s caller and agent.
+    pub fn addrs(&self, i: usize) -> (SocketAddr, SocketAddr) {
+        (self.peers[2 * i].addr, self.peers[2 * i + 1].addr)
+    }
+
+    /// Advances the simulated clock.
+    pub fn advance(&mut self, d: Duration) {
+        self.now += d;
+    }
+
+    /// RTP packets the agents have received.
+    pub fn received_by_agents(&self) -> u64 {
+        self.peers
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|p| p.received)
+            .sum()
+    }
+}
+
+fn drain_peer(p: &mut Peer, to_engine: &mut VecDeque<(SocketAddr, Vec<u8>)>) {
+    while let Ok(o) = p.rtc.poll_output() {
+        match o {
+            Output::Timeout(_) => break,
+            Output::Transmit(t) => to_engine.push_back((p.addr, t.contents.into())),
+            Output::Event(Event::RtpPacket(_)) => p.received += 1,
+            Output::Event(_) => {}
+        }
+    }
+}
