@@ -62,6 +62,8 @@ pub struct SimulatorConfig {
     pub media_ip: IpAddr,
     /// Meta's rule: no media from the business this long after accept ends the call.
     pub no_media_timeout: Duration,
+    /// Meta's mid-call rule: once media flowed, this long without any ends the call.
+    pub silence_timeout: Duration,
     /// How long Meta waits for accept before the user sees "Not Answered".
     pub accept_window: Duration,
 }
@@ -76,6 +78,7 @@ impl Default for SimulatorConfig {
             waba_id: "200000000000002".into(),
             media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             no_media_timeout: Duration::from_secs(20),
+            silence_timeout: Duration::from_secs(30),
             accept_window: Duration::from_secs(60),
         }
     }
@@ -387,36 +390,26 @@ impl CallTask {
         self.sim.deliver(&body).await;
 
         let mut pending = Some(pending);
-        let mut peer = None;
+        let mut peer: Option<crate::sim::peer::Peer> = None;
         let mut accepted: Option<(Instant, u64)> = None;
         let mut hang_up_open = true;
-        let accept_deadline =
-            tokio::time::Instant::from_std(offered_at + self.sim.cfg.accept_window);
+        let mut heard = 0u64;
+        let mut last_media: Option<Instant> = None;
         let (status, error) = loop {
-            // Meta's clocks: accept window before accept; media rule and hang-up after.
-            let (deadline, why) = match accepted {
-                None => (accept_deadline, Deadline::NotAnswered),
-                Some((at, _)) => {
-                    let heard = peer
-                        .as_ref()
-                        .is_some_and(|p: &crate::sim::peer::Peer| p.status().packets_received > 0);
-                    let hang = self.spec.hang_up_after.map(|d| at + d);
-                    match (heard, hang) {
-                        (false, Some(h)) if h < at + self.sim.cfg.no_media_timeout => {
-                            (tokio::time::Instant::from_std(h), Deadline::HangUp)
-                        }
-                        (false, _) => (
-                            tokio::time::Instant::from_std(at + self.sim.cfg.no_media_timeout),
-                            Deadline::NoMedia,
-                        ),
-                        (true, Some(h)) => (tokio::time::Instant::from_std(h), Deadline::HangUp),
-                        (true, None) => (
-                            tokio::time::Instant::now() + Duration::from_secs(3600),
-                            Deadline::None,
-                        ),
-                    }
-                }
-            };
+            let now = Instant::now();
+            let heard_now = peer.as_ref().map_or(0, |p| p.status().packets_received);
+            if heard_now > heard {
+                heard = heard_now;
+                last_media = Some(now);
+            }
+            let (deadline, why) = meta_clock(
+                &self.sim.cfg,
+                offered_at,
+                accepted.map(|(at, _)| at),
+                last_media,
+                self.spec.hang_up_after,
+            );
+            let deadline = tokio::time::Instant::from_std(deadline);
             // Re-check the media rule often enough to notice the first packet.
             let wake = deadline.min(tokio::time::Instant::now() + Duration::from_millis(250));
             tokio::select! {
@@ -453,11 +446,10 @@ impl CallTask {
                         match why {
                             Deadline::NotAnswered => break ("FAILED", None),
                             Deadline::NoMedia => {
-                                warn!("no media from the business {:?} after accept", self.sim.cfg.no_media_timeout);
+                                warn!(heard, "no media from the business; Meta ends the call");
                                 break ("FAILED", Some(MEDIA_RECEIVE_TIMEOUT));
                             }
                             Deadline::HangUp => break ("COMPLETED", None),
-                            Deadline::None => {}
                         }
                     }
                 }
@@ -514,10 +506,68 @@ impl CallTask {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Deadline {
     NotAnswered,
     NoMedia,
     HangUp,
-    None,
+}
+
+/// Meta's clocks for one call: the accept window until accept; after it, the earliest of the
+/// user's hang-up, the start-of-call media rule (nothing heard `no_media_timeout` after accept)
+/// and the mid-call one (nothing heard for `silence_timeout`).
+fn meta_clock(
+    cfg: &SimulatorConfig,
+    offered_at: Instant,
+    accepted_at: Option<Instant>,
+    last_media: Option<Instant>,
+    hang_up_after: Option<Duration>,
+) -> (Instant, Deadline) {
+    let Some(at) = accepted_at else {
+        return (offered_at + cfg.accept_window, Deadline::NotAnswered);
+    };
+    let media = match last_media {
+        None => at + cfg.no_media_timeout,
+        Some(t) => t.max(at) + cfg.silence_timeout,
+    };
+    match hang_up_after.map(|d| at + d) {
+        Some(h) if h <= media => (h, Deadline::HangUp),
+        _ => (media, Deadline::NoMedia),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metas_clocks() {
+        let cfg = SimulatorConfig::default();
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(
+            meta_clock(&cfg, t0, None, None, Some(s(5))),
+            (t0 + s(60), Deadline::NotAnswered)
+        );
+        let acc = t0 + s(3);
+        assert_eq!(
+            meta_clock(&cfg, t0, Some(acc), None, None),
+            (acc + s(20), Deadline::NoMedia),
+            "20 s rule at the start"
+        );
+        assert_eq!(
+            meta_clock(&cfg, t0, Some(acc), None, Some(s(5))),
+            (acc + s(5), Deadline::HangUp)
+        );
+        let heard = acc + s(40);
+        assert_eq!(
+            meta_clock(&cfg, t0, Some(acc), Some(heard), None),
+            (heard + s(30), Deadline::NoMedia),
+            "30 s rule mid-call"
+        );
+        assert_eq!(
+            meta_clock(&cfg, t0, Some(acc), Some(heard), Some(s(60))),
+            (acc + s(60), Deadline::HangUp)
+        );
+    }
 }
