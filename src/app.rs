@@ -81,7 +81,7 @@ impl Running {
 /// Starts switchboard: binds its sockets, spawns its tasks and returns once it is serving.
 pub async fn start(config: Config) -> Result<Running, AppError> {
     let (media_driver, media, media_events) =
-        MediaDriver::spawn(config.media.bind_addr, EngineConfig::from(&config.media))?;
+        MediaDriver::spawn(config.media.bind_addr, engine_config(&config.media))?;
     let media_addr = media_driver.local_addr();
 
     let listener = TcpListener::bind(config.http_addr)
@@ -238,6 +238,15 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn engine_config(c: &crate::config::MediaConfig) -> EngineConfig {
+    EngineConfig {
+        public_addr: c.public_addr,
+        connect_timeout: c.connect_timeout,
+        idle_timeout: c.idle_timeout,
+        stats_interval: c.stats_interval,
+    }
 }
 
 fn random_token() -> String {

@@ -36,14 +36,3 @@ pub use engine::{
 };
 pub use error::MediaError;
 pub use leg::{LegKind, LegStats};
-
-impl From<&crate::config::MediaConfig> for EngineConfig {
-    fn from(c: &crate::config::MediaConfig) -> Self {
-        EngineConfig {
-            public_addr: c.public_addr,
-            connect_timeout: c.connect_timeout,
-            idle_timeout: c.idle_timeout,
-            stats_interval: c.stats_interval,
-        }
-    }
-}
