@@ -9,7 +9,7 @@ use common::LONG;
 use switchboard::app::{self, Running};
 use switchboard::config::{Config, Secret, Settings};
 use switchboard::whatsapp::simulator::{
-    CallPhase, CallSpec, FakeGraph, RecordedRequest, Simulator, SimulatorConfig,
+    CallPhase, CallSpec, FakeGraph, RecordedRequest, SimulatedCall, Simulator, SimulatorConfig,
 };
 use switchboard::whatsapp::webhook::{sign, SIGNATURE_HEADER};
 
@@ -78,6 +78,23 @@ fn actions(reqs: &[RecordedRequest], call_id: &str) -> Vec<(String, u16)> {
             )
         })
         .collect()
+}
+
+/// A simulated call that never hangs up by itself, once switchboard has pre-accepted it with an
+/// answer the fake Graph API takes.
+async fn pre_accepted_call(w: &World) -> SimulatedCall {
+    let call = w
+        .sim
+        .place_call(CallSpec {
+            hang_up_after: None,
+            ..CallSpec::default()
+        })
+        .await
+        .unwrap();
+    call.wait_for(LONG, |p| *p == CallPhase::PreAccepted)
+        .await
+        .expect("switchboard pre-accepts with an answer the fake Graph API takes");
+    call
 }
 
 async fn wait_for_legs(w: &World, n: u64) {
@@ -172,17 +189,7 @@ async fn unsigned_altered_or_foreign_connects_start_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_initiated_call_is_pre_accepted_and_its_media_connects() {
     let w = world().await;
-    let call = w
-        .sim
-        .place_call(CallSpec {
-            hang_up_after: None,
-            ..CallSpec::default()
-        })
-        .await
-        .unwrap();
-    call.wait_for(LONG, |p| *p == CallPhase::PreAccepted)
-        .await
-        .expect("switchboard pre-accepts with an answer the fake Graph API takes");
+    let call = pre_accepted_call(&w).await;
     let peer = call.peer().expect("the caller has the answer");
     peer.wait_for(LONG, |s| s.connected)
         .await
@@ -230,17 +237,7 @@ async fn a_graph_400_is_not_retried_and_ends_the_call() {
 async fn a_graph_503_is_retried_and_the_call_goes_on() {
     let w = world().await;
     w.fake.fail_next(2, 503, 2);
-    let call = w
-        .sim
-        .place_call(CallSpec {
-            hang_up_after: None,
-            ..CallSpec::default()
-        })
-        .await
-        .unwrap();
-    call.wait_for(LONG, |p| *p == CallPhase::PreAccepted)
-        .await
-        .expect("pre-accepted after retries");
+    let call = pre_accepted_call(&w).await;
     assert_eq!(
         actions(&w.fake.requests(), &call.call_id.0),
         vec![

@@ -411,20 +411,7 @@ fn transition(
                 let details = format!("SDP Validation error: {}", sdp::describe(&v));
                 return (CallState::Offered { offer }, Err(details));
             }
-            if *action == CallAction::Accept {
-                (
-                    CallState::Accepted,
-                    Ok(FakeGraphEvent::Accepted { call_id: id, sdp }),
-                )
-            } else {
-                (
-                    CallState::PreAccepted {
-                        offer,
-                        sdp: sdp.clone(),
-                    },
-                    Ok(FakeGraphEvent::PreAccepted { call_id: id, sdp }),
-                )
-            }
+            answered(action, id, offer, sdp)
         }
         (CallAction::PreAccept | CallAction::Accept, CallState::PreAccepted { offer, sdp }) => {
             let answer = answer.unwrap_or_default();
@@ -436,21 +423,8 @@ fn transition(
                 };
                 return (CallState::PreAccepted { offer, sdp }, Err(details));
             }
-            if *action == CallAction::Accept {
-                (
-                    CallState::Accepted,
-                    Ok(FakeGraphEvent::Accepted { call_id: id, sdp }),
-                )
-            } else {
-                // A repeated identical pre_accept (a retry) is harmless.
-                (
-                    CallState::PreAccepted {
-                        offer,
-                        sdp: sdp.clone(),
-                    },
-                    Ok(FakeGraphEvent::PreAccepted { call_id: id, sdp }),
-                )
-            }
+            // A repeated identical pre_accept (a retry) is harmless.
+            answered(action, id, offer, sdp)
         }
         (other, s) => (s, Err(format!("unsupported action {other}"))),
     }
@@ -590,6 +564,29 @@ impl Drop for FakeGraphServer {
         if let Some(task) = &self.task {
             task.abort();
         }
+    }
+}
+
+/// The state and event after a valid pre_accept or accept.
+fn answered(
+    action: &CallAction,
+    id: WaCallId,
+    offer: String,
+    sdp: String,
+) -> (CallState, Result<FakeGraphEvent, String>) {
+    if *action == CallAction::Accept {
+        (
+            CallState::Accepted,
+            Ok(FakeGraphEvent::Accepted { call_id: id, sdp }),
+        )
+    } else {
+        (
+            CallState::PreAccepted {
+                offer,
+                sdp: sdp.clone(),
+            },
+            Ok(FakeGraphEvent::PreAccepted { call_id: id, sdp }),
+        )
     }
 }
 
