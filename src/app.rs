@@ -83,6 +83,14 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let (media_driver, media, media_events) =
         MediaDriver::spawn(config.media.bind_addr, engine_config(&config.media))?;
     let media_addr = media_driver.local_addr();
+    if config.media.public_ip_detected {
+        warn!(
+            advertised = %config.media.public_addr.ip(),
+            "SWITCHBOARD_PUBLIC_IP is not set: advertising the default route's interface to \
+             Meta. Behind NAT (most cloud hosts) that is the wrong address and calls will \
+             connect without audio: set SWITCHBOARD_PUBLIC_IP."
+        );
+    }
 
     let listener = TcpListener::bind(config.http_addr)
         .await

@@ -110,6 +110,9 @@ pub struct MediaConfig {
     pub bind_addr: SocketAddr,
     /// The address written into our ICE candidates: what peers send to.
     pub public_addr: SocketAddr,
+    /// True when `SWITCHBOARD_PUBLIC_IP` was not given and the address was guessed from the
+    /// default route's interface (worth a warning: behind NAT it is the wrong one).
+    pub public_ip_detected: bool,
     /// A leg that has not connected (ICE and DTLS) within this time is reported failed.
     pub connect_timeout: Duration,
     /// A connected leg that has received nothing (no media, no consent) for this long is failed.
@@ -169,8 +172,9 @@ pub struct Settings {
     /// UDP address the media engine binds. [default: 0.0.0.0:50000]
     #[arg(long, env = "SWITCHBOARD_MEDIA_ADDR")]
     pub media_addr: Option<String>,
-    /// Public IP written in ICE candidates (required when the media address is 0.0.0.0 and
-    /// WhatsApp credentials are set; the sandbox uses 127.0.0.1).
+    /// Public IP written in ICE candidates. Set it when the media address is 0.0.0.0 and WhatsApp
+    /// credentials are set (otherwise the default route's interface is used, with a warning);
+    /// the sandbox uses 127.0.0.1.
     #[arg(long, env = "SWITCHBOARD_PUBLIC_IP")]
     pub public_ip: Option<String>,
     /// Seconds a media leg may take to connect before it is failed. [default: 10]
@@ -290,6 +294,7 @@ impl Config {
             s.verify_token.or(f.whatsapp.verify_token),
         )?;
 
+        let mut public_ip_detected = false;
         let public_ip = match public_ip {
             Some(ip) if ip.is_unspecified() => {
                 return Err(ConfigError::Invalid {
@@ -301,14 +306,11 @@ impl Config {
             None if !bind_addr.ip().is_unspecified() => bind_addr.ip(),
             // In the sandbox every peer is on this machine.
             None if credentials.is_none() => IpAddr::from([127, 0, 0, 1]),
+            // Live, binding every interface, no address given: advertise the interface of the
+            // default route (and say so at start-up), rather than refuse to start.
             None => {
-                return Err(ConfigError::Invalid {
-                    key: "SWITCHBOARD_PUBLIC_IP",
-                    reason:
-                        "required when SWITCHBOARD_MEDIA_ADDR binds every interface: Meta must \
-                             be told an address it can reach (see reference §5 rule 4)"
-                            .into(),
-                })
+                public_ip_detected = true;
+                detect_local_ip().unwrap_or(IpAddr::from([127, 0, 0, 1]))
             }
         };
 
@@ -338,6 +340,7 @@ impl Config {
             media: MediaConfig {
                 bind_addr,
                 public_addr: SocketAddr::new(public_ip, bind_addr.port()),
+                public_ip_detected,
                 connect_timeout: seconds(
                     "SWITCHBOARD_MEDIA_CONNECT_TIMEOUT",
                     s.media_connect_timeout.or(f.media.connect_timeout),
@@ -411,6 +414,16 @@ fn credentials(
     }
 }
 
+/// The local address of the interface that would carry traffic to the Internet. A UDP
+/// `connect` only selects a route; nothing is sent.
+fn detect_local_ip() -> Option<IpAddr> {
+    let sock = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    sock.connect((std::net::Ipv4Addr::new(192, 0, 2, 1), 9))
+        .ok()?;
+    let ip = sock.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
 fn parse_addr(
     key: &'static str,
     value: Option<&str>,
@@ -475,7 +488,7 @@ mod tests {
     }
 
     #[test]
-    fn live_credentials_need_a_public_ip_when_binding_everything() {
+    fn live_credentials_without_a_public_ip_guess_one_and_say_so() {
         let s = Settings {
             phone_number_id: Some("123".into()),
             access_token: Some(Secret::new("tok-XYZZY")),
@@ -483,13 +496,15 @@ mod tests {
             verify_token: Some(Secret::new("ver-XYZZY")),
             ..Default::default()
         };
-        let e = Config::from_settings(s.clone()).unwrap_err().to_string();
-        assert!(e.contains("SWITCHBOARD_PUBLIC_IP"), "{e}");
+        let guessed = Config::from_settings(s.clone()).unwrap();
+        assert!(guessed.media.public_ip_detected);
+        assert!(!guessed.media.public_addr.ip().is_unspecified());
         let c = Config::from_settings(Settings {
             public_ip: Some("203.0.113.7".into()),
             ..s
         })
         .unwrap();
+        assert!(!c.media.public_ip_detected);
         assert_eq!(c.media.public_addr, "203.0.113.7:50000".parse().unwrap());
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("XYZZY"), "{dbg}");
