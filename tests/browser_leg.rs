@@ -181,11 +181,21 @@ async fn chromium_and_a_meta_peer_hear_each_other_through_the_engine() {
     std::fs::create_dir_all(&dir).unwrap();
     let wav = dir.join("tone440.wav");
     write_tone(&wav, 440.0);
-    let out = tokio::task::spawn_blocking(move || run_node(&url, &wav, Duration::from_secs(120)))
-        .await
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    let browser =
+        tokio::task::spawn_blocking(move || run_node(&url, &wav, Duration::from_secs(120)));
 
+    // Listen on the Meta side while the browser is still talking (it measures for 3 s).
+    let meta = tokio::time::timeout(Duration::from_secs(60), meta_rx.recv())
+        .await
+        .expect("the browser made its offer")
+        .expect("the Meta-side peer was set up");
+    meta.wait_for(LONG, |s| s.packets_received > 75)
+        .await
+        .expect("the Meta side hears the browser");
+    let meta_heard = meta.recording().await.unwrap().heard;
+
+    let out = browser.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     let line = out
         .lines()
         .find_map(|l| l.strip_prefix("RESULT "))
@@ -203,15 +213,6 @@ async fn chromium_and_a_meta_peer_hear_each_other_through_the_engine() {
         "the browser sends with WhatsApp's Opus parameters: {codecs}"
     );
 
-    let meta = meta_rx.recv().await.expect("the Meta-side peer was set up");
-    meta.wait_for(LONG, |s| s.packets_received > 50)
-        .await
-        .expect("the Meta side hears the browser");
-    let (hz, _) = meta
-        .recording()
-        .await
-        .unwrap()
-        .heard
-        .expect("the Meta side hears sound");
+    let (hz, _) = meta_heard.expect("the Meta side hears sound");
     assert!((hz - 440.0).abs() <= 20.0, "the Meta side heard {hz} Hz");
 }

@@ -22,7 +22,7 @@ const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run
     page.setDefaultTimeout(30000);
     await page.goto(url);
     const state = await page.evaluate(() => start());
-    const hears = state === 'connected' ? await page.evaluate(() => measure(2000)) : null;
+    const hears = state === 'connected' ? await page.evaluate(() => measure(3000)) : null;
     const stats = await page.evaluate(() => stats());
     console.log('RESULT ' + JSON.stringify({ state, hears, stats }));
   } finally {
