@@ -299,7 +299,7 @@ async fn calls_loop(
             Some(ev) = wa.recv() => {
                 let id = ev.call_id().clone();
                 if let Some(tx) = calls.get(&id) {
-                    let _ = tx.send(CallInput::WhatsApp(ev)).await;
+                    deliver(tx, &id, CallInput::WhatsApp(ev));
                 } else if matches!(
                     &ev,
                     WaEvent::CallOffered { phone_number_id: Some(n), .. } if *n != our_phone_number_id
@@ -326,8 +326,8 @@ async fn calls_loop(
                     | MediaEvent::Dtmf { leg, .. }
                     | MediaEvent::Stats { leg, .. } => *leg,
                 };
-                if let Some(tx) = legs.get(&leg).and_then(|id| calls.get(id)) {
-                    let _ = tx.send(CallInput::Media(ev)).await;
+                if let Some((id, tx)) = legs.get(&leg).and_then(|id| Some((id, calls.get(id)?))) {
+                    deliver(tx, id, CallInput::Media(ev));
                 }
             }
             Some(report) = reports.recv() => match report {
@@ -339,6 +339,18 @@ async fn calls_loop(
             },
             Some(_) = tasks.join_next() => {}
             else => break,
+        }
+    }
+}
+
+/// Hands an event to a call's task without waiting: this loop serves every call, so one call
+/// that stopped reading must not hold up the others. Its inbox is deep enough for any burst a
+/// live call sees; an overflow is a bug in that call's task, logged with the call id.
+fn deliver(tx: &mpsc::Sender<CallInput>, id: &WaCallId, input: CallInput) {
+    match tx.try_send(input) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            warn!(call_id = %id, "call task is not keeping up; event dropped")
         }
     }
 }
