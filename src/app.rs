@@ -194,7 +194,6 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         graph,
         our_phone_number_id,
     ));
-    let media_for_shutdown = media.clone();
 
     info!(http = %http_addr, media = %media_addr, sandbox = config.is_sandbox(), "switchboard started");
     let done = tokio::spawn(async move {
@@ -205,7 +204,6 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         webhook_processor.shutdown().await;
         calls.abort();
         let _ = calls.await;
-        drop(media_for_shutdown);
         if let Some(s) = sandbox_server {
             s.shutdown().await;
         }

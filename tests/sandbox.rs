@@ -5,7 +5,6 @@ mod common;
 
 use std::process::Command;
 
-use common::LONG;
 use switchboard::app;
 use switchboard::config::{Config, Settings};
 
@@ -57,7 +56,6 @@ async fn the_sandbox_takes_a_simulated_call_placed_over_http() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 422);
-    let _ = LONG;
     running.shutdown().await;
 }
 

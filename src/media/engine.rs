@@ -270,11 +270,6 @@ impl Engine {
         })
     }
 
-    /// The settings.
-    pub fn config(&self) -> &EngineConfig {
-        &self.cfg
-    }
-
     /// Number of legs alive.
     pub fn leg_count(&self) -> usize {
         self.legs.live
@@ -613,7 +608,7 @@ impl Engine {
                 debug!(leg = %id, error = %e, "input refused");
                 self.drain(now, id);
             }
-            Err(_) => self.discard(now, id, "handle_input panicked"),
+            Err(_) => self.discard(id, "handle_input panicked"),
         }
     }
 
@@ -673,11 +668,11 @@ impl Engine {
                 continue;
             }
             if !leg.connected && now >= leg.created_at + connect_timeout {
-                self.fail(now, id, FailReason::ConnectTimeout);
+                self.fail(id, FailReason::ConnectTimeout);
                 continue;
             }
             if leg.connected && now >= leg.last_rx + idle_timeout {
-                self.fail(now, id, FailReason::Silent);
+                self.fail(id, FailReason::Silent);
                 continue;
             }
             if now >= leg.rtc_timeout {
@@ -689,7 +684,7 @@ impl Engine {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => debug!(leg = %id, error = %e, "timeout input refused"),
                     Err(_) => {
-                        self.discard(now, id, "timeout panicked");
+                        self.discard(id, "timeout panicked");
                         continue;
                     }
                 }
@@ -759,11 +754,11 @@ impl Engine {
                 Ok(Ok(Output::Event(e))) => self.on_event(now, id, e),
                 Ok(Err(e)) => {
                     warn!(leg = %id, error = %e, "poll_output failed; discarding leg");
-                    self.discard(now, id, "poll_output failed");
+                    self.discard(id, "poll_output failed");
                     return;
                 }
                 Err(_) => {
-                    self.discard(now, id, "poll_output panicked");
+                    self.discard(id, "poll_output panicked");
                     return;
                 }
             }
@@ -959,7 +954,7 @@ impl Engine {
         };
     }
 
-    fn fail(&mut self, _now: Instant, id: LegId, reason: FailReason) {
+    fn fail(&mut self, id: LegId, reason: FailReason) {
         if let Some(leg) = self.legs.get_mut(id) {
             leg.rtc.disconnect();
             warn!(leg = %id, kind = leg.kind.name(), ?reason, "leg failed");
@@ -969,10 +964,10 @@ impl Engine {
             .push_back(MediaEvent::Failed { leg: id, reason });
     }
 
-    fn discard(&mut self, now: Instant, id: LegId, why: &'static str) {
+    fn discard(&mut self, id: LegId, why: &'static str) {
         error!(leg = %id, why, "discarding leg after an engine fault");
         self.counters.legs_discarded += 1;
-        self.fail(now, id, FailReason::Internal);
+        self.fail(id, FailReason::Internal);
     }
 
     fn remove_closed(&mut self, id: LegId, by_remote: bool) {

@@ -65,13 +65,8 @@ impl Rewriter {
         }
     }
 
-    /// The producer of the most recent packet.
-    pub fn producer(&self) -> Producer {
-        self.producer
-    }
-
     /// The timestamp the next own packet would carry if sent at `now`.
-    pub fn next_own_ts(&self, now: Instant) -> u32 {
+    fn next_own_ts(&self, now: Instant) -> u32 {
         self.last_ts
             .wrapping_add(TICKS_PER_FRAME.wrapping_mul(self.frames_since(now)))
     }

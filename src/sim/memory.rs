@@ -14,8 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::SdpAnswer;
-use str0m::format::{Codec, FormatParams};
-use str0m::media::{Direction, Frequency, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
@@ -32,14 +31,7 @@ struct Peer {
 
 fn peer(addr: SocketAddr, now: Instant) -> (Peer, String, str0m::change::SdpPendingOffer) {
     let mut cfg = RtcConfig::new().clear_codecs().set_rtp_mode(true);
-    cfg.codec_config().add_config(
-        111.into(),
-        None,
-        Codec::Opus,
-        Frequency::FORTY_EIGHT_KHZ,
-        Some(2),
-        FormatParams::default(),
-    );
+    super::peer::codecs(&mut cfg);
     let mut rtc = cfg.build(now);
     rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
     let mut api = rtc.sdp_api();

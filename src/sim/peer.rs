@@ -195,12 +195,7 @@ impl PeerHandle {
         limit: Duration,
         f: impl FnMut(&Status) -> bool,
     ) -> Option<Status> {
-        let mut rx = self.status.clone();
-        let r = tokio::time::timeout(limit, rx.wait_for(f)).await;
-        match r {
-            Ok(Ok(s)) => Some(s.clone()),
-            _ => None,
-        }
+        wait_watch(&self.status, limit, f).await
     }
 
     /// What to send from now on.
@@ -250,7 +245,8 @@ pub struct PendingPeer {
     pending: Pending,
 }
 
-fn codecs(cfg: &mut RtcConfig) {
+/// Opus on 111 and telephone-event/8000 on 126: what Meta offers and browsers send.
+pub(crate) fn codecs(cfg: &mut RtcConfig) {
     cfg.codec_config().add_config(
         META_OPUS_PT.into(),
         None,
@@ -376,7 +372,7 @@ impl PendingPeer {
                 let answer = SdpAnswer::from_sdp_string(answer)
                     .map_err(|e| PeerError::Answer(e.to_string()))?;
                 self.rtc.sdp_api().accept_answer(pending, answer)?;
-                let mid = crate_mids(&self.offer)
+                let mid = mids(&self.offer)
                     .into_iter()
                     .next()
                     .ok_or_else(|| PeerError::Answer("no mid".into()))?;
@@ -422,7 +418,21 @@ impl PendingPeer {
     }
 }
 
-fn crate_mids(sdp: &str) -> Vec<String> {
+/// Waits until `f` holds for the watched value, or `limit` passes; the value that satisfied it.
+pub(crate) async fn wait_watch<T: Clone>(
+    rx: &watch::Receiver<T>,
+    limit: Duration,
+    f: impl FnMut(&T) -> bool,
+) -> Option<T> {
+    let mut rx = rx.clone();
+    let r = tokio::time::timeout(limit, rx.wait_for(f)).await;
+    match r {
+        Ok(Ok(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn mids(sdp: &str) -> Vec<String> {
     sdp.lines()
         .filter_map(|l| l.trim_end_matches('\r').strip_prefix("a=mid:"))
         .map(str::to_owned)

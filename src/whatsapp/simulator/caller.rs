@@ -148,12 +148,7 @@ impl SimulatedCall {
         limit: Duration,
         f: impl FnMut(&CallPhase) -> bool,
     ) -> Option<CallPhase> {
-        let mut rx = self.phase.clone();
-        let r = tokio::time::timeout(limit, rx.wait_for(f)).await;
-        match r {
-            Ok(Ok(p)) => Some(p.clone()),
-            _ => None,
-        }
+        crate::sim::peer::wait_watch(&self.phase, limit, f).await
     }
 
     /// The caller's media peer, once the business has answered.
