@@ -5,22 +5,30 @@
 //! every call's caller sends 50 packets a second: with many calls, each packet's figure carries
 //! its share of every leg's timers (RTCP, ICE consent, stats), as on a loaded server.
 //!
+//! `200_calls_pool` spreads the same 200 calls over a pool of 200 local ports (one socket per
+//! call, as calls from one Meta relay are placed) against `200_calls` on one port: the pool's
+//! cost per packet is its demultiplexing by (socket, address).
+//!
 //! Run: `cargo bench --bench forward`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use switchboard::sim::memory::MemoryNet;
 
 fn forward(c: &mut Criterion) {
-    for calls in [1usize, 200] {
-        let mut h = MemoryNet::new(calls);
-        c.bench_function(&format!("forward_one_packet/{calls}_calls"), |b| {
+    for (calls, ports, name) in [
+        (1usize, 1u16, "1_calls"),
+        (200, 1, "200_calls"),
+        (200, 200, "200_calls_pool"),
+    ] {
+        let mut h = MemoryNet::with_ports(calls, ports);
+        c.bench_function(&format!("forward_one_packet/{name}"), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| h.step()).sum())
         });
         if h.seq == 1 {
             continue; // filtered out on the command line
         }
         eprintln!(
-            "{calls} calls: {} packets, {} leg timeouts",
+            "{calls} calls on {ports} ports: {} packets, {} leg timeouts",
             h.seq,
             h.engine.counters().leg_timeouts
         );

@@ -21,7 +21,7 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::config::{Config, Secret};
 use crate::http;
 use crate::ids::{LegId, WaCallId};
-use crate::media::{EngineConfig, EngineHandle, MediaDriver, MediaError, MediaEvent};
+use crate::media::{Bind, EngineConfig, EngineHandle, MediaDriver, MediaError, MediaEvent};
 use crate::whatsapp::graph::{GraphClient, GraphError};
 use crate::whatsapp::simulator::{FakeGraph, Simulator, SimulatorConfig};
 use crate::whatsapp::webhook::{WaEvent, WebhookOptions, WebhookState};
@@ -55,8 +55,10 @@ pub enum AppError {
 pub struct Running {
     /// Where the HTTP server listens.
     pub http_addr: SocketAddr,
-    /// Where the media engine listens.
+    /// Where the media engine listens: the first socket of its pool.
     pub media_addr: SocketAddr,
+    /// Every local UDP port of the media engine's pool.
+    pub media_ports: Vec<u16>,
     /// The simulator, in the sandbox.
     pub simulator: Option<Simulator>,
     /// The media engine (for tests and, later, operations).
@@ -81,11 +83,12 @@ impl Running {
 /// Starts switchboard: binds its sockets, spawns its tasks and returns once it is serving.
 pub async fn start(config: Config) -> Result<Running, AppError> {
     let (media_driver, media, media_events) =
-        MediaDriver::spawn(config.media.bind_addr, engine_config(&config.media))?;
+        MediaDriver::spawn(media_bind(&config.media), engine_config(&config.media))?;
     let media_addr = media_driver.local_addr();
+    let media_ports = media_driver.ports().to_vec();
     if config.media.public_ip_detected {
         warn!(
-            advertised = %config.media.public_addr.ip(),
+            advertised = %config.media.public_ip,
             "SWITCHBOARD_PUBLIC_IP is not set: advertising the default route's interface to \
              Meta. Behind NAT (most cloud hosts) that is the wrong address and calls will \
              connect without audio: set SWITCHBOARD_PUBLIC_IP."
@@ -213,6 +216,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     Ok(Running {
         http_addr,
         media_addr,
+        media_ports,
         simulator,
         media,
         stop: stop_tx,
@@ -246,9 +250,28 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+fn media_bind(c: &crate::config::MediaConfig) -> Bind {
+    Bind {
+        ip: c.bind_ip,
+        // IPv6 is bound on every interface unless the advertised address is loopback (tests).
+        ip6: c.public_ip6.map(|ip| {
+            if ip.is_loopback() {
+                ip
+            } else {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            }
+        }),
+        ports: c.ports,
+    }
+}
+
 fn engine_config(c: &crate::config::MediaConfig) -> EngineConfig {
     EngineConfig {
-        public_addr: c.public_addr,
+        public_ip: c.public_ip,
+        public_ip6: c.public_ip6,
+        // Filled by the driver with the ports it bound.
+        ports: Vec::new(),
+        limits: c.limits.clone(),
         connect_timeout: c.connect_timeout,
         idle_timeout: c.idle_timeout,
         stats_interval: c.stats_interval,

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::media::{Limits, Ports};
+
 /// Errors found while loading or validating the configuration. Each names the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -106,10 +108,16 @@ pub struct Config {
 /// Settings of the media engine (`crate::media`).
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
-    /// The UDP address the engine binds.
-    pub bind_addr: SocketAddr,
+    /// The IP address the engine's UDP sockets bind.
+    pub bind_ip: IpAddr,
+    /// The pool of local UDP ports: each call's WhatsApp leg gets a port that no other live leg
+    /// from the same remote address uses.
+    pub ports: Ports,
     /// The address written into our ICE candidates: what peers send to.
-    pub public_addr: SocketAddr,
+    pub public_ip: IpAddr,
+    /// An IPv6 address offered as a second candidate (Meta's offers carry one of each family);
+    /// every port is then bound on IPv6 too.
+    pub public_ip6: Option<IpAddr>,
     /// True when `SWITCHBOARD_PUBLIC_IP` was not given and the address was guessed from the
     /// default route's interface (worth a warning: behind NAT it is the wrong one).
     pub public_ip_detected: bool,
@@ -119,6 +127,8 @@ pub struct MediaConfig {
     pub idle_timeout: Duration,
     /// How often each leg reports its statistics.
     pub stats_interval: Duration,
+    /// Bounds on what outside input can make the engine hold.
+    pub limits: Limits,
 }
 
 /// Meta's side: live credentials, or the built-in simulator.
@@ -150,7 +160,9 @@ pub mod defaults {
     /// `SWITCHBOARD_HTTP_ADDR`.
     pub const HTTP_ADDR: &str = "127.0.0.1:8080";
     /// `SWITCHBOARD_MEDIA_ADDR`.
-    pub const MEDIA_ADDR: &str = "0.0.0.0:50000";
+    pub const MEDIA_ADDR: &str = "0.0.0.0";
+    /// `SWITCHBOARD_MEDIA_PORTS`.
+    pub const MEDIA_PORTS: &str = "50000-50999";
     /// `SWITCHBOARD_GRAPH_URL`.
     pub const GRAPH_URL: &str = "https://graph.facebook.com";
     /// `SWITCHBOARD_GRAPH_VERSION`.
@@ -169,9 +181,32 @@ pub struct Settings {
     /// HTTP listen address (webhook, pages, WebSocket). [default: 127.0.0.1:8080]
     #[arg(long, env = "SWITCHBOARD_HTTP_ADDR")]
     pub http_addr: Option<String>,
-    /// UDP address the media engine binds. [default: 0.0.0.0:50000]
+    /// IP address the media engine's UDP sockets bind. [default: 0.0.0.0] `IP:PORT` binds that
+    /// one port only (small set-ups: one call per Meta relay address at a time).
     #[arg(long, env = "SWITCHBOARD_MEDIA_ADDR")]
     pub media_addr: Option<String>,
+    /// Local UDP ports for media: `FIRST-LAST`, one `PORT`, or `ephemeral:N` (N ports the OS
+    /// picks; tests only). Calls from one Meta relay address can be as many as the ports.
+    /// [default: 50000-50999]
+    #[arg(long, env = "SWITCHBOARD_MEDIA_PORTS")]
+    pub media_ports: Option<String>,
+    /// Public IPv6 address offered as a second ICE candidate (Meta offers IPv4 and IPv6);
+    /// every media port is then bound on IPv6 too. [default: none]
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_IP6")]
+    pub public_ip6: Option<String>,
+    /// Most media legs alive at once (calls plus browser sessions). [default: 20000]
+    #[arg(long, env = "SWITCHBOARD_MEDIA_MAX_LEGS")]
+    pub media_max_legs: Option<usize>,
+    /// Most audio m-lines in a browser's offer (1-16). [default: 4]
+    #[arg(long, env = "SWITCHBOARD_MEDIA_MAX_BROWSER_STREAMS")]
+    pub media_max_browser_streams: Option<usize>,
+    /// Statistics and DTMF events the engine holds for the program before dropping them.
+    /// [default: 16384]
+    #[arg(long, env = "SWITCHBOARD_MEDIA_MAX_PENDING_EVENTS")]
+    pub media_max_pending_events: Option<usize>,
+    /// DTMF digits queued for sending on one leg. [default: 64]
+    #[arg(long, env = "SWITCHBOARD_MEDIA_MAX_DTMF_QUEUE")]
+    pub media_max_dtmf_queue: Option<usize>,
     /// Public IP written in ICE candidates. Set it when the media address is 0.0.0.0 and WhatsApp
     /// credentials are set (otherwise the default route's interface is used, with a warning);
     /// the sandbox uses 127.0.0.1.
@@ -221,7 +256,13 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileMedia {
     addr: Option<String>,
+    ports: Option<String>,
     public_ip: Option<String>,
+    public_ip6: Option<String>,
+    max_legs: Option<usize>,
+    max_browser_streams: Option<usize>,
+    max_pending_events: Option<usize>,
+    max_dtmf_queue: Option<usize>,
     connect_timeout: Option<f64>,
     idle_timeout: Option<f64>,
     stats_interval: Option<f64>,
@@ -268,11 +309,28 @@ impl Config {
             s.http_addr.or(f.http_addr).as_deref(),
             defaults::HTTP_ADDR,
         )?;
-        let bind_addr = parse_addr(
-            "SWITCHBOARD_MEDIA_ADDR",
+        let (bind_ip, ports) = media_bind(
             s.media_addr.or(f.media.addr).as_deref(),
-            defaults::MEDIA_ADDR,
+            s.media_ports.or(f.media.ports).as_deref(),
         )?;
+        let public_ip6 = match s.public_ip6.or(f.media.public_ip6) {
+            Some(text) => match text.trim().parse::<IpAddr>() {
+                Ok(ip @ IpAddr::V6(v6)) if !v6.is_unspecified() => Some(ip),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "SWITCHBOARD_PUBLIC_IP6",
+                        reason: format!("{text:?} is not an IPv6 address peers can send to"),
+                    })
+                }
+            },
+            None => None,
+        };
+        let limits = media_limits([
+            s.media_max_legs.or(f.media.max_legs),
+            s.media_max_browser_streams.or(f.media.max_browser_streams),
+            s.media_max_pending_events.or(f.media.max_pending_events),
+            s.media_max_dtmf_queue.or(f.media.max_dtmf_queue),
+        ])?;
         let public_ip = match s.public_ip.or(f.media.public_ip) {
             Some(text) => {
                 Some(
@@ -303,7 +361,7 @@ impl Config {
                 })
             }
             Some(ip) => ip,
-            None if !bind_addr.ip().is_unspecified() => bind_addr.ip(),
+            None if !bind_ip.is_unspecified() => bind_ip,
             // In the sandbox every peer is on this machine.
             None if credentials.is_none() => IpAddr::from([127, 0, 0, 1]),
             // Live, binding every interface, no address given: advertise the interface of the
@@ -338,8 +396,11 @@ impl Config {
         Ok(Config {
             http_addr,
             media: MediaConfig {
-                bind_addr,
-                public_addr: SocketAddr::new(public_ip, bind_addr.port()),
+                bind_ip,
+                ports,
+                public_ip,
+                public_ip6,
+                limits,
                 public_ip_detected,
                 connect_timeout: seconds(
                     "SWITCHBOARD_MEDIA_CONNECT_TIMEOUT",
@@ -436,6 +497,108 @@ fn parse_addr(
     })
 }
 
+/// `SWITCHBOARD_MEDIA_ADDR` (an IP, or the older `IP:PORT` for a single port) and
+/// `SWITCHBOARD_MEDIA_PORTS` into the bind address and the pool.
+fn media_bind(addr: Option<&str>, ports: Option<&str>) -> Result<(IpAddr, Ports), ConfigError> {
+    let addr_text = addr.unwrap_or(defaults::MEDIA_ADDR).trim();
+    let (ip, single) = if let Ok(ip) = addr_text.parse::<IpAddr>() {
+        (ip, None)
+    } else if let Ok(sa) = addr_text.parse::<SocketAddr>() {
+        (sa.ip(), Some(sa.port()))
+    } else {
+        return Err(ConfigError::Invalid {
+            key: "SWITCHBOARD_MEDIA_ADDR",
+            reason: format!("{addr_text:?} is not an IP address (or IP:PORT)"),
+        });
+    };
+    let ports = match (single, ports) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                key: "SWITCHBOARD_MEDIA_PORTS",
+                reason: "SWITCHBOARD_MEDIA_ADDR names a port too; give the ports in one place"
+                    .into(),
+            })
+        }
+        (Some(0), None) => Ports::Ephemeral(1),
+        (Some(p), None) => Ports::Range { first: p, last: p },
+        (None, text) => parse_ports(text.unwrap_or(defaults::MEDIA_PORTS))?,
+    };
+    Ok((ip, ports))
+}
+
+fn parse_ports(text: &str) -> Result<Ports, ConfigError> {
+    let text = text.trim();
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: "SWITCHBOARD_MEDIA_PORTS",
+        reason,
+    };
+    if let Some(n) = text.strip_prefix("ephemeral:") {
+        return match n.trim().parse::<u16>() {
+            Ok(n) if (1..=4096).contains(&n) => Ok(Ports::Ephemeral(n)),
+            _ => Err(invalid(format!(
+                "{text:?}: ephemeral:N takes N from 1 to 4096"
+            ))),
+        };
+    }
+    let port = |p: &str| -> Result<u16, ConfigError> {
+        match p.trim().parse::<u16>() {
+            Ok(p) if p > 0 => Ok(p),
+            _ => Err(invalid(format!("{p:?} is not a port from 1 to 65535"))),
+        }
+    };
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => {
+            let p = port(text)?;
+            (p, p)
+        }
+    };
+    if first > last {
+        return Err(invalid(format!("{text:?}: the range runs backwards")));
+    }
+    if usize::from(last - first) >= 16_384 {
+        return Err(invalid(format!("{text:?}: at most 16384 ports")));
+    }
+    Ok(Ports::Range { first, last })
+}
+
+/// The engine's limits, each at its default when not given, each refused at 0.
+fn media_limits(values: [Option<usize>; 4]) -> Result<Limits, ConfigError> {
+    let d = Limits::default();
+    let [legs, streams, events, dtmf] = values;
+    let pick = |key: &'static str, v: Option<usize>, default: usize, max: usize| {
+        let v = v.unwrap_or(default);
+        if v == 0 || v > max {
+            return Err(ConfigError::Invalid {
+                key,
+                reason: format!("{v} is not between 1 and {max}"),
+            });
+        }
+        Ok(v)
+    };
+    Ok(Limits {
+        max_legs: pick("SWITCHBOARD_MEDIA_MAX_LEGS", legs, d.max_legs, 1_000_000)?,
+        max_browser_streams: pick(
+            "SWITCHBOARD_MEDIA_MAX_BROWSER_STREAMS",
+            streams,
+            d.max_browser_streams,
+            16,
+        )?,
+        max_pending_events: pick(
+            "SWITCHBOARD_MEDIA_MAX_PENDING_EVENTS",
+            events,
+            d.max_pending_events,
+            1_000_000,
+        )?,
+        max_dtmf_queue: pick(
+            "SWITCHBOARD_MEDIA_MAX_DTMF_QUEUE",
+            dtmf,
+            d.max_dtmf_queue,
+            4096,
+        )?,
+    })
+}
+
 fn seconds(key: &'static str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
     let v = value.unwrap_or(default);
     if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
@@ -470,7 +633,15 @@ mod tests {
         let c = Config::from_settings(Settings::default()).unwrap();
         assert!(c.is_sandbox());
         assert_eq!(c.http_addr, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(c.media.public_addr, "127.0.0.1:50000".parse().unwrap());
+        assert_eq!(c.media.public_ip, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(
+            c.media.ports,
+            Ports::Range {
+                first: 50000,
+                last: 50999
+            }
+        );
+        assert_eq!(c.media.public_ip6, None);
         assert_eq!(c.whatsapp.graph_version, "v23.0");
     }
 
@@ -498,14 +669,14 @@ mod tests {
         };
         let guessed = Config::from_settings(s.clone()).unwrap();
         assert!(guessed.media.public_ip_detected);
-        assert!(!guessed.media.public_addr.ip().is_unspecified());
+        assert!(!guessed.media.public_ip.is_unspecified());
         let c = Config::from_settings(Settings {
             public_ip: Some("203.0.113.7".into()),
             ..s
         })
         .unwrap();
         assert!(!c.media.public_ip_detected);
-        assert_eq!(c.media.public_addr, "203.0.113.7:50000".parse().unwrap());
+        assert_eq!(c.media.public_ip, IpAddr::from([203, 0, 113, 7]));
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("XYZZY"), "{dbg}");
     }
@@ -525,8 +696,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.http_addr.port(), 9001);
-        assert_eq!(c.media.bind_addr.port(), 41000);
+        assert_eq!(
+            c.media.ports,
+            Ports::Range {
+                first: 41000,
+                last: 41000
+            }
+        );
         assert_eq!(c.media.idle_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn port_pool_forms() {
+        let ports = |addr: Option<&str>, ports: Option<&str>| media_bind(addr, ports).unwrap().1;
+        assert_eq!(
+            ports(None, Some("40000-40009")),
+            Ports::Range {
+                first: 40000,
+                last: 40009
+            }
+        );
+        assert_eq!(
+            ports(Some("127.0.0.1:7000"), None),
+            Ports::Range {
+                first: 7000,
+                last: 7000
+            }
+        );
+        assert_eq!(ports(Some("127.0.0.1:0"), None), Ports::Ephemeral(1));
+        assert_eq!(
+            ports(Some("127.0.0.1"), Some("ephemeral:20")),
+            Ports::Ephemeral(20)
+        );
+        assert_eq!(ports(None, Some("ephemeral:20")).count(), 20);
+        assert!(media_bind(None, Some("ephemeral:0")).is_err());
+        assert!(media_bind(None, Some("0")).is_err());
+        assert!(media_bind(None, Some("1-40000")).is_err());
     }
 
     #[test]
@@ -540,6 +745,42 @@ mod tests {
                     ..Default::default()
                 },
                 "SWITCHBOARD_MEDIA_ADDR",
+            ),
+            (
+                Settings {
+                    media_ports: Some("6000-5000".into()),
+                    ..Default::default()
+                },
+                "SWITCHBOARD_MEDIA_PORTS",
+            ),
+            (
+                Settings {
+                    media_addr: Some("0.0.0.0:5000".into()),
+                    media_ports: Some("6000-6010".into()),
+                    ..Default::default()
+                },
+                "SWITCHBOARD_MEDIA_PORTS",
+            ),
+            (
+                Settings {
+                    public_ip6: Some("10.0.0.1".into()),
+                    ..Default::default()
+                },
+                "SWITCHBOARD_PUBLIC_IP6",
+            ),
+            (
+                Settings {
+                    media_max_browser_streams: Some(300),
+                    ..Default::default()
+                },
+                "SWITCHBOARD_MEDIA_MAX_BROWSER_STREAMS",
+            ),
+            (
+                Settings {
+                    media_max_legs: Some(0),
+                    ..Default::default()
+                },
+                "SWITCHBOARD_MEDIA_MAX_LEGS",
             ),
             (
                 Settings {

@@ -10,7 +10,13 @@ fn the_example_config_loads() {
     );
     let c = Config::load(Some(std::path::Path::new(path)), Settings::default()).unwrap();
     assert!(c.is_sandbox());
-    assert_eq!(c.media.bind_addr.port(), 50000);
+    assert_eq!(
+        c.media.ports,
+        switchboard::media::Ports::Range {
+            first: 50000,
+            last: 50999
+        }
+    );
 }
 
 #[test]
@@ -19,7 +25,13 @@ fn the_example_config_names_every_setting() {
     for key in [
         "SWITCHBOARD_HTTP_ADDR",
         "SWITCHBOARD_MEDIA_ADDR",
+        "SWITCHBOARD_MEDIA_PORTS",
         "SWITCHBOARD_PUBLIC_IP",
+        "SWITCHBOARD_PUBLIC_IP6",
+        "SWITCHBOARD_MEDIA_MAX_LEGS",
+        "SWITCHBOARD_MEDIA_MAX_BROWSER_STREAMS",
+        "SWITCHBOARD_MEDIA_MAX_PENDING_EVENTS",
+        "SWITCHBOARD_MEDIA_MAX_DTMF_QUEUE",
         "SWITCHBOARD_MEDIA_CONNECT_TIMEOUT",
         "SWITCHBOARD_MEDIA_IDLE_TIMEOUT",
         "SWITCHBOARD_MEDIA_STATS_INTERVAL",

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use switchboard::media::{Engine, EngineConfig, MediaEvent};
+use switchboard::media::{Engine, EngineConfig, Limits, MediaEvent};
 use switchboard::sim::memory::MemoryNet;
 use switchboard::whatsapp::webhook::parse_webhook;
 
@@ -76,10 +76,13 @@ fn mutated_offers_get_an_answer_or_an_error_and_never_a_half_made_leg() {
     let mut rng = StdRng::seed_from_u64(0x5b_0ff3);
     let now = Instant::now();
     let mut engine = Engine::new(EngineConfig {
-        public_addr: "10.0.0.1:5000".parse().unwrap(),
+        public_ip: [10, 0, 0, 1].into(),
+        public_ip6: None,
+        ports: vec![5000],
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(10),
         stats_interval: Duration::from_secs(5),
+        limits: Limits::default(),
     })
     .unwrap();
     let (mut ok, mut refused) = (0, 0);
@@ -143,7 +146,7 @@ fn mutated_and_junk_datagrams_leave_the_relay_working() {
         net.advance(Duration::from_millis(20));
         if rng.gen_bool(0.3) {
             // Alter what the caller really sent (SRTP, RTCP, STUN or DTLS).
-            if let Some((_, d)) = net.in_flight().back_mut() {
+            if let Some((_, _, d)) = net.in_flight().back_mut() {
                 *d = mutate(&mut rng, d);
             }
         }
@@ -154,7 +157,8 @@ fn mutated_and_junk_datagrams_leave_the_relay_working() {
                 // Make it look like RTP, STUN or DTLS to get past the first byte check.
                 junk[0] = [0x80, 0x00, 0x16, 0x17][rng.gen_range(0..4)];
             }
-            net.in_flight().push_back((from, junk));
+            let to = "10.0.0.1:5000".parse().unwrap();
+            net.in_flight().push_back((from, to, junk));
         }
         let r = catch_unwind(AssertUnwindSafe(|| net.pump(round % 50 == 0)));
         assert!(r.is_ok(), "round {round} panicked");

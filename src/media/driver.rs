@@ -1,16 +1,21 @@
-//! The thin I/O driver around [`Engine`]: a dedicated thread with its own single-threaded tokio
-//! runtime that owns the UDP socket and the engine, and waits on exactly three things — the
-//! socket, the command channel and the engine's next deadline. The rest of the program holds a
+//! The thin I/O driver around [`Engine`]: a dedicated thread that owns the pool of UDP sockets
+//! and the engine, and waits (one `epoll` through `mio`) on exactly three things — the sockets,
+//! the command channel's waker and the engine's next deadline. The rest of the program holds a
 //! cloneable [`EngineHandle`] and reads [`MediaEvent`]s from a channel.
+//!
+//! Why `mio` rather than a tokio runtime: the pool can hold a thousand sockets, and one `epoll`
+//! over all of them is what a `select!` cannot express. The thread runs no async code at all.
 //!
 //! If logic worth testing grows here, it belongs in the engine instead.
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -20,12 +25,17 @@ use crate::ids::{LegId, StreamId};
 
 /// Commands queued to the engine thread before callers wait (back-pressure beyond that).
 const COMMAND_QUEUE: usize = 1024;
-/// Events queued to the program before the engine keeps them in its own overflow buffer.
+/// Events queued to the program before the driver keeps them in its own buffer.
 const EVENT_QUEUE: usize = 4096;
-/// Overflow past which statistics events (and only those) are dropped and counted.
-const EVENT_OVERFLOW: usize = 16_384;
-/// Datagrams read per wake-up before timers and commands get a turn.
+/// Datagrams read from one socket per turn before the other sockets, timers and commands get
+/// theirs.
 const RECV_BATCH: usize = 64;
+/// The waker's token; sockets use `2 * index` (IPv4) and `2 * index + 1` (IPv6).
+const WAKER: Token = Token(usize::MAX);
+/// How often the driver retries handing events over while the program is not reading them.
+const EVENT_RETRY: Duration = Duration::from_millis(5);
+/// File descriptors kept free for everything else (HTTP connections, the database, logs).
+const FD_HEADROOM: u64 = 1024;
 
 type Reply<T> = oneshot::Sender<Result<T, MediaError>>;
 
@@ -39,6 +49,44 @@ enum Command {
     Counters(oneshot::Sender<DriverCounters>),
 }
 
+/// Which local UDP ports the engine binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ports {
+    /// Every port from `first` to `last`, inclusive (`first == last`: a single port, which
+    /// serves one call per remote address at a time).
+    Range {
+        /// The lowest port.
+        first: u16,
+        /// The highest port.
+        last: u16,
+    },
+    /// This many ports chosen by the operating system: for tests and experiments on one
+    /// machine, since no firewall rule can name them in advance.
+    Ephemeral(u16),
+}
+
+impl Ports {
+    /// How many sockets (per address family) this binds.
+    pub fn count(&self) -> usize {
+        match *self {
+            Ports::Range { first, last } => usize::from(last.saturating_sub(first)) + 1,
+            Ports::Ephemeral(n) => usize::from(n),
+        }
+    }
+}
+
+/// Where the engine binds its sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// The IPv4 (or only) address to bind, e.g. `0.0.0.0`.
+    pub ip: IpAddr,
+    /// The IPv6 address to bind as well, e.g. `::`, when an IPv6 candidate is offered; each
+    /// port is then bound on both, the IPv6 socket IPv6-only.
+    pub ip6: Option<IpAddr>,
+    /// The ports.
+    pub ports: Ports,
+}
+
 /// Engine counters plus the driver's own.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DriverCounters {
@@ -48,74 +96,111 @@ pub struct DriverCounters {
     pub legs: u64,
     /// Datagrams the socket refused to send (buffer full, unreachable).
     pub send_errors: u64,
-    /// Statistics events dropped because the program did not read events fast enough.
+    /// Statistics and DTMF events dropped because the program did not read events fast enough.
     pub events_dropped: u64,
+}
+
+/// Wakes the engine thread when the last handle is gone, so it notices and stops at once.
+#[derive(Debug)]
+struct WakeOnDrop(Waker);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.wake();
+    }
 }
 
 /// A cheap, cloneable handle to the engine thread.
 #[derive(Clone, Debug)]
 pub struct EngineHandle {
+    // Declared before `wake`: the last handle's sender is gone by the time its waker fires.
     tx: mpsc::Sender<Command>,
+    wake: Arc<WakeOnDrop>,
 }
 
 /// The engine thread; dropping every [`EngineHandle`] stops it (legs are closed gracefully).
 #[derive(Debug)]
 pub struct MediaDriver {
+    ports: Vec<u16>,
     local_addr: SocketAddr,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// One port of the pool: its IPv4 socket and, when IPv6 is offered, its IPv6 socket.
+struct PoolSocket {
+    v4: UdpSocket,
+    v6: Option<UdpSocket>,
+}
+
 impl MediaDriver {
-    /// Binds `bind` and starts the engine thread.
+    /// Binds the pool and starts the engine thread. `cfg.ports` is replaced by the ports bound.
     pub fn spawn(
-        bind: SocketAddr,
+        bind: Bind,
         cfg: EngineConfig,
     ) -> Result<(MediaDriver, EngineHandle, mpsc::Receiver<MediaEvent>), MediaError> {
-        let socket = std::net::UdpSocket::bind(bind)?;
-        socket.set_nonblocking(true)?;
-        let local_addr = socket.local_addr()?;
-        let mut cfg = cfg;
-        // Port 0 means "pick one": candidates must then carry the port we got.
-        if cfg.public_addr.port() == 0 {
-            cfg.public_addr.set_port(local_addr.port());
+        let count = bind.ports.count();
+        if count == 0 {
+            return Err(MediaError::InvalidConfig {
+                reason: "the media port range is empty".into(),
+            });
         }
+        raise_fd_limit(count * if bind.ip6.is_some() { 2 } else { 1 })?;
+        let sockets = bind_pool(&bind)?;
+        let ports: Vec<u16> = sockets
+            .iter()
+            .map(|s| s.v4.local_addr().map(|a| a.port()))
+            .collect::<Result<_, _>>()?;
+        let local_addr = sockets[0].v4.local_addr()?;
+        let mut cfg = cfg;
+        cfg.ports = ports.clone();
         let engine = Engine::new(cfg)?;
+
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let mut sockets = sockets;
+        for (i, s) in sockets.iter_mut().enumerate() {
+            poll.registry()
+                .register(&mut s.v4, Token(2 * i), Interest::READABLE)?;
+            if let Some(v6) = s.v6.as_mut() {
+                poll.registry()
+                    .register(v6, Token(2 * i + 1), Interest::READABLE)?;
+            }
+        }
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
         let thread = std::thread::Builder::new()
             .name("media-engine".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        warn!(error = %e, "media engine runtime failed to start");
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    match UdpSocket::from_std(socket) {
-                        Ok(socket) => run(engine, socket, cmd_rx, ev_tx).await,
-                        Err(e) => warn!(error = %e, "media socket unusable"),
-                    }
-                });
-            })?;
-        info!(%local_addr, "media engine listening");
+            .spawn(move || run(engine, poll, sockets, cmd_rx, ev_tx))?;
+        info!(
+            %local_addr,
+            ports = ports.len(),
+            first = ports[0],
+            last = ports[ports.len() - 1],
+            ipv6 = bind.ip6.is_some(),
+            "media engine listening"
+        );
         Ok((
             MediaDriver {
+                ports,
                 local_addr,
                 thread: Some(thread),
             },
-            EngineHandle { tx: cmd_tx },
+            EngineHandle {
+                tx: cmd_tx,
+                wake: Arc::new(WakeOnDrop(waker)),
+            },
             ev_rx,
         ))
     }
 
-    /// The UDP address the engine is bound to.
+    /// The address of the first socket of the pool.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Every port of the pool, in socket order.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
     }
 
     /// Waits for the engine thread to finish (after every handle is dropped).
@@ -126,6 +211,101 @@ impl MediaDriver {
     }
 }
 
+/// Makes sure the process may open the pool's sockets: raises the soft `RLIMIT_NOFILE` toward
+/// the hard one when the pool needs it, and says which limit is short when it cannot.
+fn raise_fd_limit(sockets: usize) -> Result<(), MediaError> {
+    let needed = sockets as u64 + FD_HEADROOM;
+    let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
+        return Ok(()); // not a limit this platform reports; binding will say if it is short
+    };
+    if soft >= needed {
+        return Ok(());
+    }
+    let got = rlimit::increase_nofile_limit(needed).unwrap_or(soft);
+    if got < needed {
+        return Err(MediaError::InvalidConfig {
+            reason: format!(
+                "{sockets} media sockets need about {needed} open files, but the limit is {got} \
+                 (hard limit {hard}): raise `ulimit -n` / LimitNOFILE, or narrow \
+                 SWITCHBOARD_MEDIA_PORTS"
+            ),
+        });
+    }
+    debug!(
+        from = soft,
+        to = got,
+        "raised the open-file limit for the media ports"
+    );
+    Ok(())
+}
+
+fn bind_pool(bind: &Bind) -> Result<Vec<PoolSocket>, MediaError> {
+    let mut out = Vec::with_capacity(bind.ports.count());
+    match bind.ports {
+        Ports::Range { first, last } => {
+            for port in first..=last {
+                let v4 =
+                    bind_udp(SocketAddr::new(bind.ip, port)).map_err(|e| port_error(port, e))?;
+                let v6 = match bind.ip6 {
+                    Some(ip6) => Some(
+                        bind_udp(SocketAddr::new(ip6, port)).map_err(|e| port_error(port, e))?,
+                    ),
+                    None => None,
+                };
+                out.push(PoolSocket { v4, v6 });
+            }
+        }
+        Ports::Ephemeral(n) => {
+            for _ in 0..n {
+                out.push(bind_ephemeral(bind)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One OS-chosen port, on IPv4 and (when asked) on IPv6 with the same number.
+fn bind_ephemeral(bind: &Bind) -> Result<PoolSocket, MediaError> {
+    let mut last_err = None;
+    // The IPv6 side of a port the OS gave us on IPv4 may be taken; try a few ports.
+    for _ in 0..16 {
+        let v4 = bind_udp(SocketAddr::new(bind.ip, 0))?;
+        let Some(ip6) = bind.ip6 else {
+            return Ok(PoolSocket { v4, v6: None });
+        };
+        let port = v4.local_addr()?.port();
+        match bind_udp(SocketAddr::new(ip6, port)) {
+            Ok(v6) => return Ok(PoolSocket { v4, v6: Some(v6) }),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(MediaError::Io(last_err.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "no port free on both IPv4 and IPv6",
+        )
+    })))
+}
+
+fn port_error(port: u16, e: io::Error) -> MediaError {
+    MediaError::Io(io::Error::new(
+        e.kind(),
+        format!("media port {port}: {e} (SWITCHBOARD_MEDIA_PORTS)"),
+    ))
+}
+
+/// A non-blocking UDP socket; an IPv6 one is IPv6-only, so the same port can be bound on IPv4.
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(UdpSocket::from_std(socket.into()))
+}
+
 impl EngineHandle {
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, MediaError> {
         let (tx, rx) = oneshot::channel();
@@ -133,6 +313,7 @@ impl EngineHandle {
             .send(make(tx))
             .await
             .map_err(|_| MediaError::EngineGone)?;
+        self.wake.0.wake().map_err(|_| MediaError::EngineGone)?;
         rx.await.map_err(|_| MediaError::EngineGone)?
     }
 
@@ -182,81 +363,150 @@ impl EngineHandle {
             .send(Command::Counters(tx))
             .await
             .map_err(|_| MediaError::EngineGone)?;
+        self.wake.0.wake().map_err(|_| MediaError::EngineGone)?;
         rx.await.map_err(|_| MediaError::EngineGone)
     }
 }
 
-async fn run(
+fn run(
     mut engine: Engine,
-    socket: UdpSocket,
+    mut poll: Poll,
+    sockets: Vec<PoolSocket>,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<MediaEvent>,
 ) {
     let mut buf = vec![0u8; 2048];
+    let mut ready_events = Events::with_capacity(1024);
+    // Sockets that may still hold datagrams (mio is edge-triggered: a socket is reported once
+    // and must be read until it would block).
+    let mut readable: VecDeque<Token> = VecDeque::new();
     let mut pending: VecDeque<MediaEvent> = VecDeque::new();
     let mut counters = DriverCounters::default();
+    let max_pending = engine.limits().max_pending_events;
     loop {
-        let deadline = engine
-            .poll_timeout()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-        tokio::select! {
-            cmd = commands.recv() => {
-                let Some(cmd) = cmd else { break };
-                execute(&mut engine, cmd, &counters);
+        let now = Instant::now();
+        let mut timeout = engine.poll_timeout().map_or(Duration::from_secs(1), |at| {
+            at.saturating_duration_since(now)
+        });
+        if !readable.is_empty() {
+            timeout = Duration::ZERO;
+        }
+        if !pending.is_empty() {
+            timeout = timeout.min(EVENT_RETRY);
+        }
+        if let Err(e) = poll.poll(&mut ready_events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                warn!(error = %e, "media poll failed");
             }
-            ready = socket.readable() => {
-                if let Err(e) = ready {
-                    warn!(error = %e, "media socket not readable");
-                    continue;
+        }
+        for ev in ready_events.iter() {
+            if ev.token() != WAKER && !readable.contains(&ev.token()) {
+                readable.push_back(ev.token());
+            }
+        }
+
+        let mut stop = false;
+        loop {
+            match commands.try_recv() {
+                Ok(cmd) => execute(&mut engine, cmd, &counters),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    stop = true;
+                    break;
                 }
-                for _ in 0..RECV_BATCH {
-                    match socket.try_recv_from(&mut buf) {
-                        Ok((n, source)) => {
-                            engine.handle_datagram(Instant::now(), source, &buf[..n]);
-                            flush(&mut engine, &socket, &mut counters);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        // ICMP errors surface here on Linux; they concern one peer only.
-                        Err(e) => debug!(error = %e, "recv"),
+            }
+        }
+        flush(&mut engine, &sockets, &mut counters);
+
+        for _ in 0..readable.len() {
+            let Some(token) = readable.pop_front() else {
+                break;
+            };
+            let index = token.0 / 2;
+            let Some(pool) = sockets.get(index) else {
+                continue;
+            };
+            let socket = if token.0 % 2 == 0 {
+                &pool.v4
+            } else {
+                match &pool.v6 {
+                    Some(s) => s,
+                    None => continue,
+                }
+            };
+            let mut drained = false;
+            for _ in 0..RECV_BATCH {
+                match socket.recv_from(&mut buf) {
+                    Ok((n, source)) => {
+                        engine.handle_datagram(Instant::now(), index, source, &buf[..n]);
+                        flush(&mut engine, &sockets, &mut counters);
                     }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        drained = true;
+                        break;
+                    }
+                    // ICMP errors surface here on Linux; they concern one peer only.
+                    Err(e) => debug!(error = %e, "recv"),
                 }
             }
-            _ = tokio::time::sleep_until(deadline.into()) => {
-                engine.handle_timeout(Instant::now());
-            }
-            permit = events.reserve(), if !pending.is_empty() => {
-                if let (Ok(permit), Some(ev)) = (permit, pending.pop_front()) {
-                    permit.send(ev);
-                }
-            }
-        }
-        flush(&mut engine, &socket, &mut counters);
-        while let Some(ev) = engine.poll_event() {
-            pending.push_back(ev);
-        }
-        while let Some(ev) = pending.pop_front() {
-            match events.try_send(ev) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(ev)) => {
-                    pending.push_front(ev);
-                    break;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    pending.clear();
-                    break;
-                }
+            if !drained {
+                readable.push_back(token);
             }
         }
-        if pending.len() > EVENT_OVERFLOW {
-            let before = pending.len();
-            pending.retain(|e| !matches!(e, MediaEvent::Stats { .. }));
-            counters.events_dropped += (before - pending.len()) as u64;
+
+        let now = Instant::now();
+        if engine.poll_timeout().is_some_and(|at| at <= now) {
+            engine.handle_timeout(now);
+        }
+        flush(&mut engine, &sockets, &mut counters);
+        hand_over(
+            &mut engine,
+            &events,
+            &mut pending,
+            max_pending,
+            &mut counters,
+        );
+        if stop {
+            break;
         }
     }
     // Every handle is gone: close the legs so peers hear a BYE rather than time out.
     info!(legs = engine.leg_count(), "media engine stopping");
     engine.close_all(Instant::now());
-    flush(&mut engine, &socket, &mut counters);
+    flush(&mut engine, &sockets, &mut counters);
+}
+
+/// Moves the engine's events to the program's channel. While the program is not reading, they
+/// wait here; past `max_pending`, statistics and DTMF are dropped and counted, lifecycle events
+/// are kept (three per leg at most).
+fn hand_over(
+    engine: &mut Engine,
+    events: &mpsc::Sender<MediaEvent>,
+    pending: &mut VecDeque<MediaEvent>,
+    max_pending: usize,
+    counters: &mut DriverCounters,
+) {
+    while let Some(ev) = engine.poll_event() {
+        let droppable = matches!(ev, MediaEvent::Stats { .. } | MediaEvent::Dtmf { .. });
+        if droppable && pending.len() >= max_pending {
+            counters.events_dropped += 1;
+            continue;
+        }
+        pending.push_back(ev);
+    }
+    while let Some(ev) = pending.pop_front() {
+        match events.try_send(ev) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(ev)) => {
+                pending.push_front(ev);
+                break;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                pending.clear();
+                break;
+            }
+        }
+    }
 }
 
 fn execute(engine: &mut Engine, cmd: Command, counters: &DriverCounters) {
@@ -291,9 +541,17 @@ fn execute(engine: &mut Engine, cmd: Command, counters: &DriverCounters) {
     }
 }
 
-fn flush(engine: &mut Engine, socket: &UdpSocket, counters: &mut DriverCounters) {
+fn flush(engine: &mut Engine, sockets: &[PoolSocket], counters: &mut DriverCounters) {
     while let Some(t) = engine.poll_transmit() {
-        if let Err(e) = socket.try_send_to(&t.contents, t.destination) {
+        let Some(pool) = sockets.get(t.socket) else {
+            counters.send_errors += 1;
+            continue;
+        };
+        let socket = match (t.destination, &pool.v6) {
+            (SocketAddr::V6(_), Some(v6)) => v6,
+            _ => &pool.v4,
+        };
+        if let Err(e) = socket.send_to(&t.contents, t.destination) {
             // UDP: a full buffer or an unreachable peer loses this datagram, as the network could.
             counters.send_errors += 1;
             debug!(error = %e, destination = %t.destination, "send");

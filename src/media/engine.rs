@@ -10,7 +10,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 use tracing::{debug, error, info, trace, warn};
 
 use super::dtmf::{self, Report};
-use super::leg::{Leg, LegKind, LegStats, OutStream, Paced};
+use super::leg::{Leg, LegKind, LegStats, OutStream, Paced, StunKeys};
 use super::rewrite::{Producer, Rewriter, FRAME};
 use super::sdp::{self, AnswerEdits, OfferShape};
 use super::MediaError;
@@ -45,15 +45,51 @@ const BROWSER_OPUS_FMTP: &str = "maxaveragebitrate=20000;maxplaybackrate=16000;s
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// The address in our candidates: where peers send, and the local address str0m matches
-    /// incoming datagrams against.
-    pub public_addr: SocketAddr,
+    /// The IPv4 (or only) address in our candidates: where peers send, and the local address
+    /// str0m matches incoming datagrams against.
+    pub public_ip: IpAddr,
+    /// An IPv6 address to offer as a second host candidate (Meta offers one of each).
+    pub public_ip6: Option<IpAddr>,
+    /// The local UDP ports, one per socket of the pool; a socket is named by its index here.
+    /// At least one. [`super::MediaDriver`] fills it with the ports it bound.
+    pub ports: Vec<u16>,
     /// A leg that has not connected in this time fails.
     pub connect_timeout: Duration,
     /// A connected leg that has received nothing for this long fails.
     pub idle_timeout: Duration,
     /// How often legs report statistics.
     pub stats_interval: Duration,
+    /// Bounds on what outside input can make the engine hold.
+    pub limits: Limits,
+}
+
+/// Bounds on what peers and callers can make the engine hold. Each one, when hit, gives a
+/// typed error or drops and counts (see [`Counters`]); none lets memory grow without bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Legs alive at once; an offer past it is refused ([`MediaError::TooManyLegs`]).
+    pub max_legs: usize,
+    /// Audio m-lines a browser offer may carry (a supervisor's page needs two); more is
+    /// refused ([`MediaError::TooManyStreams`]). At most 255: stream indexes are a `u8`.
+    pub max_browser_streams: usize,
+    /// Events the engine holds for the program before it drops statistics and DTMF events
+    /// (counted in [`Counters::events_dropped`]). Lifecycle events (connected, failed, closed)
+    /// are never dropped: there are at most three per leg, so `max_legs` bounds them.
+    pub max_pending_events: usize,
+    /// DTMF digits queued for sending on one leg; more is refused
+    /// ([`MediaError::DtmfQueueFull`]).
+    pub max_dtmf_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_legs: 20_000,
+            max_browser_streams: 4,
+            max_pending_events: 16_384,
+            max_dtmf_queue: 64,
+        }
+    }
 }
 
 /// What the engine tells the rest of the program.
@@ -110,6 +146,9 @@ pub enum FailReason {
 /// A datagram to send.
 #[derive(Debug)]
 pub struct Transmit {
+    /// The local socket to send it from: an index into [`EngineConfig::ports`] (the IPv4 or
+    /// IPv6 socket of that port, after the destination's family).
+    pub socket: usize,
     /// Where to.
     pub destination: SocketAddr,
     /// The bytes.
@@ -154,6 +193,19 @@ pub struct Counters {
     pub legs_discarded: u64,
     /// Times a leg's timer fired and str0m was given the time.
     pub leg_timeouts: u64,
+    /// Statistics and DTMF events dropped because `max_pending_events` were already waiting.
+    pub events_dropped: u64,
+    /// WhatsApp offers refused because every socket already serves a leg with the same remote
+    /// address.
+    pub refused_no_port: u64,
+    /// Offers refused because `max_legs` legs were alive.
+    pub refused_too_many_legs: u64,
+    /// Browser offers refused for carrying more than `max_browser_streams` m-lines.
+    pub refused_too_many_streams: u64,
+    /// DTMF send requests refused because the leg's queue was full.
+    pub refused_dtmf_queue_full: u64,
+    /// STUN messages on a known flow whose integrity did not check (spoofed or stale).
+    pub stun_unauthenticated: u64,
 }
 
 struct Slot {
@@ -229,9 +281,15 @@ pub struct Engine {
     cfg: EngineConfig,
     cert: DtlsCert,
     legs: Legs,
-    by_addr: HashMap<SocketAddr, LegId>,
+    /// Established flows: (local socket, remote address) → leg.
+    by_addr: HashMap<(usize, SocketAddr), LegId>,
     by_ufrag: HashMap<String, LegId>,
-    by_candidate: HashMap<SocketAddr, Vec<LegId>>,
+    /// Remote candidates offered to full-ICE legs: (local socket, candidate) → the one leg on
+    /// that socket with that candidate. One, because placement never puts two legs with the same
+    /// remote address on one socket: that is what lets both ends demultiplex.
+    by_candidate: HashMap<(usize, SocketAddr), LegId>,
+    /// Where placement starts looking next (round robin over the sockets).
+    next_socket: usize,
     timers: BinaryHeap<Reverse<(Instant, LegId)>>,
     paced: Vec<StreamId>,
     next_tick: Option<Instant>,
@@ -246,6 +304,21 @@ impl Engine {
     /// engine, as mediasoup does per worker: certificate generation is the costliest step of a
     /// new leg).
     pub fn new(cfg: EngineConfig) -> Result<Engine, MediaError> {
+        if cfg.ports.is_empty() {
+            return Err(MediaError::InvalidConfig {
+                reason: "the engine needs at least one local port".into(),
+            });
+        }
+        if cfg.limits.max_browser_streams == 0 || cfg.limits.max_browser_streams > 255 {
+            return Err(MediaError::InvalidConfig {
+                reason: format!(
+                    "max_browser_streams is {}; it must be between 1 and 255",
+                    cfg.limits.max_browser_streams
+                ),
+            });
+        }
+        // str0m 0.25 with aws-lc-rs makes an ECDSA P-256 certificate (dimpl's generator), the
+        // kind Meta recommends; a test below holds it to that.
         let provider = str0m::crypto::from_feature_flags();
         let cert = provider
             .dtls_provider
@@ -260,6 +333,7 @@ impl Engine {
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_candidate: HashMap::new(),
+            next_socket: 0,
             timers: BinaryHeap::new(),
             paced: Vec::new(),
             next_tick: None,
@@ -296,11 +370,46 @@ impl Engine {
     }
 
     fn answer(&mut self, now: Instant, offer: &str, kind: LegKind) -> Result<Answer, MediaError> {
+        if self.legs.live >= self.cfg.limits.max_legs {
+            self.counters.refused_too_many_legs += 1;
+            return Err(MediaError::TooManyLegs {
+                limit: self.cfg.limits.max_legs,
+            });
+        }
         let shape = match kind {
             LegKind::WhatsApp => OfferShape::WhatsApp,
-            LegKind::Browser => OfferShape::Browser,
+            LegKind::Browser => OfferShape::Browser {
+                max_m_lines: self.cfg.limits.max_browser_streams,
+            },
         };
-        let screened = sdp::screen_offer(offer, shape)?;
+        let screened = match sdp::screen_offer(offer, shape) {
+            Err(e @ MediaError::TooManyStreams { .. }) => {
+                self.counters.refused_too_many_streams += 1;
+                return Err(e);
+            }
+            other => other?,
+        };
+        // Full-ICE legs (WhatsApp) learn their remote's address from the offer, so they can be
+        // kept off any socket already talking to that address; browsers are ICE-lite toward us
+        // and come from their own NAT address, so any socket will do.
+        let remote = if kind == LegKind::WhatsApp {
+            screened.candidates.as_slice()
+        } else {
+            &[]
+        };
+        let socket = match self.place(remote) {
+            Some(s) => s,
+            None => {
+                self.counters.refused_no_port += 1;
+                return Err(MediaError::NoFreePort {
+                    remote: remote
+                        .first()
+                        .copied()
+                        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+                    ports: self.cfg.ports.len(),
+                });
+            }
+        };
         let parsed =
             SdpOffer::from_sdp_string(&screened.text).map_err(|e| MediaError::InvalidOffer {
                 reason: e.to_string(),
@@ -335,11 +444,12 @@ impl Engine {
             FormatParams::default(),
         );
         let mut rtc = cfg.build(now);
-        let candidate =
-            Candidate::host(self.cfg.public_addr, "udp").map_err(|e| MediaError::InvalidOffer {
+        for addr in self.local_addrs(socket) {
+            let candidate = Candidate::host(addr, "udp").map_err(|e| MediaError::InvalidOffer {
                 reason: format!("local candidate: {e}"),
             })?;
-        rtc.add_local_candidate(candidate);
+            rtc.add_local_candidate(candidate);
+        }
         // The offer came from the network: a str0m bug on odd SDP must cost this offer only.
         let answer = catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(parsed)))
             .map_err(|_| MediaError::InvalidOffer {
@@ -372,6 +482,13 @@ impl Engine {
                     .into(),
             });
         }
+        // Screening capped the m-lines at 255 or fewer, so every index fits.
+        let Ok(stream_count) = u8::try_from(outs.len()) else {
+            return Err(MediaError::TooManyStreams {
+                offered: outs.len(),
+                limit: self.cfg.limits.max_browser_streams,
+            });
+        };
         let edits = match kind {
             LegKind::WhatsApp => AnswerEdits {
                 ptime: true,
@@ -385,28 +502,22 @@ impl Engine {
             },
         };
         let sdp_text = sdp::edit_answer(&answer_text, *opus_pt, edits);
-        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let local_creds = rtc.direct_api().local_ice_credentials();
 
         let id = self.legs.alloc();
-        let streams = (0..outs.len())
-            .map(|i| StreamId {
-                leg: id,
-                index: i as u8,
-            })
+        let streams = (0..stream_count)
+            .map(|index| StreamId { leg: id, index })
             .collect();
-        let candidates = if kind == LegKind::WhatsApp {
-            screened.candidates
-        } else {
-            Vec::new()
-        };
+        let candidates = remote.to_vec();
         for c in &candidates {
-            self.by_candidate.entry(*c).or_default().push(id);
+            self.by_candidate.insert((socket, *c), id);
         }
-        self.by_ufrag.insert(ufrag.clone(), id);
+        self.by_ufrag.insert(local_creds.ufrag.clone(), id);
         self.legs.slots[id.slot as usize].leg = Some(Leg {
             id,
             kind,
             rtc,
+            socket,
             created_at: now,
             connected: false,
             closing: None,
@@ -419,19 +530,68 @@ impl Engine {
             outs,
             subscribers: Vec::new(),
             addrs: Vec::new(),
-            ufrag,
+            ufrag: local_creds.ufrag,
+            stun_keys: StunKeys {
+                local: local_creds.pass,
+                remote: screened.ice_pwd,
+            },
             candidates,
             dtmf_rx: dtmf::Detector::default(),
             stats: LegStats::default(),
         });
         self.legs.live += 1;
-        info!(leg = %id, kind = kind.name(), "leg created");
+        info!(leg = %id, kind = kind.name(), port = self.cfg.ports[socket], "leg created");
         self.drain(now, id);
         Ok(Answer {
             leg: id,
             sdp: sdp_text,
             streams,
         })
+    }
+
+    /// The socket for a new leg whose remote side will send from `remote`: the next one, round
+    /// robin, on which no live leg talks to any of those addresses. Two legs with one remote
+    /// address on one local socket share a 5-tuple, and neither end could tell their STUN, DTLS
+    /// and SRTP apart (Meta's relays send many calls from one address: reference §9).
+    fn place(&mut self, remote: &[SocketAddr]) -> Option<usize> {
+        let n = self.cfg.ports.len();
+        for k in 0..n {
+            let s = (self.next_socket + k) % n;
+            let taken = remote.iter().any(|r| {
+                self.by_candidate.contains_key(&(s, *r)) || self.by_addr.contains_key(&(s, *r))
+            });
+            if !taken {
+                self.next_socket = (s + 1) % n;
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Our candidate addresses on `socket`: the IPv4 one and, when configured, the IPv6 one.
+    fn local_addrs(&self, socket: usize) -> impl Iterator<Item = SocketAddr> + '_ {
+        let port = self.cfg.ports[socket];
+        std::iter::once(SocketAddr::new(self.cfg.public_ip, port))
+            .chain(self.cfg.public_ip6.map(|ip| SocketAddr::new(ip, port)))
+    }
+
+    /// The local address a datagram from `source` arrived at, as str0m's candidates name it.
+    fn local_addr_for(&self, socket: usize, source: SocketAddr) -> SocketAddr {
+        let port = self.cfg.ports[socket];
+        match (source, self.cfg.public_ip6) {
+            (SocketAddr::V6(_), Some(ip6)) => SocketAddr::new(ip6, port),
+            _ => SocketAddr::new(self.cfg.public_ip, port),
+        }
+    }
+
+    /// The local UDP ports, one per socket.
+    pub fn ports(&self) -> &[u16] {
+        &self.cfg.ports
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.cfg.limits
     }
 
     /// Points an outgoing stream at a source leg's incoming audio (`None`: nothing, which on a
@@ -528,6 +688,13 @@ impl Engine {
             .outs
             .first_mut()
             .ok_or(MediaError::NoTelephoneEvent { leg })?;
+        if out.dtmf_queue.len() + codes.len() > self.cfg.limits.max_dtmf_queue {
+            self.counters.refused_dtmf_queue_full += 1;
+            return Err(MediaError::DtmfQueueFull {
+                leg,
+                limit: self.cfg.limits.max_dtmf_queue,
+            });
+        }
         out.dtmf_queue
             .extend(codes.into_iter().map(|c| (c, duration)));
         Ok(())
@@ -568,9 +735,14 @@ impl Engine {
 
     // ------------------------------------------------------------------ inputs
 
-    /// Handles one datagram received from `source`.
-    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, buf: &[u8]) {
+    /// Handles one datagram received from `source` on local socket `socket` (an index into
+    /// [`EngineConfig::ports`]).
+    pub fn handle_datagram(&mut self, now: Instant, socket: usize, source: SocketAddr, buf: &[u8]) {
         self.counters.datagrams_in += 1;
+        if socket >= self.cfg.ports.len() {
+            self.counters.datagrams_unmatched += 1;
+            return;
+        }
         let Ok(contents) = DatagramRecv::try_from(buf) else {
             self.counters.datagrams_malformed += 1;
             trace!(%source, len = buf.len(), "datagram of no known protocol");
@@ -581,11 +753,11 @@ impl Engine {
             Receive {
                 proto: Protocol::Udp,
                 source,
-                destination: self.cfg.public_addr,
+                destination: self.local_addr_for(socket, source),
                 contents,
             },
         );
-        let Some(id) = self.demux(&input, source, buf) else {
+        let Some(id) = self.demux(&input, socket, source, buf) else {
             self.counters.datagrams_unmatched += 1;
             trace!(%source, "datagram for no leg");
             return;
@@ -593,12 +765,20 @@ impl Engine {
         let Some(leg) = self.legs.get_mut(id) else {
             return;
         };
-        leg.last_rx = now;
+        // The idle timer counts only what str0m authenticates: a STUN message whose integrity
+        // checks here, or SRTP that str0m decrypts (see `on_event`). Junk from a leg's address
+        // must not keep a dead leg alive.
+        if is_stun(buf) {
+            if leg.stun_keys.verify(buf) {
+                leg.last_rx = now;
+            } else {
+                self.counters.stun_unauthenticated += 1;
+            }
+        }
         if !leg.addrs.contains(&source) {
             leg.addrs.push(source);
-            self.by_addr.insert(source, id);
+            self.by_addr.insert((socket, source), id);
         }
-        let leg = self.legs.get_mut(id).expect("looked up above");
         let ok = catch_unwind(AssertUnwindSafe(|| leg.rtc.handle_input(input)));
         match ok {
             Ok(Ok(())) => self.drain(now, id),
@@ -614,10 +794,10 @@ impl Engine {
 
     /// Which leg a datagram belongs to: the address map first (established flows), then the STUN
     /// username (a new flow's ICE checks name our ufrag), then — for STUN responses, which carry
-    /// no username — the legs that were offered this address as a candidate. Never a scan of all
-    /// legs.
-    fn demux(&self, input: &Input, source: SocketAddr, buf: &[u8]) -> Option<LegId> {
-        if let Some(id) = self.by_addr.get(&source) {
+    /// no username — the leg that was offered this address as a candidate on this socket. Never
+    /// a scan of all legs.
+    fn demux(&self, input: &Input, socket: usize, source: SocketAddr, buf: &[u8]) -> Option<LegId> {
+        if let Some(id) = self.by_addr.get(&(socket, source)) {
             if let Some(leg) = self.legs.get(*id) {
                 if leg.rtc.accepts(input) {
                     return Some(*id);
@@ -628,19 +808,14 @@ impl Engine {
             return None;
         }
         let msg = str0m::ice::StunMessage::parse(buf).ok()?;
-        if let Some((ours, _theirs)) = msg.split_username() {
-            let id = *self.by_ufrag.get(ours)?;
-            return self
-                .legs
-                .get(id)
-                .filter(|l| l.rtc.accepts(input))
-                .map(|_| id);
-        }
-        self.by_candidate
-            .get(&source)?
-            .iter()
-            .copied()
-            .find(|id| self.legs.get(*id).is_some_and(|l| l.rtc.accepts(input)))
+        let id = match msg.split_username() {
+            Some((ours, _theirs)) => *self.by_ufrag.get(ours)?,
+            None => *self.by_candidate.get(&(socket, source))?,
+        };
+        self.legs
+            .get(id)
+            .filter(|l| l.socket == socket && l.rtc.accepts(input))
+            .map(|_| id)
     }
 
     /// Advances time: the 20 ms pacer, and every leg whose deadline has come.
@@ -748,6 +923,7 @@ impl Engine {
                     return;
                 }
                 Ok(Ok(Output::Transmit(t))) => self.transmits.push_back(Transmit {
+                    socket: leg.socket,
                     destination: t.destination,
                     contents: t.contents.into(),
                 }),
@@ -783,7 +959,11 @@ impl Engine {
                     debug!(leg = %id, "ice disconnected; waiting for the idle timeout");
                 }
             }
-            Event::RtpPacket(pkt) => self.on_rtp(now, id, pkt),
+            Event::RtpPacket(pkt) => {
+                // str0m decrypted and authenticated it: the peer is alive.
+                leg.last_rx = now;
+                self.on_rtp(now, id, pkt)
+            }
             Event::PeerStats(s) => {
                 leg.stats.bytes_rx = s.peer_bytes_rx;
                 leg.stats.bytes_tx = s.peer_bytes_tx;
@@ -793,7 +973,7 @@ impl Engine {
                     .or(s.rtt)
                     .or(leg.stats.rtt);
                 let stats = leg.stats.clone();
-                self.events.push_back(MediaEvent::Stats { leg: id, stats });
+                self.emit(MediaEvent::Stats { leg: id, stats });
             }
             Event::MediaIngressStats(s) => {
                 leg.stats.packets_rx = s.packets;
@@ -831,15 +1011,22 @@ impl Engine {
         };
         if kind == PacketKind::Tele {
             if let Some(report) = Report::parse(&pkt.payload) {
-                let events = &mut self.events;
+                let mut found = [None, None];
+                let mut n = 0;
                 leg.dtmf_rx.handle(pkt.header.timestamp, report, |d| {
+                    if let Some(slot) = found.get_mut(n) {
+                        *slot = Some(d);
+                        n += 1;
+                    }
+                });
+                for d in found.into_iter().flatten() {
                     info!(leg = %src, digit = %d.digit, "dtmf received");
-                    events.push_back(MediaEvent::Dtmf {
+                    self.emit(MediaEvent::Dtmf {
                         leg: src,
                         digit: d.digit,
                         duration: d.duration,
                     });
-                });
+                }
             }
         }
         let producer = Producer::Leg {
@@ -954,6 +1141,23 @@ impl Engine {
         };
     }
 
+    /// Queues an event for the program. Statistics and DTMF past `max_pending_events` are dropped
+    /// and counted (a peer flooding key presses must not grow memory); lifecycle events are
+    /// always kept, being at most three per leg.
+    fn emit(&mut self, event: MediaEvent) {
+        let droppable = matches!(event, MediaEvent::Stats { .. } | MediaEvent::Dtmf { .. });
+        if droppable && self.events.len() >= self.cfg.limits.max_pending_events {
+            self.counters.events_dropped += 1;
+            return;
+        }
+        self.events.push_back(event);
+    }
+
+    /// Events waiting to be polled.
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
     fn fail(&mut self, id: LegId, reason: FailReason) {
         if let Some(leg) = self.legs.get_mut(id) {
             leg.rtc.disconnect();
@@ -983,19 +1187,18 @@ impl Engine {
             return;
         };
         for a in &leg.addrs {
-            if self.by_addr.get(a) == Some(&id) {
-                self.by_addr.remove(a);
+            let key = (leg.socket, *a);
+            if self.by_addr.get(&key) == Some(&id) {
+                self.by_addr.remove(&key);
             }
         }
         if self.by_ufrag.get(&leg.ufrag) == Some(&id) {
             self.by_ufrag.remove(&leg.ufrag);
         }
         for c in &leg.candidates {
-            if let Some(v) = self.by_candidate.get_mut(c) {
-                v.retain(|x| *x != id);
-                if v.is_empty() {
-                    self.by_candidate.remove(c);
-                }
+            let key = (leg.socket, *c);
+            if self.by_candidate.get(&key) == Some(&id) {
+                self.by_candidate.remove(&key);
             }
         }
         for s in &leg.subscribers {

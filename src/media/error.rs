@@ -65,6 +65,46 @@ pub enum MediaError {
         /// The leg.
         leg: LegId,
     },
+    /// Every local socket already serves a live leg whose remote has this address: a new leg
+    /// there would share a 5-tuple with it, and neither end could demultiplex the two.
+    #[error(
+        "no free media port for a new call from {remote}: all {ports} ports already carry a \
+         call from that address (widen SWITCHBOARD_MEDIA_PORTS)"
+    )]
+    NoFreePort {
+        /// The remote address (the offer's first candidate).
+        remote: std::net::SocketAddr,
+        /// How many ports the pool has.
+        ports: usize,
+    },
+    /// The engine already holds its maximum number of legs.
+    #[error("the media engine already holds its limit of {limit} legs")]
+    TooManyLegs {
+        /// The limit.
+        limit: usize,
+    },
+    /// A browser offer carries more audio m-lines than allowed.
+    #[error("the offer has {offered} m-lines; at most {limit} are accepted")]
+    TooManyStreams {
+        /// How many the offer has.
+        offered: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Too many DTMF digits are already waiting to be sent on the leg.
+    #[error("{leg} already has {limit} DTMF digits queued")]
+    DtmfQueueFull {
+        /// The leg.
+        leg: LegId,
+        /// The limit.
+        limit: usize,
+    },
+    /// The engine's settings are unusable.
+    #[error("media engine configuration: {reason}")]
+    InvalidConfig {
+        /// What is wrong.
+        reason: String,
+    },
     /// The UDP socket could not be bound or used.
     #[error("media socket: {0}")]
     Io(#[from] std::io::Error),

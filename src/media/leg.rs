@@ -133,12 +133,15 @@ pub(crate) struct Leg {
     pub id: LegId,
     pub kind: LegKind,
     pub rtc: Rtc,
+    /// The local socket (index into the engine's ports) every datagram of this leg uses.
+    pub socket: usize,
     pub created_at: Instant,
     pub connected: bool,
     /// Set by `close`: the leg is removed once str0m is done, or at this moment at the latest.
     pub closing: Option<Instant>,
     pub remote_closed: bool,
-    /// Last datagram of any kind accepted for this leg (media, RTCP, STUN, DTLS).
+    /// Last authenticated datagram for this leg: SRTP str0m decrypted, or STUN whose integrity
+    /// checked. The idle timeout runs from here.
     pub last_rx: Instant,
     /// What str0m asked for in its last `Output::Timeout`.
     pub rtc_timeout: Instant,
@@ -153,10 +156,46 @@ pub(crate) struct Leg {
     pub addrs: Vec<SocketAddr>,
     /// Our ICE ufrag, filed in the engine's ufrag map.
     pub ufrag: String,
+    pub stun_keys: StunKeys,
     /// Remote candidate addresses from the offer, filed for STUN responses (full-ICE legs).
     pub candidates: Vec<SocketAddr>,
     pub dtmf_rx: dtmf::Detector,
     pub stats: LegStats,
+}
+
+/// The ICE passwords that key a leg's STUN MESSAGE-INTEGRITY (RFC 8445 §7.2.2): requests
+/// sent to us are keyed with our password, responses to our checks with the remote's.
+pub(crate) struct StunKeys {
+    pub local: String,
+    /// From the offer's `a=ice-pwd`; a browser (ICE-lite toward us) never answers our checks.
+    pub remote: Option<String>,
+}
+
+impl StunKeys {
+    /// True when `buf` is a STUN request or response whose integrity checks with our keys.
+    pub(crate) fn verify(&self, buf: &[u8]) -> bool {
+        let Ok(msg) = str0m::ice::StunMessage::parse(buf) else {
+            return false;
+        };
+        let key = if msg.is_binding_request() {
+            Some(self.local.as_str())
+        } else {
+            self.remote.as_deref()
+        };
+        key.is_some_and(|k| msg.verify(k.as_bytes(), hmac_sha1))
+    }
+}
+
+fn hmac_sha1(key: &[u8], payloads: &[&[u8]]) -> [u8; 20] {
+    use hmac::{Hmac, Mac};
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(key) else {
+        return [0; 20];
+    };
+    for p in payloads {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
 }
 
 impl Leg {

@@ -1,7 +1,7 @@
 //! The media engine: answers WebRTC offers with str0m and relays Opus between legs, packet for
 //! packet, never decoding it.
 //!
-//! *Owns*: the UDP socket, every `str0m::Rtc` (one leg each: a WhatsApp call's leg, a browser
+//! *Owns*: the pool of UDP sockets, every `str0m::Rtc` (one leg each: a WhatsApp call's leg, a browser
 //! session's leg), the forwarding table (which leg's audio feeds which outgoing stream), each
 //! outgoing stream's SSRC, sequence numbers and timestamps, silence and DTMF generation, and
 //! per-leg statistics.
@@ -17,8 +17,13 @@
 //!   and timestamp are rewritten per destination (see [`rewrite`]).
 //! - A WhatsApp leg, once started, sends a packet every 20 ms until it is closed, whatever its
 //!   source does (Meta ends calls that receive no media: reference §6).
-//! - A datagram finds its leg through maps (address, STUN username, offered candidate), never a
-//!   scan of all legs; the per-packet path takes no lock and allocates nothing of its own.
+//! - A datagram finds its leg through maps keyed by (local socket, remote address), the STUN
+//!   username or the offered candidate, never a scan of all legs; the per-packet path takes no
+//!   lock and allocates nothing of its own.
+//! - No two live legs whose remote has the same address share a local socket (placement, in
+//!   `Engine::answer_*`): the 5-tuple is all either end can demultiplex by, and Meta's relays
+//!   send many calls from one address. A WhatsApp offer no socket can take is refused.
+//! - Everything outside input can make the engine hold is bounded ([`Limits`]).
 //! - Nothing received from the network can panic the engine: a leg whose `Rtc` fails or panics
 //!   is discarded and reported failed; the others carry on.
 
@@ -30,9 +35,9 @@ mod leg;
 pub mod rewrite;
 mod sdp;
 
-pub use driver::{DriverCounters, EngineHandle, MediaDriver};
+pub use driver::{Bind, DriverCounters, EngineHandle, MediaDriver, Ports};
 pub use engine::{
-    Answer, Counters, Engine, EngineConfig, FailReason, MediaEvent, Transmit, OPUS_SILENCE,
+    Answer, Counters, Engine, EngineConfig, FailReason, Limits, MediaEvent, Transmit, OPUS_SILENCE,
 };
 pub use error::MediaError;
 pub use leg::{LegKind, LegStats};

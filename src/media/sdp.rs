@@ -14,8 +14,11 @@ use super::MediaError;
 pub(crate) enum OfferShape {
     /// Meta's: exactly one m-line, audio.
     WhatsApp,
-    /// A browser's: one or more m-lines, all audio.
-    Browser,
+    /// A browser's: one or more m-lines, all audio, at most this many.
+    Browser {
+        /// The most m-lines accepted.
+        max_m_lines: usize,
+    },
 }
 
 /// An offer that passed screening, rewritten for str0m.
@@ -25,6 +28,8 @@ pub(crate) struct Screened {
     pub text: String,
     /// Remote host candidates (UDP) found in the offer.
     pub candidates: Vec<SocketAddr>,
+    /// The offer's `a=ice-pwd` (keys the integrity of the remote's STUN responses).
+    pub ice_pwd: Option<String>,
 }
 
 /// Checks the rules str0m does not enforce and rewrites what must be rewritten:
@@ -47,6 +52,7 @@ pub(crate) fn screen_offer(offer: &str, shape: OfferShape) -> Result<Screened, M
     let mut non_audio = false;
     let mut fingerprints: Vec<&str> = vec![];
     let mut candidates = vec![];
+    let mut ice_pwd = None;
     for line in offer.lines() {
         let line = line.trim_end_matches('\r');
         if line.is_empty() {
@@ -58,8 +64,21 @@ pub(crate) fn screen_offer(offer: &str, shape: OfferShape) -> Result<Screened, M
                 truncate(line)
             )));
         }
+        if let Some(pwd) = line.strip_prefix("a=ice-pwd:") {
+            ice_pwd = Some(pwd.trim().to_owned());
+        }
         if let Some(m) = line.strip_prefix("m=") {
             m_lines += 1;
+            if let OfferShape::Browser { max_m_lines } = shape {
+                // Refuse before str0m builds a transceiver per m-line.
+                if m_lines > max_m_lines {
+                    let offered = offer.lines().filter(|l| l.starts_with("m=")).count();
+                    return Err(MediaError::TooManyStreams {
+                        offered,
+                        limit: max_m_lines,
+                    });
+                }
+            }
             if !m.starts_with("audio ") {
                 non_audio = true;
             }
@@ -106,6 +125,7 @@ pub(crate) fn screen_offer(offer: &str, shape: OfferShape) -> Result<Screened, M
     Ok(Screened {
         text: out,
         candidates,
+        ice_pwd,
     })
 }
 
@@ -221,7 +241,19 @@ mod tests {
         assert!(screen_offer(&video, OfferShape::WhatsApp).is_err());
         let two = format!("{META_OFFER}m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:b\r\n");
         assert!(screen_offer(&two, OfferShape::WhatsApp).is_err());
-        assert!(screen_offer(&two, OfferShape::Browser).is_ok());
+        let browser = OfferShape::Browser { max_m_lines: 4 };
+        assert!(screen_offer(&two, browser).is_ok());
+        let many = format!(
+            "{META_OFFER}{}",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n".repeat(299)
+        );
+        assert!(matches!(
+            screen_offer(&many, browser),
+            Err(MediaError::TooManyStreams {
+                offered: 300,
+                limit: 4
+            })
+        ));
         assert!(screen_offer("garbage", OfferShape::WhatsApp).is_err());
         assert!(screen_offer("v=0\r\nnonsense\r\n", OfferShape::WhatsApp).is_err());
         assert!(screen_offer("v=0\r\né\r\n", OfferShape::WhatsApp).is_err());

@@ -19,7 +19,12 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
-use crate::media::{Engine, EngineConfig};
+use crate::media::{Engine, EngineConfig, Limits};
+
+/// The engine's address on the in-memory network; its ports start at [`BASE_PORT`].
+const ENGINE_IP: [u8; 4] = [10, 0, 0, 1];
+/// The engine's first port.
+const BASE_PORT: u16 = 5000;
 
 /// One str0m peer on the in-memory network.
 struct Peer {
@@ -54,27 +59,33 @@ pub struct MemoryNet {
     now: Instant,
     /// The engine under test.
     pub engine: Engine,
-    engine_addr: SocketAddr,
     /// Per call: a Meta-side peer (index 2k) and an agent peer (2k + 1).
     peers: Vec<Peer>,
     by_addr: HashMap<SocketAddr, usize>,
     /// Packets sent by callers so far, plus one.
     pub seq: u64,
-    /// Datagrams in flight toward the engine: (from, bytes).
-    to_engine: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Datagrams in flight toward the engine: (from, to, bytes).
+    to_engine: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
 impl MemoryNet {
     /// An engine with `calls` connected calls (caller ↔ WhatsApp leg, agent ↔ browser leg
     /// routed to hear the caller).
     pub fn new(calls: usize) -> MemoryNet {
+        MemoryNet::with_ports(calls, 1)
+    }
+
+    /// Like [`MemoryNet::new`], with the engine's legs spread over a pool of `ports` sockets.
+    pub fn with_ports(calls: usize, ports: u16) -> MemoryNet {
         let now = Instant::now();
-        let engine_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let mut engine = Engine::new(EngineConfig {
-            public_addr: engine_addr,
+            public_ip: ENGINE_IP.into(),
+            public_ip6: None,
+            ports: (BASE_PORT..BASE_PORT + ports.max(1)).collect(),
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             stats_interval: Duration::from_secs(5),
+            limits: Limits::default(),
         })
         .unwrap();
         let mut peers = Vec::new();
@@ -115,7 +126,6 @@ impl MemoryNet {
         let mut h = MemoryNet {
             now,
             engine,
-            engine_addr,
             peers,
             by_addr,
             seq: 1,
@@ -145,8 +155,9 @@ impl MemoryNet {
         for _ in 0..20 {
             let t = Instant::now();
             let mut moved = !self.to_engine.is_empty();
-            while let Some((from, d)) = self.to_engine.pop_front() {
-                self.engine.handle_datagram(self.now, from, &d);
+            while let Some((from, to, d)) = self.to_engine.pop_front() {
+                let socket = usize::from(to.port().wrapping_sub(BASE_PORT));
+                self.engine.handle_datagram(self.now, socket, from, &d);
             }
             if self.engine.poll_timeout().is_some_and(|at| at <= self.now) {
                 self.engine.handle_timeout(self.now);
@@ -162,8 +173,8 @@ impl MemoryNet {
                     continue;
                 };
                 let p = &mut self.peers[i];
-                let r =
-                    Receive::new(Protocol::Udp, self.engine_addr, p.addr, &tx.contents).unwrap();
+                let from = SocketAddr::from((ENGINE_IP, self.engine.ports()[tx.socket]));
+                let r = Receive::new(Protocol::Udp, from, p.addr, &tx.contents).unwrap();
                 p.rtc.handle_input(Input::Receive(self.now, r)).unwrap();
                 drain_peer(p, &mut self.to_engine);
             }
@@ -218,8 +229,9 @@ impl MemoryNet {
         drain_peer(meta, &mut self.to_engine);
     }
 
-    /// Datagrams on their way to the engine: (sender, bytes). Tests may alter them.
-    pub fn in_flight(&mut self) -> &mut VecDeque<(SocketAddr, Vec<u8>)> {
+    /// Datagrams on their way to the engine: (sender, engine address, bytes). Tests may alter
+    /// them.
+    pub fn in_flight(&mut self) -> &mut VecDeque<(SocketAddr, SocketAddr, Vec<u8>)> {
         &mut self.to_engine
     }
 
@@ -244,11 +256,11 @@ impl MemoryNet {
     }
 }
 
-fn drain_peer(p: &mut Peer, to_engine: &mut VecDeque<(SocketAddr, Vec<u8>)>) {
+fn drain_peer(p: &mut Peer, to_engine: &mut VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>) {
     while let Ok(o) = p.rtc.poll_output() {
         match o {
             Output::Timeout(_) => break,
-            Output::Transmit(t) => to_engine.push_back((p.addr, t.contents.into())),
+            Output::Transmit(t) => to_engine.push_back((p.addr, t.destination, t.contents.into())),
             Output::Event(Event::RtpPacket(_)) => p.received += 1,
             Output::Event(_) => {}
         }

@@ -9,3 +9,4 @@
 pub mod audio;
 pub mod memory;
 pub mod peer;
+pub mod relay;

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::audio::{Listener, ToneEncoder};
+use super::relay::{Datagram, MetaRelay};
 use crate::media::dtmf::{self, Report};
 
 /// Meta's payload types in its real offer.
@@ -236,10 +237,47 @@ enum Pending {
     Browser { pending: SdpPendingOffer },
 }
 
+/// How a peer's datagrams travel: its own socket, or a relay socket shared with other peers.
+enum Transport {
+    Own(UdpSocket),
+    Relay {
+        relay: MetaRelay,
+        socket: Arc<UdpSocket>,
+        /// What the relay routes to this peer; filed once the answer names switchboard's side.
+        inbox: Option<mpsc::Receiver<Datagram>>,
+    },
+}
+
+impl Transport {
+    async fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        match self {
+            Transport::Own(s) => s.recv_from(buf).await,
+            Transport::Relay {
+                inbox: Some(rx), ..
+            } => match rx.recv().await {
+                Some((source, d)) => {
+                    let n = d.len().min(buf.len());
+                    buf[..n].copy_from_slice(&d[..n]);
+                    Ok((n, source))
+                }
+                None => std::future::pending().await,
+            },
+            Transport::Relay { inbox: None, .. } => std::future::pending().await,
+        }
+    }
+
+    async fn send_to(&self, bytes: &[u8], to: SocketAddr) -> std::io::Result<usize> {
+        match self {
+            Transport::Own(s) => s.send_to(bytes, to).await,
+            Transport::Relay { socket, .. } => socket.send_to(bytes, to).await,
+        }
+    }
+}
+
 /// A peer that has made its offer and waits for the answer.
 pub struct PendingPeer {
     rtc: Rtc,
-    socket: UdpSocket,
+    transport: Transport,
     local_addr: SocketAddr,
     offer: String,
     pending: Pending,
@@ -284,6 +322,21 @@ impl PendingPeer {
     pub async fn meta(ip: IpAddr) -> Result<PendingPeer, PeerError> {
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let local_addr = socket.local_addr()?;
+        Self::meta_on(Transport::Own(socket), local_addr)
+    }
+
+    /// A Meta-shaped peer on a shared relay socket: its candidate is the relay's address, like
+    /// every other call on that relay.
+    pub fn meta_via(relay: &MetaRelay) -> Result<PendingPeer, PeerError> {
+        let transport = Transport::Relay {
+            relay: relay.clone(),
+            socket: relay.socket(),
+            inbox: None,
+        };
+        Self::meta_on(transport, relay.local_addr())
+    }
+
+    fn meta_on(transport: Transport, local_addr: SocketAddr) -> Result<PendingPeer, PeerError> {
         let creds = str0m::IceCreds::new();
         let mut cfg = RtcConfig::new()
             .clear_codecs()
@@ -299,7 +352,7 @@ impl PendingPeer {
         let offer = meta_offer_text(local_addr, &creds.ufrag, &creds.pass, &fingerprint);
         Ok(PendingPeer {
             rtc,
-            socket,
+            transport,
             local_addr,
             offer,
             pending: Pending::Meta,
@@ -325,7 +378,7 @@ impl PendingPeer {
             .ok_or_else(|| PeerError::Answer("no offer produced".into()))?;
         Ok(PendingPeer {
             rtc,
-            socket,
+            transport: Transport::Own(socket),
             local_addr,
             offer: offer.to_sdp_string(),
             pending: Pending::Browser { pending },
@@ -362,10 +415,15 @@ impl PendingPeer {
                     api.expect_stream_rx(ssrc.into(), None, mid, None);
                 }
                 tx_ssrc = Ssrc::from(META_SSRC);
+                let mut remote = vec![];
                 for c in &a.candidates {
                     let c = Candidate::from_sdp_string(c)
                         .map_err(|e| PeerError::Answer(format!("candidate {c}: {e}")))?;
+                    remote.push(c.addr());
                     self.rtc.add_remote_candidate(c);
+                }
+                if let Transport::Relay { relay, inbox, .. } = &mut self.transport {
+                    *inbox = Some(relay.register(&remote));
                 }
             }
             Pending::Browser { pending } => {
@@ -388,7 +446,7 @@ impl PendingPeer {
         let (status_tx, status_rx) = watch::channel(Status::default());
         let state = PeerTask {
             rtc: self.rtc,
-            socket: self.socket,
+            transport: self.transport,
             local_addr: self.local_addr,
             tx_ssrc,
             opus_pt: META_OPUS_PT.into(),
@@ -509,7 +567,7 @@ impl AnswerLines {
 
 struct PeerTask {
     rtc: Rtc,
-    socket: UdpSocket,
+    transport: Transport,
     local_addr: SocketAddr,
     tx_ssrc: Ssrc,
     opus_pt: Pt,
@@ -569,7 +627,7 @@ impl PeerTask {
                         self.status.send_modify(|s| s.closed = true);
                     }
                 },
-                r = self.socket.recv_from(&mut buf) => {
+                r = self.transport.recv(&mut buf) => {
                     if let Ok((n, source)) = r {
                         if let Ok(recv) = Receive::new(Protocol::Udp, source, self.local_addr, &buf[..n]) {
                             let input = Input::Receive(Instant::now(), recv);
@@ -603,7 +661,7 @@ impl PeerTask {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => return t,
                 Ok(Output::Transmit(t)) => {
-                    let _ = self.socket.send_to(&t.contents, t.destination).await;
+                    let _ = self.transport.send_to(&t.contents, t.destination).await;
                 }
                 Ok(Output::Event(e)) => self.on_event(e),
                 Err(_) => return Instant::now() + Duration::from_millis(10),

@@ -4,7 +4,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use switchboard::media::{EngineConfig, EngineHandle, MediaDriver, MediaEvent};
+use switchboard::media::{
+    Bind, EngineConfig, EngineHandle, Limits, MediaDriver, MediaEvent, Ports,
+};
 use switchboard::sim::peer::{Peer, PendingPeer};
 use tokio::sync::mpsc;
 
@@ -18,14 +20,26 @@ pub struct TestEngine {
 }
 
 pub fn engine_with(connect_timeout: Duration, idle_timeout: Duration) -> TestEngine {
+    engine_on(Ports::Ephemeral(1), connect_timeout, idle_timeout)
+}
+
+/// An engine on 127.0.0.1 with the given pool of ports.
+pub fn engine_on(ports: Ports, connect_timeout: Duration, idle_timeout: Duration) -> TestEngine {
     let cfg = EngineConfig {
-        public_addr: (LOOPBACK, 0).into(),
+        public_ip: LOOPBACK,
+        public_ip6: None,
+        ports: vec![],
         connect_timeout,
         idle_timeout,
         stats_interval: Duration::from_millis(500),
+        limits: Limits::default(),
     };
-    let (driver, handle, events) =
-        MediaDriver::spawn((LOOPBACK, 0).into(), cfg).expect("engine starts");
+    let bind = Bind {
+        ip: LOOPBACK,
+        ip6: None,
+        ports,
+    };
+    let (driver, handle, events) = MediaDriver::spawn(bind, cfg).expect("engine starts");
     TestEngine {
         driver,
         handle,

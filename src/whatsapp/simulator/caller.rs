@@ -24,6 +24,7 @@ use super::graph::{FakeGraph, FakeGraphEvent};
 use crate::config::Secret;
 use crate::ids::WaCallId;
 use crate::sim::peer::{Outgoing, PeerError, PeerHandle, PendingPeer, Recording};
+use crate::sim::relay::MetaRelay;
 use crate::whatsapp::model::{
     Call, CallDirection, CallEventKind, Change, ChangeValue, Contact, Entry, ErrorData, Metadata,
     Profile, SdpType, Session, TerminateStatus, UnixTime, WebhookEnvelope, WebhookErrorObject,
@@ -60,6 +61,10 @@ pub struct SimulatorConfig {
     pub waba_id: String,
     /// The address simulated callers' media binds to.
     pub media_ip: IpAddr,
+    /// When set, every caller's media goes through this one relay socket, as Meta's relays
+    /// carry many calls from one address (reference §9); otherwise each caller has its own
+    /// port on `media_ip`.
+    pub relay: Option<MetaRelay>,
     /// Meta's rule: no media from the business this long after accept ends the call.
     pub no_media_timeout: Duration,
     /// Meta's mid-call rule: once media flowed, this long without any ends the call.
@@ -77,6 +82,7 @@ impl Default for SimulatorConfig {
             display_phone_number: "15550001111".into(),
             waba_id: "200000000000002".into(),
             media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            relay: None,
             no_media_timeout: Duration::from_secs(20),
             silence_timeout: Duration::from_secs(30),
             accept_window: Duration::from_secs(60),
@@ -210,7 +216,10 @@ impl Simulator {
     /// Places a call: a Meta-shaped offer, a signed `connect` webhook, and a task that plays
     /// WhatsApp's part until the call ends.
     pub async fn place_call(&self, spec: CallSpec) -> Result<SimulatedCall, SimError> {
-        let pending = PendingPeer::meta(self.cfg.media_ip).await?;
+        let pending = match &self.cfg.relay {
+            Some(relay) => PendingPeer::meta_via(relay)?,
+            None => PendingPeer::meta(self.cfg.media_ip).await?,
+        };
         let call_id = WaCallId(format!(
             "wacid.SIM{}",
             hex::encode(rand::random::<[u8; 12]>()).to_uppercase()
