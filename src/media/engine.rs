@@ -392,12 +392,19 @@ impl Engine {
         // Full-ICE legs (WhatsApp) learn their remote's address from the offer, so they can be
         // kept off any socket already talking to that address; browsers are ICE-lite toward us
         // and come from their own NAT address, so any socket will do.
-        let remote = if kind == LegKind::WhatsApp {
-            screened.candidates.as_slice()
+        // Only candidates of a family we have sockets for can ever carry this leg.
+        let ip6 = self.cfg.public_ip6.is_some();
+        let remote: Vec<SocketAddr> = if kind == LegKind::WhatsApp {
+            screened
+                .candidates
+                .iter()
+                .copied()
+                .filter(|c| c.is_ipv4() || ip6)
+                .collect()
         } else {
-            &[]
+            Vec::new()
         };
-        let socket = match self.place(remote) {
+        let socket = match self.place(&remote) {
             Some(s) => s,
             None => {
                 self.counters.refused_no_port += 1;
@@ -508,7 +515,7 @@ impl Engine {
         let streams = (0..stream_count)
             .map(|index| StreamId { leg: id, index })
             .collect();
-        let candidates = remote.to_vec();
+        let candidates = remote;
         for c in &candidates {
             self.by_candidate.insert((socket, *c), id);
         }
@@ -1249,4 +1256,109 @@ fn negotiated(rtc: &Rtc, mids: &[String]) -> Option<(str0m::media::Pt, Option<st
 /// STUN: first two bits zero and the magic cookie at bytes 4..8 (RFC 5389 §6).
 fn is_stun(buf: &[u8]) -> bool {
     buf.len() >= 20 && buf[0] < 2 && buf[4..8] == [0x21, 0x12, 0xA4, 0x42]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const META_OFFER: &str = include_str!("../../tests/fixtures/meta_offer.sdp");
+
+    fn engine(ports: Vec<u16>) -> Engine {
+        Engine::new(EngineConfig {
+            public_ip: [10, 0, 0, 1].into(),
+            public_ip6: None,
+            ports,
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            stats_interval: Duration::from_secs(5),
+            limits: Limits::default(),
+        })
+        .unwrap()
+    }
+
+    fn port_of(answer: &Answer) -> u16 {
+        let c = answer
+            .sdp
+            .lines()
+            .find_map(|l| l.strip_prefix("a=candidate:"))
+            .unwrap();
+        c.split_whitespace().nth(5).unwrap().parse().unwrap()
+    }
+
+    /// Meta's offer, from another relay address.
+    fn offer_from(ip: &str) -> String {
+        META_OFFER.replace("57.144.125.35", ip)
+    }
+
+    #[test]
+    fn calls_from_one_relay_address_never_share_a_socket() {
+        let now = Instant::now();
+        let mut e = engine(vec![7000, 7001, 7002]);
+        let ports: Vec<u16> = (0..3)
+            .map(|_| port_of(&e.answer_whatsapp(now, META_OFFER).unwrap()))
+            .collect();
+        assert_eq!(ports, vec![7000, 7001, 7002]);
+        let err = e.answer_whatsapp(now, META_OFFER).unwrap_err();
+        assert!(
+            matches!(err, MediaError::NoFreePort { ports: 3, .. }),
+            "{err}"
+        );
+        assert_eq!(e.counters().refused_no_port, 1);
+        assert_eq!(e.leg_count(), 3);
+        // Another relay address fits on any socket, and so does a browser.
+        e.answer_whatsapp(now, &offer_from("57.144.125.36"))
+            .unwrap();
+        assert_eq!(e.leg_count(), 4);
+    }
+
+    #[test]
+    fn a_socket_is_free_again_once_its_call_is_gone() {
+        let now = Instant::now();
+        let mut e = engine(vec![7000]);
+        let a = e.answer_whatsapp(now, META_OFFER).unwrap();
+        assert!(e.answer_whatsapp(now, META_OFFER).is_err());
+        e.close(now, a.leg).unwrap();
+        assert_eq!(e.leg_count(), 0);
+        let b = e.answer_whatsapp(now, META_OFFER).unwrap();
+        assert_eq!(port_of(&b), 7000);
+    }
+
+    #[test]
+    fn the_dtls_certificate_is_ecdsa_p256() {
+        let e = engine(vec![7000]);
+        let der = &e.cert.certificate;
+        let has = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
+        // ecdsa-with-SHA256 (1.2.840.10045.4.3.2), id-ecPublicKey (1.2.840.10045.2.1) and
+        // prime256v1 (1.2.840.10045.3.1.7): what Meta recommends (reference §9).
+        assert!(has(&[
+            0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x02
+        ]));
+        assert!(has(&[0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01]));
+        assert!(has(&[
+            0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07
+        ]));
+        assert!(
+            !has(&[0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01]),
+            "not RSA"
+        );
+    }
+
+    #[test]
+    fn a_datagram_on_another_socket_does_not_reach_a_leg() {
+        let now = Instant::now();
+        let mut e = engine(vec![7000, 7001]);
+        e.answer_whatsapp(now, META_OFFER).unwrap();
+        let before = e.counters().datagrams_unmatched;
+        // A STUN response from Meta's address but on the socket that leg does not use.
+        let meta: SocketAddr = "57.144.125.35:3484".parse().unwrap();
+        let mut junk = vec![0u8; 256];
+        let n = str0m::ice::StunMessage::binding_reply(str0m::ice::TransId::new(), meta)
+            .to_bytes(Some(b"pwd"), &mut junk, super::super::leg::hmac_sha1)
+            .unwrap();
+        junk.truncate(n);
+        e.handle_datagram(now, 1, meta, &junk);
+        e.handle_datagram(now, 9, meta, &junk);
+        assert_eq!(e.counters().datagrams_unmatched, before + 2);
+    }
 }

@@ -186,7 +186,7 @@ impl StunKeys {
     }
 }
 
-fn hmac_sha1(key: &[u8], payloads: &[&[u8]]) -> [u8; 20] {
+pub(crate) fn hmac_sha1(key: &[u8], payloads: &[&[u8]]) -> [u8; 20] {
     use hmac::{Hmac, Mac};
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
     let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(key) else {

@@ -41,6 +41,16 @@ pub(crate) fn screen_offer(offer: &str, shape: OfferShape) -> Result<Screened, M
     let invalid = |reason: &str| MediaError::InvalidOffer {
         reason: reason.to_owned(),
     };
+    if let OfferShape::Browser { max_m_lines } = shape {
+        // Counted first: a browser offer with hundreds of m-lines is refused for what it is.
+        let offered = offer.lines().filter(|l| l.starts_with("m=")).count();
+        if offered > max_m_lines {
+            return Err(MediaError::TooManyStreams {
+                offered,
+                limit: max_m_lines,
+            });
+        }
+    }
     if offer.len() > 64 * 1024 {
         return Err(invalid("longer than 64 KiB"));
     }
@@ -69,16 +79,6 @@ pub(crate) fn screen_offer(offer: &str, shape: OfferShape) -> Result<Screened, M
         }
         if let Some(m) = line.strip_prefix("m=") {
             m_lines += 1;
-            if let OfferShape::Browser { max_m_lines } = shape {
-                // Refuse before str0m builds a transceiver per m-line.
-                if m_lines > max_m_lines {
-                    let offered = offer.lines().filter(|l| l.starts_with("m=")).count();
-                    return Err(MediaError::TooManyStreams {
-                        offered,
-                        limit: max_m_lines,
-                    });
-                }
-            }
             if !m.starts_with("audio ") {
                 non_audio = true;
             }

@@ -19,6 +19,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
+use crate::ids::LegId;
 use crate::media::{Engine, EngineConfig, Limits};
 
 /// The engine's address on the in-memory network; its ports start at [`BASE_PORT`].
@@ -30,6 +31,8 @@ const BASE_PORT: u16 = 5000;
 struct Peer {
     rtc: Rtc,
     addr: SocketAddr,
+    /// The engine's address in the answer this peer got.
+    engine: SocketAddr,
     tx: Option<Ssrc>,
     received: u64,
 }
@@ -46,6 +49,7 @@ fn peer(addr: SocketAddr, now: Instant) -> (Peer, String, str0m::change::SdpPend
         Peer {
             rtc,
             addr,
+            engine: addr,
             tx: None,
             received: 0,
         },
@@ -62,6 +66,10 @@ pub struct MemoryNet {
     /// Per call: a Meta-side peer (index 2k) and an agent peer (2k + 1).
     peers: Vec<Peer>,
     by_addr: HashMap<SocketAddr, usize>,
+    /// Peers cut off the network: nothing reaches them, so they answer nothing.
+    cut: Vec<usize>,
+    /// Per call: the WhatsApp leg and the browser leg.
+    legs: Vec<(LegId, LegId)>,
     /// Packets sent by callers so far, plus one.
     pub seq: u64,
     /// Datagrams in flight toward the engine: (from, to, bytes).
@@ -77,6 +85,11 @@ impl MemoryNet {
 
     /// Like [`MemoryNet::new`], with the engine's legs spread over a pool of `ports` sockets.
     pub fn with_ports(calls: usize, ports: u16) -> MemoryNet {
+        MemoryNet::with_limits(calls, ports, Limits::default())
+    }
+
+    /// Like [`MemoryNet::with_ports`], with the engine's limits given.
+    pub fn with_limits(calls: usize, ports: u16, limits: Limits) -> MemoryNet {
         let now = Instant::now();
         let mut engine = Engine::new(EngineConfig {
             public_ip: ENGINE_IP.into(),
@@ -85,10 +98,11 @@ impl MemoryNet {
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             stats_interval: Duration::from_secs(5),
-            limits: Limits::default(),
+            limits,
         })
         .unwrap();
         let mut peers = Vec::new();
+        let mut legs = Vec::new();
         for i in 0..calls {
             let host = |n: usize| -> SocketAddr {
                 format!("10.{}.{}.{}:6000", 1 + n / 65536, (n / 256) % 256, n % 256)
@@ -102,6 +116,7 @@ impl MemoryNet {
                 .map(Mid::from)
                 .unwrap();
             let wa = engine.answer_whatsapp(now, &offer).unwrap();
+            meta.engine = first_candidate(&wa.sdp);
             meta.rtc
                 .sdp_api()
                 .accept_answer(pending, SdpAnswer::from_sdp_string(&wa.sdp).unwrap())
@@ -113,12 +128,14 @@ impl MemoryNet {
                 .map(|s| s.ssrc());
             let (mut agent, offer, pending) = peer(host(2 * i + 1), now);
             let a = engine.answer_browser(now, &offer).unwrap();
+            agent.engine = first_candidate(&a.sdp);
             agent
                 .rtc
                 .sdp_api()
                 .accept_answer(pending, SdpAnswer::from_sdp_string(&a.sdp).unwrap())
                 .unwrap();
             engine.route(a.streams[0], Some(wa.leg)).unwrap();
+            legs.push((wa.leg, a.leg));
             peers.push(meta);
             peers.push(agent);
         }
@@ -129,6 +146,8 @@ impl MemoryNet {
             peers,
             by_addr,
             seq: 1,
+            cut: Vec::new(),
+            legs,
             to_engine: VecDeque::new(),
         };
         for _ in 0..5000 {
@@ -147,7 +166,10 @@ impl MemoryNet {
     pub fn pump(&mut self, all: bool) -> Duration {
         let mut spent = Duration::ZERO;
         if all {
-            for p in self.peers.iter_mut() {
+            for (i, p) in self.peers.iter_mut().enumerate() {
+                if self.cut.contains(&i) {
+                    continue;
+                }
                 p.rtc.handle_input(Input::Timeout(self.now)).unwrap();
                 drain_peer(p, &mut self.to_engine);
             }
@@ -172,6 +194,9 @@ impl MemoryNet {
                 let Some(&i) = self.by_addr.get(&tx.destination) else {
                     continue;
                 };
+                if self.cut.contains(&i) {
+                    continue;
+                }
                 let p = &mut self.peers[i];
                 let from = SocketAddr::from((ENGINE_IP, self.engine.ports()[tx.socket]));
                 let r = Receive::new(Protocol::Udp, from, p.addr, &tx.contents).unwrap();
@@ -240,6 +265,38 @@ impl MemoryNet {
         (self.peers[2 * i].addr, self.peers[2 * i + 1].addr)
     }
 
+    /// Queues one RFC 4733 end-of-event report from call `i`'s caller, on the telephone-event
+    /// payload type with RTP timestamp `ts` (a new `ts` is a new key press).
+    pub fn caller_sends_dtmf(&mut self, i: usize, event: u8, ts: u32) {
+        let meta = &mut self.peers[2 * i];
+        let ssrc = meta.tx.expect("the caller has a send stream");
+        let seq = self.seq;
+        self.seq += 1;
+        // Event, end bit with volume 10, duration 800 (100 ms at 8 kHz).
+        let payload = vec![event, 0x80 | 10, 0x03, 0x20];
+        if let Some(tx) = meta.rtc.direct_api().stream_tx(&ssrc) {
+            tx.write_rtp(RtpWrite::new(126.into(), seq.into(), ts, self.now, payload).marker(true));
+        }
+        let _ = meta.rtc.handle_input(Input::Timeout(self.now));
+        drain_peer(meta, &mut self.to_engine);
+    }
+
+    /// Call `i`'s WhatsApp leg and browser leg.
+    pub fn call_legs(&self, i: usize) -> (LegId, LegId) {
+        self.legs[i]
+    }
+
+    /// Cuts call `i`'s caller off the network: from now on it hears nothing and says nothing,
+    /// as a peer that vanished.
+    pub fn cut_caller(&mut self, i: usize) {
+        self.cut.push(2 * i);
+    }
+
+    /// The engine's address that call `i`'s caller talks to.
+    pub fn engine_addr_of_caller(&self, i: usize) -> SocketAddr {
+        self.peers[2 * i].engine
+    }
+
     /// Advances the simulated clock.
     pub fn advance(&mut self, d: Duration) {
         self.now += d;
@@ -254,6 +311,16 @@ impl MemoryNet {
             .map(|p| p.received)
             .sum()
     }
+}
+
+/// The address of the first candidate in an answer.
+fn first_candidate(sdp: &str) -> SocketAddr {
+    let c = sdp
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=candidate:"))
+        .expect("the answer has a candidate");
+    let f: Vec<&str> = c.split_whitespace().collect();
+    SocketAddr::new(f[4].parse().unwrap(), f[5].parse().unwrap())
 }
 
 fn drain_peer(p: &mut Peer, to_engine: &mut VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>) {

@@ -243,7 +243,10 @@ enum Transport {
     Relay {
         relay: MetaRelay,
         socket: Arc<UdpSocket>,
-        /// What the relay routes to this peer; filed once the answer names switchboard's side.
+        /// Where the relay delivers to this peer (kept to file it under the answer's addresses).
+        inbox_tx: mpsc::Sender<Datagram>,
+        /// What the relay routes to this peer; dropped when the peer closes, which frees its
+        /// addresses at the relay.
         inbox: Option<mpsc::Receiver<Datagram>>,
     },
 }
@@ -263,6 +266,13 @@ impl Transport {
                 None => std::future::pending().await,
             },
             Transport::Relay { inbox: None, .. } => std::future::pending().await,
+        }
+    }
+
+    /// The peer is done: the relay may give its addresses to another call.
+    fn release(&mut self) {
+        if let Transport::Relay { inbox, .. } = self {
+            *inbox = None;
         }
     }
 
@@ -322,22 +332,28 @@ impl PendingPeer {
     pub async fn meta(ip: IpAddr) -> Result<PendingPeer, PeerError> {
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let local_addr = socket.local_addr()?;
-        Self::meta_on(Transport::Own(socket), local_addr)
+        Self::meta_on(Transport::Own(socket), local_addr, str0m::IceCreds::new())
     }
 
     /// A Meta-shaped peer on a shared relay socket: its candidate is the relay's address, like
     /// every other call on that relay.
     pub fn meta_via(relay: &MetaRelay) -> Result<PendingPeer, PeerError> {
+        let creds = str0m::IceCreds::new();
+        let (inbox_tx, inbox) = relay.register(&creds.ufrag);
         let transport = Transport::Relay {
             relay: relay.clone(),
             socket: relay.socket(),
-            inbox: None,
+            inbox_tx,
+            inbox: Some(inbox),
         };
-        Self::meta_on(transport, relay.local_addr())
+        Self::meta_on(transport, relay.local_addr(), creds)
     }
 
-    fn meta_on(transport: Transport, local_addr: SocketAddr) -> Result<PendingPeer, PeerError> {
-        let creds = str0m::IceCreds::new();
+    fn meta_on(
+        transport: Transport,
+        local_addr: SocketAddr,
+        creds: str0m::IceCreds,
+    ) -> Result<PendingPeer, PeerError> {
         let mut cfg = RtcConfig::new()
             .clear_codecs()
             .set_ice_lite(true)
@@ -422,8 +438,11 @@ impl PendingPeer {
                     remote.push(c.addr());
                     self.rtc.add_remote_candidate(c);
                 }
-                if let Transport::Relay { relay, inbox, .. } = &mut self.transport {
-                    *inbox = Some(relay.register(&remote));
+                if let Transport::Relay {
+                    relay, inbox_tx, ..
+                } = &self.transport
+                {
+                    relay.file(&remote, inbox_tx);
                 }
             }
             Pending::Browser { pending } => {
@@ -592,6 +611,7 @@ impl PeerTask {
         let mut rtc_timeout = Instant::now();
         loop {
             if !self.rtc.is_alive() {
+                self.transport.release();
                 self.status.send_modify(|s| s.closed = true);
                 // Closed: nothing more on the wire, but what was recorded stays readable.
                 while let Some(cmd) = cmds.recv().await {
@@ -680,7 +700,11 @@ impl PeerTask {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.status.send_modify(|s| s.connected = false);
             }
-            Event::Closed => self.status.send_modify(|s| s.closed = true),
+            Event::Closed => {
+                // The call is over for the relay too: its addresses may serve another call.
+                self.transport.release();
+                self.status.send_modify(|s| s.closed = true);
+            }
             Event::RtpPacket(p) => {
                 let pt = *p.header.payload_type;
                 if pt == *self.tele_pt {

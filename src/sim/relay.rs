@@ -3,8 +3,9 @@
 //!
 //! The relay can tell its calls apart only by the address on switchboard's side of each
 //! datagram: it files every peer under the addresses of switchboard's candidates in that peer's
-//! answer, and hands each datagram to the peer filed under its source. Two calls answered from
-//! one switchboard address would be indistinguishable here — exactly as at Meta — and the relay
+//! answer (and, like any ICE agent, under the address of a STUN check naming the peer's ufrag),
+//! and hands each datagram to the peer filed under its source. Two calls answered from one
+//! switchboard address would be indistinguishable here — exactly as at Meta — and the relay
 //! counts such a collision instead of hiding it.
 //!
 //! *Owns*: its socket and the table from switchboard address to peer inbox.
@@ -59,7 +60,7 @@ struct Inner {
     socket: Arc<UdpSocket>,
     addr: SocketAddr,
     // A std mutex: held for one map operation, never across an await (mini-redis `db.rs`).
-    routes: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Datagram>>>>,
+    routes: Arc<Mutex<Routes>>,
     stats: Arc<Stats>,
     task: JoinHandle<()>,
 }
@@ -75,7 +76,7 @@ impl MetaRelay {
     pub async fn bind(addr: SocketAddr) -> std::io::Result<MetaRelay> {
         let socket = Arc::new(UdpSocket::bind(addr).await?);
         let addr = socket.local_addr()?;
-        let routes: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Datagram>>>> = Arc::default();
+        let routes: Arc<Mutex<Routes>> = Arc::default();
         let stats = Arc::new(Stats::default());
         let task = tokio::spawn(receive(socket.clone(), routes.clone(), stats.clone()));
         Ok(MetaRelay {
@@ -109,46 +110,88 @@ impl MetaRelay {
         self.inner.socket.clone()
     }
 
-    /// Files a peer under the switchboard addresses of its answer; returns its inbox.
-    pub(crate) fn register(&self, remote: &[SocketAddr]) -> mpsc::Receiver<Datagram> {
+    /// A new peer with ICE ufrag `ufrag`: its inbox, already reachable by STUN checks that
+    /// name it.
+    pub(crate) fn register(
+        &self,
+        ufrag: &str,
+    ) -> (mpsc::Sender<Datagram>, mpsc::Receiver<Datagram>) {
         let (tx, rx) = mpsc::channel(INBOX);
-        let mut routes = self
-            .inner
+        self.routes().by_ufrag.insert(ufrag.to_owned(), tx.clone());
+        (tx, rx)
+    }
+
+    /// Files a peer under the switchboard addresses of its answer.
+    pub(crate) fn file(&self, remote: &[SocketAddr], inbox: &mpsc::Sender<Datagram>) {
+        let mut routes = self.routes();
+        for addr in remote {
+            routes.file(*addr, inbox, &self.inner.stats);
+        }
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.inner
             .routes
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for addr in remote {
-            if let Some(old) = routes.insert(*addr, tx.clone()) {
-                if !old.is_closed() {
-                    self.inner.stats.collisions.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        rx
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-async fn receive(
-    socket: Arc<UdpSocket>,
-    routes: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Datagram>>>>,
-    stats: Arc<Stats>,
-) {
+/// Where the relay sends what arrives: by switchboard address, else by the ufrag a STUN check
+/// names.
+#[derive(Debug, Default)]
+struct Routes {
+    by_addr: HashMap<SocketAddr, mpsc::Sender<Datagram>>,
+    by_ufrag: HashMap<String, mpsc::Sender<Datagram>>,
+}
+
+impl Routes {
+    fn file(&mut self, addr: SocketAddr, inbox: &mpsc::Sender<Datagram>, stats: &Stats) {
+        match self.by_addr.insert(addr, inbox.clone()) {
+            Some(old) if !old.is_closed() && !old.same_channel(inbox) => {
+                stats.collisions.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    fn route(
+        &mut self,
+        source: SocketAddr,
+        datagram: &[u8],
+        stats: &Stats,
+    ) -> Option<mpsc::Sender<Datagram>> {
+        if let Some(tx) = self.by_addr.get(&source) {
+            if !tx.is_closed() {
+                return Some(tx.clone());
+            }
+            self.by_addr.remove(&source);
+        }
+        // A check from an address not filed yet names the peer: USERNAME is "theirs:ours".
+        let msg = str0m::ice::StunMessage::parse(datagram).ok()?;
+        let (ours, _) = msg.split_username()?;
+        let tx = self.by_ufrag.get(ours)?.clone();
+        if tx.is_closed() {
+            self.by_ufrag.remove(ours);
+            return None;
+        }
+        self.file(source, &tx, stats);
+        Some(tx)
+    }
+}
+
+async fn receive(socket: Arc<UdpSocket>, routes: Arc<Mutex<Routes>>, stats: Arc<Stats>) {
     let mut buf = vec![0u8; 2048];
     loop {
         let Ok((n, source)) = socket.recv_from(&mut buf).await else {
             continue; // ICMP errors concern one destination only
         };
         stats.received.fetch_add(1, Ordering::Relaxed);
-        let target = {
-            let mut routes = routes.lock().unwrap_or_else(PoisonError::into_inner);
-            match routes.get(&source) {
-                Some(tx) if tx.is_closed() => {
-                    routes.remove(&source);
-                    None
-                }
-                other => other.cloned(),
-            }
-        };
+        let target =
+            routes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .route(source, &buf[..n], &stats);
         let Some(tx) = target else {
             stats.unrouted.fetch_add(1, Ordering::Relaxed);
             continue;
