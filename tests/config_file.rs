@@ -11,6 +11,8 @@ fn the_example_config_loads() {
     let c = Config::load(Some(std::path::Path::new(path)), Settings::default()).unwrap();
     assert!(c.is_sandbox());
     assert_eq!(c.media.bind_addr.port(), 50000);
+    assert_eq!(c.limits.max_calls_per_number.get(), 1000);
+    assert_eq!(c.limits.sandbox_max_calls.get(), 4);
 }
 
 #[test]
@@ -29,6 +31,8 @@ fn the_example_config_names_every_setting() {
         "SWITCHBOARD_ACCESS_TOKEN",
         "SWITCHBOARD_APP_SECRET",
         "SWITCHBOARD_VERIFY_TOKEN",
+        "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
+        "SWITCHBOARD_SANDBOX_MAX_CALLS",
     ] {
         assert!(text.contains(key), "{key} is not documented");
     }

@@ -106,6 +106,8 @@ fn help_lists_every_setting() {
         "SWITCHBOARD_MEDIA_CONNECT_TIMEOUT",
         "SWITCHBOARD_MEDIA_IDLE_TIMEOUT",
         "SWITCHBOARD_MEDIA_STATS_INTERVAL",
+        "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
+        "SWITCHBOARD_SANDBOX_MAX_CALLS",
         "simulate-call",
     ] {
         assert!(help.contains(key), "--help does not mention {key}:\n{help}");
