@@ -24,7 +24,7 @@ use crate::ids::{LegId, WaCallId};
 use crate::media::{EngineConfig, EngineHandle, MediaDriver, MediaError, MediaEvent};
 use crate::whatsapp::graph::{GraphClient, GraphError};
 use crate::whatsapp::simulator::{FakeGraph, Simulator, SimulatorConfig};
-use crate::whatsapp::webhook::{WaEvent, WebhookOptions, WebhookState};
+use crate::whatsapp::webhook::{WaEvent, WebhookOptions, WebhookState, WebhookStats};
 
 /// The business number id the sandbox's simulated Meta uses.
 const SANDBOX_PHONE_NUMBER_ID: &str = "100000000000001";
@@ -61,11 +61,23 @@ pub struct Running {
     pub simulator: Option<Simulator>,
     /// The media engine (for tests and, later, operations).
     pub media: EngineHandle,
+    webhook: WebhookState,
+    sandbox: Option<http::Sandbox>,
     stop: oneshot::Sender<()>,
     done: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
+    /// The webhook edge's counters so far.
+    pub fn webhook_stats(&self) -> WebhookStats {
+        self.webhook.stats()
+    }
+
+    /// The sandbox's counters so far (`None` with live credentials).
+    pub fn sandbox_stats(&self) -> Option<http::SandboxStats> {
+        self.sandbox.as_ref().map(http::Sandbox::stats)
+    }
+
     /// Stops everything and waits until it has stopped.
     pub async fn shutdown(self) {
         let Running {
@@ -173,7 +185,10 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let (wa_tx, wa_rx) = mpsc::channel(1024);
     let (webhook_state, webhook_processor) =
         WebhookState::spawn(app_secret, verify_token, wa_tx, WebhookOptions::default());
-    let router = http::router(webhook_state, simulator.clone());
+    let sandbox = simulator
+        .clone()
+        .map(|sim| http::Sandbox::new(sim, config.limits.sandbox_max_calls));
+    let router = http::router(webhook_state.clone(), sandbox.clone());
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
@@ -215,6 +230,8 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         media_addr,
         simulator,
         media,
+        webhook: webhook_state,
+        sandbox,
         stop: stop_tx,
         done,
     })

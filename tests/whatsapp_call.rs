@@ -168,6 +168,7 @@ async fn unsigned_altered_or_foreign_connects_start_nothing() {
         }
         assert_eq!(r.send().await.unwrap().status(), 401);
     }
+    assert_eq!(w.running.webhook_stats().refused, 4);
     // Correctly signed, but for another number of the same account: not ours to answer.
     let other = body.replace(PHONE_ID, "999999");
     let r = w
