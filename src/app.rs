@@ -12,6 +12,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -24,7 +26,7 @@ use crate::ids::{LegId, WaCallId};
 use crate::media::{Bind, EngineConfig, EngineHandle, MediaDriver, MediaError, MediaEvent};
 use crate::whatsapp::graph::{GraphClient, GraphError};
 use crate::whatsapp::simulator::{FakeGraph, Simulator, SimulatorConfig};
-use crate::whatsapp::webhook::{WaEvent, WebhookOptions, WebhookState};
+use crate::whatsapp::webhook::{WaEvent, WebhookOptions, WebhookState, WebhookStats};
 
 /// The business number id the sandbox's simulated Meta uses.
 const SANDBOX_PHONE_NUMBER_ID: &str = "100000000000001";
@@ -63,11 +65,50 @@ pub struct Running {
     pub simulator: Option<Simulator>,
     /// The media engine (for tests and, later, operations).
     pub media: EngineHandle,
+    webhook: WebhookState,
+    sandbox: Option<http::Sandbox>,
+    calls: Arc<CallCounters>,
     stop: oneshot::Sender<()>,
     done: tokio::task::JoinHandle<()>,
 }
 
+/// Counters of the calls loop, read with [`Running::call_stats`]; the metrics issue exports
+/// them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallStats {
+    /// Calls in progress: from their offer to their end.
+    pub in_progress: u64,
+    /// Offers rejected at once because the business number had `max_calls_per_number` calls
+    /// in progress.
+    pub rejected_at_capacity: u64,
+}
+
+/// The loop owns its counts; these atomics are copies it publishes for readers elsewhere.
+#[derive(Debug, Default)]
+struct CallCounters {
+    in_progress: AtomicU64,
+    rejected_at_capacity: AtomicU64,
+}
+
 impl Running {
+    /// The calls loop's counters so far.
+    pub fn call_stats(&self) -> CallStats {
+        CallStats {
+            in_progress: self.calls.in_progress.load(Ordering::Relaxed),
+            rejected_at_capacity: self.calls.rejected_at_capacity.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The webhook edge's counters so far.
+    pub fn webhook_stats(&self) -> WebhookStats {
+        self.webhook.stats()
+    }
+
+    /// The sandbox's counters so far (`None` with live credentials).
+    pub fn sandbox_stats(&self) -> Option<http::SandboxStats> {
+        self.sandbox.as_ref().map(http::Sandbox::stats)
+    }
+
     /// Stops everything and waits until it has stopped.
     pub async fn shutdown(self) {
         let Running {
@@ -176,7 +217,10 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let (wa_tx, wa_rx) = mpsc::channel(1024);
     let (webhook_state, webhook_processor) =
         WebhookState::spawn(app_secret, verify_token, wa_tx, WebhookOptions::default());
-    let router = http::router(webhook_state, simulator.clone());
+    let sandbox = simulator
+        .clone()
+        .map(|sim| http::Sandbox::new(sim, config.limits.sandbox_max_calls));
+    let router = http::router(webhook_state.clone(), sandbox.clone());
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
@@ -190,12 +234,17 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             warn!(error = %e, "HTTP server stopped");
         }
     });
+    let call_counters = Arc::new(CallCounters::default());
     let calls = tokio::spawn(calls_loop(
         wa_rx,
         media_events,
         media.clone(),
         graph,
-        our_phone_number_id,
+        BusinessNumber {
+            id: our_phone_number_id,
+            max_calls: config.limits.max_calls_per_number.get(),
+        },
+        call_counters.clone(),
     ));
 
     info!(http = %http_addr, media = %media_addr, sandbox = config.is_sandbox(), "switchboard started");
@@ -219,6 +268,9 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         media_ports,
         simulator,
         media,
+        webhook: webhook_state,
+        sandbox,
+        calls: call_counters,
         stop: stop_tx,
         done,
     })
@@ -303,13 +355,25 @@ enum CallReport {
     Done(WaCallId),
 }
 
+/// The business number this switchboard answers, and how many calls it may have at once.
+struct BusinessNumber {
+    id: String,
+    max_calls: usize,
+}
+
 /// Routes events to one task per call; the tasks report their legs and their end.
+///
+/// Every call in `calls` is on our one business number (offers for other numbers are ignored),
+/// so its size is that number's calls in progress. An offer beyond `max_calls` is rejected at
+/// once: Meta caps a number's concurrent calls anyway, and a call left ringing past what we
+/// can carry costs the business its call button (see DESIGN.md, "A call, end to end").
 async fn calls_loop(
     mut wa: mpsc::Receiver<WaEvent>,
     mut media_events: mpsc::Receiver<MediaEvent>,
     media: EngineHandle,
     graph: GraphClient,
-    our_phone_number_id: String,
+    number: BusinessNumber,
+    counters: Arc<CallCounters>,
 ) {
     let mut calls: HashMap<WaCallId, mpsc::Sender<CallInput>> = HashMap::new();
     let mut legs: HashMap<LegId, WaCallId> = HashMap::new();
@@ -323,13 +387,35 @@ async fn calls_loop(
                     deliver(tx, &id, CallInput::WhatsApp(ev));
                 } else if matches!(
                     &ev,
-                    WaEvent::CallOffered { phone_number_id: Some(n), .. } if *n != our_phone_number_id
+                    WaEvent::CallOffered { phone_number_id: Some(n), .. } if *n != number.id
                 ) {
                     // Another number of the same WhatsApp Business Account: not ours to answer.
                     warn!(call_id = %id, "call for another business number; ignored");
+                } else if matches!(ev, WaEvent::CallOffered { .. })
+                    && calls.len() >= number.max_calls
+                {
+                    counters.rejected_at_capacity.fetch_add(1, Ordering::Relaxed);
+                    info!(
+                        call_id = %id,
+                        max_calls = number.max_calls,
+                        "the number has its most calls in progress; rejecting the call"
+                    );
+                    // Off this loop: a Graph request (with its retries) must not hold up calls
+                    // in progress. The call never enters `calls`, so its terminate is ignored.
+                    let graph = graph.clone();
+                    let span = info_span!("call", call_id = %id);
+                    tasks.spawn(
+                        async move {
+                            if let Err(e) = graph.reject(&id).await {
+                                warn!(error = %e, "reject of a call over the cap failed");
+                            }
+                        }
+                        .instrument(span),
+                    );
                 } else if let WaEvent::CallOffered { offer_sdp, from, .. } = ev {
                     let (tx, rx) = mpsc::channel(64);
                     calls.insert(id.clone(), tx);
+                    counters.in_progress.store(calls.len() as u64, Ordering::Relaxed);
                     let span = info_span!("call", call_id = %id);
                     tasks.spawn(
                         call_task(id, offer_sdp, from, rx, media.clone(), graph.clone(), report_tx.clone())
@@ -355,6 +441,7 @@ async fn calls_loop(
                 CallReport::Leg(id, leg) => { legs.insert(leg, id); }
                 CallReport::Done(id) => {
                     calls.remove(&id);
+                    counters.in_progress.store(calls.len() as u64, Ordering::Relaxed);
                     legs.retain(|_, c| *c != id);
                 }
             },

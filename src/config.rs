@@ -12,6 +12,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -103,6 +104,17 @@ pub struct Config {
     pub media: MediaConfig,
     /// Meta's Graph API and webhook settings, or the sandbox.
     pub whatsapp: WhatsAppConfig,
+    /// How many calls may be in progress at once.
+    pub limits: CallLimits,
+}
+
+/// Caps on concurrent calls: what is over them is refused at once, never queued.
+#[derive(Debug, Clone)]
+pub struct CallLimits {
+    /// Calls in progress at once on the business number; a connect beyond it is rejected.
+    pub max_calls_per_number: NonZeroUsize,
+    /// Simulated calls in progress at once in the sandbox; a request beyond it gets 429.
+    pub sandbox_max_calls: NonZeroUsize,
 }
 
 /// Settings of the media engine (`crate::media`).
@@ -173,6 +185,10 @@ pub mod defaults {
     pub const IDLE_TIMEOUT_SECS: f64 = 15.0;
     /// `SWITCHBOARD_MEDIA_STATS_INTERVAL`, seconds.
     pub const STATS_INTERVAL_SECS: f64 = 5.0;
+    /// `SWITCHBOARD_MAX_CALLS_PER_NUMBER`: Meta's own cap on one business number.
+    pub const MAX_CALLS_PER_NUMBER: usize = 1000;
+    /// `SWITCHBOARD_SANDBOX_MAX_CALLS`: each simulated call is a media peer on this machine.
+    pub const SANDBOX_MAX_CALLS: usize = 4;
 }
 
 /// Every setting as it may come from flags or the environment (clap fills both).
@@ -239,6 +255,13 @@ pub struct Settings {
     /// Webhook verification token (secret).
     #[arg(long, env = "SWITCHBOARD_VERIFY_TOKEN", hide_env_values = true)]
     pub verify_token: Option<Secret>,
+    /// Calls in progress at once on the business number (1-1000); more are rejected at once.
+    /// [default: 1000, Meta's cap]
+    #[arg(long, env = "SWITCHBOARD_MAX_CALLS_PER_NUMBER")]
+    pub max_calls_per_number: Option<usize>,
+    /// Simulated calls in progress at once in the sandbox (1-100); more get 429. [default: 4]
+    #[arg(long, env = "SWITCHBOARD_SANDBOX_MAX_CALLS")]
+    pub sandbox_max_calls: Option<usize>,
 }
 
 /// The config file's shape; every key optional, unknown keys refused.
@@ -250,6 +273,14 @@ struct FileConfig {
     media: FileMedia,
     #[serde(default)]
     whatsapp: FileWhatsApp,
+    #[serde(default)]
+    sandbox: FileSandbox,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSandbox {
+    max_calls: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,6 +308,7 @@ struct FileWhatsApp {
     access_token: Option<Secret>,
     app_secret: Option<Secret>,
     verify_token: Option<Secret>,
+    max_calls_per_number: Option<usize>,
 }
 
 impl Config {
@@ -422,6 +454,21 @@ impl Config {
                 graph_url: graph_url.trim_end_matches('/').to_owned(),
                 graph_version,
                 credentials,
+            },
+            limits: CallLimits {
+                max_calls_per_number: count(
+                    "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
+                    s.max_calls_per_number.or(f.whatsapp.max_calls_per_number),
+                    defaults::MAX_CALLS_PER_NUMBER,
+                    // Meta refuses calls beyond its cap anyway; a higher value is a mistake.
+                    defaults::MAX_CALLS_PER_NUMBER,
+                )?,
+                sandbox_max_calls: count(
+                    "SWITCHBOARD_SANDBOX_MAX_CALLS",
+                    s.sandbox_max_calls.or(f.sandbox.max_calls),
+                    defaults::SANDBOX_MAX_CALLS,
+                    100,
+                )?,
             },
         })
     }
@@ -610,6 +657,21 @@ fn seconds(key: &'static str, value: Option<f64>, default: f64) -> Result<Durati
     Ok(Duration::from_secs_f64(v))
 }
 
+fn count(
+    key: &'static str,
+    value: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<NonZeroUsize, ConfigError> {
+    let v = value.unwrap_or(default);
+    NonZeroUsize::new(v)
+        .filter(|n| n.get() <= max)
+        .ok_or_else(|| ConfigError::Invalid {
+            key,
+            reason: format!("{v} is not a number of calls between 1 and {max}"),
+        })
+}
+
 fn is_graph_version(v: &str) -> bool {
     let Some(rest) = v.strip_prefix('v') else {
         return false;
@@ -643,6 +705,8 @@ mod tests {
         );
         assert_eq!(c.media.public_ip6, None);
         assert_eq!(c.whatsapp.graph_version, "v23.0");
+        assert_eq!(c.limits.max_calls_per_number.get(), 1000);
+        assert_eq!(c.limits.sandbox_max_calls.get(), 4);
     }
 
     #[test]
@@ -735,6 +799,34 @@ mod tests {
     }
 
     #[test]
+    fn limits_come_from_the_file_under_env_and_flags() {
+        let file = || {
+            toml::from_str::<FileConfig>(
+                "[whatsapp]\nmax_calls_per_number = 7\n[sandbox]\nmax_calls = 2\n",
+            )
+            .unwrap()
+        };
+        let c = Config::from_layers(Settings::default(), file()).unwrap();
+        assert_eq!(c.limits.max_calls_per_number.get(), 7);
+        assert_eq!(c.limits.sandbox_max_calls.get(), 2);
+        let c = Config::from_layers(
+            Settings {
+                sandbox_max_calls: Some(3),
+                ..Default::default()
+            },
+            file(),
+        )
+        .unwrap();
+        assert_eq!(c.limits.sandbox_max_calls.get(), 3);
+        let zero = toml::from_str::<FileConfig>("[sandbox]\nmax_calls = 0\n").unwrap();
+        let e = Config::from_layers(Settings::default(), zero).unwrap_err();
+        assert!(
+            e.to_string().contains("SWITCHBOARD_SANDBOX_MAX_CALLS"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         let file = toml::from_str::<FileConfig>("[media]\nbogus = 1\n");
         assert!(file.unwrap_err().to_string().contains("bogus"));
@@ -795,6 +887,27 @@ mod tests {
                     ..Default::default()
                 },
                 "SWITCHBOARD_MEDIA_IDLE_TIMEOUT",
+            ),
+            (
+                Settings {
+                    max_calls_per_number: Some(0),
+                    ..Default::default()
+                },
+                "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
+            ),
+            (
+                Settings {
+                    max_calls_per_number: Some(1001),
+                    ..Default::default()
+                },
+                "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
+            ),
+            (
+                Settings {
+                    sandbox_max_calls: Some(0),
+                    ..Default::default()
+                },
+                "SWITCHBOARD_SANDBOX_MAX_CALLS",
             ),
         ] {
             let e = Config::from_settings(s).unwrap_err().to_string();

@@ -1,18 +1,26 @@
 //! The HTTP edge: assembles the axum router (Meta's webhook, and in the sandbox the controls of
 //! the simulator) and turns errors into responses.
 //!
-//! *Owns*: routes and the mapping of errors to status codes. *Does not touch*: any state of its
-//! own; handlers hold handles to the components that own state.
+//! *Owns*: routes and the mapping of errors to status codes, and in the sandbox the cap on
+//! simulated calls in progress ([`Sandbox`]). *Does not touch*: any other state; handlers hold
+//! handles to the components that own state.
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::whatsapp::simulator::{CallSpec, SimError, Simulator};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::ids::WaCallId;
+use crate::whatsapp::simulator::{CallPhase, CallSpec, SimError, SimulatedCall, Simulator};
 use crate::whatsapp::webhook::{self, WebhookState};
 
 /// Errors of the HTTP edge, each with its status.
@@ -24,6 +32,29 @@ pub enum ApiError {
     /// A request field is out of range.
     #[error("invalid request: {0}")]
     Invalid(&'static str),
+    /// As many simulated calls as allowed are in progress.
+    #[error(
+        "too many simulated calls: {max} in progress, the most allowed \
+         (SWITCHBOARD_SANDBOX_MAX_CALLS); hang one up or wait for one to end"
+    )]
+    TooManyCalls {
+        /// The cap.
+        max: usize,
+    },
+    /// No simulated call in progress has this id.
+    #[error("no simulated call {call_id} in progress")]
+    UnknownCall {
+        /// The id asked for.
+        call_id: String,
+    },
+    /// The simulated caller hung up but the call had not ended in time.
+    #[error("simulated call {call_id} did not end within {secs} s of hanging up")]
+    HangUpTimedOut {
+        /// The call.
+        call_id: String,
+        /// How long we waited.
+        secs: u64,
+    },
 }
 
 impl IntoResponse for ApiError {
@@ -31,8 +62,16 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Simulator(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyCalls { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UnknownCall { .. } => StatusCode::NOT_FOUND,
+            ApiError::HangUpTimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
         };
-        tracing::warn!(error = %self, %status, "request failed");
+        if let ApiError::TooManyCalls { .. } = self {
+            // Counted in `SandboxStats`; a stream of them must not become a stream of lines.
+            tracing::debug!(error = %self, %status, "request refused");
+        } else {
+            tracing::warn!(error = %self, %status, "request failed");
+        }
         (
             status,
             Json(ErrorBody {
@@ -48,17 +87,140 @@ struct ErrorBody {
     error: String,
 }
 
-/// The whole router. The sandbox routes exist only when `simulator` is given.
-pub fn router(webhook_state: WebhookState, simulator: Option<Simulator>) -> Router {
+/// The whole router. The sandbox routes exist only when `sandbox` is given.
+pub fn router(webhook_state: WebhookState, sandbox: Option<Sandbox>) -> Router {
     let mut r = webhook::router(webhook_state);
-    if let Some(sim) = simulator {
+    if let Some(sandbox) = sandbox {
         r = r.merge(
             Router::new()
                 .route("/sandbox/calls", post(place_call))
-                .with_state(sim),
+                .route("/sandbox/calls/{call_id}", delete(hang_up))
+                .with_state(sandbox),
         );
     }
     r
+}
+
+/// How long `DELETE /sandbox/calls/{id}` waits for the call to end: Meta's terminate webhook
+/// is delivered with a few retries first.
+const HANG_UP_WAIT: Duration = Duration::from_secs(15);
+
+/// The sandbox's controls: the simulator, and a cap on simulated calls in progress. Each is a
+/// media peer on this machine, so a stream of requests must not start a stream of peers. Cheap
+/// to clone.
+///
+/// A call holds one of `max_calls` slots from its placing until it has ended (Meta's terminate
+/// webhook sent). The slot lives in the call's entry in `calls`; whoever sees the end first
+/// removes the entry (a task per call that waits for it, or the hang-up handler), and with it
+/// the slot. The table is behind a std `Mutex` held only to insert or remove, never across an
+/// `.await`.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    sim: Simulator,
+    max_calls: usize,
+    slots: Arc<Semaphore>,
+    calls: Arc<Mutex<HashMap<WaCallId, InProgress>>>,
+    refused: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct InProgress {
+    call: SimulatedCall,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// Counters of the sandbox's controls, read with [`Sandbox::stats`]; the metrics issue exports
+/// them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SandboxStats {
+    /// Simulated calls placed and not yet ended.
+    pub in_progress: u64,
+    /// Requests refused with 429 because `in_progress` was at the cap.
+    pub refused_over_limit: u64,
+}
+
+impl Sandbox {
+    /// Controls over `sim` allowing `max_calls` simulated calls at once.
+    pub fn new(sim: Simulator, max_calls: NonZeroUsize) -> Sandbox {
+        Sandbox {
+            sim,
+            max_calls: max_calls.get(),
+            slots: Arc::new(Semaphore::new(max_calls.get())),
+            calls: Arc::new(Mutex::new(HashMap::new())),
+            refused: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> SandboxStats {
+        let free = self.slots.available_permits();
+        SandboxStats {
+            in_progress: self.max_calls.saturating_sub(free) as u64,
+            refused_over_limit: self.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    fn calls(&self) -> MutexGuard<'_, HashMap<WaCallId, InProgress>> {
+        // Nothing panics while holding the lock; if something did, the table is still a valid
+        // map, so carry on with it.
+        self.calls
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    async fn place(&self, spec: CallSpec) -> Result<SimulatedCall, ApiError> {
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            ApiError::TooManyCalls {
+                max: self.max_calls,
+            }
+        })?;
+        // If placing fails, the slot is dropped here and is free again.
+        let call = self.sim.place_call(spec).await?;
+        self.calls().insert(
+            call.call_id.clone(),
+            InProgress {
+                call: call.clone(),
+                _slot: slot,
+            },
+        );
+        // Frees the slot when the call ends. The task needs no owner to stop it: it ends with
+        // the call, or when the simulator's call task is gone (its phase sender dropped).
+        let this = self.clone();
+        let watched = call.clone();
+        tokio::spawn(async move {
+            watched.wait_for(Duration::MAX, is_ended).await;
+            this.calls().remove(&watched.call_id);
+        });
+        Ok(call)
+    }
+
+    /// Hangs up a call in progress and waits for its end; returns Meta's terminate status.
+    async fn hang_up(&self, call_id: WaCallId) -> Result<String, ApiError> {
+        let call = self
+            .calls()
+            .get(&call_id)
+            .map(|c| c.call.clone())
+            .ok_or_else(|| ApiError::UnknownCall {
+                // The id comes from the URL; keep an absurd one out of the log.
+                call_id: call_id.0.chars().take(64).collect(),
+            })?;
+        call.hang_up().await;
+        let ended = call.wait_for(HANG_UP_WAIT, is_ended).await;
+        // Free the slot before answering, so a call placed right after this answer is taken.
+        self.calls().remove(&call_id);
+        match ended {
+            Some(CallPhase::Ended { status, .. }) => Ok(status),
+            _ => Err(ApiError::HangUpTimedOut {
+                call_id: call_id.0,
+                secs: HANG_UP_WAIT.as_secs(),
+            }),
+        }
+    }
+}
+
+fn is_ended(p: &CallPhase) -> bool {
+    matches!(p, CallPhase::Ended { .. })
 }
 
 /// Body of `POST /sandbox/calls`; every field optional.
@@ -82,8 +244,17 @@ pub struct PlacedCall {
     pub call_id: String,
 }
 
+/// Answer of `DELETE /sandbox/calls/{call_id}`: the call has ended.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EndedCall {
+    /// Meta's call id.
+    pub call_id: String,
+    /// The status of Meta's terminate webhook (COMPLETED, FAILED).
+    pub status: String,
+}
+
 async fn place_call(
-    State(sim): State<Simulator>,
+    State(sandbox): State<Sandbox>,
     body: Option<Json<PlaceCall>>,
 ) -> Result<Json<PlacedCall>, ApiError> {
     let req = body.map(|Json(b)| b).unwrap_or_default();
@@ -106,8 +277,16 @@ async fn place_call(
     if let Some(secs) = req.hang_up_after_secs {
         spec.hang_up_after = (secs > 0).then(|| Duration::from_secs(secs.min(24 * 3600)));
     }
-    let call = sim.place_call(spec).await?;
+    let call = sandbox.place(spec).await?;
     Ok(Json(PlacedCall {
         call_id: call.call_id.0.clone(),
     }))
+}
+
+async fn hang_up(
+    State(sandbox): State<Sandbox>,
+    Path(call_id): Path<String>,
+) -> Result<Json<EndedCall>, ApiError> {
+    let status = sandbox.hang_up(WaCallId(call_id.clone())).await?;
+    Ok(Json(EndedCall { call_id, status }))
 }

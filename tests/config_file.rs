@@ -17,6 +17,8 @@ fn the_example_config_loads() {
             last: 50999
         }
     );
+    assert_eq!(c.limits.max_calls_per_number.get(), 1000);
+    assert_eq!(c.limits.sandbox_max_calls.get(), 4);
 }
 
 #[test]
@@ -41,6 +43,8 @@ fn the_example_config_names_every_setting() {
         "SWITCHBOARD_ACCESS_TOKEN",
         "SWITCHBOARD_APP_SECRET",
         "SWITCHBOARD_VERIFY_TOKEN",
+        "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
+        "SWITCHBOARD_SANDBOX_MAX_CALLS",
     ] {
         assert!(text.contains(key), "{key} is not documented");
     }

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use switchboard::app;
 use switchboard::config::{Config, Settings};
+use switchboard::http::{EndedCall, PlacedCall, SandboxStats};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sandbox_takes_a_simulated_call_placed_over_http() {
@@ -29,7 +30,7 @@ async fn the_sandbox_takes_a_simulated_call_placed_over_http() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let placed: switchboard::http::PlacedCall = resp.json().await.unwrap();
+    let placed: PlacedCall = resp.json().await.unwrap();
     assert!(placed.call_id.starts_with("wacid."));
     // The sandbox's fake Graph API saw a valid pre_accept for exactly that call.
     let mut ok = false;
@@ -56,6 +57,69 @@ async fn the_sandbox_takes_a_simulated_call_placed_over_http() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 422);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_caps_simulated_calls_in_progress() {
+    let config = Config::from_settings(Settings {
+        http_addr: Some("127.0.0.1:0".into()),
+        media_addr: Some("127.0.0.1:0".into()),
+        sandbox_max_calls: Some(2),
+        ..Settings::default()
+    })
+    .unwrap();
+    let running = app::start(config).await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/sandbox/calls", running.http_addr);
+    let place = || {
+        http.post(&url)
+            .json(&serde_json::json!({ "hang_up_after_secs": 0 }))
+            .send()
+    };
+    let mut placed = vec![];
+    for _ in 0..2 {
+        let resp = place().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        placed.push(resp.json::<PlacedCall>().await.unwrap().call_id);
+    }
+    let over = place().await.unwrap();
+    assert_eq!(over.status(), 429);
+    let body: serde_json::Value = over.json().await.unwrap();
+    let error = body["error"].as_str().expect("a JSON error body");
+    assert!(error.contains("too many simulated calls"), "{error}");
+    assert_eq!(
+        running.sandbox_stats(),
+        Some(SandboxStats {
+            in_progress: 2,
+            refused_over_limit: 1
+        })
+    );
+
+    // Hanging up answers once the call has ended (Meta's terminate sent): its slot is free.
+    let hung_up = http
+        .delete(format!("{url}/{}", placed[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hung_up.status(), 200);
+    let ended: EndedCall = hung_up.json().await.unwrap();
+    assert_eq!(ended.call_id, placed[0]);
+    assert_eq!(ended.status, "COMPLETED");
+    assert_eq!(place().await.unwrap().status(), 200);
+    assert_eq!(
+        running.sandbox_stats(),
+        Some(SandboxStats {
+            in_progress: 2,
+            refused_over_limit: 1
+        })
+    );
+    let unknown = http
+        .delete(format!("{url}/{}", placed[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
     running.shutdown().await;
 }
 
@@ -112,6 +176,8 @@ fn help_lists_every_setting() {
         "SWITCHBOARD_MEDIA_CONNECT_TIMEOUT",
         "SWITCHBOARD_MEDIA_IDLE_TIMEOUT",
         "SWITCHBOARD_MEDIA_STATS_INTERVAL",
+        "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
+        "SWITCHBOARD_SANDBOX_MAX_CALLS",
         "simulate-call",
     ] {
         assert!(help.contains(key), "--help does not mention {key}:\n{help}");

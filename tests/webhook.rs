@@ -1,10 +1,12 @@
 //! The webhook edge over real HTTP on 127.0.0.1: verification handshake, signatures, fixtures
 //! from reference §3, batching, de-duplication, late connects, body limit, backpressure.
 //!
+//! A flood of refused requests leaves a few log lines carrying their count, not one per request.
+//!
 //! "Nothing came out" is proven without sleeping: after the request under test, a signed
 //! marker webhook is sent and the next event must be the marker (the processor is FIFO).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use switchboard::config::Secret;
@@ -35,6 +37,7 @@ struct Harness {
     http: reqwest::Client,
     events: mpsc::Receiver<WaEvent>,
     processor: Option<WebhookProcessor>,
+    state: WebhookState,
     server: JoinHandle<()>,
     markers: u32,
 }
@@ -51,14 +54,16 @@ async fn start_with(options: WebhookOptions, event_capacity: usize) -> Harness {
         WebhookState::spawn(Secret::new(SECRET), Secret::new(VERIFY), tx, options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let served = state.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router(state)).await.unwrap();
+        axum::serve(listener, router(served)).await.unwrap();
     });
     Harness {
         url: format!("http://{addr}/webhooks/whatsapp"),
         http: reqwest::Client::new(),
         events,
         processor: Some(processor),
+        state,
         server,
         markers: 0,
     }
@@ -187,6 +192,7 @@ async fn verification_handshake() {
         .await;
     assert_eq!(wrong_mode.status(), StatusCode::FORBIDDEN);
     assert_eq!(h.get("").await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(h.state.stats().refused, 3);
 }
 
 #[tokio::test]
@@ -240,6 +246,7 @@ async fn bad_signatures_get_401_and_have_no_effect() {
             "{name}"
         );
     }
+    assert_eq!(h.state.stats().refused, 7);
     h.assert_nothing_came_out().await;
 }
 
@@ -452,4 +459,103 @@ async fn full_queue_answers_503_and_loses_nothing_accepted() {
         assert_eq!(&h.next_event().await.call_id().0, id);
     }
     h.assert_nothing_came_out().await;
+}
+
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// A process-wide subscriber (a thread-local one races with callsite-interest caching while
+/// other tests run in parallel); a test tells its own lines apart by their content.
+fn global_logs() -> &'static LogBuffer {
+    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = LogBuffer::default();
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .init();
+        logs
+    })
+}
+
+#[tokio::test]
+async fn a_flood_of_refused_webhooks_leaves_a_few_lines_that_count_it() {
+    const FLOOD: u64 = 2000;
+    let logs = global_logs();
+    let interval = Duration::from_millis(200);
+    let mut h = start_with(
+        WebhookOptions {
+            refusal_log_interval: interval,
+            ..WebhookOptions::default()
+        },
+        64,
+    )
+    .await;
+    let body = json(&envelope(vec![value(vec![connect_call("wacid.FLOOD")])]));
+    // A signature that is not even ASCII: no other test in this file sends one, so the lines
+    // whose first reason says so are this test's.
+    let bad = reqwest::header::HeaderValue::from_bytes(b"sha256=\xff").unwrap();
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    for _ in 0..FLOOD / 100 {
+        let mut batch = tokio::task::JoinSet::new();
+        for _ in 0..100 {
+            let req = h
+                .http
+                .post(&h.url)
+                .header(SIGNATURE_HEADER, bad.clone())
+                .body(body.clone());
+            batch.spawn(async move { req.send().await.unwrap().status() });
+        }
+        while let Some(status) = batch.join_next().await {
+            statuses.push(status.unwrap());
+        }
+    }
+    assert_eq!(statuses.len() as u64, FLOOD);
+    assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED));
+    assert_eq!(h.state.stats().refused, FLOOD);
+    h.assert_nothing_came_out().await;
+    // Stopping the processor reports the refusals the last line had not.
+    h.processor.take().unwrap().shutdown().await;
+    let elapsed = started.elapsed();
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("webhook refused") && l.contains("not ASCII"))
+        .collect();
+    // One line at the first refusal, at most one per interval after it, one at shutdown.
+    let most = elapsed.as_millis() / interval.as_millis() + 2;
+    assert!(
+        (lines.len() as u128) <= most,
+        "{} lines in {elapsed:?}:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    let counted: u64 = lines
+        .iter()
+        .map(|l| {
+            let n = l.split(" refused=").nth(1).expect("a count");
+            n.split(' ').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(counted, FLOOD, "{}", lines.join("\n"));
 }

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::LONG;
-use switchboard::app::{self, Running};
+use switchboard::app::{self, CallStats, Running};
 use switchboard::config::{Config, Secret, Settings};
 use switchboard::whatsapp::simulator::{
     CallPhase, CallSpec, FakeGraph, RecordedRequest, SimulatedCall, Simulator, SimulatorConfig,
@@ -27,6 +27,11 @@ struct World {
 
 /// switchboard with live-style credentials whose Graph URL is a fake Graph API on loopback.
 async fn world() -> World {
+    world_with(Settings::default()).await
+}
+
+/// [`world`], with other settings from `extra`.
+async fn world_with(extra: Settings) -> World {
     let fake = FakeGraph::new(TOKEN, PHONE_ID);
     let events = fake.take_events().unwrap();
     let (graph_addr, server) = fake
@@ -43,7 +48,7 @@ async fn world() -> World {
         access_token: Some(Secret::new(TOKEN)),
         app_secret: Some(Secret::new(APP_SECRET)),
         verify_token: Some(Secret::new(VERIFY_TOKEN)),
-        ..Settings::default()
+        ..extra
     })
     .unwrap();
     let running = app::start(config).await.unwrap();
@@ -168,6 +173,7 @@ async fn unsigned_altered_or_foreign_connects_start_nothing() {
         }
         assert_eq!(r.send().await.unwrap().status(), 401);
     }
+    assert_eq!(w.running.webhook_stats().refused, 4);
     // Correctly signed, but for another number of the same account: not ours to answer.
     let other = body.replace(PHONE_ID, "999999");
     let r = w
@@ -338,5 +344,80 @@ async fn batches_duplicates_and_late_connects_on_a_running_switchboard() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(actions(&w.fake.requests(), &late_id).is_empty());
     assert_eq!(w.running.media.counters().await.unwrap().legs, 3);
+    w.running.shutdown().await;
+}
+
+fn ended(p: &CallPhase) -> bool {
+    matches!(p, CallPhase::Ended { .. })
+}
+
+async fn wait_for_calls_in_progress(w: &World, n: u64) {
+    for _ in 0..200 {
+        if w.running.call_stats().in_progress == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("calls in progress never became {n}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_the_numbers_cap_is_rejected_at_once() {
+    let w = world_with(Settings {
+        max_calls_per_number: Some(2),
+        ..Settings::default()
+    })
+    .await;
+    let first = pre_accepted_call(&w).await;
+    let _second = pre_accepted_call(&w).await;
+    let third = w
+        .sim
+        .place_call(CallSpec {
+            hang_up_after: None,
+            ..CallSpec::default()
+        })
+        .await
+        .unwrap();
+    // Meta ends a rejected call at once; its end is the marker that switchboard has decided.
+    third
+        .wait_for(LONG, ended)
+        .await
+        .expect("the call over the cap is rejected, not left ringing");
+    assert_eq!(
+        actions(&w.fake.requests(), &third.call_id.0),
+        vec![("reject".to_owned(), 200)],
+        "rejected once, never pre-accepted"
+    );
+    assert_eq!(
+        w.running.call_stats(),
+        CallStats {
+            in_progress: 2,
+            rejected_at_capacity: 1
+        }
+    );
+    assert_eq!(w.running.media.counters().await.unwrap().legs, 2);
+
+    // One call ends: the number has room again.
+    first.hang_up().await;
+    first.wait_for(LONG, ended).await.unwrap();
+    wait_for_calls_in_progress(&w, 1).await;
+    let fourth = pre_accepted_call(&w).await;
+    assert_eq!(
+        actions(&w.fake.requests(), &fourth.call_id.0),
+        vec![("pre_accept".to_owned(), 200)]
+    );
+    // The rejected call's connect came before the fourth's, so had switchboard answered it
+    // after all, that would show by now.
+    assert_eq!(
+        actions(&w.fake.requests(), &third.call_id.0),
+        vec![("reject".to_owned(), 200)]
+    );
+    assert_eq!(
+        w.running.call_stats(),
+        CallStats {
+            in_progress: 2,
+            rejected_at_capacity: 1
+        }
+    );
     w.running.shutdown().await;
 }

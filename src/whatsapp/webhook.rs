@@ -4,10 +4,17 @@
 //! into a bounded queue and answers 200 (503 if the queue is full, so Meta retries). One
 //! processor task ([`WebhookState::spawn`]) owns the queue's receiving end and the [`Dedup`]
 //! table: it parses ([`parse_webhook`]), drops duplicates and late connects, and forwards
-//! [`WaEvent`]s to the app's channel. No locks.
+//! [`WaEvent`]s to the app's channel.
+//!
+//! Refused requests (no or a bad signature) can come from anyone, as fast as they like, so they
+//! are not logged one by one: a [`RefusalLog`] folds them into at most one warning per interval
+//! carrying their count, and [`WebhookState::stats`] counts them all. It sits behind a std
+//! `Mutex` held for a few instructions, never across an `.await`; the processor task flushes it
+//! on a timer so the tail of a flood is reported without waiting for the next refusal.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::QueryRejection;
@@ -52,6 +59,10 @@ pub enum WebhookError {
     /// The HMAC does not match the body.
     #[error("X-Hub-Signature-256 does not match the body")]
     SignatureMismatch,
+    /// A verification handshake (`GET`) without `hub.mode=subscribe`, the right
+    /// `hub.verify_token` and a `hub.challenge`.
+    #[error("verification handshake without subscribe mode, the verify token and a challenge")]
+    VerificationRefused,
     /// The body is not a webhook envelope.
     #[error("webhook body is not valid JSON of the expected shape: {reason}")]
     InvalidJson {
@@ -525,6 +536,83 @@ impl Dedup {
     }
 }
 
+/// Folds refused webhook requests into at most one log line per interval. Sans-IO: time is
+/// passed in, and what to log comes back as a [`RefusalSummary`].
+///
+/// The first refusal after a quiet interval is reported at once (one bad request is worth
+/// seeing promptly); refusals within `interval` of a report are counted, and reported by the
+/// first refusal or [`RefusalLog::handle_timeout`] once the interval has passed.
+#[derive(Debug)]
+pub struct RefusalLog {
+    interval: Duration,
+    last_report: Option<Instant>,
+    unreported: u64,
+    first_reason: Option<WebhookError>,
+}
+
+/// One log line's worth of refused requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalSummary {
+    /// Requests refused since the previous summary.
+    pub refused: u64,
+    /// Why the first of them was refused.
+    pub first_reason: WebhookError,
+}
+
+impl RefusalLog {
+    /// Nothing refused yet; reports at most once per `interval`.
+    pub fn new(interval: Duration) -> Self {
+        RefusalLog {
+            interval,
+            last_report: None,
+            unreported: 0,
+            first_reason: None,
+        }
+    }
+
+    /// A request was refused at `now` for `reason`; returns a summary when one is due.
+    pub fn handle_refusal(&mut self, now: Instant, reason: WebhookError) -> Option<RefusalSummary> {
+        self.unreported += 1;
+        self.first_reason.get_or_insert(reason);
+        self.handle_timeout(now)
+    }
+
+    /// The interval may have passed: returns the summary of unreported refusals if it is due.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<RefusalSummary> {
+        // Callers read the clock before taking the lock, so `now` may be a little behind
+        // `last_report`; saturating keeps that from counting as a long interval.
+        let due = self
+            .last_report
+            .is_none_or(|at| now.saturating_duration_since(at) >= self.interval);
+        if !due {
+            return None;
+        }
+        let summary = self.flush()?;
+        // Only a report starts a new interval: a quiet timer tick must not delay the next.
+        self.last_report = Some(now);
+        Some(summary)
+    }
+
+    /// The unreported refusals now, due or not (at shutdown).
+    pub fn flush(&mut self) -> Option<RefusalSummary> {
+        let first_reason = self.first_reason.take()?;
+        let refused = std::mem::take(&mut self.unreported);
+        Some(RefusalSummary {
+            refused,
+            first_reason,
+        })
+    }
+}
+
+fn log_refusals(summary: RefusalSummary, interval: Duration) {
+    warn!(
+        refused = summary.refused,
+        first_reason = %summary.first_reason,
+        interval_secs = interval.as_secs_f64(),
+        "webhook refused (at most one such line per interval)"
+    );
+}
+
 /// Tunables of the webhook edge.
 #[derive(Debug, Clone)]
 pub struct WebhookOptions {
@@ -536,6 +624,9 @@ pub struct WebhookOptions {
     pub dedup_ttl: Duration,
     /// How many delivered events are remembered at most.
     pub dedup_capacity: usize,
+    /// At most one log line per this interval reports refused (unsigned, badly signed)
+    /// requests, with their count.
+    pub refusal_log_interval: Duration,
 }
 
 impl Default for WebhookOptions {
@@ -545,6 +636,7 @@ impl Default for WebhookOptions {
             queue_capacity: 256,
             dedup_ttl: Duration::from_secs(3600),
             dedup_capacity: 100_000,
+            refusal_log_interval: Duration::from_secs(10),
         }
     }
 }
@@ -564,11 +656,61 @@ pub struct ProcessorStats {
     pub forwarded: u64,
 }
 
+/// Counters of the webhook edge, read with [`WebhookState::stats`]; the metrics issue exports
+/// them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WebhookStats {
+    /// Requests refused: POSTs with no signature or one that does not match the body (401),
+    /// and verification handshakes without the verify token (403).
+    pub refused: u64,
+}
+
 struct Shared {
     app_secret: Secret,
     verify_token: Secret,
     queue: mpsc::Sender<Bytes>,
     body_limit: usize,
+    refused: AtomicU64,
+    refusals: Arc<Refusals>,
+}
+
+/// The refusal log and its interval, shared by the handlers (which feed it) and the processor
+/// task (which flushes it on a timer).
+#[derive(Debug)]
+struct Refusals {
+    interval: Duration,
+    log: Mutex<RefusalLog>,
+}
+
+impl Refusals {
+    fn lock(&self) -> MutexGuard<'_, RefusalLog> {
+        // No code below panics while holding the lock; if one did, the log's counts are still
+        // usable, so carry on with them.
+        self.log.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn handle_refusal(&self, reason: WebhookError) {
+        let now = Instant::now();
+        let summary = self.lock().handle_refusal(now, reason);
+        if let Some(s) = summary {
+            log_refusals(s, self.interval);
+        }
+    }
+
+    fn handle_timeout(&self) {
+        let now = Instant::now();
+        let summary = self.lock().handle_timeout(now);
+        if let Some(s) = summary {
+            log_refusals(s, self.interval);
+        }
+    }
+
+    fn flush(&self) {
+        let summary = self.lock().flush();
+        if let Some(s) = summary {
+            log_refusals(s, self.interval);
+        }
+    }
 }
 
 /// The router's state: secrets and the queue's sending end. Cheap to clone.
@@ -626,13 +768,21 @@ impl WebhookState {
         let (queue, rx) = mpsc::channel(options.queue_capacity.max(1));
         let (stop_tx, stop_rx) = oneshot::channel();
         let dedup = Dedup::new(options.dedup_ttl, options.dedup_capacity);
-        let task = tokio::spawn(process(rx, stop_rx, events, dedup));
+        // A zero interval would make the timer below spin.
+        let interval = options.refusal_log_interval.max(Duration::from_millis(1));
+        let refusals = Arc::new(Refusals {
+            interval,
+            log: Mutex::new(RefusalLog::new(interval)),
+        });
+        let task = tokio::spawn(process(rx, stop_rx, events, dedup, refusals.clone()));
         let state = WebhookState {
             shared: Arc::new(Shared {
                 app_secret,
                 verify_token,
                 queue,
                 body_limit: options.body_limit,
+                refused: AtomicU64::new(0),
+                refusals,
             }),
         };
         (
@@ -643,6 +793,19 @@ impl WebhookState {
             },
         )
     }
+
+    /// The edge's counters so far.
+    pub fn stats(&self) -> WebhookStats {
+        WebhookStats {
+            refused: self.shared.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a refused request and logs it, folded with the others (see [`RefusalLog`]).
+    fn refuse(&self, reason: WebhookError) {
+        self.shared.refused.fetch_add(1, Ordering::Relaxed);
+        self.shared.refusals.handle_refusal(reason);
+    }
 }
 
 async fn process(
@@ -650,17 +813,39 @@ async fn process(
     mut stop: oneshot::Receiver<()>,
     out: mpsc::Sender<WaEvent>,
     mut dedup: Dedup,
+    refusals: Arc<Refusals>,
+) -> ProcessorStats {
+    let stats = process_bodies(&mut rx, &mut stop, &out, &mut dedup, &refusals).await;
+    // Whatever the processor stopped for, the refusals not yet reported are reported now.
+    refusals.flush();
+    stats
+}
+
+async fn process_bodies(
+    rx: &mut mpsc::Receiver<Bytes>,
+    stop: &mut oneshot::Receiver<()>,
+    out: &mpsc::Sender<WaEvent>,
+    dedup: &mut Dedup,
+    refusals: &Refusals,
 ) -> ProcessorStats {
     let mut stats = ProcessorStats::default();
     let mut stopping = false;
+    // Reports refusals that came in after the last report once their interval has passed, so
+    // a flood that stops is still reported in full. A missed tick needs no catching up.
+    let mut refusal_timer = tokio::time::interval(refusals.interval);
+    refusal_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let body = if stopping {
             rx.recv().await
         } else {
             tokio::select! {
-                _ = &mut stop => {
+                _ = &mut *stop => {
                     stopping = true;
                     rx.close();
+                    continue;
+                }
+                _ = refusal_timer.tick() => {
+                    refusals.handle_timeout();
                     continue;
                 }
                 body = rx.recv() => body,
@@ -753,6 +938,7 @@ async fn verify(
     params: Result<Query<VerifyParams>, QueryRejection>,
 ) -> Response {
     let Ok(Query(p)) = params else {
+        state.refuse(WebhookError::VerificationRefused);
         return StatusCode::FORBIDDEN.into_response();
     };
     let token_ok = p.verify_token.as_deref().is_some_and(|t| {
@@ -774,7 +960,8 @@ async fn verify(
                 .into_response()
         }
         _ => {
-            warn!("webhook verification handshake refused");
+            // As cheap to send as an unsigned POST, so folded into the same log and counter.
+            state.refuse(WebhookError::VerificationRefused);
             StatusCode::FORBIDDEN.into_response()
         }
     }
@@ -786,7 +973,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         headers.get(SIGNATURE_HEADER),
         &body,
     ) {
-        warn!(error = %e, "webhook refused");
+        state.refuse(e);
         return StatusCode::UNAUTHORIZED;
     }
     match state.shared.queue.try_send(body) {
@@ -872,6 +1059,66 @@ mod tests {
             d.admit(t, connect("a")),
             "a was evicted, so it is new again"
         );
+    }
+
+    #[test]
+    fn refusals_are_reported_at_most_once_per_interval_with_their_count() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut log = RefusalLog::new(Duration::from_secs(10));
+        let missing = WebhookError::MissingSignature;
+        let mismatch = WebhookError::SignatureMismatch;
+        // The first refusal is reported at once.
+        assert_eq!(
+            log.handle_refusal(t0, missing.clone()),
+            Some(RefusalSummary {
+                refused: 1,
+                first_reason: missing.clone()
+            })
+        );
+        // A flood within the interval is only counted...
+        for i in 1..=1000 {
+            assert_eq!(log.handle_refusal(t0 + ms(i), mismatch.clone()), None);
+        }
+        assert_eq!(log.handle_timeout(t0 + ms(9_999)), None);
+        // ...and reported, with its first reason, once the interval has passed.
+        assert_eq!(
+            log.handle_timeout(t0 + ms(10_000)),
+            Some(RefusalSummary {
+                refused: 1000,
+                first_reason: mismatch.clone()
+            })
+        );
+        // Nothing unreported: the timer has nothing to say.
+        assert_eq!(log.handle_timeout(t0 + ms(30_000)), None);
+        // The next refusal is due (the last report was 20 s ago), so it is reported alone.
+        assert_eq!(
+            log.handle_refusal(t0 + ms(30_000), missing.clone()),
+            Some(RefusalSummary {
+                refused: 1,
+                first_reason: missing.clone()
+            })
+        );
+        // A refusal that arrives when its interval has passed carries the ones before it.
+        assert_eq!(log.handle_refusal(t0 + ms(31_000), mismatch.clone()), None);
+        assert_eq!(
+            log.handle_refusal(t0 + ms(40_000), missing.clone()),
+            Some(RefusalSummary {
+                refused: 2,
+                first_reason: mismatch.clone()
+            })
+        );
+        // At shutdown the rest is flushed, due or not; a clock read before the lock (a little
+        // behind the last report) is not a long interval.
+        assert_eq!(log.handle_refusal(t0 + ms(39_999), missing.clone()), None);
+        assert_eq!(
+            log.flush(),
+            Some(RefusalSummary {
+                refused: 1,
+                first_reason: missing
+            })
+        );
+        assert_eq!(log.flush(), None);
     }
 
     #[test]
