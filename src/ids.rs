@@ -52,3 +52,41 @@ impl From<&str> for WaCallId {
         WaCallId(s.to_owned())
     }
 }
+
+/// A person who can sign in and take calls (an agent or a supervisor): their sign-in name.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct AgentId(pub String);
+
+impl fmt::Display for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for AgentId {
+    fn from(s: &str) -> Self {
+        AgentId(s.to_owned())
+    }
+}
+
+/// A queue of calls (`support`, `sales`, …), served by the agents who belong to it.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct QueueId(pub String);
+
+impl fmt::Display for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for QueueId {
+    fn from(s: &str) -> Self {
+        QueueId(s.to_owned())
+    }
+}

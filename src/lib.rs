@@ -7,9 +7,11 @@
 #![warn(unreachable_pub, missing_docs)]
 
 pub mod app;
+pub mod calls;
 pub mod config;
 pub mod http;
 pub mod ids;
 pub mod media;
+pub mod routing;
 pub mod sim;
 pub mod whatsapp;

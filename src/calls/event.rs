@@ -1,0 +1,465 @@
+//! What the call machines are told ([`Input`]) and what they ask for ([`Action`]).
+//!
+//! Inputs are past-tense facts from the edges (Meta's webhooks, the media engine, agents'
+//! sessions) and the results of earlier actions; actions are imperative commands the driver
+//! carries out and whose results come back as inputs.
+
+use std::time::Instant;
+
+use crate::ids::{AgentId, LegId, QueueId, StreamId, WaCallId};
+use crate::media::LegStats;
+use crate::routing::Presence;
+
+/// A media leg of an agent's browser session: stream 0 carries the call's other party, stream 1
+/// a second voice (the agent being monitored, for a supervisor; the supervisor's whisper, for an
+/// agent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentLeg {
+    /// The leg.
+    pub leg: LegId,
+    /// Its outgoing streams, in SDP order.
+    pub streams: Vec<StreamId>,
+}
+
+/// A call's WhatsApp leg, once the engine answered Meta's offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaLeg {
+    /// The leg.
+    pub leg: LegId,
+    /// Its one outgoing stream (what the caller hears).
+    pub stream: StreamId,
+    /// The answer, sent verbatim in `pre_accept` and `accept`.
+    pub sdp: String,
+}
+
+/// The Graph API call actions switchboard makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GraphAction {
+    /// `pre_accept` with the answer: media may connect, the caller hears ringing.
+    PreAccept,
+    /// `accept` with the same answer: the call is answered.
+    Accept,
+    /// `reject`: decline a call never accepted.
+    Reject,
+    /// `terminate`: end an accepted call.
+    Terminate,
+}
+
+impl GraphAction {
+    /// Meta's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            GraphAction::PreAccept => "pre_accept",
+            GraphAction::Accept => "accept",
+            GraphAction::Reject => "reject",
+            GraphAction::Terminate => "terminate",
+        }
+    }
+}
+
+/// Why a Graph action failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphFailure {
+    /// Meta's error code, when Meta answered one.
+    pub code: Option<i64>,
+    /// What happened, for the log and the record.
+    pub message: String,
+}
+
+/// Where a transfer sends the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTarget {
+    /// To this agent (rung at once).
+    Agent(AgentId),
+    /// To the back of this queue.
+    Queue(QueueId),
+}
+
+/// What an agent (or supervisor) asks for, from their session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Available, or away with a reason.
+    SetPresence {
+        /// True: available.
+        available: bool,
+        /// Why away.
+        reason: Option<String>,
+    },
+    /// Take the ringing call.
+    Answer {
+        /// The call.
+        call: WaCallId,
+    },
+    /// Decline the ringing call: it goes to the next agent, and the agent is set away.
+    Decline {
+        /// The call.
+        call: WaCallId,
+    },
+    /// End the call.
+    HangUp {
+        /// The call.
+        call: WaCallId,
+    },
+    /// The caller hears silence (or the agent again).
+    Mute {
+        /// The call.
+        call: WaCallId,
+        /// On or off.
+        on: bool,
+    },
+    /// The caller hears hold audio and the agent hears nothing (or both talk again).
+    Hold {
+        /// The call.
+        call: WaCallId,
+        /// On or off.
+        on: bool,
+    },
+    /// Blind transfer.
+    Transfer {
+        /// The call.
+        call: WaCallId,
+        /// Where to.
+        to: TransferTarget,
+    },
+    /// Supervisor: listen to a call silently.
+    Monitor {
+        /// The call.
+        call: WaCallId,
+    },
+    /// Supervisor: speak to the call's agent only.
+    Whisper {
+        /// The call.
+        call: WaCallId,
+    },
+    /// Supervisor: stop monitoring or whispering.
+    StopMonitor,
+}
+
+/// A role, as far as the call machines care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Takes calls.
+    Agent,
+    /// Takes calls, monitors and whispers.
+    Supervisor,
+}
+
+/// Everything the call machines are told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Meta's `connect` webhook with an offer.
+    Offered {
+        /// Meta's call id.
+        call: WaCallId,
+        /// The caller's number.
+        from: Option<String>,
+        /// The caller's profile name.
+        name: Option<String>,
+        /// The business number's id the call is for.
+        business_number: Option<String>,
+        /// The SDP offer.
+        offer: String,
+    },
+    /// Meta's `terminate` webhook: the caller's side ended the call.
+    Terminated {
+        /// The call.
+        call: WaCallId,
+        /// Meta's status (COMPLETED, FAILED…).
+        status: Option<String>,
+        /// Meta's error codes.
+        errors: Vec<i64>,
+    },
+    /// The engine answered (or refused) a call's offer.
+    Answered {
+        /// The call.
+        call: WaCallId,
+        /// The leg, or why not.
+        result: Result<WaLeg, String>,
+    },
+    /// A Graph action finished.
+    GraphDone {
+        /// The call.
+        call: WaCallId,
+        /// Which action.
+        action: GraphAction,
+        /// How it went.
+        result: Result<(), GraphFailure>,
+    },
+    /// A leg's ICE and DTLS completed.
+    MediaConnected {
+        /// The leg.
+        leg: LegId,
+    },
+    /// A leg is gone (failed, or closed by either side).
+    MediaGone {
+        /// The leg.
+        leg: LegId,
+        /// True when it failed rather than closed.
+        failed: bool,
+    },
+    /// A DTMF key press on a leg.
+    Dtmf {
+        /// The leg.
+        leg: LegId,
+        /// The key.
+        digit: char,
+    },
+    /// A leg's statistics.
+    Stats {
+        /// The leg.
+        leg: LegId,
+        /// The figures.
+        stats: LegStats,
+    },
+    /// An agent's session opened (sign-in, page reload).
+    AgentJoined {
+        /// Who.
+        agent: AgentId,
+        /// Their role.
+        role: Role,
+        /// The queues they serve.
+        queues: Vec<QueueId>,
+    },
+    /// An agent's session's media leg was answered (it connects next).
+    AgentLegReady {
+        /// Who.
+        agent: AgentId,
+        /// The leg.
+        leg: AgentLeg,
+    },
+    /// An agent's session closed (WebSocket gone, sign-out).
+    AgentLeft {
+        /// Who.
+        agent: AgentId,
+        /// True for a deliberate sign-out (no grace period).
+        signed_out: bool,
+    },
+    /// An agent asks for something.
+    AgentCommand {
+        /// Who.
+        agent: AgentId,
+        /// What.
+        command: Command,
+    },
+    /// switchboard is stopping: end every call cleanly at Meta.
+    Shutdown,
+}
+
+/// Why a call ended, for records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// An agent talked with the caller.
+    Answered,
+    /// The caller hung up before an agent answered.
+    Abandoned,
+    /// Nobody could take it: declined at once (or not answered in Meta's window).
+    Declined,
+    /// It waited in the queue for the longest allowed and was ended.
+    TimedOut,
+    /// Media or the Graph API failed, or switchboard stopped.
+    Failed,
+}
+
+impl Outcome {
+    /// The name used in records and the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Declined => "declined",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// Who ended a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBy {
+    /// The WhatsApp user.
+    Caller,
+    /// The agent.
+    Agent,
+    /// switchboard (policy, failure, shutdown).
+    System,
+}
+
+impl EndedBy {
+    /// The name used in records.
+    pub fn name(self) -> &'static str {
+        match self {
+            EndedBy::Caller => "caller",
+            EndedBy::Agent => "agent",
+            EndedBy::System => "system",
+        }
+    }
+}
+
+/// A call's life, handed to the store when it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    /// Meta's call id.
+    pub call: WaCallId,
+    /// The caller's number.
+    pub from: Option<String>,
+    /// The caller's name.
+    pub name: Option<String>,
+    /// The business number's id.
+    pub business_number: Option<String>,
+    /// The queue it was in.
+    pub queue: QueueId,
+    /// Every agent who took part, in order.
+    pub agents: Vec<AgentId>,
+    /// When Meta offered it.
+    pub offered_at: Instant,
+    /// When an agent first answered (the call was accepted with an agent on it).
+    pub answered_at: Option<Instant>,
+    /// When it ended.
+    pub ended_at: Instant,
+    /// Every state it went through: (state, when, agent).
+    pub transitions: Vec<(&'static str, Instant, Option<AgentId>)>,
+    /// Why it ended.
+    pub outcome: Outcome,
+    /// In words.
+    pub reason: String,
+    /// Who ended it.
+    pub ended_by: EndedBy,
+    /// Meta's error codes seen (Graph and webhooks).
+    pub meta_errors: Vec<i64>,
+    /// The last statistics of each leg that took part: ("whatsapp" | agent id, stats).
+    pub legs: Vec<(String, LegStats)>,
+}
+
+/// What an agent's session is told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// The agent's presence changed.
+    Presence(Presence),
+    /// A call rings at the agent.
+    Ringing {
+        /// The call.
+        call: WaCallId,
+        /// The caller's number.
+        from: Option<String>,
+        /// The caller's name.
+        name: Option<String>,
+        /// The queue.
+        queue: QueueId,
+    },
+    /// The ring stopped without the agent answering.
+    RingStopped {
+        /// The call.
+        call: WaCallId,
+        /// Why ("missed", "caller hung up", "taken elsewhere", …).
+        reason: &'static str,
+    },
+    /// The agent is talking with the caller (after answer, or a resume after reconnecting).
+    Talking {
+        /// The call.
+        call: WaCallId,
+        /// The caller's number.
+        from: Option<String>,
+        /// The caller's name.
+        name: Option<String>,
+    },
+    /// Mute or hold changed.
+    CallState {
+        /// The call.
+        call: WaCallId,
+        /// Muted.
+        muted: bool,
+        /// On hold.
+        held: bool,
+    },
+    /// The caller pressed a key.
+    Dtmf {
+        /// The call.
+        call: WaCallId,
+        /// The key.
+        digit: char,
+    },
+    /// The call is over for this agent.
+    CallEnded {
+        /// The call.
+        call: WaCallId,
+        /// Why.
+        reason: String,
+    },
+    /// A supervisor's monitoring started or stopped.
+    Monitoring {
+        /// The call, or `None` when stopped.
+        call: Option<WaCallId>,
+        /// Whispering to the agent.
+        whisper: bool,
+    },
+    /// A command was refused.
+    Refused {
+        /// A stable code for the client.
+        code: &'static str,
+        /// In words.
+        message: String,
+    },
+}
+
+/// Everything the call machines ask for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Answer Meta's offer with a new WhatsApp leg (result: [`Input::Answered`]).
+    AnswerWhatsApp {
+        /// The call.
+        call: WaCallId,
+        /// The offer.
+        offer: String,
+    },
+    /// A Graph call action (result: [`Input::GraphDone`]).
+    Graph {
+        /// The call.
+        call: WaCallId,
+        /// Which.
+        action: GraphAction,
+        /// The answer SDP, for pre_accept and accept.
+        sdp: Option<String>,
+    },
+    /// Point an outgoing stream at a leg's audio, or at nothing (silence on a WhatsApp stream).
+    Route {
+        /// The stream.
+        stream: StreamId,
+        /// The source.
+        source: Option<LegId>,
+    },
+    /// Play hold audio on a WhatsApp stream (or stop).
+    Hold {
+        /// The stream.
+        stream: StreamId,
+        /// On or off.
+        on: bool,
+    },
+    /// Start the WhatsApp leg's 20 ms packets (after `accept` succeeded).
+    StartSending {
+        /// The leg.
+        leg: LegId,
+    },
+    /// Close a leg.
+    CloseLeg {
+        /// The leg.
+        leg: LegId,
+    },
+    /// Tell an agent's session.
+    Notify {
+        /// Who.
+        agent: AgentId,
+        /// What.
+        notice: Notice,
+    },
+    /// The floor (calls, agents, queues) changed: supervisors get a fresh view.
+    FloorChanged,
+    /// The call is live: recorded so that a process that dies leaves a trace to clean up.
+    MarkLive {
+        /// The call.
+        call: WaCallId,
+        /// The business number.
+        business_number: Option<String>,
+    },
+    /// The call ended: write its record.
+    Finished(Box<Ended>),
+}

@@ -1,0 +1,1779 @@
+//! The call machines: every live call's state, the agents' sessions, and the routing floor,
+//! driven by [`Input`]s and the current time, answering with [`Action`]s.
+//!
+//! One [`Centre`] holds all of them, so that a routing decision (who is free, who is next) and
+//! the call it concerns change together, with no message between owners in between. It is pure:
+//! `handle(now, input)`, `handle_timeout(now)`, `poll_action()`, `poll_timeout()`.
+//!
+//! A call's life (user-initiated):
+//!
+//! ```text
+//! Offered ─▶ Answering ─▶ PreAccepting ─▶ Ringing(agent) ─▶ Connecting ─▶ Talking ─▶ ended
+//!                │              │            │  ▲  ring timeout: next agent   │  agent lost:
+//!                │              │            ▼  │                            ▼  AgentLost(grace)
+//!              reject         reject       Queued (accepted, hold audio) ◀── grace over
+//! ```
+//!
+//! `accept` goes out once an agent answered *and* the WhatsApp leg is connected (pre_accept gave
+//! it the ringing time to connect), or when the call enters a queue with hold audio; media starts
+//! only after `accept` succeeded (reference §9: media after pre_accept counts as answering).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::event::{
+    Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, Notice, Outcome,
+    Role, TransferTarget, WaLeg,
+};
+use crate::ids::{AgentId, LegId, QueueId, WaCallId};
+use crate::media::LegStats;
+use crate::routing::{NoAgentPolicy, Presence, Routing};
+
+/// How long an accepted call with no agent may wait in a queue whose policy is `Decline`
+/// (it was accepted elsewhere: a transfer, an agent lost): it cannot be declined any more.
+const ACCEPTED_FALLBACK_WAIT: Duration = Duration::from_secs(120);
+/// The away reason of an agent whose browser's audio connection is not up: they cannot be rung.
+pub const NO_AUDIO: &str = "audio not connected";
+/// Ended calls remembered so that late or duplicate events for them change nothing.
+const TOMBSTONES: usize = 10_000;
+
+/// Settings of the call machines.
+#[derive(Debug, Clone)]
+pub struct CentreConfig {
+    /// An agent who does not answer within this is skipped (and set away).
+    pub ring_timeout: Duration,
+    /// After a call, the agent's wrap-up time.
+    pub wrap_up: Duration,
+    /// An agent whose session or media drops mid-call has this long to come back.
+    pub grace: Duration,
+    /// A call not accepted this long after Meta offered it is queued (policy `queue`) or
+    /// declined: Meta's accept window is ~30–60 s, and unanswered calls cost the business its
+    /// call button (reference §9).
+    pub answer_deadline: Duration,
+    /// Calls in progress at once per business number; past it, rejected at once.
+    pub max_calls_per_number: usize,
+    /// Business number id → queue; numbers not listed go to the default queue.
+    pub number_queues: HashMap<String, QueueId>,
+}
+
+impl Default for CentreConfig {
+    fn default() -> Self {
+        CentreConfig {
+            ring_timeout: Duration::from_secs(15),
+            wrap_up: Duration::from_secs(10),
+            grace: Duration::from_secs(30),
+            answer_deadline: Duration::from_secs(25),
+            max_calls_per_number: 1000,
+            number_queues: HashMap::new(),
+        }
+    }
+}
+
+/// Where a call is. Each variant holds what is valid in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// The engine answers Meta's offer.
+    Answering,
+    /// `pre_accept` is in flight.
+    PreAccepting,
+    /// Ringing at an agent.
+    Ringing {
+        /// Who.
+        agent: AgentId,
+        /// Until when.
+        until: Instant,
+    },
+    /// Waiting in its queue (accepted, or being accepted, with hold audio).
+    Queued {
+        /// Until when, at most.
+        until: Instant,
+    },
+    /// The agent answered; `accept` is pending (the leg connecting, or the request in flight).
+    Connecting {
+        /// Who.
+        agent: AgentId,
+    },
+    /// Caller and agent talk.
+    Talking {
+        /// Who.
+        agent: AgentId,
+    },
+    /// The agent's session or media dropped; the caller hears hold audio.
+    AgentLost {
+        /// Who.
+        agent: AgentId,
+        /// Until when they may come back.
+        until: Instant,
+    },
+}
+
+impl Phase {
+    fn name(&self) -> &'static str {
+        match self {
+            Phase::Answering => "answering",
+            Phase::PreAccepting => "pre_accepted",
+            Phase::Ringing { .. } => "ringing",
+            Phase::Queued { .. } => "queued",
+            Phase::Connecting { .. } => "connecting",
+            Phase::Talking { .. } => "talking",
+            Phase::AgentLost { .. } => "agent_lost",
+        }
+    }
+
+    fn agent(&self) -> Option<&AgentId> {
+        match self {
+            Phase::Ringing { agent, .. }
+            | Phase::Connecting { agent }
+            | Phase::Talking { agent }
+            | Phase::AgentLost { agent, .. } => Some(agent),
+            _ => None,
+        }
+    }
+}
+
+/// One live call.
+#[derive(Debug, Clone)]
+struct Call {
+    id: WaCallId,
+    from: Option<String>,
+    name: Option<String>,
+    business_number: Option<String>,
+    queue: QueueId,
+    offered_at: Instant,
+    phase: Phase,
+    wa: Option<WaLeg>,
+    connected: bool,
+    accept_sent: bool,
+    accepted: bool,
+    answered_at: Option<Instant>,
+    muted: bool,
+    held: bool,
+    /// Agents rung without answer in the current routing round.
+    tried: Vec<AgentId>,
+    agents: Vec<AgentId>,
+    /// Since when it waits (kept when it goes back to the front of its queue).
+    waiting_since: Option<Instant>,
+    transitions: Vec<(&'static str, Instant, Option<AgentId>)>,
+    meta_errors: Vec<i64>,
+    stats: Vec<(String, LegStats)>,
+}
+
+/// One agent's (or supervisor's) session.
+#[derive(Debug, Clone)]
+struct Session {
+    role: Role,
+    online: bool,
+    leg: Option<AgentLeg>,
+    connected: bool,
+    wrap_until: Option<Instant>,
+    /// A supervisor's monitoring: the call, and whether they whisper.
+    monitoring: Option<(WaCallId, bool)>,
+}
+
+/// A snapshot of one call, for supervisors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallView {
+    /// Meta's call id.
+    pub call: WaCallId,
+    /// The caller's number.
+    pub from: Option<String>,
+    /// The caller's name.
+    pub name: Option<String>,
+    /// Its queue.
+    pub queue: QueueId,
+    /// Its state's name.
+    pub state: &'static str,
+    /// The agent on it, if any.
+    pub agent: Option<AgentId>,
+    /// Since when it exists.
+    pub offered_at: Instant,
+}
+
+/// The calls machines; see the module docs.
+pub struct Centre<R: Routing> {
+    cfg: CentreConfig,
+    routing: R,
+    calls: HashMap<WaCallId, Call>,
+    sessions: HashMap<AgentId, Session>,
+    wa_legs: HashMap<LegId, WaCallId>,
+    agent_legs: HashMap<LegId, AgentId>,
+    tombstones: (VecDeque<WaCallId>, HashSet<WaCallId>),
+    actions: VecDeque<Action>,
+}
+
+impl<R: Routing> Centre<R> {
+    /// A centre with no calls, over `routing`.
+    pub fn new(cfg: CentreConfig, routing: R) -> Centre<R> {
+        Centre {
+            cfg,
+            routing,
+            calls: HashMap::new(),
+            sessions: HashMap::new(),
+            wa_legs: HashMap::new(),
+            agent_legs: HashMap::new(),
+            tombstones: (VecDeque::new(), HashSet::new()),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The routing floor (agents, queues).
+    pub fn routing(&self) -> &R {
+        &self.routing
+    }
+
+    /// Live calls.
+    pub fn calls(&self) -> Vec<CallView> {
+        let mut v: Vec<CallView> = self
+            .calls
+            .values()
+            .map(|c| CallView {
+                call: c.id.clone(),
+                from: c.from.clone(),
+                name: c.name.clone(),
+                queue: c.queue.clone(),
+                state: c.phase.name(),
+                agent: c.phase.agent().cloned(),
+                offered_at: c.offered_at,
+            })
+            .collect();
+        v.sort_by(|a, b| (a.offered_at, &a.call).cmp(&(b.offered_at, &b.call)));
+        v
+    }
+
+    /// A live call's state.
+    pub fn phase(&self, call: &WaCallId) -> Option<&Phase> {
+        self.calls.get(call).map(|c| &c.phase)
+    }
+
+    /// The agent whose session owns this leg.
+    pub fn agent_of_leg(&self, leg: LegId) -> Option<&AgentId> {
+        self.agent_legs.get(&leg)
+    }
+
+    /// The next thing to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Centre::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let calls = self.calls.values().filter_map(|c| self.deadline_of(c));
+        let wraps = self.sessions.values().filter_map(|s| s.wrap_until);
+        calls.chain(wraps).min()
+    }
+
+    fn deadline_of(&self, c: &Call) -> Option<Instant> {
+        let phase = match &c.phase {
+            Phase::Ringing { until, .. }
+            | Phase::Queued { until }
+            | Phase::AgentLost { until, .. } => Some(*until),
+            _ => None,
+        };
+        let answer_by = awaits_answer(c).then(|| c.offered_at + self.cfg.answer_deadline);
+        match (phase, answer_by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ------------------------------------------------------------------ inputs
+
+    /// Handles one input.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Offered {
+                call,
+                from,
+                name,
+                business_number,
+                offer,
+            } => self.on_offered(now, call, from, name, business_number, offer),
+            Input::Terminated {
+                call,
+                status,
+                errors,
+            } => self.on_terminated(now, call, status, errors),
+            Input::Answered { call, result } => self.on_answered(now, call, result),
+            Input::GraphDone {
+                call,
+                action,
+                result,
+            } => self.on_graph_done(now, call, action, result),
+            Input::MediaConnected { leg } => self.on_media_connected(now, leg),
+            Input::MediaGone { leg, failed } => self.on_media_gone(now, leg, failed),
+            Input::Dtmf { leg, digit } => {
+                if let Some(c) = self.wa_legs.get(&leg).and_then(|id| self.calls.get(id)) {
+                    if let Some(agent) = c.phase.agent() {
+                        let notice = Notice::Dtmf {
+                            call: c.id.clone(),
+                            digit,
+                        };
+                        self.notify(agent.clone(), notice);
+                    }
+                }
+            }
+            Input::Stats { leg, stats } => self.on_stats(leg, stats),
+            Input::AgentJoined {
+                agent,
+                role,
+                queues,
+            } => self.on_agent_joined(now, agent, role, queues),
+            Input::AgentLegReady { agent, leg } => self.on_agent_leg(agent, leg),
+            Input::AgentLeft { agent, signed_out } => self.on_agent_left(now, agent, signed_out),
+            Input::AgentCommand { agent, command } => self.on_command(now, agent, command),
+            Input::Shutdown => self.on_shutdown(now),
+        }
+        self.dispatch(now);
+    }
+
+    /// Advances time: ring timeouts, queue waits, grace periods, wrap-ups, Meta's window.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<WaCallId> = self
+            .calls
+            .values()
+            .filter(|c| self.deadline_of(c).is_some_and(|d| d <= now))
+            .map(|c| c.id.clone())
+            .collect();
+        for id in due {
+            self.on_call_deadline(now, &id);
+        }
+        let wraps: Vec<AgentId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.wrap_until.is_some_and(|t| t <= now))
+            .map(|(a, _)| a.clone())
+            .collect();
+        for agent in wraps {
+            if let Some(s) = self.sessions.get_mut(&agent) {
+                s.wrap_until = None;
+            }
+            self.routing.end_wrap_up(now, &agent);
+            self.notify_presence(&agent);
+        }
+        self.dispatch(now);
+    }
+
+    fn on_offered(
+        &mut self,
+        now: Instant,
+        id: WaCallId,
+        from: Option<String>,
+        name: Option<String>,
+        business_number: Option<String>,
+        offer: String,
+    ) {
+        if self.calls.contains_key(&id) || self.tombstones.1.contains(&id) {
+            debug!(call_id = %id, "duplicate or late connect; ignored");
+            return;
+        }
+        let queue = business_number
+            .as_ref()
+            .and_then(|n| self.cfg.number_queues.get(n))
+            .cloned()
+            .unwrap_or_else(|| self.routing.default_queue().clone());
+        let mut call = Call {
+            id: id.clone(),
+            from,
+            name,
+            business_number: business_number.clone(),
+            queue: queue.clone(),
+            offered_at: now,
+            phase: Phase::Answering,
+            wa: None,
+            connected: false,
+            accept_sent: false,
+            accepted: false,
+            answered_at: None,
+            muted: false,
+            held: false,
+            tried: vec![],
+            agents: vec![],
+            waiting_since: None,
+            transitions: vec![("offered", now, None)],
+            meta_errors: vec![],
+            stats: vec![],
+        };
+        let on_number = self
+            .calls
+            .values()
+            .filter(|c| c.business_number == business_number)
+            .count();
+        let refusal = if on_number >= self.cfg.max_calls_per_number {
+            Some("over the business number's concurrent call cap")
+        } else if !self.routing.staffed(&queue) {
+            Some("nobody is signed in to the queue")
+        } else if self.policy(&queue) == NoAgentPolicy::Decline
+            && self.routing.next_agent(&queue, &[]).is_none()
+        {
+            Some("no agent is free and the queue declines")
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            info!(call_id = %id, %queue, reason, "call declined at once");
+            self.actions.push_back(Action::Graph {
+                call: id.clone(),
+                action: GraphAction::Reject,
+                sdp: None,
+            });
+            call.transitions.push(("declined", now, None));
+            self.finish(now, call, Outcome::Declined, reason.into(), EndedBy::System);
+            return;
+        }
+        info!(call_id = %id, %queue, "call offered");
+        self.actions.push_back(Action::AnswerWhatsApp {
+            call: id.clone(),
+            offer,
+        });
+        self.actions.push_back(Action::MarkLive {
+            call: id.clone(),
+            business_number,
+        });
+        self.calls.insert(id, call);
+        self.actions.push_back(Action::FloorChanged);
+    }
+
+    fn on_answered(&mut self, now: Instant, id: WaCallId, result: Result<WaLeg, String>) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            // The call ended while the engine answered: its leg must not linger.
+            if let Ok(wa) = result {
+                self.actions.push_back(Action::CloseLeg { leg: wa.leg });
+            }
+            return;
+        };
+        if call.phase != Phase::Answering {
+            return;
+        }
+        match result {
+            Ok(wa) => {
+                self.wa_legs.insert(wa.leg, id.clone());
+                self.actions.push_back(Action::Graph {
+                    call: id.clone(),
+                    action: GraphAction::PreAccept,
+                    sdp: Some(wa.sdp.clone()),
+                });
+                call.wa = Some(wa);
+                set_phase(call, now, Phase::PreAccepting);
+            }
+            Err(e) => {
+                warn!(call_id = %id, error = %e, "offer unusable; rejecting");
+                self.actions.push_back(Action::Graph {
+                    call: id.clone(),
+                    action: GraphAction::Reject,
+                    sdp: None,
+                });
+                self.end(
+                    now,
+                    &id,
+                    Outcome::Failed,
+                    format!("offer unusable: {e}"),
+                    EndedBy::System,
+                );
+            }
+        }
+    }
+
+    fn on_graph_done(
+        &mut self,
+        now: Instant,
+        id: WaCallId,
+        action: GraphAction,
+        result: Result<(), GraphFailure>,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if let Err(GraphFailure {
+            code: Some(code), ..
+        }) = &result
+        {
+            call.meta_errors.push(*code);
+        }
+        match (action, result) {
+            (GraphAction::PreAccept, Ok(())) if call.phase == Phase::PreAccepting => {
+                self.route_call(now, &id);
+            }
+            (GraphAction::PreAccept, Err(f)) => {
+                warn!(call_id = %id, error = %f.message, "pre_accept failed; rejecting");
+                self.actions.push_back(Action::Graph {
+                    call: id.clone(),
+                    action: GraphAction::Reject,
+                    sdp: None,
+                });
+                self.end(
+                    now,
+                    &id,
+                    Outcome::Failed,
+                    format!("pre_accept failed: {}", f.message),
+                    EndedBy::System,
+                );
+            }
+            (GraphAction::Accept, Ok(())) => {
+                call.accepted = true;
+                let wa = call.wa.clone();
+                let phase = call.phase.clone();
+                call.transitions
+                    .push(("accepted", now, phase.agent().cloned()));
+                if let Some(wa) = wa {
+                    match &phase {
+                        Phase::Connecting { agent } => {
+                            let agent = agent.clone();
+                            call.answered_at.get_or_insert(now);
+                            set_phase(
+                                call,
+                                now,
+                                Phase::Talking {
+                                    agent: agent.clone(),
+                                },
+                            );
+                            self.actions.push_back(Action::StartSending { leg: wa.leg });
+                            self.notify_talking(&id, &agent);
+                        }
+                        _ => {
+                            // Accepted into a queue (or the agent left meanwhile): hold audio.
+                            self.actions.push_back(Action::Hold {
+                                stream: wa.stream,
+                                on: true,
+                            });
+                            self.actions.push_back(Action::StartSending { leg: wa.leg });
+                        }
+                    }
+                }
+                self.actions.push_back(Action::FloorChanged);
+            }
+            (GraphAction::Accept, Err(f)) => {
+                warn!(call_id = %id, error = %f.message, "accept failed; ending the call");
+                if let Some(agent) = call.phase.agent().cloned() {
+                    self.notify(
+                        agent.clone(),
+                        Notice::CallEnded {
+                            call: id.clone(),
+                            reason: format!("WhatsApp refused to connect the call: {}", f.message),
+                        },
+                    );
+                }
+                self.actions.push_back(Action::Graph {
+                    call: id.clone(),
+                    action: GraphAction::Reject,
+                    sdp: None,
+                });
+                self.end(
+                    now,
+                    &id,
+                    Outcome::Failed,
+                    format!("accept failed: {}", f.message),
+                    EndedBy::System,
+                );
+            }
+            (a @ (GraphAction::Reject | GraphAction::Terminate), Err(f)) => {
+                warn!(call_id = %id, action = a.name(), error = %f.message, "ending the call at Meta failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_terminated(
+        &mut self,
+        now: Instant,
+        id: WaCallId,
+        status: Option<String>,
+        errors: Vec<i64>,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            // A terminate before its connect (§9): remember it so the connect changes nothing.
+            self.tombstone(id);
+            return;
+        };
+        call.meta_errors.extend(errors);
+        let talked = call.answered_at.is_some();
+        let outcome = if talked {
+            Outcome::Answered
+        } else if status.as_deref() == Some("FAILED") {
+            Outcome::Failed
+        } else {
+            Outcome::Abandoned
+        };
+        info!(call_id = %id, ?status, "the caller's side ended the call");
+        self.end(
+            now,
+            &id,
+            outcome,
+            format!(
+                "ended by WhatsApp ({})",
+                status.as_deref().unwrap_or("no status")
+            ),
+            EndedBy::Caller,
+        );
+    }
+
+    fn on_media_connected(&mut self, now: Instant, leg: LegId) {
+        if let Some(id) = self.wa_legs.get(&leg).cloned() {
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.connected = true;
+                call.transitions.push(("media_connected", now, None));
+            }
+            self.maybe_accept(&id);
+            return;
+        }
+        let Some(agent) = self.agent_legs.get(&leg).cloned() else {
+            return;
+        };
+        if let Some(s) = self.sessions.get_mut(&agent) {
+            s.connected = true;
+        }
+        let waiting_for_audio = self.routing.agent(&agent).is_some_and(
+            |a| matches!(&a.presence, Presence::Away { reason } if reason == NO_AUDIO),
+        );
+        if waiting_for_audio {
+            let _ = self.routing.set_presence(now, &agent, true, None);
+            self.notify_presence(&agent);
+            self.actions.push_back(Action::FloorChanged);
+        }
+        // An agent coming back during the grace period takes the call up again.
+        let lost = self
+            .calls
+            .values()
+            .find(|c| matches!(&c.phase, Phase::AgentLost { agent: a, .. } if *a == agent))
+            .map(|c| c.id.clone());
+        if let Some(id) = lost {
+            info!(call_id = %id, %agent, "agent is back; resuming the call");
+            if let Some(call) = self.calls.get_mut(&id) {
+                if call.accepted {
+                    call.answered_at.get_or_insert(now);
+                }
+                set_phase(
+                    call,
+                    now,
+                    Phase::Talking {
+                        agent: agent.clone(),
+                    },
+                );
+            }
+            self.connect_parties(&id, &agent);
+            self.notify_talking(&id, &agent);
+            self.actions.push_back(Action::FloorChanged);
+        }
+    }
+
+    fn on_media_gone(&mut self, now: Instant, leg: LegId, failed: bool) {
+        if let Some(id) = self.wa_legs.remove(&leg) {
+            let Some(call) = self.calls.get_mut(&id) else {
+                return;
+            };
+            // Ours is gone already: nothing to close.
+            call.wa = None;
+            let accepted = call.accepted || call.accept_sent;
+            warn!(call_id = %id, failed, "the WhatsApp leg is gone; ending the call");
+            self.actions.push_back(Action::Graph {
+                call: id.clone(),
+                action: if accepted {
+                    GraphAction::Terminate
+                } else {
+                    GraphAction::Reject
+                },
+                sdp: None,
+            });
+            if let Some(agent) = self.calls.get(&id).and_then(|c| c.phase.agent().cloned()) {
+                self.notify(
+                    agent,
+                    Notice::CallEnded {
+                        call: id.clone(),
+                        reason: "the caller's audio connection failed".into(),
+                    },
+                );
+            }
+            self.end(
+                now,
+                &id,
+                Outcome::Failed,
+                "WhatsApp media failed".into(),
+                EndedBy::System,
+            );
+            return;
+        }
+        if let Some(agent) = self.agent_legs.remove(&leg) {
+            let Some(s) = self.sessions.get_mut(&agent) else {
+                return;
+            };
+            if s.leg.as_ref().is_some_and(|l| l.leg == leg) {
+                s.leg = None;
+                s.connected = false;
+                self.agent_lost(now, &agent);
+                let idle = self
+                    .routing
+                    .agent(&agent)
+                    .is_some_and(|a| matches!(a.presence, Presence::Available));
+                if idle {
+                    let _ = self
+                        .routing
+                        .set_presence(now, &agent, false, Some(NO_AUDIO.into()));
+                    self.notify_presence(&agent);
+                }
+            }
+        }
+    }
+
+    fn on_stats(&mut self, leg: LegId, stats: LegStats) {
+        let (id, label) = if let Some(id) = self.wa_legs.get(&leg) {
+            (id.clone(), "whatsapp".to_owned())
+        } else if let Some(agent) = self.agent_legs.get(&leg) {
+            let Some(c) = self.calls.values().find(|c| c.phase.agent() == Some(agent)) else {
+                return;
+            };
+            (c.id.clone(), agent.0.clone())
+        } else {
+            return;
+        };
+        if let Some(call) = self.calls.get_mut(&id) {
+            match call.stats.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, s)) => *s = stats,
+                None => call.stats.push((label, stats)),
+            }
+        }
+    }
+
+    fn on_agent_joined(&mut self, now: Instant, agent: AgentId, role: Role, queues: Vec<QueueId>) {
+        let resumed = self.sessions.contains_key(&agent);
+        let s = self.sessions.entry(agent.clone()).or_insert(Session {
+            role,
+            online: true,
+            leg: None,
+            connected: false,
+            wrap_until: None,
+            monitoring: None,
+        });
+        s.role = role;
+        s.online = true;
+        let connected = s.connected;
+        if !resumed || self.routing.agent(&agent).is_none() {
+            self.routing.sign_in(now, agent.clone(), queues);
+            if !connected {
+                // Nobody is rung before their audio is up; the leg's connection makes them
+                // available.
+                let _ = self
+                    .routing
+                    .set_presence(now, &agent, false, Some(NO_AUDIO.into()));
+            }
+        }
+        info!(%agent, resumed, "agent signed in");
+        self.notify_presence(&agent);
+        self.actions.push_back(Action::FloorChanged);
+    }
+
+    fn on_agent_leg(&mut self, agent: AgentId, leg: AgentLeg) {
+        let Some(s) = self.sessions.get_mut(&agent) else {
+            self.actions.push_back(Action::CloseLeg { leg: leg.leg });
+            return;
+        };
+        if let Some(old) = s.leg.replace(leg.clone()) {
+            self.agent_legs.remove(&old.leg);
+            self.actions.push_back(Action::CloseLeg { leg: old.leg });
+        }
+        s.connected = false;
+        self.agent_legs.insert(leg.leg, agent);
+    }
+
+    fn on_agent_left(&mut self, now: Instant, agent: AgentId, signed_out: bool) {
+        let Some(s) = self.sessions.get_mut(&agent) else {
+            return;
+        };
+        s.online = false;
+        s.connected = false;
+        let leg = s.leg.take();
+        if let Some(l) = &leg {
+            self.agent_legs.remove(&l.leg);
+            self.actions.push_back(Action::CloseLeg { leg: l.leg });
+        }
+        self.stop_monitoring(&agent);
+        let on_call = self
+            .calls
+            .values()
+            .any(|c| c.phase.agent() == Some(&agent) && !matches!(c.phase, Phase::Ringing { .. }));
+        if on_call && !signed_out {
+            self.agent_lost(now, &agent);
+            return;
+        }
+        if on_call {
+            // Signing out mid-call hangs the call up, as the agent's own choice.
+            let id = self
+                .calls
+                .values()
+                .find(|c| c.phase.agent() == Some(&agent))
+                .map(|c| c.id.clone());
+            if let Some(id) = id {
+                self.hang_up(now, &id, EndedBy::Agent, "agent signed out");
+            }
+        }
+        self.ring_lost(now, &agent);
+        self.sessions.remove(&agent);
+        self.routing.sign_out(&agent);
+        info!(%agent, "agent signed out");
+        self.actions.push_back(Action::FloorChanged);
+    }
+
+    fn on_command(&mut self, now: Instant, agent: AgentId, command: Command) {
+        let refuse = |code: &'static str, message: String| Notice::Refused { code, message };
+        if !self.sessions.get(&agent).is_some_and(|s| s.online) {
+            return;
+        }
+        match command {
+            Command::SetPresence { available, reason } => {
+                match self.routing.set_presence(now, &agent, available, reason) {
+                    Ok(()) => {
+                        self.notify_presence(&agent);
+                        self.actions.push_back(Action::FloorChanged);
+                    }
+                    Err(e) => self.notify(agent, refuse("busy", e.to_string())),
+                }
+            }
+            Command::Answer { call } => self.answer(now, agent, call),
+            Command::Decline { call } => {
+                let ringing = self.calls.get(&call).is_some_and(
+                    |c| matches!(&c.phase, Phase::Ringing { agent: a, .. } if *a == agent),
+                );
+                if !ringing {
+                    self.notify(
+                        agent,
+                        refuse("not_ringing", format!("{call} is not ringing at you")),
+                    );
+                    return;
+                }
+                self.ring_missed(now, &call, &agent);
+            }
+            Command::HangUp { call } => {
+                let mine = self.calls.get(&call).is_some_and(|c| {
+                    c.phase.agent() == Some(&agent) && !matches!(c.phase, Phase::Ringing { .. })
+                });
+                if !mine {
+                    self.notify(
+                        agent,
+                        refuse("not_your_call", format!("you are not on {call}")),
+                    );
+                    return;
+                }
+                self.hang_up(now, &call, EndedBy::Agent, "agent hung up");
+            }
+            Command::Mute { call, on } => self.mute_or_hold(now, agent, call, Some(on), None),
+            Command::Hold { call, on } => self.mute_or_hold(now, agent, call, None, Some(on)),
+            Command::Transfer { call, to } => self.transfer(now, agent, call, to),
+            Command::Monitor { call } => self.monitor(agent, call, false),
+            Command::Whisper { call } => self.monitor(agent, call, true),
+            Command::StopMonitor => {
+                self.stop_monitoring(&agent);
+                self.notify(
+                    agent,
+                    Notice::Monitoring {
+                        call: None,
+                        whisper: false,
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_shutdown(&mut self, now: Instant) {
+        let ids: Vec<WaCallId> = self.calls.keys().cloned().collect();
+        for id in ids {
+            let accepted = self
+                .calls
+                .get(&id)
+                .is_some_and(|c| c.accepted || c.accept_sent);
+            self.actions.push_back(Action::Graph {
+                call: id.clone(),
+                action: if accepted {
+                    GraphAction::Terminate
+                } else {
+                    GraphAction::Reject
+                },
+                sdp: None,
+            });
+            if let Some(agent) = self.calls.get(&id).and_then(|c| c.phase.agent().cloned()) {
+                self.notify(
+                    agent,
+                    Notice::CallEnded {
+                        call: id.clone(),
+                        reason: "switchboard is shutting down".into(),
+                    },
+                );
+            }
+            self.end(
+                now,
+                &id,
+                Outcome::Failed,
+                "switchboard shut down".into(),
+                EndedBy::System,
+            );
+        }
+    }
+
+    fn on_call_deadline(&mut self, now: Instant, id: &WaCallId) {
+        let Some(call) = self.calls.get(id) else {
+            return;
+        };
+        let answer_by = call.offered_at + self.cfg.answer_deadline;
+        if awaits_answer(call) && now >= answer_by {
+            // Meta's accept window: answer (into the queue) or decline now, never let it ring
+            // out at Meta.
+            if let Phase::Ringing { agent, .. } = call.phase.clone() {
+                self.routing.unring(&agent);
+                self.notify(
+                    agent.clone(),
+                    Notice::RingStopped {
+                        call: id.clone(),
+                        reason: "not answered in time",
+                    },
+                );
+                self.notify_presence(&agent);
+            }
+            match self.policy(&self.calls[id].queue.clone()) {
+                NoAgentPolicy::Queue { max_wait } => self.enter_queue(now, id, max_wait, false),
+                NoAgentPolicy::Decline => {
+                    self.actions.push_back(Action::Graph {
+                        call: id.clone(),
+                        action: GraphAction::Reject,
+                        sdp: None,
+                    });
+                    self.end(
+                        now,
+                        id,
+                        Outcome::Declined,
+                        "not answered within Meta's window".into(),
+                        EndedBy::System,
+                    );
+                }
+            }
+            return;
+        }
+        match call.phase.clone() {
+            Phase::Ringing { agent, until } if until <= now => {
+                info!(call_id = %id, %agent, "ring timeout; next agent");
+                self.ring_missed(now, id, &agent);
+            }
+            Phase::Queued { until } if until <= now => {
+                info!(call_id = %id, "longest queue wait reached; ending the call");
+                let accepted = call.accepted || call.accept_sent;
+                self.actions.push_back(Action::Graph {
+                    call: id.clone(),
+                    action: if accepted {
+                        GraphAction::Terminate
+                    } else {
+                        GraphAction::Reject
+                    },
+                    sdp: None,
+                });
+                self.end(
+                    now,
+                    id,
+                    Outcome::TimedOut,
+                    "waited the longest allowed in the queue".into(),
+                    EndedBy::System,
+                );
+            }
+            Phase::AgentLost { agent, until } if until <= now => {
+                info!(call_id = %id, %agent, "agent did not come back; the call goes back to its queue");
+                let queue = call.queue.clone();
+                let since = call.waiting_since.unwrap_or(call.offered_at);
+                if self.sessions.get(&agent).is_some_and(|s| s.online) {
+                    // Back on the page but without audio: no longer on this call.
+                    self.routing.wrap_up(now, &agent, id, now);
+                    let _ = self
+                        .routing
+                        .set_presence(now, &agent, false, Some(NO_AUDIO.into()));
+                    self.notify(agent.clone(), Notice::CallEnded { call: id.clone(), reason: "your audio did not come back in time; the call went back to the queue".into() });
+                    self.notify_presence(&agent);
+                } else {
+                    self.sessions.remove(&agent);
+                    self.routing.sign_out(&agent);
+                }
+                self.routing.requeue_front(&queue, id.clone(), since);
+                let max_wait = self.max_wait(&queue);
+                if let Some(call) = self.calls.get_mut(id) {
+                    call.tried.clear();
+                    call.waiting_since = Some(since);
+                    set_phase(
+                        call,
+                        now,
+                        Phase::Queued {
+                            until: now + max_wait,
+                        },
+                    );
+                }
+                self.actions.push_back(Action::FloorChanged);
+            }
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------------ steps
+
+    /// Pre-accepted (or back from a missed ring): ring the next agent, else apply the queue's
+    /// policy.
+    fn route_call(&mut self, now: Instant, id: &WaCallId) {
+        let Some(call) = self.calls.get(id) else {
+            return;
+        };
+        let queue = call.queue.clone();
+        if let Some(agent) = self.routing.next_agent(&queue, &call.tried) {
+            self.ring(now, id, agent);
+            return;
+        }
+        match self.policy(&queue) {
+            NoAgentPolicy::Decline if !call.accepted && !call.accept_sent => {
+                self.actions.push_back(Action::Graph {
+                    call: id.clone(),
+                    action: GraphAction::Reject,
+                    sdp: None,
+                });
+                self.end(
+                    now,
+                    id,
+                    Outcome::Declined,
+                    "no agent is free and the queue declines".into(),
+                    EndedBy::System,
+                );
+            }
+            policy => {
+                let max_wait = match policy {
+                    NoAgentPolicy::Queue { max_wait } => max_wait,
+                    NoAgentPolicy::Decline => ACCEPTED_FALLBACK_WAIT,
+                };
+                self.enter_queue(now, id, max_wait, true);
+            }
+        }
+    }
+
+    /// The call waits in its queue: accepted (at once if its leg is connected) so the caller
+    /// hears hold audio rather than ringing into Meta's window.
+    fn enter_queue(&mut self, now: Instant, id: &WaCallId, max_wait: Duration, back: bool) {
+        let Some(call) = self.calls.get_mut(id) else {
+            return;
+        };
+        let since = *call.waiting_since.get_or_insert(now);
+        call.tried.clear();
+        set_phase(
+            call,
+            now,
+            Phase::Queued {
+                until: since + max_wait,
+            },
+        );
+        if call.accepted {
+            if let Some(wa) = &call.wa {
+                self.actions.push_back(Action::Route {
+                    stream: wa.stream,
+                    source: None,
+                });
+                self.actions.push_back(Action::Hold {
+                    stream: wa.stream,
+                    on: true,
+                });
+            }
+        }
+        let queue = call.queue.clone();
+        if back {
+            self.routing.enqueue(&queue, id.clone(), since);
+        } else {
+            self.routing.requeue_front(&queue, id.clone(), since);
+        }
+        self.maybe_accept(id);
+        self.actions.push_back(Action::FloorChanged);
+    }
+
+    fn ring(&mut self, now: Instant, id: &WaCallId, agent: AgentId) {
+        let until = now + self.cfg.ring_timeout;
+        let Some(call) = self.calls.get_mut(id) else {
+            return;
+        };
+        self.routing.ring(&agent, id);
+        set_phase(
+            call,
+            now,
+            Phase::Ringing {
+                agent: agent.clone(),
+                until,
+            },
+        );
+        let notice = Notice::Ringing {
+            call: id.clone(),
+            from: call.from.clone(),
+            name: call.name.clone(),
+            queue: call.queue.clone(),
+        };
+        let queue = call.queue.clone();
+        self.routing.dequeue(&queue, id);
+        info!(call_id = %id, %agent, "ringing");
+        self.notify(agent.clone(), notice);
+        self.notify_presence(&agent);
+        self.actions.push_back(Action::FloorChanged);
+    }
+
+    /// The ringing agent did not take the call (timeout or decline): away for a missed call,
+    /// and the call goes on to the next agent.
+    fn ring_missed(&mut self, now: Instant, id: &WaCallId, agent: &AgentId) {
+        self.routing.missed(agent);
+        self.notify(
+            agent.clone(),
+            Notice::RingStopped {
+                call: id.clone(),
+                reason: "missed",
+            },
+        );
+        self.notify_presence(agent);
+        if let Some(call) = self.calls.get_mut(id) {
+            call.tried.push(agent.clone());
+        }
+        self.route_call(now, id);
+    }
+
+    /// An agent who was ringing is gone: the ring moves on, with no penalty.
+    fn ring_lost(&mut self, now: Instant, agent: &AgentId) {
+        let ringing = self
+            .calls
+            .values()
+            .find(|c| matches!(&c.phase, Phase::Ringing { agent: a, .. } if a == agent))
+            .map(|c| c.id.clone());
+        if let Some(id) = ringing {
+            self.routing.unring(agent);
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.tried.push(agent.clone());
+            }
+            self.route_call(now, &id);
+        }
+    }
+
+    fn answer(&mut self, now: Instant, agent: AgentId, id: WaCallId) {
+        let ringing = self
+            .calls
+            .get(&id)
+            .is_some_and(|c| matches!(&c.phase, Phase::Ringing { agent: a, .. } if *a == agent));
+        if !ringing {
+            let notice = Notice::Refused {
+                code: "not_ringing",
+                message: format!("{id} is not ringing at you"),
+            };
+            self.notify(agent, notice);
+            return;
+        }
+        if !self
+            .sessions
+            .get(&agent)
+            .is_some_and(|s| s.connected && s.leg.is_some())
+        {
+            let notice = Notice::Refused {
+                code: "no_audio",
+                message: "your audio connection is not up; the call rings on".into(),
+            };
+            self.notify(agent, notice);
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        self.routing.talking(&agent, &id);
+        if !call.agents.contains(&agent) {
+            call.agents.push(agent.clone());
+        }
+        info!(call_id = %id, %agent, "agent answered");
+        if call.accepted {
+            call.answered_at.get_or_insert(now);
+            set_phase(
+                call,
+                now,
+                Phase::Talking {
+                    agent: agent.clone(),
+                },
+            );
+            self.connect_parties(&id, &agent);
+            self.notify_talking(&id, &agent);
+        } else {
+            set_phase(
+                call,
+                now,
+                Phase::Connecting {
+                    agent: agent.clone(),
+                },
+            );
+            self.connect_parties(&id, &agent);
+            self.maybe_accept(&id);
+        }
+        self.notify_presence(&agent);
+        self.actions.push_back(Action::FloorChanged);
+    }
+
+    /// Sends `accept` once: when an agent answered or the call is queued, and the leg is
+    /// connected.
+    fn maybe_accept(&mut self, id: &WaCallId) {
+        let Some(call) = self.calls.get_mut(id) else {
+            return;
+        };
+        let wants = matches!(call.phase, Phase::Connecting { .. } | Phase::Queued { .. });
+        if wants && call.connected && !call.accept_sent && !call.accepted {
+            if let Some(wa) = &call.wa {
+                call.accept_sent = true;
+                self.actions.push_back(Action::Graph {
+                    call: id.clone(),
+                    action: GraphAction::Accept,
+                    sdp: Some(wa.sdp.clone()),
+                });
+            }
+        }
+    }
+
+    /// Caller ↔ agent, both ways; hold and mute off.
+    fn connect_parties(&mut self, id: &WaCallId, agent: &AgentId) {
+        let Some(call) = self.calls.get_mut(id) else {
+            return;
+        };
+        let Some(wa) = call.wa.clone() else {
+            return;
+        };
+        let Some(leg) = self.sessions.get(agent).and_then(|s| s.leg.clone()) else {
+            return;
+        };
+        call.muted = false;
+        call.held = false;
+        self.actions.push_back(Action::Hold {
+            stream: wa.stream,
+            on: false,
+        });
+        self.actions.push_back(Action::Route {
+            stream: wa.stream,
+            source: Some(leg.leg),
+        });
+        if let Some(s) = leg.streams.first() {
+            self.actions.push_back(Action::Route {
+                stream: *s,
+                source: Some(wa.leg),
+            });
+        }
+    }
+
+    fn agent_lost(&mut self, now: Instant, agent: &AgentId) {
+        self.ring_lost(now, agent);
+        let on_call = self
+            .calls
+            .values()
+            .find(|c| matches!(&c.phase, Phase::Talking { agent: a } | Phase::Connecting { agent: a } if a == agent))
+            .map(|c| c.id.clone());
+        let Some(id) = on_call else {
+            return;
+        };
+        let until = now + self.cfg.grace;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        warn!(call_id = %id, %agent, "agent lost mid-call; caller on hold for the grace period");
+        if let Some(wa) = &call.wa {
+            self.actions.push_back(Action::Route {
+                stream: wa.stream,
+                source: None,
+            });
+            self.actions.push_back(Action::Hold {
+                stream: wa.stream,
+                on: true,
+            });
+        }
+        set_phase(
+            call,
+            now,
+            Phase::AgentLost {
+                agent: agent.clone(),
+                until,
+            },
+        );
+        self.actions.push_back(Action::FloorChanged);
+    }
+
+    fn hang_up(&mut self, now: Instant, id: &WaCallId, by: EndedBy, reason: &str) {
+        let Some(call) = self.calls.get(id) else {
+            return;
+        };
+        let accepted = call.accepted || call.accept_sent;
+        let outcome = if call.answered_at.is_some() {
+            Outcome::Answered
+        } else {
+            Outcome::Failed
+        };
+        self.actions.push_back(Action::Graph {
+            call: id.clone(),
+            action: if accepted {
+                GraphAction::Terminate
+            } else {
+                GraphAction::Reject
+            },
+            sdp: None,
+        });
+        self.end(now, id, outcome, reason.into(), by);
+    }
+
+    fn mute_or_hold(
+        &mut self,
+        now: Instant,
+        agent: AgentId,
+        id: WaCallId,
+        mute: Option<bool>,
+        hold: Option<bool>,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !matches!(&call.phase, Phase::Talking { agent: a } if *a == agent) {
+            let notice = Notice::Refused {
+                code: "not_talking",
+                message: format!("you are not talking on {id}"),
+            };
+            self.notify(agent, notice);
+            return;
+        }
+        let Some(wa) = call.wa.clone() else {
+            return;
+        };
+        let leg = self.sessions.get(&agent).and_then(|s| s.leg.clone());
+        if let Some(m) = mute {
+            call.muted = m;
+        }
+        if let Some(h) = hold {
+            call.held = h;
+        }
+        let (muted, held) = (call.muted, call.held);
+        // What the caller hears: hold audio, silence (muted), or the agent.
+        self.actions.push_back(Action::Hold {
+            stream: wa.stream,
+            on: held,
+        });
+        let agent_voice = leg.as_ref().map(|l| l.leg).filter(|_| !muted && !held);
+        self.actions.push_back(Action::Route {
+            stream: wa.stream,
+            source: agent_voice,
+        });
+        // What the agent hears: the caller, except on hold.
+        if let Some(s) = leg.as_ref().and_then(|l| l.streams.first()) {
+            self.actions.push_back(Action::Route {
+                stream: *s,
+                source: (!held).then_some(wa.leg),
+            });
+        }
+        let state = if held {
+            "on_hold"
+        } else if muted {
+            "muted"
+        } else {
+            "talking"
+        };
+        call.transitions.push((state, now, Some(agent.clone())));
+        self.notify(
+            agent,
+            Notice::CallState {
+                call: id,
+                muted,
+                held,
+            },
+        );
+    }
+
+    fn transfer(&mut self, now: Instant, agent: AgentId, id: WaCallId, to: TransferTarget) {
+        let talking = self.calls.get(&id).is_some_and(|c| {
+            matches!(&c.phase, Phase::Talking { agent: a } if *a == agent) && c.accepted
+        });
+        if !talking {
+            let notice = Notice::Refused {
+                code: "not_talking",
+                message: format!("you are not talking on {id}"),
+            };
+            self.notify(agent, notice);
+            return;
+        }
+        let target_agent = match &to {
+            TransferTarget::Agent(b) => {
+                let free = self
+                    .routing
+                    .agent(b)
+                    .is_some_and(|a| a.presence == Presence::Available)
+                    && self.sessions.get(b).is_some_and(|s| s.connected);
+                if !free || *b == agent {
+                    let notice = Notice::Refused {
+                        code: "agent_unavailable",
+                        message: format!("{b} cannot take a call now"),
+                    };
+                    self.notify(agent, notice);
+                    return;
+                }
+                Some(b.clone())
+            }
+            TransferTarget::Queue(q) => {
+                if self.routing.queue(q).is_none() {
+                    let notice = Notice::Refused {
+                        code: "unknown_queue",
+                        message: format!("no queue {q}"),
+                    };
+                    self.notify(agent, notice);
+                    return;
+                }
+                None
+            }
+        };
+        info!(call_id = %id, from = %agent, ?to, "blind transfer");
+        // The first agent is done with it: unroute them and start their wrap-up.
+        if let Some(leg) = self.sessions.get(&agent).and_then(|s| s.leg.clone()) {
+            if let Some(s) = leg.streams.first() {
+                self.actions.push_back(Action::Route {
+                    stream: *s,
+                    source: None,
+                });
+            }
+        }
+        self.notify(
+            agent.clone(),
+            Notice::CallEnded {
+                call: id.clone(),
+                reason: "transferred".into(),
+            },
+        );
+        self.start_wrap_up(now, &agent, &id);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        // The caller hears hold audio on the same stream meanwhile: SSRC, sequence numbers and
+        // timestamps carry on (the WhatsApp leg never changes).
+        if let Some(wa) = &call.wa {
+            self.actions.push_back(Action::Route {
+                stream: wa.stream,
+                source: None,
+            });
+            self.actions.push_back(Action::Hold {
+                stream: wa.stream,
+                on: true,
+            });
+        }
+        call.tried = vec![agent.clone()];
+        if let TransferTarget::Queue(q) = &to {
+            call.queue = q.clone();
+            call.waiting_since = Some(now);
+        }
+        let queue = call.queue.clone();
+        match target_agent {
+            Some(b) => self.ring(now, &id, b),
+            None => {
+                let max_wait = self.max_wait(&queue);
+                self.enter_queue(now, &id, max_wait, true);
+            }
+        }
+    }
+
+    fn monitor(&mut self, sup: AgentId, id: WaCallId, whisper: bool) {
+        let refuse = |code, message: String| Notice::Refused { code, message };
+        let Some(session) = self.sessions.get(&sup) else {
+            return;
+        };
+        if session.role != Role::Supervisor {
+            self.notify(
+                sup,
+                refuse("forbidden", "only supervisors monitor calls".into()),
+            );
+            return;
+        }
+        let Some(sup_leg) = session
+            .leg
+            .clone()
+            .filter(|l| l.streams.len() >= 2 && session.connected)
+        else {
+            self.notify(
+                sup,
+                refuse(
+                    "no_audio",
+                    "your audio connection is not up (or has one stream)".into(),
+                ),
+            );
+            return;
+        };
+        let Some(call) = self.calls.get(&id) else {
+            self.notify(sup, refuse("no_such_call", format!("no live call {id}")));
+            return;
+        };
+        let (Some(wa), Phase::Talking { agent }) = (call.wa.clone(), call.phase.clone()) else {
+            self.notify(
+                sup,
+                refuse("not_talking", format!("{id} has no agent talking")),
+            );
+            return;
+        };
+        if agent == sup {
+            self.notify(sup, refuse("own_call", "that is your own call".into()));
+            return;
+        }
+        self.stop_monitoring(&sup);
+        let agent_leg = self.sessions.get(&agent).and_then(|s| s.leg.clone());
+        // The supervisor hears the caller on stream 0 and the agent on stream 1; nothing of the
+        // supervisor's reaches the caller.
+        self.actions.push_back(Action::Route {
+            stream: sup_leg.streams[0],
+            source: Some(wa.leg),
+        });
+        if let Some(a) = &agent_leg {
+            self.actions.push_back(Action::Route {
+                stream: sup_leg.streams[1],
+                source: Some(a.leg),
+            });
+            if whisper {
+                if let Some(s) = a.streams.get(1) {
+                    self.actions.push_back(Action::Route {
+                        stream: *s,
+                        source: Some(sup_leg.leg),
+                    });
+                }
+            }
+        }
+        if let Some(s) = self.sessions.get_mut(&sup) {
+            s.monitoring = Some((id.clone(), whisper));
+        }
+        info!(call_id = %id, supervisor = %sup, whisper, "monitoring");
+        self.notify(
+            sup,
+            Notice::Monitoring {
+                call: Some(id),
+                whisper,
+            },
+        );
+    }
+
+    fn stop_monitoring(&mut self, sup: &AgentId) {
+        let Some(s) = self.sessions.get_mut(sup) else {
+            return;
+        };
+        let Some((id, whisper)) = s.monitoring.take() else {
+            return;
+        };
+        if let Some(l) = &s.leg {
+            for st in l.streams.iter().take(2) {
+                self.actions.push_back(Action::Route {
+                    stream: *st,
+                    source: None,
+                });
+            }
+        }
+        if whisper {
+            let agent = self.calls.get(&id).and_then(|c| c.phase.agent().cloned());
+            if let Some(s) = agent
+                .and_then(|a| self.sessions.get(&a))
+                .and_then(|s| s.leg.as_ref())
+                .and_then(|l| l.streams.get(1))
+            {
+                self.actions.push_back(Action::Route {
+                    stream: *s,
+                    source: None,
+                });
+            }
+        }
+    }
+
+    fn start_wrap_up(&mut self, now: Instant, agent: &AgentId, id: &WaCallId) {
+        let until = now + self.cfg.wrap_up;
+        self.routing.wrap_up(now, agent, id, until);
+        if let Some(s) = self.sessions.get_mut(agent) {
+            s.wrap_until = (until > now).then_some(until);
+        }
+        self.notify_presence(agent);
+    }
+
+    /// Rings free agents for waiting calls, oldest first per queue.
+    fn dispatch(&mut self, now: Instant) {
+        for queue in self.routing.queue_ids() {
+            for w in self.routing.waiting(&queue) {
+                let ready = self
+                    .calls
+                    .get(&w.call)
+                    .is_some_and(|c| matches!(c.phase, Phase::Queued { .. }));
+                if !ready {
+                    continue;
+                }
+                // Only agents whose audio is up are available (see `NO_AUDIO`).
+                let Some(agent) = self.routing.next_agent(&queue, &[]) else {
+                    break;
+                };
+                self.ring(now, &w.call, agent);
+            }
+        }
+    }
+
+    /// Ends a live call: legs closed, agents told and wrapped up, record written.
+    fn end(&mut self, now: Instant, id: &WaCallId, outcome: Outcome, reason: String, by: EndedBy) {
+        let Some(call) = self.calls.remove(id) else {
+            return;
+        };
+        if let Some(wa) = &call.wa {
+            self.wa_legs.remove(&wa.leg);
+            self.actions.push_back(Action::CloseLeg { leg: wa.leg });
+        }
+        self.routing.dequeue(&call.queue, id);
+        // Supervisors monitoring it stop.
+        let watchers: Vec<AgentId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.monitoring.as_ref().is_some_and(|(c, _)| c == id))
+            .map(|(a, _)| a.clone())
+            .collect();
+        for sup in watchers {
+            self.stop_monitoring(&sup);
+            self.notify(
+                sup,
+                Notice::Monitoring {
+                    call: None,
+                    whisper: false,
+                },
+            );
+        }
+        match call.phase.clone() {
+            Phase::Ringing { agent, .. } => {
+                self.routing.unring(&agent);
+                let why = if by == EndedBy::Caller {
+                    "caller hung up"
+                } else {
+                    "call ended"
+                };
+                self.notify(
+                    agent.clone(),
+                    Notice::RingStopped {
+                        call: id.clone(),
+                        reason: why,
+                    },
+                );
+                self.notify_presence(&agent);
+            }
+            Phase::Connecting { agent } | Phase::Talking { agent } => {
+                if let Some(s) = self
+                    .sessions
+                    .get(&agent)
+                    .and_then(|s| s.leg.as_ref())
+                    .and_then(|l| l.streams.first())
+                {
+                    self.actions.push_back(Action::Route {
+                        stream: *s,
+                        source: None,
+                    });
+                }
+                if by != EndedBy::Agent {
+                    self.notify(
+                        agent.clone(),
+                        Notice::CallEnded {
+                            call: id.clone(),
+                            reason: reason.clone(),
+                        },
+                    );
+                } else {
+                    self.notify(
+                        agent.clone(),
+                        Notice::CallEnded {
+                            call: id.clone(),
+                            reason: "you hung up".into(),
+                        },
+                    );
+                }
+                self.start_wrap_up(now, &agent, id);
+            }
+            Phase::AgentLost { agent, .. } => {
+                // Gone agent: straight back to their previous state if they return.
+                self.routing.wrap_up(now, &agent, id, now);
+            }
+            _ => {}
+        }
+        self.finish(now, call, outcome, reason, by);
+    }
+
+    fn finish(
+        &mut self,
+        now: Instant,
+        mut call: Call,
+        outcome: Outcome,
+        reason: String,
+        by: EndedBy,
+    ) {
+        call.transitions.push(("ended", now, None));
+        info!(call_id = %call.id, outcome = outcome.name(), ended_by = by.name(), %reason, "call ended");
+        self.tombstone(call.id.clone());
+        self.actions.push_back(Action::Finished(Box::new(Ended {
+            call: call.id,
+            from: call.from,
+            name: call.name,
+            business_number: call.business_number,
+            queue: call.queue,
+            agents: call.agents,
+            offered_at: call.offered_at,
+            answered_at: call.answered_at,
+            ended_at: now,
+            transitions: call.transitions,
+            outcome,
+            reason,
+            ended_by: by,
+            meta_errors: call.meta_errors,
+            legs: call.stats,
+        })));
+        self.actions.push_back(Action::FloorChanged);
+    }
+
+    fn tombstone(&mut self, id: WaCallId) {
+        let (order, set) = &mut self.tombstones;
+        if set.insert(id.clone()) {
+            order.push_back(id);
+            if order.len() > TOMBSTONES {
+                if let Some(old) = order.pop_front() {
+                    set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn policy(&self, queue: &QueueId) -> NoAgentPolicy {
+        self.routing
+            .queue(queue)
+            .map_or(NoAgentPolicy::Decline, |q| q.policy)
+    }
+
+    fn max_wait(&self, queue: &QueueId) -> Duration {
+        match self.policy(queue) {
+            NoAgentPolicy::Queue { max_wait } => max_wait,
+            NoAgentPolicy::Decline => ACCEPTED_FALLBACK_WAIT,
+        }
+    }
+
+    fn notify(&mut self, agent: AgentId, notice: Notice) {
+        self.actions.push_back(Action::Notify { agent, notice });
+    }
+
+    fn notify_presence(&mut self, agent: &AgentId) {
+        let presence = self
+            .routing
+            .agent(agent)
+            .map_or(Presence::Offline, |a| a.presence.clone());
+        self.notify(agent.clone(), Notice::Presence(presence));
+    }
+
+    fn notify_talking(&mut self, id: &WaCallId, agent: &AgentId) {
+        let Some(call) = self.calls.get(id) else {
+            return;
+        };
+        let notice = Notice::Talking {
+            call: id.clone(),
+            from: call.from.clone(),
+            name: call.name.clone(),
+        };
+        self.notify(agent.clone(), notice);
+    }
+}
+
+/// Still ringing toward Meta's accept window: nobody has answered and it is not yet queued.
+fn awaits_answer(c: &Call) -> bool {
+    !c.accepted
+        && !c.accept_sent
+        && matches!(
+            c.phase,
+            Phase::Answering | Phase::PreAccepting | Phase::Ringing { .. }
+        )
+}
+
+fn set_phase(call: &mut Call, now: Instant, phase: Phase) {
+    call.transitions
+        .push((phase.name(), now, phase.agent().cloned()));
+    call.phase = phase;
+}
