@@ -12,7 +12,8 @@
 //!   API, one `sendrecv` audio m-line per requested stream (a supervisor's page receives two).
 //!
 //! What a peer hears is recorded (packets with their header fields and payload, DTMF digits,
-//! decoded audio for frequency measurement) and can be read at any time through its handle.
+//! and, with the `tones` feature, decoded audio for frequency measurement) and can be read at any
+//! time through its handle.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -29,7 +30,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::audio::{Listener, ToneEncoder};
+use super::audio::{AudioError, Listener, ToneEncoder};
 use crate::media::dtmf::{self, Report};
 use crate::sdp::{Kind, Sdp};
 
@@ -54,9 +55,9 @@ pub enum PeerError {
     /// The answer is not usable SDP.
     #[error("unusable answer: {0}")]
     Answer(String),
-    /// libopus failed.
-    #[error("opus: {0}")]
-    Opus(#[from] opus::Error),
+    /// Test audio failed (libopus).
+    #[error("audio: {0}")]
+    Audio(#[from] AudioError),
     /// The peer's task has ended.
     #[error("peer is gone")]
     Gone,
@@ -72,10 +73,15 @@ pub enum Outgoing {
         /// A byte identifying this sender.
         tag: u8,
     },
-    /// A sine tone encoded with Opus.
+    /// A sine tone encoded with Opus (needs the `tones` feature; without it nothing is sent).
     Tone {
         /// Frequency in Hz.
         hz: f64,
+    },
+    /// Opus packets, 20 ms each, played in a loop (an Ogg/Opus file's: `media::ogg`).
+    Clip {
+        /// The packets.
+        packets: Arc<[Vec<u8>]>,
     },
 }
 
@@ -131,9 +137,10 @@ pub struct Recording {
     pub sent: Vec<Arc<[u8]>>,
     /// When the peer connected.
     pub connected_at: Option<Instant>,
-    /// The dominant frequency (Hz) and RMS of the last 500 ms heard, if not silent.
+    /// The dominant frequency (Hz) and RMS of the last 500 ms heard, if not silent (always
+    /// `None` without the `tones` feature: nothing is decoded).
     pub heard: Option<(f64, f64)>,
-    /// Packets heard that libopus could not decode.
+    /// Packets heard that libopus could not decode (0 without the `tones` feature).
     pub undecodable: u64,
 }
 
@@ -693,6 +700,12 @@ impl PeerTask {
                     Some(Ok(p)) => p,
                     _ => return,
                 },
+                Outgoing::Clip { packets } => {
+                    match packets.get(self.audio_count as usize % packets.len().max(1)) {
+                        Some(p) => p.clone(),
+                        None => return,
+                    }
+                }
             };
             self.audio_count += 1;
             (self.opus_pt, self.ts, payload, false)
