@@ -16,11 +16,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::ids::WaCallId;
-use crate::whatsapp::simulator::{CallPhase, CallSpec, SimError, SimulatedCall, Simulator};
+use crate::media::ogg::OggError;
+use crate::whatsapp::simulator::{
+    CallPhase, CallSpec, CallerAudio, SimError, SimulatedCall, Simulator,
+};
 use crate::whatsapp::webhook::{self, WebhookState};
 
 /// Errors of the HTTP edge, each with its status.
@@ -55,12 +59,17 @@ pub enum ApiError {
         /// How long we waited.
         secs: u64,
     },
+    /// The audio sent is not a usable Ogg/Opus file.
+    #[error("invalid request: audio: {0}")]
+    Audio(#[from] OggError),
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid(_) | ApiError::Audio(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            // Asked for what this build cannot do: the request's fault.
+            ApiError::Simulator(SimError::NoTones) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Simulator(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyCalls { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnknownCall { .. } => StatusCode::NOT_FOUND,
@@ -231,8 +240,12 @@ pub struct PlaceCall {
     pub from: Option<String>,
     /// The caller's name.
     pub name: Option<String>,
-    /// The caller's test tone, Hz (50–4000).
+    /// A test tone for the caller to play, Hz (50–4000); only builds with the `tones` feature
+    /// make tones (others answer 422).
     pub tone_hz: Option<f64>,
+    /// An Ogg/Opus file (mono or stereo, 20 ms frames), base64, for the caller to play in a
+    /// loop. With neither this nor `tone_hz` the caller plays the built-in melody.
+    pub audio_ogg_base64: Option<String>,
     /// Seconds until the caller hangs up (0: never).
     pub hang_up_after_secs: Option<u64>,
 }
@@ -259,11 +272,25 @@ async fn place_call(
 ) -> Result<Json<PlacedCall>, ApiError> {
     let req = body.map(|Json(b)| b).unwrap_or_default();
     let mut spec = CallSpec::default();
-    if let Some(hz) = req.tone_hz {
-        if !(50.0..=4000.0).contains(&hz) {
-            return Err(ApiError::Invalid("tone_hz must be between 50 and 4000"));
+    match (req.tone_hz, req.audio_ogg_base64) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Invalid(
+                "give tone_hz or audio_ogg_base64, not both",
+            ))
         }
-        spec.tone_hz = hz;
+        (Some(hz), None) => {
+            if !(50.0..=4000.0).contains(&hz) {
+                return Err(ApiError::Invalid("tone_hz must be between 50 and 4000"));
+            }
+            spec.audio = CallerAudio::Tone { hz };
+        }
+        (None, Some(b64)) => {
+            let bytes = BASE64_STANDARD
+                .decode(b64.trim())
+                .map_err(|_| ApiError::Invalid("audio_ogg_base64 is not base64"))?;
+            spec.audio = CallerAudio::from_ogg(&bytes)?;
+        }
+        (None, None) => {}
     }
     if let Some(from) = req.from {
         if from.is_empty() || from.len() > 20 || !from.bytes().all(|b| b.is_ascii_digit()) {

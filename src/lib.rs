@@ -13,5 +13,6 @@ pub mod http;
 pub mod ids;
 pub mod media;
 pub mod routing;
+pub mod sdp;
 pub mod sim;
 pub mod whatsapp;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use clap::{Parser, Subcommand};
 use switchboard::config::{Config, Settings};
 
@@ -33,11 +34,18 @@ struct Cli {
 enum Command {
     /// Run switchboard (the default).
     Run,
-    /// Ask a switchboard running in its sandbox to receive a simulated WhatsApp call.
+    /// Ask a switchboard running in its sandbox to receive a simulated WhatsApp call. The caller
+    /// plays a built-in melody unless given --audio (or, in a build with the `tones` feature,
+    /// --tone).
     SimulateCall {
-        /// The caller's test tone in Hz.
-        #[arg(long, default_value_t = 440.0)]
-        tone: f64,
+        /// An Ogg/Opus file (mono or stereo, 20 ms frames, e.g. `opusenc --framesize 20`) for
+        /// the caller to play in a loop instead of the built-in melody.
+        #[arg(long, value_name = "FILE", conflicts_with = "tone")]
+        audio: Option<PathBuf>,
+        /// A sine tone in Hz for the caller to play instead: only a switchboard built with the
+        /// `tones` feature (libopus) makes tones; the release build refuses it.
+        #[arg(long, value_name = "HZ")]
+        tone: Option<f64>,
         /// Seconds until the caller hangs up (0: never).
         #[arg(long, default_value_t = 60)]
         hang_up_after: u64,
@@ -60,17 +68,27 @@ fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => rt.block_on(switchboard::app::run(config))?,
         Command::SimulateCall {
+            audio,
             tone,
             hang_up_after,
             from,
-        } => rt.block_on(simulate_call(&config, tone, hang_up_after, from))?,
+        } => {
+            let audio = match audio {
+                Some(path) => Some(
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                ),
+                None => None,
+            };
+            rt.block_on(simulate_call(&config, audio, tone, hang_up_after, from))?
+        }
     }
     Ok(())
 }
 
 async fn simulate_call(
     config: &Config,
-    tone: f64,
+    audio: Option<Vec<u8>>,
+    tone: Option<f64>,
     hang_up_after: u64,
     from: Option<String>,
 ) -> anyhow::Result<()> {
@@ -79,6 +97,7 @@ async fn simulate_call(
         switchboard::app::loopback_of(config.http_addr)
     );
     let body = serde_json::json!({
+        "audio_ogg_base64": audio.map(|a| BASE64_STANDARD.encode(a)),
         "tone_hz": tone,
         "hang_up_after_secs": hang_up_after,
         "from": from,

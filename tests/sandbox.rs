@@ -5,6 +5,8 @@ mod common;
 
 use std::process::Command;
 
+use base64::prelude::{Engine as _, BASE64_STANDARD};
+
 use switchboard::app;
 use switchboard::config::{Config, Settings};
 use switchboard::http::{EndedCall, PlacedCall, SandboxStats};
@@ -57,6 +59,37 @@ async fn the_sandbox_takes_a_simulated_call_placed_over_http() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 422);
+    // The caller can play any Ogg/Opus file sent along; what is not one is refused with a reason.
+    let post = |body: serde_json::Value| {
+        reqwest::Client::new()
+            .post(format!("http://{}/sandbox/calls", running.http_addr))
+            .json(&body)
+            .send()
+    };
+    let melody = BASE64_STANDARD.encode(switchboard::sim::audio::MELODY);
+    let ok = post(serde_json::json!({ "audio_ogg_base64": melody, "hang_up_after_secs": 1 }))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    for (body, reason) in [
+        (
+            serde_json::json!({ "audio_ogg_base64": "%%%" }),
+            "not base64",
+        ),
+        (
+            serde_json::json!({ "audio_ogg_base64": BASE64_STANDARD.encode("RIFF....WAVE") }),
+            "not an Ogg file",
+        ),
+        (
+            serde_json::json!({ "audio_ogg_base64": melody, "tone_hz": 440 }),
+            "not both",
+        ),
+    ] {
+        let resp = post(body).await.unwrap();
+        assert_eq!(resp.status(), 422);
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(reason), "{text}");
+    }
     running.shutdown().await;
 }
 

@@ -14,7 +14,7 @@ use switchboard::sim::peer::Outgoing;
 use switchboard::whatsapp::graph::GraphClient;
 use switchboard::whatsapp::model::TerminateStatus;
 use switchboard::whatsapp::simulator::{
-    CallPhase, CallSpec, FakeGraph, SimulatedCall, Simulator, SimulatorConfig,
+    CallPhase, CallSpec, CallerAudio, FakeGraph, SimulatedCall, Simulator, SimulatorConfig,
 };
 use switchboard::whatsapp::webhook::{self, WaEvent, WebhookOptions, WebhookState};
 use tokio::sync::mpsc;
@@ -161,7 +161,7 @@ async fn a_talking_caller_is_heard_and_hears_the_agent() {
         &mut b,
         &e,
         CallSpec {
-            tone_hz: 440.0,
+            audio: CallerAudio::Tone { hz: 440.0 },
             hang_up_after: None,
             ..CallSpec::default()
         },
@@ -201,6 +201,41 @@ async fn a_talking_caller_is_heard_and_hears_the_agent() {
         duration.is_some(),
         "a call that was picked up has a duration"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_the_caller_plays_the_built_in_melody_packet_for_packet() {
+    let mut b = business(Duration::from_secs(20)).await;
+    let e = engine();
+    let spec = CallSpec {
+        hang_up_after: None,
+        ..CallSpec::default()
+    };
+    let CallerAudio::Clip(melody) = spec.audio.clone() else {
+        panic!("the default is the melody");
+    };
+    let (call, wa) = answered_call(&mut b, &e, spec).await;
+    let (agent, a) = browser_leg(&e, 1).await;
+    connected(&agent).await;
+    // The agent's stream carries what the WhatsApp leg hears.
+    e.handle.route(a.streams[0], Some(wa.leg)).await.unwrap();
+    agent
+        .wait_for(LONG, |s| s.packets_received >= 60)
+        .await
+        .expect("the agent hears the caller");
+    let heard = agent.recording().await.unwrap().packets;
+    let first = melody
+        .iter()
+        .position(|p| **p == *heard[0].payload)
+        .expect("the agent hears the melody's packets");
+    for (k, p) in heard.iter().enumerate() {
+        assert_eq!(
+            *p.payload,
+            *melody[(first + k) % melody.len()],
+            "packet {k} after the first is the melody's next"
+        );
+    }
+    call.hang_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

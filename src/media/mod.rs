@@ -4,7 +4,7 @@
 //! *Owns*: the pool of UDP sockets, every `str0m::Rtc` (one leg each: a WhatsApp call's leg, a browser
 //! session's leg), the forwarding table (which leg's audio feeds which outgoing stream), each
 //! outgoing stream's SSRC, sequence numbers and timestamps, silence and DTMF generation, and
-//! per-leg statistics.
+//! per-leg statistics. [`ogg`] reads Ogg/Opus files into packets to play (pure, no decoding).
 //!
 //! *Does not touch*: HTTP, WhatsApp's JSON, agents, queues, calls. It knows legs and streams;
 //! what they mean is decided by `calls`.
@@ -32,6 +32,7 @@ pub mod dtmf;
 mod engine;
 mod error;
 mod leg;
+pub mod ogg;
 pub mod rewrite;
 mod sdp;
 

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 
 use super::MediaError;
+use crate::sdp::{Attribute, Sdp};
 
 /// What a leg's offer must look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,62 +58,61 @@ pub(crate) fn screen_offer(offer: &str, shape: OfferShape) -> Result<Screened, M
     if !offer.trim_start().starts_with("v=0") {
         return Err(invalid("does not start with v=0"));
     }
-    let mut out = String::with_capacity(offer.len() + 16);
-    let mut m_lines = 0usize;
-    let mut non_audio = false;
-    let mut fingerprints: Vec<&str> = vec![];
-    let mut candidates = vec![];
-    let mut ice_pwd = None;
-    for line in offer.lines() {
-        let line = line.trim_end_matches('\r');
-        if line.is_empty() {
-            continue;
-        }
-        if !line.is_char_boundary(2) || line.as_bytes().get(1) != Some(&b'=') {
-            return Err(invalid(&format!(
-                "line {:?} is not of the form x=…",
-                truncate(line)
-            )));
-        }
-        if let Some(pwd) = line.strip_prefix("a=ice-pwd:") {
-            ice_pwd = Some(pwd.trim().to_owned());
-        }
-        if let Some(m) = line.strip_prefix("m=") {
-            m_lines += 1;
-            if !m.starts_with("audio ") {
-                non_audio = true;
-            }
-        }
-        if let Some(fp) = line.strip_prefix("a=fingerprint:") {
-            let hash = fp.split_whitespace().next().unwrap_or("");
-            if !hash.eq_ignore_ascii_case("sha-256") {
-                fingerprints.push(hash);
-                continue;
-            }
-            fingerprints.push("sha-256");
-        }
-        if let Some(c) = line.strip_prefix("a=candidate:") {
-            if let Some(addr) = candidate_addr(c) {
-                candidates.push(addr);
-            }
-        }
-        if shape == OfferShape::WhatsApp && line.eq_ignore_ascii_case("a=setup:actpass") {
-            out.push_str("a=setup:passive\r\n");
-            continue;
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
+    let sdp = Sdp::parse(offer);
+    if let Some(line) = sdp.malformed().next() {
+        return Err(invalid(&format!(
+            "line {:?} is not of the form x=…",
+            truncate(line.text)
+        )));
     }
+    let m_lines = sdp.media().len();
     if m_lines == 0 {
         return Err(invalid("no m-line"));
     }
-    if non_audio {
+    if sdp.media().any(|m| m.media.kind != "audio") {
         return Err(invalid("has a non-audio m-line; only audio is relayed"));
     }
     if shape == OfferShape::WhatsApp && m_lines > 1 {
         return Err(invalid(&format!(
             "has {m_lines} m-lines; a WhatsApp offer has exactly one audio m-line"
         )));
+    }
+    let mut out = String::with_capacity(offer.len() + 16);
+    let mut fingerprints: Vec<&str> = vec![];
+    let mut candidates = vec![];
+    let mut ice_pwd = None;
+    for line in sdp.lines() {
+        match line.attribute() {
+            Some(Attribute {
+                name: "ice-pwd",
+                value: Some(pwd),
+            }) => ice_pwd = Some(pwd.trim().to_owned()),
+            Some(Attribute {
+                name: "fingerprint",
+                value,
+            }) => {
+                let hash = value.unwrap_or("").split_whitespace().next().unwrap_or("");
+                if !hash.eq_ignore_ascii_case("sha-256") {
+                    fingerprints.push(hash);
+                    continue;
+                }
+                fingerprints.push("sha-256");
+            }
+            Some(Attribute {
+                name: "candidate",
+                value: Some(c),
+            }) => candidates.extend(candidate_addr(c)),
+            Some(Attribute {
+                name: "setup",
+                value: Some(role),
+            }) if shape == OfferShape::WhatsApp && role.eq_ignore_ascii_case("actpass") => {
+                out.push_str("a=setup:passive\r\n");
+                continue;
+            }
+            _ => {}
+        }
+        out.push_str(line.text);
+        out.push_str("\r\n");
     }
     if !fingerprints.contains(&"sha-256") {
         let found = if fingerprints.is_empty() {
@@ -164,27 +164,35 @@ pub(crate) struct AnswerEdits {
 
 /// Applies [`AnswerEdits`], keeping CRLF line endings.
 pub(crate) fn edit_answer(answer: &str, opus_pt: u8, edits: AnswerEdits) -> String {
-    let fmtp_prefix = format!("a=fmtp:{opus_pt} ");
+    let opus_pt = opus_pt.to_string();
     let mut out = String::with_capacity(answer.len() + 64);
-    for line in answer.lines() {
-        let line = line.trim_end_matches('\r');
-        if line.is_empty() || (edits.drop_trickle && line == "a=ice-options:trickle") {
+    for line in Sdp::parse(answer).lines() {
+        if edits.drop_trickle && line.text == "a=ice-options:trickle" {
             continue;
         }
-        if edits.ptime && (line.starts_with("a=ptime:") || line.starts_with("a=maxptime:")) {
+        if edits.ptime && (line.is_attr("ptime") || line.is_attr("maxptime")) {
             continue;
         }
-        match (line.strip_prefix(&fmtp_prefix), edits.opus_fmtp_extra) {
-            (Some(params), Some(extra)) => {
-                out.push_str(&fmtp_prefix);
+        let opus_fmtp = match line.attribute() {
+            Some(Attribute {
+                name: "fmtp",
+                value: Some(v),
+            }) => v.split_once(' ').filter(|(pt, _)| *pt == opus_pt),
+            _ => None,
+        };
+        match (opus_fmtp, edits.opus_fmtp_extra) {
+            (Some((pt, params)), Some(extra)) => {
+                out.push_str("a=fmtp:");
+                out.push_str(pt);
+                out.push(' ');
                 out.push_str(params);
                 out.push(';');
                 out.push_str(extra);
             }
-            _ => out.push_str(line),
+            _ => out.push_str(line.text),
         }
         out.push_str("\r\n");
-        if edits.ptime && line == "a=rtcp-mux" {
+        if edits.ptime && line.text == "a=rtcp-mux" {
             out.push_str("a=ptime:20\r\na=maxptime:20\r\n");
         }
     }
@@ -193,8 +201,9 @@ pub(crate) fn edit_answer(answer: &str, opus_pt: u8, edits: AnswerEdits) -> Stri
 
 /// The mids of the answer's m-lines, in order.
 pub(crate) fn mids(sdp: &str) -> Vec<String> {
-    sdp.lines()
-        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("a=mid:"))
+    Sdp::parse(sdp)
+        .all_attrs("mid")
+        .filter_map(|a| a.value)
         .map(str::to_owned)
         .collect()
 }
@@ -203,7 +212,7 @@ pub(crate) fn mids(sdp: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    pub(crate) const META_OFFER: &str = include_str!("../../tests/fixtures/meta_offer.sdp");
+    const META_OFFER: &str = include_str!("../../tests/fixtures/meta_offer.sdp");
 
     #[test]
     fn meta_offer_is_screened_and_made_passive() {

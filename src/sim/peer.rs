@@ -12,7 +12,8 @@
 //!   API, one `sendrecv` audio m-line per requested stream (a supervisor's page receives two).
 //!
 //! What a peer hears is recorded (packets with their header fields and payload, DTMF digits,
-//! decoded audio for frequency measurement) and can be read at any time through its handle.
+//! and, with the `tones` feature, decoded audio for frequency measurement) and can be read at any
+//! time through its handle.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -29,9 +30,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::audio::{Listener, ToneEncoder};
+use super::audio::{AudioError, Listener, ToneEncoder};
 use super::relay::{Datagram, MetaRelay};
 use crate::media::dtmf::{self, Report};
+use crate::sdp::{Kind, Sdp};
 
 /// Meta's payload types in its real offer.
 pub const META_OPUS_PT: u8 = 111;
@@ -54,9 +56,9 @@ pub enum PeerError {
     /// The answer is not usable SDP.
     #[error("unusable answer: {0}")]
     Answer(String),
-    /// libopus failed.
-    #[error("opus: {0}")]
-    Opus(#[from] opus::Error),
+    /// Test audio failed (libopus).
+    #[error("audio: {0}")]
+    Audio(#[from] AudioError),
     /// The peer's task has ended.
     #[error("peer is gone")]
     Gone,
@@ -72,10 +74,15 @@ pub enum Outgoing {
         /// A byte identifying this sender.
         tag: u8,
     },
-    /// A sine tone encoded with Opus.
+    /// A sine tone encoded with Opus (needs the `tones` feature; without it nothing is sent).
     Tone {
         /// Frequency in Hz.
         hz: f64,
+    },
+    /// Opus packets, 20 ms each, played in a loop (an Ogg/Opus file's: `media::ogg`).
+    Clip {
+        /// The packets.
+        packets: Arc<[Vec<u8>]>,
     },
 }
 
@@ -131,9 +138,10 @@ pub struct Recording {
     pub sent: Vec<Arc<[u8]>>,
     /// When the peer connected.
     pub connected_at: Option<Instant>,
-    /// The dominant frequency (Hz) and RMS of the last 500 ms heard, if not silent.
+    /// The dominant frequency (Hz) and RMS of the last 500 ms heard, if not silent (always
+    /// `None` without the `tones` feature: nothing is decoded).
     pub heard: Option<(f64, f64)>,
-    /// Packets heard that libopus could not decode.
+    /// Packets heard that libopus could not decode (0 without the `tones` feature).
     pub undecodable: u64,
 }
 
@@ -449,14 +457,15 @@ impl PendingPeer {
                 let answer = SdpAnswer::from_sdp_string(answer)
                     .map_err(|e| PeerError::Answer(e.to_string()))?;
                 self.rtc.sdp_api().accept_answer(pending, answer)?;
-                let mid = mids(&self.offer)
-                    .into_iter()
-                    .next()
+                let mid = Sdp::parse(&self.offer)
+                    .media()
+                    .find_map(|m| m.value("mid"))
+                    .map(Mid::from)
                     .ok_or_else(|| PeerError::Answer("no mid".into()))?;
                 tx_ssrc = self
                     .rtc
                     .direct_api()
-                    .stream_tx_by_mid(Mid::from(mid.as_str()), None)
+                    .stream_tx_by_mid(mid, None)
                     .map(|s| s.ssrc())
                     .ok_or_else(|| PeerError::Answer("no send stream".into()))?;
             }
@@ -509,32 +518,45 @@ pub(crate) async fn wait_watch<T: Clone>(
     }
 }
 
-fn mids(sdp: &str) -> Vec<String> {
-    sdp.lines()
-        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("a=mid:"))
-        .map(str::to_owned)
-        .collect()
-}
+/// Meta's real offer (reference §3.1), the one copy of it.
+const META_OFFER: &str = include_str!("../../tests/fixtures/meta_offer.sdp");
 
-/// Meta's real offer (reference §3.1) with this peer's address, credentials and fingerprint.
+/// Meta's real offer with only this peer's address, port, ICE credentials and fingerprint put
+/// in. Meta's offer carries the same port on an IPv4 and an IPv6 candidate; a peer has one
+/// address, so the candidate of the other family is left out rather than left pointing at Meta.
 fn meta_offer_text(addr: SocketAddr, ufrag: &str, pwd: &str, fingerprint: &str) -> String {
-    let ip = addr.ip();
-    let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
-    let port = addr.port();
-    format!(
-        "v=0\r\no=- 1753115233717 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-         a=group:BUNDLE audio\r\na=msid-semantic: WMS 7dc1f8d4-d804-48bf-af97-8c6fe9973828\r\n\
-         a=ice-lite\r\nm=audio {port} UDP/TLS/RTP/SAVPF 111 126\r\nc=IN {fam} {ip}\r\n\
-         a=rtcp:9 IN IP4 0.0.0.0\r\n\
-         a=candidate:2776204705 1 udp 2122260223 {ip} {port} typ host generation 0 network-cost 50\r\n\
-         a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\na=fingerprint:{fingerprint}\r\n\
-         a=setup:actpass\r\na=mid:audio\r\na=sendrecv\r\n\
-         a=msid:7dc1f8d4-d804-48bf-af97-8c6fe9973828 WhatsAppTrack1\r\na=rtcp-mux\r\n\
-         a=rtpmap:111 opus/48000/2\r\na=rtcp-fb:111 transport-cc\r\n\
-         a=fmtp:111 maxaveragebitrate=20000;maxplaybackrate=16000;minptime=20;sprop-maxcapturerate=16000;useinbandfec=1\r\n\
-         a=rtpmap:126 telephone-event/8000\r\na=maxptime:20\r\na=ptime:20\r\n\
-         a=ssrc:{META_SSRC} cname:WhatsAppAudioStream1\r\n"
-    )
+    let ip = addr.ip().to_string();
+    let port = addr.port().to_string();
+    let family = if addr.is_ipv4() { "IP4" } else { "IP6" };
+    let mut out = String::with_capacity(META_OFFER.len());
+    for line in Sdp::parse(META_OFFER).lines() {
+        let mut words: Vec<&str> = line.text.split(' ').collect();
+        let text = match (line.kind, line.attribute().map(|a| a.name)) {
+            (Kind::Other { key: 'c' }, _) => format!("c=IN {family} {ip}"),
+            (_, Some("ice-ufrag")) => format!("a=ice-ufrag:{ufrag}"),
+            (_, Some("ice-pwd")) => format!("a=ice-pwd:{pwd}"),
+            (_, Some("fingerprint")) => format!("a=fingerprint:{fingerprint}"),
+            // `m=audio port proto formats…`
+            (Kind::Media, _) if words.len() > 1 => {
+                words[1] = &port;
+                words.join(" ")
+            }
+            // `a=candidate:foundation component transport priority address port typ …`
+            (_, Some("candidate")) if words.len() > 5 => {
+                let offered: Option<IpAddr> = words[4].parse().ok();
+                if offered.is_some_and(|o| o.is_ipv4() != addr.is_ipv4()) {
+                    continue;
+                }
+                words[4] = &ip;
+                words[5] = &port;
+                words.join(" ")
+            }
+            _ => line.text.to_owned(),
+        };
+        out.push_str(&text);
+        out.push_str("\r\n");
+    }
+    out
 }
 
 /// What the Meta-shaped peer reads from an answer.
@@ -548,33 +570,31 @@ struct AnswerLines {
 }
 
 impl AnswerLines {
-    fn parse(sdp: &str) -> Result<AnswerLines, PeerError> {
-        let mut a = AnswerLines {
-            ufrag: String::new(),
-            pwd: String::new(),
-            fingerprint: String::new(),
-            setup: String::new(),
-            candidates: vec![],
-            ssrc: None,
+    fn parse(answer: &str) -> Result<AnswerLines, PeerError> {
+        let sdp = Sdp::parse(answer);
+        let last = |name: &str| {
+            sdp.all_attrs(name)
+                .filter_map(|a| a.value)
+                .last()
+                .unwrap_or_default()
+                .to_owned()
         };
-        for line in sdp.lines().map(|l| l.trim_end_matches('\r')) {
-            if let Some(v) = line.strip_prefix("a=ice-ufrag:") {
-                a.ufrag = v.to_owned();
-            } else if let Some(v) = line.strip_prefix("a=ice-pwd:") {
-                a.pwd = v.to_owned();
-            } else if let Some(v) = line.strip_prefix("a=fingerprint:") {
-                a.fingerprint = v.to_owned();
-            } else if let Some(v) = line.strip_prefix("a=setup:") {
-                a.setup = v.to_owned();
-            } else if let Some(v) = line.strip_prefix("a=") {
-                if v.starts_with("candidate:") {
-                    a.candidates.push(v.to_owned());
-                }
-                if let Some(s) = v.strip_prefix("ssrc:") {
-                    a.ssrc = s.split_whitespace().next().and_then(|n| n.parse().ok());
-                }
-            }
-        }
+        let a = AnswerLines {
+            ufrag: last("ice-ufrag"),
+            pwd: last("ice-pwd"),
+            fingerprint: last("fingerprint"),
+            setup: last("setup"),
+            candidates: sdp
+                .lines()
+                .iter()
+                .filter(|l| l.is_attr("candidate"))
+                .map(|l| l.value.to_owned())
+                .collect(),
+            ssrc: sdp
+                .all_attrs("ssrc")
+                .last()
+                .and_then(|a| a.value?.split_whitespace().next()?.parse().ok()),
+        };
         if a.ufrag.is_empty() || a.pwd.is_empty() || a.fingerprint.is_empty() {
             return Err(PeerError::Answer(
                 "missing ice-ufrag, ice-pwd or fingerprint".into(),
@@ -762,6 +782,12 @@ impl PeerTask {
                     Some(Ok(p)) => p,
                     _ => return,
                 },
+                Outgoing::Clip { packets } => {
+                    match packets.get(self.audio_count as usize % packets.len().max(1)) {
+                        Some(p) => p.clone(),
+                        None => return,
+                    }
+                }
             };
             self.audio_count += 1;
             (self.opus_pt, self.ts, payload, false)
@@ -776,5 +802,43 @@ impl PeerTask {
             tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, now, payload).marker(marker));
         }
         self.status.send_modify(|s| s.packets_sent += 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const META_FP: &str = "sha-256 D8:C5:19:9F:8C:AD:AA:21:24:7A:71:6B:4d:6D:54:BC:45:75:FA:AA:61:F8:13:E6:F5:7E:D9:14:1F:59:6D:5E";
+
+    #[test]
+    fn the_meta_offer_is_metas_own_with_only_the_peers_values_put_in() {
+        // Meta's own values give back Meta's offer, less the candidate of the other family.
+        let v4 = meta_offer_text(
+            "57.144.125.35:3484".parse().unwrap(),
+            "MkBWnyZXw+wMTKqA",
+            "X29zIx+RGAlhVLF1/lo0oQ==",
+            META_FP,
+        );
+        let without_v6: String = META_OFFER
+            .split_inclusive("\r\n")
+            .filter(|l| !l.contains("2a03:2880"))
+            .collect();
+        assert_eq!(v4, without_v6);
+
+        let fp = format!("sha-256 {}", ["AB"; 32].join(":"));
+        let v6 = meta_offer_text("[::1]:40000".parse().unwrap(), "uf", "pw", &fp);
+        let expected: String = META_OFFER
+            .split_inclusive("\r\n")
+            .filter(|l| !l.contains("57.144.125.35 3484 typ"))
+            .collect::<String>()
+            .replace("c=IN IP4 57.144.125.35", "c=IN IP6 ::1")
+            .replace("2a03:2880:f33e:120:face:b00c:0:699c 3484", "::1 40000")
+            .replace("m=audio 3484", "m=audio 40000")
+            .replace("a=ice-ufrag:MkBWnyZXw+wMTKqA", "a=ice-ufrag:uf")
+            .replace("a=ice-pwd:X29zIx+RGAlhVLF1/lo0oQ==", "a=ice-pwd:pw")
+            .replace(META_FP, &fp);
+        assert_eq!(v6, expected);
+        crate::whatsapp::sdp::check_offer(&v6).expect("still a Meta-style offer");
     }
 }

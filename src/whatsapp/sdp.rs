@@ -1,11 +1,14 @@
 //! Meta's SDP rules (reference §5) as a checker: [`check_answer`] for our answer to Meta's offer,
 //! [`check_offer`] for Meta-style offers. Used by the fake Graph API and by other modules' tests.
 //!
-//! The reader is line based and forgiving (CRLF or LF, blank lines ignored); it never panics on
-//! any input. It understands only what the rules need.
+//! The lines come from [`crate::sdp`] (forgiving: CRLF or LF, blank lines ignored; each malformed
+//! line is one [`SdpViolation::Malformed`]); nothing here panics on any input. It understands
+//! only what the rules need.
 
 use std::collections::BTreeSet;
 use std::fmt;
+
+use crate::sdp::{Attribute, Sdp, Section};
 
 /// One broken rule. `Display` gives a sentence suitable for Graph's `error_data.details`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,118 +152,25 @@ pub struct OfferSummary {
     pub fingerprint: String,
 }
 
-/// A parsed SDP: session attributes and media sections.
-#[derive(Debug, Default)]
-struct Sdp {
-    session: Vec<Attr>,
-    media: Vec<Media>,
-}
-
-#[derive(Debug)]
-struct Attr {
-    name: String,
-    value: Option<String>,
-}
-
-#[derive(Debug, Default)]
-struct Media {
-    kind: String,
-    proto: String,
-    formats: Vec<String>,
-    attrs: Vec<Attr>,
-}
-
-impl Sdp {
-    fn parse(text: &str) -> (Sdp, Vec<SdpViolation>) {
-        let mut sdp = Sdp::default();
-        let mut bad = Vec::new();
-        for (i, raw) in text.split('\n').enumerate() {
-            let line = raw.trim_end_matches('\r');
-            if line.trim().is_empty() {
-                continue;
-            }
-            let Some((key, value)) = line.split_once('=') else {
-                bad.push(malformed(i, line));
-                continue;
-            };
-            if key.len() != 1 {
-                bad.push(malformed(i, line));
-                continue;
-            }
-            match key {
-                "m" => {
-                    let mut parts = value.split_whitespace();
-                    let kind = parts.next().unwrap_or_default().to_owned();
-                    let _port = parts.next();
-                    let proto = parts.next().unwrap_or_default().to_owned();
-                    let formats = parts.map(str::to_owned).collect();
-                    sdp.media.push(Media {
-                        kind,
-                        proto,
-                        formats,
-                        attrs: Vec::new(),
-                    });
-                }
-                "a" => {
-                    let attr = match value.split_once(':') {
-                        Some((n, v)) => Attr {
-                            name: n.to_owned(),
-                            value: Some(v.to_owned()),
-                        },
-                        None => Attr {
-                            name: value.to_owned(),
-                            value: None,
-                        },
-                    };
-                    match sdp.media.last_mut() {
-                        Some(m) => m.attrs.push(attr),
-                        None => sdp.session.push(attr),
-                    }
-                }
-                _ => {}
-            }
-        }
-        (sdp, bad)
-    }
-
-    fn session_attrs<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Attr> + 'a {
-        self.session.iter().filter(move |a| a.name == name)
-    }
-
-    /// Attributes named `name` at session level and in every media section.
-    fn all_attrs<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Attr> + 'a {
-        self.session
-            .iter()
-            .chain(self.media.iter().flat_map(|m| m.attrs.iter()))
-            .filter(move |a| a.name == name)
-    }
-}
-
-impl Media {
-    fn attrs<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Attr> + 'a {
-        self.attrs.iter().filter(move |a| a.name == name)
-    }
-
-    fn attr(&self, name: &str) -> Option<&Attr> {
-        self.attrs.iter().find(|a| a.name == name)
-    }
-
-    fn value(&self, name: &str) -> Option<&str> {
-        self.attr(name).and_then(|a| a.value.as_deref())
-    }
-
+/// What the checks ask of a media section beyond [`crate::sdp::Section`]'s own lookups.
+trait MediaExt<'a> {
     /// `a=rtpmap` entries as (payload type, lower-cased encoding).
-    fn rtpmaps(&self) -> Vec<(String, String)> {
+    fn rtpmaps(&self) -> Vec<(&'a str, String)>;
+    /// The payload type of the first encoding starting with `encoding_prefix`.
+    fn pt_of(&self, encoding_prefix: &str) -> Option<&'a str>;
+}
+
+impl<'a> MediaExt<'a> for Section<'_, 'a> {
+    fn rtpmaps(&self) -> Vec<(&'a str, String)> {
         self.attrs("rtpmap")
             .filter_map(|a| {
-                let v = a.value.as_deref()?;
-                let (pt, enc) = v.split_once(' ')?;
-                Some((pt.trim().to_owned(), enc.trim().to_ascii_lowercase()))
+                let (pt, enc) = a.value?.split_once(' ')?;
+                Some((pt.trim(), enc.trim().to_ascii_lowercase()))
             })
             .collect()
     }
 
-    fn pt_of(&self, encoding_prefix: &str) -> Option<String> {
+    fn pt_of(&self, encoding_prefix: &str) -> Option<&'a str> {
         self.rtpmaps()
             .into_iter()
             .find(|(_, enc)| enc.starts_with(encoding_prefix))
@@ -268,26 +178,36 @@ impl Media {
     }
 }
 
-fn malformed(i: usize, line: &str) -> SdpViolation {
-    SdpViolation::Malformed {
-        line_no: i + 1,
-        line: line.chars().take(80).collect(),
-    }
+/// Parses `text`, reporting each malformed line as a violation.
+fn parse(text: &str) -> (Sdp<'_>, Vec<SdpViolation>) {
+    let sdp = Sdp::parse(text);
+    let bad = sdp
+        .malformed()
+        .map(|l| SdpViolation::Malformed {
+            line_no: l.number,
+            line: l.text.chars().take(80).collect(),
+        })
+        .collect();
+    (sdp, bad)
 }
 
-/// Value of a media-level attribute, else the session-level one.
-fn media_or_session<'a>(sdp: &'a Sdp, m: &'a Media, name: &str) -> Option<&'a Attr> {
-    m.attr(name)
-        .or_else(|| sdp.session.iter().find(|a| a.name == name))
+/// A media-level attribute, else the session-level one.
+fn media_or_session<'a>(sdp: &Sdp<'a>, m: &Section<'_, 'a>, name: &str) -> Option<Attribute<'a>> {
+    m.attr(name).or_else(|| {
+        sdp.session()
+            .iter()
+            .filter_map(|l| l.attribute())
+            .find(|a| a.name == name)
+    })
 }
 
 fn check_fingerprint(sdp: &Sdp, out: &mut Vec<SdpViolation>) -> Option<String> {
-    let fps: Vec<&Attr> = sdp.all_attrs("fingerprint").collect();
+    let fps: Vec<Attribute> = sdp.all_attrs("fingerprint").collect();
     if fps.len() != 1 {
         out.push(SdpViolation::FingerprintCount { count: fps.len() });
         return None;
     }
-    let v = fps[0].value.as_deref().unwrap_or_default().trim();
+    let v = fps[0].value.unwrap_or_default().trim();
     let (alg, hash) = v.split_once(' ').unwrap_or((v, ""));
     if !alg.eq_ignore_ascii_case("sha-256") {
         out.push(SdpViolation::FingerprintAlgorithm {
@@ -310,33 +230,35 @@ fn check_fingerprint(sdp: &Sdp, out: &mut Vec<SdpViolation>) -> Option<String> {
     Some(hash.to_owned())
 }
 
-fn check_ice_creds(sdp: &Sdp, m: &Media, out: &mut Vec<SdpViolation>) -> Option<String> {
-    let ufrag = media_or_session(sdp, m, "ice-ufrag").and_then(|a| a.value.clone());
-    if ufrag.as_deref().is_none_or(str::is_empty) {
+fn check_ice_creds(sdp: &Sdp, m: &Section, out: &mut Vec<SdpViolation>) -> Option<String> {
+    let ufrag = media_or_session(sdp, m, "ice-ufrag").and_then(|a| a.value);
+    if ufrag.is_none_or(str::is_empty) {
         out.push(SdpViolation::MissingIceUfrag);
     }
-    let pwd = media_or_session(sdp, m, "ice-pwd").and_then(|a| a.value.as_deref());
+    let pwd = media_or_session(sdp, m, "ice-pwd").and_then(|a| a.value);
     if pwd.is_none_or(str::is_empty) {
         out.push(SdpViolation::MissingIcePwd);
     }
-    ufrag
+    ufrag.map(str::to_owned)
 }
 
-fn check_single_audio<'a>(sdp: &'a Sdp, out: &mut Vec<SdpViolation>) -> Option<&'a Media> {
-    if sdp.media.len() != 1 {
-        out.push(SdpViolation::MediaCount {
-            count: sdp.media.len(),
-        });
+fn check_single_audio<'s, 'a>(
+    sdp: &'s Sdp<'a>,
+    out: &mut Vec<SdpViolation>,
+) -> Option<Section<'s, 'a>> {
+    let count = sdp.media().len();
+    if count != 1 {
+        out.push(SdpViolation::MediaCount { count });
     }
-    let m = sdp.media.first()?;
-    if m.kind != "audio" {
+    let m = sdp.media().next()?;
+    if m.media.kind != "audio" {
         out.push(SdpViolation::NotAudio {
-            media: m.kind.clone(),
+            media: m.media.kind.to_owned(),
         });
     }
-    if m.proto != "UDP/TLS/RTP/SAVPF" {
+    if m.media.proto != "UDP/TLS/RTP/SAVPF" {
         out.push(SdpViolation::Protocol {
-            proto: m.proto.clone(),
+            proto: m.media.proto.to_owned(),
         });
     }
     Some(m)
@@ -344,7 +266,7 @@ fn check_single_audio<'a>(sdp: &'a Sdp, out: &mut Vec<SdpViolation>) -> Option<&
 
 fn bundle_names(sdp: &Sdp, mid: &str) -> bool {
     sdp.session_attrs("group").any(|a| {
-        let mut parts = a.value.as_deref().unwrap_or_default().split_whitespace();
+        let mut parts = a.value.unwrap_or_default().split_whitespace();
         parts.next() == Some("BUNDLE") && parts.any(|p| p == mid)
     })
 }
@@ -352,7 +274,7 @@ fn bundle_names(sdp: &Sdp, mid: &str) -> bool {
 /// Checks a Meta-style offer: one audio m-line, sha-256 fingerprint, ice-lite, `actpass`, Opus,
 /// a mid. Returns what an answerer needs.
 pub fn check_offer(offer: &str) -> Result<OfferSummary, Vec<SdpViolation>> {
-    let (sdp, mut out) = Sdp::parse(offer);
+    let (sdp, mut out) = parse(offer);
     if sdp.all_attrs("ice-lite").next().is_none() {
         out.push(SdpViolation::NotIceLite);
     }
@@ -360,17 +282,17 @@ pub fn check_offer(offer: &str) -> Result<OfferSummary, Vec<SdpViolation>> {
     let Some(m) = check_single_audio(&sdp, &mut out) else {
         return Err(out);
     };
-    let ufrag = check_ice_creds(&sdp, m, &mut out);
-    let setup = media_or_session(&sdp, m, "setup").and_then(|a| a.value.clone());
-    if setup.as_deref() != Some("actpass") {
+    let ufrag = check_ice_creds(&sdp, &m, &mut out);
+    let setup = media_or_session(&sdp, &m, "setup").and_then(|a| a.value);
+    if setup != Some("actpass") {
         out.push(SdpViolation::Setup {
             expected: "actpass",
-            found: setup,
+            found: setup.map(str::to_owned),
         });
     }
     let opus_pt = m
         .pt_of("opus/48000")
-        .filter(|pt| m.formats.contains(pt))
+        .filter(|pt| m.media.formats.contains(pt))
         .and_then(|pt| pt.parse::<u8>().ok());
     if opus_pt.is_none() {
         out.push(SdpViolation::OpusMissing { pt: "?".into() });
@@ -390,7 +312,7 @@ pub fn check_offer(offer: &str) -> Result<OfferSummary, Vec<SdpViolation>> {
             mid,
             opus_pt,
             telephone_event_pt,
-            payload_types: m.formats.clone(),
+            payload_types: m.media.formats.iter().map(|f| (*f).to_owned()).collect(),
             ice_ufrag,
             fingerprint,
         }),
@@ -401,9 +323,9 @@ pub fn check_offer(offer: &str) -> Result<OfferSummary, Vec<SdpViolation>> {
 /// Checks our answer to Meta's `offer` against Meta's rules (reference §5). Returns every
 /// violation found, not just the first.
 pub fn check_answer(offer: &str, answer: &str) -> Result<(), Vec<SdpViolation>> {
-    let (off, _) = Sdp::parse(offer);
-    let (ans, mut out) = Sdp::parse(answer);
-    let off_m = off.media.iter().find(|m| m.kind == "audio");
+    let off = Sdp::parse(offer);
+    let (ans, mut out) = parse(answer);
+    let off_m = off.media().find(|m| m.media.kind == "audio");
 
     if ans.all_attrs("ice-lite").next().is_some() {
         out.push(SdpViolation::IceLite);
@@ -412,13 +334,13 @@ pub fn check_answer(offer: &str, answer: &str) -> Result<(), Vec<SdpViolation>> 
     let Some(m) = check_single_audio(&ans, &mut out) else {
         return Err(out);
     };
-    check_ice_creds(&ans, m, &mut out);
+    check_ice_creds(&ans, &m, &mut out);
 
-    let setup = media_or_session(&ans, m, "setup").and_then(|a| a.value.clone());
-    if setup.as_deref() != Some("active") {
+    let setup = media_or_session(&ans, &m, "setup").and_then(|a| a.value);
+    if setup != Some("active") {
         out.push(SdpViolation::Setup {
             expected: "active",
-            found: setup,
+            found: setup.map(str::to_owned),
         });
     }
 
@@ -436,34 +358,38 @@ pub fn check_answer(offer: &str, answer: &str) -> Result<(), Vec<SdpViolation>> 
         });
     }
 
-    let offered: &[String] = off_m.map(|om| om.formats.as_slice()).unwrap_or(&[]);
-    for pt in &m.formats {
+    let offered: &[&str] = off_m.map(|om| om.media.formats.as_slice()).unwrap_or(&[]);
+    for pt in &m.media.formats {
         if !offered.contains(pt) {
-            out.push(SdpViolation::PayloadNotOffered { pt: pt.clone() });
+            out.push(SdpViolation::PayloadNotOffered {
+                pt: (*pt).to_owned(),
+            });
         }
     }
     let maps = m.rtpmaps();
     let answered = |pt: &str, enc: &str| {
-        m.formats.iter().any(|f| f == pt) && maps.iter().any(|(p, e)| p == pt && e == enc)
+        m.media.formats.contains(&pt) && maps.iter().any(|(p, e)| *p == pt && e == enc)
     };
     let opus_pt = off_m.and_then(|om| om.pt_of("opus/48000"));
-    match &opus_pt {
+    match opus_pt {
         Some(pt) if answered(pt, "opus/48000/2") => {}
         other => out.push(SdpViolation::OpusMissing {
-            pt: other.clone().unwrap_or_else(|| "?".into()),
+            pt: other.unwrap_or("?").to_owned(),
         }),
     }
     if let Some(pt) = off_m.and_then(|om| om.pt_of("telephone-event/8000")) {
-        if !answered(&pt, "telephone-event/8000") {
-            out.push(SdpViolation::TelephoneEventMissing { pt });
+        if !answered(pt, "telephone-event/8000") {
+            out.push(SdpViolation::TelephoneEventMissing { pt: pt.to_owned() });
         }
     }
 
-    let ptime = m.value("ptime").map(|v| v.trim().to_owned());
-    if ptime.as_deref() != Some("20") {
-        out.push(SdpViolation::Ptime { found: ptime });
+    let ptime = m.value("ptime").map(str::trim);
+    if ptime != Some("20") {
+        out.push(SdpViolation::Ptime {
+            found: ptime.map(str::to_owned),
+        });
     }
-    if media_or_session(&ans, m, "rtcp-mux").is_none() {
+    if media_or_session(&ans, &m, "rtcp-mux").is_none() {
         out.push(SdpViolation::RtcpMuxMissing);
     }
     // Absent direction means sendrecv (RFC 8866 §6.7).
@@ -480,14 +406,13 @@ pub fn check_answer(offer: &str, answer: &str) -> Result<(), Vec<SdpViolation>> 
     }
     let ssrcs: BTreeSet<&str> = m
         .attrs("ssrc")
-        .filter_map(|a| a.value.as_deref()?.split_whitespace().next())
+        .filter_map(|a| a.value?.split_whitespace().next())
         .collect();
     if ssrcs.len() != 1 {
         out.push(SdpViolation::SsrcCount { count: ssrcs.len() });
     }
     let has_udp = m.attrs("candidate").any(|a| {
         a.value
-            .as_deref()
             .and_then(|v| v.split_whitespace().nth(2))
             .is_some_and(|t| t.eq_ignore_ascii_case("udp"))
     });
@@ -521,8 +446,9 @@ impl fmt::Display for Violations<'_> {
     }
 }
 
-/// Meta's real offer from reference §3.1, for tests here and elsewhere.
-pub const SAMPLE_META_OFFER: &str = "v=0\r\no=- 1753115233717 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE audio\r\na=msid-semantic: WMS 7dc1f8d4-d804-48bf-af97-8c6fe9973828\r\na=ice-lite\r\nm=audio 3484 UDP/TLS/RTP/SAVPF 111 126\r\nc=IN IP4 57.144.125.35\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=candidate:2776204705 1 udp 2122260223 57.144.125.35 3484 typ host generation 0 network-cost 50\r\na=candidate:282356334 1 udp 2122262783 2a03:2880:f33e:120:face:b00c:0:699c 3484 typ host generation 0 network-cost 50\r\na=ice-ufrag:MkBWnyZXw+wMTKqA\r\na=ice-pwd:X29zIx+RGAlhVLF1/lo0oQ==\r\na=fingerprint:sha-256 D8:C5:19:9F:8C:AD:AA:21:24:7A:71:6B:4d:6D:54:BC:45:75:FA:AA:61:F8:13:E6:F5:7E:D9:14:1F:59:6D:5E\r\na=setup:actpass\r\na=mid:audio\r\na=sendrecv\r\na=msid:7dc1f8d4-d804-48bf-af97-8c6fe9973828 WhatsAppTrack1\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=rtcp-fb:111 transport-cc\r\na=fmtp:111 maxaveragebitrate=20000;maxplaybackrate=16000;minptime=20;sprop-maxcapturerate=16000;useinbandfec=1\r\na=rtpmap:126 telephone-event/8000\r\na=maxptime:20\r\na=ptime:20\r\na=ssrc:3435760938 cname:WhatsAppAudioStream1\r\n";
+/// Meta's real offer from reference §3.1, for tests here and elsewhere. Its one copy is
+/// `tests/fixtures/meta_offer.sdp`; the simulated Meta peer builds its offers from it too.
+pub const SAMPLE_META_OFFER: &str = include_str!("../../tests/fixtures/meta_offer.sdp");
 
 /// A hand-written answer to [`SAMPLE_META_OFFER`] that passes [`check_answer`].
 pub const SAMPLE_ANSWER: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE audio\r\na=msid-semantic: WMS sb\r\nm=audio 50000 UDP/TLS/RTP/SAVPF 111 126\r\nc=IN IP4 127.0.0.1\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\na=ice-ufrag:sbUf\r\na=ice-pwd:sbPasswordPasswordPassw0\r\na=fingerprint:sha-256 0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9:0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9\r\na=setup:active\r\na=mid:audio\r\na=sendrecv\r\na=msid:sb sb-audio\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=20;useinbandfec=1\r\na=rtpmap:126 telephone-event/8000\r\na=ptime:20\r\na=ssrc:1111 cname:sb\r\n";

@@ -3,9 +3,10 @@
 //! A call: a Meta-shaped str0m peer makes its offer (reference §3.1's text with its own
 //! credentials), the fake Graph API learns the call, and a signed `connect` webhook goes to
 //! switchboard. The business's `pre_accept` (or `accept`) gives the caller the answer and its
-//! peer connects (ICE + DTLS); `accept` makes the user "pick up": the caller plays its test tone
-//! and starts Meta's clock — no media from the business within 20 s of accept ends the call with
-//! a `terminate` webhook, status FAILED, error 138021. The user hangs up after a while (a
+//! peer connects (ICE + DTLS); `accept` makes the user "pick up": the caller plays its audio (the
+//! built-in melody, another Ogg/Opus file, or with the `tones` feature a test tone) and starts
+//! Meta's clock — no media from the business within 20 s of accept ends the call with a
+//! `terminate` webhook, status FAILED, error 138021. The user hangs up after a while (a
 //! `terminate` webhook, COMPLETED, with times and duration); a business `reject`/`terminate` is
 //! answered with Meta's `terminate` webhook too; an offer never accepted ends after Meta's accept
 //! window. What the caller heard stays measurable through its [`SimulatedCall`].
@@ -15,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
@@ -23,6 +25,8 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::graph::{FakeGraph, FakeGraphEvent};
 use crate::config::Secret;
 use crate::ids::WaCallId;
+use crate::media::ogg::{self, OggError};
+use crate::sim::audio::{self, MELODY};
 use crate::sim::peer::{Outgoing, PeerError, PeerHandle, PendingPeer, Recording};
 use crate::sim::relay::MetaRelay;
 use crate::whatsapp::model::{
@@ -44,6 +48,12 @@ pub enum SimError {
     /// The simulator has stopped.
     #[error("the simulator is not running")]
     Stopped,
+    /// A tone was asked of a build that cannot make tones.
+    #[error(
+        "this build cannot play tones (built without the `tones` feature); play the built-in \
+         melody or an Ogg/Opus file instead"
+    )]
+    NoTones,
 }
 
 /// How the simulator reaches switchboard and behaves like Meta.
@@ -97,8 +107,8 @@ pub struct CallSpec {
     pub from: String,
     /// The caller's profile name.
     pub name: String,
-    /// The tone the caller plays once accepted (Hz).
-    pub tone_hz: f64,
+    /// What the caller plays once accepted.
+    pub audio: CallerAudio,
     /// The user hangs up this long after accept; `None`: never (the business must end it).
     pub hang_up_after: Option<Duration>,
 }
@@ -108,9 +118,60 @@ impl Default for CallSpec {
         CallSpec {
             from: "15557654321".into(),
             name: "Simulated Caller".into(),
-            tone_hz: 440.0,
+            audio: CallerAudio::default(),
             hang_up_after: Some(Duration::from_secs(30)),
         }
+    }
+}
+
+/// What a simulated caller says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallerAudio {
+    /// Opus packets, 20 ms each, played in a loop: by default the built-in melody
+    /// ([`audio::MELODY`]), or any Ogg/Opus file through [`CallerAudio::from_ogg`].
+    Clip(Arc<[Vec<u8>]>),
+    /// A sine tone encoded with libopus: only in builds with the `tones` feature (placing such a
+    /// call elsewhere fails with [`SimError::NoTones`]). Tests measure what is heard with it.
+    Tone {
+        /// Frequency in Hz.
+        hz: f64,
+    },
+}
+
+impl CallerAudio {
+    /// The packets of an Ogg/Opus file (mono or stereo, 20 ms frames).
+    pub fn from_ogg(bytes: &[u8]) -> Result<CallerAudio, OggError> {
+        Ok(CallerAudio::Clip(ogg::read(bytes)?.packets.into()))
+    }
+
+    /// The built-in melody.
+    pub fn melody() -> CallerAudio {
+        static PACKETS: OnceLock<Arc<[Vec<u8>]>> = OnceLock::new();
+        let packets = PACKETS.get_or_init(|| {
+            let melody = ogg::read(MELODY);
+            // The embedded file is read by a unit test of this module.
+            melody
+                .expect("the built-in melody is valid Ogg/Opus")
+                .packets
+                .into()
+        });
+        CallerAudio::Clip(packets.clone())
+    }
+
+    fn outgoing(&self) -> Outgoing {
+        match self {
+            CallerAudio::Clip(packets) => Outgoing::Clip {
+                packets: packets.clone(),
+            },
+            CallerAudio::Tone { hz } => Outgoing::Tone { hz: *hz },
+        }
+    }
+}
+
+impl Default for CallerAudio {
+    /// The built-in melody.
+    fn default() -> Self {
+        CallerAudio::melody()
     }
 }
 
@@ -216,6 +277,9 @@ impl Simulator {
     /// Places a call: a Meta-shaped offer, a signed `connect` webhook, and a task that plays
     /// WhatsApp's part until the call ends.
     pub async fn place_call(&self, spec: CallSpec) -> Result<SimulatedCall, SimError> {
+        if matches!(spec.audio, CallerAudio::Tone { .. }) && !audio::TONES {
+            return Err(SimError::NoTones);
+        }
         let pending = match &self.cfg.relay {
             Some(relay) => PendingPeer::meta_via(relay)?,
             None => PendingPeer::meta(self.cfg.media_ip).await?,
@@ -429,7 +493,7 @@ impl CallTask {
                             peer = self.start_media(p, &sdp);
                         }
                         if let Some(p) = &peer {
-                            let _ = p.send(Outgoing::Tone { hz: self.spec.tone_hz }).await;
+                            let _ = p.send(self.spec.audio.outgoing()).await;
                         }
                         accepted = Some((Instant::now(), unix_now()));
                         self.phase.send_replace(CallPhase::Accepted);
@@ -543,6 +607,22 @@ fn meta_clock(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_audio_is_the_built_in_melody() {
+        let CallerAudio::Clip(packets) = CallSpec::default().audio else {
+            panic!("the default is a clip");
+        };
+        assert_eq!(packets.len(), 201);
+        assert_eq!(
+            CallerAudio::from_ogg(MELODY).unwrap(),
+            CallerAudio::melody()
+        );
+        assert!(matches!(
+            CallerAudio::from_ogg(b"not ogg"),
+            Err(OggError::NotOgg)
+        ));
+    }
 
     #[test]
     fn metas_clocks() {

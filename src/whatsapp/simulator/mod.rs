@@ -13,5 +13,7 @@
 pub mod caller;
 pub mod graph;
 
-pub use caller::{CallPhase, CallSpec, SimError, SimulatedCall, Simulator, SimulatorConfig};
+pub use caller::{
+    CallPhase, CallSpec, CallerAudio, SimError, SimulatedCall, Simulator, SimulatorConfig,
+};
 pub use graph::{FakeGraph, FakeGraphEvent, FakeGraphServer, RecordedRequest};
