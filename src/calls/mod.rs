@@ -25,3 +25,6 @@ pub use event::{
     Role, TransferTarget, WaLeg,
 };
 pub use machine::{CallView, Centre, CentreConfig, Phase, NO_AUDIO};
+
+#[cfg(test)]
+mod tests;

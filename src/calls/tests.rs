@@ -1,0 +1,924 @@
+//! The call machines with simulated time: every transition, timers, policies and odd events.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::ids::{AgentId, LegId, QueueId, StreamId, WaCallId};
+use crate::routing::{Floor, NoAgentPolicy, Presence, QueueConfig, Routing, MISSED_CALL};
+
+struct World {
+    c: Centre<Floor>,
+    now: Instant,
+    next_leg: u32,
+    /// Every action so far, in order.
+    log: Vec<Action>,
+}
+
+fn leg(slot: u32) -> LegId {
+    LegId {
+        slot,
+        generation: 0,
+    }
+}
+
+fn call(s: &str) -> WaCallId {
+    s.into()
+}
+
+fn agent(s: &str) -> AgentId {
+    s.into()
+}
+
+impl World {
+    fn new(policy: NoAgentPolicy) -> World {
+        World::with(policy, CentreConfig::default())
+    }
+
+    fn with(policy: NoAgentPolicy, cfg: CentreConfig) -> World {
+        let floor = Floor::new(
+            vec![
+                QueueConfig {
+                    id: "support".into(),
+                    policy,
+                },
+                QueueConfig {
+                    id: "sales".into(),
+                    policy: NoAgentPolicy::Queue {
+                        max_wait: Duration::from_secs(120),
+                    },
+                },
+            ],
+            "support".into(),
+        );
+        World {
+            c: Centre::new(cfg, floor),
+            now: Instant::now(),
+            next_leg: 1,
+            log: vec![],
+        }
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Action> {
+        self.c.handle(self.now, input);
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Vec<Action> {
+        let mut out = vec![];
+        while let Some(a) = self.c.poll_action() {
+            out.push(a);
+        }
+        self.log.extend(out.iter().cloned());
+        out
+    }
+
+    /// Advances to `d` later, firing whatever timers fall due on the way (as the driver does).
+    fn advance(&mut self, d: Duration) -> Vec<Action> {
+        let end = self.now + d;
+        let mut out = vec![];
+        while let Some(t) = self.c.poll_timeout().filter(|t| *t <= end) {
+            self.now = t.max(self.now);
+            self.c.handle_timeout(self.now);
+            out.extend(self.drain());
+        }
+        self.now = end;
+        out
+    }
+
+    fn new_leg(&mut self) -> LegId {
+        self.next_leg += 1;
+        leg(self.next_leg)
+    }
+
+    /// An agent signed in with a connected two-stream browser leg.
+    fn agent_online(&mut self, id: &str, queues: &[&str]) -> AgentLeg {
+        self.agent_with_role(id, queues, Role::Agent)
+    }
+
+    fn agent_with_role(&mut self, id: &str, queues: &[&str], role: Role) -> AgentLeg {
+        self.input(Input::AgentJoined {
+            agent: agent(id),
+            role,
+            queues: queues.iter().map(|q| QueueId::from(*q)).collect(),
+        });
+        let l = self.new_leg();
+        let al = AgentLeg {
+            leg: l,
+            streams: vec![StreamId { leg: l, index: 0 }, StreamId { leg: l, index: 1 }],
+        };
+        self.input(Input::AgentLegReady {
+            agent: agent(id),
+            leg: al.clone(),
+        });
+        self.input(Input::MediaConnected { leg: l });
+        al
+    }
+
+    /// Meta offers `id`; the engine answers; returns the WhatsApp leg.
+    fn offer(&mut self, id: &str) -> (Vec<Action>, Option<WaLeg>) {
+        let mut acts = self.input(Input::Offered {
+            call: call(id),
+            from: Some("15551234567".into()),
+            name: Some("Caller".into()),
+            business_number: Some("100".into()),
+            offer: "v=0 offer".into(),
+        });
+        if !acts
+            .iter()
+            .any(|a| matches!(a, Action::AnswerWhatsApp { .. }))
+        {
+            return (acts, None);
+        }
+        let l = self.new_leg();
+        let wa = WaLeg {
+            leg: l,
+            stream: StreamId { leg: l, index: 0 },
+            sdp: format!("answer for {id}"),
+        };
+        acts.extend(self.input(Input::Answered {
+            call: call(id),
+            result: Ok(wa.clone()),
+        }));
+        (acts, Some(wa))
+    }
+
+    fn graph_ok(&mut self, id: &str, action: GraphAction) -> Vec<Action> {
+        self.input(Input::GraphDone {
+            call: call(id),
+            action,
+            result: Ok(()),
+        })
+    }
+
+    fn graph_err(&mut self, id: &str, action: GraphAction, code: i64) -> Vec<Action> {
+        self.input(Input::GraphDone {
+            call: call(id),
+            action,
+            result: Err(GraphFailure {
+                code: Some(code),
+                message: "refused".into(),
+            }),
+        })
+    }
+
+    fn command(&mut self, who: &str, command: Command) -> Vec<Action> {
+        self.input(Input::AgentCommand {
+            agent: agent(who),
+            command,
+        })
+    }
+
+    /// A call offered, pre-accepted and ringing at whoever is next; its leg connected.
+    fn ringing_call(&mut self, id: &str) -> WaLeg {
+        let (_, wa) = self.offer(id);
+        let wa = wa.expect("answered");
+        self.graph_ok(id, GraphAction::PreAccept);
+        self.input(Input::MediaConnected { leg: wa.leg });
+        wa
+    }
+
+    /// A call talking with `who`.
+    fn talking_call(&mut self, id: &str, who: &str) -> WaLeg {
+        let wa = self.ringing_call(id);
+        self.command(who, Command::Answer { call: call(id) });
+        self.graph_ok(id, GraphAction::Accept);
+        assert_eq!(
+            self.c.phase(&call(id)),
+            Some(&Phase::Talking { agent: agent(who) })
+        );
+        wa
+    }
+
+    fn presence(&self, who: &str) -> Presence {
+        self.c
+            .routing()
+            .agent(&agent(who))
+            .map_or(Presence::Offline, |a| a.presence.clone())
+    }
+
+    fn finished(&self) -> Vec<&Ended> {
+        self.log
+            .iter()
+            .filter_map(|a| match a {
+                Action::Finished(e) => Some(&**e),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn graph_actions(acts: &[Action]) -> Vec<(String, GraphAction)> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::Graph { call, action, .. } => Some((call.0.clone(), *action)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn has_graph(acts: &[Action], id: &str, action: GraphAction) -> bool {
+    graph_actions(acts).contains(&(id.to_owned(), action))
+}
+
+fn rang(acts: &[Action]) -> Vec<(String, String)> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::Notify {
+                agent,
+                notice: Notice::Ringing { call, .. },
+            } => Some((agent.0.clone(), call.0.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn routes(acts: &[Action]) -> Vec<(StreamId, Option<LegId>)> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::Route { stream, source } => Some((*stream, *source)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn queue_policy() -> NoAgentPolicy {
+    NoAgentPolicy::Queue {
+        max_wait: Duration::from_secs(120),
+    }
+}
+
+#[test]
+fn happy_path_answer_routes_then_accepts_then_sends() {
+    let mut w = World::new(queue_policy());
+    let alice = w.agent_online("alice", &["support"]);
+    let (acts, wa) = w.offer("c1");
+    let wa = wa.unwrap();
+    assert!(matches!(acts[0], Action::AnswerWhatsApp { .. }));
+    assert!(acts.iter().any(|a| matches!(a, Action::MarkLive { .. })));
+    assert!(has_graph(&acts, "c1", GraphAction::PreAccept));
+    // Pre-accepted: it rings at Alice; nothing is accepted or sent yet.
+    let acts = w.graph_ok("c1", GraphAction::PreAccept);
+    assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
+    assert!(!has_graph(&acts, "c1", GraphAction::Accept));
+    assert_eq!(w.presence("alice"), Presence::Ringing { call: call("c1") });
+    // Alice answers before the leg connected: routed both ways, accept waits for media.
+    let acts = w.command("alice", Command::Answer { call: call("c1") });
+    let r = routes(&acts);
+    assert!(r.contains(&(wa.stream, Some(alice.leg))));
+    assert!(r.contains(&(alice.streams[0], Some(wa.leg))));
+    assert!(!has_graph(&acts, "c1", GraphAction::Accept));
+    assert!(!acts
+        .iter()
+        .any(|a| matches!(a, Action::StartSending { .. })));
+    // The leg connects: accept, with the same SDP as pre_accept.
+    let acts = w.input(Input::MediaConnected { leg: wa.leg });
+    assert!(acts.iter().any(|a| matches!(a,
+        Action::Graph { action: GraphAction::Accept, sdp: Some(s), .. } if *s == wa.sdp)));
+    // Accept succeeded: media starts and Alice is talking.
+    let acts = w.graph_ok("c1", GraphAction::Accept);
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::StartSending { leg } if *leg == wa.leg)));
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::Notify {
+            notice: Notice::Talking { .. },
+            ..
+        }
+    )));
+    assert_eq!(w.presence("alice"), Presence::OnCall { call: call("c1") });
+    // Alice hangs up: terminate, leg closed, wrap-up, then back to available.
+    let acts = w.command("alice", Command::HangUp { call: call("c1") });
+    assert!(has_graph(&acts, "c1", GraphAction::Terminate));
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::CloseLeg { leg } if *leg == wa.leg)));
+    assert!(matches!(w.presence("alice"), Presence::WrapUp { .. }));
+    w.advance(Duration::from_secs(10));
+    assert_eq!(w.presence("alice"), Presence::Available);
+    let f = w.finished();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].outcome, Outcome::Answered);
+    assert_eq!(f[0].ended_by, EndedBy::Agent);
+    assert_eq!(f[0].agents, vec![agent("alice")]);
+    let states: Vec<&str> = f[0].transitions.iter().map(|t| t.0).collect();
+    assert_eq!(
+        states,
+        vec![
+            "offered",
+            "pre_accepted",
+            "ringing",
+            "connecting",
+            "media_connected",
+            "accepted",
+            "talking",
+            "ended"
+        ]
+    );
+}
+
+#[test]
+fn two_agents_are_rung_in_longest_idle_order() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("bob", &["support"]);
+    w.advance(Duration::from_secs(5));
+    w.agent_online("alice", &["support"]);
+    w.ringing_call("c1");
+    w.ringing_call("c2");
+    w.ringing_call("c3");
+    let rung = rang(&w.log);
+    assert_eq!(
+        rung,
+        vec![("bob".into(), "c1".into()), ("alice".into(), "c2".into())]
+    );
+    // The third waits in the queue, accepted, with hold audio.
+    assert!(matches!(w.c.phase(&call("c3")), Some(Phase::Queued { .. })));
+    assert!(has_graph(&w.log, "c3", GraphAction::Accept));
+    let acts = w.graph_ok("c3", GraphAction::Accept);
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Hold { on: true, .. })));
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::StartSending { .. })));
+    // Bob takes c1, hangs up; after wrap-up he gets c3.
+    w.command("bob", Command::Answer { call: call("c1") });
+    w.graph_ok("c1", GraphAction::Accept);
+    w.command("bob", Command::HangUp { call: call("c1") });
+    let acts = w.advance(Duration::from_secs(10));
+    assert_eq!(rang(&acts), vec![("bob".into(), "c3".into())]);
+    // Answering an already-accepted call needs no second accept.
+    let acts = w.command("bob", Command::Answer { call: call("c3") });
+    assert!(!has_graph(&acts, "c3", GraphAction::Accept));
+    assert_eq!(
+        w.c.phase(&call("c3")),
+        Some(&Phase::Talking {
+            agent: agent("bob")
+        })
+    );
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Hold { on: false, .. })));
+}
+
+#[test]
+fn ring_timeout_moves_the_call_on_and_sets_the_agent_away() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("bob", &["support"]);
+    w.advance(Duration::from_secs(1));
+    w.agent_online("alice", &["support"]);
+    w.ringing_call("c1");
+    assert_eq!(rang(&w.log), vec![("bob".into(), "c1".into())]);
+    let acts = w.advance(Duration::from_secs(15));
+    assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
+    assert_eq!(
+        w.presence("bob"),
+        Presence::Away {
+            reason: MISSED_CALL.into()
+        }
+    );
+    assert!(acts.iter().any(|a| matches!(a,
+        Action::Notify { agent: a, notice: Notice::RingStopped { reason: "missed", .. } } if a.0 == "bob")));
+    // Alice declines: no agent left, the queue policy takes it (accepted into the queue).
+    let acts = w.command("alice", Command::Decline { call: call("c1") });
+    assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
+    assert!(has_graph(&acts, "c1", GraphAction::Accept));
+}
+
+#[test]
+fn the_decline_policy_rejects_at_once_and_an_unstaffed_queue_declines_whatever_its_policy() {
+    let mut w = World::new(NoAgentPolicy::Decline);
+    // Nobody signed in at all.
+    let (acts, wa) = w.offer("c1");
+    assert!(wa.is_none(), "no media leg for a call nobody can take");
+    assert_eq!(
+        graph_actions(&acts),
+        vec![("c1".into(), GraphAction::Reject)]
+    );
+    assert_eq!(w.finished()[0].outcome, Outcome::Declined);
+    // Staffed but busy, policy decline: rejected at once too.
+    w.agent_online("bob", &["support"]);
+    w.ringing_call("c2");
+    let (acts, wa) = w.offer("c3");
+    assert!(wa.is_none());
+    assert!(has_graph(&acts, "c3", GraphAction::Reject));
+    // A queue-policy queue nobody serves also declines: calls to "sales" go nowhere.
+    let mut w = World::with(
+        queue_policy(),
+        CentreConfig {
+            number_queues: [("100".to_owned(), QueueId::from("sales"))].into(),
+            ..CentreConfig::default()
+        },
+    );
+    w.agent_online("bob", &["support"]);
+    let (acts, _) = w.offer("c4");
+    assert!(has_graph(&acts, "c4", GraphAction::Reject));
+}
+
+#[test]
+fn the_queue_policy_ends_a_call_after_the_longest_wait() {
+    let mut w = World::new(NoAgentPolicy::Queue {
+        max_wait: Duration::from_secs(60),
+    });
+    w.agent_online("bob", &["support"]);
+    w.command(
+        "bob",
+        Command::SetPresence {
+            available: false,
+            reason: Some("lunch".into()),
+        },
+    );
+    w.ringing_call("c1");
+    assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
+    w.graph_ok("c1", GraphAction::Accept);
+    let acts = w.advance(Duration::from_secs(61));
+    assert!(has_graph(&acts, "c1", GraphAction::Terminate));
+    assert_eq!(w.finished()[0].outcome, Outcome::TimedOut);
+}
+
+#[test]
+fn a_call_never_rings_into_metas_accept_window() {
+    let mut w = World::with(
+        NoAgentPolicy::Decline,
+        CentreConfig {
+            ring_timeout: Duration::from_secs(15),
+            answer_deadline: Duration::from_secs(25),
+            ..CentreConfig::default()
+        },
+    );
+    for a in ["a1", "a2", "a3"] {
+        w.agent_online(a, &["support"]);
+        w.advance(Duration::from_millis(10));
+    }
+    w.ringing_call("c1");
+    // 15 s at a1, then a2... at 25 s since the offer it is declined, not rung on.
+    let acts = w.advance(Duration::from_secs(26));
+    assert!(has_graph(&acts, "c1", GraphAction::Reject));
+    assert_eq!(w.finished()[0].outcome, Outcome::Declined);
+    assert!(!rang(&w.log).iter().any(|(a, _)| a == "a3"));
+    // With the queue policy the same call is accepted into the queue instead.
+    let mut w = World::new(queue_policy());
+    w.agent_online("a1", &["support"]);
+    w.advance(Duration::from_millis(10));
+    w.agent_online("a2", &["support"]);
+    w.ringing_call("c2");
+    let acts = w.advance(Duration::from_secs(26));
+    assert!(has_graph(&acts, "c2", GraphAction::Accept));
+    // Accepted with hold audio, it rings on at the free agent (its ring was cut short by the
+    // window, not by the agent).
+    assert!(matches!(
+        w.c.phase(&call("c2")),
+        Some(Phase::Ringing { agent: a, .. }) if a.0 == "a2"
+    ));
+    assert!(w.finished().is_empty());
+}
+
+#[test]
+fn hang_up_from_the_caller_side_tells_the_agent_and_wraps_up() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    let wa = w.talking_call("c1", "alice");
+    let acts = w.input(Input::Terminated {
+        call: call("c1"),
+        status: Some("COMPLETED".into()),
+        errors: vec![],
+    });
+    assert!(graph_actions(&acts).is_empty(), "nothing to tell Meta");
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::CloseLeg { leg } if *leg == wa.leg)));
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::Notify {
+            notice: Notice::CallEnded { .. },
+            ..
+        }
+    )));
+    assert!(matches!(w.presence("alice"), Presence::WrapUp { .. }));
+    let f = w.finished();
+    assert_eq!(
+        (f[0].outcome, f[0].ended_by),
+        (Outcome::Answered, EndedBy::Caller)
+    );
+    // A caller who hangs up while ringing: abandoned, the agent is freed without penalty.
+    w.advance(Duration::from_secs(10));
+    w.ringing_call("c2");
+    w.input(Input::Terminated {
+        call: call("c2"),
+        status: Some("COMPLETED".into()),
+        errors: vec![],
+    });
+    assert_eq!(w.presence("alice"), Presence::Available);
+    assert_eq!(w.finished()[1].outcome, Outcome::Abandoned);
+}
+
+#[test]
+fn wrap_up_returns_the_agent_to_the_state_they_had_before_the_call() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.talking_call("c1", "alice");
+    // During the call Alice chooses a break: that is where she goes after wrap-up.
+    let acts = w.command(
+        "alice",
+        Command::SetPresence {
+            available: false,
+            reason: Some("break".into()),
+        },
+    );
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::Notify {
+            notice: Notice::Refused { code: "busy", .. },
+            ..
+        }
+    )));
+    w.command("alice", Command::HangUp { call: call("c1") });
+    w.command(
+        "alice",
+        Command::SetPresence {
+            available: false,
+            reason: Some("break".into()),
+        },
+    );
+    w.advance(Duration::from_secs(10));
+    assert_eq!(
+        w.presence("alice"),
+        Presence::Away {
+            reason: "break".into()
+        }
+    );
+}
+
+#[test]
+fn an_agent_lost_mid_call_has_a_grace_period_then_the_call_goes_back_to_the_front() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    let wa = w.talking_call("c1", "alice");
+    // Alice's page reloads: her session and leg go; the caller hears hold audio.
+    let acts = w.input(Input::AgentLeft {
+        agent: agent("alice"),
+        signed_out: false,
+    });
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Hold { stream, on: true } if *stream == wa.stream)));
+    assert!(matches!(
+        w.c.phase(&call("c1")),
+        Some(Phase::AgentLost { .. })
+    ));
+    assert!(graph_actions(&acts).is_empty(), "the call goes on at Meta");
+    // She is back within the grace period with a new leg: the call resumes on it.
+    w.advance(Duration::from_secs(5));
+    let new_leg = w.agent_online("alice", &["support"]);
+    assert_eq!(
+        w.c.phase(&call("c1")),
+        Some(&Phase::Talking {
+            agent: agent("alice")
+        })
+    );
+    let r = routes(&w.log);
+    assert!(r.contains(&(wa.stream, Some(new_leg.leg))));
+    assert!(r.contains(&(new_leg.streams[0], Some(wa.leg))));
+
+    // Lost again, and not back in time: the call goes to the front of the queue and rings
+    // the next agent.
+    w.agent_online("bob", &["support"]);
+    w.input(Input::MediaGone {
+        leg: new_leg.leg,
+        failed: true,
+    });
+    let acts = w.advance(Duration::from_secs(31));
+    assert_eq!(rang(&acts), vec![("bob".into(), "c1".into())]);
+    assert!(w.finished().is_empty(), "the call lives on");
+}
+
+#[test]
+fn blind_transfer_to_an_agent_and_to_a_queue() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.advance(Duration::from_secs(1));
+    let bob = w.agent_online("bob", &["sales"]);
+    let wa = w.talking_call("c1", "alice");
+    let acts = w.command(
+        "alice",
+        Command::Transfer {
+            call: call("c1"),
+            to: TransferTarget::Agent(agent("bob")),
+        },
+    );
+    assert_eq!(rang(&acts), vec![("bob".into(), "c1".into())]);
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Hold { on: true, .. })));
+    assert!(matches!(w.presence("alice"), Presence::WrapUp { .. }));
+    let acts = w.command("bob", Command::Answer { call: call("c1") });
+    assert!(
+        graph_actions(&acts).is_empty(),
+        "the WhatsApp leg never changes"
+    );
+    assert!(routes(&acts).contains(&(wa.stream, Some(bob.leg))));
+    // Bob sends it on to the support queue; Alice is back from wrap-up and takes it.
+    w.advance(Duration::from_secs(10));
+    let acts = w.command(
+        "bob",
+        Command::Transfer {
+            call: call("c1"),
+            to: TransferTarget::Queue("support".into()),
+        },
+    );
+    assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
+    // A transfer to someone busy or unknown is refused and changes nothing.
+    w.command("alice", Command::Answer { call: call("c1") });
+    let acts = w.command(
+        "alice",
+        Command::Transfer {
+            call: call("c1"),
+            to: TransferTarget::Agent(agent("nobody")),
+        },
+    );
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::Notify {
+            notice: Notice::Refused {
+                code: "agent_unavailable",
+                ..
+            },
+            ..
+        }
+    )));
+    assert_eq!(
+        w.c.phase(&call("c1")),
+        Some(&Phase::Talking {
+            agent: agent("alice")
+        })
+    );
+    let f = w.finished();
+    assert!(f.is_empty());
+}
+
+#[test]
+fn mute_and_hold_change_what_the_caller_hears() {
+    let mut w = World::new(queue_policy());
+    let alice = w.agent_online("alice", &["support"]);
+    let wa = w.talking_call("c1", "alice");
+    let acts = w.command(
+        "alice",
+        Command::Mute {
+            call: call("c1"),
+            on: true,
+        },
+    );
+    assert!(routes(&acts).contains(&(wa.stream, None)), "silence");
+    let acts = w.command(
+        "alice",
+        Command::Hold {
+            call: call("c1"),
+            on: true,
+        },
+    );
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Hold { stream, on: true } if *stream == wa.stream)));
+    assert!(routes(&acts).contains(&(alice.streams[0], None)));
+    let acts = w.command(
+        "alice",
+        Command::Hold {
+            call: call("c1"),
+            on: false,
+        },
+    );
+    // Still muted: silence rather than Alice.
+    assert!(routes(&acts).contains(&(wa.stream, None)));
+    let acts = w.command(
+        "alice",
+        Command::Mute {
+            call: call("c1"),
+            on: false,
+        },
+    );
+    assert!(routes(&acts).contains(&(wa.stream, Some(alice.leg))));
+}
+
+#[test]
+fn supervisors_monitor_and_whisper_agents_cannot() {
+    let mut w = World::new(queue_policy());
+    let alice = w.agent_online("alice", &["support"]);
+    let sup = w.agent_with_role("sue", &["support"], Role::Supervisor);
+    w.command(
+        "sue",
+        Command::SetPresence {
+            available: false,
+            reason: Some("supervising".into()),
+        },
+    );
+    let wa = w.talking_call("c1", "alice");
+    let acts = w.command("sue", Command::Monitor { call: call("c1") });
+    let r = routes(&acts);
+    assert!(r.contains(&(sup.streams[0], Some(wa.leg))));
+    assert!(r.contains(&(sup.streams[1], Some(alice.leg))));
+    assert!(
+        !r.iter().any(|(_, s)| *s == Some(sup.leg)),
+        "nothing of the supervisor's reaches anyone"
+    );
+    let acts = w.command("sue", Command::Whisper { call: call("c1") });
+    let r = routes(&acts);
+    assert!(
+        r.contains(&(alice.streams[1], Some(sup.leg))),
+        "the agent hears the whisper"
+    );
+    assert!(
+        !r.contains(&(wa.stream, Some(sup.leg))),
+        "the caller does not"
+    );
+    let acts = w.command("sue", Command::StopMonitor);
+    assert!(routes(&acts).contains(&(alice.streams[1], None)));
+    // An agent may not monitor.
+    w.agent_online("bob", &["support"]);
+    let acts = w.command("bob", Command::Monitor { call: call("c1") });
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::Notify {
+            notice: Notice::Refused {
+                code: "forbidden",
+                ..
+            },
+            ..
+        }
+    )));
+}
+
+#[test]
+fn duplicate_late_and_out_of_place_events_change_nothing() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    // A terminate before its connect: the connect that follows starts nothing.
+    let acts = w.input(Input::Terminated {
+        call: call("c0"),
+        status: None,
+        errors: vec![],
+    });
+    assert!(acts.is_empty());
+    let (acts, wa) = w.offer("c0");
+    assert!(acts.is_empty() && wa.is_none());
+    // A duplicate connect is handled once.
+    w.ringing_call("c1");
+    let (acts, wa) = w.offer("c1");
+    assert!(acts.is_empty() && wa.is_none());
+    // Answering a call that is not ringing at you, hanging up someone else's call.
+    let acts = w.command("alice", Command::HangUp { call: call("c1") });
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::Notify {
+            notice: Notice::Refused {
+                code: "not_your_call",
+                ..
+            },
+            ..
+        }
+    )));
+    w.agent_online("bob", &["support"]);
+    let acts = w.command("bob", Command::Answer { call: call("c1") });
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::Notify {
+            notice: Notice::Refused {
+                code: "not_ringing",
+                ..
+            },
+            ..
+        }
+    )));
+    // Events for ended calls.
+    w.command("alice", Command::Answer { call: call("c1") });
+    w.graph_ok("c1", GraphAction::Accept);
+    w.command("alice", Command::HangUp { call: call("c1") });
+    let n = w.finished().len();
+    for input in [
+        Input::Terminated {
+            call: call("c1"),
+            status: None,
+            errors: vec![],
+        },
+        Input::GraphDone {
+            call: call("c1"),
+            action: GraphAction::Accept,
+            result: Ok(()),
+        },
+        Input::AgentCommand {
+            agent: agent("alice"),
+            command: Command::HangUp { call: call("c1") },
+        },
+    ] {
+        let acts = w.input(input);
+        assert!(
+            !acts
+                .iter()
+                .any(|a| matches!(a, Action::Graph { .. } | Action::Finished(_))),
+            "{acts:?}"
+        );
+    }
+    assert_eq!(w.finished().len(), n, "one record per call");
+}
+
+#[test]
+fn graph_and_media_failures_end_calls_cleanly() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    // pre_accept refused: reject, leg closed.
+    let (_, wa) = w.offer("c1");
+    let acts = w.graph_err("c1", GraphAction::PreAccept, 138_006);
+    assert!(has_graph(&acts, "c1", GraphAction::Reject));
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::CloseLeg { leg } if *leg == wa.as_ref().unwrap().leg)));
+    assert_eq!(w.finished()[0].meta_errors, vec![138_006]);
+    // accept refused: the agent is told, the call rejected, the agent back (no wrap-up talk).
+    w.ringing_call("c2");
+    w.command("alice", Command::Answer { call: call("c2") });
+    let acts = w.graph_err("c2", GraphAction::Accept, 138_000);
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::Notify {
+            notice: Notice::CallEnded { .. },
+            ..
+        }
+    )));
+    assert!(has_graph(&acts, "c2", GraphAction::Reject));
+    assert_eq!(w.finished()[1].outcome, Outcome::Failed);
+    // The WhatsApp leg fails mid-call: terminate.
+    w.advance(Duration::from_secs(10));
+    let wa = w.talking_call("c3", "alice");
+    let acts = w.input(Input::MediaGone {
+        leg: wa.leg,
+        failed: true,
+    });
+    assert!(has_graph(&acts, "c3", GraphAction::Terminate));
+    assert_eq!(w.finished()[2].outcome, Outcome::Failed);
+}
+
+#[test]
+fn shutdown_ends_every_call_at_meta() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.talking_call("c1", "alice");
+    w.ringing_call("c2");
+    let acts = w.input(Input::Shutdown);
+    assert!(has_graph(&acts, "c1", GraphAction::Terminate));
+    // c2 waits in the queue, accepted: terminated too. A call never accepted gets a reject.
+    assert!(has_graph(&acts, "c2", GraphAction::Terminate));
+    assert_eq!(w.finished().len(), 2);
+    assert!(w.c.calls().is_empty());
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.ringing_call("c3");
+    let acts = w.input(Input::Shutdown);
+    assert_eq!(
+        graph_actions(&acts),
+        vec![("c3".into(), GraphAction::Reject)]
+    );
+}
+
+#[test]
+fn nobody_is_rung_before_their_audio_is_up() {
+    let mut w = World::new(queue_policy());
+    w.input(Input::AgentJoined {
+        agent: agent("alice"),
+        role: Role::Agent,
+        queues: vec!["support".into()],
+    });
+    assert_eq!(
+        w.presence("alice"),
+        Presence::Away {
+            reason: NO_AUDIO.into()
+        }
+    );
+    w.ringing_call("c1");
+    assert!(rang(&w.log).is_empty());
+    assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
+    let l = w.new_leg();
+    w.input(Input::AgentLegReady {
+        agent: agent("alice"),
+        leg: AgentLeg {
+            leg: l,
+            streams: vec![StreamId { leg: l, index: 0 }],
+        },
+    });
+    let acts = w.input(Input::MediaConnected { leg: l });
+    assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
+}
+
+#[test]
+fn the_business_numbers_cap_rejects_at_once() {
+    let mut w = World::with(
+        queue_policy(),
+        CentreConfig {
+            max_calls_per_number: 1,
+            ..CentreConfig::default()
+        },
+    );
+    w.agent_online("alice", &["support"]);
+    w.ringing_call("c1");
+    let (acts, wa) = w.offer("c2");
+    assert!(wa.is_none());
+    assert!(has_graph(&acts, "c2", GraphAction::Reject));
+}
