@@ -324,9 +324,22 @@ fn engine_config(c: &crate::config::MediaConfig) -> EngineConfig {
         // Filled by the driver with the ports it bound.
         ports: Vec::new(),
         limits: c.limits.clone(),
+        hold_audio: hold_audio(),
         connect_timeout: c.connect_timeout,
         idle_timeout: c.idle_timeout,
         stats_interval: c.stats_interval,
+    }
+}
+
+/// The built-in hold audio: the melody shipped in the binary, read once into packets.
+fn hold_audio() -> std::sync::Arc<[std::sync::Arc<[u8]>]> {
+    match crate::media::ogg::read(crate::media::ogg::MELODY) {
+        Ok(f) => f.packets.into_iter().map(std::sync::Arc::from).collect(),
+        Err(e) => {
+            // A bug in what we ship, not an operator's mistake: silence stands in.
+            warn!(error = %e, "the built-in hold audio is unreadable; holding with silence");
+            std::sync::Arc::from(Vec::new())
+        }
     }
 }
 

@@ -161,6 +161,7 @@ async fn an_ipv6_candidate_is_offered_and_connects_over_ipv6() {
         idle_timeout: Duration::from_secs(10),
         stats_interval: Duration::from_millis(500),
         limits: Limits::default(),
+        hold_audio: std::sync::Arc::from(Vec::new()),
     };
     let bind = Bind {
         ip: LOOPBACK,

@@ -83,6 +83,7 @@ fn mutated_offers_get_an_answer_or_an_error_and_never_a_half_made_leg() {
         idle_timeout: Duration::from_secs(10),
         stats_interval: Duration::from_secs(5),
         limits: Limits::default(),
+        hold_audio: std::sync::Arc::from(Vec::new()),
     })
     .unwrap();
     let (mut ok, mut refused) = (0, 0);

@@ -43,6 +43,7 @@ enum Command {
     AnswerWhatsApp(String, Reply<Answer>),
     AnswerBrowser(String, Reply<Answer>),
     Route(StreamId, Option<LegId>, Reply<()>),
+    Hold(StreamId, bool, Reply<()>),
     StartSending(LegId, Reply<()>),
     SendDtmf(LegId, String, Duration, Reply<()>),
     Close(LegId, Reply<()>),
@@ -334,6 +335,11 @@ impl EngineHandle {
         self.call(|r| Command::Route(stream, source, r)).await
     }
 
+    /// See [`Engine::hold`].
+    pub async fn hold(&self, stream: StreamId, on: bool) -> Result<(), MediaError> {
+        self.call(|r| Command::Hold(stream, on, r)).await
+    }
+
     /// See [`Engine::start_sending`].
     pub async fn start_sending(&self, leg: LegId) -> Result<(), MediaError> {
         self.call(|r| Command::StartSending(leg, r)).await
@@ -521,6 +527,9 @@ fn execute(engine: &mut Engine, cmd: Command, counters: &DriverCounters) {
         }
         Command::Route(stream, source, r) => {
             let _ = r.send(engine.route(stream, source));
+        }
+        Command::Hold(stream, on, r) => {
+            let _ = r.send(engine.hold(stream, on));
         }
         Command::StartSending(leg, r) => {
             let _ = r.send(engine.start_sending(now, leg));

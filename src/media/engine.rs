@@ -61,6 +61,9 @@ pub struct EngineConfig {
     pub stats_interval: Duration,
     /// Bounds on what outside input can make the engine hold.
     pub limits: Limits,
+    /// Hold audio: Opus packets of 20 ms, played in a loop on a held WhatsApp stream (read once
+    /// from an Ogg/Opus file by the caller, see [`super::ogg`]). Empty: silence instead.
+    pub hold_audio: Arc<[Arc<[u8]>]>,
 }
 
 /// Bounds on what peers and callers can make the engine hold. Each one, when hit, gives a
@@ -179,6 +182,10 @@ pub struct Counters {
     pub rtp_forwarded: u64,
     /// Silence packets written by the pacer.
     pub silence_sent: u64,
+    /// Hold-audio packets written by the pacer.
+    pub hold_sent: u64,
+    /// Packets of a source dropped because its stream was on hold.
+    pub dropped_on_hold: u64,
     /// DTMF reports written by the engine.
     pub dtmf_reports_sent: u64,
     /// Incoming RTP with a payload type we did not negotiate.
@@ -480,6 +487,7 @@ impl Engine {
                     dtmf_queue: VecDeque::new(),
                     dtmf: None,
                     dtmf_pause: 0,
+                    hold: None,
                 });
             }
         }
@@ -635,6 +643,36 @@ impl Engine {
             new.subscribers.push(stream);
         }
         debug!(%stream, ?source, "route changed");
+        Ok(())
+    }
+
+    /// Plays hold audio on a WhatsApp stream in place of its source (or stops). Before
+    /// [`Engine::start_sending`] nothing is sent either way (Meta: no media before accept).
+    pub fn hold(&mut self, stream: StreamId, on: bool) -> Result<(), MediaError> {
+        let leg = self
+            .legs
+            .get_mut(stream.leg)
+            .ok_or(MediaError::UnknownLeg { leg: stream.leg })?;
+        if leg.kind != LegKind::WhatsApp {
+            return Err(MediaError::WrongLegKind {
+                leg: stream.leg,
+                expected: "whatsapp",
+            });
+        }
+        let out = leg
+            .outs
+            .get_mut(stream.index as usize)
+            .ok_or(MediaError::UnknownStream { stream })?;
+        match (on, out.hold) {
+            (true, None) => out.hold = Some(0),
+            (false, Some(_)) => {
+                out.hold = None;
+                // The source (or silence) takes over at the next packet.
+                out.last_source_at = None;
+            }
+            _ => {}
+        }
+        debug!(%stream, on, "hold");
         Ok(())
     }
 
@@ -1070,6 +1108,10 @@ impl Engine {
             self.counters.dropped_not_started += 1;
             return;
         }
+        if out.hold.is_some() && !self.cfg.hold_audio.is_empty() {
+            self.counters.dropped_on_hold += 1;
+            return;
+        }
         if out.dtmf.is_some() {
             out.rewriter.skip(producer);
             self.counters.dropped_during_dtmf += 1;
@@ -1125,10 +1167,11 @@ impl Engine {
             let Some(out) = leg.outs.get_mut(sid.index as usize) else {
                 continue;
             };
-            let packet = out.pace(now, opus_pt, tele_pt, &self.silence);
+            let packet = out.pace(now, opus_pt, tele_pt, &self.silence, &self.cfg.hold_audio);
             match &packet {
                 Some((_, Paced::Dtmf)) => self.counters.dtmf_reports_sent += 1,
                 Some((_, Paced::Silence)) => self.counters.silence_sent += 1,
+                Some((_, Paced::Hold)) => self.counters.hold_sent += 1,
                 None => {}
             }
             let ssrc = out.ssrc;
@@ -1273,6 +1316,7 @@ mod tests {
             idle_timeout: Duration::from_secs(10),
             stats_interval: Duration::from_secs(5),
             limits: Limits::default(),
+            hold_audio: Arc::from(Vec::new()),
         })
         .unwrap()
     }

@@ -70,6 +70,8 @@ pub(crate) struct OutStream {
     pub dtmf: Option<dtmf::Sender>,
     /// Ticks of ordinary audio still to send before the next queued digit.
     pub dtmf_pause: u8,
+    /// Hold audio in place of the source: the position of the next hold packet.
+    pub hold: Option<usize>,
 }
 
 /// A source that has delivered nothing for this long is replaced by silence on paced streams:
@@ -84,6 +86,7 @@ const INTER_DIGIT_TICKS: u8 = 3;
 pub(crate) enum Paced {
     Silence,
     Dtmf,
+    Hold,
 }
 
 impl OutStream {
@@ -96,6 +99,7 @@ impl OutStream {
         opus_pt: Pt,
         tele_pt: Option<Pt>,
         silence: &Arc<[u8]>,
+        hold: &[Arc<[u8]>],
     ) -> Option<(RtpWrite, Paced)> {
         if let Some(tele_pt) = tele_pt {
             if self.dtmf.is_none() && self.dtmf_pause == 0 {
@@ -116,6 +120,15 @@ impl OutStream {
             }
         }
         self.dtmf_pause = self.dtmf_pause.saturating_sub(1);
+        if let (Some(pos), false) = (self.hold, hold.is_empty()) {
+            // Hold audio replaces the source, one file packet per 20 ms tick, looped; the
+            // stream's SSRC, sequence and timestamps carry on (a producer change re-bases).
+            let packet = hold[pos % hold.len()].clone();
+            self.hold = Some((pos + 1) % hold.len());
+            let (seq, ts) = self.rewriter.own(now, Producer::Hold);
+            let w = RtpWrite::new(opus_pt, seq.into(), ts, now, packet);
+            return Some((w, Paced::Hold));
+        }
         let quiet = self
             .last_source_at
             .is_none_or(|t| now.saturating_duration_since(t) >= SOURCE_GAP);

@@ -96,6 +96,10 @@ pub enum OggError {
     },
 }
 
+/// The built-in clip: a soft 4 s melody (mono, 20 ms Opus frames), the default hold audio and
+/// the sandbox caller's voice. How it was made is in `crate::sim::audio`.
+pub const MELODY: &[u8] = include_bytes!("melody.opus");
+
 /// Reads a whole Ogg/Opus file into its audio packets, checking `OpusHead`, `OpusTags` and that
 /// every packet is 20 ms of mono or stereo Opus.
 pub fn read(bytes: &[u8]) -> Result<OggOpus, OggError> {
@@ -203,8 +207,6 @@ fn samples_48k(packet: &[u8]) -> Option<u32> {
 mod tests {
     use super::*;
     use ogg::writing::{PacketWriteEndInfo, PacketWriter};
-
-    const MELODY: &[u8] = include_bytes!("melody.opus");
 
     fn head(channels: u8, mapping_family: u8) -> Vec<u8> {
         let mut h = b"OpusHead".to_vec();

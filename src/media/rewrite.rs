@@ -30,6 +30,8 @@ pub enum Producer {
     Silence,
     /// The engine's own DTMF reports.
     Dtmf,
+    /// The engine's hold audio.
+    Hold,
     /// A leg's incoming RTP stream, identified by its SSRC (a peer may change SSRC).
     Leg {
         /// The source leg.

@@ -18,7 +18,7 @@
 /// sox n?.wav melody.wav
 /// opusenc --bitrate 20 --framesize 20 --downmix-mono --serial 1 melody.wav src/media/melody.opus
 /// ```
-pub const MELODY: &[u8] = include_bytes!("../media/melody.opus");
+pub const MELODY: &[u8] = crate::media::ogg::MELODY;
 
 /// Whether this build can make and measure tones (the `tones` feature: libopus linked).
 pub const TONES: bool = cfg!(feature = "tones");

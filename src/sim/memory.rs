@@ -99,6 +99,7 @@ impl MemoryNet {
             idle_timeout: Duration::from_secs(30),
             stats_interval: Duration::from_secs(5),
             limits,
+            hold_audio: std::sync::Arc::from(Vec::new()),
         })
         .unwrap();
         let mut peers = Vec::new();

@@ -33,6 +33,7 @@ pub fn engine_on(ports: Ports, connect_timeout: Duration, idle_timeout: Duration
         idle_timeout,
         stats_interval: Duration::from_millis(500),
         limits: Limits::default(),
+        hold_audio: melody_packets(),
     };
     let bind = Bind {
         ip: LOOPBACK,
@@ -45,6 +46,16 @@ pub fn engine_on(ports: Ports, connect_timeout: Duration, idle_timeout: Duration
         handle,
         events,
     }
+}
+
+/// The built-in melody as Opus packets: the hold audio of every test engine.
+pub fn melody_packets() -> std::sync::Arc<[std::sync::Arc<[u8]>]> {
+    switchboard::media::ogg::read(switchboard::media::ogg::MELODY)
+        .expect("the built-in melody reads")
+        .packets
+        .into_iter()
+        .map(std::sync::Arc::from)
+        .collect()
 }
 
 pub fn engine() -> TestEngine {
