@@ -12,4 +12,5 @@ pub mod http;
 pub mod ids;
 pub mod media;
 pub mod sim;
+pub mod store;
 pub mod whatsapp;
