@@ -153,3 +153,20 @@ pub fn unix_ms(t: SystemTime) -> i64 {
         Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn unix_ms_both_sides_of_the_epoch() {
+        assert_eq!(unix_ms(UNIX_EPOCH), 0);
+        assert_eq!(
+            unix_ms(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
+            1_700_000_000_123
+        );
+        assert_eq!(unix_ms(UNIX_EPOCH - Duration::from_millis(5)), -5);
+    }
+}

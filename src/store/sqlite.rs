@@ -240,43 +240,7 @@ impl CallStore for SqliteStore {
 
     fn list(&mut self, q: &CallQuery) -> Result<CallPage, StoreError> {
         let limit = q.checked_limit()?;
-        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM calls c");
-        let mut args: Vec<Value> = Vec::new();
-        let mut conds: Vec<&str> = Vec::new();
-        if let Some(agent) = &q.agent {
-            sql.push_str(" JOIN call_agents a ON a.call_id = c.call_id AND a.agent_id = ?");
-            args.push(Value::Text(agent.clone()));
-        }
-        if let Some(from) = q.from {
-            conds.push("c.started_at >= ?");
-            args.push(Value::Integer(from));
-        }
-        if let Some(to) = q.to {
-            conds.push("c.started_at < ?");
-            args.push(Value::Integer(to));
-        }
-        if let Some(queue) = &q.queue {
-            conds.push("c.queue = ?");
-            args.push(Value::Text(queue.clone()));
-        }
-        if let Some(outcome) = q.outcome {
-            conds.push("c.outcome = ?");
-            args.push(Value::Text(outcome.as_str().to_owned()));
-        }
-        if let Some(cursor) = &q.cursor {
-            // Keyset paging: strictly after the last record of the previous page.
-            conds.push("(c.started_at, c.call_id) < (?, ?)");
-            args.push(Value::Integer(cursor.started_at));
-            args.push(Value::Text(cursor.call_id.0.clone()));
-        }
-        if !conds.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&conds.join(" AND "));
-        }
-        // One more than a page: whether it comes back says if there is a next page.
-        sql.push_str(" ORDER BY c.started_at DESC, c.call_id DESC LIMIT ?");
-        args.push(Value::Integer(i64::from(limit) + 1));
-
+        let (sql, args) = list_sql(q, limit);
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
         let mut calls = Vec::with_capacity(limit as usize);
@@ -295,6 +259,60 @@ impl CallStore for SqliteStore {
         };
         Ok(CallPage { calls, next })
     }
+}
+
+/// The listing's SQL and its arguments: `limit + 1` rows, newest first, after the cursor.
+fn list_sql(q: &CallQuery, limit: u32) -> (String, Vec<Value>) {
+    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM calls c");
+    let mut args: Vec<Value> = Vec::new();
+    let mut conds: Vec<&str> = Vec::new();
+    // The sort key, (started_at, call_id), is read from the table whose index drives the
+    // query: `call_agents` (which repeats both) when filtering by agent, else `calls`.
+    let (by_start, after_cursor, order) = if let Some(agent) = &q.agent {
+        sql.push_str(" JOIN call_agents a ON a.call_id = c.call_id AND a.agent_id = ?");
+        args.push(Value::Text(agent.clone()));
+        (
+            ["a.started_at >= ?", "a.started_at < ?"],
+            "(a.started_at, a.call_id) < (?, ?)",
+            " ORDER BY a.started_at DESC, a.call_id DESC LIMIT ?",
+        )
+    } else {
+        (
+            ["c.started_at >= ?", "c.started_at < ?"],
+            "(c.started_at, c.call_id) < (?, ?)",
+            " ORDER BY c.started_at DESC, c.call_id DESC LIMIT ?",
+        )
+    };
+    if let Some(from) = q.from {
+        conds.push(by_start[0]);
+        args.push(Value::Integer(from));
+    }
+    if let Some(to) = q.to {
+        conds.push(by_start[1]);
+        args.push(Value::Integer(to));
+    }
+    if let Some(queue) = &q.queue {
+        conds.push("c.queue = ?");
+        args.push(Value::Text(queue.clone()));
+    }
+    if let Some(outcome) = q.outcome {
+        conds.push("c.outcome = ?");
+        args.push(Value::Text(outcome.as_str().to_owned()));
+    }
+    if let Some(cursor) = &q.cursor {
+        // Keyset paging: strictly after the last record of the previous page.
+        conds.push(after_cursor);
+        args.push(Value::Integer(cursor.started_at));
+        args.push(Value::Text(cursor.call_id.0.clone()));
+    }
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    // One more than a page: whether it comes back says if there is a next page.
+    sql.push_str(order);
+    args.push(Value::Integer(i64::from(limit) + 1));
+    (sql, args)
 }
 
 /// Reads one row of [`RECORD_COLUMNS`].
@@ -741,6 +759,58 @@ pub(crate) mod tests {
             })
             .unwrap();
         assert_eq!((ids(&rest), &rest.next), (vec!["wacid.1"], &None));
+    }
+
+    #[test]
+    fn every_filter_is_served_by_an_index() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let cursor = Some(Cursor {
+            started_at: 5,
+            call_id: WaCallId("wacid.1".into()),
+        });
+        let base = CallQuery {
+            from: Some(1),
+            to: Some(9),
+            cursor,
+            ..Default::default()
+        };
+        for q in [
+            CallQuery::default(),
+            base.clone(),
+            CallQuery {
+                agent: Some("a".into()),
+                ..base.clone()
+            },
+            CallQuery {
+                queue: Some("q".into()),
+                ..base.clone()
+            },
+            CallQuery {
+                outcome: Some(crate::store::Outcome::Failed),
+                ..base.clone()
+            },
+        ] {
+            let (sql, args) = list_sql(&q, 50);
+            let mut stmt = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("; ");
+            assert!(!plan.contains("TEMP B-TREE"), "{q:?}: sorts: {plan}");
+            assert!(
+                plan.contains("USING COVERING INDEX") || plan.contains("USING INDEX"),
+                "{q:?}: {plan}"
+            );
+            assert!(
+                plan.starts_with("SEARCH") || q == CallQuery::default(),
+                "{q:?}: scans: {plan}"
+            );
+        }
     }
 
     #[test]
