@@ -106,6 +106,15 @@ pub struct Config {
     pub whatsapp: WhatsAppConfig,
     /// How many calls may be in progress at once.
     pub limits: CallLimits,
+    /// Where call records are kept.
+    pub store: StoreConfig,
+}
+
+/// Settings of the call records (`crate::store`).
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The SQLite file (`SWITCHBOARD_DB`, `[store] path`), created if missing.
+    pub path: PathBuf,
 }
 
 /// Caps on concurrent calls: what is over them is refused at once, never queued.
@@ -189,6 +198,8 @@ pub mod defaults {
     pub const MAX_CALLS_PER_NUMBER: usize = 1000;
     /// `SWITCHBOARD_SANDBOX_MAX_CALLS`: each simulated call is a media peer on this machine.
     pub const SANDBOX_MAX_CALLS: usize = 4;
+    /// `SWITCHBOARD_DB`, relative to the working directory.
+    pub const DB_PATH: &str = "switchboard.db";
 }
 
 /// Every setting as it may come from flags or the environment (clap fills both).
@@ -262,6 +273,9 @@ pub struct Settings {
     /// Simulated calls in progress at once in the sandbox (1-100); more get 429. [default: 4]
     #[arg(long, env = "SWITCHBOARD_SANDBOX_MAX_CALLS")]
     pub sandbox_max_calls: Option<usize>,
+    /// SQLite file of the call records, created if missing. [default: switchboard.db]
+    #[arg(long, env = "SWITCHBOARD_DB")]
+    pub db: Option<PathBuf>,
 }
 
 /// The config file's shape; every key optional, unknown keys refused.
@@ -275,6 +289,14 @@ struct FileConfig {
     whatsapp: FileWhatsApp,
     #[serde(default)]
     sandbox: FileSandbox,
+    #[serde(default)]
+    store: FileStore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    path: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -469,6 +491,9 @@ impl Config {
                     defaults::SANDBOX_MAX_CALLS,
                     100,
                 )?,
+            },
+            store: StoreConfig {
+                path: db_path(s.db.or(f.store.path))?,
             },
         })
     }
@@ -672,6 +697,18 @@ fn count(
         })
 }
 
+/// `SWITCHBOARD_DB`: a file path (created at start if missing), not empty, not a directory.
+fn db_path(value: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
+    let path = value.unwrap_or_else(|| PathBuf::from(defaults::DB_PATH));
+    if path.as_os_str().is_empty() || path.is_dir() {
+        return Err(ConfigError::Invalid {
+            key: "SWITCHBOARD_DB",
+            reason: format!("{} is not a file path", path.display()),
+        });
+    }
+    Ok(path)
+}
+
 fn is_graph_version(v: &str) -> bool {
     let Some(rest) = v.strip_prefix('v') else {
         return false;
@@ -707,6 +744,7 @@ mod tests {
         assert_eq!(c.whatsapp.graph_version, "v23.0");
         assert_eq!(c.limits.max_calls_per_number.get(), 1000);
         assert_eq!(c.limits.sandbox_max_calls.get(), 4);
+        assert_eq!(c.store.path, Path::new("switchboard.db"));
     }
 
     #[test]
@@ -908,6 +946,13 @@ mod tests {
                     ..Default::default()
                 },
                 "SWITCHBOARD_SANDBOX_MAX_CALLS",
+            ),
+            (
+                Settings {
+                    db: Some(std::env::temp_dir()),
+                    ..Default::default()
+                },
+                "SWITCHBOARD_DB",
             ),
         ] {
             let e = Config::from_settings(s).unwrap_err().to_string();

@@ -15,4 +15,5 @@ pub mod media;
 pub mod routing;
 pub mod sdp;
 pub mod sim;
+pub mod store;
 pub mod whatsapp;

@@ -19,6 +19,7 @@ fn the_example_config_loads() {
     );
     assert_eq!(c.limits.max_calls_per_number.get(), 1000);
     assert_eq!(c.limits.sandbox_max_calls.get(), 4);
+    assert_eq!(c.store.path, std::path::Path::new("switchboard.db"));
 }
 
 #[test]
@@ -45,6 +46,7 @@ fn the_example_config_names_every_setting() {
         "SWITCHBOARD_VERIFY_TOKEN",
         "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
         "SWITCHBOARD_SANDBOX_MAX_CALLS",
+        "SWITCHBOARD_DB",
     ] {
         assert!(text.contains(key), "{key} is not documented");
     }

@@ -1,0 +1,378 @@
+//! [`StoreHandle`]: the async side of the store. A [`CallStore`] lives on its own std thread;
+//! handles send it commands over one bounded channel and await replies on oneshots.
+//!
+//! **When the queue is full** (the database is slower than the calls ending), the async methods
+//! wait for room: back-pressure on whoever writes, never a dropped record and never an unbounded
+//! queue. [`StoreHandle::try_finish`] does not wait: it is for code that cannot `.await` (a drop
+//! guard writing the record of a call whose task died) and hands the record back when the queue
+//! is full, for the caller to count and log.
+//!
+//! **Stopping**: when the last handle is dropped the thread writes everything still queued, closes
+//! the database and ends; [`StoreDriver::join`] waits for that. A command whose caller stopped
+//! waiting (its future was dropped) is still carried out if it was queued.
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    CallPage, CallQuery, CallRecord, CallStore, LiveCall, Recorded, SqliteStore, StoreError,
+};
+use crate::ids::WaCallId;
+
+/// Commands queued for the store thread at most; past this, senders wait.
+pub const QUEUE_CAPACITY: usize = 256;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Command {
+    MarkLive(LiveCall, Reply<()>),
+    /// No reply channel: [`StoreHandle::try_finish`], whose failures the thread logs.
+    Finish(Box<CallRecord>, Option<Reply<Recorded>>),
+    LiveCalls(Reply<Vec<LiveCall>>),
+    ClearLive(WaCallId, Reply<()>),
+    List(Box<CallQuery>, Reply<CallPage>),
+}
+
+/// A cheap, cloneable handle to the store thread.
+#[derive(Clone, Debug)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+/// The store thread; it ends once every [`StoreHandle`] is dropped and the queue is written.
+#[derive(Debug)]
+pub struct StoreDriver {
+    thread: JoinHandle<()>,
+    done: oneshot::Receiver<()>,
+}
+
+/// Why [`StoreHandle::try_finish`] did not queue a record; each gives the record back.
+#[derive(Debug, thiserror::Error)]
+pub enum TryFinishError {
+    /// The queue is full (the database is behind).
+    #[error("call store queue is full; record of {} not queued", .0.call_id)]
+    Full(Box<CallRecord>),
+    /// The store thread has stopped.
+    #[error("call store has stopped; record of {} not queued", .0.call_id)]
+    Stopped(Box<CallRecord>),
+}
+
+impl StoreHandle {
+    /// Opens (or creates) the SQLite database at `path` on a new store thread.
+    pub async fn open(path: impl Into<PathBuf>) -> Result<(StoreHandle, StoreDriver), StoreError> {
+        let path = path.into();
+        Self::spawn(move || SqliteStore::open(&path)).await
+    }
+
+    /// An empty SQLite database in memory, on a new store thread; gone when the thread ends.
+    pub async fn open_in_memory() -> Result<(StoreHandle, StoreDriver), StoreError> {
+        Self::spawn(SqliteStore::open_in_memory).await
+    }
+
+    /// Starts a store thread that runs `open` and then serves the store it returns: any
+    /// [`CallStore`], SQLite or another database. Returns `open`'s error if it fails.
+    pub async fn spawn<S, F>(open: F) -> Result<(StoreHandle, StoreDriver), StoreError>
+    where
+        S: CallStore + 'static,
+        F: FnOnce() -> Result<S, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (opened_tx, opened_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("call-store".into())
+            .spawn(move || {
+                let store = match open() {
+                    Ok(store) => store,
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = opened_tx.send(Ok(()));
+                run(store, rx);
+                let _ = done_tx.send(());
+            })
+            .map_err(StoreError::Spawn)?;
+        match opened_rx.await {
+            Ok(Ok(())) => Ok((
+                StoreHandle { tx },
+                StoreDriver {
+                    thread,
+                    done: done_rx,
+                },
+            )),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::Panicked),
+        }
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// See [`CallStore::mark_live`].
+    pub async fn mark_live(&self, call: LiveCall) -> Result<(), StoreError> {
+        self.call(|r| Command::MarkLive(call, r)).await
+    }
+
+    /// See [`CallStore::finish`]. Waits for room in the queue, then for the write.
+    pub async fn finish(&self, record: CallRecord) -> Result<Recorded, StoreError> {
+        self.call(|r| Command::Finish(Box::new(record), Some(r)))
+            .await
+    }
+
+    /// Queues `record` for [`CallStore::finish`] without waiting, for code that cannot await.
+    /// The write's own failure is logged by the store thread, not returned.
+    pub fn try_finish(&self, record: CallRecord) -> Result<(), TryFinishError> {
+        self.tx
+            .try_send(Command::Finish(Box::new(record), None))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(Command::Finish(r, _)) => TryFinishError::Full(r),
+                mpsc::error::TrySendError::Closed(Command::Finish(r, _)) => {
+                    TryFinishError::Stopped(r)
+                }
+                // try_send hands back the command it was given, a Finish.
+                _ => unreachable!("try_send returned another command"),
+            })
+    }
+
+    /// See [`CallStore::live_calls`].
+    pub async fn live_calls(&self) -> Result<Vec<LiveCall>, StoreError> {
+        self.call(Command::LiveCalls).await
+    }
+
+    /// See [`CallStore::clear_live`].
+    pub async fn clear_live(&self, call_id: WaCallId) -> Result<(), StoreError> {
+        self.call(|r| Command::ClearLive(call_id, r)).await
+    }
+
+    /// See [`CallStore::list`].
+    pub async fn list(&self, query: CallQuery) -> Result<CallPage, StoreError> {
+        self.call(|r| Command::List(Box::new(query), r)).await
+    }
+}
+
+impl StoreDriver {
+    /// Waits until the thread has written everything queued and ended (after every handle is
+    /// dropped). [`StoreError::Panicked`] if it died instead.
+    pub async fn join(self) -> Result<(), StoreError> {
+        let finished = self.done.await.is_ok();
+        // The thread has sent `done` (or unwound past it): joining is at most a moment, but
+        // it is a blocking call, so it goes to the blocking pool.
+        let joined = tokio::task::spawn_blocking(move || self.thread.join()).await;
+        match (finished, joined) {
+            (true, Ok(Ok(()))) => Ok(()),
+            _ => Err(StoreError::Panicked),
+        }
+    }
+}
+
+/// The store thread: serves commands until every sender is gone and the queue is empty.
+fn run<S: CallStore>(mut store: S, mut rx: mpsc::Receiver<Command>) {
+    while let Some(cmd) = rx.blocking_recv() {
+        // A reply nobody awaits any more is dropped; the work was done all the same.
+        match cmd {
+            Command::MarkLive(call, reply) => {
+                let _ = reply.send(store.mark_live(&call));
+            }
+            Command::Finish(record, Some(reply)) => {
+                let _ = reply.send(store.finish(&record));
+            }
+            Command::Finish(record, None) => {
+                if let Err(error) = store.finish(&record) {
+                    tracing::error!(call_id = %record.call_id, %error, "call record not written");
+                }
+            }
+            Command::LiveCalls(reply) => {
+                let _ = reply.send(store.live_calls());
+            }
+            Command::ClearLive(call_id, reply) => {
+                let _ = reply.send(store.clear_live(&call_id));
+            }
+            Command::List(query, reply) => {
+                let _ = reply.send(store.list(&query));
+            }
+        }
+    }
+    tracing::debug!("call store stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::sqlite::tests::record;
+    use crate::store::Outcome;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn every_command_round_trips() {
+        let (store, driver) = StoreHandle::open_in_memory().await.unwrap();
+        let live = LiveCall {
+            call_id: WaCallId("wacid.1".into()),
+            business_number: "1".into(),
+            started_at: 5,
+        };
+        store.mark_live(live.clone()).await.unwrap();
+        store
+            .mark_live(LiveCall {
+                call_id: WaCallId("wacid.2".into()),
+                ..live.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.live_calls().await.unwrap().len(), 2);
+        store.clear_live(WaCallId("wacid.2".into())).await.unwrap();
+        let r = record("1", 5, Outcome::Answered, "q", &["a"]);
+        assert_eq!(store.finish(r.clone()).await.unwrap(), Recorded::New);
+        assert_eq!(store.finish(r.clone()).await.unwrap(), Recorded::Duplicate);
+        assert_eq!(store.live_calls().await.unwrap(), vec![]);
+        assert_eq!(
+            store.list(CallQuery::default()).await.unwrap().calls,
+            vec![r]
+        );
+        let e = store
+            .list(CallQuery {
+                limit: Some(0),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, StoreError::InvalidQuery { field: "limit", .. }),
+            "{e}"
+        );
+        drop(store);
+        driver.join().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn dropping_the_handles_writes_what_was_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calls.db");
+        let (store, driver) = StoreHandle::open(&path).await.unwrap();
+        let other = store.clone();
+        for i in 0..100 {
+            other
+                .try_finish(record(&i.to_string(), i, Outcome::Abandoned, "q", &[]))
+                .unwrap();
+        }
+        drop(other);
+        drop(store);
+        driver.join().await.unwrap();
+        let mut reopened = SqliteStore::open(&path).unwrap();
+        let page = reopened
+            .list(&CallQuery {
+                limit: Some(500),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(page.calls.len(), 100);
+    }
+
+    #[tokio::test]
+    async fn an_open_failure_is_returned() {
+        let e = StoreHandle::spawn(|| {
+            SqliteStore::open(std::path::Path::new("/nonexistent-dir/x/calls.db"))
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(e, StoreError::Open { .. }), "{e}");
+    }
+
+    /// A store whose `finish` waits for the test's go-ahead, and whose `list` panics.
+    struct Gate {
+        entered: std_mpsc::Sender<()>,
+        go: std_mpsc::Receiver<()>,
+        finished: usize,
+    }
+
+    impl CallStore for Gate {
+        fn mark_live(&mut self, _: &LiveCall) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn finish(&mut self, _: &CallRecord) -> Result<Recorded, StoreError> {
+            let _ = self.entered.send(());
+            self.go
+                .recv_timeout(WAIT)
+                .expect("the test lets finish go on");
+            self.finished += 1;
+            Ok(Recorded::New)
+        }
+        fn live_calls(&mut self) -> Result<Vec<LiveCall>, StoreError> {
+            Ok(vec![])
+        }
+        fn clear_live(&mut self, _: &WaCallId) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn list(&mut self, _: &CallQuery) -> Result<CallPage, StoreError> {
+            panic!("list panics (test)");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_pushes_back_and_try_finish_hands_the_record_back() {
+        let (entered_tx, entered) = std_mpsc::channel();
+        let (go, go_rx) = std_mpsc::channel();
+        let (store, driver) = StoreHandle::spawn(move || {
+            Ok(Gate {
+                entered: entered_tx,
+                go: go_rx,
+                finished: 0,
+            })
+        })
+        .await
+        .unwrap();
+        let r = record("1", 1, Outcome::Answered, "q", &[]);
+        // The thread takes the first and blocks in it; then the queue fills.
+        store.try_finish(r.clone()).unwrap();
+        entered.recv_timeout(WAIT).unwrap();
+        for _ in 0..QUEUE_CAPACITY {
+            store.try_finish(r.clone()).unwrap();
+        }
+        match store.try_finish(r.clone()) {
+            Err(TryFinishError::Full(back)) => assert_eq!(*back, r),
+            other => panic!("expected Full, got {other:?}"),
+        }
+        // An awaited finish waits for room rather than failing.
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            let r = r.clone();
+            async move { store.finish(r).await }
+        });
+        for _ in 0..QUEUE_CAPACITY + 2 {
+            go.send(()).unwrap();
+        }
+        assert_eq!(
+            tokio::time::timeout(WAIT, waiting)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+            Recorded::New
+        );
+        // A panic in the store stops the thread; handles then say so.
+        assert!(matches!(
+            store.list(CallQuery::default()).await,
+            Err(StoreError::Stopped)
+        ));
+        assert!(matches!(store.live_calls().await, Err(StoreError::Stopped)));
+        assert!(matches!(
+            store.try_finish(r),
+            Err(TryFinishError::Stopped(_))
+        ));
+        drop(store);
+        assert!(matches!(driver.join().await, Err(StoreError::Panicked)));
+    }
+}

@@ -1,0 +1,207 @@
+//! Call records survive a restart, and supervisors read them over HTTP: records are written
+//! through a `StoreHandle` on a file, the store is closed and reopened, and `GET /api/calls` is
+//! queried on a real socket.
+
+use std::time::Duration;
+
+use switchboard::ids::WaCallId;
+use switchboard::store::{
+    http, CallPage, CallRecord, EndedBy, LegQuality, LegRole, LiveCall, Outcome, Recorded,
+    StoreHandle, Transition,
+};
+
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn record(n: u32, outcome: Outcome, queue: &str, agents: &[&str]) -> CallRecord {
+    let at = 1_700_000_000_000 + i64::from(n) * 1_000;
+    CallRecord {
+        call_id: WaCallId(format!("wacid.HBgL{n:04}=")),
+        caller_number: "15550001111".into(),
+        caller_name: None,
+        business_number: "115017831530658".into(),
+        queue: Some(queue.into()),
+        agents: agents.iter().map(|a| a.to_string()).collect(),
+        started_at: at,
+        answered_at: (outcome == Outcome::Answered).then_some(at + 3_000),
+        ended_at: at + 30_000,
+        transitions: vec![
+            Transition {
+                state: "offered".into(),
+                at,
+                agent: None,
+            },
+            Transition {
+                state: "ended".into(),
+                at: at + 30_000,
+                agent: None,
+            },
+        ],
+        outcome,
+        end_reason: "caller_hung_up".into(),
+        ended_by: EndedBy::Caller,
+        meta_error_codes: vec![],
+        legs: vec![LegQuality {
+            role: LegRole::Whatsapp,
+            agent: None,
+            packets_rx: 1500,
+            packets_tx: 1500,
+            loss_rx: Some(0.0),
+            loss_tx: Some(0.02),
+            jitter_ms: Some(3.0),
+            rtt_ms: Some(120.0),
+        }],
+    }
+}
+
+/// Serves `router` on 127.0.0.1; returns its base URL and a sender that stops it.
+async fn serve(
+    store: StoreHandle,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, http::router(store))
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (format!("http://{addr}"), stop, task)
+}
+
+#[tokio::test]
+async fn records_survive_a_restart_and_are_listed_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchboard.db");
+
+    // First run: six calls end, one is still live when the process "dies".
+    let (store, driver) = StoreHandle::open(&path).await.unwrap();
+    let records = [
+        record(1, Outcome::Answered, "sales", &["ann"]),
+        record(2, Outcome::Abandoned, "sales", &[]),
+        record(3, Outcome::Answered, "support", &["bob", "ann"]),
+        record(4, Outcome::TimedOut, "support", &[]),
+        record(5, Outcome::Declined, "sales", &[]),
+        record(6, Outcome::Failed, "sales", &["bob"]),
+    ];
+    for r in &records {
+        store
+            .mark_live(LiveCall {
+                call_id: r.call_id.clone(),
+                business_number: r.business_number.clone(),
+                started_at: r.started_at,
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.finish(r.clone()).await.unwrap(), Recorded::New);
+    }
+    let dangling = LiveCall {
+        call_id: WaCallId("wacid.dangling".into()),
+        business_number: "115017831530658".into(),
+        started_at: 1_700_000_100_000,
+    };
+    store.mark_live(dangling.clone()).await.unwrap();
+    drop(store);
+    tokio::time::timeout(WAIT, driver.join())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Second run: everything is still there, and the dangling call is reported live.
+    let (store, driver) = StoreHandle::open(&path).await.unwrap();
+    assert_eq!(store.live_calls().await.unwrap(), vec![dangling.clone()]);
+    assert_eq!(
+        store.finish(records[0].clone()).await.unwrap(),
+        Recorded::Duplicate
+    );
+
+    let (base, stop, server) = serve(store.clone()).await;
+    let client = reqwest::Client::new();
+    let get = |query: &str| {
+        let req = client.get(format!("{base}/api/calls{query}")).send();
+        async move { tokio::time::timeout(WAIT, req).await.unwrap().unwrap() }
+    };
+
+    let all: CallPage = get("").await.json().await.unwrap();
+    let mut newest_first = records.to_vec();
+    newest_first.reverse();
+    assert_eq!(all.calls, newest_first);
+    assert_eq!(all.next, None);
+
+    let names = |page: &CallPage| -> Vec<String> {
+        page.calls.iter().map(|c| c.call_id.0.clone()).collect()
+    };
+    let by_agent: CallPage = get("?agent=ann").await.json().await.unwrap();
+    assert_eq!(names(&by_agent), ["wacid.HBgL0003=", "wacid.HBgL0001="]);
+    let answered: CallPage = get("?outcome=answered&queue=support")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(&answered), ["wacid.HBgL0003="]);
+    let window: CallPage = get("?from=1700000002000&to=1700000004000")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(&window), ["wacid.HBgL0003=", "wacid.HBgL0002="]);
+
+    // Paging with the cursor, two at a time, filtered by queue.
+    let mut seen = Vec::new();
+    let mut query = "?queue=sales&limit=2".to_owned();
+    for _ in 0..5 {
+        let page: CallPage = get(&query).await.json().await.unwrap();
+        assert!(page.calls.len() <= 2);
+        seen.extend(names(&page));
+        match page.next {
+            Some(next) => query = format!("?queue=sales&limit=2&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "wacid.HBgL0006=",
+            "wacid.HBgL0005=",
+            "wacid.HBgL0002=",
+            "wacid.HBgL0001="
+        ]
+    );
+
+    // Bad queries are the caller's fault, said in JSON.
+    for bad in [
+        "?limit=0",
+        "?limit=many",
+        "?outcome=lost",
+        "?from=yesterday",
+        "?cursor=zz",
+        "?from=5&to=1",
+        "?agnet=ann",
+    ] {
+        let res = get(bad).await;
+        assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST, "{bad}");
+        let body: ErrorBody = res.json().await.unwrap();
+        assert!(!body.error.is_empty(), "{bad}");
+    }
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
+    store.clear_live(dangling.call_id).await.unwrap();
+    assert_eq!(store.live_calls().await.unwrap(), vec![]);
+    drop(store);
+    tokio::time::timeout(WAIT, driver.join())
+        .await
+        .unwrap()
+        .unwrap();
+}
