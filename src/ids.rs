@@ -52,3 +52,17 @@ impl From<&str> for WaCallId {
         WaCallId(s.to_owned())
     }
 }
+
+/// A person who signs in: their `[[people]]` id (`alice`). Agents and supervisors alike, since a
+/// supervisor can take calls too.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct AgentId(pub String);
+
+impl fmt::Display for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

@@ -11,5 +11,6 @@ pub mod config;
 pub mod http;
 pub mod ids;
 pub mod media;
+pub mod signaling;
 pub mod sim;
 pub mod whatsapp;
