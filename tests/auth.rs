@@ -328,6 +328,41 @@ async fn brute_force_is_throttled_per_name_and_per_address_and_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_throttled() {
+    log();
+    let mut config = sandbox_config();
+    config.auth.trust_forwarded_for = true;
+    config.auth.people = vec![person("alice", Role::Agent, "alice-pw")];
+    let running = app::start(config).await.unwrap();
+    let api = Api {
+        base: format!("http://{}", running.http_addr),
+        http: reqwest::Client::new(),
+    };
+    let login_from = |xff: &'static str, id: String, pw: &'static str| {
+        api.post("/api/login")
+            .header("x-forwarded-for", xff)
+            .json(&json!({ "id": id, "password": pw }))
+            .send()
+    };
+    // The proxy appends the address it saw; what the client wrote before it is not believed.
+    for i in 0..21 {
+        let resp = login_from("192.0.2.99, 203.0.113.5", format!("user{i}"), "x")
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    let blocked = login_from("203.0.113.5", "alice".into(), "alice-pw")
+        .await
+        .unwrap();
+    assert_eq!(blocked.status(), 429);
+    let other = login_from("192.0.2.99, 203.0.113.6", "alice".into(), "alice-pw")
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_login_bodies_are_refused_unchecked() {
     let (running, api) = start().await;
     let send = |body: String, json: bool| {
