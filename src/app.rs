@@ -24,6 +24,7 @@ use crate::config::{Config, Secret};
 use crate::http;
 use crate::ids::{LegId, WaCallId};
 use crate::media::{Bind, EngineConfig, EngineHandle, MediaDriver, MediaError, MediaEvent};
+use crate::signaling::auth::{self, AuthHandle, DemoSignIn};
 use crate::whatsapp::graph::{GraphClient, GraphError};
 use crate::whatsapp::simulator::{FakeGraph, Simulator, SimulatorConfig};
 use crate::whatsapp::webhook::{WaEvent, WebhookOptions, WebhookState, WebhookStats};
@@ -65,6 +66,10 @@ pub struct Running {
     pub simulator: Option<Simulator>,
     /// The media engine (for tests and, later, operations).
     pub media: EngineHandle,
+    /// People, sessions and sign-in.
+    pub auth: AuthHandle,
+    /// In the sandbox without `[[people]]`: the demo people's sign-ins for this run.
+    pub sandbox_sign_ins: Vec<DemoSignIn>,
     webhook: WebhookState,
     sandbox: Option<http::Sandbox>,
     calls: Arc<CallCounters>,
@@ -148,6 +153,8 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     })?;
 
     let mut sandbox_server = None;
+    let mut people = config.auth.people.clone();
+    let mut sandbox_sign_ins = Vec::new();
     let (graph, app_secret, verify_token, simulator) = match &config.whatsapp.credentials {
         Some(c) => (
             GraphClient::new(
@@ -196,6 +203,15 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
                 "SANDBOX: no WhatsApp credentials configured; Meta is simulated on this machine. \
                  Place a test call with `switchboard simulate-call` or POST /sandbox/calls."
             );
+            if people.is_empty() {
+                (people, sandbox_sign_ins) = auth::demo_people().await;
+                let list: Vec<String> = sandbox_sign_ins.iter().map(|d| d.to_string()).collect();
+                warn!(
+                    "SANDBOX: no [[people]] configured; demo sign-ins for this run only \
+                     (POST /api/login {{\"id\", \"password\"}}): {}",
+                    list.join(", ")
+                );
+            }
             (
                 GraphClient::new(
                     &graph_url,
@@ -220,7 +236,12 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let sandbox = simulator
         .clone()
         .map(|sim| http::Sandbox::new(sim, config.limits.sandbox_max_calls));
-    let router = http::router(webhook_state.clone(), sandbox.clone());
+    if people.is_empty() {
+        warn!("no [[people]] configured: nobody can sign in (see deploy/switchboard.example.toml)");
+    }
+    let auth = AuthHandle::new(&config.auth, people);
+    let router = http::router(webhook_state.clone(), auth.clone(), sandbox.clone())
+        .into_make_service_with_connect_info::<SocketAddr>();
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
@@ -268,6 +289,8 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         media_ports,
         simulator,
         media,
+        auth,
+        sandbox_sign_ins,
         webhook: webhook_state,
         sandbox,
         calls: call_counters,

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::ids::AgentId;
 use crate::media::{Limits, Ports};
 
 /// Errors found while loading or validating the configuration. Each names the key at fault.
@@ -106,6 +107,8 @@ pub struct Config {
     pub whatsapp: WhatsAppConfig,
     /// How many calls may be in progress at once.
     pub limits: CallLimits,
+    /// Who may sign in, and how sign-in sessions behave.
+    pub auth: AuthConfig,
     /// Where call records are kept.
     pub store: StoreConfig,
 }
@@ -200,6 +203,8 @@ pub mod defaults {
     pub const SANDBOX_MAX_CALLS: usize = 4;
     /// `SWITCHBOARD_DB`, relative to the working directory.
     pub const DB_PATH: &str = "switchboard.db";
+    /// `SWITCHBOARD_SESSION_HOURS`: a working day and then some.
+    pub const SESSION_HOURS: f64 = 12.0;
 }
 
 /// Every setting as it may come from flags or the environment (clap fills both).
@@ -276,6 +281,17 @@ pub struct Settings {
     /// SQLite file of the call records, created if missing. [default: switchboard.db]
     #[arg(long, env = "SWITCHBOARD_DB")]
     pub db: Option<PathBuf>,
+    /// Hours a sign-in stays valid; then its token expires (up to 720). [default: 12]
+    #[arg(long, env = "SWITCHBOARD_SESSION_HOURS")]
+    pub session_hours: Option<f64>,
+    /// Give the session cookie `Secure` (sent over HTTPS only): true or false.
+    /// [default: true; false in the sandbox]
+    #[arg(long, env = "SWITCHBOARD_COOKIE_SECURE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub cookie_secure: Option<bool>,
+    /// Behind a reverse proxy: take the client's address (for the sign-in throttle) from the
+    /// last `X-Forwarded-For` entry, which the proxy appends. [default: false]
+    #[arg(long, env = "SWITCHBOARD_TRUST_FORWARDED_FOR", value_parser = clap::builder::BoolishValueParser::new())]
+    pub trust_forwarded_for: Option<bool>,
 }
 
 /// The config file's shape; every key optional, unknown keys refused.
@@ -289,6 +305,10 @@ struct FileConfig {
     whatsapp: FileWhatsApp,
     #[serde(default)]
     sandbox: FileSandbox,
+    #[serde(default)]
+    auth: FileAuth,
+    #[serde(default)]
+    people: Vec<FilePerson>,
     #[serde(default)]
     store: FileStore,
 }
@@ -406,6 +426,7 @@ impl Config {
             s.verify_token.or(f.whatsapp.verify_token),
         )?;
 
+        let credentials_set = credentials.is_some();
         let mut public_ip_detected = false;
         let public_ip = match public_ip {
             Some(ip) if ip.is_unspecified() => {
@@ -491,6 +512,18 @@ impl Config {
                     defaults::SANDBOX_MAX_CALLS,
                     100,
                 )?,
+            },
+            auth: AuthConfig {
+                people: people(f.people)?,
+                session_ttl: session_hours(s.session_hours.or(f.auth.session_hours))?,
+                cookie_secure: s
+                    .cookie_secure
+                    .or(f.auth.cookie_secure)
+                    .unwrap_or(credentials_set),
+                trust_forwarded_for: s
+                    .trust_forwarded_for
+                    .or(f.auth.trust_forwarded_for)
+                    .unwrap_or(false),
             },
             store: StoreConfig {
                 path: db_path(s.db.or(f.store.path))?,
@@ -721,6 +754,190 @@ fn is_graph_version(v: &str) -> bool {
                 && a.bytes().all(|c| c.is_ascii_digit())
                 && b.bytes().all(|c| c.is_ascii_digit())
     )
+}
+
+// ---- People and sign-in -----------------------------------------------------------------------
+
+/// Who may sign in, and how sessions behave (used by `crate::signaling::auth`).
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// The people of `[[people]]`. Empty in the sandbox means demo people made up for the run;
+    /// empty with live credentials means nobody can sign in (start-up says so).
+    pub people: Vec<Person>,
+    /// How long a session token is valid after sign-in (`SWITCHBOARD_SESSION_HOURS`).
+    pub session_ttl: Duration,
+    /// Whether the session cookie carries `Secure` (`SWITCHBOARD_COOKIE_SECURE`).
+    pub cookie_secure: bool,
+    /// Whether the sign-in throttle takes the client's address from the last
+    /// `X-Forwarded-For` entry (`SWITCHBOARD_TRUST_FORWARDED_FOR`).
+    pub trust_forwarded_for: bool,
+}
+
+/// What a person may do. A supervisor can do all an agent can (take calls) and more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Takes calls from their queues.
+    Agent,
+    /// Takes calls, and watches and steers the floor.
+    Supervisor,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Agent => "agent",
+            Role::Supervisor => "supervisor",
+        })
+    }
+}
+
+/// One `[[people]]` entry, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    /// The sign-in name: 1-64 of `a-z 0-9 . _ -`, starting with a letter or digit.
+    pub id: AgentId,
+    /// The name shown to others.
+    pub name: String,
+    /// What they may do.
+    pub role: Role,
+    /// Their password, as an argon2id PHC string.
+    pub password_hash: PasswordHash,
+    /// The queues they take calls from (names; the queues themselves are configured apart).
+    pub queues: Vec<String>,
+}
+
+/// An argon2id PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) that parses; `Debug` and
+/// `Display` print a redaction, as the hash is enough to guess passwords offline.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// Checks that `phc` is an argon2id (version 19) PHC string with usable parameters.
+    pub fn parse(phc: &str) -> Result<PasswordHash, String> {
+        let parsed = argon2::password_hash::PasswordHash::new(phc)
+            .map_err(|e| format!("not a PHC string ({e})"))?;
+        if parsed.algorithm != argon2::Algorithm::Argon2id.ident() {
+            return Err(format!(
+                "the algorithm is {}, not argon2id",
+                parsed.algorithm.as_str()
+            ));
+        }
+        if parsed.version != Some(argon2::Version::V0x13.into()) {
+            return Err("the version is not v=19".into());
+        }
+        argon2::Params::try_from(&parsed).map_err(|e| format!("bad parameters ({e})"))?;
+        if parsed.salt.is_none() || parsed.hash.is_none() {
+            return Err("the salt or the hash is missing".into());
+        }
+        Ok(PasswordHash(phc.to_owned()))
+    }
+
+    /// The PHC string, for the password check.
+    pub fn as_phc(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash([redacted])")
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    session_hours: Option<f64>,
+    cookie_secure: Option<bool>,
+    trust_forwarded_for: Option<bool>,
+}
+
+/// `[[people]]` exactly as operators (and other tools) write it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePerson {
+    id: String,
+    name: String,
+    role: Role,
+    password_hash: String,
+    #[serde(default)]
+    queues: Vec<String>,
+}
+
+impl fmt::Debug for FilePerson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FilePerson")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// 1-64 of `a-z 0-9 . _ -`, starting with a letter or digit: a person's id or a queue name.
+fn is_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+fn people(file: Vec<FilePerson>) -> Result<Vec<Person>, ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(file.len());
+    for (i, p) in file.into_iter().enumerate() {
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: "people",
+            reason: format!("[[people]] #{} ({:?}): {reason}", i + 1, p.id),
+        };
+        if !is_name(&p.id) {
+            return Err(invalid(
+                "id must be 1-64 of a-z 0-9 . _ -, starting with a letter or digit".into(),
+            ));
+        }
+        if !seen.insert(p.id.clone()) {
+            return Err(invalid("a second person with this id".into()));
+        }
+        let name = p.name.trim();
+        if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+            return Err(invalid("name must be 1-128 printable characters".into()));
+        }
+        let password_hash = PasswordHash::parse(&p.password_hash).map_err(|e| {
+            invalid(format!(
+                "password_hash: {e}; make one with `switchboard hash-password`"
+            ))
+        })?;
+        if p.role == Role::Agent && p.queues.is_empty() {
+            return Err(invalid("an agent needs at least one queue".into()));
+        }
+        let mut queues = std::collections::HashSet::new();
+        for q in &p.queues {
+            if !is_name(q) || !queues.insert(q) {
+                return Err(invalid(format!(
+                    "queue {q:?} is repeated or not 1-64 of a-z 0-9 . _ -"
+                )));
+            }
+        }
+        out.push(Person {
+            id: AgentId(p.id.clone()),
+            name: name.to_owned(),
+            role: p.role,
+            password_hash,
+            queues: p.queues.clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn session_hours(value: Option<f64>) -> Result<Duration, ConfigError> {
+    let h = value.unwrap_or(defaults::SESSION_HOURS);
+    if !(h.is_finite() && h > 0.0 && h <= 720.0) {
+        return Err(ConfigError::Invalid {
+            key: "SWITCHBOARD_SESSION_HOURS",
+            reason: format!("{h} is not a number of hours between 0 and 720"),
+        });
+    }
+    Ok(Duration::from_secs_f64(h * 3600.0))
 }
 
 #[cfg(test)]
@@ -957,6 +1174,117 @@ mod tests {
         ] {
             let e = Config::from_settings(s).unwrap_err().to_string();
             assert!(e.contains(key), "{e}");
+        }
+    }
+
+    /// A well-formed argon2id PHC string (of no password in particular).
+    const PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$8L9yhCRq2iVJ9rUIfD1oQ3vlXKw2mi6x5HkG2y1kQ3I";
+
+    fn people_toml(body: &str) -> Result<Config, String> {
+        let file = toml::from_str::<FileConfig>(body).map_err(|e| e.to_string())?;
+        Config::from_layers(Settings::default(), file).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn people_parse_in_the_documented_shape() {
+        let c = people_toml(&format!(
+            "[[people]]\nid = \"alice\"\nname = \"Alice Martin\"\nrole = \"agent\"\n\
+             password_hash = \"{PHC}\"\nqueues = [\"support\", \"sales\"]\n\
+             [[people]]\nid = \"bob\"\nname = \"Bob\"\nrole = \"supervisor\"\n\
+             password_hash = \"{PHC}\"\n"
+        ))
+        .unwrap();
+        let p = &c.auth.people;
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].id, AgentId("alice".into()));
+        assert_eq!(p[0].name, "Alice Martin");
+        assert_eq!(p[0].role, Role::Agent);
+        assert_eq!(p[0].queues, ["support", "sales"]);
+        assert_eq!(p[0].password_hash.as_phc(), PHC);
+        assert_eq!(p[1].role, Role::Supervisor);
+        assert!(p[1].queues.is_empty());
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("c29tZXNhbHRzb21lc2FsdA"), "{dbg}");
+        // The sandbox's cookie is not Secure (plain http on loopback); sessions last 12 h.
+        assert!(!c.auth.cookie_secure);
+        assert_eq!(c.auth.session_ttl, Duration::from_secs(12 * 3600));
+    }
+
+    #[test]
+    fn bad_people_are_refused_with_the_reason() {
+        let person = |id: &str, role: &str, hash: &str, extra: &str| {
+            format!(
+                "[[people]]\nid = \"{id}\"\nname = \"N\"\nrole = \"{role}\"\n\
+                 password_hash = \"{hash}\"\nqueues = [\"support\"]\n{extra}"
+            )
+        };
+        for (toml, want) in [
+            (person("Alice", "agent", PHC, ""), "id must be"),
+            (person("-a", "agent", PHC, ""), "id must be"),
+            (person("a b", "agent", PHC, ""), "id must be"),
+            (person("alice", "admin", PHC, ""), "unknown variant"),
+            (person("alice", "agent", "hunter2", ""), "password_hash"),
+            (
+                person(
+                    "alice",
+                    "agent",
+                    "$argon2i$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG",
+                    "",
+                ),
+                "not argon2id",
+            ),
+            (
+                person("alice", "agent", PHC, "email = \"a@b\"\n"),
+                "unknown field",
+            ),
+            (
+                person("alice", "agent", PHC, "") + &person("alice", "supervisor", PHC, ""),
+                "a second person",
+            ),
+            (
+                format!(
+                    "[[people]]\nid = \"a\"\nname = \"N\"\nrole = \"agent\"\n\
+                     password_hash = \"{PHC}\"\n"
+                ),
+                "at least one queue",
+            ),
+        ] {
+            let e = people_toml(&toml).unwrap_err();
+            assert!(e.contains(want), "{toml}: {e}");
+            assert!(!e.contains("RdescudvJCsgt3ub"), "{e}");
+        }
+    }
+
+    #[test]
+    fn session_settings_and_the_cookie_default_outside_the_sandbox() {
+        let live = Settings {
+            phone_number_id: Some("123".into()),
+            access_token: Some(Secret::new("t")),
+            app_secret: Some(Secret::new("s")),
+            verify_token: Some(Secret::new("v")),
+            public_ip: Some("203.0.113.7".into()),
+            ..Default::default()
+        };
+        let c = Config::from_settings(live.clone()).unwrap();
+        assert!(c.auth.cookie_secure);
+        assert!(!c.auth.trust_forwarded_for);
+        let c = Config::from_settings(Settings {
+            cookie_secure: Some(false),
+            session_hours: Some(0.5),
+            trust_forwarded_for: Some(true),
+            ..live
+        })
+        .unwrap();
+        assert!(!c.auth.cookie_secure);
+        assert!(c.auth.trust_forwarded_for);
+        assert_eq!(c.auth.session_ttl, Duration::from_secs(1800));
+        for bad in [0.0, -1.0, 721.0, f64::NAN] {
+            let e = Config::from_settings(Settings {
+                session_hours: Some(bad),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(e.to_string().contains("SWITCHBOARD_SESSION_HOURS"), "{e}");
         }
     }
 }

@@ -22,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::ids::WaCallId;
 use crate::media::ogg::OggError;
+use crate::signaling::auth::{self, AuthHandle};
 use crate::whatsapp::simulator::{
     CallPhase, CallSpec, CallerAudio, SimError, SimulatedCall, Simulator,
 };
@@ -97,8 +98,8 @@ struct ErrorBody {
 }
 
 /// The whole router. The sandbox routes exist only when `sandbox` is given.
-pub fn router(webhook_state: WebhookState, sandbox: Option<Sandbox>) -> Router {
-    let mut r = webhook::router(webhook_state);
+pub fn router(webhook_state: WebhookState, auth: AuthHandle, sandbox: Option<Sandbox>) -> Router {
+    let mut r = webhook::router(webhook_state).merge(auth::router(auth));
     if let Some(sandbox) = sandbox {
         r = r.merge(
             Router::new()

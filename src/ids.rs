@@ -53,7 +53,8 @@ impl From<&str> for WaCallId {
     }
 }
 
-/// A person who can sign in and take calls (an agent or a supervisor): their sign-in name.
+/// A person who signs in: their `[[people]]` id (`alice`). Agents and supervisors alike, since a
+/// supervisor can take calls too.
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]

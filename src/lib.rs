@@ -14,6 +14,7 @@ pub mod ids;
 pub mod media;
 pub mod routing;
 pub mod sdp;
+pub mod signaling;
 pub mod sim;
 pub mod store;
 pub mod whatsapp;

@@ -53,10 +53,16 @@ enum Command {
         #[arg(long)]
         from: Option<String>,
     },
+    /// Read a password from standard input (one line) and print its argon2id PHC string, for
+    /// the `password_hash` of a `[[people]]` entry.
+    HashPassword,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::HashPassword) = cli.command {
+        return hash_password();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -81,7 +87,31 @@ fn main() -> anyhow::Result<()> {
             };
             rt.block_on(simulate_call(&config, audio, tone, hang_up_after, from))?
         }
+        Command::HashPassword => unreachable!("handled before the configuration is read"),
     }
+    Ok(())
+}
+
+/// `switchboard hash-password`: one line of standard input in, a PHC string out.
+fn hash_password() -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Password (shown as you type): ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("reading standard input")?;
+    let password = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line);
+    let phc = switchboard::signaling::auth::hash_password(password)
+        .context("cannot hash that password")?;
+    println!("{phc}");
     Ok(())
 }
 

@@ -47,6 +47,9 @@ fn the_example_config_names_every_setting() {
         "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
         "SWITCHBOARD_SANDBOX_MAX_CALLS",
         "SWITCHBOARD_DB",
+        "SWITCHBOARD_SESSION_HOURS",
+        "SWITCHBOARD_COOKIE_SECURE",
+        "SWITCHBOARD_TRUST_FORWARDED_FOR",
     ] {
         assert!(text.contains(key), "{key} is not documented");
     }
@@ -63,4 +66,33 @@ fn a_config_file_with_a_typo_is_refused_by_name() {
         .to_string();
     assert!(e.contains("idle_timout"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_documented_people_entries_load_with_a_real_hash() {
+    let text = include_str!("../deploy/switchboard.example.toml");
+    let phc = switchboard::signaling::auth::hash_password("s3cret").unwrap();
+    // The commented [[people]] tables at the end of the example, uncommented, with a real hash.
+    let start = text.find("# [[people]]").expect("an example [[people]]");
+    let people: String = text[start..]
+        .lines()
+        .map(|l| l.trim_start_matches('#').trim_start())
+        .map(|l| l.replace("$argon2id$v=19$m=19456,t=2,p=1$...", &phc))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = std::env::temp_dir().join(format!("sb-people-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("people.toml");
+    std::fs::write(&path, &people).unwrap();
+    let c = Config::load(Some(&path), Settings::default()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let ids: Vec<_> = c
+        .auth
+        .people
+        .iter()
+        .map(|p| (p.id.0.as_str(), p.role))
+        .collect();
+    use switchboard::config::Role;
+    assert_eq!(ids, [("alice", Role::Agent), ("sam", Role::Supervisor)]);
+    assert_eq!(c.auth.people[0].queues, ["support", "sales"]);
 }

@@ -211,7 +211,11 @@ fn help_lists_every_setting() {
         "SWITCHBOARD_MEDIA_STATS_INTERVAL",
         "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
         "SWITCHBOARD_SANDBOX_MAX_CALLS",
+        "SWITCHBOARD_SESSION_HOURS",
+        "SWITCHBOARD_COOKIE_SECURE",
+        "SWITCHBOARD_TRUST_FORWARDED_FOR",
         "simulate-call",
+        "hash-password",
     ] {
         assert!(help.contains(key), "--help does not mention {key}:\n{help}");
     }

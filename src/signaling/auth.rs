@@ -1,0 +1,893 @@
+//! People and sign-in: the directory of people, their sessions, the sign-in throttle, the
+//! `/api/login`, `/api/logout`, `/api/me` and `/api/people` routes, and the extractors that
+//! guard every other route.
+//!
+//! # Guarding a route in another router
+//!
+//! [`Authenticated`] (any signed-in person) and [`RequireSupervisor`] are axum extractors. They
+//! find the [`AuthHandle`] in the router's state through [`FromRef`], so a router whose state
+//! is the handle itself, or a struct holding one, can use them:
+//!
+//! ```ignore
+//! #[derive(Clone, axum::extract::FromRef)]
+//! struct WsState { auth: AuthHandle, calls: CallsHandle }
+//!
+//! async fn ws(who: Authenticated, State(calls): State<CallsHandle>, …) { … who.person_id … }
+//! async fn barge(RequireSupervisor(who): RequireSupervisor, …) { … }
+//!
+//! Router::new().route("/ws", get(ws)).with_state(WsState { auth, calls })
+//! ```
+//!
+//! A request without a valid token (`Authorization: Bearer …` or the `switchboard_session`
+//! cookie) is answered 401 with a JSON error before the handler runs; a role it lacks, 403. A
+//! long-lived connection (the WebSocket) keeps [`Authenticated::session`] and asks
+//! [`AuthHandle::session_alive`] to learn when it was signed out or expired.
+//!
+//! State: the session table and the throttle are each behind a std `Mutex`, held for a map
+//! operation and never across an `.await`; the directory is immutable after start.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tracing::{debug, error, info, warn};
+
+use crate::config::PasswordHash;
+pub use crate::config::{AuthConfig, Person, Role};
+use crate::ids::AgentId;
+use crate::signaling::password::{self, PasswordError, DUMMY_PHC, MAX_PASSWORD_BYTES};
+use crate::signaling::throttle::{NewBlocks, SignInStats, SignInThrottle, Verdict};
+pub use crate::signaling::tokens::SessionKey;
+use crate::signaling::tokens::{Full, SessionLimits, Sessions, Token};
+
+/// The session cookie's name.
+pub const COOKIE_NAME: &str = "switchboard_session";
+
+/// Largest `POST /api/login` body, in bytes; a larger one is answered 413.
+pub const LOGIN_BODY_MAX: usize = 4096;
+
+/// Longest sign-in name accepted, in bytes (ids are at most 64).
+const MAX_ID_BYTES: usize = 64;
+
+/// Password checks running at once (each takes ~19 MiB and a core for tens of milliseconds).
+const CHECKS_AT_ONCE: usize = 4;
+
+/// Password checks waiting for a slot; a sign-in past it is answered 503.
+const CHECKS_WAITING: usize = 64;
+
+/// Longest token looked up; anything longer is no token of ours.
+const MAX_TOKEN_BYTES: usize = 128;
+
+/// Why a request was refused. Each maps to its status in [`IntoResponse`].
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No token, or one that is unknown, expired or signed out (401).
+    #[error(
+        "sign in first: no valid session token (Authorization: Bearer, or the session cookie)"
+    )]
+    Unauthenticated,
+    /// Unknown id or wrong password; one message for both (401).
+    #[error("wrong id or password")]
+    BadCredentials,
+    /// Too many failed sign-ins for this name or from this address (429, `Retry-After`).
+    #[error("too many failed sign-ins; try again in {} s", whole_secs(*retry_after))]
+    Throttled {
+        /// How long until the next attempt is checked.
+        retry_after: Duration,
+    },
+    /// The person's role may not do this (403).
+    #[error("this needs the {needed} role")]
+    Forbidden {
+        /// The role needed.
+        needed: Role,
+    },
+    /// Too many password checks are waiting already (503).
+    #[error("too many sign-ins in progress; try again in a moment")]
+    Busy,
+    /// The session table is full (503).
+    #[error("cannot sign in now: {0}")]
+    TooManySessions(#[from] Full),
+    /// The body is not the JSON asked for (400, 413, 415 or 422, as axum says).
+    #[error("malformed request: {}", .0.body_text())]
+    Malformed(#[from] JsonRejection),
+    /// A field is out of range (422).
+    #[error("invalid request: {0}")]
+    Invalid(&'static str),
+    /// The password check did not finish (a panic on the blocking pool); our fault (500).
+    #[error("password check failed: {0}")]
+    PasswordCheck(#[source] tokio::task::JoinError),
+}
+
+fn whole_secs(d: Duration) -> u64 {
+    // Round up, and never say 0: "try again in 0 s" would be retried at once.
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            AuthError::Unauthenticated | AuthError::BadCredentials => StatusCode::UNAUTHORIZED,
+            AuthError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            AuthError::Busy | AuthError::TooManySessions(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::Malformed(r) => r.status(),
+            AuthError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AuthError::PasswordCheck(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let extra = match &self {
+            AuthError::Unauthenticated | AuthError::BadCredentials => {
+                Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
+            }
+            AuthError::Throttled { retry_after } => Some((
+                header::RETRY_AFTER,
+                HeaderValue::from(whole_secs(*retry_after)),
+            )),
+            AuthError::Busy => Some((header::RETRY_AFTER, HeaderValue::from(1u64))),
+            _ => None,
+        };
+        let error = match &self {
+            AuthError::PasswordCheck(e) => {
+                error!(error = %e, "password check failed");
+                "internal error".to_owned()
+            }
+            AuthError::TooManySessions(_) => {
+                warn!(error = %self, %status, "sign-in refused");
+                self.to_string()
+            }
+            // Counted where they happen; a stream of them must not become a stream of lines.
+            _ => {
+                debug!(error = %self, %status, "request refused");
+                self.to_string()
+            }
+        };
+        let mut resp = (status, Json(ErrorBody { error })).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some((name, value)) = extra {
+            headers.insert(name, value);
+        }
+        resp
+    }
+}
+
+/// What others may know of a person: no password hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonInfo {
+    /// The sign-in name.
+    pub id: AgentId,
+    /// The name shown to others.
+    pub name: String,
+    /// What they may do.
+    pub role: Role,
+    /// The queues they take calls from.
+    pub queues: Vec<String>,
+}
+
+/// A person and how many sessions they have live: an entry of `GET /api/people`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonStatus {
+    /// Who.
+    #[serde(flatten)]
+    pub person: PersonInfo,
+    /// Their live sessions (browser tabs, devices).
+    pub sessions: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    info: PersonInfo,
+    hash: PasswordHash,
+}
+
+/// A demo person of the sandbox and the password made up for this run. `Debug` redacts it.
+#[derive(Clone)]
+pub struct DemoSignIn {
+    /// The sign-in name.
+    pub id: AgentId,
+    /// Their role.
+    pub role: Role,
+    /// The password, valid for this run only.
+    pub password: String,
+}
+
+impl fmt::Debug for DemoSignIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DemoSignIn")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for DemoSignIn {
+    /// `agent1 / Xk3…` `(agent)`: how the sandbox's start-up line shows it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} / {} ({})", self.id, self.password, self.role)
+    }
+}
+
+/// The sandbox's demo people: agents `agent1` (queues support, sales) and `agent2` (support),
+/// and supervisor `super`, each with a random password made up for this run. Only for the
+/// sandbox; the caller prints the passwords.
+pub async fn demo_people() -> (Vec<Person>, Vec<DemoSignIn>) {
+    tokio::task::spawn_blocking(|| {
+        use rand::Rng;
+        let demo = [
+            (
+                "agent1",
+                "Agent One",
+                Role::Agent,
+                &["support", "sales"][..],
+            ),
+            ("agent2", "Agent Two", Role::Agent, &["support"][..]),
+            (
+                "super",
+                "Supervisor",
+                Role::Supervisor,
+                &["support", "sales"][..],
+            ),
+        ];
+        let mut people = Vec::new();
+        let mut sign_ins = Vec::new();
+        for (id, name, role, queues) in demo {
+            let pw: String = rand::rngs::OsRng
+                .sample_iter(&rand::distributions::Alphanumeric)
+                .take(12)
+                .map(char::from)
+                .collect();
+            people.push(Person {
+                id: AgentId(id.into()),
+                name: name.into(),
+                role,
+                // A 12-character password is neither empty nor too long.
+                password_hash: password::hash(&pw).expect("a demo password hashes"),
+                queues: queues.iter().map(|q| q.to_string()).collect(),
+            });
+            sign_ins.push(DemoSignIn {
+                id: AgentId(id.into()),
+                role,
+                password: pw,
+            });
+        }
+        (people, sign_ins)
+    })
+    .await
+    // The closure above does not panic (hashing fixed-size passwords).
+    .expect("making the demo people does not panic")
+}
+
+/// Hashes a password for `[[people]]` (`switchboard hash-password`). CPU-heavy: not on the
+/// async runtime.
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    password::hash(password).map(|h| h.as_phc().to_owned())
+}
+
+/// Who made a request: the result of the [`Authenticated`] extractor and of
+/// [`AuthHandle::authenticate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The person.
+    pub person_id: AgentId,
+    /// Their role.
+    pub role: Role,
+    /// The session the request came with (for [`AuthHandle::session_alive`] and sign-out).
+    pub session: SessionKey,
+}
+
+impl Authenticated {
+    /// True when the person may act as `needed`: a supervisor may do all an agent may.
+    pub fn has_role(&self, needed: Role) -> bool {
+        matches!(
+            (self.role, needed),
+            (_, Role::Agent) | (Role::Supervisor, Role::Supervisor)
+        )
+    }
+
+    /// `Ok` when the person may act as `needed`, else [`AuthError::Forbidden`] (403).
+    pub fn require(&self, needed: Role) -> Result<(), AuthError> {
+        if self.has_role(needed) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden { needed })
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    AuthHandle: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = AuthHandle::from_ref(state);
+        let token = token_from(&parts.headers).ok_or(AuthError::Unauthenticated)?;
+        auth.authenticate(token)
+    }
+}
+
+/// A signed-in supervisor; anyone else is answered 403 (or 401 when not signed in).
+#[derive(Debug, Clone)]
+pub struct RequireSupervisor(pub Authenticated);
+
+impl<S> FromRequestParts<S> for RequireSupervisor
+where
+    AuthHandle: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let who = Authenticated::from_request_parts(parts, state).await?;
+        who.require(Role::Supervisor)?;
+        Ok(RequireSupervisor(who))
+    }
+}
+
+/// The token a request carries: `Authorization: Bearer` first, else the session cookie.
+pub fn token_from(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The outcome of a successful sign-in.
+#[derive(Debug)]
+pub struct SignedIn {
+    /// The session token; hand it to its owner only.
+    pub token: Token,
+    /// Who signed in.
+    pub person: PersonInfo,
+    /// How long the token is valid.
+    pub expires_in: Duration,
+}
+
+/// Counters of sign-in, read with [`AuthHandle::stats`]; the metrics issue exports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthStats {
+    /// Sign-ins that succeeded, failed, and were throttled.
+    pub sign_in: SignInStats,
+    /// Sessions held (expired ones not yet noticed included).
+    pub sessions: usize,
+    /// Sign-ins refused because too many password checks were waiting.
+    pub busy: u64,
+}
+
+/// The sign-in component: people, sessions and the throttle. Cheap to clone.
+#[derive(Clone)]
+pub struct AuthHandle {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for AuthHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthHandle")
+            .field("people", &self.inner.people.len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    people: HashMap<AgentId, Arc<Entry>>,
+    dummy: PasswordHash,
+    sessions: Mutex<Sessions>,
+    throttle: Mutex<SignInThrottle>,
+    ttl: Duration,
+    cookie_secure: bool,
+    trust_forwarded_for: bool,
+    checking: Arc<Semaphore>,
+    waiting: Semaphore,
+    busy: AtomicU64,
+    /// Added to the system clock; only [`AuthHandle::advance_clock`] (tests) changes it.
+    clock_skew_ns: AtomicU64,
+}
+
+impl AuthHandle {
+    /// The component for `people` with the session settings of `config` (its own `people`
+    /// are not read: the caller passes them, or the sandbox's demo people).
+    pub fn new(config: &AuthConfig, people: Vec<Person>) -> AuthHandle {
+        Self::with_limits(config, people, SessionLimits::default())
+    }
+
+    /// As [`new`](Self::new), with other bounds on sessions.
+    pub fn with_limits(
+        config: &AuthConfig,
+        people: Vec<Person>,
+        limits: SessionLimits,
+    ) -> AuthHandle {
+        let people = people
+            .into_iter()
+            .map(|p| {
+                let entry = Entry {
+                    info: PersonInfo {
+                        id: p.id.clone(),
+                        name: p.name,
+                        role: p.role,
+                        queues: p.queues,
+                    },
+                    hash: p.password_hash,
+                };
+                (p.id, Arc::new(entry))
+            })
+            .collect();
+        AuthHandle {
+            inner: Arc::new(Inner {
+                people,
+                // A constant that the tests show parses.
+                dummy: PasswordHash::parse(DUMMY_PHC).expect("the dummy hash parses"),
+                sessions: Mutex::new(Sessions::new(config.session_ttl, limits)),
+                throttle: Mutex::new(SignInThrottle::default()),
+                ttl: config.session_ttl,
+                cookie_secure: config.cookie_secure,
+                trust_forwarded_for: config.trust_forwarded_for,
+                checking: Arc::new(Semaphore::new(CHECKS_AT_ONCE)),
+                waiting: Semaphore::new(CHECKS_WAITING),
+                busy: AtomicU64::new(0),
+                clock_skew_ns: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now() + Duration::from_nanos(self.inner.clock_skew_ns.load(Ordering::Relaxed))
+    }
+
+    /// Moves this component's clock forward by `by`: sessions expire and blocks lift as if
+    /// that time had passed. For tests; nothing else calls it.
+    #[doc(hidden)]
+    pub fn advance_clock(&self, by: Duration) {
+        let ns = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.clock_skew_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        // Nothing panics while holding the lock; a poisoned table is still a valid table.
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn throttle(&self) -> MutexGuard<'_, SignInThrottle> {
+        // As for `sessions`.
+        self.inner
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks `id` and `password` (from `client`) and, if right, opens a session. Throttled
+    /// names and addresses are refused unchecked; an unknown id costs a check all the same.
+    pub async fn sign_in(
+        &self,
+        id: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<SignedIn, AuthError> {
+        // Ids are lower case; someone typing "Alice" means alice.
+        let name: String = id.trim().to_ascii_lowercase();
+        let (verdict, blocks) = self.throttle().begin(self.now(), &name, client);
+        if let Verdict::Blocked { retry_after } = verdict {
+            return Err(AuthError::Throttled { retry_after });
+        }
+        let entry = self.inner.people.get(&AgentId(name.clone())).cloned();
+        let hash = entry
+            .as_ref()
+            .map_or(&self.inner.dummy, |e| &e.hash)
+            .clone();
+        let right = match self.check(hash, password.to_owned()).await {
+            Ok(right) => right,
+            Err(e) => {
+                self.throttle().abandoned(&name, client);
+                return Err(e);
+            }
+        };
+        let Some(entry) = entry.filter(|_| right) else {
+            self.throttle().failed(blocks);
+            self.log_failure(&name, client, blocks);
+            return Err(AuthError::BadCredentials);
+        };
+        self.throttle().succeeded(&name, client);
+        let token = Token::generate();
+        self.sessions()
+            .create(self.now(), &entry.info.id, token.key())?;
+        info!(person = %entry.info.id, role = %entry.info.role, "signed in");
+        Ok(SignedIn {
+            token,
+            person: entry.info.clone(),
+            expires_in: self.inner.ttl,
+        })
+    }
+
+    fn log_failure(&self, name: &str, client: IpAddr, blocks: NewBlocks) {
+        // An unknown id is not logged: it may be a password typed in the wrong box.
+        let known = self.inner.people.contains_key(&AgentId(name.to_owned()));
+        let person = if known { name } else { "(unknown id)" };
+        info!(person, "sign-in failed");
+        if let Some(d) = blocks.name {
+            warn!(
+                person,
+                block_secs = whole_secs(d),
+                "repeated failed sign-ins: this name is blocked for a while"
+            );
+        }
+        if let Some(d) = blocks.address {
+            warn!(
+                %client,
+                block_secs = whole_secs(d),
+                "repeated failed sign-ins: this address is blocked for a while"
+            );
+        }
+    }
+
+    /// Checks a password on the blocking pool, a few at a time.
+    async fn check(&self, hash: PasswordHash, password: String) -> Result<bool, AuthError> {
+        let _waiting = self.inner.waiting.try_acquire().map_err(|_| {
+            self.inner.busy.fetch_add(1, Ordering::Relaxed);
+            AuthError::Busy
+        })?;
+        let slot = self
+            .inner
+            .checking
+            .clone()
+            .acquire_owned()
+            .await
+            // The semaphore is never closed.
+            .expect("the check semaphore is open");
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            password::verify(&hash, &password)
+        })
+        .await
+        .map_err(AuthError::PasswordCheck)
+    }
+
+    /// Who holds `token`, if it is a live session's.
+    pub fn authenticate(&self, token: &str) -> Result<Authenticated, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Unauthenticated);
+        }
+        let key = SessionKey::of(token);
+        let (person_id, _expires) = self
+            .sessions()
+            .resolve(self.now(), &key)
+            .ok_or(AuthError::Unauthenticated)?;
+        let role = self
+            .inner
+            .people
+            .get(&person_id)
+            .map(|e| e.info.role)
+            // The directory never changes, and sessions are only made for people in it.
+            .ok_or(AuthError::Unauthenticated)?;
+        Ok(Authenticated {
+            person_id,
+            role,
+            session: key,
+        })
+    }
+
+    /// True while the session is live (not signed out, not expired).
+    pub fn session_alive(&self, session: &SessionKey) -> bool {
+        self.sessions().resolve(self.now(), session).is_some()
+    }
+
+    /// Ends a session; true if it was live.
+    pub fn sign_out(&self, session: &SessionKey) -> bool {
+        match self.sessions().remove(session) {
+            Some(person) => {
+                info!(%person, "signed out");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends every session of `person`; returns how many there were.
+    pub fn sign_out_everywhere(&self, person: &AgentId) -> usize {
+        self.sessions().remove_person(person)
+    }
+
+    /// A person of the directory.
+    pub fn person(&self, id: &AgentId) -> Option<PersonInfo> {
+        self.inner.people.get(id).map(|e| e.info.clone())
+    }
+
+    /// Everyone in the directory, by id.
+    pub fn people(&self) -> Vec<PersonInfo> {
+        let mut all: Vec<_> = self.inner.people.values().map(|e| e.info.clone()).collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> AuthStats {
+        AuthStats {
+            sign_in: self.throttle().stats(),
+            sessions: self.sessions().len(),
+            busy: self.inner.busy.load(Ordering::Relaxed),
+        }
+    }
+
+    fn cookie(&self, token: &str, max_age: Duration) -> HeaderValue {
+        let secure = if self.inner.cookie_secure {
+            "; Secure"
+        } else {
+            ""
+        };
+        let value = format!(
+            "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            max_age.as_secs()
+        );
+        // A token is hex and the rest is fixed ASCII.
+        HeaderValue::from_str(&value).expect("a cookie of hex and ASCII is a header value")
+    }
+
+    /// The address a sign-in comes from, for the throttle.
+    fn client_of(&self, parts: &Parts) -> IpAddr {
+        if self.inner.trust_forwarded_for {
+            // The proxy appends the address it saw: the last entry of the last header.
+            let forwarded = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|ip| ip.trim().parse().ok());
+            if let Some(ip) = forwarded {
+                return ip;
+            }
+        }
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| a.ip())
+            // Served without connect info (unit tests): everyone shares one address.
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+}
+
+/// The client's address, as [`AuthHandle::client_of`] sees it.
+struct ClientAddr(IpAddr);
+
+impl FromRequestParts<AuthHandle> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        auth: &AuthHandle,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(auth.client_of(parts)))
+    }
+}
+
+/// The routes of sign-in: `POST /api/login`, `POST /api/logout`, `GET /api/me`, and the
+/// supervisors' `GET /api/people`.
+pub fn router(auth: AuthHandle) -> Router {
+    Router::new()
+        .route(
+            "/api/login",
+            post(login).layer(DefaultBodyLimit::max(LOGIN_BODY_MAX)),
+        )
+        .route("/api/logout", post(logout))
+        .route("/api/me", get(me))
+        .route("/api/people", get(people))
+        .with_state(auth)
+}
+
+/// Body of `POST /api/login`. No `Debug`: it holds a password.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// The sign-in name.
+    pub id: String,
+    /// The password.
+    pub password: String,
+}
+
+/// Answer of `POST /api/login`; the token is also set as the session cookie.
+#[derive(Serialize, Deserialize)]
+pub struct LoginAnswer {
+    /// The session token, for `Authorization: Bearer`.
+    pub token: String,
+    /// Seconds until it expires.
+    pub expires_in_secs: u64,
+    /// Who signed in.
+    pub person: PersonInfo,
+}
+
+impl fmt::Debug for LoginAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginAnswer")
+            .field("token", &"[redacted]")
+            .field("expires_in_secs", &self.expires_in_secs)
+            .field("person", &self.person)
+            .finish()
+    }
+}
+
+async fn login(
+    State(auth): State<AuthHandle>,
+    ClientAddr(client): ClientAddr,
+    body: Result<Json<Login>, JsonRejection>,
+) -> Result<Response, AuthError> {
+    let Json(req) = body?;
+    if req.id.trim().is_empty() || req.id.len() > MAX_ID_BYTES {
+        return Err(AuthError::Invalid("id must be 1 to 64 characters"));
+    }
+    if req.password.is_empty() || req.password.len() > MAX_PASSWORD_BYTES {
+        return Err(AuthError::Invalid("password must be 1 to 1024 bytes"));
+    }
+    let signed_in = auth.sign_in(&req.id, &req.password, client).await?;
+    let cookie = auth.cookie(signed_in.token.expose(), signed_in.expires_in);
+    let answer = LoginAnswer {
+        token: signed_in.token.expose().to_owned(),
+        expires_in_secs: signed_in.expires_in.as_secs(),
+        person: signed_in.person,
+    };
+    Ok((
+        [
+            (header::SET_COOKIE, cookie),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        Json(answer),
+    )
+        .into_response())
+}
+
+async fn logout(State(auth): State<AuthHandle>, who: Authenticated) -> Response {
+    auth.sign_out(&who.session);
+    (
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, auth.cookie("", Duration::ZERO))],
+    )
+        .into_response()
+}
+
+async fn me(
+    State(auth): State<AuthHandle>,
+    who: Authenticated,
+) -> Result<Json<PersonInfo>, AuthError> {
+    auth.person(&who.person_id)
+        .map(Json)
+        .ok_or(AuthError::Unauthenticated)
+}
+
+async fn people(
+    State(auth): State<AuthHandle>,
+    RequireSupervisor(_): RequireSupervisor,
+) -> Json<Vec<PersonStatus>> {
+    let now = auth.now();
+    let sessions = auth.sessions();
+    let all = auth
+        .people()
+        .into_iter()
+        .map(|person| PersonStatus {
+            sessions: sessions.count_of(now, &person.id),
+            person,
+        })
+        .collect();
+    Json(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_comes_from_bearer_first_then_the_cookie() {
+        let mut h = HeaderMap::new();
+        assert_eq!(token_from(&h), None);
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; switchboard_session=abc ; c=d"),
+        );
+        assert_eq!(token_from(&h), Some("abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer xyz"),
+        );
+        assert_eq!(token_from(&h), Some("xyz"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic xyz"));
+        assert_eq!(token_from(&h), None);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  "));
+        assert_eq!(token_from(&h), None);
+    }
+
+    #[test]
+    fn a_supervisor_may_do_what_an_agent_may() {
+        let who = |role| Authenticated {
+            person_id: AgentId("x".into()),
+            role,
+            session: SessionKey::of("t"),
+        };
+        assert!(who(Role::Supervisor).has_role(Role::Agent));
+        assert!(who(Role::Supervisor).has_role(Role::Supervisor));
+        assert!(who(Role::Agent).has_role(Role::Agent));
+        assert!(matches!(
+            who(Role::Agent).require(Role::Supervisor),
+            Err(AuthError::Forbidden {
+                needed: Role::Supervisor
+            })
+        ));
+    }
+
+    #[test]
+    fn retry_after_rounds_up_and_is_never_zero() {
+        assert_eq!(whole_secs(Duration::from_millis(1)), 1);
+        assert_eq!(whole_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(whole_secs(Duration::from_secs(4)), 4);
+        assert_eq!(whole_secs(Duration::ZERO), 1);
+    }
+
+    fn config(ttl: Duration) -> AuthConfig {
+        AuthConfig {
+            people: vec![],
+            session_ttl: ttl,
+            cookie_secure: true,
+            trust_forwarded_for: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_expires_after_the_session_lifetime() {
+        let (people, demo) = demo_people().await;
+        let auth = AuthHandle::new(&config(Duration::from_secs(60)), people);
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let signed = auth.sign_in("agent1", &demo[0].password, lo).await.unwrap();
+        let who = auth.authenticate(signed.token.expose()).unwrap();
+        assert_eq!(who.person_id, AgentId("agent1".into()));
+        assert_eq!(who.role, Role::Agent);
+        auth.advance_clock(Duration::from_secs(59));
+        assert!(auth.session_alive(&who.session));
+        auth.advance_clock(Duration::from_secs(1));
+        assert!(!auth.session_alive(&who.session));
+        assert!(matches!(
+            auth.authenticate(signed.token.expose()),
+            Err(AuthError::Unauthenticated)
+        ));
+        assert_eq!(auth.stats().sessions, 0);
+        // An unknown id and a wrong password get the same answer.
+        assert!(matches!(
+            auth.sign_in("nobody", "x", lo).await,
+            Err(AuthError::BadCredentials)
+        ));
+        assert!(matches!(
+            auth.sign_in("agent1", "x", lo).await,
+            Err(AuthError::BadCredentials)
+        ));
+        assert_eq!(auth.stats().sign_in.failures, 2);
+    }
+}
