@@ -1,33 +1,30 @@
 //! Builds every component, wires them together, and owns start-up and shutdown.
 //!
-//! *Owns*: the tasks it spawns (media engine thread, webhook processor, HTTP server, the call
-//! tasks, and in the sandbox the fake Graph API and the simulator) and their shutdown order.
+//! *Owns*: the tasks it spawns (media engine thread, webhook processor, HTTP server, the calls
+//! actor, the store thread, and in the sandbox the fake Graph API and the simulator) and their
+//! shutdown order: stop taking requests, end every call at Meta, then stop the rest.
 //!
-//! *Does not touch*: packets, Meta's JSON, SDP text. It moves typed events between owners.
-//!
-//! For now each WhatsApp call gets a small task here that answers the offer, pre-accepts it and
-//! tears the call down when either side ends it. The call state machine, routing and agents
-//! replace that task in the next issues; its shape (one task per call, fed typed events) is
-//! already theirs.
+//! *Does not touch*: packets, Meta's JSON, SDP text, call state. It moves typed events between
+//! owners.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{info, warn};
 
 use crate::config::{Config, Secret};
 use crate::http;
-use crate::ids::{LegId, WaCallId};
-use crate::media::{Bind, EngineConfig, EngineHandle, MediaDriver, MediaError, MediaEvent};
+use crate::calls::actor::{self, CallsHandle, Deps};
+use crate::calls::CentreConfig;
+use crate::media::{Bind, EngineConfig, EngineHandle, MediaDriver, MediaError};
+use crate::routing::Floor;
+use crate::signaling::ws::{self, WsState};
+use crate::store::{StoreError, StoreHandle};
 use crate::signaling::auth::{self, AuthHandle, DemoSignIn};
 use crate::whatsapp::graph::{GraphClient, GraphError};
 use crate::whatsapp::simulator::{FakeGraph, Simulator, SimulatorConfig};
-use crate::whatsapp::webhook::{WaEvent, WebhookOptions, WebhookState, WebhookStats};
+use crate::whatsapp::webhook::{WebhookOptions, WebhookState, WebhookStats};
 
 /// The business number id the sandbox's simulated Meta uses.
 const SANDBOX_PHONE_NUMBER_ID: &str = "100000000000001";
@@ -52,6 +49,9 @@ pub enum AppError {
     /// The sandbox's fake Graph API could not start.
     #[error("sandbox: {0}")]
     Sandbox(std::io::Error),
+    /// The call records could not be opened.
+    #[error("call records (SWITCHBOARD_DB): {0}")]
+    Store(#[from] StoreError),
 }
 
 /// A running switchboard.
@@ -72,12 +72,15 @@ pub struct Running {
     pub sandbox_sign_ins: Vec<DemoSignIn>,
     webhook: WebhookState,
     sandbox: Option<http::Sandbox>,
-    calls: Arc<CallCounters>,
+    /// The call centre.
+    pub calls: CallsHandle,
+    /// Call records.
+    pub store: StoreHandle,
     stop: oneshot::Sender<()>,
     done: tokio::task::JoinHandle<()>,
 }
 
-/// Counters of the calls loop, read with [`Running::call_stats`]; the metrics issue exports
+/// Counters of the call centre, read with [`Running::call_stats`]; the metrics issue exports
 /// them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallStats {
@@ -88,19 +91,14 @@ pub struct CallStats {
     pub rejected_at_capacity: u64,
 }
 
-/// The loop owns its counts; these atomics are copies it publishes for readers elsewhere.
-#[derive(Debug, Default)]
-struct CallCounters {
-    in_progress: AtomicU64,
-    rejected_at_capacity: AtomicU64,
-}
-
 impl Running {
     /// The calls loop's counters so far.
     pub fn call_stats(&self) -> CallStats {
+        let floor = self.calls.floor();
+        let view = floor.borrow();
         CallStats {
-            in_progress: self.calls.in_progress.load(Ordering::Relaxed),
-            rejected_at_capacity: self.calls.rejected_at_capacity.load(Ordering::Relaxed),
+            in_progress: view.calls.len() as u64,
+            rejected_at_capacity: view.counters.rejected_at_capacity,
         }
     }
 
@@ -117,10 +115,16 @@ impl Running {
     /// Stops everything and waits until it has stopped.
     pub async fn shutdown(self) {
         let Running {
-            stop, done, media, ..
+            stop,
+            done,
+            media,
+            store,
+            ..
         } = self;
-        // The engine stops when its last handle is gone; this one must not keep it alive.
+        // The engine and the store stop when their last handles are gone; these must not keep
+        // them alive.
         drop(media);
+        drop(store);
         let _ = stop.send(());
         let _ = done.await;
     }
@@ -240,7 +244,43 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         warn!("no [[people]] configured: nobody can sign in (see deploy/switchboard.example.toml)");
     }
     let auth = AuthHandle::new(&config.auth, people);
+
+    let (store, store_driver) = match &config.store.path {
+        Some(path) => StoreHandle::open(path).await?,
+        None => StoreHandle::open_in_memory().await?,
+    };
+    // Calls a previous run left live at Meta are ended before new ones come in.
+    actor::end_leftovers(&store, &graph).await;
+    let floor = Floor::new(config.calls.queues.clone(), config.calls.default_queue.clone());
+    let centre = CentreConfig {
+        ring_timeout: config.calls.ring_timeout,
+        wrap_up: config.calls.wrap_up,
+        grace: config.calls.grace,
+        answer_deadline: config.calls.answer_deadline,
+        max_calls_per_number: config.limits.max_calls_per_number.get(),
+        number_queues: config.calls.numbers.clone(),
+    };
+    let (calls, calls_task) = actor::spawn(
+        centre,
+        floor,
+        Deps {
+            media: media.clone(),
+            graph,
+            store: store.clone(),
+            phone_number_id: our_phone_number_id,
+        },
+        wa_rx,
+        media_events,
+    );
     let router = http::router(webhook_state.clone(), auth.clone(), sandbox.clone())
+        .merge(ws::router(WsState {
+            auth: auth.clone(),
+            calls: calls.clone(),
+        }))
+        .merge(http::supervisors_only(
+            crate::store::http::router(store.clone()),
+            auth.clone(),
+        ))
         .into_make_service_with_connect_info::<SocketAddr>();
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -255,28 +295,21 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             warn!(error = %e, "HTTP server stopped");
         }
     });
-    let call_counters = Arc::new(CallCounters::default());
-    let calls = tokio::spawn(calls_loop(
-        wa_rx,
-        media_events,
-        media.clone(),
-        graph,
-        BusinessNumber {
-            id: our_phone_number_id,
-            max_calls: config.limits.max_calls_per_number.get(),
-        },
-        call_counters.clone(),
-    ));
-
     info!(http = %http_addr, media = %media_addr, sandbox = config.is_sandbox(), "switchboard started");
+    let calls_for_shutdown = calls.clone();
     let done = tokio::spawn(async move {
         let _ = stop_rx.await;
         info!("switchboard stopping");
         let _ = http_stop_tx.send(());
         let _ = server.await;
         webhook_processor.shutdown().await;
-        calls.abort();
-        let _ = calls.await;
+        // No call is left dangling at Meta: each is terminated (or rejected) and recorded.
+        calls_for_shutdown.shutdown().await;
+        drop(calls_for_shutdown);
+        let _ = calls_task.await;
+        if let Err(e) = store_driver.join().await {
+            warn!(error = %e, "the call records did not close cleanly");
+        }
         if let Some(s) = sandbox_server {
             s.shutdown().await;
         }
@@ -293,7 +326,8 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         sandbox_sign_ins,
         webhook: webhook_state,
         sandbox,
-        calls: call_counters,
+        calls,
+        store,
         stop: stop_tx,
         done,
     })
@@ -377,187 +411,4 @@ pub fn loopback_of(addr: SocketAddr) -> SocketAddr {
     } else {
         addr
     }
-}
-
-/// What a call task hears.
-enum CallInput {
-    WhatsApp(WaEvent),
-    Media(MediaEvent),
-}
-
-/// What a call task tells the loop.
-enum CallReport {
-    Leg(WaCallId, LegId),
-    Done(WaCallId),
-}
-
-/// The business number this switchboard answers, and how many calls it may have at once.
-struct BusinessNumber {
-    id: String,
-    max_calls: usize,
-}
-
-/// Routes events to one task per call; the tasks report their legs and their end.
-///
-/// Every call in `calls` is on our one business number (offers for other numbers are ignored),
-/// so its size is that number's calls in progress. An offer beyond `max_calls` is rejected at
-/// once: Meta caps a number's concurrent calls anyway, and a call left ringing past what we
-/// can carry costs the business its call button (see DESIGN.md, "A call, end to end").
-async fn calls_loop(
-    mut wa: mpsc::Receiver<WaEvent>,
-    mut media_events: mpsc::Receiver<MediaEvent>,
-    media: EngineHandle,
-    graph: GraphClient,
-    number: BusinessNumber,
-    counters: Arc<CallCounters>,
-) {
-    let mut calls: HashMap<WaCallId, mpsc::Sender<CallInput>> = HashMap::new();
-    let mut legs: HashMap<LegId, WaCallId> = HashMap::new();
-    let (report_tx, mut reports) = mpsc::channel::<CallReport>(256);
-    let mut tasks = JoinSet::new();
-    loop {
-        tokio::select! {
-            Some(ev) = wa.recv() => {
-                let id = ev.call_id().clone();
-                if let Some(tx) = calls.get(&id) {
-                    deliver(tx, &id, CallInput::WhatsApp(ev));
-                } else if matches!(
-                    &ev,
-                    WaEvent::CallOffered { phone_number_id: Some(n), .. } if *n != number.id
-                ) {
-                    // Another number of the same WhatsApp Business Account: not ours to answer.
-                    warn!(call_id = %id, "call for another business number; ignored");
-                } else if matches!(ev, WaEvent::CallOffered { .. })
-                    && calls.len() >= number.max_calls
-                {
-                    counters.rejected_at_capacity.fetch_add(1, Ordering::Relaxed);
-                    info!(
-                        call_id = %id,
-                        max_calls = number.max_calls,
-                        "the number has its most calls in progress; rejecting the call"
-                    );
-                    // Off this loop: a Graph request (with its retries) must not hold up calls
-                    // in progress. The call never enters `calls`, so its terminate is ignored.
-                    let graph = graph.clone();
-                    let span = info_span!("call", call_id = %id);
-                    tasks.spawn(
-                        async move {
-                            if let Err(e) = graph.reject(&id).await {
-                                warn!(error = %e, "reject of a call over the cap failed");
-                            }
-                        }
-                        .instrument(span),
-                    );
-                } else if let WaEvent::CallOffered { offer_sdp, from, .. } = ev {
-                    let (tx, rx) = mpsc::channel(64);
-                    calls.insert(id.clone(), tx);
-                    counters.in_progress.store(calls.len() as u64, Ordering::Relaxed);
-                    let span = info_span!("call", call_id = %id);
-                    tasks.spawn(
-                        call_task(id, offer_sdp, from, rx, media.clone(), graph.clone(), report_tx.clone())
-                            .instrument(span),
-                    );
-                } else {
-                    info!(call_id = %id, "event for a call not handled here; ignored");
-                }
-            }
-            Some(ev) = media_events.recv() => {
-                let leg = match &ev {
-                    MediaEvent::Connected { leg }
-                    | MediaEvent::Failed { leg, .. }
-                    | MediaEvent::Closed { leg, .. }
-                    | MediaEvent::Dtmf { leg, .. }
-                    | MediaEvent::Stats { leg, .. } => *leg,
-                };
-                if let Some((id, tx)) = legs.get(&leg).and_then(|id| Some((id, calls.get(id)?))) {
-                    deliver(tx, id, CallInput::Media(ev));
-                }
-            }
-            Some(report) = reports.recv() => match report {
-                CallReport::Leg(id, leg) => { legs.insert(leg, id); }
-                CallReport::Done(id) => {
-                    calls.remove(&id);
-                    counters.in_progress.store(calls.len() as u64, Ordering::Relaxed);
-                    legs.retain(|_, c| *c != id);
-                }
-            },
-            Some(_) = tasks.join_next() => {}
-            else => break,
-        }
-    }
-}
-
-/// Hands an event to a call's task without waiting: this loop serves every call, so one call
-/// that stopped reading must not hold up the others. Its inbox is deep enough for any burst a
-/// live call sees; an overflow is a bug in that call's task, logged with the call id.
-fn deliver(tx: &mpsc::Sender<CallInput>, id: &WaCallId, input: CallInput) {
-    match tx.try_send(input) {
-        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            warn!(call_id = %id, "call task is not keeping up; event dropped")
-        }
-    }
-}
-
-/// One call, from offer to end: answer with a WhatsApp leg, pre-accept, close when it ends.
-async fn call_task(
-    id: WaCallId,
-    offer: String,
-    from: Option<String>,
-    mut inbox: mpsc::Receiver<CallInput>,
-    media: EngineHandle,
-    graph: GraphClient,
-    report: mpsc::Sender<CallReport>,
-) {
-    info!(
-        from = from.as_deref().map(mask).unwrap_or_default(),
-        "call offered"
-    );
-    let answer = match media.answer_whatsapp(offer).await {
-        Ok(a) => a,
-        Err(e) => {
-            warn!(error = %e, "offer unusable; rejecting the call");
-            let _ = graph.reject(&id).await;
-            let _ = report.send(CallReport::Done(id)).await;
-            return;
-        }
-    };
-    let _ = report.send(CallReport::Leg(id.clone(), answer.leg)).await;
-    if let Err(e) = graph.pre_accept(&id, &answer.sdp).await {
-        // Not accepted yet, so the call is declined rather than terminated (reference §1.2).
-        warn!(error = %e, "pre_accept failed; rejecting the call");
-        let _ = media.close(answer.leg).await;
-        let _ = graph.reject(&id).await;
-        let _ = report.send(CallReport::Done(id)).await;
-        return;
-    }
-    info!(leg = %answer.leg, "pre-accepted");
-    while let Some(input) = inbox.recv().await {
-        match input {
-            CallInput::WhatsApp(WaEvent::CallTerminated { status, errors, .. }) => {
-                info!(?status, errors = ?errors.iter().map(|e| e.code).collect::<Vec<_>>(), "caller's side ended the call");
-                let _ = media.close(answer.leg).await;
-                break;
-            }
-            CallInput::WhatsApp(other) => info!(event = ?other.dedup_key(), "ignored"),
-            CallInput::Media(MediaEvent::Connected { .. }) => info!("media connected to WhatsApp"),
-            CallInput::Media(MediaEvent::Failed { reason, .. }) => {
-                warn!(?reason, "WhatsApp leg failed; rejecting the call");
-                let _ = graph.reject(&id).await;
-                break;
-            }
-            CallInput::Media(MediaEvent::Closed { .. }) => break,
-            CallInput::Media(MediaEvent::Dtmf { digit, .. }) => info!(%digit, "dtmf"),
-            CallInput::Media(MediaEvent::Stats { .. }) => {}
-        }
-    }
-    let _ = report.send(CallReport::Done(id)).await;
-}
-
-/// A phone number for a log line: only its last four digits.
-fn mask(number: &str) -> String {
-    let digits: Vec<char> = number.chars().collect();
-    let keep = digits.len().min(4);
-    let hidden = digits.len() - keep;
-    "*".repeat(hidden) + &digits[hidden..].iter().collect::<String>()
 }

@@ -111,13 +111,36 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Where call records are kept.
     pub store: StoreConfig,
+    /// Queues, business numbers and the call lifecycle's timers.
+    pub calls: CallsConfig,
+}
+
+/// The call centre's shape: queues, which business number goes to which, and the timers of the
+/// call lifecycle (`crate::calls`).
+#[derive(Debug, Clone)]
+pub struct CallsConfig {
+    /// Every queue, with what it does when no agent is free.
+    pub queues: Vec<crate::routing::QueueConfig>,
+    /// Where calls for numbers not listed in `numbers` go.
+    pub default_queue: crate::ids::QueueId,
+    /// Business phone number id → queue.
+    pub numbers: std::collections::HashMap<String, crate::ids::QueueId>,
+    /// An agent who does not answer in this time is skipped and set away.
+    pub ring_timeout: Duration,
+    /// After a call, the agent's wrap-up time.
+    pub wrap_up: Duration,
+    /// An agent whose browser drops mid-call has this long to come back.
+    pub grace: Duration,
+    /// A call not answered this long after Meta offered it is queued or declined.
+    pub answer_deadline: Duration,
 }
 
 /// Settings of the call records (`crate::store`).
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// The SQLite file (`SWITCHBOARD_DB`, `[store] path`), created if missing.
-    pub path: PathBuf,
+    /// `None`: kept in memory only (`SWITCHBOARD_DB=:memory:`, and the sandbox's default).
+    pub path: Option<PathBuf>,
 }
 
 /// Caps on concurrent calls: what is over them is refused at once, never queued.
@@ -185,6 +208,18 @@ pub mod defaults {
     pub const HTTP_ADDR: &str = "127.0.0.1:8080";
     /// `SWITCHBOARD_MEDIA_ADDR`.
     pub const MEDIA_ADDR: &str = "0.0.0.0";
+    /// The queue every call goes to unless its number is mapped elsewhere.
+    pub const QUEUE: &str = "support";
+    /// `[[queues]] max_wait`, seconds.
+    pub const QUEUE_MAX_WAIT_SECS: f64 = 120.0;
+    /// `SWITCHBOARD_RING_TIMEOUT`, seconds.
+    pub const RING_TIMEOUT_SECS: f64 = 15.0;
+    /// `SWITCHBOARD_WRAP_UP`, seconds.
+    pub const WRAP_UP_SECS: f64 = 10.0;
+    /// `SWITCHBOARD_AGENT_GRACE`, seconds.
+    pub const AGENT_GRACE_SECS: f64 = 30.0;
+    /// `[calls] answer_deadline`, seconds: well inside Meta's ~30–60 s accept window.
+    pub const ANSWER_DEADLINE_SECS: f64 = 25.0;
     /// `SWITCHBOARD_MEDIA_PORTS`.
     pub const MEDIA_PORTS: &str = "50000-50999";
     /// `SWITCHBOARD_GRAPH_URL`.
@@ -281,6 +316,15 @@ pub struct Settings {
     /// SQLite file of the call records, created if missing. [default: switchboard.db]
     #[arg(long, env = "SWITCHBOARD_DB")]
     pub db: Option<PathBuf>,
+    /// Seconds a call rings at an agent before going to the next (who is set away). [default: 15]
+    #[arg(long, env = "SWITCHBOARD_RING_TIMEOUT")]
+    pub ring_timeout: Option<f64>,
+    /// Seconds of wrap-up after each call. [default: 10]
+    #[arg(long, env = "SWITCHBOARD_WRAP_UP")]
+    pub wrap_up: Option<f64>,
+    /// Seconds an agent whose browser dropped mid-call has to come back. [default: 30]
+    #[arg(long, env = "SWITCHBOARD_AGENT_GRACE")]
+    pub agent_grace: Option<f64>,
     /// Hours a sign-in stays valid; then its token expires (up to 720). [default: 12]
     #[arg(long, env = "SWITCHBOARD_SESSION_HOURS")]
     pub session_hours: Option<f64>,
@@ -311,6 +355,38 @@ struct FileConfig {
     people: Vec<FilePerson>,
     #[serde(default)]
     store: FileStore,
+    #[serde(default)]
+    calls: FileCalls,
+    #[serde(default)]
+    queues: Vec<FileQueue>,
+    #[serde(default)]
+    numbers: Vec<FileNumber>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCalls {
+    default_queue: Option<String>,
+    ring_timeout: Option<f64>,
+    wrap_up: Option<f64>,
+    grace: Option<f64>,
+    answer_deadline: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileQueue {
+    id: String,
+    /// `queue` (hold audio, up to `max_wait`) or `decline` (Graph reject at once).
+    policy: Option<String>,
+    max_wait: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNumber {
+    phone_number_id: String,
+    queue: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -378,6 +454,7 @@ impl Config {
     }
 
     fn from_layers(s: Settings, f: FileConfig) -> Result<Config, ConfigError> {
+        let calls = calls_config(&s, &f)?;
         let http_addr = parse_addr(
             "SWITCHBOARD_HTTP_ADDR",
             s.http_addr.or(f.http_addr).as_deref(),
@@ -526,8 +603,9 @@ impl Config {
                     .unwrap_or(false),
             },
             store: StoreConfig {
-                path: db_path(s.db.or(f.store.path))?,
+                path: db_path(s.db.or(f.store.path), credentials_set)?,
             },
+            calls,
         })
     }
 
@@ -704,6 +782,111 @@ fn media_limits(values: [Option<usize>; 4]) -> Result<Limits, ConfigError> {
     })
 }
 
+/// Queues (from `[[queues]]`, plus every queue a person names, with the `queue` policy), the
+/// default queue, the number → queue map and the timers.
+fn calls_config(s: &Settings, f: &FileConfig) -> Result<CallsConfig, ConfigError> {
+    use crate::ids::QueueId;
+    use crate::routing::{NoAgentPolicy, QueueConfig};
+    let mut queues: Vec<QueueConfig> = vec![];
+    for q in &f.queues {
+        let id = q.id.trim();
+        if id.is_empty() || queues.iter().any(|x| x.id.0 == id) {
+            return Err(ConfigError::Invalid {
+                key: "[[queues]] id",
+                reason: format!("{id:?} is empty or listed twice"),
+            });
+        }
+        let max_wait = seconds(
+            "[[queues]] max_wait",
+            q.max_wait,
+            defaults::QUEUE_MAX_WAIT_SECS,
+        )?;
+        let policy = match q.policy.as_deref().unwrap_or("queue") {
+            "queue" => NoAgentPolicy::Queue { max_wait },
+            "decline" => NoAgentPolicy::Decline,
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "[[queues]] policy",
+                    reason: format!("{other:?} is neither \"queue\" nor \"decline\""),
+                })
+            }
+        };
+        queues.push(QueueConfig {
+            id: QueueId(id.to_owned()),
+            policy,
+        });
+    }
+    // A queue a person serves exists even when not listed, with the default policy.
+    let named = f.people.iter().flat_map(|p| p.queues.iter());
+    for q in named.map(|q| q.trim()).chain([defaults::QUEUE]) {
+        if !q.is_empty() && !queues.iter().any(|x| x.id.0 == q) {
+            queues.push(QueueConfig {
+                id: QueueId(q.to_owned()),
+                policy: NoAgentPolicy::Queue {
+                    max_wait: Duration::from_secs_f64(defaults::QUEUE_MAX_WAIT_SECS),
+                },
+            });
+        }
+    }
+    let known = |q: &str, key: &'static str| {
+        if queues.iter().any(|x| x.id.0 == q) {
+            Ok(QueueId(q.to_owned()))
+        } else {
+            Err(ConfigError::Invalid {
+                key,
+                reason: format!("no queue {q:?} (add it under [[queues]])"),
+            })
+        }
+    };
+    let default_queue = known(
+        f.calls.default_queue.as_deref().unwrap_or(defaults::QUEUE),
+        "[calls] default_queue",
+    )?;
+    let mut numbers = std::collections::HashMap::new();
+    for n in &f.numbers {
+        numbers.insert(
+            n.phone_number_id.trim().to_owned(),
+            known(n.queue.trim(), "[[numbers]] queue")?,
+        );
+    }
+    Ok(CallsConfig {
+        queues,
+        default_queue,
+        numbers,
+        ring_timeout: seconds(
+            "SWITCHBOARD_RING_TIMEOUT",
+            s.ring_timeout.or(f.calls.ring_timeout),
+            defaults::RING_TIMEOUT_SECS,
+        )?,
+        wrap_up: seconds_or_zero(
+            "SWITCHBOARD_WRAP_UP",
+            s.wrap_up.or(f.calls.wrap_up),
+            defaults::WRAP_UP_SECS,
+        )?,
+        grace: seconds(
+            "SWITCHBOARD_AGENT_GRACE",
+            s.agent_grace.or(f.calls.grace),
+            defaults::AGENT_GRACE_SECS,
+        )?,
+        answer_deadline: seconds(
+            "[calls] answer_deadline",
+            f.calls.answer_deadline,
+            defaults::ANSWER_DEADLINE_SECS,
+        )?,
+    })
+}
+
+fn seconds_or_zero(
+    key: &'static str,
+    value: Option<f64>,
+    default: f64,
+) -> Result<Duration, ConfigError> {
+    match value {
+        Some(v) if v == 0.0 => Ok(Duration::ZERO),
+        other => seconds(key, other, default),
+    }
+}
+
 fn seconds(key: &'static str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
     let v = value.unwrap_or(default);
     if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
@@ -731,15 +914,21 @@ fn count(
 }
 
 /// `SWITCHBOARD_DB`: a file path (created at start if missing), not empty, not a directory.
-fn db_path(value: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
-    let path = value.unwrap_or_else(|| PathBuf::from(defaults::DB_PATH));
+fn db_path(value: Option<PathBuf>, live: bool) -> Result<Option<PathBuf>, ConfigError> {
+    // The sandbox's calls are made up: kept in memory unless a file is asked for.
+    let path = match value {
+        Some(p) if p.as_os_str() == ":memory:" => return Ok(None),
+        Some(p) => p,
+        None if live => PathBuf::from(defaults::DB_PATH),
+        None => return Ok(None),
+    };
     if path.as_os_str().is_empty() || path.is_dir() {
         return Err(ConfigError::Invalid {
             key: "SWITCHBOARD_DB",
             reason: format!("{} is not a file path", path.display()),
         });
     }
-    Ok(path)
+    Ok(Some(path))
 }
 
 fn is_graph_version(v: &str) -> bool {
@@ -961,7 +1150,7 @@ mod tests {
         assert_eq!(c.whatsapp.graph_version, "v23.0");
         assert_eq!(c.limits.max_calls_per_number.get(), 1000);
         assert_eq!(c.limits.sandbox_max_calls.get(), 4);
-        assert_eq!(c.store.path, Path::new("switchboard.db"));
+        assert_eq!(c.store.path, None, "the sandbox keeps records in memory");
     }
 
     #[test]

@@ -97,6 +97,24 @@ struct ErrorBody {
     error: String,
 }
 
+/// `inner`, answered only for a signed-in supervisor (401 without a sign-in, 403 for an agent).
+pub fn supervisors_only(inner: Router, auth: AuthHandle) -> Router {
+    inner.layer(axum::middleware::from_fn_with_state(auth, require_supervisor))
+}
+
+async fn require_supervisor(
+    State(auth): State<AuthHandle>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::extract::FromRequestParts;
+    let (mut parts, body) = req.into_parts();
+    match auth::RequireSupervisor::from_request_parts(&mut parts, &auth).await {
+        Ok(_) => next.run(axum::extract::Request::from_parts(parts, body)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 /// The whole router. The sandbox routes exist only when `sandbox` is given.
 pub fn router(webhook_state: WebhookState, auth: AuthHandle, sandbox: Option<Sandbox>) -> Router {
     let mut r = webhook::router(webhook_state).merge(auth::router(auth));

@@ -191,8 +191,22 @@ pub struct CallView {
     pub offered_at: Instant,
 }
 
+/// What the call machines count; the metrics issue exports these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CentreCounters {
+    /// Calls offered by Meta (duplicates not counted).
+    pub offered: u64,
+    /// Calls rejected at once because the business number had its cap of calls in progress.
+    pub rejected_at_capacity: u64,
+    /// Calls declined at once: nobody staffed, or nobody free with the `decline` policy.
+    pub declined_at_once: u64,
+    /// Calls that ended, any way.
+    pub ended: u64,
+}
+
 /// The calls machines; see the module docs.
 pub struct Centre<R: Routing> {
+    counters: CentreCounters,
     cfg: CentreConfig,
     routing: R,
     calls: HashMap<WaCallId, Call>,
@@ -207,6 +221,7 @@ impl<R: Routing> Centre<R> {
     /// A centre with no calls, over `routing`.
     pub fn new(cfg: CentreConfig, routing: R) -> Centre<R> {
         Centre {
+            counters: CentreCounters::default(),
             cfg,
             routing,
             calls: HashMap::new(),
@@ -216,6 +231,11 @@ impl<R: Routing> Centre<R> {
             tombstones: (VecDeque::new(), HashSet::new()),
             actions: VecDeque::new(),
         }
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> CentreCounters {
+        self.counters
     }
 
     /// The routing floor (agents, queues).
@@ -400,7 +420,9 @@ impl<R: Routing> Centre<R> {
             .values()
             .filter(|c| c.business_number == business_number)
             .count();
+        self.counters.offered += 1;
         let refusal = if on_number >= self.cfg.max_calls_per_number {
+            self.counters.rejected_at_capacity += 1;
             Some("over the business number's concurrent call cap")
         } else if !self.routing.staffed(&queue) {
             Some("nobody is signed in to the queue")
@@ -412,6 +434,7 @@ impl<R: Routing> Centre<R> {
             None
         };
         if let Some(reason) = refusal {
+            self.counters.declined_at_once += 1;
             info!(call_id = %id, %queue, reason, "call declined at once");
             self.actions.push_back(Action::Graph {
                 call: id.clone(),
@@ -1690,6 +1713,7 @@ impl<R: Routing> Centre<R> {
         by: EndedBy,
     ) {
         call.transitions.push(("ended", now, None));
+        self.counters.ended += 1;
         info!(call_id = %call.id, outcome = outcome.name(), ended_by = by.name(), %reason, "call ended");
         self.tombstone(call.id.clone());
         self.actions.push_back(Action::Finished(Box::new(Ended {

@@ -17,6 +17,7 @@
 //!   into Meta's accept window.
 //! - Events for ended or unknown calls, duplicates and events out of place change nothing.
 
+pub mod actor;
 mod event;
 mod machine;
 
@@ -24,7 +25,7 @@ pub use event::{
     Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, Notice, Outcome,
     Role, TransferTarget, WaLeg,
 };
-pub use machine::{CallView, Centre, CentreConfig, Phase, NO_AUDIO};
+pub use machine::{CallView, Centre, CentreConfig, CentreCounters, Phase, NO_AUDIO};
 
 #[cfg(test)]
 mod tests;

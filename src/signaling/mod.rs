@@ -1,4 +1,4 @@
-//! The browsers' edge: who is signing in, and (later) the versioned protocol on `/ws`.
+//! The browsers' edge: who is signing in, and the versioned protocol on `/ws`.
 //!
 //! **Owns**
 //! - [`auth`]: the directory of people (from `[[people]]`, or the sandbox's demo people), the
@@ -7,6 +7,9 @@
 //!   `/api/*` route and `/ws` use.
 //! - [`tokens`]: the pure session table, time passed in.
 //! - [`throttle`]: the pure sign-in throttle, time passed in.
+//! - [`protocol`]: the typed messages of `/ws` (documented in `docs/protocol.md`).
+//! - [`ws`]: one task per WebSocket session, translating messages to the call centre's commands
+//!   and its notices back; it decides nothing itself.
 //!
 //! **Does not touch**: calls, queues, presence or media. A person's queues are names here; what
 //! a queue is, and who gets the next call, is `routing`'s.
@@ -24,5 +27,7 @@
 
 pub mod auth;
 pub mod password;
+pub mod protocol;
 pub mod throttle;
 pub mod tokens;
+pub mod ws;

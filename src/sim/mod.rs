@@ -6,6 +6,7 @@
 //! *Does not touch*: switchboard's engine, calls or HTTP. A peer speaks only the real protocols
 //! (ICE, DTLS, SRTP, RTP) over real sockets, so what passes with it passes on the wire.
 
+pub mod agent;
 pub mod audio;
 pub mod memory;
 pub mod peer;

@@ -1,0 +1,649 @@
+//! The driver of the call machines: one task owns the [`Centre`], feeds it what happens (Meta's
+//! webhooks, media events, agents' sessions, the results of earlier actions, the time) and
+//! carries out its [`Action`]s: media commands in order, Graph calls and offers concurrently
+//! (their results come back as inputs), notices to sessions, records to the store.
+//!
+//! Nothing here decides anything; if logic worth testing grows here, it belongs in the centre.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use super::event::{Action, AgentLeg, Command, Ended, GraphAction, GraphFailure, Input, Notice, Role, WaLeg};
+use super::machine::{CallView, Centre, CentreConfig};
+use crate::ids::{AgentId, QueueId, WaCallId};
+use crate::media::{EngineHandle, MediaEvent};
+use crate::routing::{Agent, Floor, Routing, Waiting};
+use crate::store::{self, CallRecord, LegQuality, LegRole, LiveCall, StoreHandle, Transition};
+use crate::whatsapp::graph::{GraphClient, GraphError};
+use crate::whatsapp::webhook::WaEvent;
+
+/// Messages queued to the actor before senders wait.
+const INBOX: usize = 1024;
+/// Notices queued to one session before it is considered stuck and notices are dropped.
+const SESSION_QUEUE: usize = 256;
+/// How long shutdown waits for Meta to hear that every call ended.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A snapshot of the floor for supervisors.
+#[derive(Debug, Clone, Default)]
+pub struct FloorView {
+    /// When it was taken.
+    pub at: Option<Instant>,
+    /// Live calls.
+    pub calls: Vec<CallView>,
+    /// Signed-in agents.
+    pub agents: Vec<Agent>,
+    /// Queues and their waiting calls.
+    pub queues: Vec<(QueueId, Vec<Waiting>)>,
+    /// The machines' counters.
+    pub counters: super::CentreCounters,
+}
+
+/// Why a request to the calls actor failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallsError {
+    /// The actor has stopped.
+    #[error("the call centre is not running")]
+    Stopped,
+    /// The media engine refused the browser's offer.
+    #[error("offer refused: {0}")]
+    Offer(String),
+}
+
+enum Msg {
+    Input(Input),
+    Join {
+        agent: AgentId,
+        role: Role,
+        queues: Vec<QueueId>,
+        session: u64,
+        notices: mpsc::Sender<Notice>,
+    },
+    Offer {
+        agent: AgentId,
+        sdp: String,
+        reply: oneshot::Sender<Result<String, CallsError>>,
+    },
+    Leave {
+        agent: AgentId,
+        session: u64,
+        signed_out: bool,
+    },
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A cheap handle to the calls actor, for agents' sessions and the program.
+#[derive(Clone, Debug)]
+pub struct CallsHandle {
+    tx: mpsc::Sender<Msg>,
+    floor: watch::Receiver<Arc<FloorView>>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+impl CallsHandle {
+    /// A session opened: its id, and its notices on the returned receiver. A second session of
+    /// the same person replaces the first (whose receiver closes).
+    pub async fn join(
+        &self,
+        agent: AgentId,
+        role: Role,
+        queues: Vec<QueueId>,
+    ) -> Result<(u64, mpsc::Receiver<Notice>), CallsError> {
+        static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+        let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        self.tx
+            .send(Msg::Join {
+                agent,
+                role,
+                queues,
+                session,
+                notices: tx,
+            })
+            .await
+            .map_err(|_| CallsError::Stopped)?;
+        Ok((session, rx))
+    }
+
+    /// The session's PeerConnection offer; returns the answer.
+    pub async fn offer(&self, agent: AgentId, sdp: String) -> Result<String, CallsError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Offer { agent, sdp, reply })
+            .await
+            .map_err(|_| CallsError::Stopped)?;
+        rx.await.map_err(|_| CallsError::Stopped)?
+    }
+
+    /// An agent asks for something.
+    pub async fn command(&self, agent: AgentId, command: Command) -> Result<(), CallsError> {
+        self.input(Input::AgentCommand { agent, command }).await
+    }
+
+    /// Session `session` of `agent` closed (`signed_out`: deliberately, no grace period).
+    pub async fn leave(
+        &self,
+        agent: AgentId,
+        session: u64,
+        signed_out: bool,
+    ) -> Result<(), CallsError> {
+        self.tx
+            .send(Msg::Leave {
+                agent,
+                session,
+                signed_out,
+            })
+            .await
+            .map_err(|_| CallsError::Stopped)
+    }
+
+    /// The floor, as it changes.
+    pub fn floor(&self) -> watch::Receiver<Arc<FloorView>> {
+        self.floor.clone()
+    }
+
+    async fn input(&self, input: Input) -> Result<(), CallsError> {
+        self.tx
+            .send(Msg::Input(input))
+            .await
+            .map_err(|_| CallsError::Stopped)
+    }
+
+    /// Ends every call cleanly at Meta and stops the actor.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// What the actor needs.
+pub struct Deps {
+    /// The media engine.
+    pub media: EngineHandle,
+    /// Meta's Graph API.
+    pub graph: GraphClient,
+    /// Call records.
+    pub store: StoreHandle,
+    /// The business number calls are for (calls for other numbers are ignored).
+    pub phone_number_id: String,
+}
+
+/// Starts the actor: it reads `webhooks` (Meta's events) and `media_events`.
+pub fn spawn(
+    cfg: CentreConfig,
+    floor: Floor,
+    deps: Deps,
+    webhooks: mpsc::Receiver<WaEvent>,
+    media_events: mpsc::Receiver<MediaEvent>,
+) -> (CallsHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(INBOX);
+    let (floor_tx, floor_rx) = watch::channel(Arc::new(FloorView::default()));
+    let actor = Actor {
+        centre: Centre::new(cfg, floor),
+        deps,
+        sessions: HashMap::new(),
+        wall: (Instant::now(), SystemTime::now()),
+        floor: floor_tx,
+        tasks: JoinSet::new(),
+    };
+    let task = tokio::spawn(actor.run(rx, webhooks, media_events));
+    (
+        CallsHandle {
+            tx,
+            floor: floor_rx,
+        },
+        task,
+    )
+}
+
+/// Ends the calls a process that died left live at Meta (recorded by `MarkLive`, never
+/// finished): `terminate` each, and record it.
+pub async fn end_leftovers(store: &StoreHandle, graph: &GraphClient) {
+    let live = match store.live_calls().await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, "cannot read the calls left live by the last run");
+            return;
+        }
+    };
+    for call in live {
+        info!(call_id = %call.call_id, "ending a call the previous run left live");
+        let result = graph.terminate(&call.call_id).await;
+        let now = store::unix_ms(SystemTime::now());
+        let mut codes = vec![];
+        if let Err(GraphError::Api { code, .. }) = &result {
+            codes.push(*code);
+        }
+        let record = CallRecord {
+            call_id: call.call_id.clone(),
+            caller_number: String::new(),
+            caller_name: None,
+            business_number: call.business_number.clone(),
+            queue: None,
+            agents: vec![],
+            started_at: call.started_at,
+            answered_at: None,
+            ended_at: now.max(call.started_at),
+            transitions: vec![Transition {
+                state: "ended".into(),
+                at: now.max(call.started_at),
+                agent: None,
+            }],
+            outcome: store::Outcome::Failed,
+            end_reason: "ended at start-up: the process that handled it stopped".into(),
+            ended_by: store::EndedBy::System,
+            meta_error_codes: codes,
+            legs: vec![],
+        };
+        if let Err(e) = store.finish(record).await {
+            warn!(call_id = %call.call_id, error = %e, "recording a left-over call failed");
+        }
+    }
+}
+
+struct Actor {
+    centre: Centre<Floor>,
+    deps: Deps,
+    sessions: HashMap<AgentId, (u64, mpsc::Sender<Notice>)>,
+    /// An instant and the wall-clock time at it, to turn the centre's instants into record times.
+    wall: (Instant, SystemTime),
+    floor: watch::Sender<Arc<FloorView>>,
+    /// Graph calls and offers in flight; their results come back as inputs.
+    tasks: JoinSet<Done>,
+}
+
+enum Done {
+    Input(Input),
+    Offer {
+        agent: AgentId,
+        result: Result<AgentLeg, String>,
+        sdp: Option<String>,
+        reply: oneshot::Sender<Result<String, CallsError>>,
+    },
+}
+
+impl Actor {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Msg>,
+        mut webhooks: mpsc::Receiver<WaEvent>,
+        mut media_events: mpsc::Receiver<MediaEvent>,
+    ) {
+        loop {
+            let deadline = self
+                .centre
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                msg = inbox.recv() => match msg {
+                    Some(Msg::Shutdown(done)) => {
+                        self.shutdown().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(msg) => self.on_msg(msg),
+                    None => return,
+                },
+                Some(ev) = webhooks.recv() => self.on_webhook(ev),
+                Some(ev) = media_events.recv() => self.on_media(ev),
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    match done {
+                        Ok(Done::Input(input)) => self.centre.handle(Instant::now(), input),
+                        Ok(Done::Offer { agent, result, sdp, reply }) => match result {
+                            Ok(leg) => {
+                                self.centre.handle(Instant::now(), Input::AgentLegReady { agent, leg });
+                                let _ = reply.send(sdp.ok_or_else(|| CallsError::Offer("no answer".into())));
+                            }
+                            Err(e) => {
+                                let _ = reply.send(Err(CallsError::Offer(e)));
+                            }
+                        },
+                        Err(e) => warn!(error = %e, "a call task failed"),
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    self.centre.handle_timeout(Instant::now());
+                }
+            }
+            self.execute().await;
+        }
+    }
+
+    fn on_msg(&mut self, msg: Msg) {
+        let now = Instant::now();
+        match msg {
+            Msg::Input(input) => self.centre.handle(now, input),
+            Msg::Join {
+                agent,
+                role,
+                queues,
+                session,
+                notices,
+            } => {
+                // A newer session of the same person takes over; the older one's notices end.
+                self.sessions.insert(agent.clone(), (session, notices));
+                self.centre.handle(
+                    now,
+                    Input::AgentJoined {
+                        agent,
+                        role,
+                        queues,
+                    },
+                );
+            }
+            Msg::Offer { agent, sdp, reply } => {
+                let media = self.deps.media.clone();
+                self.tasks.spawn(async move {
+                    match media.answer_browser(sdp).await {
+                        Ok(a) => Done::Offer {
+                            agent,
+                            result: Ok(AgentLeg {
+                                leg: a.leg,
+                                streams: a.streams,
+                            }),
+                            sdp: Some(a.sdp),
+                            reply,
+                        },
+                        Err(e) => Done::Offer {
+                            agent,
+                            result: Err(e.to_string()),
+                            sdp: None,
+                            reply,
+                        },
+                    }
+                });
+            }
+            Msg::Leave {
+                agent,
+                session,
+                signed_out,
+            } => {
+                // Only the current session's end counts; a replaced one's does not.
+                let current = self.sessions.get(&agent).is_some_and(|s| s.0 == session);
+                if current {
+                    self.sessions.remove(&agent);
+                    self.centre
+                        .handle(now, Input::AgentLeft { agent, signed_out });
+                }
+            }
+            Msg::Shutdown(_) => {}
+        }
+    }
+
+    fn on_webhook(&mut self, ev: WaEvent) {
+        let now = Instant::now();
+        match ev {
+            WaEvent::CallOffered {
+                call_id,
+                phone_number_id,
+                from,
+                caller_name,
+                offer_sdp,
+                ..
+            } => {
+                if phone_number_id
+                    .as_ref()
+                    .is_some_and(|n| *n != self.deps.phone_number_id)
+                {
+                    // Another number of the same WhatsApp Business Account: not ours to answer.
+                    warn!(%call_id, "call for another business number; ignored");
+                    return;
+                }
+                self.centre.handle(
+                    now,
+                    Input::Offered {
+                        call: call_id,
+                        from,
+                        name: caller_name,
+                        business_number: phone_number_id.or(Some(self.deps.phone_number_id.clone())),
+                        offer: offer_sdp,
+                    },
+                );
+            }
+            WaEvent::CallTerminated {
+                call_id,
+                status,
+                errors,
+                ..
+            } => self.centre.handle(
+                now,
+                Input::Terminated {
+                    call: call_id,
+                    status: status.map(|s| s.as_str().to_owned()),
+                    errors: errors.iter().map(|e| e.code).collect(),
+                },
+            ),
+            other => debug!(event = ?other.dedup_key(), "webhook event not handled by the call centre"),
+        }
+    }
+
+    fn on_media(&mut self, ev: MediaEvent) {
+        let input = match ev {
+            MediaEvent::Connected { leg } => Input::MediaConnected { leg },
+            MediaEvent::Failed { leg, .. } => Input::MediaGone { leg, failed: true },
+            MediaEvent::Closed { leg, .. } => Input::MediaGone { leg, failed: false },
+            MediaEvent::Dtmf { leg, digit, .. } => Input::Dtmf { leg, digit },
+            MediaEvent::Stats { leg, stats } => Input::Stats { leg, stats },
+        };
+        self.centre.handle(Instant::now(), input);
+    }
+
+    /// Carries out every pending action. Media commands run in order (a route before the
+    /// first packet); Graph calls and offers run concurrently and report back.
+    async fn execute(&mut self) {
+        let mut floor_changed = false;
+        while let Some(action) = self.centre.poll_action() {
+            match action {
+                Action::AnswerWhatsApp { call, offer } => {
+                    let media = self.deps.media.clone();
+                    self.tasks.spawn(async move {
+                        let result = media
+                            .answer_whatsapp(offer)
+                            .await
+                            .map_err(|e| e.to_string())
+                            .and_then(|a| match a.streams.first() {
+                                Some(s) => Ok(WaLeg {
+                                    leg: a.leg,
+                                    stream: *s,
+                                    sdp: a.sdp,
+                                }),
+                                None => Err("the answer has no outgoing stream".into()),
+                            });
+                        Done::Input(Input::Answered { call, result })
+                    });
+                }
+                Action::Graph { call, action, sdp } => {
+                    let graph = self.deps.graph.clone();
+                    self.tasks
+                        .spawn(async move { Done::Input(graph_call(&graph, call, action, sdp).await) });
+                }
+                Action::Route { stream, source } => {
+                    if let Err(e) = self.deps.media.route(stream, source).await {
+                        debug!(%stream, error = %e, "route");
+                    }
+                }
+                Action::Hold { stream, on } => {
+                    if let Err(e) = self.deps.media.hold(stream, on).await {
+                        debug!(%stream, error = %e, "hold");
+                    }
+                }
+                Action::StartSending { leg } => {
+                    if let Err(e) = self.deps.media.start_sending(leg).await {
+                        warn!(%leg, error = %e, "start sending");
+                    }
+                }
+                Action::CloseLeg { leg } => {
+                    if let Err(e) = self.deps.media.close(leg).await {
+                        debug!(%leg, error = %e, "close");
+                    }
+                }
+                Action::Notify { agent, notice } => {
+                    if let Some((_, s)) = self.sessions.get(&agent) {
+                        if s.try_send(notice).is_err() {
+                            warn!(%agent, "session is not reading its notices; one dropped");
+                        }
+                    }
+                }
+                Action::FloorChanged => floor_changed = true,
+                Action::MarkLive {
+                    call,
+                    business_number,
+                } => {
+                    let live = LiveCall {
+                        call_id: call.clone(),
+                        business_number: business_number.unwrap_or_default(),
+                        started_at: store::unix_ms(SystemTime::now()),
+                    };
+                    if let Err(e) = self.deps.store.mark_live(live).await {
+                        warn!(call_id = %call, error = %e, "marking the call live failed");
+                    }
+                }
+                Action::Finished(ended) => {
+                    let record = self.record(&ended);
+                    if let Err(e) = self.deps.store.finish(record).await {
+                        warn!(call_id = %ended.call, error = %e, "writing the call record failed");
+                    }
+                }
+            }
+        }
+        if floor_changed {
+            let r = self.centre.routing();
+            let view = FloorView {
+                at: Some(Instant::now()),
+                calls: self.centre.calls(),
+                agents: r.agents(),
+                queues: r
+                    .queue_ids()
+                    .into_iter()
+                    .map(|q| {
+                        let w = r.waiting(&q);
+                        (q, w)
+                    })
+                    .collect(),
+                counters: self.centre.counters(),
+            };
+            self.floor.send_replace(Arc::new(view));
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        info!("ending every call before stopping");
+        self.centre.handle(Instant::now(), Input::Shutdown);
+        self.execute().await;
+        // Meta must hear of every end: wait for the Graph calls in flight, for a while.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while let Some(done) = self.tasks.join_next().await {
+                if let Ok(Done::Input(input)) = done {
+                    self.centre.handle(Instant::now(), input);
+                }
+            }
+        })
+        .await;
+        self.execute().await;
+    }
+
+    fn unix(&self, t: Instant) -> i64 {
+        let (i0, w0) = self.wall;
+        let wall = if t >= i0 {
+            w0 + (t - i0)
+        } else {
+            w0 - (i0 - t)
+        };
+        store::unix_ms(wall)
+    }
+
+    fn record(&self, e: &Ended) -> CallRecord {
+        CallRecord {
+            call_id: e.call.clone(),
+            caller_number: e.from.clone().unwrap_or_default(),
+            caller_name: e.name.clone(),
+            business_number: e.business_number.clone().unwrap_or_default(),
+            queue: Some(e.queue.0.clone()),
+            agents: e.agents.iter().map(|a| a.0.clone()).collect(),
+            started_at: self.unix(e.offered_at),
+            answered_at: e.answered_at.map(|t| self.unix(t)),
+            ended_at: self.unix(e.ended_at),
+            transitions: e
+                .transitions
+                .iter()
+                .map(|(state, at, agent)| Transition {
+                    state: (*state).to_owned(),
+                    at: self.unix(*at),
+                    agent: agent.as_ref().map(|a| a.0.clone()),
+                })
+                .collect(),
+            outcome: match e.outcome {
+                super::Outcome::Answered => store::Outcome::Answered,
+                super::Outcome::Abandoned => store::Outcome::Abandoned,
+                super::Outcome::Declined => store::Outcome::Declined,
+                super::Outcome::TimedOut => store::Outcome::TimedOut,
+                super::Outcome::Failed => store::Outcome::Failed,
+            },
+            end_reason: e.reason.clone(),
+            ended_by: match e.ended_by {
+                super::EndedBy::Caller => store::EndedBy::Caller,
+                super::EndedBy::Agent => store::EndedBy::Agent,
+                super::EndedBy::System => store::EndedBy::System,
+            },
+            meta_error_codes: e.meta_errors.clone(),
+            legs: e
+                .legs
+                .iter()
+                .map(|(label, s)| LegQuality {
+                    role: if label == "whatsapp" {
+                        LegRole::Whatsapp
+                    } else {
+                        LegRole::Agent
+                    },
+                    agent: (label != "whatsapp").then(|| label.clone()),
+                    packets_rx: s.packets_rx,
+                    packets_tx: s.packets_tx,
+                    loss_rx: s.loss_rx,
+                    loss_tx: s.loss_tx,
+                    jitter_ms: s.jitter.map(|d| d.as_secs_f64() * 1000.0),
+                    rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                })
+                .collect(),
+        }
+    }
+}
+
+async fn graph_call(
+    graph: &GraphClient,
+    call: WaCallId,
+    action: GraphAction,
+    sdp: Option<String>,
+) -> Input {
+    let sdp = sdp.unwrap_or_default();
+    let result = match action {
+        GraphAction::PreAccept => graph.pre_accept(&call, &sdp).await,
+        GraphAction::Accept => graph.accept(&call, &sdp, None).await,
+        GraphAction::Reject => graph.reject(&call).await,
+        GraphAction::Terminate => graph.terminate(&call).await,
+    };
+    let result = result.map_err(|e| GraphFailure {
+        code: match &e {
+            GraphError::Api { code, .. } => Some(*code),
+            _ => None,
+        },
+        message: e.to_string(),
+    });
+    Input::GraphDone {
+        call,
+        action,
+        result,
+    }
+}

@@ -1,0 +1,239 @@
+//! The browser protocol on `/ws`, version 1: typed JSON messages, one per WebSocket text frame,
+//! each an object with a `type` field. Every message, field and error is documented in
+//! `docs/protocol.md`; this file is the source of truth it is checked against.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this server speaks.
+pub const VERSION: u32 = 1;
+
+/// The largest text frame accepted; an SDP offer with a handful of audio m-lines is ~6 KiB.
+pub const MAX_MESSAGE: usize = 32 * 1024;
+
+/// What a browser sends.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMsg {
+    /// The session's one PeerConnection offer (audio m-lines: the first sends the microphone).
+    Offer {
+        /// The SDP offer.
+        sdp: String,
+    },
+    /// Available, or away with a reason.
+    SetPresence {
+        /// True: ready for calls.
+        available: bool,
+        /// Why away (ignored when available).
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Take the ringing call.
+    Answer {
+        /// The call.
+        call_id: String,
+    },
+    /// Decline the ringing call (it rings on elsewhere; you are set away).
+    Decline {
+        /// The call.
+        call_id: String,
+    },
+    /// End the call.
+    HangUp {
+        /// The call.
+        call_id: String,
+    },
+    /// Mute (the caller hears silence) or unmute.
+    Mute {
+        /// The call.
+        call_id: String,
+        /// On or off.
+        on: bool,
+    },
+    /// Hold (the caller hears hold audio) or resume.
+    Hold {
+        /// The call.
+        call_id: String,
+        /// On or off.
+        on: bool,
+    },
+    /// Blind transfer to an agent or a queue (exactly one of the two).
+    Transfer {
+        /// The call.
+        call_id: String,
+        /// To this agent.
+        #[serde(default)]
+        to_agent: Option<String>,
+        /// To this queue.
+        #[serde(default)]
+        to_queue: Option<String>,
+    },
+    /// Supervisor: listen to a call.
+    Monitor {
+        /// The call.
+        call_id: String,
+    },
+    /// Supervisor: speak to the call's agent only.
+    Whisper {
+        /// The call.
+        call_id: String,
+    },
+    /// Supervisor: stop monitoring or whispering.
+    StopMonitor,
+    /// Keep-alive; answered with `pong`.
+    Ping,
+}
+
+/// An agent's state, as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceView {
+    /// `offline`, `available`, `away`, `ringing`, `on_call`, `wrap_up`.
+    pub state: String,
+    /// Why away.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The call, when ringing, on a call or in wrap-up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+}
+
+/// One live call in a supervisor's floor view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloorCall {
+    /// Meta's call id.
+    pub call_id: String,
+    /// The caller's number.
+    pub from: Option<String>,
+    /// The caller's name.
+    pub name: Option<String>,
+    /// Its queue.
+    pub queue: String,
+    /// Its state.
+    pub state: String,
+    /// The agent on it.
+    pub agent: Option<String>,
+    /// Seconds since Meta offered it.
+    pub age_secs: u64,
+}
+
+/// One agent in a supervisor's floor view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloorAgent {
+    /// The agent.
+    pub id: String,
+    /// Their queues.
+    pub queues: Vec<String>,
+    /// What they are doing.
+    pub presence: PresenceView,
+}
+
+/// One queue in a supervisor's floor view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloorQueue {
+    /// The queue.
+    pub id: String,
+    /// Calls waiting.
+    pub waiting: usize,
+    /// Seconds the longest-waiting call has waited.
+    pub longest_wait_secs: u64,
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// First message of every session.
+    Welcome {
+        /// The protocol version.
+        version: u32,
+        /// Who you are.
+        id: String,
+        /// Your name.
+        name: String,
+        /// `agent` or `supervisor`.
+        role: String,
+        /// Your queues.
+        queues: Vec<String>,
+    },
+    /// The answer to your offer: set it as the remote description.
+    Answer {
+        /// The SDP answer.
+        sdp: String,
+    },
+    /// Your state changed.
+    Presence(PresenceView),
+    /// A call rings at you.
+    Ringing {
+        /// The call.
+        call_id: String,
+        /// The caller's number.
+        from: Option<String>,
+        /// The caller's name.
+        name: Option<String>,
+        /// Its queue.
+        queue: String,
+    },
+    /// The ring stopped (`missed`, `caller hung up`, …).
+    RingStopped {
+        /// The call.
+        call_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// You are talking with the caller.
+    Talking {
+        /// The call.
+        call_id: String,
+        /// The caller's number.
+        from: Option<String>,
+        /// The caller's name.
+        name: Option<String>,
+    },
+    /// Mute or hold changed.
+    CallState {
+        /// The call.
+        call_id: String,
+        /// Muted.
+        muted: bool,
+        /// On hold.
+        held: bool,
+    },
+    /// The caller pressed a key.
+    Dtmf {
+        /// The call.
+        call_id: String,
+        /// The key.
+        digit: String,
+    },
+    /// The call is over for you.
+    CallEnded {
+        /// The call.
+        call_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// Your monitoring started (with a call) or stopped.
+    Monitoring {
+        /// The call, or none.
+        call_id: Option<String>,
+        /// Whispering.
+        whisper: bool,
+    },
+    /// Supervisors: the whole floor, sent on every change.
+    Floor {
+        /// Live calls.
+        calls: Vec<FloorCall>,
+        /// Signed-in agents.
+        agents: Vec<FloorAgent>,
+        /// Queues.
+        queues: Vec<FloorQueue>,
+    },
+    /// A message of yours was refused; nothing changed.
+    Error {
+        /// Stable code: `bad_message`, `too_large`, `forbidden`, `not_ringing`, …
+        code: String,
+        /// In words.
+        message: String,
+    },
+    /// Answer to `ping`.
+    Pong,
+}

@@ -1,0 +1,316 @@
+//! `/ws`: one WebSocket per signed-in browser session. It translates the wire protocol
+//! ([`super::protocol`]) to the call centre's commands and notices, and nothing more: every
+//! decision is the call machines'.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRef, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use tracing::{debug, info, info_span, Instrument};
+
+use super::auth::{AuthHandle, Authenticated};
+use super::protocol::{
+    ClientMsg, FloorAgent, FloorCall, FloorQueue, PresenceView, ServerMsg, MAX_MESSAGE, VERSION,
+};
+use crate::calls::actor::{CallsHandle, FloorView};
+use crate::calls::{Command, Notice, Role, TransferTarget};
+use crate::config;
+use crate::ids::{AgentId, QueueId, WaCallId};
+use crate::routing::Presence;
+
+/// How often a session checks that its sign-in is still valid (logout, expiry).
+const SESSION_CHECK: Duration = Duration::from_secs(5);
+
+/// What `/ws` needs.
+#[derive(Clone, FromRef)]
+pub struct WsState {
+    /// Sign-in.
+    pub auth: AuthHandle,
+    /// The call centre.
+    pub calls: CallsHandle,
+}
+
+/// The `/ws` route.
+pub fn router(state: WsState) -> Router {
+    Router::new().route("/ws", get(upgrade)).with_state(state)
+}
+
+async fn upgrade(who: Authenticated, State(st): State<WsState>, ws: WebSocketUpgrade) -> Response {
+    // The library's own cap is far above ours, so an oversized message gets our error instead
+    // of a dropped connection.
+    ws.max_message_size(4 * MAX_MESSAGE).on_upgrade(move |socket| {
+        let span = info_span!("session", agent = %who.person_id);
+        session(socket, who, st).instrument(span)
+    })
+}
+
+async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
+    let agent = who.person_id.clone();
+    let Some(person) = st.auth.person(&agent) else {
+        return;
+    };
+    let role = match who.role {
+        config::Role::Agent => Role::Agent,
+        config::Role::Supervisor => Role::Supervisor,
+    };
+    let queues: Vec<QueueId> = person.queues.iter().map(|q| QueueId(q.clone())).collect();
+    let Ok((session_id, mut notices)) = st.calls.join(agent.clone(), role, queues).await else {
+        return;
+    };
+    info!("session opened");
+    let welcome = ServerMsg::Welcome {
+        version: VERSION,
+        id: agent.0.clone(),
+        name: person.name.clone(),
+        role: if role == Role::Supervisor { "supervisor" } else { "agent" }.into(),
+        queues: person.queues.clone(),
+    };
+    if send(&mut socket, &welcome).await.is_err() {
+        return;
+    }
+    let mut floor = st.calls.floor();
+    let supervisor = role == Role::Supervisor;
+    if supervisor {
+        let view = floor.borrow_and_update().clone();
+        let _ = send(&mut socket, &floor_msg(&view)).await;
+    }
+    let mut check = tokio::time::interval(SESSION_CHECK);
+    let mut signed_out = false;
+    loop {
+        tokio::select! {
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(reply) = handle_text(&st, &agent, text.as_str()).await {
+                        if send(&mut socket, &reply).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let e = error("bad_message", "messages are JSON text frames");
+                    if send(&mut socket, &e).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            n = notices.recv() => match n {
+                Some(n) => {
+                    if send(&mut socket, &notice_msg(n)).await.is_err() {
+                        break;
+                    }
+                }
+                None => {
+                    // A newer session of the same person took over.
+                    let e = error("replaced", "you signed in elsewhere; this page is no longer live");
+                    let _ = send(&mut socket, &e).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            changed = floor.changed(), if supervisor => {
+                if changed.is_err() {
+                    break;
+                }
+                let view = floor.borrow_and_update().clone();
+                if send(&mut socket, &floor_msg(&view)).await.is_err() {
+                    break;
+                }
+            }
+            _ = check.tick() => {
+                if !st.auth.session_alive(&who.session) {
+                    let e = error("signed_out", "your sign-in ended; sign in again");
+                    let _ = send(&mut socket, &e).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    signed_out = true;
+                    break;
+                }
+            }
+        }
+    }
+    info!(signed_out, "session closed");
+    let _ = st.calls.leave(agent, session_id, signed_out).await;
+}
+
+/// Parses and carries out one text frame; returns what to send back, if anything.
+async fn handle_text(st: &WsState, agent: &AgentId, text: &str) -> Option<ServerMsg> {
+    if text.len() > MAX_MESSAGE {
+        return Some(error(
+            "too_large",
+            &format!("messages are at most {MAX_MESSAGE} bytes"),
+        ));
+    }
+    let msg: ClientMsg = match serde_json::from_str(text) {
+        Ok(m) => m,
+        Err(e) => return Some(error("bad_message", &format!("not a message of protocol {VERSION}: {e}"))),
+    };
+    let call = |id: String| WaCallId(id);
+    let command = match msg {
+        ClientMsg::Ping => return Some(ServerMsg::Pong),
+        ClientMsg::Offer { sdp } => {
+            return Some(match st.calls.offer(agent.clone(), sdp).await {
+                Ok(sdp) => ServerMsg::Answer { sdp },
+                Err(e) => error("offer_refused", &e.to_string()),
+            })
+        }
+        ClientMsg::SetPresence { available, reason } => Command::SetPresence {
+            available,
+            reason: reason.map(|r| r.chars().take(64).collect()),
+        },
+        ClientMsg::Answer { call_id } => Command::Answer { call: call(call_id) },
+        ClientMsg::Decline { call_id } => Command::Decline { call: call(call_id) },
+        ClientMsg::HangUp { call_id } => Command::HangUp { call: call(call_id) },
+        ClientMsg::Mute { call_id, on } => Command::Mute {
+            call: call(call_id),
+            on,
+        },
+        ClientMsg::Hold { call_id, on } => Command::Hold {
+            call: call(call_id),
+            on,
+        },
+        ClientMsg::Transfer {
+            call_id,
+            to_agent,
+            to_queue,
+        } => {
+            let to = match (to_agent, to_queue) {
+                (Some(a), None) => TransferTarget::Agent(AgentId(a)),
+                (None, Some(q)) => TransferTarget::Queue(QueueId(q)),
+                _ => {
+                    return Some(error(
+                        "bad_message",
+                        "transfer takes exactly one of to_agent and to_queue",
+                    ))
+                }
+            };
+            Command::Transfer {
+                call: call(call_id),
+                to,
+            }
+        }
+        ClientMsg::Monitor { call_id } => Command::Monitor { call: call(call_id) },
+        ClientMsg::Whisper { call_id } => Command::Whisper { call: call(call_id) },
+        ClientMsg::StopMonitor => Command::StopMonitor,
+    };
+    debug!(?command, "command");
+    if st.calls.command(agent.clone(), command).await.is_err() {
+        return Some(error("unavailable", "the call centre is stopping"));
+    }
+    None
+}
+
+async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> Result<(), axum::Error> {
+    // Our own types always serialize; an empty object would be a bug, not a crash.
+    let text = serde_json::to_string(msg).unwrap_or_else(|_| "{}".into());
+    socket.send(Message::Text(text.into())).await
+}
+
+fn error(code: &str, message: &str) -> ServerMsg {
+    ServerMsg::Error {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// The wire form of a presence.
+pub fn presence_view(p: &Presence) -> PresenceView {
+    let (reason, call_id) = match p {
+        Presence::Away { reason } => (Some(reason.clone()), None),
+        Presence::Ringing { call } | Presence::OnCall { call } | Presence::WrapUp { call, .. } => {
+            (None, Some(call.0.clone()))
+        }
+        _ => (None, None),
+    };
+    PresenceView {
+        state: p.name().into(),
+        reason,
+        call_id,
+    }
+}
+
+fn notice_msg(n: Notice) -> ServerMsg {
+    match n {
+        Notice::Presence(p) => ServerMsg::Presence(presence_view(&p)),
+        Notice::Ringing {
+            call,
+            from,
+            name,
+            queue,
+        } => ServerMsg::Ringing {
+            call_id: call.0,
+            from,
+            name,
+            queue: queue.0,
+        },
+        Notice::RingStopped { call, reason } => ServerMsg::RingStopped {
+            call_id: call.0,
+            reason: reason.into(),
+        },
+        Notice::Talking { call, from, name } => ServerMsg::Talking {
+            call_id: call.0,
+            from,
+            name,
+        },
+        Notice::CallState { call, muted, held } => ServerMsg::CallState {
+            call_id: call.0,
+            muted,
+            held,
+        },
+        Notice::Dtmf { call, digit } => ServerMsg::Dtmf {
+            call_id: call.0,
+            digit: digit.to_string(),
+        },
+        Notice::CallEnded { call, reason } => ServerMsg::CallEnded {
+            call_id: call.0,
+            reason,
+        },
+        Notice::Monitoring { call, whisper } => ServerMsg::Monitoring {
+            call_id: call.map(|c| c.0),
+            whisper,
+        },
+        Notice::Refused { code, message } => error(code, &message),
+    }
+}
+
+fn floor_msg(view: &Arc<FloorView>) -> ServerMsg {
+    let now = Instant::now();
+    let secs = |t: Instant| now.saturating_duration_since(t).as_secs();
+    ServerMsg::Floor {
+        calls: view
+            .calls
+            .iter()
+            .map(|c| FloorCall {
+                call_id: c.call.0.clone(),
+                from: c.from.clone(),
+                name: c.name.clone(),
+                queue: c.queue.0.clone(),
+                state: c.state.into(),
+                agent: c.agent.as_ref().map(|a| a.0.clone()),
+                age_secs: secs(c.offered_at),
+            })
+            .collect(),
+        agents: view
+            .agents
+            .iter()
+            .map(|a| FloorAgent {
+                id: a.id.0.clone(),
+                queues: a.queues.iter().map(|q| q.0.clone()).collect(),
+                presence: presence_view(&a.presence),
+            })
+            .collect(),
+        queues: view
+            .queues
+            .iter()
+            .map(|(q, w)| FloorQueue {
+                id: q.0.clone(),
+                waiting: w.len(),
+                longest_wait_secs: w.first().map_or(0, |w| secs(w.since)),
+            })
+            .collect(),
+    }
+}
