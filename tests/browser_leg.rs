@@ -10,7 +10,7 @@ mod common;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::Html;
@@ -137,28 +137,30 @@ fn run_node(url: &str, wav: &std::path::Path, limit: Duration) -> String {
         .process_group(0)
         .spawn()
         .expect("node runs");
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut out = String::new();
-            use std::io::Read;
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
+    // Waits for node to exit, on a thread of its own that reads what it prints until then, or
+    // for `limit` to pass.
+    let pid = child.id();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let mut out = String::new();
+        use std::io::Read;
+        let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+        let status = child.wait().unwrap();
+        let _ = done_tx.send((status, out));
+    });
+    match done_rx.recv_timeout(limit) {
+        Ok((status, out)) => {
+            waiter.join().unwrap();
             assert!(status.success(), "node failed ({status}): {out}");
-            return out;
+            out
         }
-        if start.elapsed() > limit {
+        Err(_) => {
             let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .args(["-KILL", "--", &format!("-{pid}")])
                 .status();
-            let _ = child.wait();
+            let _ = waiter.join();
             panic!("the browser run exceeded {limit:?}");
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use switchboard::media::{MediaEvent, OPUS_SILENCE};
-use switchboard::sim::peer::{tagged_payload, Outgoing, Received};
+use switchboard::media::{DriverCounters, MediaEvent, OPUS_SILENCE};
+use switchboard::sim::peer::{tagged_payload, Outgoing, Peer, Received, Recording};
 
 const META_TAG: u8 = 1;
 const A_TAG: u8 = 2;
@@ -22,6 +22,37 @@ fn origin(p: &[u8]) -> Option<u8> {
     let tag = *p.get(1)?;
     let n = u32::from_be_bytes(p.get(2..6)?.try_into().ok()?);
     (tagged_payload(tag, n) == p).then_some(tag)
+}
+
+/// Polls the engine's counters until `f` holds (there is no event for them); panics after
+/// [`LONG`].
+async fn wait_counter(e: &TestEngine, what: &str, mut f: impl FnMut(&DriverCounters) -> bool) {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let c = e.handle.counters().await.unwrap();
+        if f(&c) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {c:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The peer's recording once `f` holds, checked each time the peer hears a packet; panics
+/// after [`LONG`].
+async fn wait_recording(p: &Peer, what: &str, mut f: impl FnMut(&Recording) -> bool) -> Recording {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let heard = p.status().packets_received;
+        let rec = p.recording().await.unwrap();
+        if f(&rec) {
+            return rec;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        p.wait_for(left, |s| s.packets_received > heard)
+            .await
+            .unwrap_or_else(|| panic!("never {what}"));
+    }
 }
 
 fn assert_continuous(who: &str, packets: &[Received]) {
@@ -91,9 +122,15 @@ async fn meta_and_browsers_relay_untouched_and_continuous() {
     e.handle.route(a.streams[0], Some(wa.leg)).await.unwrap();
     e.handle.route(b.streams[0], Some(wa.leg)).await.unwrap();
 
-    // Nothing reaches Meta before "start sending", even though agent A is already routed.
+    // Nothing reaches Meta before "start sending", even though agent A is already routed: the
+    // engine holds back A's packets (counted), and the first packet Meta ever hears is the
+    // silence sent after the start. The engine sends to Meta in order over one 5-tuple, so a
+    // packet leaked before the start would have arrived before that marker.
     e.handle.route(wa.streams[0], Some(a.leg)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_counter(&e, "A's packets held back", |c| {
+        c.engine.dropped_not_started >= 10
+    })
+    .await;
     assert_eq!(meta.status().packets_received, 0, "media before accept");
     e.handle.route(wa.streams[0], None).await.unwrap();
 
@@ -103,6 +140,7 @@ async fn meta_and_browsers_relay_untouched_and_continuous() {
         .await
         .expect("meta hears the first packet");
     let first = meta.recording().await.unwrap().packets[0].clone();
+    assert!(first.at >= started, "media before accept");
     let first_after = first.at.saturating_duration_since(started);
     assert!(
         first_after < Duration::from_millis(100),
@@ -111,19 +149,17 @@ async fn meta_and_browsers_relay_untouched_and_continuous() {
     assert_eq!(
         origin(&first.payload),
         Some(0),
-        "silence when nothing is routed"
+        "silence when nothing is routed (nothing of agent A's came before it)"
     );
 
-    // silence → A → B → silence, each for a while.
-    let phases = [
-        (None, 300),
-        (Some(a.leg), 400),
-        (Some(b.leg), 400),
-        (None, 300),
-    ];
-    for (source, ms) in phases {
+    // silence → A → B → silence, each for a number of packets heard by Meta.
+    let phases = [(None, 15), (Some(a.leg), 20), (Some(b.leg), 20), (None, 15)];
+    for (source, packets) in phases {
         e.handle.route(wa.streams[0], source).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let before = meta.status().packets_received;
+        meta.wait_for(LONG, |s| s.packets_received >= before + packets)
+            .await
+            .expect("meta keeps hearing packets");
     }
 
     let heard = meta.recording().await.unwrap();
@@ -184,12 +220,14 @@ async fn dtmf_from_meta_comes_out_once_per_digit_and_reaches_the_agent() {
     connected(&agent).await;
     e.handle.route(a.streams[0], Some(wa.leg)).await.unwrap();
     meta.send(Outgoing::Tagged { tag: META_TAG }).await.unwrap();
-    for d in ['1', '#', '9', 'A'] {
+    // '0' is the marker: the peer sends it only after the redundant end packets of 'A', and
+    // the engine reads Meta's packets in order, so a duplicate of any digit would come first.
+    for d in ['1', '#', '9', 'A', '0'] {
         meta.dtmf(d, Duration::from_millis(120)).await.unwrap();
     }
     let mut digits = String::new();
     let deadline = Instant::now() + LONG;
-    while digits.len() < 4 && Instant::now() < deadline {
+    while digits.len() < 5 && Instant::now() < deadline {
         if let MediaEvent::Dtmf {
             leg,
             digit,
@@ -203,19 +241,14 @@ async fn dtmf_from_meta_comes_out_once_per_digit_and_reaches_the_agent() {
             digits.push(digit);
         }
     }
-    assert_eq!(digits, "1#9A");
-    // No duplicate follows the redundant end packets.
-    let later = e.events_for(Duration::from_millis(400)).await;
-    assert!(
-        !later.iter().any(|ev| matches!(ev, MediaEvent::Dtmf { .. })),
-        "{later:?}"
-    );
-    // Forwarded too: the agent's side decodes the same digits.
+    // Once per digit: no duplicate came between the digits or before the marker.
+    assert_eq!(digits, "1#9A0");
+    // Forwarded too: the agent's side decodes the same digits, each once.
     let s = agent
-        .wait_for(LONG, |s| s.digits.len() >= 4)
+        .wait_for(LONG, |s| s.digits.len() >= 5)
         .await
         .expect("agent hears the digits");
-    assert_eq!(s.digits, "1#9A");
+    assert_eq!(s.digits, "1#9A0");
     assert_continuous("agent", &agent.recording().await.unwrap().packets);
 }
 
@@ -234,8 +267,13 @@ async fn dtmf_toward_meta_is_heard_once_and_the_stream_stays_continuous() {
         .await
         .expect("meta hears the digits");
     assert_eq!(s.digits, "5*0");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let rec = meta.recording().await.unwrap();
+    // The marker: audio again after the last event packet. Events and audio share one
+    // sequence, so every redundant end packet of the last digit has arrived before it.
+    let rec = wait_recording(&meta, "audio after the last digit", |r| {
+        let last_event = r.packets.iter().rposition(|p| p.pt == 126);
+        last_event.is_some_and(|i| r.packets[i..].iter().any(|p| p.pt == 111))
+    })
+    .await;
     let tele: Vec<&Received> = rec.packets.iter().filter(|p| p.pt == 126).collect();
     assert!(
         tele.len() >= 3 * 5,

@@ -79,16 +79,6 @@ impl TestEngine {
             }
         }
     }
-
-    /// Every event that arrives within `window`.
-    pub async fn events_for(&mut self, window: Duration) -> Vec<MediaEvent> {
-        let deadline = tokio::time::Instant::now() + window;
-        let mut out = vec![];
-        while let Ok(Some(e)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
-            out.push(e);
-        }
-        out
-    }
 }
 
 /// A Meta-shaped peer connected to a new WhatsApp leg.
