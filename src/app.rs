@@ -13,15 +13,15 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::config::{Config, Secret};
-use crate::http;
 use crate::calls::actor::{self, CallsHandle, Deps};
 use crate::calls::CentreConfig;
+use crate::config::{Config, Secret};
+use crate::http;
 use crate::media::{Bind, EngineConfig, EngineHandle, MediaDriver, MediaError};
 use crate::routing::Floor;
+use crate::signaling::auth::{self, AuthHandle, DemoSignIn};
 use crate::signaling::ws::{self, WsState};
 use crate::store::{StoreError, StoreHandle};
-use crate::signaling::auth::{self, AuthHandle, DemoSignIn};
 use crate::whatsapp::graph::{GraphClient, GraphError};
 use crate::whatsapp::simulator::{FakeGraph, Simulator, SimulatorConfig};
 use crate::whatsapp::webhook::{WebhookOptions, WebhookState, WebhookStats};
@@ -251,7 +251,10 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     };
     // Calls a previous run left live at Meta are ended before new ones come in.
     actor::end_leftovers(&store, &graph).await;
-    let floor = Floor::new(config.calls.queues.clone(), config.calls.default_queue.clone());
+    let floor = Floor::new(
+        config.calls.queues.clone(),
+        config.calls.default_queue.clone(),
+    );
     let centre = CentreConfig {
         ring_timeout: config.calls.ring_timeout,
         wrap_up: config.calls.wrap_up,

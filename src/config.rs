@@ -882,7 +882,7 @@ fn seconds_or_zero(
     default: f64,
 ) -> Result<Duration, ConfigError> {
     match value {
-        Some(v) if v == 0.0 => Ok(Duration::ZERO),
+        Some(0.0) => Ok(Duration::ZERO),
         other => seconds(key, other, default),
     }
 }

@@ -99,7 +99,11 @@ struct ErrorBody {
 
 /// `inner`, answered only for a signed-in supervisor (401 without a sign-in, 403 for an agent).
 pub fn supervisors_only(inner: Router, auth: AuthHandle) -> Router {
-    inner.layer(axum::middleware::from_fn_with_state(auth, require_supervisor))
+    // A route layer: unmatched paths stay 404 for everyone.
+    inner.route_layer(axum::middleware::from_fn_with_state(
+        auth,
+        require_supervisor,
+    ))
 }
 
 async fn require_supervisor(
@@ -110,7 +114,10 @@ async fn require_supervisor(
     use axum::extract::FromRequestParts;
     let (mut parts, body) = req.into_parts();
     match auth::RequireSupervisor::from_request_parts(&mut parts, &auth).await {
-        Ok(_) => next.run(axum::extract::Request::from_parts(parts, body)).await,
+        Ok(_) => {
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
+        }
         Err(e) => e.into_response(),
     }
 }

@@ -25,6 +25,7 @@ struct World {
     fake: FakeGraph,
     sim: Simulator,
     relay: MetaRelay,
+    _agent: switchboard::sim::agent::SimAgent,
 }
 
 /// switchboard with `ports` media ports, Meta's Graph API faked on loopback, and a simulator
@@ -47,10 +48,16 @@ async fn world(ports: &str) -> World {
         access_token: Some(Secret::new(TOKEN)),
         app_secret: Some(Secret::new(APP_SECRET)),
         verify_token: Some(Secret::new("relay-verify-token")),
+        db: Some(":memory:".into()),
         ..Settings::default()
     })
     .unwrap();
+    let mut config = config;
+    config.auth.people = common::agents(1);
     let running = app::start(config).await.unwrap();
+    // One agent with its audio up: the first call rings there, the others wait in the queue
+    // (accepted, hearing hold audio); a queue nobody staffs would decline every call.
+    let agent = common::sign_in(&running, "agent1").await;
     let relay = MetaRelay::bind((LOOPBACK, 0).into()).await.unwrap();
     let sim = Simulator::start(
         SimulatorConfig {
@@ -68,6 +75,7 @@ async fn world(ports: &str) -> World {
         fake,
         sim,
         relay,
+        _agent: agent,
     }
 }
 
@@ -119,9 +127,12 @@ async fn twenty_callers_from_one_relay_address_each_connect_on_their_own_port() 
         calls.push(place(&w).await);
     }
     for call in &calls {
-        call.wait_for(LONG, |p| *p == CallPhase::PreAccepted)
-            .await
-            .expect("pre-accepted");
+        // Pre-accepted, and then accepted into the queue for all but the first.
+        call.wait_for(LONG, |p| {
+            matches!(p, CallPhase::PreAccepted | CallPhase::Accepted)
+        })
+        .await
+        .expect("pre-accepted");
         let peer = call.peer().expect("the caller has the answer");
         peer.wait_for(LONG, |s| s.connected)
             .await
@@ -134,7 +145,11 @@ async fn twenty_callers_from_one_relay_address_each_connect_on_their_own_port() 
     assert!(addrs.iter().all(|a| ports.contains(&a.port())));
     let r = w.relay.counters();
     assert_eq!(r.collisions, 0, "{r:?}");
-    assert_eq!(w.running.media.counters().await.unwrap().legs, 20);
+    assert_eq!(
+        w.running.media.counters().await.unwrap().legs,
+        20 + 1,
+        "20 calls and the agent's browser"
+    );
     w.running.shutdown().await;
 }
 
@@ -164,7 +179,11 @@ async fn with_one_port_the_second_call_from_a_relay_is_rejected_not_half_made() 
         "rejected at once, never pre-accepted"
     );
     let c = w.running.media.counters().await.unwrap();
-    assert_eq!(c.legs, 1, "no leg was left for the refused call");
+    assert_eq!(
+        c.legs,
+        1 + 1,
+        "the first call and the agent: nothing of the refused call"
+    );
     assert_eq!(c.engine.refused_no_port, 1);
     // The first call is untouched.
     let peer = first.peer().expect("the first caller has its answer");

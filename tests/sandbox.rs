@@ -21,6 +21,8 @@ async fn the_sandbox_takes_a_simulated_call_placed_over_http() {
     .unwrap();
     assert!(config.is_sandbox());
     let running = app::start(config).await.unwrap();
+    // A demo agent signed in with audio up: the call rings there (nobody staffed: declined).
+    let _agent = common::sign_in(&running, "agent1").await;
     let sim = running
         .simulator
         .clone()
@@ -50,7 +52,11 @@ async fn the_sandbox_takes_a_simulated_call_placed_over_http() {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert!(ok, "pre_accept accepted: {:?}", sim.graph().requests());
-    assert_eq!(running.media.counters().await.unwrap().legs, 1);
+    assert_eq!(
+        running.media.counters().await.unwrap().legs,
+        2,
+        "the call's leg and the agent's"
+    );
     // Bad requests are refused with a reason, and place nothing.
     let bad = reqwest::Client::new()
         .post(format!("http://{}/sandbox/calls", running.http_addr))
@@ -103,6 +109,9 @@ async fn the_sandbox_caps_simulated_calls_in_progress() {
     })
     .unwrap();
     let running = app::start(config).await.unwrap();
+    // Both demo agents up: two calls ring and stay in progress.
+    let _a1 = common::sign_in(&running, "agent1").await;
+    let _a2 = common::sign_in(&running, "agent2").await;
     let http = reqwest::Client::new();
     let url = format!("http://{}/sandbox/calls", running.http_addr);
     let place = || {
@@ -166,6 +175,7 @@ async fn live_credentials_have_no_sandbox_routes() {
         access_token: Some(switchboard::config::Secret::new("t")),
         app_secret: Some(switchboard::config::Secret::new("s")),
         verify_token: Some(switchboard::config::Secret::new("v")),
+        db: Some(":memory:".into()),
         ..Settings::default()
     })
     .unwrap();
@@ -194,6 +204,9 @@ fn help_lists_every_setting() {
         "SWITCHBOARD_HTTP_ADDR",
         "SWITCHBOARD_MEDIA_ADDR",
         "SWITCHBOARD_MEDIA_PORTS",
+        "SWITCHBOARD_RING_TIMEOUT",
+        "SWITCHBOARD_WRAP_UP",
+        "SWITCHBOARD_AGENT_GRACE",
         "SWITCHBOARD_PUBLIC_IP",
         "SWITCHBOARD_PUBLIC_IP6",
         "SWITCHBOARD_MEDIA_MAX_LEGS",

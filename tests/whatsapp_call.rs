@@ -23,7 +23,12 @@ struct World {
     fake: FakeGraph,
     sim: Simulator,
     http: reqwest::Client,
+    /// Signed-in agents whose browser legs count among the engine's legs.
+    agents: Vec<switchboard::sim::agent::SimAgent>,
 }
+
+/// Agents signed in to every world: more than any test's concurrent calls.
+const AGENTS: usize = 5;
 
 /// switchboard with live-style credentials whose Graph URL is a fake Graph API on loopback.
 async fn world() -> World {
@@ -48,10 +53,19 @@ async fn world_with(extra: Settings) -> World {
         access_token: Some(Secret::new(TOKEN)),
         app_secret: Some(Secret::new(APP_SECRET)),
         verify_token: Some(Secret::new(VERIFY_TOKEN)),
+        db: Some(":memory:".into()),
         ..extra
     })
     .unwrap();
+    let mut config = config;
+    config.auth.people = common::agents(AGENTS);
     let running = app::start(config).await.unwrap();
+    // Agents signed in with their audio up: each call rings at one of them (none answers), so
+    // every call is pre-accepted and nothing more happens at Meta.
+    let mut agents = vec![];
+    for i in 1..=AGENTS {
+        agents.push(common::sign_in(&running, &format!("agent{i}")).await);
+    }
     let sim = Simulator::start(
         SimulatorConfig {
             webhook_url: format!("http://{}/webhooks/whatsapp", running.http_addr),
@@ -66,6 +80,7 @@ async fn world_with(extra: Settings) -> World {
         running,
         fake,
         sim,
+        agents,
         http: reqwest::Client::new(),
     }
 }
@@ -121,12 +136,17 @@ async fn assert_only_call(w: &World, call: &SimulatedCall) {
             .all(|r| r.call_id.as_ref() == Some(&call.call_id)),
         "Graph requests only for the marker: {reqs:?}"
     );
-    assert_eq!(w.running.media.counters().await.unwrap().legs, 1);
+    assert_eq!(call_legs(w).await, 1);
+}
+
+/// The engine's legs less the signed-in agents' browser legs: the calls' WhatsApp legs.
+async fn call_legs(w: &World) -> u64 {
+    w.running.media.counters().await.unwrap().legs - w.agents.len() as u64
 }
 
 async fn wait_for_legs(w: &World, n: u64) {
     for _ in 0..200 {
-        if w.running.media.counters().await.unwrap().legs == n {
+        if call_legs(w).await == n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -227,7 +247,7 @@ async fn a_user_initiated_call_is_pre_accepted_and_its_media_connects() {
         actions(&w.fake.requests(), &call.call_id.0),
         vec![("pre_accept".to_owned(), 200)]
     );
-    assert_eq!(w.running.media.counters().await.unwrap().legs, 1);
+    assert_eq!(call_legs(&w).await, 1);
 
     // The user hangs up: Meta's terminate webhook makes switchboard close the leg.
     call.hang_up().await;
@@ -386,7 +406,7 @@ async fn batches_duplicates_and_late_connects_on_a_running_switchboard() {
         actions(&reqs, &marker.call_id.0),
         vec![("pre_accept".to_owned(), 200)]
     );
-    assert_eq!(w.running.media.counters().await.unwrap().legs, 4);
+    assert_eq!(call_legs(&w).await, 4);
     w.running.shutdown().await;
 }
 
@@ -438,7 +458,7 @@ async fn a_call_over_the_numbers_cap_is_rejected_at_once() {
             rejected_at_capacity: 1
         }
     );
-    assert_eq!(w.running.media.counters().await.unwrap().legs, 2);
+    assert_eq!(call_legs(&w).await, 2);
 
     // One call ends: the number has room again.
     first.hang_up().await;

@@ -14,7 +14,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use super::event::{Action, AgentLeg, Command, Ended, GraphAction, GraphFailure, Input, Notice, Role, WaLeg};
+use super::event::{
+    Action, AgentLeg, Command, Ended, GraphAction, GraphFailure, Input, Notice, Role, WaLeg,
+};
 use super::machine::{CallView, Centre, CentreConfig};
 use crate::ids::{AgentId, QueueId, WaCallId};
 use crate::media::{EngineHandle, MediaEvent};
@@ -408,7 +410,8 @@ impl Actor {
                         call: call_id,
                         from,
                         name: caller_name,
-                        business_number: phone_number_id.or(Some(self.deps.phone_number_id.clone())),
+                        business_number: phone_number_id
+                            .or(Some(self.deps.phone_number_id.clone())),
                         offer: offer_sdp,
                     },
                 );
@@ -426,7 +429,9 @@ impl Actor {
                     errors: errors.iter().map(|e| e.code).collect(),
                 },
             ),
-            other => debug!(event = ?other.dedup_key(), "webhook event not handled by the call centre"),
+            other => {
+                debug!(event = ?other.dedup_key(), "webhook event not handled by the call centre")
+            }
         }
     }
 
@@ -444,8 +449,16 @@ impl Actor {
     /// Carries out every pending action. Media commands run in order (a route before the
     /// first packet); Graph calls and offers run concurrently and report back.
     async fn execute(&mut self) {
-        let mut floor_changed = false;
+        let mut actions = vec![];
         while let Some(action) = self.centre.poll_action() {
+            actions.push(action);
+        }
+        // The floor is published before anything is carried out, so whoever sees an effect
+        // (a Graph call, a notice) finds the floor already saying why.
+        if actions.iter().any(|a| matches!(a, Action::FloorChanged)) {
+            self.publish_floor();
+        }
+        for action in actions {
             match action {
                 Action::AnswerWhatsApp { call, offer } => {
                     let media = self.deps.media.clone();
@@ -467,8 +480,9 @@ impl Actor {
                 }
                 Action::Graph { call, action, sdp } => {
                     let graph = self.deps.graph.clone();
-                    self.tasks
-                        .spawn(async move { Done::Input(graph_call(&graph, call, action, sdp).await) });
+                    self.tasks.spawn(async move {
+                        Done::Input(graph_call(&graph, call, action, sdp).await)
+                    });
                 }
                 Action::Route { stream, source } => {
                     if let Err(e) = self.deps.media.route(stream, source).await {
@@ -497,7 +511,7 @@ impl Actor {
                         }
                     }
                 }
-                Action::FloorChanged => floor_changed = true,
+                Action::FloorChanged => {}
                 Action::MarkLive {
                     call,
                     business_number,
@@ -519,7 +533,10 @@ impl Actor {
                 }
             }
         }
-        if floor_changed {
+    }
+
+    fn publish_floor(&mut self) {
+        {
             let r = self.centre.routing();
             let view = FloorView {
                 at: Some(Instant::now()),

@@ -42,10 +42,11 @@ pub fn router(state: WsState) -> Router {
 async fn upgrade(who: Authenticated, State(st): State<WsState>, ws: WebSocketUpgrade) -> Response {
     // The library's own cap is far above ours, so an oversized message gets our error instead
     // of a dropped connection.
-    ws.max_message_size(4 * MAX_MESSAGE).on_upgrade(move |socket| {
-        let span = info_span!("session", agent = %who.person_id);
-        session(socket, who, st).instrument(span)
-    })
+    ws.max_message_size(4 * MAX_MESSAGE)
+        .on_upgrade(move |socket| {
+            let span = info_span!("session", agent = %who.person_id);
+            session(socket, who, st).instrument(span)
+        })
 }
 
 async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
@@ -66,7 +67,12 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
         version: VERSION,
         id: agent.0.clone(),
         name: person.name.clone(),
-        role: if role == Role::Supervisor { "supervisor" } else { "agent" }.into(),
+        role: if role == Role::Supervisor {
+            "supervisor"
+        } else {
+            "agent"
+        }
+        .into(),
         queues: person.queues.clone(),
     };
     if send(&mut socket, &welcome).await.is_err() {
@@ -147,7 +153,12 @@ async fn handle_text(st: &WsState, agent: &AgentId, text: &str) -> Option<Server
     }
     let msg: ClientMsg = match serde_json::from_str(text) {
         Ok(m) => m,
-        Err(e) => return Some(error("bad_message", &format!("not a message of protocol {VERSION}: {e}"))),
+        Err(e) => {
+            return Some(error(
+                "bad_message",
+                &format!("not a message of protocol {VERSION}: {e}"),
+            ))
+        }
     };
     let call = |id: String| WaCallId(id);
     let command = match msg {
@@ -162,9 +173,15 @@ async fn handle_text(st: &WsState, agent: &AgentId, text: &str) -> Option<Server
             available,
             reason: reason.map(|r| r.chars().take(64).collect()),
         },
-        ClientMsg::Answer { call_id } => Command::Answer { call: call(call_id) },
-        ClientMsg::Decline { call_id } => Command::Decline { call: call(call_id) },
-        ClientMsg::HangUp { call_id } => Command::HangUp { call: call(call_id) },
+        ClientMsg::Answer { call_id } => Command::Answer {
+            call: call(call_id),
+        },
+        ClientMsg::Decline { call_id } => Command::Decline {
+            call: call(call_id),
+        },
+        ClientMsg::HangUp { call_id } => Command::HangUp {
+            call: call(call_id),
+        },
         ClientMsg::Mute { call_id, on } => Command::Mute {
             call: call(call_id),
             on,
@@ -193,8 +210,12 @@ async fn handle_text(st: &WsState, agent: &AgentId, text: &str) -> Option<Server
                 to,
             }
         }
-        ClientMsg::Monitor { call_id } => Command::Monitor { call: call(call_id) },
-        ClientMsg::Whisper { call_id } => Command::Whisper { call: call(call_id) },
+        ClientMsg::Monitor { call_id } => Command::Monitor {
+            call: call(call_id),
+        },
+        ClientMsg::Whisper { call_id } => Command::Whisper {
+            call: call(call_id),
+        },
         ClientMsg::StopMonitor => Command::StopMonitor,
     };
     debug!(?command, "command");

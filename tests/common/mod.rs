@@ -104,3 +104,55 @@ pub async fn connected(p: &Peer) {
         .await
         .expect("peer connects");
 }
+
+/// The password of every person the tests configure.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A configured person with [`PASSWORD`] (hashed once per test process: argon2 is slow on
+/// purpose).
+pub fn person(
+    id: &str,
+    role: switchboard::config::Role,
+    queues: &[&str],
+) -> switchboard::config::Person {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = HASH.get_or_init(|| {
+        switchboard::signaling::auth::hash_password(PASSWORD).expect("hashing works")
+    });
+    switchboard::config::Person {
+        id: switchboard::ids::AgentId(id.to_owned()),
+        name: id.to_uppercase(),
+        role,
+        password_hash: switchboard::config::PasswordHash::parse(hash).expect("a valid PHC"),
+        queues: queues.iter().map(|q| (*q).to_owned()).collect(),
+    }
+}
+
+/// `n` agents of the support queue, `agent1` … `agentN`.
+pub fn agents(n: usize) -> Vec<switchboard::config::Person> {
+    (1..=n)
+        .map(|i| {
+            person(
+                &format!("agent{i}"),
+                switchboard::config::Role::Agent,
+                &["support"],
+            )
+        })
+        .collect()
+}
+
+/// A configured person signed in over HTTP and `/ws`, with a connected two-stream
+/// PeerConnection.
+pub async fn sign_in(
+    running: &switchboard::app::Running,
+    id: &str,
+) -> switchboard::sim::agent::SimAgent {
+    let password = running
+        .sandbox_sign_ins
+        .iter()
+        .find(|d| d.id.0 == id)
+        .map_or(PASSWORD.to_owned(), |d| d.password.clone());
+    switchboard::sim::agent::SimAgent::start(running.http_addr, id, &password, LOOPBACK, 2)
+        .await
+        .expect("the agent signs in and connects its audio")
+}
