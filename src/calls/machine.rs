@@ -687,6 +687,24 @@ impl<R: Routing> Centre<R> {
             };
             // Ours is gone already: nothing to close.
             call.wa = None;
+            if !failed {
+                // Meta closed the media (DTLS close_notify): the caller's side ended the call.
+                // Meta knows; its terminate webhook, if it follows, finds the call ended.
+                let outcome = if call.answered_at.is_some() {
+                    Outcome::Answered
+                } else {
+                    Outcome::Abandoned
+                };
+                info!(call_id = %id, "WhatsApp closed the media: the caller's side ended the call");
+                self.end(
+                    now,
+                    &id,
+                    outcome,
+                    "ended by WhatsApp (media closed)".into(),
+                    EndedBy::Caller,
+                );
+                return;
+            }
             let accepted = call.accepted || call.accept_sent;
             warn!(call_id = %id, failed, "the WhatsApp leg is gone; ending the call");
             self.actions.push_back(Action::Graph {

@@ -922,3 +922,28 @@ fn the_business_numbers_cap_rejects_at_once() {
     assert!(wa.is_none());
     assert!(has_graph(&acts, "c2", GraphAction::Reject));
 }
+
+#[test]
+fn whatsapp_closing_the_media_ends_the_call_as_the_callers_with_nothing_sent_to_meta() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    let wa = w.talking_call("c1", "alice");
+    let acts = w.input(Input::MediaGone {
+        leg: wa.leg,
+        failed: false,
+    });
+    assert!(graph_actions(&acts).is_empty(), "Meta already knows");
+    let f = w.finished();
+    assert_eq!(
+        (f[0].outcome, f[0].ended_by),
+        (Outcome::Answered, EndedBy::Caller)
+    );
+    // Meta's terminate webhook that follows changes nothing.
+    let acts = w.input(Input::Terminated {
+        call: call("c1"),
+        status: Some("COMPLETED".into()),
+        errors: vec![],
+    });
+    assert!(acts.is_empty());
+    assert_eq!(w.finished().len(), 1);
+}
