@@ -16,7 +16,9 @@ use switchboard::app;
 use switchboard::config::{Config, Role, Secret, Settings};
 use switchboard::signaling::protocol::{ClientMsg, ServerMsg};
 use switchboard::sim::agent::SimAgent;
-use switchboard::whatsapp::simulator::{CallPhase, CallSpec, FakeGraph, Simulator, SimulatorConfig};
+use switchboard::whatsapp::simulator::{
+    CallPhase, CallSpec, FakeGraph, Simulator, SimulatorConfig,
+};
 
 const CALLS: usize = 30;
 const HELD: usize = 100;
@@ -116,7 +118,9 @@ async fn run(quick: bool) {
         let before = media.status().packets_received;
         let t1 = Instant::now();
         agent
-            .send(ClientMsg::Answer { call_id: id.clone() })
+            .send(ClientMsg::Answer {
+                call_id: id.clone(),
+            })
             .await
             .expect("send");
         media
@@ -132,9 +136,11 @@ async fn run(quick: bool) {
             .await
             .expect("ended");
         agent
-            .expect(limit, "available", |m| {
-                matches!(m, ServerMsg::Presence(p) if p.state == "available")
-            })
+            .expect(
+                limit,
+                "available",
+                |m| matches!(m, ServerMsg::Presence(p) if p.state == "available"),
+            )
             .await
             .expect("available again");
     }

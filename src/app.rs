@@ -49,6 +49,14 @@ pub enum AppError {
     /// The sandbox's fake Graph API could not start.
     #[error("sandbox: {0}")]
     Sandbox(std::io::Error),
+    /// The hold audio file is missing or not Ogg/Opus with 20 ms frames.
+    #[error("hold audio (SWITCHBOARD_HOLD_AUDIO) {path}: {reason}")]
+    HoldAudio {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The call records could not be opened.
     #[error("call records (SWITCHBOARD_DB): {0}")]
     Store(#[from] StoreError),
@@ -132,8 +140,22 @@ impl Running {
 
 /// Starts switchboard: binds its sockets, spawns its tasks and returns once it is serving.
 pub async fn start(config: Config) -> Result<Running, AppError> {
-    let (media_driver, media, media_events) =
-        MediaDriver::spawn(media_bind(&config.media), engine_config(&config.media))?;
+    let hold = match &config.media.hold_audio {
+        Some(path) => {
+            let fail = |reason: String| AppError::HoldAudio {
+                path: path.clone(),
+                reason,
+            };
+            let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            let file = crate::media::ogg::read(&bytes).map_err(|e| fail(e.to_string()))?;
+            file.packets.into_iter().map(std::sync::Arc::from).collect()
+        }
+        None => hold_audio(),
+    };
+    let (media_driver, media, media_events) = MediaDriver::spawn(
+        media_bind(&config.media),
+        engine_config(&config.media, hold),
+    )?;
     let media_addr = media_driver.local_addr();
     let media_ports = media_driver.ports().to_vec();
     if config.media.public_ip_detected {
@@ -159,14 +181,19 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let mut sandbox_server = None;
     let mut people = config.auth.people.clone();
     let mut sandbox_sign_ins = Vec::new();
+    // Where the Graph API is and the token it takes: every business number's client uses them.
+    let mut graph_base = (config.whatsapp.graph_url.clone(), None::<Secret>);
     let (graph, app_secret, verify_token, simulator) = match &config.whatsapp.credentials {
         Some(c) => (
-            GraphClient::new(
-                &config.whatsapp.graph_url,
-                &config.whatsapp.graph_version,
-                &c.phone_number_id,
-                c.access_token.clone(),
-            )?,
+            {
+                graph_base.1 = Some(c.access_token.clone());
+                GraphClient::new(
+                    &config.whatsapp.graph_url,
+                    &config.whatsapp.graph_version,
+                    &c.phone_number_id,
+                    c.access_token.clone(),
+                )?
+            },
             c.app_secret.clone(),
             c.verify_token.clone(),
             None,
@@ -216,6 +243,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
                     list.join(", ")
                 );
             }
+            graph_base = (graph_url.clone(), Some(token.clone()));
             (
                 GraphClient::new(
                     &graph_url,
@@ -263,6 +291,16 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         max_calls_per_number: config.limits.max_calls_per_number.get(),
         number_queues: config.calls.numbers.clone(),
     };
+    let mut other_numbers = std::collections::HashMap::new();
+    if let (base, Some(token)) = &graph_base {
+        for number in config.calls.numbers.keys() {
+            if *number != our_phone_number_id {
+                let client =
+                    GraphClient::new(base, &config.whatsapp.graph_version, number, token.clone())?;
+                other_numbers.insert(number.clone(), client);
+            }
+        }
+    }
     let (calls, calls_task) = actor::spawn(
         centre,
         floor,
@@ -270,6 +308,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             media: media.clone(),
             graph,
             store: store.clone(),
+            other_numbers,
             phone_number_id: our_phone_number_id,
         },
         wa_rx,
@@ -377,14 +416,17 @@ fn media_bind(c: &crate::config::MediaConfig) -> Bind {
     }
 }
 
-fn engine_config(c: &crate::config::MediaConfig) -> EngineConfig {
+fn engine_config(
+    c: &crate::config::MediaConfig,
+    hold_audio: std::sync::Arc<[std::sync::Arc<[u8]>]>,
+) -> EngineConfig {
     EngineConfig {
         public_ip: c.public_ip,
         public_ip6: c.public_ip6,
         // Filled by the driver with the ports it bound.
         ports: Vec::new(),
         limits: c.limits.clone(),
-        hold_audio: hold_audio(),
+        hold_audio,
         connect_timeout: c.connect_timeout,
         idle_timeout: c.idle_timeout,
         stats_interval: c.stats_interval,

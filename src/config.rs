@@ -176,6 +176,8 @@ pub struct MediaConfig {
     pub stats_interval: Duration,
     /// Bounds on what outside input can make the engine hold.
     pub limits: Limits,
+    /// An Ogg/Opus file to play as hold audio (20 ms frames) in place of the built-in melody.
+    pub hold_audio: Option<PathBuf>,
 }
 
 /// Meta's side: live credentials, or the built-in simulator.
@@ -274,6 +276,10 @@ pub struct Settings {
     /// DTMF digits queued for sending on one leg. [default: 64]
     #[arg(long, env = "SWITCHBOARD_MEDIA_MAX_DTMF_QUEUE")]
     pub media_max_dtmf_queue: Option<usize>,
+    /// An Ogg/Opus file (20 ms frames) played to callers on hold and waiting in a queue.
+    /// [default: a built-in melody]
+    #[arg(long, env = "SWITCHBOARD_HOLD_AUDIO")]
+    pub hold_audio: Option<PathBuf>,
     /// Public IP written in ICE candidates. Set it when the media address is 0.0.0.0 and WhatsApp
     /// credentials are set (otherwise the default route's interface is used, with a warning);
     /// the sandbox uses 127.0.0.1.
@@ -412,6 +418,7 @@ struct FileMedia {
     max_browser_streams: Option<usize>,
     max_pending_events: Option<usize>,
     max_dtmf_queue: Option<usize>,
+    hold_audio: Option<PathBuf>,
     connect_timeout: Option<f64>,
     idle_timeout: Option<f64>,
     stats_interval: Option<f64>,
@@ -553,6 +560,7 @@ impl Config {
                 public_ip,
                 public_ip6,
                 limits,
+                hold_audio: s.hold_audio.clone().or(f.media.hold_audio.clone()),
                 public_ip_detected,
                 connect_timeout: seconds(
                     "SWITCHBOARD_MEDIA_CONNECT_TIMEOUT",

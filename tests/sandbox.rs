@@ -190,6 +190,39 @@ async fn live_credentials_have_no_sandbox_routes() {
     running.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_audio_that_is_not_ogg_opus_stops_start_up_with_its_reason() {
+    let dir = std::env::temp_dir().join(format!("sb-hold-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("hold.wav");
+    std::fs::write(&bad, b"RIFF....WAVEfmt ").unwrap();
+    for path in [bad.clone(), dir.join("missing.opus")] {
+        let config = Config::from_settings(Settings {
+            http_addr: Some("127.0.0.1:0".into()),
+            media_addr: Some("127.0.0.1:0".into()),
+            hold_audio: Some(path.clone()),
+            ..Settings::default()
+        })
+        .unwrap();
+        let e = app::start(config).await.err().expect("start-up refuses it");
+        let text = e.to_string();
+        assert!(text.contains("SWITCHBOARD_HOLD_AUDIO"), "{text}");
+    }
+    // A real Ogg/Opus file is taken.
+    let good = dir.join("hold.opus");
+    std::fs::write(&good, switchboard::media::ogg::MELODY).unwrap();
+    let config = Config::from_settings(Settings {
+        http_addr: Some("127.0.0.1:0".into()),
+        media_addr: Some("127.0.0.1:0".into()),
+        hold_audio: Some(good),
+        ..Settings::default()
+    })
+    .unwrap();
+    let running = app::start(config).await.unwrap();
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn help_lists_every_setting() {
     let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
@@ -205,6 +238,7 @@ fn help_lists_every_setting() {
         "SWITCHBOARD_MEDIA_ADDR",
         "SWITCHBOARD_MEDIA_PORTS",
         "SWITCHBOARD_RING_TIMEOUT",
+        "SWITCHBOARD_HOLD_AUDIO",
         "SWITCHBOARD_WRAP_UP",
         "SWITCHBOARD_AGENT_GRACE",
         "SWITCHBOARD_PUBLIC_IP",

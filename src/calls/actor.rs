@@ -175,11 +175,14 @@ impl CallsHandle {
 pub struct Deps {
     /// The media engine.
     pub media: EngineHandle,
-    /// Meta's Graph API.
+    /// Meta's Graph API for the main business number.
     pub graph: GraphClient,
+    /// Graph API clients of the other business numbers served (`[[numbers]]`), by phone number
+    /// id: a call's actions go to its own number's `/calls`.
+    pub other_numbers: HashMap<String, GraphClient>,
     /// Call records.
     pub store: StoreHandle,
-    /// The business number calls are for (calls for other numbers are ignored).
+    /// The main business number (calls for numbers not served are ignored).
     pub phone_number_id: String,
 }
 
@@ -199,6 +202,7 @@ pub fn spawn(
         sessions: HashMap::new(),
         wall: (Instant::now(), SystemTime::now()),
         floor: floor_tx,
+        numbers: HashMap::new(),
         tasks: JoinSet::new(),
     };
     let task = tokio::spawn(actor.run(rx, webhooks, media_events));
@@ -263,6 +267,8 @@ struct Actor {
     /// An instant and the wall-clock time at it, to turn the centre's instants into record times.
     wall: (Instant, SystemTime),
     floor: watch::Sender<Arc<FloorView>>,
+    /// Each live call's business number, when it is not the main one.
+    numbers: HashMap<WaCallId, String>,
     /// Graph calls and offers in flight; their results come back as inputs.
     tasks: JoinSet<Done>,
 }
@@ -396,13 +402,19 @@ impl Actor {
                 offer_sdp,
                 ..
             } => {
-                if phone_number_id
-                    .as_ref()
-                    .is_some_and(|n| *n != self.deps.phone_number_id)
-                {
+                let served = |n: &String| {
+                    *n == self.deps.phone_number_id || self.deps.other_numbers.contains_key(n)
+                };
+                if phone_number_id.as_ref().is_some_and(|n| !served(n)) {
                     // Another number of the same WhatsApp Business Account: not ours to answer.
                     warn!(%call_id, "call for another business number; ignored");
                     return;
+                }
+                if let Some(n) = phone_number_id
+                    .as_ref()
+                    .filter(|n| **n != self.deps.phone_number_id)
+                {
+                    self.numbers.insert(call_id.clone(), n.clone());
                 }
                 self.centre.handle(
                     now,
@@ -479,7 +491,12 @@ impl Actor {
                     });
                 }
                 Action::Graph { call, action, sdp } => {
-                    let graph = self.deps.graph.clone();
+                    let graph = self
+                        .numbers
+                        .get(&call)
+                        .and_then(|n| self.deps.other_numbers.get(n))
+                        .unwrap_or(&self.deps.graph)
+                        .clone();
                     self.tasks.spawn(async move {
                         Done::Input(graph_call(&graph, call, action, sdp).await)
                     });
@@ -526,6 +543,8 @@ impl Actor {
                     }
                 }
                 Action::Finished(ended) => {
+                    // Its last Graph action is already on its way with the right client.
+                    self.numbers.remove(&ended.call);
                     let record = self.record(&ended);
                     if let Err(e) = self.deps.store.finish(record).await {
                         warn!(call_id = %ended.call, error = %e, "writing the call record failed");
