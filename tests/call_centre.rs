@@ -9,18 +9,12 @@ use std::time::Duration;
 
 use common::{sign_in, LONG};
 use switchboard::app::{self, Running};
-use switchboard::config::{Config, Role, Secret, Settings};
+use switchboard::config::{Config, Role, Settings};
 use switchboard::routing::{NoAgentPolicy, QueueConfig};
 use switchboard::signaling::protocol::{ClientMsg, ServerMsg};
 use switchboard::sim::agent::SimAgent;
 use switchboard::sim::peer::{Outgoing, Received};
-use switchboard::whatsapp::simulator::{
-    CallPhase, CallSpec, FakeGraph, SimulatedCall, Simulator, SimulatorConfig,
-};
-
-const APP_SECRET: &str = "centre-app-secret";
-const TOKEN: &str = "centre-access-token";
-const PHONE_ID: &str = "123456789012345";
+use switchboard::whatsapp::simulator::{CallPhase, CallSpec, FakeGraph, SimulatedCall, Simulator};
 
 struct World {
     running: Running,
@@ -31,42 +25,18 @@ struct World {
 /// switchboard in live mode against a fake Graph API, with `agent1..agentN`, a supervisor `sue`,
 /// and whatever `tweak` changes in the configuration.
 async fn world(n_agents: usize, tweak: impl FnOnce(&mut Config)) -> World {
-    let fake = FakeGraph::new(TOKEN, PHONE_ID);
-    let events = fake.take_events().unwrap();
-    let (graph_addr, server) = fake
-        .clone()
-        .serve((std::net::Ipv4Addr::LOCALHOST, 0).into())
-        .await
-        .unwrap();
-    std::mem::forget(server);
-    let mut config = Config::from_settings(Settings {
-        http_addr: Some("127.0.0.1:0".into()),
+    let (fake, events, mut config) = common::live_config(Settings {
         media_addr: Some("127.0.0.1".into()),
         media_ports: Some("ephemeral:8".into()),
-        graph_url: Some(format!("http://{graph_addr}")),
-        phone_number_id: Some(PHONE_ID.into()),
-        access_token: Some(Secret::new(TOKEN)),
-        app_secret: Some(Secret::new(APP_SECRET)),
-        verify_token: Some(Secret::new("centre-verify")),
-        db: Some(":memory:".into()),
         ..Settings::default()
     })
-    .unwrap();
+    .await;
     let mut people = common::agents(n_agents);
     people.push(common::person("sue", Role::Supervisor, &["support"]));
     config.auth.people = people;
     tweak(&mut config);
     let running = app::start(config).await.unwrap();
-    let sim = Simulator::start(
-        SimulatorConfig {
-            webhook_url: format!("http://{}/webhooks/whatsapp", running.http_addr),
-            app_secret: Secret::new(APP_SECRET),
-            phone_number_id: PHONE_ID.into(),
-            ..SimulatorConfig::default()
-        },
-        fake.clone(),
-        events,
-    );
+    let sim = common::simulator(&running, &fake, events, None);
     World { running, fake, sim }
 }
 
@@ -415,6 +385,18 @@ async fn dtmf_reaches_the_agent_once_per_key_and_mute_and_hold_change_what_the_c
     w.running.shutdown().await;
 }
 
+/// The next `error` the agent gets has this code.
+async fn expect_error(a: &mut SimAgent, code: &str) {
+    let e = a
+        .expect(LONG, "error", |m| matches!(m, ServerMsg::Error { .. }))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&e, ServerMsg::Error { code: c, .. } if c == code),
+        "expected {code}: {e:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_and_bad_or_out_of_place_messages_get_an_error_and_change_nothing() {
     let w = world(1, |_| {}).await;
@@ -431,45 +413,26 @@ async fn bad_tokens_and_bad_or_out_of_place_messages_get_an_error_and_change_not
         a1.send_raw(tokio_tungstenite::tungstenite::Message::Text(raw.into()))
             .await
             .unwrap();
-        let e = a1
-            .expect(LONG, "error", |m| matches!(m, ServerMsg::Error { .. }))
-            .await
-            .unwrap();
-        assert!(
-            matches!(&e, ServerMsg::Error { code: c, .. } if c == code),
-            "{raw}: {e:?}"
-        );
+        expect_error(&mut a1, code).await;
     }
     let big = format!(r#"{{"type":"offer","sdp":"{}"}}"#, "a".repeat(40 * 1024));
     a1.send_raw(tokio_tungstenite::tungstenite::Message::Text(big.into()))
         .await
         .unwrap();
-    let e = a1
-        .expect(LONG, "error", |m| matches!(m, ServerMsg::Error { .. }))
-        .await
-        .unwrap();
-    assert!(matches!(e, ServerMsg::Error { code, .. } if code == "too_large"));
+    expect_error(&mut a1, "too_large").await;
     // Answering with nothing ringing; monitoring as an agent.
     a1.send(ClientMsg::Answer {
         call_id: "wacid.nothing".into(),
     })
     .await
     .unwrap();
-    let e = a1
-        .expect(LONG, "error", |m| matches!(m, ServerMsg::Error { .. }))
-        .await
-        .unwrap();
-    assert!(matches!(e, ServerMsg::Error { code, .. } if code == "not_ringing"));
+    expect_error(&mut a1, "not_ringing").await;
     a1.send(ClientMsg::Monitor {
         call_id: "wacid.nothing".into(),
     })
     .await
     .unwrap();
-    let e = a1
-        .expect(LONG, "error", |m| matches!(m, ServerMsg::Error { .. }))
-        .await
-        .unwrap();
-    assert!(matches!(e, ServerMsg::Error { code, .. } if code == "forbidden"));
+    expect_error(&mut a1, "forbidden").await;
     // Nothing changed: the session still works and a call still rings at agent1.
     let c = call(&w).await;
     assert_eq!(a1.ringing(LONG).await.unwrap(), c.call_id.0);
@@ -589,7 +552,7 @@ async fn records_survive_a_restart_and_a_restart_ends_calls_a_dead_process_left_
         store
             .mark_live(switchboard::store::LiveCall {
                 call_id: "wacid.LEFTOVER".into(),
-                business_number: PHONE_ID.into(),
+                business_number: common::PHONE_ID.into(),
                 started_at: 1_700_000_000_000,
             })
             .await

@@ -10,15 +10,11 @@ use std::net::SocketAddr;
 
 use common::{LONG, LOOPBACK};
 use switchboard::app::{self, Running};
-use switchboard::config::{Config, Secret, Settings};
+use switchboard::config::Settings;
 use switchboard::sim::relay::MetaRelay;
 use switchboard::whatsapp::simulator::{
-    CallPhase, CallSpec, FakeGraph, RecordedRequest, SimulatedCall, Simulator, SimulatorConfig,
+    CallPhase, CallSpec, FakeGraph, RecordedRequest, SimulatedCall, Simulator,
 };
-
-const APP_SECRET: &str = "relay-app-secret";
-const TOKEN: &str = "relay-access-token";
-const PHONE_ID: &str = "123456789012345";
 
 struct World {
     running: Running,
@@ -31,27 +27,12 @@ struct World {
 /// switchboard with `ports` media ports, Meta's Graph API faked on loopback, and a simulator
 /// whose callers all share one relay socket.
 async fn world(ports: &str) -> World {
-    let fake = FakeGraph::new(TOKEN, PHONE_ID);
-    let events = fake.take_events().unwrap();
-    let (graph_addr, server) = fake
-        .clone()
-        .serve((std::net::Ipv4Addr::LOCALHOST, 0).into())
-        .await
-        .unwrap();
-    std::mem::forget(server); // lives for the test process
-    let config = Config::from_settings(Settings {
-        http_addr: Some("127.0.0.1:0".into()),
+    let (fake, events, config) = common::live_config(Settings {
         media_addr: Some("127.0.0.1".into()),
         media_ports: Some(ports.into()),
-        graph_url: Some(format!("http://{graph_addr}")),
-        phone_number_id: Some(PHONE_ID.into()),
-        access_token: Some(Secret::new(TOKEN)),
-        app_secret: Some(Secret::new(APP_SECRET)),
-        verify_token: Some(Secret::new("relay-verify-token")),
-        db: Some(":memory:".into()),
         ..Settings::default()
     })
-    .unwrap();
+    .await;
     let mut config = config;
     config.auth.people = common::agents(1);
     let running = app::start(config).await.unwrap();
@@ -59,17 +40,7 @@ async fn world(ports: &str) -> World {
     // (accepted, hearing hold audio); a queue nobody staffs would decline every call.
     let agent = common::sign_in(&running, "agent1").await;
     let relay = MetaRelay::bind((LOOPBACK, 0).into()).await.unwrap();
-    let sim = Simulator::start(
-        SimulatorConfig {
-            webhook_url: format!("http://{}/webhooks/whatsapp", running.http_addr),
-            app_secret: Secret::new(APP_SECRET),
-            phone_number_id: PHONE_ID.into(),
-            relay: Some(relay.clone()),
-            ..SimulatorConfig::default()
-        },
-        fake.clone(),
-        events,
-    );
+    let sim = common::simulator(&running, &fake, events, Some(relay.clone()));
     World {
         running,
         fake,

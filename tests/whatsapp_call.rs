@@ -7,16 +7,13 @@ use std::time::Duration;
 
 use common::LONG;
 use switchboard::app::{self, CallStats, Running};
-use switchboard::config::{Config, Secret, Settings};
+use switchboard::config::Settings;
 use switchboard::whatsapp::simulator::{
-    CallPhase, CallSpec, FakeGraph, RecordedRequest, SimulatedCall, Simulator, SimulatorConfig,
+    CallPhase, CallSpec, FakeGraph, RecordedRequest, SimulatedCall, Simulator,
 };
 use switchboard::whatsapp::webhook::{sign, SIGNATURE_HEADER};
 
-const APP_SECRET: &str = "test-app-secret";
-const VERIFY_TOKEN: &str = "test-verify-token";
-const TOKEN: &str = "test-access-token";
-const PHONE_ID: &str = "123456789012345";
+use common::{APP_SECRET, PHONE_ID, VERIFY_TOKEN};
 
 struct World {
     running: Running,
@@ -37,26 +34,7 @@ async fn world() -> World {
 
 /// [`world`], with other settings from `extra`.
 async fn world_with(extra: Settings) -> World {
-    let fake = FakeGraph::new(TOKEN, PHONE_ID);
-    let events = fake.take_events().unwrap();
-    let (graph_addr, server) = fake
-        .clone()
-        .serve((std::net::Ipv4Addr::LOCALHOST, 0).into())
-        .await
-        .unwrap();
-    std::mem::forget(server); // lives for the test process
-    let config = Config::from_settings(Settings {
-        http_addr: Some("127.0.0.1:0".into()),
-        media_addr: Some("127.0.0.1:0".into()),
-        graph_url: Some(format!("http://{graph_addr}")),
-        phone_number_id: Some(PHONE_ID.into()),
-        access_token: Some(Secret::new(TOKEN)),
-        app_secret: Some(Secret::new(APP_SECRET)),
-        verify_token: Some(Secret::new(VERIFY_TOKEN)),
-        db: Some(":memory:".into()),
-        ..extra
-    })
-    .unwrap();
+    let (fake, events, config) = common::live_config(extra).await;
     let mut config = config;
     config.auth.people = common::agents(AGENTS);
     let running = app::start(config).await.unwrap();
@@ -66,16 +44,7 @@ async fn world_with(extra: Settings) -> World {
     for i in 1..=AGENTS {
         agents.push(common::sign_in(&running, &format!("agent{i}")).await);
     }
-    let sim = Simulator::start(
-        SimulatorConfig {
-            webhook_url: format!("http://{}/webhooks/whatsapp", running.http_addr),
-            app_secret: Secret::new(APP_SECRET),
-            phone_number_id: PHONE_ID.into(),
-            ..SimulatorConfig::default()
-        },
-        fake.clone(),
-        events,
-    );
+    let sim = common::simulator(&running, &fake, events, None);
     World {
         running,
         fake,

@@ -621,19 +621,9 @@ impl Actor {
                     agent: agent.as_ref().map(|a| a.0.clone()),
                 })
                 .collect(),
-            outcome: match e.outcome {
-                super::Outcome::Answered => store::Outcome::Answered,
-                super::Outcome::Abandoned => store::Outcome::Abandoned,
-                super::Outcome::Declined => store::Outcome::Declined,
-                super::Outcome::TimedOut => store::Outcome::TimedOut,
-                super::Outcome::Failed => store::Outcome::Failed,
-            },
+            outcome: e.outcome,
             end_reason: e.reason.clone(),
-            ended_by: match e.ended_by {
-                super::EndedBy::Caller => store::EndedBy::Caller,
-                super::EndedBy::Agent => store::EndedBy::Agent,
-                super::EndedBy::System => store::EndedBy::System,
-            },
+            ended_by: e.ended_by,
             meta_error_codes: e.meta_errors.clone(),
             legs: e
                 .legs

@@ -245,55 +245,9 @@ pub enum Input {
     Shutdown,
 }
 
-/// Why a call ended, for records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// An agent talked with the caller.
-    Answered,
-    /// The caller hung up before an agent answered.
-    Abandoned,
-    /// Nobody could take it: declined at once (or not answered in Meta's window).
-    Declined,
-    /// It waited in the queue for the longest allowed and was ended.
-    TimedOut,
-    /// Media or the Graph API failed, or switchboard stopped.
-    Failed,
-}
-
-impl Outcome {
-    /// The name used in records and the API.
-    pub fn name(self) -> &'static str {
-        match self {
-            Outcome::Answered => "answered",
-            Outcome::Abandoned => "abandoned",
-            Outcome::Declined => "declined",
-            Outcome::TimedOut => "timed_out",
-            Outcome::Failed => "failed",
-        }
-    }
-}
-
-/// Who ended a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndedBy {
-    /// The WhatsApp user.
-    Caller,
-    /// The agent.
-    Agent,
-    /// switchboard (policy, failure, shutdown).
-    System,
-}
-
-impl EndedBy {
-    /// The name used in records.
-    pub fn name(self) -> &'static str {
-        match self {
-            EndedBy::Caller => "caller",
-            EndedBy::Agent => "agent",
-            EndedBy::System => "system",
-        }
-    }
-}
+// Why a call ended and who ended it: the records' own types, so a call's end is written as the
+// machine decided it.
+pub use crate::store::{EndedBy, Outcome};
 
 /// A call's life, handed to the store when it ends.
 #[derive(Debug, Clone, PartialEq)]

@@ -707,15 +707,7 @@ impl<R: Routing> Centre<R> {
             }
             let accepted = call.accepted || call.accept_sent;
             warn!(call_id = %id, failed, "the WhatsApp leg is gone; ending the call");
-            self.actions.push_back(Action::Graph {
-                call: id.clone(),
-                action: if accepted {
-                    GraphAction::Terminate
-                } else {
-                    GraphAction::Reject
-                },
-                sdp: None,
-            });
+            self.end_at_meta(&id, accepted);
             if let Some(agent) = self.calls.get(&id).and_then(|c| c.phase.agent().cloned()) {
                 self.notify(
                     agent,
@@ -921,15 +913,7 @@ impl<R: Routing> Centre<R> {
                 .calls
                 .get(&id)
                 .is_some_and(|c| c.accepted || c.accept_sent);
-            self.actions.push_back(Action::Graph {
-                call: id.clone(),
-                action: if accepted {
-                    GraphAction::Terminate
-                } else {
-                    GraphAction::Reject
-                },
-                sdp: None,
-            });
+            self.end_at_meta(&id, accepted);
             if let Some(agent) = self.calls.get(&id).and_then(|c| c.phase.agent().cloned()) {
                 self.notify(
                     agent,
@@ -995,15 +979,7 @@ impl<R: Routing> Centre<R> {
             Phase::Queued { until } if until <= now => {
                 info!(call_id = %id, "longest queue wait reached; ending the call");
                 let accepted = call.accepted || call.accept_sent;
-                self.actions.push_back(Action::Graph {
-                    call: id.clone(),
-                    action: if accepted {
-                        GraphAction::Terminate
-                    } else {
-                        GraphAction::Reject
-                    },
-                    sdp: None,
-                });
+                self.end_at_meta(id, accepted);
                 self.end(
                     now,
                     id,
@@ -1337,15 +1313,7 @@ impl<R: Routing> Centre<R> {
         } else {
             Outcome::Failed
         };
-        self.actions.push_back(Action::Graph {
-            call: id.clone(),
-            action: if accepted {
-                GraphAction::Terminate
-            } else {
-                GraphAction::Reject
-            },
-            sdp: None,
-        });
+        self.end_at_meta(id, accepted);
         self.end(now, id, outcome, reason.into(), by);
     }
 
@@ -1732,7 +1700,7 @@ impl<R: Routing> Centre<R> {
     ) {
         call.transitions.push(("ended", now, None));
         self.counters.ended += 1;
-        info!(call_id = %call.id, outcome = outcome.name(), ended_by = by.name(), %reason, "call ended");
+        info!(call_id = %call.id, outcome = outcome.as_str(), ended_by = by.as_str(), %reason, "call ended");
         self.tombstone(call.id.clone());
         self.actions.push_back(Action::Finished(Box::new(Ended {
             call: call.id,
@@ -1752,6 +1720,20 @@ impl<R: Routing> Centre<R> {
             legs: call.stats,
         })));
         self.actions.push_back(Action::FloorChanged);
+    }
+
+    /// Tells Meta the call is over: `terminate` once accepted (or accepting), else `reject`.
+    fn end_at_meta(&mut self, id: &WaCallId, accepted: bool) {
+        let action = if accepted {
+            GraphAction::Terminate
+        } else {
+            GraphAction::Reject
+        };
+        self.actions.push_back(Action::Graph {
+            call: id.clone(),
+            action,
+            sdp: None,
+        });
     }
 
     fn tombstone(&mut self, id: WaCallId) {

@@ -156,3 +156,67 @@ pub async fn sign_in(
         .await
         .expect("the agent signs in and connects its audio")
 }
+
+/// The fake Meta around a live-mode switchboard: credentials, the fake Graph API they point to,
+/// and the simulator that calls with signed webhooks.
+pub const APP_SECRET: &str = "test-app-secret";
+/// The fake Graph API's access token.
+pub const TOKEN: &str = "test-access-token";
+/// The business number id.
+pub const PHONE_ID: &str = "123456789012345";
+/// The webhook verification token.
+pub const VERIFY_TOKEN: &str = "test-verify-token";
+
+/// A fake Graph API serving on loopback for the whole test process, and a live-mode
+/// configuration pointing at it (records in memory), with `extra` settings on top.
+pub async fn live_config(
+    extra: switchboard::config::Settings,
+) -> (
+    switchboard::whatsapp::simulator::FakeGraph,
+    mpsc::Receiver<switchboard::whatsapp::simulator::FakeGraphEvent>,
+    switchboard::config::Config,
+) {
+    use switchboard::config::{Config, Secret, Settings};
+    let fake = switchboard::whatsapp::simulator::FakeGraph::new(TOKEN, PHONE_ID);
+    let events = fake.take_events().expect("a new fake's events");
+    let (graph_addr, server) = fake
+        .clone()
+        .serve((Ipv4Addr::LOCALHOST, 0).into())
+        .await
+        .expect("the fake Graph API serves");
+    std::mem::forget(server); // lives for the test process
+    let config = Config::from_settings(Settings {
+        http_addr: Some("127.0.0.1:0".into()),
+        media_addr: extra.media_addr.clone().or(Some("127.0.0.1:0".into())),
+        graph_url: Some(format!("http://{graph_addr}")),
+        phone_number_id: Some(PHONE_ID.into()),
+        access_token: Some(Secret::new(TOKEN)),
+        app_secret: Some(Secret::new(APP_SECRET)),
+        verify_token: Some(Secret::new(VERIFY_TOKEN)),
+        db: extra.db.clone().or(Some(":memory:".into())),
+        ..extra
+    })
+    .expect("a valid configuration");
+    (fake, events, config)
+}
+
+/// The simulated Meta calling `running` (through `relay` when given).
+pub fn simulator(
+    running: &switchboard::app::Running,
+    fake: &switchboard::whatsapp::simulator::FakeGraph,
+    events: mpsc::Receiver<switchboard::whatsapp::simulator::FakeGraphEvent>,
+    relay: Option<switchboard::sim::relay::MetaRelay>,
+) -> switchboard::whatsapp::simulator::Simulator {
+    use switchboard::whatsapp::simulator::{Simulator, SimulatorConfig};
+    Simulator::start(
+        SimulatorConfig {
+            webhook_url: format!("http://{}/webhooks/whatsapp", running.http_addr),
+            app_secret: switchboard::config::Secret::new(APP_SECRET),
+            phone_number_id: PHONE_ID.into(),
+            relay,
+            ..SimulatorConfig::default()
+        },
+        fake.clone(),
+        events,
+    )
+}
