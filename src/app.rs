@@ -315,6 +315,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         media_events,
     );
     let router = http::router(webhook_state.clone(), auth.clone(), sandbox.clone())
+        .merge(crate::web::router())
         .merge(ws::router(WsState {
             auth: auth.clone(),
             calls: calls.clone(),

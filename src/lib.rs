@@ -17,4 +17,5 @@ pub mod sdp;
 pub mod signaling;
 pub mod sim;
 pub mod store;
+pub mod web;
 pub mod whatsapp;

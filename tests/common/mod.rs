@@ -220,3 +220,32 @@ pub fn simulator(
         events,
     )
 }
+
+/// A 10 s mono 48 kHz WAV file of a sine tone: a fake microphone for Chromium.
+pub fn write_tone(path: &std::path::Path, hz: f64) {
+    let rate = 48_000u32;
+    let samples: Vec<i16> = (0..rate * 10)
+        .map(|i| {
+            ((2.0 * std::f64::consts::PI * hz * f64::from(i) / f64::from(rate)).sin() * 16000.0)
+                as i16
+        })
+        .collect();
+    let data_len = (samples.len() * 2) as u32;
+    let mut w = Vec::with_capacity(44 + data_len as usize);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data_len).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    w.extend_from_slice(&1u16.to_le_bytes()); // mono
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * 2).to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        w.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, w).unwrap();
+}
