@@ -27,9 +27,36 @@ fn page(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     )
 }
 
-/// `/` (the agent page) and its assets.
+/// `/` (the agent page), `/supervisor` (the supervisor console) and their assets.
 pub fn router() -> Router {
     Router::new()
+        .route(
+            "/supervisor",
+            get(|| async {
+                page(
+                    "text/html; charset=utf-8",
+                    include_str!("../web/supervisor.html"),
+                )
+            }),
+        )
+        .route(
+            "/supervisor.js",
+            get(|| async {
+                page(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../web/supervisor.js"),
+                )
+            }),
+        )
+        .route(
+            "/session.js",
+            get(|| async {
+                page(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../web/session.js"),
+                )
+            }),
+        )
         .route(
             "/",
             get(|| async {

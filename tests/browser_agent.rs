@@ -1,107 +1,55 @@
-//! The agent page in real headless Chromium, driven only through its labelled controls: sign in
-//! with the sandbox's demo credentials, become Available, answer the simulated WhatsApp call that
-//! rings, and talk: the page hears the caller's 1 kHz, the caller hears the page's 440 Hz fake
-//! microphone. Hang up on the page ends the call at Meta and shows the wrap-up.
+//! The pages in real headless Chromium, driven only through their labelled controls, against
+//! the sandbox (simulated WhatsApp callers, demo people). Each browser's fake microphone plays
+//! its own tone, so who hears whom is a frequency:
+//! caller 1 kHz, agent page 440 Hz, supervisor page 660 Hz.
 //!
 //! Needs Debian's `chromium` and `tests/browser/node_modules` (playwright-core); `scripts/deps`
 //! installs both. Screenshots land in `target/browser-shots/`.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::collections::HashSet;
 
-use common::{write_tone, LONG};
-use switchboard::app;
+use common::{Browser, LONG};
+use switchboard::app::{self, Running};
 use switchboard::config::{Config, Settings};
-use switchboard::whatsapp::simulator::{CallPhase, CallSpec, CallerAudio};
-use tokio::sync::mpsc;
+use switchboard::whatsapp::simulator::{CallPhase, CallSpec, CallerAudio, SimulatedCall};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_answers_on_the_page_and_both_sides_hear_each_other() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
-    assert!(
-        std::path::Path::new(dir)
-            .join("node_modules/playwright-core")
-            .exists()
-            && std::path::Path::new("/usr/bin/chromium").exists(),
-        "browser tests need chromium and tests/browser/node_modules: run scripts/deps"
-    );
+const SHOTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/browser-shots");
+
+async fn sandbox() -> Running {
     let config = Config::from_settings(Settings {
         http_addr: Some("127.0.0.1:0".into()),
         media_addr: Some("127.0.0.1:0".into()),
         ..Settings::default()
     })
     .unwrap();
-    let running = app::start(config).await.unwrap();
-    let sim = running
-        .simulator
-        .clone()
-        .expect("the sandbox has a simulator");
-    let demo = running
+    std::fs::create_dir_all(SHOTS).unwrap();
+    app::start(config).await.unwrap()
+}
+
+fn password(running: &Running, id: &str) -> String {
+    running
         .sandbox_sign_ins
         .iter()
-        .find(|d| d.id.0 == "agent1")
-        .expect("the sandbox's demo agent")
-        .clone();
+        .find(|d| d.id.0 == id)
+        .expect("a demo person")
+        .password
+        .clone()
+}
 
-    let tmp = std::env::temp_dir().join(format!("sb-agent-page-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let wav = tmp.join("tone440.wav");
-    write_tone(&wav, 440.0);
-    let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/browser-shots");
-    std::fs::create_dir_all(shots).unwrap();
+/// An agent page signed in and Available.
+async fn agent_page(running: &Running, id: &str, hz: f64) -> Browser {
+    let mut b = Browser::start(hz);
+    let url = format!("http://{}/", running.http_addr);
+    b.sign_in(&url, id, &password(running, id)).await;
+    b.run("wait_text state Available").await;
+    b
+}
 
-    let mut child = Command::new("node")
-        .arg("agent.js")
-        .arg(format!("http://{}/", running.http_addr))
-        .arg(&wav)
-        .arg(&demo.id.0)
-        .arg(&demo.password)
-        .arg(shots)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .process_group(0)
-        .spawn()
-        .expect("node runs");
-    let pid = child.id();
-    // Whatever happens below, the browser's whole process group goes with the test.
-    struct Kill(u32);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", self.0)])
-                .status();
-        }
-    }
-    let _kill = Kill(pid);
-    let mut stdin = child.stdin.take().unwrap();
-    let (line_tx, mut lines) = mpsc::unbounded_channel::<String>();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line_tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    async fn next(lines: &mut mpsc::UnboundedReceiver<String>, prefix: &str) -> String {
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(90), lines.recv())
-                .await
-                .unwrap_or_else(|_| panic!("the page never said {prefix}"))
-                .unwrap_or_else(|| panic!("the browser ended before saying {prefix}"));
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.trim().to_owned();
-            }
-        }
-    }
-
-    next(&mut lines, "READY").await;
+/// A simulated caller playing 1 kHz, answered on the agent page.
+async fn answered_call(running: &Running, agent: &mut Browser) -> SimulatedCall {
+    let sim = running.simulator.clone().unwrap();
     let call = sim
         .place_call(CallSpec {
             audio: CallerAudio::Tone { hz: 1000.0 },
@@ -110,37 +58,145 @@ async fn an_agent_answers_on_the_page_and_both_sides_hear_each_other() {
         })
         .await
         .unwrap();
+    agent.run("wait_heading Incoming call").await;
+    agent.run(&format!("shot {SHOTS}/agent-ringing.png")).await;
+    agent.run("click Answer").await;
+    agent.run("wait_button Hang up").await;
     call.wait_for(LONG, |p| *p == CallPhase::Accepted)
         .await
         .expect("the agent answered on the page");
-    let caller = call.peer().expect("the caller's media");
-    let page_heard: f64 = next(&mut lines, "MEASURED").await.parse().unwrap();
-    let from_page = caller.status().packets_received + 100;
+    call
+}
+
+/// The dominant frequency the caller heard over its last ~`packets` packets.
+async fn caller_hears(call: &SimulatedCall, packets: u64) -> Option<f64> {
+    let caller = call.peer().unwrap();
+    let until = caller.status().packets_received + packets;
     caller
-        .wait_for(LONG, |s| s.packets_received > from_page)
+        .wait_for(LONG, |s| s.packets_received > until)
+        .await?;
+    caller.recording().await.ok()?.heard.map(|(hz, _)| hz)
+}
+
+fn near(hz: f64, target: f64) -> bool {
+    (hz - target).abs() < 30.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_answers_on_the_page_talks_mutes_holds_and_hangs_up() {
+    let running = sandbox().await;
+    let mut agent = agent_page(&running, "agent1", 440.0).await;
+    let call = answered_call(&running, &mut agent).await;
+    agent.run(&format!("shot {SHOTS}/agent-in-call.png")).await;
+    let page = agent.hears("party", 3000).await;
+    assert!(
+        near(page, 1000.0),
+        "the page hears the caller's 1 kHz: {page}"
+    );
+    let heard = caller_hears(&call, 100)
         .await
-        .expect("the caller hears the page");
-    let caller_heard = caller.recording().await.unwrap().heard;
-    writeln!(stdin, "DONE").unwrap();
-    next(&mut lines, "RESULT").await;
+        .expect("the caller hears audio");
+    assert!(
+        near(heard, 440.0),
+        "the caller hears the page's 440 Hz: {heard}"
+    );
+
+    // Hold: the caller hears the hold file (the melody's packets), not the agent.
+    agent.run("click Hold").await;
+    let caller = call.peer().unwrap();
+    let before = caller.recording().await.unwrap().packets.len();
+    caller_hears(&call, 60).await;
+    let hold: HashSet<Vec<u8>> = switchboard::media::ogg::read(switchboard::media::ogg::MELODY)
+        .unwrap()
+        .packets
+        .into_iter()
+        .collect();
+    let rec = caller.recording().await.unwrap();
+    let held = rec.packets[before..]
+        .iter()
+        .filter(|p| hold.contains(&p.payload[..]))
+        .count();
+    assert!(
+        held >= 40,
+        "the caller hears the hold file: {held} of its packets"
+    );
+    agent.run("click Hold").await;
+    // Mute: silence frames.
+    agent.run("click Mute").await;
+    let before = caller.recording().await.unwrap().packets.len();
+    caller_hears(&call, 60).await;
+    let rec = caller.recording().await.unwrap();
+    let silent = rec.packets[before..]
+        .iter()
+        .filter(|p| p.payload[..] == [0xF8, 0xFF, 0xFE])
+        .count();
+    assert!(
+        silent >= 40,
+        "the caller hears silence: {silent} silence frames"
+    );
+    agent.run("click Mute").await;
+
+    // Hang up on the page: terminate at Meta, and the wrap-up shows.
+    agent.run("click Hang up").await;
+    agent.run("wait_heading Wrap-up").await;
     call.wait_for(LONG, |p| matches!(p, CallPhase::Ended { .. }))
         .await
-        .expect("Hang up on the page ends the call at Meta");
+        .expect("the call ends at Meta");
+    let sim = running.simulator.clone().unwrap();
     let terminated = sim.graph().requests().iter().any(|r| {
         r.call_id.as_ref() == Some(&call.call_id)
             && r.action.as_ref().is_some_and(|a| a.as_str() == "terminate")
     });
     assert!(terminated, "the fake Graph API saw terminate");
+    drop(agent);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_listens_to_both_parties_and_whispers_to_the_agent_only() {
+    let running = sandbox().await;
+    let mut agent = agent_page(&running, "agent1", 440.0).await;
+    let call = answered_call(&running, &mut agent).await;
+    let mut sup = Browser::start(660.0);
+    let url = format!("http://{}/supervisor", running.http_addr);
+    sup.sign_in(&url, "super", &password(&running, "super"))
+        .await;
+    // Listening needs the supervisor's own audio connection up.
+    sup.run("wait_text state Available").await;
+    sup.run("wait_button Listen").await;
+    sup.run("click Listen").await;
+    sup.run("wait_text monitoring Listening").await;
+    sup.run(&format!("shot {SHOTS}/supervisor-listening.png"))
+        .await;
+    let caller_side = sup.hears("party", 3000).await;
+    let agent_side = sup.hears("second", 3000).await;
     assert!(
-        (page_heard - 1000.0).abs() < 30.0,
-        "the page hears the caller's 1 kHz: {page_heard}"
+        near(caller_side, 1000.0),
+        "the supervisor hears the caller: {caller_side}"
     );
-    let (hz, _) = caller_heard.expect("the caller heard audio");
     assert!(
-        (hz - 440.0).abs() < 30.0,
-        "the caller hears the page's 440 Hz: {hz}"
+        near(agent_side, 440.0),
+        "the supervisor hears the agent: {agent_side}"
     );
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&tmp);
+    // Whisper: the agent hears the supervisor's 660 Hz on the second stream; the caller never
+    // hears the supervisor.
+    sup.run("click Whisper").await;
+    sup.run("wait_text monitoring Whispering").await;
+    let whisper = agent.hears("second", 3000).await;
+    assert!(
+        near(whisper, 660.0),
+        "the agent hears the whisper: {whisper}"
+    );
+    let at_caller = caller_hears(&call, 100)
+        .await
+        .expect("the caller hears audio");
+    assert!(
+        near(at_caller, 440.0),
+        "the caller hears only the agent: {at_caller}"
+    );
+    sup.run("click Stop").await;
+    sup.run("wait_text monitoring Not listening").await;
+    drop(sup);
+    drop(agent);
     running.shutdown().await;
 }

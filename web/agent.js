@@ -1,29 +1,14 @@
 // The agent softphone: sign-in, presence, one PeerConnection for the whole session, and the
 // call controls. It speaks docs/protocol.md over /ws and decides nothing itself.
 
-const $ = (id) => document.getElementById(id);
-const show = (id, on) => { $(id).hidden = !on; };
+import { $, show, notice, session } from '/session.js';
 
-let ws = null;
-let pc = null;
-let mic = null;
 let me = null;
 let callId = null;
 let ringingId = null;
 let stateSince = Date.now();
 let callSince = null;
 let ringTimer = null;
-let retry = 1000;
-let signedOut = false;
-
-function notice(text) {
-  $('notice').textContent = text || '';
-  show('notice', !!text);
-}
-
-function send(msg) {
-  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
-}
 
 const STATES = {
   available: 'Available', away: 'Away', ringing: 'Ringing', on_call: 'On a call',
@@ -49,77 +34,8 @@ function tick() {
 }
 setInterval(tick, 1000);
 
-async function signIn(ev) {
-  ev.preventDefault();
-  notice('');
-  const r = await fetch('/api/login', {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ id: $('name').value.trim(), password: $('password').value }),
-  });
-  if (!r.ok) {
-    const body = await r.json().catch(() => ({}));
-    notice(r.status === 429 ? 'Too many attempts: wait a moment and try again.'
-      : (body.error || 'Sign-in failed: check your name and password.'));
-    return;
-  }
-  $('password').value = '';
-  await begin();
-}
-
-async function begin() {
-  const r = await fetch('/api/me');
-  if (!r.ok) { show('signin', true); return; }
-  me = await r.json();
-  signedOut = false;
-  $('who').textContent = `${me.name} (${me.role})`;
-  show('signin', false); show('desk', true); show('signout', true);
-  const sandbox = await fetch('/sandbox/calls', { method: 'GET' }).then((x) => x.status === 405, () => false);
-  show('sandbox', sandbox);
-  try {
-    mic = await navigator.mediaDevices.getUserMedia({ audio: true });
-  } catch (e) {
-    notice('The microphone is not available (access denied?). Allow it for this page and reload: calls cannot ring without it.');
-    return;
-  }
-  connect();
-}
-
-function connect() {
-  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  ws = new WebSocket(`${proto}//${location.host}/ws`);
-  ws.onmessage = (e) => onMessage(JSON.parse(e.data));
-  ws.onopen = () => { retry = 1000; notice(''); };
-  ws.onclose = () => {
-    if (pc) { pc.close(); pc = null; }
-    if (signedOut) return;
-    notice('The connection to switchboard was lost; reconnecting…');
-    setTimeout(connect, retry);
-    retry = Math.min(retry * 2, 15000);
-  };
-}
-
-async function setUpMedia() {
-  pc = new RTCPeerConnection();
-  pc.addTrack(mic.getAudioTracks()[0], mic);
-  pc.addTransceiver('audio', { direction: 'recvonly' });
-  pc.ontrack = (e) => {
-    const first = pc.getTransceivers()[0];
-    const el = e.transceiver === first ? $('party') : $('second');
-    el.srcObject = e.streams[0] || new MediaStream([e.track]);
-  };
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((done) => {
-    if (pc.iceGatheringState === 'complete') return done();
-    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
-    setTimeout(done, 2000);
-  });
-  send({ type: 'offer', sdp: pc.localDescription.sdp });
-}
-
 function onMessage(m) {
   switch (m.type) {
-    case 'welcome': setUpMedia(); break;
-    case 'answer': pc && pc.setRemoteDescription({ type: 'answer', sdp: m.sdp }); break;
     case 'presence': setPresence(m); break;
     case 'ringing': ring(m); break;
     case 'ring_stopped': stopRing(); if (m.reason === 'missed') notice('You missed a call and were set away. Press Available when you are back.'); break;
@@ -130,11 +46,7 @@ function onMessage(m) {
       break;
     case 'dtmf': $('dtmf').textContent += m.digit; break;
     case 'call_ended': endCall(m.reason); break;
-    case 'monitoring': break;
-    case 'error':
-      if (m.code === 'signed_out' || m.code === 'replaced') { signedOut = true; notice(m.message); }
-      else notice(m.message);
-      break;
+    case 'error': notice(m.message); break;
     default: break;
   }
 }
@@ -177,7 +89,16 @@ function endCall(reason) {
   if (reason) notice(`Call ended: ${reason}`);
 }
 
-$('signin-form').addEventListener('submit', signIn);
+const { send } = session({
+  onMessage,
+  onSignedIn: async (who) => {
+    me = who;
+    show('desk', true);
+    const sandbox = await fetch('/sandbox/calls', { method: 'GET' }).then((x) => x.status === 405, () => false);
+    show('sandbox', sandbox);
+  },
+});
+
 $('available').addEventListener('click', () => send({ type: 'set_presence', available: true }));
 $('away').addEventListener('click', () => send({ type: 'set_presence', available: false, reason: $('reason').value }));
 $('answer').addEventListener('click', () => ringingId && send({ type: 'answer', call_id: ringingId }));
@@ -189,11 +110,3 @@ $('testcall').addEventListener('click', async () => {
   const r = await fetch('/sandbox/calls', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
   if (!r.ok) notice('The simulator could not place a call now.');
 });
-$('signout').addEventListener('click', async () => {
-  signedOut = true;
-  await fetch('/api/logout', { method: 'POST' });
-  if (ws) ws.close();
-  location.reload();
-});
-
-begin();

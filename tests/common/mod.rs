@@ -249,3 +249,107 @@ pub fn write_tone(path: &std::path::Path, hz: f64) {
     }
     std::fs::write(path, w).unwrap();
 }
+
+/// A headless Chromium driven line by line (`tests/browser/driver.js`), its fake microphone
+/// playing a `hz` tone. Killed with its whole process group when dropped.
+pub struct Browser {
+    stdin: std::process::ChildStdin,
+    lines: mpsc::UnboundedReceiver<String>,
+    pgid: u32,
+    _tone: std::path::PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.pgid)])
+            .status();
+        let _ = std::fs::remove_file(&self._tone);
+    }
+}
+
+impl Browser {
+    /// Starts Chromium; panics (with what to install) when the browser tests cannot run here.
+    pub fn start(hz: f64) -> Browser {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+        assert!(
+            std::path::Path::new(dir)
+                .join("node_modules/playwright-core")
+                .exists()
+                && std::path::Path::new("/usr/bin/chromium").exists(),
+            "browser tests need chromium and tests/browser/node_modules: run scripts/deps"
+        );
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tone = std::env::temp_dir().join(format!("sb-tone-{}-{n}.wav", std::process::id()));
+        write_tone(&tone, hz);
+        let mut child = std::process::Command::new("node")
+            .arg("driver.js")
+            .arg(&tone)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .expect("node runs");
+        let stdout = child.stdout.take().expect("piped");
+        let stdin = child.stdin.take().expect("piped");
+        let pgid = child.id();
+        let (tx, lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+            let _ = child.wait();
+        });
+        Browser {
+            stdin,
+            lines,
+            pgid,
+            _tone: tone,
+        }
+    }
+
+    /// Sends one command and returns its result; panics on `ERR` or after 60 s.
+    pub async fn run(&mut self, command: &str) -> String {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}").expect("the browser reads commands");
+        self.stdin.flush().expect("the browser reads commands");
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), self.lines.recv())
+                .await
+                .unwrap_or_else(|_| panic!("the browser did not finish {command:?} in 60 s"))
+                .unwrap_or_else(|| panic!("the browser ended during {command:?}"));
+            if let Some(out) = line.strip_prefix("OK") {
+                return out.trim().to_owned();
+            }
+            if let Some(e) = line.strip_prefix("ERR") {
+                panic!("{command:?} failed in the browser: {}", e.trim());
+            }
+        }
+    }
+
+    /// Opens `url` and signs in through the page's own form.
+    pub async fn sign_in(&mut self, url: &str, name: &str, password: &str) {
+        self.run(&format!("goto {url}")).await;
+        self.run(&format!("fill Name {name}")).await;
+        self.run(&format!("fill Password {password}")).await;
+        self.run("click Sign in").await;
+    }
+
+    /// The dominant frequency an audio element plays, over `ms`.
+    pub async fn hears(&mut self, audio: &str, ms: u32) -> f64 {
+        self.run(&format!("measure {audio} {ms}"))
+            .await
+            .parse()
+            .expect("a frequency")
+    }
+}

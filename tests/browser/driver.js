@@ -1,0 +1,75 @@
+// One headless Chromium (its fake microphone playing <wav>) driven line by line from stdin, the
+// way a person uses a page: through its labelled controls only. One command a line; each answer
+// is one line, "OK <result>" or "ERR <message>".
+//   goto <url>                      open a page
+//   fill <label> <text…>            type into the field with that label
+//   click <button name…>            press the button with that accessible name (waits for it)
+//   wait_button <button name…>      wait until such a button is visible
+//   wait_heading <text…>            wait until a heading with that text is visible
+//   wait_text <element id> <text…>  wait until the element's text starts with <text>
+//   measure <audio element id> <ms> the dominant frequency (Hz) of what that element plays
+//   shot <path>                     a screenshot
+//   eval <js…>                      evaluate, answer its JSON
+//   quit
+// Usage: node driver.js <absolute wav path>
+const { chromium } = require('playwright-core');
+const fs = require('fs'), os = require('os'), path = require('path'), readline = require('readline');
+
+const [wav] = process.argv.slice(2);
+const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-dev-shm-usage', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+  '--autoplay-policy=no-user-gesture-required', '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns', '--use-file-for-fake-audio-capture=' + wav];
+
+async function measure(page, id, ms) {
+  return page.evaluate(async ([id, ms]) => {
+    const stream = document.getElementById(id).srcObject;
+    if (!stream) return 0;
+    const ctx = new AudioContext(); const an = ctx.createAnalyser(); an.fftSize = 8192;
+    ctx.createMediaStreamSource(stream).connect(an);
+    const f = new Float32Array(an.frequencyBinCount); const peaks = [];
+    for (let t = 0; t < ms; t += 100) {
+      await new Promise((r) => setTimeout(r, 100)); an.getFloatFrequencyData(f);
+      let bi = 1; for (let i = 2; i < f.length; i++) if (f[i] > f[bi]) bi = i;
+      peaks.push(f[bi] < -100 ? 0 : bi * ctx.sampleRate / an.fftSize);
+    }
+    peaks.sort((a, b) => a - b); return peaks[peaks.length >> 1];
+  }, [id, Number(ms)]);
+}
+
+(async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-page-'));
+  const ctx = await chromium.launchPersistentContext(dir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, timeout: 30000,
+    args: ARGS, viewport: { width: 1366, height: 768 },
+  });
+  const page = ctx.pages()[0];
+  page.setDefaultTimeout(30000);
+  const lines = readline.createInterface({ input: process.stdin });
+  for await (const line of lines) {
+    const [cmd, ...rest] = line.trim().split(' ');
+    const arg = rest.join(' ');
+    try {
+      let out = '';
+      if (cmd === 'goto') await page.goto(arg);
+      else if (cmd === 'fill') await page.getByLabel(rest[0], { exact: true }).fill(rest.slice(1).join(' '));
+      else if (cmd === 'click') await page.getByRole('button', { name: arg, exact: true }).first().click();
+      else if (cmd === 'wait_button') await page.getByRole('button', { name: arg, exact: true }).first().waitFor();
+      else if (cmd === 'wait_heading') await page.getByRole('heading', { name: arg, exact: true }).waitFor();
+      else if (cmd === 'wait_text') {
+        await page.waitForFunction(([id, t]) => (document.getElementById(id)?.textContent || '').startsWith(t),
+          [rest[0], rest.slice(1).join(' ')]);
+      } else if (cmd === 'measure') out = String(await measure(page, rest[0], rest[1]));
+      else if (cmd === 'shot') await page.screenshot({ path: arg });
+      else if (cmd === 'eval') out = JSON.stringify(await page.evaluate(arg));
+      else if (cmd === 'quit') break;
+      else throw new Error('unknown command ' + cmd);
+      console.log('OK ' + out);
+    } catch (e) {
+      console.log('ERR ' + String(e.message || e).split('\n')[0]);
+    }
+  }
+  await ctx.close().catch(() => {});
+  fs.rmSync(dir, { recursive: true, force: true });
+})().catch((e) => { console.error(e); process.exit(1); });
