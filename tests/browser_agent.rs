@@ -136,9 +136,29 @@ async fn an_agent_answers_on_the_page_talks_mutes_holds_and_hangs_up() {
     );
     agent.run("click Mute").await;
 
-    // Hang up on the page: terminate at Meta, and the wrap-up shows.
+    // A reload mid-call: the page signs back in by itself and the call resumes, both ways.
+    agent.run("eval location.reload()").await;
+    agent.run("wait_button Hang up").await;
+    let page = agent.hears("party", 3000).await;
+    assert!(
+        near(page, 1000.0),
+        "after the reload the page hears the caller: {page}"
+    );
+    let heard = caller_hears(&call, 100)
+        .await
+        .expect("the caller hears audio");
+    assert!(
+        near(heard, 440.0),
+        "after the reload the caller hears the page: {heard}"
+    );
+
+    // Hang up on the page: terminate at Meta, and the wrap-up countdown shows; Done ends it.
     agent.run("click Hang up").await;
     agent.run("wait_heading Wrap-up").await;
+    agent.run("wait_text wrapup-text Wrap-up:").await;
+    agent.run(&format!("shot {SHOTS}/agent-wrap-up.png")).await;
+    agent.run("click Done").await;
+    agent.run("wait_text state Available").await;
     call.wait_for(LONG, |p| matches!(p, CallPhase::Ended { .. }))
         .await
         .expect("the call ends at Meta");

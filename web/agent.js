@@ -9,6 +9,7 @@ let ringingId = null;
 let stateSince = Date.now();
 let callSince = null;
 let ringTimer = null;
+let wrapUntil = null;
 
 const STATES = {
   available: 'Available', away: 'Away', ringing: 'Ringing', on_call: 'On a call',
@@ -21,12 +22,17 @@ function setPresence(p) {
   $('state').textContent = text;
   stateSince = Date.now();
   show('wrapup', p.state === 'wrap_up');
-  if (p.state === 'wrap_up') $('wrapup-text').textContent = 'Finishing the last call; you go back to your previous state next.';
+  wrapUntil = p.state === 'wrap_up' ? Date.now() + 1000 * (p.seconds_left ?? 0) : null;
+  tick();
 }
 
 function tick() {
   const s = Math.floor((Date.now() - stateSince) / 1000);
   $('state-time').textContent = `for ${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+  if (wrapUntil) {
+    const left = Math.max(0, Math.ceil((wrapUntil - Date.now()) / 1000));
+    $('wrapup-text').textContent = `Wrap-up: ${left} s left, then you go back to your state before the call. Press Done when you are ready.`;
+  }
   if (callSince) {
     const c = Math.floor((Date.now() - callSince) / 1000);
     $('call-timer').textContent = `${Math.floor(c / 60)}:${String(c % 60).padStart(2, '0')}`;
@@ -99,6 +105,7 @@ const { send } = session({
   },
 });
 
+$('done').addEventListener('click', () => send({ type: 'wrap_up_done' }));
 $('available').addEventListener('click', () => send({ type: 'set_presence', available: true }));
 $('away').addEventListener('click', () => send({ type: 'set_presence', available: false, reason: $('reason').value }));
 $('answer').addEventListener('click', () => ringingId && send({ type: 'answer', call_id: ringingId }));

@@ -133,6 +133,8 @@ pub enum Command {
     },
     /// Supervisor: stop monitoring or whispering.
     StopMonitor,
+    /// The agent is done with wrap-up before its time is up.
+    EndWrapUp,
 }
 
 /// A role, as far as the call machines care.

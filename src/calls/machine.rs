@@ -893,6 +893,18 @@ impl<R: Routing> Centre<R> {
             Command::Transfer { call, to } => self.transfer(now, agent, call, to),
             Command::Monitor { call } => self.monitor(agent, call, false),
             Command::Whisper { call } => self.monitor(agent, call, true),
+            Command::EndWrapUp => {
+                let wrapping = self
+                    .sessions
+                    .get_mut(&agent)
+                    .and_then(|s| s.wrap_until.take())
+                    .is_some();
+                if wrapping {
+                    self.routing.end_wrap_up(now, &agent);
+                    self.notify_presence(&agent);
+                    self.actions.push_back(Action::FloorChanged);
+                }
+            }
             Command::StopMonitor => {
                 self.stop_monitoring(&agent);
                 self.notify(

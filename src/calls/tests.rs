@@ -947,3 +947,20 @@ fn whatsapp_closing_the_media_ends_the_call_as_the_callers_with_nothing_sent_to_
     assert!(acts.is_empty());
     assert_eq!(w.finished().len(), 1);
 }
+
+#[test]
+fn done_ends_wrap_up_early_and_only_during_wrap_up() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    // Not in wrap-up: nothing happens.
+    let acts = w.command("alice", Command::EndWrapUp);
+    assert!(acts.is_empty());
+    w.talking_call("c1", "alice");
+    w.command("alice", Command::HangUp { call: call("c1") });
+    assert!(matches!(w.presence("alice"), Presence::WrapUp { .. }));
+    w.command("alice", Command::EndWrapUp);
+    assert_eq!(w.presence("alice"), Presence::Available);
+    // The wrap-up timer that was due no longer fires anything.
+    let acts = w.advance(Duration::from_secs(20));
+    assert!(acts.is_empty(), "{acts:?}");
+}

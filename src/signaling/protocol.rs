@@ -79,6 +79,8 @@ pub enum ClientMsg {
     },
     /// Supervisor: stop monitoring or whispering.
     StopMonitor,
+    /// End your wrap-up now ("Done"): back to the state you had before the call.
+    WrapUpDone,
     /// Keep-alive; answered with `pong`.
     Ping,
 }
@@ -94,6 +96,9 @@ pub struct PresenceView {
     /// The call, when ringing, on a call or in wrap-up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_id: Option<String>,
+    /// In wrap-up: seconds until it ends by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds_left: Option<u64>,
 }
 
 /// One live call in a supervisor's floor view.

@@ -217,6 +217,7 @@ async fn handle_text(st: &WsState, agent: &AgentId, text: &str) -> Option<Server
             call: call(call_id),
         },
         ClientMsg::StopMonitor => Command::StopMonitor,
+        ClientMsg::WrapUpDone => Command::EndWrapUp,
     };
     debug!(?command, "command");
     if st.calls.command(agent.clone(), command).await.is_err() {
@@ -247,10 +248,17 @@ pub fn presence_view(p: &Presence) -> PresenceView {
         }
         _ => (None, None),
     };
+    let seconds_left = match p {
+        Presence::WrapUp { until, .. } => {
+            Some(until.saturating_duration_since(Instant::now()).as_secs())
+        }
+        _ => None,
+    };
     PresenceView {
         state: p.name().into(),
         reason,
         call_id,
+        seconds_left,
     }
 }
 
