@@ -42,6 +42,8 @@ fn password(running: &Running, id: &str) -> String {
 async fn agent_page(running: &Running, id: &str, hz: f64) -> Browser {
     let mut b = Browser::start(hz);
     let url = format!("http://{}/", running.http_addr);
+    b.run(&format!("goto {url}")).await;
+    assert_accessible(&mut b, "the sign-in form").await;
     b.sign_in(&url, id, &password(running, id)).await;
     b.run("wait_text state Available").await;
     b
@@ -59,6 +61,7 @@ async fn answered_call(running: &Running, agent: &mut Browser) -> SimulatedCall 
         .await
         .unwrap();
     agent.run("wait_heading Incoming call").await;
+    assert_accessible(agent, "the agent page, ringing").await;
     agent.run(&format!("shot {SHOTS}/agent-ringing.png")).await;
     agent.run("click Answer").await;
     agent.run("wait_button Hang up").await;
@@ -78,6 +81,12 @@ async fn caller_hears(call: &SimulatedCall, packets: u64) -> Option<f64> {
     caller.recording().await.ok()?.heard.map(|(hz, _)| hz)
 }
 
+/// axe-core finds no serious or critical accessibility violation on the page as it is now.
+async fn assert_accessible(b: &mut Browser, what: &str) {
+    let found = b.run("axe").await;
+    assert_eq!(found, "[]", "accessibility violations on {what}: {found}");
+}
+
 fn near(hz: f64, target: f64) -> bool {
     (hz - target).abs() < 30.0
 }
@@ -88,6 +97,7 @@ async fn an_agent_answers_on_the_page_talks_mutes_holds_and_hangs_up() {
     let mut agent = agent_page(&running, "agent1", 440.0).await;
     let call = answered_call(&running, &mut agent).await;
     agent.run(&format!("shot {SHOTS}/agent-in-call.png")).await;
+    assert_accessible(&mut agent, "the agent page, in a call").await;
     let page = agent.hears("party", 3000).await;
     assert!(
         near(page, 1000.0),
@@ -188,6 +198,7 @@ async fn a_supervisor_listens_to_both_parties_and_whispers_to_the_agent_only() {
     sup.run("wait_text monitoring Listening").await;
     sup.run(&format!("shot {SHOTS}/supervisor-listening.png"))
         .await;
+    assert_accessible(&mut sup, "the supervisor board").await;
     let caller_side = sup.hears("party", 3000).await;
     let agent_side = sup.hears("second", 3000).await;
     assert!(

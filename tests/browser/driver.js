@@ -10,6 +10,8 @@
 //   measure <audio element id> <ms> the dominant frequency (Hz) of what that element plays
 //   shot <path>                     a screenshot
 //   eval <js…>                      evaluate, answer its JSON
+//   axe                             run axe-core on the page: the serious and critical
+//                                   violations, as JSON [{id, impact, nodes}]
 //   quit
 // Usage: node driver.js <absolute wav path>
 const { chromium } = require('playwright-core');
@@ -63,6 +65,16 @@ async function measure(page, id, ms) {
       } else if (cmd === 'measure') out = String(await measure(page, rest[0], rest[1]));
       else if (cmd === 'shot') await page.screenshot({ path: arg });
       else if (cmd === 'eval') out = JSON.stringify(await page.evaluate(arg));
+      else if (cmd === 'axe') {
+        // Injected through the debugger, which the page's Content Security Policy does not
+        // govern: the policy itself stays as served.
+        const src = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+        await page.evaluate(src + ';0');
+        const r = await page.evaluate(() => window.axe.run(document));
+        out = JSON.stringify(r.violations
+          .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+          .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length })));
+      }
       else if (cmd === 'quit') break;
       else throw new Error('unknown command ' + cmd);
       console.log('OK ' + out);
