@@ -231,3 +231,31 @@ async fn a_supervisor_listens_to_both_parties_and_whispers_to_the_agent_only() {
     drop(agent);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_page_takes_a_transfer_and_the_caller_hears_that_agent() {
+    let running = sandbox().await;
+    let mut first = agent_page(&running, "agent1", 440.0).await;
+    let mut second = agent_page(&running, "agent2", 880.0).await;
+    let call = answered_call(&running, &mut first).await;
+    first.run("select Transfer to|Agent agent2").await;
+    first.run("click Transfer").await;
+    second.run("wait_heading Incoming call").await;
+    second.run("click Answer").await;
+    second.run("wait_button Hang up").await;
+    let page = second.hears("party", 3000).await;
+    assert!(
+        near(page, 1000.0),
+        "the second agent hears the caller: {page}"
+    );
+    let heard = caller_hears(&call, 100)
+        .await
+        .expect("the caller hears audio");
+    assert!(
+        near(heard, 880.0),
+        "the caller hears the second agent: {heard}"
+    );
+    drop(first);
+    drop(second);
+    running.shutdown().await;
+}

@@ -51,6 +51,15 @@ function onMessage(m) {
       $('hold').setAttribute('aria-pressed', String(m.held));
       break;
     case 'dtmf': $('dtmf').textContent += m.digit; break;
+    case 'directory': {
+      const sel = $('transfer-to');
+      const keep = sel.value;
+      sel.replaceChildren();
+      for (const a of m.agents) sel.add(new Option(`Agent ${a}`, `agent:${a}`));
+      for (const q of m.queues) sel.add(new Option(`Queue ${q}`, `queue:${q}`));
+      if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+      break;
+    }
     case 'call_ended': endCall(m.reason); break;
     case 'error': notice(m.message); break;
     default: break;
@@ -105,6 +114,13 @@ const { send } = session({
   },
 });
 
+$('transfer').addEventListener('click', () => {
+  const [kind, id] = ($('transfer-to').value || '').split(':');
+  if (!callId || !id) return;
+  send(kind === 'agent'
+    ? { type: 'transfer', call_id: callId, to_agent: id }
+    : { type: 'transfer', call_id: callId, to_queue: id });
+});
 $('done').addEventListener('click', () => send({ type: 'wrap_up_done' }));
 $('available').addEventListener('click', () => send({ type: 'set_presence', available: true }));
 $('away').addEventListener('click', () => send({ type: 'set_presence', available: false, reason: $('reason').value }));

@@ -232,6 +232,14 @@ pub enum ServerMsg {
         /// Queues.
         queues: Vec<FloorQueue>,
     },
+    /// Where a call can be transferred: the agents available now (not you) and the queues. Sent
+    /// on connect and whenever it changes.
+    Directory {
+        /// Available agents.
+        agents: Vec<String>,
+        /// Queues.
+        queues: Vec<String>,
+    },
     /// A message of yours was refused; nothing changed.
     Error {
         /// Stable code: `bad_message`, `too_large`, `forbidden`, `not_ringing`, …

@@ -80,10 +80,15 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
     }
     let mut floor = st.calls.floor();
     let supervisor = role == Role::Supervisor;
-    if supervisor {
+    let mut directory = {
         let view = floor.borrow_and_update().clone();
-        let _ = send(&mut socket, &floor_msg(&view)).await;
-    }
+        if supervisor {
+            let _ = send(&mut socket, &floor_msg(&view)).await;
+        }
+        let d = directory_msg(&view, &agent);
+        let _ = send(&mut socket, &d).await;
+        Some(d)
+    };
     let mut check = tokio::time::interval(SESSION_CHECK);
     let mut signed_out = false;
     loop {
@@ -119,13 +124,21 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
                     return;
                 }
             },
-            changed = floor.changed(), if supervisor => {
+            changed = floor.changed() => {
                 if changed.is_err() {
                     break;
                 }
                 let view = floor.borrow_and_update().clone();
-                if send(&mut socket, &floor_msg(&view)).await.is_err() {
+                if supervisor && send(&mut socket, &floor_msg(&view)).await.is_err() {
                     break;
+                }
+                // Agents get only who and where they can transfer to, when it changes.
+                let d = directory_msg(&view, &agent);
+                if directory.as_ref() != Some(&d) {
+                    if send(&mut socket, &d).await.is_err() {
+                        break;
+                    }
+                    directory = Some(d);
                 }
             }
             _ = check.tick() => {
@@ -303,6 +316,18 @@ fn notice_msg(n: Notice) -> ServerMsg {
             whisper,
         },
         Notice::Refused { code, message } => error(code, &message),
+    }
+}
+
+fn directory_msg(view: &Arc<FloorView>, me: &AgentId) -> ServerMsg {
+    ServerMsg::Directory {
+        agents: view
+            .agents
+            .iter()
+            .filter(|a| a.id != *me && a.presence == Presence::Available)
+            .map(|a| a.id.0.clone())
+            .collect(),
+        queues: view.queues.iter().map(|(q, _)| q.0.clone()).collect(),
     }
 }
 

@@ -3,6 +3,7 @@
 // is one line, "OK <result>" or "ERR <message>".
 //   goto <url>                      open a page
 //   fill <label> <text…>            type into the field with that label
+//   select <label>|<option text>    choose the option with that text in the labelled list
 //   click <button name…>            press the button with that accessible name (waits for it)
 //   wait_button <button name…>      wait until such a button is visible
 //   wait_heading <text…>            wait until a heading with that text is visible
@@ -56,6 +57,10 @@ async function measure(page, id, ms) {
       let out = '';
       if (cmd === 'goto') await page.goto(arg);
       else if (cmd === 'fill') await page.getByLabel(rest[0], { exact: true }).fill(rest.slice(1).join(' '));
+      else if (cmd === 'select') {
+        const [label, option] = arg.split('|');
+        await page.getByLabel(label, { exact: true }).selectOption({ label: option });
+      }
       else if (cmd === 'click') await page.getByRole('button', { name: arg, exact: true }).first().click();
       else if (cmd === 'wait_button') await page.getByRole('button', { name: arg, exact: true }).first().waitFor();
       else if (cmd === 'wait_heading') await page.getByRole('heading', { name: arg, exact: true }).waitFor();
