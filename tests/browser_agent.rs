@@ -213,6 +213,8 @@ async fn a_supervisor_listens_to_both_parties_and_whispers_to_the_agent_only() {
     // hears the supervisor.
     sup.run("click Whisper").await;
     sup.run("wait_text monitoring Whispering").await;
+    // The agent's page says so.
+    agent.run("wait_visible whisper").await;
     let whisper = agent.hears("second", 3000).await;
     assert!(
         near(whisper, 660.0),

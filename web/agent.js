@@ -51,6 +51,7 @@ function onMessage(m) {
       $('hold').setAttribute('aria-pressed', String(m.held));
       break;
     case 'dtmf': $('dtmf').textContent += m.digit; break;
+    case 'whisper': show('whisper', m.on); break;
     case 'directory': {
       const sel = $('transfer-to');
       const keep = sel.value;

@@ -348,6 +348,13 @@ pub enum Notice {
         /// Whispering to the agent.
         whisper: bool,
     },
+    /// Agents: a supervisor started or stopped whispering to you.
+    Whisper {
+        /// The call.
+        call: WaCallId,
+        /// Whispering now.
+        on: bool,
+    },
     /// A command was refused.
     Refused {
         /// A stable code for the client.

@@ -1550,6 +1550,13 @@ impl<R: Routing> Centre<R> {
             s.monitoring = Some((id.clone(), whisper));
         }
         info!(call_id = %id, supervisor = %sup, whisper, "monitoring");
+        if whisper {
+            let notice = Notice::Whisper {
+                call: id.clone(),
+                on: true,
+            };
+            self.notify(agent, notice);
+        }
         self.notify(
             sup,
             Notice::Monitoring {
@@ -1576,6 +1583,13 @@ impl<R: Routing> Centre<R> {
         }
         if whisper {
             let agent = self.calls.get(&id).and_then(|c| c.phase.agent().cloned());
+            if let Some(a) = &agent {
+                let notice = Notice::Whisper {
+                    call: id.clone(),
+                    on: false,
+                };
+                self.notify(a.clone(), notice);
+            }
             if let Some(s) = agent
                 .and_then(|a| self.sessions.get(&a))
                 .and_then(|s| s.leg.as_ref())

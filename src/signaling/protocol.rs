@@ -232,6 +232,13 @@ pub enum ServerMsg {
         /// Queues.
         queues: Vec<FloorQueue>,
     },
+    /// A supervisor started (`on`) or stopped whispering to you.
+    Whisper {
+        /// The call.
+        call_id: String,
+        /// Whispering now.
+        on: bool,
+    },
     /// Where a call can be transferred: the agents available now (not you) and the queues. Sent
     /// on connect and whenever it changes.
     Directory {

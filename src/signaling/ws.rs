@@ -315,6 +315,10 @@ fn notice_msg(n: Notice) -> ServerMsg {
             call_id: call.map(|c| c.0),
             whisper,
         },
+        Notice::Whisper { call, on } => ServerMsg::Whisper {
+            call_id: call.0,
+            on,
+        },
         Notice::Refused { code, message } => error(code, &message),
     }
 }

@@ -6,6 +6,7 @@
 //   select <label>|<option text>    choose the option with that text in the labelled list
 //   click <button name…>            press the button with that accessible name (waits for it)
 //   wait_button <button name…>      wait until such a button is visible
+//   wait_visible <element id>       wait until the element is shown
 //   wait_heading <text…>            wait until a heading with that text is visible
 //   wait_text <element id> <text…>  wait until the element's text starts with <text>
 //   measure <audio element id> <ms> the dominant frequency (Hz) of what that element plays
@@ -63,6 +64,7 @@ async function measure(page, id, ms) {
       }
       else if (cmd === 'click') await page.getByRole('button', { name: arg, exact: true }).first().click();
       else if (cmd === 'wait_button') await page.getByRole('button', { name: arg, exact: true }).first().waitFor();
+      else if (cmd === 'wait_visible') await page.locator('#' + arg).waitFor({ state: 'visible' });
       else if (cmd === 'wait_heading') await page.getByRole('heading', { name: arg, exact: true }).waitFor();
       else if (cmd === 'wait_text') {
         await page.waitForFunction(([id, t]) => (document.getElementById(id)?.textContent || '').startsWith(t),
