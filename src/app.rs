@@ -320,6 +320,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             auth: auth.clone(),
             calls: calls.clone(),
         }))
+        .merge(http::my_calls(store.clone(), auth.clone()))
         .merge(http::supervisors_only(
             crate::store::http::router(store.clone()),
             auth.clone(),

@@ -97,6 +97,42 @@ struct ErrorBody {
     error: String,
 }
 
+/// `GET /api/calls/mine`: the signed-in person's own 20 latest call records (any role), for the
+/// agent page's "Recent calls".
+pub fn my_calls(store: crate::store::StoreHandle, auth: AuthHandle) -> Router {
+    #[derive(Clone, axum::extract::FromRef)]
+    struct Mine {
+        store: crate::store::StoreHandle,
+        auth: AuthHandle,
+    }
+    async fn mine(
+        who: auth::Authenticated,
+        State(store): State<crate::store::StoreHandle>,
+    ) -> Response {
+        let query = crate::store::CallQuery {
+            agent: Some(who.person_id.0.clone()),
+            limit: Some(20),
+            ..Default::default()
+        };
+        match store.list(query).await {
+            Ok(page) => Json(page).into_response(),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing a person's calls failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(ErrorBody {
+                        error: "call records are unavailable".into(),
+                    }),
+                )
+                    .into_response()
+            }
+        }
+    }
+    Router::new()
+        .route("/api/calls/mine", axum::routing::get(mine))
+        .with_state(Mine { store, auth })
+}
+
 /// `inner`, answered only for a signed-in supervisor (401 without a sign-in, 403 for an agent).
 pub fn supervisors_only(inner: Router, auth: AuthHandle) -> Router {
     // A route layer: unmatched paths stay 404 for everyone.

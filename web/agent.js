@@ -97,6 +97,7 @@ function talking(m) {
 }
 
 function endCall(reason) {
+  setTimeout(loadRecent, 500);
   callId = null;
   callSince = null;
   show('call', false);
@@ -105,14 +106,77 @@ function endCall(reason) {
   if (reason) notice(`Call ended: ${reason}`);
 }
 
-const { send } = session({
+async function loadRecent() {
+  const r = await fetch('/api/calls/mine');
+  if (!r.ok) return;
+  const page = await r.json();
+  const body = $('recent-calls');
+  body.replaceChildren();
+  for (const c of page.calls) {
+    const tr = document.createElement('tr');
+    const secs = Math.round(((c.ended_at - (c.answered_at || c.ended_at)) / 1000));
+    for (const text of [new Date(c.started_at).toLocaleString(), `${c.caller_name || ''} ${c.caller_number ? '+' + c.caller_number : ''}`,
+      c.queue || '', c.outcome.replace('_', ' '), `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, '0')}`]) {
+      const td = document.createElement('td'); td.textContent = text; tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+  show('recent', true);
+}
+
+function meter(stream) {
+  const ctx = new AudioContext();
+  const an = ctx.createAnalyser();
+  an.fftSize = 1024;
+  ctx.createMediaStreamSource(stream).connect(an);
+  const data = new Float32Array(an.fftSize);
+  const timer = setInterval(() => {
+    an.getFloatTimeDomainData(data);
+    let sum = 0; for (const v of data) sum += v * v;
+    $('level').value = Math.min(1, Math.sqrt(sum / data.length) * 4);
+  }, 100);
+  return () => { clearInterval(timer); ctx.close(); };
+}
+
+let stopMeter = null;
+async function audioCheck(s) {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  const mics = $('mic-select'); mics.replaceChildren();
+  const speakers = $('speaker-select'); speakers.replaceChildren();
+  for (const d of devices) {
+    if (d.kind === 'audioinput') mics.add(new Option(d.label || 'Microphone', d.deviceId));
+    if (d.kind === 'audiooutput') speakers.add(new Option(d.label || 'Speaker', d.deviceId));
+  }
+  if (!('setSinkId' in HTMLMediaElement.prototype) || speakers.options.length === 0) {
+    speakers.add(new Option('Default (this browser cannot choose)', ''));
+    speakers.disabled = true;
+  }
+  if (s.mic()) stopMeter = meter(s.mic());
+  show('audio-check', true);
+}
+
+const s = session({
   onMessage,
   onSignedIn: async (who) => {
     me = who;
     show('desk', true);
     const sandbox = await fetch('/sandbox/calls', { method: 'GET' }).then((x) => x.status === 405, () => false);
     show('sandbox', sandbox);
+    loadRecent();
   },
+});
+const { send } = s;
+// The microphone is asked for after sign-in; the check starts once it is there.
+const waitMic = setInterval(() => { if (s.mic()) { clearInterval(waitMic); audioCheck(s); } }, 200);
+$('mic-select').addEventListener('change', async () => {
+  try {
+    const m = await s.useMic($('mic-select').value);
+    if (stopMeter) stopMeter();
+    stopMeter = meter(m);
+  } catch (e) { notice('That microphone could not be opened.'); }
+});
+$('speaker-select').addEventListener('change', async () => {
+  for (const id of ['party', 'second']) await $(id).setSinkId($('speaker-select').value).catch(() => {});
 });
 
 $('transfer').addEventListener('click', () => {

@@ -102,6 +102,17 @@ export function session({ onMessage, onSignedIn }) {
     location.reload();
   });
 
+  // Another microphone: the session's one sender switches track, no renegotiation.
+  async function useMic(deviceId) {
+    const next = await navigator.mediaDevices.getUserMedia({ audio: { deviceId: { exact: deviceId } } });
+    const track = next.getAudioTracks()[0];
+    const sender = pc && pc.getSenders().find((s) => s.track && s.track.kind === 'audio');
+    if (sender) await sender.replaceTrack(track);
+    if (mic) mic.getTracks().forEach((t) => t.stop());
+    mic = next;
+    return mic;
+  }
+
   begin();
-  return { send: (m) => send(m) };
+  return { send: (m) => send(m), mic: () => mic, useMic };
 }
