@@ -3,6 +3,42 @@
 
 import { $, show, notice, session } from '/session.js';
 
+let today = {};
+
+// Today's figures per queue, from the call records (midnight, this browser's time).
+async function loadToday() {
+  const midnight = new Date(); midnight.setHours(0, 0, 0, 0);
+  const r = await fetch(`/api/calls?from=${midnight.getTime()}&limit=500`);
+  if (!r.ok) return;
+  const next = {};
+  for (const c of (await r.json()).calls) {
+    const q = next[c.queue || ''] ||= { answered: 0, abandoned: 0, fast: 0 };
+    if (c.outcome === 'answered') {
+      q.answered += 1;
+      if (c.answered_at && c.answered_at - c.started_at <= 20000) q.fast += 1;
+    }
+    if (c.outcome === 'abandoned') q.abandoned += 1;
+  }
+  today = next;
+}
+
+async function loadRecords(ev) {
+  if (ev) ev.preventDefault();
+  const p = new URLSearchParams({ limit: '50' });
+  for (const [id, key] of [['f-agent', 'agent'], ['f-queue', 'queue'], ['f-outcome', 'outcome']]) {
+    const v = $(id).value.trim(); if (v) p.set(key, v);
+  }
+  const r = await fetch(`/api/calls?${p}`);
+  if (!r.ok) { notice('The call records could not be read.'); return; }
+  const rows = $('record-rows'); rows.replaceChildren();
+  for (const c of (await r.json()).calls) {
+    const tr = document.createElement('tr');
+    for (const text of [new Date(c.started_at).toLocaleString(), `${c.caller_name || ''} ${c.caller_number ? '+' + c.caller_number : ''}`,
+      c.queue || '', c.agents.join(', '), c.outcome.replace('_', ' '), c.ended_by]) cell(tr, text);
+    rows.appendChild(tr);
+  }
+}
+
 const secs = (s) => `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 
 function cell(row, text) {
@@ -30,6 +66,7 @@ function render(m, send) {
     cell(tr, c.state.replace('_', ' '));
     cell(tr, c.agent);
     cell(tr, secs(c.age_secs));
+    cell(tr, (c.legs || []).map((l) => `${l.leg}: loss ${l.loss == null ? '–' : (l.loss * 100).toFixed(1) + '%'}, jitter ${l.jitter_ms == null ? '–' : l.jitter_ms.toFixed(0) + ' ms'}, rtt ${l.rtt_ms == null ? '–' : l.rtt_ms.toFixed(0) + ' ms'}`).join('; '));
     const actions = cell(tr, '');
     if (c.state === 'talking') {
       const listen = button('Listen', () => send({ type: 'monitor', call_id: c.call_id }));
@@ -58,6 +95,10 @@ function render(m, send) {
     cell(tr, q.id);
     cell(tr, String(q.waiting));
     cell(tr, secs(q.longest_wait_secs));
+    const t = today[q.id] || { answered: 0, abandoned: 0, fast: 0 };
+    cell(tr, String(t.answered));
+    cell(tr, String(t.abandoned));
+    cell(tr, t.answered ? `${Math.round(100 * t.fast / t.answered)}%` : '–');
     queues.appendChild(tr);
   }
 }
@@ -79,6 +120,11 @@ const { send } = session({
   onMessage,
   onSignedIn: async () => {
     show('board', true);
+    show('records', true);
+    await loadToday();
+    loadRecords();
+    setInterval(loadToday, 30000);
   },
 });
+$('filters').addEventListener('submit', loadRecords);
 $('stop').addEventListener('click', () => send({ type: 'stop_monitor' }));

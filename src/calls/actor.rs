@@ -29,6 +29,8 @@ use crate::whatsapp::webhook::WaEvent;
 const INBOX: usize = 1024;
 /// Notices queued to one session before it is considered stuck and notices are dropped.
 const SESSION_QUEUE: usize = 256;
+/// How often the floor is republished when only leg statistics changed.
+const FLOOR_QUALITY_EVERY: Duration = Duration::from_secs(2);
 /// How long shutdown waits for Meta to hear that every call ended.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -203,6 +205,7 @@ pub fn spawn(
         wall: (Instant::now(), SystemTime::now()),
         floor: floor_tx,
         numbers: HashMap::new(),
+        stats_dirty: false,
         tasks: JoinSet::new(),
     };
     let task = tokio::spawn(actor.run(rx, webhooks, media_events));
@@ -267,6 +270,8 @@ struct Actor {
     /// An instant and the wall-clock time at it, to turn the centre's instants into record times.
     wall: (Instant, SystemTime),
     floor: watch::Sender<Arc<FloorView>>,
+    /// Leg statistics arrived since the floor was last published.
+    stats_dirty: bool,
     /// Each live call's business number, when it is not the main one.
     numbers: HashMap<WaCallId, String>,
     /// Graph calls and offers in flight; their results come back as inputs.
@@ -290,6 +295,8 @@ impl Actor {
         mut webhooks: mpsc::Receiver<WaEvent>,
         mut media_events: mpsc::Receiver<MediaEvent>,
     ) {
+        // Quality figures reach supervisors at this pace, not once per statistics event.
+        let mut quality = tokio::time::interval(FLOOR_QUALITY_EVERY);
         loop {
             let deadline = self
                 .centre
@@ -320,6 +327,11 @@ impl Actor {
                             }
                         },
                         Err(e) => warn!(error = %e, "a call task failed"),
+                    }
+                }
+                _ = quality.tick() => {
+                    if std::mem::take(&mut self.stats_dirty) {
+                        self.publish_floor();
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {
@@ -453,7 +465,10 @@ impl Actor {
             MediaEvent::Failed { leg, .. } => Input::MediaGone { leg, failed: true },
             MediaEvent::Closed { leg, .. } => Input::MediaGone { leg, failed: false },
             MediaEvent::Dtmf { leg, digit, .. } => Input::Dtmf { leg, digit },
-            MediaEvent::Stats { leg, stats } => Input::Stats { leg, stats },
+            MediaEvent::Stats { leg, stats } => {
+                self.stats_dirty = true;
+                Input::Stats { leg, stats }
+            }
         };
         self.centre.handle(Instant::now(), input);
     }

@@ -173,7 +173,7 @@ struct Session {
 }
 
 /// A snapshot of one call, for supervisors.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CallView {
     /// Meta's call id.
     pub call: WaCallId,
@@ -189,6 +189,8 @@ pub struct CallView {
     pub agent: Option<AgentId>,
     /// Since when it exists.
     pub offered_at: Instant,
+    /// The last statistics of each of its legs: ("whatsapp" | agent id, stats).
+    pub legs: Vec<(String, LegStats)>,
 }
 
 /// What the call machines count; the metrics issue exports these.
@@ -256,6 +258,7 @@ impl<R: Routing> Centre<R> {
                 state: c.phase.name(),
                 agent: c.phase.agent().cloned(),
                 offered_at: c.offered_at,
+                legs: c.stats.clone(),
             })
             .collect();
         v.sort_by(|a, b| (a.offered_at, &a.call).cmp(&(b.offered_at, &b.call)));

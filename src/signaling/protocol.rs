@@ -102,7 +102,7 @@ pub struct PresenceView {
 }
 
 /// One live call in a supervisor's floor view.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FloorCall {
     /// Meta's call id.
     pub call_id: String,
@@ -118,6 +118,21 @@ pub struct FloorCall {
     pub agent: Option<String>,
     /// Seconds since Meta offered it.
     pub age_secs: u64,
+    /// Per-leg quality, as last reported (every few seconds).
+    pub legs: Vec<FloorLeg>,
+}
+
+/// One leg's quality in a supervisor's floor view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FloorLeg {
+    /// `whatsapp`, or the agent's id.
+    pub leg: String,
+    /// Fraction of incoming packets lost (0–1).
+    pub loss: Option<f32>,
+    /// Interarrival jitter, milliseconds.
+    pub jitter_ms: Option<f64>,
+    /// Round-trip time, milliseconds.
+    pub rtt_ms: Option<f64>,
 }
 
 /// One agent in a supervisor's floor view.

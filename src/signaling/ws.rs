@@ -14,7 +14,8 @@ use tracing::{debug, info, info_span, Instrument};
 
 use super::auth::{AuthHandle, Authenticated};
 use super::protocol::{
-    ClientMsg, FloorAgent, FloorCall, FloorQueue, PresenceView, ServerMsg, MAX_MESSAGE, VERSION,
+    ClientMsg, FloorAgent, FloorCall, FloorLeg, FloorQueue, PresenceView, ServerMsg, MAX_MESSAGE,
+    VERSION,
 };
 use crate::calls::actor::{CallsHandle, FloorView};
 use crate::calls::{Command, Notice, Role, TransferTarget};
@@ -350,6 +351,16 @@ fn floor_msg(view: &Arc<FloorView>) -> ServerMsg {
                 state: c.state.into(),
                 agent: c.agent.as_ref().map(|a| a.0.clone()),
                 age_secs: secs(c.offered_at),
+                legs: c
+                    .legs
+                    .iter()
+                    .map(|(leg, s)| FloorLeg {
+                        leg: leg.clone(),
+                        loss: s.loss_rx,
+                        jitter_ms: s.jitter.map(|d| d.as_secs_f64() * 1000.0),
+                        rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    })
+                    .collect(),
             })
             .collect(),
         agents: view
