@@ -238,9 +238,11 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
                 (people, sandbox_sign_ins) = auth::demo_people().await;
                 let list: Vec<String> = sandbox_sign_ins.iter().map(|d| d.to_string()).collect();
                 warn!(
-                    "SANDBOX: no [[people]] configured; demo sign-ins for this run only \
-                     (POST /api/login {{\"id\", \"password\"}}): {}",
-                    list.join(", ")
+                    "SANDBOX: no [[people]] configured; demo sign-ins for this run only: {} \
+                     (agent page http://{}/ , supervisor page http://{}/supervisor)",
+                    list.join(", "),
+                    loopback_of(http_addr),
+                    loopback_of(http_addr),
                 );
             }
             graph_base = (graph_url.clone(), Some(token.clone()));
