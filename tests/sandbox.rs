@@ -291,3 +291,43 @@ fn secrets_never_reach_the_output_and_bad_config_is_named() {
         "{all}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_are_served_from_the_binary_under_a_same_origin_policy() {
+    let config = Config::from_settings(Settings {
+        http_addr: Some("127.0.0.1:0".into()),
+        media_addr: Some("127.0.0.1:0".into()),
+        ..Settings::default()
+    })
+    .unwrap();
+    let running = app::start(config).await.unwrap();
+    let http = reqwest::Client::new();
+    for (path, must) in [
+        ("/", "Sign in"),
+        ("/supervisor", "Live calls"),
+        ("/agent.js", "session("),
+        ("/session.js", "RTCPeerConnection"),
+        ("/supervisor.js", "stop_monitor"),
+        ("/style.css", "button"),
+    ] {
+        let r = http
+            .get(format!("http://{}{path}", running.http_addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(csp.starts_with("default-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("http"), "no outside origin: {csp}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(must), "{path}");
+        assert!(
+            !body.contains("https://") && !body.contains("http://"),
+            "{path} loads nothing from the network"
+        );
+    }
+    running.shutdown().await;
+}

@@ -72,7 +72,10 @@ function ring(m) {
   $('in-name').textContent = m.name || 'WhatsApp caller';
   $('in-number').textContent = m.from ? `+${m.from}` : '';
   $('in-queue').textContent = m.queue;
-  let left = 15;
+  $('in-business').textContent = m.business_number || '';
+  $('in-waited').textContent = m.waited_secs ?? 0;
+  let left = m.ring_secs ?? 15;
+  startRingSound();
   $('in-countdown').textContent = left;
   clearInterval(ringTimer);
   ringTimer = setInterval(() => { left = Math.max(0, left - 1); $('in-countdown').textContent = left; }, 1000);
@@ -80,7 +83,26 @@ function ring(m) {
   $('answer').focus();
 }
 
+// A soft two-tone ring while a call rings (WebAudio: no file, nothing fetched).
+let ringAudio = null;
+function startRingSound() {
+  stopRingSound();
+  try {
+    const ctx = new AudioContext();
+    const gain = ctx.createGain(); gain.gain.value = 0; gain.connect(ctx.destination);
+    for (const f of [440, 480]) { const o = ctx.createOscillator(); o.frequency.value = f; o.connect(gain); o.start(); }
+    let on = false;
+    const timer = setInterval(() => { on = !on; gain.gain.value = on ? 0.05 : 0; }, 1000);
+    ringAudio = { ctx, timer };
+  } catch (e) { ringAudio = null; }
+}
+function stopRingSound() {
+  if (!ringAudio) return;
+  clearInterval(ringAudio.timer); ringAudio.ctx.close(); ringAudio = null;
+}
+
 function stopRing() {
+  stopRingSound();
   clearInterval(ringTimer);
   ringingId = null;
   show('incoming', false);

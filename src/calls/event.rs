@@ -4,7 +4,7 @@
 //! sessions) and the results of earlier actions; actions are imperative commands the driver
 //! carries out and whose results come back as inputs.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::ids::{AgentId, LegId, QueueId, StreamId, WaCallId};
 use crate::media::LegStats;
@@ -301,6 +301,12 @@ pub enum Notice {
         name: Option<String>,
         /// The queue.
         queue: QueueId,
+        /// The business number called.
+        business_number: Option<String>,
+        /// How long the caller has waited so far.
+        waited: Duration,
+        /// How long it rings here before it moves on.
+        rings_for: Duration,
     },
     /// The ring stopped without the agent answering.
     RingStopped {

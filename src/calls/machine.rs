@@ -1132,6 +1132,9 @@ impl<R: Routing> Centre<R> {
             from: call.from.clone(),
             name: call.name.clone(),
             queue: call.queue.clone(),
+            business_number: call.business_number.clone(),
+            waited: now.saturating_duration_since(call.offered_at),
+            rings_for: self.cfg.ring_timeout,
         };
         let queue = call.queue.clone();
         self.routing.dequeue(&queue, id);

@@ -191,6 +191,12 @@ pub enum ServerMsg {
         name: Option<String>,
         /// Its queue.
         queue: String,
+        /// The business number called.
+        business_number: Option<String>,
+        /// Seconds the caller has waited so far.
+        waited_secs: u64,
+        /// Seconds it rings here before it moves on.
+        ring_secs: u64,
     },
     /// The ring stopped (`missed`, `caller hung up`, …).
     RingStopped {

@@ -284,11 +284,17 @@ fn notice_msg(n: Notice) -> ServerMsg {
             from,
             name,
             queue,
+            business_number,
+            waited,
+            rings_for,
         } => ServerMsg::Ringing {
             call_id: call.0,
             from,
             name,
             queue: queue.0,
+            business_number,
+            waited_secs: waited.as_secs(),
+            ring_secs: rings_for.as_secs(),
         },
         Notice::RingStopped { call, reason } => ServerMsg::RingStopped {
             call_id: call.0,
