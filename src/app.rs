@@ -321,6 +321,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         .merge(ws::router(WsState {
             auth: auth.clone(),
             calls: calls.clone(),
+            away_reasons: config.calls.away_reasons.clone().into(),
         }))
         .merge(http::my_calls(store.clone(), auth.clone()))
         .merge(http::supervisors_only(

@@ -133,6 +133,8 @@ pub struct CallsConfig {
     pub grace: Duration,
     /// A call not answered this long after Meta offered it is queued or declined.
     pub answer_deadline: Duration,
+    /// The reasons an agent can pick when going away (`[calls] away_reasons`).
+    pub away_reasons: Vec<String>,
 }
 
 /// Settings of the call records (`crate::store`).
@@ -212,6 +214,8 @@ pub mod defaults {
     pub const MEDIA_ADDR: &str = "0.0.0.0";
     /// The queue every call goes to unless its number is mapped elsewhere.
     pub const QUEUE: &str = "support";
+    /// `[calls] away_reasons`.
+    pub const AWAY_REASONS: &[&str] = &["Break", "Lunch", "Meeting", "Training", "Admin"];
     /// `[[queues]] max_wait`, seconds.
     pub const QUEUE_MAX_WAIT_SECS: f64 = 120.0;
     /// `SWITCHBOARD_RING_TIMEOUT`, seconds.
@@ -373,6 +377,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileCalls {
     default_queue: Option<String>,
+    away_reasons: Option<Vec<String>>,
     ring_timeout: Option<f64>,
     wrap_up: Option<f64>,
     grace: Option<f64>,
@@ -881,7 +886,29 @@ fn calls_config(s: &Settings, f: &FileConfig) -> Result<CallsConfig, ConfigError
             f.calls.answer_deadline,
             defaults::ANSWER_DEADLINE_SECS,
         )?,
+        away_reasons: away_reasons(f.calls.away_reasons.clone())?,
     })
+}
+
+/// The away reasons: 1 to 20, each 1 to 40 characters; a default list when not given.
+fn away_reasons(given: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = given else {
+        return Ok(defaults::AWAY_REASONS
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect());
+    };
+    let list: Vec<String> = list.iter().map(|r| r.trim().to_owned()).collect();
+    if list.is_empty()
+        || list.len() > 20
+        || list.iter().any(|r| r.is_empty() || r.chars().count() > 40)
+    {
+        return Err(ConfigError::Invalid {
+            key: "[calls] away_reasons",
+            reason: "1 to 20 reasons of 1 to 40 characters each".into(),
+        });
+    }
+    Ok(list)
 }
 
 fn seconds_or_zero(

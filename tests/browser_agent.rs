@@ -209,6 +209,20 @@ async fn a_supervisor_listens_to_both_parties_and_whispers_to_the_agent_only() {
         near(agent_side, 440.0),
         "the supervisor hears the agent: {agent_side}"
     );
+    // Listening is silent: nothing of the supervisor's reaches the agent (its second stream
+    // carries nothing) or the caller.
+    let at_agent = agent.hears("second", 2000).await;
+    assert!(
+        !near(at_agent, 660.0),
+        "the agent does not hear a listening supervisor: {at_agent}"
+    );
+    let at_caller = caller_hears(&call, 60)
+        .await
+        .expect("the caller hears audio");
+    assert!(
+        near(at_caller, 440.0),
+        "the caller hears only the agent: {at_caller}"
+    );
     // Whisper: the agent hears the supervisor's 660 Hz on the second stream; the caller never
     // hears the supervisor.
     sup.run("click Whisper").await;

@@ -42,6 +42,11 @@ setInterval(tick, 1000);
 
 function onMessage(m) {
   switch (m.type) {
+    case 'welcome': {
+      const sel = $('reason'); sel.replaceChildren();
+      for (const r of m.away_reasons || []) sel.add(new Option(r, r));
+      break;
+    }
     case 'presence': setPresence(m); break;
     case 'ringing': ring(m); break;
     case 'ring_stopped': stopRing(); if (m.reason === 'missed') notice('You missed a call and were set away. Press Available when you are back.'); break;

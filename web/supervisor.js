@@ -4,6 +4,8 @@
 import { $, show, notice, session } from '/session.js';
 
 let today = {};
+// When each agent's state was first seen as it is now (the floor says what, not since when).
+const seenSince = new Map();
 
 // Today's figures per queue, from the call records (midnight, this browser's time).
 async function loadToday() {
@@ -83,7 +85,11 @@ function render(m, send) {
     const tr = document.createElement('tr');
     cell(tr, a.id);
     const p = a.presence;
-    cell(tr, p.state.replace('_', ' ') + (p.reason ? ` (${p.reason})` : ''));
+    const label = p.state.replace('_', ' ') + (p.reason ? ` (${p.reason})` : '');
+    const seen = seenSince.get(a.id);
+    if (!seen || seen.label !== label) seenSince.set(a.id, { label, at: Date.now() });
+    cell(tr, label);
+    cell(tr, secs(Math.floor((Date.now() - seenSince.get(a.id).at) / 1000)));
     cell(tr, p.call_id || '');
     cell(tr, a.queues.join(', '));
     agents.appendChild(tr);

@@ -173,6 +173,8 @@ pub enum ServerMsg {
         role: String,
         /// Your queues.
         queues: Vec<String>,
+        /// The reasons you can pick when going away.
+        away_reasons: Vec<String>,
     },
     /// The answer to your offer: set it as the remote description.
     Answer {

@@ -33,6 +33,8 @@ pub struct WsState {
     pub auth: AuthHandle,
     /// The call centre.
     pub calls: CallsHandle,
+    /// The away reasons offered to agents.
+    pub away_reasons: Arc<[String]>,
 }
 
 /// The `/ws` route.
@@ -75,6 +77,7 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
         }
         .into(),
         queues: person.queues.clone(),
+        away_reasons: st.away_reasons.to_vec(),
     };
     if send(&mut socket, &welcome).await.is_err() {
         return;
