@@ -90,14 +90,7 @@ async fn offer(State(s): State<Server>, sdp: String) -> String {
 
 /// Runs `node leg.js` in its own process group, killed whole if it overruns `limit`.
 fn run_node(url: &str, wav: &std::path::Path, limit: Duration) -> String {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
-    assert!(
-        std::path::Path::new(dir)
-            .join("node_modules/playwright-core")
-            .exists()
-            && std::path::Path::new("/usr/bin/chromium").exists(),
-        "browser tests need chromium and tests/browser/node_modules: run scripts/deps"
-    );
+    let dir = browser_dir();
     let mut child = Command::new("node")
         .arg("leg.js")
         .arg(url)

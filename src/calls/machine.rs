@@ -665,20 +665,7 @@ impl<R: Routing> Centre<R> {
             .map(|c| c.id.clone());
         if let Some(id) = lost {
             info!(call_id = %id, %agent, "agent is back; resuming the call");
-            if let Some(call) = self.calls.get_mut(&id) {
-                if call.accepted {
-                    call.answered_at.get_or_insert(now);
-                }
-                set_phase(
-                    call,
-                    now,
-                    Phase::Talking {
-                        agent: agent.clone(),
-                    },
-                );
-            }
-            self.connect_parties(&id, &agent);
-            self.notify_talking(&id, &agent);
+            self.start_talking(now, &id, &agent);
             self.actions.push_back(Action::FloorChanged);
         }
     }
@@ -1212,16 +1199,7 @@ impl<R: Routing> Centre<R> {
         }
         info!(call_id = %id, %agent, "agent answered");
         if call.accepted {
-            call.answered_at.get_or_insert(now);
-            set_phase(
-                call,
-                now,
-                Phase::Talking {
-                    agent: agent.clone(),
-                },
-            );
-            self.connect_parties(&id, &agent);
-            self.notify_talking(&id, &agent);
+            self.start_talking(now, &id, &agent);
         } else {
             set_phase(
                 call,
@@ -1235,6 +1213,25 @@ impl<R: Routing> Centre<R> {
         }
         self.notify_presence(&agent);
         self.actions.push_back(Action::FloorChanged);
+    }
+
+    /// Caller and agent talk: both routed, the agent told. An accepted call counts as answered
+    /// from its first agent.
+    fn start_talking(&mut self, now: Instant, id: &WaCallId, agent: &AgentId) {
+        if let Some(call) = self.calls.get_mut(id) {
+            if call.accepted {
+                call.answered_at.get_or_insert(now);
+            }
+            set_phase(
+                call,
+                now,
+                Phase::Talking {
+                    agent: agent.clone(),
+                },
+            );
+        }
+        self.connect_parties(id, agent);
+        self.notify_talking(id, agent);
     }
 
     /// Sends `accept` once: when an agent answered or the call is queued, and the leg is

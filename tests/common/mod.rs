@@ -250,6 +250,19 @@ pub fn write_tone(path: &std::path::Path, hz: f64) {
     std::fs::write(path, w).unwrap();
 }
 
+/// `tests/browser`, after checking that Chromium and the npm packages are there.
+pub fn browser_dir() -> &'static str {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    assert!(
+        std::path::Path::new(dir)
+            .join("node_modules/playwright-core")
+            .exists()
+            && std::path::Path::new("/usr/bin/chromium").exists(),
+        "browser tests need chromium and tests/browser/node_modules: run scripts/deps"
+    );
+    dir
+}
+
 /// A headless Chromium driven line by line (`tests/browser/driver.js`), its fake microphone
 /// playing a `hz` tone. Killed with its whole process group when dropped.
 pub struct Browser {
@@ -273,14 +286,7 @@ impl Browser {
     pub fn start(hz: f64) -> Browser {
         use std::io::BufRead;
         use std::os::unix::process::CommandExt;
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
-        assert!(
-            std::path::Path::new(dir)
-                .join("node_modules/playwright-core")
-                .exists()
-                && std::path::Path::new("/usr/bin/chromium").exists(),
-            "browser tests need chromium and tests/browser/node_modules: run scripts/deps"
-        );
+        let dir = browser_dir();
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tone = std::env::temp_dir().join(format!("sb-tone-{}-{n}.wav", std::process::id()));
