@@ -439,11 +439,7 @@ impl<R: Routing> Centre<R> {
         if let Some(reason) = refusal {
             self.counters.declined_at_once += 1;
             info!(call_id = %id, %queue, reason, "call declined at once");
-            self.actions.push_back(Action::Graph {
-                call: id.clone(),
-                action: GraphAction::Reject,
-                sdp: None,
-            });
+            self.end_at_meta(&id, false);
             call.transitions.push(("declined", now, None));
             self.finish(now, call, Outcome::Declined, reason.into(), EndedBy::System);
             return;
@@ -485,11 +481,7 @@ impl<R: Routing> Centre<R> {
             }
             Err(e) => {
                 warn!(call_id = %id, error = %e, "offer unusable; rejecting");
-                self.actions.push_back(Action::Graph {
-                    call: id.clone(),
-                    action: GraphAction::Reject,
-                    sdp: None,
-                });
+                self.end_at_meta(&id, false);
                 self.end(
                     now,
                     &id,
@@ -523,11 +515,7 @@ impl<R: Routing> Centre<R> {
             }
             (GraphAction::PreAccept, Err(f)) => {
                 warn!(call_id = %id, error = %f.message, "pre_accept failed; rejecting");
-                self.actions.push_back(Action::Graph {
-                    call: id.clone(),
-                    action: GraphAction::Reject,
-                    sdp: None,
-                });
+                self.end_at_meta(&id, false);
                 self.end(
                     now,
                     &id,
@@ -580,11 +568,7 @@ impl<R: Routing> Centre<R> {
                         },
                     );
                 }
-                self.actions.push_back(Action::Graph {
-                    call: id.clone(),
-                    action: GraphAction::Reject,
-                    sdp: None,
-                });
+                self.end_at_meta(&id, false);
                 self.end(
                     now,
                     &id,
@@ -957,11 +941,7 @@ impl<R: Routing> Centre<R> {
             match self.policy(&self.calls[id].queue.clone()) {
                 NoAgentPolicy::Queue { max_wait } => self.enter_queue(now, id, max_wait, false),
                 NoAgentPolicy::Decline => {
-                    self.actions.push_back(Action::Graph {
-                        call: id.clone(),
-                        action: GraphAction::Reject,
-                        sdp: None,
-                    });
+                    self.end_at_meta(id, false);
                     self.end(
                         now,
                         id,
@@ -1040,11 +1020,7 @@ impl<R: Routing> Centre<R> {
         }
         match self.policy(&queue) {
             NoAgentPolicy::Decline if !call.accepted && !call.accept_sent => {
-                self.actions.push_back(Action::Graph {
-                    call: id.clone(),
-                    action: GraphAction::Reject,
-                    sdp: None,
-                });
+                self.end_at_meta(id, false);
                 self.end(
                     now,
                     id,
