@@ -56,6 +56,7 @@ async fn run(quick: bool) {
         .expect("fake graph");
     let mut config = Config::from_settings(Settings {
         http_addr: Some("127.0.0.1:0".into()),
+        metrics_addr: Some("127.0.0.1:0".into()),
         media_addr: Some("127.0.0.1".into()),
         media_ports: Some("ephemeral:4".into()),
         graph_url: Some(format!("http://{graph_addr}")),

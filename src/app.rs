@@ -66,6 +66,8 @@ pub enum AppError {
 pub struct Running {
     /// Where the HTTP server listens.
     pub http_addr: SocketAddr,
+    /// Where `/metrics` is served.
+    pub metrics_addr: SocketAddr,
     /// Where the media engine listens: the first socket of its pool.
     pub media_addr: SocketAddr,
     /// Every local UDP port of the media engine's pool.
@@ -316,8 +318,18 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         wa_rx,
         media_events,
     );
+    let draining = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ops = crate::ops::Ops {
+        media: media.clone(),
+        calls: calls.clone(),
+        store: store.clone(),
+        webhook: webhook_state.clone(),
+        cap: config.limits.max_calls_per_number.get(),
+        draining: draining.clone(),
+    };
     let router = http::router(webhook_state.clone(), auth.clone(), sandbox.clone())
         .merge(crate::web::router())
+        .merge(crate::ops::health_router(ops.clone()))
         .merge(ws::router(WsState {
             auth: auth.clone(),
             calls: calls.clone(),
@@ -329,6 +341,27 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             auth.clone(),
         ))
         .into_make_service_with_connect_info::<SocketAddr>();
+
+    let metrics_listener = TcpListener::bind(config.metrics_addr)
+        .await
+        .map_err(|source| AppError::Http {
+            addr: config.metrics_addr,
+            source,
+        })?;
+    let metrics_addr = metrics_listener
+        .local_addr()
+        .map_err(|source| AppError::Http {
+            addr: config.metrics_addr,
+            source,
+        })?;
+    let metrics_server = tokio::spawn(async move {
+        let _ = axum::serve(
+            metrics_listener,
+            crate::ops::metrics_router(crate::ops::recorder()),
+        )
+        .await;
+    });
+    let flush = tokio::spawn(ops.clone().flush_forever());
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
@@ -344,9 +377,12 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     });
     info!(http = %http_addr, media = %media_addr, sandbox = config.is_sandbox(), "switchboard started");
     let calls_for_shutdown = calls.clone();
+    let ops_for_shutdown = ops;
     let done = tokio::spawn(async move {
         let _ = stop_rx.await;
         info!("switchboard stopping");
+        // Not ready from now on: a load balancer sends new work elsewhere.
+        draining.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = http_stop_tx.send(());
         let _ = server.await;
         webhook_processor.shutdown().await;
@@ -354,6 +390,9 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         calls_for_shutdown.shutdown().await;
         drop(calls_for_shutdown);
         let _ = calls_task.await;
+        metrics_server.abort();
+        flush.abort();
+        drop(ops_for_shutdown);
         if let Err(e) = store_driver.join().await {
             warn!(error = %e, "the call records did not close cleanly");
         }
@@ -365,6 +404,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     });
     Ok(Running {
         http_addr,
+        metrics_addr,
         media_addr,
         media_ports,
         simulator,

@@ -101,6 +101,8 @@ impl std::str::FromStr for Secret {
 pub struct Config {
     /// Where the HTTP server (webhook, pages, WebSocket) listens.
     pub http_addr: SocketAddr,
+    /// Where Prometheus scrapes `/metrics` (a listener of its own, kept off the public one).
+    pub metrics_addr: SocketAddr,
     /// Media engine settings.
     pub media: MediaConfig,
     /// Meta's Graph API and webhook settings, or the sandbox.
@@ -210,6 +212,8 @@ pub struct Credentials {
 pub mod defaults {
     /// `SWITCHBOARD_HTTP_ADDR`.
     pub const HTTP_ADDR: &str = "127.0.0.1:8080";
+    /// `SWITCHBOARD_METRICS_ADDR` (9464: the port commonly used for Prometheus exporters).
+    pub const METRICS_ADDR: &str = "127.0.0.1:9464";
     /// `SWITCHBOARD_MEDIA_ADDR`.
     pub const MEDIA_ADDR: &str = "0.0.0.0";
     /// The queue every call goes to unless its number is mapped elsewhere.
@@ -254,6 +258,9 @@ pub struct Settings {
     /// HTTP listen address (webhook, pages, WebSocket). [default: 127.0.0.1:8080]
     #[arg(long, env = "SWITCHBOARD_HTTP_ADDR")]
     pub http_addr: Option<String>,
+    /// Prometheus metrics listen address (`/metrics`). [default: 127.0.0.1:9464]
+    #[arg(long, env = "SWITCHBOARD_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     /// IP address the media engine's UDP sockets bind. [default: 0.0.0.0] `IP:PORT` binds that
     /// one port only (small set-ups: one call per Meta relay address at a time).
     #[arg(long, env = "SWITCHBOARD_MEDIA_ADDR")]
@@ -353,6 +360,7 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     http_addr: Option<String>,
+    metrics_addr: Option<String>,
     #[serde(default)]
     media: FileMedia,
     #[serde(default)]
@@ -559,6 +567,11 @@ impl Config {
 
         Ok(Config {
             http_addr,
+            metrics_addr: parse_addr(
+                "SWITCHBOARD_METRICS_ADDR",
+                s.metrics_addr.as_deref().or(f.metrics_addr.as_deref()),
+                defaults::METRICS_ADDR,
+            )?,
             media: MediaConfig {
                 bind_ip,
                 ports,

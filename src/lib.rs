@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod ids;
 pub mod media;
+pub mod ops;
 pub mod routing;
 pub mod sdp;
 pub mod signaling;

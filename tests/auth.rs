@@ -59,6 +59,7 @@ fn person(id: &str, role: Role, password: &str) -> Person {
 fn sandbox_config() -> Config {
     Config::from_settings(Settings {
         http_addr: Some("127.0.0.1:0".into()),
+        metrics_addr: Some("127.0.0.1:0".into()),
         media_addr: Some("127.0.0.1:0".into()),
         ..Settings::default()
     })

@@ -20,6 +20,7 @@ const SHOTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/browser-shots")
 async fn sandbox() -> Running {
     let config = Config::from_settings(Settings {
         http_addr: Some("127.0.0.1:0".into()),
+        metrics_addr: Some("127.0.0.1:0".into()),
         media_addr: Some("127.0.0.1:0".into()),
         ..Settings::default()
     })

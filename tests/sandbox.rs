@@ -15,6 +15,7 @@ use switchboard::http::{EndedCall, PlacedCall, SandboxStats};
 async fn the_sandbox_takes_a_simulated_call_placed_over_http() {
     let config = Config::from_settings(Settings {
         http_addr: Some("127.0.0.1:0".into()),
+        metrics_addr: Some("127.0.0.1:0".into()),
         media_addr: Some("127.0.0.1:0".into()),
         ..Settings::default()
     })
@@ -103,6 +104,7 @@ async fn the_sandbox_takes_a_simulated_call_placed_over_http() {
 async fn the_sandbox_caps_simulated_calls_in_progress() {
     let config = Config::from_settings(Settings {
         http_addr: Some("127.0.0.1:0".into()),
+        metrics_addr: Some("127.0.0.1:0".into()),
         media_addr: Some("127.0.0.1:0".into()),
         sandbox_max_calls: Some(2),
         ..Settings::default()
@@ -169,6 +171,7 @@ async fn the_sandbox_caps_simulated_calls_in_progress() {
 async fn live_credentials_have_no_sandbox_routes() {
     let config = Config::from_settings(Settings {
         http_addr: Some("127.0.0.1:0".into()),
+        metrics_addr: Some("127.0.0.1:0".into()),
         media_addr: Some("127.0.0.1:0".into()),
         graph_url: Some("http://127.0.0.1:9".into()),
         phone_number_id: Some("1".into()),
@@ -199,6 +202,7 @@ async fn hold_audio_that_is_not_ogg_opus_stops_start_up_with_its_reason() {
     for path in [bad.clone(), dir.join("missing.opus")] {
         let config = Config::from_settings(Settings {
             http_addr: Some("127.0.0.1:0".into()),
+            metrics_addr: Some("127.0.0.1:0".into()),
             media_addr: Some("127.0.0.1:0".into()),
             hold_audio: Some(path.clone()),
             ..Settings::default()
@@ -213,6 +217,7 @@ async fn hold_audio_that_is_not_ogg_opus_stops_start_up_with_its_reason() {
     std::fs::write(&good, switchboard::media::ogg::MELODY).unwrap();
     let config = Config::from_settings(Settings {
         http_addr: Some("127.0.0.1:0".into()),
+        metrics_addr: Some("127.0.0.1:0".into()),
         media_addr: Some("127.0.0.1:0".into()),
         hold_audio: Some(good),
         ..Settings::default()
@@ -238,6 +243,7 @@ fn help_lists_every_setting() {
         "SWITCHBOARD_MEDIA_ADDR",
         "SWITCHBOARD_MEDIA_PORTS",
         "SWITCHBOARD_RING_TIMEOUT",
+        "SWITCHBOARD_METRICS_ADDR",
         "SWITCHBOARD_HOLD_AUDIO",
         "SWITCHBOARD_WRAP_UP",
         "SWITCHBOARD_AGENT_GRACE",
@@ -296,6 +302,7 @@ fn secrets_never_reach_the_output_and_bad_config_is_named() {
 async fn the_pages_are_served_from_the_binary_under_a_same_origin_policy() {
     let config = Config::from_settings(Settings {
         http_addr: Some("127.0.0.1:0".into()),
+        metrics_addr: Some("127.0.0.1:0".into()),
         media_addr: Some("127.0.0.1:0".into()),
         ..Settings::default()
     })

@@ -558,6 +558,12 @@ impl Actor {
                     }
                 }
                 Action::Finished(ended) => {
+                    metrics::counter!(
+                        crate::ops::CALLS_ENDED,
+                        "queue" => ended.queue.0.clone(),
+                        "outcome" => ended.outcome.as_str()
+                    )
+                    .increment(1);
                     // Its last Graph action is already on its way with the right client.
                     self.numbers.remove(&ended.call);
                     let record = self.record(&ended);

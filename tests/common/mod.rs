@@ -187,6 +187,7 @@ pub async fn live_config(
     std::mem::forget(server); // lives for the test process
     let config = Config::from_settings(Settings {
         http_addr: Some("127.0.0.1:0".into()),
+        metrics_addr: Some("127.0.0.1:0".into()),
         media_addr: extra.media_addr.clone().or(Some("127.0.0.1:0".into())),
         graph_url: Some(format!("http://{graph_addr}")),
         phone_number_id: Some(PHONE_ID.into()),
