@@ -82,6 +82,7 @@ pub struct Running {
     pub sandbox_sign_ins: Vec<DemoSignIn>,
     webhook: WebhookState,
     sandbox: Option<http::Sandbox>,
+    draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The call centre.
     pub calls: CallsHandle,
     /// Call records.
@@ -120,6 +121,18 @@ impl Running {
     /// The sandbox's counters so far (`None` with live credentials).
     pub fn sandbox_stats(&self) -> Option<http::SandboxStats> {
         self.sandbox.as_ref().map(http::Sandbox::stats)
+    }
+
+    /// Starts draining: `/readyz` answers 503 at once and new calls are declined (Graph
+    /// `reject`); calls in progress go on. Returns true when none is left, false after
+    /// `deadline` (then [`Running::shutdown`] ends the rest at Meta).
+    pub async fn drain(&self, deadline: std::time::Duration) -> bool {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.calls.drain().await;
+        let mut floor = self.calls.floor();
+        let empty = tokio::time::timeout(deadline, floor.wait_for(|v| v.calls.is_empty())).await;
+        matches!(empty, Ok(Ok(_)))
     }
 
     /// Stops everything and waits until it has stopped.
@@ -378,6 +391,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     info!(http = %http_addr, media = %media_addr, sandbox = config.is_sandbox(), "switchboard started");
     let calls_for_shutdown = calls.clone();
     let ops_for_shutdown = ops;
+    let draining_flag = draining.clone();
     let done = tokio::spawn(async move {
         let _ = stop_rx.await;
         info!("switchboard stopping");
@@ -415,15 +429,28 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         sandbox,
         calls,
         store,
+        draining: draining_flag,
         stop: stop_tx,
         done,
     })
 }
 
-/// Runs until Ctrl-C or SIGTERM.
+/// Runs until Ctrl-C or SIGTERM, then drains: new calls are declined, calls in progress finish
+/// (up to `SWITCHBOARD_DRAIN_SECS`), the rest are ended at Meta. A second signal ends them at
+/// once (still at Meta).
 pub async fn run(config: Config) -> Result<(), AppError> {
+    let drain_for = config.drain_deadline;
     let running = start(config).await?;
     shutdown_signal().await;
+    info!(deadline_secs = drain_for.as_secs(), "draining");
+    tokio::select! {
+        done = running.drain(drain_for) => {
+            if !done {
+                warn!("drain deadline reached; ending the calls left at Meta");
+            }
+        }
+        _ = shutdown_signal() => warn!("second signal: ending every call now"),
+    }
     running.shutdown().await;
     Ok(())
 }

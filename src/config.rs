@@ -103,6 +103,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Where Prometheus scrapes `/metrics` (a listener of its own, kept off the public one).
     pub metrics_addr: SocketAddr,
+    /// On SIGTERM, how long calls in progress may go on before they are ended at Meta.
+    pub drain_deadline: Duration,
     /// Media engine settings.
     pub media: MediaConfig,
     /// Meta's Graph API and webhook settings, or the sandbox.
@@ -212,6 +214,8 @@ pub struct Credentials {
 pub mod defaults {
     /// `SWITCHBOARD_HTTP_ADDR`.
     pub const HTTP_ADDR: &str = "127.0.0.1:8080";
+    /// `SWITCHBOARD_DRAIN_SECS`: five minutes, most calls' remaining time.
+    pub const DRAIN_SECS: f64 = 300.0;
     /// `SWITCHBOARD_METRICS_ADDR` (9464: the port commonly used for Prometheus exporters).
     pub const METRICS_ADDR: &str = "127.0.0.1:9464";
     /// `SWITCHBOARD_MEDIA_ADDR`.
@@ -261,6 +265,9 @@ pub struct Settings {
     /// Prometheus metrics listen address (`/metrics`). [default: 127.0.0.1:9464]
     #[arg(long, env = "SWITCHBOARD_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
+    /// Seconds calls in progress may go on after SIGTERM before they are ended. [default: 300]
+    #[arg(long, env = "SWITCHBOARD_DRAIN_SECS")]
+    pub drain_secs: Option<f64>,
     /// IP address the media engine's UDP sockets bind. [default: 0.0.0.0] `IP:PORT` binds that
     /// one port only (small set-ups: one call per Meta relay address at a time).
     #[arg(long, env = "SWITCHBOARD_MEDIA_ADDR")]
@@ -361,6 +368,7 @@ pub struct Settings {
 struct FileConfig {
     http_addr: Option<String>,
     metrics_addr: Option<String>,
+    drain_secs: Option<f64>,
     #[serde(default)]
     media: FileMedia,
     #[serde(default)]
@@ -567,6 +575,11 @@ impl Config {
 
         Ok(Config {
             http_addr,
+            drain_deadline: seconds(
+                "SWITCHBOARD_DRAIN_SECS",
+                s.drain_secs.or(f.drain_secs),
+                defaults::DRAIN_SECS,
+            )?,
             metrics_addr: parse_addr(
                 "SWITCHBOARD_METRICS_ADDR",
                 s.metrics_addr.as_deref().or(f.metrics_addr.as_deref()),

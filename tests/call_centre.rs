@@ -659,3 +659,57 @@ async fn a_blind_transfer_keeps_the_callers_stream_continuous() {
     );
     w.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_is_unready_at_once_declines_new_calls_and_lets_the_live_call_finish() {
+    let w = world(1, |_| {}).await;
+    let (c, a1) = talking(&w).await;
+    let http = reqwest::Client::new();
+    let ready = format!("http://{}/readyz", w.running.http_addr);
+    assert_eq!(http.get(&ready).send().await.unwrap().status(), 200);
+    let drained = {
+        let running = &w.running;
+        let drain = running.drain(Duration::from_secs(30));
+        tokio::pin!(drain);
+        // Not ready from the first moment of the drain.
+        tokio::select! {
+            _ = &mut drain => panic!("the drain cannot end while a call is live"),
+            _ = async {
+                for _ in 0..100 {
+                    if http.get(&ready).send().await.unwrap().status() == 503 {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                panic!("/readyz never turned 503");
+            } => {}
+        }
+        // A new call is declined the documented way.
+        let late = call(&w).await;
+        late.wait_for(LONG, |p| matches!(p, CallPhase::Ended { .. }))
+            .await
+            .unwrap();
+        assert_eq!(graph_actions(&w, &late), vec!["reject"]);
+        // The live call goes on, and ends when its agent hangs up: the drain is over.
+        a1.send(ClientMsg::HangUp {
+            call_id: c.call_id.0.clone(),
+        })
+        .await
+        .unwrap();
+        drain.await
+    };
+    assert!(drained, "the drain ended with no call left");
+    c.wait_for(LONG, |p| matches!(p, CallPhase::Ended { .. }))
+        .await
+        .expect("Meta ends the live call after the agent's terminate");
+    assert_eq!(
+        graph_actions(&w, &c),
+        vec!["pre_accept", "accept", "terminate"]
+    );
+    let page = w.running.store.list(Default::default()).await.unwrap();
+    assert!(
+        page.calls.iter().any(|r| r.call_id == c.call_id),
+        "recorded"
+    );
+    w.running.shutdown().await;
+}

@@ -32,6 +32,7 @@ fn the_example_config_names_every_setting() {
         "SWITCHBOARD_MEDIA_PORTS",
         "SWITCHBOARD_RING_TIMEOUT",
         "SWITCHBOARD_METRICS_ADDR",
+        "SWITCHBOARD_DRAIN_SECS",
         "SWITCHBOARD_HOLD_AUDIO",
         "SWITCHBOARD_WRAP_UP",
         "SWITCHBOARD_AGENT_GRACE",

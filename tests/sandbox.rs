@@ -244,6 +244,7 @@ fn help_lists_every_setting() {
         "SWITCHBOARD_MEDIA_PORTS",
         "SWITCHBOARD_RING_TIMEOUT",
         "SWITCHBOARD_METRICS_ADDR",
+        "SWITCHBOARD_DRAIN_SECS",
         "SWITCHBOARD_HOLD_AUDIO",
         "SWITCHBOARD_WRAP_UP",
         "SWITCHBOARD_AGENT_GRACE",
@@ -337,4 +338,56 @@ async fn the_pages_are_served_from_the_binary_under_a_same_origin_policy() {
         );
     }
     running.shutdown().await;
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SWITCHBOARD_HTTP_ADDR", "127.0.0.1:0")
+        .env("SWITCHBOARD_MEDIA_ADDR", "127.0.0.1:0")
+        .env("SWITCHBOARD_METRICS_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary runs");
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let line = rx
+            .recv_timeout(started.saturating_duration_since(std::time::Instant::now()))
+            .expect("switchboard starts within 60 s");
+        if line.contains("switchboard started") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "switchboard did not exit within 30 s of SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    let lines: Vec<String> = rx.try_iter().collect();
+    assert!(lines.iter().any(|l| l.contains("draining")), "{lines:?}");
 }

@@ -164,6 +164,11 @@ impl CallsHandle {
             .map_err(|_| CallsError::Stopped)
     }
 
+    /// Declines new calls from now on; calls in progress go on.
+    pub async fn drain(&self) {
+        let _ = self.input(Input::Drain).await;
+    }
+
     /// Ends every call cleanly at Meta and stops the actor.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();

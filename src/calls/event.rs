@@ -243,6 +243,9 @@ pub enum Input {
         /// What.
         command: Command,
     },
+    /// switchboard is draining: decline new calls (Graph `reject`, so Meta's voicemail or
+    /// another node serves the caller); calls in progress go on.
+    Drain,
     /// switchboard is stopping: end every call cleanly at Meta.
     Shutdown,
 }

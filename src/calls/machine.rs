@@ -209,6 +209,8 @@ pub struct CentreCounters {
 /// The calls machines; see the module docs.
 pub struct Centre<R: Routing> {
     counters: CentreCounters,
+    /// New calls are declined; calls in progress go on.
+    draining: bool,
     cfg: CentreConfig,
     routing: R,
     calls: HashMap<WaCallId, Call>,
@@ -224,6 +226,7 @@ impl<R: Routing> Centre<R> {
     pub fn new(cfg: CentreConfig, routing: R) -> Centre<R> {
         Centre {
             counters: CentreCounters::default(),
+            draining: false,
             cfg,
             routing,
             calls: HashMap::new(),
@@ -346,6 +349,10 @@ impl<R: Routing> Centre<R> {
             Input::AgentLegReady { agent, leg } => self.on_agent_leg(agent, leg),
             Input::AgentLeft { agent, signed_out } => self.on_agent_left(now, agent, signed_out),
             Input::AgentCommand { agent, command } => self.on_command(now, agent, command),
+            Input::Drain => {
+                info!(calls = self.calls.len(), "draining: new calls are declined");
+                self.draining = true;
+            }
             Input::Shutdown => self.on_shutdown(now),
         }
         self.dispatch(now);
@@ -424,7 +431,9 @@ impl<R: Routing> Centre<R> {
             .filter(|c| c.business_number == business_number)
             .count();
         self.counters.offered += 1;
-        let refusal = if on_number >= self.cfg.max_calls_per_number {
+        let refusal = if self.draining {
+            Some("switchboard is draining")
+        } else if on_number >= self.cfg.max_calls_per_number {
             self.counters.rejected_at_capacity += 1;
             Some("over the business number's concurrent call cap")
         } else if !self.routing.staffed(&queue) {

@@ -964,3 +964,27 @@ fn done_ends_wrap_up_early_and_only_during_wrap_up() {
     let acts = w.advance(Duration::from_secs(20));
     assert!(acts.is_empty(), "{acts:?}");
 }
+
+#[test]
+fn draining_declines_new_calls_and_lets_live_ones_finish() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.agent_online("bob", &["support"]);
+    w.talking_call("c1", "alice");
+    w.input(Input::Drain);
+    let (acts, wa) = w.offer("c2");
+    assert!(wa.is_none(), "no media for a call declined while draining");
+    assert_eq!(
+        graph_actions(&acts),
+        vec![("c2".into(), GraphAction::Reject)]
+    );
+    assert_eq!(
+        w.c.phase(&call("c1")),
+        Some(&Phase::Talking {
+            agent: agent("alice")
+        })
+    );
+    let acts = w.command("alice", Command::HangUp { call: call("c1") });
+    assert!(has_graph(&acts, "c1", GraphAction::Terminate));
+    assert!(w.c.calls().is_empty());
+}
