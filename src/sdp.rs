@@ -10,6 +10,8 @@
 //! 1-based number) so callers decide; every line borrows the input; nothing panics on any input.
 //! A leaf module: it uses nothing else in the crate.
 
+use std::net::SocketAddr;
+
 /// A parsed description: every line in order, and where each media section starts.
 #[derive(Debug, Clone, Default)]
 pub struct Sdp<'a> {
@@ -220,6 +222,28 @@ fn named<'s, 'a: 's>(
         .iter()
         .filter_map(Line::attribute)
         .filter(move |a| a.name == name)
+}
+
+/// `foundation component transport priority address port typ …` → the address, for UDP.
+pub fn candidate_addr(c: &str) -> Option<SocketAddr> {
+    let mut f = c.split_whitespace();
+    let (_foundation, _component) = (f.next()?, f.next()?);
+    if !f.next()?.eq_ignore_ascii_case("udp") {
+        return None;
+    }
+    let _priority = f.next()?;
+    let ip = f.next()?.parse().ok()?;
+    let port = f.next()?.parse().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Every UDP candidate address of a description, in order (the answer's addresses, for a peer
+/// or a test).
+pub fn candidate_addrs(text: &str) -> Vec<SocketAddr> {
+    Sdp::parse(text)
+        .all_attrs("candidate")
+        .filter_map(|a| a.value.and_then(candidate_addr))
+        .collect()
 }
 
 #[cfg(test)]

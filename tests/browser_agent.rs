@@ -18,12 +18,9 @@ use switchboard::whatsapp::simulator::{CallPhase, CallSpec, CallerAudio, Simulat
 const SHOTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/browser-shots");
 
 async fn sandbox() -> Running {
-    let config = Config::from_settings(Settings {
-        http_addr: Some("127.0.0.1:0".into()),
-        metrics_addr: Some("127.0.0.1:0".into()),
-        media_addr: Some("127.0.0.1:0".into()),
+    let config = Config::from_settings(common::loopback(Settings {
         ..Settings::default()
-    })
+    }))
     .unwrap();
     std::fs::create_dir_all(SHOTS).unwrap();
     app::start(config).await.unwrap()

@@ -657,6 +657,22 @@ async fn a_blind_transfer_keeps_the_callers_stream_continuous() {
         vec!["pre_accept", "accept"],
         "the WhatsApp leg never changed"
     );
+    // The caller hangs up mid-call: the agent on it is told and goes to wrap-up; nothing more
+    // is sent to Meta, which ended the call itself.
+    c.hang_up().await;
+    a2.expect(LONG, "call ended", |m| {
+        matches!(m, ServerMsg::CallEnded { .. })
+    })
+    .await
+    .unwrap();
+    a2.expect(
+        LONG,
+        "wrap-up",
+        |m| matches!(m, ServerMsg::Presence(p) if p.state == "wrap_up"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(graph_actions(&w, &c), vec!["pre_accept", "accept"]);
     w.running.shutdown().await;
 }
 

@@ -1,6 +1,8 @@
 //! `GraphClient` against the fake Graph API over real HTTP on 127.0.0.1: what is retried, what
 //! is not, typed errors, and the pre_accept/accept SDP identity rule.
 
+mod common;
+
 use std::time::Duration;
 
 use switchboard::config::Secret;
@@ -238,50 +240,15 @@ async fn unreachable_graph_is_a_retried_network_error() {
     assert!(err.is_retryable());
 }
 
-#[derive(Clone, Default)]
-struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-/// A process-wide subscriber (a thread-local one races with callsite-interest caching while
-/// other tests run in parallel); lines are told apart by this test's own call id.
-fn global_logs() -> &'static LogBuffer {
-    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = LogBuffer::default();
-        tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .init();
-        logs
-    })
-}
-
 #[tokio::test]
 async fn failures_are_logged_once_with_ids_and_never_the_token() {
-    let logs = global_logs();
+    let logs = common::global_logs(tracing::Level::TRACE);
     let (url, server) = fake().await;
     let id = WaCallId::from("wacid.LOG-TEST");
     server.graph().register_call(id.clone(), SAMPLE_META_OFFER);
     let bad = SAMPLE_ANSWER.replace("a=rtcp-mux\r\n", "");
     client(&url, TOKEN).pre_accept(&id, &bad).await.unwrap_err();
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let failures: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("graph pre_accept failed") && l.contains("wacid.LOG-TEST"))

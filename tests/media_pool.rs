@@ -10,22 +10,9 @@ use std::time::Duration;
 
 use common::{browser_leg, connected, engine_on, TestEngine, LONG, LOOPBACK};
 use switchboard::media::{Bind, EngineConfig, Limits, MediaDriver, MediaError, MediaEvent, Ports};
+use switchboard::sdp::candidate_addrs;
 use switchboard::sim::peer::{Outgoing, Peer, PendingPeer};
 use switchboard::sim::relay::MetaRelay;
-
-/// The UDP addresses of the candidates in an answer.
-fn candidate_addrs(sdp: &str) -> Vec<SocketAddr> {
-    sdp.lines()
-        .filter_map(|l| l.trim_end().strip_prefix("a=candidate:"))
-        .filter_map(|c| {
-            let f: Vec<&str> = c.split_whitespace().collect();
-            Some(SocketAddr::new(
-                f.get(4)?.parse().ok()?,
-                f.get(5)?.parse().ok()?,
-            ))
-        })
-        .collect()
-}
 
 /// A Meta-shaped caller on `relay`, answered by a new WhatsApp leg.
 async fn relay_call(e: &TestEngine, relay: &MetaRelay) -> (Peer, switchboard::media::Answer) {

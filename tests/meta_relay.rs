@@ -77,17 +77,7 @@ fn answer_addrs(reqs: &[RecordedRequest], call: &SimulatedCall) -> Vec<SocketAdd
         })
         .expect("a pre_accept");
     let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-    let sdp = body["session"]["sdp"].as_str().unwrap().to_owned();
-    sdp.lines()
-        .filter_map(|l| l.trim_end().strip_prefix("a=candidate:"))
-        .filter_map(|c| {
-            let f: Vec<&str> = c.split_whitespace().collect();
-            Some(SocketAddr::new(
-                f.get(4)?.parse().ok()?,
-                f.get(5)?.parse().ok()?,
-            ))
-        })
-        .collect()
+    switchboard::sdp::candidate_addrs(body["session"]["sdp"].as_str().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +93,17 @@ async fn twenty_callers_from_one_relay_address_each_connect_on_their_own_port() 
             matches!(p, CallPhase::PreAccepted | CallPhase::Accepted)
         })
         .await
-        .expect("pre-accepted");
+        .unwrap_or_else(|| {
+            panic!(
+                "{} not pre-accepted: phase {:?}, Graph {:?}",
+                call.call_id,
+                call.phase(),
+                requests_for(&w.fake.requests(), call)
+                    .iter()
+                    .map(|r| (r.action.clone(), r.status, r.error_code))
+                    .collect::<Vec<_>>()
+            )
+        });
         let peer = call.peer().expect("the caller has the answer");
         peer.wait_for(LONG, |s| s.connected)
             .await

@@ -13,12 +13,9 @@ use switchboard::http::{EndedCall, PlacedCall, SandboxStats};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sandbox_takes_a_simulated_call_placed_over_http() {
-    let config = Config::from_settings(Settings {
-        http_addr: Some("127.0.0.1:0".into()),
-        metrics_addr: Some("127.0.0.1:0".into()),
-        media_addr: Some("127.0.0.1:0".into()),
+    let config = Config::from_settings(common::loopback(Settings {
         ..Settings::default()
-    })
+    }))
     .unwrap();
     assert!(config.is_sandbox());
     let running = app::start(config).await.unwrap();
@@ -102,13 +99,10 @@ async fn the_sandbox_takes_a_simulated_call_placed_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sandbox_caps_simulated_calls_in_progress() {
-    let config = Config::from_settings(Settings {
-        http_addr: Some("127.0.0.1:0".into()),
-        metrics_addr: Some("127.0.0.1:0".into()),
-        media_addr: Some("127.0.0.1:0".into()),
+    let config = Config::from_settings(common::loopback(Settings {
         sandbox_max_calls: Some(2),
         ..Settings::default()
-    })
+    }))
     .unwrap();
     let running = app::start(config).await.unwrap();
     // Both demo agents up: two calls ring and stay in progress.
@@ -169,10 +163,7 @@ async fn the_sandbox_caps_simulated_calls_in_progress() {
 
 #[tokio::test]
 async fn live_credentials_have_no_sandbox_routes() {
-    let config = Config::from_settings(Settings {
-        http_addr: Some("127.0.0.1:0".into()),
-        metrics_addr: Some("127.0.0.1:0".into()),
-        media_addr: Some("127.0.0.1:0".into()),
+    let config = Config::from_settings(common::loopback(Settings {
         graph_url: Some("http://127.0.0.1:9".into()),
         phone_number_id: Some("1".into()),
         access_token: Some(switchboard::config::Secret::new("t")),
@@ -180,7 +171,7 @@ async fn live_credentials_have_no_sandbox_routes() {
         verify_token: Some(switchboard::config::Secret::new("v")),
         db: Some(":memory:".into()),
         ..Settings::default()
-    })
+    }))
     .unwrap();
     let running = app::start(config).await.unwrap();
     assert!(running.simulator.is_none());
@@ -200,13 +191,10 @@ async fn hold_audio_that_is_not_ogg_opus_stops_start_up_with_its_reason() {
     let bad = dir.join("hold.wav");
     std::fs::write(&bad, b"RIFF....WAVEfmt ").unwrap();
     for path in [bad.clone(), dir.join("missing.opus")] {
-        let config = Config::from_settings(Settings {
-            http_addr: Some("127.0.0.1:0".into()),
-            metrics_addr: Some("127.0.0.1:0".into()),
-            media_addr: Some("127.0.0.1:0".into()),
+        let config = Config::from_settings(common::loopback(Settings {
             hold_audio: Some(path.clone()),
             ..Settings::default()
-        })
+        }))
         .unwrap();
         let e = app::start(config).await.err().expect("start-up refuses it");
         let text = e.to_string();
@@ -215,13 +203,10 @@ async fn hold_audio_that_is_not_ogg_opus_stops_start_up_with_its_reason() {
     // A real Ogg/Opus file is taken.
     let good = dir.join("hold.opus");
     std::fs::write(&good, switchboard::media::ogg::MELODY).unwrap();
-    let config = Config::from_settings(Settings {
-        http_addr: Some("127.0.0.1:0".into()),
-        metrics_addr: Some("127.0.0.1:0".into()),
-        media_addr: Some("127.0.0.1:0".into()),
+    let config = Config::from_settings(common::loopback(Settings {
         hold_audio: Some(good),
         ..Settings::default()
-    })
+    }))
     .unwrap();
     let running = app::start(config).await.unwrap();
     running.shutdown().await;
@@ -301,12 +286,9 @@ fn secrets_never_reach_the_output_and_bad_config_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pages_are_served_from_the_binary_under_a_same_origin_policy() {
-    let config = Config::from_settings(Settings {
-        http_addr: Some("127.0.0.1:0".into()),
-        metrics_addr: Some("127.0.0.1:0".into()),
-        media_addr: Some("127.0.0.1:0".into()),
+    let config = Config::from_settings(common::loopback(Settings {
         ..Settings::default()
-    })
+    }))
     .unwrap();
     let running = app::start(config).await.unwrap();
     let http = reqwest::Client::new();

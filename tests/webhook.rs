@@ -6,6 +6,8 @@
 //! "Nothing came out" is proven without sleeping: after the request under test, a signed
 //! marker webhook is sent and the next event must be the marker (the processor is FIFO).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -461,45 +463,10 @@ async fn full_queue_answers_503_and_loses_nothing_accepted() {
     h.assert_nothing_came_out().await;
 }
 
-#[derive(Clone, Default)]
-struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-/// A process-wide subscriber (a thread-local one races with callsite-interest caching while
-/// other tests run in parallel); a test tells its own lines apart by their content.
-fn global_logs() -> &'static LogBuffer {
-    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = LogBuffer::default();
-        tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .init();
-        logs
-    })
-}
-
 #[tokio::test]
 async fn a_flood_of_refused_webhooks_leaves_a_few_lines_that_count_it() {
     const FLOOD: u64 = 2000;
-    let logs = global_logs();
+    let logs = common::global_logs(tracing::Level::WARN);
     let interval = Duration::from_millis(200);
     let mut h = start_with(
         WebhookOptions {
@@ -537,7 +504,7 @@ async fn a_flood_of_refused_webhooks_leaves_a_few_lines_that_count_it() {
     h.processor.take().unwrap().shutdown().await;
     let elapsed = started.elapsed();
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("webhook refused") && l.contains("not ASCII"))

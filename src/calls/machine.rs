@@ -273,11 +273,6 @@ impl<R: Routing> Centre<R> {
         self.calls.get(call).map(|c| &c.phase)
     }
 
-    /// The agent whose session owns this leg.
-    pub fn agent_of_leg(&self, leg: LegId) -> Option<&AgentId> {
-        self.agent_legs.get(&leg)
-    }
-
     /// The next thing to do.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
@@ -1065,14 +1060,7 @@ impl<R: Routing> Centre<R> {
         );
         if call.accepted {
             if let Some(wa) = &call.wa {
-                self.actions.push_back(Action::Route {
-                    stream: wa.stream,
-                    source: None,
-                });
-                self.actions.push_back(Action::Hold {
-                    stream: wa.stream,
-                    on: true,
-                });
+                Self::hold_caller(&mut self.actions, wa.stream);
             }
         }
         let queue = call.queue.clone();
@@ -1283,14 +1271,7 @@ impl<R: Routing> Centre<R> {
         };
         warn!(call_id = %id, %agent, "agent lost mid-call; caller on hold for the grace period");
         if let Some(wa) = &call.wa {
-            self.actions.push_back(Action::Route {
-                stream: wa.stream,
-                source: None,
-            });
-            self.actions.push_back(Action::Hold {
-                stream: wa.stream,
-                on: true,
-            });
+            Self::hold_caller(&mut self.actions, wa.stream);
         }
         set_phase(
             call,
@@ -1447,14 +1428,7 @@ impl<R: Routing> Centre<R> {
         // The caller hears hold audio on the same stream meanwhile: SSRC, sequence numbers and
         // timestamps carry on (the WhatsApp leg never changes).
         if let Some(wa) = &call.wa {
-            self.actions.push_back(Action::Route {
-                stream: wa.stream,
-                source: None,
-            });
-            self.actions.push_back(Action::Hold {
-                stream: wa.stream,
-                on: true,
-            });
+            Self::hold_caller(&mut self.actions, wa.stream);
         }
         call.tried = vec![agent.clone()];
         if let TransferTarget::Queue(q) = &to {
@@ -1734,6 +1708,16 @@ impl<R: Routing> Centre<R> {
             legs: call.stats,
         })));
         self.actions.push_back(Action::FloorChanged);
+    }
+
+    /// The caller hears hold audio: the WhatsApp stream's source cut, hold on. (An associated
+    /// function over the queue, as the callers hold a borrow of the call.)
+    fn hold_caller(actions: &mut VecDeque<Action>, stream: crate::ids::StreamId) {
+        actions.push_back(Action::Route {
+            stream,
+            source: None,
+        });
+        actions.push_back(Action::Hold { stream, on: true });
     }
 
     /// Tells Meta the call is over: `terminate` once accepted (or accepting), else `reject`.

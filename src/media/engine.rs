@@ -1322,12 +1322,7 @@ mod tests {
     }
 
     fn port_of(answer: &Answer) -> u16 {
-        let c = answer
-            .sdp
-            .lines()
-            .find_map(|l| l.strip_prefix("a=candidate:"))
-            .unwrap();
-        c.split_whitespace().nth(5).unwrap().parse().unwrap()
+        crate::sdp::candidate_addrs(&answer.sdp)[0].port()
     }
 
     /// Meta's offer, from another relay address.

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use super::MediaError;
-use crate::sdp::{Attribute, Sdp};
+use crate::sdp::{candidate_addr, Attribute, Sdp};
 
 /// What a leg's offer must look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,19 +127,6 @@ pub(crate) fn screen_offer(offer: &str, shape: OfferShape) -> Result<Screened, M
         candidates,
         ice_pwd,
     })
-}
-
-/// `foundation component transport priority address port typ …` → the address, for UDP.
-fn candidate_addr(c: &str) -> Option<SocketAddr> {
-    let mut f = c.split_whitespace();
-    let (_foundation, _component) = (f.next()?, f.next()?);
-    if !f.next()?.eq_ignore_ascii_case("udp") {
-        return None;
-    }
-    let _priority = f.next()?;
-    let ip = f.next()?.parse().ok()?;
-    let port = f.next()?.parse().ok()?;
-    Some(SocketAddr::new(ip, port))
 }
 
 fn truncate(s: &str) -> &str {

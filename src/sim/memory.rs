@@ -316,12 +316,7 @@ impl MemoryNet {
 
 /// The address of the first candidate in an answer.
 fn first_candidate(sdp: &str) -> SocketAddr {
-    let c = sdp
-        .lines()
-        .find_map(|l| l.trim_end().strip_prefix("a=candidate:"))
-        .expect("the answer has a candidate");
-    let f: Vec<&str> = c.split_whitespace().collect();
-    SocketAddr::new(f[4].parse().unwrap(), f[5].parse().unwrap())
+    crate::sdp::candidate_addrs(sdp)[0]
 }
 
 fn drain_peer(p: &mut Peer, to_engine: &mut VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>) {

@@ -185,10 +185,7 @@ pub async fn live_config(
         .await
         .expect("the fake Graph API serves");
     std::mem::forget(server); // lives for the test process
-    let config = Config::from_settings(Settings {
-        http_addr: Some("127.0.0.1:0".into()),
-        metrics_addr: Some("127.0.0.1:0".into()),
-        media_addr: extra.media_addr.clone().or(Some("127.0.0.1:0".into())),
+    let config = Config::from_settings(loopback(Settings {
         graph_url: Some(format!("http://{graph_addr}")),
         phone_number_id: Some(PHONE_ID.into()),
         access_token: Some(Secret::new(TOKEN)),
@@ -196,7 +193,7 @@ pub async fn live_config(
         verify_token: Some(Secret::new(VERIFY_TOKEN)),
         db: extra.db.clone().or(Some(":memory:".into())),
         ..extra
-    })
+    }))
     .expect("a valid configuration");
     (fake, events, config)
 }
@@ -358,5 +355,61 @@ impl Browser {
             .await
             .parse()
             .expect("a frequency")
+    }
+}
+
+/// Log lines captured in memory.
+#[derive(Clone, Default)]
+pub struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    /// Everything captured so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// A process-wide subscriber capturing lines up to `level` (a thread-local one races with
+/// callsite-interest caching while other tests run in parallel); a test tells its own lines
+/// apart by their content. The first caller's level holds for the test binary.
+pub fn global_logs(level: tracing::Level) -> &'static LogBuffer {
+    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = LogBuffer::default();
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_max_level(level)
+            .with_ansi(false)
+            .init();
+        logs
+    })
+}
+
+/// `extra`, with every listener switchboard opens on loopback and a port the OS picks, where
+/// `extra` names none: tests run side by side.
+pub fn loopback(extra: switchboard::config::Settings) -> switchboard::config::Settings {
+    let any = || Some("127.0.0.1:0".to_owned());
+    switchboard::config::Settings {
+        http_addr: extra.http_addr.clone().or_else(any),
+        metrics_addr: extra.metrics_addr.clone().or_else(any),
+        media_addr: extra.media_addr.clone().or_else(any),
+        ..extra
     }
 }
