@@ -162,6 +162,21 @@ impl SimAgent {
             .await
             .ok_or(AgentError::Timeout("media connected"))?;
         self.peer = Some(peer);
+        // Connected here is not yet connected there: wait until switchboard has seen the leg
+        // up (the "audio not connected" away state is over), so the next command finds it.
+        let audio_up = |m: &ServerMsg| {
+            matches!(m, ServerMsg::Presence(p)
+                if !(p.state == "away" && p.reason.as_deref() == Some(crate::calls::NO_AUDIO)))
+        };
+        let last = self
+            .seen
+            .iter()
+            .rev()
+            .find(|m| matches!(m, ServerMsg::Presence(_)));
+        if !last.is_some_and(audio_up) {
+            self.expect(Duration::from_secs(10), "audio up at switchboard", audio_up)
+                .await?;
+        }
         Ok(())
     }
 
