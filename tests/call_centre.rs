@@ -81,6 +81,18 @@ async fn heard(
     panic!("never heard: {what}");
 }
 
+/// The call's record, once written: the store gets it right after the call's notices go out.
+async fn record_of(w: &World, call: &SimulatedCall) -> switchboard::store::CallRecord {
+    for _ in 0..200 {
+        let page = w.running.store.list(Default::default()).await.unwrap();
+        if let Some(r) = page.calls.into_iter().find(|r| r.call_id == call.call_id) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{} was never recorded", call.call_id);
+}
+
 fn tagged(packets: &[Received], tag: u8) -> usize {
     packets
         .iter()
@@ -190,20 +202,11 @@ async fn calls_ring_the_longest_idle_agent_then_queue_with_hold_audio_and_an_ans
     })
     .await
     .unwrap();
-    let records = w.running.store.list(Default::default()).await.unwrap();
-    let r1 = records
-        .calls
-        .iter()
-        .find(|r| r.call_id == c1.call_id)
-        .expect("c1 is recorded");
+    let r1 = record_of(&w, &c1).await;
     assert_eq!(r1.agents, vec!["agent1".to_owned()]);
     assert_eq!(r1.outcome, switchboard::store::Outcome::Answered);
     assert_eq!(r1.ended_by, switchboard::store::EndedBy::Agent);
-    let r2 = records
-        .calls
-        .iter()
-        .find(|r| r.call_id == c2.call_id)
-        .expect("c2 is recorded");
+    let r2 = record_of(&w, &c2).await;
     assert_eq!(r2.outcome, switchboard::store::Outcome::Abandoned, "{r2:?}");
     w.running.shutdown().await;
 }
@@ -722,10 +725,6 @@ async fn draining_is_unready_at_once_declines_new_calls_and_lets_the_live_call_f
         graph_actions(&w, &c),
         vec!["pre_accept", "accept", "terminate"]
     );
-    let page = w.running.store.list(Default::default()).await.unwrap();
-    assert!(
-        page.calls.iter().any(|r| r.call_id == c.call_id),
-        "recorded"
-    );
+    record_of(&w, &c).await;
     w.running.shutdown().await;
 }
