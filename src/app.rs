@@ -155,6 +155,8 @@ impl Running {
 
 /// Starts switchboard: binds its sockets, spawns its tasks and returns once it is serving.
 pub async fn start(config: Config) -> Result<Running, AppError> {
+    // First, so that everything counted from here on lands in it.
+    let recorder = crate::ops::recorder();
     let hold = match &config.media.hold_audio {
         Some(path) => {
             let fail = |reason: String| AppError::HoldAudio {
@@ -300,6 +302,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         config.calls.queues.clone(),
         config.calls.default_queue.clone(),
     );
+    let queues = crate::routing::Routing::queue_ids(&floor);
     let centre = CentreConfig {
         ring_timeout: config.calls.ring_timeout,
         wrap_up: config.calls.wrap_up,
@@ -307,6 +310,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         answer_deadline: config.calls.answer_deadline,
         max_calls_per_number: config.limits.max_calls_per_number.get(),
         number_queues: config.calls.numbers.clone(),
+        service_level_target: config.calls.service_level_target,
     };
     let mut other_numbers = std::collections::HashMap::new();
     if let (base, Some(token)) = &graph_base {
@@ -336,10 +340,11 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         media: media.clone(),
         calls: calls.clone(),
         store: store.clone(),
-        webhook: webhook_state.clone(),
         cap: config.limits.max_calls_per_number.get(),
         draining: draining.clone(),
+        busy: Default::default(),
     };
+    ops.register(&queues, config.calls.service_level_target);
     let router = http::router(webhook_state.clone(), auth.clone(), sandbox.clone())
         .merge(crate::web::router())
         .merge(crate::ops::health_router(ops.clone()))
@@ -368,11 +373,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             source,
         })?;
     let metrics_server = tokio::spawn(async move {
-        let _ = axum::serve(
-            metrics_listener,
-            crate::ops::metrics_router(crate::ops::recorder()),
-        )
-        .await;
+        let _ = axum::serve(metrics_listener, crate::ops::metrics_router(recorder)).await;
     });
     let flush = tokio::spawn(ops.clone().flush_forever());
 
@@ -388,7 +389,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             warn!(error = %e, "HTTP server stopped");
         }
     });
-    info!(http = %http_addr, media = %media_addr, sandbox = config.is_sandbox(), "switchboard started");
+    info!(http = %http_addr, metrics = %metrics_addr, media = %media_addr, sandbox = config.is_sandbox(), "switchboard started");
     let calls_for_shutdown = calls.clone();
     let ops_for_shutdown = ops;
     let draining_flag = draining.clone();

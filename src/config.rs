@@ -137,6 +137,9 @@ pub struct CallsConfig {
     pub grace: Duration,
     /// A call not answered this long after Meta offered it is queued or declined.
     pub answer_deadline: Duration,
+    /// A call answered within this of its offer counts toward the service level
+    /// (`[calls] service_level_target`).
+    pub service_level_target: Duration,
     /// The reasons an agent can pick when going away (`[calls] away_reasons`).
     pub away_reasons: Vec<String>,
 }
@@ -234,6 +237,8 @@ pub mod defaults {
     pub const AGENT_GRACE_SECS: f64 = 30.0;
     /// `[calls] answer_deadline`, seconds: well inside Meta's ~30–60 s accept window.
     pub const ANSWER_DEADLINE_SECS: f64 = 25.0;
+    /// `[calls] service_level_target`, seconds: the usual contact-centre "80/20" target's 20.
+    pub const SERVICE_LEVEL_TARGET_SECS: f64 = 20.0;
     /// `SWITCHBOARD_MEDIA_PORTS`.
     pub const MEDIA_PORTS: &str = "50000-50999";
     /// `SWITCHBOARD_GRAPH_URL`.
@@ -398,6 +403,7 @@ struct FileCalls {
     wrap_up: Option<f64>,
     grace: Option<f64>,
     answer_deadline: Option<f64>,
+    service_level_target: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -911,6 +917,11 @@ fn calls_config(s: &Settings, f: &FileConfig) -> Result<CallsConfig, ConfigError
             "[calls] answer_deadline",
             f.calls.answer_deadline,
             defaults::ANSWER_DEADLINE_SECS,
+        )?,
+        service_level_target: seconds(
+            "[calls] service_level_target",
+            f.calls.service_level_target,
+            defaults::SERVICE_LEVEL_TARGET_SECS,
         )?,
         away_reasons: away_reasons(f.calls.away_reasons.clone())?,
     })

@@ -23,11 +23,22 @@ struct Cli {
     #[arg(long, env = "SWITCHBOARD_CONFIG", global = true)]
     config: Option<PathBuf>,
 
+    /// Log format: `human` (lines for a terminal) or `json` (one object per line, for a log
+    /// collector). The level comes from RUST_LOG (default `info`; SDP is logged at `debug`).
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+
     #[command(flatten)]
     settings: Settings,
 
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,12 +74,18 @@ fn main() -> anyhow::Result<()> {
     if let Some(Command::HashPassword) = cli.command {
         return hash_password();
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match cli.log_format {
+        LogFormat::Human => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // Span fields (the call id) ride along on every line of the call.
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .init(),
+    }
     let config = Config::load(cli.config.as_deref(), cli.settings).context("configuration")?;
     let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
     match cli.command.unwrap_or(Command::Run) {

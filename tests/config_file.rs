@@ -57,6 +57,7 @@ fn the_example_config_names_every_setting() {
         "SWITCHBOARD_SESSION_HOURS",
         "SWITCHBOARD_COOKIE_SECURE",
         "SWITCHBOARD_TRUST_FORWARDED_FOR",
+        "SWITCHBOARD_LOG_FORMAT",
     ] {
         assert!(text.contains(key), "{key} is not documented");
     }

@@ -29,13 +29,13 @@ async fn connected_legs_report_stats_with_traffic_and_rtt() {
             Err(_) => panic!("no stats with the traffic: caller {last_wa:?}, agent {last_a:?}"),
         };
         match ev {
-            MediaEvent::Stats { leg, stats } if leg == wa.leg => {
+            MediaEvent::Stats { leg, stats, .. } if leg == wa.leg => {
                 if stats.packets_rx > 40 && stats.packets_tx > 40 && wa_stats.is_none() {
                     wa_stats = Some(stats.clone());
                 }
                 last_wa = Some(stats);
             }
-            MediaEvent::Stats { leg, stats } if leg == a.leg => {
+            MediaEvent::Stats { leg, stats, .. } if leg == a.leg => {
                 if stats.packets_tx > 40 && a_stats.is_none() {
                     a_stats = Some(stats.clone());
                 }

@@ -253,6 +253,7 @@ fn help_lists_every_setting() {
         "SWITCHBOARD_SESSION_HOURS",
         "SWITCHBOARD_COOKIE_SECURE",
         "SWITCHBOARD_TRUST_FORWARDED_FOR",
+        "SWITCHBOARD_LOG_FORMAT",
         "simulate-call",
         "hash-password",
     ] {

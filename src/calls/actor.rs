@@ -47,6 +47,8 @@ pub struct FloorView {
     pub queues: Vec<(QueueId, Vec<Waiting>)>,
     /// The machines' counters.
     pub counters: super::CentreCounters,
+    /// Each queue's service level so far.
+    pub service: Vec<(QueueId, super::ServiceLevel)>,
 }
 
 /// Why a request to the calls actor failed.
@@ -417,6 +419,7 @@ impl Actor {
                 from,
                 caller_name,
                 offer_sdp,
+                received_at,
                 ..
             } => {
                 let served = |n: &String| {
@@ -442,6 +445,7 @@ impl Actor {
                         business_number: phone_number_id
                             .or(Some(self.deps.phone_number_id.clone())),
                         offer: offer_sdp,
+                        received_at: received_at.unwrap_or(now),
                     },
                 );
             }
@@ -470,10 +474,13 @@ impl Actor {
             MediaEvent::Failed { leg, .. } => Input::MediaGone { leg, failed: true },
             MediaEvent::Closed { leg, .. } => Input::MediaGone { leg, failed: false },
             MediaEvent::Dtmf { leg, digit, .. } => Input::Dtmf { leg, digit },
-            MediaEvent::Stats { leg, stats } => {
+            MediaEvent::Stats { leg, kind, stats } => {
                 self.stats_dirty = true;
+                crate::ops::observe_leg_stats(kind, &stats);
                 Input::Stats { leg, stats }
             }
+            MediaEvent::FirstPacket { stream } => Input::FirstPacket { stream },
+            MediaEvent::SourceFlowing { stream, source } => Input::SourceFlowing { stream, source },
         };
         self.centre.handle(Instant::now(), input);
     }
@@ -562,13 +569,9 @@ impl Actor {
                         warn!(call_id = %call, error = %e, "marking the call live failed");
                     }
                 }
+                Action::Metric(m) => crate::ops::record(m),
                 Action::Finished(ended) => {
-                    metrics::counter!(
-                        crate::ops::CALLS_ENDED,
-                        "queue" => ended.queue.0.clone(),
-                        "outcome" => ended.outcome.as_str()
-                    )
-                    .increment(1);
+                    crate::ops::record_ended(&ended);
                     // Its last Graph action is already on its way with the right client.
                     self.numbers.remove(&ended.call);
                     let record = self.record(&ended);
@@ -596,6 +599,7 @@ impl Actor {
                     })
                     .collect(),
                 counters: self.centre.counters(),
+                service: self.centre.service_levels(),
             };
             self.floor.send_replace(Arc::new(view));
         }

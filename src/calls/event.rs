@@ -161,6 +161,8 @@ pub enum Input {
         business_number: Option<String>,
         /// The SDP offer.
         offer: String,
+        /// When switchboard received the webhook (set-up latency runs from here).
+        received_at: Instant,
     },
     /// Meta's `terminate` webhook: the caller's side ended the call.
     Terminated {
@@ -191,6 +193,18 @@ pub enum Input {
     MediaConnected {
         /// The leg.
         leg: LegId,
+    },
+    /// A WhatsApp stream's first packet went out (after `StartSending`).
+    FirstPacket {
+        /// The stream.
+        stream: StreamId,
+    },
+    /// A stream's new source's first packet was written to it.
+    SourceFlowing {
+        /// The stream.
+        stream: StreamId,
+        /// The source leg.
+        source: LegId,
     },
     /// A leg is gone (failed, or closed by either side).
     MediaGone {
@@ -434,4 +448,93 @@ pub enum Action {
     },
     /// The call ended: write its record.
     Finished(Box<Ended>),
+    /// Something for the metrics (never a decision: the driver only records it).
+    Metric(Metric),
+}
+
+/// A step of a call's set-up whose latency is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupStep {
+    /// Meta's `connect` webhook received → `pre_accept` sent.
+    WebhookToPreAccept,
+    /// The agent answered → `accept` sent.
+    AnswerToAccept,
+    /// `accept` sent → the first packet to Meta.
+    AcceptToFirstPacket,
+    /// The agent answered → the caller's first packet written to the agent's leg.
+    AnswerToFirstCallerPacket,
+}
+
+/// Why a call was rejected at Meta before it was ever answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// switchboard is draining.
+    Draining,
+    /// The business number had its cap of calls in progress.
+    AtCapacity,
+    /// Nobody is signed in to the queue.
+    Unstaffed,
+    /// Nobody is free and the queue's policy is `decline`.
+    NoFreeAgent,
+    /// The media engine refused the offer (no free port, too many legs, unusable SDP).
+    MediaRefused,
+}
+
+impl RejectReason {
+    /// Every reason.
+    pub const ALL: [RejectReason; 5] = [
+        RejectReason::Draining,
+        RejectReason::AtCapacity,
+        RejectReason::Unstaffed,
+        RejectReason::NoFreeAgent,
+        RejectReason::MediaRefused,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Draining => "draining",
+            RejectReason::AtCapacity => "at_capacity",
+            RejectReason::Unstaffed => "unstaffed",
+            RejectReason::NoFreeAgent => "no_free_agent",
+            RejectReason::MediaRefused => "media_refused",
+        }
+    }
+}
+
+/// What the call machines report for the metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Metric {
+    /// Meta offered a call to this queue.
+    Offered {
+        /// Its queue.
+        queue: QueueId,
+    },
+    /// Rejected at Meta before it was answered.
+    Rejected {
+        /// Its queue.
+        queue: QueueId,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// Answered by an agent, once per call; `within_target`: within the service-level target of
+    /// the offer.
+    Answered {
+        /// Its queue.
+        queue: QueueId,
+        /// Answered within the target.
+        within_target: bool,
+    },
+    /// An agent was rung and did not answer.
+    RingNoAnswer {
+        /// The call's queue.
+        queue: QueueId,
+    },
+    /// One set-up step took this long.
+    Setup {
+        /// Which.
+        step: SetupStep,
+        /// How long.
+        took: Duration,
+    },
 }

@@ -18,16 +18,16 @@
 //! it the ringing time to connect), or when the call enters a queue with hold audio; media starts
 //! only after `accept` succeeded (reference §9: media after pre_accept counts as answering).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
 use super::event::{
-    Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, Notice, Outcome,
-    Role, TransferTarget, WaLeg,
+    Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, Metric, Notice,
+    Outcome, RejectReason, Role, SetupStep, TransferTarget, WaLeg,
 };
-use crate::ids::{AgentId, LegId, QueueId, WaCallId};
+use crate::ids::{AgentId, LegId, QueueId, StreamId, WaCallId};
 use crate::media::LegStats;
 use crate::routing::{NoAgentPolicy, Presence, Routing};
 
@@ -56,6 +56,8 @@ pub struct CentreConfig {
     pub max_calls_per_number: usize,
     /// Business number id → queue; numbers not listed go to the default queue.
     pub number_queues: HashMap<String, QueueId>,
+    /// A call answered within this of its offer counts toward the service level.
+    pub service_level_target: Duration,
 }
 
 impl Default for CentreConfig {
@@ -67,6 +69,7 @@ impl Default for CentreConfig {
             answer_deadline: Duration::from_secs(25),
             max_calls_per_number: 1000,
             number_queues: HashMap::new(),
+            service_level_target: Duration::from_secs(20),
         }
     }
 }
@@ -142,12 +145,19 @@ struct Call {
     business_number: Option<String>,
     queue: QueueId,
     offered_at: Instant,
+    /// When switchboard received Meta's webhook (set-up latency runs from here).
+    received_at: Instant,
     phase: Phase,
     wa: Option<WaLeg>,
     connected: bool,
     accept_sent: bool,
     accepted: bool,
     answered_at: Option<Instant>,
+    /// Set-up latency marks: the agent answered and `accept` is not sent yet; `accept` sent and
+    /// no packet to Meta yet; the agent answered and the caller's audio has not reached them.
+    answer_waits_accept: Option<Instant>,
+    accept_waits_packet: Option<Instant>,
+    answer_waits_caller: Option<Instant>,
     muted: bool,
     held: bool,
     /// Agents rung without answer in the current routing round.
@@ -206,9 +216,31 @@ pub struct CentreCounters {
     pub ended: u64,
 }
 
+/// One queue's service level so far: of the calls that ended, how many an agent answered
+/// within the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceLevel {
+    /// Calls offered to the queue that have ended (their fate is known).
+    pub ended: u64,
+    /// Of those, answered within the target.
+    pub within_target: u64,
+}
+
+impl ServiceLevel {
+    /// The share answered within the target, 0..1 (1 while nothing ended).
+    pub fn ratio(&self) -> f64 {
+        if self.ended == 0 {
+            1.0
+        } else {
+            self.within_target as f64 / self.ended as f64
+        }
+    }
+}
+
 /// The calls machines; see the module docs.
 pub struct Centre<R: Routing> {
     counters: CentreCounters,
+    service: BTreeMap<QueueId, ServiceLevel>,
     /// New calls are declined; calls in progress go on.
     draining: bool,
     cfg: CentreConfig,
@@ -226,6 +258,7 @@ impl<R: Routing> Centre<R> {
     pub fn new(cfg: CentreConfig, routing: R) -> Centre<R> {
         Centre {
             counters: CentreCounters::default(),
+            service: BTreeMap::new(),
             draining: false,
             cfg,
             routing,
@@ -241,6 +274,11 @@ impl<R: Routing> Centre<R> {
     /// The counters so far.
     pub fn counters(&self) -> CentreCounters {
         self.counters
+    }
+
+    /// Each queue's service level so far (queues with an ended call only).
+    pub fn service_levels(&self) -> Vec<(QueueId, ServiceLevel)> {
+        self.service.iter().map(|(q, s)| (q.clone(), *s)).collect()
     }
 
     /// The routing floor (agents, queues).
@@ -310,7 +348,15 @@ impl<R: Routing> Centre<R> {
                 name,
                 business_number,
                 offer,
-            } => self.on_offered(now, call, from, name, business_number, offer),
+                received_at,
+            } => self.on_offered(
+                now,
+                received_at.min(now),
+                call,
+                Caller { from, name },
+                business_number,
+                offer,
+            ),
             Input::Terminated {
                 call,
                 status,
@@ -336,6 +382,8 @@ impl<R: Routing> Centre<R> {
                 }
             }
             Input::Stats { leg, stats } => self.on_stats(leg, stats),
+            Input::FirstPacket { stream } => self.on_first_packet(now, stream),
+            Input::SourceFlowing { stream, source } => self.on_source_flowing(now, stream, source),
             Input::AgentJoined {
                 agent,
                 role,
@@ -383,12 +431,13 @@ impl<R: Routing> Centre<R> {
     fn on_offered(
         &mut self,
         now: Instant,
+        received_at: Instant,
         id: WaCallId,
-        from: Option<String>,
-        name: Option<String>,
+        caller: Caller,
         business_number: Option<String>,
         offer: String,
     ) {
+        let Caller { from, name } = caller;
         if self.calls.contains_key(&id) || self.tombstones.1.contains(&id) {
             debug!(call_id = %id, "duplicate or late connect; ignored");
             return;
@@ -405,12 +454,16 @@ impl<R: Routing> Centre<R> {
             business_number: business_number.clone(),
             queue: queue.clone(),
             offered_at: now,
+            received_at,
             phase: Phase::Answering,
             wa: None,
             connected: false,
             accept_sent: false,
             accepted: false,
             answered_at: None,
+            answer_waits_accept: None,
+            accept_waits_packet: None,
+            answer_waits_caller: None,
             muted: false,
             held: false,
             tried: vec![],
@@ -426,22 +479,35 @@ impl<R: Routing> Centre<R> {
             .filter(|c| c.business_number == business_number)
             .count();
         self.counters.offered += 1;
+        self.actions.push_back(Action::Metric(Metric::Offered {
+            queue: queue.clone(),
+        }));
         let refusal = if self.draining {
-            Some("switchboard is draining")
+            Some((RejectReason::Draining, "switchboard is draining"))
         } else if on_number >= self.cfg.max_calls_per_number {
             self.counters.rejected_at_capacity += 1;
-            Some("over the business number's concurrent call cap")
+            Some((
+                RejectReason::AtCapacity,
+                "over the business number's concurrent call cap",
+            ))
         } else if !self.routing.staffed(&queue) {
-            Some("nobody is signed in to the queue")
+            Some((RejectReason::Unstaffed, "nobody is signed in to the queue"))
         } else if self.policy(&queue) == NoAgentPolicy::Decline
             && self.routing.next_agent(&queue, &[]).is_none()
         {
-            Some("no agent is free and the queue declines")
+            Some((
+                RejectReason::NoFreeAgent,
+                "no agent is free and the queue declines",
+            ))
         } else {
             None
         };
-        if let Some(reason) = refusal {
+        if let Some((why, reason)) = refusal {
             self.counters.declined_at_once += 1;
+            self.actions.push_back(Action::Metric(Metric::Rejected {
+                queue: queue.clone(),
+                reason: why,
+            }));
             info!(call_id = %id, %queue, reason, "call declined at once");
             self.end_at_meta(&id, false);
             call.transitions.push(("declined", now, None));
@@ -480,11 +546,19 @@ impl<R: Routing> Centre<R> {
                     action: GraphAction::PreAccept,
                     sdp: Some(wa.sdp.clone()),
                 });
+                self.actions.push_back(Action::Metric(Metric::Setup {
+                    step: SetupStep::WebhookToPreAccept,
+                    took: now.saturating_duration_since(call.received_at),
+                }));
                 call.wa = Some(wa);
                 set_phase(call, now, Phase::PreAccepting);
             }
             Err(e) => {
                 warn!(call_id = %id, error = %e, "offer unusable; rejecting");
+                self.actions.push_back(Action::Metric(Metric::Rejected {
+                    queue: call.queue.clone(),
+                    reason: RejectReason::MediaRefused,
+                }));
                 self.end_at_meta(&id, false);
                 self.end(
                     now,
@@ -538,7 +612,12 @@ impl<R: Routing> Centre<R> {
                     match &phase {
                         Phase::Connecting { agent } => {
                             let agent = agent.clone();
-                            call.answered_at.get_or_insert(now);
+                            mark_answered(
+                                call,
+                                now,
+                                self.cfg.service_level_target,
+                                &mut self.actions,
+                            );
                             set_phase(
                                 call,
                                 now,
@@ -628,7 +707,7 @@ impl<R: Routing> Centre<R> {
                 call.connected = true;
                 call.transitions.push(("media_connected", now, None));
             }
-            self.maybe_accept(&id);
+            self.maybe_accept(now, &id);
             return;
         }
         let Some(agent) = self.agent_legs.get(&leg).cloned() else {
@@ -723,6 +802,48 @@ impl<R: Routing> Centre<R> {
                     self.notify_presence(&agent);
                 }
             }
+        }
+    }
+
+    /// The first packet to Meta after `accept`.
+    fn on_first_packet(&mut self, now: Instant, stream: StreamId) {
+        let Some(call) = self
+            .wa_legs
+            .get(&stream.leg)
+            .and_then(|id| self.calls.get_mut(id))
+        else {
+            return;
+        };
+        if let Some(t) = call.accept_waits_packet.take() {
+            self.actions.push_back(Action::Metric(Metric::Setup {
+                step: SetupStep::AcceptToFirstPacket,
+                took: now.saturating_duration_since(t),
+            }));
+        }
+    }
+
+    /// The caller's audio reached a stream; it counts when that is the answering agent's.
+    fn on_source_flowing(&mut self, now: Instant, stream: StreamId, source: LegId) {
+        let Some(call) = self
+            .wa_legs
+            .get(&source)
+            .and_then(|id| self.calls.get_mut(id))
+        else {
+            return;
+        };
+        let agent_leg = call
+            .phase
+            .agent()
+            .and_then(|a| self.sessions.get(a))
+            .and_then(|s| s.leg.as_ref());
+        if agent_leg.is_none_or(|l| l.leg != stream.leg) {
+            return;
+        }
+        if let Some(t) = call.answer_waits_caller.take() {
+            self.actions.push_back(Action::Metric(Metric::Setup {
+                step: SetupStep::AnswerToFirstCallerPacket,
+                took: now.saturating_duration_since(t),
+            }));
         }
     }
 
@@ -1069,7 +1190,7 @@ impl<R: Routing> Centre<R> {
         } else {
             self.routing.requeue_front(&queue, id.clone(), since);
         }
-        self.maybe_accept(id);
+        self.maybe_accept(now, id);
         self.actions.push_back(Action::FloorChanged);
     }
 
@@ -1118,6 +1239,9 @@ impl<R: Routing> Centre<R> {
         self.notify_presence(agent);
         if let Some(call) = self.calls.get_mut(id) {
             call.tried.push(agent.clone());
+            self.actions.push_back(Action::Metric(Metric::RingNoAnswer {
+                queue: call.queue.clone(),
+            }));
         }
         self.route_call(now, id);
     }
@@ -1171,6 +1295,10 @@ impl<R: Routing> Centre<R> {
             call.agents.push(agent.clone());
         }
         info!(call_id = %id, %agent, "agent answered");
+        call.answer_waits_caller = Some(now);
+        if !call.accepted && !call.accept_sent {
+            call.answer_waits_accept = Some(now);
+        }
         if call.accepted {
             self.start_talking(now, &id, &agent);
         } else {
@@ -1182,7 +1310,7 @@ impl<R: Routing> Centre<R> {
                 },
             );
             self.connect_parties(&id, &agent);
-            self.maybe_accept(&id);
+            self.maybe_accept(now, &id);
         }
         self.notify_presence(&agent);
         self.actions.push_back(Action::FloorChanged);
@@ -1193,7 +1321,7 @@ impl<R: Routing> Centre<R> {
     fn start_talking(&mut self, now: Instant, id: &WaCallId, agent: &AgentId) {
         if let Some(call) = self.calls.get_mut(id) {
             if call.accepted {
-                call.answered_at.get_or_insert(now);
+                mark_answered(call, now, self.cfg.service_level_target, &mut self.actions);
             }
             set_phase(
                 call,
@@ -1209,7 +1337,7 @@ impl<R: Routing> Centre<R> {
 
     /// Sends `accept` once: when an agent answered or the call is queued, and the leg is
     /// connected.
-    fn maybe_accept(&mut self, id: &WaCallId) {
+    fn maybe_accept(&mut self, now: Instant, id: &WaCallId) {
         let Some(call) = self.calls.get_mut(id) else {
             return;
         };
@@ -1222,6 +1350,13 @@ impl<R: Routing> Centre<R> {
                     action: GraphAction::Accept,
                     sdp: Some(wa.sdp.clone()),
                 });
+                call.accept_waits_packet = Some(now);
+                if let Some(t) = call.answer_waits_accept.take() {
+                    self.actions.push_back(Action::Metric(Metric::Setup {
+                        step: SetupStep::AnswerToAccept,
+                        took: now.saturating_duration_since(t),
+                    }));
+                }
             }
         }
     }
@@ -1688,6 +1823,13 @@ impl<R: Routing> Centre<R> {
     ) {
         call.transitions.push(("ended", now, None));
         self.counters.ended += 1;
+        let level = self.service.entry(call.queue.clone()).or_default();
+        level.ended += 1;
+        if call.answered_at.is_some_and(|t| {
+            t.saturating_duration_since(call.offered_at) <= self.cfg.service_level_target
+        }) {
+            level.within_target += 1;
+        }
         info!(call_id = %call.id, outcome = outcome.as_str(), ended_by = by.as_str(), %reason, "call ended");
         self.tombstone(call.id.clone());
         self.actions.push_back(Action::Finished(Box::new(Ended {
@@ -1785,6 +1927,24 @@ impl<R: Routing> Centre<R> {
 }
 
 /// Still ringing toward Meta's accept window: nobody has answered and it is not yet queued.
+/// The call counts as answered from now (once): the metrics hear whether within the target.
+fn mark_answered(call: &mut Call, now: Instant, target: Duration, actions: &mut VecDeque<Action>) {
+    if call.answered_at.is_some() {
+        return;
+    }
+    call.answered_at = Some(now);
+    actions.push_back(Action::Metric(Metric::Answered {
+        queue: call.queue.clone(),
+        within_target: now.saturating_duration_since(call.offered_at) <= target,
+    }));
+}
+
+/// Who calls, as Meta's webhook says.
+struct Caller {
+    from: Option<String>,
+    name: Option<String>,
+}
+
 fn awaits_answer(c: &Call) -> bool {
     !c.accepted
         && !c.accept_sent

@@ -22,10 +22,10 @@ mod event;
 mod machine;
 
 pub use event::{
-    Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, Notice, Outcome,
-    Role, TransferTarget, WaLeg,
+    Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, Metric, Notice,
+    Outcome, RejectReason, Role, SetupStep, TransferTarget, WaLeg,
 };
-pub use machine::{CallView, Centre, CentreConfig, CentreCounters, Phase, NO_AUDIO};
+pub use machine::{CallView, Centre, CentreConfig, CentreCounters, Phase, ServiceLevel, NO_AUDIO};
 
 #[cfg(test)]
 mod tests;

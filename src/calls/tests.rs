@@ -122,6 +122,8 @@ impl World {
             name: Some("Caller".into()),
             business_number: Some("100".into()),
             offer: "v=0 offer".into(),
+            // The webhook arrived 3 ms before the machines heard of it.
+            received_at: self.now - Duration::from_millis(3),
         });
         if !acts
             .iter()
@@ -253,7 +255,10 @@ fn happy_path_answer_routes_then_accepts_then_sends() {
     let alice = w.agent_online("alice", &["support"]);
     let (acts, wa) = w.offer("c1");
     let wa = wa.unwrap();
-    assert!(matches!(acts[0], Action::AnswerWhatsApp { .. }));
+    assert!(matches!(
+        acts.iter().find(|a| !matches!(a, Action::Metric(_))),
+        Some(Action::AnswerWhatsApp { .. })
+    ));
     assert!(acts.iter().any(|a| matches!(a, Action::MarkLive { .. })));
     assert!(has_graph(&acts, "c1", GraphAction::PreAccept));
     // Pre-accepted: it rings at Alice; nothing is accepted or sent yet.
@@ -987,4 +992,185 @@ fn draining_declines_new_calls_and_lets_live_ones_finish() {
     let acts = w.command("alice", Command::HangUp { call: call("c1") });
     assert!(has_graph(&acts, "c1", GraphAction::Terminate));
     assert!(w.c.calls().is_empty());
+}
+
+fn metrics_of(acts: &[Action]) -> Vec<Metric> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::Metric(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn setup_samples(acts: &[Action]) -> Vec<(SetupStep, Duration)> {
+    metrics_of(acts)
+        .into_iter()
+        .filter_map(|m| match m {
+            Metric::Setup { step, took } => Some((step, took)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn set_up_latencies_are_measured_step_by_step_in_simulated_time() {
+    let mut w = World::new(queue_policy());
+    let al = w.agent_online("ann", &["support"]);
+    let ms = Duration::from_millis;
+
+    // Offer → engine answer 7 ms later → pre_accept: 3 ms before the input plus 7 ms.
+    w.input(Input::Offered {
+        call: call("c1"),
+        from: None,
+        name: None,
+        business_number: Some("100".into()),
+        offer: "v=0".into(),
+        received_at: w.now - ms(3),
+    });
+    w.advance(ms(7));
+    let l = w.new_leg();
+    let wa = WaLeg {
+        leg: l,
+        stream: StreamId { leg: l, index: 0 },
+        sdp: "answer".into(),
+    };
+    let acts = w.input(Input::Answered {
+        call: call("c1"),
+        result: Ok(wa.clone()),
+    });
+    assert_eq!(
+        setup_samples(&acts),
+        vec![(SetupStep::WebhookToPreAccept, ms(10))]
+    );
+    w.graph_ok("c1", GraphAction::PreAccept);
+    w.input(Input::MediaConnected { leg: wa.leg });
+
+    // Ann answers; accept goes out at once (the leg is connected): 0 ms.
+    w.advance(ms(500));
+    let acts = w.command("ann", Command::Answer { call: call("c1") });
+    assert!(has_graph(&acts, "c1", GraphAction::Accept));
+    assert_eq!(
+        setup_samples(&acts),
+        vec![(SetupStep::AnswerToAccept, ms(0))]
+    );
+
+    // The caller's first packet reaches Ann's stream 40 ms after she answered; a monitoring
+    // supervisor's stream or another leg's packet does not count.
+    w.advance(ms(25));
+    let acts = w.input(Input::SourceFlowing {
+        stream: StreamId {
+            leg: leg(999),
+            index: 0,
+        },
+        source: wa.leg,
+    });
+    assert!(setup_samples(&acts).is_empty());
+    w.advance(ms(15));
+    let acts = w.input(Input::SourceFlowing {
+        stream: al.streams[0],
+        source: wa.leg,
+    });
+    assert_eq!(
+        setup_samples(&acts),
+        vec![(SetupStep::AnswerToFirstCallerPacket, ms(40))]
+    );
+
+    // accept answered 60 ms after it was sent; the first packet to Meta 2 ms later; only once.
+    w.advance(ms(20));
+    let acts = w.graph_ok("c1", GraphAction::Accept);
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::StartSending { leg } if *leg == wa.leg)));
+    assert_eq!(
+        metrics_of(&acts),
+        vec![Metric::Answered {
+            queue: "support".into(),
+            within_target: true
+        }]
+    );
+    w.advance(ms(2));
+    let acts = w.input(Input::FirstPacket { stream: wa.stream });
+    assert_eq!(
+        setup_samples(&acts),
+        vec![(SetupStep::AcceptToFirstPacket, ms(62))]
+    );
+    assert!(setup_samples(&w.input(Input::FirstPacket { stream: wa.stream })).is_empty());
+    assert!(setup_samples(&w.input(Input::SourceFlowing {
+        stream: al.streams[0],
+        source: wa.leg,
+    }))
+    .is_empty());
+}
+
+#[test]
+fn offered_answered_rejected_and_ring_no_answer_are_reported_per_queue() {
+    let mut w = World::new(queue_policy());
+    // Unstaffed: offered, then rejected at once.
+    let (acts, _) = w.offer("c0");
+    assert_eq!(
+        metrics_of(&acts),
+        vec![
+            Metric::Offered {
+                queue: "support".into()
+            },
+            Metric::Rejected {
+                queue: "support".into(),
+                reason: RejectReason::Unstaffed
+            }
+        ]
+    );
+
+    // Ann lets it ring out, Bob answers after 20 s + : not within the 20 s target.
+    w.agent_online("ann", &["support"]);
+    w.advance(Duration::from_secs(1));
+    w.agent_online("bob", &["support"]);
+    w.ringing_call("c1");
+    let rung_first = w.c.calls()[0].agent.clone().expect("ringing");
+    let acts = w.advance(CentreConfig::default().ring_timeout);
+    assert!(metrics_of(&acts).contains(&Metric::RingNoAnswer {
+        queue: "support".into()
+    }));
+    let other = if rung_first == agent("ann") {
+        "bob"
+    } else {
+        "ann"
+    };
+    w.advance(Duration::from_secs(6));
+    w.command(other, Command::Answer { call: call("c1") });
+    let acts = w.graph_ok("c1", GraphAction::Accept);
+    assert!(metrics_of(&acts).contains(&Metric::Answered {
+        queue: "support".into(),
+        within_target: false
+    }));
+
+    // The service level counts ended calls: c0 (declined) and c1 (answered late) → 0 of 2.
+    w.command(other, Command::HangUp { call: call("c1") });
+    assert_eq!(
+        w.c.service_levels(),
+        vec![(
+            QueueId::from("support"),
+            ServiceLevel {
+                ended: 2,
+                within_target: 0
+            }
+        )]
+    );
+
+    // A call answered quickly raises it to 1 of 3.
+    w.advance(Duration::from_secs(30));
+    w.command(other, Command::EndWrapUp);
+    w.command(
+        &rung_first.0,
+        Command::SetPresence {
+            available: true,
+            reason: None,
+        },
+    );
+    w.talking_call("c2", other);
+    w.command(other, Command::HangUp { call: call("c2") });
+    let levels = w.c.service_levels();
+    assert_eq!(levels[0].1.within_target, 1, "{levels:?}");
+    assert_eq!(levels[0].1.ended, 3);
+    assert!((levels[0].1.ratio() - 1.0 / 3.0).abs() < 1e-9);
 }

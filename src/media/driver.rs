@@ -99,6 +99,9 @@ pub struct DriverCounters {
     pub send_errors: u64,
     /// Statistics and DTMF events dropped because the program did not read events fast enough.
     pub events_dropped: u64,
+    /// Time the engine thread spent working (everything but waiting for sockets and timers):
+    /// its busy share is how close the media loop is to falling behind.
+    pub busy: Duration,
 }
 
 /// Wakes the engine thread when the last handle is gone, so it notices and stops at once.
@@ -405,6 +408,7 @@ fn run(
                 warn!(error = %e, "media poll failed");
             }
         }
+        let woke = Instant::now();
         for ev in ready_events.iter() {
             if ev.token() != WAKER && !readable.contains(&ev.token()) {
                 readable.push_back(ev.token());
@@ -472,6 +476,7 @@ fn run(
             max_pending,
             &mut counters,
         );
+        counters.busy += woke.elapsed();
         if stop {
             break;
         }
@@ -493,8 +498,7 @@ fn hand_over(
     counters: &mut DriverCounters,
 ) {
     while let Some(ev) = engine.poll_event() {
-        let droppable = matches!(ev, MediaEvent::Stats { .. } | MediaEvent::Dtmf { .. });
-        if droppable && pending.len() >= max_pending {
+        if ev.is_droppable() && pending.len() >= max_pending {
             counters.events_dropped += 1;
             continue;
         }

@@ -130,9 +130,36 @@ pub enum MediaEvent {
     Stats {
         /// The leg.
         leg: LegId,
+        /// Its kind.
+        kind: LegKind,
         /// The figures.
         stats: LegStats,
     },
+    /// The first packet of a WhatsApp stream went out after [`Engine::start_sending`] (silence,
+    /// hold audio or forwarded audio, whichever came first).
+    FirstPacket {
+        /// The stream.
+        stream: StreamId,
+    },
+    /// The first packet from a stream's new source (after [`Engine::route`] changed it) was
+    /// written to the stream.
+    SourceFlowing {
+        /// The stream.
+        stream: StreamId,
+        /// Its source.
+        source: LegId,
+    },
+}
+
+impl MediaEvent {
+    /// Events only statistics or metrics depend on (and DTMF, which a peer can flood): past
+    /// `max_pending_events` these are dropped and counted. Lifecycle events are always kept.
+    pub fn is_droppable(&self) -> bool {
+        !matches!(
+            self,
+            MediaEvent::Connected { .. } | MediaEvent::Failed { .. } | MediaEvent::Closed { .. }
+        )
+    }
 }
 
 /// Why a leg failed.
@@ -169,6 +196,24 @@ pub struct Answer {
     pub streams: Vec<StreamId>,
 }
 
+/// A count per kind of leg.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByLeg {
+    /// On WhatsApp legs.
+    pub whatsapp: u64,
+    /// On browser legs.
+    pub browser: u64,
+}
+
+impl ByLeg {
+    fn add(&mut self, kind: LegKind, n: u64) {
+        match kind {
+            LegKind::WhatsApp => self.whatsapp += n,
+            LegKind::Browser => self.browser += n,
+        }
+    }
+}
+
 /// Engine-wide counters, kept as plain integers and read by whoever flushes metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -180,6 +225,16 @@ pub struct Counters {
     pub datagrams_malformed: u64,
     /// RTP packets written to an outgoing stream from another leg.
     pub rtp_forwarded: u64,
+    /// Of those, by the kind of leg they were sent on.
+    pub forwarded_packets: ByLeg,
+    /// Their RTP payload bytes, by the kind of leg they were sent on.
+    pub forwarded_bytes: ByLeg,
+    /// Legs failed because ICE and DTLS did not complete in time, by kind.
+    pub failed_connect_timeout: ByLeg,
+    /// Legs failed because nothing authenticated arrived within the idle timeout, by kind.
+    pub failed_silent: ByLeg,
+    /// Legs failed because str0m failed or panicked on them, by kind.
+    pub failed_internal: ByLeg,
     /// Silence packets written by the pacer.
     pub silence_sent: u64,
     /// Hold-audio packets written by the pacer.
@@ -488,6 +543,8 @@ impl Engine {
                     dtmf: None,
                     dtmf_pause: 0,
                     hold: None,
+                    announce_start: false,
+                    announce_source: false,
                 });
             }
         }
@@ -629,6 +686,9 @@ impl Engine {
             .get_mut(stream.index as usize)
             .ok_or(MediaError::UnknownStream { stream })?;
         let old = std::mem::replace(&mut out.source, source);
+        if old != source {
+            out.announce_source = source.is_some();
+        }
         if source.is_none() {
             // Silence takes over at the next tick rather than after the source-gap grace.
             out.last_source_at = None;
@@ -692,6 +752,7 @@ impl Engine {
         for (i, out) in l.outs.iter_mut().enumerate() {
             if !out.started {
                 out.started = true;
+                out.announce_start = true;
                 self.paced.push(StreamId {
                     leg,
                     index: i as u8,
@@ -1018,7 +1079,12 @@ impl Engine {
                     .or(s.rtt)
                     .or(leg.stats.rtt);
                 let stats = leg.stats.clone();
-                self.emit(MediaEvent::Stats { leg: id, stats });
+                let kind = leg.kind;
+                self.emit(MediaEvent::Stats {
+                    leg: id,
+                    kind,
+                    stats,
+                });
             }
             Event::MediaIngressStats(s) => {
                 leg.stats.packets_rx = s.packets;
@@ -1138,14 +1204,31 @@ impl Engine {
             out.last_source_at = Some(now);
         }
         let ssrc = out.ssrc;
+        let first = std::mem::take(&mut out.announce_start);
+        let from_source = std::mem::take(&mut out.announce_source);
+        let kind_out = leg.kind;
         let mut api = leg.rtc.direct_api();
         let Some(tx) = api.stream_tx(&ssrc) else {
             return;
         };
+        let bytes = pkt.payload.len() as u64;
         tx.write_rtp(
             RtpWrite::new(pt, seq.into(), ts, now, pkt.payload.clone()).marker(pkt.header.marker),
         );
         self.counters.rtp_forwarded += 1;
+        self.counters.forwarded_packets.add(kind_out, 1);
+        self.counters.forwarded_bytes.add(kind_out, bytes);
+        if first {
+            self.emit(MediaEvent::FirstPacket { stream: dst });
+        }
+        if from_source {
+            if let Producer::Leg { leg: source, .. } = producer {
+                self.emit(MediaEvent::SourceFlowing {
+                    stream: dst,
+                    source,
+                });
+            }
+        }
         self.drain(now, dst.leg);
     }
 
@@ -1176,8 +1259,12 @@ impl Engine {
             }
             let ssrc = out.ssrc;
             if let Some((packet, _)) = packet {
+                let first = std::mem::take(&mut out.announce_start);
                 if let Some(tx) = leg.rtc.direct_api().stream_tx(&ssrc) {
                     tx.write_rtp(packet);
+                }
+                if first {
+                    self.emit(MediaEvent::FirstPacket { stream: sid });
                 }
                 self.drain(now, sid.leg);
             }
@@ -1195,8 +1282,7 @@ impl Engine {
     /// and counted (a peer flooding key presses must not grow memory); lifecycle events are
     /// always kept, being at most three per leg.
     fn emit(&mut self, event: MediaEvent) {
-        let droppable = matches!(event, MediaEvent::Stats { .. } | MediaEvent::Dtmf { .. });
-        if droppable && self.events.len() >= self.cfg.limits.max_pending_events {
+        if event.is_droppable() && self.events.len() >= self.cfg.limits.max_pending_events {
             self.counters.events_dropped += 1;
             return;
         }
@@ -1212,6 +1298,12 @@ impl Engine {
         if let Some(leg) = self.legs.get_mut(id) {
             leg.rtc.disconnect();
             warn!(leg = %id, kind = leg.kind.name(), ?reason, "leg failed");
+            let by_kind = match reason {
+                FailReason::ConnectTimeout => &mut self.counters.failed_connect_timeout,
+                FailReason::Silent => &mut self.counters.failed_silent,
+                FailReason::Internal => &mut self.counters.failed_internal,
+            };
+            by_kind.add(leg.kind, 1);
         }
         self.remove(id);
         self.events

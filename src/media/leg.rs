@@ -25,7 +25,8 @@ pub enum LegKind {
 }
 
 impl LegKind {
-    pub(crate) fn name(self) -> &'static str {
+    /// The name metrics and logs use.
+    pub fn name(self) -> &'static str {
         match self {
             LegKind::WhatsApp => "whatsapp",
             LegKind::Browser => "browser",
@@ -72,6 +73,10 @@ pub(crate) struct OutStream {
     pub dtmf_pause: u8,
     /// Hold audio in place of the source: the position of the next hold packet.
     pub hold: Option<usize>,
+    /// The next packet is the stream's first since it started: report it (set-up latency).
+    pub announce_start: bool,
+    /// The next packet forwarded from `source` is its first since the route changed: report it.
+    pub announce_source: bool,
 }
 
 /// A source that has delivered nothing for this long is replaced by silence on paced streams:

@@ -38,7 +38,8 @@ mod sdp;
 
 pub use driver::{Bind, DriverCounters, EngineHandle, MediaDriver, Ports};
 pub use engine::{
-    Answer, Counters, Engine, EngineConfig, FailReason, Limits, MediaEvent, Transmit, OPUS_SILENCE,
+    Answer, ByLeg, Counters, Engine, EngineConfig, FailReason, Limits, MediaEvent, Transmit,
+    OPUS_SILENCE,
 };
 pub use error::MediaError;
 pub use leg::{LegKind, LegStats};

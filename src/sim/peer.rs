@@ -294,11 +294,138 @@ impl Transport {
 
 /// A peer that has made its offer and waits for the answer.
 pub struct PendingPeer {
-    rtc: Rtc,
+    offered: Offered,
     transport: Transport,
     local_addr: SocketAddr,
-    offer: String,
+}
+
+/// A peer's `Rtc` with its offer made, before the answer: the sans-IO half of a simulated peer,
+/// which the load generator drives in its own loop.
+pub struct Offered {
+    /// The peer's str0m instance.
+    pub rtc: Rtc,
+    /// The SDP offer to hand to switchboard.
+    pub offer: String,
     pending: Pending,
+}
+
+/// A peer whose answer is applied: ICE and DTLS start with the next datagrams.
+pub struct Accepted {
+    /// The peer's str0m instance.
+    pub rtc: Rtc,
+    /// The SSRC it sends audio on (its first stream).
+    pub tx_ssrc: Ssrc,
+    /// Switchboard's candidate addresses from the answer (Meta-shaped peers only).
+    pub remote: Vec<SocketAddr>,
+}
+
+impl Offered {
+    /// A Meta-shaped peer at `local_addr`: ICE-lite, offering Meta's SDP with these ICE
+    /// credentials.
+    pub fn meta(local_addr: SocketAddr, creds: str0m::IceCreds) -> Result<Offered, PeerError> {
+        let mut cfg = RtcConfig::new()
+            .clear_codecs()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .set_local_ice_credentials(creds.clone());
+        codecs(&mut cfg);
+        let mut rtc = cfg.build(Instant::now());
+        let candidate = Candidate::host(local_addr, "udp")
+            .map_err(|e| PeerError::Answer(format!("candidate: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let fingerprint = rtc.direct_api().local_dtls_fingerprint().to_string();
+        let offer = meta_offer_text(local_addr, &creds.ufrag, &creds.pass, &fingerprint);
+        Ok(Offered {
+            rtc,
+            offer,
+            pending: Pending::Meta,
+        })
+    }
+
+    /// A browser-shaped peer at `local_addr`: full ICE, offering `streams` sendrecv audio
+    /// m-lines.
+    pub fn browser(local_addr: SocketAddr, streams: usize) -> Result<Offered, PeerError> {
+        let mut cfg = RtcConfig::new().clear_codecs().set_rtp_mode(true);
+        codecs(&mut cfg);
+        let mut rtc = cfg.build(Instant::now());
+        let candidate = Candidate::host(local_addr, "udp")
+            .map_err(|e| PeerError::Answer(format!("candidate: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let mut api = rtc.sdp_api();
+        for _ in 0..streams.max(1) {
+            api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        }
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| PeerError::Answer("no offer produced".into()))?;
+        Ok(Offered {
+            rtc,
+            offer: offer.to_sdp_string(),
+            pending: Pending::Browser { pending },
+        })
+    }
+
+    /// Applies switchboard's answer.
+    pub fn accept(mut self, answer: &str) -> Result<Accepted, PeerError> {
+        let tx_ssrc;
+        let mut remote = vec![];
+        match self.pending {
+            Pending::Meta => {
+                let a = AnswerLines::parse(answer)?;
+                let mut api = self.rtc.direct_api();
+                api.set_remote_ice_credentials(str0m::IceCreds {
+                    ufrag: a.ufrag.clone(),
+                    pass: a.pwd.clone(),
+                });
+                let fp = a
+                    .fingerprint
+                    .parse()
+                    .map_err(|_| PeerError::Answer("fingerprint does not parse".into()))?;
+                api.set_remote_fingerprint(fp);
+                api.set_ice_controlling(false);
+                // The answer's role decides ours; Meta requires `active` from the business.
+                match a.setup.as_str() {
+                    "active" => api.start_dtls(false)?,
+                    "passive" => api.start_dtls(true)?,
+                    other => return Err(PeerError::Answer(format!("a=setup:{other}"))),
+                }
+                let mid = Mid::from("audio");
+                api.declare_media(mid, MediaKind::Audio);
+                api.declare_stream_tx(META_SSRC.into(), None, mid, None);
+                if let Some(ssrc) = a.ssrc {
+                    api.expect_stream_rx(ssrc.into(), None, mid, None);
+                }
+                tx_ssrc = Ssrc::from(META_SSRC);
+                for c in &a.candidates {
+                    let c = Candidate::from_sdp_string(c)
+                        .map_err(|e| PeerError::Answer(format!("candidate {c}: {e}")))?;
+                    remote.push(c.addr());
+                    self.rtc.add_remote_candidate(c);
+                }
+            }
+            Pending::Browser { pending } => {
+                let answer = SdpAnswer::from_sdp_string(answer)
+                    .map_err(|e| PeerError::Answer(e.to_string()))?;
+                self.rtc.sdp_api().accept_answer(pending, answer)?;
+                let mid = Sdp::parse(&self.offer)
+                    .media()
+                    .find_map(|m| m.value("mid"))
+                    .map(Mid::from)
+                    .ok_or_else(|| PeerError::Answer("no mid".into()))?;
+                tx_ssrc = self
+                    .rtc
+                    .direct_api()
+                    .stream_tx_by_mid(mid, None)
+                    .map(|s| s.ssrc())
+                    .ok_or_else(|| PeerError::Answer("no send stream".into()))?;
+            }
+        }
+        Ok(Accepted {
+            rtc: self.rtc,
+            tx_ssrc,
+            remote,
+        })
+    }
 }
 
 /// Opus on 111 and telephone-event/8000 on 126: what Meta offers and browsers send.
@@ -328,7 +455,7 @@ pub(crate) fn codecs(cfg: &mut RtcConfig) {
 impl PendingPeer {
     /// The SDP offer to hand to switchboard.
     pub fn offer(&self) -> &str {
-        &self.offer
+        &self.offered.offer
     }
 
     /// The peer's UDP address.
@@ -340,7 +467,11 @@ impl PendingPeer {
     pub async fn meta(ip: IpAddr) -> Result<PendingPeer, PeerError> {
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let local_addr = socket.local_addr()?;
-        Self::meta_on(Transport::Own(socket), local_addr, str0m::IceCreds::new())
+        Ok(PendingPeer {
+            offered: Offered::meta(local_addr, str0m::IceCreds::new())?,
+            transport: Transport::Own(socket),
+            local_addr,
+        })
     }
 
     /// A Meta-shaped peer on a shared relay socket: its candidate is the relay's address, like
@@ -354,32 +485,10 @@ impl PendingPeer {
             inbox_tx,
             inbox: Some(inbox),
         };
-        Self::meta_on(transport, relay.local_addr(), creds)
-    }
-
-    fn meta_on(
-        transport: Transport,
-        local_addr: SocketAddr,
-        creds: str0m::IceCreds,
-    ) -> Result<PendingPeer, PeerError> {
-        let mut cfg = RtcConfig::new()
-            .clear_codecs()
-            .set_ice_lite(true)
-            .set_rtp_mode(true)
-            .set_local_ice_credentials(creds.clone());
-        codecs(&mut cfg);
-        let mut rtc = cfg.build(Instant::now());
-        let candidate = Candidate::host(local_addr, "udp")
-            .map_err(|e| PeerError::Answer(format!("candidate: {e}")))?;
-        rtc.add_local_candidate(candidate);
-        let fingerprint = rtc.direct_api().local_dtls_fingerprint().to_string();
-        let offer = meta_offer_text(local_addr, &creds.ufrag, &creds.pass, &fingerprint);
         Ok(PendingPeer {
-            rtc,
+            offered: Offered::meta(relay.local_addr(), creds)?,
             transport,
-            local_addr,
-            offer,
-            pending: Pending::Meta,
+            local_addr: relay.local_addr(),
         })
     }
 
@@ -387,93 +496,30 @@ impl PendingPeer {
     pub async fn browser(ip: IpAddr, streams: usize) -> Result<PendingPeer, PeerError> {
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let local_addr = socket.local_addr()?;
-        let mut cfg = RtcConfig::new().clear_codecs().set_rtp_mode(true);
-        codecs(&mut cfg);
-        let mut rtc = cfg.build(Instant::now());
-        let candidate = Candidate::host(local_addr, "udp")
-            .map_err(|e| PeerError::Answer(format!("candidate: {e}")))?;
-        rtc.add_local_candidate(candidate);
-        let mut api = rtc.sdp_api();
-        for _ in 0..streams.max(1) {
-            api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
-        }
-        let (offer, pending) = api
-            .apply()
-            .ok_or_else(|| PeerError::Answer("no offer produced".into()))?;
         Ok(PendingPeer {
-            rtc,
+            offered: Offered::browser(local_addr, streams)?,
             transport: Transport::Own(socket),
             local_addr,
-            offer: offer.to_sdp_string(),
-            pending: Pending::Browser { pending },
         })
     }
 
     /// Applies switchboard's answer and starts the peer.
-    pub fn connect(mut self, answer: &str) -> Result<Peer, PeerError> {
-        let tx_ssrc;
-        match self.pending {
-            Pending::Meta => {
-                let a = AnswerLines::parse(answer)?;
-                let mut api = self.rtc.direct_api();
-                api.set_remote_ice_credentials(str0m::IceCreds {
-                    ufrag: a.ufrag.clone(),
-                    pass: a.pwd.clone(),
-                });
-                let fp = a
-                    .fingerprint
-                    .parse()
-                    .map_err(|_| PeerError::Answer("fingerprint does not parse".into()))?;
-                api.set_remote_fingerprint(fp);
-                api.set_ice_controlling(false);
-                // The answer's role decides ours; Meta requires `active` from the business.
-                match a.setup.as_str() {
-                    "active" => api.start_dtls(false)?,
-                    "passive" => api.start_dtls(true)?,
-                    other => return Err(PeerError::Answer(format!("a=setup:{other}"))),
-                }
-                let mid = Mid::from("audio");
-                api.declare_media(mid, MediaKind::Audio);
-                api.declare_stream_tx(META_SSRC.into(), None, mid, None);
-                if let Some(ssrc) = a.ssrc {
-                    api.expect_stream_rx(ssrc.into(), None, mid, None);
-                }
-                tx_ssrc = Ssrc::from(META_SSRC);
-                let mut remote = vec![];
-                for c in &a.candidates {
-                    let c = Candidate::from_sdp_string(c)
-                        .map_err(|e| PeerError::Answer(format!("candidate {c}: {e}")))?;
-                    remote.push(c.addr());
-                    self.rtc.add_remote_candidate(c);
-                }
-                if let Transport::Relay {
-                    relay, inbox_tx, ..
-                } = &self.transport
-                {
-                    relay.file(&remote, inbox_tx);
-                }
-            }
-            Pending::Browser { pending } => {
-                let answer = SdpAnswer::from_sdp_string(answer)
-                    .map_err(|e| PeerError::Answer(e.to_string()))?;
-                self.rtc.sdp_api().accept_answer(pending, answer)?;
-                let mid = Sdp::parse(&self.offer)
-                    .media()
-                    .find_map(|m| m.value("mid"))
-                    .map(Mid::from)
-                    .ok_or_else(|| PeerError::Answer("no mid".into()))?;
-                tx_ssrc = self
-                    .rtc
-                    .direct_api()
-                    .stream_tx_by_mid(mid, None)
-                    .map(|s| s.ssrc())
-                    .ok_or_else(|| PeerError::Answer("no send stream".into()))?;
-            }
+    pub fn connect(self, answer: &str) -> Result<Peer, PeerError> {
+        let Accepted {
+            rtc,
+            tx_ssrc,
+            remote,
+        } = self.offered.accept(answer)?;
+        if let Transport::Relay {
+            relay, inbox_tx, ..
+        } = &self.transport
+        {
+            relay.file(&remote, inbox_tx);
         }
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (status_tx, status_rx) = watch::channel(Status::default());
         let state = PeerTask {
-            rtc: self.rtc,
+            rtc,
             transport: self.transport,
             local_addr: self.local_addr,
             tx_ssrc,

@@ -24,6 +24,7 @@ use super::model::{
 };
 use crate::config::Secret;
 use crate::ids::WaCallId;
+use crate::ops::names;
 
 /// A failed Graph call.
 #[derive(Debug, thiserror::Error)]
@@ -388,6 +389,7 @@ impl GraphClient {
                 Ok(id)
             }
             None => {
+                count_unconfirmed(&CallAction::Connect);
                 let e = GraphError::Unconfirmed {
                     action: CallAction::Connect,
                     call_id: None,
@@ -410,6 +412,7 @@ impl GraphClient {
             debug!(%action, "graph action succeeded");
             Ok(())
         } else {
+            count_unconfirmed(&action);
             let e = GraphError::Unconfirmed {
                 action: action.clone(),
                 call_id: Some(call_id.clone()),
@@ -451,7 +454,36 @@ impl GraphClient {
         }
     }
 
+    /// One request, timed and counted by action and outcome.
     async fn post_once(
+        &self,
+        action: &CallAction,
+        call_id: Option<&WaCallId>,
+        body: &CallRequest,
+    ) -> Result<CallResponse, GraphError> {
+        let started = std::time::Instant::now();
+        let result = self.send_once(action, call_id, body).await;
+        let label = known_action(action);
+        metrics::histogram!(names::GRAPH_DURATION, "action" => label)
+            .record(started.elapsed().as_secs_f64());
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(names::GRAPH_REQUESTS, "action" => label, "outcome" => outcome)
+            .increment(1);
+        if let Err(e) = &result {
+            let code = match e {
+                GraphError::Api { code, .. } => names::meta_code_label(*code),
+                GraphError::Http { .. } => "http",
+                GraphError::Network { .. } => "network",
+                GraphError::Timeout { .. } => "timeout",
+                GraphError::Decode { .. } => "decode",
+                _ => "other",
+            };
+            metrics::counter!(names::GRAPH_ERRORS, "action" => label, "code" => code).increment(1);
+        }
+        result
+    }
+
+    async fn send_once(
         &self,
         action: &CallAction,
         call_id: Option<&WaCallId>,
@@ -511,6 +543,23 @@ impl GraphClient {
                 status: status.as_u16(),
             }),
         }
+    }
+}
+
+fn count_unconfirmed(action: &CallAction) {
+    metrics::counter!(names::GRAPH_ERRORS, "action" => known_action(action), "code" => "unconfirmed")
+        .increment(1);
+}
+
+/// The action as a metric label (only our own actions are sent; the set stays bounded).
+fn known_action(action: &CallAction) -> &'static str {
+    match action {
+        CallAction::PreAccept => "pre_accept",
+        CallAction::Accept => "accept",
+        CallAction::Reject => "reject",
+        CallAction::Terminate => "terminate",
+        CallAction::Connect => "connect",
+        CallAction::Other(_) => "other",
     }
 }
 

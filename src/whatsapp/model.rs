@@ -663,3 +663,80 @@ mod tests {
         assert_eq!(e.error.is_transient, Some(false));
     }
 }
+
+/// The field of Meta's account notices (quality warnings and restrictions, §9).
+pub const FIELD_ACCOUNT_UPDATE: &str = "account_update";
+
+/// The envelope of a webhook read only for its `account_update` changes: values stay raw JSON
+/// until the field says what they are.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccountEnvelope {
+    /// Must be [`OBJECT_WABA`].
+    pub object: String,
+    /// One element per WhatsApp Business Account.
+    #[serde(default)]
+    pub entry: Vec<AccountEntry>,
+}
+
+/// `entry[]`, for account notices.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccountEntry {
+    /// The changes.
+    #[serde(default)]
+    pub changes: Vec<RawChange>,
+}
+
+/// `changes[]` with the value unread.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawChange {
+    /// The subscribed field.
+    #[serde(default)]
+    pub field: String,
+    /// The value, as received.
+    #[serde(default)]
+    pub value: serde_json::Value,
+}
+
+/// `changes[].value` of an `account_update` change.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct AccountUpdate {
+    /// The business number concerned.
+    #[serde(default)]
+    pub phone_number: Option<String>,
+    /// `ACCOUNT_VIOLATION`, `ACCOUNT_RESTRICTION`, … (other account events exist too).
+    #[serde(default)]
+    pub event: Option<String>,
+    /// A warning's detail.
+    #[serde(default)]
+    pub violation_info: Option<ViolationInfo>,
+    /// A restriction's details.
+    #[serde(default)]
+    pub restriction_info: Vec<RestrictionInfo>,
+}
+
+/// `violation_info`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct ViolationInfo {
+    /// `LOW_CALLING_QUALITY`, `USER_INITIATED_CALLS_LOW_PICKUP_RATE`, …
+    #[serde(default)]
+    pub violation_type: Option<String>,
+}
+
+/// `restriction_info[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct RestrictionInfo {
+    /// `RESTRICTED_USER_INITIATED_CALLING_CALL_BUTTON_HIDDEN`, …
+    #[serde(default)]
+    pub restriction_type: Option<String>,
+    /// When it lifts (Unix seconds), if Meta says.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub expiration: Option<u64>,
+}
+
+/// A phone number for a log line: only its last four digits, the rest masked.
+pub fn mask_number(number: &str) -> String {
+    let digits: Vec<char> = number.chars().filter(char::is_ascii_digit).collect();
+    let keep = digits.len().min(4).min(digits.len().saturating_sub(2));
+    let shown: String = digits[digits.len() - keep..].iter().collect();
+    format!("{}{shown}", "*".repeat(digits.len() - keep))
+}

@@ -38,6 +38,7 @@ use super::model::{
 };
 use crate::config::Secret;
 use crate::ids::WaCallId;
+use crate::ops::names;
 
 /// The path of both webhook routes.
 pub const WEBHOOK_PATH: &str = "/webhooks/whatsapp";
@@ -154,6 +155,9 @@ pub enum WaEvent {
         deeplink_payload: Option<String>,
         /// Call-button `payload`, for routing.
         cta_payload: Option<String>,
+        /// When switchboard received the webhook carrying it (set by the processor; `None`
+        /// from [`parse_webhook`]).
+        received_at: Option<Instant>,
     },
     /// The user picked up our call: Meta's SDP answer (business-initiated connect).
     CallAnswered {
@@ -274,6 +278,92 @@ pub fn parse_detailed(body: &[u8]) -> Result<(Vec<WaEvent>, Vec<WebhookError>), 
     Ok((events, skipped))
 }
 
+/// A calling-quality notice from Meta's `account_update` webhook (§9): a warning (low quality,
+/// low pickup rate) or a restriction (calling paused, the call button hidden).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QualityEvent {
+    /// The business number concerned.
+    pub phone_number: Option<String>,
+    /// `ACCOUNT_VIOLATION`, `ACCOUNT_RESTRICTION`, …
+    pub event: String,
+    /// The violation or restriction type.
+    pub kind: String,
+    /// When a restriction lifts (Unix seconds), if Meta says.
+    pub expiration: Option<u64>,
+}
+
+/// The `account_update` notices in an (authenticated) webhook body. Bodies without one cost a
+/// substring search; unreadable ones give nothing (they are not calls, and are logged).
+pub fn parse_quality_events(body: &[u8]) -> Vec<QualityEvent> {
+    let field = model::FIELD_ACCOUNT_UPDATE.as_bytes();
+    if !body.windows(field.len()).any(|w| w == field) {
+        return vec![];
+    }
+    let env: model::AccountEnvelope = match serde_json::from_slice(body) {
+        Ok(e) => e,
+        Err(_) => return vec![],
+    };
+    if env.object != model::OBJECT_WABA {
+        return vec![];
+    }
+    let mut out = vec![];
+    for change in env.entry.iter().flat_map(|e| &e.changes) {
+        if change.field != model::FIELD_ACCOUNT_UPDATE {
+            continue;
+        }
+        let update: model::AccountUpdate = match serde_json::from_value(change.value.clone()) {
+            Ok(u) => u,
+            Err(e) => {
+                warn!(error = %e, "account_update change unreadable; skipped");
+                continue;
+            }
+        };
+        let event = update.event.clone().unwrap_or_default();
+        let mut kinds: Vec<(String, Option<u64>)> = update
+            .restriction_info
+            .iter()
+            .filter_map(|r| r.restriction_type.clone().map(|t| (t, r.expiration)))
+            .collect();
+        if kinds.is_empty() {
+            if let Some(t) = update
+                .violation_info
+                .as_ref()
+                .and_then(|v| v.violation_type.clone())
+            {
+                kinds.push((t, None));
+            }
+        }
+        for (kind, expiration) in kinds {
+            out.push(QualityEvent {
+                phone_number: update.phone_number.clone(),
+                event: event.clone(),
+                kind,
+                expiration,
+            });
+        }
+    }
+    out
+}
+
+/// Counts and logs Meta's calling-quality notices: operators must see them, since a low pickup
+/// rate ends with the business's call button hidden (§9).
+fn quality_events(body: &[u8]) {
+    for q in parse_quality_events(body) {
+        let event = names::quality_event_label(&q.event);
+        let kind = names::quality_type_label(&q.kind);
+        metrics::counter!(names::META_QUALITY_EVENTS, "event" => event, "type" => kind)
+            .increment(1);
+        let number = q.phone_number.as_deref().map(model::mask_number);
+        warn!(
+            event = %q.event,
+            kind = %q.kind,
+            number = ?number,
+            expiration = ?q.expiration,
+            "Meta calling-quality notice (account_update): unanswered calls cost the call button"
+        );
+    }
+}
+
 fn errors_of(list: &[Lenient<model::WebhookErrorObject>]) -> Vec<WaErrorInfo> {
     list.iter()
         .filter_map(Lenient::valid)
@@ -382,6 +472,7 @@ fn connect_event(
                 timestamp: c.timestamp,
                 deeplink_payload: c.deeplink_payload.clone(),
                 cta_payload: c.cta_payload.clone(),
+                received_at: None,
             })
         }
         Some(SdpType::Answer) => Ok(WaEvent::CallAnswered {
@@ -460,6 +551,47 @@ pub enum DedupKey {
     },
 }
 
+/// What [`Dedup::check`] makes of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Not seen before: forward it.
+    New,
+    /// Seen already (Meta redelivers when we answer slowly).
+    Duplicate,
+    /// A connect whose call was already seen terminated (§9: terminate can overtake connect).
+    Late,
+}
+
+/// `switchboard_webhooks_total` outcomes: what became of each request.
+pub const WEBHOOK_OUTCOMES: &[&str] = &[
+    "accepted",
+    "missing_signature",
+    "bad_signature",
+    "verification_refused",
+    "queue_full",
+];
+
+/// `switchboard_webhook_events_total` outcomes: what became of each call event in an
+/// authenticated body (`stale`: a connect that came after its call's terminate;
+/// `unusable_body`: a body that could not be read at all).
+pub const EVENT_OUTCOMES: &[&str] = &[
+    "forwarded",
+    "duplicate",
+    "stale",
+    "skipped",
+    "unusable_body",
+];
+
+fn count_request(outcome: &'static str) {
+    metrics::counter!(names::WEBHOOKS, "outcome" => outcome).increment(1);
+}
+
+fn count_events(outcome: &'static str, n: u64) {
+    if n > 0 {
+        metrics::counter!(names::WEBHOOK_EVENTS, "outcome" => outcome).increment(n);
+    }
+}
+
 /// Remembers which events were delivered, to drop Meta's redeliveries. Sans-IO: time is passed
 /// in. Memory is bounded: entries are forgotten after `ttl`, and beyond `capacity` the oldest are
 /// evicted first.
@@ -485,9 +617,15 @@ impl Dedup {
     /// True if the event with `key` is new and should be forwarded; false for a duplicate, or
     /// for a connect of a call already seen terminated.
     pub fn admit(&mut self, now: Instant, key: DedupKey) -> bool {
+        self.check(now, key) == Admission::New
+    }
+
+    /// Like [`Dedup::admit`], telling a redelivery from a connect that came after its call's
+    /// terminate.
+    pub fn check(&mut self, now: Instant, key: DedupKey) -> Admission {
         self.expire(now);
         if self.seen.contains_key(&key) {
-            return false;
+            return Admission::Duplicate;
         }
         if let DedupKey::Call {
             call_id,
@@ -499,7 +637,7 @@ impl Dedup {
                 event: CallEventKind::Terminate,
             };
             if self.seen.contains_key(&terminated) {
-                return false;
+                return Admission::Late;
             }
         }
         self.seen.insert(key.clone(), now);
@@ -507,7 +645,7 @@ impl Dedup {
         while self.order.len() > self.capacity {
             self.pop_oldest();
         }
-        true
+        Admission::New
     }
 
     /// How many keys are remembered.
@@ -668,7 +806,7 @@ pub struct WebhookStats {
 struct Shared {
     app_secret: Secret,
     verify_token: Secret,
-    queue: mpsc::Sender<Bytes>,
+    queue: mpsc::Sender<(Instant, Bytes)>,
     body_limit: usize,
     refused: AtomicU64,
     refusals: Arc<Refusals>,
@@ -804,12 +942,17 @@ impl WebhookState {
     /// Counts a refused request and logs it, folded with the others (see [`RefusalLog`]).
     fn refuse(&self, reason: WebhookError) {
         self.shared.refused.fetch_add(1, Ordering::Relaxed);
+        count_request(match reason {
+            WebhookError::MissingSignature => "missing_signature",
+            WebhookError::VerificationRefused => "verification_refused",
+            _ => "bad_signature",
+        });
         self.shared.refusals.handle_refusal(reason);
     }
 }
 
 async fn process(
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<(Instant, Bytes)>,
     mut stop: oneshot::Receiver<()>,
     out: mpsc::Sender<WaEvent>,
     mut dedup: Dedup,
@@ -822,7 +965,7 @@ async fn process(
 }
 
 async fn process_bodies(
-    rx: &mut mpsc::Receiver<Bytes>,
+    rx: &mut mpsc::Receiver<(Instant, Bytes)>,
     stop: &mut oneshot::Receiver<()>,
     out: &mpsc::Sender<WaEvent>,
     dedup: &mut Dedup,
@@ -851,34 +994,52 @@ async fn process_bodies(
                 body = rx.recv() => body,
             }
         };
-        let Some(body) = body else { break };
+        let Some((received, body)) = body else { break };
         stats.bodies += 1;
+        quality_events(&body);
         let (events, skipped) = match parse_detailed(&body) {
             Ok(parsed) => parsed,
             Err(e) => {
                 stats.invalid_bodies += 1;
+                count_events("unusable_body", 1);
                 warn!(error = %e, bytes = body.len(), "authenticated webhook body unusable");
                 continue;
             }
         };
+        count_events("skipped", skipped.len() as u64);
         for e in skipped {
             stats.skipped += 1;
             warn!(error = %e, "webhook call skipped");
         }
-        for event in events {
+        for mut event in events {
+            if let WaEvent::CallOffered { received_at, .. } = &mut event {
+                *received_at = Some(received);
+            }
             let span = info_span!("wa_call", call_id = %event.call_id());
-            let admitted = {
+            let admission = {
                 let _enter = span.enter();
-                let admitted = dedup.admit(Instant::now(), event.dedup_key());
-                if admitted {
-                    log_event(&event);
-                } else {
-                    debug!(key = ?event.dedup_key(), "duplicate or late webhook event dropped");
+                let admission = dedup.check(Instant::now(), event.dedup_key());
+                match admission {
+                    Admission::New => log_event(&event),
+                    Admission::Duplicate => {
+                        debug!(key = ?event.dedup_key(), "duplicate webhook event dropped")
+                    }
+                    Admission::Late => {
+                        info!(key = ?event.dedup_key(), "connect after its terminate dropped")
+                    }
                 }
-                admitted
+                admission
             };
-            if !admitted {
+            if admission != Admission::New {
                 stats.duplicates += 1;
+                count_events(
+                    if admission == Admission::Late {
+                        "stale"
+                    } else {
+                        "duplicate"
+                    },
+                    1,
+                );
                 continue;
             }
             if out.send(event).await.is_err() {
@@ -886,6 +1047,7 @@ async fn process_bodies(
                 return stats;
             }
             stats.forwarded += 1;
+            count_events("forwarded", 1);
         }
     }
     stats
@@ -976,13 +1138,18 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         state.refuse(e);
         return StatusCode::UNAUTHORIZED;
     }
-    match state.shared.queue.try_send(body) {
-        Ok(()) => StatusCode::OK,
+    match state.shared.queue.try_send((Instant::now(), body)) {
+        Ok(()) => {
+            count_request("accepted");
+            StatusCode::OK
+        }
         Err(mpsc::error::TrySendError::Full(_)) => {
+            count_request("queue_full");
             warn!("webhook queue full; answering 503 so Meta retries");
             StatusCode::SERVICE_UNAVAILABLE
         }
         Err(mpsc::error::TrySendError::Closed(_)) => {
+            count_request("queue_full");
             warn!("webhook processor stopped; answering 503");
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -1191,6 +1358,7 @@ mod tests {
                 timestamp: Some(UnixTime(5)),
                 deeplink_payload: None,
                 cta_payload: Some("sales".into()),
+                received_at: None,
             }]
         );
     }
@@ -1284,5 +1452,65 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn account_update(value: &str) -> String {
+        format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"0","time":1641848059,
+            "changes":[{{"field":"account_update","value":{value}}}]}}]}}"#
+        )
+    }
+
+    #[test]
+    fn account_update_quality_notices_are_read_in_metas_shapes() {
+        // Meta's warning and enforcement samples for low pickup rates (§9).
+        let warning = account_update(
+            r#"{"phone_number":"16505552771","event":"ACCOUNT_VIOLATION",
+            "violation_info":{"violation_type":"USER_INITIATED_CALLS_LOW_PICKUP_RATE",
+            "remediation":"Please identify and address the cause"}}"#,
+        );
+        assert_eq!(
+            parse_quality_events(warning.as_bytes()),
+            vec![QualityEvent {
+                phone_number: Some("16505552771".into()),
+                event: "ACCOUNT_VIOLATION".into(),
+                kind: "USER_INITIATED_CALLS_LOW_PICKUP_RATE".into(),
+                expiration: None,
+            }]
+        );
+        let hidden = account_update(
+            r#"{"phone_number":"16505552771","event":"ACCOUNT_RESTRICTION",
+            "restriction_info":[{"restriction_type":
+            "RESTRICTED_USER_INITIATED_CALLING_CALL_BUTTON_HIDDEN","remediation":"..."}]}"#,
+        );
+        let q = parse_quality_events(hidden.as_bytes());
+        assert_eq!(q.len(), 1);
+        assert_eq!(
+            q[0].kind,
+            "RESTRICTED_USER_INITIATED_CALLING_CALL_BUTTON_HIDDEN"
+        );
+        // The 7-day pause names both the violation and the restriction: the restriction counts.
+        let paused = account_update(
+            r#"{"phone_number":"PN","event":"ACCOUNT_RESTRICTION",
+            "violation_info":{"violation_type":"LOW_CALLING_QUALITY"},
+            "restriction_info":[{"restriction_type":
+            "RESTRICTED_BIZ_INITIATED_AND_USER_INITIATED_CALLING","expiration":1641848057}]}"#,
+        );
+        let q = parse_quality_events(paused.as_bytes());
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].expiration, Some(1641848057));
+        // Calls bodies, other objects and odd values give nothing and never fail.
+        assert!(parse_quality_events(envelope("[]").as_bytes()).is_empty());
+        assert!(parse_quality_events(b"{\"object\":\"page\",\"account_update\":1}").is_empty());
+        assert!(parse_quality_events(account_update("[1,2]").as_bytes()).is_empty());
+        assert!(parse_quality_events(b"account_update").is_empty());
+    }
+
+    #[test]
+    fn phone_numbers_are_masked_for_logs() {
+        assert_eq!(model::mask_number("16505552771"), "*******2771");
+        assert_eq!(model::mask_number("+1 650 555"), "***0555");
+        assert_eq!(model::mask_number("12345"), "**345");
+        assert_eq!(model::mask_number(""), "");
     }
 }

@@ -346,11 +346,50 @@ impl Simulator {
         contact: Option<Contact>,
         errors: Vec<WebhookErrorObject>,
     ) -> Vec<u8> {
+        envelope(&self.cfg, call, contact, errors)
+    }
+}
+
+/// The body of Meta's user-initiated `connect` webhook for `call_id` from `from` (shown as
+/// `name`) with `offer` (reference §3.1), unsigned.
+pub fn connect_webhook(
+    cfg: &SimulatorConfig,
+    call_id: &WaCallId,
+    from: &str,
+    name: &str,
+    offer: &str,
+) -> Vec<u8> {
+    let connect = Call {
+        from: Some(from.to_owned()),
+        to: Some(cfg.display_phone_number.clone()),
+        timestamp: Some(UnixTime(unix_now())),
+        direction: Some(CallDirection::UserInitiated),
+        session: Some(Session::new(SdpType::Offer, offer)),
+        ..Call::new(call_id.clone(), CallEventKind::Connect)
+    };
+    let contact = Contact {
+        profile: Some(Profile {
+            name: Some(name.to_owned()),
+        }),
+        wa_id: Some(from.to_owned()),
+        user_id: None,
+    };
+    envelope(cfg, connect, Some(contact), vec![])
+}
+
+/// A `calls` webhook body around one call event.
+fn envelope(
+    cfg: &SimulatorConfig,
+    call: Call,
+    contact: Option<Contact>,
+    errors: Vec<WebhookErrorObject>,
+) -> Vec<u8> {
+    {
         let value = ChangeValue {
             messaging_product: Some(MESSAGING_PRODUCT.into()),
             metadata: Some(Metadata {
-                display_phone_number: Some(self.cfg.display_phone_number.clone()),
-                phone_number_id: Some(self.cfg.phone_number_id.clone()),
+                display_phone_number: Some(cfg.display_phone_number.clone()),
+                phone_number_id: Some(cfg.phone_number_id.clone()),
             }),
             contacts: contact.into_iter().map(Into::into).collect(),
             calls: vec![call.into()],
@@ -360,7 +399,7 @@ impl Simulator {
         let env = WebhookEnvelope {
             object: OBJECT_WABA.into(),
             entry: vec![Entry {
-                id: self.cfg.waba_id.clone(),
+                id: cfg.waba_id.clone(),
                 changes: vec![Change {
                     value: value.into(),
                     field: FIELD_CALLS.into(),
@@ -438,23 +477,14 @@ impl CallTask {
         mut hang_up: mpsc::Receiver<()>,
     ) {
         let offered_at = Instant::now();
-        let connect = Call {
-            from: Some(self.spec.from.clone()),
-            to: Some(self.sim.cfg.display_phone_number.clone()),
-            timestamp: Some(UnixTime(unix_now())),
-            direction: Some(CallDirection::UserInitiated),
-            session: Some(Session::new(SdpType::Offer, pending.offer())),
-            ..Call::new(self.call_id.clone(), CallEventKind::Connect)
-        };
-        let contact = Contact {
-            profile: Some(Profile {
-                name: Some(self.spec.name.clone()),
-            }),
-            wa_id: Some(self.spec.from.clone()),
-            user_id: None,
-        };
         info!("calling switchboard");
-        let body = self.sim.envelope(connect, Some(contact), vec![]);
+        let body = connect_webhook(
+            &self.sim.cfg,
+            &self.call_id,
+            &self.spec.from,
+            &self.spec.name,
+            pending.offer(),
+        );
         self.sim.deliver(&body).await;
 
         let mut pending = Some(pending);

@@ -14,6 +14,7 @@ pub mod caller;
 pub mod graph;
 
 pub use caller::{
-    CallPhase, CallSpec, CallerAudio, SimError, SimulatedCall, Simulator, SimulatorConfig,
+    connect_webhook, CallPhase, CallSpec, CallerAudio, SimError, SimulatedCall, Simulator,
+    SimulatorConfig,
 };
 pub use graph::{FakeGraph, FakeGraphEvent, FakeGraphServer, RecordedRequest};
