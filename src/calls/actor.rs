@@ -51,6 +51,17 @@ pub struct FloorView {
     pub service: Vec<(QueueId, super::ServiceLevel)>,
 }
 
+/// Where a call can be transferred: the agents available now and the queues. Published apart
+/// from the floor, and only when it changes, because every agent's session follows it (the
+/// floor changes several times per call; the directory far less).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Directory {
+    /// Agents available now.
+    pub available: Vec<AgentId>,
+    /// Every queue.
+    pub queues: Vec<QueueId>,
+}
+
 /// Why a request to the calls actor failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallsError {
@@ -89,6 +100,7 @@ enum Msg {
 pub struct CallsHandle {
     tx: mpsc::Sender<Msg>,
     floor: watch::Receiver<Arc<FloorView>>,
+    directory: watch::Receiver<Arc<Directory>>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -159,6 +171,11 @@ impl CallsHandle {
         self.floor.clone()
     }
 
+    /// The transfer directory, as it changes.
+    pub fn directory(&self) -> watch::Receiver<Arc<Directory>> {
+        self.directory.clone()
+    }
+
     async fn input(&self, input: Input) -> Result<(), CallsError> {
         self.tx
             .send(Msg::Input(input))
@@ -205,12 +222,14 @@ pub fn spawn(
 ) -> (CallsHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(INBOX);
     let (floor_tx, floor_rx) = watch::channel(Arc::new(FloorView::default()));
+    let (directory_tx, directory_rx) = watch::channel(Arc::new(Directory::default()));
     let actor = Actor {
         centre: Centre::new(cfg, floor),
         deps,
         sessions: HashMap::new(),
         wall: (Instant::now(), SystemTime::now()),
         floor: floor_tx,
+        directory: directory_tx,
         numbers: HashMap::new(),
         stats_dirty: false,
         tasks: JoinSet::new(),
@@ -220,6 +239,7 @@ pub fn spawn(
         CallsHandle {
             tx,
             floor: floor_rx,
+            directory: directory_rx,
         },
         task,
     )
@@ -277,6 +297,7 @@ struct Actor {
     /// An instant and the wall-clock time at it, to turn the centre's instants into record times.
     wall: (Instant, SystemTime),
     floor: watch::Sender<Arc<FloorView>>,
+    directory: watch::Sender<Arc<Directory>>,
     /// Leg statistics arrived since the floor was last published.
     stats_dirty: bool,
     /// Each live call's business number, when it is not the main one.
@@ -601,7 +622,23 @@ impl Actor {
                 counters: self.centre.counters(),
                 service: self.centre.service_levels(),
             };
+            let directory = Directory {
+                available: view
+                    .agents
+                    .iter()
+                    .filter(|a| a.presence == crate::routing::Presence::Available)
+                    .map(|a| a.id.clone())
+                    .collect(),
+                queues: view.queues.iter().map(|(q, _)| q.clone()).collect(),
+            };
             self.floor.send_replace(Arc::new(view));
+            self.directory.send_if_modified(|d| {
+                let changed = **d != directory;
+                if changed {
+                    *d = Arc::new(directory);
+                }
+                changed
+            });
         }
     }
 

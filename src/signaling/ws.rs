@@ -17,7 +17,7 @@ use super::protocol::{
     ClientMsg, FloorAgent, FloorCall, FloorLeg, FloorQueue, PresenceView, ServerMsg, MAX_MESSAGE,
     VERSION,
 };
-use crate::calls::actor::{CallsHandle, FloorView};
+use crate::calls::actor::{CallsHandle, Directory, FloorView};
 use crate::calls::{Command, Notice, Role, TransferTarget};
 use crate::config;
 use crate::ids::{AgentId, QueueId, WaCallId};
@@ -25,6 +25,11 @@ use crate::routing::Presence;
 
 /// How often a session checks that its sign-in is still valid (logout, expiry).
 const SESSION_CHECK: Duration = Duration::from_secs(5);
+/// A supervisor's floor is sent at most this often (its latest state).
+const FLOOR_EVERY: Duration = Duration::from_millis(250);
+/// An agent's transfer directory is sent at most this often (its latest state): every agent
+/// follows it, so with hundreds of agents this bounds the floor's cost to sessions.
+const DIRECTORY_EVERY: Duration = Duration::from_secs(1);
 
 /// What `/ws` needs.
 #[derive(Clone, FromRef)]
@@ -83,16 +88,23 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
         return;
     }
     let mut floor = st.calls.floor();
+    let mut directory = st.calls.directory();
     let supervisor = role == Role::Supervisor;
-    let mut directory = {
+    if supervisor {
         let view = floor.borrow_and_update().clone();
-        if supervisor {
-            let _ = send(&mut socket, &floor_msg(&view)).await;
-        }
-        let d = directory_msg(&view, &agent);
+        let _ = send(&mut socket, &floor_msg(&view)).await;
+    }
+    let mut sent_directory = {
+        let d = directory_msg(&directory.borrow_and_update().clone(), &agent);
         let _ = send(&mut socket, &d).await;
         Some(d)
     };
+    // Changes are sent at most once per period each (a busy floor changes many times a
+    // second; a session needs its latest state, not every step).
+    let mut floor_due: Option<Instant> = None;
+    let mut directory_due: Option<Instant> = None;
+    let mut floor_sent = Instant::now();
+    let mut directory_sent = Instant::now();
     let mut check = tokio::time::interval(SESSION_CHECK);
     let mut signed_out = false;
     loop {
@@ -128,21 +140,36 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
                     return;
                 }
             },
-            changed = floor.changed() => {
+            changed = floor.changed(), if supervisor && floor_due.is_none() => {
                 if changed.is_err() {
                     break;
                 }
+                floor_due = Some((floor_sent + FLOOR_EVERY).max(Instant::now()));
+            }
+            _ = sleep_until_due(floor_due) => {
+                floor_due = None;
+                floor_sent = Instant::now();
                 let view = floor.borrow_and_update().clone();
-                if supervisor && send(&mut socket, &floor_msg(&view)).await.is_err() {
+                if send(&mut socket, &floor_msg(&view)).await.is_err() {
                     break;
                 }
-                // Agents get only who and where they can transfer to, when it changes.
-                let d = directory_msg(&view, &agent);
-                if directory.as_ref() != Some(&d) {
+            }
+            changed = directory.changed(), if directory_due.is_none() => {
+                if changed.is_err() {
+                    break;
+                }
+                directory_due = Some((directory_sent + DIRECTORY_EVERY).max(Instant::now()));
+            }
+            _ = sleep_until_due(directory_due) => {
+                directory_due = None;
+                directory_sent = Instant::now();
+                // Who and where a call can be transferred to, when it changed.
+                let d = directory_msg(&directory.borrow_and_update().clone(), &agent);
+                if sent_directory.as_ref() != Some(&d) {
                     if send(&mut socket, &d).await.is_err() {
                         break;
                     }
-                    directory = Some(d);
+                    sent_directory = Some(d);
                 }
             }
             _ = check.tick() => {
@@ -333,15 +360,23 @@ fn notice_msg(n: Notice) -> ServerMsg {
     }
 }
 
-fn directory_msg(view: &Arc<FloorView>, me: &AgentId) -> ServerMsg {
+fn directory_msg(d: &Directory, me: &AgentId) -> ServerMsg {
     ServerMsg::Directory {
-        agents: view
-            .agents
+        agents: d
+            .available
             .iter()
-            .filter(|a| a.id != *me && a.presence == Presence::Available)
-            .map(|a| a.id.0.clone())
+            .filter(|a| *a != me)
+            .map(|a| a.0.clone())
             .collect(),
-        queues: view.queues.iter().map(|(q, _)| q.0.clone()).collect(),
+        queues: d.queues.iter().map(|q| q.0.clone()).collect(),
+    }
+}
+
+/// Sleeps until `due`; never wakes when there is none.
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
