@@ -98,6 +98,12 @@ fn main() -> anyhow::Result<()> {
     if args.calls == 0 || args.rate <= 0.0 || args.hold <= 0.0 {
         bail!("--calls, --rate and --hold must be above zero");
     }
+    if args.calls > 1000 {
+        bail!(
+            "--calls is at most 1000: Meta allows 1000 calls in progress per business number \
+             (reference §7), and the generator calls one number"
+        );
+    }
     // Two sockets and a WebSocket per call, and HTTP: far past the usual soft limit of 1024.
     if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() {
         if soft < hard {
@@ -217,7 +223,10 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
             .env("SWITCHBOARD_DB", ":memory:")
             .env("SWITCHBOARD_WRAP_UP", "0")
             .env("SWITCHBOARD_RING_TIMEOUT", "30")
-            .env("SWITCHBOARD_MAX_CALLS_PER_NUMBER", (n + 8).to_string())
+            .env(
+                "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
+                (n + 8).min(1000).to_string(),
+            )
             .env("SWITCHBOARD_LOG_FORMAT", "json")
             .env("RUST_LOG", "warn,switchboard::app=info")
             .stdin(std::process::Stdio::null())

@@ -323,8 +323,11 @@ impl Offered {
     /// A Meta-shaped peer at `local_addr`: ICE-lite, offering Meta's SDP with these ICE
     /// credentials.
     pub fn meta(local_addr: SocketAddr, creds: str0m::IceCreds) -> Result<Offered, PeerError> {
+        // Meta's offer negotiates no RTP header extension (no a=extmap): its packets carry
+        // none, so neither does this peer's (str0m would add transport-wide sequence numbers).
         let mut cfg = RtcConfig::new()
             .clear_codecs()
+            .clear_extension_map()
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_local_ice_credentials(creds.clone());
