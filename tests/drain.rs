@@ -3,6 +3,8 @@
 //! hangs up, then the process exits 0 with both calls recorded. It runs with JSON logs, so the
 //! same run shows every line is a JSON object and the call's lines carry its id.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
@@ -10,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use switchboard::signaling::protocol::{ClientMsg, ServerMsg};
+use switchboard::signaling::protocol::ClientMsg;
 use switchboard::sim::agent::SimAgent;
 use switchboard::store::{CallQuery, Outcome, StoreHandle};
 
@@ -66,13 +68,7 @@ fn message(v: &Value) -> &str {
     v["fields"]["message"].as_str().unwrap_or("")
 }
 
-fn value(scrape: &str, series: &str) -> Option<f64> {
-    scrape
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+use common::metric_value as value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_call_drains_it_and_exits_zero_with_records_written() {
@@ -170,16 +166,7 @@ async fn sigterm_during_a_call_drains_it_and_exits_zero_with_records_written() {
     let live = place(serde_json::json!({ "hang_up_after_secs": 0 })).await;
     let id = agent.ringing(LONG).await.expect("the call rings at agent1");
     assert_eq!(id, live);
-    agent
-        .send(ClientMsg::Answer {
-            call_id: id.clone(),
-        })
-        .await
-        .unwrap();
-    agent
-        .expect(LONG, "talking", |m| matches!(m, ServerMsg::Talking { .. }))
-        .await
-        .unwrap();
+    agent.answer(&id, LONG).await.unwrap();
 
     // SIGTERM: unready from then on, while the call is still live.
     let pid = child.0.id().to_string();

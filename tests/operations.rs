@@ -6,7 +6,7 @@ mod common;
 
 use common::LONG;
 use switchboard::config::Settings;
-use switchboard::signaling::protocol::{ClientMsg, ServerMsg};
+use switchboard::signaling::protocol::ClientMsg;
 use switchboard::whatsapp::simulator::{CallPhase, CallSpec};
 
 const QUALITY: &str = r#"switchboard_meta_quality_events_total{event="account_restriction",type="restricted_user_initiated_calling_call_button_hidden"}"#;
@@ -85,14 +85,7 @@ fn dashboard_metrics_are_scraped(scrape: &str) {
     }
 }
 
-/// The value of one series in a Prometheus text scrape (`name{labels}` exactly as written).
-fn value(scrape: &str, series: &str) -> Option<f64> {
-    scrape
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+use common::metric_value as value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_a_scrape_after_one_answered_call() {
@@ -127,16 +120,7 @@ async fn health_and_a_scrape_after_one_answered_call() {
         .await
         .unwrap();
     let id = agent.ringing(LONG).await.unwrap();
-    agent
-        .send(ClientMsg::Answer {
-            call_id: id.clone(),
-        })
-        .await
-        .unwrap();
-    agent
-        .expect(LONG, "talking", |m| matches!(m, ServerMsg::Talking { .. }))
-        .await
-        .unwrap();
+    agent.answer(&id, LONG).await.unwrap();
     agent
         .media()
         .wait_for(LONG, |s| s.packets_received > 50)

@@ -156,6 +156,18 @@ struct Sample {
     at: Option<Instant>,
 }
 
+/// The relay's and the generator's CPU between two samples, and the time between them.
+fn window_of(w0: Sample, w1: Sample) -> report::Window {
+    report::Window {
+        cpu_secs: w1.cpu - w0.cpu,
+        gen_cpu_secs: w1.gen_cpu - w0.gen_cpu,
+        secs: w1
+            .at
+            .zip(w0.at)
+            .map_or(0.0, |(b, a)| b.duration_since(a).as_secs_f64()),
+    }
+}
+
 fn sample(pid: u32) -> Sample {
     Sample {
         cpu: proc::cpu_secs(pid).unwrap_or(0.0),
@@ -517,12 +529,7 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
         pre_accept_ms,
         setup_ms,
         figures,
-        cpu_secs: w1.cpu - w0.cpu,
-        gen_cpu_secs: w1.gen_cpu - w0.gen_cpu,
-        window_secs: w1
-            .at
-            .zip(w0.at)
-            .map_or(0.0, |(b, a)| b.duration_since(a).as_secs_f64()),
+        window: window_of(w0, w1),
         rss_idle: idle_rss,
         rss_before: before_calls.rss,
         rss_window,
@@ -731,12 +738,7 @@ async fn run_bare(args: &Args) -> anyhow::Result<RunReport> {
         pre_accept_ms: vec![],
         setup_ms: vec![],
         figures,
-        cpu_secs: w1.cpu - w0.cpu,
-        gen_cpu_secs: w1.gen_cpu - w0.gen_cpu,
-        window_secs: w1
-            .at
-            .zip(w0.at)
-            .map_or(0.0, |(b, a)| b.duration_since(a).as_secs_f64()),
+        window: window_of(w0, w1),
         rss_idle: idle_rss,
         rss_before: before.rss,
         rss_window,

@@ -58,6 +58,17 @@ fn spread(values: &mut [f64]) -> Option<Spread> {
     })
 }
 
+/// The measurement window: CPU seconds of the relay and of the generator, and its length.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Window {
+    /// The relay's CPU seconds.
+    pub cpu_secs: f64,
+    /// The generator's CPU seconds.
+    pub gen_cpu_secs: f64,
+    /// Seconds.
+    pub secs: f64,
+}
+
 /// What one run measured, raw.
 pub struct Measured {
     /// `switchboard` or `bare relay`.
@@ -74,12 +85,8 @@ pub struct Measured {
     pub setup_ms: Vec<f64>,
     /// The media thread's figures.
     pub figures: Figures,
-    /// The relay's CPU seconds in the window.
-    pub cpu_secs: f64,
-    /// The generator's CPU seconds in the window.
-    pub gen_cpu_secs: f64,
-    /// The window, seconds.
-    pub window_secs: f64,
+    /// CPU and time in the window.
+    pub window: Window,
     /// The relay's resident memory at start, before calls, and in the window.
     pub rss_idle: u64,
     /// Before the calls (agents signed in).
@@ -190,10 +197,10 @@ impl RunReport {
             .chain(&m.figures.to_caller.delays_us)
             .map(|d| f64::from(*d))
             .collect();
-        let w = m.window_secs.max(1e-9);
-        let cpu = m.cpu_secs / w;
+        let w = m.window.secs.max(1e-9);
+        let cpu = m.window.cpu_secs / w;
         let per_call = cpu / f64::from(m.calls.max(1));
-        let gen = m.gen_cpu_secs / w;
+        let gen = m.window.gen_cpu_secs / w;
         RunReport {
             target: m.target,
             calls: m.calls,
@@ -208,13 +215,13 @@ impl RunReport {
             continuity_violations: m.figures.continuity_violations,
             silent_20s: m.figures.silent_20s,
             failed_calls: m.failed_calls_at_switchboard,
-            window_secs: m.window_secs,
+            window_secs: m.window.secs,
             cpu_pct: cpu * 100.0,
             cpu_pct_per_call: per_call * 100.0,
             calls_per_core: if per_call > 0.0 { 1.0 / per_call } else { 0.0 },
             packets_per_sec: m.forwarded_in_window as f64 / w,
             ns_per_packet: if m.forwarded_in_window > 0 {
-                m.cpu_secs * 1e9 / m.forwarded_in_window as f64
+                m.window.cpu_secs * 1e9 / m.forwarded_in_window as f64
             } else {
                 0.0
             },

@@ -225,6 +225,17 @@ impl SimAgent {
         }
     }
 
+    /// Answers `call_id` and waits until the call is talking.
+    pub async fn answer(&mut self, call_id: &str, limit: Duration) -> Result<(), AgentError> {
+        self.send(ClientMsg::Answer {
+            call_id: call_id.to_owned(),
+        })
+        .await?;
+        self.expect(limit, "talking", |m| matches!(m, ServerMsg::Talking { .. }))
+            .await
+            .map(|_| ())
+    }
+
     /// The PeerConnection (panics before `connect_media`: a test bug).
     pub fn media(&self) -> &Peer {
         self.peer

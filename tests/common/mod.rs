@@ -413,3 +413,12 @@ pub fn loopback(extra: switchboard::config::Settings) -> switchboard::config::Se
         ..extra
     }
 }
+
+/// The value of one series in a Prometheus text scrape (`name{labels}` exactly as written).
+pub fn metric_value(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
