@@ -282,9 +282,10 @@ impl Ops {
             Ok(Ok(_)) => {}
             _ => return Err("the media engine does not answer"),
         }
-        match tokio::time::timeout(limit, self.store.live_calls()).await {
-            Ok(Ok(_)) => {}
-            _ => return Err("the call records do not answer"),
+        match tokio::time::timeout(limit, self.store.check_writable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err("the call records cannot be written"),
+            Err(_) => return Err("the call records do not answer"),
         }
         Ok(())
     }

@@ -31,6 +31,7 @@ enum Command {
     /// No reply channel: [`StoreHandle::try_finish`], whose failures the thread logs.
     Finish(Box<CallRecord>, Option<Reply<Recorded>>),
     LiveCalls(Reply<Vec<LiveCall>>),
+    CheckWritable(Reply<()>),
     ClearLive(WaCallId, Reply<()>),
     List(Box<CallQuery>, Reply<CallPage>),
 }
@@ -149,6 +150,11 @@ impl StoreHandle {
         self.call(Command::LiveCalls).await
     }
 
+    /// See [`CallStore::check_writable`].
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        self.call(Command::CheckWritable).await
+    }
+
     /// See [`CallStore::clear_live`].
     pub async fn clear_live(&self, call_id: WaCallId) -> Result<(), StoreError> {
         self.call(|r| Command::ClearLive(call_id, r)).await
@@ -193,6 +199,9 @@ fn run<S: CallStore>(mut store: S, mut rx: mpsc::Receiver<Command>) {
             }
             Command::LiveCalls(reply) => {
                 let _ = reply.send(store.live_calls());
+            }
+            Command::CheckWritable(reply) => {
+                let _ = reply.send(store.check_writable());
             }
             Command::ClearLive(call_id, reply) => {
                 let _ = reply.send(store.clear_live(&call_id));
@@ -318,6 +327,9 @@ mod tests {
         }
         fn list(&mut self, _: &CallQuery) -> Result<CallPage, StoreError> {
             panic!("list panics (test)");
+        }
+        fn check_writable(&mut self) -> Result<(), StoreError> {
+            Ok(())
         }
     }
 

@@ -67,6 +67,10 @@ pub trait CallStore {
 
     /// One page of records, newest first (by `started_at`, then call id), filtered by `query`.
     fn list(&mut self, query: &CallQuery) -> Result<CallPage, StoreError>;
+
+    /// Whether a record could be written now (readiness: a full disk, a file made read-only or
+    /// a lock held elsewhere fail it), without writing one.
+    fn check_writable(&mut self) -> Result<(), StoreError>;
 }
 
 /// What can go wrong in the store, grouped by who is at fault.

@@ -215,6 +215,21 @@ impl CallStore for SqliteStore {
         })
     }
 
+    fn check_writable(&mut self) -> Result<(), StoreError> {
+        // Takes the write lock and writes a live mark, then undoes it: a read-only file, a
+        // full disk or another writer holding the lock fails here as a record would.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO live_calls (call_id, business_number, started_at)
+             VALUES ('', '', 0)",
+            [],
+        )?;
+        tx.rollback()?;
+        Ok(())
+    }
+
     fn live_calls(&mut self) -> Result<Vec<LiveCall>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT call_id, business_number, started_at FROM live_calls
@@ -438,6 +453,25 @@ pub(crate) mod tests {
     fn fresh_database_is_at_the_newest_version() {
         let store = SqliteStore::open_in_memory().unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn writability_is_checked_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calls.db");
+        let mut store = SqliteStore::open(&path).unwrap();
+        store.check_writable().unwrap();
+        assert!(
+            store.live_calls().unwrap().is_empty(),
+            "the probe left nothing"
+        );
+        // Another writer holds the lock (an operator's shell, a backup): not writable now.
+        store.conn.busy_timeout(std::time::Duration::ZERO).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        assert!(store.check_writable().is_err());
+        other.execute_batch("ROLLBACK").unwrap();
+        store.check_writable().unwrap();
     }
 
     #[test]
