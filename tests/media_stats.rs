@@ -57,3 +57,33 @@ async fn connected_legs_report_stats_with_traffic_and_rtt() {
     let a_stats = a_stats.unwrap();
     assert!(a_stats.bytes_tx > 0, "{a_stats:?}");
 }
+
+/// The RTCP peers rely on still flows without transport-wide congestion control, which the
+/// engine no longer negotiates (Meta's offer has no header extension; fixed-rate Opus needs no
+/// bandwidth estimation): the caller gets receiver reports on its audio, the agent sender
+/// reports on the audio it hears. In simulated time, on the in-memory network.
+#[test]
+fn peers_get_receiver_and_sender_reports_without_transport_cc() {
+    use switchboard::sim::memory::MemoryNet;
+    let mut net = MemoryNet::new(2);
+    assert!(
+        !net.negotiated_twcc(),
+        "no answer negotiates transport-wide-cc"
+    );
+    // 12 s of two calls' callers talking (RTCP for audio comes every ~5 s).
+    for n in 0..1200 {
+        net.step();
+        if n % 20 == 0 {
+            net.pump(true);
+        }
+    }
+    assert!(net.received_by_agents() > 1000, "the audio flowed");
+    for call in 0..2 {
+        let (receiver_reports, sender_reports) = net.rtcp_seen(call);
+        assert!(
+            receiver_reports,
+            "call {call}: the caller got receiver reports"
+        );
+        assert!(sender_reports, "call {call}: the agent got sender reports");
+    }
+}

@@ -35,10 +35,17 @@ struct Peer {
     engine: SocketAddr,
     tx: Option<Ssrc>,
     received: u64,
+    /// RTCP from the engine seen: receiver reports on what this peer sends (its egress stats
+    /// carry the loss they report), sender reports on what it receives.
+    receiver_reports: bool,
+    sender_reports: bool,
 }
 
 fn peer(addr: SocketAddr, now: Instant) -> (Peer, String, str0m::change::SdpPendingOffer) {
-    let mut cfg = RtcConfig::new().clear_codecs().set_rtp_mode(true);
+    let mut cfg = RtcConfig::new()
+        .clear_codecs()
+        .set_rtp_mode(true)
+        .set_stats_interval(Some(Duration::from_secs(1)));
     super::peer::codecs(&mut cfg);
     let mut rtc = cfg.build(now);
     rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
@@ -52,6 +59,8 @@ fn peer(addr: SocketAddr, now: Instant) -> (Peer, String, str0m::change::SdpPend
             engine: addr,
             tx: None,
             received: 0,
+            receiver_reports: false,
+            sender_reports: false,
         },
         offer.to_sdp_string(),
         pending,
@@ -74,6 +83,8 @@ pub struct MemoryNet {
     pub seq: u64,
     /// Datagrams in flight toward the engine: (from, to, bytes).
     to_engine: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// The engine's SDP answers, every leg.
+    answers: Vec<String>,
 }
 
 impl MemoryNet {
@@ -104,6 +115,7 @@ impl MemoryNet {
         .unwrap();
         let mut peers = Vec::new();
         let mut legs = Vec::new();
+        let mut answers = Vec::new();
         for i in 0..calls {
             let host = |n: usize| -> SocketAddr {
                 format!("10.{}.{}.{}:6000", 1 + n / 65536, (n / 256) % 256, n % 256)
@@ -136,6 +148,8 @@ impl MemoryNet {
                 .accept_answer(pending, SdpAnswer::from_sdp_string(&a.sdp).unwrap())
                 .unwrap();
             engine.route(a.streams[0], Some(wa.leg)).unwrap();
+            answers.push(wa.sdp);
+            answers.push(a.sdp);
             legs.push((wa.leg, a.leg));
             peers.push(meta);
             peers.push(agent);
@@ -150,6 +164,7 @@ impl MemoryNet {
             cut: Vec::new(),
             legs,
             to_engine: VecDeque::new(),
+            answers,
         };
         for _ in 0..5000 {
             h.pump(true);
@@ -303,6 +318,20 @@ impl MemoryNet {
         self.now += d;
     }
 
+    /// Whether call `i`'s caller has had receiver reports from the engine (on its audio), and
+    /// its agent sender reports (on the audio it hears): the RTCP feedback peers rely on.
+    pub fn rtcp_seen(&self, i: usize) -> (bool, bool) {
+        (
+            self.peers[2 * i].receiver_reports,
+            self.peers[2 * i + 1].sender_reports,
+        )
+    }
+
+    /// Whether any leg answer of the engine negotiated transport-wide congestion control.
+    pub fn negotiated_twcc(&self) -> bool {
+        self.answers.iter().any(|a| a.contains("transport-wide-cc"))
+    }
+
     /// RTP packets the agents have received.
     pub fn received_by_agents(&self) -> u64 {
         self.peers
@@ -325,6 +354,12 @@ fn drain_peer(p: &mut Peer, to_engine: &mut VecDeque<(SocketAddr, SocketAddr, Ve
             Output::Timeout(_) => break,
             Output::Transmit(t) => to_engine.push_back((p.addr, t.destination, t.contents.into())),
             Output::Event(Event::RtpPacket(_)) => p.received += 1,
+            Output::Event(Event::MediaEgressStats(s)) => {
+                p.receiver_reports |= s.loss.is_some();
+            }
+            Output::Event(Event::MediaIngressStats(s)) => {
+                p.sender_reports |= s.remote.is_some();
+            }
             Output::Event(_) => {}
         }
     }
