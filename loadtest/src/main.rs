@@ -42,6 +42,16 @@ const TOKEN: &str = "loadtest-access-token";
 const APP_SECRET: &str = "loadtest-app-secret";
 const PHONE_ID: &str = "100000000000001";
 const PASSWORD: &str = "loadtest";
+/// Meta allows this many calls in progress per business number (reference §7).
+const META_PER_NUMBER: u32 = 1000;
+
+/// The business number of call `i` when each number takes `per` calls.
+fn number_of(i: u32, per: u32) -> String {
+    match i / per {
+        0 => PHONE_ID.to_owned(),
+        k => format!("100000000000{:03}", 100 + k),
+    }
+}
 /// How long a call may take from its webhook to audio both ways before it counts as failed.
 const SETUP_LIMIT: Duration = Duration::from_secs(30);
 
@@ -68,6 +78,11 @@ struct Args {
     /// Only switchboard, no baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Calls per business number (at most Meta's 1 000 in progress per number): calls beyond
+    /// it go to further numbers of the same account (`[[numbers]]`), as a business with that
+    /// much traffic has.
+    #[arg(long, default_value_t = META_PER_NUMBER)]
+    calls_per_number: u32,
     /// The generator's media threads (each plays its share of callers and agents).
     #[arg(long, default_value_t = 1)]
     generator_threads: usize,
@@ -98,11 +113,11 @@ fn main() -> anyhow::Result<()> {
     if args.calls == 0 || args.rate <= 0.0 || args.hold <= 0.0 {
         bail!("--calls, --rate and --hold must be above zero");
     }
-    if args.calls > 1000 {
-        bail!(
-            "--calls is at most 1000: Meta allows 1000 calls in progress per business number \
-             (reference §7), and the generator calls one number"
-        );
+    if !(1..=META_PER_NUMBER).contains(&args.calls_per_number) {
+        bail!("--calls-per-number is 1 to {META_PER_NUMBER} (Meta's cap per number)");
+    }
+    if args.calls > 100 * args.calls_per_number {
+        bail!("--calls is at most 100 numbers' worth");
     }
     // Two sockets and a WebSocket per call, and HTTP: far past the usual soft limit of 1024.
     if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() {
@@ -199,7 +214,11 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
     let media = Arc::new(Generator::start(args.generator_threads, notes_tx)?);
 
     // Meta's side: the fake Graph API.
-    let fake = FakeGraph::new(TOKEN, PHONE_ID);
+    let per = args.calls_per_number;
+    let extra: Vec<String> = (1..n.div_ceil(per))
+        .map(|k| number_of(k * per, per))
+        .collect();
+    let fake = FakeGraph::serving(TOKEN, PHONE_ID, extra.clone());
     let mut graph_events = fake.take_events().ok_or_else(|| anyhow!("graph events"))?;
     let (graph_addr, _graph_server) = fake.clone().serve("127.0.0.1:0".parse()?).await?;
 
@@ -207,7 +226,13 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
     let dir = std::env::temp_dir().join(format!("loadtest-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("switchboard.toml");
-    std::fs::write(&config, people_toml(n)?)?;
+    let mut toml = people_toml(n)?;
+    for number in &extra {
+        toml.push_str(&format!(
+            "[[numbers]]\nphone_number_id = \"{number}\"\nqueue = \"support\"\n\n"
+        ));
+    }
+    std::fs::write(&config, toml)?;
     let binary = match &args.switchboard {
         Some(p) => p.clone(),
         None => std::env::current_exe()?
@@ -235,10 +260,7 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
             .env("SWITCHBOARD_DB", ":memory:")
             .env("SWITCHBOARD_WRAP_UP", "0")
             .env("SWITCHBOARD_RING_TIMEOUT", "30")
-            .env(
-                "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
-                (n + 8).min(1000).to_string(),
-            )
+            .env("SWITCHBOARD_MAX_CALLS_PER_NUMBER", per.min(n).to_string())
             .env("SWITCHBOARD_LOG_FORMAT", "json")
             .env("RUST_LOG", "warn,switchboard::app=info")
             .stdin(std::process::Stdio::null())
@@ -365,8 +387,12 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
                 call: i,
                 offered: Box::new(offered),
             });
+            let sim_for = SimulatorConfig {
+                phone_number_id: number_of(i, per),
+                ..sim.clone()
+            };
             let body = connect_webhook(
-                &sim,
+                &sim_for,
                 &WaCallId(call_id),
                 &format!("1555{i:07}"),
                 "Load",

@@ -122,6 +122,8 @@ struct Book {
 struct Inner {
     access_token: Secret,
     phone_number_id: String,
+    /// More business numbers this fake serves (`serving_also`).
+    also: Vec<String>,
     state: Mutex<Book>,
     events_tx: mpsc::Sender<FakeGraphEvent>,
     events_rx: Mutex<Option<mpsc::Receiver<FakeGraphEvent>>>,
@@ -151,11 +153,22 @@ struct Reply {
 impl FakeGraph {
     /// A fake that accepts `access_token` as bearer token for `phone_number_id`.
     pub fn new(access_token: impl Into<String>, phone_number_id: impl Into<String>) -> Self {
+        Self::serving(access_token, phone_number_id, Vec::new())
+    }
+
+    /// A fake for several business numbers of one account (Meta allows 1 000 calls in progress
+    /// per number: a load beyond that spreads over numbers).
+    pub fn serving(
+        access_token: impl Into<String>,
+        phone_number_id: impl Into<String>,
+        also: Vec<String>,
+    ) -> Self {
         let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
         FakeGraph {
             inner: Arc::new(Inner {
                 access_token: Secret::new(access_token),
                 phone_number_id: phone_number_id.into(),
+                also,
                 state: Mutex::new(Book {
                     calls: HashMap::new(),
                     log: Vec::new(),
@@ -301,7 +314,9 @@ impl FakeGraph {
                 false,
             );
         }
-        if phone_number_id != self.inner.phone_number_id {
+        if phone_number_id != self.inner.phone_number_id
+            && !self.inner.also.iter().any(|n| n == phone_number_id)
+        {
             return invalid(
                 st,
                 format!("Object with ID '{phone_number_id}' does not exist"),
