@@ -14,7 +14,7 @@ use switchboard::routing::{NoAgentPolicy, QueueConfig};
 use switchboard::signaling::protocol::{ClientMsg, ServerMsg};
 use switchboard::sim::agent::SimAgent;
 use switchboard::sim::peer::{Outgoing, Received};
-use switchboard::whatsapp::simulator::{CallPhase, CallSpec, FakeGraph, SimulatedCall, Simulator};
+use switchboard::whatsapp::simulator::{CallPhase, FakeGraph, SimulatedCall, Simulator};
 
 struct World {
     running: Running,
@@ -41,13 +41,7 @@ async fn world(n_agents: usize, tweak: impl FnOnce(&mut Config)) -> World {
 }
 
 async fn call(w: &World) -> SimulatedCall {
-    w.sim
-        .place_call(CallSpec {
-            hang_up_after: None,
-            ..CallSpec::default()
-        })
-        .await
-        .unwrap()
+    common::held_call(&w.sim).await
 }
 
 fn graph_actions(w: &World, call: &SimulatedCall) -> Vec<String> {

@@ -1,5 +1,7 @@
 //! The example configuration in deploy/ is valid and documents every key the loader knows.
 
+mod common;
+
 use switchboard::config::{Config, Settings};
 
 #[test]
@@ -26,39 +28,7 @@ fn the_example_config_loads() {
 #[test]
 fn the_example_config_names_every_setting() {
     let text = include_str!("../deploy/switchboard.example.toml");
-    for key in [
-        "SWITCHBOARD_HTTP_ADDR",
-        "SWITCHBOARD_MEDIA_ADDR",
-        "SWITCHBOARD_MEDIA_PORTS",
-        "SWITCHBOARD_RING_TIMEOUT",
-        "SWITCHBOARD_METRICS_ADDR",
-        "SWITCHBOARD_DRAIN_SECS",
-        "SWITCHBOARD_HOLD_AUDIO",
-        "SWITCHBOARD_WRAP_UP",
-        "SWITCHBOARD_AGENT_GRACE",
-        "SWITCHBOARD_PUBLIC_IP",
-        "SWITCHBOARD_PUBLIC_IP6",
-        "SWITCHBOARD_MEDIA_MAX_LEGS",
-        "SWITCHBOARD_MEDIA_MAX_BROWSER_STREAMS",
-        "SWITCHBOARD_MEDIA_MAX_PENDING_EVENTS",
-        "SWITCHBOARD_MEDIA_MAX_DTMF_QUEUE",
-        "SWITCHBOARD_MEDIA_CONNECT_TIMEOUT",
-        "SWITCHBOARD_MEDIA_IDLE_TIMEOUT",
-        "SWITCHBOARD_MEDIA_STATS_INTERVAL",
-        "SWITCHBOARD_GRAPH_URL",
-        "SWITCHBOARD_GRAPH_VERSION",
-        "SWITCHBOARD_PHONE_NUMBER_ID",
-        "SWITCHBOARD_ACCESS_TOKEN",
-        "SWITCHBOARD_APP_SECRET",
-        "SWITCHBOARD_VERIFY_TOKEN",
-        "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
-        "SWITCHBOARD_SANDBOX_MAX_CALLS",
-        "SWITCHBOARD_DB",
-        "SWITCHBOARD_SESSION_HOURS",
-        "SWITCHBOARD_COOKIE_SECURE",
-        "SWITCHBOARD_TRUST_FORWARDED_FOR",
-        "SWITCHBOARD_LOG_FORMAT",
-    ] {
+    for key in common::SETTING_VARS {
         assert!(text.contains(key), "{key} is not documented");
     }
 }

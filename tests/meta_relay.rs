@@ -13,7 +13,7 @@ use switchboard::app::{self, Running};
 use switchboard::config::Settings;
 use switchboard::sim::relay::MetaRelay;
 use switchboard::whatsapp::simulator::{
-    CallPhase, CallSpec, FakeGraph, RecordedRequest, SimulatedCall, Simulator,
+    CallPhase, FakeGraph, RecordedRequest, SimulatedCall, Simulator,
 };
 
 struct World {
@@ -51,13 +51,7 @@ async fn world(ports: &str) -> World {
 }
 
 async fn place(w: &World) -> SimulatedCall {
-    w.sim
-        .place_call(CallSpec {
-            hang_up_after: None,
-            ..CallSpec::default()
-        })
-        .await
-        .unwrap()
+    common::held_call(&w.sim).await
 }
 
 fn requests_for<'a>(reqs: &'a [RecordedRequest], call: &SimulatedCall) -> Vec<&'a RecordedRequest> {

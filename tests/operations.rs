@@ -7,7 +7,7 @@ mod common;
 use common::LONG;
 use switchboard::config::Settings;
 use switchboard::signaling::protocol::ClientMsg;
-use switchboard::whatsapp::simulator::{CallPhase, CallSpec};
+use switchboard::whatsapp::simulator::CallPhase;
 
 const QUALITY: &str = r#"switchboard_meta_quality_events_total{event="account_restriction",type="restricted_user_initiated_calling_call_button_hidden"}"#;
 
@@ -112,13 +112,7 @@ async fn health_and_a_scrape_after_one_answered_call() {
 
     // One call, answered, talked, hung up by the agent.
     let mut agent = common::sign_in(&running, "agent1").await;
-    let call = sim
-        .place_call(CallSpec {
-            hang_up_after: None,
-            ..CallSpec::default()
-        })
-        .await
-        .unwrap();
+    let call = common::held_call(&sim).await;
     let id = agent.ringing(LONG).await.unwrap();
     agent.answer(&id, LONG).await.unwrap();
     agent

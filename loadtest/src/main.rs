@@ -195,7 +195,6 @@ fn sample(pid: u32) -> Sample {
 /// What the agents' sessions and the fake Graph API tell the run.
 enum Ctl {
     Talking { call: u32, agent: u32 },
-    Ended,
     Failed { what: String },
 }
 
@@ -445,7 +444,6 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
                         media.of(agent).send(Cmd::Talk { call, agent });
                     }
                 }
-                Ctl::Ended => {}
                 Ctl::Failed { what } => failures.push(what),
             },
             Some(note) = notes.recv() => match note {
@@ -525,7 +523,7 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
             ended += 1;
         }
     }
-    let no_media_ended = report::metric_sum(
+    let failed_at_switchboard = report::metric_sum(
         &scrape_end,
         "switchboard_calls_ended_total{queue=\"support\",outcome=\"failed\"}",
     );
@@ -560,7 +558,7 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
         rss_before: before_calls.rss,
         rss_window,
         forwarded_in_window: forwarded,
-        failed_calls_at_switchboard: no_media_ended as u64,
+        failed_calls_at_switchboard: failed_at_switchboard as u64,
         own_pre_accept_ms: {
             let q = |q| {
                 report::histogram_quantile(
@@ -664,11 +662,6 @@ async fn agent_loop(
             Ok(Ok(ServerMsg::Talking { call_id, .. })) => {
                 if let Some(call) = call_of(&call_id) {
                     let _ = ctl.send(Ctl::Talking { call, agent: a });
-                }
-            }
-            Ok(Ok(ServerMsg::CallEnded { call_id, .. })) => {
-                if call_of(&call_id).is_some() {
-                    let _ = ctl.send(Ctl::Ended);
                 }
             }
             Ok(Ok(_)) => {}

@@ -156,6 +156,8 @@ pub struct RunReport {
     pub silent_20s: u64,
     /// Calls switchboard ended as failed.
     pub failed_calls: u64,
+    /// Datagrams on the relay socket from an address no caller was filed under.
+    pub unrouted: u64,
     /// The window, seconds.
     pub window_secs: f64,
     /// The relay's CPU, percent of one core, in the window.
@@ -215,6 +217,7 @@ impl RunReport {
             continuity_violations: m.figures.continuity_violations,
             silent_20s: m.figures.silent_20s,
             failed_calls: m.failed_calls_at_switchboard,
+            unrouted: m.figures.unrouted,
             window_secs: m.window.secs,
             cpu_pct: cpu * 100.0,
             cpu_pct_per_call: per_call * 100.0,

@@ -1825,9 +1825,7 @@ impl<R: Routing> Centre<R> {
         self.counters.ended += 1;
         let level = self.service.entry(call.queue.clone()).or_default();
         level.ended += 1;
-        if call.answered_at.is_some_and(|t| {
-            t.saturating_duration_since(call.offered_at) <= self.cfg.service_level_target
-        }) {
+        if call.answered_within(self.cfg.service_level_target) {
             level.within_target += 1;
         }
         info!(call_id = %call.id, outcome = outcome.as_str(), ended_by = by.as_str(), %reason, "call ended");
@@ -1935,8 +1933,16 @@ fn mark_answered(call: &mut Call, now: Instant, target: Duration, actions: &mut 
     call.answered_at = Some(now);
     actions.push_back(Action::Metric(Metric::Answered {
         queue: call.queue.clone(),
-        within_target: now.saturating_duration_since(call.offered_at) <= target,
+        within_target: call.answered_within(target),
     }));
+}
+
+impl Call {
+    /// An agent answered it within `target` of Meta's offer (the service level's test).
+    fn answered_within(&self, target: Duration) -> bool {
+        self.answered_at
+            .is_some_and(|t| t.saturating_duration_since(self.offered_at) <= target)
+    }
 }
 
 /// Who calls, as Meta's webhook says.

@@ -422,3 +422,52 @@ pub fn metric_value(scrape: &str, series: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Every setting's environment variable: `--help` and the example configuration each name all
+/// of them (add a new setting here).
+pub const SETTING_VARS: &[&str] = &[
+    "SWITCHBOARD_CONFIG",
+    "SWITCHBOARD_HTTP_ADDR",
+    "SWITCHBOARD_MEDIA_ADDR",
+    "SWITCHBOARD_MEDIA_PORTS",
+    "SWITCHBOARD_RING_TIMEOUT",
+    "SWITCHBOARD_METRICS_ADDR",
+    "SWITCHBOARD_DRAIN_SECS",
+    "SWITCHBOARD_HOLD_AUDIO",
+    "SWITCHBOARD_WRAP_UP",
+    "SWITCHBOARD_AGENT_GRACE",
+    "SWITCHBOARD_PUBLIC_IP",
+    "SWITCHBOARD_PUBLIC_IP6",
+    "SWITCHBOARD_MEDIA_MAX_LEGS",
+    "SWITCHBOARD_MEDIA_MAX_BROWSER_STREAMS",
+    "SWITCHBOARD_MEDIA_MAX_PENDING_EVENTS",
+    "SWITCHBOARD_MEDIA_MAX_DTMF_QUEUE",
+    "SWITCHBOARD_MEDIA_CONNECT_TIMEOUT",
+    "SWITCHBOARD_MEDIA_IDLE_TIMEOUT",
+    "SWITCHBOARD_MEDIA_STATS_INTERVAL",
+    "SWITCHBOARD_GRAPH_URL",
+    "SWITCHBOARD_GRAPH_VERSION",
+    "SWITCHBOARD_PHONE_NUMBER_ID",
+    "SWITCHBOARD_ACCESS_TOKEN",
+    "SWITCHBOARD_APP_SECRET",
+    "SWITCHBOARD_VERIFY_TOKEN",
+    "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
+    "SWITCHBOARD_SANDBOX_MAX_CALLS",
+    "SWITCHBOARD_DB",
+    "SWITCHBOARD_SESSION_HOURS",
+    "SWITCHBOARD_COOKIE_SECURE",
+    "SWITCHBOARD_TRUST_FORWARDED_FOR",
+    "SWITCHBOARD_LOG_FORMAT",
+];
+
+/// A simulated call whose caller never hangs up by itself.
+pub async fn held_call(
+    sim: &switchboard::whatsapp::simulator::Simulator,
+) -> switchboard::whatsapp::simulator::SimulatedCall {
+    sim.place_call(switchboard::whatsapp::simulator::CallSpec {
+        hang_up_after: None,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
