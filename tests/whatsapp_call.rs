@@ -411,10 +411,14 @@ async fn a_call_over_the_numbers_cap_is_rejected_at_once() {
         .await
         .unwrap();
     // Meta ends a rejected call at once; its end is the marker that switchboard has decided.
-    third
-        .wait_for(LONG, ended)
-        .await
-        .expect("the call over the cap is rejected, not left ringing");
+    if third.wait_for(LONG, ended).await.is_none() {
+        panic!(
+            "the call over the cap is rejected, not left ringing: phase {:?}, {:?}, Graph {:?}",
+            third.phase(),
+            w.running.call_stats(),
+            w.fake.requests()
+        );
+    }
     assert_eq!(
         actions(&w.fake.requests(), &third.call_id.0),
         vec![("reject".to_owned(), 200)],
