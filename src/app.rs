@@ -443,6 +443,10 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     let drain_for = config.drain_deadline;
     let running = start(config).await?;
     shutdown_signal().await;
+    // Unready before the line that says so: whoever reads the log may probe at once.
+    running
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     info!(deadline_secs = drain_for.as_secs(), "draining");
     tokio::select! {
         done = running.drain(drain_for) => {
@@ -498,6 +502,7 @@ fn engine_config(
         public_ip6: c.public_ip6,
         // Filled by the driver with the ports it bound.
         ports: Vec::new(),
+        shards: c.shards,
         limits: c.limits.clone(),
         hold_audio,
         connect_timeout: c.connect_timeout,

@@ -185,6 +185,8 @@ pub struct MediaConfig {
     pub stats_interval: Duration,
     /// Bounds on what outside input can make the engine hold.
     pub limits: Limits,
+    /// Media engine threads, each with its share of the ports (`SWITCHBOARD_MEDIA_SHARDS`).
+    pub shards: usize,
     /// An Ogg/Opus file to play as hold audio (20 ms frames) in place of the built-in melody.
     pub hold_audio: Option<PathBuf>,
 }
@@ -299,6 +301,10 @@ pub struct Settings {
     /// DTMF digits queued for sending on one leg. [default: 64]
     #[arg(long, env = "SWITCHBOARD_MEDIA_MAX_DTMF_QUEUE")]
     pub media_max_dtmf_queue: Option<usize>,
+    /// Media engine threads (1-64), each owning its share of the media ports and the legs on
+    /// them. [default: one per core, at most one per port]
+    #[arg(long, env = "SWITCHBOARD_MEDIA_SHARDS")]
+    pub media_shards: Option<usize>,
     /// An Ogg/Opus file (20 ms frames) played to callers on hold and waiting in a queue.
     /// [default: a built-in melody]
     #[arg(long, env = "SWITCHBOARD_HOLD_AUDIO")]
@@ -445,6 +451,7 @@ struct FileMedia {
     max_browser_streams: Option<usize>,
     max_pending_events: Option<usize>,
     max_dtmf_queue: Option<usize>,
+    shards: Option<usize>,
     hold_audio: Option<PathBuf>,
     connect_timeout: Option<f64>,
     idle_timeout: Option<f64>,
@@ -516,6 +523,7 @@ impl Config {
             s.media_max_pending_events.or(f.media.max_pending_events),
             s.media_max_dtmf_queue.or(f.media.max_dtmf_queue),
         ])?;
+        let shards = media_shards(s.media_shards.or(f.media.shards), ports.count())?;
         let public_ip = match s.public_ip.or(f.media.public_ip) {
             Some(text) => {
                 Some(
@@ -597,6 +605,7 @@ impl Config {
                 public_ip,
                 public_ip6,
                 limits,
+                shards,
                 hold_audio: s.hold_audio.clone().or(f.media.hold_audio.clone()),
                 public_ip_detected,
                 connect_timeout: seconds(
@@ -969,6 +978,29 @@ fn seconds(key: &'static str, value: Option<f64>, default: f64) -> Result<Durati
     }
     Ok(Duration::from_secs_f64(v))
 }
+
+/// `SWITCHBOARD_MEDIA_SHARDS`: 1 to 64 and no more than the ports (each shard owns at least
+/// one); unset, one per core the process may run on, within the same bounds.
+fn media_shards(value: Option<usize>, ports: usize) -> Result<usize, ConfigError> {
+    let Some(n) = value else {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        return Ok(cores.clamp(1, MAX_SHARDS).min(ports.max(1)));
+    };
+    if n == 0 || n > MAX_SHARDS || n > ports {
+        return Err(ConfigError::Invalid {
+            key: "SWITCHBOARD_MEDIA_SHARDS",
+            reason: format!(
+                "{n} media threads for {ports} ports: give 1 to {}, at most one per port",
+                MAX_SHARDS.min(ports)
+            ),
+        });
+    }
+    Ok(n)
+}
+
+/// The most media engine threads: a leg's id names its shard in a byte, and past this many
+/// cores the node is better split.
+const MAX_SHARDS: usize = 64;
 
 fn count(
     key: &'static str,

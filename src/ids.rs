@@ -4,17 +4,26 @@ use std::fmt;
 
 /// A media leg inside the engine: one `str0m::Rtc` (a WhatsApp call's leg or a browser session's).
 ///
-/// The slot indexes the engine's leg table; the generation makes a stale id (of a leg that has
-/// been closed and whose slot was reused) harmless instead of pointing at someone else's leg.
+/// The shard is the engine thread that owns the leg (its sockets, its `Rtc`); the slot indexes
+/// that engine's leg table; the generation makes a stale id (of a leg that has been closed and
+/// whose slot was reused) harmless instead of pointing at someone else's leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LegId {
+    pub(crate) shard: u8,
     pub(crate) slot: u32,
     pub(crate) generation: u32,
 }
 
+impl LegId {
+    /// The engine shard that owns the leg.
+    pub fn shard(&self) -> usize {
+        usize::from(self.shard)
+    }
+}
+
 impl fmt::Display for LegId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "leg-{}.{}", self.slot, self.generation)
+        write!(f, "leg-{}.{}.{}", self.shard, self.slot, self.generation)
     }
 }
 

@@ -144,6 +144,7 @@ async fn an_ipv6_candidate_is_offered_and_connects_over_ipv6() {
         public_ip: LOOPBACK,
         public_ip6: Some(six),
         ports: vec![],
+        shards: 1,
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(10),
         stats_interval: Duration::from_millis(500),

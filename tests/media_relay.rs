@@ -94,10 +94,37 @@ fn assert_continuous(who: &str, packets: &[Received]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meta_and_browsers_relay_untouched_and_continuous() {
-    let mut e = engine();
+    let c = relay_untouched_and_continuous(engine()).await;
+    assert_eq!(c.shards, 1);
+    assert_eq!(c.engine.crossed_in, 0, "{c:?}");
+}
+
+/// The same call with its three legs on three engine threads: every packet and every route
+/// change crosses between them, and what each peer hears is just as exact and continuous.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legs_on_three_engine_threads_relay_untouched_and_continuous() {
+    let c = relay_untouched_and_continuous(engine_sharded(3)).await;
+    assert_eq!(c.shards, 3);
+    // Every packet crossed (none was forwarded on its source's thread), and every one that
+    // crossed was forwarded or held back for a counted reason.
+    assert_eq!(c.engine.crossed_in, c.engine.crossed_out, "{c:?}");
+    assert_eq!(
+        c.engine.crossed_in,
+        c.engine.rtp_forwarded + c.engine.dropped_not_started + c.engine.dropped_unrouted,
+        "{c:?}"
+    );
+    assert_eq!(c.crossings_dropped, 0);
+}
+
+async fn relay_untouched_and_continuous(mut e: TestEngine) -> DriverCounters {
     let (meta, wa) = meta_leg(&e).await;
     let (agent_a, a) = browser_leg(&e, 1).await;
     let (agent_b, b) = browser_leg(&e, 1).await;
+    if e.handle.shards() == 3 {
+        let mut shards = vec![wa.leg.shard(), a.leg.shard(), b.leg.shard()];
+        shards.sort();
+        assert_eq!(shards, vec![0, 1, 2], "one leg per thread");
+    }
     for p in [&meta, &agent_a, &agent_b] {
         connected(p).await;
     }
@@ -209,6 +236,7 @@ async fn meta_and_browsers_relay_untouched_and_continuous() {
         c.engine.dropped_not_started > 0,
         "the pre-accept packets were held back"
     );
+    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +325,18 @@ async fn dtmf_toward_meta_is_heard_once_and_the_stream_stays_continuous() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_leg_receives_caller_and_agent_on_two_streams() {
-    let e = engine();
+    supervisor_hears_both(engine()).await;
+}
+
+/// The supervisor's two streams fed from two other engine threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_leg_hears_caller_and_agent_from_two_other_threads() {
+    let e = supervisor_hears_both(engine_sharded(3)).await;
+    let c = e.handle.counters().await.unwrap();
+    assert!(c.engine.crossed_in >= 60, "{c:?}");
+}
+
+async fn supervisor_hears_both(e: TestEngine) -> TestEngine {
     let (meta, wa) = meta_leg(&e).await;
     let (agent, a) = browser_leg(&e, 1).await;
     let (sup, s) = browser_leg(&e, 2).await;
@@ -329,4 +368,5 @@ async fn a_supervisor_leg_receives_caller_and_agent_on_two_streams() {
         .collect();
     sources.sort();
     assert_eq!(sources, vec![vec![META_TAG], vec![A_TAG]]);
+    e
 }

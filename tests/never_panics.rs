@@ -79,6 +79,7 @@ fn mutated_offers_get_an_answer_or_an_error_and_never_a_half_made_leg() {
         public_ip: [10, 0, 0, 1].into(),
         public_ip6: None,
         ports: vec![5000],
+        shards: 1,
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(10),
         stats_interval: Duration::from_secs(5),

@@ -83,6 +83,10 @@ struct Args {
     /// much traffic has.
     #[arg(long, default_value_t = META_PER_NUMBER)]
     calls_per_number: u32,
+    /// switchboard's media engine threads (`SWITCHBOARD_MEDIA_SHARDS`); default: its own
+    /// default, one per core.
+    #[arg(long)]
+    shards: Option<usize>,
     /// The generator's media threads (each plays its share of callers and agents).
     #[arg(long, default_value_t = 1)]
     generator_threads: usize,
@@ -158,6 +162,7 @@ fn args_summary(args: &Args) -> report::Setup {
         calls: args.calls,
         rate: args.rate,
         hold_secs: args.hold,
+        shards: args.shards,
         machine: report::machine(),
     }
 }
@@ -239,9 +244,13 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
             .ok_or_else(|| anyhow!("no directory"))?
             .join("switchboard"),
     };
+    let mut command = tokio::process::Command::new(&binary);
+    command.env_clear();
+    if let Some(n) = args.shards {
+        command.env("SWITCHBOARD_MEDIA_SHARDS", n.to_string());
+    }
     let mut child = Child(
-        tokio::process::Command::new(&binary)
-            .env_clear()
+        command
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("SWITCHBOARD_CONFIG", &config)
             .env("SWITCHBOARD_HTTP_ADDR", "127.0.0.1:0")

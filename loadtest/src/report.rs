@@ -14,6 +14,9 @@ pub struct Setup {
     pub rate: f64,
     /// The measurement window, seconds.
     pub hold_secs: f64,
+    /// switchboard's media engine threads, when the run set them (else its default: one per
+    /// core).
+    pub shards: Option<usize>,
     /// The machine.
     pub machine: String,
 }
@@ -312,9 +315,13 @@ impl Report {
         let runs: Vec<&RunReport> = std::iter::once(&self.switchboard)
             .chain(self.bare_relay.as_ref())
             .collect();
+        let shards = self
+            .setup
+            .shards
+            .map_or("one per core".to_owned(), |n| n.to_string());
         let mut out = format!(
-            "loadtest: {} calls, ramp {}/s, held {} s, on {}\n",
-            self.setup.calls, self.setup.rate, self.setup.hold_secs, self.setup.machine
+            "loadtest: {} calls, ramp {}/s, held {} s, media threads {}, on {}\n",
+            self.setup.calls, self.setup.rate, self.setup.hold_secs, shards, self.setup.machine
         );
         let ms = |s: &Option<Spread>| {
             s.map_or("-".to_owned(), |s| format!("{:.1} / {:.1}", s.p50, s.p99))

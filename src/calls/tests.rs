@@ -16,6 +16,7 @@ struct World {
 
 fn leg(slot: u32) -> LegId {
     LegId {
+        shard: 0,
         slot,
         generation: 0,
     }

@@ -1,25 +1,36 @@
-//! The thin I/O driver around [`Engine`]: a dedicated thread that owns the pool of UDP sockets
-//! and the engine, and waits (one `epoll` through `mio`) on exactly three things — the sockets,
-//! the command channel's waker and the engine's next deadline. The rest of the program holds a
-//! cloneable [`EngineHandle`] and reads [`MediaEvent`]s from a channel.
+//! The thin I/O driver around [`Engine`]: one or more threads ("shards"), each owning its share
+//! of the pool of UDP sockets and an engine of its own, and waiting (one `epoll` through `mio`)
+//! on exactly three things — its sockets, its waker (commands, and packets from other shards)
+//! and its engine's next deadline. The rest of the program holds a cloneable [`EngineHandle`],
+//! which sends each command to the shard that owns the leg, and reads [`MediaEvent`]s from one
+//! channel that every shard feeds.
+//!
+//! A leg lives and dies on one shard: the shard that owns the socket it was placed on. A call
+//! whose WhatsApp leg and agent leg sit on different shards (the agent's leg exists before the
+//! call, so placement cannot avoid it) is forwarded through the destination shard's inbox: a
+//! bounded lock-free queue of packets plus an unbounded one of route changes, and a wake-up
+//! only when that shard is asleep in `epoll`.
 //!
 //! Why `mio` rather than a tokio runtime: the pool can hold a thousand sockets, and one `epoll`
-//! over all of them is what a `select!` cannot express. The thread runs no async code at all.
+//! over all of them is what a `select!` cannot express. The threads run no async code at all.
 //!
 //! If logic worth testing grows here, it belongs in the engine instead.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_queue::{ArrayQueue, SegQueue};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::engine::{Answer, Counters, Engine, EngineConfig, MediaEvent};
+use super::engine::{Answer, Counters, Crossing, Engine, EngineConfig, MediaEvent};
+use super::leg::LegKind;
 use super::MediaError;
 use crate::ids::{LegId, StreamId};
 
@@ -36,12 +47,19 @@ const WAKER: Token = Token(usize::MAX);
 const EVENT_RETRY: Duration = Duration::from_millis(5);
 /// File descriptors kept free for everything else (HTTP connections, the database, logs).
 const FD_HEADROOM: u64 = 1024;
+/// Packets from other shards one shard's inbox holds before more are dropped (and counted):
+/// at 50 packets a second per call, far more than a busy shard's turn ever leaves waiting.
+const INBOX_PACKETS: usize = 8192;
 
 type Reply<T> = oneshot::Sender<Result<T, MediaError>>;
 
 enum Command {
-    AnswerWhatsApp(String, Reply<Answer>),
-    AnswerBrowser(String, Reply<Answer>),
+    Answer {
+        kind: LegKind,
+        offer: String,
+        last_resort: bool,
+        reply: Reply<Answer>,
+    },
     Route(StreamId, Option<LegId>, Reply<()>),
     Hold(StreamId, bool, Reply<()>),
     StartSending(LegId, Reply<()>),
@@ -88,10 +106,10 @@ pub struct Bind {
     pub ports: Ports,
 }
 
-/// Engine counters plus the driver's own.
+/// Engine counters plus the driver's own, summed over the shards.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DriverCounters {
-    /// The engine's counters.
+    /// The engines' counters.
     pub engine: Counters,
     /// Legs alive.
     pub legs: u64,
@@ -99,14 +117,19 @@ pub struct DriverCounters {
     pub send_errors: u64,
     /// Statistics and DTMF events dropped because the program did not read events fast enough.
     pub events_dropped: u64,
-    /// Time the engine thread spent working (everything but waiting for sockets and timers):
-    /// its busy share is how close the media loop is to falling behind.
+    /// Packets for another shard dropped because its inbox was full (it had fallen behind).
+    pub crossings_dropped: u64,
+    /// Time the engine threads spent working (everything but waiting for sockets and timers),
+    /// added up over the shards: divided by the wall time and [`DriverCounters::shards`], how
+    /// close the media loop is to falling behind.
     pub busy: Duration,
+    /// Engine threads.
+    pub shards: usize,
 }
 
-/// Wakes the engine thread when the last handle is gone, so it notices and stops at once.
+/// Wakes a shard's thread when the last handle is gone, so it notices and stops at once.
 #[derive(Debug)]
-struct WakeOnDrop(Waker);
+struct WakeOnDrop(Arc<Waker>);
 
 impl Drop for WakeOnDrop {
     fn drop(&mut self) {
@@ -114,20 +137,46 @@ impl Drop for WakeOnDrop {
     }
 }
 
-/// A cheap, cloneable handle to the engine thread.
-#[derive(Clone, Debug)]
-pub struct EngineHandle {
+/// One shard's command channel.
+#[derive(Debug)]
+struct ShardHandle {
     // Declared before `wake`: the last handle's sender is gone by the time its waker fires.
     tx: mpsc::Sender<Command>,
-    wake: Arc<WakeOnDrop>,
+    wake: WakeOnDrop,
 }
 
-/// The engine thread; dropping every [`EngineHandle`] stops it (legs are closed gracefully).
+/// A cheap, cloneable handle to the engine threads.
+#[derive(Clone, Debug)]
+pub struct EngineHandle {
+    shards: Arc<[ShardHandle]>,
+    /// Where the next new leg's placement starts (round robin over the shards).
+    next: Arc<AtomicUsize>,
+    /// The node's leg limit, which the shards share out.
+    max_legs: usize,
+    /// The node's ports, for the error that says none is free.
+    ports: usize,
+}
+
+/// What other shards leave for one shard, and how to wake it.
+struct Inbox {
+    /// Forwarded packets: bounded, so a shard that falls behind drops (and counts) rather than
+    /// letting memory grow.
+    packets: ArrayQueue<Crossing>,
+    /// Route changes: a few per call, never dropped.
+    notices: SegQueue<Crossing>,
+    waker: Arc<Waker>,
+    /// True while the shard's thread is in (or about to enter) `epoll`: a sender that finds it
+    /// set wakes the thread; otherwise the thread finds the crossing on its next turn, and no
+    /// system call is made per packet.
+    parked: AtomicBool,
+}
+
+/// The engine threads; dropping every [`EngineHandle`] stops them (legs are closed gracefully).
 #[derive(Debug)]
 pub struct MediaDriver {
     ports: Vec<u16>,
     local_addr: SocketAddr,
-    thread: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// One port of the pool: its IPv4 socket and, when IPv6 is offered, its IPv6 socket.
@@ -136,8 +185,21 @@ struct PoolSocket {
     v6: Option<UdpSocket>,
 }
 
+/// What one shard's thread owns.
+struct Shard {
+    index: usize,
+    engine: Engine,
+    poll: Poll,
+    sockets: Vec<PoolSocket>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<MediaEvent>,
+    inboxes: Arc<[Inbox]>,
+}
+
 impl MediaDriver {
-    /// Binds the pool and starts the engine thread. `cfg.ports` is replaced by the ports bound.
+    /// Binds the pool and starts the engine threads: `cfg.shards` of them (at most one per
+    /// port and 64), the ports dealt out among them in turn. `cfg.ports` is replaced by the
+    /// ports bound; the leg and pending-event limits are shared out evenly.
     pub fn spawn(
         bind: Bind,
         cfg: EngineConfig,
@@ -155,43 +217,94 @@ impl MediaDriver {
             .map(|s| s.v4.local_addr().map(|a| a.port()))
             .collect::<Result<_, _>>()?;
         let local_addr = sockets[0].v4.local_addr()?;
-        let mut cfg = cfg;
-        cfg.ports = ports.clone();
-        let engine = Engine::new(cfg)?;
+        let n = cfg.shards.clamp(1, sockets.len().min(64));
+        let total_ports = ports.len();
+        let max_legs = cfg.limits.max_legs;
 
-        let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
-        let mut sockets = sockets;
-        for (i, s) in sockets.iter_mut().enumerate() {
-            poll.registry()
-                .register(&mut s.v4, Token(2 * i), Interest::READABLE)?;
-            if let Some(v6) = s.v6.as_mut() {
-                poll.registry()
-                    .register(v6, Token(2 * i + 1), Interest::READABLE)?;
-            }
+        // Deal the sockets out: shard k gets sockets k, k + n, k + 2n, …
+        let mut dealt: Vec<Vec<PoolSocket>> = (0..n).map(|_| Vec::new()).collect();
+        for (i, s) in sockets.into_iter().enumerate() {
+            dealt[i % n].push(s);
         }
-        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let mut polls = Vec::with_capacity(n);
+        let mut wakers = Vec::with_capacity(n);
+        let mut engines = Vec::with_capacity(n);
+        for (k, sockets) in dealt.iter_mut().enumerate() {
+            let mut cfg = cfg.clone();
+            cfg.ports = sockets
+                .iter()
+                .map(|s| s.v4.local_addr().map(|a| a.port()))
+                .collect::<Result<_, _>>()?;
+            cfg.limits.max_legs = cfg.limits.max_legs.div_ceil(n);
+            cfg.limits.max_pending_events = cfg.limits.max_pending_events.div_ceil(n);
+            engines.push(Engine::shard(cfg, k as u8)?);
+            let poll = Poll::new()?;
+            wakers.push(Arc::new(Waker::new(poll.registry(), WAKER)?));
+            for (i, s) in sockets.iter_mut().enumerate() {
+                poll.registry()
+                    .register(&mut s.v4, Token(2 * i), Interest::READABLE)?;
+                if let Some(v6) = s.v6.as_mut() {
+                    poll.registry()
+                        .register(v6, Token(2 * i + 1), Interest::READABLE)?;
+                }
+            }
+            polls.push(poll);
+        }
+        let inboxes: Arc<[Inbox]> = wakers
+            .iter()
+            .map(|w| Inbox {
+                packets: ArrayQueue::new(INBOX_PACKETS),
+                notices: SegQueue::new(),
+                waker: w.clone(),
+                parked: AtomicBool::new(false),
+            })
+            .collect();
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
-        let thread = std::thread::Builder::new()
-            .name("media-engine".into())
-            .spawn(move || run(engine, poll, sockets, cmd_rx, ev_tx))?;
+        let mut threads = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for (index, ((engine, poll), sockets)) in
+            engines.into_iter().zip(polls).zip(dealt).enumerate()
+        {
+            let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+            let shard = Shard {
+                index,
+                engine,
+                poll,
+                sockets,
+                commands: cmd_rx,
+                events: ev_tx.clone(),
+                inboxes: inboxes.clone(),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("media-engine-{index}"))
+                    .spawn(move || run(shard))?,
+            );
+            handles.push(ShardHandle {
+                tx: cmd_tx,
+                wake: WakeOnDrop(wakers[index].clone()),
+            });
+        }
         info!(
             %local_addr,
             ports = ports.len(),
             first = ports[0],
             last = ports[ports.len() - 1],
             ipv6 = bind.ip6.is_some(),
+            shards = n,
             "media engine listening"
         );
         Ok((
             MediaDriver {
                 ports,
                 local_addr,
-                thread: Some(thread),
+                threads,
             },
             EngineHandle {
-                tx: cmd_tx,
-                wake: Arc::new(WakeOnDrop(waker)),
+                shards: handles.into(),
+                next: Arc::new(AtomicUsize::new(0)),
+                max_legs,
+                ports: total_ports,
             },
             ev_rx,
         ))
@@ -207,9 +320,9 @@ impl MediaDriver {
         &self.ports
     }
 
-    /// Waits for the engine thread to finish (after every handle is dropped).
+    /// Waits for the engine threads to finish (after every handle is dropped).
     pub fn join(mut self) {
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -310,7 +423,7 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(UdpSocket::from_std(socket.into()))
 }
 
-impl EngineHandle {
+impl ShardHandle {
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, MediaError> {
         let (tx, rx) = oneshot::channel();
         self.tx
@@ -321,52 +434,7 @@ impl EngineHandle {
         rx.await.map_err(|_| MediaError::EngineGone)?
     }
 
-    /// See [`Engine::answer_whatsapp`].
-    pub async fn answer_whatsapp(&self, offer: impl Into<String>) -> Result<Answer, MediaError> {
-        let offer = offer.into();
-        self.call(|r| Command::AnswerWhatsApp(offer, r)).await
-    }
-
-    /// See [`Engine::answer_browser`].
-    pub async fn answer_browser(&self, offer: impl Into<String>) -> Result<Answer, MediaError> {
-        let offer = offer.into();
-        self.call(|r| Command::AnswerBrowser(offer, r)).await
-    }
-
-    /// See [`Engine::route`].
-    pub async fn route(&self, stream: StreamId, source: Option<LegId>) -> Result<(), MediaError> {
-        self.call(|r| Command::Route(stream, source, r)).await
-    }
-
-    /// See [`Engine::hold`].
-    pub async fn hold(&self, stream: StreamId, on: bool) -> Result<(), MediaError> {
-        self.call(|r| Command::Hold(stream, on, r)).await
-    }
-
-    /// See [`Engine::start_sending`].
-    pub async fn start_sending(&self, leg: LegId) -> Result<(), MediaError> {
-        self.call(|r| Command::StartSending(leg, r)).await
-    }
-
-    /// See [`Engine::send_dtmf`].
-    pub async fn send_dtmf(
-        &self,
-        leg: LegId,
-        digits: impl Into<String>,
-        duration: Duration,
-    ) -> Result<(), MediaError> {
-        let digits = digits.into();
-        self.call(|r| Command::SendDtmf(leg, digits, duration, r))
-            .await
-    }
-
-    /// See [`Engine::close`].
-    pub async fn close(&self, leg: LegId) -> Result<(), MediaError> {
-        self.call(|r| Command::Close(leg, r)).await
-    }
-
-    /// A snapshot of the counters.
-    pub async fn counters(&self) -> Result<DriverCounters, MediaError> {
+    async fn counters(&self) -> Result<DriverCounters, MediaError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Command::Counters(tx))
@@ -377,13 +445,136 @@ impl EngineHandle {
     }
 }
 
-fn run(
-    mut engine: Engine,
-    mut poll: Poll,
-    sockets: Vec<PoolSocket>,
-    mut commands: mpsc::Receiver<Command>,
-    events: mpsc::Sender<MediaEvent>,
-) {
+impl EngineHandle {
+    /// The shard that owns `leg`.
+    fn owner(&self, leg: LegId) -> Result<&ShardHandle, MediaError> {
+        self.shards
+            .get(leg.shard())
+            .ok_or(MediaError::UnknownLeg { leg })
+    }
+
+    /// Engine threads.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// A new leg on the next shard in turn; when that shard has no port free for the offer's
+    /// remote address (or no leg slot left), the next one, and so on: the node refuses only
+    /// when every shard would.
+    async fn answer(&self, kind: LegKind, offer: String) -> Result<Answer, MediaError> {
+        let n = self.shards.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        for k in 0..n {
+            let last_resort = k + 1 == n;
+            let offer = offer.clone();
+            let shard = &self.shards[(first + k) % n];
+            let result = shard
+                .call(|reply| Command::Answer {
+                    kind,
+                    offer,
+                    last_resort,
+                    reply,
+                })
+                .await;
+            match result {
+                Err(MediaError::NoFreePort { .. } | MediaError::TooManyLegs { .. })
+                    if !last_resort => {}
+                Err(MediaError::TooManyLegs { .. }) => {
+                    return Err(MediaError::TooManyLegs {
+                        limit: self.max_legs,
+                    })
+                }
+                Err(MediaError::NoFreePort { remote, .. }) => {
+                    return Err(MediaError::NoFreePort {
+                        remote,
+                        ports: self.ports,
+                    })
+                }
+                other => return other,
+            }
+        }
+        Err(MediaError::EngineGone)
+    }
+
+    /// See [`Engine::answer_whatsapp`].
+    pub async fn answer_whatsapp(&self, offer: impl Into<String>) -> Result<Answer, MediaError> {
+        self.answer(LegKind::WhatsApp, offer.into()).await
+    }
+
+    /// See [`Engine::answer_browser`].
+    pub async fn answer_browser(&self, offer: impl Into<String>) -> Result<Answer, MediaError> {
+        self.answer(LegKind::Browser, offer.into()).await
+    }
+
+    /// See [`Engine::route`]; the stream's shard takes it, and tells the source's shard.
+    pub async fn route(&self, stream: StreamId, source: Option<LegId>) -> Result<(), MediaError> {
+        self.owner(stream.leg)?
+            .call(|r| Command::Route(stream, source, r))
+            .await
+    }
+
+    /// See [`Engine::hold`].
+    pub async fn hold(&self, stream: StreamId, on: bool) -> Result<(), MediaError> {
+        self.owner(stream.leg)?
+            .call(|r| Command::Hold(stream, on, r))
+            .await
+    }
+
+    /// See [`Engine::start_sending`].
+    pub async fn start_sending(&self, leg: LegId) -> Result<(), MediaError> {
+        self.owner(leg)?
+            .call(|r| Command::StartSending(leg, r))
+            .await
+    }
+
+    /// See [`Engine::send_dtmf`].
+    pub async fn send_dtmf(
+        &self,
+        leg: LegId,
+        digits: impl Into<String>,
+        duration: Duration,
+    ) -> Result<(), MediaError> {
+        let digits = digits.into();
+        self.owner(leg)?
+            .call(|r| Command::SendDtmf(leg, digits, duration, r))
+            .await
+    }
+
+    /// See [`Engine::close`].
+    pub async fn close(&self, leg: LegId) -> Result<(), MediaError> {
+        self.owner(leg)?.call(|r| Command::Close(leg, r)).await
+    }
+
+    /// A snapshot of the counters, summed over the shards.
+    pub async fn counters(&self) -> Result<DriverCounters, MediaError> {
+        let mut sum = DriverCounters {
+            shards: self.shards.len(),
+            ..DriverCounters::default()
+        };
+        for shard in self.shards.iter() {
+            let c = shard.counters().await?;
+            sum.engine.merge(&c.engine);
+            sum.legs += c.legs;
+            sum.send_errors += c.send_errors;
+            sum.events_dropped += c.events_dropped;
+            sum.crossings_dropped += c.crossings_dropped;
+            sum.busy += c.busy;
+        }
+        Ok(sum)
+    }
+}
+
+fn run(shard: Shard) {
+    let Shard {
+        index,
+        mut engine,
+        mut poll,
+        sockets,
+        mut commands,
+        events,
+        inboxes,
+    } = shard;
+    let inbox = &inboxes[index];
     let mut buf = vec![0u8; 2048];
     let mut ready_events = Events::with_capacity(1024);
     // Sockets that may still hold datagrams (mio is edge-triggered: a socket is reported once
@@ -392,6 +583,10 @@ fn run(
     let mut pending: VecDeque<MediaEvent> = VecDeque::new();
     let mut counters = DriverCounters::default();
     let max_pending = engine.limits().max_pending_events;
+    let mut out = Out {
+        sockets: &sockets,
+        inboxes: &inboxes,
+    };
     loop {
         let now = Instant::now();
         let mut timeout = engine.poll_timeout().map_or(Duration::from_secs(1), |at| {
@@ -403,11 +598,19 @@ fn run(
         if !pending.is_empty() {
             timeout = timeout.min(EVENT_RETRY);
         }
+        // Parked before the last look at the inbox: a sender either sees the flag (and wakes
+        // us) or its crossing is already there to see (the fences order the two sides).
+        inbox.parked.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if !inbox.packets.is_empty() || !inbox.notices.is_empty() {
+            timeout = Duration::ZERO;
+        }
         if let Err(e) = poll.poll(&mut ready_events, Some(timeout)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 warn!(error = %e, "media poll failed");
             }
         }
+        inbox.parked.store(false, Ordering::SeqCst);
         let woke = Instant::now();
         for ev in ready_events.iter() {
             if ev.token() != WAKER && !readable.contains(&ev.token()) {
@@ -426,7 +629,21 @@ fn run(
                 }
             }
         }
-        flush(&mut engine, &sockets, &mut counters);
+        out.flush(&mut engine, &mut counters);
+
+        // What other shards left: route changes first, then (at most one inbox's worth of)
+        // packets, so a flood from them cannot starve this shard's own sockets.
+        let now = Instant::now();
+        while let Some(c) = inbox.notices.pop() {
+            engine.handle_crossing(now, c);
+        }
+        for _ in 0..INBOX_PACKETS {
+            let Some(c) = inbox.packets.pop() else {
+                break;
+            };
+            engine.handle_crossing(now, c);
+        }
+        out.flush(&mut engine, &mut counters);
 
         for _ in 0..readable.len() {
             let Some(token) = readable.pop_front() else {
@@ -449,7 +666,7 @@ fn run(
                 match socket.recv_from(&mut buf) {
                     Ok((n, source)) => {
                         engine.handle_datagram(Instant::now(), index, source, &buf[..n]);
-                        flush(&mut engine, &sockets, &mut counters);
+                        out.flush(&mut engine, &mut counters);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         drained = true;
@@ -468,7 +685,7 @@ fn run(
         if engine.poll_timeout().is_some_and(|at| at <= now) {
             engine.handle_timeout(now);
         }
-        flush(&mut engine, &sockets, &mut counters);
+        out.flush(&mut engine, &mut counters);
         hand_over(
             &mut engine,
             &events,
@@ -482,9 +699,59 @@ fn run(
         }
     }
     // Every handle is gone: close the legs so peers hear a BYE rather than time out.
-    info!(legs = engine.leg_count(), "media engine stopping");
+    info!(
+        shard = index,
+        legs = engine.leg_count(),
+        "media engine stopping"
+    );
     engine.close_all(Instant::now());
-    flush(&mut engine, &sockets, &mut counters);
+    out.flush(&mut engine, &mut counters);
+}
+
+/// Where a shard's output goes: datagrams to its sockets, crossings to other shards' inboxes.
+struct Out<'a> {
+    sockets: &'a [PoolSocket],
+    inboxes: &'a [Inbox],
+}
+
+impl Out<'_> {
+    fn flush(&mut self, engine: &mut Engine, counters: &mut DriverCounters) {
+        while let Some(t) = engine.poll_transmit() {
+            let Some(pool) = self.sockets.get(t.socket) else {
+                counters.send_errors += 1;
+                continue;
+            };
+            let socket = match (t.destination, &pool.v6) {
+                (SocketAddr::V6(_), Some(v6)) => v6,
+                _ => &pool.v4,
+            };
+            if let Err(e) = socket.send_to(&t.contents, t.destination) {
+                // UDP: a full buffer or an unreachable peer loses this datagram, as the network
+                // could.
+                counters.send_errors += 1;
+                debug!(error = %e, destination = %t.destination, "send");
+            }
+        }
+        while let Some(c) = engine.poll_crossing() {
+            let Some(inbox) = self.inboxes.get(c.shard()) else {
+                counters.crossings_dropped += 1;
+                continue;
+            };
+            match c {
+                Crossing::Packet(_) => {
+                    if inbox.packets.push(c).is_err() {
+                        counters.crossings_dropped += 1;
+                        continue;
+                    }
+                }
+                notice => inbox.notices.push(notice),
+            }
+            fence(Ordering::SeqCst);
+            if inbox.parked.swap(false, Ordering::SeqCst) {
+                let _ = inbox.waker.wake();
+            }
+        }
+    }
 }
 
 /// Moves the engine's events to the program's channel. While the program is not reading, they
@@ -523,11 +790,13 @@ fn execute(engine: &mut Engine, cmd: Command, counters: &DriverCounters) {
     let now = Instant::now();
     // A caller that stopped waiting is fine: the command was still carried out.
     match cmd {
-        Command::AnswerWhatsApp(offer, r) => {
-            let _ = r.send(engine.answer_whatsapp(now, &offer));
-        }
-        Command::AnswerBrowser(offer, r) => {
-            let _ = r.send(engine.answer_browser(now, &offer));
+        Command::Answer {
+            kind,
+            offer,
+            last_resort,
+            reply,
+        } => {
+            let _ = reply.send(engine.answer(now, &offer, kind, last_resort));
         }
         Command::Route(stream, source, r) => {
             let _ = r.send(engine.route(stream, source));
@@ -550,24 +819,6 @@ fn execute(engine: &mut Engine, cmd: Command, counters: &DriverCounters) {
                 legs: engine.leg_count() as u64,
                 ..counters.clone()
             });
-        }
-    }
-}
-
-fn flush(engine: &mut Engine, sockets: &[PoolSocket], counters: &mut DriverCounters) {
-    while let Some(t) = engine.poll_transmit() {
-        let Some(pool) = sockets.get(t.socket) else {
-            counters.send_errors += 1;
-            continue;
-        };
-        let socket = match (t.destination, &pool.v6) {
-            (SocketAddr::V6(_), Some(v6)) => v6,
-            _ => &pool.v4,
-        };
-        if let Err(e) = socket.send_to(&t.contents, t.destination) {
-            // UDP: a full buffer or an unreachable peer loses this datagram, as the network could.
-            counters.send_errors += 1;
-            debug!(error = %e, destination = %t.destination, "send");
         }
     }
 }

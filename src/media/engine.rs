@@ -53,6 +53,11 @@ pub struct EngineConfig {
     /// The local UDP ports, one per socket of the pool; a socket is named by its index here.
     /// At least one. [`super::MediaDriver`] fills it with the ports it bound.
     pub ports: Vec<u16>,
+    /// Engine threads ("shards") the driver runs, each an [`Engine`] of its own with its share
+    /// of the ports and the legs placed on them; calls whose legs live on two shards are
+    /// forwarded between them ([`Crossing`]). At least 1, at most the ports and 64. One
+    /// `Engine` on its own ignores it.
+    pub shards: usize,
     /// A leg that has not connected in this time fails.
     pub connect_timeout: Duration,
     /// A connected leg that has received nothing for this long fails.
@@ -212,6 +217,11 @@ impl ByLeg {
             LegKind::Browser => self.browser += n,
         }
     }
+
+    fn merge(&mut self, o: &ByLeg) {
+        self.whatsapp += o.whatsapp;
+        self.browser += o.browser;
+    }
 }
 
 /// Engine-wide counters, kept as plain integers and read by whoever flushes metrics.
@@ -251,6 +261,13 @@ pub struct Counters {
     pub dropped_stale: u64,
     /// Packets of a source dropped while the engine sent its own DTMF on that stream.
     pub dropped_during_dtmf: u64,
+    /// Packets from a leg that is no longer its stream's source (they crossed from another
+    /// shard while the route changed).
+    pub dropped_unrouted: u64,
+    /// Packets handed to another shard, whose leg is the destination.
+    pub crossed_out: u64,
+    /// Packets taken from another shard and forwarded here.
+    pub crossed_in: u64,
     /// Legs discarded because str0m failed or panicked on them.
     pub legs_discarded: u64,
     /// Times a leg's timer fired and str0m was given the time.
@@ -269,6 +286,39 @@ pub struct Counters {
     /// STUN messages on a known flow whose integrity did not check (spoofed or stale).
     pub stun_unauthenticated: u64,
 }
+impl Counters {
+    /// Adds another shard's counters to these (the node's counters are the sum of its shards').
+    pub fn merge(&mut self, o: &Counters) {
+        self.datagrams_in += o.datagrams_in;
+        self.datagrams_unmatched += o.datagrams_unmatched;
+        self.datagrams_malformed += o.datagrams_malformed;
+        self.rtp_forwarded += o.rtp_forwarded;
+        self.forwarded_packets.merge(&o.forwarded_packets);
+        self.forwarded_bytes.merge(&o.forwarded_bytes);
+        self.failed_connect_timeout.merge(&o.failed_connect_timeout);
+        self.failed_silent.merge(&o.failed_silent);
+        self.failed_internal.merge(&o.failed_internal);
+        self.silence_sent += o.silence_sent;
+        self.hold_sent += o.hold_sent;
+        self.dropped_on_hold += o.dropped_on_hold;
+        self.dtmf_reports_sent += o.dtmf_reports_sent;
+        self.dropped_unknown_pt += o.dropped_unknown_pt;
+        self.dropped_not_started += o.dropped_not_started;
+        self.dropped_stale += o.dropped_stale;
+        self.dropped_during_dtmf += o.dropped_during_dtmf;
+        self.dropped_unrouted += o.dropped_unrouted;
+        self.crossed_out += o.crossed_out;
+        self.crossed_in += o.crossed_in;
+        self.legs_discarded += o.legs_discarded;
+        self.leg_timeouts += o.leg_timeouts;
+        self.events_dropped += o.events_dropped;
+        self.refused_no_port += o.refused_no_port;
+        self.refused_too_many_legs += o.refused_too_many_legs;
+        self.refused_too_many_streams += o.refused_too_many_streams;
+        self.refused_dtmf_queue_full += o.refused_dtmf_queue_full;
+        self.stun_unauthenticated += o.stun_unauthenticated;
+    }
+}
 
 struct Slot {
     generation: u32,
@@ -279,6 +329,8 @@ struct Slot {
 /// A struct of its own so that borrowing a leg borrows only the table, not the whole engine.
 #[derive(Default)]
 struct Legs {
+    /// The shard these legs belong to: an id of another shard's leg finds nothing here.
+    shard: u8,
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
@@ -288,6 +340,7 @@ impl Legs {
     fn alloc(&mut self) -> LegId {
         if let Some(slot) = self.free.pop() {
             LegId {
+                shard: self.shard,
                 slot,
                 generation: self.slots[slot as usize].generation,
             }
@@ -297,13 +350,21 @@ impl Legs {
                 leg: None,
             });
             LegId {
+                shard: self.shard,
                 slot: (self.slots.len() - 1) as u32,
                 generation: 0,
             }
         }
     }
 
+    fn is_local(&self, id: LegId) -> bool {
+        id.shard == self.shard
+    }
+
     fn get(&self, id: LegId) -> Option<&Leg> {
+        if id.shard != self.shard {
+            return None;
+        }
         let slot = self.slots.get(id.slot as usize)?;
         (slot.generation == id.generation)
             .then_some(slot.leg.as_ref())
@@ -311,6 +372,9 @@ impl Legs {
     }
 
     fn get_mut(&mut self, id: LegId) -> Option<&mut Leg> {
+        if id.shard != self.shard {
+            return None;
+        }
         let slot = self.slots.get_mut(id.slot as usize)?;
         if slot.generation != id.generation {
             return None;
@@ -320,6 +384,9 @@ impl Legs {
 
     /// Removes the leg; its slot's next tenant gets a new generation.
     fn take(&mut self, id: LegId) -> Option<Leg> {
+        if id.shard != self.shard {
+            return None;
+        }
         let slot = self.slots.get_mut(id.slot as usize)?;
         if slot.generation != id.generation {
             return None;
@@ -336,6 +403,69 @@ impl Legs {
 enum PacketKind {
     Opus,
     Tele,
+}
+
+/// What one shard's engine hands another: a packet for a stream whose leg lives there, or a
+/// change to a route whose two ends live on different shards. Produced by
+/// [`Engine::poll_crossing`], delivered (in order, per pair of shards) to
+/// [`Engine::handle_crossing`] of the shard [`Crossing::shard`] names.
+#[derive(Debug)]
+pub enum Crossing {
+    /// A source's packet for a stream on another shard, already read and decrypted.
+    Packet(Relayed),
+    /// Start sending `src`'s incoming audio to `stream` (the route's destination side is set).
+    Subscribe {
+        /// The source leg, on the receiving shard.
+        src: LegId,
+        /// The stream it feeds.
+        stream: StreamId,
+    },
+    /// Stop sending `src`'s audio to `stream`.
+    Unsubscribe {
+        /// The source leg, on the receiving shard.
+        src: LegId,
+        /// The stream it fed.
+        stream: StreamId,
+    },
+    /// `src` is gone (or never existed): `stream`, on the receiving shard, has no source now.
+    SourceGone {
+        /// The stream, on the receiving shard.
+        stream: StreamId,
+        /// The source that is gone.
+        src: LegId,
+    },
+}
+
+impl Crossing {
+    /// The shard the crossing is for.
+    pub fn shard(&self) -> usize {
+        match self {
+            Crossing::Packet(p) => p.dst.leg.shard(),
+            Crossing::Subscribe { src, .. } | Crossing::Unsubscribe { src, .. } => src.shard(),
+            Crossing::SourceGone { stream, .. } => stream.leg.shard(),
+        }
+    }
+}
+
+/// A packet on its way from one shard to another: what forwarding needs of it, and the payload
+/// str0m shares by reference count (crossing copies no audio and allocates nothing).
+#[derive(Debug)]
+pub struct Relayed {
+    dst: StreamId,
+    producer: Producer,
+    kind: PacketKind,
+    seq: u64,
+    ts: u32,
+    marker: bool,
+    payload: Arc<[u8]>,
+}
+
+/// A packet being forwarded to one stream.
+struct Frame {
+    seq: u64,
+    ts: u32,
+    marker: bool,
+    payload: Arc<[u8]>,
 }
 
 /// The media engine. See the module docs.
@@ -357,6 +487,7 @@ pub struct Engine {
     next_tick: Option<Instant>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<MediaEvent>,
+    crossings: VecDeque<Crossing>,
     counters: Counters,
     silence: Arc<[u8]>,
 }
@@ -366,6 +497,12 @@ impl Engine {
     /// engine, as mediasoup does per worker: certificate generation is the costliest step of a
     /// new leg).
     pub fn new(cfg: EngineConfig) -> Result<Engine, MediaError> {
+        Engine::shard(cfg, 0)
+    }
+
+    /// A new engine that is shard `index` of a sharded driver: its legs' ids name the shard,
+    /// and routes to legs of other shards go out through [`Engine::poll_crossing`].
+    pub fn shard(cfg: EngineConfig, index: u8) -> Result<Engine, MediaError> {
         if cfg.ports.is_empty() {
             return Err(MediaError::InvalidConfig {
                 reason: "the engine needs at least one local port".into(),
@@ -391,7 +528,10 @@ impl Engine {
         Ok(Engine {
             cfg,
             cert,
-            legs: Legs::default(),
+            legs: Legs {
+                shard: index,
+                ..Legs::default()
+            },
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_candidate: HashMap::new(),
@@ -401,6 +541,7 @@ impl Engine {
             next_tick: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            crossings: VecDeque::new(),
             counters: Counters::default(),
             silence: Arc::from(&OPUS_SILENCE[..]),
         })
@@ -422,18 +563,27 @@ impl Engine {
     /// full ICE and controlling, DTLS client (`a=setup:active`), one sha-256 fingerprint, Meta's
     /// mid and payload types, `a=ptime:20`, one SSRC and our candidate inline.
     pub fn answer_whatsapp(&mut self, now: Instant, offer: &str) -> Result<Answer, MediaError> {
-        self.answer(now, offer, LegKind::WhatsApp)
+        self.answer(now, offer, LegKind::WhatsApp, true)
     }
 
     /// Answers a browser's offer with a new ICE-lite browser leg. Every m-line must be audio; each
     /// one the browser receives on becomes one of the leg's outgoing streams.
     pub fn answer_browser(&mut self, now: Instant, offer: &str) -> Result<Answer, MediaError> {
-        self.answer(now, offer, LegKind::Browser)
+        self.answer(now, offer, LegKind::Browser, true)
     }
 
-    fn answer(&mut self, now: Instant, offer: &str, kind: LegKind) -> Result<Answer, MediaError> {
+    /// Answers an offer as [`Engine::answer_whatsapp`] or [`Engine::answer_browser`] do. With
+    /// `last_resort` false, a refusal for want of a port or a leg slot is not counted: the
+    /// sharded driver then tries the next shard, and only the last one's refusal is the node's.
+    pub fn answer(
+        &mut self,
+        now: Instant,
+        offer: &str,
+        kind: LegKind,
+        last_resort: bool,
+    ) -> Result<Answer, MediaError> {
         if self.legs.live >= self.cfg.limits.max_legs {
-            self.counters.refused_too_many_legs += 1;
+            self.counters.refused_too_many_legs += u64::from(last_resort);
             return Err(MediaError::TooManyLegs {
                 limit: self.cfg.limits.max_legs,
             });
@@ -469,7 +619,7 @@ impl Engine {
         let socket = match self.place(&remote) {
             Some(s) => s,
             None => {
-                self.counters.refused_no_port += 1;
+                self.counters.refused_no_port += u64::from(last_resort);
                 return Err(MediaError::NoFreePort {
                     remote: remote
                         .first()
@@ -670,12 +820,16 @@ impl Engine {
     /// Points an outgoing stream at a source leg's incoming audio (`None`: nothing, which on a
     /// WhatsApp stream means silence). Takes effect with the next packet; the receiver sees one
     /// continuous stream across any number of changes.
+    ///
+    /// The stream's leg must be this shard's. A source on another shard is subscribed to through
+    /// a [`Crossing`]; if it turns out to be gone, a [`Crossing::SourceGone`] comes back and
+    /// the stream falls back to silence, as when a same-shard source closes.
     pub fn route(&mut self, stream: StreamId, source: Option<LegId>) -> Result<(), MediaError> {
         if let Some(src) = source {
             if src == stream.leg {
                 return Err(MediaError::RouteToSelf { leg: src });
             }
-            if self.legs.get(src).is_none() {
+            if self.legs.is_local(src) && self.legs.get(src).is_none() {
                 return Err(MediaError::UnknownLeg { leg: src });
             }
         }
@@ -697,14 +851,93 @@ impl Engine {
         if old == source {
             return Ok(());
         }
-        if let Some(old) = old.and_then(|o| self.legs.get_mut(o)) {
-            old.subscribers.retain(|s| *s != stream);
+        if let Some(old) = old {
+            self.unsubscribe(old, stream);
         }
-        if let Some(new) = source.and_then(|s| self.legs.get_mut(s)) {
-            new.subscribers.push(stream);
+        if let Some(new) = source {
+            self.subscribe(new, stream);
         }
         debug!(%stream, ?source, "route changed");
         Ok(())
+    }
+
+    /// Makes `src` send its incoming audio to `stream`: directly when `src` is this shard's,
+    /// else through a crossing to its shard.
+    fn subscribe(&mut self, src: LegId, stream: StreamId) {
+        if !self.legs.is_local(src) {
+            self.crossings
+                .push_back(Crossing::Subscribe { src, stream });
+            return;
+        }
+        match self.legs.get_mut(src) {
+            Some(leg) => {
+                if !leg.subscribers.contains(&stream) {
+                    leg.subscribers.push(stream);
+                }
+            }
+            None => self.source_gone(stream, src),
+        }
+    }
+
+    fn unsubscribe(&mut self, src: LegId, stream: StreamId) {
+        if !self.legs.is_local(src) {
+            self.crossings
+                .push_back(Crossing::Unsubscribe { src, stream });
+        } else if let Some(leg) = self.legs.get_mut(src) {
+            leg.subscribers.retain(|s| *s != stream);
+        }
+    }
+
+    /// `src` no longer feeds `stream` (it closed, or never existed on its shard).
+    fn source_gone(&mut self, stream: StreamId, src: LegId) {
+        if !self.legs.is_local(stream.leg) {
+            self.crossings
+                .push_back(Crossing::SourceGone { stream, src });
+            return;
+        }
+        if let Some(out) = self
+            .legs
+            .get_mut(stream.leg)
+            .and_then(|l| l.outs.get_mut(stream.index as usize))
+        {
+            if out.source == Some(src) {
+                out.source = None;
+                out.last_source_at = None;
+            }
+        }
+    }
+
+    /// Takes what another shard's [`Engine::poll_crossing`] produced for this one.
+    pub fn handle_crossing(&mut self, now: Instant, crossing: Crossing) {
+        match crossing {
+            Crossing::Packet(p) => {
+                let Relayed {
+                    dst,
+                    producer,
+                    kind,
+                    seq,
+                    ts,
+                    marker,
+                    payload,
+                } = p;
+                let pkt = Frame {
+                    seq,
+                    ts,
+                    marker,
+                    payload,
+                };
+                self.counters.crossed_in += 1;
+                self.forward_one(now, producer, kind, pkt, dst);
+            }
+            Crossing::Subscribe { src, stream } => self.subscribe(src, stream),
+            Crossing::Unsubscribe { src, stream } => self.unsubscribe(src, stream),
+            Crossing::SourceGone { stream, src } => self.source_gone(stream, src),
+        }
+    }
+
+    /// The next crossing for another shard (see [`Crossing::shard`]).
+    pub fn poll_crossing(&mut self) -> Option<Crossing> {
+        self.crossings.pop_front()
     }
 
     /// Plays hold audio on a WhatsApp stream in place of its source (or stops). Before
@@ -1152,8 +1385,27 @@ impl Engine {
             .get(src)
             .and_then(|l| l.subscribers.get(i).copied())
         {
-            self.forward_one(now, producer, kind, &pkt, dst);
             i += 1;
+            if !self.legs.is_local(dst.leg) {
+                self.counters.crossed_out += 1;
+                self.crossings.push_back(Crossing::Packet(Relayed {
+                    dst,
+                    producer,
+                    kind,
+                    seq: *pkt.seq_no,
+                    ts: pkt.header.timestamp,
+                    marker: pkt.header.marker,
+                    payload: pkt.payload.clone(),
+                }));
+                continue;
+            }
+            let frame = Frame {
+                seq: *pkt.seq_no,
+                ts: pkt.header.timestamp,
+                marker: pkt.header.marker,
+                payload: pkt.payload.clone(),
+            };
+            self.forward_one(now, producer, kind, frame, dst);
         }
     }
 
@@ -1162,7 +1414,7 @@ impl Engine {
         now: Instant,
         producer: Producer,
         kind: PacketKind,
-        pkt: &RtpPacket,
+        pkt: Frame,
         dst: StreamId,
     ) {
         let Some(leg) = self.legs.get_mut(dst.leg) else {
@@ -1171,6 +1423,14 @@ impl Engine {
         let Some(out) = leg.outs.get_mut(dst.index as usize) else {
             return;
         };
+        // A packet that crossed from another shard may have been in flight while the route
+        // changed: only the stream's current source is heard.
+        if let Producer::Leg { leg: from, .. } = producer {
+            if out.source != Some(from) {
+                self.counters.dropped_unrouted += 1;
+                return;
+            }
+        }
         if out.paced && !out.started {
             self.counters.dropped_not_started += 1;
             return;
@@ -1194,10 +1454,7 @@ impl Engine {
                 }
             },
         };
-        let Some((seq, ts)) =
-            out.rewriter
-                .forward(now, producer, *pkt.seq_no, pkt.header.timestamp)
-        else {
+        let Some((seq, ts)) = out.rewriter.forward(now, producer, pkt.seq, pkt.ts) else {
             self.counters.dropped_stale += 1;
             return;
         };
@@ -1213,9 +1470,7 @@ impl Engine {
             return;
         };
         let bytes = pkt.payload.len() as u64;
-        tx.write_rtp(
-            RtpWrite::new(pt, seq.into(), ts, now, pkt.payload.clone()).marker(pkt.header.marker),
-        );
+        tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, now, pkt.payload).marker(pkt.marker));
         self.counters.rtp_forwarded += 1;
         self.counters.forwarded_packets.add(kind_out, 1);
         self.counters.forwarded_bytes.add(kind_out, bytes);
@@ -1345,22 +1600,15 @@ impl Engine {
             }
         }
         for s in &leg.subscribers {
-            if let Some(out) = self
-                .legs
-                .get_mut(s.leg)
-                .and_then(|l| l.outs.get_mut(s.index as usize))
-            {
-                out.source = None;
-                out.last_source_at = None;
-            }
+            self.source_gone(*s, id);
         }
         for (i, out) in leg.outs.iter().enumerate() {
-            if let Some(src) = out.source.and_then(|s| self.legs.get_mut(s)) {
+            if let Some(src) = out.source {
                 let me = StreamId {
                     leg: id,
                     index: i as u8,
                 };
-                src.subscribers.retain(|s| *s != me);
+                self.unsubscribe(src, me);
             }
         }
         self.paced.retain(|s| s.leg != id);
@@ -1417,6 +1665,7 @@ mod tests {
             public_ip: [10, 0, 0, 1].into(),
             public_ip6: None,
             ports,
+            shards: 1,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             stats_interval: Duration::from_secs(5),
@@ -1504,5 +1753,103 @@ mod tests {
         e.handle_datagram(now, 1, meta, &junk);
         e.handle_datagram(now, 9, meta, &junk);
         assert_eq!(e.counters().datagrams_unmatched, before + 2);
+    }
+
+    fn shard(index: u8, port: u16) -> Engine {
+        let mut cfg = engine(vec![port]).cfg;
+        cfg.shards = 2;
+        Engine::shard(cfg, index).unwrap()
+    }
+
+    /// Hands every crossing `from` produced to `to`, returning how many there were.
+    fn deliver(now: Instant, from: &mut Engine, to: &mut Engine) -> usize {
+        let mut n = 0;
+        while let Some(c) = from.poll_crossing() {
+            assert_eq!(c.shard(), to.legs.shard as usize, "{c:?}");
+            to.handle_crossing(now, c);
+            n += 1;
+        }
+        n
+    }
+
+    fn subscribers(e: &Engine, leg: LegId) -> Vec<StreamId> {
+        e.legs.get(leg).unwrap().subscribers.clone()
+    }
+
+    fn source(e: &Engine, stream: StreamId) -> Option<LegId> {
+        e.legs.get(stream.leg).unwrap().outs[stream.index as usize].source
+    }
+
+    /// Routes between shards: the destination side is set at once, the source side through a
+    /// crossing; a source that closes (or never existed) clears the stream on its shard; a
+    /// packet still in flight from a replaced source is dropped and counted, never heard.
+    #[test]
+    fn routes_between_shards_follow_their_sources_life() {
+        let now = Instant::now();
+        let mut a = shard(0, 7000);
+        let mut b = shard(1, 7001);
+        let wa = a.answer_whatsapp(now, META_OFFER).unwrap();
+        let agent = b.answer_whatsapp(now, META_OFFER).unwrap();
+        assert_eq!((wa.leg.shard(), agent.leg.shard()), (0, 1));
+        // Another shard's leg is not this shard's, whatever its slot.
+        assert!(a.legs.get(agent.leg).is_none());
+        assert!(matches!(
+            a.route(agent.streams[0], Some(wa.leg)),
+            Err(MediaError::UnknownLeg { .. })
+        ));
+
+        let stream = wa.streams[0];
+        a.route(stream, Some(agent.leg)).unwrap();
+        assert_eq!(source(&a, stream), Some(agent.leg));
+        assert_eq!(deliver(now, &mut a, &mut b), 1);
+        assert_eq!(subscribers(&b, agent.leg), vec![stream]);
+
+        // Routed away and back: one subscription, in the order the routes were made.
+        a.route(stream, None).unwrap();
+        a.route(stream, Some(agent.leg)).unwrap();
+        assert_eq!(deliver(now, &mut a, &mut b), 2);
+        assert_eq!(subscribers(&b, agent.leg), vec![stream]);
+
+        // A packet from a source the stream no longer has is dropped on arrival.
+        let stale = Crossing::Packet(Relayed {
+            dst: stream,
+            producer: Producer::Leg {
+                leg: LegId {
+                    shard: 1,
+                    slot: 99,
+                    generation: 0,
+                },
+                ssrc: 1,
+            },
+            kind: PacketKind::Opus,
+            seq: 1,
+            ts: 960,
+            marker: false,
+            payload: Arc::from(&OPUS_SILENCE[..]),
+        });
+        a.handle_crossing(now, stale);
+        assert_eq!(a.counters().dropped_unrouted, 1);
+
+        // The source closes on its shard: the stream on the other falls back to silence.
+        b.remove(agent.leg);
+        assert_eq!(deliver(now, &mut b, &mut a), 1);
+        assert_eq!(source(&a, stream), None);
+
+        // A route to another shard's leg that does not exist comes back cleared.
+        a.route(stream, Some(agent.leg)).unwrap();
+        assert_eq!(deliver(now, &mut a, &mut b), 1);
+        assert_eq!(deliver(now, &mut b, &mut a), 1);
+        assert_eq!(source(&a, stream), None);
+
+        // The destination closes: its source's shard forgets the subscription.
+        let agent2 = b
+            .answer_whatsapp(now, &offer_from("57.144.125.36"))
+            .unwrap();
+        a.route(stream, Some(agent2.leg)).unwrap();
+        deliver(now, &mut a, &mut b);
+        assert_eq!(subscribers(&b, agent2.leg), vec![stream]);
+        a.remove(wa.leg);
+        assert_eq!(deliver(now, &mut a, &mut b), 1);
+        assert!(subscribers(&b, agent2.leg).is_empty());
     }
 }

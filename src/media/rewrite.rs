@@ -161,6 +161,7 @@ mod tests {
 
     fn leg(slot: u32) -> LegId {
         LegId {
+            shard: 0,
             slot,
             generation: 0,
         }

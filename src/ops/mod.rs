@@ -128,6 +128,8 @@ impl Ops {
             ("not_started", e.dropped_not_started),
             ("stale", e.dropped_stale),
             ("during_dtmf", e.dropped_during_dtmf),
+            ("unrouted", e.dropped_unrouted),
+            ("inbox_full", c.crossings_dropped),
         ] {
             counter!(MEDIA_DROPPED, "reason" => reason).absolute(n);
         }
@@ -159,7 +161,9 @@ impl Ops {
         counter!(MEDIA_SEND_ERRORS).absolute(c.send_errors);
         counter!(MEDIA_EVENTS_DROPPED).absolute(c.events_dropped + e.events_dropped);
         counter!(MEDIA_BUSY_SECONDS).absolute(c.busy.as_secs());
-        self.busy_ratio(c.busy);
+        counter!(MEDIA_CROSSED).absolute(e.crossed_in);
+        gauge!(MEDIA_SHARDS).set(c.shards as f64);
+        self.busy_ratio(c.busy, c.shards);
 
         let floor = self.calls.floor().borrow().clone();
         gauge!(CALLS_ACTIVE).set(floor.calls.len() as f64);
@@ -187,15 +191,16 @@ impl Ops {
         true
     }
 
-    /// The media thread's busy share since the last flush.
-    fn busy_ratio(&self, busy: Duration) {
+    /// The media threads' busy share since the last flush, averaged over the shards.
+    fn busy_ratio(&self, busy: Duration, shards: usize) {
         let mut last = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if let Some((at, before)) = *last {
             let wall = now.saturating_duration_since(at).as_secs_f64();
             if wall > 0.0 {
                 let worked = busy.saturating_sub(before).as_secs_f64();
-                gauge!(MEDIA_BUSY_RATIO).set((worked / wall).min(1.0));
+                let threads = shards.max(1) as f64;
+                gauge!(MEDIA_BUSY_RATIO).set((worked / wall / threads).min(1.0));
             }
         }
         *last = Some((now, busy));

@@ -66,10 +66,14 @@ pub const MEDIA_LEG_LOSS: &str = "switchboard_media_leg_loss_ratio";
 pub const MEDIA_LEG_JITTER: &str = "switchboard_media_leg_jitter_seconds";
 /// Per-leg round-trip time, each statistics report.
 pub const MEDIA_LEG_RTT: &str = "switchboard_media_leg_rtt_seconds";
-/// The media thread's busy share over the last flush interval.
+/// The media threads' busy share over the last flush interval, averaged over the shards.
 pub const MEDIA_BUSY_RATIO: &str = "switchboard_media_engine_busy_ratio";
-/// The media thread's busy time.
+/// The media threads' busy time, added up.
 pub const MEDIA_BUSY_SECONDS: &str = "switchboard_media_engine_busy_seconds_total";
+/// Media engine threads.
+pub const MEDIA_SHARDS: &str = "switchboard_media_engine_shards";
+/// Packets forwarded from one media thread to another (the call's legs on two shards).
+pub const MEDIA_CROSSED: &str = "switchboard_media_crossed_packets_total";
 /// Datagrams the sockets refused to send.
 pub const MEDIA_SEND_ERRORS: &str = "switchboard_media_send_errors_total";
 /// Statistics and DTMF events dropped because the program read too slowly.
@@ -274,12 +278,18 @@ pub fn describe() {
     );
     describe_gauge!(
         MEDIA_BUSY_RATIO,
-        "Share of the last flush interval the media thread spent working (1: saturated)."
+        "Share of the last flush interval the media threads spent working, averaged over them \
+         (1: saturated)."
     );
     describe_counter!(
         MEDIA_BUSY_SECONDS,
         Unit::Seconds,
-        "Time the media thread spent working."
+        "Time the media threads spent working, added up."
+    );
+    describe_gauge!(MEDIA_SHARDS, "Media engine threads.");
+    describe_counter!(
+        MEDIA_CROSSED,
+        "Packets forwarded from one media thread to another."
     );
     describe_counter!(MEDIA_SEND_ERRORS, "Datagrams the sockets refused to send.");
     describe_counter!(

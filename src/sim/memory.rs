@@ -106,6 +106,7 @@ impl MemoryNet {
             public_ip: ENGINE_IP.into(),
             public_ip6: None,
             ports: (BASE_PORT..BASE_PORT + ports.max(1)).collect(),
+            shards: 1,
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             stats_interval: Duration::from_secs(5),

@@ -25,10 +25,31 @@ pub fn engine_with(connect_timeout: Duration, idle_timeout: Duration) -> TestEng
 
 /// An engine on 127.0.0.1 with the given pool of ports.
 pub fn engine_on(ports: Ports, connect_timeout: Duration, idle_timeout: Duration) -> TestEngine {
+    engine_sharded_on(ports, 1, connect_timeout, idle_timeout)
+}
+
+/// An engine of `shards` threads on 127.0.0.1, one port each: new legs go to the shards in
+/// turn, so the first `shards` legs all land on different threads.
+pub fn engine_sharded(shards: usize) -> TestEngine {
+    engine_sharded_on(
+        Ports::Ephemeral(shards as u16),
+        shards,
+        Duration::from_secs(10),
+        Duration::from_secs(10),
+    )
+}
+
+fn engine_sharded_on(
+    ports: Ports,
+    shards: usize,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+) -> TestEngine {
     let cfg = EngineConfig {
         public_ip: LOOPBACK,
         public_ip6: None,
         ports: vec![],
+        shards,
         connect_timeout,
         idle_timeout,
         stats_interval: Duration::from_millis(500),
@@ -442,6 +463,7 @@ pub const SETTING_VARS: &[&str] = &[
     "SWITCHBOARD_MEDIA_MAX_BROWSER_STREAMS",
     "SWITCHBOARD_MEDIA_MAX_PENDING_EVENTS",
     "SWITCHBOARD_MEDIA_MAX_DTMF_QUEUE",
+    "SWITCHBOARD_MEDIA_SHARDS",
     "SWITCHBOARD_MEDIA_CONNECT_TIMEOUT",
     "SWITCHBOARD_MEDIA_IDLE_TIMEOUT",
     "SWITCHBOARD_MEDIA_STATS_INTERVAL",
