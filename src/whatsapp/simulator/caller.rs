@@ -418,6 +418,10 @@ async fn dispatcher(
     let mut calls: HashMap<WaCallId, mpsc::Sender<FakeGraphEvent>> = HashMap::new();
     loop {
         tokio::select! {
+            // A call is registered before its webhook is sent, so before any Graph event about
+            // it exists; polling control first keeps an instant answer (a reject while the
+            // webhook is still being handled) from overtaking its registration and being lost.
+            biased;
             c = control.recv() => match c {
                 Some(Dispatch::Register(id, tx)) => { calls.insert(id, tx); }
                 Some(Dispatch::Forget(id)) => { calls.remove(&id); }
