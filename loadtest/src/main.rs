@@ -270,7 +270,10 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
             .env("SWITCHBOARD_RING_TIMEOUT", "30")
             .env("SWITCHBOARD_MAX_CALLS_PER_NUMBER", per.min(n).to_string())
             .env("SWITCHBOARD_LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn,switchboard::app=info")
+            .env(
+                "RUST_LOG",
+                "warn,switchboard::app=info,switchboard::media::driver=info",
+            )
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
@@ -297,7 +300,18 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
         }
     };
     // Keep reading its log so the pipe never fills.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Its warnings, and each media thread's closing tally (datagrams, system calls, busy time),
+    // go to our stderr; the rest is dropped.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("\"WARN\"")
+                || line.contains("\"ERROR\"")
+                || line.contains("media engine stopping")
+            {
+                eprintln!("[switchboard] {line}");
+            }
+        }
+    });
     let idle_rss = proc::rss_bytes(pid).unwrap_or(0);
 
     // The agents: signed in, each with its PeerConnection up, then answering whatever rings.

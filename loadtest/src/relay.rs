@@ -1,8 +1,9 @@
 //! The bare relay: the baseline a forwarding server cannot beat. Plain UDP, no ICE, DTLS, SRTP
-//! or RTP rewriting; otherwise shaped like switchboard's media driver (one thread, one `epoll`
-//! over a pool of ports, reading each ready socket until it would block, one `send_to` per
-//! datagram, demultiplexing by (local socket, remote address) in a hash map), so that the two
-//! per-packet costs compare the work switchboard adds, not a different I/O design.
+//! or RTP rewriting; otherwise shaped like one of switchboard's media threads (one `epoll` over
+//! a pool of ports, reading each ready socket with switchboard's own batched reader —
+//! `recvmmsg`, until a batch comes back short —, one `send_to` per datagram, demultiplexing by
+//! (local socket, remote address) in a hash map), so that the two per-packet costs compare the
+//! work switchboard adds, not a different I/O design.
 //!
 //! Each port serves one call: the first two addresses that send it a datagram are paired, and
 //! from then on what one sends goes to the other.
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
+use switchboard::media::recv::{BatchRecv, UdpSocketState};
 
 /// Datagrams read from one socket before the others get a turn (as switchboard's driver).
 const RECV_BATCH: usize = 64;
@@ -22,14 +24,20 @@ const RECV_BATCH: usize = 64;
 pub fn run(ports: usize) -> anyhow::Result<()> {
     let mut poll = Poll::new()?;
     let mut sockets = Vec::with_capacity(ports);
+    let mut states = Vec::with_capacity(ports);
     let mut numbers = Vec::with_capacity(ports);
     for i in 0..ports {
         let mut s = UdpSocket::bind("127.0.0.1:0".parse()?)?;
         numbers.push(s.local_addr()?.port());
         poll.registry()
             .register(&mut s, Token(i), Interest::READABLE)?;
+        states.push(UdpSocketState::new((&s).into())?);
         sockets.push(s);
     }
+    let Some(first) = states.first() else {
+        anyhow::bail!("the bare relay needs a port");
+    };
+    let mut batch = BatchRecv::new(first);
     println!("{}", serde_json::json!({ "ports": numbers }));
     io::stdout().flush()?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -49,7 +57,6 @@ pub fn run(ports: usize) -> anyhow::Result<()> {
     let mut routes: HashMap<(usize, SocketAddr), SocketAddr> = HashMap::new();
     let mut events = Events::with_capacity(1024);
     let mut ready: std::collections::VecDeque<usize> = Default::default();
-    let mut buf = vec![0u8; 2048];
     let mut forwarded: u64 = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         // The stop flag is looked at ten times a second at least.
@@ -72,11 +79,13 @@ pub fn run(ports: usize) -> anyhow::Result<()> {
         for _ in 0..ready.len() {
             let Some(i) = ready.pop_front() else { break };
             let mut drained = false;
-            for _ in 0..RECV_BATCH {
-                match sockets[i].recv_from(&mut buf) {
-                    Ok((n, from)) => match routes.get(&(i, from)) {
+            let mut read = 0;
+            let socket = &sockets[i];
+            while read < RECV_BATCH {
+                let got = batch.read(&states[i], socket, |from, datagram| {
+                    match routes.get(&(i, from)) {
                         Some(&to) => {
-                            let _ = sockets[i].send_to(&buf[..n], to);
+                            let _ = socket.send_to(datagram, to);
                             forwarded += 1;
                         }
                         None => {
@@ -89,12 +98,17 @@ pub fn run(ports: usize) -> anyhow::Result<()> {
                                 }
                             }
                         }
-                    },
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        drained = true;
-                        break;
                     }
-                    Err(_) => {}
+                });
+                match got {
+                    Ok(r) => {
+                        read += r.datagrams.max(1);
+                        if r.drained {
+                            drained = true;
+                            break;
+                        }
+                    }
+                    Err(_) => read += 1,
                 }
             }
             if !drained {

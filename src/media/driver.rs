@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 
 use super::engine::{Answer, Counters, Crossing, Engine, EngineConfig, MediaEvent};
 use super::leg::LegKind;
+use super::recv::{BatchRecv, UdpSocketState};
 use super::MediaError;
 use crate::ids::{LegId, StreamId};
 
@@ -39,7 +40,7 @@ const COMMAND_QUEUE: usize = 1024;
 /// Events queued to the program before the driver keeps them in its own buffer.
 const EVENT_QUEUE: usize = 4096;
 /// Datagrams read from one socket per turn before the other sockets, timers and commands get
-/// theirs.
+/// theirs (two `recvmmsg` batches).
 const RECV_BATCH: usize = 64;
 /// The waker's token; sockets use `2 * index` (IPv4) and `2 * index + 1` (IPv6).
 const WAKER: Token = Token(usize::MAX);
@@ -47,6 +48,8 @@ const WAKER: Token = Token(usize::MAX);
 const EVENT_RETRY: Duration = Duration::from_millis(5);
 /// File descriptors kept free for everything else (HTTP connections, the database, logs).
 const FD_HEADROOM: u64 = 1024;
+/// Receive and send buffer asked for each media socket.
+const SOCKET_BUFFER: usize = 1 << 20;
 /// Packets from other shards one shard's inbox holds before more are dropped (and counted):
 /// at 50 packets a second per call, far more than a busy shard's turn ever leaves waiting.
 const INBOX_PACKETS: usize = 8192;
@@ -119,6 +122,10 @@ pub struct DriverCounters {
     pub events_dropped: u64,
     /// Packets for another shard dropped because its inbox was full (it had fallen behind).
     pub crossings_dropped: u64,
+    /// `recvmmsg` calls made (each reads up to a batch of datagrams from one socket).
+    pub recv_calls: u64,
+    /// `send_to` calls made, one per datagram.
+    pub send_calls: u64,
     /// Time the engine threads spent working (everything but waiting for sockets and timers),
     /// added up over the shards: divided by the wall time and [`DriverCounters::shards`], how
     /// close the media loop is to falling behind.
@@ -183,6 +190,25 @@ pub struct MediaDriver {
 struct PoolSocket {
     v4: UdpSocket,
     v6: Option<UdpSocket>,
+    /// What `recvmmsg` needs to know of each (see [`super::recv`]).
+    v4_state: UdpSocketState,
+    v6_state: Option<UdpSocketState>,
+}
+
+impl PoolSocket {
+    fn new(v4: UdpSocket, v6: Option<UdpSocket>) -> io::Result<PoolSocket> {
+        let v4_state = UdpSocketState::new((&v4).into())?;
+        let v6_state = match &v6 {
+            Some(s) => Some(UdpSocketState::new(s.into())?),
+            None => None,
+        };
+        Ok(PoolSocket {
+            v4,
+            v6,
+            v4_state,
+            v6_state,
+        })
+    }
 }
 
 /// What one shard's thread owns.
@@ -369,7 +395,7 @@ fn bind_pool(bind: &Bind) -> Result<Vec<PoolSocket>, MediaError> {
                     ),
                     None => None,
                 };
-                out.push(PoolSocket { v4, v6 });
+                out.push(PoolSocket::new(v4, v6)?);
             }
         }
         Ports::Ephemeral(n) => {
@@ -388,11 +414,11 @@ fn bind_ephemeral(bind: &Bind) -> Result<PoolSocket, MediaError> {
     for _ in 0..16 {
         let v4 = bind_udp(SocketAddr::new(bind.ip, 0))?;
         let Some(ip6) = bind.ip6 else {
-            return Ok(PoolSocket { v4, v6: None });
+            return Ok(PoolSocket::new(v4, None)?);
         };
         let port = v4.local_addr()?.port();
         match bind_udp(SocketAddr::new(ip6, port)) {
-            Ok(v6) => return Ok(PoolSocket { v4, v6: Some(v6) }),
+            Ok(v6) => return Ok(PoolSocket::new(v4, Some(v6))?),
             Err(e) => last_err = Some(e),
         }
     }
@@ -419,6 +445,11 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
+    // Room for a burst (a thread busy with a DTLS handshake while its calls keep sending);
+    // the kernel caps these at net.core.rmem_max / wmem_max, which docs/operations.md says to
+    // raise on a busy node.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     socket.bind(&addr.into())?;
     Ok(UdpSocket::from_std(socket.into()))
 }
@@ -558,6 +589,8 @@ impl EngineHandle {
             sum.send_errors += c.send_errors;
             sum.events_dropped += c.events_dropped;
             sum.crossings_dropped += c.crossings_dropped;
+            sum.recv_calls += c.recv_calls;
+            sum.send_calls += c.send_calls;
             sum.busy += c.busy;
         }
         Ok(sum)
@@ -575,7 +608,10 @@ fn run(shard: Shard) {
         inboxes,
     } = shard;
     let inbox = &inboxes[index];
-    let mut buf = vec![0u8; 2048];
+    let Some(first) = sockets.first() else {
+        return;
+    };
+    let mut batch = BatchRecv::new(&first.v4_state);
     let mut ready_events = Events::with_capacity(1024);
     // Sockets that may still hold datagrams (mio is edge-triggered: a socket is reported once
     // and must be read until it would block).
@@ -653,27 +689,35 @@ fn run(shard: Shard) {
             let Some(pool) = sockets.get(index) else {
                 continue;
             };
-            let socket = if token.0 % 2 == 0 {
-                &pool.v4
+            let (socket, state) = if token.0 % 2 == 0 {
+                (&pool.v4, &pool.v4_state)
             } else {
-                match &pool.v6 {
-                    Some(s) => s,
-                    None => continue,
+                match (&pool.v6, &pool.v6_state) {
+                    (Some(s), Some(state)) => (s, state),
+                    _ => continue,
                 }
             };
             let mut drained = false;
-            for _ in 0..RECV_BATCH {
-                match socket.recv_from(&mut buf) {
-                    Ok((n, source)) => {
-                        engine.handle_datagram(Instant::now(), index, source, &buf[..n]);
-                        out.flush(&mut engine, &mut counters);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        drained = true;
-                        break;
+            let mut read = 0;
+            while read < RECV_BATCH {
+                counters.recv_calls += 1;
+                let got = batch.read(state, socket, |source, datagram| {
+                    engine.handle_datagram(Instant::now(), index, source, datagram);
+                    out.flush(&mut engine, &mut counters);
+                });
+                match got {
+                    Ok(r) => {
+                        read += r.datagrams.max(1);
+                        if r.drained {
+                            drained = true;
+                            break;
+                        }
                     }
                     // ICMP errors surface here on Linux; they concern one peer only.
-                    Err(e) => debug!(error = %e, "recv"),
+                    Err(e) => {
+                        read += 1;
+                        debug!(error = %e, "recv");
+                    }
                 }
             }
             if !drained {
@@ -702,6 +746,11 @@ fn run(shard: Shard) {
     info!(
         shard = index,
         legs = engine.leg_count(),
+        datagrams = engine.counters().datagrams_in,
+        recv_calls = counters.recv_calls,
+        send_calls = counters.send_calls,
+        crossed_in = engine.counters().crossed_in,
+        busy_ms = counters.busy.as_millis() as u64,
         "media engine stopping"
     );
     engine.close_all(Instant::now());
@@ -725,6 +774,7 @@ impl Out<'_> {
                 (SocketAddr::V6(_), Some(v6)) => v6,
                 _ => &pool.v4,
             };
+            counters.send_calls += 1;
             if let Err(e) = socket.send_to(&t.contents, t.destination) {
                 // UDP: a full buffer or an unreachable peer loses this datagram, as the network
                 // could.

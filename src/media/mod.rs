@@ -33,6 +33,7 @@ mod engine;
 mod error;
 mod leg;
 pub mod ogg;
+pub mod recv;
 pub mod rewrite;
 mod sdp;
 
