@@ -292,9 +292,14 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     }
     let auth = AuthHandle::new(&config.auth, people);
 
-    let (store, store_driver) = match &config.store.path {
-        Some(path) => StoreHandle::open(path).await?,
-        None => StoreHandle::open_in_memory().await?,
+    let (store, store_driver) = match (&config.store.database_url, &config.store.path) {
+        (Some(url), _) => {
+            let (url, node) = (url.expose().to_owned(), config.store.node_id.clone());
+            info!(node = %node, "call records in the shared PostgreSQL database");
+            StoreHandle::spawn(move || crate::store::PostgresStore::connect(&url, &node)).await?
+        }
+        (None, Some(path)) => StoreHandle::open(path).await?,
+        (None, None) => StoreHandle::open_in_memory().await?,
     };
     // Calls a previous run left live at Meta are ended before new ones come in.
     actor::end_leftovers(&store, &graph).await;

@@ -150,6 +150,12 @@ pub struct StoreConfig {
     /// The SQLite file (`SWITCHBOARD_DB`, `[store] path`), created if missing.
     /// `None`: kept in memory only (`SWITCHBOARD_DB=:memory:`, and the sandbox's default).
     pub path: Option<PathBuf>,
+    /// A PostgreSQL database the nodes share (`SWITCHBOARD_DATABASE_URL`,
+    /// `[store] database_url`): when set, records go there and `path` is not used.
+    pub database_url: Option<Secret>,
+    /// This process's name among the nodes (`SWITCHBOARD_NODE_ID`, `[store] node_id`): its
+    /// records and live calls carry it. Default: the host name.
+    pub node_id: String,
 }
 
 /// Caps on concurrent calls: what is over them is refused at once, never queued.
@@ -351,6 +357,14 @@ pub struct Settings {
     /// SQLite file of the call records, created if missing. [default: switchboard.db]
     #[arg(long, env = "SWITCHBOARD_DB")]
     pub db: Option<PathBuf>,
+    /// PostgreSQL URL of call records shared by several nodes (postgres://user:pass@host/db);
+    /// takes the place of SWITCHBOARD_DB. A secret: never logged. [default: none]
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+    /// This node's name among several (letters, digits, '.', '-', '_'; at most 64).
+    /// [default: the host name]
+    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    pub node_id: Option<String>,
     /// Seconds a call rings at an agent before going to the next (who is set away). [default: 15]
     #[arg(long, env = "SWITCHBOARD_RING_TIMEOUT")]
     pub ring_timeout: Option<f64>,
@@ -432,6 +446,8 @@ struct FileNumber {
 #[serde(deny_unknown_fields)]
 struct FileStore {
     path: Option<PathBuf>,
+    database_url: Option<Secret>,
+    node_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -658,6 +674,8 @@ impl Config {
             },
             store: StoreConfig {
                 path: db_path(s.db.or(f.store.path), credentials_set)?,
+                database_url: database_url(s.database_url.or(f.store.database_url))?,
+                node_id: node_id(s.node_id.or(f.store.node_id))?,
             },
             calls,
         })
@@ -1017,6 +1035,50 @@ fn count(
         })
 }
 
+/// `SWITCHBOARD_DATABASE_URL`: a `postgres://` or `postgresql://` URL (or a libpq key-value
+/// string with `host=`). Its value is never put in an error: it may hold a password.
+fn database_url(value: Option<Secret>) -> Result<Option<Secret>, ConfigError> {
+    let Some(url) = value else {
+        return Ok(None);
+    };
+    let text = url.expose().trim();
+    let looks_right = text.starts_with("postgres://")
+        || text.starts_with("postgresql://")
+        || text.split_whitespace().any(|kv| kv.starts_with("host="));
+    if !looks_right || text.parse::<::postgres::Config>().is_err() {
+        return Err(ConfigError::Invalid {
+            key: "SWITCHBOARD_DATABASE_URL",
+            reason: "not a PostgreSQL connection URL (postgres://user:password@host:5432/db)"
+                .into(),
+        });
+    }
+    Ok(Some(url))
+}
+
+/// `SWITCHBOARD_NODE_ID`, else the host name, else `switchboard`.
+fn node_id(value: Option<String>) -> Result<String, ConfigError> {
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
+    match value {
+        Some(v) if valid(v.trim()) => Ok(v.trim().to_owned()),
+        Some(v) => Err(ConfigError::Invalid {
+            key: "SWITCHBOARD_NODE_ID",
+            reason: format!(
+                "{v:?}: use 1 to 64 letters, digits, '.', '-' or '_' (a name unique per node)"
+            ),
+        }),
+        None => Ok(std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| valid(h))
+            .unwrap_or_else(|| "switchboard".to_owned())),
+    }
+}
+
 /// `SWITCHBOARD_DB`: a file path (created at start if missing), not empty, not a directory.
 fn db_path(value: Option<PathBuf>, live: bool) -> Result<Option<PathBuf>, ConfigError> {
     // The sandbox's calls are made up: kept in memory unless a file is asked for.
@@ -1316,6 +1378,41 @@ mod tests {
             }
         );
         assert_eq!(c.media.idle_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn shards_database_and_node_are_checked_and_the_url_never_echoed() {
+        let c = Config::from_settings(Settings::default()).unwrap();
+        assert!(c.media.shards >= 1 && c.media.shards <= 64);
+        assert_eq!(c.store.database_url.as_ref().map(Secret::expose), None);
+        assert!(!c.store.node_id.is_empty());
+        let shards = |n: usize, ports: &str| {
+            Config::from_settings(Settings {
+                media_shards: Some(n),
+                media_ports: Some(ports.into()),
+                ..Settings::default()
+            })
+        };
+        assert_eq!(shards(4, "50000-50099").unwrap().media.shards, 4);
+        for (n, ports) in [(0, "50000-50099"), (65, "50000-50999"), (3, "50000-50001")] {
+            let e = shards(n, ports).unwrap_err().to_string();
+            assert!(e.contains("SWITCHBOARD_MEDIA_SHARDS"), "{e}");
+        }
+
+        let db = |url: &str, node: Option<&str>| {
+            Config::from_settings(Settings {
+                database_url: Some(Secret::new(url)),
+                node_id: node.map(str::to_owned),
+                ..Settings::default()
+            })
+        };
+        let c = db("postgres://sb:pw-XYZZY@db.internal:5432/calls", Some("node-1")).unwrap();
+        assert_eq!(c.store.node_id, "node-1");
+        assert!(!format!("{c:?}").contains("XYZZY"));
+        let e = db("mysql://sb:pw-XYZZY@db/calls", None).unwrap_err().to_string();
+        assert!(e.contains("SWITCHBOARD_DATABASE_URL") && !e.contains("XYZZY"), "{e}");
+        let e = db("postgres://db/calls", Some("node 1")).unwrap_err().to_string();
+        assert!(e.contains("SWITCHBOARD_NODE_ID"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Call records: every call, answered or not, written once when it ends, and the list of calls
 //! that are live right now, so that a process that died leaves nothing dangling at Meta.
 //!
-//! *Owns*: the database (SQLite today, [`SqliteStore`]) and the one thread that touches it. The
+//! *Owns*: the database ([`SqliteStore`] on one node; [`PostgresStore`], shared by several
+//! nodes, when `SWITCHBOARD_DATABASE_URL` is set) and the one thread that touches it. The
 //! rest of the program holds a [`StoreHandle`]: commands go to that thread over a bounded
 //! channel, replies come back on a oneshot. Supervisors read the records through
 //! [`http::router`] (`GET /api/calls`).
@@ -24,11 +25,13 @@
 //!   is refused with [`StoreError::TooNew`], never modified.
 //!
 //! [`CallStore`] is deliberately small and synchronous (it runs on its own thread), so that a
-//! server database (PostgreSQL) can implement it later without any caller changing:
-//! [`StoreHandle::spawn`] runs any implementation.
+//! server database implements it without any caller changing: [`StoreHandle::spawn`] runs any
+//! implementation. On PostgreSQL the live marks are per node (`SWITCHBOARD_NODE_ID`): a node
+//! that starts ends only the calls it left live itself.
 
 mod handle;
 pub mod http;
+mod postgres;
 mod record;
 mod sqlite;
 
@@ -38,6 +41,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::ids::WaCallId;
 
 pub use handle::{StoreDriver, StoreHandle, TryFinishError, QUEUE_CAPACITY};
+pub use postgres::PostgresStore;
 pub use record::{
     CallPage, CallQuery, CallRecord, Cursor, EndedBy, LegQuality, LegRole, LiveCall, Outcome,
     Recorded, Transition, DEFAULT_LIMIT, MAX_LIMIT,
@@ -107,7 +111,7 @@ pub enum StoreError {
     /// The database was written by a newer switchboard; it is left untouched.
     #[error(
         "call database schema version {found} is newer than this switchboard knows ({known}): \
-         run the newer version, or point SWITCHBOARD_DB at another file"
+         run the newer version, or point SWITCHBOARD_DB (SWITCHBOARD_DATABASE_URL) elsewhere"
     )]
     TooNew {
         /// The database's `user_version`.
@@ -126,6 +130,23 @@ pub enum StoreError {
     /// A query or a write failed.
     #[error("call database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The shared database (`SWITCHBOARD_DATABASE_URL`) could not be reached or refused us.
+    #[error("cannot connect to the shared call database (SWITCHBOARD_DATABASE_URL): {source}")]
+    Connect {
+        /// What PostgreSQL (or the network) said.
+        source: ::postgres::Error,
+    },
+    /// A migration step of the shared database failed; it stays at the version before it.
+    #[error("shared call database migration to version {version} failed: {source}")]
+    SharedMigration {
+        /// The version the failed step leads to (0: taking the lock or reading the version).
+        version: i64,
+        /// What PostgreSQL said.
+        source: ::postgres::Error,
+    },
+    /// A query or a write on the shared database failed.
+    #[error("shared call database: {0}")]
+    Postgres(#[from] ::postgres::Error),
     /// A stored value cannot be read back (the file was edited, or a bug wrote it).
     #[error("call record {call_id:?} is unreadable in column {column}: {reason}")]
     Corrupt {

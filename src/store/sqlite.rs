@@ -276,8 +276,9 @@ impl CallStore for SqliteStore {
     }
 }
 
-/// The listing's SQL and its arguments: `limit + 1` rows, newest first, after the cursor.
-fn list_sql(q: &CallQuery, limit: u32) -> (String, Vec<Value>) {
+/// The listing's SQL (with `?` placeholders, in order) and its arguments: `limit + 1` rows,
+/// newest first, after the cursor. PostgreSQL's store uses it too, numbering the placeholders.
+pub(super) fn list_sql(q: &CallQuery, limit: u32) -> (String, Vec<Value>) {
     let mut sql = format!("SELECT {RECORD_COLUMNS} FROM calls c");
     let mut args: Vec<Value> = Vec::new();
     let mut conds: Vec<&str> = Vec::new();
@@ -374,7 +375,7 @@ fn from_json<T: DeserializeOwned>(
 }
 
 /// A list column's JSON text.
-fn to_json<T: Serialize>(value: &T) -> String {
+pub(super) fn to_json<T: Serialize>(value: &T) -> String {
     // Vectors of plain structs, strings and numbers: serializing them cannot fail (no maps with
     // non-string keys, no hand-written `Serialize` that errs).
     serde_json::to_string(value).expect("record lists serialize to JSON")

@@ -476,6 +476,8 @@ pub const SETTING_VARS: &[&str] = &[
     "SWITCHBOARD_MAX_CALLS_PER_NUMBER",
     "SWITCHBOARD_SANDBOX_MAX_CALLS",
     "SWITCHBOARD_DB",
+    "SWITCHBOARD_DATABASE_URL",
+    "SWITCHBOARD_NODE_ID",
     "SWITCHBOARD_SESSION_HOURS",
     "SWITCHBOARD_COOKIE_SECURE",
     "SWITCHBOARD_TRUST_FORWARDED_FOR",
@@ -492,4 +494,164 @@ pub async fn held_call(
     })
     .await
     .unwrap()
+}
+
+/// A PostgreSQL server of its own, in a temporary directory, on a free loopback port: Debian's
+/// `initdb` and `pg_ctl` (kept off the PATH in `/usr/lib/postgresql/<version>/bin`), run as the
+/// `postgres` user when the tests run as root (PostgreSQL refuses to run as root). Stopped when
+/// dropped. `scripts/deps` installs the server.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    as_postgres: bool,
+    pub port: u16,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = postgres_bin().expect(
+            "PostgreSQL's server (initdb, pg_ctl) is needed: scripts/deps installs Debian's \
+             postgresql package",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let as_postgres = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        if as_postgres {
+            let ok = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success(), "chown to postgres");
+        }
+        // A free port: bound, read and let go (the server binds it a moment later).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Postgres {
+            dir,
+            bin,
+            as_postgres,
+            port,
+        };
+        let data = pg.dir.path().join("data");
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            pg.dir.path().display()
+        );
+        let log = pg.dir.path().join("log");
+        pg.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+        pg
+    }
+
+    /// A new, empty database on this server; its URL.
+    pub fn database(&self, name: &str) -> String {
+        // On a thread of its own: the blocking client runs a runtime of its own, which must not
+        // start inside a test's.
+        let admin = self.url("postgres");
+        let create = format!("CREATE DATABASE {name}");
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+                .expect("the test server takes connections");
+            client.batch_execute(&create).unwrap();
+        })
+        .join()
+        .unwrap();
+        self.url(name)
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let out = if self.as_postgres {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&exe)
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&exe).args(args).output()
+        }
+        .unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let exe = self.bin.join("pg_ctl");
+        let args = ["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"];
+        let _ = if self.as_postgres {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&exe)
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&exe).args(args).output()
+        };
+    }
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` with `initdb`, else `initdb`'s directory on
+/// the PATH.
+fn postgres_bin() -> Option<std::path::PathBuf> {
+    let mut found: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    if let Some((_, bin)) = found.pop() {
+        return Some(bin);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .find(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
+    })
 }

@@ -1,0 +1,339 @@
+//! Call records in a real PostgreSQL shared by two nodes (issue 16's first step): a server of
+//! its own is started in a temporary directory (see `common::Postgres`), two stores (two nodes)
+//! migrate and write to it, and `GET /api/calls` on either node lists both nodes' records.
+
+mod common;
+
+use std::time::Duration;
+
+use switchboard::ids::WaCallId;
+use switchboard::store::{
+    http, CallPage, CallQuery, CallRecord, CallStore, EndedBy, LegQuality, LegRole, LiveCall,
+    Outcome, PostgresStore, Recorded, StoreError, StoreHandle, Transition,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn record(n: u32, outcome: Outcome, queue: &str, agents: &[&str]) -> CallRecord {
+    let at = 1_700_000_000_000 + i64::from(n) * 1_000;
+    CallRecord {
+        call_id: WaCallId(format!("wacid.PG{n:04}=")),
+        caller_number: "15550001111".into(),
+        caller_name: Some("Ada".into()),
+        business_number: "115017831530658".into(),
+        queue: Some(queue.into()),
+        agents: agents.iter().map(|a| a.to_string()).collect(),
+        started_at: at,
+        answered_at: (outcome == Outcome::Answered).then_some(at + 3_000),
+        ended_at: at + 30_000,
+        transitions: vec![
+            Transition {
+                state: "offered".into(),
+                at,
+                agent: None,
+            },
+            Transition {
+                state: "ended".into(),
+                at: at + 30_000,
+                agent: None,
+            },
+        ],
+        outcome,
+        end_reason: "caller_hung_up".into(),
+        ended_by: EndedBy::Caller,
+        meta_error_codes: vec![138_006],
+        legs: vec![LegQuality {
+            role: LegRole::Whatsapp,
+            agent: None,
+            packets_rx: 1500,
+            packets_tx: 1499,
+            loss_rx: Some(0.0),
+            loss_tx: Some(0.02),
+            jitter_ms: Some(3.0),
+            rtt_ms: Some(120.0),
+        }],
+    }
+}
+
+fn live(r: &CallRecord) -> LiveCall {
+    LiveCall {
+        call_id: r.call_id.clone(),
+        business_number: r.business_number.clone(),
+        started_at: r.started_at,
+    }
+}
+
+fn ids(page: &CallPage) -> Vec<String> {
+    page.calls.iter().map(|c| c.call_id.0.clone()).collect()
+}
+
+/// The store's contract on PostgreSQL, with two nodes on one database: one migration, records
+/// written once whoever writes them, each node's live calls its own, listing, filters and
+/// paging as on SQLite.
+#[test]
+fn two_nodes_share_records_and_keep_their_own_live_calls() {
+    let pg = common::Postgres::start();
+    let url = pg.database("contract");
+    let mut a = PostgresStore::connect(&url, "node-a").unwrap();
+    let mut b = PostgresStore::connect(&url, "node-b").unwrap();
+    assert_eq!(a.schema_version().unwrap(), 1);
+    assert_eq!(b.schema_version().unwrap(), 1);
+    // A third connection finds the schema done and changes nothing.
+    PostgresStore::connect(&url, "node-a").unwrap();
+    assert_eq!(a.schema_version().unwrap(), 1);
+
+    let r1 = record(1, Outcome::Answered, "sales", &["ann"]);
+    let r2 = record(2, Outcome::Abandoned, "support", &[]);
+    let r3 = record(3, Outcome::Answered, "support", &["bob", "ann"]);
+    a.mark_live(&live(&r1)).unwrap();
+    a.mark_live(&live(&r1)).unwrap();
+    b.mark_live(&live(&r2)).unwrap();
+    b.mark_live(&live(&r3)).unwrap();
+    assert_eq!(a.live_calls().unwrap(), vec![live(&r1)]);
+    assert_eq!(b.live_calls().unwrap(), vec![live(&r2), live(&r3)]);
+
+    assert_eq!(a.finish(&r1).unwrap(), Recorded::New);
+    assert_eq!(b.finish(&r1).unwrap(), Recorded::Duplicate);
+    assert_eq!(b.finish(&r2).unwrap(), Recorded::New);
+    assert_eq!(b.finish(&r3).unwrap(), Recorded::New);
+    assert!(a.live_calls().unwrap().is_empty());
+    assert!(b.live_calls().unwrap().is_empty());
+    b.mark_live(&live(&record(9, Outcome::Failed, "sales", &[])))
+        .unwrap();
+    b.clear_live(&record(9, Outcome::Failed, "sales", &[]).call_id)
+        .unwrap();
+    assert!(b.live_calls().unwrap().is_empty());
+
+    // Everything round-trips, newest first, from either node.
+    for store in [&mut a, &mut b] {
+        let all = store.list(&CallQuery::default()).unwrap();
+        assert_eq!(all.calls, vec![r3.clone(), r2.clone(), r1.clone()]);
+        assert_eq!(all.next, None);
+    }
+    let by_agent = a
+        .list(&CallQuery {
+            agent: Some("ann".into()),
+            ..CallQuery::default()
+        })
+        .unwrap();
+    assert_eq!(
+        ids(&by_agent),
+        vec![r3.call_id.0.clone(), r1.call_id.0.clone()]
+    );
+    let by_queue_and_outcome = a
+        .list(&CallQuery {
+            queue: Some("support".into()),
+            outcome: Some(Outcome::Answered),
+            ..CallQuery::default()
+        })
+        .unwrap();
+    assert_eq!(ids(&by_queue_and_outcome), vec![r3.call_id.0.clone()]);
+    let in_window = b
+        .list(&CallQuery {
+            from: Some(r2.started_at),
+            to: Some(r3.started_at),
+            ..CallQuery::default()
+        })
+        .unwrap();
+    assert_eq!(ids(&in_window), vec![r2.call_id.0.clone()]);
+
+    // Pages of one walk every record once.
+    let mut walked = Vec::new();
+    let mut q = CallQuery {
+        limit: Some(1),
+        ..CallQuery::default()
+    };
+    loop {
+        let page = a.list(&q).unwrap();
+        walked.extend(ids(&page));
+        match page.next {
+            Some(cursor) => q.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(
+        walked,
+        vec![
+            r3.call_id.0.clone(),
+            r2.call_id.0.clone(),
+            r1.call_id.0.clone()
+        ]
+    );
+
+    a.check_writable().unwrap();
+    assert!(matches!(
+        a.finish(&CallRecord {
+            call_id: WaCallId(String::new()),
+            ..r1.clone()
+        }),
+        Err(StoreError::InvalidRecord { .. })
+    ));
+}
+
+/// Records written by two nodes are listed together by `GET /api/calls` on either; a node
+/// restarted finds the calls it left live, and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_both_nodes_are_listed_over_http_on_either() {
+    let pg = common::Postgres::start();
+    let url = pg.database("cluster");
+    let open = |node: &'static str| {
+        let url = url.clone();
+        StoreHandle::spawn(move || PostgresStore::connect(&url, node))
+    };
+    let (a, a_driver) = open("node-a").await.unwrap();
+    let (b, b_driver) = open("node-b").await.unwrap();
+    let on_a = [
+        record(1, Outcome::Answered, "sales", &["ann"]),
+        record(3, Outcome::TimedOut, "sales", &[]),
+    ];
+    let on_b = [
+        record(2, Outcome::Answered, "support", &["bob"]),
+        record(4, Outcome::Declined, "support", &[]),
+    ];
+    for (store, records) in [(&a, &on_a), (&b, &on_b)] {
+        for r in records {
+            store.mark_live(live(r)).await.unwrap();
+            assert_eq!(store.finish(r.clone()).await.unwrap(), Recorded::New);
+        }
+    }
+    let dangling = live(&record(5, Outcome::Failed, "sales", &[]));
+    a.mark_live(dangling.clone()).await.unwrap();
+
+    let client = reqwest::Client::new();
+    let mut servers = Vec::new();
+    for store in [&a, &b] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = http::router(store.clone());
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        }));
+        let page: CallPage =
+            tokio::time::timeout(WAIT, client.get(format!("{base}/api/calls")).send())
+                .await
+                .unwrap()
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        assert_eq!(
+            ids(&page),
+            [
+                "wacid.PG0004=",
+                "wacid.PG0003=",
+                "wacid.PG0002=",
+                "wacid.PG0001="
+            ],
+            "{base} lists both nodes' calls"
+        );
+        let support: CallPage = client
+            .get(format!("{base}/api/calls?queue=support"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ids(&support), ["wacid.PG0004=", "wacid.PG0002="]);
+    }
+    for s in servers {
+        s.abort();
+    }
+
+    // node-a "restarts": it finds its own dangling call; node-b finds none of it.
+    drop(a);
+    tokio::time::timeout(WAIT, a_driver.join())
+        .await
+        .unwrap()
+        .unwrap();
+    let (a, _a_driver) = open("node-a").await.unwrap();
+    assert_eq!(a.live_calls().await.unwrap(), vec![dangling]);
+    assert!(b.live_calls().await.unwrap().is_empty());
+    drop(b);
+    tokio::time::timeout(WAIT, b_driver.join())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// A database that cannot be reached stops start-up with an error that names the setting and
+/// never the password in it.
+#[test]
+fn an_unreachable_database_is_named_without_its_password() {
+    // Port 1 on loopback: nothing listens there.
+    let err = PostgresStore::connect("postgres://sb:s3cret-pw@127.0.0.1:1/records", "node-a")
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("SWITCHBOARD_DATABASE_URL"), "{text}");
+    assert!(!text.contains("s3cret-pw"), "{text}");
+    assert!(!format!("{err:?}").contains("s3cret-pw"));
+}
+
+/// Two switchboard nodes started with `SWITCHBOARD_DATABASE_URL` (in their sandboxes): each
+/// ends a call of its own, and each lists both records, written with the node that handled it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_running_nodes_write_to_one_database_and_each_lists_both() {
+    use switchboard::app;
+    use switchboard::config::{Config, Secret, Settings};
+
+    let pg = common::Postgres::start();
+    let url = pg.database("nodes");
+    let mut nodes = Vec::new();
+    for node in ["node-a", "node-b"] {
+        let config = Config::from_settings(common::loopback(Settings {
+            database_url: Some(Secret::new(url.clone())),
+            node_id: Some(node.into()),
+            ..Settings::default()
+        }))
+        .unwrap();
+        assert_eq!(config.store.node_id, node);
+        nodes.push(app::start(config).await.unwrap());
+    }
+    // Nobody signed in: each node declines its call at once and records it.
+    let mut placed = Vec::new();
+    for running in &nodes {
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/sandbox/calls", running.http_addr))
+            .json(&serde_json::json!({ "hang_up_after_secs": 0 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        placed.push(body["call_id"].as_str().unwrap().to_owned());
+    }
+    placed.sort();
+    for running in &nodes {
+        let mut listed = Vec::new();
+        for _ in 0..400 {
+            let page = running.store.list(CallQuery::default()).await.unwrap();
+            listed = ids(&page);
+            listed.sort();
+            if listed == placed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(listed, placed, "each node lists both nodes' calls");
+    }
+    // Each record names the node that handled it.
+    let by_node = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut rows: Vec<(String, String)> = client
+            .query("SELECT call_id, node FROM calls", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        rows.sort();
+        rows
+    })
+    .join()
+    .unwrap();
+    let mut nodes_seen: Vec<&str> = by_node.iter().map(|(_, n)| n.as_str()).collect();
+    nodes_seen.sort();
+    assert_eq!(nodes_seen, ["node-a", "node-b"], "{by_node:?}");
+    for running in nodes {
+        running.shutdown().await;
+    }
+}
