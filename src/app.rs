@@ -60,6 +60,9 @@ pub enum AppError {
     /// The call records could not be opened.
     #[error("call records (SWITCHBOARD_DB): {0}")]
     Store(#[from] StoreError),
+    /// Redis (`SWITCHBOARD_REDIS_URL`) is configured but does not answer.
+    #[error("shared state (SWITCHBOARD_REDIS_URL): {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A running switchboard.
@@ -281,9 +284,25 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         Some(c) => c.phone_number_id.clone(),
         None => SANDBOX_PHONE_NUMBER_ID.to_owned(),
     };
+    let cluster = match &config.cluster.redis_url {
+        Some(url) => {
+            let cluster =
+                crate::cluster::Cluster::connect(url.expose(), &config.store.node_id).await?;
+            info!(node = %cluster.node(), "sharing webhook de-duplication with the other nodes");
+            Some(cluster)
+        }
+        None => None,
+    };
     let (wa_tx, wa_rx) = mpsc::channel(1024);
-    let (webhook_state, webhook_processor) =
-        WebhookState::spawn(app_secret, verify_token, wa_tx, WebhookOptions::default());
+    let (webhook_state, webhook_processor) = WebhookState::spawn(
+        app_secret,
+        verify_token,
+        wa_tx,
+        WebhookOptions {
+            cluster: cluster.clone(),
+            ..WebhookOptions::default()
+        },
+    );
     let sandbox = simulator
         .clone()
         .map(|sim| http::Sandbox::new(sim, config.limits.sandbox_max_calls));
@@ -348,6 +367,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         cap: config.limits.max_calls_per_number.get(),
         draining: draining.clone(),
         busy: Default::default(),
+        cluster,
     };
     ops.register(&queues, config.calls.service_level_target);
     let router = http::router(webhook_state.clone(), auth.clone(), sandbox.clone())

@@ -115,8 +115,17 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Where call records are kept.
     pub store: StoreConfig,
+    /// What several nodes share in real time.
+    pub cluster: ClusterConfig,
     /// Queues, business numbers and the call lifecycle's timers.
     pub calls: CallsConfig,
+}
+
+/// Several nodes: the Redis they share (`crate::cluster`).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterConfig {
+    /// `SWITCHBOARD_REDIS_URL`, `[cluster] redis_url`; `None`: a single node.
+    pub redis_url: Option<Secret>,
 }
 
 /// The call centre's shape: queues, which business number goes to which, and the timers of the
@@ -361,6 +370,10 @@ pub struct Settings {
     /// takes the place of SWITCHBOARD_DB. A secret: never logged. [default: none]
     #[arg(long, env = "SWITCHBOARD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<Secret>,
+    /// Redis shared by several nodes (redis://[:password@]host:6379[/db]): webhook
+    /// de-duplication across them, and readiness. A secret: never logged. [default: none]
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
     /// This node's name among several (letters, digits, '.', '-', '_'; at most 64).
     /// [default: the host name]
     #[arg(long, env = "SWITCHBOARD_NODE_ID")]
@@ -407,6 +420,8 @@ struct FileConfig {
     #[serde(default)]
     store: FileStore,
     #[serde(default)]
+    cluster: FileCluster,
+    #[serde(default)]
     calls: FileCalls,
     #[serde(default)]
     queues: Vec<FileQueue>,
@@ -440,6 +455,12 @@ struct FileQueue {
 struct FileNumber {
     phone_number_id: String,
     queue: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCluster {
+    redis_url: Option<Secret>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -676,6 +697,9 @@ impl Config {
                 path: db_path(s.db.or(f.store.path), credentials_set)?,
                 database_url: database_url(s.database_url.or(f.store.database_url))?,
                 node_id: node_id(s.node_id.or(f.store.node_id))?,
+            },
+            cluster: ClusterConfig {
+                redis_url: redis_url(s.redis_url.or(f.cluster.redis_url))?,
             },
             calls,
         })
@@ -1055,6 +1079,25 @@ fn database_url(value: Option<Secret>) -> Result<Option<Secret>, ConfigError> {
     Ok(Some(url))
 }
 
+/// `SWITCHBOARD_REDIS_URL`: a `redis://` (or `unix://`) URL the client accepts. Its value is
+/// never put in an error: it may hold a password.
+fn redis_url(value: Option<Secret>) -> Result<Option<Secret>, ConfigError> {
+    let Some(url) = value else {
+        return Ok(None);
+    };
+    let text = url.expose().trim();
+    let scheme_ok = text.starts_with("redis://") || text.starts_with("unix://");
+    if !scheme_ok || redis::Client::open(text).is_err() {
+        return Err(ConfigError::Invalid {
+            key: "SWITCHBOARD_REDIS_URL",
+            reason: "not a Redis URL this build can use (redis://[:password@]host:6379[/db]; \
+                     no TLS: reach Redis over a private network)"
+                .into(),
+        });
+    }
+    Ok(Some(url))
+}
+
 /// `SWITCHBOARD_NODE_ID`, else the host name, else `switchboard`.
 fn node_id(value: Option<String>) -> Result<String, ConfigError> {
     let valid = |s: &str| {
@@ -1406,12 +1449,23 @@ mod tests {
                 ..Settings::default()
             })
         };
-        let c = db("postgres://sb:pw-XYZZY@db.internal:5432/calls", Some("node-1")).unwrap();
+        let c = db(
+            "postgres://sb:pw-XYZZY@db.internal:5432/calls",
+            Some("node-1"),
+        )
+        .unwrap();
         assert_eq!(c.store.node_id, "node-1");
         assert!(!format!("{c:?}").contains("XYZZY"));
-        let e = db("mysql://sb:pw-XYZZY@db/calls", None).unwrap_err().to_string();
-        assert!(e.contains("SWITCHBOARD_DATABASE_URL") && !e.contains("XYZZY"), "{e}");
-        let e = db("postgres://db/calls", Some("node 1")).unwrap_err().to_string();
+        let e = db("mysql://sb:pw-XYZZY@db/calls", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SWITCHBOARD_DATABASE_URL") && !e.contains("XYZZY"),
+            "{e}"
+        );
+        let e = db("postgres://db/calls", Some("node 1"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("SWITCHBOARD_NODE_ID"), "{e}");
     }
 

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod calls;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod ids;

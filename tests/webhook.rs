@@ -42,6 +42,8 @@ struct Harness {
     state: WebhookState,
     server: JoinHandle<()>,
     markers: u32,
+    /// The server's port, which makes this harness's markers its own.
+    port: u16,
 }
 
 impl Drop for Harness {
@@ -68,6 +70,7 @@ async fn start_with(options: WebhookOptions, event_capacity: usize) -> Harness {
         state,
         server,
         markers: 0,
+        port: addr.port(),
     }
 }
 
@@ -98,7 +101,8 @@ impl Harness {
     /// Sends a signed marker and asserts it is the very next event: nothing else came out.
     async fn assert_nothing_came_out(&mut self) {
         self.markers += 1;
-        let id = format!("wacid.MARKER-{}", self.markers);
+        // Unique per harness too: two harnesses sharing Redis must not take each other's.
+        let id = format!("wacid.MARKER-{}-{}", self.port, self.markers);
         let body = json(&envelope(vec![value(vec![terminate_call(&id)])]));
         assert_eq!(self.post_signed(&body).await, StatusCode::OK);
         let ev = self.next_event().await;
@@ -525,4 +529,85 @@ async fn a_flood_of_refused_webhooks_leaves_a_few_lines_that_count_it() {
         })
         .sum();
     assert_eq!(counted, FLOOD, "{}", lines.join("\n"));
+}
+
+/// Two nodes behind one webhook URL, sharing Redis: Meta's copy of an event reaching both
+/// (or a retry reaching the other) is taken by one node only; a connect whose terminate another
+/// node took is late; different calls go through wherever they land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_sharing_redis_take_each_event_once() {
+    let redis = common::Redis::start();
+    let node = |name: &'static str| {
+        let url = redis.url();
+        async move {
+            let cluster = switchboard::cluster::Cluster::connect(&url, name)
+                .await
+                .unwrap();
+            start_with(
+                WebhookOptions {
+                    cluster: Some(cluster),
+                    ..WebhookOptions::default()
+                },
+                64,
+            )
+            .await
+        }
+    };
+    let mut a = node("node-a").await;
+    let mut b = node("node-b").await;
+
+    // The same connect delivered to both at once: one call, on whichever node took it first
+    // (the two processors race for it). Each node's marker, queued after its copy, shows that
+    // node has dealt with its copy.
+    let dup = json(&envelope(vec![value(vec![connect_call("wacid.BOTH")])]));
+    let (ra, rb) = tokio::join!(a.post_signed(&dup), b.post_signed(&dup));
+    assert_eq!((ra, rb), (StatusCode::OK, StatusCode::OK));
+    let first = tokio::time::timeout(WAIT, async {
+        tokio::select! {
+            Some(ev) = a.events.recv() => (ev, true),
+            Some(ev) = b.events.recv() => (ev, false),
+        }
+    })
+    .await
+    .expect("one node takes the connect");
+    let (taker, other) = match first {
+        (ev, true) => (ev, &mut b),
+        (ev, false) => (ev, &mut a),
+    };
+    assert!(
+        matches!(&taker, WaEvent::CallOffered { call_id, .. } if call_id.0 == "wacid.BOTH"),
+        "{taker:?}"
+    );
+    other.assert_nothing_came_out().await;
+    a.assert_nothing_came_out().await;
+    b.assert_nothing_came_out().await;
+
+    // A terminate taken by node A makes the connect that reaches node B late.
+    let term = json(&envelope(vec![value(vec![terminate_call("wacid.LATE2")])]));
+    let conn = json(&envelope(vec![value(vec![connect_call("wacid.LATE2")])]));
+    assert_eq!(a.post_signed(&term).await, StatusCode::OK);
+    assert!(matches!(
+        a.next_event().await,
+        WaEvent::CallTerminated { .. }
+    ));
+    assert_eq!(b.post_signed(&conn).await, StatusCode::OK);
+    b.assert_nothing_came_out().await;
+
+    // Calls alternating between the nodes, as a load balancer sends them, each go through
+    // once.
+    for i in 0..6 {
+        let id = format!("wacid.ALT{i}");
+        let body = json(&envelope(vec![value(vec![connect_call(&id)])]));
+        let (first, second) = if i % 2 == 0 {
+            (&mut a, &mut b)
+        } else {
+            (&mut b, &mut a)
+        };
+        assert_eq!(first.post_signed(&body).await, StatusCode::OK);
+        let ev = first.next_event().await;
+        assert_eq!(ev.call_id().0, id);
+        // Meta's retry of it lands on the other node: dropped there.
+        assert_eq!(second.post_signed(&body).await, StatusCode::OK);
+        second.assert_nothing_came_out().await;
+    }
 }

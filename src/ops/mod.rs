@@ -79,6 +79,8 @@ pub struct Ops {
     pub draining: Arc<AtomicBool>,
     /// The engine's busy time at the last flush, and when: the busy ratio is the difference.
     pub busy: Arc<Mutex<Option<(Instant, Duration)>>>,
+    /// The nodes' shared state, when there are several nodes: Redis must answer.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 /// The agent states, as the `state` label spells them.
@@ -277,7 +279,8 @@ impl Ops {
         gauge!(MEDIA_BUSY_RATIO).set(0.0);
     }
 
-    /// Ready to take calls: not draining, the media engine answers, the store answers.
+    /// Ready to take calls: not draining, the media engine answers, the store answers, and
+    /// Redis answers when there are several nodes.
     async fn ready(&self) -> Result<(), &'static str> {
         if self.draining.load(Ordering::Relaxed) {
             return Err("draining");
@@ -291,6 +294,11 @@ impl Ops {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err("the call records cannot be written"),
             Err(_) => return Err("the call records do not answer"),
+        }
+        if let Some(cluster) = &self.cluster {
+            if cluster.ping().await.is_err() {
+                return Err("the shared state (Redis) does not answer");
+            }
         }
         Ok(())
     }

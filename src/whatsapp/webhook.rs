@@ -30,12 +30,13 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, info_span, warn};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::model::{
     self, CallEventKind, CallStatusKind, Lenient, SdpType, TerminateStatus, UnixTime,
     WebhookEnvelope,
 };
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::Secret;
 use crate::ids::WaCallId;
 use crate::ops::names;
@@ -551,6 +552,16 @@ pub enum DedupKey {
     },
 }
 
+impl DedupKey {
+    /// The key's name among the nodes (`call:<id>:connect`, `status:<id>:RINGING`).
+    pub fn shared_name(&self) -> String {
+        match self {
+            DedupKey::Call { call_id, event } => format!("call:{call_id}:{event}"),
+            DedupKey::Status { call_id, status } => format!("status:{call_id}:{status}"),
+        }
+    }
+}
+
 /// What [`Dedup::check`] makes of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -765,6 +776,9 @@ pub struct WebhookOptions {
     /// At most one log line per this interval reports refused (unsigned, badly signed)
     /// requests, with their count.
     pub refusal_log_interval: Duration,
+    /// The nodes' shared state: with it, an event is forwarded only by the node that takes it
+    /// first (Meta may deliver a copy to every node behind the load balancer).
+    pub cluster: Option<Cluster>,
 }
 
 impl Default for WebhookOptions {
@@ -775,6 +789,7 @@ impl Default for WebhookOptions {
             dedup_ttl: Duration::from_secs(3600),
             dedup_capacity: 100_000,
             refusal_log_interval: Duration::from_secs(10),
+            cluster: None,
         }
     }
 }
@@ -912,7 +927,14 @@ impl WebhookState {
             interval,
             log: Mutex::new(RefusalLog::new(interval)),
         });
-        let task = tokio::spawn(process(rx, stop_rx, events, dedup, refusals.clone()));
+        let shared = options.cluster.map(|c| (c, options.dedup_ttl));
+        let task = tokio::spawn(process(
+            rx,
+            stop_rx,
+            events,
+            Admitter { dedup, shared },
+            refusals.clone(),
+        ));
         let state = WebhookState {
             shared: Arc::new(Shared {
                 app_secret,
@@ -951,14 +973,65 @@ impl WebhookState {
     }
 }
 
+/// Who decides whether an event is new: this node's table, then (with several nodes) Redis.
+struct Admitter {
+    dedup: Dedup,
+    shared: Option<(Cluster, Duration)>,
+}
+
+impl Admitter {
+    async fn check(&mut self, key: DedupKey) -> Admission {
+        let local = self.dedup.check(Instant::now(), key.clone());
+        match (&self.shared, local) {
+            (Some((cluster, ttl)), Admission::New) => shared_admission(cluster, &key, *ttl).await,
+            _ => local,
+        }
+    }
+}
+
+/// The cluster's verdict on an event this node has not seen: late when any node has taken the
+/// call's terminate, a duplicate when another node took this very event first. Redis
+/// unreachable admits the event here (fail open: a call answered by two nodes is bounded by
+/// Meta, which takes one answer per call; a call dropped is not), says so, and readiness is
+/// already 503 so the load balancer steers new webhooks to healthy nodes.
+async fn shared_admission(cluster: &Cluster, key: &DedupKey, ttl: Duration) -> Admission {
+    let unavailable = |e: ClusterError| {
+        warn!(error = %e, "shared de-duplication unavailable; this node takes the event");
+        Admission::New
+    };
+    if let DedupKey::Call {
+        call_id,
+        event: CallEventKind::Connect,
+    } = key
+    {
+        let terminated = DedupKey::Call {
+            call_id: call_id.clone(),
+            event: CallEventKind::Terminate,
+        };
+        match cluster.event_taken(&terminated.shared_name()).await {
+            Ok(true) => return Admission::Late,
+            Ok(false) => {}
+            Err(e) => return unavailable(e),
+        }
+    }
+    match cluster.claim_event(&key.shared_name(), ttl).await {
+        Ok(true) => Admission::New,
+        Ok(false) => {
+            debug!(key = ?key, "another node took this webhook event");
+            Admission::Duplicate
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
 async fn process(
     mut rx: mpsc::Receiver<(Instant, Bytes)>,
     mut stop: oneshot::Receiver<()>,
     out: mpsc::Sender<WaEvent>,
-    mut dedup: Dedup,
+    mut admitter: Admitter,
     refusals: Arc<Refusals>,
 ) -> ProcessorStats {
-    let stats = process_bodies(&mut rx, &mut stop, &out, &mut dedup, &refusals).await;
+    let stats = process_bodies(&mut rx, &mut stop, &out, &mut admitter, &refusals).await;
     // Whatever the processor stopped for, the refusals not yet reported are reported now.
     refusals.flush();
     stats
@@ -968,7 +1041,7 @@ async fn process_bodies(
     rx: &mut mpsc::Receiver<(Instant, Bytes)>,
     stop: &mut oneshot::Receiver<()>,
     out: &mpsc::Sender<WaEvent>,
-    dedup: &mut Dedup,
+    admitter: &mut Admitter,
     refusals: &Refusals,
 ) -> ProcessorStats {
     let mut stats = ProcessorStats::default();
@@ -1016,9 +1089,12 @@ async fn process_bodies(
                 *received_at = Some(received);
             }
             let span = info_span!("wa_call", call_id = %event.call_id());
-            let admission = {
+            let admission = admitter
+                .check(event.dedup_key())
+                .instrument(span.clone())
+                .await;
+            {
                 let _enter = span.enter();
-                let admission = dedup.check(Instant::now(), event.dedup_key());
                 match admission {
                     Admission::New => log_event(&event),
                     Admission::Duplicate => {
@@ -1028,8 +1104,7 @@ async fn process_bodies(
                         info!(key = ?event.dedup_key(), "connect after its terminate dropped")
                     }
                 }
-                admission
-            };
+            }
             if admission != Admission::New {
                 stats.duplicates += 1;
                 count_events(

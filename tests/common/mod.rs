@@ -478,6 +478,7 @@ pub const SETTING_VARS: &[&str] = &[
     "SWITCHBOARD_DB",
     "SWITCHBOARD_DATABASE_URL",
     "SWITCHBOARD_NODE_ID",
+    "SWITCHBOARD_REDIS_URL",
     "SWITCHBOARD_SESSION_HOURS",
     "SWITCHBOARD_COOKIE_SECURE",
     "SWITCHBOARD_TRUST_FORWARDED_FOR",
@@ -654,4 +655,76 @@ fn postgres_bin() -> Option<std::path::PathBuf> {
         std::env::split_paths(&paths)
             .find(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
     })
+}
+
+/// A `redis-server` of its own on a free loopback port, persisting nothing; killed when
+/// dropped (or by [`Redis::stop`]). `scripts/deps` installs Debian's redis-server.
+pub struct Redis {
+    child: Option<std::process::Child>,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Redis::start_on(port)
+    }
+
+    /// On a given port (a restart of one that was stopped).
+    pub fn start_on(port: u16) -> Redis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is needed: scripts/deps installs Debian's redis-server");
+        // Ready once it takes a connection and answers PING.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if redis_answers(port) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server never answered"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Redis {
+            child: Some(child),
+            port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills the server (as a crash would) and waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn redis_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+    let mut buf = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }

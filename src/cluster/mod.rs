@@ -1,0 +1,137 @@
+//! What several switchboard nodes share in real time, in Redis (`SWITCHBOARD_REDIS_URL`), as
+//! LiveKit shares its routing state. With no Redis configured there is no [`Cluster`] and every
+//! caller of this module behaves as the single node it is.
+//!
+//! *Owns*: the Redis connection (the `redis` crate's connection manager, which reconnects by
+//! itself) and the layout of switchboard's keys (`switchboard:…`).
+//!
+//! *Does not touch*: calls, media, agents or Meta: it answers questions ("has any node taken
+//! this webhook event?", "is Redis there?") and decides nothing. Today it holds webhook
+//! de-duplication across nodes — Meta retries, and behind a load balancer every node may get a
+//! copy — and the health that readiness reports. Presence, queues and call ownership come next
+//! (issue 16).
+//!
+//! *Failure*: every command has a short deadline. Redis unreachable fails the command (never
+//! hangs a webhook); the caller decides what that means (see `whatsapp::webhook`), and
+//! `/readyz` turns 503 so the load balancer sends new work elsewhere.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// The longest any Redis command may take before it counts as failed.
+const DEADLINE: Duration = Duration::from_secs(1);
+
+/// Key prefix: several switchboard deployments may share one Redis.
+const PREFIX: &str = "switchboard";
+
+/// What can go wrong with Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// `SWITCHBOARD_REDIS_URL` is not a Redis URL this build can use (its value is not shown).
+    #[error("SWITCHBOARD_REDIS_URL is not a usable Redis URL: {reason}")]
+    InvalidUrl {
+        /// Why (never the URL itself: it may hold a password).
+        reason: String,
+    },
+    /// Redis did not answer in time.
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Redis answered with an error, or the connection failed.
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// A cheap, cloneable handle on the shared state.
+#[derive(Clone)]
+pub struct Cluster {
+    conn: ConnectionManager,
+    node: String,
+}
+
+impl std::fmt::Debug for Cluster {
+    // No URL here: it may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Connects to Redis at `url` as node `node`. Fails when Redis does not answer at start:
+    /// a node configured for a cluster must not start as if it were alone.
+    pub async fn connect(url: &str, node: &str) -> Result<Cluster, ClusterError> {
+        let client = redis::Client::open(url).map_err(|e| ClusterError::InvalidUrl {
+            reason: e.to_string(),
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(DEADLINE)
+            .set_response_timeout(DEADLINE)
+            .set_number_of_retries(2);
+        let conn = deadline(client.get_connection_manager_with_config(config)).await??;
+        let cluster = Cluster {
+            conn,
+            node: node.to_owned(),
+        };
+        cluster.ping().await?;
+        Ok(cluster)
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether Redis answers now (readiness).
+    pub async fn ping(&self) -> Result<(), ClusterError> {
+        let mut conn = self.conn.clone();
+        let pong: String = deadline(redis::cmd("PING").query_async(&mut conn)).await??;
+        if pong != "PONG" {
+            return Err(ClusterError::Redis(redis::RedisError::from((
+                redis::ErrorKind::ResponseError,
+                "unexpected PING reply",
+            ))));
+        }
+        Ok(())
+    }
+
+    /// Takes a webhook event (named by `key`) for this node: true when no node has taken it in
+    /// the last `ttl`, atomically across nodes (`SET NX`). The key records which node took it.
+    pub async fn claim_event(&self, key: &str, ttl: Duration) -> Result<bool, ClusterError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = deadline(
+            redis::cmd("SET")
+                .arg(event_key(key))
+                .arg(&self.node)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64)
+                .query_async(&mut conn),
+        )
+        .await??;
+        Ok(set.is_some())
+    }
+
+    /// Whether any node has taken the event named by `key` (and it has not expired).
+    pub async fn event_taken(&self, key: &str) -> Result<bool, ClusterError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = deadline(
+            redis::cmd("EXISTS")
+                .arg(event_key(key))
+                .query_async(&mut conn),
+        )
+        .await??;
+        Ok(n > 0)
+    }
+}
+
+fn event_key(key: &str) -> String {
+    format!("{PREFIX}:webhook:{key}")
+}
+
+async fn deadline<T>(f: impl std::future::Future<Output = T>) -> Result<T, ClusterError> {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .map_err(|_| ClusterError::Timeout(DEADLINE))
+}
