@@ -8,52 +8,11 @@ use std::time::Duration;
 
 use switchboard::ids::WaCallId;
 use switchboard::store::{
-    http, CallPage, CallQuery, CallRecord, CallStore, EndedBy, LegQuality, LegRole, LiveCall,
-    Outcome, PostgresStore, Recorded, StoreError, StoreHandle, Transition,
+    http, CallPage, CallQuery, CallRecord, CallStore, LiveCall, Outcome, PostgresStore, Recorded,
+    StoreError, StoreHandle,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn record(n: u32, outcome: Outcome, queue: &str, agents: &[&str]) -> CallRecord {
-    let at = 1_700_000_000_000 + i64::from(n) * 1_000;
-    CallRecord {
-        call_id: WaCallId(format!("wacid.PG{n:04}=")),
-        caller_number: "15550001111".into(),
-        caller_name: Some("Ada".into()),
-        business_number: "115017831530658".into(),
-        queue: Some(queue.into()),
-        agents: agents.iter().map(|a| a.to_string()).collect(),
-        started_at: at,
-        answered_at: (outcome == Outcome::Answered).then_some(at + 3_000),
-        ended_at: at + 30_000,
-        transitions: vec![
-            Transition {
-                state: "offered".into(),
-                at,
-                agent: None,
-            },
-            Transition {
-                state: "ended".into(),
-                at: at + 30_000,
-                agent: None,
-            },
-        ],
-        outcome,
-        end_reason: "caller_hung_up".into(),
-        ended_by: EndedBy::Caller,
-        meta_error_codes: vec![138_006],
-        legs: vec![LegQuality {
-            role: LegRole::Whatsapp,
-            agent: None,
-            packets_rx: 1500,
-            packets_tx: 1499,
-            loss_rx: Some(0.0),
-            loss_tx: Some(0.02),
-            jitter_ms: Some(3.0),
-            rtt_ms: Some(120.0),
-        }],
-    }
-}
 
 fn live(r: &CallRecord) -> LiveCall {
     LiveCall {
@@ -82,9 +41,9 @@ fn two_nodes_share_records_and_keep_their_own_live_calls() {
     PostgresStore::connect(&url, "node-a").unwrap();
     assert_eq!(a.schema_version().unwrap(), 1);
 
-    let r1 = record(1, Outcome::Answered, "sales", &["ann"]);
-    let r2 = record(2, Outcome::Abandoned, "support", &[]);
-    let r3 = record(3, Outcome::Answered, "support", &["bob", "ann"]);
+    let r1 = common::call_record(1, Outcome::Answered, "sales", &["ann"]);
+    let r2 = common::call_record(2, Outcome::Abandoned, "support", &[]);
+    let r3 = common::call_record(3, Outcome::Answered, "support", &["bob", "ann"]);
     a.mark_live(&live(&r1)).unwrap();
     a.mark_live(&live(&r1)).unwrap();
     b.mark_live(&live(&r2)).unwrap();
@@ -98,9 +57,14 @@ fn two_nodes_share_records_and_keep_their_own_live_calls() {
     assert_eq!(b.finish(&r3).unwrap(), Recorded::New);
     assert!(a.live_calls().unwrap().is_empty());
     assert!(b.live_calls().unwrap().is_empty());
-    b.mark_live(&live(&record(9, Outcome::Failed, "sales", &[])))
-        .unwrap();
-    b.clear_live(&record(9, Outcome::Failed, "sales", &[]).call_id)
+    b.mark_live(&live(&common::call_record(
+        9,
+        Outcome::Failed,
+        "sales",
+        &[],
+    )))
+    .unwrap();
+    b.clear_live(&common::call_record(9, Outcome::Failed, "sales", &[]).call_id)
         .unwrap();
     assert!(b.live_calls().unwrap().is_empty());
 
@@ -183,12 +147,12 @@ async fn records_of_both_nodes_are_listed_over_http_on_either() {
     let (a, a_driver) = open("node-a").await.unwrap();
     let (b, b_driver) = open("node-b").await.unwrap();
     let on_a = [
-        record(1, Outcome::Answered, "sales", &["ann"]),
-        record(3, Outcome::TimedOut, "sales", &[]),
+        common::call_record(1, Outcome::Answered, "sales", &["ann"]),
+        common::call_record(3, Outcome::TimedOut, "sales", &[]),
     ];
     let on_b = [
-        record(2, Outcome::Answered, "support", &["bob"]),
-        record(4, Outcome::Declined, "support", &[]),
+        common::call_record(2, Outcome::Answered, "support", &["bob"]),
+        common::call_record(4, Outcome::Declined, "support", &[]),
     ];
     for (store, records) in [(&a, &on_a), (&b, &on_b)] {
         for r in records {
@@ -196,7 +160,7 @@ async fn records_of_both_nodes_are_listed_over_http_on_either() {
             assert_eq!(store.finish(r.clone()).await.unwrap(), Recorded::New);
         }
     }
-    let dangling = live(&record(5, Outcome::Failed, "sales", &[]));
+    let dangling = live(&common::call_record(5, Outcome::Failed, "sales", &[]));
     a.mark_live(dangling.clone()).await.unwrap();
 
     let client = reqwest::Client::new();
@@ -219,10 +183,10 @@ async fn records_of_both_nodes_are_listed_over_http_on_either() {
         assert_eq!(
             ids(&page),
             [
-                "wacid.PG0004=",
-                "wacid.PG0003=",
-                "wacid.PG0002=",
-                "wacid.PG0001="
+                "wacid.HBgL0004=",
+                "wacid.HBgL0003=",
+                "wacid.HBgL0002=",
+                "wacid.HBgL0001="
             ],
             "{base} lists both nodes' calls"
         );
@@ -234,7 +198,7 @@ async fn records_of_both_nodes_are_listed_over_http_on_either() {
             .json()
             .await
             .unwrap();
-        assert_eq!(ids(&support), ["wacid.PG0004=", "wacid.PG0002="]);
+        assert_eq!(ids(&support), ["wacid.HBgL0004=", "wacid.HBgL0002="]);
     }
     for s in servers {
         s.abort();

@@ -2,13 +2,12 @@
 //! through a `StoreHandle` on a file, the store is closed and reopened, and `GET /api/calls` is
 //! queried on a real socket.
 
+mod common;
+
 use std::time::Duration;
 
 use switchboard::ids::WaCallId;
-use switchboard::store::{
-    http, CallPage, CallRecord, EndedBy, LegQuality, LegRole, LiveCall, Outcome, Recorded,
-    StoreHandle, Transition,
-};
+use switchboard::store::{http, CallPage, LiveCall, Outcome, Recorded, StoreHandle};
 
 #[derive(serde::Deserialize)]
 struct ErrorBody {
@@ -16,47 +15,6 @@ struct ErrorBody {
 }
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn record(n: u32, outcome: Outcome, queue: &str, agents: &[&str]) -> CallRecord {
-    let at = 1_700_000_000_000 + i64::from(n) * 1_000;
-    CallRecord {
-        call_id: WaCallId(format!("wacid.HBgL{n:04}=")),
-        caller_number: "15550001111".into(),
-        caller_name: None,
-        business_number: "115017831530658".into(),
-        queue: Some(queue.into()),
-        agents: agents.iter().map(|a| a.to_string()).collect(),
-        started_at: at,
-        answered_at: (outcome == Outcome::Answered).then_some(at + 3_000),
-        ended_at: at + 30_000,
-        transitions: vec![
-            Transition {
-                state: "offered".into(),
-                at,
-                agent: None,
-            },
-            Transition {
-                state: "ended".into(),
-                at: at + 30_000,
-                agent: None,
-            },
-        ],
-        outcome,
-        end_reason: "caller_hung_up".into(),
-        ended_by: EndedBy::Caller,
-        meta_error_codes: vec![],
-        legs: vec![LegQuality {
-            role: LegRole::Whatsapp,
-            agent: None,
-            packets_rx: 1500,
-            packets_tx: 1500,
-            loss_rx: Some(0.0),
-            loss_tx: Some(0.02),
-            jitter_ms: Some(3.0),
-            rtt_ms: Some(120.0),
-        }],
-    }
-}
 
 /// Serves `router` on 127.0.0.1; returns its base URL and a sender that stops it.
 async fn serve(
@@ -88,12 +46,12 @@ async fn records_survive_a_restart_and_are_listed_over_http() {
     // First run: six calls end, one is still live when the process "dies".
     let (store, driver) = StoreHandle::open(&path).await.unwrap();
     let records = [
-        record(1, Outcome::Answered, "sales", &["ann"]),
-        record(2, Outcome::Abandoned, "sales", &[]),
-        record(3, Outcome::Answered, "support", &["bob", "ann"]),
-        record(4, Outcome::TimedOut, "support", &[]),
-        record(5, Outcome::Declined, "sales", &[]),
-        record(6, Outcome::Failed, "sales", &["bob"]),
+        common::call_record(1, Outcome::Answered, "sales", &["ann"]),
+        common::call_record(2, Outcome::Abandoned, "sales", &[]),
+        common::call_record(3, Outcome::Answered, "support", &["bob", "ann"]),
+        common::call_record(4, Outcome::TimedOut, "support", &[]),
+        common::call_record(5, Outcome::Declined, "sales", &[]),
+        common::call_record(6, Outcome::Failed, "sales", &["bob"]),
     ];
     for r in &records {
         store

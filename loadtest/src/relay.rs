@@ -78,12 +78,13 @@ pub fn run(ports: usize) -> anyhow::Result<()> {
         }
         for _ in 0..ready.len() {
             let Some(i) = ready.pop_front() else { break };
-            let mut drained = false;
-            let mut read = 0;
             let socket = &sockets[i];
-            while read < RECV_BATCH {
-                let got = batch.read(&states[i], socket, |from, datagram| {
-                    match routes.get(&(i, from)) {
+            let drained = batch
+                .drain(
+                    &states[i],
+                    socket,
+                    RECV_BATCH,
+                    |from, datagram| match routes.get(&(i, from)) {
                         Some(&to) => {
                             let _ = socket.send_to(datagram, to);
                             forwarded += 1;
@@ -98,19 +99,10 @@ pub fn run(ports: usize) -> anyhow::Result<()> {
                                 }
                             }
                         }
-                    }
-                });
-                match got {
-                    Ok(r) => {
-                        read += r.datagrams.max(1);
-                        if r.drained {
-                            drained = true;
-                            break;
-                        }
-                    }
-                    Err(_) => read += 1,
-                }
-            }
+                    },
+                    |_| {},
+                )
+                .emptied;
             if !drained {
                 ready.push_back(i);
             }

@@ -697,30 +697,18 @@ fn run(shard: Shard) {
                     _ => continue,
                 }
             };
-            let mut drained = false;
-            let mut read = 0;
-            while read < RECV_BATCH {
-                counters.recv_calls += 1;
-                let got = batch.read(state, socket, |source, datagram| {
+            let read = batch.drain(
+                state,
+                socket,
+                RECV_BATCH,
+                |source, datagram| {
                     engine.handle_datagram(Instant::now(), index, source, datagram);
                     out.flush(&mut engine, &mut counters);
-                });
-                match got {
-                    Ok(r) => {
-                        read += r.datagrams.max(1);
-                        if r.drained {
-                            drained = true;
-                            break;
-                        }
-                    }
-                    // ICMP errors surface here on Linux; they concern one peer only.
-                    Err(e) => {
-                        read += 1;
-                        debug!(error = %e, "recv");
-                    }
-                }
-            }
-            if !drained {
+                },
+                |e| debug!(error = %e, "recv"),
+            );
+            counters.recv_calls += read.calls;
+            if !read.emptied {
                 readable.push_back(token);
             }
         }

@@ -95,6 +95,49 @@ impl BatchRecv {
             drained: n < SLICES,
         })
     }
+
+    /// Reads `socket` in batches until it is empty or `budget` datagrams have been handed to
+    /// `f` (then the socket's turn ends and it is read again later, so one busy socket cannot
+    /// starve the others). Returns whether it was emptied and how many calls were made. An error
+    /// other than "nothing there" counts as one datagram of the budget and is passed to
+    /// `on_error` (an ICMP error from one peer surfaces here on Linux).
+    pub fn drain<S: AsFd>(
+        &mut self,
+        state: &UdpSocketState,
+        socket: &S,
+        budget: usize,
+        mut f: impl FnMut(SocketAddr, &[u8]),
+        mut on_error: impl FnMut(io::Error),
+    ) -> Drained {
+        let mut out = Drained::default();
+        let mut read = 0;
+        while read < budget {
+            out.calls += 1;
+            match self.read(state, socket, &mut f) {
+                Ok(r) => {
+                    read += r.datagrams.max(1);
+                    if r.drained {
+                        out.emptied = true;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    read += 1;
+                    on_error(e);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What [`BatchRecv::drain`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// The socket is known to be empty.
+    pub emptied: bool,
+    /// `recvmmsg` calls made.
+    pub calls: u64,
 }
 
 #[cfg(test)]

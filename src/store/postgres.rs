@@ -13,9 +13,8 @@
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row};
 use rusqlite::types::Value;
-use serde::de::DeserializeOwned;
 
-use super::sqlite::{list_sql, to_json};
+use super::sqlite::{list_sql, record_from_row, to_json, Columns};
 use super::{CallPage, CallQuery, CallRecord, CallStore, Cursor, LiveCall, Recorded, StoreError};
 use crate::ids::WaCallId;
 
@@ -317,47 +316,19 @@ fn number_placeholders(sql: &str) -> String {
     out
 }
 
-/// Reads one row of the listing's columns (SQLite's `RECORD_COLUMNS`).
-fn record_from_row(row: &Row) -> Result<CallRecord, StoreError> {
-    let call_id: String = row.try_get(0)?;
-    let corrupt = |column: &'static str, reason: String| StoreError::Corrupt {
-        call_id: call_id.clone(),
-        column,
-        reason,
-    };
-    let outcome: String = row.try_get(8)?;
-    let ended_by: String = row.try_get(10)?;
-    Ok(CallRecord {
-        started_at: row.try_get(1)?,
-        answered_at: row.try_get(2)?,
-        ended_at: row.try_get(3)?,
-        caller_number: row.try_get(4)?,
-        caller_name: row.try_get(5)?,
-        business_number: row.try_get(6)?,
-        queue: row.try_get(7)?,
-        outcome: outcome
-            .parse()
-            .map_err(|_| corrupt("outcome", format!("unknown outcome {outcome:?}")))?,
-        end_reason: row.try_get(9)?,
-        ended_by: ended_by
-            .parse()
-            .map_err(|_| corrupt("ended_by", format!("unknown party {ended_by:?}")))?,
-        agents: from_json(row, 11, "agents", &corrupt)?,
-        transitions: from_json(row, 12, "transitions", &corrupt)?,
-        meta_error_codes: from_json(row, 13, "meta_error_codes", &corrupt)?,
-        legs: from_json(row, 14, "legs", &corrupt)?,
-        call_id: WaCallId(call_id.clone()),
-    })
-}
-
-fn from_json<T: DeserializeOwned>(
-    row: &Row,
-    index: usize,
-    column: &'static str,
-    corrupt: &dyn Fn(&'static str, String) -> StoreError,
-) -> Result<T, StoreError> {
-    let text: String = row.try_get(index)?;
-    serde_json::from_str(&text).map_err(|e| corrupt(column, e.to_string()))
+impl Columns for Row {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
 }
 
 #[cfg(test)]

@@ -331,47 +331,68 @@ pub(super) fn list_sql(q: &CallQuery, limit: u32) -> (String, Vec<Value>) {
     (sql, args)
 }
 
-/// Reads one row of [`RECORD_COLUMNS`].
-fn record_from_row(row: &Row<'_>) -> Result<CallRecord, StoreError> {
-    let call_id: String = row.get(0)?;
+/// A database row holding [`RECORD_COLUMNS`], whichever database it came from.
+pub(super) trait Columns {
+    fn text(&self, i: usize) -> Result<String, StoreError>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    fn int(&self, i: usize) -> Result<i64, StoreError>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
+}
+
+impl Columns for Row<'_> {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(i)?)
+    }
+}
+
+/// Reads one row of [`RECORD_COLUMNS`] (SQLite's or PostgreSQL's).
+pub(super) fn record_from_row(row: &impl Columns) -> Result<CallRecord, StoreError> {
+    let call_id = row.text(0)?;
     let corrupt = |column: &'static str, reason: String| StoreError::Corrupt {
         call_id: call_id.clone(),
         column,
         reason,
     };
-    let outcome: String = row.get(8)?;
-    let ended_by: String = row.get(10)?;
+    let outcome = row.text(8)?;
+    let ended_by = row.text(10)?;
     Ok(CallRecord {
-        started_at: row.get(1)?,
-        answered_at: row.get(2)?,
-        ended_at: row.get(3)?,
-        caller_number: row.get(4)?,
-        caller_name: row.get(5)?,
-        business_number: row.get(6)?,
-        queue: row.get(7)?,
+        started_at: row.int(1)?,
+        answered_at: row.opt_int(2)?,
+        ended_at: row.int(3)?,
+        caller_number: row.text(4)?,
+        caller_name: row.opt_text(5)?,
+        business_number: row.text(6)?,
+        queue: row.opt_text(7)?,
         outcome: outcome
             .parse()
             .map_err(|_| corrupt("outcome", format!("unknown outcome {outcome:?}")))?,
-        end_reason: row.get(9)?,
+        end_reason: row.text(9)?,
         ended_by: ended_by
             .parse()
             .map_err(|_| corrupt("ended_by", format!("unknown party {ended_by:?}")))?,
-        agents: from_json(row, 11, "agents", &corrupt)?,
-        transitions: from_json(row, 12, "transitions", &corrupt)?,
-        meta_error_codes: from_json(row, 13, "meta_error_codes", &corrupt)?,
-        legs: from_json(row, 14, "legs", &corrupt)?,
+        agents: from_json(&row.text(11)?, "agents", &corrupt)?,
+        transitions: from_json(&row.text(12)?, "transitions", &corrupt)?,
+        meta_error_codes: from_json(&row.text(13)?, "meta_error_codes", &corrupt)?,
+        legs: from_json(&row.text(14)?, "legs", &corrupt)?,
         call_id: WaCallId(call_id.clone()),
     })
 }
 
 fn from_json<T: DeserializeOwned>(
-    row: &Row<'_>,
-    index: usize,
+    text: &str,
     column: &'static str,
     corrupt: &dyn Fn(&'static str, String) -> StoreError,
 ) -> Result<T, StoreError> {
-    let text: String = row.get(index)?;
-    serde_json::from_str(&text).map_err(|e| corrupt(column, e.to_string()))
+    serde_json::from_str(text).map_err(|e| corrupt(column, e.to_string()))
 }
 
 /// A list column's JSON text.

@@ -596,18 +596,25 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
-    fn run(&self, tool: &str, args: &[&str]) {
+    /// One of the server's tools, run as `postgres` when we are root.
+    fn tool(&self, tool: &str, args: &[&str]) -> std::process::Command {
         let exe = self.bin.join(tool);
-        let out = if self.as_postgres {
-            std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&exe)
-                .args(args)
-                .output()
+        let mut c = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
         } else {
-            std::process::Command::new(&exe).args(args).output()
-        }
-        .unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
+            std::process::Command::new(exe)
+        };
+        c.args(args);
+        c
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self
+            .tool(tool, args)
+            .output()
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
         assert!(
             out.status.success(),
             "{tool} failed: {}{}",
@@ -620,17 +627,8 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        let exe = self.bin.join("pg_ctl");
         let args = ["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"];
-        let _ = if self.as_postgres {
-            std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&exe)
-                .args(args)
-                .output()
-        } else {
-            std::process::Command::new(&exe).args(args).output()
-        };
+        let _ = self.tool("pg_ctl", &args).output();
     }
 }
 
@@ -727,4 +725,54 @@ fn redis_answers(port: u16) -> bool {
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(1)));
     let mut buf = [0u8; 7];
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// A call record with every list filled; `n` orders them (`started_at` grows with it) and
+/// names them (`wacid.HBgL000n=`).
+pub fn call_record(
+    n: u32,
+    outcome: switchboard::store::Outcome,
+    queue: &str,
+    agents: &[&str],
+) -> switchboard::store::CallRecord {
+    use switchboard::ids::WaCallId;
+    use switchboard::store::{CallRecord, EndedBy, LegQuality, LegRole, Outcome, Transition};
+    let at = 1_700_000_000_000 + i64::from(n) * 1_000;
+    CallRecord {
+        call_id: WaCallId(format!("wacid.HBgL{n:04}=")),
+        caller_number: "15550001111".into(),
+        caller_name: None,
+        business_number: "115017831530658".into(),
+        queue: Some(queue.into()),
+        agents: agents.iter().map(|a| a.to_string()).collect(),
+        started_at: at,
+        answered_at: (outcome == Outcome::Answered).then_some(at + 3_000),
+        ended_at: at + 30_000,
+        transitions: vec![
+            Transition {
+                state: "offered".into(),
+                at,
+                agent: None,
+            },
+            Transition {
+                state: "ended".into(),
+                at: at + 30_000,
+                agent: None,
+            },
+        ],
+        outcome,
+        end_reason: "caller_hung_up".into(),
+        ended_by: EndedBy::Caller,
+        meta_error_codes: vec![],
+        legs: vec![LegQuality {
+            role: LegRole::Whatsapp,
+            agent: None,
+            packets_rx: 1500,
+            packets_tx: 1500,
+            loss_rx: Some(0.0),
+            loss_tx: Some(0.02),
+            jitter_ms: Some(3.0),
+            rtt_ms: Some(120.0),
+        }],
+    }
 }
