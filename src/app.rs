@@ -288,7 +288,8 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         Some(url) => {
             let cluster =
                 crate::cluster::Cluster::connect(url.expose(), &config.store.node_id).await?;
-            info!(node = %cluster.node(), "sharing webhook de-duplication with the other nodes");
+            cluster.renew_lease(config.cluster.lease).await?;
+            info!(node = %cluster.node(), "joined the other nodes in Redis");
             Some(cluster)
         }
         None => None,
@@ -322,6 +323,14 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     };
     // Calls a previous run left live at Meta are ended before new ones come in.
     actor::end_leftovers(&store, &graph).await;
+    let lease_task = cluster.clone().map(|c| {
+        tokio::spawn(keep_lease(
+            c,
+            store.clone(),
+            graph.clone(),
+            config.cluster.lease,
+        ))
+    });
     let floor = Floor::new(
         config.calls.queues.clone(),
         config.calls.default_queue.clone(),
@@ -432,6 +441,16 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         let _ = calls_task.await;
         metrics_server.abort();
         flush.abort();
+        if let Some(task) = lease_task {
+            task.abort();
+            let _ = task.await;
+        }
+        // Stopped cleanly, with its calls ended: no other node must take them over.
+        if let Some(c) = &ops_for_shutdown.cluster {
+            if let Err(e) = c.leave(c.node()).await {
+                warn!(error = %e, "could not leave the other nodes in Redis");
+            }
+        }
         drop(ops_for_shutdown);
         if let Err(e) = store_driver.join().await {
             warn!(error = %e, "the call records did not close cleanly");
@@ -459,6 +478,46 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         stop: stop_tx,
         done,
     })
+}
+
+/// Renews this node's lease every third of its length and, on each round, ends at Meta the
+/// calls of any node whose lease ran out (one node takes each such job: see
+/// [`crate::cluster::Cluster::claim_takeover`]). Runs until aborted at shutdown.
+async fn keep_lease(
+    cluster: crate::cluster::Cluster,
+    store: StoreHandle,
+    graph: GraphClient,
+    lease: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = cluster.renew_lease(lease).await {
+            warn!(error = %e, "could not renew this node's lease");
+            continue;
+        }
+        let dead = match cluster.dead_nodes().await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "could not read the other nodes' leases");
+                continue;
+            }
+        };
+        for node in dead {
+            if !matches!(cluster.claim_takeover(&node, lease * 3).await, Ok(true)) {
+                continue;
+            }
+            warn!(node = %node, "a node stopped renewing its lease: ending its calls at Meta");
+            let Some(n) = actor::take_over(&store, &graph, &node).await else {
+                continue; // tried again once the claim runs out
+            };
+            info!(node = %node, calls = n, "took over a lost node's calls");
+            if let Err(e) = cluster.leave(&node).await {
+                warn!(node = %node, error = %e, "could not remove a lost node");
+            }
+        }
+    }
 }
 
 /// Runs until Ctrl-C or SIGTERM, then drains: new calls are declined, calls in progress finish

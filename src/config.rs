@@ -126,6 +126,9 @@ pub struct Config {
 pub struct ClusterConfig {
     /// `SWITCHBOARD_REDIS_URL`, `[cluster] redis_url`; `None`: a single node.
     pub redis_url: Option<Secret>,
+    /// `SWITCHBOARD_NODE_LEASE`, `[cluster] lease_secs`: how long a node's lease lasts unless
+    /// renewed (every third of it). A node silent for longer is taken for dead.
+    pub lease: Duration,
 }
 
 /// The call centre's shape: queues, which business number goes to which, and the timers of the
@@ -236,6 +239,9 @@ pub mod defaults {
     pub const HTTP_ADDR: &str = "127.0.0.1:8080";
     /// `SWITCHBOARD_DRAIN_SECS`: five minutes, most calls' remaining time.
     pub const DRAIN_SECS: f64 = 300.0;
+    /// `SWITCHBOARD_NODE_LEASE`: a dead node's calls are ended within about this long (plus a
+    /// third of it), well inside Meta's 20 s no-media rule for most of them.
+    pub const NODE_LEASE_SECS: f64 = 10.0;
     /// `SWITCHBOARD_METRICS_ADDR` (9464: the port commonly used for Prometheus exporters).
     pub const METRICS_ADDR: &str = "127.0.0.1:9464";
     /// `SWITCHBOARD_MEDIA_ADDR`.
@@ -374,6 +380,10 @@ pub struct Settings {
     /// de-duplication across them, and readiness. A secret: never logged. [default: none]
     #[arg(long, env = "SWITCHBOARD_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
+    /// Seconds a node's lease lasts unless renewed; another node ends the calls of a node
+    /// silent for longer. [default: 10]
+    #[arg(long, env = "SWITCHBOARD_NODE_LEASE")]
+    pub node_lease: Option<f64>,
     /// This node's name among several (letters, digits, '.', '-', '_'; at most 64).
     /// [default: the host name]
     #[arg(long, env = "SWITCHBOARD_NODE_ID")]
@@ -461,6 +471,7 @@ struct FileNumber {
 #[serde(deny_unknown_fields)]
 struct FileCluster {
     redis_url: Option<Secret>,
+    lease_secs: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -700,6 +711,11 @@ impl Config {
             },
             cluster: ClusterConfig {
                 redis_url: redis_url(s.redis_url.or(f.cluster.redis_url))?,
+                lease: seconds(
+                    "SWITCHBOARD_NODE_LEASE",
+                    s.node_lease.or(f.cluster.lease_secs),
+                    defaults::NODE_LEASE_SECS,
+                )?,
             },
             calls,
         })

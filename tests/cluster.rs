@@ -96,3 +96,82 @@ async fn an_unreachable_redis_stops_start_up_without_showing_its_password() {
     assert!(text.contains("SWITCHBOARD_REDIS_URL"), "{text}");
     assert!(!text.contains("XYZZY"), "{text}");
 }
+
+/// A node that dies (here: node-a, which marked a call live in the shared records and renewed
+/// its lease once, then went silent, as a SIGKILLed process does) has its call ended at Meta by
+/// node-b within the lease, and the record says which node stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_calls_are_ended_at_meta_by_another_and_recorded() {
+    use switchboard::store::{CallStore, LiveCall, PostgresStore};
+
+    let redis = common::Redis::start();
+    let pg = common::Postgres::start();
+    let url = pg.database("takeover");
+    // node-a: one live call, one lease renewal, then nothing.
+    let dead_call = LiveCall {
+        call_id: switchboard::ids::WaCallId("wacid.ORPHAN".into()),
+        business_number: "115017831530658".into(),
+        started_at: 1_700_000_000_000,
+    };
+    {
+        let (url, call) = (url.clone(), dead_call.clone());
+        std::thread::spawn(move || {
+            let mut store = PostgresStore::connect(&url, "node-a").unwrap();
+            store.mark_live(&call).unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+    let node_a = switchboard::cluster::Cluster::connect(&redis.url(), "node-a")
+        .await
+        .unwrap();
+    node_a.renew_lease(Duration::from_secs(1)).await.unwrap();
+    drop(node_a);
+
+    let config = Config::from_settings(common::loopback(Settings {
+        redis_url: Some(Secret::new(redis.url())),
+        database_url: Some(Secret::new(url)),
+        node_id: Some("node-b".into()),
+        node_lease: Some(1.0),
+        ..Settings::default()
+    }))
+    .unwrap();
+    let running = app::start(config).await.unwrap();
+    // node-b's own start-up ends none of node-a's calls: they are node-a's until its lease ends.
+    let sim = running.simulator.clone().unwrap();
+    let deadline = tokio::time::Instant::now() + LONG;
+    let record = loop {
+        let page = running.store.list(CallQuery::default()).await.unwrap();
+        if let Some(r) = page
+            .calls
+            .into_iter()
+            .find(|r| r.call_id == dead_call.call_id)
+        {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node-a's call was never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(record.outcome, Outcome::Failed);
+    assert!(
+        record.end_reason.contains("node-a"),
+        "{}",
+        record.end_reason
+    );
+    // Meta was told: the fake Graph API saw a terminate for exactly that call.
+    let terminated = sim.graph().requests().iter().any(|r| {
+        r.call_id.as_ref() == Some(&dead_call.call_id)
+            && r.action.as_ref().is_some_and(|a| a.as_str() == "terminate")
+    });
+    assert!(terminated, "{:?}", sim.graph().requests());
+    assert!(running
+        .store
+        .live_calls_of("node-a")
+        .await
+        .unwrap()
+        .is_empty());
+    running.shutdown().await;
+}

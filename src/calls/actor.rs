@@ -255,8 +255,35 @@ pub async fn end_leftovers(store: &StoreHandle, graph: &GraphClient) {
             return;
         }
     };
+    end_live(
+        store,
+        graph,
+        live,
+        "ended at start-up: the process that handled it stopped",
+    )
+    .await;
+}
+
+/// Ends at Meta, and records, the calls another node left live: it stopped renewing its lease
+/// (it died), and this node took the job over (see `crate::cluster`). Returns how many, or
+/// `None` when they could not be read (the job is then left for a later round).
+pub async fn take_over(store: &StoreHandle, graph: &GraphClient, node: &str) -> Option<usize> {
+    let live = match store.live_calls_of(node).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(node, error = %e, "cannot read the calls a lost node left live");
+            return None;
+        }
+    };
+    let n = live.len();
+    let reason = format!("ended by another node: {node}, which handled it, stopped");
+    end_live(store, graph, live, &reason).await;
+    Some(n)
+}
+
+async fn end_live(store: &StoreHandle, graph: &GraphClient, live: Vec<LiveCall>, reason: &str) {
     for call in live {
-        info!(call_id = %call.call_id, "ending a call the previous run left live");
+        info!(call_id = %call.call_id, reason, "ending a call left live");
         let result = graph.terminate(&call.call_id).await;
         let now = store::unix_ms(SystemTime::now());
         let mut codes = vec![];
@@ -279,7 +306,7 @@ pub async fn end_leftovers(store: &StoreHandle, graph: &GraphClient) {
                 agent: None,
             }],
             outcome: store::Outcome::Failed,
-            end_reason: "ended at start-up: the process that handled it stopped".into(),
+            end_reason: reason.into(),
             ended_by: store::EndedBy::System,
             meta_error_codes: codes,
             legs: vec![],

@@ -6,10 +6,11 @@
 //! itself) and the layout of switchboard's keys (`switchboard:…`).
 //!
 //! *Does not touch*: calls, media, agents or Meta: it answers questions ("has any node taken
-//! this webhook event?", "is Redis there?") and decides nothing. Today it holds webhook
-//! de-duplication across nodes — Meta retries, and behind a load balancer every node may get a
-//! copy — and the health that readiness reports. Presence, queues and call ownership come next
-//! (issue 16).
+//! this webhook event?", "which nodes stopped renewing their lease?", "is Redis there?") and
+//! decides nothing. Today it holds webhook de-duplication across nodes — Meta retries, and
+//! behind a load balancer every node may get a copy —, the nodes' leases (a node that dies
+//! stops renewing its own; another takes over its calls) and the health that readiness
+//! reports. Presence, queues and call ownership come next (issue 16).
 //!
 //! *Failure*: every command has a short deadline. Redis unreachable fails the command (never
 //! hangs a webhook); the caller decides what that means (see `whatsapp::webhook`), and
@@ -124,6 +125,101 @@ impl Cluster {
         .await??;
         Ok(n > 0)
     }
+}
+
+impl Cluster {
+    /// Says this node is alive for `ttl` more (and a member of the cluster): call it every
+    /// third of `ttl`.
+    pub async fn renew_lease(&self, ttl: Duration) -> Result<(), ClusterError> {
+        let mut conn = self.conn.clone();
+        deadline(
+            redis::pipe()
+                .atomic()
+                .cmd("SADD")
+                .arg(nodes_key())
+                .arg(&self.node)
+                .ignore()
+                .cmd("SET")
+                .arg(lease_key(&self.node))
+                .arg(&self.node)
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64)
+                .ignore()
+                .query_async::<()>(&mut conn),
+        )
+        .await??;
+        Ok(())
+    }
+
+    /// The other members whose lease has run out: they died (or lost Redis for longer than
+    /// the lease, which to the others is the same).
+    pub async fn dead_nodes(&self) -> Result<Vec<String>, ClusterError> {
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = deadline(
+            redis::cmd("SMEMBERS")
+                .arg(nodes_key())
+                .query_async(&mut conn),
+        )
+        .await??;
+        let mut dead = Vec::new();
+        for node in members.into_iter().filter(|n| *n != self.node) {
+            let alive: i64 = deadline(
+                redis::cmd("EXISTS")
+                    .arg(lease_key(&node))
+                    .query_async(&mut conn),
+            )
+            .await??;
+            if alive == 0 {
+                dead.push(node);
+            }
+        }
+        Ok(dead)
+    }
+
+    /// Takes the job of ending a dead node's calls: true for exactly one node (`SET NX`), for
+    /// `ttl`, after which another may try again if the node is still listed.
+    pub async fn claim_takeover(&self, node: &str, ttl: Duration) -> Result<bool, ClusterError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = deadline(
+            redis::cmd("SET")
+                .arg(format!("{PREFIX}:takeover:{node}"))
+                .arg(&self.node)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64)
+                .query_async(&mut conn),
+        )
+        .await??;
+        Ok(set.is_some())
+    }
+
+    /// Removes a node from the members (a dead one whose calls were ended, or this one when it
+    /// stops cleanly, so nobody takes over what it already ended).
+    pub async fn leave(&self, node: &str) -> Result<(), ClusterError> {
+        let mut conn = self.conn.clone();
+        deadline(
+            redis::pipe()
+                .atomic()
+                .cmd("SREM")
+                .arg(nodes_key())
+                .arg(node)
+                .ignore()
+                .cmd("DEL")
+                .arg(lease_key(node))
+                .ignore()
+                .query_async::<()>(&mut conn),
+        )
+        .await??;
+        Ok(())
+    }
+}
+
+fn nodes_key() -> String {
+    format!("{PREFIX}:nodes")
+}
+
+fn lease_key(node: &str) -> String {
+    format!("{PREFIX}:lease:{node}")
 }
 
 fn event_key(key: &str) -> String {

@@ -31,6 +31,7 @@ enum Command {
     /// No reply channel: [`StoreHandle::try_finish`], whose failures the thread logs.
     Finish(Box<CallRecord>, Option<Reply<Recorded>>),
     LiveCalls(Reply<Vec<LiveCall>>),
+    LiveCallsOf(String, Reply<Vec<LiveCall>>),
     CheckWritable(Reply<()>),
     ClearLive(WaCallId, Reply<()>),
     List(Box<CallQuery>, Reply<CallPage>),
@@ -150,6 +151,12 @@ impl StoreHandle {
         self.call(Command::LiveCalls).await
     }
 
+    /// See [`CallStore::live_calls_of`].
+    pub async fn live_calls_of(&self, node: &str) -> Result<Vec<LiveCall>, StoreError> {
+        let node = node.to_owned();
+        self.call(|r| Command::LiveCallsOf(node, r)).await
+    }
+
     /// See [`CallStore::check_writable`].
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         self.call(Command::CheckWritable).await
@@ -199,6 +206,9 @@ fn run<S: CallStore>(mut store: S, mut rx: mpsc::Receiver<Command>) {
             }
             Command::LiveCalls(reply) => {
                 let _ = reply.send(store.live_calls());
+            }
+            Command::LiveCallsOf(node, reply) => {
+                let _ = reply.send(store.live_calls_of(&node));
             }
             Command::CheckWritable(reply) => {
                 let _ = reply.send(store.check_writable());

@@ -232,6 +232,10 @@ impl CallStore for PostgresStore {
 
     fn live_calls(&mut self) -> Result<Vec<LiveCall>, StoreError> {
         let node = self.node.clone();
+        self.live_calls_of(&node)
+    }
+
+    fn live_calls_of(&mut self, node: &str) -> Result<Vec<LiveCall>, StoreError> {
         let rows = self.client()?.query(
             "SELECT call_id, business_number, started_at FROM live_calls WHERE node = $1
              ORDER BY started_at, call_id",
