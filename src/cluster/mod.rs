@@ -100,10 +100,15 @@ impl Cluster {
     /// Takes a webhook event (named by `key`) for this node: true when no node has taken it in
     /// the last `ttl`, atomically across nodes (`SET NX`). The key records which node took it.
     pub async fn claim_event(&self, key: &str, ttl: Duration) -> Result<bool, ClusterError> {
+        self.claim(event_key(key), ttl).await
+    }
+
+    /// `SET key <this node> NX PX ttl`: true for the one node that set it.
+    async fn claim(&self, key: String, ttl: Duration) -> Result<bool, ClusterError> {
         let mut conn = self.conn.clone();
         let set: Option<String> = deadline(
             redis::cmd("SET")
-                .arg(event_key(key))
+                .arg(key)
                 .arg(&self.node)
                 .arg("NX")
                 .arg("PX")
@@ -179,18 +184,7 @@ impl Cluster {
     /// Takes the job of ending a dead node's calls: true for exactly one node (`SET NX`), for
     /// `ttl`, after which another may try again if the node is still listed.
     pub async fn claim_takeover(&self, node: &str, ttl: Duration) -> Result<bool, ClusterError> {
-        let mut conn = self.conn.clone();
-        let set: Option<String> = deadline(
-            redis::cmd("SET")
-                .arg(format!("{PREFIX}:takeover:{node}"))
-                .arg(&self.node)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl.as_millis().max(1) as u64)
-                .query_async(&mut conn),
-        )
-        .await??;
-        Ok(set.is_some())
+        self.claim(format!("{PREFIX}:takeover:{node}"), ttl).await
     }
 
     /// Removes a node from the members (a dead one whose calls were ended, or this one when it
