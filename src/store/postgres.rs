@@ -111,10 +111,22 @@ impl PostgresStore {
     }
 }
 
+/// How long opening a connection may take when the URL does not say (`connect_timeout=`): an
+/// unreachable server must not hold the store thread for the system's TCP timeout.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn connect(url: &str) -> Result<Client, StoreError> {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|source| StoreError::Connect { source })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
     // No TLS here: the database is expected on a private network (or a local proxy such as
     // pgbouncer or a sidecar terminating TLS); docs/operations.md says so.
-    Client::connect(url, NoTls).map_err(|source| StoreError::Connect { source })
+    config
+        .connect(NoTls)
+        .map_err(|source| StoreError::Connect { source })
 }
 
 /// Applies the steps the database has not had, all in one transaction under the migration

@@ -932,7 +932,11 @@ impl WebhookState {
             rx,
             stop_rx,
             events,
-            Admitter { dedup, shared },
+            Admitter {
+                dedup,
+                shared,
+                redis_down_until: None,
+            },
             refusals.clone(),
         ));
         let state = WebhookState {
@@ -977,14 +981,34 @@ impl WebhookState {
 struct Admitter {
     dedup: Dedup,
     shared: Option<(Cluster, Duration)>,
+    /// After Redis failed, it is not asked again before this: a burst of webhooks while it is
+    /// down is admitted at once rather than each waiting out the command deadline.
+    redis_down_until: Option<Instant>,
 }
+
+/// How long a failed Redis is left alone by the webhook path (readiness keeps asking).
+const REDIS_RETRY: Duration = Duration::from_secs(1);
 
 impl Admitter {
     async fn check(&mut self, key: DedupKey) -> Admission {
-        let local = self.dedup.check(Instant::now(), key.clone());
-        match (&self.shared, local) {
-            (Some((cluster, ttl)), Admission::New) => shared_admission(cluster, &key, *ttl).await,
-            _ => local,
+        let now = Instant::now();
+        let local = self.dedup.check(now, key.clone());
+        let (Some((cluster, ttl)), Admission::New) = (&self.shared, local) else {
+            return local;
+        };
+        if self.redis_down_until.is_some_and(|t| now < t) {
+            return Admission::New;
+        }
+        match shared_admission(cluster, &key, *ttl).await {
+            Ok(a) => {
+                self.redis_down_until = None;
+                a
+            }
+            Err(e) => {
+                warn!(error = %e, "shared de-duplication unavailable; this node takes the event");
+                self.redis_down_until = Some(Instant::now() + REDIS_RETRY);
+                Admission::New
+            }
         }
     }
 }
@@ -994,11 +1018,11 @@ impl Admitter {
 /// unreachable admits the event here (fail open: a call answered by two nodes is bounded by
 /// Meta, which takes one answer per call; a call dropped is not), says so, and readiness is
 /// already 503 so the load balancer steers new webhooks to healthy nodes.
-async fn shared_admission(cluster: &Cluster, key: &DedupKey, ttl: Duration) -> Admission {
-    let unavailable = |e: ClusterError| {
-        warn!(error = %e, "shared de-duplication unavailable; this node takes the event");
-        Admission::New
-    };
+async fn shared_admission(
+    cluster: &Cluster,
+    key: &DedupKey,
+    ttl: Duration,
+) -> Result<Admission, ClusterError> {
     if let DedupKey::Call {
         call_id,
         event: CallEventKind::Connect,
@@ -1008,20 +1032,16 @@ async fn shared_admission(cluster: &Cluster, key: &DedupKey, ttl: Duration) -> A
             call_id: call_id.clone(),
             event: CallEventKind::Terminate,
         };
-        match cluster.event_taken(&terminated.shared_name()).await {
-            Ok(true) => return Admission::Late,
-            Ok(false) => {}
-            Err(e) => return unavailable(e),
+        if cluster.event_taken(&terminated.shared_name()).await? {
+            return Ok(Admission::Late);
         }
     }
-    match cluster.claim_event(&key.shared_name(), ttl).await {
-        Ok(true) => Admission::New,
-        Ok(false) => {
-            debug!(key = ?key, "another node took this webhook event");
-            Admission::Duplicate
-        }
-        Err(e) => unavailable(e),
-    }
+    Ok(if cluster.claim_event(&key.shared_name(), ttl).await? {
+        Admission::New
+    } else {
+        debug!(key = ?key, "another node took this webhook event");
+        Admission::Duplicate
+    })
 }
 
 async fn process(
