@@ -785,7 +785,9 @@ impl Out<'_> {
                 notice => inbox.notices.push(notice),
             }
             fence(Ordering::SeqCst);
-            if inbox.parked.swap(false, Ordering::SeqCst) {
+            // A load first: while the other thread is busy (the common case under load) this
+            // reads a shared line instead of writing it on every packet.
+            if inbox.parked.load(Ordering::SeqCst) && inbox.parked.swap(false, Ordering::SeqCst) {
                 let _ = inbox.waker.wake();
             }
         }
