@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use common::{browser_leg, connected, engine_on, TestEngine, LONG, LOOPBACK};
+use common::{browser_leg, connected, engine_on, engine_sharded_on, TestEngine, LONG, LOOPBACK};
 use switchboard::media::{Bind, EngineConfig, Limits, MediaDriver, MediaError, MediaEvent, Ports};
 use switchboard::sdp::candidate_addrs;
 use switchboard::sim::peer::{Outgoing, Peer, PendingPeer};
@@ -134,6 +134,51 @@ async fn one_port_refuses_a_second_call_from_the_same_relay_and_makes_nothing_of
     .await;
     let (third, _) = relay_call(&e, &relay).await;
     connected(&third).await;
+    assert_eq!(relay.counters().collisions, 0);
+}
+
+/// Two engine threads over three ports (thread 0 has two, thread 1 one): a call from a relay
+/// address whose turn falls on a thread with no port free for it goes to the other thread; the
+/// node refuses only when no thread has one, and counts that refusal once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_no_port_of_one_thread_can_take_goes_to_the_next_and_the_node_refuses_once() {
+    let e = engine_sharded_on(
+        Ports::Ephemeral(3),
+        2,
+        Duration::from_secs(10),
+        Duration::from_secs(10),
+    );
+    let relay = MetaRelay::bind((LOOPBACK, 0).into()).await.unwrap();
+    let (first, a) = relay_call(&e, &relay).await; // thread 0's turn
+    let (second, b) = relay_call(&e, &relay).await; // thread 1's turn: its only port
+    let (agent, _) = browser_leg(&e, 1).await; // thread 0's turn
+                                               // Thread 1's turn, but its port already talks to this relay: thread 0 takes it.
+    let (third, c) = relay_call(&e, &relay).await;
+    assert_eq!(
+        (a.leg.shard(), b.leg.shard(), c.leg.shard()),
+        (0, 1, 0),
+        "the third call fell through to thread 0"
+    );
+    let ports: HashSet<u16> = [&a, &b, &c]
+        .iter()
+        .map(|x| candidate_addrs(&x.sdp)[0].port())
+        .collect();
+    assert_eq!(ports.len(), 3, "three calls from one relay, three ports");
+    let fourth = PendingPeer::meta_via(&relay).unwrap();
+    let err = e.handle.answer_whatsapp(fourth.offer()).await.unwrap_err();
+    assert!(
+        matches!(err, MediaError::NoFreePort { ports: 3, .. }),
+        "{err}"
+    );
+    let counters = e.handle.counters().await.unwrap();
+    assert_eq!(
+        counters.engine.refused_no_port, 1,
+        "refused once by the node"
+    );
+    assert_eq!(counters.legs, 4);
+    for p in [&first, &second, &third, &agent] {
+        connected(p).await;
+    }
     assert_eq!(relay.counters().collisions, 0);
 }
 

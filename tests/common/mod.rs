@@ -39,7 +39,7 @@ pub fn engine_sharded(shards: usize) -> TestEngine {
     )
 }
 
-fn engine_sharded_on(
+pub fn engine_sharded_on(
     ports: Ports,
     shards: usize,
     connect_timeout: Duration,
