@@ -284,10 +284,19 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         Some(c) => c.phone_number_id.clone(),
         None => SANDBOX_PHONE_NUMBER_ID.to_owned(),
     };
+    // Where the other nodes hand this one the events of its calls.
+    let node_url = config.cluster.node_url.clone().unwrap_or_else(|| {
+        if http_addr.ip().is_unspecified() {
+            format!("http://{}:{}", config.store.node_id, http_addr.port())
+        } else {
+            format!("http://{http_addr}")
+        }
+    });
     let cluster = match &config.cluster.redis_url {
         Some(url) => {
             let cluster =
                 crate::cluster::Cluster::connect(url.expose(), &config.store.node_id).await?;
+            cluster.publish_url(&node_url).await?;
             cluster.renew_lease(config.cluster.lease).await?;
             info!(node = %cluster.node(), "joined the other nodes in Redis");
             Some(cluster)
@@ -295,12 +304,30 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         None => None,
     };
     let (wa_tx, wa_rx) = mpsc::channel(1024);
+    let placement = cluster.as_ref().map(|_| {
+        // The call centre's rule (`calls::machine`): a call waits in its business number's
+        // queue, else the default one; no number means ours.
+        let numbers = config.calls.numbers.clone();
+        let default_queue = config.calls.default_queue.clone();
+        let ours = our_phone_number_id.clone();
+        crate::whatsapp::webhook::Placement::new(
+            crate::cluster::NodeKey::derive(&app_secret),
+            move |number| {
+                numbers
+                    .get(number.unwrap_or(&ours))
+                    .unwrap_or(&default_queue)
+                    .0
+                    .clone()
+            },
+        )
+    });
     let (webhook_state, webhook_processor) = WebhookState::spawn(
         app_secret,
         verify_token,
         wa_tx,
         WebhookOptions {
             cluster: cluster.clone(),
+            placement,
             ..WebhookOptions::default()
         },
     );
@@ -311,6 +338,9 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         warn!("no [[people]] configured: nobody can sign in (see deploy/switchboard.example.toml)");
     }
     let auth = AuthHandle::new(&config.auth, people);
+    if let Some(cluster) = &cluster {
+        auth.share_with(cluster.clone());
+    }
 
     let (store, store_driver) = match (&config.store.database_url, &config.store.path) {
         (Some(url), _) => {
@@ -326,6 +356,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let lease_task = cluster.clone().map(|c| {
         tokio::spawn(keep_lease(
             c,
+            node_url.clone(),
             store.clone(),
             graph.clone(),
             config.cluster.lease,
@@ -369,6 +400,14 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         media_events,
     );
     let draining = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let share_task = cluster.clone().map(|c| {
+        tokio::spawn(crate::calls::shared::share_floor(
+            c,
+            calls.floor(),
+            draining.clone(),
+            config.cluster.lease / 3,
+        ))
+    });
     let ops = crate::ops::Ops {
         media: media.clone(),
         calls: calls.clone(),
@@ -441,7 +480,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         let _ = calls_task.await;
         metrics_server.abort();
         flush.abort();
-        if let Some(task) = lease_task {
+        for task in [lease_task, share_task].into_iter().flatten() {
             task.abort();
             let _ = task.await;
         }
@@ -485,6 +524,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
 /// [`crate::cluster::Cluster::claim_takeover`]). Runs until aborted at shutdown.
 async fn keep_lease(
     cluster: crate::cluster::Cluster,
+    url: String,
     store: StoreHandle,
     graph: GraphClient,
     lease: std::time::Duration,
@@ -493,7 +533,13 @@ async fn keep_lease(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = cluster.renew_lease(lease).await {
+        // The address too: a Redis that restarted empty learns it again.
+        if let Err(e) = async {
+            cluster.renew_lease(lease).await?;
+            cluster.publish_url(&url).await
+        }
+        .await
+        {
             warn!(error = %e, "could not renew this node's lease");
             continue;
         }

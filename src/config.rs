@@ -129,6 +129,10 @@ pub struct ClusterConfig {
     /// `SWITCHBOARD_NODE_LEASE`, `[cluster] lease_secs`: how long a node's lease lasts unless
     /// renewed (every third of it). A node silent for longer is taken for dead.
     pub lease: Duration,
+    /// `SWITCHBOARD_NODE_URL`, `[cluster] node_url`: where the other nodes reach this one's
+    /// HTTP listener (events of calls it owns are handed to it there); `None`: worked out from
+    /// the listener's address, or the node id as a host name when that is a wildcard.
+    pub node_url: Option<String>,
 }
 
 /// The call centre's shape: queues, which business number goes to which, and the timers of the
@@ -384,6 +388,10 @@ pub struct Settings {
     /// silent for longer. [default: 10]
     #[arg(long, env = "SWITCHBOARD_NODE_LEASE")]
     pub node_lease: Option<f64>,
+    /// Where the other nodes reach this node's HTTP listener (http://host:port). [default:
+    /// the listener's address; the node id as the host when it listens on all addresses]
+    #[arg(long, env = "SWITCHBOARD_NODE_URL")]
+    pub node_url: Option<String>,
     /// This node's name among several (letters, digits, '.', '-', '_'; at most 64).
     /// [default: the host name]
     #[arg(long, env = "SWITCHBOARD_NODE_ID")]
@@ -472,6 +480,7 @@ struct FileNumber {
 struct FileCluster {
     redis_url: Option<Secret>,
     lease_secs: Option<f64>,
+    node_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -716,6 +725,7 @@ impl Config {
                     s.node_lease.or(f.cluster.lease_secs),
                     defaults::NODE_LEASE_SECS,
                 )?,
+                node_url: node_url(s.node_url.or(f.cluster.node_url))?,
             },
             calls,
         })
@@ -1115,6 +1125,20 @@ fn redis_url(value: Option<Secret>) -> Result<Option<Secret>, ConfigError> {
 }
 
 /// `SWITCHBOARD_NODE_ID`, else the host name, else `switchboard`.
+fn node_url(value: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(v) = value else { return Ok(None) };
+    let ok = reqwest::Url::parse(&v)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    match ok {
+        Some(_) => Ok(Some(v.trim_end_matches('/').to_owned())),
+        None => Err(ConfigError::Invalid {
+            key: "SWITCHBOARD_NODE_URL",
+            reason: format!("{v:?} is not an http:// or https:// URL with a host"),
+        }),
+    }
+}
+
 fn node_id(value: Option<String>) -> Result<String, ConfigError> {
     let valid = |s: &str| {
         !s.is_empty()

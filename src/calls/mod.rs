@@ -20,6 +20,7 @@
 pub mod actor;
 mod event;
 mod machine;
+pub mod shared;
 
 pub use event::{
     Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, Metric, Notice,

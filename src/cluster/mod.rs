@@ -7,16 +7,25 @@
 //!
 //! *Does not touch*: calls, media, agents or Meta: it answers questions ("has any node taken
 //! this webhook event?", "which nodes stopped renewing their lease?", "is Redis there?") and
-//! decides nothing. Today it holds webhook de-duplication across nodes — Meta retries, and
+//! decides nothing. It holds webhook de-duplication across nodes — Meta retries, and
 //! behind a load balancer every node may get a copy —, the nodes' leases (a node that dies
-//! stops renewing its own; another takes over its calls) and the health that readiness
-//! reports. Presence, queues and call ownership come next (issue 16).
+//! stops renewing its own; another takes over its calls), the health that readiness reports,
+//! which node owns each call and where each node listens ([`calls`]), available agents and the
+//! atomic longest-idle choice ([`presence`]), and sign-in sessions and failed-sign-in tallies
+//! ([`sessions`]).
 //!
 //! *Failure*: every command has a short deadline. Redis unreachable fails the command (never
 //! hangs a webhook); the caller decides what that means (see `whatsapp::webhook`), and
 //! `/readyz` turns 503 so the load balancer sends new work elsewhere.
 
 use std::time::Duration;
+
+pub mod calls;
+pub mod presence;
+pub mod sessions;
+
+pub use calls::{ForwardRefused, NodeKey, EVENTS_PATH, FORWARD_HEADER};
+pub use presence::{Claimed, Idle};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 

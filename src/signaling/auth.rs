@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
@@ -44,11 +44,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
 
+use crate::cluster::Cluster;
 use crate::config::PasswordHash;
 pub use crate::config::{AuthConfig, Person, Role};
 use crate::ids::AgentId;
 use crate::signaling::password::{self, PasswordError, DUMMY_PHC, MAX_PASSWORD_BYTES};
-use crate::signaling::throttle::{NewBlocks, SignInStats, SignInThrottle, Verdict};
+use crate::signaling::throttle::{NewBlocks, Policy, SignInStats, SignInThrottle, Verdict};
 pub use crate::signaling::tokens::SessionKey;
 use crate::signaling::tokens::{Full, SessionLimits, Sessions, Token};
 
@@ -320,7 +321,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = AuthHandle::from_ref(state);
         let token = token_from(&parts.headers).ok_or(AuthError::Unauthenticated)?;
-        auth.authenticate(token)
+        auth.authenticate_anywhere(token).await
     }
 }
 
@@ -412,6 +413,8 @@ struct Inner {
     busy: AtomicU64,
     /// Added to the system clock; only [`AuthHandle::advance_clock`] (tests) changes it.
     clock_skew_ns: AtomicU64,
+    /// With several nodes: sessions and failed-sign-in tallies shared through Redis.
+    cluster: OnceLock<Cluster>,
 }
 
 impl AuthHandle {
@@ -456,8 +459,17 @@ impl AuthHandle {
                 waiting: Semaphore::new(CHECKS_WAITING),
                 busy: AtomicU64::new(0),
                 clock_skew_ns: AtomicU64::new(0),
+                cluster: OnceLock::new(),
             }),
         }
+    }
+
+    /// Shares sessions and failed-sign-in tallies with the other nodes from now on: a session
+    /// made on any node works here, a sign-out anywhere ends it here, and failures on every
+    /// node count toward one block. This node's own table stays the first word (a Redis
+    /// outage signs nobody out; sessions made meanwhile work on this node only).
+    pub fn share_with(&self, cluster: Cluster) {
+        let _ = self.inner.cluster.set(cluster);
     }
 
     fn now(&self) -> Instant {
@@ -502,6 +514,10 @@ impl AuthHandle {
         if let Verdict::Blocked { retry_after } = verdict {
             return Err(AuthError::Throttled { retry_after });
         }
+        if let Some(retry_after) = self.blocked_elsewhere(&name, client).await {
+            self.throttle().abandoned(&name, client);
+            return Err(AuthError::Throttled { retry_after });
+        }
         let entry = self.inner.people.get(&AgentId(name.clone())).cloned();
         let hash = entry
             .as_ref()
@@ -517,18 +533,56 @@ impl AuthHandle {
         let Some(entry) = entry.filter(|_| right) else {
             self.throttle().failed(blocks);
             self.log_failure(&name, client, blocks);
+            self.count_failure_elsewhere(&name, client).await;
             return Err(AuthError::BadCredentials);
         };
         self.throttle().succeeded(&name, client);
         let token = Token::generate();
         self.sessions()
             .create(self.now(), &entry.info.id, token.key())?;
+        if let Some(cluster) = self.inner.cluster.get() {
+            if let Err(e) = cluster
+                .put_session(&token.key().hex(), &entry.info.id.0, self.inner.ttl)
+                .await
+            {
+                warn!(error = %e, "session not shared with the other nodes; it works on this one");
+            }
+        }
         info!(person = %entry.info.id, role = %entry.info.role, "signed in");
         Ok(SignedIn {
             token,
             person: entry.info.clone(),
             expires_in: self.inner.ttl,
         })
+    }
+
+    /// The block another node's tally puts on this name or address, if any (Redis down: none,
+    /// this node's own throttle still applies).
+    async fn blocked_elsewhere(&self, name: &str, client: IpAddr) -> Option<Duration> {
+        let cluster = self.inner.cluster.get()?;
+        let by_name = cluster.sign_in_blocked("name", name).await;
+        let by_addr = cluster.sign_in_blocked("addr", &client.to_string()).await;
+        match (by_name, by_addr) {
+            (Ok(a), Ok(b)) => a.max(b),
+            (Err(e), _) | (_, Err(e)) => {
+                debug!(error = %e, "shared sign-in tally unavailable");
+                None
+            }
+        }
+    }
+
+    /// Adds a failure to the cluster's tallies of this name and address.
+    async fn count_failure_elsewhere(&self, name: &str, client: IpAddr) {
+        let Some(cluster) = self.inner.cluster.get() else {
+            return;
+        };
+        let by_name = cluster.sign_in_failed("name", name, &Policy::NAMES).await;
+        let by_addr = cluster
+            .sign_in_failed("addr", &client.to_string(), &Policy::ADDRESSES)
+            .await;
+        if let Err(e) = by_name.and(by_addr) {
+            debug!(error = %e, "shared sign-in tally unavailable");
+        }
     }
 
     fn log_failure(&self, name: &str, client: IpAddr, blocks: NewBlocks) {
@@ -598,13 +652,75 @@ impl AuthHandle {
         })
     }
 
+    /// Who holds `token`: a session of this node's, or with several nodes one made on
+    /// another node (then filed here for the time it has left). A session signed out on
+    /// another node is refused here too; with Redis unreachable this node's own table decides.
+    pub async fn authenticate_anywhere(&self, token: &str) -> Result<Authenticated, AuthError> {
+        let local = self.authenticate(token);
+        let Some(cluster) = self.inner.cluster.get() else {
+            return local;
+        };
+        match local {
+            Ok(who) => {
+                return if self.session_alive_anywhere(&who.session).await {
+                    Ok(who)
+                } else {
+                    Err(AuthError::Unauthenticated)
+                };
+            }
+            Err(AuthError::Unauthenticated) if token.len() <= MAX_TOKEN_BYTES => {}
+            other => return other,
+        }
+        let key = SessionKey::of(token);
+        let (person, left) = match cluster.session(&key.hex()).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(AuthError::Unauthenticated),
+            Err(e) => {
+                warn!(error = %e, "shared sessions unavailable; only this node's are known");
+                return Err(AuthError::Unauthenticated);
+            }
+        };
+        let person = AgentId(person);
+        if !self.inner.people.contains_key(&person) {
+            // Another deployment's directory, or a person removed since: not ours.
+            return Err(AuthError::Unauthenticated);
+        }
+        self.sessions().adopt(self.now(), &person, key, left)?;
+        debug!(%person, "session made on another node taken up here");
+        self.authenticate(token)
+    }
+
     /// True while the session is live (not signed out, not expired).
     pub fn session_alive(&self, session: &SessionKey) -> bool {
         self.sessions().resolve(self.now(), session).is_some()
     }
 
-    /// Ends a session; true if it was live.
-    pub fn sign_out(&self, session: &SessionKey) -> bool {
+    /// As [`session_alive`](Self::session_alive), and with several nodes not signed out on
+    /// another node either (Redis unreachable: this node's word stands).
+    pub async fn session_alive_anywhere(&self, session: &SessionKey) -> bool {
+        if !self.session_alive(session) {
+            return false;
+        }
+        let Some(cluster) = self.inner.cluster.get() else {
+            return true;
+        };
+        match cluster.session(&session.hex()).await {
+            Ok(Some(_)) => true,
+            Ok(None) => {
+                self.sessions().remove(session);
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// Ends a session, on every node; true if it was live here.
+    pub async fn sign_out(&self, session: &SessionKey) -> bool {
+        if let Some(cluster) = self.inner.cluster.get() {
+            if let Err(e) = cluster.drop_session(&session.hex()).await {
+                warn!(error = %e, "sign-out not shared with the other nodes");
+            }
+        }
         match self.sessions().remove(session) {
             Some(person) => {
                 info!(%person, "signed out");
@@ -614,8 +730,13 @@ impl AuthHandle {
         }
     }
 
-    /// Ends every session of `person`; returns how many there were.
-    pub fn sign_out_everywhere(&self, person: &AgentId) -> usize {
+    /// Ends every session of `person`, on every node; returns how many there were here.
+    pub async fn sign_out_everywhere(&self, person: &AgentId) -> usize {
+        if let Some(cluster) = self.inner.cluster.get() {
+            if let Err(e) = cluster.drop_sessions_of(&person.0).await {
+                warn!(error = %e, "sign-out not shared with the other nodes");
+            }
+        }
         self.sessions().remove_person(person)
     }
 
@@ -768,7 +889,7 @@ async fn login(
 }
 
 async fn logout(State(auth): State<AuthHandle>, who: Authenticated) -> Response {
-    auth.sign_out(&who.session);
+    auth.sign_out(&who.session).await;
     (
         StatusCode::NO_CONTENT,
         [(header::SET_COOKIE, auth.cookie("", Duration::ZERO))],

@@ -49,6 +49,11 @@ impl SessionKey {
     pub fn of(token: &str) -> SessionKey {
         SessionKey(Sha256::digest(token.as_bytes()).into())
     }
+
+    /// The key in hex, as the nodes share it in Redis (a hash, never the token).
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
 }
 
 impl fmt::Debug for SessionKey {
@@ -118,6 +123,29 @@ impl Sessions {
         person: &AgentId,
         key: SessionKey,
     ) -> Result<Instant, Full> {
+        self.file(now, person, key, self.ttl)
+    }
+
+    /// Files a session made on another node, with the time it has left there. Filing a key
+    /// already held replaces it.
+    pub fn adopt(
+        &mut self,
+        now: Instant,
+        person: &AgentId,
+        key: SessionKey,
+        left: Duration,
+    ) -> Result<Instant, Full> {
+        self.remove(&key);
+        self.file(now, person, key, left.min(self.ttl))
+    }
+
+    fn file(
+        &mut self,
+        now: Instant,
+        person: &AgentId,
+        key: SessionKey,
+        ttl: Duration,
+    ) -> Result<Instant, Full> {
         self.prune_person(now, person);
         if self.by_key.len() >= self.limits.total {
             self.prune(now);
@@ -132,7 +160,7 @@ impl Sessions {
                 total: self.limits.total,
             });
         }
-        let expires = now + self.ttl;
+        let expires = now + ttl;
         self.by_key.insert(
             key,
             Session {

@@ -173,7 +173,7 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
                 }
             }
             _ = check.tick() => {
-                if !st.auth.session_alive(&who.session) {
+                if !st.auth.session_alive_anywhere(&who.session).await {
                     let e = error("signed_out", "your sign-in ended; sign in again");
                     let _ = send(&mut socket, &e).await;
                     let _ = socket.send(Message::Close(None)).await;

@@ -222,6 +222,14 @@ impl Serialize for UnixTime {
     }
 }
 
+impl<'de> Deserialize<'de> for UnixTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        lenient_u64(d)?
+            .map(UnixTime)
+            .ok_or_else(|| serde::de::Error::custom("not a UNIX time"))
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum NumOrText {

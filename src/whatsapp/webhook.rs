@@ -21,11 +21,11 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
@@ -36,7 +36,7 @@ use super::model::{
     self, CallEventKind, CallStatusKind, Lenient, SdpType, TerminateStatus, UnixTime,
     WebhookEnvelope,
 };
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{Cluster, ClusterError, NodeKey, EVENTS_PATH, FORWARD_HEADER};
 use crate::config::Secret;
 use crate::ids::WaCallId;
 use crate::ops::names;
@@ -61,6 +61,9 @@ pub enum WebhookError {
     /// The HMAC does not match the body.
     #[error("X-Hub-Signature-256 does not match the body")]
     SignatureMismatch,
+    /// An event handed over by another node without a valid node signature.
+    #[error("node-to-node event refused: {0}")]
+    NodeRefused(crate::cluster::ForwardRefused),
     /// A verification handshake (`GET`) without `hub.mode=subscribe`, the right
     /// `hub.verify_token` and a `hub.challenge`.
     #[error("verification handshake without subscribe mode, the verify token and a challenge")]
@@ -110,7 +113,7 @@ pub enum WebhookError {
 }
 
 /// An error object from a webhook, typed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaErrorInfo {
     /// Meta's code (138021…).
     pub code: i64,
@@ -133,8 +136,9 @@ impl From<&model::WebhookErrorObject> for WaErrorInfo {
     }
 }
 
-/// What a webhook told us, typed. No JSON inside.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a webhook told us, typed. No JSON inside. (Serialized only between nodes, to hand an
+/// event to the node that owns its call.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WaEvent {
     /// A user calls us: Meta's SDP offer (user-initiated connect).
     CallOffered {
@@ -158,6 +162,7 @@ pub enum WaEvent {
         cta_payload: Option<String>,
         /// When switchboard received the webhook carrying it (set by the processor; `None`
         /// from [`parse_webhook`]).
+        #[serde(skip)]
         received_at: Option<Instant>,
     },
     /// The user picked up our call: Meta's SDP answer (business-initiated connect).
@@ -779,7 +784,55 @@ pub struct WebhookOptions {
     /// The nodes' shared state: with it, an event is forwarded only by the node that takes it
     /// first (Meta may deliver a copy to every node behind the load balancer).
     pub cluster: Option<Cluster>,
+    /// With several nodes: which node handles each event (needs `cluster`).
+    pub placement: Option<Placement>,
 }
+
+/// Where, among several nodes, each event is handled. A new call goes to the node of the
+/// queue's longest-idle available agent (chosen atomically across the cluster), so its media
+/// — pinned to the node that answers Meta's offer — sits beside the agent's; with nobody
+/// free, to the node with the most agents signed in to the queue. Every later event of a call
+/// goes to the node that owns it. Redis failing, or a node not answering, leaves the event
+/// here: this node still handles it as a single node would.
+#[derive(Clone)]
+pub struct Placement {
+    /// Signs events handed to another node, and checks those handed to this one.
+    pub key: NodeKey,
+    /// The queue a call to a business number (its `phone_number_id`) waits in: the call
+    /// centre's rule, which placement must agree with.
+    pub queue_of: Arc<QueueOf>,
+    /// The client events are handed over with.
+    pub http: reqwest::Client,
+}
+
+/// The call centre's rule from a business number to its queue.
+pub type QueueOf = dyn Fn(Option<&str>) -> String + Send + Sync;
+
+impl std::fmt::Debug for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Placement").finish_non_exhaustive()
+    }
+}
+
+impl Placement {
+    /// Placement signing with `key`, queues chosen by `queue_of`.
+    pub fn new(
+        key: NodeKey,
+        queue_of: impl Fn(Option<&str>) -> String + Send + Sync + 'static,
+    ) -> Placement {
+        Placement {
+            key,
+            queue_of: Arc::new(queue_of),
+            http: reqwest::Client::builder()
+                .timeout(HANDOVER_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// How long handing an event to another node may take before this node handles it itself.
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Default for WebhookOptions {
     fn default() -> Self {
@@ -790,6 +843,7 @@ impl Default for WebhookOptions {
             dedup_capacity: 100_000,
             refusal_log_interval: Duration::from_secs(10),
             cluster: None,
+            placement: None,
         }
     }
 }
@@ -807,6 +861,8 @@ pub struct ProcessorStats {
     pub duplicates: u64,
     /// Events forwarded.
     pub forwarded: u64,
+    /// Events handed to the node that handles them.
+    pub handed_over: u64,
 }
 
 /// Counters of the webhook edge, read with [`WebhookState::stats`]; the metrics issue exports
@@ -821,7 +877,8 @@ pub struct WebhookStats {
 struct Shared {
     app_secret: Secret,
     verify_token: Secret,
-    queue: mpsc::Sender<(Instant, Bytes)>,
+    queue: mpsc::Sender<Inbound>,
+    node_key: Option<NodeKey>,
     body_limit: usize,
     refused: AtomicU64,
     refusals: Arc<Refusals>,
@@ -927,15 +984,23 @@ impl WebhookState {
             interval,
             log: Mutex::new(RefusalLog::new(interval)),
         });
+        let node_key = options.placement.as_ref().map(|p| p.key.clone());
+        let placement = match (&options.cluster, options.placement) {
+            (Some(c), Some(p)) => Some((c.clone(), p)),
+            _ => None,
+        };
         let shared = options.cluster.map(|c| (c, options.dedup_ttl));
+        let handed = Dedup::new(options.dedup_ttl, options.dedup_capacity);
         let task = tokio::spawn(process(
             rx,
             stop_rx,
             events,
             Admitter {
                 dedup,
+                handed,
                 shared,
                 redis_down_until: None,
+                placement,
             },
             refusals.clone(),
         ));
@@ -944,6 +1009,7 @@ impl WebhookState {
                 app_secret,
                 verify_token,
                 queue,
+                node_key,
                 body_limit: options.body_limit,
                 refused: AtomicU64::new(0),
                 refusals,
@@ -980,10 +1046,19 @@ impl WebhookState {
 /// Who decides whether an event is new: this node's table, then (with several nodes) Redis.
 struct Admitter {
     dedup: Dedup,
+    /// Events other nodes handed over.
+    handed: Dedup,
     shared: Option<(Cluster, Duration)>,
     /// After Redis failed, it is not asked again before this: a burst of webhooks while it is
     /// down is admitted at once rather than each waiting out the command deadline.
     redis_down_until: Option<Instant>,
+    placement: Option<(Cluster, Placement)>,
+}
+
+/// What reaches the processor: a body Meta signed, or an event another node handed over.
+enum Inbound {
+    Meta(Instant, Bytes),
+    HandedOver(Instant, Box<WaEvent>),
 }
 
 /// How long a failed Redis is left alone by the webhook path (readiness keeps asking).
@@ -1011,6 +1086,108 @@ impl Admitter {
             }
         }
     }
+}
+
+impl Admitter {
+    /// The node that should handle `event`, when it is another one and can be reached.
+    async fn elsewhere(&mut self, event: &WaEvent) -> Option<(String, String)> {
+        let (cluster, placement) = self.placement.as_ref()?;
+        if self.redis_down_until.is_some_and(|t| Instant::now() < t) {
+            return None;
+        }
+        let node = match placement_of(cluster, placement, event).await {
+            Ok(node) => node?,
+            Err(e) => {
+                warn!(error = %e, "cluster placement unavailable; this node handles the event");
+                self.redis_down_until = Some(Instant::now() + REDIS_RETRY);
+                return None;
+            }
+        };
+        match cluster.url_of(&node).await {
+            Ok(Some(url)) => Some((node, url)),
+            Ok(None) => {
+                warn!(%node, "no address for the node an event belongs to; handled here");
+                None
+            }
+            Err(e) => {
+                warn!(error = %e, "cluster placement unavailable; this node handles the event");
+                None
+            }
+        }
+    }
+
+    /// Hands `event` to `node` at `url`; false when it did not take it.
+    async fn hand_over(&self, event: &WaEvent, node: &str, url: &str) -> bool {
+        let Some((cluster, placement)) = &self.placement else {
+            return false;
+        };
+        let Ok(body) = serde_json::to_vec(event) else {
+            return false;
+        };
+        let signature = placement.key.sign(cluster.node(), &body);
+        let sent = placement
+            .http
+            .post(format!("{}{EVENTS_PATH}", url.trim_end_matches('/')))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(FORWARD_HEADER, signature)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => true,
+            Ok(r) => {
+                warn!(%node, status = r.status().as_u16(), "node refused a handed-over event; handled here");
+                false
+            }
+            Err(e) => {
+                warn!(%node, error = %e, "node unreachable for a handed-over event; handled here");
+                false
+            }
+        }
+    }
+
+    /// Records this node as the owner of a call it is about to handle.
+    async fn own(&mut self, event: &WaEvent) {
+        let Some((cluster, _)) = &self.placement else {
+            return;
+        };
+        if !matches!(event, WaEvent::CallOffered { .. }) {
+            return;
+        }
+        if self.redis_down_until.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        if let Err(e) = cluster.own_call(event.call_id()).await {
+            warn!(error = %e, "call ownership not recorded; its later events may land elsewhere");
+            self.redis_down_until = Some(Instant::now() + REDIS_RETRY);
+        }
+    }
+}
+
+/// The other node that should handle `event`, if it is not this one: a new call's agent's
+/// node (or, nobody free, the best-staffed one); a known call's owner.
+async fn placement_of(
+    cluster: &Cluster,
+    placement: &Placement,
+    event: &WaEvent,
+) -> Result<Option<String>, ClusterError> {
+    let me = cluster.node();
+    let node = match event {
+        WaEvent::CallOffered {
+            phone_number_id, ..
+        } => {
+            let queue = (placement.queue_of)(phone_number_id.as_deref());
+            match cluster.claim_agent(&queue).await? {
+                Some(claimed) => {
+                    debug!(agent = %claimed.agent, node = %claimed.node, %queue, "longest-idle agent across the nodes");
+                    Some(claimed.node)
+                }
+                None => cluster.most_staffed(&queue).await?,
+            }
+        }
+        _ => cluster.owner_of(event.call_id()).await?,
+    };
+    Ok(node.filter(|n| n != me))
 }
 
 /// The cluster's verdict on an event this node has not seen: late when any node has taken the
@@ -1045,7 +1222,7 @@ async fn shared_admission(
 }
 
 async fn process(
-    mut rx: mpsc::Receiver<(Instant, Bytes)>,
+    mut rx: mpsc::Receiver<Inbound>,
     mut stop: oneshot::Receiver<()>,
     out: mpsc::Sender<WaEvent>,
     mut admitter: Admitter,
@@ -1058,7 +1235,7 @@ async fn process(
 }
 
 async fn process_bodies(
-    rx: &mut mpsc::Receiver<(Instant, Bytes)>,
+    rx: &mut mpsc::Receiver<Inbound>,
     stop: &mut oneshot::Receiver<()>,
     out: &mpsc::Sender<WaEvent>,
     admitter: &mut Admitter,
@@ -1087,7 +1264,37 @@ async fn process_bodies(
                 body = rx.recv() => body,
             }
         };
-        let Some((received, body)) = body else { break };
+        let Some(inbound) = body else { break };
+        let (received, body) = match inbound {
+            Inbound::Meta(received, body) => (received, body),
+            Inbound::HandedOver(received, event) => {
+                let mut event = *event;
+                if let WaEvent::CallOffered { received_at, .. } = &mut event {
+                    *received_at = Some(received);
+                }
+                let span = info_span!("wa_call", call_id = %event.call_id());
+                // Taken cluster-wide by the node that handed it over, so this node's own table
+                // (which may hold Meta's copy of it, refused here as another node's) is not
+                // asked; only the same hand-over twice is dropped.
+                if admitter.handed.check(received, event.dedup_key()) != Admission::New {
+                    stats.duplicates += 1;
+                    count_events("duplicate", 1);
+                    continue;
+                }
+                span.in_scope(|| {
+                    info!("event handed over by another node");
+                    log_event(&event);
+                });
+                admitter.own(&event).instrument(span).await;
+                if out.send(event).await.is_err() {
+                    warn!("event receiver gone; webhook processor stops");
+                    return stats;
+                }
+                stats.forwarded += 1;
+                count_events("forwarded", 1);
+                continue;
+            }
+        };
         stats.bodies += 1;
         quality_events(&body);
         let (events, skipped) = match parse_detailed(&body) {
@@ -1137,6 +1344,19 @@ async fn process_bodies(
                 );
                 continue;
             }
+            if let Some((node, url)) = admitter.elsewhere(&event).instrument(span.clone()).await {
+                if admitter
+                    .hand_over(&event, &node, &url)
+                    .instrument(span.clone())
+                    .await
+                {
+                    span.in_scope(|| info!(%node, "event handed to the node that handles it"));
+                    stats.handed_over += 1;
+                    count_events("handed_over", 1);
+                    continue;
+                }
+            }
+            admitter.own(&event).instrument(span).await;
             if out.send(event).await.is_err() {
                 warn!("event receiver gone; webhook processor stops");
                 return stats;
@@ -1176,6 +1396,7 @@ pub fn router(state: WebhookState) -> Router {
     let limit = state.shared.body_limit;
     Router::new()
         .route(WEBHOOK_PATH, get(verify).post(receive))
+        .route(EVENTS_PATH, post(handed_over))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -1233,7 +1454,40 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         state.refuse(e);
         return StatusCode::UNAUTHORIZED;
     }
-    match state.shared.queue.try_send((Instant::now(), body)) {
+    enqueue(&state, Inbound::Meta(Instant::now(), body))
+}
+
+/// `POST /internal/v1/events`: an event another node took from Meta and hands to this one,
+/// which owns its call (or has the agent for it). Signed with the nodes' key; 404 on a single
+/// node, 401 unsigned or badly signed, 400 unreadable.
+async fn handed_over(
+    State(state): State<WebhookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let Some(key) = &state.shared.node_key else {
+        return StatusCode::NOT_FOUND;
+    };
+    let header = headers.get(FORWARD_HEADER).and_then(|v| v.to_str().ok());
+    let from = match key.check(header, &body) {
+        Ok(node) => node,
+        Err(e) => {
+            state.refuse(WebhookError::NodeRefused(e));
+            return StatusCode::UNAUTHORIZED;
+        }
+    };
+    let event: WaEvent = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            warn!(%from, error = %e, "unreadable event from another node");
+            return StatusCode::BAD_REQUEST;
+        }
+    };
+    enqueue(&state, Inbound::HandedOver(Instant::now(), Box::new(event)))
+}
+
+fn enqueue(state: &WebhookState, inbound: Inbound) -> StatusCode {
+    match state.shared.queue.try_send(inbound) {
         Ok(()) => {
             count_request("accepted");
             StatusCode::OK

@@ -61,6 +61,9 @@ pub enum SimError {
 pub struct SimulatorConfig {
     /// switchboard's webhook URL.
     pub webhook_url: String,
+    /// Further nodes' webhook URLs: with any, deliveries go to `webhook_url` and these in
+    /// turn, as a load balancer in front of several nodes sends them.
+    pub more_webhook_urls: Vec<String>,
     /// The app secret webhooks are signed with.
     pub app_secret: Secret,
     /// The business phone number id in webhooks' metadata.
@@ -87,6 +90,7 @@ impl Default for SimulatorConfig {
     fn default() -> Self {
         SimulatorConfig {
             webhook_url: "http://127.0.0.1:8080/webhooks/whatsapp".into(),
+            more_webhook_urls: Vec::new(),
             app_secret: Secret::new(""),
             phone_number_id: "100000000000001".into(),
             display_phone_number: "15550001111".into(),
@@ -246,6 +250,8 @@ pub struct Simulator {
     graph: FakeGraph,
     http: reqwest::Client,
     dispatch: mpsc::Sender<Dispatch>,
+    /// Deliveries so far (which node is next, with several).
+    turn: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Simulator {
@@ -266,7 +272,17 @@ impl Simulator {
                 .build()
                 .unwrap_or_default(),
             dispatch,
+            turn: Arc::default(),
         }
+    }
+
+    /// This simulator delivering every webhook to `url` only (one node of several), sharing
+    /// its calls, dispatcher and fake Graph API.
+    pub fn via(&self, url: impl Into<String>) -> Simulator {
+        let mut sim = self.clone();
+        sim.cfg.webhook_url = url.into();
+        sim.cfg.more_webhook_urls.clear();
+        sim
     }
 
     /// The fake Graph API behind this simulator.
@@ -321,9 +337,16 @@ impl Simulator {
         let signature = sign(self.cfg.app_secret.expose(), body);
         let mut last = None;
         for attempt in 0..4u32 {
+            // A retry goes on to the next node, as Meta's does through a load balancer.
+            let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                % (1 + self.cfg.more_webhook_urls.len());
+            let url = match turn {
+                0 => &self.cfg.webhook_url,
+                n => &self.cfg.more_webhook_urls[n - 1],
+            };
             let r = self
                 .http
-                .post(&self.cfg.webhook_url)
+                .post(url)
                 .header("content-type", "application/json")
                 .header(SIGNATURE_HEADER, &signature)
                 .body(body.to_vec())

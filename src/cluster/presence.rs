@@ -1,0 +1,210 @@
+//! Agents' availability across the cluster, and the atomic choice of the longest-idle one.
+//!
+//! Each node publishes the agents signed in on it who are available now, with the moment they
+//! became available (wall-clock milliseconds: nodes share no monotonic clock), into one sorted
+//! set per queue. A call's node takes the set's first member with one Lua script, which also
+//! takes the agent out of every other queue's set and reserves it for a few seconds: two nodes
+//! asking at the same instant get two different agents. Only the agent's own node rings it;
+//! the reservation keeps the periodic re-publication from putting it back before it does.
+//!
+//! Keys: `switchboard:idle:<queue>` (sorted set: agent → idle-since ms),
+//! `switchboard:agent:<agent>` (hash: node, queues), `switchboard:reserved:<agent>`,
+//! `switchboard:staffed:<queue>` (hash: node → agents signed in to the queue there).
+
+use std::time::Duration;
+
+use redis::Script;
+
+use super::{deadline, lease_key, Cluster, ClusterError, PREFIX};
+
+/// Takes the longest-idle agent of a queue whose node is alive. KEYS[1]: the queue's set.
+/// ARGV: prefix, reservation ms. Returns {agent, node} or nil.
+const CLAIM: &str = r#"
+local prefix = ARGV[1]
+for _ = 1, 64 do
+  local top = redis.call('ZRANGE', KEYS[1], 0, 0)
+  if #top == 0 then return false end
+  local agent = top[1]
+  local info = redis.call('HMGET', prefix .. ':agent:' .. agent, 'node', 'queues')
+  redis.call('ZREM', KEYS[1], agent)
+  if info[2] then
+    for q in string.gmatch(info[2], '[^\n]+') do
+      redis.call('ZREM', prefix .. ':idle:' .. q, agent)
+    end
+  end
+  if info[1] and redis.call('EXISTS', prefix .. ':lease:' .. info[1]) == 1 then
+    redis.call('SET', prefix .. ':reserved:' .. agent, info[1], 'PX', ARGV[2])
+    return {agent, info[1]}
+  end
+end
+return false
+"#;
+
+/// Publishes one available agent. KEYS: none. ARGV: prefix, node, agent, idle-since ms,
+/// fresh (1: the agent just became available, so any reservation is over), queues….
+/// Returns 1 when published, 0 when skipped (still reserved for a call on its way).
+const OFFER: &str = r#"
+local prefix, node, agent, since, fresh = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local reserved = prefix .. ':reserved:' .. agent
+if fresh == '1' then
+  redis.call('DEL', reserved)
+elseif redis.call('EXISTS', reserved) == 1 then
+  return 0
+end
+local queues = {}
+for i = 6, #ARGV do queues[#queues + 1] = ARGV[i] end
+redis.call('HSET', prefix .. ':agent:' .. agent, 'node', node, 'queues', table.concat(queues, '\n'))
+for _, q in ipairs(queues) do
+  redis.call('ZADD', prefix .. ':idle:' .. q, since, agent)
+end
+return 1
+"#;
+
+/// Takes an agent out of the sets, if this node published it (a person who moved to another
+/// node is that node's now). ARGV: prefix, node, agent.
+const WITHDRAW: &str = r#"
+local prefix, node, agent = ARGV[1], ARGV[2], ARGV[3]
+local key = prefix .. ':agent:' .. agent
+local info = redis.call('HMGET', key, 'node', 'queues')
+if info[1] ~= node then return 0 end
+if info[2] then
+  for q in string.gmatch(info[2], '[^\n]+') do
+    redis.call('ZREM', prefix .. ':idle:' .. q, agent)
+  end
+end
+redis.call('DEL', key)
+return 1
+"#;
+
+/// How long a claimed agent stays out of the sets while the call travels to its node.
+pub const RESERVATION: Duration = Duration::from_secs(3);
+
+/// One available agent as its node publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idle {
+    /// The agent.
+    pub agent: String,
+    /// When they became available, in UNIX milliseconds.
+    pub since_ms: u64,
+    /// The queues they take calls from.
+    pub queues: Vec<String>,
+}
+
+/// The agent chosen for a call, and the node it is signed in on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The agent.
+    pub agent: String,
+    /// Its node.
+    pub node: String,
+}
+
+impl Cluster {
+    /// Publishes an available agent of this node. `fresh`: they have just become available
+    /// (ends any reservation); otherwise a reserved agent is left out.
+    pub async fn offer_agent(&self, idle: &Idle, fresh: bool) -> Result<bool, ClusterError> {
+        let mut conn = self.conn.clone();
+        let script = Script::new(OFFER);
+        let mut inv = script.prepare_invoke();
+        inv.arg(PREFIX)
+            .arg(&self.node)
+            .arg(&idle.agent)
+            .arg(idle.since_ms)
+            .arg(if fresh { "1" } else { "0" });
+        for q in &idle.queues {
+            inv.arg(q);
+        }
+        let n: i64 = deadline(inv.invoke_async(&mut conn)).await??;
+        Ok(n == 1)
+    }
+
+    /// Withdraws an agent this node published (no longer available, or signed out).
+    pub async fn withdraw_agent(&self, agent: &str) -> Result<(), ClusterError> {
+        let mut conn = self.conn.clone();
+        let script = Script::new(WITHDRAW);
+        let _: i64 = deadline(
+            script
+                .prepare_invoke()
+                .arg(PREFIX)
+                .arg(&self.node)
+                .arg(agent)
+                .invoke_async(&mut conn),
+        )
+        .await??;
+        Ok(())
+    }
+
+    /// Takes the longest-idle available agent of `queue` across the cluster for one call:
+    /// atomically, so no other call can take it too.
+    pub async fn claim_agent(&self, queue: &str) -> Result<Option<Claimed>, ClusterError> {
+        let mut conn = self.conn.clone();
+        let script = Script::new(CLAIM);
+        let got: Option<(String, String)> = deadline(
+            script
+                .key(idle_key(queue))
+                .arg(PREFIX)
+                .arg(RESERVATION.as_millis() as u64)
+                .invoke_async(&mut conn),
+        )
+        .await??;
+        Ok(got.map(|(agent, node)| Claimed { agent, node }))
+    }
+
+    /// Says how many agents of `queue` are signed in on this node (0 removes the entry).
+    pub async fn set_staffed(&self, queue: &str, agents: usize) -> Result<(), ClusterError> {
+        let mut conn = self.conn.clone();
+        let cmd = if agents == 0 {
+            let mut c = redis::cmd("HDEL");
+            c.arg(staffed_key(queue)).arg(&self.node);
+            c
+        } else {
+            let mut c = redis::cmd("HSET");
+            c.arg(staffed_key(queue)).arg(&self.node).arg(agents);
+            c
+        };
+        deadline(cmd.query_async::<()>(&mut conn)).await??;
+        Ok(())
+    }
+
+    /// The live node with the most agents signed in to `queue` (this node on a tie), if any
+    /// has one: where a call no agent is free for waits.
+    pub async fn most_staffed(&self, queue: &str) -> Result<Option<String>, ClusterError> {
+        let mut conn = self.conn.clone();
+        let all: Vec<(String, u64)> = deadline(
+            redis::cmd("HGETALL")
+                .arg(staffed_key(queue))
+                .query_async(&mut conn),
+        )
+        .await??;
+        let mut best: Option<(u64, bool, String)> = None;
+        for (node, n) in all {
+            if n == 0 {
+                continue;
+            }
+            let mine = node == self.node;
+            if !mine {
+                let alive: i64 = deadline(
+                    redis::cmd("EXISTS")
+                        .arg(lease_key(&node))
+                        .query_async(&mut conn),
+                )
+                .await??;
+                if alive == 0 {
+                    continue;
+                }
+            }
+            if best.as_ref().is_none_or(|b| (n, mine) > (b.0, b.1)) {
+                best = Some((n, mine, node));
+            }
+        }
+        Ok(best.map(|b| b.2))
+    }
+}
+
+fn idle_key(queue: &str) -> String {
+    format!("{PREFIX}:idle:{queue}")
+}
+
+fn staffed_key(queue: &str) -> String {
+    format!("{PREFIX}:staffed:{queue}")
+}

@@ -1,0 +1,387 @@
+//! Two switchboard nodes sharing a real `redis-server`, behind one fake Meta (one fake Graph
+//! API, one app secret, webhooks sent to either node): a call reaching one node is answered by
+//! an agent signed in on the other, longest-idle holds across the nodes, two calls at once never
+//! ring one agent, every event of a call reaches the node that owns it, and a session or a
+//! password guesser is the same person on both.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Redis, LONG, LOOPBACK, PASSWORD};
+use switchboard::app::{self, Running};
+use switchboard::config::{Secret, Settings};
+use switchboard::sim::agent::SimAgent;
+use switchboard::sim::peer::Outgoing;
+use switchboard::whatsapp::simulator::{
+    CallPhase, CallSpec, CallerAudio, FakeGraph, Simulator, SimulatorConfig,
+};
+
+struct Nodes {
+    a: Running,
+    b: Running,
+    fake: FakeGraph,
+    /// Sends every webhook to node A, B, A, … in turn.
+    sim: Simulator,
+    _redis: Redis,
+}
+
+fn webhook(r: &Running) -> String {
+    format!("http://{}/webhooks/whatsapp", r.http_addr)
+}
+
+/// Nodes A and B with `agent1..agentN` configured on both (one directory, as a deployment has).
+async fn nodes(agents: usize) -> Nodes {
+    let redis = Redis::start();
+    let (fake, events, mut config) = common::live_config(Settings {
+        media_addr: Some("127.0.0.1".into()),
+        media_ports: Some("ephemeral:8".into()),
+        redis_url: Some(Secret::new(redis.url())),
+        node_id: Some("node-a".into()),
+        ..Settings::default()
+    })
+    .await;
+    config.auth.people = common::agents(agents);
+    let mut config_b = config.clone();
+    config_b.store.node_id = "node-b".into();
+    let a = app::start(config).await.unwrap();
+    let b = app::start(config_b).await.unwrap();
+    let sim = Simulator::start(
+        SimulatorConfig {
+            webhook_url: webhook(&a),
+            more_webhook_urls: vec![webhook(&b)],
+            app_secret: Secret::new(common::APP_SECRET),
+            phone_number_id: common::PHONE_ID.into(),
+            ..SimulatorConfig::default()
+        },
+        fake.clone(),
+        events,
+    );
+    Nodes {
+        a,
+        b,
+        fake,
+        sim,
+        _redis: redis,
+    }
+}
+
+async fn agent_on(node: &Running, id: &str) -> SimAgent {
+    SimAgent::start(node.http_addr, id, PASSWORD, LOOPBACK, 2)
+        .await
+        .expect("the agent signs in and connects its audio")
+}
+
+/// Waits until `n` agents are published as available in the support queue: each node mirrors
+/// its floor into Redis as it changes, so this is the marker that both nodes see them.
+async fn published(redis_url: &str, n: usize) {
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let count: usize = redis::cmd("ZCARD")
+            .arg("switchboard:idle:support")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if count == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} agents published, not {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn actions(fake: &FakeGraph, call: &switchboard::ids::WaCallId) -> Vec<String> {
+    fake.requests()
+        .iter()
+        .filter(|r| r.call_id.as_ref() == Some(call))
+        .filter_map(|r| r.action.as_ref().map(|a| a.as_str().to_owned()))
+        .collect()
+}
+
+fn tone_call(hz: f64) -> CallSpec {
+    CallSpec {
+        audio: CallerAudio::Tone { hz },
+        hang_up_after: None,
+        ..CallSpec::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_reaching_node_a_is_answered_by_an_agent_signed_in_on_node_b() {
+    let n = nodes(1).await;
+    let mut agent = agent_on(&n.b, "agent1").await;
+    published(&n._redis.url(), 1).await;
+    // Meta's webhook reaches node A only.
+    let call = n
+        .sim
+        .via(webhook(&n.a))
+        .place_call(tone_call(1000.0))
+        .await
+        .unwrap();
+    let id = agent.ringing(LONG).await.expect("the agent on B rings");
+    assert_eq!(id, call.call_id.0);
+    agent.answer(&id, LONG).await.unwrap();
+    agent
+        .media()
+        .send(Outgoing::Tone { hz: 440.0 })
+        .await
+        .unwrap();
+    call.wait_for(LONG, |p| *p == CallPhase::Accepted)
+        .await
+        .expect("accepted");
+    let caller = call.peer().expect("the caller's media");
+    let heard = caller.status().packets_received;
+    caller
+        .wait_for(LONG, |s| s.packets_received > heard + 75)
+        .await
+        .expect("the caller hears the agent");
+    let theirs = agent.media().status().packets_received;
+    agent
+        .media()
+        .wait_for(LONG, |s| s.packets_received > theirs + 75)
+        .await
+        .expect("the agent hears the caller");
+
+    let at_caller = caller.recording().await.unwrap();
+    let (hz, _) = at_caller.heard.expect("the caller hears a tone");
+    assert!((hz - 440.0).abs() < 15.0, "the caller heard {hz} Hz");
+    let at_agent = agent.media().recording().await.unwrap();
+    let (hz, _) = at_agent.heard.expect("the agent hears a tone");
+    assert!((hz - 1000.0).abs() < 15.0, "the agent heard {hz} Hz");
+    // One continuous stream at the caller: silence first, then the agent, no sequence gap.
+    let seqs: Vec<u64> = at_caller.packets.iter().map(|p| p.seq).collect();
+    let gaps = seqs.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    assert_eq!(gaps, 0, "sequence gaps at the caller");
+    // Node B answered Meta (pre_accept, accept), once.
+    let acts = actions(&n.fake, &call.call_id);
+    assert_eq!(
+        acts.iter().filter(|a| *a == "pre_accept").count(),
+        1,
+        "{acts:?}"
+    );
+    assert_eq!(
+        acts.iter().filter(|a| *a == "accept").count(),
+        1,
+        "{acts:?}"
+    );
+
+    // The caller's terminate reaches node A (or B): either way node B, the owner, ends the call.
+    call.hang_up().await;
+    agent
+        .expect(LONG, "call_ended", |m| {
+            matches!(
+                m,
+                switchboard::signaling::protocol::ServerMsg::CallEnded { .. }
+            )
+        })
+        .await
+        .expect("the call ends at the agent on B");
+    n.a.shutdown().await;
+    n.b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn longest_idle_holds_across_nodes_and_two_calls_at_once_ring_two_agents() {
+    let n = nodes(4).await;
+    // Idle order: agent1 (A), agent2 (B), agent3 (A), agent4 (B).
+    let mut a1 = agent_on(&n.a, "agent1").await;
+    published(&n._redis.url(), 1).await;
+    let mut a2 = agent_on(&n.b, "agent2").await;
+    published(&n._redis.url(), 2).await;
+    let mut a3 = agent_on(&n.a, "agent3").await;
+    published(&n._redis.url(), 3).await;
+    let mut a4 = agent_on(&n.b, "agent4").await;
+    published(&n._redis.url(), 4).await;
+
+    // One call at a time, each through the node the agent is *not* on.
+    let c1 = n.sim.via(webhook(&n.b)).place_call(tone_call(500.0)).await;
+    let r1 = a1.ringing(LONG).await.expect("agent1, idle longest, rings");
+    assert_eq!(r1, c1.unwrap().call_id.0);
+    a1.answer(&r1, LONG).await.unwrap();
+    let c2 = n.sim.via(webhook(&n.a)).place_call(tone_call(500.0)).await;
+    let r2 = a2.ringing(LONG).await.expect("agent2 rings next");
+    assert_eq!(r2, c2.unwrap().call_id.0);
+    a2.answer(&r2, LONG).await.unwrap();
+    published(&n._redis.url(), 2).await;
+
+    // Two calls at the same instant, one through each node: agent3 and agent4 ring, once each.
+    let (via_a, via_b) = (n.sim.via(webhook(&n.a)), n.sim.via(webhook(&n.b)));
+    let (c3, c4) = tokio::join!(
+        via_a.place_call(tone_call(500.0)),
+        via_b.place_call(tone_call(500.0)),
+    );
+    let placed: HashSet<String> = [c3.unwrap().call_id.0, c4.unwrap().call_id.0].into();
+    let r3 = a3.ringing(LONG).await.expect("agent3 rings");
+    let r4 = a4.ringing(LONG).await.expect("agent4 rings");
+    assert_ne!(r3, r4, "one agent per call");
+    assert_eq!(HashSet::from([r3.clone(), r4.clone()]), placed);
+    a3.answer(&r3, LONG).await.unwrap();
+    a4.answer(&r4, LONG).await.unwrap();
+    // Each of the four calls was pre-accepted exactly once across both nodes.
+    for id in [&r1, &r2, &r3, &r4] {
+        let acts = actions(&n.fake, &switchboard::ids::WaCallId(id.clone()));
+        assert_eq!(
+            acts.iter().filter(|a| *a == "pre_accept").count(),
+            1,
+            "{id}: {acts:?}"
+        );
+    }
+    n.a.shutdown().await;
+    n.b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_alternating_between_nodes_handle_every_call_once() {
+    let n = nodes(2).await;
+    let mut a1 = agent_on(&n.a, "agent1").await;
+    let mut a2 = agent_on(&n.b, "agent2").await;
+    published(&n._redis.url(), 2).await;
+    // Webhooks go A, B, A, B… whatever the call: connects and terminates land on either node.
+    for round in 0..3 {
+        let c1 = n.sim.place_call(tone_call(700.0)).await.unwrap();
+        let c2 = n.sim.place_call(tone_call(700.0)).await.unwrap();
+        let rang: HashSet<String> = [
+            a1.ringing(LONG).await.expect("agent1 rings"),
+            a2.ringing(LONG).await.expect("agent2 rings"),
+        ]
+        .into();
+        assert_eq!(
+            rang,
+            HashSet::from([c1.call_id.0.clone(), c2.call_id.0.clone()]),
+            "round {round}"
+        );
+        c1.hang_up().await;
+        c2.hang_up().await;
+        for call in [&c1, &c2] {
+            call.wait_for(LONG, |p| matches!(p, CallPhase::Ended { .. }))
+                .await
+                .expect("the call ends");
+        }
+        // The owner heard each terminate, wherever it landed: the call ended at both agents,
+        // who are free again (published as available) before the next round.
+        published(&n._redis.url(), 2).await;
+        for id in [&c1.call_id, &c2.call_id] {
+            let acts = actions(&n.fake, id);
+            assert_eq!(
+                acts.iter().filter(|a| *a == "pre_accept").count(),
+                1,
+                "{id}: {acts:?}"
+            );
+        }
+    }
+    // A duplicate connect delivered to both nodes starts one call.
+    let pending = switchboard::sim::peer::PendingPeer::meta(LOOPBACK)
+        .await
+        .unwrap();
+    let id = switchboard::ids::WaCallId("wacid.TWICE".into());
+    n.fake.register_call(id.clone(), pending.offer().to_owned());
+    let cfg = SimulatorConfig {
+        app_secret: Secret::new(common::APP_SECRET),
+        phone_number_id: common::PHONE_ID.into(),
+        ..SimulatorConfig::default()
+    };
+    let body = switchboard::whatsapp::simulator::connect_webhook(
+        &cfg,
+        &id,
+        "15550009999",
+        "Twice",
+        pending.offer(),
+    );
+    let (via_a, via_b) = (n.sim.via(webhook(&n.a)), n.sim.via(webhook(&n.b)));
+    let (ra, rb) = tokio::join!(via_a.deliver(&body), via_b.deliver(&body));
+    assert_eq!((ra, rb), (Some(200), Some(200)));
+    let first = tokio::select! {
+        r = a1.ringing(LONG) => r,
+        r = a2.ringing(LONG) => r,
+    };
+    assert_eq!(first.expect("one agent rings"), id.0);
+    // Marker: a call placed after it rings the other agent, and only one pre_accept was sent.
+    let next = n.sim.place_call(tone_call(700.0)).await.unwrap();
+    let second = tokio::select! {
+        r = a1.ringing(LONG) => r,
+        r = a2.ringing(LONG) => r,
+    };
+    assert_eq!(second.expect("the other agent rings"), next.call_id.0);
+    assert_eq!(
+        actions(&n.fake, &id)
+            .iter()
+            .filter(|a| *a == "pre_accept")
+            .count(),
+        1
+    );
+    n.a.shutdown().await;
+    n.b.shutdown().await;
+}
+
+async fn status_of(http: SocketAddr, path: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("http://{http}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn login(http: SocketAddr, id: &str, password: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("http://{http}/api/login"))
+        .json(&serde_json::json!({ "id": id, "password": password }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_works_on_every_node_and_guesses_on_both_count_together() {
+    let n = nodes(2).await;
+    let token = switchboard::sim::agent::sign_in(n.a.http_addr, "agent1", PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(status_of(n.b.http_addr, "/api/me", &token).await, 200);
+    // The browser reconnects its WebSocket to node B with the same token.
+    let mut on_b = SimAgent::open(n.b.http_addr, "agent1", &token)
+        .await
+        .expect("node B takes node A's session");
+    on_b.connect_media(LOOPBACK, 2).await.unwrap();
+    // Signing out on A ends it on B too.
+    let out = reqwest::Client::new()
+        .post(format!("http://{}/api/logout", n.a.http_addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(out.status().is_success());
+    assert_eq!(status_of(n.b.http_addr, "/api/me", &token).await, 401);
+    assert_eq!(status_of(n.a.http_addr, "/api/me", &token).await, 401);
+
+    // Wrong passwords for agent2, alternating between the nodes: five per node never blocks
+    // on either alone, but the shared tally blocks after six in all.
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let node = if i % 2 == 0 { &n.a } else { &n.b };
+        let s = login(node.http_addr, "agent2", "wrong password").await;
+        statuses.push(s);
+        if s == 429 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(
+        statuses.len() <= 8,
+        "blocked only after {} tries",
+        statuses.len()
+    );
+    n.a.shutdown().await;
+    n.b.shutdown().await;
+}
