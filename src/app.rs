@@ -535,6 +535,8 @@ async fn keep_lease(
         tick.tick().await;
         // The address too: a Redis that restarted empty learns it again.
         if let Err(e) = async {
+            // A ping first: it replaces a connection that stopped reconnecting by itself.
+            cluster.ping().await?;
             cluster.renew_lease(lease).await?;
             cluster.publish_url(&url).await
         }

@@ -1,6 +1,7 @@
 //! A node configured for several (`SWITCHBOARD_REDIS_URL`) against a real `redis-server`:
-//! ready while Redis answers; Redis killed mid-call: `/readyz` 503 at once, and the call in
-//! progress carries on to its end and its record; Redis back: ready again. A Redis that is not
+//! ready while Redis answers; Redis killed mid-call: `/readyz` 503 at once, a new call is
+//! declined, and the call in progress carries on to its end and its record; Redis back: ready
+//! again. A Redis that is not
 //! there at start stops start-up with the setting named, never its password.
 
 mod common;
@@ -60,6 +61,32 @@ async fn redis_lost_mid_call_unreadies_the_node_and_the_call_carries_on() {
     redis.stop();
     let body = readyz_becomes(&running, 503).await;
     assert!(body.contains("Redis"), "{body}");
+    // A new call is declined the documented way: Graph `reject` at once (Meta shows the
+    // caller the business is unavailable), recorded as declined with the reason.
+    let new = common::held_call(&sim).await;
+    let deadline = tokio::time::Instant::now() + LONG;
+    let declined = loop {
+        let page = running.store.list(CallQuery::default()).await.unwrap();
+        if let Some(r) = page.calls.into_iter().find(|r| r.call_id == new.call_id) {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new call was never declined"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(declined.outcome, Outcome::Declined);
+    assert!(
+        declined.end_reason.contains("Redis"),
+        "{}",
+        declined.end_reason
+    );
+    let rejected = sim.graph().requests().iter().any(|r| {
+        r.call_id.as_ref() == Some(&new.call_id)
+            && r.action.as_ref().is_some_and(|a| a.as_str() == "reject")
+    });
+    assert!(rejected, "no reject for the new call");
     // The call in progress is untouched: the caller still hears the agent after the loss.
     let peer = call.peer().expect("the caller's media");
     let heard = peer.status().packets_received;

@@ -468,6 +468,7 @@ impl Actor {
                 caller_name,
                 offer_sdp,
                 received_at,
+                unshared,
                 ..
             } => {
                 let served = |n: &String| {
@@ -494,6 +495,7 @@ impl Actor {
                             .or(Some(self.deps.phone_number_id.clone())),
                         offer: offer_sdp,
                         received_at: received_at.unwrap_or(now),
+                        unshared,
                     },
                 );
             }

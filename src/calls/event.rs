@@ -163,6 +163,9 @@ pub enum Input {
         offer: String,
         /// When switchboard received the webhook (set-up latency runs from here).
         received_at: Instant,
+        /// With several nodes: the shared state (Redis) could not be reached for it, so no
+        /// node could be sure to take it alone or choose its agent: it is declined.
+        unshared: bool,
     },
     /// Meta's `terminate` webhook: the caller's side ended the call.
     Terminated {
@@ -478,16 +481,19 @@ pub enum RejectReason {
     NoFreeAgent,
     /// The media engine refused the offer (no free port, too many legs, unusable SDP).
     MediaRefused,
+    /// With several nodes, the shared state (Redis) was unreachable.
+    SharedStateDown,
 }
 
 impl RejectReason {
     /// Every reason.
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 6] = [
         RejectReason::Draining,
         RejectReason::AtCapacity,
         RejectReason::Unstaffed,
         RejectReason::NoFreeAgent,
         RejectReason::MediaRefused,
+        RejectReason::SharedStateDown,
     ];
 
     /// The metric label.
@@ -498,6 +504,7 @@ impl RejectReason {
             RejectReason::Unstaffed => "unstaffed",
             RejectReason::NoFreeAgent => "no_free_agent",
             RejectReason::MediaRefused => "media_refused",
+            RejectReason::SharedStateDown => "shared_state_down",
         }
     }
 }

@@ -349,12 +349,17 @@ impl<R: Routing> Centre<R> {
                 business_number,
                 offer,
                 received_at,
+                unshared,
             } => self.on_offered(
                 now,
                 received_at.min(now),
                 call,
-                Caller { from, name },
-                business_number,
+                Caller {
+                    from,
+                    name,
+                    business_number,
+                },
+                unshared,
                 offer,
             ),
             Input::Terminated {
@@ -434,10 +439,14 @@ impl<R: Routing> Centre<R> {
         received_at: Instant,
         id: WaCallId,
         caller: Caller,
-        business_number: Option<String>,
+        unshared: bool,
         offer: String,
     ) {
-        let Caller { from, name } = caller;
+        let Caller {
+            from,
+            name,
+            business_number,
+        } = caller;
         if self.calls.contains_key(&id) || self.tombstones.1.contains(&id) {
             debug!(call_id = %id, "duplicate or late connect; ignored");
             return;
@@ -484,6 +493,11 @@ impl<R: Routing> Centre<R> {
         }));
         let refusal = if self.draining {
             Some((RejectReason::Draining, "switchboard is draining"))
+        } else if unshared {
+            Some((
+                RejectReason::SharedStateDown,
+                "the nodes' shared state (Redis) is unreachable",
+            ))
         } else if on_number >= self.cfg.max_calls_per_number {
             self.counters.rejected_at_capacity += 1;
             Some((
@@ -1946,9 +1960,11 @@ impl Call {
 }
 
 /// Who calls, as Meta's webhook says.
+/// Who calls, and which of our numbers.
 struct Caller {
     from: Option<String>,
     name: Option<String>,
+    business_number: Option<String>,
 }
 
 fn awaits_answer(c: &Call) -> bool {

@@ -125,6 +125,7 @@ impl World {
             offer: "v=0 offer".into(),
             // The webhook arrived 3 ms before the machines heard of it.
             received_at: self.now - Duration::from_millis(3),
+            unshared: false,
         });
         if !acts
             .iter()
@@ -1028,6 +1029,7 @@ fn set_up_latencies_are_measured_step_by_step_in_simulated_time() {
         business_number: Some("100".into()),
         offer: "v=0".into(),
         received_at: w.now - ms(3),
+        unshared: false,
     });
     w.advance(ms(7));
     let l = w.new_leg();

@@ -32,7 +32,7 @@ const OWNER_TTL: Duration = Duration::from_secs(12 * 3600);
 impl Cluster {
     /// Records this node as the owner of `call` (it answers the offer).
     pub async fn own_call(&self, call: &WaCallId) -> Result<(), ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         deadline(
             redis::cmd("SET")
                 .arg(owner_key(call))
@@ -47,7 +47,7 @@ impl Cluster {
 
     /// The node that owns `call`, if any node took it.
     pub async fn owner_of(&self, call: &WaCallId) -> Result<Option<String>, ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         Ok(deadline(
             redis::cmd("GET")
                 .arg(owner_key(call))
@@ -58,7 +58,7 @@ impl Cluster {
 
     /// Publishes where this node takes node-to-node requests.
     pub async fn publish_url(&self, url: &str) -> Result<(), ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         deadline(
             redis::cmd("SET")
                 .arg(url_key(&self.node))
@@ -71,7 +71,7 @@ impl Cluster {
 
     /// Where `node` takes node-to-node requests.
     pub async fn url_of(&self, node: &str) -> Result<Option<String>, ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         Ok(deadline(redis::cmd("GET").arg(url_key(node)).query_async(&mut conn)).await??)
     }
 }

@@ -18,6 +18,7 @@
 //! hangs a webhook); the caller decides what that means (see `whatsapp::webhook`), and
 //! `/readyz` turns 503 so the load balancer sends new work elsewhere.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 pub mod calls;
@@ -55,8 +56,16 @@ pub enum ClusterError {
 /// A cheap, cloneable handle on the shared state.
 #[derive(Clone)]
 pub struct Cluster {
-    conn: ConnectionManager,
+    inner: Arc<Inner>,
     node: String,
+}
+
+struct Inner {
+    client: redis::Client,
+    /// Replaced by [`Cluster::ping`] when it stops working: the connection manager reconnects
+    /// by itself after short outages, but was seen giving up after Redis had been away for a
+    /// few seconds. Read per command (a clone), written only then.
+    conn: RwLock<ConnectionManager>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -75,13 +84,12 @@ impl Cluster {
         let client = redis::Client::open(url).map_err(|e| ClusterError::InvalidUrl {
             reason: e.to_string(),
         })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(DEADLINE)
-            .set_response_timeout(DEADLINE)
-            .set_number_of_retries(2);
-        let conn = deadline(client.get_connection_manager_with_config(config)).await??;
+        let conn = deadline(client.get_connection_manager_with_config(manager_config())).await??;
         let cluster = Cluster {
-            conn,
+            inner: Arc::new(Inner {
+                client,
+                conn: RwLock::new(conn),
+            }),
             node: node.to_owned(),
         };
         cluster.ping().await?;
@@ -93,19 +101,56 @@ impl Cluster {
         &self.node
     }
 
-    /// Whether Redis answers now (readiness).
-    pub async fn ping(&self) -> Result<(), ClusterError> {
-        let mut conn = self.conn.clone();
-        let pong: String = deadline(redis::cmd("PING").query_async(&mut conn)).await??;
-        if pong != "PONG" {
-            return Err(ClusterError::Redis(redis::RedisError::from((
-                redis::ErrorKind::ResponseError,
-                "unexpected PING reply",
-            ))));
-        }
-        Ok(())
+    /// The connection to send a command on.
+    fn conn(&self) -> ConnectionManager {
+        // Nothing panics while holding the lock; a poisoned one still holds a connection.
+        self.inner
+            .conn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
+    /// Whether Redis answers now (readiness, and each lease renewal). When it does not, a
+    /// fresh connection is tried, and kept if it answers.
+    pub async fn ping(&self) -> Result<(), ClusterError> {
+        let Err(first) = ping(self.conn()).await else {
+            return Ok(());
+        };
+        let fresh = deadline(
+            self.inner
+                .client
+                .get_connection_manager_with_config(manager_config()),
+        )
+        .await;
+        let Ok(Ok(fresh)) = fresh else {
+            return Err(first);
+        };
+        ping(fresh.clone()).await?;
+        *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+}
+
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(DEADLINE)
+        .set_response_timeout(DEADLINE)
+        .set_number_of_retries(2)
+}
+
+async fn ping(mut conn: ConnectionManager) -> Result<(), ClusterError> {
+    let pong: String = deadline(redis::cmd("PING").query_async(&mut conn)).await??;
+    if pong != "PONG" {
+        return Err(ClusterError::Redis(redis::RedisError::from((
+            redis::ErrorKind::ResponseError,
+            "unexpected PING reply",
+        ))));
+    }
+    Ok(())
+}
+
+impl Cluster {
     /// Takes a webhook event (named by `key`) for this node: true when no node has taken it in
     /// the last `ttl`, atomically across nodes (`SET NX`). The key records which node took it.
     pub async fn claim_event(&self, key: &str, ttl: Duration) -> Result<bool, ClusterError> {
@@ -114,7 +159,7 @@ impl Cluster {
 
     /// `SET key <this node> NX PX ttl`: true for the one node that set it.
     async fn claim(&self, key: String, ttl: Duration) -> Result<bool, ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let set: Option<String> = deadline(
             redis::cmd("SET")
                 .arg(key)
@@ -130,7 +175,7 @@ impl Cluster {
 
     /// Whether any node has taken the event named by `key` (and it has not expired).
     pub async fn event_taken(&self, key: &str) -> Result<bool, ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let n: i64 = deadline(
             redis::cmd("EXISTS")
                 .arg(event_key(key))
@@ -145,7 +190,7 @@ impl Cluster {
     /// Says this node is alive for `ttl` more (and a member of the cluster): call it every
     /// third of `ttl`.
     pub async fn renew_lease(&self, ttl: Duration) -> Result<(), ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         deadline(
             redis::pipe()
                 .atomic()
@@ -168,7 +213,7 @@ impl Cluster {
     /// The other members whose lease has run out: they died (or lost Redis for longer than
     /// the lease, which to the others is the same).
     pub async fn dead_nodes(&self) -> Result<Vec<String>, ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let members: Vec<String> = deadline(
             redis::cmd("SMEMBERS")
                 .arg(nodes_key())
@@ -199,7 +244,7 @@ impl Cluster {
     /// Removes a node from the members (a dead one whose calls were ended, or this one when it
     /// stops cleanly, so nobody takes over what it already ended).
     pub async fn leave(&self, node: &str) -> Result<(), ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         deadline(
             redis::pipe()
                 .atomic()

@@ -103,7 +103,7 @@ impl Cluster {
     /// Publishes an available agent of this node. `fresh`: they have just become available
     /// (ends any reservation); otherwise a reserved agent is left out.
     pub async fn offer_agent(&self, idle: &Idle, fresh: bool) -> Result<bool, ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let script = Script::new(OFFER);
         let mut inv = script.prepare_invoke();
         inv.arg(PREFIX)
@@ -120,7 +120,7 @@ impl Cluster {
 
     /// Withdraws an agent this node published (no longer available, or signed out).
     pub async fn withdraw_agent(&self, agent: &str) -> Result<(), ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let script = Script::new(WITHDRAW);
         let _: i64 = deadline(
             script
@@ -137,7 +137,7 @@ impl Cluster {
     /// Takes the longest-idle available agent of `queue` across the cluster for one call:
     /// atomically, so no other call can take it too.
     pub async fn claim_agent(&self, queue: &str) -> Result<Option<Claimed>, ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let script = Script::new(CLAIM);
         let got: Option<(String, String)> = deadline(
             script
@@ -152,7 +152,7 @@ impl Cluster {
 
     /// Says how many agents of `queue` are signed in on this node (0 removes the entry).
     pub async fn set_staffed(&self, queue: &str, agents: usize) -> Result<(), ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let cmd = if agents == 0 {
             let mut c = redis::cmd("HDEL");
             c.arg(staffed_key(queue)).arg(&self.node);
@@ -169,7 +169,7 @@ impl Cluster {
     /// The live node with the most agents signed in to `queue` (this node on a tie), if any
     /// has one: where a call no agent is free for waits.
     pub async fn most_staffed(&self, queue: &str) -> Result<Option<String>, ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let all: Vec<(String, u64)> = deadline(
             redis::cmd("HGETALL")
                 .arg(staffed_key(queue))

@@ -37,7 +37,7 @@ impl Cluster {
         person: &str,
         ttl: Duration,
     ) -> Result<(), ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         deadline(
             redis::pipe()
                 .atomic()
@@ -63,7 +63,7 @@ impl Cluster {
 
     /// The person a session belongs to and how long it has left, if it is live.
     pub async fn session(&self, key: &str) -> Result<Option<(String, Duration)>, ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let (person, ms): (Option<String>, i64) = deadline(
             redis::pipe()
                 .cmd("GET")
@@ -80,7 +80,7 @@ impl Cluster {
 
     /// Ends a session on every node.
     pub async fn drop_session(&self, key: &str) -> Result<(), ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         deadline(
             redis::cmd("DEL")
                 .arg(session_key(key))
@@ -92,7 +92,7 @@ impl Cluster {
 
     /// Ends every session of `person` on every node.
     pub async fn drop_sessions_of(&self, person: &str) -> Result<(), ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let keys: Vec<String> = deadline(
             redis::cmd("SMEMBERS")
                 .arg(person_key(person))
@@ -114,7 +114,7 @@ impl Cluster {
         kind: &str,
         key: &str,
     ) -> Result<Option<Duration>, ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let until: Option<u64> = deadline(
             redis::cmd("HGET")
                 .arg(tally_key(kind, key))
@@ -135,7 +135,7 @@ impl Cluster {
         key: &str,
         policy: &Policy,
     ) -> Result<Option<Duration>, ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let script = Script::new(FAIL);
         let ms: u64 = deadline(
             script

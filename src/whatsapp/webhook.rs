@@ -164,6 +164,11 @@ pub enum WaEvent {
         /// from [`parse_webhook`]).
         #[serde(skip)]
         received_at: Option<Instant>,
+        /// Set by the processor when, with several nodes, the shared state (Redis) could not
+        /// be asked about this call: the call centre declines it (Graph `reject`, reference
+        /// §4.1).
+        #[serde(skip)]
+        unshared: bool,
     },
     /// The user picked up our call: Meta's SDP answer (business-initiated connect).
     CallAnswered {
@@ -479,6 +484,7 @@ fn connect_event(
                 deeplink_payload: c.deeplink_payload.clone(),
                 cta_payload: c.cta_payload.clone(),
                 received_at: None,
+                unshared: false,
             })
         }
         Some(SdpType::Answer) => Ok(WaEvent::CallAnswered {
@@ -1000,6 +1006,7 @@ impl WebhookState {
                 handed,
                 shared,
                 redis_down_until: None,
+                unshared: false,
                 placement,
             },
             refusals.clone(),
@@ -1052,6 +1059,8 @@ struct Admitter {
     /// After Redis failed, it is not asked again before this: a burst of webhooks while it is
     /// down is admitted at once rather than each waiting out the command deadline.
     redis_down_until: Option<Instant>,
+    /// The last event checked could not be shared (Redis unreachable).
+    unshared: bool,
     placement: Option<(Cluster, Placement)>,
 }
 
@@ -1065,13 +1074,18 @@ enum Inbound {
 const REDIS_RETRY: Duration = Duration::from_secs(1);
 
 impl Admitter {
+    /// Whether `key` is new. With several nodes and Redis unreachable, a new event is
+    /// admitted here and `unshared` set: a new call is then declined (no node can be sure it
+    /// takes it alone), while the events of calls in progress carry on.
     async fn check(&mut self, key: DedupKey) -> Admission {
+        self.unshared = false;
         let now = Instant::now();
         let local = self.dedup.check(now, key.clone());
         let (Some((cluster, ttl)), Admission::New) = (&self.shared, local) else {
             return local;
         };
         if self.redis_down_until.is_some_and(|t| now < t) {
+            self.unshared = true;
             return Admission::New;
         }
         match shared_admission(cluster, &key, *ttl).await {
@@ -1082,6 +1096,7 @@ impl Admitter {
             Err(e) => {
                 warn!(error = %e, "shared de-duplication unavailable; this node takes the event");
                 self.redis_down_until = Some(Instant::now() + REDIS_RETRY);
+                self.unshared = true;
                 Admission::New
             }
         }
@@ -1344,7 +1359,13 @@ async fn process_bodies(
                 );
                 continue;
             }
-            if let Some((node, url)) = admitter.elsewhere(&event).instrument(span.clone()).await {
+            if admitter.unshared {
+                if let WaEvent::CallOffered { unshared, .. } = &mut event {
+                    *unshared = true;
+                }
+            } else if let Some((node, url)) =
+                admitter.elsewhere(&event).instrument(span.clone()).await
+            {
                 if admitter
                     .hand_over(&event, &node, &url)
                     .instrument(span.clone())
@@ -1708,6 +1729,7 @@ mod tests {
                 deeplink_payload: None,
                 cta_payload: Some("sales".into()),
                 received_at: None,
+                unshared: false,
             }]
         );
     }
