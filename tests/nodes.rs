@@ -385,3 +385,172 @@ async fn a_session_works_on_every_node_and_guesses_on_both_count_together() {
     n.a.shutdown().await;
     n.b.shutdown().await;
 }
+
+/// Node A is a real `switchboard` process (this test's binary), node B runs in this process;
+/// both share Redis and PostgreSQL. A's agent is on a call when A is killed with SIGKILL: B
+/// ends the call at Meta (the fake Graph API sees `terminate`) once A's lease runs out, the
+/// shared records say which node stopped, and A's agent reconnects to B with the session it
+/// had and takes B's next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_calls_end_at_meta_and_its_agent_carries_on_at_another() {
+    use switchboard::store::{CallQuery, Outcome};
+
+    let redis = Redis::start();
+    let pg = common::Postgres::start();
+    let db = pg.database("killed");
+    let (fake, events, mut config) = common::live_config(Settings {
+        media_addr: Some("127.0.0.1".into()),
+        media_ports: Some("ephemeral:8".into()),
+        redis_url: Some(Secret::new(redis.url())),
+        database_url: Some(Secret::new(db.clone())),
+        node_id: Some("node-b".into()),
+        node_lease: Some(2.0),
+        ..Settings::default()
+    })
+    .await;
+    config.auth.people = common::agents(1);
+    let graph_url = config.whatsapp.graph_url.clone();
+
+    // Node A: the real binary, configured through its environment and a people file.
+    let dir = tempfile_dir("sb-killed");
+    let people = dir.join("people.toml");
+    let hash = switchboard::signaling::auth::hash_password(PASSWORD).unwrap();
+    std::fs::write(
+        &people,
+        format!(
+            "[[people]]\nid = \"agent1\"\nname = \"Agent One\"\nrole = \"agent\"\n\
+             password_hash = \"{hash}\"\nqueues = [\"support\"]\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let a_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut node_a = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SWITCHBOARD_CONFIG", &people)
+        .env("SWITCHBOARD_HTTP_ADDR", a_addr.to_string())
+        .env("SWITCHBOARD_METRICS_ADDR", "127.0.0.1:0")
+        .env("SWITCHBOARD_MEDIA_ADDR", "127.0.0.1")
+        .env("SWITCHBOARD_MEDIA_PORTS", "ephemeral:8")
+        .env("SWITCHBOARD_GRAPH_URL", &graph_url)
+        .env("SWITCHBOARD_PHONE_NUMBER_ID", common::PHONE_ID)
+        .env("SWITCHBOARD_ACCESS_TOKEN", common::TOKEN)
+        .env("SWITCHBOARD_APP_SECRET", common::APP_SECRET)
+        .env("SWITCHBOARD_VERIFY_TOKEN", common::VERIFY_TOKEN)
+        .env("SWITCHBOARD_DATABASE_URL", &db)
+        .env("SWITCHBOARD_REDIS_URL", redis.url())
+        .env("SWITCHBOARD_NODE_ID", "node-a")
+        .env("SWITCHBOARD_NODE_LEASE", "2")
+        .env("SWITCHBOARD_COOKIE_SECURE", "false")
+        .stdout(std::fs::File::create(dir.join("node-a.log")).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("node A starts");
+    let b = app::start(config).await.unwrap();
+    let ready = async {
+        loop {
+            let r = reqwest::get(format!("http://{a_addr}/readyz")).await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), ready)
+        .await
+        .unwrap_or_else(|_| {
+            let log = std::fs::read_to_string(dir.join("node-a.log")).unwrap_or_default();
+            panic!("node A never became ready:\n{log}")
+        });
+
+    let sim = Simulator::start(
+        SimulatorConfig {
+            webhook_url: format!("http://{a_addr}/webhooks/whatsapp"),
+            app_secret: Secret::new(common::APP_SECRET),
+            phone_number_id: common::PHONE_ID.into(),
+            ..SimulatorConfig::default()
+        },
+        fake.clone(),
+        events,
+    );
+    let mut agent = SimAgent::start(a_addr, "agent1", PASSWORD, LOOPBACK, 2)
+        .await
+        .expect("agent1 signs in on node A");
+    published(&redis.url(), 1).await;
+    let call = sim.place_call(tone_call(800.0)).await.unwrap();
+    let id = agent.ringing(LONG).await.expect("agent1 rings on node A");
+    assert_eq!(id, call.call_id.0);
+    agent.answer(&id, LONG).await.unwrap();
+    // The call is live in the shared records, under node A.
+    let deadline = tokio::time::Instant::now() + LONG;
+    while b.store.live_calls_of("node-a").await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node A never marked its call live"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    node_a.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
+    node_a.wait().unwrap();
+
+    // Node B ends it at Meta and records it, naming node A.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let record = loop {
+        let page = b.store.list(CallQuery::default()).await.unwrap();
+        if let Some(r) = page.calls.into_iter().find(|r| r.call_id == call.call_id) {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node A's call was never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(record.outcome, Outcome::Failed);
+    assert!(
+        record.end_reason.contains("node-a"),
+        "{}",
+        record.end_reason
+    );
+    assert!(
+        actions(&fake, &call.call_id).contains(&"terminate".to_owned()),
+        "{:?}",
+        actions(&fake, &call.call_id)
+    );
+
+    // The agent's browser reconnects to node B with the session it had, and takes B's next
+    // call (Meta's webhooks now reach B: A is out of the load balancer).
+    let mut agent = SimAgent::open(b.http_addr, "agent1", &agent.token)
+        .await
+        .expect("node B takes the session made on node A");
+    agent.connect_media(LOOPBACK, 2).await.unwrap();
+    let next = sim
+        .via(webhook(&b))
+        .place_call(tone_call(800.0))
+        .await
+        .unwrap();
+    let id = agent.ringing(LONG).await.expect("agent1 rings on node B");
+    assert_eq!(id, next.call_id.0);
+    agent.answer(&id, LONG).await.unwrap();
+    next.wait_for(LONG, |p| *p == CallPhase::Accepted)
+        .await
+        .expect("the next call is answered on node B");
+    b.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempfile_dir(prefix: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
