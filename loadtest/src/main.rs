@@ -97,6 +97,11 @@ struct Args {
     /// violation (the small run in the test suite).
     #[arg(long)]
     check: bool,
+    /// switchboard nodes sharing a `redis-server` the load test starts (from the PATH): agents
+    /// sign in to them in turn and webhooks go to them in turn, as behind a load balancer.
+    /// Their CPU and memory are added up.
+    #[arg(long, default_value_t = 1)]
+    nodes: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +118,9 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(Sub::BareRelay { ports }) = args.command {
         return relay::run(ports);
+    }
+    if !(1..=8).contains(&args.nodes) {
+        bail!("--nodes is 1 to 8");
     }
     if args.calls == 0 || args.rate <= 0.0 || args.hold <= 0.0 {
         bail!("--calls, --rate and --hold must be above zero");
@@ -188,13 +196,55 @@ fn window_of(w0: Sample, w1: Sample) -> report::Window {
     }
 }
 
-fn sample(pid: u32) -> Sample {
+/// The nodes' CPU and memory, added up.
+fn sample(pids: &[u32]) -> Sample {
     Sample {
-        cpu: proc::cpu_secs(pid).unwrap_or(0.0),
-        rss: proc::rss_bytes(pid).unwrap_or(0),
+        cpu: cpu_of(pids),
+        rss: rss_of(pids),
         gen_cpu: proc::cpu_secs(std::process::id()).unwrap_or(0.0),
         at: Some(Instant::now()),
     }
+}
+
+fn cpu_of(pids: &[u32]) -> f64 {
+    pids.iter().map(|&p| proc::cpu_secs(p).unwrap_or(0.0)).sum()
+}
+
+fn rss_of(pids: &[u32]) -> u64 {
+    pids.iter().map(|&p| proc::rss_bytes(p).unwrap_or(0)).sum()
+}
+
+/// A `redis-server` of the run's own on a free loopback port, for several nodes.
+async fn start_redis() -> anyhow::Result<(Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = tokio::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("--nodes above 1 needs redis-server on the PATH")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            bail!("redis-server did not listen within 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((Child(child), format!("redis://127.0.0.1:{port}/0")))
+}
+
+/// One switchboard process of the run.
+struct Node {
+    child: Child,
+    pid: u32,
+    http: SocketAddr,
+    metrics: SocketAddr,
 }
 
 /// What the agents' sessions and the fake Graph API tell the run.
@@ -244,75 +294,30 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
             .ok_or_else(|| anyhow!("no directory"))?
             .join("switchboard"),
     };
-    let mut command = tokio::process::Command::new(&binary);
-    command.env_clear();
-    if let Some(n) = args.shards {
-        command.env("SWITCHBOARD_MEDIA_SHARDS", n.to_string());
-    }
-    let mut child = Child(
-        command
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SWITCHBOARD_CONFIG", &config)
-            .env("SWITCHBOARD_HTTP_ADDR", "127.0.0.1:0")
-            .env("SWITCHBOARD_METRICS_ADDR", "127.0.0.1:0")
-            .env("SWITCHBOARD_MEDIA_ADDR", "127.0.0.1")
-            .env(
-                "SWITCHBOARD_MEDIA_PORTS",
-                format!("ephemeral:{}", (n + 8).min(4096)),
-            )
-            .env("SWITCHBOARD_GRAPH_URL", format!("http://{graph_addr}"))
-            .env("SWITCHBOARD_PHONE_NUMBER_ID", PHONE_ID)
-            .env("SWITCHBOARD_ACCESS_TOKEN", TOKEN)
-            .env("SWITCHBOARD_APP_SECRET", APP_SECRET)
-            .env("SWITCHBOARD_VERIFY_TOKEN", "loadtest")
-            .env("SWITCHBOARD_DB", ":memory:")
-            .env("SWITCHBOARD_WRAP_UP", "0")
-            .env("SWITCHBOARD_RING_TIMEOUT", "30")
-            .env("SWITCHBOARD_MAX_CALLS_PER_NUMBER", per.min(n).to_string())
-            .env("SWITCHBOARD_LOG_FORMAT", "json")
-            .env(
-                "RUST_LOG",
-                "warn,switchboard::app=info,switchboard::media::driver=info",
-            )
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?,
-    );
-    let pid = child
-        .0
-        .id()
-        .ok_or_else(|| anyhow!("switchboard has no pid"))?;
-    let mut lines = BufReader::new(child.0.stdout.take().ok_or_else(|| anyhow!("stdout"))?).lines();
-    let (http, metrics) = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .context("switchboard did not start within 30 s")??
-            .ok_or_else(|| anyhow!("switchboard exited at start-up"))?;
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["fields"]["message"] == "switchboard started" {
-            let addr = |k: &str| -> anyhow::Result<SocketAddr> {
-                Ok(v["fields"][k].as_str().unwrap_or_default().parse()?)
-            };
-            break (addr("http")?, addr("metrics")?);
-        }
+    let redis = if args.nodes > 1 {
+        Some(start_redis().await?)
+    } else {
+        None
     };
-    // Keep reading its log so the pipe never fills.
-    // Its warnings, and each media thread's closing tally (datagrams, system calls, busy time),
-    // go to our stderr; the rest is dropped.
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("\"WARN\"")
-                || line.contains("\"ERROR\"")
-                || line.contains("media engine stopping")
-            {
-                eprintln!("[switchboard] {line}");
-            }
-        }
-    });
-    let idle_rss = proc::rss_bytes(pid).unwrap_or(0);
+    let mut nodes: Vec<Node> = vec![];
+    for k in 0..args.nodes {
+        nodes.push(
+            start_node(
+                args,
+                &binary,
+                &config,
+                graph_addr,
+                k,
+                redis.as_ref().map(|r| r.1.as_str()),
+            )
+            .await?,
+        );
+    }
+    let pids: Vec<u32> = nodes.iter().map(|n| n.pid).collect();
+    let https: Vec<SocketAddr> = nodes.iter().map(|n| n.http).collect();
+    let http_of = |k: u32| https[(k % args.nodes) as usize];
+    let metrics = nodes[0].metrics;
+    let idle_rss = rss_of(&pids);
 
     // The agents: signed in, each with its PeerConnection up, then answering whatever rings.
     let calls: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
@@ -326,6 +331,7 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
         hang_up.push(tx);
         let (media, calls, ctl_tx, limit) =
             (media.clone(), calls.clone(), ctl_tx.clone(), limit.clone());
+        let http = http_of(a);
         joins.spawn(async move {
             let permit = limit.acquire_owned().await;
             let agent = match start_agent(http, a, media.of(a)).await {
@@ -364,11 +370,11 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
         "[switchboard] {n} agents signed in with audio in {:.1} s",
         signing.elapsed().as_secs_f64()
     );
-    let before_calls = sample(pid);
+    let before_calls = sample(&pids);
 
     // The calls: a signed connect webhook each, at `rate`, every caller on the one relay socket.
     let sim = SimulatorConfig {
-        webhook_url: format!("http://{http}/webhooks/whatsapp"),
+        webhook_url: String::new(),
         app_secret: Secret::new(APP_SECRET),
         phone_number_id: PHONE_ID.into(),
         ..SimulatorConfig::default()
@@ -422,7 +428,10 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
             );
             let signature = switchboard::whatsapp::webhook::sign(APP_SECRET, &body);
             sent_at.insert(i, Instant::now());
-            let (web, url) = (web.clone(), sim.webhook_url.clone());
+            let (web, url) = (
+                web.clone(),
+                format!("http://{}/webhooks/whatsapp", http_of(i)),
+            );
             let ctl_tx = ctl_tx.clone();
             tokio::spawn(async move {
                 let r = web
@@ -490,21 +499,21 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
         }
         if last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
-            let scrape = scrape(&web, metrics).await.unwrap_or_default();
+            let scrape = scrape_all(&web, &nodes).await;
             let packets = report::metric_sum(&scrape, "switchboard_media_forwarded_packets_total");
             eprintln!(
                 "[switchboard] {}/{n} placed, {} talking, {heard} heard both ways, {} pkt/s forwarded, cpu {:.0} %",
                 next_call,
                 talking.len(),
                 (packets - packets_seen as f64).max(0.0) as u64,
-                proc::cpu_secs(pid).unwrap_or(0.0) * 100.0 / (ramp.elapsed().as_secs_f64().max(1.0)),
+                cpu_of(&pids) * 100.0 / (ramp.elapsed().as_secs_f64().max(1.0)),
             );
             packets_seen = packets as u64;
         }
         match (window, end) {
             (None, _) if heard >= n || (next_call >= n && Instant::now() > phase_deadline) => {
                 media.all(|| Cmd::Window(true));
-                window = Some(sample(pid));
+                window = Some(sample(&pids));
                 phase_deadline = Instant::now() + hold;
                 eprintln!(
                     "[switchboard] {heard} of {n} calls up: measuring for {:.0} s",
@@ -513,14 +522,16 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
             }
             (Some(_), None) if Instant::now() >= phase_deadline => {
                 media.all(|| Cmd::Window(false));
-                end = Some(sample(pid));
+                end = Some(sample(&pids));
                 break;
             }
             _ => {}
         }
     }
-    let rss_window = proc::rss_bytes(pid).unwrap_or(0);
-    let scrape_end = scrape(&web, metrics).await.unwrap_or_default();
+    let rss_window = rss_of(&pids);
+    let scrape_end = scrape_all(&web, &nodes).await;
+    // Set-up latency from node 0's own histogram (the nodes' buckets are not added up).
+    let scrape_first = scrape(&web, metrics).await.unwrap_or_default();
 
     // Hang up: both sides quiet first, so the last packets in flight arrive; then the agents.
     for &call in talking.keys() {
@@ -551,11 +562,16 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
         "switchboard_calls_ended_total{queue=\"support\",outcome=\"failed\"}",
     );
     // Stop switchboard the way an orchestrator does; it has no calls left to drain.
-    let _ = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await;
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.0.wait()).await;
+    let mut exit_ok = true;
+    for node in &mut nodes {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &node.pid.to_string()])
+            .status()
+            .await;
+        let exit = tokio::time::timeout(Duration::from_secs(30), node.child.0.wait()).await;
+        exit_ok &= matches!(exit, Ok(Ok(s)) if s.success());
+    }
+    drop(redis);
     joins.abort_all();
     while !joins.is_empty() {
         let _ = joins.join_next().await;
@@ -585,7 +601,7 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
         own_pre_accept_ms: {
             let q = |q| {
                 report::histogram_quantile(
-                    &scrape_end,
+                    &scrape_first,
                     "switchboard_setup_webhook_to_pre_accept_seconds",
                     q,
                 )
@@ -593,7 +609,7 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
             };
             q(0.5).zip(q(0.99))
         },
-        exit_ok: matches!(exit, Ok(Ok(s)) if s.success()),
+        exit_ok,
     }))
 }
 
@@ -698,6 +714,105 @@ async fn agent_loop(
 }
 
 /// The same traffic through the bare relay.
+/// Every node's scrape, one after the other (sums over series add the nodes up).
+async fn scrape_all(web: &reqwest::Client, nodes: &[Node]) -> String {
+    let mut all = String::new();
+    for n in nodes {
+        all.push_str(&scrape(web, n.metrics).await.unwrap_or_default());
+    }
+    all
+}
+
+/// Starts node `k` and waits for its "switchboard started" line.
+async fn start_node(
+    args: &Args,
+    binary: &std::path::Path,
+    config: &std::path::Path,
+    graph_addr: SocketAddr,
+    k: u32,
+    redis: Option<&str>,
+) -> anyhow::Result<Node> {
+    let (n, per) = (args.calls, args.calls_per_number);
+    let mut command = tokio::process::Command::new(binary);
+    command.env_clear();
+    command.env("SWITCHBOARD_NODE_ID", format!("loadtest-{k}"));
+    if let Some(url) = redis {
+        command.env("SWITCHBOARD_REDIS_URL", url);
+    }
+    if let Some(n) = args.shards {
+        command.env("SWITCHBOARD_MEDIA_SHARDS", n.to_string());
+    }
+    let mut child = Child(
+        command
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SWITCHBOARD_CONFIG", &config)
+            .env("SWITCHBOARD_HTTP_ADDR", "127.0.0.1:0")
+            .env("SWITCHBOARD_METRICS_ADDR", "127.0.0.1:0")
+            .env("SWITCHBOARD_MEDIA_ADDR", "127.0.0.1")
+            .env(
+                "SWITCHBOARD_MEDIA_PORTS",
+                format!("ephemeral:{}", (n + 8).min(4096)),
+            )
+            .env("SWITCHBOARD_GRAPH_URL", format!("http://{graph_addr}"))
+            .env("SWITCHBOARD_PHONE_NUMBER_ID", PHONE_ID)
+            .env("SWITCHBOARD_ACCESS_TOKEN", TOKEN)
+            .env("SWITCHBOARD_APP_SECRET", APP_SECRET)
+            .env("SWITCHBOARD_VERIFY_TOKEN", "loadtest")
+            .env("SWITCHBOARD_DB", ":memory:")
+            .env("SWITCHBOARD_WRAP_UP", "0")
+            .env("SWITCHBOARD_RING_TIMEOUT", "30")
+            .env("SWITCHBOARD_MAX_CALLS_PER_NUMBER", per.min(n).to_string())
+            .env("SWITCHBOARD_LOG_FORMAT", "json")
+            .env(
+                "RUST_LOG",
+                "warn,switchboard::app=info,switchboard::media::driver=info",
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?,
+    );
+    let pid = child
+        .0
+        .id()
+        .ok_or_else(|| anyhow!("switchboard has no pid"))?;
+    let mut lines = BufReader::new(child.0.stdout.take().ok_or_else(|| anyhow!("stdout"))?).lines();
+    let (http, metrics) = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("switchboard did not start within 30 s")??
+            .ok_or_else(|| anyhow!("switchboard exited at start-up"))?;
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["fields"]["message"] == "switchboard started" {
+            let addr = |k: &str| -> anyhow::Result<SocketAddr> {
+                Ok(v["fields"][k].as_str().unwrap_or_default().parse()?)
+            };
+            break (addr("http")?, addr("metrics")?);
+        }
+    };
+    // Keep reading its log so the pipe never fills.
+    // Its warnings, and each media thread's closing tally (datagrams, system calls, busy time),
+    // go to our stderr; the rest is dropped.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("\"WARN\"")
+                || line.contains("\"ERROR\"")
+                || line.contains("media engine stopping")
+            {
+                eprintln!("[switchboard] {line}");
+            }
+        }
+    });
+    Ok(Node {
+        child,
+        pid,
+        http,
+        metrics,
+    })
+}
+
 async fn run_bare(args: &Args) -> anyhow::Result<RunReport> {
     let n = args.calls;
     let (notes_tx, mut notes) = mpsc::unbounded_channel();
@@ -721,7 +836,7 @@ async fn run_bare(args: &Args) -> anyhow::Result<RunReport> {
         serde_json::from_str::<serde_json::Value>(&first)?["ports"].clone(),
     )?;
     let idle_rss = proc::rss_bytes(pid).unwrap_or(0);
-    let before = sample(pid);
+    let before = sample(&[pid]);
     let ramp = Instant::now();
     for i in 0..n {
         let due = ramp + Duration::from_secs_f64(f64::from(i) / args.rate);
@@ -742,14 +857,14 @@ async fn run_bare(args: &Args) -> anyhow::Result<RunReport> {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     media.all(|| Cmd::Window(true));
-    let w0 = sample(pid);
+    let w0 = sample(&[pid]);
     eprintln!(
         "[bare relay] {n} calls up: measuring for {:.0} s",
         args.hold
     );
     tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
     media.all(|| Cmd::Window(false));
-    let w1 = sample(pid);
+    let w1 = sample(&[pid]);
     let rss_window = proc::rss_bytes(pid).unwrap_or(0);
     for i in 0..n {
         media.of(i).send(Cmd::Quiet { call: i });
