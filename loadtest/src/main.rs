@@ -745,7 +745,7 @@ async fn start_node(
     let mut child = Child(
         command
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SWITCHBOARD_CONFIG", &config)
+            .env("SWITCHBOARD_CONFIG", config)
             .env("SWITCHBOARD_HTTP_ADDR", "127.0.0.1:0")
             .env("SWITCHBOARD_METRICS_ADDR", "127.0.0.1:0")
             .env("SWITCHBOARD_MEDIA_ADDR", "127.0.0.1")
