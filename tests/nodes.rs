@@ -554,3 +554,33 @@ fn tempfile_dir(prefix: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A draining node withdraws its agents from the cluster and takes no new call: a webhook that
+/// still reaches it (the load balancer has not noticed yet) is handed to the other node, whose
+/// agent takes the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_takes_no_new_calls_and_hands_its_webhooks_on() {
+    let n = nodes(2).await;
+    let _a1 = agent_on(&n.a, "agent1").await;
+    published(&n._redis.url(), 1).await;
+    let mut a2 = agent_on(&n.b, "agent2").await;
+    published(&n._redis.url(), 2).await;
+    assert!(n.a.drain(Duration::ZERO).await, "no call to wait for");
+    // agent1, idle longest but on the draining node, is withdrawn: the call below rings
+    // agent2 although agent1 has waited longer.
+    published(&n._redis.url(), 1).await;
+    let call = n
+        .sim
+        .via(webhook(&n.a))
+        .place_call(tone_call(600.0))
+        .await
+        .unwrap();
+    let id = a2.ringing(LONG).await.expect("agent2 on node B rings");
+    assert_eq!(id, call.call_id.0);
+    a2.answer(&id, LONG).await.unwrap();
+    call.wait_for(LONG, |p| *p == CallPhase::Accepted)
+        .await
+        .expect("answered on node B");
+    n.a.shutdown().await;
+    n.b.shutdown().await;
+}
