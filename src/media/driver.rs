@@ -66,6 +66,7 @@ enum Command {
     Route(StreamId, Option<LegId>, Reply<()>),
     Hold(StreamId, bool, Reply<()>),
     StartSending(LegId, Reply<()>),
+    TrunkAnswered(LegId, String, Reply<()>),
     SendDtmf(LegId, String, Duration, Reply<()>),
     Close(LegId, Reply<()>),
     Counters(oneshot::Sender<DriverCounters>),
@@ -537,6 +538,24 @@ impl EngineHandle {
         self.answer(LegKind::Browser, offer.into()).await
     }
 
+    /// See [`Engine::offer_trunk`]: the leg, and the offer (in [`Answer::sdp`]) for the other
+    /// node.
+    pub async fn offer_trunk(&self) -> Result<Answer, MediaError> {
+        self.answer(LegKind::Trunk, String::new()).await
+    }
+
+    /// See [`Engine::trunk_answered`].
+    pub async fn trunk_answered(
+        &self,
+        leg: LegId,
+        answer: impl Into<String>,
+    ) -> Result<(), MediaError> {
+        let answer = answer.into();
+        self.owner(leg)?
+            .call(|r| Command::TrunkAnswered(leg, answer, r))
+            .await
+    }
+
     /// See [`Engine::route`]; the stream's shard takes it, and tells the source's shard.
     pub async fn route(&self, stream: StreamId, source: Option<LegId>) -> Result<(), MediaError> {
         self.owner(stream.leg)?
@@ -836,7 +855,11 @@ fn execute(engine: &mut Engine, cmd: Command, counters: &DriverCounters) {
             last_resort,
             reply,
         } => {
-            let _ = reply.send(engine.answer(now, &offer, kind, last_resort));
+            let _ = reply.send(if kind == LegKind::Trunk {
+                engine.offer_trunk(now, last_resort)
+            } else {
+                engine.answer(now, &offer, kind, last_resort)
+            });
         }
         Command::Route(stream, source, r) => {
             let _ = r.send(engine.route(stream, source));
@@ -846,6 +869,9 @@ fn execute(engine: &mut Engine, cmd: Command, counters: &DriverCounters) {
         }
         Command::StartSending(leg, r) => {
             let _ = r.send(engine.start_sending(now, leg));
+        }
+        Command::TrunkAnswered(leg, sdp, r) => {
+            let _ = r.send(engine.trunk_answered(now, leg, &sdp));
         }
         Command::SendDtmf(leg, digits, duration, r) => {
             let _ = r.send(engine.send_dtmf(leg, &digits, duration));

@@ -40,6 +40,37 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Opus fmtp parameters we ask browsers to send with, WhatsApp's own (reference §3.1, §5
 /// rule 14), so their packets can be relayed to Meta without transcoding.
+/// The payload types every leg offers or answers with: Opus, and telephone-event at 8 kHz.
+const OPUS_PT: u8 = 111;
+const TELE_PT: u8 = 126;
+
+mod trunk;
+
+/// Opus with Meta's minimum packet time; telephone-event at 8 kHz only (Meta supports no other
+/// rate, and a browser offered only 8 kHz sends its DTMF at 8 kHz too).
+fn add_codecs(cfg: &mut RtcConfig) {
+    cfg.codec_config().add_config(
+        OPUS_PT.into(),
+        None,
+        Codec::Opus,
+        Frequency::FORTY_EIGHT_KHZ,
+        Some(2),
+        FormatParams {
+            min_p_time: Some(20),
+            use_inband_fec: Some(true),
+            ..Default::default()
+        },
+    );
+    cfg.codec_config().add_config(
+        TELE_PT.into(),
+        None,
+        Codec::Tele,
+        Frequency::EIGHT_KHZ,
+        None,
+        FormatParams::default(),
+    );
+}
+
 const BROWSER_OPUS_FMTP: &str = "maxaveragebitrate=20000;maxplaybackrate=16000;stereo=0";
 
 /// Engine settings.
@@ -208,6 +239,8 @@ pub struct ByLeg {
     pub whatsapp: u64,
     /// On browser legs.
     pub browser: u64,
+    /// On internal legs to other nodes.
+    pub trunk: u64,
 }
 
 impl ByLeg {
@@ -215,12 +248,14 @@ impl ByLeg {
         match kind {
             LegKind::WhatsApp => self.whatsapp += n,
             LegKind::Browser => self.browser += n,
+            LegKind::Trunk => self.trunk += n,
         }
     }
 
     fn merge(&mut self, o: &ByLeg) {
         self.whatsapp += o.whatsapp;
         self.browser += o.browser;
+        self.trunk += o.trunk;
     }
 }
 
@@ -593,6 +628,12 @@ impl Engine {
             LegKind::Browser => OfferShape::Browser {
                 max_m_lines: self.cfg.limits.max_browser_streams,
             },
+            // Offered by this engine (`offer_trunk`), never answered.
+            LegKind::Trunk => {
+                return Err(MediaError::InvalidOffer {
+                    reason: "an internal leg is offered, not answered".into(),
+                })
+            }
         };
         let screened = match sdp::screen_offer(offer, shape) {
             Err(e @ MediaError::TooManyStreams { .. }) => {
@@ -641,28 +682,7 @@ impl Engine {
             .set_ice_lite(kind == LegKind::Browser)
             .set_dtls_cert(self.cert.clone())
             .set_stats_interval(Some(self.cfg.stats_interval));
-        // Opus with Meta's minimum packet time; telephone-event at 8 kHz only (Meta supports no
-        // other rate, and a browser offered only 8 kHz sends its DTMF at 8 kHz too).
-        cfg.codec_config().add_config(
-            111.into(),
-            None,
-            Codec::Opus,
-            Frequency::FORTY_EIGHT_KHZ,
-            Some(2),
-            FormatParams {
-                min_p_time: Some(20),
-                use_inband_fec: Some(true),
-                ..Default::default()
-            },
-        );
-        cfg.codec_config().add_config(
-            126.into(),
-            None,
-            Codec::Tele,
-            Frequency::EIGHT_KHZ,
-            None,
-            FormatParams::default(),
-        );
+        add_codecs(&mut cfg);
         let mut rtc = cfg.build(now);
         for addr in self.local_addrs(socket) {
             let candidate = Candidate::host(addr, "udp").map_err(|e| MediaError::InvalidOffer {
@@ -718,7 +738,7 @@ impl Engine {
                 drop_trickle: true,
                 opus_fmtp_extra: None,
             },
-            LegKind::Browser => AnswerEdits {
+            LegKind::Browser | LegKind::Trunk => AnswerEdits {
                 ptime: true,
                 drop_trickle: false,
                 opus_fmtp_extra: Some(BROWSER_OPUS_FMTP),

@@ -22,6 +22,10 @@ pub enum LegKind {
     WhatsApp,
     /// Toward an agent's or supervisor's browser: ICE-lite, DTLS server, forwarded as it comes.
     Browser,
+    /// Toward another node's engine, offered by this one (several nodes): shaped like Meta's
+    /// end (ICE-lite, DTLS server), forwarded as it comes; the other node answers it as a
+    /// WhatsApp leg.
+    Trunk,
 }
 
 impl LegKind {
@@ -30,6 +34,7 @@ impl LegKind {
         match self {
             LegKind::WhatsApp => "whatsapp",
             LegKind::Browser => "browser",
+            LegKind::Trunk => "trunk",
         }
     }
 }

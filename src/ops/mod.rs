@@ -117,6 +117,7 @@ impl Ops {
                 e.forwarded_packets.browser,
                 e.forwarded_bytes.browser,
             ),
+            ("trunk", e.forwarded_packets.trunk, e.forwarded_bytes.trunk),
         ] {
             counter!(MEDIA_FORWARDED_PACKETS, "leg" => leg).absolute(packets);
             counter!(MEDIA_FORWARDED_BYTES, "leg" => leg).absolute(bytes);
@@ -159,6 +160,7 @@ impl Ops {
                 .absolute(by.whatsapp);
             counter!(MEDIA_LEGS_FAILED, "leg" => "browser", "reason" => reason)
                 .absolute(by.browser);
+            counter!(MEDIA_LEGS_FAILED, "leg" => "trunk", "reason" => reason).absolute(by.trunk);
         }
         counter!(MEDIA_SEND_ERRORS).absolute(c.send_errors);
         counter!(MEDIA_EVENTS_DROPPED).absolute(c.events_dropped + e.events_dropped);
