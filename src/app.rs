@@ -304,22 +304,23 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         None => None,
     };
     let (wa_tx, wa_rx) = mpsc::channel(1024);
-    let placement = cluster.as_ref().map(|_| {
+    // Signs what the nodes hand each other (made from the app secret every node has).
+    let node_key = cluster
+        .as_ref()
+        .map(|_| crate::cluster::NodeKey::derive(&app_secret));
+    let placement = node_key.clone().map(|key| {
         // The call centre's rule (`calls::machine`): a call waits in its business number's
         // queue, else the default one; no number means ours.
         let numbers = config.calls.numbers.clone();
         let default_queue = config.calls.default_queue.clone();
         let ours = our_phone_number_id.clone();
-        crate::whatsapp::webhook::Placement::new(
-            crate::cluster::NodeKey::derive(&app_secret),
-            move |number| {
-                numbers
-                    .get(number.unwrap_or(&ours))
-                    .unwrap_or(&default_queue)
-                    .0
-                    .clone()
-            },
-        )
+        crate::whatsapp::webhook::Placement::new(key, move |number| {
+            numbers
+                .get(number.unwrap_or(&ours))
+                .unwrap_or(&default_queue)
+                .0
+                .clone()
+        })
     });
     let (webhook_state, webhook_processor) = WebhookState::spawn(
         app_secret,
@@ -395,6 +396,10 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             store: store.clone(),
             other_numbers,
             phone_number_id: our_phone_number_id,
+            link: cluster
+                .as_ref()
+                .zip(node_key.clone())
+                .map(|(c, key)| crate::calls::nodes::NodeLink::new(c.node(), key)),
         },
         wa_rx,
         media_events,
@@ -406,6 +411,16 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             calls.floor(),
             draining.clone(),
             config.cluster.lease / 3,
+        ))
+    });
+    // A call waiting here goes to a node where an agent is free (checked four times a second
+    // while calls wait; nothing is asked of Redis while none does).
+    let move_task = cluster.clone().map(|c| {
+        tokio::spawn(crate::calls::nodes::move_waiting_calls(
+            c,
+            calls.clone(),
+            calls.floor(),
+            std::time::Duration::from_millis(250),
         ))
     });
     let ops = crate::ops::Ops {
@@ -427,6 +442,10 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             away_reasons: config.calls.away_reasons.clone().into(),
         }))
         .merge(http::my_calls(store.clone(), auth.clone()))
+        .merge(match (&ops.cluster, node_key) {
+            (Some(c), Some(key)) => crate::calls::nodes::router(key, calls.clone(), c.clone()),
+            _ => axum::Router::new(),
+        })
         .merge(http::supervisors_only(
             crate::store::http::router(store.clone()),
             auth.clone(),
@@ -480,7 +499,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         let _ = calls_task.await;
         metrics_server.abort();
         flush.abort();
-        for task in [lease_task, share_task].into_iter().flatten() {
+        for task in [lease_task, share_task, move_task].into_iter().flatten() {
             task.abort();
             let _ = task.await;
         }

@@ -34,6 +34,11 @@ fn webhook(r: &Running) -> String {
 
 /// Nodes A and B with `agent1..agentN` configured on both (one directory, as a deployment has).
 async fn nodes(agents: usize) -> Nodes {
+    nodes_with(agents, |_| {}).await
+}
+
+/// As [`nodes`], with `tweak` applied to both nodes' configuration.
+async fn nodes_with(agents: usize, tweak: impl Fn(&mut switchboard::config::Config)) -> Nodes {
     let redis = Redis::start();
     let (fake, events, mut config) = common::live_config(Settings {
         media_addr: Some("127.0.0.1".into()),
@@ -44,6 +49,7 @@ async fn nodes(agents: usize) -> Nodes {
     })
     .await;
     config.auth.people = common::agents(agents);
+    tweak(&mut config);
     let mut config_b = config.clone();
     config_b.store.node_id = "node-b".into();
     let a = app::start(config).await.unwrap();
@@ -581,6 +587,107 @@ async fn a_draining_node_takes_no_new_calls_and_hands_its_webhooks_on() {
     call.wait_for(LONG, |p| *p == CallPhase::Accepted)
         .await
         .expect("answered on node B");
+    n.a.shutdown().await;
+    n.b.shutdown().await;
+}
+
+/// A call waiting on node A (every agent busy) is taken by the first agent freed anywhere:
+/// here on node B. Node A hands the call over and bridges its Meta leg to node B's engine; the
+/// caller and the agent hear each other through both engines, and the caller's stream stays
+/// one continuous stream from the first hold packet to the agent's voice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_on_one_node_is_taken_by_an_agent_freed_on_the_other() {
+    let n = nodes_with(2, |c| c.calls.wrap_up = Duration::ZERO).await;
+    let mut a1 = agent_on(&n.a, "agent1").await;
+    published(&n._redis.url(), 1).await;
+    let mut a2 = agent_on(&n.b, "agent2").await;
+    published(&n._redis.url(), 2).await;
+    let (via_a, via_b) = (n.sim.via(webhook(&n.a)), n.sim.via(webhook(&n.b)));
+    // Both agents busy: agent1 (node A) and agent2 (node B).
+    let c1 = via_b.place_call(tone_call(500.0)).await.unwrap();
+    let r1 = a1.ringing(LONG).await.expect("agent1 rings");
+    assert_eq!(r1, c1.call_id.0);
+    a1.answer(&r1, LONG).await.unwrap();
+    let c2 = via_a.place_call(tone_call(500.0)).await.unwrap();
+    let r2 = a2.ringing(LONG).await.expect("agent2 rings");
+    assert_eq!(r2, c2.call_id.0);
+    a2.answer(&r2, LONG).await.unwrap();
+    published(&n._redis.url(), 0).await;
+
+    // The third call waits on node A, accepted, hearing hold audio (here: silence).
+    let c3 = via_a.place_call(tone_call(1000.0)).await.unwrap();
+    c3.wait_for(LONG, |p| *p == CallPhase::Accepted)
+        .await
+        .expect("the waiting call is accepted");
+    let waiting = n.a.calls.floor();
+    let deadline = tokio::time::Instant::now() + LONG;
+    while !waiting
+        .borrow()
+        .queues
+        .iter()
+        .any(|(_, w)| w.iter().any(|w| w.call == c3.call_id))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "call 3 never waited on node A"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // agent2's call ends: agent2, on node B, is free first.
+    c2.hang_up().await;
+    let r3 = a2
+        .ringing(LONG)
+        .await
+        .expect("agent2 rings for the waiting call");
+    assert_eq!(r3, c3.call_id.0);
+    a2.answer(&r3, LONG).await.unwrap();
+    a2.media().send(Outgoing::Tone { hz: 440.0 }).await.unwrap();
+    let caller = c3.peer().expect("the caller's media");
+    let heard = caller.status().packets_received;
+    caller
+        .wait_for(LONG, |s| s.packets_received > heard + 100)
+        .await
+        .expect("the caller hears the agent");
+    let theirs = a2.media().status().packets_received;
+    a2.media()
+        .wait_for(LONG, |s| s.packets_received > theirs + 75)
+        .await
+        .expect("the agent hears the caller");
+    let at_caller = caller.recording().await.unwrap();
+    let (hz, _) = at_caller.heard.expect("the caller hears a tone");
+    assert!((hz - 440.0).abs() < 15.0, "the caller heard {hz} Hz");
+    let (hz, _) = a2
+        .media()
+        .recording()
+        .await
+        .unwrap()
+        .heard
+        .expect("the agent hears a tone");
+    assert!((hz - 1000.0).abs() < 15.0, "the agent heard {hz} Hz");
+    let seqs: Vec<u64> = at_caller.packets.iter().map(|p| p.seq).collect();
+    let gaps = seqs.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    assert_eq!(gaps, 0, "sequence gaps at the caller");
+    assert!(
+        !n.a.calls
+            .floor()
+            .borrow()
+            .calls
+            .iter()
+            .any(|c| c.call == c3.call_id),
+        "node A still lists the call it handed over"
+    );
+
+    // The caller hangs up: node B, the owner now, ends the call and writes its record.
+    c3.hang_up().await;
+    a2.expect(LONG, "call_ended", |m| {
+        matches!(
+            m,
+            switchboard::signaling::protocol::ServerMsg::CallEnded { .. }
+        )
+    })
+    .await
+    .expect("the call ends at the agent on node B");
     n.a.shutdown().await;
     n.b.shutdown().await;
 }

@@ -12,13 +12,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use super::event::{
     Action, AgentLeg, Command, Ended, GraphAction, GraphFailure, Input, Notice, Role, WaLeg,
 };
 use super::machine::{CallView, Centre, CentreConfig};
-use crate::ids::{AgentId, QueueId, WaCallId};
+use super::nodes::{AdoptRequest, NodeLink};
+use super::HandedCall;
+use crate::ids::{AgentId, LegId, QueueId, WaCallId};
 use crate::media::{EngineHandle, MediaEvent};
 use crate::routing::{Agent, Floor, Routing, Waiting};
 use crate::store::{self, CallRecord, LegQuality, LegRole, LiveCall, StoreHandle, Transition};
@@ -91,6 +93,18 @@ enum Msg {
         agent: AgentId,
         session: u64,
         signed_out: bool,
+    },
+    /// Hand a waiting call to `node` (at `url`), which has a free agent for it.
+    HandOff {
+        call: WaCallId,
+        node: String,
+        url: String,
+    },
+    /// Take up a waiting call another node hands over, answering its internal leg's offer.
+    Adopt {
+        call: Box<HandedCall>,
+        offer: String,
+        reply: oneshot::Sender<Result<String, CallsError>>,
     },
     Shutdown(oneshot::Sender<()>),
 }
@@ -188,6 +202,27 @@ impl CallsHandle {
         let _ = self.input(Input::Drain).await;
     }
 
+    /// Hands the waiting call `call` to `node` (reached at `url`), which has a free agent for
+    /// it; if that fails the call goes on waiting here.
+    pub async fn hand_off(&self, call: WaCallId, node: String, url: String) {
+        let _ = self.tx.send(Msg::HandOff { call, node, url }).await;
+    }
+
+    /// Takes up a waiting call another node hands over with `offer` (its internal leg to the
+    /// call's Meta leg); the answer to send back.
+    pub async fn adopt(&self, call: HandedCall, offer: String) -> Result<String, CallsError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Adopt {
+                call: Box::new(call),
+                offer,
+                reply,
+            })
+            .await
+            .map_err(|_| CallsError::Stopped)?;
+        rx.await.map_err(|_| CallsError::Stopped)?
+    }
+
     /// Ends every call cleanly at Meta and stops the actor.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
@@ -210,6 +245,8 @@ pub struct Deps {
     pub store: StoreHandle,
     /// The main business number (calls for numbers not served are ignored).
     pub phone_number_id: String,
+    /// With several nodes: how this node hands waiting calls to the others.
+    pub link: Option<NodeLink>,
 }
 
 /// Starts the actor: it reads `webhooks` (Meta's events) and `media_events`.
@@ -233,6 +270,7 @@ pub fn spawn(
         numbers: HashMap::new(),
         stats_dirty: false,
         tasks: JoinSet::new(),
+        bridges: HashMap::new(),
     };
     let task = tokio::spawn(actor.run(rx, webhooks, media_events));
     (
@@ -243,6 +281,49 @@ pub fn spawn(
         },
         task,
     )
+}
+
+/// Offers an internal leg, points the Meta leg and it at each other, and hands the call to the
+/// node at `url`; the internal leg once that node answered.
+async fn bridge(
+    media: &EngineHandle,
+    link: &NodeLink,
+    url: &str,
+    call: &HandedCall,
+    wa: &WaLeg,
+) -> Result<LegId, (String, Option<LegId>)> {
+    let trunk = media
+        .offer_trunk()
+        .await
+        .map_err(|e| (e.to_string(), None))?;
+    let leg = Some(trunk.leg);
+    let fail = |e: String| (e, leg);
+    let stream = *trunk
+        .streams
+        .first()
+        .ok_or_else(|| fail("no stream".into()))?;
+    media
+        .hold(wa.stream, false)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    media
+        .route(wa.stream, Some(trunk.leg))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    media
+        .route(stream, Some(wa.leg))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let request = AdoptRequest {
+        call: call.clone(),
+        offer: trunk.sdp,
+    };
+    let answer = link.adopt(url, &request).await.map_err(fail)?;
+    media
+        .trunk_answered(trunk.leg, answer)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(trunk.leg)
 }
 
 /// Ends the calls a process that died left live at Meta (recorded by `MarkLive`, never
@@ -331,6 +412,9 @@ struct Actor {
     numbers: HashMap<WaCallId, String>,
     /// Graph calls and offers in flight; their results come back as inputs.
     tasks: JoinSet<Done>,
+    /// Calls handed to another node: each Meta leg and its internal leg, both ways. When one
+    /// ends the other is closed; the centre knows neither any more.
+    bridges: HashMap<LegId, LegId>,
 }
 
 enum Done {
@@ -341,6 +425,17 @@ enum Done {
         sdp: Option<String>,
         reply: oneshot::Sender<Result<String, CallsError>>,
     },
+    HandedOff {
+        call: Box<HandedCall>,
+        wa: WaLeg,
+        result: Result<LegId, (String, Option<LegId>)>,
+    },
+    Adopted {
+        call: Box<HandedCall>,
+        wa: WaLeg,
+        reply: oneshot::Sender<Result<String, CallsError>>,
+    },
+    Nothing,
 }
 
 impl Actor {
@@ -381,6 +476,21 @@ impl Actor {
                                 let _ = reply.send(Err(CallsError::Offer(e)));
                             }
                         },
+                        Ok(Done::HandedOff { call, wa, result }) => self.handed_off(*call, wa, result),
+                        Ok(Done::Adopted { call, wa, reply }) => {
+                            let id = call.call.clone();
+                            if let Some(n) = call.business_number.clone().filter(|n| *n != self.deps.phone_number_id) {
+                                self.numbers.insert(id.clone(), n);
+                            }
+                            let answer = wa.sdp.clone();
+                            if self.centre.adopt(Instant::now(), *call, wa) {
+                                let _ = reply.send(Ok(answer));
+                            } else {
+                                self.numbers.remove(&id);
+                                let _ = reply.send(Err(CallsError::Offer("draining: no new calls".into())));
+                            }
+                        }
+                        Ok(Done::Nothing) => {}
                         Err(e) => warn!(error = %e, "a call task failed"),
                     }
                 }
@@ -454,7 +564,89 @@ impl Actor {
                         .handle(now, Input::AgentLeft { agent, signed_out });
                 }
             }
+            Msg::HandOff { call, node, url } => self.hand_off(now, call, node, url),
+            Msg::Adopt { call, offer, reply } => {
+                let media = self.deps.media.clone();
+                self.tasks.spawn(async move {
+                    match media.answer_whatsapp(offer).await {
+                        Ok(a) => match a.streams.first() {
+                            Some(s) => Done::Adopted {
+                                call,
+                                wa: WaLeg {
+                                    leg: a.leg,
+                                    stream: *s,
+                                    sdp: a.sdp,
+                                },
+                                reply,
+                            },
+                            None => {
+                                let _ = media.close(a.leg).await;
+                                let _ = reply.send(Err(CallsError::Offer("no stream".into())));
+                                Done::Nothing
+                            }
+                        },
+                        Err(e) => {
+                            let _ = reply.send(Err(CallsError::Offer(e.to_string())));
+                            Done::Nothing
+                        }
+                    }
+                });
+            }
             Msg::Shutdown(_) => {}
+        }
+    }
+
+    /// Releases a waiting call and bridges its Meta leg to `node`, which takes it over.
+    fn hand_off(&mut self, now: Instant, call: WaCallId, node: String, url: String) {
+        let Some(link) = self.deps.link.clone() else {
+            return;
+        };
+        let Some((handed, wa)) = self.centre.release(now, &call, &link.node) else {
+            return;
+        };
+        let (media, store) = (self.deps.media.clone(), self.deps.store.clone());
+        let span = tracing::info_span!("handoff", call_id = %call, to = %node);
+        self.tasks.spawn(
+            async move {
+                // The adopting node marks it live under its own name, and the first mark
+                // stands: this node's goes first.
+                let _ = store.clear_live(handed.call.clone()).await;
+                let result = bridge(&media, &link, &url, &handed, &wa).await;
+                Done::HandedOff {
+                    call: Box::new(handed),
+                    wa,
+                    result,
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    fn handed_off(
+        &mut self,
+        call: HandedCall,
+        wa: WaLeg,
+        result: Result<LegId, (String, Option<LegId>)>,
+    ) {
+        match result {
+            Ok(trunk) => {
+                info!(call_id = %call.call, leg = %wa.leg, %trunk, "waiting call bridged to another node");
+                self.numbers.remove(&call.call);
+                self.bridges.insert(wa.leg, trunk);
+                self.bridges.insert(trunk, wa.leg);
+            }
+            Err((why, trunk)) => {
+                warn!(call_id = %call.call, error = %why, "hand-over failed; the call waits here");
+                if let Some(trunk) = trunk {
+                    let media = self.deps.media.clone();
+                    self.tasks.spawn(async move {
+                        let _ = media.close(trunk).await;
+                        Done::Nothing
+                    });
+                }
+                // Taken back: hold audio again, at the front of its queue.
+                self.centre.adopt(Instant::now(), call, wa);
+            }
         }
     }
 
@@ -519,6 +711,19 @@ impl Actor {
     }
 
     fn on_media(&mut self, ev: MediaEvent) {
+        if let MediaEvent::Failed { leg, .. } | MediaEvent::Closed { leg, .. } = &ev {
+            if let Some(other) = self.bridges.remove(leg) {
+                // One side of a handed-over call ended: so does the other.
+                self.bridges.remove(&other);
+                info!(%leg, %other, "bridge to another node ended");
+                let media = self.deps.media.clone();
+                self.tasks.spawn(async move {
+                    let _ = media.close(other).await;
+                    Done::Nothing
+                });
+                return;
+            }
+        }
         let input = match ev {
             MediaEvent::Connected { leg } => Input::MediaConnected { leg },
             MediaEvent::Failed { leg, .. } => Input::MediaGone { leg, failed: true },

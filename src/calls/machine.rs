@@ -31,6 +31,9 @@ use crate::ids::{AgentId, LegId, QueueId, StreamId, WaCallId};
 use crate::media::LegStats;
 use crate::routing::{NoAgentPolicy, Presence, Routing};
 
+mod handoff;
+pub use handoff::HandedCall;
+
 /// How long an accepted call with no agent may wait in a queue whose policy is `Decline`
 /// (it was accepted elsewhere: a transfer, an agent lost): it cannot be declined any more.
 const ACCEPTED_FALLBACK_WAIT: Duration = Duration::from_secs(120);

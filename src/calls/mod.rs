@@ -20,13 +20,16 @@
 pub mod actor;
 mod event;
 mod machine;
+pub mod nodes;
 pub mod shared;
 
 pub use event::{
     Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, Metric, Notice,
     Outcome, RejectReason, Role, SetupStep, TransferTarget, WaLeg,
 };
-pub use machine::{CallView, Centre, CentreConfig, CentreCounters, Phase, ServiceLevel, NO_AUDIO};
+pub use machine::{
+    CallView, Centre, CentreConfig, CentreCounters, HandedCall, Phase, ServiceLevel, NO_AUDIO,
+};
 
 #[cfg(test)]
 mod tests;

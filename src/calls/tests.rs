@@ -1177,3 +1177,68 @@ fn offered_answered_rejected_and_ring_no_answer_are_reported_per_queue() {
     assert_eq!(levels[0].1.ended, 3);
     assert!((levels[0].1.ratio() - 1.0 / 3.0).abs() < 1e-9);
 }
+
+/// A waiting call released to another node leaves without a word to Meta and without a
+/// record; the other node's centre adopts it at the front of its queue, with the time it has
+/// waited, and rings its free agent at once; a call not waiting is not released.
+#[test]
+fn a_waiting_call_is_released_to_another_node_and_adopted_there() {
+    let mut a = World::new(queue_policy());
+    a.agent_online("bob", &["support"]);
+    a.talking_call("c1", "bob");
+    let wa = a.ringing_call("c2");
+    a.graph_ok("c2", GraphAction::Accept);
+    assert!(matches!(a.c.phase(&call("c2")), Some(Phase::Queued { .. })));
+    assert!(
+        a.c.release(a.now, &call("c1"), "node-a").is_none(),
+        "a talking call stays"
+    );
+    a.advance(Duration::from_secs(7));
+    let (handed, released) = a.c.release(a.now, &call("c2"), "node-a").expect("released");
+    assert_eq!(released.leg, wa.leg);
+    assert_eq!(handed.waited_ms, 7_000);
+    assert_eq!(handed.wait_left_ms, 113_000);
+    assert_eq!(a.c.phase(&call("c2")), None);
+    let acts = a.drain();
+    assert!(
+        acts.iter().all(|x| matches!(x, Action::FloorChanged)),
+        "{acts:?}"
+    );
+    assert!(a.c.routing().waiting(&"support".into()).is_empty());
+    // A late terminate for it here changes nothing (it is another node's now).
+    let acts = a.input(Input::Terminated {
+        call: call("c2"),
+        status: None,
+        errors: vec![],
+    });
+    assert!(!acts.iter().any(|x| matches!(x, Action::Finished(_))));
+
+    let mut b = World::new(queue_policy());
+    b.agent_online("carol", &["support"]);
+    let trunk = WaLeg {
+        leg: leg(900),
+        stream: StreamId {
+            leg: leg(900),
+            index: 0,
+        },
+        sdp: "answer".into(),
+    };
+    assert!(b.c.adopt(b.now, handed.clone(), trunk.clone()));
+    let acts = b.drain();
+    assert!(acts.iter().any(|x| matches!(x, Action::MarkLive { .. })));
+    assert!(acts
+        .iter()
+        .any(|x| matches!(x, Action::StartSending { leg } if *leg == trunk.leg)));
+    assert_eq!(rang(&acts), vec![("carol".into(), "c2".into())]);
+    // No Graph action: Meta accepted it long ago, on the other node.
+    assert!(!acts.iter().any(|x| matches!(x, Action::Graph { .. })));
+    // Adopted twice, or while draining: refused, the extra leg closed.
+    assert!(!b.c.adopt(b.now, handed.clone(), trunk.clone()));
+    let mut d = World::new(queue_policy());
+    d.input(Input::Drain);
+    assert!(!d.c.adopt(d.now, handed, trunk.clone()));
+    assert!(d
+        .drain()
+        .iter()
+        .any(|x| matches!(x, Action::CloseLeg { leg } if *leg == trunk.leg)));
+}

@@ -1,0 +1,184 @@
+//! The node-to-node side of the call centre (several nodes): `POST /internal/v1/adopt`, where
+//! another node hands this one a waiting call together with its offer of an internal leg to the
+//! call's Meta leg, and the task that hands this node's waiting calls to a node with a free
+//! agent.
+//!
+//! *Does not touch*: media or Meta directly — the calls actor does, through
+//! [`CallsHandle::adopt`] and [`CallsHandle::hand_off`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::actor::{CallsHandle, FloorView};
+use super::HandedCall;
+use crate::cluster::{Cluster, NodeKey, FORWARD_HEADER};
+
+/// Where a waiting call is handed over.
+pub const ADOPT_PATH: &str = "/internal/v1/adopt";
+
+/// A hand-over: the call, and the owner's offer of the internal leg.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdoptRequest {
+    /// The call.
+    pub call: HandedCall,
+    /// The owner's SDP offer for the internal leg (Meta-shaped).
+    pub offer: String,
+}
+
+/// The adopting node's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdoptAnswer {
+    /// Its SDP answer for the internal leg.
+    pub answer: String,
+}
+
+/// How this node reaches the others for hand-overs.
+#[derive(Clone)]
+pub struct NodeLink {
+    /// This node's name.
+    pub node: String,
+    /// Signs and checks node-to-node requests.
+    pub key: NodeKey,
+    /// The client hand-overs go out with.
+    pub http: reqwest::Client,
+}
+
+impl std::fmt::Debug for NodeLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeLink")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeLink {
+    /// This node's link, signing with `key`.
+    pub fn new(node: impl Into<String>, key: NodeKey) -> NodeLink {
+        NodeLink {
+            node: node.into(),
+            key,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Hands `request` to the node at `url`; its answer SDP.
+    pub async fn adopt(&self, url: &str, request: &AdoptRequest) -> Result<String, String> {
+        let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+        let signature = self.key.sign(&self.node, &body);
+        let r = self
+            .http
+            .post(format!("{}{ADOPT_PATH}", url.trim_end_matches('/')))
+            .header("content-type", "application/json")
+            .header(FORWARD_HEADER, signature)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("HTTP {}", r.status().as_u16()));
+        }
+        let a: AdoptAnswer = r.json().await.map_err(|e| e.to_string())?;
+        Ok(a.answer)
+    }
+}
+
+#[derive(Clone)]
+struct NodesState {
+    key: NodeKey,
+    calls: CallsHandle,
+    cluster: Cluster,
+}
+
+/// The node-to-node routes of the call centre.
+pub fn router(key: NodeKey, calls: CallsHandle, cluster: Cluster) -> Router {
+    Router::new()
+        .route(ADOPT_PATH, post(adopt))
+        .with_state(Arc::new(NodesState {
+            key,
+            calls,
+            cluster,
+        }))
+}
+
+async fn adopt(State(st): State<Arc<NodesState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let header = headers.get(FORWARD_HEADER).and_then(|v| v.to_str().ok());
+    let from = match st.key.check(header, &body) {
+        Ok(node) => node,
+        Err(e) => {
+            debug!(error = %e, "hand-over refused");
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+    };
+    let request: AdoptRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(%from, error = %e, "unreadable hand-over");
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+    };
+    let call = request.call.call.clone();
+    match st.calls.adopt(request.call, request.offer).await {
+        Ok(answer) => {
+            if let Err(e) = st.cluster.own_call(&call).await {
+                warn!(call_id = %call, error = %e, "ownership of a taken-over call not recorded");
+            }
+            Json(AdoptAnswer { answer }).into_response()
+        }
+        Err(e) => {
+            info!(call_id = %call, %from, error = %e, "hand-over declined");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// Hands this node's waiting calls, oldest of each queue first, to the node of an agent who
+/// is free elsewhere (chosen, like every agent, atomically in Redis), every `every`.
+pub async fn move_waiting_calls(
+    cluster: Cluster,
+    calls: CallsHandle,
+    mut floor: watch::Receiver<Arc<FloorView>>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if floor.has_changed().is_err() {
+            return;
+        }
+        let view = floor.borrow_and_update().clone();
+        for (queue, waiting) in &view.queues {
+            let Some(first) = waiting.first() else {
+                continue;
+            };
+            let claimed = match cluster.claim_agent(&queue.0).await {
+                Ok(Some(c)) if c.node != cluster.node() => c,
+                Ok(_) => continue,
+                Err(e) => {
+                    debug!(error = %e, "waiting calls not moved: Redis unavailable");
+                    break;
+                }
+            };
+            match cluster.url_of(&claimed.node).await {
+                Ok(Some(url)) => {
+                    info!(call_id = %first.call, node = %claimed.node, agent = %claimed.agent, "a waiting call goes to a free agent on another node");
+                    calls.hand_off(first.call.clone(), claimed.node, url).await;
+                }
+                _ => warn!(node = %claimed.node, "no address for a node with a free agent"),
+            }
+        }
+    }
+}
