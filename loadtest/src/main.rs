@@ -102,6 +102,13 @@ struct Args {
     /// Their CPU and memory are added up.
     #[arg(long, default_value_t = 1)]
     nodes: u32,
+    /// Every call crosses between two nodes (needs `--nodes 2`): the webhooks go to node 0,
+    /// where the calls wait (one agent is signed in there, away), and the agents sign in to
+    /// node 1 once every call is placed; node 0 hands each waiting call to node 1 and bridges
+    /// its Meta leg to node 1's engine over an internal leg. The delay and CPU are then those
+    /// of the node-to-node media path.
+    #[arg(long)]
+    cross_node: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +128,9 @@ fn main() -> anyhow::Result<()> {
     }
     if !(1..=8).contains(&args.nodes) {
         bail!("--nodes is 1 to 8");
+    }
+    if args.cross_node && args.nodes != 2 {
+        bail!("--cross-node needs --nodes 2");
     }
     if args.calls == 0 || args.rate <= 0.0 || args.hold <= 0.0 {
         bail!("--calls, --rate and --hold must be above zero");
@@ -280,7 +290,9 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
     let dir = std::env::temp_dir().join(format!("loadtest-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("switchboard.toml");
-    let mut toml = people_toml(n)?;
+    // With --cross-node, one more person: node 0's away agent, so that its queue is staffed
+    // and calls wait there.
+    let mut toml = people_toml(n + u32::from(args.cross_node))?;
     for number in &extra {
         toml.push_str(&format!(
             "[[numbers]]\nphone_number_id = \"{number}\"\nqueue = \"support\"\n\n"
@@ -315,7 +327,23 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
     }
     let pids: Vec<u32> = nodes.iter().map(|n| n.pid).collect();
     let https: Vec<SocketAddr> = nodes.iter().map(|n| n.http).collect();
-    let http_of = |k: u32| https[(k % args.nodes) as usize];
+    let cross = args.cross_node;
+    // Agents: in turn over the nodes, or all on node 1 when every call must cross.
+    let agent_http = |k: u32| {
+        if cross {
+            https[1]
+        } else {
+            https[(k % args.nodes) as usize]
+        }
+    };
+    // Webhooks: in turn, or all to node 0.
+    let http_of = |k: u32| {
+        if cross {
+            https[0]
+        } else {
+            https[(k % args.nodes) as usize]
+        }
+    };
     let metrics = nodes[0].metrics;
     let idle_rss = rss_of(&pids);
 
@@ -323,16 +351,21 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
     let calls: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     let (ctl_tx, mut ctl) = mpsc::unbounded_channel::<Ctl>();
     let mut hang_up: Vec<mpsc::UnboundedSender<String>> = vec![];
+    let mut hang_up_rx = vec![];
+    for _ in 0..n {
+        let (tx, rx) = mpsc::unbounded_channel();
+        hang_up.push(tx);
+        hang_up_rx.push(rx);
+    }
     let signing = Instant::now();
     let limit = Arc::new(tokio::sync::Semaphore::new(16));
     let mut joins = tokio::task::JoinSet::new();
-    for a in 0..n {
-        let (tx, rx) = mpsc::unbounded_channel();
-        hang_up.push(tx);
-        let (media, calls, ctl_tx, limit) =
-            (media.clone(), calls.clone(), ctl_tx.clone(), limit.clone());
-        let http = http_of(a);
-        joins.spawn(async move {
+    let mut spawn_agents = |joins: &mut tokio::task::JoinSet<()>| {
+        for (a, rx) in (0..n).zip(hang_up_rx.drain(..)) {
+            let (media, calls, ctl_tx, limit) =
+                (media.clone(), calls.clone(), ctl_tx.clone(), limit.clone());
+            let http = agent_http(a);
+            joins.spawn(async move {
             let permit = limit.acquire_owned().await;
             let agent = match start_agent(http, a, media.of(a)).await {
                 Ok(agent) => agent,
@@ -345,10 +378,27 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
             };
             drop(permit);
             agent_loop(agent, a, calls, ctl_tx, rx).await;
-        });
-    }
+            });
+        }
+    };
+    // Node 0's one agent, signed in and away: its queue is staffed, nobody there is free.
+    let _anchor = if cross {
+        let id = format!("a{n}");
+        let token = sign_in(https[0], &id, PASSWORD).await?;
+        let anchor = SimAgent::open(https[0], &id, &token).await?;
+        anchor
+            .send(ClientMsg::SetPresence {
+                available: false,
+                reason: Some("anchor".into()),
+            })
+            .await?;
+        Some(anchor)
+    } else {
+        spawn_agents(&mut joins);
+        None
+    };
     let mut agents_up = std::collections::HashSet::new();
-    while agents_up.len() < n as usize {
+    while !cross && agents_up.len() < n as usize {
         match tokio::time::timeout(Duration::from_secs(60), notes.recv()).await {
             Ok(Some(Note::Connected {
                 caller: false,
@@ -366,10 +416,13 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
     }
     // Connected here is not yet available there: give the last presence a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    eprintln!(
-        "[switchboard] {n} agents signed in with audio in {:.1} s",
-        signing.elapsed().as_secs_f64()
-    );
+    if !cross {
+        eprintln!(
+            "[switchboard] {n} agents signed in with audio in {:.1} s",
+            signing.elapsed().as_secs_f64()
+        );
+    }
+    let mut agents_spawned = !cross;
     let before_calls = sample(&pids);
 
     // The calls: a signed connect webhook each, at `rate`, every caller on the one relay socket.
@@ -447,6 +500,12 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
                     });
                 }
             });
+        }
+        if !agents_spawned && next_call >= n {
+            // --cross-node: every call is placed (and waits on node 0); the agents come now.
+            agents_spawned = true;
+            eprintln!("[switchboard] {n} calls placed on node 0: the agents sign in to node 1");
+            spawn_agents(&mut joins);
         }
         let next_due = if next_call < n {
             ramp + Duration::from_secs_f64(f64::from(next_call) / args.rate)

@@ -144,8 +144,9 @@ async fn adopt(State(st): State<Arc<NodesState>>, headers: HeaderMap, body: Byte
     }
 }
 
-/// Hands this node's waiting calls, oldest of each queue first, to the node of an agent who
-/// is free elsewhere (chosen, like every agent, atomically in Redis), every `every`.
+/// Hands this node's waiting calls, oldest of each queue first, to the nodes of agents who
+/// are free elsewhere (chosen, like every agent, atomically in Redis), every `every`. A claim
+/// that finds this node's own agent ends the queue's turn: the call machines ring it.
 pub async fn move_waiting_calls(
     cluster: Cluster,
     calls: CallsHandle,
@@ -160,24 +161,24 @@ pub async fn move_waiting_calls(
             return;
         }
         let view = floor.borrow_and_update().clone();
-        for (queue, waiting) in &view.queues {
-            let Some(first) = waiting.first() else {
-                continue;
-            };
-            let claimed = match cluster.claim_agent(&queue.0).await {
-                Ok(Some(c)) if c.node != cluster.node() => c,
-                Ok(_) => continue,
-                Err(e) => {
-                    debug!(error = %e, "waiting calls not moved: Redis unavailable");
-                    break;
+        'queues: for (queue, waiting) in &view.queues {
+            // Oldest first, as long as some node has a free agent for the queue.
+            for w in waiting {
+                let claimed = match cluster.claim_agent(&queue.0).await {
+                    Ok(Some(c)) if c.node != cluster.node() => c,
+                    Ok(_) => continue 'queues,
+                    Err(e) => {
+                        debug!(error = %e, "waiting calls not moved: Redis unavailable");
+                        break 'queues;
+                    }
+                };
+                match cluster.url_of(&claimed.node).await {
+                    Ok(Some(url)) => {
+                        info!(call_id = %w.call, node = %claimed.node, agent = %claimed.agent, "a waiting call goes to a free agent on another node");
+                        calls.hand_off(w.call.clone(), claimed.node, url).await;
+                    }
+                    _ => warn!(node = %claimed.node, "no address for a node with a free agent"),
                 }
-            };
-            match cluster.url_of(&claimed.node).await {
-                Ok(Some(url)) => {
-                    info!(call_id = %first.call, node = %claimed.node, agent = %claimed.agent, "a waiting call goes to a free agent on another node");
-                    calls.hand_off(first.call.clone(), claimed.node, url).await;
-                }
-                _ => warn!(node = %claimed.node, "no address for a node with a free agent"),
             }
         }
     }
