@@ -366,18 +366,18 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
                 (media.clone(), calls.clone(), ctl_tx.clone(), limit.clone());
             let http = agent_http(a);
             joins.spawn(async move {
-            let permit = limit.acquire_owned().await;
-            let agent = match start_agent(http, a, media.of(a)).await {
-                Ok(agent) => agent,
-                Err(e) => {
-                    let _ = ctl_tx.send(Ctl::Failed {
-                        what: format!("agent {a}: {e}"),
-                    });
-                    return;
-                }
-            };
-            drop(permit);
-            agent_loop(agent, a, calls, ctl_tx, rx).await;
+                let permit = limit.acquire_owned().await;
+                let agent = match start_agent(http, a, media.of(a)).await {
+                    Ok(agent) => agent,
+                    Err(e) => {
+                        let _ = ctl_tx.send(Ctl::Failed {
+                            what: format!("agent {a}: {e}"),
+                        });
+                        return;
+                    }
+                };
+                drop(permit);
+                agent_loop(agent, a, calls, ctl_tx, rx).await;
             });
         }
     };
