@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use switchboard::app;
 use switchboard::config::{Config, Secret, Settings};
-use switchboard::store::{CallQuery, Outcome};
+use switchboard::store::Outcome;
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -64,18 +64,7 @@ async fn redis_lost_mid_call_unreadies_the_node_and_the_call_carries_on() {
     // A new call is declined the documented way: Graph `reject` at once (Meta shows the
     // caller the business is unavailable), recorded as declined with the reason.
     let new = common::held_call(&sim).await;
-    let deadline = tokio::time::Instant::now() + LONG;
-    let declined = loop {
-        let page = running.store.list(CallQuery::default()).await.unwrap();
-        if let Some(r) = page.calls.into_iter().find(|r| r.call_id == new.call_id) {
-            break r;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the new call was never declined"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let declined = common::record_of(&running.store, &new.call_id, LONG).await;
     assert_eq!(declined.outcome, Outcome::Declined);
     assert!(
         declined.end_reason.contains("Redis"),
@@ -102,16 +91,8 @@ async fn redis_lost_mid_call_unreadies_the_node_and_the_call_carries_on() {
         .await
         .expect("audio keeps flowing without Redis");
     call.hang_up().await;
-    let deadline = tokio::time::Instant::now() + LONG;
-    loop {
-        let page = running.store.list(CallQuery::default()).await.unwrap();
-        if let Some(r) = page.calls.iter().find(|r| r.call_id.0 == id) {
-            assert_eq!(r.outcome, Outcome::Answered);
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no record of {id}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let ended = common::record_of(&running.store, &call.call_id, LONG).await;
+    assert_eq!(ended.outcome, Outcome::Answered);
 
     // Redis back on the same address: the node reconnects by itself and is ready again.
     let _redis = common::Redis::start_on(port);
@@ -174,22 +155,7 @@ async fn a_dead_nodes_calls_are_ended_at_meta_by_another_and_recorded() {
     let running = app::start(config).await.unwrap();
     // node-b's own start-up ends none of node-a's calls: they are node-a's until its lease ends.
     let sim = running.simulator.clone().unwrap();
-    let deadline = tokio::time::Instant::now() + LONG;
-    let record = loop {
-        let page = running.store.list(CallQuery::default()).await.unwrap();
-        if let Some(r) = page
-            .calls
-            .into_iter()
-            .find(|r| r.call_id == dead_call.call_id)
-        {
-            break r;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node-a's call was never ended"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let record = common::record_of(&running.store, &dead_call.call_id, LONG).await;
     assert_eq!(record.outcome, Outcome::Failed);
     assert!(
         record.end_reason.contains("node-a"),

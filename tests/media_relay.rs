@@ -7,22 +7,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use switchboard::media::{DriverCounters, MediaEvent, OPUS_SILENCE};
-use switchboard::sim::peer::{tagged_payload, Outgoing, Peer, Received, Recording};
+use switchboard::media::{DriverCounters, MediaEvent};
+use switchboard::sim::peer::{Outgoing, Received};
 
 const META_TAG: u8 = 1;
 const A_TAG: u8 = 2;
 const B_TAG: u8 = 3;
-
-/// Which sender a payload came from, checking every byte against what that sender made.
-fn origin(p: &[u8]) -> Option<u8> {
-    if p == OPUS_SILENCE {
-        return Some(0);
-    }
-    let tag = *p.get(1)?;
-    let n = u32::from_be_bytes(p.get(2..6)?.try_into().ok()?);
-    (tagged_payload(tag, n) == p).then_some(tag)
-}
 
 /// Polls the engine's counters until `f` holds (there is no event for them); panics after
 /// [`LONG`].
@@ -35,23 +25,6 @@ async fn wait_counter(e: &TestEngine, what: &str, mut f: impl FnMut(&DriverCount
         }
         assert!(Instant::now() < deadline, "never {what}: {c:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// The peer's recording once `f` holds, checked each time the peer hears a packet; panics
-/// after [`LONG`].
-async fn wait_recording(p: &Peer, what: &str, mut f: impl FnMut(&Recording) -> bool) -> Recording {
-    let deadline = Instant::now() + LONG;
-    loop {
-        let heard = p.status().packets_received;
-        let rec = p.recording().await.unwrap();
-        if f(&rec) {
-            return rec;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        p.wait_for(left, |s| s.packets_received > heard)
-            .await
-            .unwrap_or_else(|| panic!("never {what}"));
     }
 }
 

@@ -5,38 +5,12 @@
 
 mod common;
 
-use std::time::Instant;
-
 use common::*;
-use switchboard::media::{MediaEvent, OPUS_SILENCE};
-use switchboard::sim::peer::{tagged_payload, Outgoing, Peer, Received, Recording};
+use switchboard::media::MediaEvent;
+use switchboard::sim::peer::{Outgoing, Received};
 
 const CALLER: u8 = 1;
 const AGENT: u8 = 2;
-
-fn origin(p: &[u8]) -> Option<u8> {
-    if p == OPUS_SILENCE {
-        return Some(0);
-    }
-    let tag = *p.get(1)?;
-    let n = u32::from_be_bytes(p.get(2..6)?.try_into().ok()?);
-    (tagged_payload(tag, n) == p).then_some(tag)
-}
-
-async fn wait_recording(p: &Peer, what: &str, mut f: impl FnMut(&Recording) -> bool) -> Recording {
-    let deadline = Instant::now() + LONG;
-    loop {
-        let heard = p.status().packets_received;
-        let rec = p.recording().await.unwrap();
-        if f(&rec) {
-            return rec;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        p.wait_for(left, |s| s.packets_received > heard)
-            .await
-            .unwrap_or_else(|| panic!("never {what}"));
-    }
-}
 
 fn assert_continuous(who: &str, packets: &[Received]) {
     assert!(packets.len() > 10, "{who} heard {} packets", packets.len());

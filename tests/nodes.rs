@@ -399,7 +399,7 @@ async fn a_session_works_on_every_node_and_guesses_on_both_count_together() {
 /// had and takes B's next call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_calls_end_at_meta_and_its_agent_carries_on_at_another() {
-    use switchboard::store::{CallQuery, Outcome};
+    use switchboard::store::Outcome;
 
     let redis = Redis::start();
     let pg = common::Postgres::start();
@@ -506,18 +506,7 @@ async fn a_killed_nodes_calls_end_at_meta_and_its_agent_carries_on_at_another() 
     node_a.wait().unwrap();
 
     // Node B ends it at Meta and records it, naming node A.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let record = loop {
-        let page = b.store.list(CallQuery::default()).await.unwrap();
-        if let Some(r) = page.calls.into_iter().find(|r| r.call_id == call.call_id) {
-            break r;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node A's call was never ended"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let record = common::record_of(&b.store, &call.call_id, Duration::from_secs(20)).await;
     assert_eq!(record.outcome, Outcome::Failed);
     assert!(
         record.end_reason.contains("node-a"),

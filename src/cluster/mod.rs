@@ -222,17 +222,23 @@ impl Cluster {
         .await??;
         let mut dead = Vec::new();
         for node in members.into_iter().filter(|n| *n != self.node) {
-            let alive: i64 = deadline(
-                redis::cmd("EXISTS")
-                    .arg(lease_key(&node))
-                    .query_async(&mut conn),
-            )
-            .await??;
-            if alive == 0 {
+            if !self.alive(&node).await? {
                 dead.push(node);
             }
         }
         Ok(dead)
+    }
+
+    /// Whether `node`'s lease is current.
+    async fn alive(&self, node: &str) -> Result<bool, ClusterError> {
+        let mut conn = self.conn();
+        let n: i64 = deadline(
+            redis::cmd("EXISTS")
+                .arg(lease_key(node))
+                .query_async(&mut conn),
+        )
+        .await??;
+        Ok(n > 0)
     }
 
     /// Takes the job of ending a dead node's calls: true for exactly one node (`SET NX`), for

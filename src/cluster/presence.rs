@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::{deadline, lease_key, Cluster, ClusterError, PREFIX};
+use super::{deadline, Cluster, ClusterError, PREFIX};
 
 /// Takes the longest-idle agent of a queue whose node is alive. KEYS[1]: the queue's set.
 /// ARGV: prefix, reservation ms. Returns {agent, node} or nil.
@@ -182,16 +182,8 @@ impl Cluster {
                 continue;
             }
             let mine = node == self.node;
-            if !mine {
-                let alive: i64 = deadline(
-                    redis::cmd("EXISTS")
-                        .arg(lease_key(&node))
-                        .query_async(&mut conn),
-                )
-                .await??;
-                if alive == 0 {
-                    continue;
-                }
+            if !mine && !self.alive(&node).await? {
+                continue;
             }
             if best.as_ref().is_none_or(|b| (n, mine) > (b.0, b.1)) {
                 best = Some((n, mine, node));

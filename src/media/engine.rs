@@ -26,7 +26,7 @@ use tracing::{debug, error, info, trace, warn};
 
 use super::dtmf::{self, Report};
 use super::leg::{Leg, LegKind, LegStats, OutStream, Paced, StunKeys};
-use super::rewrite::{Producer, Rewriter, FRAME};
+use super::rewrite::{Producer, FRAME};
 use super::sdp::{self, AnswerEdits, OfferShape};
 use super::MediaError;
 use crate::ids::{LegId, StreamId};
@@ -703,20 +703,7 @@ impl Engine {
         for mid in &mids {
             let mid = Mid::from(mid.as_str());
             if let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, None) {
-                outs.push(OutStream {
-                    ssrc: tx.ssrc(),
-                    source: None,
-                    rewriter: Rewriter::new(rand::random(), rand::random()),
-                    paced: kind == LegKind::WhatsApp,
-                    started: false,
-                    last_source_at: None,
-                    dtmf_queue: VecDeque::new(),
-                    dtmf: None,
-                    dtmf_pause: 0,
-                    hold: None,
-                    announce_start: false,
-                    announce_source: false,
-                });
+                outs.push(OutStream::new(tx.ssrc(), kind == LegKind::WhatsApp));
             }
         }
         if kind == LegKind::WhatsApp && outs.len() != 1 {

@@ -100,6 +100,24 @@ pub(crate) enum Paced {
 }
 
 impl OutStream {
+    /// A new stream on `ssrc` with no source, starting at random sequence and timestamp.
+    pub(crate) fn new(ssrc: Ssrc, paced: bool) -> OutStream {
+        OutStream {
+            ssrc,
+            source: None,
+            rewriter: Rewriter::new(rand::random(), rand::random()),
+            paced,
+            started: false,
+            last_source_at: None,
+            dtmf_queue: VecDeque::new(),
+            dtmf: None,
+            dtmf_pause: 0,
+            hold: None,
+            announce_start: false,
+            announce_source: false,
+        }
+    }
+
     /// What a started, paced stream sends at this 20 ms tick: a report of the engine's own DTMF,
     /// else silence when the source has gone quiet (or there is none), else nothing (the source's
     /// own packets are flowing).

@@ -1300,13 +1300,9 @@ async fn process_bodies(
                     info!("event handed over by another node");
                     log_event(&event);
                 });
-                admitter.own(&event).instrument(span).await;
-                if out.send(event).await.is_err() {
-                    warn!("event receiver gone; webhook processor stops");
+                if !to_calls(admitter, out, event, span, &mut stats).await {
                     return stats;
                 }
-                stats.forwarded += 1;
-                count_events("forwarded", 1);
                 continue;
             }
         };
@@ -1377,16 +1373,31 @@ async fn process_bodies(
                     continue;
                 }
             }
-            admitter.own(&event).instrument(span).await;
-            if out.send(event).await.is_err() {
-                warn!("event receiver gone; webhook processor stops");
+            if !to_calls(admitter, out, event, span, &mut stats).await {
                 return stats;
             }
-            stats.forwarded += 1;
-            count_events("forwarded", 1);
         }
     }
     stats
+}
+
+/// Hands an event this node handles to the call machines (recording, with several nodes,
+/// that it owns a new call); false when they are gone.
+async fn to_calls(
+    admitter: &mut Admitter,
+    out: &mpsc::Sender<WaEvent>,
+    event: WaEvent,
+    span: tracing::Span,
+    stats: &mut ProcessorStats,
+) -> bool {
+    admitter.own(&event).instrument(span).await;
+    if out.send(event).await.is_err() {
+        warn!("event receiver gone; webhook processor stops");
+        return false;
+    }
+    stats.forwarded += 1;
+    count_events("forwarded", 1);
+    true
 }
 
 fn log_event(event: &WaEvent) {

@@ -778,3 +778,58 @@ pub fn call_record(
         }],
     }
 }
+
+/// Which sender a payload came from, checking every byte against what that sender made.
+pub fn origin(p: &[u8]) -> Option<u8> {
+    if p == switchboard::media::OPUS_SILENCE {
+        return Some(0);
+    }
+    let tag = *p.get(1)?;
+    let n = u32::from_be_bytes(p.get(2..6)?.try_into().ok()?);
+    (switchboard::sim::peer::tagged_payload(tag, n) == p).then_some(tag)
+}
+
+/// The peer's recording once `f` holds, checked each time the peer hears a packet; panics
+/// after [`LONG`].
+pub async fn wait_recording(
+    p: &Peer,
+    what: &str,
+    mut f: impl FnMut(&switchboard::sim::peer::Recording) -> bool,
+) -> switchboard::sim::peer::Recording {
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let heard = p.status().packets_received;
+        let rec = p.recording().await.unwrap();
+        if f(&rec) {
+            return rec;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        p.wait_for(left, |s| s.packets_received > heard)
+            .await
+            .unwrap_or_else(|| panic!("never {what}"));
+    }
+}
+
+/// The record of `call` in `store`, once it is written (polled: records have no event here);
+/// panics after `limit`.
+pub async fn record_of(
+    store: &switchboard::store::StoreHandle,
+    call: &switchboard::ids::WaCallId,
+    limit: Duration,
+) -> switchboard::store::CallRecord {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let page = store
+            .list(switchboard::store::CallQuery::default())
+            .await
+            .unwrap();
+        if let Some(r) = page.calls.into_iter().find(|r| r.call_id == *call) {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no record of {call} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
