@@ -743,40 +743,37 @@ impl Engine {
             self.by_candidate.insert((socket, *c), id);
         }
         self.by_ufrag.insert(local_creds.ufrag.clone(), id);
-        self.legs.slots[id.slot as usize].leg = Some(Leg {
+        let mut leg = Leg::new(
             id,
             kind,
             rtc,
             socket,
-            created_at: now,
-            connected: false,
-            closing: None,
-            remote_closed: false,
-            last_rx: now,
-            rtc_timeout: now,
-            scheduled: None,
-            opus_pt,
-            tele_pt,
-            outs,
-            subscribers: Vec::new(),
-            addrs: Vec::new(),
-            ufrag: local_creds.ufrag,
-            stun_keys: StunKeys {
+            now,
+            local_creds.ufrag,
+            StunKeys {
                 local: local_creds.pass,
                 remote: screened.ice_pwd,
             },
-            candidates,
-            dtmf_rx: dtmf::Detector::default(),
-            stats: LegStats::default(),
-        });
-        self.legs.live += 1;
-        info!(leg = %id, kind = kind.name(), port = self.cfg.ports[socket], "leg created");
-        self.drain(now, id);
+        );
+        leg.opus_pt = opus_pt;
+        leg.tele_pt = tele_pt;
+        leg.outs = outs;
+        leg.candidates = candidates;
+        self.install(now, leg);
         Ok(Answer {
             leg: id,
             sdp: sdp_text,
             streams,
         })
+    }
+
+    /// Files a new leg and lets str0m produce what it has to send.
+    fn install(&mut self, now: Instant, leg: Leg) {
+        let (id, kind, socket) = (leg.id, leg.kind, leg.socket);
+        self.legs.slots[id.slot as usize].leg = Some(leg);
+        self.legs.live += 1;
+        info!(leg = %id, kind = kind.name(), port = self.cfg.ports[socket], "leg created");
+        self.drain(now, id);
     }
 
     /// The socket for a new leg whose remote side will send from `remote`: the next one, round

@@ -240,6 +240,42 @@ pub(crate) fn hmac_sha1(key: &[u8], payloads: &[&[u8]]) -> [u8; 20] {
 }
 
 impl Leg {
+    /// A new leg on `socket`, not connected, with nothing routed; the caller fills in its
+    /// payload types, streams and remote candidates.
+    pub(crate) fn new(
+        id: LegId,
+        kind: LegKind,
+        rtc: Rtc,
+        socket: usize,
+        now: Instant,
+        ufrag: String,
+        stun_keys: StunKeys,
+    ) -> Leg {
+        Leg {
+            id,
+            kind,
+            rtc,
+            socket,
+            created_at: now,
+            connected: false,
+            closing: None,
+            remote_closed: false,
+            last_rx: now,
+            rtc_timeout: now,
+            scheduled: None,
+            opus_pt: 111.into(),
+            tele_pt: None,
+            outs: Vec::new(),
+            subscribers: Vec::new(),
+            addrs: Vec::new(),
+            ufrag,
+            stun_keys,
+            candidates: Vec::new(),
+            dtmf_rx: dtmf::Detector::default(),
+            stats: LegStats::default(),
+        }
+    }
+
     /// The earliest moment this leg needs the engine: str0m's timeout, or the connect/idle limit.
     pub(crate) fn deadline(&self, connect_timeout: Duration, idle_timeout: Duration) -> Instant {
         let limit = if self.connected {

@@ -65,35 +65,22 @@ impl Engine {
 
         let id = self.legs.alloc();
         self.by_ufrag.insert(creds.ufrag.clone(), id);
-        self.legs.slots[id.slot as usize].leg = Some(Leg {
+        let mut leg = Leg::new(
             id,
-            kind: LegKind::Trunk,
+            LegKind::Trunk,
             rtc,
             socket,
-            created_at: now,
-            connected: false,
-            closing: None,
-            remote_closed: false,
-            last_rx: now,
-            rtc_timeout: now,
-            scheduled: None,
-            opus_pt: OPUS_PT.into(),
-            tele_pt: Some(TELE_PT.into()),
-            outs: vec![OutStream::new(ssrc.into(), false)],
-            subscribers: Vec::new(),
-            addrs: Vec::new(),
-            ufrag: creds.ufrag,
-            stun_keys: StunKeys {
+            now,
+            creds.ufrag,
+            StunKeys {
                 local: creds.pass,
                 remote: None,
             },
-            candidates: Vec::new(),
-            dtmf_rx: dtmf::Detector::default(),
-            stats: LegStats::default(),
-        });
-        self.legs.live += 1;
-        info!(leg = %id, kind = LegKind::Trunk.name(), port = self.cfg.ports[socket], "leg created");
-        self.drain(now, id);
+        );
+        leg.opus_pt = OPUS_PT.into();
+        leg.tele_pt = Some(TELE_PT.into());
+        leg.outs = vec![OutStream::new(ssrc.into(), false)];
+        self.install(now, leg);
         Ok(Answer {
             leg: id,
             sdp: offer,
