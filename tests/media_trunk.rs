@@ -1,7 +1,8 @@
 //! The internal leg between two nodes' engines, over real UDP on 127.0.0.1: engine A holds a
 //! Meta-shaped caller's leg and offers a trunk; engine B answers it as a WhatsApp leg and joins
 //! it to a browser-shaped agent. Payloads cross both engines untouched, both ends hear one
-//! continuous stream (silence first, then the other side), and closing B's end ends A's.
+//! continuous stream (silence first, then the other side), the caller's DTMF reaches B, and
+//! closing B's end ends A's.
 
 mod common;
 
@@ -110,6 +111,17 @@ async fn a_call_crosses_two_engines_untouched_and_continuous() {
     assert_continuous("agent", &at_agent.packets);
     // The caller heard silence before the agent came, then the agent: one stream throughout.
     assert_eq!(origin(&at_caller.packets[0].payload), Some(0));
+
+    // A digit the caller presses crosses too: node B, which handles the call, hears it.
+    caller
+        .dtmf('5', std::time::Duration::from_millis(120))
+        .await
+        .unwrap();
+    b.expect_event(
+        LONG,
+        |e| matches!(e, MediaEvent::Dtmf { leg, digit, .. } if *leg == trunk_b && *digit == '5'),
+    )
+    .await;
 
     // Node B ends its end (the call ended there): node A's end notices and closes.
     b.handle.close(trunk_b).await.unwrap();

@@ -666,6 +666,19 @@ async fn a_call_waiting_on_one_node_is_taken_by_an_agent_freed_on_the_other() {
             .any(|c| c.call == c3.call_id),
         "node A still lists the call it handed over"
     );
+    // Each side counted it (metrics are flushed on scrape).
+    for (node, series) in [
+        (&n.a, r#"switchboard_calls_handed_over_total{direction="out",result="ok"}"#),
+        (&n.b, r#"switchboard_calls_handed_over_total{direction="in",result="ok"}"#),
+    ] {
+        let scrape = reqwest::get(format!("http://{}/metrics", node.metrics_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(common::metric_value(&scrape, series), Some(1.0), "{series}");
+    }
 
     // The caller hangs up: node B, the owner now, ends the call and writes its record.
     c3.hang_up().await;

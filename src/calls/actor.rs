@@ -283,6 +283,11 @@ pub fn spawn(
     )
 }
 
+fn handed_over(direction: &'static str, result: &'static str) {
+    metrics::counter!(crate::ops::names::CALLS_HANDED_OVER, "direction" => direction, "result" => result)
+        .increment(1);
+}
+
 /// Offers an internal leg, points the Meta leg and it at each other, and hands the call to the
 /// node at `url`; the internal leg once that node answered.
 async fn bridge(
@@ -484,8 +489,10 @@ impl Actor {
                             }
                             let answer = wa.sdp.clone();
                             if self.centre.adopt(Instant::now(), *call, wa) {
+                                handed_over("in", "ok");
                                 let _ = reply.send(Ok(answer));
                             } else {
+                                handed_over("in", "failed");
                                 self.numbers.remove(&id);
                                 let _ = reply.send(Err(CallsError::Offer("draining: no new calls".into())));
                             }
@@ -630,12 +637,14 @@ impl Actor {
     ) {
         match result {
             Ok(trunk) => {
+                handed_over("out", "ok");
                 info!(call_id = %call.call, leg = %wa.leg, %trunk, "waiting call bridged to another node");
                 self.numbers.remove(&call.call);
                 self.bridges.insert(wa.leg, trunk);
                 self.bridges.insert(trunk, wa.leg);
             }
             Err((why, trunk)) => {
+                handed_over("out", "failed");
                 warn!(call_id = %call.call, error = %why, "hand-over failed; the call waits here");
                 if let Some(trunk) = trunk {
                     let media = self.deps.media.clone();

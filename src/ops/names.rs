@@ -16,6 +16,9 @@ pub const CALLS_WITHIN_TARGET: &str = "switchboard_calls_answered_within_target_
 pub const CALLS_ENDED: &str = "switchboard_calls_ended_total";
 /// Calls rejected at Meta before they were answered, by queue and reason.
 pub const CALLS_REJECTED: &str = "switchboard_calls_rejected_total";
+/// Waiting calls handed between nodes: `direction` out (to another node) or in (taken over),
+/// `result` ok or failed.
+pub const CALLS_HANDED_OVER: &str = "switchboard_calls_handed_over_total";
 /// Calls that failed, by queue and the last Meta error code seen.
 pub const CALLS_FAILED: &str = "switchboard_calls_failed_total";
 /// Calls in progress now.
@@ -188,6 +191,10 @@ pub fn describe() {
     describe_counter!(
         CALLS_REJECTED,
         "Calls rejected at Meta before they were answered, by queue and reason."
+    );
+    describe_counter!(
+        CALLS_HANDED_OVER,
+        "Waiting calls handed between nodes, by direction (out, in) and result (ok, failed)."
     );
     describe_counter!(
         CALLS_FAILED,
