@@ -668,8 +668,14 @@ async fn a_call_waiting_on_one_node_is_taken_by_an_agent_freed_on_the_other() {
     );
     // Each side counted it (metrics are flushed on scrape).
     for (node, series) in [
-        (&n.a, r#"switchboard_calls_handed_over_total{direction="out",result="ok"}"#),
-        (&n.b, r#"switchboard_calls_handed_over_total{direction="in",result="ok"}"#),
+        (
+            &n.a,
+            r#"switchboard_calls_handed_over_total{direction="out",result="ok"}"#,
+        ),
+        (
+            &n.b,
+            r#"switchboard_calls_handed_over_total{direction="in",result="ok"}"#,
+        ),
     ] {
         let scrape = reqwest::get(format!("http://{}/metrics", node.metrics_addr))
             .await
