@@ -94,11 +94,14 @@ enum Msg {
         session: u64,
         signed_out: bool,
     },
-    /// Hand a waiting call to `node` (at `url`), which has a free agent for it.
+    /// Hand a waiting call to `node` (at `url`), which has a free agent for it; the reply
+    /// says whether the call was waiting here and is on its way.
     HandOff {
         call: WaCallId,
+        agent: AgentId,
         node: String,
         url: String,
+        reply: oneshot::Sender<bool>,
     },
     /// Take up a waiting call another node hands over, answering its internal leg's offer.
     Adopt {
@@ -202,10 +205,32 @@ impl CallsHandle {
         let _ = self.input(Input::Drain).await;
     }
 
-    /// Hands the waiting call `call` to `node` (reached at `url`), which has a free agent for
-    /// it; if that fails the call goes on waiting here.
-    pub async fn hand_off(&self, call: WaCallId, node: String, url: String) {
-        let _ = self.tx.send(Msg::HandOff { call, node, url }).await;
+    /// Hands the waiting call `call` to `node` (reached at `url`), whose free `agent` was
+    /// chosen for it; false when the call is not waiting here (any more). If the hand-over
+    /// itself fails, the call goes on waiting here.
+    pub async fn hand_off(
+        &self,
+        call: WaCallId,
+        agent: AgentId,
+        node: String,
+        url: String,
+    ) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Msg::HandOff {
+                call,
+                agent,
+                node,
+                url,
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     /// Takes up a waiting call another node hands over with `offer` (its internal leg to the
@@ -571,7 +596,15 @@ impl Actor {
                         .handle(now, Input::AgentLeft { agent, signed_out });
                 }
             }
-            Msg::HandOff { call, node, url } => self.hand_off(now, call, node, url),
+            Msg::HandOff {
+                call,
+                agent,
+                node,
+                url,
+                reply,
+            } => {
+                let _ = reply.send(self.hand_off(now, call, agent, node, url));
+            }
             Msg::Adopt { call, offer, reply } => {
                 let media = self.deps.media.clone();
                 self.tasks.spawn(async move {
@@ -603,14 +636,23 @@ impl Actor {
         }
     }
 
-    /// Releases a waiting call and bridges its Meta leg to `node`, which takes it over.
-    fn hand_off(&mut self, now: Instant, call: WaCallId, node: String, url: String) {
+    /// Releases a waiting call and bridges its Meta leg to `node`, which takes it over; false
+    /// when the call is not waiting here.
+    fn hand_off(
+        &mut self,
+        now: Instant,
+        call: WaCallId,
+        agent: AgentId,
+        node: String,
+        url: String,
+    ) -> bool {
         let Some(link) = self.deps.link.clone() else {
-            return;
+            return false;
         };
-        let Some((handed, wa)) = self.centre.release(now, &call, &link.node) else {
-            return;
+        let Some((mut handed, wa)) = self.centre.release(now, &call, &link.node) else {
+            return false;
         };
+        handed.agent = Some(agent);
         let (media, store) = (self.deps.media.clone(), self.deps.store.clone());
         let span = tracing::info_span!("handoff", call_id = %call, to = %node);
         self.tasks.spawn(
@@ -627,6 +669,7 @@ impl Actor {
             }
             .instrument(span),
         );
+        true
     }
 
     fn handed_off(
@@ -670,6 +713,7 @@ impl Actor {
                 offer_sdp,
                 received_at,
                 unshared,
+                agent,
                 ..
             } => {
                 let served = |n: &String| {
@@ -697,6 +741,7 @@ impl Actor {
                         offer: offer_sdp,
                         received_at: received_at.unwrap_or(now),
                         unshared,
+                        agent: agent.map(AgentId),
                     },
                 );
             }

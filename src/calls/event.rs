@@ -166,6 +166,9 @@ pub enum Input {
         /// With several nodes: the shared state (Redis) could not be reached for it, so no
         /// node could be sure to take it alone or choose its agent: it is declined.
         unshared: bool,
+        /// With several nodes: the agent chosen for it across the cluster, rung first if still
+        /// free here (so the agent taken out of the shared order is the one rung).
+        agent: Option<AgentId>,
     },
     /// Meta's `terminate` webhook: the caller's side ended the call.
     Terminated {

@@ -168,6 +168,8 @@ struct Call {
     agents: Vec<AgentId>,
     /// Since when it waits (kept when it goes back to the front of its queue).
     waiting_since: Option<Instant>,
+    /// With several nodes: the agent chosen for it across the cluster, rung first if free.
+    preferred: Option<AgentId>,
     transitions: Vec<(&'static str, Instant, Option<AgentId>)>,
     meta_errors: Vec<i64>,
     stats: Vec<(String, LegStats)>,
@@ -353,6 +355,7 @@ impl<R: Routing> Centre<R> {
                 offer,
                 received_at,
                 unshared,
+                agent,
             } => self.on_offered(
                 now,
                 received_at.min(now),
@@ -361,6 +364,7 @@ impl<R: Routing> Centre<R> {
                     from,
                     name,
                     business_number,
+                    preferred: agent,
                 },
                 unshared,
                 offer,
@@ -449,6 +453,7 @@ impl<R: Routing> Centre<R> {
             from,
             name,
             business_number,
+            preferred,
         } = caller;
         if self.calls.contains_key(&id) || self.tombstones.1.contains(&id) {
             debug!(call_id = %id, "duplicate or late connect; ignored");
@@ -481,6 +486,7 @@ impl<R: Routing> Centre<R> {
             tried: vec![],
             agents: vec![],
             waiting_since: None,
+            preferred,
             transitions: vec![("offered", now, None)],
             meta_errors: vec![],
             stats: vec![],
@@ -1152,11 +1158,14 @@ impl<R: Routing> Centre<R> {
     /// Pre-accepted (or back from a missed ring): ring the next agent, else apply the queue's
     /// policy.
     fn route_call(&mut self, now: Instant, id: &WaCallId) {
+        // The agent chosen for it across the nodes first, once (a later round is ordinary).
+        let preferred = self.calls.get_mut(id).and_then(|c| c.preferred.take());
         let Some(call) = self.calls.get(id) else {
             return;
         };
         let queue = call.queue.clone();
-        if let Some(agent) = self.routing.next_agent(&queue, &call.tried) {
+        let preferred = preferred.filter(|p| !call.tried.contains(p) && self.free_for(p, &queue));
+        if let Some(agent) = preferred.or_else(|| self.routing.next_agent(&queue, &call.tried)) {
             self.ring(now, id, agent);
             return;
         }
@@ -1726,6 +1735,13 @@ impl<R: Routing> Centre<R> {
         self.notify_presence(agent);
     }
 
+    /// True when `agent` is available and takes calls from `queue`.
+    fn free_for(&self, agent: &AgentId, queue: &QueueId) -> bool {
+        self.routing
+            .agent(agent)
+            .is_some_and(|a| a.presence == Presence::Available && a.queues.contains(queue))
+    }
+
     /// Rings free agents for waiting calls, oldest first per queue.
     fn dispatch(&mut self, now: Instant) {
         for queue in self.routing.queue_ids() {
@@ -1963,11 +1979,12 @@ impl Call {
 }
 
 /// Who calls, as Meta's webhook says.
-/// Who calls, and which of our numbers.
+/// Who calls, which of our numbers, and the agent chosen for the call across the nodes.
 struct Caller {
     from: Option<String>,
     name: Option<String>,
     business_number: Option<String>,
+    preferred: Option<AgentId>,
 }
 
 fn awaits_answer(c: &Call) -> bool {

@@ -166,7 +166,13 @@ pub async fn move_waiting_calls(
             for w in waiting {
                 let claimed = match cluster.claim_agent(&queue.0).await {
                     Ok(Some(c)) if c.node != cluster.node() => c,
-                    Ok(_) => continue 'queues,
+                    Ok(Some(mine)) => {
+                        // This node's own agent: its call machines ring it for the call; no
+                        // reservation needed.
+                        let _ = cluster.give_back(&mine.agent).await;
+                        continue 'queues;
+                    }
+                    Ok(None) => continue 'queues,
                     Err(e) => {
                         debug!(error = %e, "waiting calls not moved: Redis unavailable");
                         break 'queues;
@@ -174,11 +180,22 @@ pub async fn move_waiting_calls(
                 };
                 match cluster.url_of(&claimed.node).await {
                     Ok(Some(url)) => {
-                        info!(call_id = %w.call, node = %claimed.node, agent = %claimed.agent, "a waiting call goes to a free agent on another node");
-                        calls.hand_off(w.call.clone(), claimed.node, url).await;
+                        let node = claimed.node.clone();
+                        let agent = crate::ids::AgentId(claimed.agent.clone());
+                        if calls.hand_off(w.call.clone(), agent, node, url).await {
+                            info!(call_id = %w.call, node = %claimed.node, agent = %claimed.agent, "a waiting call goes to a free agent on another node");
+                            continue;
+                        }
+                        // Not waiting any more (answered here, ended, or its `accept` still in
+                        // flight): the agent is next in line again at once.
+                        debug!(call_id = %w.call, "a waiting call was not released");
                     }
                     _ => warn!(node = %claimed.node, "no address for a node with a free agent"),
                 }
+                if let Err(e) = cluster.give_back(&claimed.agent).await {
+                    debug!(error = %e, "a claimed agent was not given back");
+                }
+                continue 'queues;
             }
         }
     }

@@ -126,6 +126,7 @@ impl World {
             // The webhook arrived 3 ms before the machines heard of it.
             received_at: self.now - Duration::from_millis(3),
             unshared: false,
+            agent: None,
         });
         if !acts
             .iter()
@@ -1030,6 +1031,7 @@ fn set_up_latencies_are_measured_step_by_step_in_simulated_time() {
         offer: "v=0".into(),
         received_at: w.now - ms(3),
         unshared: false,
+        agent: None,
     });
     w.advance(ms(7));
     let l = w.new_leg();
@@ -1241,4 +1243,42 @@ fn a_waiting_call_is_released_to_another_node_and_adopted_there() {
         .drain()
         .iter()
         .any(|x| matches!(x, Action::CloseLeg { leg } if *leg == trunk.leg)));
+}
+
+/// With several nodes, the agent chosen for a call across the cluster (the longest idle of
+/// all nodes, taken out of the shared order) is the one rung, even if another agent of this
+/// node has waited longer here; if that agent is no longer free, the usual order applies.
+#[test]
+fn the_agent_chosen_across_the_nodes_is_rung_first() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("bob", &["support"]);
+    w.advance(Duration::from_secs(5));
+    w.agent_online("alice", &["support"]);
+    let offer = |w: &mut World, id: &str, chosen: &str| {
+        w.input(Input::Offered {
+            call: call(id),
+            from: None,
+            name: None,
+            business_number: None,
+            offer: "v=0".into(),
+            received_at: w.now,
+            unshared: false,
+            agent: Some(agent(chosen)),
+        });
+        let l = w.new_leg();
+        w.input(Input::Answered {
+            call: call(id),
+            result: Ok(WaLeg {
+                leg: l,
+                stream: StreamId { leg: l, index: 0 },
+                sdp: "answer".into(),
+            }),
+        });
+        w.graph_ok(id, GraphAction::PreAccept)
+    };
+    let acts = offer(&mut w, "c1", "alice");
+    assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
+    // alice is ringing now: the next call chosen for her rings bob, the next free one.
+    let acts = offer(&mut w, "c2", "alice");
+    assert_eq!(rang(&acts), vec![("bob".into(), "c2".into())]);
 }

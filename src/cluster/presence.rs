@@ -53,7 +53,7 @@ elseif redis.call('EXISTS', reserved) == 1 then
 end
 local queues = {}
 for i = 6, #ARGV do queues[#queues + 1] = ARGV[i] end
-redis.call('HSET', prefix .. ':agent:' .. agent, 'node', node, 'queues', table.concat(queues, '\n'))
+redis.call('HSET', prefix .. ':agent:' .. agent, 'node', node, 'queues', table.concat(queues, '\n'), 'since', since)
 for _, q in ipairs(queues) do
   redis.call('ZADD', prefix .. ':idle:' .. q, since, agent)
 end
@@ -73,6 +73,20 @@ if info[2] then
   end
 end
 redis.call('DEL', key)
+return 1
+"#;
+
+/// Puts back an agent claimed for a call that did not take it, with the idle time it had.
+/// ARGV: prefix, agent. Returns 1 when put back.
+const GIVE_BACK: &str = r#"
+local prefix, agent = ARGV[1], ARGV[2]
+if redis.call('DEL', prefix .. ':reserved:' .. agent) == 0 then return 0 end
+local info = redis.call('HMGET', prefix .. ':agent:' .. agent, 'node', 'queues', 'since')
+if not info[1] or not info[3] then return 0 end
+if redis.call('EXISTS', prefix .. ':lease:' .. info[1]) == 0 then return 0 end
+for q in string.gmatch(info[2] or '', '[^\n]+') do
+  redis.call('ZADD', prefix .. ':idle:' .. q, info[3], agent)
+end
 return 1
 "#;
 
@@ -148,6 +162,23 @@ impl Cluster {
         )
         .await??;
         Ok(got.map(|(agent, node)| Claimed { agent, node }))
+    }
+
+    /// Puts back an agent claimed for a call that did not take it (the call was no longer
+    /// waiting, or could not be handed over), with the idle time it had: it is next in line
+    /// again at once rather than after its reservation and the next re-publication.
+    pub async fn give_back(&self, agent: &str) -> Result<(), ClusterError> {
+        let mut conn = self.conn();
+        let script = Script::new(GIVE_BACK);
+        let _: i64 = deadline(
+            script
+                .prepare_invoke()
+                .arg(PREFIX)
+                .arg(agent)
+                .invoke_async(&mut conn),
+        )
+        .await??;
+        Ok(())
     }
 
     /// Says how many agents of `queue` are signed in on this node (0 removes the entry).

@@ -164,6 +164,10 @@ pub enum WaEvent {
         /// from [`parse_webhook`]).
         #[serde(skip)]
         received_at: Option<Instant>,
+        /// With several nodes, the agent chosen for it across the cluster (set by the processor
+        /// of the node that took the webhook; rung first by the node that handles the call).
+        #[serde(default)]
+        agent: Option<String>,
         /// Set by the processor when, with several nodes, the shared state (Redis) could not
         /// be asked about this call: the call centre declines it (Graph `reject`, reference
         /// §4.1).
@@ -484,6 +488,7 @@ fn connect_event(
                 deeplink_payload: c.deeplink_payload.clone(),
                 cta_payload: c.cta_payload.clone(),
                 received_at: None,
+                agent: None,
                 unshared: false,
             })
         }
@@ -1105,13 +1110,23 @@ impl Admitter {
 
 impl Admitter {
     /// The node that should handle `event`, when it is another one and can be reached.
-    async fn elsewhere(&mut self, event: &WaEvent) -> Option<(String, String)> {
+    /// The node that should handle `event`, when it is another one and can be reached; a new
+    /// call carries the agent chosen for it either way.
+    async fn elsewhere(&mut self, event: &mut WaEvent) -> Option<Elsewhere> {
         let (cluster, placement) = self.placement.as_ref()?;
         if self.redis_down_until.is_some_and(|t| Instant::now() < t) {
             return None;
         }
-        let node = match placement_of(cluster, placement, event).await {
-            Ok(node) => node?,
+        let (node, agent) = match placement_of(cluster, placement, event).await {
+            Ok((node, agent)) => {
+                if let WaEvent::CallOffered { agent: chosen, .. } = event {
+                    chosen.clone_from(&agent);
+                }
+                match node {
+                    Some(node) if node != cluster.node() => (node, agent),
+                    _ => return None,
+                }
+            }
             Err(e) => {
                 warn!(error = %e, "cluster placement unavailable; this node handles the event");
                 self.redis_down_until = Some(Instant::now() + REDIS_RETRY);
@@ -1119,14 +1134,24 @@ impl Admitter {
             }
         };
         match cluster.url_of(&node).await {
-            Ok(Some(url)) => Some((node, url)),
+            Ok(Some(url)) => Some(Elsewhere { node, url, agent }),
             Ok(None) => {
                 warn!(%node, "no address for the node an event belongs to; handled here");
+                self.give_back(agent).await;
                 None
             }
             Err(e) => {
                 warn!(error = %e, "cluster placement unavailable; this node handles the event");
                 None
+            }
+        }
+    }
+
+    /// Puts back an agent claimed for a call that stays here after all.
+    async fn give_back(&self, agent: Option<String>) {
+        if let (Some((cluster, _)), Some(agent)) = (&self.placement, agent) {
+            if let Err(e) = cluster.give_back(&agent).await {
+                debug!(error = %e, "a claimed agent was not given back");
             }
         }
     }
@@ -1179,15 +1204,21 @@ impl Admitter {
     }
 }
 
-/// The other node that should handle `event`, if it is not this one: a new call's agent's
-/// node (or, nobody free, the best-staffed one); a known call's owner.
+/// Another node that should handle an event, and the agent claimed there for it (a new call).
+struct Elsewhere {
+    node: String,
+    url: String,
+    agent: Option<String>,
+}
+
+/// The node that should handle `event`: a new call's agent's node (or, nobody free, the
+/// best-staffed one), with the agent; a known call's owner. `None`: no node in particular.
 async fn placement_of(
     cluster: &Cluster,
     placement: &Placement,
     event: &WaEvent,
-) -> Result<Option<String>, ClusterError> {
-    let me = cluster.node();
-    let node = match event {
+) -> Result<(Option<String>, Option<String>), ClusterError> {
+    Ok(match event {
         WaEvent::CallOffered {
             phone_number_id, ..
         } => {
@@ -1195,14 +1226,13 @@ async fn placement_of(
             match cluster.claim_agent(&queue).await? {
                 Some(claimed) => {
                     debug!(agent = %claimed.agent, node = %claimed.node, %queue, "longest-idle agent across the nodes");
-                    Some(claimed.node)
+                    (Some(claimed.node), Some(claimed.agent))
                 }
-                None => cluster.most_staffed(&queue).await?,
+                None => (cluster.most_staffed(&queue).await?, None),
             }
         }
-        _ => cluster.owner_of(event.call_id()).await?,
-    };
-    Ok(node.filter(|n| n != me))
+        _ => (cluster.owner_of(event.call_id()).await?, None),
+    })
 }
 
 /// The cluster's verdict on an event this node has not seen: late when any node has taken the
@@ -1359,19 +1389,23 @@ async fn process_bodies(
                 if let WaEvent::CallOffered { unshared, .. } = &mut event {
                     *unshared = true;
                 }
-            } else if let Some((node, url)) =
-                admitter.elsewhere(&event).instrument(span.clone()).await
+            } else if let Some(to) = admitter
+                .elsewhere(&mut event)
+                .instrument(span.clone())
+                .await
             {
                 if admitter
-                    .hand_over(&event, &node, &url)
+                    .hand_over(&event, &to.node, &to.url)
                     .instrument(span.clone())
                     .await
                 {
+                    let node = &to.node;
                     span.in_scope(|| info!(%node, "event handed to the node that handles it"));
                     stats.handed_over += 1;
                     count_events("handed_over", 1);
                     continue;
                 }
+                admitter.give_back(to.agent).await;
             }
             if !to_calls(admitter, out, event, span, &mut stats).await {
                 return stats;
@@ -1740,6 +1774,7 @@ mod tests {
                 deeplink_payload: None,
                 cta_payload: Some("sales".into()),
                 received_at: None,
+                agent: None,
                 unshared: false,
             }]
         );

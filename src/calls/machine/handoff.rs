@@ -12,7 +12,7 @@ use tracing::info;
 
 use super::{Call, Centre, Phase};
 use crate::calls::event::{Action, WaLeg};
-use crate::ids::{QueueId, WaCallId};
+use crate::ids::{AgentId, QueueId, WaCallId};
 use crate::routing::Routing;
 
 /// What travels with a waiting call to the node that takes it over. Times are durations (the
@@ -37,6 +37,9 @@ pub struct HandedCall {
     pub wait_left_ms: u64,
     /// The node it comes from.
     pub from_node: String,
+    /// The agent chosen for it (on the adopting node), rung first if still free there.
+    #[serde(default)]
+    pub agent: Option<AgentId>,
 }
 
 impl<R: Routing> Centre<R> {
@@ -73,6 +76,7 @@ impl<R: Routing> Centre<R> {
             waited_ms: ms(now.saturating_duration_since(call.waiting_since.unwrap_or(now))),
             wait_left_ms: ms(until.saturating_duration_since(now)),
             from_node: node.to_owned(),
+            agent: None,
         };
         info!(call_id = %id, "waiting call released to another node");
         self.actions.push_back(Action::FloorChanged);
@@ -102,7 +106,7 @@ impl<R: Routing> Centre<R> {
             from: handed.from,
             name: handed.name,
             business_number: handed.business_number.clone(),
-            queue,
+            queue: queue.clone(),
             offered_at: received_at,
             received_at,
             phase: Phase::Answering,
@@ -119,6 +123,7 @@ impl<R: Routing> Centre<R> {
             tried: vec![],
             agents: vec![],
             waiting_since: Some(waiting_since),
+            preferred: None,
             transitions: vec![("handed_over", now, None)],
             meta_errors: vec![],
             stats: vec![],
@@ -135,6 +140,10 @@ impl<R: Routing> Centre<R> {
         let wait = (now + Duration::from_millis(handed.wait_left_ms))
             .saturating_duration_since(waiting_since);
         self.enter_queue(now, &id, wait, false);
+        // The agent taken for it in the shared order first, so that agent is the one rung.
+        if let Some(agent) = handed.agent.filter(|a| self.free_for(a, &queue)) {
+            self.ring(now, &id, agent);
+        }
         self.dispatch(now);
         true
     }
