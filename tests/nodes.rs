@@ -111,6 +111,20 @@ fn actions(fake: &FakeGraph, call: &switchboard::ids::WaCallId) -> Vec<String> {
         .collect()
 }
 
+/// Waits until `agent` rings for `call`, and answers it.
+async fn takes(
+    agent: &mut SimAgent,
+    call: &switchboard::whatsapp::simulator::SimulatedCall,
+    who: &str,
+) {
+    let id = agent
+        .ringing(LONG)
+        .await
+        .unwrap_or_else(|e| panic!("{who} never rang: {e}"));
+    assert_eq!(id, call.call_id.0, "{who} rang for another call");
+    agent.answer(&id, LONG).await.unwrap();
+}
+
 fn tone_call(hz: f64) -> CallSpec {
     CallSpec {
         audio: CallerAudio::Tone { hz },
@@ -131,9 +145,7 @@ async fn a_call_reaching_node_a_is_answered_by_an_agent_signed_in_on_node_b() {
         .place_call(tone_call(1000.0))
         .await
         .unwrap();
-    let id = agent.ringing(LONG).await.expect("the agent on B rings");
-    assert_eq!(id, call.call_id.0);
-    agent.answer(&id, LONG).await.unwrap();
+    takes(&mut agent, &call, "the agent on B").await;
     agent
         .media()
         .send(Outgoing::Tone { hz: 440.0 })
@@ -489,9 +501,7 @@ async fn a_killed_nodes_calls_end_at_meta_and_its_agent_carries_on_at_another() 
         .expect("agent1 signs in on node A");
     published(&redis.url(), 1).await;
     let call = sim.place_call(tone_call(800.0)).await.unwrap();
-    let id = agent.ringing(LONG).await.expect("agent1 rings on node A");
-    assert_eq!(id, call.call_id.0);
-    agent.answer(&id, LONG).await.unwrap();
+    takes(&mut agent, &call, "agent1 on node A").await;
     // The call is live in the shared records, under node A.
     let deadline = tokio::time::Instant::now() + LONG;
     while b.store.live_calls_of("node-a").await.unwrap().is_empty() {
@@ -530,9 +540,7 @@ async fn a_killed_nodes_calls_end_at_meta_and_its_agent_carries_on_at_another() 
         .place_call(tone_call(800.0))
         .await
         .unwrap();
-    let id = agent.ringing(LONG).await.expect("agent1 rings on node B");
-    assert_eq!(id, next.call_id.0);
-    agent.answer(&id, LONG).await.unwrap();
+    takes(&mut agent, &next, "agent1 on node B").await;
     next.wait_for(LONG, |p| *p == CallPhase::Accepted)
         .await
         .expect("the next call is answered on node B");
@@ -570,9 +578,7 @@ async fn a_draining_node_takes_no_new_calls_and_hands_its_webhooks_on() {
         .place_call(tone_call(600.0))
         .await
         .unwrap();
-    let id = a2.ringing(LONG).await.expect("agent2 on node B rings");
-    assert_eq!(id, call.call_id.0);
-    a2.answer(&id, LONG).await.unwrap();
+    takes(&mut a2, &call, "agent2 on node B").await;
     call.wait_for(LONG, |p| *p == CallPhase::Accepted)
         .await
         .expect("answered on node B");
@@ -594,13 +600,9 @@ async fn a_call_waiting_on_one_node_is_taken_by_an_agent_freed_on_the_other() {
     let (via_a, via_b) = (n.sim.via(webhook(&n.a)), n.sim.via(webhook(&n.b)));
     // Both agents busy: agent1 (node A) and agent2 (node B).
     let c1 = via_b.place_call(tone_call(500.0)).await.unwrap();
-    let r1 = a1.ringing(LONG).await.expect("agent1 rings");
-    assert_eq!(r1, c1.call_id.0);
-    a1.answer(&r1, LONG).await.unwrap();
+    takes(&mut a1, &c1, "agent1").await;
     let c2 = via_a.place_call(tone_call(500.0)).await.unwrap();
-    let r2 = a2.ringing(LONG).await.expect("agent2 rings");
-    assert_eq!(r2, c2.call_id.0);
-    a2.answer(&r2, LONG).await.unwrap();
+    takes(&mut a2, &c2, "agent2").await;
     published(&n._redis.url(), 0).await;
 
     // The third call waits on node A, accepted, hearing hold audio (here: silence).

@@ -175,6 +175,46 @@ struct Call {
     stats: Vec<(String, LegStats)>,
 }
 
+impl Call {
+    /// A call this centre has just taken up: answering, nothing said to Meta, no agent.
+    fn new(
+        id: WaCallId,
+        caller: Caller,
+        queue: QueueId,
+        received_at: Instant,
+        now: Instant,
+        first: &'static str,
+    ) -> Call {
+        Call {
+            id,
+            from: caller.from,
+            name: caller.name,
+            business_number: caller.business_number,
+            queue,
+            offered_at: received_at,
+            received_at,
+            phase: Phase::Answering,
+            wa: None,
+            connected: false,
+            accept_sent: false,
+            accepted: false,
+            answered_at: None,
+            answer_waits_accept: None,
+            accept_waits_packet: None,
+            answer_waits_caller: None,
+            muted: false,
+            held: false,
+            tried: vec![],
+            agents: vec![],
+            waiting_since: None,
+            preferred: caller.preferred,
+            transitions: vec![(first, now, None)],
+            meta_errors: vec![],
+            stats: vec![],
+        }
+    }
+}
+
 /// One agent's (or supervisor's) session.
 #[derive(Debug, Clone)]
 struct Session {
@@ -464,33 +504,20 @@ impl<R: Routing> Centre<R> {
             .and_then(|n| self.cfg.number_queues.get(n))
             .cloned()
             .unwrap_or_else(|| self.routing.default_queue().clone());
-        let mut call = Call {
-            id: id.clone(),
-            from,
-            name,
-            business_number: business_number.clone(),
-            queue: queue.clone(),
-            offered_at: now,
+        let mut call = Call::new(
+            id.clone(),
+            Caller {
+                from,
+                name,
+                business_number: business_number.clone(),
+                preferred,
+            },
+            queue.clone(),
             received_at,
-            phase: Phase::Answering,
-            wa: None,
-            connected: false,
-            accept_sent: false,
-            accepted: false,
-            answered_at: None,
-            answer_waits_accept: None,
-            accept_waits_packet: None,
-            answer_waits_caller: None,
-            muted: false,
-            held: false,
-            tried: vec![],
-            agents: vec![],
-            waiting_since: None,
-            preferred,
-            transitions: vec![("offered", now, None)],
-            meta_errors: vec![],
-            stats: vec![],
-        };
+            now,
+            "offered",
+        );
+        call.offered_at = now;
         let on_number = self
             .calls
             .values()
@@ -1980,7 +2007,7 @@ impl Call {
 
 /// Who calls, as Meta's webhook says.
 /// Who calls, which of our numbers, and the agent chosen for the call across the nodes.
-struct Caller {
+pub(super) struct Caller {
     from: Option<String>,
     name: Option<String>,
     business_number: Option<String>,

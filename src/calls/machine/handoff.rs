@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::{Call, Centre, Phase};
+use super::{Call, Caller, Centre, Phase};
 use crate::calls::event::{Action, WaLeg};
 use crate::ids::{AgentId, QueueId, WaCallId};
 use crate::routing::Routing;
@@ -101,33 +101,23 @@ impl<R: Routing> Centre<R> {
         } else {
             self.routing.default_queue().clone()
         };
-        let call = Call {
-            id: id.clone(),
-            from: handed.from,
-            name: handed.name,
-            business_number: handed.business_number.clone(),
-            queue: queue.clone(),
-            offered_at: received_at,
+        let mut call = Call::new(
+            id.clone(),
+            Caller {
+                from: handed.from,
+                name: handed.name,
+                business_number: handed.business_number.clone(),
+                preferred: None,
+            },
+            queue.clone(),
             received_at,
-            phase: Phase::Answering,
-            wa: Some(wa.clone()),
-            connected: false,
-            accept_sent: true,
-            accepted: true,
-            answered_at: None,
-            answer_waits_accept: None,
-            accept_waits_packet: None,
-            answer_waits_caller: None,
-            muted: false,
-            held: false,
-            tried: vec![],
-            agents: vec![],
-            waiting_since: Some(waiting_since),
-            preferred: None,
-            transitions: vec![("handed_over", now, None)],
-            meta_errors: vec![],
-            stats: vec![],
-        };
+            now,
+            "handed_over",
+        );
+        call.wa = Some(wa.clone());
+        call.accept_sent = true;
+        call.accepted = true;
+        call.waiting_since = Some(waiting_since);
         info!(call_id = %id, from_node = %handed.from_node, "waiting call taken over from another node");
         self.wa_legs.insert(wa.leg, id.clone());
         self.calls.insert(id.clone(), call);
