@@ -413,14 +413,14 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             config.cluster.lease / 3,
         ))
     });
-    // A call waiting here goes to a node where an agent is free (checked four times a second
-    // while calls wait; nothing is asked of Redis while none does).
+    // Waiting calls are served in the order the nodes share: checked ten times a second while
+    // calls wait (nothing is asked of Redis while none does, once the order is shared).
     let move_task = cluster.clone().map(|c| {
         tokio::spawn(crate::calls::nodes::move_waiting_calls(
             c,
             calls.clone(),
             calls.floor(),
-            std::time::Duration::from_millis(250),
+            std::time::Duration::from_millis(100),
         ))
     });
     let ops = crate::ops::Ops {

@@ -701,3 +701,63 @@ async fn a_call_waiting_on_one_node_is_taken_by_an_agent_freed_on_the_other() {
     n.a.shutdown().await;
     n.b.shutdown().await;
 }
+
+/// Waiting calls are served first come, first served across the nodes: with every agent busy,
+/// call 3 waits on node A and the younger call 4 on node B; the agent freed first, on node B,
+/// takes call 3 (handed over from A), not B's own call 4; the next agent freed, on node A,
+/// takes call 4 (handed over from B).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_calls_are_served_oldest_first_across_the_nodes() {
+    let n = nodes_with(2, |c| c.calls.wrap_up = Duration::ZERO).await;
+    let mut a1 = agent_on(&n.a, "agent1").await;
+    published(&n._redis.url(), 1).await;
+    let mut a2 = agent_on(&n.b, "agent2").await;
+    published(&n._redis.url(), 2).await;
+    let (via_a, via_b) = (n.sim.via(webhook(&n.a)), n.sim.via(webhook(&n.b)));
+    let c1 = via_a.place_call(tone_call(500.0)).await.unwrap();
+    takes(&mut a1, &c1, "agent1").await;
+    let c2 = via_b.place_call(tone_call(500.0)).await.unwrap();
+    takes(&mut a2, &c2, "agent2").await;
+    published(&n._redis.url(), 0).await;
+
+    let waits_on = |node: &Running, call: &switchboard::ids::WaCallId| {
+        node.calls
+            .floor()
+            .borrow()
+            .queues
+            .iter()
+            .any(|(_, w)| w.iter().any(|w| w.call == *call))
+    };
+    let c3 = via_a.place_call(tone_call(700.0)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + LONG;
+    while !waits_on(&n.a, &c3.call_id) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "call 3 never waited on node A"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let c4 = via_b.place_call(tone_call(700.0)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + LONG;
+    while !waits_on(&n.b, &c4.call_id) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "call 4 never waited on node B"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // agent2 (node B) is freed first: the oldest waiting call, on node A, is theirs.
+    c2.hang_up().await;
+    takes(&mut a2, &c3, "agent2 for the older call 3").await;
+    // Then agent1 (node A): call 4, which waited on node B.
+    c1.hang_up().await;
+    takes(&mut a1, &c4, "agent1 for call 4").await;
+    for call in [&c3, &c4] {
+        call.wait_for(LONG, |p| *p == CallPhase::Accepted)
+            .await
+            .expect("answered");
+    }
+    n.a.shutdown().await;
+    n.b.shutdown().await;
+}

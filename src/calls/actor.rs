@@ -103,6 +103,13 @@ enum Msg {
         url: String,
         reply: oneshot::Sender<bool>,
     },
+    /// Ring a free agent of this node for a waiting call (the shared order chose them); the
+    /// reply says whether it rings.
+    Dispatch {
+        call: WaCallId,
+        agent: AgentId,
+        reply: oneshot::Sender<bool>,
+    },
     /// Take up a waiting call another node hands over, answering its internal leg's offer.
     Adopt {
         call: Box<HandedCall>,
@@ -231,6 +238,26 @@ impl CallsHandle {
             return false;
         }
         rx.await.unwrap_or(false)
+    }
+
+    /// Rings `agent` (free here, chosen in the order the nodes share) for the waiting `call`;
+    /// false when either is no longer free.
+    pub async fn dispatch(&self, call: WaCallId, agent: AgentId) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Msg::Dispatch { call, agent, reply })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// Says whether Redis serves the queues' shared order (see [`Input::QueuesShared`]).
+    pub async fn share_queues(&self, on: bool) {
+        let _ = self.input(Input::QueuesShared { on }).await;
     }
 
     /// Takes up a waiting call another node hands over with `offer` (its internal leg to the
@@ -604,6 +631,20 @@ impl Actor {
                 reply,
             } => {
                 let _ = reply.send(self.hand_off(now, call, agent, node, url));
+            }
+            Msg::Dispatch { call, agent, reply } => {
+                self.centre.handle(
+                    now,
+                    Input::Dispatch {
+                        call: call.clone(),
+                        agent: agent.clone(),
+                    },
+                );
+                let rings = matches!(
+                    self.centre.phase(&call),
+                    Some(super::Phase::Ringing { agent: a, .. }) if *a == agent
+                );
+                let _ = reply.send(rings);
             }
             Msg::Adopt { call, offer, reply } => {
                 let media = self.deps.media.clone();

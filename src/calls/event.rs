@@ -266,6 +266,21 @@ pub enum Input {
     /// switchboard is draining: decline new calls (Graph `reject`, so Meta's voicemail or
     /// another node serves the caller); calls in progress go on.
     Drain,
+    /// With several nodes: whether the queues are served first come, first served across the
+    /// nodes (Redis answers). While they are, this centre rings no agent for a waiting call
+    /// by itself: the shared order picks the call and the agent ([`Input::Dispatch`]).
+    QueuesShared {
+        /// True while Redis answers.
+        on: bool,
+    },
+    /// With several nodes: ring `agent` (free here, taken in the shared order) for the waiting
+    /// `call`; nothing when either is no longer free.
+    Dispatch {
+        /// The waiting call.
+        call: WaCallId,
+        /// The agent.
+        agent: AgentId,
+    },
     /// switchboard is stopping: end every call cleanly at Meta.
     Shutdown,
 }

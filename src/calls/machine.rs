@@ -288,6 +288,9 @@ pub struct Centre<R: Routing> {
     service: BTreeMap<QueueId, ServiceLevel>,
     /// New calls are declined; calls in progress go on.
     draining: bool,
+    /// With several nodes and Redis answering: waiting calls get agents through the shared
+    /// order (`Input::Dispatch`), not from `dispatch`.
+    queues_shared: bool,
     cfg: CentreConfig,
     routing: R,
     calls: HashMap<WaCallId, Call>,
@@ -305,6 +308,7 @@ impl<R: Routing> Centre<R> {
             counters: CentreCounters::default(),
             service: BTreeMap::new(),
             draining: false,
+            queues_shared: false,
             cfg,
             routing,
             calls: HashMap::new(),
@@ -444,6 +448,21 @@ impl<R: Routing> Centre<R> {
             Input::AgentLegReady { agent, leg } => self.on_agent_leg(agent, leg),
             Input::AgentLeft { agent, signed_out } => self.on_agent_left(now, agent, signed_out),
             Input::AgentCommand { agent, command } => self.on_command(now, agent, command),
+            Input::QueuesShared { on } => {
+                if on != self.queues_shared {
+                    info!(on, "queues served in the order shared by the nodes");
+                    self.queues_shared = on;
+                }
+            }
+            Input::Dispatch { call, agent } => {
+                let queue = self.calls.get(&call).and_then(|c| match c.phase {
+                    Phase::Queued { .. } => Some(c.queue.clone()),
+                    _ => None,
+                });
+                if queue.is_some_and(|q| self.free_for(&agent, &q)) {
+                    self.ring(now, &call, agent);
+                }
+            }
             Input::Drain => {
                 info!(calls = self.calls.len(), "draining: new calls are declined");
                 self.draining = true;
@@ -1192,7 +1211,11 @@ impl<R: Routing> Centre<R> {
         };
         let queue = call.queue.clone();
         let preferred = preferred.filter(|p| !call.tried.contains(p) && self.free_for(p, &queue));
-        if let Some(agent) = preferred.or_else(|| self.routing.next_agent(&queue, &call.tried)) {
+        // With the order shared, a free agent here may be due to an older call elsewhere.
+        let next = (!self.queues_shared)
+            .then(|| self.routing.next_agent(&queue, &call.tried))
+            .flatten();
+        if let Some(agent) = preferred.or(next) {
             self.ring(now, id, agent);
             return;
         }
@@ -1769,8 +1792,12 @@ impl<R: Routing> Centre<R> {
             .is_some_and(|a| a.presence == Presence::Available && a.queues.contains(queue))
     }
 
-    /// Rings free agents for waiting calls, oldest first per queue.
+    /// Rings free agents for waiting calls, oldest first per queue (with the order shared by
+    /// several nodes, `Input::Dispatch` does instead).
     fn dispatch(&mut self, now: Instant) {
+        if self.queues_shared {
+            return;
+        }
         for queue in self.routing.queue_ids() {
             for w in self.routing.waiting(&queue) {
                 let ready = self

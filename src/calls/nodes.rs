@@ -21,7 +21,8 @@ use tracing::{debug, info, warn};
 
 use super::actor::{CallsHandle, FloorView};
 use super::HandedCall;
-use crate::cluster::{Cluster, NodeKey, FORWARD_HEADER};
+use crate::cluster::{Claimed, Cluster, NodeKey, FORWARD_HEADER};
+use crate::ids::{AgentId, WaCallId};
 
 /// Where a waiting call is handed over.
 pub const ADOPT_PATH: &str = "/internal/v1/adopt";
@@ -144,9 +145,11 @@ async fn adopt(State(st): State<Arc<NodesState>>, headers: HeaderMap, body: Byte
     }
 }
 
-/// Hands this node's waiting calls, oldest of each queue first, to the nodes of agents who
-/// are free elsewhere (chosen, like every agent, atomically in Redis), every `every`. A claim
-/// that finds this node's own agent ends the queue's turn: the call machines ring it.
+/// Serves this node's waiting calls in the order the nodes share, every `every`: for each
+/// queue, oldest first, as long as the call is the oldest waiting in its queue on any node and
+/// an agent is free on any node — this node's agent rings for it here, another node's takes it
+/// over. While Redis does not answer, the call machines go back to serving their waiting calls
+/// by themselves (and again to the shared order once it answers).
 pub async fn move_waiting_calls(
     cluster: Cluster,
     calls: CallsHandle,
@@ -155,48 +158,63 @@ pub async fn move_waiting_calls(
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shared = false;
     loop {
         tick.tick().await;
         if floor.has_changed().is_err() {
             return;
         }
         let view = floor.borrow_and_update().clone();
+        let mut redis_ok = true;
         'queues: for (queue, waiting) in &view.queues {
-            // Oldest first, as long as some node has a free agent for the queue.
             for w in waiting {
-                let claimed = match cluster.claim_agent(&queue.0).await {
-                    Ok(Some(c)) if c.node != cluster.node() => c,
-                    Ok(Some(mine)) => {
-                        // This node's own agent: its call machines ring it for the call; no
-                        // reservation needed.
-                        let _ = cluster.give_back(&mine.agent).await;
-                        continue 'queues;
-                    }
+                let claimed = match cluster.claim_agent_for(&queue.0, &w.call).await {
+                    Ok(Some(c)) => c,
+                    // No agent free anywhere, or an older call waits elsewhere: its turn.
                     Ok(None) => continue 'queues,
                     Err(e) => {
-                        debug!(error = %e, "waiting calls not moved: Redis unavailable");
+                        debug!(error = %e, "waiting calls not served: Redis unavailable");
+                        redis_ok = false;
                         break 'queues;
                     }
                 };
-                match cluster.url_of(&claimed.node).await {
-                    Ok(Some(url)) => {
-                        let node = claimed.node.clone();
-                        let agent = crate::ids::AgentId(claimed.agent.clone());
-                        if calls.hand_off(w.call.clone(), agent, node, url).await {
-                            info!(call_id = %w.call, node = %claimed.node, agent = %claimed.agent, "a waiting call goes to a free agent on another node");
-                            continue;
-                        }
-                        // Not waiting any more (answered here, ended, or its `accept` still in
-                        // flight): the agent is next in line again at once.
-                        debug!(call_id = %w.call, "a waiting call was not released");
-                    }
-                    _ => warn!(node = %claimed.node, "no address for a node with a free agent"),
+                if serve(&cluster, &calls, &w.call, &claimed).await {
+                    continue;
                 }
+                // Not waiting any more (answered, ended, its `accept` still in flight) or the
+                // agent no longer free: the agent is next in line again at once.
                 if let Err(e) = cluster.give_back(&claimed.agent).await {
                     debug!(error = %e, "a claimed agent was not given back");
                 }
                 continue 'queues;
             }
         }
+        if redis_ok && !shared {
+            redis_ok = cluster.ping().await.is_ok();
+        }
+        if redis_ok != shared {
+            shared = redis_ok;
+            calls.share_queues(shared).await;
+        }
     }
+}
+
+/// Rings this node's `claimed` agent for `call`, or hands `call` to the agent's node; false
+/// when neither happened.
+async fn serve(cluster: &Cluster, calls: &CallsHandle, call: &WaCallId, claimed: &Claimed) -> bool {
+    let agent = AgentId(claimed.agent.clone());
+    if claimed.node == cluster.node() {
+        return calls.dispatch(call.clone(), agent).await;
+    }
+    let Ok(Some(url)) = cluster.url_of(&claimed.node).await else {
+        warn!(node = %claimed.node, "no address for a node with a free agent");
+        return false;
+    };
+    let handed = calls
+        .hand_off(call.clone(), agent, claimed.node.clone(), url)
+        .await;
+    if handed {
+        info!(call_id = %call, node = %claimed.node, agent = %claimed.agent, "a waiting call goes to a free agent on another node");
+    }
+    handed
 }

@@ -1,5 +1,6 @@
 //! Publishes this node's floor to the other nodes (with several, through `crate::cluster`):
-//! which of its agents are available and since when, and how many are signed in to each queue.
+//! which of its agents are available and since when, how many are signed in to each queue, and
+//! which calls wait in its queues and since when.
 //! The call machines stay the single owner of their agents' presence; this task only mirrors
 //! what they publish, so that another node's webhook can choose the longest-idle agent across
 //! the cluster and hand the call to this node.
@@ -17,7 +18,7 @@ use tracing::{debug, warn};
 
 use super::actor::FloorView;
 use crate::cluster::{Cluster, ClusterError, Idle};
-use crate::ids::{AgentId, QueueId};
+use crate::ids::{AgentId, QueueId, WaCallId};
 use crate::routing::Presence;
 
 /// Mirrors `floor` into the cluster until the floor's sender is gone. Every `every` it
@@ -31,6 +32,7 @@ pub async fn share_floor(
 ) {
     let mut published: HashMap<AgentId, (Instant, Vec<QueueId>)> = HashMap::new();
     let mut staffed: HashMap<QueueId, usize> = HashMap::new();
+    let mut waiting: HashMap<WaCallId, (QueueId, Instant)> = HashMap::new();
     let mut resync = tokio::time::interval(every);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
@@ -49,6 +51,10 @@ pub async fn share_floor(
         let result = publish(&cluster, &mut published, &want, full).await;
         let result = match result {
             Ok(()) => publish_staffed(&cluster, &mut staffed, counts).await,
+            e => e,
+        };
+        let result = match result {
+            Ok(()) => publish_waiting(&cluster, &mut waiting, &view, full).await,
             e => e,
         };
         match result {
@@ -119,6 +125,42 @@ async fn publish(
         };
         cluster.offer_agent(&idle, fresh).await?;
         published.insert(id.clone(), entry.clone());
+    }
+    Ok(())
+}
+
+/// Mirrors the calls waiting here (a draining node's too: they still need an agent).
+async fn publish_waiting(
+    cluster: &Cluster,
+    published: &mut HashMap<WaCallId, (QueueId, Instant)>,
+    view: &FloorView,
+    full: bool,
+) -> Result<(), ClusterError> {
+    let want: HashMap<WaCallId, (QueueId, Instant)> = view
+        .queues
+        .iter()
+        .flat_map(|(q, ws)| {
+            ws.iter()
+                .map(move |w| (w.call.clone(), (q.clone(), w.since)))
+        })
+        .collect();
+    let gone: Vec<(WaCallId, QueueId)> = published
+        .iter()
+        .filter(|(call, _)| !want.contains_key(*call))
+        .map(|(call, (q, _))| (call.clone(), q.clone()))
+        .collect();
+    for (call, queue) in gone {
+        cluster.withdraw_waiting(&queue.0, &call).await?;
+        published.remove(&call);
+    }
+    for (call, entry) in &want {
+        if published.get(call) == Some(entry) && !full {
+            continue;
+        }
+        cluster
+            .offer_waiting(&entry.0 .0, call, wall_ms(entry.1))
+            .await?;
+        published.insert(call.clone(), entry.clone());
     }
     Ok(())
 }

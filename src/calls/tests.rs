@@ -1282,3 +1282,43 @@ fn the_agent_chosen_across_the_nodes_is_rung_first() {
     let acts = offer(&mut w, "c2", "alice");
     assert_eq!(rang(&acts), vec![("bob".into(), "c2".into())]);
 }
+
+/// With the queues' order shared by several nodes, a freed agent here is not rung for a call
+/// waiting here by the centre itself (an older call may wait on another node); the shared
+/// order's `Dispatch` rings them, and only while both are free. Without Redis the centre
+/// serves its own queue again.
+#[test]
+fn with_the_order_shared_waiting_calls_are_rung_only_when_dispatched() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("bob", &["support"]);
+    w.talking_call("c1", "bob");
+    w.input(Input::QueuesShared { on: true });
+    w.ringing_call("c2");
+    w.graph_ok("c2", GraphAction::Accept);
+    assert!(matches!(w.c.phase(&call("c2")), Some(Phase::Queued { .. })));
+    // bob hangs up and finishes wrap-up: free, and not rung for c2 by the centre.
+    w.command("bob", Command::HangUp { call: call("c1") });
+    w.advance(Duration::from_secs(60));
+    assert_eq!(w.presence("bob"), Presence::Available);
+    assert!(matches!(w.c.phase(&call("c2")), Some(Phase::Queued { .. })));
+    // The shared order picks c2 for bob.
+    let acts = w.input(Input::Dispatch {
+        call: call("c2"),
+        agent: agent("bob"),
+    });
+    assert_eq!(rang(&acts), vec![("bob".into(), "c2".into())]);
+    // A dispatch for an agent no longer free does nothing.
+    w.ringing_call("c3");
+    w.graph_ok("c3", GraphAction::Accept);
+    let acts = w.input(Input::Dispatch {
+        call: call("c3"),
+        agent: agent("bob"),
+    });
+    assert!(rang(&acts).is_empty());
+    // carol signs in: not rung for c3 by the centre while the order is shared...
+    w.agent_online("carol", &["support"]);
+    assert!(matches!(w.c.phase(&call("c3")), Some(Phase::Queued { .. })));
+    // ...and at once when Redis is lost: the centre serves its own queue again.
+    let acts = w.input(Input::QueuesShared { on: false });
+    assert_eq!(rang(&acts), vec![("carol".into(), "c3".into())]);
+}

@@ -7,7 +7,13 @@
 //! asking at the same instant get two different agents. Only the agent's own node rings it;
 //! the reservation keeps the periodic re-publication from putting it back before it does.
 //!
+//! Waiting calls are shared the same way, so that each queue is served first come, first
+//! served across the nodes: a call waits on one node, and gets an agent (on any node) only
+//! when no older call waits in its queue anywhere.
+//!
 //! Keys: `switchboard:idle:<queue>` (sorted set: agent → idle-since ms),
+//! `switchboard:waiting:<queue>` (sorted set: call → waiting-since ms),
+//! `switchboard:waiting-node` (hash: call → node),
 //! `switchboard:agent:<agent>` (hash: node, queues), `switchboard:reserved:<agent>`,
 //! `switchboard:staffed:<queue>` (hash: node → agents signed in to the queue there).
 
@@ -16,11 +22,27 @@ use std::time::Duration;
 use redis::Script;
 
 use super::{deadline, Cluster, ClusterError, PREFIX};
+use crate::ids::WaCallId;
 
-/// Takes the longest-idle agent of a queue whose node is alive. KEYS[1]: the queue's set.
-/// ARGV: prefix, reservation ms. Returns {agent, node} or nil.
+/// Takes the longest-idle agent of a queue whose node is alive, for a call, first come first
+/// served: a new call (ARGV[3] empty) gets none while any call waits in the queue on a live
+/// node, a waiting call (ARGV[3] its id) only when it is the oldest waiting there; it then
+/// leaves the waiting order. Waiting calls of nodes whose lease ran out are dropped from the
+/// order on the way. KEYS[1]: the queue's idle agents, KEYS[2]: its waiting calls.
+/// ARGV: prefix, reservation ms, call. Returns {agent, node} or nil.
 const CLAIM: &str = r#"
-local prefix = ARGV[1]
+local prefix, call = ARGV[1], ARGV[3]
+local owners = prefix .. ':waiting-node'
+for _ = 1, 64 do
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)
+  if #oldest == 0 or oldest[1] == call then break end
+  local node = redis.call('HGET', owners, oldest[1])
+  if node and redis.call('EXISTS', prefix .. ':lease:' .. node) == 1 then
+    return false
+  end
+  redis.call('ZREM', KEYS[2], oldest[1])
+  redis.call('HDEL', owners, oldest[1])
+end
 for _ = 1, 64 do
   local top = redis.call('ZRANGE', KEYS[1], 0, 0)
   if #top == 0 then return false end
@@ -34,6 +56,10 @@ for _ = 1, 64 do
   end
   if info[1] and redis.call('EXISTS', prefix .. ':lease:' .. info[1]) == 1 then
     redis.call('SET', prefix .. ':reserved:' .. agent, info[1], 'PX', ARGV[2])
+    if call ~= '' then
+      redis.call('ZREM', KEYS[2], call)
+      redis.call('HDEL', owners, call)
+    end
     return {agent, info[1]}
   end
 end
@@ -87,6 +113,16 @@ if redis.call('EXISTS', prefix .. ':lease:' .. info[1]) == 0 then return 0 end
 for q in string.gmatch(info[2] or '', '[^\n]+') do
   redis.call('ZADD', prefix .. ':idle:' .. q, info[3], agent)
 end
+return 1
+"#;
+
+/// Withdraws a waiting call, if this node published it. KEYS[1]: the queue's waiting calls.
+/// ARGV: prefix, node, call.
+const WITHDRAW_WAITING: &str = r#"
+local owners = ARGV[1] .. ':waiting-node'
+if redis.call('HGET', owners, ARGV[3]) ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[3])
+redis.call('HDEL', owners, ARGV[3])
 return 1
 "#;
 
@@ -150,18 +186,79 @@ impl Cluster {
 
     /// Takes the longest-idle available agent of `queue` across the cluster for one call:
     /// atomically, so no other call can take it too.
+    /// For a new call: none while calls wait in the queue on any node (they come first).
     pub async fn claim_agent(&self, queue: &str) -> Result<Option<Claimed>, ClusterError> {
+        self.claim_for(queue, "").await
+    }
+
+    /// Takes the longest-idle available agent of `queue` across the cluster for the waiting
+    /// `call`, if no older call waits in that queue on a live node; the call then leaves the
+    /// waiting order.
+    pub async fn claim_agent_for(
+        &self,
+        queue: &str,
+        call: &WaCallId,
+    ) -> Result<Option<Claimed>, ClusterError> {
+        self.claim_for(queue, &call.0).await
+    }
+
+    async fn claim_for(&self, queue: &str, call: &str) -> Result<Option<Claimed>, ClusterError> {
         let mut conn = self.conn();
         let script = Script::new(CLAIM);
         let got: Option<(String, String)> = deadline(
             script
                 .key(idle_key(queue))
+                .key(waiting_key(queue))
                 .arg(PREFIX)
                 .arg(RESERVATION.as_millis() as u64)
+                .arg(call)
                 .invoke_async(&mut conn),
         )
         .await??;
         Ok(got.map(|(agent, node)| Claimed { agent, node }))
+    }
+
+    /// Publishes a call waiting in `queue` on this node since `since_ms` (UNIX ms).
+    pub async fn offer_waiting(
+        &self,
+        queue: &str,
+        call: &WaCallId,
+        since_ms: u64,
+    ) -> Result<(), ClusterError> {
+        let mut conn = self.conn();
+        deadline(
+            redis::pipe()
+                .atomic()
+                .cmd("ZADD")
+                .arg(waiting_key(queue))
+                .arg(since_ms)
+                .arg(&call.0)
+                .ignore()
+                .cmd("HSET")
+                .arg(owners_key())
+                .arg(&call.0)
+                .arg(&self.node)
+                .ignore()
+                .query_async::<()>(&mut conn),
+        )
+        .await??;
+        Ok(())
+    }
+
+    /// Withdraws a waiting call this node published (answered, handed over or ended).
+    pub async fn withdraw_waiting(&self, queue: &str, call: &WaCallId) -> Result<(), ClusterError> {
+        let mut conn = self.conn();
+        let script = Script::new(WITHDRAW_WAITING);
+        let _: i64 = deadline(
+            script
+                .key(waiting_key(queue))
+                .arg(PREFIX)
+                .arg(&self.node)
+                .arg(&call.0)
+                .invoke_async(&mut conn),
+        )
+        .await??;
+        Ok(())
     }
 
     /// Puts back an agent claimed for a call that did not take it (the call was no longer
@@ -226,6 +323,14 @@ impl Cluster {
 
 fn idle_key(queue: &str) -> String {
     format!("{PREFIX}:idle:{queue}")
+}
+
+fn waiting_key(queue: &str) -> String {
+    format!("{PREFIX}:waiting:{queue}")
+}
+
+fn owners_key() -> String {
+    format!("{PREFIX}:waiting-node")
 }
 
 fn staffed_key(queue: &str) -> String {
