@@ -1,10 +1,10 @@
 //! The node-to-node side of the call centre (several nodes): `POST /internal/v1/adopt`, where
 //! another node hands this one a waiting call together with its offer of an internal leg to the
-//! call's Meta leg, and the task that hands this node's waiting calls to a node with a free
-//! agent.
+//! call's Meta leg, and the task that serves this node's waiting calls in the queue order the
+//! nodes share (ringing an agent here, or handing the call to the free agent's node).
 //!
 //! *Does not touch*: media or Meta directly — the calls actor does, through
-//! [`CallsHandle::adopt`] and [`CallsHandle::hand_off`].
+//! [`CallsHandle::adopt`], [`CallsHandle::hand_off`] and [`CallsHandle::dispatch`].
 
 use std::sync::Arc;
 use std::time::Duration;
