@@ -176,3 +176,79 @@ async fn a_dead_nodes_calls_are_ended_at_meta_by_another_and_recorded() {
         .is_empty());
     running.shutdown().await;
 }
+
+/// The queue order in Redis, through `Cluster` directly: a waiting call gets an agent only when
+/// it is the oldest waiting (calls that began in the same millisecond are ordered by id, and
+/// the one refused is told which call goes first and whose it is); a new call gets none while
+/// any call waits; a dead node's waiting call drops out of the order; an agent claimed and
+/// given back is next in line again.
+#[tokio::test]
+async fn the_shared_queue_serves_the_oldest_call_first() {
+    use switchboard::cluster::{Claim, Cluster, Idle};
+    use switchboard::ids::WaCallId;
+
+    let redis = common::Redis::start();
+    let a = Cluster::connect(&redis.url(), "node-a").await.unwrap();
+    let b = Cluster::connect(&redis.url(), "node-b").await.unwrap();
+    for n in [&a, &b] {
+        n.renew_lease(Duration::from_secs(30)).await.unwrap();
+    }
+    let idle = |agent: &str, since_ms| Idle {
+        agent: agent.into(),
+        since_ms,
+        queues: vec!["support".into()],
+    };
+    b.offer_agent(&idle("bob", 1_000), true).await.unwrap();
+    b.offer_agent(&idle("bea", 2_000), true).await.unwrap();
+    let (x, y) = (WaCallId("wacid.X".into()), WaCallId("wacid.Y".into()));
+    // Same millisecond: X before Y by id.
+    a.offer_waiting("support", &y, 5_000).await.unwrap();
+    a.offer_waiting("support", &x, 5_000).await.unwrap();
+    assert_eq!(
+        a.claim_agent_for("support", &y).await.unwrap(),
+        Claim::Older {
+            call: x.clone(),
+            node: "node-a".into()
+        }
+    );
+    assert!(
+        b.claim_agent("support").await.unwrap().is_none(),
+        "calls wait"
+    );
+    let Claim::Agent(first) = a.claim_agent_for("support", &x).await.unwrap() else {
+        panic!("X is the oldest");
+    };
+    assert_eq!(
+        (first.agent.as_str(), first.node.as_str()),
+        ("bob", "node-b")
+    );
+    // Given back (X did not take bob after all): bob, idle longest, is next again.
+    a.give_back("bob").await.unwrap();
+    let Claim::Agent(second) = a.claim_agent_for("support", &y).await.unwrap() else {
+        panic!("Y is the oldest now");
+    };
+    assert_eq!(second.agent, "bob");
+    // Nobody waits: a new call takes the next agent.
+    assert_eq!(
+        b.claim_agent("support").await.unwrap().unwrap().agent,
+        "bea"
+    );
+
+    // A waiting call of a node whose lease ran out does not hold up the queue.
+    let c = Cluster::connect(&redis.url(), "node-c").await.unwrap();
+    c.renew_lease(Duration::from_millis(50)).await.unwrap();
+    c.offer_waiting("support", &WaCallId("wacid.OLD".into()), 1)
+        .await
+        .unwrap();
+    b.offer_agent(&idle("bob", 3_000), true).await.unwrap();
+    a.offer_waiting("support", &x, 6_000).await.unwrap();
+    assert!(matches!(
+        a.claim_agent_for("support", &x).await.unwrap(),
+        Claim::Older { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(matches!(
+        a.claim_agent_for("support", &x).await.unwrap(),
+        Claim::Agent(_)
+    ));
+}

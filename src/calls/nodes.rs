@@ -6,6 +6,7 @@
 //! *Does not touch*: media or Meta directly — the calls actor does, through
 //! [`CallsHandle::adopt`], [`CallsHandle::hand_off`] and [`CallsHandle::dispatch`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use super::actor::{CallsHandle, FloorView};
 use super::HandedCall;
-use crate::cluster::{Claimed, Cluster, NodeKey, FORWARD_HEADER};
+use crate::cluster::{Claim, Claimed, Cluster, NodeKey, FORWARD_HEADER};
 use crate::ids::{AgentId, WaCallId};
 
 /// Where a waiting call is handed over.
@@ -167,18 +168,48 @@ pub async fn move_waiting_calls(
         let view = floor.borrow_and_update().clone();
         let mut redis_ok = true;
         'queues: for (queue, waiting) in &view.queues {
-            for w in waiting {
-                let claimed = match cluster.claim_agent_for(&queue.0, &w.call).await {
-                    Ok(Some(c)) => c,
-                    // No agent free anywhere, or an older call waits elsewhere: its turn.
-                    Ok(None) => continue 'queues,
+            let mut order: VecDeque<WaCallId> = waiting.iter().map(|w| w.call.clone()).collect();
+            // Every call may be tried once more after an older one of ours is moved first.
+            let mut budget = order.len() * 2 + 2;
+            while let Some(call) = order.pop_front() {
+                if budget == 0 {
+                    break;
+                }
+                budget -= 1;
+                let claimed = match cluster.claim_agent_for(&queue.0, &call).await {
+                    Ok(Claim::Agent(c)) => c,
+                    // No agent free anywhere, or an older call waits on another node: its turn.
+                    Ok(Claim::NoAgent) => continue 'queues,
+                    Ok(Claim::Older { call: older, node }) => {
+                        if node != cluster.node() {
+                            continue 'queues;
+                        }
+                        // Ours: two calls that began to wait in the same millisecond (or clocks
+                        // read a moment apart) may be ordered otherwise here than in Redis; the
+                        // older one first. Not waiting here any more: a stale entry.
+                        match order.iter().position(|c| *c == older) {
+                            Some(at) => {
+                                order.remove(at);
+                                order.push_front(call);
+                                order.push_front(older);
+                            }
+                            None => {
+                                if let Err(e) = cluster.withdraw_waiting(&queue.0, &older).await {
+                                    debug!(error = %e, "a stale waiting call not withdrawn");
+                                    continue 'queues;
+                                }
+                                order.push_front(call);
+                            }
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         debug!(error = %e, "waiting calls not served: Redis unavailable");
                         redis_ok = false;
                         break 'queues;
                     }
                 };
-                if serve(&cluster, &calls, &w.call, &claimed).await {
+                if serve(&cluster, &calls, &call, &claimed).await {
                     continue;
                 }
                 // Not waiting any more (answered, ended, its `accept` still in flight) or the

@@ -26,7 +26,7 @@ pub mod presence;
 pub mod sessions;
 
 pub use calls::{ForwardRefused, NodeKey, EVENTS_PATH, FORWARD_HEADER};
-pub use presence::{Claimed, Idle};
+pub use presence::{Claim, Claimed, Idle};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 

@@ -29,7 +29,8 @@ use crate::ids::WaCallId;
 /// node, a waiting call (ARGV[3] its id) only when it is the oldest waiting there; it then
 /// leaves the waiting order. Waiting calls of nodes whose lease ran out are dropped from the
 /// order on the way. KEYS[1]: the queue's idle agents, KEYS[2]: its waiting calls.
-/// ARGV: prefix, reservation ms, call. Returns {agent, node} or nil.
+/// ARGV: prefix, reservation ms, call. Returns {agent, node}; {'older', call, node} when an
+/// older call waits; nil when no agent is free.
 const CLAIM: &str = r#"
 local prefix, call = ARGV[1], ARGV[3]
 local owners = prefix .. ':waiting-node'
@@ -38,7 +39,7 @@ for _ = 1, 64 do
   if #oldest == 0 or oldest[1] == call then break end
   local node = redis.call('HGET', owners, oldest[1])
   if node and redis.call('EXISTS', prefix .. ':lease:' .. node) == 1 then
-    return false
+    return {'older', oldest[1], node}
   end
   redis.call('ZREM', KEYS[2], oldest[1])
   redis.call('HDEL', owners, oldest[1])
@@ -140,6 +141,22 @@ pub struct Idle {
     pub queues: Vec<String>,
 }
 
+/// What a waiting call got from [`Cluster::claim_agent_for`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// An agent, taken for it.
+    Agent(Claimed),
+    /// No agent is free in its queue on any node.
+    NoAgent,
+    /// An older call waits in its queue, on `node`: that one first.
+    Older {
+        /// The older call.
+        call: WaCallId,
+        /// Its node.
+        node: String,
+    },
+}
+
 /// The agent chosen for a call, and the node it is signed in on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {
@@ -188,7 +205,10 @@ impl Cluster {
     /// atomically, so no other call can take it too.
     /// For a new call: none while calls wait in the queue on any node (they come first).
     pub async fn claim_agent(&self, queue: &str) -> Result<Option<Claimed>, ClusterError> {
-        self.claim_for(queue, "").await
+        Ok(match self.claim_for(queue, "").await? {
+            Claim::Agent(c) => Some(c),
+            _ => None,
+        })
     }
 
     /// Takes the longest-idle available agent of `queue` across the cluster for the waiting
@@ -198,14 +218,14 @@ impl Cluster {
         &self,
         queue: &str,
         call: &WaCallId,
-    ) -> Result<Option<Claimed>, ClusterError> {
+    ) -> Result<Claim, ClusterError> {
         self.claim_for(queue, &call.0).await
     }
 
-    async fn claim_for(&self, queue: &str, call: &str) -> Result<Option<Claimed>, ClusterError> {
+    async fn claim_for(&self, queue: &str, call: &str) -> Result<Claim, ClusterError> {
         let mut conn = self.conn();
         let script = Script::new(CLAIM);
-        let got: Option<(String, String)> = deadline(
+        let got: Option<Vec<String>> = deadline(
             script
                 .key(idle_key(queue))
                 .key(waiting_key(queue))
@@ -215,7 +235,17 @@ impl Cluster {
                 .invoke_async(&mut conn),
         )
         .await??;
-        Ok(got.map(|(agent, node)| Claimed { agent, node }))
+        Ok(match got.as_deref() {
+            Some([agent, node]) => Claim::Agent(Claimed {
+                agent: agent.clone(),
+                node: node.clone(),
+            }),
+            Some([_, call, node]) => Claim::Older {
+                call: WaCallId(call.clone()),
+                node: node.clone(),
+            },
+            _ => Claim::NoAgent,
+        })
     }
 
     /// Publishes a call waiting in `queue` on this node since `since_ms` (UNIX ms).
