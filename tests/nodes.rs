@@ -16,7 +16,7 @@ use switchboard::config::{Secret, Settings};
 use switchboard::sim::agent::SimAgent;
 use switchboard::sim::peer::Outgoing;
 use switchboard::whatsapp::simulator::{
-    CallPhase, CallSpec, CallerAudio, FakeGraph, Simulator, SimulatorConfig,
+    CallPhase, CallSpec, CallerAudio, FakeGraph, SimulatedCall, Simulator, SimulatorConfig,
 };
 
 struct Nodes {
@@ -109,6 +109,48 @@ fn actions(fake: &FakeGraph, call: &switchboard::ids::WaCallId) -> Vec<String> {
         .filter(|r| r.call_id.as_ref() == Some(call))
         .filter_map(|r| r.action.as_ref().map(|a| a.as_str().to_owned()))
         .collect()
+}
+
+/// agent1 on node A and agent2 on node B, each on a call: every agent busy.
+async fn both_busy(n: &Nodes) -> (SimAgent, SimAgent, SimulatedCall, SimulatedCall) {
+    let mut a1 = agent_on(&n.a, "agent1").await;
+    published(&n._redis.url(), 1).await;
+    let mut a2 = agent_on(&n.b, "agent2").await;
+    published(&n._redis.url(), 2).await;
+    let c1 = n
+        .sim
+        .via(webhook(&n.b))
+        .place_call(tone_call(500.0))
+        .await
+        .unwrap();
+    takes(&mut a1, &c1, "agent1").await;
+    let c2 = n
+        .sim
+        .via(webhook(&n.a))
+        .place_call(tone_call(500.0))
+        .await
+        .unwrap();
+    takes(&mut a2, &c2, "agent2").await;
+    published(&n._redis.url(), 0).await;
+    (a1, a2, c1, c2)
+}
+
+/// Waits until `call` waits in one of `node`'s queues (its floor; polled).
+async fn waits_on(node: &Running, call: &switchboard::ids::WaCallId, what: &str) {
+    let floor = node.calls.floor();
+    let deadline = tokio::time::Instant::now() + LONG;
+    while !floor
+        .borrow()
+        .queues
+        .iter()
+        .any(|(_, w)| w.iter().any(|w| w.call == *call))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until `agent` rings for `call`, and answers it.
@@ -593,37 +635,19 @@ async fn a_draining_node_takes_no_new_calls_and_hands_its_webhooks_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_waiting_on_one_node_is_taken_by_an_agent_freed_on_the_other() {
     let n = nodes_with(2, |c| c.calls.wrap_up = Duration::ZERO).await;
-    let mut a1 = agent_on(&n.a, "agent1").await;
-    published(&n._redis.url(), 1).await;
-    let mut a2 = agent_on(&n.b, "agent2").await;
-    published(&n._redis.url(), 2).await;
-    let (via_a, via_b) = (n.sim.via(webhook(&n.a)), n.sim.via(webhook(&n.b)));
-    // Both agents busy: agent1 (node A) and agent2 (node B).
-    let c1 = via_b.place_call(tone_call(500.0)).await.unwrap();
-    takes(&mut a1, &c1, "agent1").await;
-    let c2 = via_a.place_call(tone_call(500.0)).await.unwrap();
-    takes(&mut a2, &c2, "agent2").await;
-    published(&n._redis.url(), 0).await;
+    let (_a1, mut a2, _c1, c2) = both_busy(&n).await;
 
     // The third call waits on node A, accepted, hearing hold audio (here: silence).
-    let c3 = via_a.place_call(tone_call(1000.0)).await.unwrap();
+    let c3 = n
+        .sim
+        .via(webhook(&n.a))
+        .place_call(tone_call(1000.0))
+        .await
+        .unwrap();
     c3.wait_for(LONG, |p| *p == CallPhase::Accepted)
         .await
         .expect("the waiting call is accepted");
-    let waiting = n.a.calls.floor();
-    let deadline = tokio::time::Instant::now() + LONG;
-    while !waiting
-        .borrow()
-        .queues
-        .iter()
-        .any(|(_, w)| w.iter().any(|w| w.call == c3.call_id))
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "call 3 never waited on node A"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    waits_on(&n.a, &c3.call_id, "call 3 on node A").await;
 
     // agent2's call ends: agent2, on node B, is free first.
     c2.hang_up().await;
@@ -709,43 +733,21 @@ async fn a_call_waiting_on_one_node_is_taken_by_an_agent_freed_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_calls_are_served_oldest_first_across_the_nodes() {
     let n = nodes_with(2, |c| c.calls.wrap_up = Duration::ZERO).await;
-    let mut a1 = agent_on(&n.a, "agent1").await;
-    published(&n._redis.url(), 1).await;
-    let mut a2 = agent_on(&n.b, "agent2").await;
-    published(&n._redis.url(), 2).await;
-    let (via_a, via_b) = (n.sim.via(webhook(&n.a)), n.sim.via(webhook(&n.b)));
-    let c1 = via_a.place_call(tone_call(500.0)).await.unwrap();
-    takes(&mut a1, &c1, "agent1").await;
-    let c2 = via_b.place_call(tone_call(500.0)).await.unwrap();
-    takes(&mut a2, &c2, "agent2").await;
-    published(&n._redis.url(), 0).await;
-
-    let waits_on = |node: &Running, call: &switchboard::ids::WaCallId| {
-        node.calls
-            .floor()
-            .borrow()
-            .queues
-            .iter()
-            .any(|(_, w)| w.iter().any(|w| w.call == *call))
-    };
-    let c3 = via_a.place_call(tone_call(700.0)).await.unwrap();
-    let deadline = tokio::time::Instant::now() + LONG;
-    while !waits_on(&n.a, &c3.call_id) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "call 3 never waited on node A"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let c4 = via_b.place_call(tone_call(700.0)).await.unwrap();
-    let deadline = tokio::time::Instant::now() + LONG;
-    while !waits_on(&n.b, &c4.call_id) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "call 4 never waited on node B"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (mut a1, mut a2, c1, c2) = both_busy(&n).await;
+    let c3 = n
+        .sim
+        .via(webhook(&n.a))
+        .place_call(tone_call(700.0))
+        .await
+        .unwrap();
+    waits_on(&n.a, &c3.call_id, "call 3 on node A").await;
+    let c4 = n
+        .sim
+        .via(webhook(&n.b))
+        .place_call(tone_call(700.0))
+        .await
+        .unwrap();
+    waits_on(&n.b, &c4.call_id, "call 4 on node B").await;
 
     // agent2 (node B) is freed first: the oldest waiting call, on node A, is theirs.
     c2.hang_up().await;
