@@ -153,6 +153,51 @@ async fn waits_on(node: &Running, call: &switchboard::ids::WaCallId, what: &str)
     }
 }
 
+/// `call`'s caller (playing `caller_hz`) and `agent` hear each other: the agent plays 440 Hz,
+/// each end hears the other's dominant frequency, and the caller's packets form one stream
+/// with no sequence gap from its first (silence or hold) packet on.
+async fn hear_each_other(call: &SimulatedCall, agent: &SimAgent, caller_hz: f64) {
+    agent
+        .media()
+        .send(Outgoing::Tone { hz: 440.0 })
+        .await
+        .unwrap();
+    let caller = call.peer().expect("the caller's media");
+    let heard = caller.status().packets_received;
+    caller
+        .wait_for(LONG, |s| s.packets_received > heard + 100)
+        .await
+        .expect("the caller hears the agent");
+    let theirs = agent.media().status().packets_received;
+    agent
+        .media()
+        .wait_for(LONG, |s| s.packets_received > theirs + 75)
+        .await
+        .expect("the agent hears the caller");
+    let at_caller = caller.recording().await.unwrap();
+    let (hz, _) = at_caller.heard.expect("the caller hears a tone");
+    assert!((hz - 440.0).abs() < 15.0, "the caller heard {hz} Hz");
+    let at_agent = agent.media().recording().await.unwrap();
+    let (hz, _) = at_agent.heard.expect("the agent hears a tone");
+    assert!((hz - caller_hz).abs() < 15.0, "the agent heard {hz} Hz");
+    let seqs: Vec<u64> = at_caller.packets.iter().map(|p| p.seq).collect();
+    let gaps = seqs.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    assert_eq!(gaps, 0, "sequence gaps at the caller");
+}
+
+/// Waits for `agent` to be told its call ended.
+async fn call_ended(agent: &mut SimAgent, who: &str) {
+    agent
+        .expect(LONG, "call_ended", |m| {
+            matches!(
+                m,
+                switchboard::signaling::protocol::ServerMsg::CallEnded { .. }
+            )
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the call never ended at {who}: {e}"));
+}
+
 /// Waits until `agent` rings for `call`, and answers it.
 async fn takes(
     agent: &mut SimAgent,
@@ -188,37 +233,10 @@ async fn a_call_reaching_node_a_is_answered_by_an_agent_signed_in_on_node_b() {
         .await
         .unwrap();
     takes(&mut agent, &call, "the agent on B").await;
-    agent
-        .media()
-        .send(Outgoing::Tone { hz: 440.0 })
-        .await
-        .unwrap();
     call.wait_for(LONG, |p| *p == CallPhase::Accepted)
         .await
         .expect("accepted");
-    let caller = call.peer().expect("the caller's media");
-    let heard = caller.status().packets_received;
-    caller
-        .wait_for(LONG, |s| s.packets_received > heard + 75)
-        .await
-        .expect("the caller hears the agent");
-    let theirs = agent.media().status().packets_received;
-    agent
-        .media()
-        .wait_for(LONG, |s| s.packets_received > theirs + 75)
-        .await
-        .expect("the agent hears the caller");
-
-    let at_caller = caller.recording().await.unwrap();
-    let (hz, _) = at_caller.heard.expect("the caller hears a tone");
-    assert!((hz - 440.0).abs() < 15.0, "the caller heard {hz} Hz");
-    let at_agent = agent.media().recording().await.unwrap();
-    let (hz, _) = at_agent.heard.expect("the agent hears a tone");
-    assert!((hz - 1000.0).abs() < 15.0, "the agent heard {hz} Hz");
-    // One continuous stream at the caller: silence first, then the agent, no sequence gap.
-    let seqs: Vec<u64> = at_caller.packets.iter().map(|p| p.seq).collect();
-    let gaps = seqs.windows(2).filter(|w| w[1] != w[0] + 1).count();
-    assert_eq!(gaps, 0, "sequence gaps at the caller");
+    hear_each_other(&call, &agent, 1000.0).await;
     // Node B answered Meta (pre_accept, accept), once.
     let acts = actions(&n.fake, &call.call_id);
     assert_eq!(
@@ -234,15 +252,7 @@ async fn a_call_reaching_node_a_is_answered_by_an_agent_signed_in_on_node_b() {
 
     // The caller's terminate reaches node A (or B): either way node B, the owner, ends the call.
     call.hang_up().await;
-    agent
-        .expect(LONG, "call_ended", |m| {
-            matches!(
-                m,
-                switchboard::signaling::protocol::ServerMsg::CallEnded { .. }
-            )
-        })
-        .await
-        .expect("the call ends at the agent on B");
+    call_ended(&mut agent, "the agent on B").await;
     n.a.shutdown().await;
     n.b.shutdown().await;
 }
@@ -651,38 +661,8 @@ async fn a_call_waiting_on_one_node_is_taken_by_an_agent_freed_on_the_other() {
 
     // agent2's call ends: agent2, on node B, is free first.
     c2.hang_up().await;
-    let r3 = a2
-        .ringing(LONG)
-        .await
-        .expect("agent2 rings for the waiting call");
-    assert_eq!(r3, c3.call_id.0);
-    a2.answer(&r3, LONG).await.unwrap();
-    a2.media().send(Outgoing::Tone { hz: 440.0 }).await.unwrap();
-    let caller = c3.peer().expect("the caller's media");
-    let heard = caller.status().packets_received;
-    caller
-        .wait_for(LONG, |s| s.packets_received > heard + 100)
-        .await
-        .expect("the caller hears the agent");
-    let theirs = a2.media().status().packets_received;
-    a2.media()
-        .wait_for(LONG, |s| s.packets_received > theirs + 75)
-        .await
-        .expect("the agent hears the caller");
-    let at_caller = caller.recording().await.unwrap();
-    let (hz, _) = at_caller.heard.expect("the caller hears a tone");
-    assert!((hz - 440.0).abs() < 15.0, "the caller heard {hz} Hz");
-    let (hz, _) = a2
-        .media()
-        .recording()
-        .await
-        .unwrap()
-        .heard
-        .expect("the agent hears a tone");
-    assert!((hz - 1000.0).abs() < 15.0, "the agent heard {hz} Hz");
-    let seqs: Vec<u64> = at_caller.packets.iter().map(|p| p.seq).collect();
-    let gaps = seqs.windows(2).filter(|w| w[1] != w[0] + 1).count();
-    assert_eq!(gaps, 0, "sequence gaps at the caller");
+    takes(&mut a2, &c3, "agent2, for the waiting call").await;
+    hear_each_other(&c3, &a2, 1000.0).await;
     assert!(
         !n.a.calls
             .floor()
@@ -714,14 +694,7 @@ async fn a_call_waiting_on_one_node_is_taken_by_an_agent_freed_on_the_other() {
 
     // The caller hangs up: node B, the owner now, ends the call and writes its record.
     c3.hang_up().await;
-    a2.expect(LONG, "call_ended", |m| {
-        matches!(
-            m,
-            switchboard::signaling::protocol::ServerMsg::CallEnded { .. }
-        )
-    })
-    .await
-    .expect("the call ends at the agent on node B");
+    call_ended(&mut a2, "the agent on node B").await;
     n.a.shutdown().await;
     n.b.shutdown().await;
 }

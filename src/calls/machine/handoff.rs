@@ -54,14 +54,12 @@ impl<R: Routing> Centre<R> {
         node: &str,
     ) -> Option<(HandedCall, WaLeg)> {
         let call = self.calls.get(id)?;
-        let Phase::Queued { until } = call.phase else {
+        let (Phase::Queued { until }, true, Some(wa)) = (&call.phase, call.accepted, &call.wa)
+        else {
             return None;
         };
-        if !call.accepted || call.wa.is_none() {
-            return None;
-        }
+        let (until, wa) = (*until, wa.clone());
         let call = self.calls.remove(id)?;
-        let wa = call.wa.clone()?;
         self.wa_legs.remove(&wa.leg);
         self.routing.dequeue(&call.queue, id);
         self.tombstone(id.clone());
