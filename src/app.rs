@@ -449,8 +449,29 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         .merge(http::supervisors_only(
             crate::store::http::router(store.clone()),
             auth.clone(),
-        ))
-        .into_make_service_with_connect_info::<SocketAddr>();
+        ));
+    let public_limits = http::serve::ListenerLimits::public(
+        &config.http,
+        config.auth.trust_forwarded_for,
+        media_ports.len()
+            * if config.media.public_ip6.is_some() {
+                2
+            } else {
+                1
+            },
+    );
+    let router = if config.auth.trust_forwarded_for {
+        http::serve::per_client_requests(router, config.http.max_connections_per_client.get())
+    } else {
+        router
+    };
+    info!(
+        max_connections = public_limits.max_connections,
+        max_per_client = config.http.max_connections_per_client.get(),
+        header_timeout_secs = public_limits.header_timeout.as_secs_f64(),
+        request_timeout_secs = public_limits.request_timeout.as_secs_f64(),
+        "HTTP limits"
+    );
 
     let metrics_listener = TcpListener::bind(config.metrics_addr)
         .await
@@ -464,23 +485,27 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             addr: config.metrics_addr,
             source,
         })?;
-    let metrics_server = tokio::spawn(async move {
-        let _ = axum::serve(metrics_listener, crate::ops::metrics_router(recorder)).await;
-    });
+    let metrics_limits = http::serve::ListenerLimits::metrics(&config.http);
+    let metrics_server = tokio::spawn(http::serve::serve(
+        metrics_listener,
+        crate::ops::metrics_router(recorder),
+        metrics_limits,
+        "metrics",
+        std::future::pending(),
+    ));
     let flush = tokio::spawn(ops.clone().flush_forever());
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let r = axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = http_stop_rx.await;
-            })
-            .await;
-        if let Err(e) = r {
-            warn!(error = %e, "HTTP server stopped");
-        }
-    });
+    let server = tokio::spawn(http::serve::serve(
+        listener,
+        router,
+        public_limits,
+        "public",
+        async {
+            let _ = http_stop_rx.await;
+        },
+    ));
     info!(http = %http_addr, metrics = %metrics_addr, media = %media_addr, sandbox = config.is_sandbox(), "switchboard started");
     let calls_for_shutdown = calls.clone();
     let ops_for_shutdown = ops;

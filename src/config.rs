@@ -119,6 +119,24 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Queues, business numbers and the call lifecycle's timers.
     pub calls: CallsConfig,
+    /// Timeouts and connection caps of the HTTP listeners.
+    pub http: HttpLimits,
+}
+
+/// What one client may hold of an HTTP listener, and for how long (`crate::http::serve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// From a connection's accept, or the end of its last response, to the end of the next
+    /// request's headers: a connection idle or trickling its headers longer is closed. It is
+    /// the keep-alive idle timeout too.
+    pub header_timeout: Duration,
+    /// Longest time a request may take, its body included; then 408 and the connection closes.
+    pub request_timeout: Duration,
+    /// Connections held at once; `None`: worked out at start from the open-file limit.
+    pub max_connections: Option<NonZeroUsize>,
+    /// Connections one client address may hold at once (behind a trusted proxy: requests in
+    /// flight, by the `X-Forwarded-For` address).
+    pub max_connections_per_client: NonZeroUsize,
 }
 
 /// Several nodes: the Redis they share (`crate::cluster`).
@@ -286,6 +304,15 @@ pub mod defaults {
     pub const DB_PATH: &str = "switchboard.db";
     /// `SWITCHBOARD_SESSION_HOURS`: a working day and then some.
     pub const SESSION_HOURS: f64 = 12.0;
+    /// Seconds for a request's headers, and idle between requests.
+    pub const HTTP_HEADER_TIMEOUT_SECS: f64 = 10.0;
+    /// Seconds for a whole request, its body included.
+    pub const HTTP_REQUEST_TIMEOUT_SECS: f64 = 30.0;
+    /// HTTP connections one client address may hold.
+    pub const HTTP_MAX_CONNECTIONS_PER_CLIENT: std::num::NonZeroUsize =
+        std::num::NonZeroUsize::new(256).expect("not zero");
+    /// The most connections a listener may be set to hold.
+    pub const HTTP_MAX_CONNECTIONS_CAP: usize = 1_000_000;
 }
 
 /// Every setting as it may come from flags or the environment (clap fills both).
@@ -416,6 +443,21 @@ pub struct Settings {
     /// last `X-Forwarded-For` entry, which the proxy appends. [default: false]
     #[arg(long, env = "SWITCHBOARD_TRUST_FORWARDED_FOR", value_parser = clap::builder::BoolishValueParser::new())]
     pub trust_forwarded_for: Option<bool>,
+    /// Seconds a connection may take to send a request's headers, and stay idle between
+    /// requests; then it is closed. [default: 10]
+    #[arg(long, env = "SWITCHBOARD_HTTP_HEADER_TIMEOUT")]
+    pub http_header_timeout: Option<f64>,
+    /// Seconds a request may take, body included; then it is answered 408. [default: 30]
+    #[arg(long, env = "SWITCHBOARD_HTTP_REQUEST_TIMEOUT")]
+    pub http_request_timeout: Option<f64>,
+    /// HTTP connections held at once on the public listener (the metrics listener gets 64).
+    /// [default: from the open-file limit, at most 4096]
+    #[arg(long, env = "SWITCHBOARD_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
+    /// HTTP connections one client address may hold at once (with
+    /// SWITCHBOARD_TRUST_FORWARDED_FOR: requests in flight per forwarded address). [default: 256]
+    #[arg(long, env = "SWITCHBOARD_HTTP_MAX_CONNECTIONS_PER_CLIENT")]
+    pub http_max_connections_per_client: Option<usize>,
 }
 
 /// The config file's shape; every key optional, unknown keys refused.
@@ -445,6 +487,17 @@ struct FileConfig {
     queues: Vec<FileQueue>,
     #[serde(default)]
     numbers: Vec<FileNumber>,
+    #[serde(default)]
+    http: FileHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    header_timeout: Option<f64>,
+    request_timeout: Option<f64>,
+    max_connections: Option<usize>,
+    max_connections_per_client: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -553,6 +606,7 @@ impl Config {
 
     fn from_layers(s: Settings, f: FileConfig) -> Result<Config, ConfigError> {
         let calls = calls_config(&s, &f)?;
+        let http = http_limits(&s, &f.http)?;
         let http_addr = parse_addr(
             "SWITCHBOARD_HTTP_ADDR",
             s.http_addr.or(f.http_addr).as_deref(),
@@ -728,6 +782,7 @@ impl Config {
                 node_url: node_url(s.node_url.or(f.cluster.node_url))?,
             },
             calls,
+            http,
         })
     }
 
@@ -1069,6 +1124,44 @@ fn media_shards(value: Option<usize>, ports: usize) -> Result<usize, ConfigError
 /// The most media engine threads: a leg's id names its shard in a byte, and past this many
 /// cores the node is better split.
 const MAX_SHARDS: usize = 64;
+
+fn http_limits(s: &Settings, f: &FileHttp) -> Result<HttpLimits, ConfigError> {
+    let connections = |key: &'static str, value: Option<usize>| match value {
+        Some(n) => NonZeroUsize::new(n)
+            .filter(|n| n.get() <= defaults::HTTP_MAX_CONNECTIONS_CAP)
+            .map(Some)
+            .ok_or_else(|| ConfigError::Invalid {
+                key,
+                reason: format!(
+                    "{n} is not a number of connections between 1 and {}",
+                    defaults::HTTP_MAX_CONNECTIONS_CAP
+                ),
+            }),
+        None => Ok(None),
+    };
+    Ok(HttpLimits {
+        header_timeout: seconds(
+            "SWITCHBOARD_HTTP_HEADER_TIMEOUT",
+            s.http_header_timeout.or(f.header_timeout),
+            defaults::HTTP_HEADER_TIMEOUT_SECS,
+        )?,
+        request_timeout: seconds(
+            "SWITCHBOARD_HTTP_REQUEST_TIMEOUT",
+            s.http_request_timeout.or(f.request_timeout),
+            defaults::HTTP_REQUEST_TIMEOUT_SECS,
+        )?,
+        max_connections: connections(
+            "SWITCHBOARD_HTTP_MAX_CONNECTIONS",
+            s.http_max_connections.or(f.max_connections),
+        )?,
+        max_connections_per_client: connections(
+            "SWITCHBOARD_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+            s.http_max_connections_per_client
+                .or(f.max_connections_per_client),
+        )?
+        .unwrap_or(defaults::HTTP_MAX_CONNECTIONS_PER_CLIENT),
+    })
+}
 
 fn count(
     key: &'static str,

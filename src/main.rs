@@ -77,7 +77,11 @@ fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     match cli.log_format {
-        LogFormat::Human => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // Colour codes only for a terminal: in a file or a log collector they are noise.
+        LogFormat::Human => tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(filter)
+            .init(),
         // Span fields (the call id) ride along on every line of the call.
         LogFormat::Json => tracing_subscriber::fmt()
             .json()

@@ -273,3 +273,31 @@ async fn a_second_agent_page_takes_a_transfer_and_the_caller_hears_that_agent() 
     drop(second);
     running.shutdown().await;
 }
+
+/// How many "Place a test call" buttons a person can see on the page.
+const TEST_CALL_BUTTONS: &str = "eval [...document.querySelectorAll('button')]\
+    .filter((b) => b.textContent.trim() === 'Place a test call' && b.checkVisibility()).length";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_call_button_shows_in_the_sandbox_only() {
+    // In the sandbox the button is there to press.
+    let running = sandbox().await;
+    let mut b = agent_page(&running, "agent1", 440.0).await;
+    assert_eq!(b.run(TEST_CALL_BUTTONS).await, "1");
+    running.shutdown().await;
+
+    // With real credentials it could only fail: nobody sees it.
+    let (_fake, _events, mut config) = common::live_config(Settings {
+        cookie_secure: Some(false),
+        ..Settings::default()
+    })
+    .await;
+    config.auth.people = common::agents(1);
+    let running = app::start(config).await.unwrap();
+    let url = format!("http://{}/", running.http_addr);
+    b.sign_in(&url, "agent1", common::PASSWORD).await;
+    // The page decides before it shows the desk, where the state is.
+    b.run("wait_text state Available").await;
+    assert_eq!(b.run(TEST_CALL_BUTTONS).await, "0");
+    running.shutdown().await;
+}

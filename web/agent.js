@@ -186,9 +186,10 @@ const s = session({
   onMessage,
   onSignedIn: async (who) => {
     me = who;
-    show('desk', true);
+    // Decided before the desk shows, so the desk never shows a button that can only fail.
     const sandbox = await fetch('/sandbox/calls', { method: 'GET' }).then((x) => x.status === 405, () => false);
     show('sandbox', sandbox);
+    show('desk', true);
     loadRecent();
   },
 });

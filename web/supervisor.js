@@ -43,6 +43,10 @@ async function loadRecords(ev) {
 
 const secs = (s) => `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 
+function shortCallId(id) {
+  return !id ? '' : id.length <= 12 ? id : `…${id.slice(-8)}`;
+}
+
 function cell(row, text) {
   const td = document.createElement('td');
   td.textContent = text ?? '';
@@ -90,7 +94,9 @@ function render(m, send) {
     if (!seen || seen.label !== label) seenSince.set(a.id, { label, at: Date.now() });
     cell(tr, label);
     cell(tr, secs(Math.floor((Date.now() - seenSince.get(a.id).at) / 1000)));
-    cell(tr, p.call_id || '');
+    // Meta's call ids are ~70 characters: the last 8 tell calls apart, the whole id on hover.
+    const call = cell(tr, shortCallId(p.call_id));
+    if (p.call_id) call.title = p.call_id;
     cell(tr, a.queues.join(', '));
     agents.appendChild(tr);
   }

@@ -947,16 +947,27 @@ impl<R: Routing> Centre<R> {
         });
         s.role = role;
         s.online = true;
-        let connected = s.connected;
-        if !resumed || self.routing.agent(&agent).is_none() {
-            self.routing.sign_in(now, agent.clone(), queues);
-            if !connected {
-                // Nobody is rung before their audio is up; the leg's connection makes them
-                // available.
+        // A new page (a reload, or a second session replacing the first) brings a
+        // PeerConnection of its own: the audio is up again only once that one connects.
+        s.connected = false;
+        if resumed {
+            let available = self
+                .routing
+                .agent(&agent)
+                .is_some_and(|a| matches!(a.presence, Presence::Available));
+            if available {
                 let _ = self
                     .routing
                     .set_presence(now, &agent, false, Some(NO_AUDIO.into()));
             }
+        }
+        if !resumed || self.routing.agent(&agent).is_none() {
+            self.routing.sign_in(now, agent.clone(), queues);
+            // Nobody is rung before their audio is up; the leg's connection makes them
+            // available.
+            let _ = self
+                .routing
+                .set_presence(now, &agent, false, Some(NO_AUDIO.into()));
         }
         info!(%agent, resumed, "agent signed in");
         self.notify_presence(&agent);
@@ -1021,6 +1032,31 @@ impl<R: Routing> Centre<R> {
         }
         match command {
             Command::SetPresence { available, reason } => {
+                let audio_up = self.sessions.get(&agent).is_some_and(|s| s.connected);
+                if available && !audio_up {
+                    // Never rung without audio: away with the system's reason, which the leg's
+                    // connection turns into available (`on_media_connected`).
+                    match self
+                        .routing
+                        .set_presence(now, &agent, false, Some(NO_AUDIO.into()))
+                    {
+                        Ok(()) => {
+                            self.notify_presence(&agent);
+                            self.actions.push_back(Action::FloorChanged);
+                            self.notify(
+                                agent,
+                                refuse(
+                                    "no_audio",
+                                    "your audio connection is not up; you become available \
+                                     as soon as it is"
+                                        .into(),
+                                ),
+                            );
+                        }
+                        Err(e) => self.notify(agent, refuse("busy", e.to_string())),
+                    }
+                    return;
+                }
                 match self.routing.set_presence(now, &agent, available, reason) {
                     Ok(()) => {
                         self.notify_presence(&agent);

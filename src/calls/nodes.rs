@@ -108,6 +108,8 @@ struct NodesState {
 pub fn router(key: NodeKey, calls: CallsHandle, cluster: Cluster) -> Router {
     Router::new()
         .route(ADOPT_PATH, post(adopt))
+        // An adopted call is its offer and a few ids: a few KiB.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
         .with_state(Arc::new(NodesState {
             key,
             calls,

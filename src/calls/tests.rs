@@ -916,6 +916,70 @@ fn nobody_is_rung_before_their_audio_is_up() {
 }
 
 #[test]
+fn asking_to_be_available_without_audio_keeps_the_agent_away_and_unrung() {
+    let mut w = World::new(queue_policy());
+    w.input(Input::AgentJoined {
+        agent: agent("alice"),
+        role: Role::Agent,
+        queues: vec!["support".into()],
+    });
+    w.agent_online("bob", &["support"]);
+    let acts = w.command(
+        "alice",
+        Command::SetPresence {
+            available: true,
+            reason: None,
+        },
+    );
+    assert!(acts.iter().any(|a| matches!(a,
+        Action::Notify { agent: a, notice: Notice::Refused { code: "no_audio", .. } } if a.0 == "alice")));
+    assert_eq!(
+        w.presence("alice"),
+        Presence::Away {
+            reason: NO_AUDIO.into()
+        }
+    );
+    // Alice has waited longer, but only Bob can hear the caller.
+    w.ringing_call("c1");
+    assert_eq!(rang(&w.log), vec![("bob".into(), "c1".into())]);
+}
+
+#[test]
+fn a_session_replacing_another_is_not_rung_before_its_own_audio_is_up() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.agent_online("bob", &["support"]);
+    assert_eq!(w.presence("alice"), Presence::Available);
+    // A second page of Alice's takes over; its PeerConnection is not up yet.
+    w.input(Input::AgentJoined {
+        agent: agent("alice"),
+        role: Role::Agent,
+        queues: vec!["support".into()],
+    });
+    assert_eq!(
+        w.presence("alice"),
+        Presence::Away {
+            reason: NO_AUDIO.into()
+        }
+    );
+    w.ringing_call("c1");
+    assert_eq!(rang(&w.log), vec![("bob".into(), "c1".into())]);
+    // Its audio comes up: available again, and rung for the next call.
+    let l = w.new_leg();
+    w.input(Input::AgentLegReady {
+        agent: agent("alice"),
+        leg: AgentLeg {
+            leg: l,
+            streams: vec![StreamId { leg: l, index: 0 }, StreamId { leg: l, index: 1 }],
+        },
+    });
+    w.input(Input::MediaConnected { leg: l });
+    assert_eq!(w.presence("alice"), Presence::Available);
+    w.ringing_call("c2");
+    assert_eq!(rang(&w.log)[1], ("alice".into(), "c2".into()));
+}
+
+#[test]
 fn the_business_numbers_cap_rejects_at_once() {
     let mut w = World::with(
         queue_policy(),

@@ -37,6 +37,14 @@ pub const SERVICE_LEVEL_TARGET: &str = "switchboard_service_level_target_seconds
 pub const AGENTS: &str = "switchboard_agents";
 /// Rings an agent let time out or declined, by queue.
 pub const RING_NO_ANSWER: &str = "switchboard_ring_no_answer_total";
+/// HTTP connections held now, by listener (`public`, `metrics`).
+pub const HTTP_CONNECTIONS: &str = "switchboard_http_connections";
+/// HTTP connections (or, behind a trusted proxy, requests) refused, by listener and reason
+/// (`per_client`: the address holds its share; `accept_error`: the process could not accept).
+pub const HTTP_REFUSED: &str = "switchboard_http_refused_total";
+/// HTTP connections closed by switchboard, by listener and reason (`header_timeout`: headers
+/// not sent, or idle, within the header timeout; `error`: the client broke the protocol).
+pub const HTTP_CLOSED: &str = "switchboard_http_closed_total";
 /// Meta's webhook received → `pre_accept` sent.
 pub const SETUP_WEBHOOK_TO_PRE_ACCEPT: &str = "switchboard_setup_webhook_to_pre_accept_seconds";
 /// The agent answered → `accept` sent.
@@ -321,6 +329,15 @@ pub fn describe() {
     describe_counter!(
         META_QUALITY_EVENTS,
         "Meta's account_update calling-quality events, by event and type."
+    );
+    describe_gauge!(HTTP_CONNECTIONS, "HTTP connections held, by listener.");
+    describe_counter!(
+        HTTP_REFUSED,
+        "HTTP connections (behind a trusted proxy: requests) refused, by listener and reason."
+    );
+    describe_counter!(
+        HTTP_CLOSED,
+        "HTTP connections closed by switchboard, by listener and reason (header_timeout, error)."
     );
     describe_gauge!(DRAINING, "1 while switchboard drains (new calls rejected).");
     describe_gauge!(BUILD_INFO, "1, labelled with the running version.");

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -820,7 +820,9 @@ pub fn router(auth: AuthHandle) -> Router {
     Router::new()
         .route(
             "/api/login",
-            post(login).layer(DefaultBodyLimit::max(LOGIN_BODY_MAX)),
+            post(login).layer(tower_http::limit::RequestBodyLimitLayer::new(
+                LOGIN_BODY_MAX,
+            )),
         )
         .route("/api/logout", post(logout))
         .route("/api/me", get(me))

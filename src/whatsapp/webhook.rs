@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -848,7 +848,9 @@ const HANDOVER_TIMEOUT: Duration = Duration::from_secs(2);
 impl Default for WebhookOptions {
     fn default() -> Self {
         WebhookOptions {
-            body_limit: 1024 * 1024,
+            // A calls webhook is a few KiB (the SDP is most of it); every byte of an unsigned
+            // body is held until it is complete and its signature checked.
+            body_limit: 256 * 1024,
             queue_capacity: 256,
             dedup_ttl: Duration::from_secs(3600),
             dedup_capacity: 100_000,
@@ -1463,7 +1465,9 @@ pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route(WEBHOOK_PATH, get(verify).post(receive))
         .route(EVENTS_PATH, post(handed_over))
-        .layer(DefaultBodyLimit::max(limit))
+        // Refuses a declared Content-Length over the limit with 413 before reading, and stops
+        // a body without one as it streams past it.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
         .with_state(state)
 }
 

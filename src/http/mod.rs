@@ -5,6 +5,8 @@
 //! simulated calls in progress ([`Sandbox`]). *Does not touch*: any other state; handlers hold
 //! handles to the components that own state.
 
+pub mod serve;
+
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -166,11 +168,18 @@ pub fn router(webhook_state: WebhookState, auth: AuthHandle, sandbox: Option<San
             Router::new()
                 .route("/sandbox/calls", post(place_call))
                 .route("/sandbox/calls/{call_id}", delete(hang_up))
+                // An Ogg file of a few minutes, base64: refused up front when declared larger.
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                    SANDBOX_BODY_MAX,
+                ))
                 .with_state(sandbox),
         );
     }
     r
 }
+
+/// Largest body of `POST /sandbox/calls` (axum's default body limit, now declared).
+const SANDBOX_BODY_MAX: usize = 2 * 1024 * 1024;
 
 /// How long `DELETE /sandbox/calls/{id}` waits for the call to end: Meta's terminate webhook
 /// is delivered with a few retries first.
