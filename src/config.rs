@@ -313,6 +313,8 @@ pub mod defaults {
         std::num::NonZeroUsize::new(256).expect("not zero");
     /// The most connections a listener may be set to hold.
     pub const HTTP_MAX_CONNECTIONS_CAP: usize = 1_000_000;
+    /// `SWITCHBOARD_PASSWORD_QUEUE`: a burst of a floor signing in at once waits, a flood does not.
+    pub const PASSWORD_QUEUE: usize = 64;
 }
 
 /// Every setting as it may come from flags or the environment (clap fills both).
@@ -432,7 +434,8 @@ pub struct Settings {
     /// Seconds an agent whose browser dropped mid-call has to come back. [default: 30]
     #[arg(long, env = "SWITCHBOARD_AGENT_GRACE")]
     pub agent_grace: Option<f64>,
-    /// Hours a sign-in stays valid; then its token expires (up to 720). [default: 12]
+    /// Hours a sign-in stays valid, more than 0 and at most 720; then its token expires.
+    /// [default: 12]
     #[arg(long, env = "SWITCHBOARD_SESSION_HOURS")]
     pub session_hours: Option<f64>,
     /// Give the session cookie `Secure` (sent over HTTPS only): true or false.
@@ -458,6 +461,18 @@ pub struct Settings {
     /// SWITCHBOARD_TRUST_FORWARDED_FOR: requests in flight per forwarded address). [default: 256]
     #[arg(long, env = "SWITCHBOARD_HTTP_MAX_CONNECTIONS_PER_CLIENT")]
     pub http_max_connections_per_client: Option<usize>,
+    /// Password checks run at once, each on a thread of its own that keeps its argon2 memory
+    /// (~19 MiB with the default hash). [default: the core count, at most 4]
+    #[arg(long, env = "SWITCHBOARD_PASSWORD_WORKERS")]
+    pub password_workers: Option<usize>,
+    /// Sign-ins that may wait for a password check; past it a sign-in is answered 503 with
+    /// `Retry-After`. [default: 64]
+    #[arg(long, env = "SWITCHBOARD_PASSWORD_QUEUE")]
+    pub password_queue: Option<usize>,
+    /// Origins, besides the page's own, whose pages may open `/ws` and sign out
+    /// (comma-separated, e.g. `https://crm.example.com`). [default: none]
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// The config file's shape; every key optional, unknown keys refused.
@@ -766,6 +781,9 @@ impl Config {
                     .trust_forwarded_for
                     .or(f.auth.trust_forwarded_for)
                     .unwrap_or(false),
+                password_workers: password_workers(s.password_workers.or(f.auth.password_workers))?,
+                password_queue: password_queue(s.password_queue.or(f.auth.password_queue))?,
+                allowed_origins: allowed_origins(s.allowed_origins.or(f.auth.allowed_origins))?,
             },
             store: StoreConfig {
                 path: db_path(s.db.or(f.store.path), credentials_set)?,
@@ -1302,6 +1320,31 @@ pub struct AuthConfig {
     /// Whether the sign-in throttle takes the client's address from the last
     /// `X-Forwarded-For` entry (`SWITCHBOARD_TRUST_FORWARDED_FOR`).
     pub trust_forwarded_for: bool,
+    /// Password checks run at once, one thread each (`SWITCHBOARD_PASSWORD_WORKERS`).
+    pub password_workers: NonZeroUsize,
+    /// Sign-ins that may wait for a check before one is answered 503
+    /// (`SWITCHBOARD_PASSWORD_QUEUE`).
+    pub password_queue: NonZeroUsize,
+    /// Origins besides the page's own allowed to open `/ws` and sign out, each as
+    /// `scheme://host[:port]` in lower case (`SWITCHBOARD_ALLOWED_ORIGINS`).
+    pub allowed_origins: Vec<String>,
+}
+
+impl AuthConfig {
+    /// Sign-in settings with the defaults and these people and session lifetime (tests and
+    /// embedders that build no whole [`Config`]).
+    pub fn with_people(people: Vec<Person>, session_ttl: Duration) -> AuthConfig {
+        AuthConfig {
+            people,
+            session_ttl,
+            cookie_secure: true,
+            trust_forwarded_for: false,
+            password_workers: default_password_workers(),
+            password_queue: NonZeroUsize::new(defaults::PASSWORD_QUEUE)
+                .unwrap_or(NonZeroUsize::MIN),
+            allowed_origins: Vec::new(),
+        }
+    }
 }
 
 /// What a person may do. A supervisor can do all an agent can (take calls) and more.
@@ -1382,6 +1425,9 @@ struct FileAuth {
     session_hours: Option<f64>,
     cookie_secure: Option<bool>,
     trust_forwarded_for: Option<bool>,
+    password_workers: Option<usize>,
+    password_queue: Option<usize>,
+    allowed_origins: Option<Vec<String>>,
 }
 
 /// `[[people]]` exactly as operators (and other tools) write it.
@@ -1465,10 +1511,66 @@ fn session_hours(value: Option<f64>) -> Result<Duration, ConfigError> {
     if !(h.is_finite() && h > 0.0 && h <= 720.0) {
         return Err(ConfigError::Invalid {
             key: "SWITCHBOARD_SESSION_HOURS",
-            reason: format!("{h} is not a number of hours between 0 and 720"),
+            reason: format!("{h} is not a number of hours more than 0 and at most 720"),
         });
     }
     Ok(Duration::from_secs_f64(h * 3600.0))
+}
+
+// ---- Sign-in capacity and browser origins ----------------------------------------------------
+
+/// The core count, at most 4: argon2 checks are CPU-bound, and each worker keeps its memory.
+fn default_password_workers() -> NonZeroUsize {
+    std::thread::available_parallelism().map_or(NonZeroUsize::MIN, |n| {
+        n.min(NonZeroUsize::MIN.saturating_add(3))
+    })
+}
+
+fn password_workers(value: Option<usize>) -> Result<NonZeroUsize, ConfigError> {
+    let Some(v) = value else {
+        return Ok(default_password_workers());
+    };
+    NonZeroUsize::new(v)
+        .filter(|n| n.get() <= 64)
+        .ok_or_else(|| ConfigError::Invalid {
+            key: "SWITCHBOARD_PASSWORD_WORKERS",
+            reason: format!("{v} is not a number of threads between 1 and 64"),
+        })
+}
+
+fn password_queue(value: Option<usize>) -> Result<NonZeroUsize, ConfigError> {
+    let v = value.unwrap_or(defaults::PASSWORD_QUEUE);
+    NonZeroUsize::new(v)
+        .filter(|n| n.get() <= 65_536)
+        .ok_or_else(|| ConfigError::Invalid {
+            key: "SWITCHBOARD_PASSWORD_QUEUE",
+            reason: format!("{v} is not a number of sign-ins between 1 and 65536"),
+        })
+}
+
+/// Each origin as browsers send it: `scheme://host[:port]`, no path, lower case.
+fn allowed_origins(value: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    for raw in value.unwrap_or_default() {
+        let o = raw.trim().trim_end_matches('/').to_ascii_lowercase();
+        if o.is_empty() {
+            continue;
+        }
+        let ok = o.split_once("://").is_some_and(|(scheme, rest)| {
+            matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains('/')
+        });
+        if !ok {
+            return Err(ConfigError::Invalid {
+                key: "SWITCHBOARD_ALLOWED_ORIGINS",
+                reason: format!(
+                    "{raw:?} is not an origin like https://crm.example.com (scheme and host, \
+                     no path)"
+                ),
+            });
+        }
+        out.push(o);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -1862,6 +1964,65 @@ mod tests {
             })
             .unwrap_err();
             assert!(e.to_string().contains("SWITCHBOARD_SESSION_HOURS"), "{e}");
+            // The message says the same as the docs: more than 0, at most 720.
+            assert!(e.to_string().contains("more than 0 and at most 720"), "{e}");
+        }
+    }
+
+    #[test]
+    fn sign_in_capacity_and_origins_are_checked() {
+        let c = Config::from_settings(Settings::default()).unwrap();
+        assert!((1..=4).contains(&c.auth.password_workers.get()));
+        assert_eq!(c.auth.password_queue.get(), 64);
+        assert!(c.auth.allowed_origins.is_empty());
+        let c = Config::from_settings(Settings {
+            password_workers: Some(2),
+            password_queue: Some(8),
+            allowed_origins: Some(vec![
+                "https://CRM.example.com/".into(),
+                " http://localhost:3000".into(),
+            ]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.auth.password_workers.get(), 2);
+        assert_eq!(c.auth.password_queue.get(), 8);
+        assert_eq!(
+            c.auth.allowed_origins,
+            ["https://crm.example.com", "http://localhost:3000"]
+        );
+        for (bad, key) in [
+            (
+                Settings {
+                    password_workers: Some(0),
+                    ..Default::default()
+                },
+                "SWITCHBOARD_PASSWORD_WORKERS",
+            ),
+            (
+                Settings {
+                    password_queue: Some(0),
+                    ..Default::default()
+                },
+                "SWITCHBOARD_PASSWORD_QUEUE",
+            ),
+            (
+                Settings {
+                    allowed_origins: Some(vec!["null".into()]),
+                    ..Default::default()
+                },
+                "SWITCHBOARD_ALLOWED_ORIGINS",
+            ),
+            (
+                Settings {
+                    allowed_origins: Some(vec!["https://a.example/page".into()]),
+                    ..Default::default()
+                },
+                "SWITCHBOARD_ALLOWED_ORIGINS",
+            ),
+        ] {
+            let e = Config::from_settings(bad).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
         }
     }
 }

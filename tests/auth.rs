@@ -2,6 +2,8 @@
 //! expiry, logout, roles, the brute-force throttle, `switchboard hash-password`, and that
 //! passwords and tokens never reach the log.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -560,4 +562,132 @@ fn hash_password_prints_an_argon2id_phc_string_that_verifies() {
     let empty = run("\n");
     assert!(!empty.status.success());
     assert!(String::from_utf8_lossy(&empty.stderr).contains("empty"));
+}
+
+/// Signs in as `id` from `addr` (a trusted proxy's `X-Forwarded-For`); the status.
+async fn login_from(api: &Api, addr: &str, id: &str, password: &str) -> StatusCode {
+    api.post("/api/login")
+        .header("x-forwarded-for", addr)
+        .json(&json!({ "id": id, "password": password }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_guessing_cannot_lock_a_person_out() {
+    log();
+    let mut config = sandbox_config();
+    config.auth.trust_forwarded_for = true;
+    config.auth.people = vec![person("alice", Role::Agent, "alice-pw")];
+    let running = app::start(config).await.unwrap();
+    let api = Api {
+        base: format!("http://{}", running.http_addr),
+        http: reqwest::Client::new(),
+    };
+    const STRANGER: &str = "203.0.113.66";
+    const ALICE: &str = "198.51.100.7";
+    for _ in 0..6 {
+        assert_eq!(login_from(&api, STRANGER, "alice", "guess").await, 401);
+    }
+    // The stranger is held to the block; a guess at each expiry keeps it going...
+    for _ in 0..3 {
+        assert_eq!(login_from(&api, STRANGER, "alice", "guess").await, 429);
+        // ...and alice, from an address that never failed for her, signs in all the while.
+        assert_eq!(login_from(&api, ALICE, "alice", "alice-pw").await, 200);
+        running.auth.advance_clock(Duration::from_secs(900));
+        assert_eq!(login_from(&api, STRANGER, "alice", "guess").await, 401);
+    }
+    // Her own wrong guess puts her address under the name's block too.
+    assert_eq!(login_from(&api, ALICE, "alice", "typo").await, 401);
+    assert_eq!(login_from(&api, ALICE, "alice", "alice-pw").await, 429);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_beyond_the_password_queue_get_503_with_retry_after() {
+    log();
+    let mut config = sandbox_config();
+    config.auth.trust_forwarded_for = true;
+    config.auth.password_workers = std::num::NonZeroUsize::MIN;
+    config.auth.password_queue = std::num::NonZeroUsize::MIN;
+    config.auth.people = vec![person("alice", Role::Agent, "alice-pw")];
+    let running = app::start(config).await.unwrap();
+    let base = format!("http://{}", running.http_addr);
+    let http = reqwest::Client::new();
+    // One check running and one waiting is all there is room for: of 32 at once, some are
+    // turned away at once instead of piling up.
+    let attempts = (0..32).map(|i| {
+        http.post(format!("{base}/api/login"))
+            .header("x-forwarded-for", format!("10.9.0.{i}"))
+            .json(&json!({ "id": format!("made-up-{i}"), "password": "x" }))
+            .send()
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let mut busy = 0u64;
+    for a in answers {
+        let a = a.unwrap();
+        match a.status() {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                busy += 1;
+                assert_eq!(a.headers()[header::RETRY_AFTER], "1");
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert!(busy > 0, "nothing was turned away");
+    assert_eq!(running.auth.stats().busy, busy);
+    // Turned away is not a failure of the name or the address.
+    assert_eq!(
+        running.auth.stats().sign_in.failures + busy,
+        32,
+        "every attempt either checked or turned away"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_several_nodes_a_stranger_cannot_lock_a_person_out_either() {
+    use std::net::IpAddr;
+    use switchboard::cluster::Cluster;
+    use switchboard::config::AuthConfig;
+    use switchboard::signaling::auth::{AuthError, AuthHandle};
+
+    let redis = common::Redis::start();
+    let people = vec![person("alice", Role::Agent, "alice-pw")];
+    let config = AuthConfig::with_people(vec![], Duration::from_secs(3600));
+    let a = AuthHandle::new(&config, people.clone());
+    let b = AuthHandle::new(&config, people);
+    a.share_with(Cluster::connect(&redis.url(), "node-a").await.unwrap());
+    b.share_with(Cluster::connect(&redis.url(), "node-b").await.unwrap());
+    let stranger: IpAddr = "203.0.113.66".parse().unwrap();
+    let alice: IpAddr = "198.51.100.7".parse().unwrap();
+    // Six wrong guesses, alternating between the nodes: neither node's own throttle blocks,
+    // the shared tally does.
+    for i in 0..6 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        assert!(matches!(
+            node.sign_in("alice", "guess", stranger).await,
+            Err(AuthError::BadCredentials)
+        ));
+    }
+    for node in [&a, &b] {
+        assert!(matches!(
+            node.sign_in("alice", "guess", stranger).await,
+            Err(AuthError::Throttled { .. })
+        ));
+    }
+    // Alice, from an address that never failed for her, signs in on either node.
+    for node in [&a, &b] {
+        node.sign_in("alice", "alice-pw", alice)
+            .await
+            .expect("alice is not locked out");
+    }
+    // Her sign-ins forgave nothing of the stranger's.
+    assert!(matches!(
+        b.sign_in("alice", "guess", stranger).await,
+        Err(AuthError::Throttled { .. })
+    ));
 }

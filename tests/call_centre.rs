@@ -294,7 +294,7 @@ async fn dtmf_reaches_the_agent_once_per_key_and_mute_and_hold_change_what_the_c
     }
     assert_eq!(digits, "42#");
     // A marker after the keys: a ping answered means every DTMF notice before it has arrived.
-    a1.send(ClientMsg::Ping).await.unwrap();
+    a1.send(ClientMsg::Ping {}).await.unwrap();
     a1.expect(LONG, "pong", |m| matches!(m, ServerMsg::Pong))
         .await
         .unwrap();

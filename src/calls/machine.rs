@@ -1553,17 +1553,20 @@ impl<R: Routing> Centre<R> {
         mute: Option<bool>,
         hold: Option<bool>,
     ) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        if !matches!(&call.phase, Phase::Talking { agent: a } if *a == agent) {
+        // A call that does not exist is answered as one that is not yours: the answer tells
+        // nobody which call ids are live.
+        let Some(call) = self
+            .calls
+            .get_mut(&id)
+            .filter(|c| matches!(&c.phase, Phase::Talking { agent: a } if *a == agent))
+        else {
             let notice = Notice::Refused {
                 code: "not_talking",
                 message: format!("you are not talking on {id}"),
             };
             self.notify(agent, notice);
             return;
-        }
+        };
         let Some(wa) = call.wa.clone() else {
             return;
         };

@@ -708,6 +708,63 @@ fn mute_and_hold_change_what_the_caller_hears() {
 }
 
 #[test]
+fn mute_and_hold_on_a_call_that_does_not_exist_answer_as_on_one_not_yours() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.agent_online("bob", &["support"]);
+    w.talking_call("c1", "alice");
+    // The refusal each gets, with the call id taken out of its message.
+    let mut refusal = |id: &str, command: Command| {
+        let refused: Vec<_> = w
+            .command("bob", command)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Notify {
+                    notice: Notice::Refused { code, message },
+                    ..
+                } => Some((code, message.replace(id, "ID"))),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(refused.len(), 1, "{id}: {refused:?}");
+        refused.into_iter().next().unwrap()
+    };
+    for on in [true, false] {
+        let alices = refusal(
+            "c1",
+            Command::Mute {
+                call: call("c1"),
+                on,
+            },
+        );
+        let nobodys = refusal(
+            "c9",
+            Command::Mute {
+                call: call("c9"),
+                on,
+            },
+        );
+        assert_eq!(alices, nobodys);
+        assert_eq!(alices.0, "not_talking");
+        let alices = refusal(
+            "c1",
+            Command::Hold {
+                call: call("c1"),
+                on,
+            },
+        );
+        let nobodys = refusal(
+            "c9",
+            Command::Hold {
+                call: call("c9"),
+                on,
+            },
+        );
+        assert_eq!(alices, nobodys);
+    }
+}
+
+#[test]
 fn supervisors_monitor_and_whisper_agents_cannot() {
     let mut w = World::new(queue_policy());
     let alice = w.agent_online("alice", &["support"]);

@@ -5,9 +5,13 @@
 //! Only a token's SHA-256 is stored, as on one node. Failed sign-ins follow the node's own
 //! [`Policy`] (a few free, then blocks that double), kept in one hash per name or address.
 //!
+//! As on one node, a name's block applies only to addresses that have failed for that name
+//! (`crate::signaling::throttle`): a tally per name and address remembers which.
+//!
 //! Keys: `switchboard:session:<sha256>` (person, expiring with the session),
 //! `switchboard:sessions-of:<person>` (set of their sessions), `switchboard:signin:<kind>:<key>`
-//! (hash: failures, until-ms; forgotten after the policy's quiet time).
+//! (hash: failures, until-ms; forgotten after the policy's quiet time; kinds `name`, `addr`,
+//! and `pair` keyed `<name>|<address>`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +31,22 @@ local d = tonumber(ARGV[3]) * (2 ^ math.min(over, 40))
 if d > tonumber(ARGV[4]) then d = tonumber(ARGV[4]) end
 redis.call('HSET', KEYS[1], 'until', tonumber(ARGV[1]) + d)
 return d
+"#;
+
+/// A right password: forgets the failures one address made for one name. KEYS[1]: the name's
+/// tally, KEYS[2]: the pair's. ARGV[1]: the name policy's free failures. Returns how many.
+const FORGIVE: &str = r#"
+local n = tonumber(redis.call('HGET', KEYS[2], 'failures') or '0')
+redis.call('DEL', KEYS[2])
+if n > 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+  local f = redis.call('HINCRBY', KEYS[1], 'failures', -n)
+  if f <= 0 then
+    redis.call('DEL', KEYS[1])
+  elseif f <= tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], 'until')
+  end
+end
+return n
 "#;
 
 impl Cluster {
@@ -128,6 +148,70 @@ impl Cluster {
             .map(Duration::from_millis))
     }
 
+    /// How long sign-ins as `name` from `addr` are still blocked by the name's tally: only if
+    /// `addr` has failed for `name` (its pair tally exists), as on one node.
+    pub async fn sign_in_name_blocked(
+        &self,
+        name: &str,
+        addr: &str,
+    ) -> Result<Option<Duration>, ClusterError> {
+        let mut conn = self.conn();
+        let (until, failed): (Option<u64>, bool) = deadline(
+            redis::pipe()
+                .cmd("HGET")
+                .arg(tally_key("name", name))
+                .arg("until")
+                .cmd("EXISTS")
+                .arg(pair_key(name, addr))
+                .query_async(&mut conn),
+        )
+        .await??;
+        Ok(until
+            .filter(|_| failed)
+            .and_then(|u| u.checked_sub(now_ms()))
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis))
+    }
+
+    /// Counts a failed sign-in as `name` from `addr` in the name's, the address's and the
+    /// pair's tallies; the blocks it starts on the name and on the address, if any.
+    pub async fn sign_in_failed_as(
+        &self,
+        name: &str,
+        addr: &str,
+        names: &Policy,
+        addresses: &Policy,
+    ) -> Result<(Option<Duration>, Option<Duration>), ClusterError> {
+        let pair = Policy {
+            forget_after: names.forget_after,
+            ..Policy::PAIRS
+        };
+        self.count(pair_key(name, addr), &pair).await?;
+        let by_name = self.count(tally_key("name", name), names).await?;
+        let by_addr = self.count(tally_key("addr", addr), addresses).await?;
+        Ok((by_name, by_addr))
+    }
+
+    /// A right password as `name` from `addr`: the failures that address made for the name are
+    /// taken off the name's tally (and its block lifted if it is back within the free ones).
+    pub async fn sign_in_succeeded_as(
+        &self,
+        name: &str,
+        addr: &str,
+        names: &Policy,
+    ) -> Result<(), ClusterError> {
+        let mut conn = self.conn();
+        let _: i64 = deadline(
+            Script::new(FORGIVE)
+                .key(tally_key("name", name))
+                .key(pair_key(name, addr))
+                .arg(names.free_failures)
+                .invoke_async(&mut conn),
+        )
+        .await??;
+        Ok(())
+    }
+
     /// Counts a failed sign-in by `key` under `policy`; the block it starts, if any.
     pub async fn sign_in_failed(
         &self,
@@ -135,11 +219,19 @@ impl Cluster {
         key: &str,
         policy: &Policy,
     ) -> Result<Option<Duration>, ClusterError> {
+        self.count(tally_key(kind, key), policy).await
+    }
+
+    async fn count(
+        &self,
+        tally: String,
+        policy: &Policy,
+    ) -> Result<Option<Duration>, ClusterError> {
         let mut conn = self.conn();
         let script = Script::new(FAIL);
         let ms: u64 = deadline(
             script
-                .key(tally_key(kind, key))
+                .key(tally)
                 .arg(now_ms())
                 .arg(policy.free_failures)
                 .arg(policy.base_delay.as_millis() as u64)
@@ -168,4 +260,9 @@ fn person_key(person: &str) -> String {
 
 fn tally_key(kind: &str, key: &str) -> String {
     format!("{PREFIX}:signin:{kind}:{key}")
+}
+
+/// An address has no `|`, so the last one splits the key without doubt.
+fn pair_key(name: &str, addr: &str) -> String {
+    tally_key("pair", &format!("{name}|{addr}"))
 }

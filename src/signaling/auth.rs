@@ -41,14 +41,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
 
 use crate::cluster::Cluster;
 use crate::config::PasswordHash;
 pub use crate::config::{AuthConfig, Person, Role};
 use crate::ids::AgentId;
-use crate::signaling::password::{self, PasswordError, DUMMY_PHC, MAX_PASSWORD_BYTES};
+use crate::signaling::password::{self, Checker, PasswordError, MAX_PASSWORD_BYTES};
 use crate::signaling::throttle::{NewBlocks, Policy, SignInStats, SignInThrottle, Verdict};
 pub use crate::signaling::tokens::SessionKey;
 use crate::signaling::tokens::{Full, SessionLimits, Sessions, Token};
@@ -61,12 +60,6 @@ pub const LOGIN_BODY_MAX: usize = 4096;
 
 /// Longest sign-in name accepted, in bytes (ids are at most 64).
 const MAX_ID_BYTES: usize = 64;
-
-/// Password checks running at once (each takes ~19 MiB and a core for tens of milliseconds).
-const CHECKS_AT_ONCE: usize = 4;
-
-/// Password checks waiting for a slot; a sign-in past it is answered 503.
-const CHECKS_WAITING: usize = 64;
 
 /// Longest token looked up; anything longer is no token of ours.
 const MAX_TOKEN_BYTES: usize = 128;
@@ -94,6 +87,9 @@ pub enum AuthError {
         /// The role needed.
         needed: Role,
     },
+    /// A browser page of another origin (`Origin` neither this host nor allowed) (403).
+    #[error("requests from this page's origin are not allowed")]
+    ForeignOrigin,
     /// Too many password checks are waiting already (503).
     #[error("too many sign-ins in progress; try again in a moment")]
     Busy,
@@ -106,9 +102,9 @@ pub enum AuthError {
     /// A field is out of range (422).
     #[error("invalid request: {0}")]
     Invalid(&'static str),
-    /// The password check did not finish (a panic on the blocking pool); our fault (500).
-    #[error("password check failed: {0}")]
-    PasswordCheck(#[source] tokio::task::JoinError),
+    /// The password check did not finish (argon2 panicked on its worker); our fault (500).
+    #[error("the password check did not finish")]
+    PasswordCheck,
 }
 
 fn whole_secs(d: Duration) -> u64 {
@@ -126,11 +122,11 @@ impl IntoResponse for AuthError {
         let status = match &self {
             AuthError::Unauthenticated | AuthError::BadCredentials => StatusCode::UNAUTHORIZED,
             AuthError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            AuthError::Forbidden { .. } | AuthError::ForeignOrigin => StatusCode::FORBIDDEN,
             AuthError::Busy | AuthError::TooManySessions(_) => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::Malformed(r) => r.status(),
             AuthError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            AuthError::PasswordCheck(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthError::PasswordCheck => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let extra = match &self {
             AuthError::Unauthenticated | AuthError::BadCredentials => {
@@ -144,8 +140,8 @@ impl IntoResponse for AuthError {
             _ => None,
         };
         let error = match &self {
-            AuthError::PasswordCheck(e) => {
-                error!(error = %e, "password check failed");
+            AuthError::PasswordCheck => {
+                error!(error = %self, "password check failed");
                 "internal error".to_owned()
             }
             AuthError::TooManySessions(_) => {
@@ -343,6 +339,65 @@ where
     }
 }
 
+/// A request that is not from a browser page of another origin: its `Origin` header, if any, is
+/// the request's own host (switchboard's pages) or one of `SWITCHBOARD_ALLOWED_ORIGINS`. Without
+/// `Origin` (a non-browser client with a bearer token; browsers always send it on a WebSocket
+/// upgrade and on a POST) it passes. Anything else, `null` included, is answered 403.
+#[derive(Debug, Clone, Copy)]
+pub struct SameOrigin;
+
+impl<S> FromRequestParts<S> for SameOrigin
+where
+    AuthHandle: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = AuthHandle::from_ref(state);
+        if origin_allowed(parts, &auth.inner.allowed_origins) {
+            Ok(SameOrigin)
+        } else {
+            Err(AuthError::ForeignOrigin)
+        }
+    }
+}
+
+/// See [`SameOrigin`].
+fn origin_allowed(parts: &Parts, allowed: &[String]) -> bool {
+    let Some(origin) = parts.headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim().to_ascii_lowercase();
+    if allowed.contains(&origin) {
+        return true;
+    }
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return false,
+    };
+    // HTTP/1.1 carries the host in `Host`, HTTP/2 in the URI's authority.
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    let Some(host) = host else {
+        return false;
+    };
+    let host = host.trim().to_ascii_lowercase();
+    let bare = |a: &str| a.strip_suffix(default_port).unwrap_or(a).to_owned();
+    !authority.is_empty() && bare(authority) == bare(&host)
+}
+
 /// The token a request carries: `Authorization: Bearer` first, else the session cookie.
 pub fn token_from(headers: &HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
@@ -408,8 +463,8 @@ struct Inner {
     ttl: Duration,
     cookie_secure: bool,
     trust_forwarded_for: bool,
-    checking: Arc<Semaphore>,
-    waiting: Semaphore,
+    allowed_origins: Vec<String>,
+    checker: Checker,
     busy: AtomicU64,
     /// Added to the system clock; only [`AuthHandle::advance_clock`] (tests) changes it.
     clock_skew_ns: AtomicU64,
@@ -430,6 +485,7 @@ impl AuthHandle {
         people: Vec<Person>,
         limits: SessionLimits,
     ) -> AuthHandle {
+        let dummy = password::dummy_for(people.iter().map(|p| &p.password_hash));
         let people = people
             .into_iter()
             .map(|p| {
@@ -448,15 +504,14 @@ impl AuthHandle {
         AuthHandle {
             inner: Arc::new(Inner {
                 people,
-                // A constant that the tests show parses.
-                dummy: PasswordHash::parse(DUMMY_PHC).expect("the dummy hash parses"),
+                dummy,
                 sessions: Mutex::new(Sessions::new(config.session_ttl, limits)),
                 throttle: Mutex::new(SignInThrottle::default()),
                 ttl: config.session_ttl,
                 cookie_secure: config.cookie_secure,
                 trust_forwarded_for: config.trust_forwarded_for,
-                checking: Arc::new(Semaphore::new(CHECKS_AT_ONCE)),
-                waiting: Semaphore::new(CHECKS_WAITING),
+                allowed_origins: config.allowed_origins.clone(),
+                checker: Checker::new(config.password_workers, config.password_queue),
                 busy: AtomicU64::new(0),
                 clock_skew_ns: AtomicU64::new(0),
                 cluster: OnceLock::new(),
@@ -531,12 +586,13 @@ impl AuthHandle {
             }
         };
         let Some(entry) = entry.filter(|_| right) else {
-            self.throttle().failed(blocks);
+            let blocks = self.throttle().failed(self.now(), &name, blocks);
             self.log_failure(&name, client, blocks);
             self.count_failure_elsewhere(&name, client).await;
             return Err(AuthError::BadCredentials);
         };
         self.throttle().succeeded(&name, client);
+        self.forgive_elsewhere(&name, client).await;
         let token = Token::generate();
         self.sessions()
             .create(self.now(), &entry.info.id, token.key())?;
@@ -560,8 +616,9 @@ impl AuthHandle {
     /// this node's own throttle still applies).
     async fn blocked_elsewhere(&self, name: &str, client: IpAddr) -> Option<Duration> {
         let cluster = self.inner.cluster.get()?;
-        let by_name = cluster.sign_in_blocked("name", name).await;
-        let by_addr = cluster.sign_in_blocked("addr", &client.to_string()).await;
+        let addr = client.to_string();
+        let by_name = cluster.sign_in_name_blocked(name, &addr).await;
+        let by_addr = cluster.sign_in_blocked("addr", &addr).await;
         match (by_name, by_addr) {
             (Ok(a), Ok(b)) => a.max(b),
             (Err(e), _) | (_, Err(e)) => {
@@ -571,16 +628,33 @@ impl AuthHandle {
         }
     }
 
-    /// Adds a failure to the cluster's tallies of this name and address.
+    /// Adds a failure to the cluster's tallies of this name, this address, and the two together.
     async fn count_failure_elsewhere(&self, name: &str, client: IpAddr) {
         let Some(cluster) = self.inner.cluster.get() else {
             return;
         };
-        let by_name = cluster.sign_in_failed("name", name, &Policy::NAMES).await;
-        let by_addr = cluster
-            .sign_in_failed("addr", &client.to_string(), &Policy::ADDRESSES)
+        let counted = cluster
+            .sign_in_failed_as(
+                name,
+                &client.to_string(),
+                &Policy::NAMES,
+                &Policy::ADDRESSES,
+            )
             .await;
-        if let Err(e) = by_name.and(by_addr) {
+        if let Err(e) = counted {
+            debug!(error = %e, "shared sign-in tally unavailable");
+        }
+    }
+
+    /// Takes what this address failed for this name off the cluster's tally of the name.
+    async fn forgive_elsewhere(&self, name: &str, client: IpAddr) {
+        let Some(cluster) = self.inner.cluster.get() else {
+            return;
+        };
+        let forgiven = cluster
+            .sign_in_succeeded_as(name, &client.to_string(), &Policy::NAMES)
+            .await;
+        if let Err(e) = forgiven {
             debug!(error = %e, "shared sign-in tally unavailable");
         }
     }
@@ -606,26 +680,19 @@ impl AuthHandle {
         }
     }
 
-    /// Checks a password on the blocking pool, a few at a time.
+    /// Checks a password on the checker's threads; refused at once (503) when its queue is full.
     async fn check(&self, hash: PasswordHash, password: String) -> Result<bool, AuthError> {
-        let _waiting = self.inner.waiting.try_acquire().map_err(|_| {
+        let answer = self.inner.checker.submit(hash, password).map_err(|_| {
             self.inner.busy.fetch_add(1, Ordering::Relaxed);
             AuthError::Busy
         })?;
-        let slot = self
-            .inner
-            .checking
-            .clone()
-            .acquire_owned()
-            .await
-            // The semaphore is never closed.
-            .expect("the check semaphore is open");
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            password::verify(&hash, &password)
-        })
-        .await
-        .map_err(AuthError::PasswordCheck)
+        answer.await.map_err(|_| AuthError::PasswordCheck)
+    }
+
+    /// The hash an unknown id is checked against (the tests compare its parameters).
+    #[doc(hidden)]
+    pub fn dummy_hash(&self) -> &PasswordHash {
+        &self.inner.dummy
     }
 
     /// Who holds `token`, if it is a live session's.
@@ -890,7 +957,14 @@ async fn login(
         .into_response())
 }
 
-async fn logout(State(auth): State<AuthHandle>, who: Authenticated) -> Response {
+/// Signing out is refused to pages of other origins ([`SameOrigin`]): the cookie is
+/// `SameSite=Strict` already, and the `Origin` check also holds where a browser or a proxy does
+/// not honour it, whatever the body's content type (a cross-site form included).
+async fn logout(
+    State(auth): State<AuthHandle>,
+    _origin: SameOrigin,
+    who: Authenticated,
+) -> Response {
     auth.sign_out(&who.session).await;
     (
         StatusCode::NO_CONTENT,
@@ -968,6 +1042,42 @@ mod tests {
     }
 
     #[test]
+    fn the_origin_must_be_this_host_or_allowed() {
+        let parts = |origin: Option<&str>, host: &str| {
+            let mut req = axum::http::Request::builder()
+                .uri("/ws")
+                .header("host", host);
+            if let Some(o) = origin {
+                req = req.header("origin", o);
+            }
+            req.body(()).unwrap().into_parts().0
+        };
+        let allowed = vec!["https://crm.example.com".to_owned()];
+        for (origin, host, ok) in [
+            (None, "sb.example.com", true),
+            (Some("https://sb.example.com"), "sb.example.com", true),
+            (Some("https://SB.example.com:443"), "sb.example.com", true),
+            (Some("http://127.0.0.1:8080"), "127.0.0.1:8080", true),
+            (Some("https://crm.example.com"), "sb.example.com", true),
+            (Some("https://evil.example"), "sb.example.com", false),
+            (Some("null"), "sb.example.com", false),
+            (Some("http://127.0.0.1:8081"), "127.0.0.1:8080", false),
+            (
+                Some("https://sb.example.com.evil.example"),
+                "sb.example.com",
+                false,
+            ),
+            (Some("file://"), "sb.example.com", false),
+        ] {
+            assert_eq!(
+                origin_allowed(&parts(origin, host), &allowed),
+                ok,
+                "{origin:?} on {host}"
+            );
+        }
+    }
+
+    #[test]
     fn retry_after_rounds_up_and_is_never_zero() {
         assert_eq!(whole_secs(Duration::from_millis(1)), 1);
         assert_eq!(whole_secs(Duration::from_millis(1500)), 2);
@@ -976,12 +1086,46 @@ mod tests {
     }
 
     fn config(ttl: Duration) -> AuthConfig {
-        AuthConfig {
-            people: vec![],
-            session_ttl: ttl,
-            cookie_secure: true,
-            trust_forwarded_for: false,
-        }
+        AuthConfig::with_people(vec![], ttl)
+    }
+
+    /// (m, t, p) of a PHC string.
+    fn params_of(phc: &str) -> (u32, u32, u32) {
+        let parsed = argon2::password_hash::PasswordHash::new(phc).unwrap();
+        let p = argon2::Params::try_from(&parsed).unwrap();
+        (p.m_cost(), p.t_cost(), p.p_cost())
+    }
+
+    #[test]
+    fn an_unknown_id_is_checked_against_the_costliest_configured_parameters() {
+        // Hashes made by other tools than `switchboard hash-password` (the README accepts any
+        // argon2id PHC string): a made-up id must cost what the costliest of them costs.
+        let made = |m, t, p, pw: &str| {
+            use argon2::password_hash::{PasswordHasher, SaltString};
+            let params = argon2::Params::new(m, t, p, None).unwrap();
+            let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+            let phc =
+                argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+                    .hash_password(pw.as_bytes(), &salt)
+                    .unwrap()
+                    .to_string();
+            PasswordHash::parse(&phc).unwrap()
+        };
+        let person = |id: &str, hash| Person {
+            id: AgentId(id.into()),
+            name: id.into(),
+            role: Role::Agent,
+            password_hash: hash,
+            queues: vec!["support".into()],
+        };
+        let people = vec![
+            person("a", made(2048, 3, 1, "a")),
+            person("b", made(4096, 1, 2, "b")),
+        ];
+        let auth = AuthHandle::new(&config(Duration::from_secs(60)), people);
+        assert_eq!(params_of(auth.dummy_hash().as_phc()), (4096, 3, 2));
+        // Not the fixed OWASP dummy of before, whose cost had nothing to do with these.
+        assert_ne!(params_of(auth.dummy_hash().as_phc()), password::PARAMS);
     }
 
     #[tokio::test]

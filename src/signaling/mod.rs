@@ -15,9 +15,11 @@
 //! a queue is, and who gets the next call, is `routing`'s.
 //!
 //! **Invariants**
-//! - A password is checked only against an argon2id hash, on the blocking pool, a few at a time;
-//!   an unknown id costs the same check against a dummy hash and gets the same answer as a
-//!   wrong password.
+//! - A password is checked only against an argon2id hash, on a fixed pool of threads that each
+//!   reuse one argon2 memory block, behind a bounded queue (503 past it); an unknown id costs
+//!   the same check against a dummy hash with the largest configured parameters and gets the
+//!   same answer as a wrong password.
+//! - A name's sign-in block stops only the addresses that failed for that name.
 //! - A token is 256 random bits, handed out once; only its SHA-256 is kept. It expires after
 //!   the session lifetime and is gone at sign-out.
 //! - Everything held is bounded: sessions per person and in total, throttle entries, password

@@ -10,7 +10,21 @@ pub const VERSION: u32 = 1;
 /// The largest text frame accepted; an SDP offer with a handful of audio m-lines is ~6 KiB.
 pub const MAX_MESSAGE: usize = 32 * 1024;
 
-/// What a browser sends.
+/// The longest away reason, in characters; a longer one is refused with `bad_message`.
+pub const MAX_REASON_CHARS: usize = 64;
+
+/// WebSocket close codes (private range, RFC 6455 §7.4.2) sent after the `error` that ends a
+/// session, so a client that missed the message still learns why.
+pub mod close {
+    /// The person signed in elsewhere (`error` `replaced`).
+    pub const REPLACED: u16 = 4001;
+    /// The sign-in ended: logout or expiry (`error` `signed_out`).
+    pub const SIGNED_OUT: u16 = 4002;
+}
+
+/// What a browser sends. The field-less messages are empty struct variants, not unit ones:
+/// serde lets a unit variant of an internally tagged enum ignore extra fields, and the protocol
+/// promises `bad_message` for any unknown field.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMsg {
@@ -78,11 +92,11 @@ pub enum ClientMsg {
         call_id: String,
     },
     /// Supervisor: stop monitoring or whispering.
-    StopMonitor,
+    StopMonitor {},
     /// End your wrap-up now ("Done"): back to the state you had before the call.
-    WrapUpDone,
+    WrapUpDone {},
     /// Keep-alive; answered with `pong`.
-    Ping,
+    Ping {},
 }
 
 /// An agent's state, as sent.
@@ -279,4 +293,30 @@ pub enum ServerMsg {
     },
     /// Answer to `ping`.
     Pong,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_less_messages_refuse_unknown_fields() {
+        for (text, msg) in [
+            (r#"{"type":"ping"}"#, ClientMsg::Ping {}),
+            (r#"{"type":"wrap_up_done"}"#, ClientMsg::WrapUpDone {}),
+            (r#"{"type":"stop_monitor"}"#, ClientMsg::StopMonitor {}),
+        ] {
+            assert_eq!(serde_json::from_str::<ClientMsg>(text).unwrap(), msg);
+            assert_eq!(serde_json::to_string(&msg).unwrap(), text);
+            let extra = text.replace('}', r#","x":1}"#);
+            assert!(
+                serde_json::from_str::<ClientMsg>(&extra).is_err(),
+                "{extra} accepted"
+            );
+        }
+        // As every other message.
+        assert!(
+            serde_json::from_str::<ClientMsg>(r#"{"type":"answer","call_id":"c","x":1}"#).is_err()
+        );
+    }
 }

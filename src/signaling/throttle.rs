@@ -2,6 +2,30 @@
 //! a few free failures each further one blocks that name (or address) for a delay that doubles,
 //! up to a ceiling. Pure: every call takes `now`.
 //!
+//! **A name's block stops only the addresses that have failed for that name.** Otherwise anyone
+//! could keep a chosen person out for good with one wrong guess per block expiry. Her right
+//! password from an address that has not failed for her name is checked, so a stranger elsewhere
+//! cannot lock her out; every address that guesses is still held to the doubling block after the
+//! free failures, and each address to its own per-address limit across all names. The price: a
+//! guesser with many addresses gets one check per fresh address while the name is blocked (then
+//! that address is blocked too), which the per-address limit, argon2's cost and the hour before
+//! an address's failures are forgotten bound.
+//!
+//! A right password forgets what that address failed for that name (and only that): the
+//! failures others made keep their addresses blocked.
+//!
+//! **A name's block stops only the addresses that have failed for that name.** Otherwise anyone
+//! could keep a chosen person out for good with one wrong guess per block expiry. Her right
+//! password from an address that has not failed for her name is checked, so a stranger elsewhere
+//! cannot lock her out; every address that guesses is still held to the doubling block after the
+//! free failures, and each address to its own per-address limit across all names. The price: a
+//! guesser with many addresses gets one check per fresh address while the name is blocked (then
+//! that address is blocked too), which the per-address limit, argon2's cost and the hour before
+//! an address's failures are forgotten bound.
+//!
+//! A right password forgets what that address failed for that name (and only that): the
+//! failures others made keep their addresses blocked.
+//!
 //! An attempt counts as a failure *when it starts* ([`SignInThrottle::begin`]) and is given
 //! back if the password was right ([`SignInThrottle::succeeded`]): so many attempts sent at
 //! once cannot all slip past the check while their passwords are being hashed.
@@ -38,6 +62,12 @@ impl Policy {
     /// Per client address, more lenient (an office shares one address): 20 free failures.
     pub const ADDRESSES: Policy = Policy {
         free_failures: 20,
+        ..Policy::NAMES
+    };
+    /// Per name and address together: never blocks by itself, only remembers (for as long as
+    /// a name's failures) which addresses a name's block applies to.
+    pub const PAIRS: Policy = Policy {
+        free_failures: u32::MAX,
         ..Policy::NAMES
     };
 
@@ -91,6 +121,12 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
 
     /// Counts a failure; returns the block it starts, if it starts one.
     pub fn fail(&mut self, now: Instant, key: &K) -> Option<Duration> {
+        self.count(now, key);
+        self.block(now, key)
+    }
+
+    /// Counts a failure without starting a block (yet): see [`block`](Self::block).
+    pub fn count(&mut self, now: Instant, key: &K) {
         if !self.entries.contains_key(key) && self.entries.len() >= self.policy.max_entries {
             self.make_room(now);
         }
@@ -106,15 +142,37 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
         }
         e.failures = e.failures.saturating_add(1);
         e.last_failure = now;
+    }
+
+    /// Starts the block the failures counted so far call for, if any.
+    pub fn block(&mut self, now: Instant, key: &K) -> Option<Duration> {
+        let e = self.entries.get_mut(key)?;
         let delay = self.policy.delay(e.failures)?;
         e.blocked_until = Some(now + delay);
         Some(delay)
     }
 
+    /// True when `key` has a failure not yet forgotten.
+    pub fn has_failed(&mut self, now: Instant, key: &K) -> bool {
+        let Some(e) = self.entries.get(key) else {
+            return false;
+        };
+        if now.saturating_duration_since(e.last_failure) >= self.policy.forget_after {
+            self.entries.remove(key);
+            return false;
+        }
+        e.failures > 0
+    }
+
     /// Takes back one failure counted by [`fail`](Self::fail) (the attempt succeeded).
     pub fn give_back(&mut self, key: &K) {
+        self.give_back_n(key, 1);
+    }
+
+    /// Takes back `n` failures counted by [`fail`](Self::fail).
+    pub fn give_back_n(&mut self, key: &K, n: u32) {
         if let Some(e) = self.entries.get_mut(key) {
-            e.failures = e.failures.saturating_sub(1);
+            e.failures = e.failures.saturating_sub(n);
             if e.failures <= self.policy.free_failures {
                 e.blocked_until = None;
             }
@@ -196,6 +254,10 @@ pub struct NewBlocks {
     pub name: Option<Duration>,
     /// The address is now blocked for this long.
     pub address: Option<Duration>,
+    /// The attempt came from an address that had not failed for the name: its failure was
+    /// counted on the name, but the name's block waits for the outcome (see
+    /// [`SignInThrottle::failed`]), so that a right password does not leave the block longer.
+    name_pending: bool,
 }
 
 /// The throttle per sign-in name and per client address, with its counters.
@@ -203,6 +265,8 @@ pub struct NewBlocks {
 pub struct SignInThrottle {
     names: Throttle<String>,
     addresses: Throttle<IpAddr>,
+    /// Which addresses failed for which names: a name's block applies to these only.
+    pairs: Throttle<(String, IpAddr)>,
     stats: SignInStats,
 }
 
@@ -218,50 +282,82 @@ impl SignInThrottle {
         SignInThrottle {
             names: Throttle::new(names),
             addresses: Throttle::new(addresses),
+            pairs: Throttle::new(Policy {
+                forget_after: names.forget_after,
+                max_entries: names.max_entries,
+                ..Policy::PAIRS
+            }),
             stats: SignInStats::default(),
         }
     }
 
     /// An attempt to sign in as `name` from `addr` starts: blocked, or counted as a failure
     /// until [`succeeded`](Self::succeeded) or [`failed`](Self::failed) says how it went.
-    /// The blocks it starts, if any, are returned with the verdict.
+    /// The blocks it starts, if any, are returned with the verdict. The name's block applies
+    /// only if `addr` has failed for `name` before (see the module's docs).
     pub fn begin(&mut self, now: Instant, name: &str, addr: IpAddr) -> (Verdict, NewBlocks) {
         let name_key = name.to_owned();
-        let wait = self
-            .names
-            .blocked_for(now, &name_key)
-            .max(self.addresses.blocked_for(now, &addr));
+        let pair = (name_key.clone(), addr);
+        let by_name = if self.pairs.has_failed(now, &pair) {
+            self.names.blocked_for(now, &name_key)
+        } else {
+            None
+        };
+        let wait = by_name.max(self.addresses.blocked_for(now, &addr));
         if let Some(retry_after) = wait {
             self.stats.throttled += 1;
             return (Verdict::Blocked { retry_after }, NewBlocks::default());
         }
+        let clean = !self.pairs.has_failed(now, &pair);
+        self.pairs.fail(now, &pair);
+        // A repeat from a failed address blocks at once, so that many attempts sent together
+        // cannot all slip past; a first one from a clean address waits for its outcome.
+        let name = if clean {
+            self.names.count(now, &name_key);
+            None
+        } else {
+            self.names.fail(now, &name_key)
+        };
         let blocks = NewBlocks {
-            name: self.names.fail(now, &name_key),
+            name,
             address: self.addresses.fail(now, &addr),
+            name_pending: clean,
         };
         (Verdict::Proceed, blocks)
     }
 
-    /// The attempt begun for `name` from `addr` had the right password: the name's failures
-    /// are forgotten, and the address's provisional failure given back.
+    /// The attempt begun for `name` from `addr` had the right password: the failures this
+    /// address made for the name are forgotten (those of other addresses stay), and the
+    /// address's provisional failure is given back.
     pub fn succeeded(&mut self, name: &str, addr: IpAddr) {
-        self.names.clear(&name.to_owned());
+        let name_key = name.to_owned();
+        let pair = (name_key.clone(), addr);
+        let own = self.pairs.failures(&pair);
+        self.pairs.clear(&pair);
+        self.names.give_back_n(&name_key, own);
         self.addresses.give_back(&addr);
         self.stats.successes += 1;
     }
 
-    /// The attempt had a wrong id or password (already counted); `blocks` are those its
-    /// [`begin`](Self::begin) started.
-    pub fn failed(&mut self, blocks: NewBlocks) {
+    /// The attempt as `name` had a wrong id or password (already counted); `blocks` are those
+    /// its [`begin`](Self::begin) started. Returns them with the name's block that waited for
+    /// the outcome, if it starts one now.
+    pub fn failed(&mut self, now: Instant, name: &str, mut blocks: NewBlocks) -> NewBlocks {
+        if blocks.name_pending {
+            blocks.name_pending = false;
+            blocks.name = self.names.block(now, &name.to_owned());
+        }
         self.stats.failures += 1;
         self.stats.names_blocked += u64::from(blocks.name.is_some());
         self.stats.addresses_blocked += u64::from(blocks.address.is_some());
+        blocks
     }
 
     /// The attempt could not be checked at all (an internal fault): not the person's failure.
     pub fn abandoned(&mut self, name: &str, addr: IpAddr) {
         self.names.give_back(&name.to_owned());
         self.addresses.give_back(&addr);
+        self.pairs.give_back(&(name.to_owned(), addr));
     }
 
     /// The counters so far.
@@ -293,7 +389,7 @@ mod tests {
     fn fail(t: &mut SignInThrottle, now: Instant, name: &str, addr: IpAddr) -> Verdict {
         let (v, blocks) = t.begin(now, name, addr);
         if v == Verdict::Proceed {
-            t.failed(blocks);
+            t.failed(now, name, blocks);
         }
         v
     }
@@ -331,7 +427,7 @@ mod tests {
         let t1 = t0 + s(1);
         assert_eq!(fail(&mut t, t1, "alice", A), Verdict::Proceed);
         assert_eq!(
-            t.begin(t1 + Duration::from_millis(500), "alice", B).0,
+            t.begin(t1 + Duration::from_millis(500), "alice", A).0,
             Verdict::Blocked {
                 retry_after: Duration::from_millis(1500)
             }
@@ -379,6 +475,79 @@ mod tests {
         let verdicts: Vec<_> = (0..7).map(|_| t.begin(t0, "alice", A)).collect();
         assert!(verdicts[..6].iter().all(|(v, _)| *v == Verdict::Proceed));
         assert!(matches!(verdicts[6].0, Verdict::Blocked { .. }));
+    }
+
+    #[test]
+    fn a_stranger_guessing_at_every_block_expiry_never_locks_the_person_out() {
+        let t0 = Instant::now();
+        let mut t = SignInThrottle::default();
+        // The stranger at B: free failures, then one guess each time the block lifts.
+        let mut now = t0;
+        for _ in 0..6 {
+            assert_eq!(fail(&mut t, now, "alice", B), Verdict::Proceed);
+        }
+        for round in 0..12 {
+            // B is refused unchecked while the name's block lasts...
+            let Verdict::Blocked { retry_after } = t.begin(now, "alice", B).0 else {
+                panic!("round {round}: the guessing address is not blocked");
+            };
+            // ...and alice, whose address never failed, is checked and signs in meanwhile.
+            assert_eq!(
+                t.begin(now, "alice", A).0,
+                Verdict::Proceed,
+                "round {round}"
+            );
+            t.succeeded("alice", A);
+            now += retry_after;
+            assert_eq!(fail(&mut t, now, "alice", B), Verdict::Proceed);
+        }
+        // Her successes did not forgive the stranger: the block on B kept doubling.
+        let Verdict::Blocked { retry_after } = t.begin(now, "alice", B).0 else {
+            panic!("B is not blocked");
+        };
+        assert!(retry_after >= s(900), "{retry_after:?}");
+        assert_eq!(t.failures("alice", A), (18, 0));
+    }
+
+    #[test]
+    fn a_name_block_applies_to_every_address_that_failed_for_it() {
+        let t0 = Instant::now();
+        let mut t = SignInThrottle::default();
+        const C: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 3));
+        // Failures from two addresses add up on the name: both are blocked, a third is not.
+        for _ in 0..3 {
+            fail(&mut t, t0, "alice", A);
+            fail(&mut t, t0, "alice", B);
+        }
+        assert!(matches!(t.begin(t0, "alice", A).0, Verdict::Blocked { .. }));
+        assert!(matches!(t.begin(t0, "alice", B).0, Verdict::Blocked { .. }));
+        // C's first try is checked; a wrong one puts C under the name's block too.
+        assert_eq!(fail(&mut t, t0, "alice", C), Verdict::Proceed);
+        assert!(matches!(t.begin(t0, "alice", C).0, Verdict::Blocked { .. }));
+        assert_eq!(t.stats().throttled, 3);
+    }
+
+    #[test]
+    fn a_right_password_forgets_only_its_own_addresses_failures_for_the_name() {
+        let t0 = Instant::now();
+        let mut t = SignInThrottle::default();
+        for _ in 0..3 {
+            fail(&mut t, t0, "alice", A);
+        }
+        for _ in 0..2 {
+            fail(&mut t, t0, "alice", B);
+        }
+        assert_eq!(t.failures("alice", A).0, 5);
+        assert_eq!(t.begin(t0, "alice", A).0, Verdict::Proceed);
+        t.succeeded("alice", A);
+        assert_eq!(t.failures("alice", A), (2, 3));
+        // An attempt that could not be checked is nobody's failure.
+        assert_eq!(t.begin(t0, "alice", A).0, Verdict::Proceed);
+        t.abandoned("alice", A);
+        assert_eq!(t.failures("alice", A), (2, 3));
+        assert_eq!(t.begin(t0, "alice", A).0, Verdict::Proceed);
+        t.succeeded("alice", A);
+        assert_eq!(t.failures("alice", A), (2, 3));
     }
 
     #[test]

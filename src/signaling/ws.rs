@@ -5,17 +5,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRef, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use futures_util::SinkExt;
 use tracing::{debug, info, info_span, Instrument};
 
-use super::auth::{AuthHandle, Authenticated};
+use super::auth::{AuthHandle, Authenticated, SameOrigin};
 use super::protocol::{
-    ClientMsg, FloorAgent, FloorCall, FloorLeg, FloorQueue, PresenceView, ServerMsg, MAX_MESSAGE,
-    VERSION,
+    close, ClientMsg, FloorAgent, FloorCall, FloorLeg, FloorQueue, PresenceView, ServerMsg,
+    MAX_MESSAGE, MAX_REASON_CHARS, VERSION,
 };
 use crate::calls::actor::{CallsHandle, Directory, FloorView};
 use crate::calls::{Command, Notice, Role, TransferTarget};
@@ -30,6 +31,8 @@ const FLOOR_EVERY: Duration = Duration::from_millis(250);
 /// An agent's transfer directory is sent at most this often (its latest state): every agent
 /// follows it, so with hundreds of agents this bounds the floor's cost to sessions.
 const DIRECTORY_EVERY: Duration = Duration::from_secs(1);
+/// How long a session that sent its Close waits for the client's (the end of the handshake).
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// What `/ws` needs.
 #[derive(Clone, FromRef)]
@@ -47,7 +50,14 @@ pub fn router(state: WsState) -> Router {
     Router::new().route("/ws", get(upgrade)).with_state(state)
 }
 
-async fn upgrade(who: Authenticated, State(st): State<WsState>, ws: WebSocketUpgrade) -> Response {
+/// Browsers send `Origin` on a WebSocket upgrade but apply no same-origin rule to it: a page of
+/// another site could open `/ws` with the cookie. [`SameOrigin`] refuses it (403) first.
+async fn upgrade(
+    _origin: SameOrigin,
+    who: Authenticated,
+    State(st): State<WsState>,
+    ws: WebSocketUpgrade,
+) -> Response {
     // The library's own cap is far above ours, so an oversized message gets our error instead
     // of a dropped connection.
     ws.max_message_size(4 * MAX_MESSAGE)
@@ -123,7 +133,13 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
                         break;
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(Message::Close(_))) => {
+                    // RFC 6455 §5.5.1: answer with a Close. tungstenite queued the echo of the
+                    // client's; flushing sends it.
+                    let _ = socket.flush().await;
+                    break;
+                }
+                None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },
             n = notices.recv() => match n {
@@ -136,7 +152,7 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
                     // A newer session of the same person took over.
                     let e = error("replaced", "you signed in elsewhere; this page is no longer live");
                     let _ = send(&mut socket, &e).await;
-                    let _ = socket.send(Message::Close(None)).await;
+                    close_with(&mut socket, close::REPLACED, "replaced").await;
                     return;
                 }
             },
@@ -176,7 +192,7 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
                 if !st.auth.session_alive_anywhere(&who.session).await {
                     let e = error("signed_out", "your sign-in ended; sign in again");
                     let _ = send(&mut socket, &e).await;
-                    let _ = socket.send(Message::Close(None)).await;
+                    close_with(&mut socket, close::SIGNED_OUT, "signed out").await;
                     signed_out = true;
                     break;
                 }
@@ -187,36 +203,75 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
     let _ = st.calls.leave(agent, session_id, signed_out).await;
 }
 
+/// Sends our Close with `code` and `reason`, then waits a little for the client's.
+async fn close_with(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// A text frame refused before it did anything: the `error` to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Refused {
+    code: &'static str,
+    message: String,
+}
+
+/// Checks one text frame: its size, its JSON, and what the types alone cannot say (an away
+/// reason's length).
+fn parse(text: &str) -> Result<ClientMsg, Refused> {
+    if text.len() > MAX_MESSAGE {
+        return Err(Refused {
+            code: "too_large",
+            message: format!("messages are at most {MAX_MESSAGE} bytes"),
+        });
+    }
+    let msg: ClientMsg = serde_json::from_str(text).map_err(|e| Refused {
+        code: "bad_message",
+        message: format!("not a message of protocol {VERSION}: {e}"),
+    })?;
+    if let ClientMsg::SetPresence {
+        reason: Some(r), ..
+    } = &msg
+    {
+        if r.chars().count() > MAX_REASON_CHARS {
+            return Err(Refused {
+                code: "bad_message",
+                message: format!("an away reason is at most {MAX_REASON_CHARS} characters"),
+            });
+        }
+    }
+    Ok(msg)
+}
+
 /// Parses and carries out one text frame; returns what to send back, if anything.
 async fn handle_text(st: &WsState, agent: &AgentId, text: &str) -> Option<ServerMsg> {
-    if text.len() > MAX_MESSAGE {
-        return Some(error(
-            "too_large",
-            &format!("messages are at most {MAX_MESSAGE} bytes"),
-        ));
-    }
-    let msg: ClientMsg = match serde_json::from_str(text) {
+    let msg = match parse(text) {
         Ok(m) => m,
-        Err(e) => {
-            return Some(error(
-                "bad_message",
-                &format!("not a message of protocol {VERSION}: {e}"),
-            ))
-        }
+        Err(r) => return Some(error(r.code, &r.message)),
     };
     let call = |id: String| WaCallId(id);
     let command = match msg {
-        ClientMsg::Ping => return Some(ServerMsg::Pong),
+        ClientMsg::Ping {} => return Some(ServerMsg::Pong),
         ClientMsg::Offer { sdp } => {
             return Some(match st.calls.offer(agent.clone(), sdp).await {
                 Ok(sdp) => ServerMsg::Answer { sdp },
                 Err(e) => error("offer_refused", &e.to_string()),
             })
         }
-        ClientMsg::SetPresence { available, reason } => Command::SetPresence {
-            available,
-            reason: reason.map(|r| r.chars().take(64).collect()),
-        },
+        ClientMsg::SetPresence { available, reason } => Command::SetPresence { available, reason },
         ClientMsg::Answer { call_id } => Command::Answer {
             call: call(call_id),
         },
@@ -260,8 +315,8 @@ async fn handle_text(st: &WsState, agent: &AgentId, text: &str) -> Option<Server
         ClientMsg::Whisper { call_id } => Command::Whisper {
             call: call(call_id),
         },
-        ClientMsg::StopMonitor => Command::StopMonitor,
-        ClientMsg::WrapUpDone => Command::EndWrapUp,
+        ClientMsg::StopMonitor {} => Command::StopMonitor,
+        ClientMsg::WrapUpDone {} => Command::EndWrapUp,
     };
     debug!(?command, "command");
     if st.calls.command(agent.clone(), command).await.is_err() {
@@ -425,5 +480,48 @@ fn floor_msg(view: &Arc<FloorView>) -> ServerMsg {
                 longest_wait_secs: w.first().map_or(0, |w| secs(w.since)),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(r: Result<ClientMsg, Refused>) -> &'static str {
+        match r {
+            Err(r) => r.code,
+            Ok(m) => panic!("not refused: {m:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_fields_on_field_less_messages_are_bad_messages() {
+        for text in [
+            r#"{"type":"ping","extra":true}"#,
+            r#"{"type":"wrap_up_done","call_id":"c1"}"#,
+            r#"{"type":"stop_monitor","x":null}"#,
+        ] {
+            assert_eq!(code_of(parse(text)), "bad_message", "{text}");
+        }
+        assert_eq!(parse(r#"{"type":"ping"}"#).unwrap(), ClientMsg::Ping {});
+    }
+
+    #[test]
+    fn an_away_reason_over_64_characters_is_refused_not_cut() {
+        let msg = |reason: &str| {
+            serde_json::json!({"type": "set_presence", "available": false, "reason": reason})
+                .to_string()
+        };
+        // 64 characters (not bytes) pass, whatever their width.
+        let ok = "é".repeat(64);
+        assert_eq!(
+            parse(&msg(&ok)).unwrap(),
+            ClientMsg::SetPresence {
+                available: false,
+                reason: Some(ok.clone())
+            }
+        );
+        assert_eq!(code_of(parse(&msg(&"x".repeat(65)))), "bad_message");
+        assert_eq!(code_of(parse(&"x".repeat(MAX_MESSAGE + 1))), "too_large");
     }
 }
