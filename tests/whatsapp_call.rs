@@ -166,7 +166,7 @@ async fn unsigned_altered_or_foreign_connects_start_nothing() {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": "1555", "phone_number_id": PHONE_ID},
             "calls": [{"id": "wacid.UNSIGNED", "from": "1", "to": "2", "event": "connect",
-                       "timestamp": "1753115233", "direction": "USER_INITIATED",
+                       "timestamp": unix_now().to_string(), "direction": "USER_INITIATED",
                        "session": {"sdp_type": "offer", "sdp": offer}}]}}]}]
     })
     .to_string();
@@ -279,7 +279,7 @@ fn calls_webhook(calls: &[(String, &str, Option<String>)]) -> String {
         .map(|(id, event, offer)| {
             let mut c = serde_json::json!({
                 "id": id, "from": "15550002222", "to": "15550001111", "event": event,
-                "timestamp": "1753115233", "direction": "USER_INITIATED"
+                "timestamp": unix_now().to_string(), "direction": "USER_INITIATED"
             });
             if let Some(sdp) = offer {
                 c["session"] = serde_json::json!({"sdp_type": "offer", "sdp": sdp});
@@ -456,4 +456,13 @@ async fn a_call_over_the_numbers_cap_is_rejected_at_once() {
         }
     );
     w.running.shutdown().await;
+}
+
+/// Now, in UNIX seconds: the `timestamp` of a webhook Meta sends now (an older connect is
+/// refused as stale).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
