@@ -1518,11 +1518,11 @@ fn log_event(event: &WaEvent) {
     match event {
         WaEvent::CallOffered { offer_sdp, .. } => {
             info!("call offered");
-            debug!(sdp = %offer_sdp, "offer");
+            debug!(sdp = ?offer_sdp, "offer");
         }
         WaEvent::CallAnswered { answer_sdp, .. } => {
             info!("call answered");
-            debug!(sdp = %answer_sdp, "answer");
+            debug!(sdp = ?answer_sdp, "answer");
         }
         WaEvent::CallTerminated {
             status,
