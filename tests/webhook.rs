@@ -641,6 +641,7 @@ async fn two_nodes_sharing_redis_take_each_event_once() {
 
 #[tokio::test]
 async fn a_connect_older_than_the_window_is_refused_counted_and_not_forwarded() {
+    let logs = common::global_logs(tracing::Level::WARN);
     let mut h = start().await;
     let window = WebhookOptions::default().connect_max_age.as_secs();
     assert_eq!(window, 60, "the documented window (docs/operations.md)");
@@ -668,6 +669,14 @@ async fn a_connect_older_than_the_window_is_refused_counted_and_not_forwarded() 
     let stats = h.processor.take().unwrap().shutdown().await;
     assert_eq!(stats.too_old, 2);
     assert_eq!(stats.forwarded, 2, "the recent connect and the marker");
+    // Logged (folded with other refusals: at most one line per interval, with the count).
+    let text = logs.text();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("connect for wacid.OLD1 is 31536")
+                && l.contains("older than the 60 s window")),
+        "{text}"
+    );
 
     // After a restart (nothing remembered) a replay of the captured body is refused the same way.
     let mut restarted = start().await;

@@ -107,6 +107,20 @@ pub enum WebhookError {
         /// What is wrong with it.
         reason: CallIdError,
     },
+    /// A connect older than the freshness window ([`CONNECT_MAX_AGE`]): a late retry or a
+    /// replay, refused.
+    #[error(
+        "connect for {call_id} is {age_secs} s old, older than the {max_age_secs} s window \
+         (a late retry or a replay: Meta's accept window is over)"
+    )]
+    ConnectTooOld {
+        /// The call.
+        call_id: WaCallId,
+        /// How old it is.
+        age_secs: u64,
+        /// The window.
+        max_age_secs: u64,
+    },
     /// A connect without a session or SDP.
     #[error("connect for {call_id} has no usable session SDP")]
     MissingSession {
@@ -1427,13 +1441,12 @@ async fn process_bodies(
             if let Some(age) = age.filter(|a| *a > admitter.connect_max_age) {
                 stats.too_old += 1;
                 count_events("too_old", 1);
-                span.in_scope(|| {
-                    warn!(
-                        age_secs = age.as_secs(),
-                        max_age_secs = admitter.connect_max_age.as_secs(),
-                        "connect older than the freshness window refused (a late retry or a \
-                         replay: Meta's accept window is over)"
-                    )
+                // Folded like unsigned requests: one captured body replayed in a loop must not
+                // become a stream of lines.
+                refusals.handle_refusal(WebhookError::ConnectTooOld {
+                    call_id: event.call_id().clone(),
+                    age_secs: age.as_secs(),
+                    max_age_secs: admitter.connect_max_age.as_secs(),
                 });
                 continue;
             }
