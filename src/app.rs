@@ -374,6 +374,8 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         grace: config.calls.grace,
         answer_deadline: config.calls.answer_deadline,
         max_calls_per_number: config.limits.max_calls_per_number.get(),
+        // Set-up work (answering offers, DTLS handshakes) spreads over the media threads.
+        max_setting_up: crate::calls::DEFAULT_MAX_SETTING_UP * config.media.shards.max(1),
         number_queues: config.calls.numbers.clone(),
         service_level_target: config.calls.service_level_target,
     };

@@ -260,3 +260,51 @@ async fn failures_are_logged_once_with_ids_and_never_the_token() {
     assert!(line.contains("fbtrace_id="), "{line}");
     assert!(!text.contains(TOKEN), "{text}");
 }
+
+#[tokio::test]
+async fn graph_error_texts_are_logged_cut_and_without_the_token() {
+    let logs = common::global_logs(tracing::Level::TRACE);
+    // A Graph (or a proxy in front of it) that echoes the token in a huge message.
+    let echo = format!(
+        r#"{{"error":{{"message":"Invalid token {TOKEN}\nINFO forged {long}","type":"OAuthException",
+        "code":190,"error_data":{{"details":"{TOKEN}"}},"fbtrace_id":"ECHO-TRACE"}}}}"#,
+        long = "x".repeat(100_000)
+    );
+    let app = axum::Router::new().route(
+        "/{version}/{phone}/calls",
+        axum::routing::post(move || {
+            let body = echo.clone();
+            async move { (axum::http::StatusCode::UNAUTHORIZED, body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let err = client(&format!("http://{addr}"), TOKEN)
+        .terminate(&WaCallId::from("wacid.ECHO"))
+        .await
+        .unwrap_err();
+    match &err {
+        GraphError::Api {
+            message, details, ..
+        } => {
+            assert!(message.chars().count() <= 301, "{} chars", message.len());
+            assert!(message.starts_with("Invalid token [access token]\\nINFO forged"));
+            assert_eq!(details.as_deref(), Some("[access token]"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.to_string().contains(TOKEN));
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("ECHO-TRACE"))
+        .unwrap_or_else(|| panic!("no warning for the failure: {text}"));
+    assert!(line.len() < 1000, "{} bytes", line.len());
+    assert!(!text.contains(TOKEN), "{text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("INFO forged")),
+        "{text}"
+    );
+    server.abort();
+}

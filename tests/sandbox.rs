@@ -158,6 +158,14 @@ async fn the_sandbox_caps_simulated_calls_in_progress() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
+    // An id that could forge a log line (a newline) or flood one (too long) is refused as such.
+    for bad in [
+        "wacid.A%0A2026-01-01T00:00:00Z%20INFO%20forged",
+        &"A".repeat(300),
+    ] {
+        let refused = http.delete(format!("{url}/{bad}")).send().await.unwrap();
+        assert_eq!(refused.status(), 422, "{bad}");
+    }
     running.shutdown().await;
 }
 

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::StatusCode;
 use switchboard::config::Secret;
@@ -153,11 +153,34 @@ fn value(calls: Vec<Call>) -> ChangeValue {
     }
 }
 
+/// Now, in UNIX seconds, as Meta stamps a webhook it sends.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The fixture's body as Meta would send it now: the same call, its `timestamp` this second
+/// (the fixture's own, from 2025, is far older than the freshness window).
+fn fresh(body: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(body)
+        .replace(
+            r#""timestamp": "1753115233""#,
+            &format!(r#""timestamp": "{}""#, unix_now()),
+        )
+        .into_bytes()
+}
+
 fn connect_call(id: &str) -> Call {
+    connect_call_at(id, unix_now())
+}
+
+fn connect_call_at(id: &str, timestamp: u64) -> Call {
     Call {
         from: Some("15551234567".into()),
         to: Some("15550001111".into()),
-        timestamp: Some(UnixTime(1_753_115_233)),
+        timestamp: Some(UnixTime(timestamp)),
         session: Some(Session::new(SdpType::Offer, SAMPLE_META_OFFER)),
         ..Call::new(WaCallId::from(id), CallEventKind::Connect)
     }
@@ -204,7 +227,8 @@ async fn verification_handshake() {
 #[tokio::test]
 async fn signed_offer_is_delivered_as_typed_event() {
     let mut h = start().await;
-    let body = fixture("connect_offer.json");
+    let body = fresh(&fixture("connect_offer.json"));
+    let sent = unix_now();
     assert_eq!(h.post_signed(&body).await, StatusCode::OK);
     match h.next_event().await {
         WaEvent::CallOffered {
@@ -220,7 +244,10 @@ async fn signed_offer_is_delivered_as_typed_event() {
             assert_eq!(phone_number_id.as_deref(), Some("115017831530658"));
             assert_eq!(from.as_deref(), Some("91809753****"));
             assert_eq!(caller_name.as_deref(), Some("Rahul"));
-            assert_eq!(timestamp, Some(UnixTime(1_753_115_233)));
+            assert!(
+                timestamp.is_some_and(|t| t.0.abs_diff(sent) <= 1),
+                "{timestamp:?}"
+            );
             assert_eq!(offer_sdp, SAMPLE_META_OFFER);
             check_offer(&offer_sdp).unwrap();
         }
@@ -610,4 +637,66 @@ async fn two_nodes_sharing_redis_take_each_event_once() {
         assert_eq!(second.post_signed(&body).await, StatusCode::OK);
         second.assert_nothing_came_out().await;
     }
+}
+
+#[tokio::test]
+async fn a_connect_older_than_the_window_is_refused_counted_and_not_forwarded() {
+    let logs = common::global_logs(tracing::Level::WARN);
+    let mut h = start().await;
+    let window = WebhookOptions::default().connect_max_age.as_secs();
+    assert_eq!(window, 60, "the documented window (docs/operations.md)");
+    let now = unix_now();
+    // Signed a year ago (a captured body), and one just past the window (a late retry).
+    let year_old = json(&envelope(vec![value(vec![connect_call_at(
+        "wacid.OLD1",
+        now - 365 * 24 * 3600,
+    )])]));
+    let late = json(&envelope(vec![value(vec![connect_call_at(
+        "wacid.OLD2",
+        now - window - 30,
+    )])]));
+    // Authenticated, so Meta gets its 200 (a retry would be just as old); nothing goes on.
+    assert_eq!(h.post_signed(&year_old).await, StatusCode::OK);
+    assert_eq!(h.post_signed(&late).await, StatusCode::OK);
+    h.assert_nothing_came_out().await;
+    // A connect within the window goes through, and so does the terminate of an old call.
+    let recent = json(&envelope(vec![value(vec![connect_call_at(
+        "wacid.RECENT",
+        now - 10,
+    )])]));
+    assert_eq!(h.post_signed(&recent).await, StatusCode::OK);
+    assert_eq!(h.next_event().await.call_id().0, "wacid.RECENT");
+    let stats = h.processor.take().unwrap().shutdown().await;
+    assert_eq!(stats.too_old, 2);
+    assert_eq!(stats.forwarded, 2, "the recent connect and the marker");
+    // Logged (folded with other refusals: at most one line per interval, with the count).
+    let text = logs.text();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("connect for wacid.OLD1 is 31536")
+                && l.contains("older than the 60 s window")),
+        "{text}"
+    );
+
+    // After a restart (nothing remembered) a replay of the captured body is refused the same way.
+    let mut restarted = start().await;
+    assert_eq!(restarted.post_signed(&year_old).await, StatusCode::OK);
+    restarted.assert_nothing_came_out().await;
+    let stats = restarted.processor.take().unwrap().shutdown().await;
+    assert_eq!(stats.too_old, 1);
+}
+
+#[tokio::test]
+async fn call_ids_without_metas_shape_never_reach_the_calls() {
+    let mut h = start().await;
+    for id in [
+        "wacid.A\n2026-01-01T00:00:00.000000Z  INFO switchboard: forged".to_owned(),
+        format!("wacid.{}", "A".repeat(900_000)),
+    ] {
+        let body = json(&envelope(vec![value(vec![connect_call(&id)])]));
+        assert_eq!(h.post_signed(&body).await, StatusCode::OK);
+    }
+    h.assert_nothing_came_out().await;
+    let stats = h.processor.take().unwrap().shutdown().await;
+    assert_eq!(stats.skipped, 2);
 }

@@ -166,7 +166,7 @@ async fn unsigned_altered_or_foreign_connects_start_nothing() {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": "1555", "phone_number_id": PHONE_ID},
             "calls": [{"id": "wacid.UNSIGNED", "from": "1", "to": "2", "event": "connect",
-                       "timestamp": "1753115233", "direction": "USER_INITIATED",
+                       "timestamp": unix_now().to_string(), "direction": "USER_INITIATED",
                        "session": {"sdp_type": "offer", "sdp": offer}}]}}]}]
     })
     .to_string();
@@ -272,6 +272,32 @@ async fn a_graph_503_is_retried_and_the_call_goes_on() {
     w.running.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reject_waits_for_the_slow_pre_accept_in_flight_which_is_then_not_retried() {
+    let w = world().await;
+    // A slow Graph whose first answer (the pre_accept's) will be a retryable 503.
+    w.fake.set_delay(Duration::from_secs(2));
+    w.fake.fail_next(1, 503, 2);
+    let call = w
+        .sim
+        .place_call(CallSpec {
+            hang_up_after: None,
+            ..CallSpec::default()
+        })
+        .await
+        .unwrap();
+    tokio::time::timeout(LONG, w.fake.wait_for_requests(1))
+        .await
+        .expect("the pre_accept reaches Graph");
+    // Shutting down while the pre_accept is in flight ends the call: Graph reject. It goes out
+    // after the pre_accept's answer, and the pre_accept is not retried after it.
+    w.running.shutdown().await;
+    assert_eq!(
+        actions(&w.fake.requests(), &call.call_id.0),
+        vec![("pre_accept".to_owned(), 503), ("reject".to_owned(), 200)]
+    );
+}
+
 /// A signed webhook carrying `calls` (each `(call id, event, offer)`) in one change.
 fn calls_webhook(calls: &[(String, &str, Option<String>)]) -> String {
     let calls: Vec<serde_json::Value> = calls
@@ -279,7 +305,7 @@ fn calls_webhook(calls: &[(String, &str, Option<String>)]) -> String {
         .map(|(id, event, offer)| {
             let mut c = serde_json::json!({
                 "id": id, "from": "15550002222", "to": "15550001111", "event": event,
-                "timestamp": "1753115233", "direction": "USER_INITIATED"
+                "timestamp": unix_now().to_string(), "direction": "USER_INITIATED"
             });
             if let Some(sdp) = offer {
                 c["session"] = serde_json::json!({"sdp_type": "offer", "sdp": sdp});
@@ -456,4 +482,13 @@ async fn a_call_over_the_numbers_cap_is_rejected_at_once() {
         }
     );
     w.running.shutdown().await;
+}
+
+/// Now, in UNIX seconds: the `timestamp` of a webhook Meta sends now (an older connect is
+/// refused as stale).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }

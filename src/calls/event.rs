@@ -501,17 +501,21 @@ pub enum RejectReason {
     MediaRefused,
     /// With several nodes, the shared state (Redis) was unreachable.
     SharedStateDown,
+    /// As many calls as allowed were being set up (answered, their WhatsApp leg not yet
+    /// connected); this one could not be set up in time.
+    SetupBusy,
 }
 
 impl RejectReason {
     /// Every reason.
-    pub const ALL: [RejectReason; 6] = [
+    pub const ALL: [RejectReason; 7] = [
         RejectReason::Draining,
         RejectReason::AtCapacity,
         RejectReason::Unstaffed,
         RejectReason::NoFreeAgent,
         RejectReason::MediaRefused,
         RejectReason::SharedStateDown,
+        RejectReason::SetupBusy,
     ];
 
     /// The metric label.
@@ -523,6 +527,7 @@ impl RejectReason {
             RejectReason::NoFreeAgent => "no_free_agent",
             RejectReason::MediaRefused => "media_refused",
             RejectReason::SharedStateDown => "shared_state_down",
+            RejectReason::SetupBusy => "setup_busy",
         }
     }
 }

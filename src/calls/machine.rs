@@ -41,6 +41,10 @@ const ACCEPTED_FALLBACK_WAIT: Duration = Duration::from_secs(120);
 pub const NO_AUDIO: &str = "audio not connected";
 /// Ended calls remembered so that late or duplicate events for them change nothing.
 const TOMBSTONES: usize = 10_000;
+/// [`CentreConfig::max_setting_up`] when nothing else is said (the program scales it with its
+/// media threads): about what one media thread sets up well within the 10 s connect timeout
+/// (docs/performance.md: ramps of 100–250 new calls a second set up in milliseconds).
+pub const DEFAULT_MAX_SETTING_UP: usize = 128;
 
 /// Settings of the call machines.
 #[derive(Debug, Clone)]
@@ -57,6 +61,11 @@ pub struct CentreConfig {
     pub answer_deadline: Duration,
     /// Calls in progress at once per business number; past it, rejected at once.
     pub max_calls_per_number: usize,
+    /// Calls being set up at once (offered, their WhatsApp leg's ICE and DTLS not yet done);
+    /// past it, a new call is rejected at once (Graph `reject`, reason `setup_busy`). A burst
+    /// beyond what the engine can set up within its connect timeout would otherwise fail
+    /// every call in it a few seconds later, after ringing agents.
+    pub max_setting_up: usize,
     /// Business number id → queue; numbers not listed go to the default queue.
     pub number_queues: HashMap<String, QueueId>,
     /// A call answered within this of its offer counts toward the service level.
@@ -71,6 +80,7 @@ impl Default for CentreConfig {
             grace: Duration::from_secs(30),
             answer_deadline: Duration::from_secs(25),
             max_calls_per_number: 1000,
+            max_setting_up: DEFAULT_MAX_SETTING_UP,
             number_queues: HashMap::new(),
             service_level_target: Duration::from_secs(20),
         }
@@ -255,6 +265,8 @@ pub struct CentreCounters {
     pub offered: u64,
     /// Calls rejected at once because the business number had its cap of calls in progress.
     pub rejected_at_capacity: u64,
+    /// Calls rejected at once because as many as allowed were being set up.
+    pub rejected_setup_busy: u64,
     /// Calls declined at once: nobody staffed, or nobody free with the `decline` policy.
     pub declined_at_once: u64,
     /// Calls that ended, any way.
@@ -542,6 +554,11 @@ impl<R: Routing> Centre<R> {
             .values()
             .filter(|c| c.business_number == business_number)
             .count();
+        let setting_up = self
+            .calls
+            .values()
+            .filter(|c| !c.connected && !c.accepted)
+            .count();
         self.counters.offered += 1;
         self.actions.push_back(Action::Metric(Metric::Offered {
             queue: queue.clone(),
@@ -558,6 +575,12 @@ impl<R: Routing> Centre<R> {
             Some((
                 RejectReason::AtCapacity,
                 "over the business number's concurrent call cap",
+            ))
+        } else if setting_up >= self.cfg.max_setting_up {
+            self.counters.rejected_setup_busy += 1;
+            Some((
+                RejectReason::SetupBusy,
+                "as many calls as allowed are being set up",
             ))
         } else if !self.routing.staffed(&queue) {
             Some((RejectReason::Unstaffed, "nobody is signed in to the queue"))

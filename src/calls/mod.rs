@@ -28,7 +28,8 @@ pub use event::{
     Outcome, RejectReason, Role, SetupStep, TransferTarget, WaLeg,
 };
 pub use machine::{
-    CallView, Centre, CentreConfig, CentreCounters, HandedCall, Phase, ServiceLevel, NO_AUDIO,
+    CallView, Centre, CentreConfig, CentreCounters, HandedCall, Phase, ServiceLevel,
+    DEFAULT_MAX_SETTING_UP, NO_AUDIO,
 };
 
 #[cfg(test)]

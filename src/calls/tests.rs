@@ -1443,3 +1443,48 @@ fn with_the_order_shared_waiting_calls_are_rung_only_when_dispatched() {
     let acts = w.input(Input::QueuesShared { on: false });
     assert_eq!(rang(&acts), vec![("carol".into(), "c3".into())]);
 }
+
+#[test]
+fn a_burst_beyond_the_set_up_bound_is_rejected_at_once_and_the_rest_set_up() {
+    let mut w = World::with(
+        queue_policy(),
+        CentreConfig {
+            max_setting_up: 3,
+            ..CentreConfig::default()
+        },
+    );
+    w.agent_online("bob", &["support"]);
+    // A burst of 10 connects before any leg has connected: 3 are answered, 7 declined at once.
+    let mut answered = vec![];
+    for i in 0..10 {
+        let id = format!("b{i}");
+        let (acts, wa) = w.offer(&id);
+        match wa {
+            Some(wa) => answered.push((id, wa)),
+            None => assert!(has_graph(&acts, &id, GraphAction::Reject), "{id}: {acts:?}"),
+        }
+    }
+    assert_eq!(answered.len(), 3);
+    assert_eq!(w.c.counters().rejected_setup_busy, 7);
+    let rejected = w
+        .log
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Metric(Metric::Rejected {
+                    reason: RejectReason::SetupBusy,
+                    ..
+                })
+            )
+        })
+        .count();
+    assert_eq!(rejected, 7);
+    // One leg connects: its set-up is over, so one more call can be set up, and no more.
+    let (first, wa) = &answered[0];
+    w.graph_ok(first, GraphAction::PreAccept);
+    w.input(Input::MediaConnected { leg: wa.leg });
+    assert!(w.offer("late1").1.is_some());
+    assert!(w.offer("late2").1.is_none());
+    assert_eq!(w.c.counters().rejected_setup_busy, 8);
+}

@@ -49,13 +49,13 @@ pub enum ApiError {
         max: usize,
     },
     /// No simulated call in progress has this id.
-    #[error("no simulated call {call_id} in progress")]
+    #[error("no simulated call {call_id:?} in progress")]
     UnknownCall {
         /// The id asked for.
         call_id: String,
     },
     /// The simulated caller hung up but the call had not ended in time.
-    #[error("simulated call {call_id} did not end within {secs} s of hanging up")]
+    #[error("simulated call {call_id:?} did not end within {secs} s of hanging up")]
     HangUpTimedOut {
         /// The call.
         call_id: String,
@@ -385,6 +385,10 @@ async fn hang_up(
     State(sandbox): State<Sandbox>,
     Path(call_id): Path<String>,
 ) -> Result<Json<EndedCall>, ApiError> {
-    let status = sandbox.hang_up(WaCallId(call_id.clone())).await?;
+    // From the URL, without authentication: refused before it is looked up or logged.
+    let id = WaCallId::parse(&call_id).map_err(|_| {
+        ApiError::Invalid("call id must be up to 256 letters, digits or . _ - + / =")
+    })?;
+    let status = sandbox.hang_up(id).await?;
     Ok(Json(EndedCall { call_id, status }))
 }

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use super::MediaError;
-use crate::sdp::{candidate_addr, Attribute, Sdp};
+use crate::sdp::{candidate_addr, one_way_or_inconsistent, Attribute, Sdp};
 
 /// What a leg's offer must look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,10 @@ pub(crate) struct Screened {
 /// Checks the rules str0m does not enforce and rewrites what must be rewritten:
 /// - at least one m-line; all audio; exactly one for WhatsApp;
 /// - a sha-256 fingerprint (other hash functions are removed; none left is an error);
+/// - for WhatsApp, a two-way offer whose `a=rtpmap`/`a=fmtp` lines agree with its `m=` line
+///   ([`crate::sdp::one_way_or_inconsistent`], the rule Meta's offer check applies too):
+///   otherwise str0m would answer a payload type never offered, or drop DTMF, or answer
+///   one-way, and Meta would refuse the answer after we had rung an agent;
 /// - for WhatsApp, `a=setup:actpass` becomes `passive`, which makes str0m take the DTLS client
 ///   role and answer `a=setup:active` as Meta requires (str0m notes §1, option A).
 pub(crate) fn screen_offer(offer: &str, shape: OfferShape) -> Result<Screened, MediaError> {
@@ -77,6 +81,15 @@ pub(crate) fn screen_offer(offer: &str, shape: OfferShape) -> Result<Screened, M
             "has {m_lines} m-lines; a WhatsApp offer has exactly one audio m-line"
         )));
     }
+    if shape == OfferShape::WhatsApp {
+        let problem = sdp
+            .media()
+            .next()
+            .and_then(|m| one_way_or_inconsistent(&sdp, &m));
+        if let Some(p) = problem {
+            return Err(invalid(&p.to_string()));
+        }
+    }
     let mut out = String::with_capacity(offer.len() + 16);
     let mut fingerprints: Vec<&str> = vec![];
     let mut candidates = vec![];
@@ -113,6 +126,15 @@ pub(crate) fn screen_offer(offer: &str, shape: OfferShape) -> Result<Screened, M
         }
         out.push_str(line.text);
         out.push_str("\r\n");
+    }
+    // No direction in the section means sendrecv (RFC 8866 §6.7; a one-way WhatsApp offer was
+    // refused above), but str0m wants it written there: say it, at the section's end.
+    let directionless = sdp
+        .media()
+        .next()
+        .is_some_and(|m| !crate::sdp::DIRECTIONS.iter().any(|d| m.attr(d).is_some()));
+    if shape == OfferShape::WhatsApp && directionless {
+        out.push_str("a=sendrecv\r\n");
     }
     if !fingerprints.contains(&"sha-256") {
         let found = if fingerprints.is_empty() {

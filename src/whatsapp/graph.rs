@@ -7,7 +7,13 @@
 //! certainly did not reach Meta (connection not established) or on 429.
 //!
 //! The access token is only ever written into the `Authorization` header; no request, header map
-//! or client is ever logged.
+//! or client is ever logged. Graph's own error texts are kept (and so logged) only redacted and
+//! cut ([`MAX_ERROR_TEXT`]): a proxy or a misbehaving Graph could echo the token, or send
+//! megabytes.
+//!
+//! A client made with [`GraphClient::until`] stops retrying once told to: the calls actor tells
+//! a call's request in flight when the call's final action (reject, terminate) is queued behind
+//! it, so nothing of the call reaches Meta after that action.
 
 // `GraphError::Api` carries Graph's whole error inline so callers can match on its fields; it is
 // returned only on a network path where its size costs nothing measurable.
@@ -17,6 +23,7 @@ use std::fmt;
 use std::time::Duration;
 
 use rand::Rng;
+use tokio::sync::watch;
 use tracing::{debug, instrument, warn};
 
 use super::model::{
@@ -112,6 +119,40 @@ pub enum GraphError {
     /// The HTTP client could not be built (TLS backend).
     #[error("cannot build the Graph HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+}
+
+/// The most characters of a text from Graph's error body (message, details, type, trace id) kept
+/// in a [`GraphError`], and so in a log line.
+pub const MAX_ERROR_TEXT: usize = 300;
+
+/// What stands in a Graph error text for the access token.
+const REDACTED: &str = "[access token]";
+
+/// `text` from Graph as it may be kept and logged: the access token replaced, control
+/// characters escaped (no line of the human log format can be forged), at most
+/// [`MAX_ERROR_TEXT`] characters (then `…`).
+fn sanitize(text: &str, token: &str) -> String {
+    let redacted = if token.is_empty() {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(text.replace(token, REDACTED))
+    };
+    let mut out = String::with_capacity(redacted.len().min(4 * MAX_ERROR_TEXT));
+    let mut kept = 0;
+    for c in redacted.chars() {
+        let piece: String = if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.into()
+        };
+        kept += piece.chars().count();
+        if kept > MAX_ERROR_TEXT {
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
 }
 
 fn label(call_id: &Option<WaCallId>) -> &str {
@@ -263,6 +304,8 @@ pub struct GraphClient {
     calls_url: String,
     access_token: Secret,
     retry: RetryPolicy,
+    /// When it says `true`, no retry is started (see [`GraphClient::until`]).
+    stop: Option<watch::Receiver<bool>>,
 }
 
 impl fmt::Debug for GraphClient {
@@ -316,7 +359,37 @@ impl GraphClient {
             ),
             access_token,
             retry: options.retry,
+            stop: None,
         })
+    }
+
+    /// This client, retrying only while `stop` says `false`: once it says `true`, a failed
+    /// attempt is final and a retry being waited for is not made. An attempt already sent is
+    /// never cut short (Meta may be acting on it).
+    pub fn until(&self, stop: watch::Receiver<bool>) -> GraphClient {
+        GraphClient {
+            stop: Some(stop),
+            ..self.clone()
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| *s.borrow())
+    }
+
+    /// Waits `delay` before a retry; false when told to stop meanwhile (or before).
+    async fn wait_to_retry(&self, delay: Duration) -> bool {
+        match &self.stop {
+            None => tokio::time::sleep(delay).await,
+            Some(stop) => {
+                let mut stop = stop.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    Ok(_) = stop.wait_for(|s| *s) => {}
+                }
+            }
+        }
+        !self.stopped()
     }
 
     /// The endpoint every action is posted to.
@@ -441,13 +514,17 @@ impl GraphClient {
             } else {
                 err.is_retryable_unsent()
             };
-            if retry && attempt < self.retry.max_attempts {
+            if retry && attempt < self.retry.max_attempts && !self.stopped() {
                 let delay = self.retry.delay(attempt);
                 debug!(%action, attempt, delay_ms = delay.as_millis() as u64, error = %err,
                     "graph request failed; retrying");
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-                continue;
+                if self.wait_to_retry(delay).await {
+                    attempt += 1;
+                    continue;
+                }
+            }
+            if retry && self.stopped() {
+                debug!(%action, attempt, "no retry: the call's final action is queued after it");
             }
             err.log(action, call_id.map_or("", |c| c.0.as_str()));
             return Err(err);
@@ -520,10 +597,11 @@ impl GraphClient {
                     action: action.clone(),
                     call_id: call_id.cloned(),
                     status: status.as_u16(),
-                    reason: e.to_string(),
+                    reason: sanitize(&e.to_string(), self.access_token.expose()),
                 }
             });
         }
+        let clean = |text: String| sanitize(&text, self.access_token.expose());
         match serde_json::from_slice::<GraphErrorEnvelope>(&bytes) {
             Ok(GraphErrorEnvelope { error }) => Err(GraphError::Api {
                 action: action.clone(),
@@ -531,10 +609,10 @@ impl GraphClient {
                 status: status.as_u16(),
                 code: error.code,
                 subcode: error.error_subcode,
-                kind: error.kind,
-                message: error.message,
-                details: error.error_data.and_then(|d| d.details),
-                fbtrace_id: error.fbtrace_id,
+                kind: error.kind.map(clean),
+                message: clean(error.message),
+                details: error.error_data.and_then(|d| d.details).map(clean),
+                fbtrace_id: error.fbtrace_id.map(clean),
                 is_transient: error.is_transient.unwrap_or(false),
             }),
             Err(_) => Err(GraphError::Http {
@@ -619,6 +697,19 @@ mod tests {
             s.contains("wacid.1") && s.contains("code 100") && s.contains("\"d\""),
             "{s}"
         );
+    }
+
+    #[test]
+    fn graph_texts_are_redacted_escaped_and_cut() {
+        let token = "EAAG-secret-token";
+        assert_eq!(
+            sanitize(&format!("bad token {token}\nINFO forged"), token),
+            "bad token [access token]\\nINFO forged"
+        );
+        let long = sanitize(&format!("{token}{}", "x".repeat(5000)), token);
+        assert_eq!(long.chars().count(), MAX_ERROR_TEXT + 1);
+        assert!(long.starts_with(REDACTED) && long.ends_with('…'));
+        assert_eq!(sanitize("short", ""), "short");
     }
 
     #[test]

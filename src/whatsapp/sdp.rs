@@ -1,6 +1,12 @@
 //! Meta's SDP rules (reference §5) as a checker: [`check_answer`] for our answer to Meta's offer,
 //! [`check_offer`] for Meta-style offers. Used by the fake Graph API and by other modules' tests.
 //!
+//! The two agree: an offer [`check_offer`] takes is one the media engine answers in a way
+//! [`check_answer`] takes (a property test in `tests/media_answer_rules.rs` holds them to it).
+//! In particular an offer must be two-way (Meta's are `sendrecv`; a one-way offer would need a
+//! one-way answer, which Meta's rules refuse) and its `a=rtpmap`/`a=fmtp` lines must agree
+//! with its `m=` line.
+//!
 //! The lines come from [`crate::sdp`] (forgiving: CRLF or LF, blank lines ignored; each malformed
 //! line is one [`SdpViolation::Malformed`]); nothing here panics on any input. It understands
 //! only what the rules need.
@@ -8,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::sdp::{Attribute, Sdp, Section};
+use crate::sdp::{one_way_or_inconsistent, Attribute, FormatProblem, Sdp, Section};
 
 /// One broken rule. `Display` gives a sentence suitable for Graph's `error_data.details`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,7 +103,7 @@ pub enum SdpViolation {
         /// The payload type.
         pt: String,
     },
-    /// Opus is missing or on the wrong payload type.
+    /// Opus is missing or on a payload type the offer did not give it.
     #[error("opus/48000/2 must be answered on the offer's payload type {pt}")]
     OpusMissing {
         /// The offer's Opus payload type (`?` if the offer had none).
@@ -133,6 +139,10 @@ pub enum SdpViolation {
     /// No UDP candidate.
     #[error("no a=candidate with transport UDP")]
     NoUdpCandidate,
+    /// The offer is one-way, or its `a=rtpmap`/`a=fmtp` lines disagree with its `m=` line, so
+    /// no answer could keep the rules above (the media engine refuses the same offers).
+    #[error("{0}")]
+    Formats(FormatProblem),
 }
 
 /// What a Meta-style offer carries that an answerer needs.
@@ -283,6 +293,9 @@ pub fn check_offer(offer: &str) -> Result<OfferSummary, Vec<SdpViolation>> {
         return Err(out);
     };
     let ufrag = check_ice_creds(&sdp, &m, &mut out);
+    if let Some(problem) = one_way_or_inconsistent(&sdp, &m) {
+        out.push(SdpViolation::Formats(problem));
+    }
     let setup = media_or_session(&sdp, &m, "setup").and_then(|a| a.value);
     if setup != Some("actpass") {
         out.push(SdpViolation::Setup {
@@ -291,7 +304,7 @@ pub fn check_offer(offer: &str) -> Result<OfferSummary, Vec<SdpViolation>> {
         });
     }
     let opus_pt = m
-        .pt_of("opus/48000")
+        .pt_of("opus/48000/2")
         .filter(|pt| m.media.formats.contains(pt))
         .and_then(|pt| pt.parse::<u8>().ok());
     if opus_pt.is_none() {
@@ -370,16 +383,31 @@ pub fn check_answer(offer: &str, answer: &str) -> Result<(), Vec<SdpViolation>> 
     let answered = |pt: &str, enc: &str| {
         m.media.formats.contains(&pt) && maps.iter().any(|(p, e)| *p == pt && e == enc)
     };
-    let opus_pt = off_m.and_then(|om| om.pt_of("opus/48000"));
-    match opus_pt {
-        Some(pt) if answered(pt, "opus/48000/2") => {}
-        other => out.push(SdpViolation::OpusMissing {
-            pt: other.unwrap_or("?").to_owned(),
-        }),
+    // The offer's formats of an encoding: an offer may carry Opus (or telephone-event) on more
+    // than one payload type, and the answerer may keep any of them (RFC 3264 §6.1).
+    let offered_as = |enc: &str| -> Vec<&str> {
+        off_m
+            .map(|om| {
+                om.rtpmaps()
+                    .into_iter()
+                    .filter(|(pt, e)| e == enc && om.media.formats.contains(pt))
+                    .map(|(pt, _)| pt)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let opus = offered_as("opus/48000/2");
+    if !opus.iter().any(|pt| answered(pt, "opus/48000/2")) {
+        out.push(SdpViolation::OpusMissing {
+            pt: opus.first().copied().unwrap_or("?").to_owned(),
+        });
     }
-    if let Some(pt) = off_m.and_then(|om| om.pt_of("telephone-event/8000")) {
-        if !answered(pt, "telephone-event/8000") {
-            out.push(SdpViolation::TelephoneEventMissing { pt: pt.to_owned() });
+    let events = offered_as("telephone-event/8000");
+    if let Some(pt) = events.first() {
+        if !events.iter().any(|pt| answered(pt, "telephone-event/8000")) {
+            out.push(SdpViolation::TelephoneEventMissing {
+                pt: (*pt).to_owned(),
+            });
         }
     }
 

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -38,7 +38,7 @@ use super::model::{
 };
 use crate::cluster::{Cluster, ClusterError, NodeKey, EVENTS_PATH, FORWARD_HEADER};
 use crate::config::Secret;
-use crate::ids::WaCallId;
+use crate::ids::{CallIdError, WaCallId};
 use crate::ops::names;
 
 /// The path of both webhook routes.
@@ -95,6 +95,31 @@ pub enum WebhookError {
         call_id: Option<String>,
         /// The parser's message.
         reason: String,
+    },
+    /// A call or status whose id does not have Meta's shape ([`WaCallId::check`]): it is
+    /// neither used nor logged whole.
+    #[error("call id {shown:?} ({len} bytes; only its start shown) refused: {reason}")]
+    InvalidCallId {
+        /// Its first 32 characters (shown escaped).
+        shown: String,
+        /// Its length in bytes.
+        len: usize,
+        /// What is wrong with it.
+        reason: CallIdError,
+    },
+    /// A connect older than the freshness window ([`CONNECT_MAX_AGE`]): a late retry or a
+    /// replay, refused.
+    #[error(
+        "connect for {call_id} is {age_secs} s old, older than the {max_age_secs} s window \
+         (a late retry or a replay: Meta's accept window is over)"
+    )]
+    ConnectTooOld {
+        /// The call.
+        call_id: WaCallId,
+        /// How old it is.
+        age_secs: u64,
+        /// The window.
+        max_age_secs: u64,
     },
     /// A connect without a session or SDP.
     #[error("connect for {call_id} has no usable session SDP")]
@@ -270,11 +295,11 @@ pub fn parse_detailed(body: &[u8]) -> Result<(Vec<WaEvent>, Vec<WebhookError>), 
     for entry in &env.entry {
         for change in &entry.changes {
             let Some(change) = change.valid() else {
-                debug!(entry_id = %entry.id, "unreadable change skipped");
+                debug!(entry_id = ?entry.id, "unreadable change skipped");
                 continue;
             };
             if change.field != model::FIELD_CALLS {
-                debug!(field = %change.field, "non-calls change skipped");
+                debug!(field = ?change.field, "non-calls change skipped");
                 continue;
             }
             let value = match &change.value {
@@ -369,9 +394,10 @@ fn quality_events(body: &[u8]) {
         metrics::counter!(names::META_QUALITY_EVENTS, "event" => event, "type" => kind)
             .increment(1);
         let number = q.phone_number.as_deref().map(model::mask_number);
+        // Meta's strings, logged with `?` (escaped): nothing from outside goes raw into a line.
         warn!(
-            event = %q.event,
-            kind = %q.kind,
+            event = ?q.event,
+            kind = ?q.kind,
             number = ?number,
             expiration = ?q.expiration,
             "Meta calling-quality notice (account_update): unanswered calls cost the call button"
@@ -390,10 +416,19 @@ fn invalid_call<T>(l: &Lenient<T>) -> Option<WebhookError> {
     match l {
         Lenient::Valid(_) => None,
         Lenient::Invalid { error, .. } => Some(WebhookError::InvalidCall {
-            call_id: l.raw_id().map(|s| s.chars().take(200).collect()),
+            call_id: l.raw_id().map(|s| s.chars().take(64).collect()),
             reason: error.clone(),
         }),
     }
+}
+
+/// Refuses a call id without Meta's shape, before it is used or logged.
+fn checked_id(id: &WaCallId) -> Result<(), WebhookError> {
+    WaCallId::check(&id.0).map_err(|reason| WebhookError::InvalidCallId {
+        shown: id.0.chars().take(32).collect(),
+        len: id.0.len(),
+        reason,
+    })
 }
 
 fn value_events(
@@ -409,6 +444,10 @@ fn value_events(
             skipped.extend(invalid_call(call));
             continue;
         };
+        if let Err(e) = checked_id(&c.id) {
+            skipped.push(e);
+            continue;
+        }
         match &c.event {
             CallEventKind::Connect => match connect_event(c, &phone_number_id, &contacts) {
                 Ok(e) => events.push(e),
@@ -427,7 +466,7 @@ fn value_events(
                 biz_opaque_callback_data: c.biz_opaque_callback_data.clone(),
             }),
             CallEventKind::Other(kind) => {
-                debug!(call_id = %c.id, event = %kind, "call event of unknown kind skipped");
+                debug!(call_id = %c.id, event = ?kind, "call event of unknown kind skipped");
             }
         }
     }
@@ -436,6 +475,10 @@ fn value_events(
             skipped.extend(invalid_call(status));
             continue;
         };
+        if let Err(e) = checked_id(&s.id) {
+            skipped.push(e);
+            continue;
+        }
         if s.kind
             .as_deref()
             .is_some_and(|k| !k.eq_ignore_ascii_case("call"))
@@ -599,15 +642,42 @@ pub const WEBHOOK_OUTCOMES: &[&str] = &[
 ];
 
 /// `switchboard_webhook_events_total` outcomes: what became of each call event in an
-/// authenticated body (`stale`: a connect that came after its call's terminate;
-/// `unusable_body`: a body that could not be read at all).
+/// authenticated body (`stale`: a connect that came after its call's terminate; `too_old`: a
+/// connect older than [`CONNECT_MAX_AGE`]; `unusable_body`: a body that could not be read at
+/// all).
 pub const EVENT_OUTCOMES: &[&str] = &[
     "forwarded",
     "duplicate",
     "stale",
+    "too_old",
     "skipped",
     "unusable_body",
 ];
+
+/// How old (by its `timestamp`) a `connect` may be when it is processed; an older one is
+/// refused, never pre-accepted. Meta retries an unacknowledged webhook for a long time
+/// (reference §2.4), but gives the business 30–60 s from the connect to accept the call
+/// (§1.2, §7.1) and the caller sees "Not Answered" after that: a connect older than the longest
+/// accept window is a late retry or a replay, and answering it can only ring an agent for a
+/// call that is already over. The 60 s also covers a few seconds of clock skew against Meta.
+pub const CONNECT_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// How long before `now` (wall clock) Meta sent `event`, when it is a user's `connect` with a
+/// `timestamp`; `None` otherwise. A timestamp ahead of `now` (clock skew) is age zero.
+pub fn connect_age(event: &WaEvent, now: SystemTime) -> Option<Duration> {
+    let WaEvent::CallOffered {
+        timestamp: Some(sent),
+        ..
+    } = event
+    else {
+        return None;
+    };
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    Some(Duration::from_secs(now.saturating_sub(sent.0)))
+}
 
 fn count_request(outcome: &'static str) {
     metrics::counter!(names::WEBHOOKS, "outcome" => outcome).increment(1);
@@ -789,6 +859,8 @@ pub struct WebhookOptions {
     pub dedup_ttl: Duration,
     /// How many delivered events are remembered at most.
     pub dedup_capacity: usize,
+    /// A `connect` older than this (by its `timestamp`) is refused; see [`CONNECT_MAX_AGE`].
+    pub connect_max_age: Duration,
     /// At most one log line per this interval reports refused (unsigned, badly signed)
     /// requests, with their count.
     pub refusal_log_interval: Duration,
@@ -854,6 +926,7 @@ impl Default for WebhookOptions {
             queue_capacity: 256,
             dedup_ttl: Duration::from_secs(3600),
             dedup_capacity: 100_000,
+            connect_max_age: CONNECT_MAX_AGE,
             refusal_log_interval: Duration::from_secs(10),
             cluster: None,
             placement: None,
@@ -872,6 +945,8 @@ pub struct ProcessorStats {
     pub skipped: u64,
     /// Events dropped as duplicates or late connects.
     pub duplicates: u64,
+    /// Connects refused as older than the freshness window.
+    pub too_old: u64,
     /// Events forwarded.
     pub forwarded: u64,
     /// Events handed to the node that handles them.
@@ -1011,6 +1086,7 @@ impl WebhookState {
             Admitter {
                 dedup,
                 handed,
+                connect_max_age: options.connect_max_age,
                 shared,
                 redis_down_until: None,
                 unshared: false,
@@ -1062,6 +1138,8 @@ struct Admitter {
     dedup: Dedup,
     /// Events other nodes handed over.
     handed: Dedup,
+    /// Connects older than this are refused.
+    connect_max_age: Duration,
     shared: Option<(Cluster, Duration)>,
     /// After Redis failed, it is not asked again before this: a burst of webhooks while it is
     /// down is admitted at once rather than each waiting out the command deadline.
@@ -1359,6 +1437,21 @@ async fn process_bodies(
                 *received_at = Some(received);
             }
             let span = info_span!("wa_call", call_id = %event.call_id());
+            // Before de-duplication: a replay after a restart (the table empty) is refused the
+            // same way as a late retry.
+            let age = connect_age(&event, SystemTime::now());
+            if let Some(age) = age.filter(|a| *a > admitter.connect_max_age) {
+                stats.too_old += 1;
+                count_events("too_old", 1);
+                // Folded like unsigned requests: one captured body replayed in a loop must not
+                // become a stream of lines.
+                refusals.handle_refusal(WebhookError::ConnectTooOld {
+                    call_id: event.call_id().clone(),
+                    age_secs: age.as_secs(),
+                    max_age_secs: admitter.connect_max_age.as_secs(),
+                });
+                continue;
+            }
             let admission = admitter
                 .check(event.dedup_key())
                 .instrument(span.clone())
@@ -1440,11 +1533,11 @@ fn log_event(event: &WaEvent) {
     match event {
         WaEvent::CallOffered { offer_sdp, .. } => {
             info!("call offered");
-            debug!(sdp = %offer_sdp, "offer");
+            debug!(sdp = ?offer_sdp, "offer");
         }
         WaEvent::CallAnswered { answer_sdp, .. } => {
             info!("call answered");
-            debug!(sdp = %answer_sdp, "answer");
+            debug!(sdp = ?answer_sdp, "answer");
         }
         WaEvent::CallTerminated {
             status,
@@ -1553,6 +1646,10 @@ async fn handed_over(
             return StatusCode::BAD_REQUEST;
         }
     };
+    if let Err(e) = checked_id(event.call_id()) {
+        warn!(%from, error = %e, "event from another node refused");
+        return StatusCode::BAD_REQUEST;
+    }
     enqueue(&state, Inbound::HandedOver(Instant::now(), Box::new(event)))
 }
 
@@ -1755,6 +1852,67 @@ mod tests {
             "errors":[{{"code":138021,"message":"Media receive timeout"}}],
             "calls":[{calls}]}}}}]}}]}}"#
         )
+    }
+
+    #[test]
+    fn call_ids_without_metas_shape_are_skipped_and_never_shown_whole() {
+        let forged = "wacid.A\\n2026-01-01T00:00:00Z  INFO switchboard: forged line";
+        let huge = format!("wacid.{}", "A".repeat(900_000));
+        let calls: Vec<String> = [forged, huge.as_str(), "wacid.ABGGFjFVU2AfAgo6V-Hc5eCgK5Gh"]
+            .iter()
+            .map(|id| format!(r#"{{"id":"{id}","event":"terminate","status":"COMPLETED"}}"#))
+            .collect();
+        let status = r#"{"id":"wacid.S\u0000","type":"call","status":"RINGING"}"#;
+        let body = envelope(&calls.join(",")).replace(
+            r#""calls":["#,
+            &format!(r#""statuses":[{status}],"calls":["#),
+        );
+        let (events, skipped) = parse_detailed(body.as_bytes()).unwrap();
+        let ids: Vec<&str> = events.iter().map(|e| e.call_id().0.as_str()).collect();
+        assert_eq!(ids, vec!["wacid.ABGGFjFVU2AfAgo6V-Hc5eCgK5Gh"]);
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        for e in &skipped {
+            assert!(matches!(e, WebhookError::InvalidCallId { .. }), "{e:?}");
+            let line = e.to_string();
+            assert!(!line.contains('\n') && !line.contains('\0'), "{line}");
+            assert!(line.len() < 200, "{} bytes", line.len());
+        }
+        assert!(matches!(
+            skipped[1],
+            WebhookError::InvalidCallId {
+                len: 900_006,
+                reason: CallIdError::TooLong { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_connects_age_comes_from_its_timestamp() {
+        let sdp = serde_json::to_string(SAMPLE_META_OFFER).unwrap();
+        let at = |ts: &str| {
+            let body = envelope(&format!(
+                r#"{{"id":"wacid.A","event":"connect","timestamp":"{ts}",
+                   "session":{{"sdp_type":"offer","sdp":{sdp}}}}}"#
+            ));
+            parse_webhook(body.as_bytes()).unwrap().remove(0)
+        };
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(
+            connect_age(&at("1799999940"), now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            connect_age(&at("1768464000"), now),
+            Some(Duration::from_secs(31_536_000))
+        );
+        // Meta's clock ahead of ours: not old.
+        assert_eq!(connect_age(&at("1800000005"), now), Some(Duration::ZERO));
+        // No timestamp, or not a user's connect: nothing to judge.
+        assert_eq!(connect_age(&at("garbage"), now), None);
+        let terminate = envelope(r#"{"id":"wacid.T","event":"terminate","timestamp":"5"}"#);
+        let ev = parse_webhook(terminate.as_bytes()).unwrap().remove(0);
+        assert_eq!(connect_age(&ev, now), None);
     }
 
     #[test]

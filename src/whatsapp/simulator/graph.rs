@@ -15,6 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -22,7 +23,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
@@ -117,6 +118,8 @@ struct Book {
     faults: VecDeque<Fault>,
     next_call: u64,
     next_trace: u64,
+    /// How long each answer is held back (a slow Graph).
+    delay: Duration,
 }
 
 struct Inner {
@@ -127,6 +130,8 @@ struct Inner {
     state: Mutex<Book>,
     events_tx: mpsc::Sender<FakeGraphEvent>,
     events_rx: Mutex<Option<mpsc::Receiver<FakeGraphEvent>>>,
+    /// How many requests have been recorded.
+    seen: watch::Sender<usize>,
 }
 
 /// The fake Graph API. Cheap to clone; clones share state.
@@ -175,9 +180,11 @@ impl FakeGraph {
                     faults: VecDeque::new(),
                     next_call: 1,
                     next_trace: 1,
+                    delay: Duration::ZERO,
                 }),
                 events_tx,
                 events_rx: Mutex::new(Some(events_rx)),
+                seen: watch::Sender::new(0),
             }),
         }
     }
@@ -213,6 +220,20 @@ impl FakeGraph {
     /// Every request so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state().log.clone()
+    }
+
+    /// Waits until at least `n` requests have been recorded (they are recorded on arrival,
+    /// before a slow answer is sent).
+    pub async fn wait_for_requests(&self, n: usize) {
+        let mut seen = self.inner.seen.subscribe();
+        // The sender lives as long as `self`, so this cannot fail while we hold `self`.
+        let _ = seen.wait_for(|count| *count >= n).await;
+    }
+
+    /// Makes Graph slow: every request is decided and recorded when it arrives (the call's
+    /// state changes, as at Meta), but its answer is sent only `delay` later.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state().delay = delay;
     }
 
     /// The next `n` requests get `status` with Graph error `graph_error_code` (5xx and 429 are
@@ -275,6 +296,7 @@ impl FakeGraph {
             error_code: reply.error_code,
             body: String::from_utf8_lossy(body).into_owned(),
         });
+        self.inner.seen.send_replace(st.log.len());
         reply
     }
 
@@ -540,6 +562,10 @@ async fn calls(
         if graph.inner.events_tx.try_send(event).is_err() {
             warn!("fake graph event dropped: stream full or not taken");
         }
+    }
+    let delay = graph.state().delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     (
         reply.status,
