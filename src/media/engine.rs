@@ -720,15 +720,18 @@ impl Engine {
             });
         };
         let edits = match kind {
+            // Meta's answer keeps the shape it is known to take.
             LegKind::WhatsApp => AnswerEdits {
                 ptime: true,
                 drop_trickle: true,
                 opus_fmtp_extra: None,
+                complete_candidates: false,
             },
             LegKind::Browser | LegKind::Trunk => AnswerEdits {
                 ptime: true,
                 drop_trickle: false,
                 opus_fmtp_extra: Some(BROWSER_OPUS_FMTP),
+                complete_candidates: matches!(kind, LegKind::Browser),
             },
         };
         let sdp_text = sdp::edit_answer(&answer_text, *opus_pt, edits);

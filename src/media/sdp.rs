@@ -169,13 +169,62 @@ pub(crate) struct AnswerEdits {
     /// Extra Opus fmtp parameters for what we want to receive (browser legs: WhatsApp's shape,
     /// so the browser's packets can go to Meta untouched).
     pub opus_fmtp_extra: Option<&'static str>,
+    /// Close each candidate list with `a=end-of-candidates`, and without BUNDLE copy the
+    /// candidates into every m-section (str0m writes them in the first only): stacks other than
+    /// browsers wait for the end of gathering, or look for candidates per section.
+    pub complete_candidates: bool,
+}
+
+/// The answer's m-sections that must carry candidates, and the first one's candidate lines.
+fn candidate_plan<'a>(sdp: &Sdp<'a>) -> (bool, Vec<&'a str>) {
+    let bundled = sdp
+        .lines()
+        .iter()
+        .any(|l| l.text.starts_with("a=group:BUNDLE"));
+    let first = sdp
+        .lines()
+        .iter()
+        .skip_while(|l| !l.text.starts_with("m="))
+        .skip(1)
+        .take_while(|l| !l.text.starts_with("m="))
+        .filter(|l| l.is_attr("candidate"))
+        .map(|l| l.text)
+        .collect();
+    (bundled, first)
 }
 
 /// Applies [`AnswerEdits`], keeping CRLF line endings.
 pub(crate) fn edit_answer(answer: &str, opus_pt: u8, edits: AnswerEdits) -> String {
     let opus_pt = opus_pt.to_string();
     let mut out = String::with_capacity(answer.len() + 64);
-    for line in Sdp::parse(answer).lines() {
+    let parsed = Sdp::parse(answer);
+    let (bundled, first_candidates) = candidate_plan(&parsed);
+    // Per m-section: its index, and whether it has candidates and their end written.
+    let mut section: Option<usize> = None;
+    let (mut has_candidates, mut has_end) = (false, false);
+    let close_section = |out: &mut String, section: Option<usize>, has: bool, end: bool| {
+        let Some(i) = section else { return };
+        if !edits.complete_candidates || (bundled && i > 0) {
+            return;
+        }
+        if !has {
+            for c in &first_candidates {
+                out.push_str(c);
+                out.push_str("\r\n");
+            }
+        }
+        if !end && (has || !first_candidates.is_empty()) {
+            out.push_str("a=end-of-candidates\r\n");
+        }
+    };
+    for line in parsed.lines() {
+        if line.text.starts_with("m=") {
+            close_section(&mut out, section, has_candidates, has_end);
+            section = Some(section.map_or(0, |i| i + 1));
+            (has_candidates, has_end) = (false, false);
+        }
+        has_candidates |= line.is_attr("candidate");
+        has_end |= line.is_attr("end-of-candidates");
         if edits.drop_trickle && line.text == "a=ice-options:trickle" {
             continue;
         }
@@ -205,6 +254,7 @@ pub(crate) fn edit_answer(answer: &str, opus_pt: u8, edits: AnswerEdits) -> Stri
             out.push_str("a=ptime:20\r\na=maxptime:20\r\n");
         }
     }
+    close_section(&mut out, section, has_candidates, has_end);
     out
 }
 
@@ -222,6 +272,56 @@ mod tests {
     use super::*;
 
     const META_OFFER: &str = include_str!("../../tests/fixtures/meta_offer.sdp");
+
+    #[test]
+    fn browser_answers_close_their_candidates_and_repeat_them_without_bundle() {
+        let edits = AnswerEdits {
+            ptime: false,
+            drop_trickle: false,
+            opus_fmtp_extra: None,
+            complete_candidates: true,
+        };
+        let answer = |bundle: &str| {
+            format!(
+                "v=0\r\n{bundle}m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+                 a=candidate:1 1 udp 2130706431 10.0.0.1 5000 typ host\r\n\
+                 m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\n"
+            )
+        };
+        let candidate = "a=candidate:1 1 udp 2130706431 10.0.0.1 5000 typ host";
+        // Bundled: the first section alone carries them, now closed.
+        let bundled = edit_answer(&answer("a=group:BUNDLE 0 1\r\n"), 111, edits);
+        let (first, second) = bundled.split_once("a=mid:1").unwrap();
+        assert!(
+            first.ends_with(&format!(
+                "{candidate}\r\na=end-of-candidates\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+            )),
+            "{bundled}"
+        );
+        assert!(!second.contains("candidate"), "{bundled}");
+        // Not bundled: every section has them.
+        let unbundled = edit_answer(&answer(""), 111, edits);
+        assert_eq!(unbundled.matches(candidate).count(), 2, "{unbundled}");
+        assert_eq!(
+            unbundled.matches("a=end-of-candidates").count(),
+            2,
+            "{unbundled}"
+        );
+        assert!(
+            unbundled.ends_with("a=end-of-candidates\r\n"),
+            "{unbundled}"
+        );
+        // Meta's answers are left as they are.
+        let meta = edit_answer(
+            &answer(""),
+            111,
+            AnswerEdits {
+                complete_candidates: false,
+                ..edits
+            },
+        );
+        assert!(!meta.contains("end-of-candidates"), "{meta}");
+    }
 
     #[test]
     fn meta_offer_is_screened_and_made_passive() {
@@ -287,6 +387,7 @@ mod tests {
                 ptime: true,
                 drop_trickle: true,
                 opus_fmtp_extra: Some("maxaveragebitrate=20000"),
+                complete_candidates: true,
             },
         );
         assert_eq!(
