@@ -759,6 +759,7 @@ impl Actor {
             WaEvent::CallOffered {
                 call_id,
                 phone_number_id,
+                display_phone_number,
                 from,
                 caller_name,
                 offer_sdp,
@@ -789,6 +790,7 @@ impl Actor {
                         name: caller_name,
                         business_number: phone_number_id
                             .or(Some(self.deps.phone_number_id.clone())),
+                        display_number: display_phone_number,
                         offer: offer_sdp,
                         received_at: received_at.unwrap_or(now),
                         unshared,

@@ -159,6 +159,8 @@ pub enum Input {
         name: Option<String>,
         /// The business number's id the call is for.
         business_number: Option<String>,
+        /// The business number as people know it (Meta's `display_phone_number`).
+        display_number: Option<String>,
         /// The SDP offer.
         offer: String,
         /// When switchboard received the webhook (set-up latency runs from here).
@@ -339,8 +341,10 @@ pub enum Notice {
         name: Option<String>,
         /// The queue.
         queue: QueueId,
-        /// The business number called.
+        /// The business number's id.
         business_number: Option<String>,
+        /// The business number called, as people know it.
+        display_number: Option<String>,
         /// How long the caller has waited so far.
         waited: Duration,
         /// How long it rings here before it moves on.

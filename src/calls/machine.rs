@@ -156,6 +156,7 @@ struct Call {
     from: Option<String>,
     name: Option<String>,
     business_number: Option<String>,
+    display_number: Option<String>,
     queue: QueueId,
     offered_at: Instant,
     /// When switchboard received Meta's webhook (set-up latency runs from here).
@@ -200,6 +201,7 @@ impl Call {
             from: caller.from,
             name: caller.name,
             business_number: caller.business_number,
+            display_number: caller.display_number,
             queue,
             offered_at: received_at,
             received_at,
@@ -408,6 +410,7 @@ impl<R: Routing> Centre<R> {
                 from,
                 name,
                 business_number,
+                display_number,
                 offer,
                 received_at,
                 unshared,
@@ -420,6 +423,7 @@ impl<R: Routing> Centre<R> {
                     from,
                     name,
                     business_number,
+                    display_number,
                     preferred: agent,
                 },
                 unshared,
@@ -524,6 +528,7 @@ impl<R: Routing> Centre<R> {
             from,
             name,
             business_number,
+            display_number,
             preferred,
         } = caller;
         if self.calls.contains_key(&id) || self.tombstones.1.contains(&id) {
@@ -541,6 +546,7 @@ impl<R: Routing> Centre<R> {
                 from,
                 name,
                 business_number: business_number.clone(),
+                display_number,
                 preferred,
             },
             queue.clone(),
@@ -1349,6 +1355,7 @@ impl<R: Routing> Centre<R> {
             name: call.name.clone(),
             queue: call.queue.clone(),
             business_number: call.business_number.clone(),
+            display_number: call.display_number.clone(),
             waited: now.saturating_duration_since(call.offered_at),
             rings_for: self.cfg.ring_timeout,
         };
@@ -2100,6 +2107,7 @@ pub(super) struct Caller {
     from: Option<String>,
     name: Option<String>,
     business_number: Option<String>,
+    display_number: Option<String>,
     preferred: Option<AgentId>,
 }
 

@@ -122,6 +122,7 @@ impl World {
             from: Some("15551234567".into()),
             name: Some("Caller".into()),
             business_number: Some("100".into()),
+            display_number: Some("15550100".into()),
             offer: "v=0 offer".into(),
             // The webhook arrived 3 ms before the machines heard of it.
             received_at: self.now - Duration::from_millis(3),
@@ -1002,6 +1003,26 @@ fn asking_to_be_available_without_audio_keeps_the_agent_away_and_unrung() {
 }
 
 #[test]
+fn the_ring_names_the_business_number_as_meta_displays_it_and_its_id() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.ringing_call("c1");
+    let ring = w.log.iter().find_map(|a| match a {
+        Action::Notify {
+            notice:
+                Notice::Ringing {
+                    business_number,
+                    display_number,
+                    ..
+                },
+            ..
+        } => Some((business_number.clone(), display_number.clone())),
+        _ => None,
+    });
+    assert_eq!(ring, Some((Some("100".into()), Some("15550100".into()))));
+}
+
+#[test]
 fn a_session_replacing_another_is_not_rung_before_its_own_audio_is_up() {
     let mut w = World::new(queue_policy());
     w.agent_online("alice", &["support"]);
@@ -1149,6 +1170,7 @@ fn set_up_latencies_are_measured_step_by_step_in_simulated_time() {
         from: None,
         name: None,
         business_number: Some("100".into()),
+        display_number: None,
         offer: "v=0".into(),
         received_at: w.now - ms(3),
         unshared: false,
@@ -1381,6 +1403,7 @@ fn the_agent_chosen_across_the_nodes_is_rung_first() {
             from: None,
             name: None,
             business_number: None,
+            display_number: None,
             offer: "v=0".into(),
             received_at: w.now,
             unshared: false,

@@ -207,8 +207,10 @@ pub enum ServerMsg {
         name: Option<String>,
         /// Its queue.
         queue: String,
-        /// The business number called.
+        /// The business number called, as people know it (Meta's `display_phone_number`).
         business_number: Option<String>,
+        /// Its id at Meta (`phone_number_id`), which `[[numbers]]` maps to queues.
+        business_number_id: Option<String>,
         /// Seconds the caller has waited so far.
         waited_secs: u64,
         /// Seconds it rings here before it moves on.

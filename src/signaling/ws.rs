@@ -370,6 +370,7 @@ fn notice_msg(n: Notice) -> ServerMsg {
             name,
             queue,
             business_number,
+            display_number,
             waited,
             rings_for,
         } => ServerMsg::Ringing {
@@ -377,7 +378,9 @@ fn notice_msg(n: Notice) -> ServerMsg {
             from,
             name,
             queue: queue.0,
-            business_number,
+            // What the agent greets with; the id only where Meta sent no number.
+            business_number: display_number.or_else(|| business_number.clone()),
+            business_number_id: business_number,
             waited_secs: waited.as_secs(),
             ring_secs: rings_for.as_secs(),
         },
@@ -492,6 +495,28 @@ mod tests {
             Err(r) => r.code,
             Ok(m) => panic!("not refused: {m:?}"),
         }
+    }
+
+    #[test]
+    fn ringing_names_the_business_number_people_know_and_its_id_apart() {
+        let ringing = |display: Option<&str>| {
+            let msg = notice_msg(Notice::Ringing {
+                call: WaCallId("wacid.A".into()),
+                from: Some("15551234567".into()),
+                name: None,
+                queue: QueueId("support".into()),
+                business_number: Some("106540352242922".into()),
+                display_number: display.map(Into::into),
+                waited: Duration::from_secs(2),
+                rings_for: Duration::from_secs(15),
+            });
+            serde_json::to_value(msg).unwrap()
+        };
+        let m = ringing(Some("15550001111"));
+        assert_eq!(m["business_number"], "15550001111");
+        assert_eq!(m["business_number_id"], "106540352242922");
+        // Meta sent no number: the id is all there is to show.
+        assert_eq!(ringing(None)["business_number"], "106540352242922");
     }
 
     #[test]

@@ -171,6 +171,9 @@ pub enum WaEvent {
         call_id: WaCallId,
         /// Our business number's id (from `metadata`).
         phone_number_id: Option<String>,
+        /// Our business number as people know it (`metadata.display_phone_number`).
+        #[serde(default)]
+        display_phone_number: Option<String>,
         /// The caller.
         from: Option<String>,
         /// Our number.
@@ -437,6 +440,10 @@ fn value_events(
     skipped: &mut Vec<WebhookError>,
 ) {
     let phone_number_id = v.metadata.as_ref().and_then(|m| m.phone_number_id.clone());
+    let display_number = v
+        .metadata
+        .as_ref()
+        .and_then(|m| m.display_phone_number.clone());
     let contacts: Vec<&model::Contact> = v.contacts.iter().filter_map(Lenient::valid).collect();
     let value_errors = errors_of(&v.errors);
     for call in &v.calls {
@@ -449,10 +456,12 @@ fn value_events(
             continue;
         }
         match &c.event {
-            CallEventKind::Connect => match connect_event(c, &phone_number_id, &contacts) {
-                Ok(e) => events.push(e),
-                Err(e) => skipped.push(e),
-            },
+            CallEventKind::Connect => {
+                match connect_event(c, &phone_number_id, &display_number, &contacts) {
+                    Ok(e) => events.push(e),
+                    Err(e) => skipped.push(e),
+                }
+            }
             CallEventKind::Terminate => events.push(WaEvent::CallTerminated {
                 call_id: c.id.clone(),
                 status: c.status.clone(),
@@ -500,6 +509,7 @@ fn value_events(
 fn connect_event(
     c: &model::Call,
     phone_number_id: &Option<String>,
+    display_number: &Option<String>,
     contacts: &[&model::Contact],
 ) -> Result<WaEvent, WebhookError> {
     let session = c.session.as_ref();
@@ -521,6 +531,8 @@ fn connect_event(
             Ok(WaEvent::CallOffered {
                 call_id: c.id.clone(),
                 phone_number_id: phone_number_id.clone(),
+                // The callee of a user-initiated call is our number too.
+                display_phone_number: display_number.clone().or_else(|| c.to.clone()),
                 from: c.from.clone(),
                 to: c.to.clone(),
                 caller_name: contact
@@ -1928,6 +1940,7 @@ mod tests {
             vec![WaEvent::CallOffered {
                 call_id: id("wacid.A"),
                 phone_number_id: Some("42".into()),
+                display_phone_number: Some("222".into()),
                 from: Some("111".into()),
                 to: Some("222".into()),
                 caller_name: Some("Ann".into()),

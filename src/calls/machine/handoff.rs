@@ -27,6 +27,9 @@ pub struct HandedCall {
     pub name: Option<String>,
     /// The business number's id.
     pub business_number: Option<String>,
+    /// The business number as people know it.
+    #[serde(default)]
+    pub display_number: Option<String>,
     /// Its queue.
     pub queue: QueueId,
     /// How long ago Meta's offer arrived, in milliseconds.
@@ -69,6 +72,7 @@ impl<R: Routing> Centre<R> {
             from: call.from.clone(),
             name: call.name.clone(),
             business_number: call.business_number.clone(),
+            display_number: call.display_number.clone(),
             queue: call.queue.clone(),
             offered_ms_ago: ms(now.saturating_duration_since(call.received_at)),
             waited_ms: ms(now.saturating_duration_since(call.waiting_since.unwrap_or(now))),
@@ -105,6 +109,7 @@ impl<R: Routing> Centre<R> {
                 from: handed.from,
                 name: handed.name,
                 business_number: handed.business_number.clone(),
+                display_number: handed.display_number,
                 preferred: None,
             },
             queue.clone(),
