@@ -353,7 +353,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         (None, None) => StoreHandle::open_in_memory().await?,
     };
     // Calls a previous run left live at Meta are ended before new ones come in.
-    actor::end_leftovers(&store, &graph).await;
+    actor::end_leftovers(&store, &graph, &config.store.node_id).await;
     let lease_task = cluster.clone().map(|c| {
         tokio::spawn(keep_lease(
             c,
@@ -398,6 +398,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             store: store.clone(),
             other_numbers,
             phone_number_id: our_phone_number_id,
+            node: config.store.node_id.clone(),
             link: cluster
                 .as_ref()
                 .zip(node_key.clone())

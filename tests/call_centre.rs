@@ -198,6 +198,12 @@ async fn calls_ring_the_longest_idle_agent_then_queue_with_hold_audio_and_an_ans
     .unwrap();
     let r1 = record_of(&w, &c1).await;
     assert_eq!(r1.agents, vec!["agent1".to_owned()]);
+    // Each record names the node that handled it (SWITCHBOARD_NODE_ID, the host name unset).
+    let node = Config::from_settings(Settings::default())
+        .unwrap()
+        .store
+        .node_id;
+    assert_eq!(r1.node.as_deref(), Some(node.as_str()));
     assert_eq!(r1.outcome, switchboard::store::Outcome::Answered);
     assert_eq!(r1.ended_by, switchboard::store::EndedBy::Agent);
     let r2 = record_of(&w, &c2).await;
@@ -551,6 +557,7 @@ async fn records_survive_a_restart_and_a_restart_ends_calls_a_dead_process_left_
                 call_id: "wacid.LEFTOVER".into(),
                 business_number: common::PHONE_ID.into(),
                 started_at: 1_700_000_000_000,
+                known: None,
             })
             .await
             .unwrap();

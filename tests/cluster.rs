@@ -128,12 +128,36 @@ async fn a_dead_nodes_calls_are_ended_at_meta_by_another_and_recorded() {
         call_id: switchboard::ids::WaCallId("wacid.ORPHAN".into()),
         business_number: "115017831530658".into(),
         started_at: 1_700_000_000_000,
+        known: None,
+    };
+    // Marked when offered, then again when agent7 answered: what node-a knew by then.
+    let mut known = common::call_record(1, Outcome::Answered, "support", &["agent7"]);
+    known.call_id = dead_call.call_id.clone();
+    known.started_at = dead_call.started_at;
+    known.answered_at = Some(dead_call.started_at + 4_000);
+    known.transitions = vec![
+        ("offered", 0, None),
+        ("ringing", 1_000, Some("agent7")),
+        ("talking", 4_000, Some("agent7")),
+        ("ended", 9_000, None),
+    ]
+    .into_iter()
+    .map(|(state, after, agent)| switchboard::store::Transition {
+        state: state.into(),
+        at: dead_call.started_at + after,
+        agent: agent.map(Into::into),
+    })
+    .collect();
+    let answered = LiveCall {
+        known: Some(Box::new(known.clone())),
+        ..dead_call.clone()
     };
     {
         let (url, call) = (url.clone(), dead_call.clone());
         std::thread::spawn(move || {
             let mut store = PostgresStore::connect(&url, "node-a").unwrap();
             store.mark_live(&call).unwrap();
+            store.mark_live(&answered).unwrap();
         })
         .join()
         .unwrap();
@@ -162,6 +186,19 @@ async fn a_dead_nodes_calls_are_ended_at_meta_by_another_and_recorded() {
         "{}",
         record.end_reason
     );
+    // The record keeps what node-a knew, names it, and ends now rather than at the mark.
+    assert_eq!(record.node.as_deref(), Some("node-a"));
+    assert_eq!(record.caller_number, known.caller_number);
+    assert_eq!(record.queue.as_deref(), Some("support"));
+    assert_eq!(record.agents, vec!["agent7".to_owned()]);
+    assert_eq!(record.answered_at, known.answered_at);
+    let states: Vec<&str> = record
+        .transitions
+        .iter()
+        .map(|t| t.state.as_str())
+        .collect();
+    assert_eq!(states, ["offered", "ringing", "talking", "ended"]);
+    assert!(record.ended_at > known.transitions[3].at, "{record:?}");
     // Meta was told: the fake Graph API saw a terminate for exactly that call.
     let terminated = sim.graph().requests().iter().any(|r| {
         r.call_id.as_ref() == Some(&dead_call.call_id)

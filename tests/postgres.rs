@@ -19,6 +19,7 @@ fn live(r: &CallRecord) -> LiveCall {
         call_id: r.call_id.clone(),
         business_number: r.business_number.clone(),
         started_at: r.started_at,
+        known: None,
     }
 }
 
@@ -35,15 +36,21 @@ fn two_nodes_share_records_and_keep_their_own_live_calls() {
     let url = pg.database("contract");
     let mut a = PostgresStore::connect(&url, "node-a").unwrap();
     let mut b = PostgresStore::connect(&url, "node-b").unwrap();
-    assert_eq!(a.schema_version().unwrap(), 1);
-    assert_eq!(b.schema_version().unwrap(), 1);
+    assert_eq!(a.schema_version().unwrap(), 2);
+    assert_eq!(b.schema_version().unwrap(), 2);
     // A third connection finds the schema done and changes nothing.
     PostgresStore::connect(&url, "node-a").unwrap();
-    assert_eq!(a.schema_version().unwrap(), 1);
+    assert_eq!(a.schema_version().unwrap(), 2);
 
     let r1 = common::call_record(1, Outcome::Answered, "sales", &["ann"]);
     let r2 = common::call_record(2, Outcome::Abandoned, "support", &[]);
     let r3 = common::call_record(3, Outcome::Answered, "support", &["bob", "ann"]);
+    // A record without a node is named after the node that writes it.
+    let named = |r: &CallRecord, node: &str| CallRecord {
+        node: Some(node.into()),
+        ..r.clone()
+    };
+    let r3 = named(&r3, "node-b");
     a.mark_live(&live(&r1)).unwrap();
     a.mark_live(&live(&r1)).unwrap();
     b.mark_live(&live(&r2)).unwrap();
@@ -71,7 +78,10 @@ fn two_nodes_share_records_and_keep_their_own_live_calls() {
     // Everything round-trips, newest first, from either node.
     for store in [&mut a, &mut b] {
         let all = store.list(&CallQuery::default()).unwrap();
-        assert_eq!(all.calls, vec![r3.clone(), r2.clone(), r1.clone()]);
+        assert_eq!(
+            all.calls,
+            vec![r3.clone(), named(&r2, "node-b"), named(&r1, "node-a")]
+        );
         assert_eq!(all.next, None);
     }
     let by_agent = a

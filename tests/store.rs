@@ -59,6 +59,7 @@ async fn records_survive_a_restart_and_are_listed_over_http() {
                 call_id: r.call_id.clone(),
                 business_number: r.business_number.clone(),
                 started_at: r.started_at,
+                known: None,
             })
             .await
             .unwrap();
@@ -68,6 +69,7 @@ async fn records_survive_a_restart_and_are_listed_over_http() {
         call_id: WaCallId("wacid.dangling".into()),
         business_number: "115017831530658".into(),
         started_at: 1_700_000_100_000,
+        known: None,
     };
     store.mark_live(dangling.clone()).await.unwrap();
     drop(store);

@@ -300,6 +300,8 @@ pub struct Deps {
     pub phone_number_id: String,
     /// With several nodes: how this node hands waiting calls to the others.
     pub link: Option<NodeLink>,
+    /// This node's name (`SWITCHBOARD_NODE_ID`), written in its records.
+    pub node: String,
 }
 
 /// Starts the actor: it reads `webhooks` (Meta's events) and `media_events`.
@@ -387,7 +389,7 @@ async fn bridge(
 
 /// Ends the calls a process that died left live at Meta (recorded by `MarkLive`, never
 /// finished): `terminate` each, and record it.
-pub async fn end_leftovers(store: &StoreHandle, graph: &GraphClient) {
+pub async fn end_leftovers(store: &StoreHandle, graph: &GraphClient, node: &str) {
     let live = match store.live_calls().await {
         Ok(l) => l,
         Err(e) => {
@@ -399,6 +401,7 @@ pub async fn end_leftovers(store: &StoreHandle, graph: &GraphClient) {
         store,
         graph,
         live,
+        node,
         "ended at start-up: the process that handled it stopped",
     )
     .await;
@@ -417,11 +420,18 @@ pub async fn take_over(store: &StoreHandle, graph: &GraphClient, node: &str) -> 
     };
     let n = live.len();
     let reason = format!("ended by another node: {node}, which handled it, stopped");
-    end_live(store, graph, live, &reason).await;
+    end_live(store, graph, live, node, &reason).await;
     Some(n)
 }
 
-async fn end_live(store: &StoreHandle, graph: &GraphClient, live: Vec<LiveCall>, reason: &str) {
+/// `node` handled the calls; each is recorded with what its live mark knew of it, ended now.
+async fn end_live(
+    store: &StoreHandle,
+    graph: &GraphClient,
+    live: Vec<LiveCall>,
+    node: &str,
+    reason: &str,
+) {
     for call in live {
         info!(call_id = %call.call_id, reason, "ending a call left live");
         let result = graph.terminate(&call.call_id).await;
@@ -430,27 +440,42 @@ async fn end_live(store: &StoreHandle, graph: &GraphClient, live: Vec<LiveCall>,
         if let Err(GraphError::Api { code, .. }) = &result {
             codes.push(*code);
         }
-        let record = CallRecord {
-            call_id: call.call_id.clone(),
-            caller_number: String::new(),
-            caller_name: None,
-            business_number: call.business_number.clone(),
-            queue: None,
-            agents: vec![],
-            started_at: call.started_at,
-            answered_at: None,
-            ended_at: now.max(call.started_at),
-            transitions: vec![Transition {
-                state: "ended".into(),
-                at: now.max(call.started_at),
-                agent: None,
-            }],
-            outcome: store::Outcome::Failed,
-            end_reason: reason.into(),
-            ended_by: store::EndedBy::System,
-            meta_error_codes: codes,
-            legs: vec![],
+        let ended_at = now.max(call.started_at);
+        let mut record = match call.known {
+            Some(known) => *known,
+            // Marked by a version that kept nothing else.
+            None => CallRecord {
+                call_id: call.call_id.clone(),
+                caller_number: String::new(),
+                caller_name: None,
+                business_number: call.business_number.clone(),
+                queue: None,
+                agents: vec![],
+                started_at: call.started_at,
+                answered_at: None,
+                ended_at,
+                transitions: vec![],
+                outcome: store::Outcome::Failed,
+                end_reason: String::new(),
+                ended_by: store::EndedBy::System,
+                meta_error_codes: vec![],
+                legs: vec![],
+                node: None,
+            },
         };
+        // The mark's own "ended" stood for a loss then; the call ends now.
+        record.transitions.retain(|t| t.state != "ended");
+        record.transitions.push(Transition {
+            state: "ended".into(),
+            at: ended_at,
+            agent: None,
+        });
+        record.ended_at = ended_at;
+        record.outcome = store::Outcome::Failed;
+        record.end_reason = reason.into();
+        record.ended_by = store::EndedBy::System;
+        record.meta_error_codes.extend(codes);
+        record.node = Some(node.to_owned());
         if let Err(e) = store.finish(record).await {
             warn!(call_id = %call.call_id, error = %e, "recording a left-over call failed");
         }
@@ -927,11 +952,13 @@ impl Actor {
                 Action::MarkLive {
                     call,
                     business_number,
+                    if_lost,
                 } => {
                     let live = LiveCall {
                         call_id: call.clone(),
                         business_number: business_number.unwrap_or_default(),
                         started_at: store::unix_ms(SystemTime::now()),
+                        known: Some(Box::new(self.record(&if_lost))),
                     };
                     if let Err(e) = self.deps.store.mark_live(live).await {
                         warn!(call_id = %call, error = %e, "marking the call live failed");
@@ -1068,6 +1095,7 @@ impl Actor {
                     rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
                 })
                 .collect(),
+            node: Some(self.deps.node.clone()),
         }
     }
 }

@@ -464,12 +464,15 @@ pub enum Action {
     },
     /// The floor (calls, agents, queues) changed: supervisors get a fresh view.
     FloorChanged,
-    /// The call is live: recorded so that a process that dies leaves a trace to clean up.
+    /// The call is live, or got further (an agent took it): recorded so that a process that
+    /// dies leaves a trace to clean up, and whoever cleans up records what was known.
     MarkLive {
         /// The call.
         call: WaCallId,
         /// The business number.
         business_number: Option<String>,
+        /// The call's record if it were lost now: what a node taking it over writes.
+        if_lost: Box<Ended>,
     },
     /// The call ended: write its record.
     Finished(Box<Ended>),

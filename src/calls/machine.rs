@@ -617,11 +617,8 @@ impl<R: Routing> Centre<R> {
             call: id.clone(),
             offer,
         });
-        self.actions.push_back(Action::MarkLive {
-            call: id.clone(),
-            business_number,
-        });
-        self.calls.insert(id, call);
+        self.calls.insert(id.clone(), call);
+        self.mark_live(now, &id);
         self.actions.push_back(Action::FloorChanged);
     }
 
@@ -1475,6 +1472,28 @@ impl<R: Routing> Centre<R> {
         }
         self.connect_parties(id, agent);
         self.notify_talking(id, agent);
+        // The live mark learns who took it: a takeover records the agent and the answer.
+        self.mark_live(now, id);
+    }
+
+    /// Marks `id` live in the records with what is known of it now.
+    pub(super) fn mark_live(&mut self, now: Instant, id: &WaCallId) {
+        let Some(call) = self.calls.get(id) else {
+            return;
+        };
+        let mut if_lost = Ended::of(
+            call.clone(),
+            now,
+            Outcome::Failed,
+            "lost with the node that handled it".into(),
+            EndedBy::System,
+        );
+        if_lost.transitions.push(("ended", now, None));
+        self.actions.push_back(Action::MarkLive {
+            call: id.clone(),
+            business_number: call.business_number.clone(),
+            if_lost: Box::new(if_lost),
+        });
     }
 
     /// Sends `accept` once: when an agent answered or the call is queued, and the leg is
@@ -1986,23 +2005,9 @@ impl<R: Routing> Centre<R> {
         }
         info!(call_id = %call.id, outcome = outcome.as_str(), ended_by = by.as_str(), %reason, "call ended");
         self.tombstone(call.id.clone());
-        self.actions.push_back(Action::Finished(Box::new(Ended {
-            call: call.id,
-            from: call.from,
-            name: call.name,
-            business_number: call.business_number,
-            queue: call.queue,
-            agents: call.agents,
-            offered_at: call.offered_at,
-            answered_at: call.answered_at,
-            ended_at: now,
-            transitions: call.transitions,
-            outcome,
-            reason,
-            ended_by: by,
-            meta_errors: call.meta_errors,
-            legs: call.stats,
-        })));
+        self.actions.push_back(Action::Finished(Box::new(Ended::of(
+            call, now, outcome, reason, by,
+        ))));
         self.actions.push_back(Action::FloorChanged);
     }
 
@@ -2091,6 +2096,29 @@ fn mark_answered(call: &mut Call, now: Instant, target: Duration, actions: &mut 
         queue: call.queue.clone(),
         within_target: call.answered_within(target),
     }));
+}
+
+impl Ended {
+    /// `call`'s record, were it to end at `now` this way.
+    fn of(call: Call, now: Instant, outcome: Outcome, reason: String, by: EndedBy) -> Ended {
+        Ended {
+            call: call.id,
+            from: call.from,
+            name: call.name,
+            business_number: call.business_number,
+            queue: call.queue,
+            agents: call.agents,
+            offered_at: call.offered_at,
+            answered_at: call.answered_at,
+            ended_at: now,
+            transitions: call.transitions,
+            outcome,
+            reason,
+            ended_by: by,
+            meta_errors: call.meta_errors,
+            legs: call.stats,
+        }
+    }
 }
 
 impl Call {

@@ -242,6 +242,7 @@ mod tests {
             call_id: WaCallId("wacid.1".into()),
             business_number: "1".into(),
             started_at: 5,
+            known: None,
         };
         store.mark_live(live.clone()).await.unwrap();
         store

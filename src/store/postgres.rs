@@ -14,7 +14,7 @@ use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row};
 use rusqlite::types::Value;
 
-use super::sqlite::{list_sql, record_from_row, to_json, Columns};
+use super::sqlite::{known_of, list_sql, record_from_row, to_json, Columns};
 use super::{CallPage, CallQuery, CallRecord, CallStore, Cursor, LiveCall, Recorded, StoreError};
 use crate::ids::WaCallId;
 
@@ -56,6 +56,8 @@ const MIGRATIONS: &[&str] = &[
         node            TEXT NOT NULL
     );
     CREATE INDEX live_calls_by_node ON live_calls (node, started_at, call_id);",
+    // 2: what was known of each live call.
+    "ALTER TABLE live_calls ADD COLUMN known TEXT;",
 ];
 
 /// The newest schema version this build knows.
@@ -183,13 +185,15 @@ impl CallStore for PostgresStore {
         empty_id(&call.call_id)?;
         let node = self.node.clone();
         self.client()?.execute(
-            "INSERT INTO live_calls (call_id, business_number, started_at, node)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (call_id) DO NOTHING",
+            "INSERT INTO live_calls (call_id, business_number, started_at, node, known)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (call_id) DO UPDATE SET known = excluded.known",
             &[
                 &call.call_id.0,
                 &call.business_number,
                 &call.started_at,
                 &node,
+                &call.known.as_ref().map(to_json),
             ],
         )?;
         Ok(())
@@ -197,7 +201,8 @@ impl CallStore for PostgresStore {
 
     fn finish(&mut self, r: &CallRecord) -> Result<Recorded, StoreError> {
         empty_id(&r.call_id)?;
-        let node = self.node.clone();
+        // A taken-over call names the node that handled it, not the one that wrote it.
+        let node = r.node.clone().unwrap_or_else(|| self.node.clone());
         let mut tx = self.client()?.transaction()?;
         let inserted = tx.execute(
             "INSERT INTO calls (call_id, started_at, answered_at, ended_at, caller_number,
@@ -249,7 +254,7 @@ impl CallStore for PostgresStore {
 
     fn live_calls_of(&mut self, node: &str) -> Result<Vec<LiveCall>, StoreError> {
         let rows = self.client()?.query(
-            "SELECT call_id, business_number, started_at FROM live_calls WHERE node = $1
+            "SELECT call_id, business_number, started_at, known FROM live_calls WHERE node = $1
              ORDER BY started_at, call_id",
             &[&node],
         )?;
@@ -259,6 +264,7 @@ impl CallStore for PostgresStore {
                     call_id: WaCallId(row.try_get(0)?),
                     business_number: row.try_get(1)?,
                     started_at: row.try_get(2)?,
+                    known: known_of(row.try_get(3)?),
                 })
             })
             .collect()

@@ -14,7 +14,7 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 
 /// A call in progress, as far as the store knows: enough to end it at Meta after a crash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveCall {
     /// Meta's call id (`wacid.…`).
     pub call_id: WaCallId,
@@ -23,6 +23,10 @@ pub struct LiveCall {
     pub business_number: String,
     /// When the call was offered, unix ms.
     pub started_at: i64,
+    /// Its record had it been lost at the last mark (caller, queue, agents, states so far):
+    /// what a node ending it after its own node died writes, with the end filled in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known: Option<Box<CallRecord>>,
 }
 
 /// Everything recorded about one call, written once when it has ended.
@@ -60,6 +64,10 @@ pub struct CallRecord {
     pub meta_error_codes: Vec<i64>,
     /// Media quality of each leg, as last reported by the engine.
     pub legs: Vec<LegQuality>,
+    /// The node that handled the call (`SWITCHBOARD_NODE_ID`); absent in records written
+    /// before nodes were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The call entered `state` at `at`.

@@ -783,6 +783,7 @@ pub fn call_record(
             jitter_ms: Some(3.0),
             rtt_ms: Some(120.0),
         }],
+        node: None,
     }
 }
 

@@ -124,10 +124,7 @@ impl<R: Routing> Centre<R> {
         info!(call_id = %id, from_node = %handed.from_node, "waiting call taken over from another node");
         self.wa_legs.insert(wa.leg, id.clone());
         self.calls.insert(id.clone(), call);
-        self.actions.push_back(Action::MarkLive {
-            call: id.clone(),
-            business_number: handed.business_number,
-        });
+        self.mark_live(now, &id);
         // Accepted long ago at Meta: this end sends (hold audio, then the agent) from now on.
         self.actions.push_back(Action::StartSending { leg: wa.leg });
         let wait = (now + Duration::from_millis(handed.wait_left_ms))
