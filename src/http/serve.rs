@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -235,7 +235,7 @@ async fn limit_forwarded_client(
     req: Request,
     next: Next,
 ) -> Response {
-    let ip = forwarded_client(req.headers()).or_else(|| {
+    let ip = crate::signaling::auth::forwarded_client(req.headers()).or_else(|| {
         req.extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(a)| a.ip())
@@ -256,18 +256,6 @@ async fn limit_forwarded_client(
                 .into_response()
         }
     }
-}
-
-/// The client's address a trusted proxy appended: the last entry of the last
-/// `X-Forwarded-For` header (entries before it are the client's own word).
-pub fn forwarded_client(headers: &HeaderMap) -> Option<IpAddr> {
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(|ip| ip.trim().parse().ok())
 }
 
 /// Serves `router` on `listener` within `limits` until `shutdown` completes; then stops
@@ -524,14 +512,5 @@ mod tests {
             drop(clients.take([10, 0, 0, i].into()).unwrap());
         }
         assert_eq!(clients.clients(), 0);
-    }
-
-    #[test]
-    fn the_forwarded_client_is_the_proxys_last_entry() {
-        let mut h = HeaderMap::new();
-        h.append("x-forwarded-for", "1.1.1.1, 2.2.2.2".parse().unwrap());
-        h.append("x-forwarded-for", "9.9.9.9, 3.3.3.3".parse().unwrap());
-        assert_eq!(forwarded_client(&h), Some([3, 3, 3, 3].into()));
-        assert_eq!(forwarded_client(&HeaderMap::new()), None);
     }
 }

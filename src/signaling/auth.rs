@@ -845,16 +845,7 @@ impl AuthHandle {
     /// The address a sign-in comes from, for the throttle.
     fn client_of(&self, parts: &Parts) -> IpAddr {
         if self.inner.trust_forwarded_for {
-            // The proxy appends the address it saw: the last entry of the last header.
-            let forwarded = parts
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .next_back()
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|ip| ip.trim().parse().ok());
-            if let Some(ip) = forwarded {
+            if let Some(ip) = forwarded_client(&parts.headers) {
                 return ip;
             }
         }
@@ -865,6 +856,18 @@ impl AuthHandle {
             // Served without connect info (unit tests): everyone shares one address.
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
     }
+}
+
+/// The client's address a trusted proxy appended: the last entry of the last
+/// `X-Forwarded-For` header (entries before it are the client's own word).
+pub fn forwarded_client(headers: &HeaderMap) -> Option<IpAddr> {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse().ok())
 }
 
 /// The client's address, as [`AuthHandle::client_of`] sees it.
@@ -1002,6 +1005,15 @@ async fn people(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_forwarded_client_is_the_proxys_last_entry() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "1.1.1.1, 2.2.2.2".parse().unwrap());
+        h.append("x-forwarded-for", "9.9.9.9, 3.3.3.3".parse().unwrap());
+        assert_eq!(forwarded_client(&h), Some([3, 3, 3, 3].into()));
+        assert_eq!(forwarded_client(&HeaderMap::new()), None);
+    }
 
     #[test]
     fn the_token_comes_from_bearer_first_then_the_cookie() {
