@@ -192,6 +192,19 @@ async fn a_supervisor_listens_to_both_parties_and_whispers_to_the_agent_only() {
     // Listening needs the supervisor's own audio connection up.
     sup.run("wait_text state Available").await;
     sup.run("wait_button Listen").await;
+    // The agents table shows the call by its last characters (Meta's ids run to ~70), the
+    // whole id on hover, and the page does not scroll sideways.
+    let id = &call.call_id.0;
+    let shown = sup
+        .run(&format!(
+            "eval [...document.querySelectorAll('#agents td')].find((t) => t.title === {id:?})?.textContent"
+        ))
+        .await;
+    assert_eq!(shown, format!("{:?}", format!("…{}", &id[id.len() - 8..])));
+    let fits = sup
+        .run("eval document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+        .await;
+    assert_eq!(fits, "true");
     sup.run("click Listen").await;
     sup.run("wait_text monitoring Listening").await;
     sup.run(&format!("shot {SHOTS}/supervisor-listening.png"))

@@ -320,11 +320,16 @@ fn sigterm_drains_and_exits_zero() {
         }
     });
     let started = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seen = vec![];
     loop {
         let line = rx
             .recv_timeout(started.saturating_duration_since(std::time::Instant::now()))
             .expect("switchboard starts within 60 s");
-        if line.contains("switchboard started") {
+        seen.push(line);
+        if seen
+            .last()
+            .is_some_and(|l| l.contains("switchboard started"))
+        {
             break;
         }
     }
@@ -348,4 +353,10 @@ fn sigterm_drains_and_exits_zero() {
     assert!(status.success(), "exit status {status}");
     let lines: Vec<String> = rx.try_iter().collect();
     assert!(lines.iter().any(|l| l.contains("draining")), "{lines:?}");
+    // Standard output is a pipe, not a terminal: no colour codes in the lines.
+    seen.extend(lines);
+    assert!(
+        seen.iter().all(|l| !l.contains('\x1b')),
+        "colour codes in a piped log: {seen:?}"
+    );
 }
