@@ -620,8 +620,11 @@ async fn keep_lease(
 /// once (still at Meta).
 pub async fn run(config: Config) -> Result<(), AppError> {
     let drain_for = config.drain_deadline;
+    // Listening before start-up says it has started: a SIGTERM right after that line drains
+    // rather than kills.
+    let mut stop = StopSignals::install();
     let running = start(config).await?;
-    shutdown_signal().await;
+    stop.recv().await;
     // Unready before the line that says so: whoever reads the log may probe at once.
     running
         .draining
@@ -633,28 +636,53 @@ pub async fn run(config: Config) -> Result<(), AppError> {
                 warn!("drain deadline reached; ending the calls left at Meta");
             }
         }
-        _ = shutdown_signal() => warn!("second signal: ending every call now"),
+        _ = stop.recv() => warn!("second signal: ending every call now"),
     }
     running.shutdown().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C and SIGTERM, listened for from [`StopSignals::install`] on.
+struct StopSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn install() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// The next Ctrl-C or SIGTERM.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! { _ = next(&mut self.term) => {}, _ = next(&mut self.int) => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn media_bind(c: &crate::config::MediaConfig) -> Bind {
