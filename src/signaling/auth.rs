@@ -532,8 +532,8 @@ impl AuthHandle {
     }
 
     /// Moves this component's clock forward by `by`: sessions expire and blocks lift as if
-    /// that time had passed. For tests; nothing else calls it.
-    #[doc(hidden)]
+    /// that time had passed. For tests: not in the release build.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn advance_clock(&self, by: Duration) {
         let ns = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
         self.inner.clock_skew_ns.fetch_add(ns, Ordering::Relaxed);

@@ -6,8 +6,10 @@
 //! *Does not touch*: switchboard's engine, calls or HTTP. A peer speaks only the real protocols
 //! (ICE, DTLS, SRTP, RTP) over real sockets, so what passes with it passes on the wire.
 
+#[cfg(feature = "test-support")]
 pub mod agent;
 pub mod audio;
+#[cfg(feature = "test-support")]
 pub mod memory;
 pub mod peer;
 pub mod relay;

@@ -114,13 +114,19 @@ struct Fault {
 #[derive(Debug)]
 struct Book {
     calls: HashMap<WaCallId, CallState>,
-    log: Vec<RecordedRequest>,
+    /// The latest [`LOG_CAP`] requests: a sandbox left running for days must not grow.
+    log: VecDeque<RecordedRequest>,
+    /// Requests recorded since the start, including those the log no longer holds.
+    recorded: usize,
     faults: VecDeque<Fault>,
     next_call: u64,
     next_trace: u64,
     /// How long each answer is held back (a slow Graph).
     delay: Duration,
 }
+
+/// How many requests the fake keeps for [`FakeGraph::requests`].
+pub const LOG_CAP: usize = 10_000;
 
 struct Inner {
     access_token: Secret,
@@ -176,7 +182,8 @@ impl FakeGraph {
                 also,
                 state: Mutex::new(Book {
                     calls: HashMap::new(),
-                    log: Vec::new(),
+                    log: VecDeque::new(),
+                    recorded: 0,
                     faults: VecDeque::new(),
                     next_call: 1,
                     next_trace: 1,
@@ -217,9 +224,9 @@ impl FakeGraph {
             .take()
     }
 
-    /// Every request so far, in order.
+    /// The requests so far, in order (the latest [`LOG_CAP`]).
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state().log.clone()
+        self.state().log.iter().cloned().collect()
     }
 
     /// Waits until at least `n` requests have been recorded (they are recorded on arrival,
@@ -289,14 +296,18 @@ impl FakeGraph {
             Ok(r) => (r.action.clone(), r.call_id.clone()),
             Err(_) => (None, None),
         };
-        st.log.push(RecordedRequest {
+        if st.log.len() == LOG_CAP {
+            st.log.pop_front();
+        }
+        st.log.push_back(RecordedRequest {
             action,
             call_id,
             status: reply.status.as_u16(),
             error_code: reply.error_code,
             body: String::from_utf8_lossy(body).into_owned(),
         });
-        self.inner.seen.send_replace(st.log.len());
+        st.recorded += 1;
+        self.inner.seen.send_replace(st.recorded);
         reply
     }
 
@@ -668,6 +679,19 @@ mod tests {
         let r = g.handle("42", AUTH, &body("accept", "wacid.1", Some(SAMPLE_ANSWER)));
         assert!(r.body.contains("already completed"), "{}", r.body);
         assert_eq!(g.requests().len(), 6);
+    }
+
+    #[tokio::test]
+    async fn the_request_log_keeps_the_latest_and_counts_them_all() {
+        let g = FakeGraph::new("tok", "42");
+        for i in 0..LOG_CAP + 5 {
+            g.handle("42", AUTH, &body("terminate", &format!("wacid.{i}"), None));
+        }
+        let log = g.requests();
+        assert_eq!(log.len(), LOG_CAP);
+        assert_eq!(log[0].call_id.as_ref().unwrap().0, "wacid.5");
+        // Waiting on a count the log no longer holds still returns.
+        g.wait_for_requests(LOG_CAP + 5).await;
     }
 
     #[test]
