@@ -287,25 +287,6 @@ pub async fn serve(
     let open = metrics::gauge!(names::HTTP_CONNECTIONS, "listener" => name);
     tokio::pin!(shutdown);
     loop {
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(s) => s,
-            Err(_) => {
-                if held.evict_oldest_idle() {
-                    metrics::counter!(names::HTTP_CLOSED, "listener" => name, "reason" => "evicted")
-                        .increment(1);
-                }
-                // Nothing idle to close (every connection mid-request): wait for one to end,
-                // new connections waiting in the kernel's backlog meanwhile.
-                tokio::select! {
-                    biased;
-                    _ = &mut shutdown => break,
-                    slot = slots.clone().acquire_owned() => match slot {
-                        Ok(s) => s,
-                        Err(_) => break, // never closed
-                    },
-                }
-            }
-        };
         let (stream, peer) = tokio::select! {
             biased;
             _ = &mut shutdown => break,
@@ -316,6 +297,27 @@ pub async fn serve(
                     continue;
                 }
             },
+        };
+        // A connection is here: at the cap, room is made for it (one descriptor past the cap
+        // at most, which the reserve covers).
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(s) => s,
+            Err(_) => {
+                if held.evict_oldest_idle() {
+                    metrics::counter!(names::HTTP_CLOSED, "listener" => name, "reason" => "evicted")
+                        .increment(1);
+                }
+                // Nothing idle to close (every connection mid-request): wait for one to end,
+                // later connections waiting in the kernel's backlog meanwhile.
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => break,
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(s) => s,
+                        Err(_) => break, // never closed
+                    },
+                }
+            }
         };
         let peer_slot = match &peers {
             Some(p) => match p.take(peer.ip()) {
