@@ -314,6 +314,11 @@ impl MemoryNet {
         self.peers[2 * i].engine
     }
 
+    /// The simulated clock's time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
     /// Advances the simulated clock.
     pub fn advance(&mut self, d: Duration) {
         self.now += d;

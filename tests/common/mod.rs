@@ -435,6 +435,27 @@ pub fn loopback(extra: switchboard::config::Settings) -> switchboard::config::Se
     }
 }
 
+/// Asks `check` every 20 ms until it gives a value, for at most `bound`; panics naming `what`
+/// otherwise. For states nothing announces (a lease running out in Redis, a fresh `/readyz`):
+/// where an event marks the change, wait for the event instead.
+pub async fn eventually<T, F, Fut>(what: &str, bound: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {bound:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The value of one series in a Prometheus text scrape (`name{labels}` exactly as written).
 pub fn metric_value(scrape: &str, series: &str) -> Option<f64> {
     scrape
