@@ -453,21 +453,13 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             crate::store::http::router(store.clone()),
             auth.clone(),
         ));
+    // One socket per port, and one more per port for IPv6.
+    let media_sockets = media_ports.len() * (1 + usize::from(config.media.public_ip6.is_some()));
     let public_limits = http::serve::ListenerLimits::public(
         &config.http,
         config.auth.trust_forwarded_for,
-        media_ports.len()
-            * if config.media.public_ip6.is_some() {
-                2
-            } else {
-                1
-            },
+        media_sockets,
     );
-    let router = if config.auth.trust_forwarded_for {
-        http::serve::per_client_requests(router, config.http.max_connections_per_client.get())
-    } else {
-        router
-    };
     info!(
         max_connections = public_limits.max_connections,
         max_per_client = config.http.max_connections_per_client.get(),

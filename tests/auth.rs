@@ -70,6 +70,22 @@ fn sandbox_config() -> Config {
 
 /// A sandbox switchboard with alice (agent, "alice-pw"), bob (agent, "bob-pw") and carol
 /// (supervisor, "carol-pw").
+/// `alice` alone, behind a trusted proxy (`X-Forwarded-For` names the client), with whatever
+/// `tweak` changes.
+async fn behind_a_proxy(tweak: impl FnOnce(&mut Config)) -> (Running, Api) {
+    log();
+    let mut config = sandbox_config();
+    config.auth.trust_forwarded_for = true;
+    config.auth.people = vec![person("alice", Role::Agent, "alice-pw")];
+    tweak(&mut config);
+    let running = app::start(config).await.unwrap();
+    let api = Api {
+        base: format!("http://{}", running.http_addr),
+        http: reqwest::Client::new(),
+    };
+    (running, api)
+}
+
 async fn start() -> (Running, Api) {
     log();
     let mut config = sandbox_config();
@@ -332,15 +348,7 @@ async fn brute_force_is_throttled_per_name_and_per_address_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_proxy_the_forwarded_address_is_throttled() {
-    log();
-    let mut config = sandbox_config();
-    config.auth.trust_forwarded_for = true;
-    config.auth.people = vec![person("alice", Role::Agent, "alice-pw")];
-    let running = app::start(config).await.unwrap();
-    let api = Api {
-        base: format!("http://{}", running.http_addr),
-        http: reqwest::Client::new(),
-    };
+    let (running, api) = behind_a_proxy(|_| {}).await;
     let login_from = |xff: &'static str, id: String, pw: &'static str| {
         api.post("/api/login")
             .header("x-forwarded-for", xff)
@@ -577,15 +585,7 @@ async fn login_from(api: &Api, addr: &str, id: &str, password: &str) -> StatusCo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_guessing_cannot_lock_a_person_out() {
-    log();
-    let mut config = sandbox_config();
-    config.auth.trust_forwarded_for = true;
-    config.auth.people = vec![person("alice", Role::Agent, "alice-pw")];
-    let running = app::start(config).await.unwrap();
-    let api = Api {
-        base: format!("http://{}", running.http_addr),
-        http: reqwest::Client::new(),
-    };
+    let (running, api) = behind_a_proxy(|_| {}).await;
     const STRANGER: &str = "203.0.113.66";
     const ALICE: &str = "198.51.100.7";
     for _ in 0..6 {
@@ -607,15 +607,12 @@ async fn a_stranger_guessing_cannot_lock_a_person_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_ins_beyond_the_password_queue_get_503_with_retry_after() {
-    log();
-    let mut config = sandbox_config();
-    config.auth.trust_forwarded_for = true;
-    config.auth.password_workers = std::num::NonZeroUsize::MIN;
-    config.auth.password_queue = std::num::NonZeroUsize::MIN;
-    config.auth.people = vec![person("alice", Role::Agent, "alice-pw")];
-    let running = app::start(config).await.unwrap();
-    let base = format!("http://{}", running.http_addr);
-    let http = reqwest::Client::new();
+    let (running, api) = behind_a_proxy(|c| {
+        c.auth.password_workers = std::num::NonZeroUsize::MIN;
+        c.auth.password_queue = std::num::NonZeroUsize::MIN;
+    })
+    .await;
+    let (base, http) = (api.base.clone(), api.http.clone());
     // One check running and one waiting is all there is room for: of 32 at once, some are
     // turned away at once instead of piling up.
     let attempts = (0..32).map(|i| {

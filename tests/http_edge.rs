@@ -42,16 +42,12 @@ fn closed(mut s: &TcpStream) -> bool {
     }
 }
 
-/// Waits (up to a generous bound) until every connection is closed; returns how many were.
-async fn wait_all_closed(conns: &[TcpStream], bound: Duration) -> usize {
-    let deadline = tokio::time::Instant::now() + bound;
-    loop {
-        let n = conns.iter().filter(|s| closed(s)).count();
-        if n == conns.len() || tokio::time::Instant::now() >= deadline {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Waits until switchboard has closed every one of `conns`.
+async fn all_closed(what: &str, conns: &[TcpStream]) {
+    common::eventually(what, LONG * 3, || async {
+        conns.iter().all(closed).then_some(())
+    })
+    .await;
 }
 
 /// Half a request: the start line and one header, never the blank line that ends them.
@@ -93,18 +89,11 @@ async fn scrape(addr: SocketAddr) -> String {
 
 /// Waits until `series` in the scrape at `addr` reaches `at_least`.
 async fn wait_metric(addr: SocketAddr, series: &str, at_least: f64) {
-    let deadline = tokio::time::Instant::now() + LONG * 3;
-    loop {
+    common::eventually(&format!("{series} at {at_least}"), LONG * 3, || async {
         let v = metric_value(&scrape(addr).await, series).unwrap_or(0.0);
-        if v >= at_least {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{series} stayed at {v}, below {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (v >= at_least).then_some(())
+    })
+    .await;
 }
 
 async fn start(extra: Settings) -> switchboard::app::Running {
@@ -156,7 +145,7 @@ async fn slow_loris_is_closed_by_the_timeout_while_a_webhook_and_a_sign_in_are_s
     let over: Vec<TcpStream> = (0..10)
         .map(|_| half_open(Ipv4Addr::new(127, 0, 0, 2), addr))
         .collect();
-    assert_eq!(wait_all_closed(&over, LONG).await, 10);
+    all_closed("the connections past the address's share", &over).await;
 
     // Meanwhile Meta and an agent are served.
     let http = reqwest::Client::new();
@@ -174,8 +163,8 @@ async fn slow_loris_is_closed_by_the_timeout_while_a_webhook_and_a_sign_in_are_s
     assert_eq!(still_open, 260, "served only once the attackers were gone");
 
     // Then the timeouts close every one of them.
-    assert_eq!(wait_all_closed(&loris, LONG * 3).await, 240);
-    assert_eq!(wait_all_closed(&stalled, LONG * 3).await, 20);
+    all_closed("the trickling connections", &loris).await;
+    all_closed("the stalled bodies", &stalled).await;
     let scraped = scrape(running.metrics_addr).await;
     let value = |series: &str| metric_value(&scraped, series).unwrap_or(0.0);
     assert!(
@@ -401,4 +390,46 @@ async fn at_a_low_open_file_limit_the_cap_keeps_healthz_and_webhooks_answering()
         None,
         "accept failed for want of a file: {scraped}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_cap_counts_requests_per_forwarded_address() {
+    let running = start(Settings {
+        trust_forwarded_for: Some(true),
+        http_max_connections_per_client: Some(1),
+        ..Settings::default()
+    })
+    .await;
+    let addr = running.http_addr;
+    // Every connection comes from the proxy (127.0.0.1). Client 203.0.113.5 has one request in
+    // flight: its headers are in, its body stalls.
+    let mut stalled = connect_from(Ipv4Addr::LOCALHOST, addr);
+    stalled
+        .write_all(
+            b"POST /webhooks/whatsapp HTTP/1.1\r\nHost: switchboard\r\n\
+              X-Forwarded-For: 203.0.113.5\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .unwrap();
+    let http = reqwest::Client::new();
+    let healthz = |client: &'static str| {
+        http.get(format!("http://{addr}/healthz"))
+            .header("x-forwarded-for", client)
+            .send()
+    };
+    // Its next one is refused; another client behind the same proxy is served.
+    let refused = common::eventually("the stalled request holds its client's share", LONG, || {
+        let r = healthz("203.0.113.5");
+        async move {
+            let r = r.await.unwrap();
+            (r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(
+        healthz("198.51.100.9").await.unwrap().status(),
+        reqwest::StatusCode::OK
+    );
+    drop(stalled);
+    running.shutdown().await;
 }

@@ -72,14 +72,7 @@ fn actions(reqs: &[RecordedRequest], call_id: &str) -> Vec<(String, u16)> {
 /// A simulated call that never hangs up by itself, once switchboard has pre-accepted it with an
 /// answer the fake Graph API takes.
 async fn pre_accepted_call(w: &World) -> SimulatedCall {
-    let call = w
-        .sim
-        .place_call(CallSpec {
-            hang_up_after: None,
-            ..CallSpec::default()
-        })
-        .await
-        .unwrap();
+    let call = common::held_call(&w.sim).await;
     call.wait_for(LONG, |p| *p == CallPhase::PreAccepted)
         .await
         .expect("switchboard pre-accepts with an answer the fake Graph API takes");
@@ -278,14 +271,7 @@ async fn a_reject_waits_for_the_slow_pre_accept_in_flight_which_is_then_not_retr
     // A slow Graph whose first answer (the pre_accept's) will be a retryable 503.
     w.fake.set_delay(Duration::from_secs(2));
     w.fake.fail_next(1, 503, 2);
-    let call = w
-        .sim
-        .place_call(CallSpec {
-            hang_up_after: None,
-            ..CallSpec::default()
-        })
-        .await
-        .unwrap();
+    let call = common::held_call(&w.sim).await;
     tokio::time::timeout(LONG, w.fake.wait_for_requests(1))
         .await
         .expect("the pre_accept reaches Graph");
@@ -428,14 +414,7 @@ async fn a_call_over_the_numbers_cap_is_rejected_at_once() {
     .await;
     let first = pre_accepted_call(&w).await;
     let _second = pre_accepted_call(&w).await;
-    let third = w
-        .sim
-        .place_call(CallSpec {
-            hang_up_after: None,
-            ..CallSpec::default()
-        })
-        .await
-        .unwrap();
+    let third = common::held_call(&w.sim).await;
     // Meta ends a rejected call at once; its end is the marker that switchboard has decided.
     if third.wait_for(LONG, ended).await.is_none() {
         panic!(

@@ -730,38 +730,15 @@ fn mute_and_hold_on_a_call_that_does_not_exist_answer_as_on_one_not_yours() {
         assert_eq!(refused.len(), 1, "{id}: {refused:?}");
         refused.into_iter().next().unwrap()
     };
-    for on in [true, false] {
-        let alices = refusal(
-            "c1",
-            Command::Mute {
-                call: call("c1"),
-                on,
-            },
-        );
-        let nobodys = refusal(
-            "c9",
-            Command::Mute {
-                call: call("c9"),
-                on,
-            },
-        );
+    let commands: [fn(WaCallId, bool) -> Command; 2] = [
+        |call, on| Command::Mute { call, on },
+        |call, on| Command::Hold { call, on },
+    ];
+    for (make, on) in commands.into_iter().flat_map(|m| [(m, true), (m, false)]) {
+        let alices = refusal("c1", make(call("c1"), on));
+        let nobodys = refusal("c9", make(call("c9"), on));
         assert_eq!(alices, nobodys);
         assert_eq!(alices.0, "not_talking");
-        let alices = refusal(
-            "c1",
-            Command::Hold {
-                call: call("c1"),
-                on,
-            },
-        );
-        let nobodys = refusal(
-            "c9",
-            Command::Hold {
-                call: call("c9"),
-                on,
-            },
-        );
-        assert_eq!(alices, nobodys);
     }
 }
 

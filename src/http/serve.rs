@@ -46,10 +46,18 @@ pub struct ListenerLimits {
     pub request_timeout: Duration,
     /// Connections held at once.
     pub max_connections: usize,
-    /// Connections one peer address may hold at once; `None` behind a trusted proxy, where
-    /// every connection comes from the proxy and the cap is on requests instead
-    /// ([`per_client_requests`]).
-    pub max_per_peer: Option<usize>,
+    /// What one client may hold.
+    pub per_client: ClientCap,
+}
+
+/// The cap on one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCap {
+    /// Connections from one peer address.
+    Connections(usize),
+    /// Behind a trusted proxy every connection is the proxy's: requests in flight per
+    /// `X-Forwarded-For` address instead (429 beyond).
+    ForwardedRequests(usize),
 }
 
 /// Open files kept free of HTTP connections: the store, Redis, PostgreSQL, the Graph API
@@ -73,7 +81,11 @@ impl ListenerLimits {
             header_timeout: limits.header_timeout,
             request_timeout: limits.request_timeout,
             max_connections,
-            max_per_peer: (!trust_forwarded_for).then_some(limits.max_connections_per_client.get()),
+            per_client: if trust_forwarded_for {
+                ClientCap::ForwardedRequests(limits.max_connections_per_client.get())
+            } else {
+                ClientCap::Connections(limits.max_connections_per_client.get())
+            },
         }
     }
 
@@ -83,7 +95,7 @@ impl ListenerLimits {
             header_timeout: limits.header_timeout,
             request_timeout: limits.request_timeout,
             max_connections: METRICS_MAX_CONNECTIONS,
-            max_per_peer: Some(METRICS_MAX_CONNECTIONS / 2),
+            per_client: ClientCap::Connections(METRICS_MAX_CONNECTIONS / 2),
         }
     }
 }
@@ -99,9 +111,17 @@ fn connections_the_fd_limit_allows(media_sockets: usize) -> usize {
     (spare.min(DEFAULT_MAX_CONNECTIONS as u64) as usize).max(16)
 }
 
-/// The layers every request of a listener goes through, outermost last: the deadline on the
-/// whole request, the inactivity timeout on its body, and the headers every answer carries.
-pub fn harden(router: Router, limits: &ListenerLimits) -> Router {
+/// The layers every request of a listener goes through, outermost last: the per-client cap
+/// on requests behind a proxy, the deadline on the whole request, the inactivity timeout on its
+/// body, and the headers every answer carries.
+fn harden(router: Router, limits: &ListenerLimits, name: &'static str) -> Router {
+    let router = match limits.per_client {
+        ClientCap::ForwardedRequests(max) => router.layer(axum::middleware::from_fn_with_state(
+            (PerClient::new(max), name),
+            limit_forwarded_client,
+        )),
+        ClientCap::Connections(_) => router,
+    };
     router
         .layer(RequestBodyTimeoutLayer::new(limits.header_timeout))
         .layer(TimeoutLayer::with_status_code(
@@ -216,22 +236,16 @@ impl PerClient {
     }
 
     /// Addresses holding at least one slot.
-    pub fn clients(&self) -> usize {
+    #[cfg(test)]
+    fn clients(&self) -> usize {
         self.held().len()
     }
 }
 
-/// Behind a trusted proxy every connection is the proxy's, so the per-client cap counts
-/// requests in flight by the forwarded address instead; beyond it, 429.
-pub fn per_client_requests(router: Router, max: usize) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(
-        PerClient::new(max),
-        limit_forwarded_client,
-    ))
-}
-
+/// [`ClientCap::ForwardedRequests`]: one request more than its share from a forwarded address
+/// gets 429.
 async fn limit_forwarded_client(
-    State(clients): State<PerClient>,
+    State((clients, name)): State<(PerClient, &'static str)>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -246,7 +260,7 @@ async fn limit_forwarded_client(
     match clients.take(ip) {
         Some(_slot) => next.run(req).await,
         None => {
-            metrics::counter!(names::HTTP_REFUSED, "listener" => "public", "reason" => "per_client")
+            metrics::counter!(names::HTTP_REFUSED, "listener" => name, "reason" => "per_client")
                 .increment(1);
             (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -274,9 +288,12 @@ pub async fn serve(
     name: &'static str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let router = harden(router, &limits);
+    let router = harden(router, &limits, name);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let peers = limits.max_per_peer.map(PerClient::new);
+    let peers = match limits.per_client {
+        ClientCap::Connections(max) => Some(PerClient::new(max)),
+        ClientCap::ForwardedRequests(_) => None,
+    };
     let mut held = Held::default();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
