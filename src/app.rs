@@ -308,27 +308,40 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let node_key = cluster
         .as_ref()
         .map(|_| crate::cluster::NodeKey::derive(&app_secret));
-    let placement = node_key.clone().map(|key| {
-        // The call centre's rule (`calls::machine`): a call waits in its business number's
-        // queue, else the default one; no number means ours.
-        let numbers = config.calls.numbers.clone();
-        let default_queue = config.calls.default_queue.clone();
-        let ours = our_phone_number_id.clone();
-        crate::whatsapp::webhook::Placement::new(key, move |number| {
-            numbers
-                .get(number.unwrap_or(&ours))
-                .unwrap_or(&default_queue)
-                .0
-                .clone()
-        })
-    });
+    let authority = cluster
+        .clone()
+        .zip(node_key.clone())
+        .map(|(c, key)| crate::cluster::RedisAuthority::new(c, key));
+    // With several nodes, what the webhook edge admits is placed on its node first
+    // (`calls::dispatch`); alone, it goes straight to the call machines.
+    let (edge_tx, placement) = match &authority {
+        Some(authority) => {
+            let (meta_tx, meta_rx) = mpsc::channel(1024);
+            let (handed_tx, handed_rx) = mpsc::channel(1024);
+            let rule = std::sync::Arc::new(crate::routing::QueueRule {
+                numbers: config.calls.numbers.clone(),
+                default: config.calls.default_queue.clone(),
+                ours: our_phone_number_id.clone(),
+            });
+            let task = tokio::spawn(crate::calls::dispatch::place_events(
+                authority.clone(),
+                rule,
+                meta_rx,
+                handed_rx,
+                wa_tx.clone(),
+                WebhookOptions::default().dedup_ttl,
+            ));
+            (meta_tx, Some((task, handed_tx)))
+        }
+        None => (wa_tx.clone(), None),
+    };
+    drop(wa_tx);
     let (webhook_state, webhook_processor) = WebhookState::spawn(
         app_secret,
         verify_token,
-        wa_tx,
+        edge_tx,
         WebhookOptions {
             cluster: cluster.clone(),
-            placement,
             ..WebhookOptions::default()
         },
     );
@@ -354,15 +367,22 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     };
     // Calls a previous run left live at Meta are ended before new ones come in.
     actor::end_leftovers(&store, &graph, &config.store.node_id).await;
-    let lease_task = cluster.clone().map(|c| {
-        tokio::spawn(keep_lease(
-            c,
-            node_url.clone(),
-            store.clone(),
-            graph.clone(),
-            config.cluster.lease,
-        ))
-    });
+    // The tasks that run as long as switchboard does; cancelled together once its calls ended.
+    let background = tokio_util::task::TaskTracker::new();
+    let stop_background = tokio_util::sync::CancellationToken::new();
+    if let Some(c) = cluster.clone() {
+        background.spawn(
+            stop_background
+                .clone()
+                .run_until_cancelled_owned(keep_lease(
+                    c,
+                    node_url.clone(),
+                    store.clone(),
+                    graph.clone(),
+                    config.cluster.lease,
+                )),
+        );
+    }
     let floor = Floor::new(
         config.calls.queues.clone(),
         config.calls.default_queue.clone(),
@@ -399,33 +419,35 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             other_numbers,
             phone_number_id: our_phone_number_id,
             node: config.store.node_id.clone(),
-            link: cluster
-                .as_ref()
-                .zip(node_key.clone())
-                .map(|(c, key)| crate::calls::nodes::NodeLink::new(c.node(), key)),
+            link: authority.as_ref().map(|a| {
+                std::sync::Arc::new(a.link()) as std::sync::Arc<dyn crate::calls::HandOver>
+            }),
         },
         wa_rx,
         media_events,
     );
     let draining = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let share_task = cluster.clone().map(|c| {
-        tokio::spawn(crate::calls::shared::share_floor(
-            c,
-            calls.floor(),
-            draining.clone(),
-            config.cluster.lease / 3,
-        ))
-    });
-    // Waiting calls are served in the order the nodes share: checked ten times a second while
-    // calls wait (nothing is asked of Redis while none does, once the order is shared).
-    let move_task = cluster.clone().map(|c| {
-        tokio::spawn(crate::calls::nodes::move_waiting_calls(
-            c,
-            calls.clone(),
-            calls.floor(),
-            std::time::Duration::from_millis(100),
-        ))
-    });
+    if let Some(c) = cluster.clone() {
+        background.spawn(stop_background.clone().run_until_cancelled_owned(
+            crate::calls::shared::share_floor(
+                c,
+                calls.floor(),
+                draining.clone(),
+                config.cluster.lease / 3,
+            ),
+        ));
+    }
+    // Waiting calls are served in the order the nodes share, whenever a node's floor changes.
+    if let Some(a) = authority.clone() {
+        background.spawn(stop_background.clone().run_until_cancelled_owned(
+            crate::calls::dispatch::serve_waiting(
+                a,
+                calls.clone(),
+                calls.floor(),
+                crate::calls::dispatch::RESYNC,
+            ),
+        ));
+    }
     let ops = crate::ops::Ops {
         media: media.clone(),
         calls: calls.clone(),
@@ -445,8 +467,10 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             away_reasons: config.calls.away_reasons.clone().into(),
         }))
         .merge(http::my_calls(store.clone(), auth.clone()))
-        .merge(match (&ops.cluster, node_key) {
-            (Some(c), Some(key)) => crate::calls::nodes::router(key, calls.clone(), c.clone()),
+        .merge(match (authority, node_key, &placement) {
+            (Some(a), Some(key), Some((_, handed))) => {
+                http::nodes::router(key, calls.clone(), a, handed.clone())
+            }
             _ => axum::Router::new(),
         })
         .merge(http::supervisors_only(
@@ -488,7 +512,12 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         "metrics",
         std::future::pending(),
     ));
-    let flush = tokio::spawn(ops.clone().flush_forever());
+    background.spawn(
+        stop_background
+            .clone()
+            .run_until_cancelled_owned(ops.clone().flush_forever()),
+    );
+    background.close();
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
@@ -513,16 +542,18 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         let _ = http_stop_tx.send(());
         let _ = server.await;
         webhook_processor.shutdown().await;
+        // What the edge admitted reaches its node (or this one's call machines) first.
+        if let Some((task, handed)) = placement {
+            drop(handed);
+            let _ = task.await;
+        }
         // No call is left dangling at Meta: each is terminated (or rejected) and recorded.
         calls_for_shutdown.shutdown().await;
         drop(calls_for_shutdown);
         let _ = calls_task.await;
         metrics_server.abort();
-        flush.abort();
-        for task in [lease_task, share_task, move_task].into_iter().flatten() {
-            task.abort();
-            let _ = task.await;
-        }
+        stop_background.cancel();
+        background.wait().await;
         // Stopped cleanly, with its calls ended: no other node must take them over.
         if let Some(c) = &ops_for_shutdown.cluster {
             if let Err(e) = c.leave(c.node()).await {

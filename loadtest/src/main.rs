@@ -259,6 +259,7 @@ struct Node {
 
 /// What the agents' sessions and the fake Graph API tell the run.
 enum Ctl {
+    Ringing { call: u32, at: Instant },
     Talking { call: u32, agent: u32 },
     Failed { what: String },
 }
@@ -436,6 +437,7 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
     let mut sent_at: HashMap<u32, Instant> = HashMap::new();
     let mut pre_accept_ms: Vec<f64> = vec![];
     let mut setup_ms: Vec<f64> = vec![];
+    let mut ringing_ms: Vec<f64> = vec![];
     let mut talking: HashMap<u32, u32> = HashMap::new();
     let mut ended = 0u32;
     let mut failures: Vec<String> = vec![];
@@ -528,6 +530,11 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
                 _ => {}
             },
             Some(c) = ctl.recv() => match c {
+                Ctl::Ringing { call, at } => {
+                    if let Some(t) = sent_at.get(&call) {
+                        ringing_ms.push(at.saturating_duration_since(*t).as_secs_f64() * 1000.0);
+                    }
+                }
                 Ctl::Talking { call, agent } => {
                     talking.insert(call, agent);
                     media.of(call).send(Cmd::Talk { call, agent });
@@ -650,6 +657,7 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
         failures,
         pre_accept_ms,
         setup_ms,
+        ringing_ms,
         figures,
         window: window_of(w0, w1),
         rss_idle: idle_rss,
@@ -755,6 +763,12 @@ async fn agent_loop(
         };
         match next {
             Ok(Ok(ServerMsg::Ringing { call_id, .. })) => {
+                if let Some(call) = call_of(&call_id) {
+                    let _ = ctl.send(Ctl::Ringing {
+                        call,
+                        at: Instant::now(),
+                    });
+                }
                 let _ = agent.send(ClientMsg::Answer { call_id }).await;
             }
             Ok(Ok(ServerMsg::Talking { call_id, .. })) => {
@@ -953,6 +967,7 @@ async fn run_bare(args: &Args) -> anyhow::Result<RunReport> {
         failures,
         pre_accept_ms: vec![],
         setup_ms: vec![],
+        ringing_ms: vec![],
         figures,
         window: window_of(w0, w1),
         rss_idle: idle_rss,

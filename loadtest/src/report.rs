@@ -86,6 +86,9 @@ pub struct Measured {
     pub pre_accept_ms: Vec<f64>,
     /// Webhook sent → audio both ways, ms.
     pub setup_ms: Vec<f64>,
+    /// Webhook sent → the agent's session told `ringing`, ms (a call that waited for an agent
+    /// counts its wait).
+    pub ringing_ms: Vec<f64>,
     /// The media thread's figures.
     pub figures: Figures,
     /// CPU and time in the window.
@@ -145,6 +148,8 @@ pub struct RunReport {
     pub webhook_to_pre_accept_ms: Option<Spread>,
     /// Webhook → audio both ways, ms.
     pub setup_ms: Option<Spread>,
+    /// Webhook → ringing at the agent, ms.
+    pub webhook_to_ringing_ms: Option<Spread>,
     /// switchboard's own webhook received → pre_accept sent, p50 and p99 ms.
     pub own_webhook_to_pre_accept_ms: Option<(f64, f64)>,
     /// Caller → agent.
@@ -194,6 +199,7 @@ impl RunReport {
     pub fn new(m: Measured) -> RunReport {
         let mut pre = m.pre_accept_ms;
         let mut setup = m.setup_ms;
+        let mut ringing = m.ringing_ms;
         let mut delays: Vec<f64> = m
             .figures
             .to_agent
@@ -213,6 +219,7 @@ impl RunReport {
             failures: m.failures.into_iter().take(20).collect(),
             webhook_to_pre_accept_ms: spread(&mut pre),
             setup_ms: spread(&mut setup),
+            webhook_to_ringing_ms: spread(&mut ringing),
             own_webhook_to_pre_accept_ms: m.own_pre_accept_ms,
             to_agent: flow(&m.figures.to_agent),
             to_caller: flow(&m.figures.to_caller),
@@ -347,6 +354,10 @@ impl Report {
                     r.own_webhook_to_pre_accept_ms
                         .map_or("-".to_owned(), |(a, b)| format!("{a:.1} / {b:.1}"))
                 }),
+            ),
+            (
+                "webhook → ringing p50/p99 ms",
+                Box::new(move |r| ms(&r.webhook_to_ringing_ms)),
             ),
             (
                 "webhook → audio both ways p50/p99 ms",

@@ -7,6 +7,7 @@
 //! Nothing here decides anything; if logic worth testing grows here, it belongs in the centre.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,14 +16,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn, Instrument};
 
+use super::dispatch::{AdoptRequest, HandOver};
 use super::event::{
     Action, AgentLeg, Command, Ended, GraphAction, GraphFailure, Input, Notice, Role, WaLeg,
 };
 use super::machine::{CallView, Centre, CentreConfig};
-use super::nodes::{AdoptRequest, NodeLink};
 use super::HandedCall;
 use crate::ids::{AgentId, LegId, QueueId, WaCallId};
-use crate::media::{EngineHandle, MediaEvent};
+use crate::media::{EngineHandle, LegOp, MediaEvent, Posted};
 use crate::routing::{Agent, Floor, Routing, Waiting};
 use crate::store::{self, CallRecord, LegQuality, LegRole, LiveCall, StoreHandle, Transition};
 use crate::whatsapp::graph::{GraphClient, GraphError};
@@ -126,6 +127,7 @@ pub struct CallsHandle {
     tx: mpsc::Sender<Msg>,
     floor: watch::Receiver<Arc<FloorView>>,
     directory: watch::Receiver<Arc<Directory>>,
+    health: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -276,6 +278,13 @@ impl CallsHandle {
         rx.await.map_err(|_| CallsError::Stopped)?
     }
 
+    /// Whether the call machines run and can go on: false once the actor stopped (its task
+    /// ended, or panicked outside the machine) or found the machine too broken to trust
+    /// (readiness then fails, so the load balancer sends new calls to another node).
+    pub fn is_running(&self) -> bool {
+        self.health.has_changed().is_ok() && *self.health.borrow()
+    }
+
     /// Ends every call cleanly at Meta and stops the actor.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
@@ -299,7 +308,7 @@ pub struct Deps {
     /// The main business number (calls for numbers not served are ignored).
     pub phone_number_id: String,
     /// With several nodes: how this node hands waiting calls to the others.
-    pub link: Option<NodeLink>,
+    pub link: Option<Arc<dyn HandOver>>,
     /// This node's name (`SWITCHBOARD_NODE_ID`), written in its records.
     pub node: String,
 }
@@ -315,8 +324,12 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(INBOX);
     let (floor_tx, floor_rx) = watch::channel(Arc::new(FloorView::default()));
     let (directory_tx, directory_rx) = watch::channel(Arc::new(Directory::default()));
+    let (health_tx, health_rx) = watch::channel(true);
     let actor = Actor {
         centre: Centre::new(cfg, floor),
+        records: Records::spawn(deps.store.clone()),
+        health: health_tx,
+        panics: Panics::default(),
         deps,
         sessions: HashMap::new(),
         wall: (Instant::now(), SystemTime::now()),
@@ -334,6 +347,7 @@ pub fn spawn(
             tx,
             floor: floor_rx,
             directory: directory_rx,
+            health: health_rx,
         },
         task,
     )
@@ -348,8 +362,8 @@ fn handed_over(direction: &'static str, result: &'static str) {
 /// node at `url`; the internal leg once that node answered.
 async fn bridge(
     media: &EngineHandle,
-    link: &NodeLink,
-    url: &str,
+    link: &dyn HandOver,
+    url: String,
     call: &HandedCall,
     wa: &WaLeg,
 ) -> Result<LegId, (String, Option<LegId>)> {
@@ -379,7 +393,7 @@ async fn bridge(
         call: call.clone(),
         offer: trunk.sdp,
     };
-    let answer = link.adopt(url, &request).await.map_err(fail)?;
+    let answer = link.adopt(url, request).await.map_err(|e| fail(e.0))?;
     media
         .trunk_answered(trunk.leg, answer)
         .await
@@ -482,9 +496,97 @@ async fn end_live(
     }
 }
 
+/// Panics of the machine within [`PANIC_WINDOW`] after which this node says it is not ready.
+const PANICS_TOLERATED: usize = 3;
+/// See [`PANICS_TOLERATED`].
+const PANIC_WINDOW: Duration = Duration::from_secs(60);
+
+/// The machine's latest panics: too many too close together and it is not trusted any more.
+#[derive(Debug, Default)]
+struct Panics(VecDeque<Instant>);
+
+impl Panics {
+    /// Counts a panic at `now`; true when it is the [`PANICS_TOLERATED`]th within
+    /// [`PANIC_WINDOW`].
+    fn record(&mut self, now: Instant) -> bool {
+        self.0.push_back(now);
+        while self.0.len() > PANICS_TOLERATED {
+            self.0.pop_front();
+        }
+        self.0.len() == PANICS_TOLERATED
+            && self
+                .0
+                .front()
+                .is_some_and(|first| now.saturating_duration_since(*first) < PANIC_WINDOW)
+    }
+}
+
+/// A record write, carried out in order by the records line.
+enum Write {
+    MarkLive(LiveCall),
+    Finish(Box<CallRecord>),
+}
+
+/// The call records' writes, queued in the order the machine made them and carried out by one
+/// task off the actor's loop: a call's live mark reaches the store before its record, and no
+/// step of a call waits for the database.
+struct Records {
+    tx: Option<mpsc::UnboundedSender<Write>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Records {
+    fn spawn(store: StoreHandle) -> Records {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Records {
+            tx: Some(tx),
+            task: Some(tokio::spawn(write_records(store, rx))),
+        }
+    }
+
+    fn write(&self, w: Write) {
+        let sent = self.tx.as_ref().map(|tx| tx.send(w));
+        if !matches!(sent, Some(Ok(()))) {
+            warn!("the records line is closed; a record write is lost");
+        }
+    }
+
+    /// Waits until everything queued is written.
+    async fn close(&mut self) {
+        self.tx = None;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn write_records(store: StoreHandle, mut rx: mpsc::UnboundedReceiver<Write>) {
+    while let Some(w) = rx.recv().await {
+        match w {
+            Write::MarkLive(live) => {
+                let call = live.call_id.clone();
+                if let Err(e) = store.mark_live(live).await {
+                    warn!(call_id = %call, error = %e, "marking the call live failed");
+                }
+            }
+            Write::Finish(record) => {
+                let call = record.call_id.clone();
+                if let Err(e) = store.finish(*record).await {
+                    warn!(call_id = %call, error = %e, "writing the call record failed");
+                }
+            }
+        }
+    }
+}
+
 struct Actor {
     centre: Centre<Floor>,
     deps: Deps,
+    records: Records,
+    /// True while the call machines can go on (read by readiness through [`CallsHandle`]).
+    health: watch::Sender<bool>,
+    /// When the machine last panicked.
+    panics: Panics,
     sessions: HashMap<AgentId, (u64, mpsc::Sender<Notice>)>,
     /// An instant and the wall-clock time at it, to turn the centre's instants into record times.
     wall: (Instant, SystemTime),
@@ -526,7 +628,18 @@ enum Done {
         wa: WaLeg,
         reply: oneshot::Sender<Result<String, CallsError>>,
     },
+    /// Media commands of one step that failed.
+    MediaFailed(Vec<(LegOp, crate::media::MediaError)>),
     Nothing,
+}
+
+/// A media command that failed: the leg or stream was gone already (a call ending while its
+/// last commands were in flight), or the engine stopped.
+fn media_failed(op: LegOp, e: &crate::media::MediaError) {
+    match op {
+        LegOp::StartSending(leg) => warn!(%leg, error = %e, "start sending"),
+        op => debug!(?op, error = %e, "media command"),
+    }
 }
 
 impl Actor {
@@ -557,11 +670,11 @@ impl Actor {
                 Some(ev) = media_events.recv() => self.on_media(ev),
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     match done {
-                        Ok(Done::Input(input)) => self.centre.handle(Instant::now(), input),
+                        Ok(Done::Input(input)) => self.feed(Instant::now(), input),
                         Ok(Done::Graph { call, input }) => self.graph_done(call, input),
                         Ok(Done::Offer { agent, result, sdp, reply }) => match result {
                             Ok(leg) => {
-                                self.centre.handle(Instant::now(), Input::AgentLegReady { agent, leg });
+                                self.feed(Instant::now(), Input::AgentLegReady { agent, leg });
                                 let _ = reply.send(sdp.ok_or_else(|| CallsError::Offer("no answer".into())));
                             }
                             Err(e) => {
@@ -584,6 +697,11 @@ impl Actor {
                                 let _ = reply.send(Err(CallsError::Offer("draining: no new calls".into())));
                             }
                         }
+                        Ok(Done::MediaFailed(failed)) => {
+                            for (op, e) in &failed {
+                                media_failed(*op, e);
+                            }
+                        }
                         Ok(Done::Nothing) => {}
                         Err(e) => warn!(error = %e, "a call task failed"),
                     }
@@ -594,17 +712,17 @@ impl Actor {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {
-                    self.centre.handle_timeout(Instant::now());
+                    self.tick(Instant::now());
                 }
             }
-            self.execute().await;
+            self.execute();
         }
     }
 
     fn on_msg(&mut self, msg: Msg) {
         let now = Instant::now();
         match msg {
-            Msg::Input(input) => self.centre.handle(now, input),
+            Msg::Input(input) => self.feed(now, input),
             Msg::Join {
                 agent,
                 role,
@@ -614,7 +732,7 @@ impl Actor {
             } => {
                 // A newer session of the same person takes over; the older one's notices end.
                 self.sessions.insert(agent.clone(), (session, notices));
-                self.centre.handle(
+                self.feed(
                     now,
                     Input::AgentJoined {
                         agent,
@@ -668,7 +786,7 @@ impl Actor {
                 let _ = reply.send(self.hand_off(now, call, agent, node, url));
             }
             Msg::Dispatch { call, agent, reply } => {
-                self.centre.handle(
+                self.feed(
                     now,
                     Input::Dispatch {
                         call: call.clone(),
@@ -725,7 +843,7 @@ impl Actor {
         let Some(link) = self.deps.link.clone() else {
             return false;
         };
-        let Some((mut handed, wa)) = self.centre.release(now, &call, &link.node) else {
+        let Some((mut handed, wa)) = self.centre.release(now, &call, link.node()) else {
             return false;
         };
         handed.agent = Some(agent);
@@ -736,7 +854,7 @@ impl Actor {
                 // The adopting node marks it live under its own name, and the first mark
                 // stands: this node's goes first.
                 let _ = store.clear_live(handed.call.clone()).await;
-                let result = bridge(&media, &link, &url, &handed, &wa).await;
+                let result = bridge(&media, &*link, url, &handed, &wa).await;
                 Done::HandedOff {
                     call: Box::new(handed),
                     wa,
@@ -807,7 +925,7 @@ impl Actor {
                 {
                     self.numbers.insert(call_id.clone(), n.clone());
                 }
-                self.centre.handle(
+                self.feed(
                     now,
                     Input::Offered {
                         call: call_id,
@@ -828,7 +946,7 @@ impl Actor {
                 status,
                 errors,
                 ..
-            } => self.centre.handle(
+            } => self.feed(
                 now,
                 Input::Terminated {
                     call: call_id,
@@ -869,12 +987,16 @@ impl Actor {
             MediaEvent::FirstPacket { stream } => Input::FirstPacket { stream },
             MediaEvent::SourceFlowing { stream, source } => Input::SourceFlowing { stream, source },
         };
-        self.centre.handle(Instant::now(), input);
+        self.feed(Instant::now(), input);
     }
 
     /// Carries out every pending action. Media commands run in order (a route before the
     /// first packet); Graph calls and offers run concurrently and report back.
-    async fn execute(&mut self) {
+    /// Carries out what the machine asked, without awaiting anything: media commands are
+    /// queued on their shards, Graph actions and offers become tasks, record writes go to the
+    /// records line, notices to the sessions' queues.
+    fn execute(&mut self) {
+        let mut posted: Vec<(LegOp, Posted)> = vec![];
         let mut actions = vec![];
         while let Some(action) = self.centre.poll_action() {
             actions.push(action);
@@ -922,25 +1044,13 @@ impl Actor {
                     }
                 }
                 Action::Route { stream, source } => {
-                    if let Err(e) = self.deps.media.route(stream, source).await {
-                        debug!(%stream, error = %e, "route");
-                    }
+                    self.post(LegOp::Route(stream, source), &mut posted);
                 }
-                Action::Hold { stream, on } => {
-                    if let Err(e) = self.deps.media.hold(stream, on).await {
-                        debug!(%stream, error = %e, "hold");
-                    }
-                }
+                Action::Hold { stream, on } => self.post(LegOp::Hold(stream, on), &mut posted),
                 Action::StartSending { leg } => {
-                    if let Err(e) = self.deps.media.start_sending(leg).await {
-                        warn!(%leg, error = %e, "start sending");
-                    }
+                    self.post(LegOp::StartSending(leg), &mut posted);
                 }
-                Action::CloseLeg { leg } => {
-                    if let Err(e) = self.deps.media.close(leg).await {
-                        debug!(%leg, error = %e, "close");
-                    }
-                }
+                Action::CloseLeg { leg } => self.post(LegOp::Close(leg), &mut posted),
                 Action::Notify { agent, notice } => {
                     if let Some((_, s)) = self.sessions.get(&agent) {
                         if s.try_send(notice).is_err() {
@@ -960,9 +1070,7 @@ impl Actor {
                         started_at: store::unix_ms(SystemTime::now()),
                         known: Some(Box::new(self.record(&if_lost))),
                     };
-                    if let Err(e) = self.deps.store.mark_live(live).await {
-                        warn!(call_id = %call, error = %e, "marking the call live failed");
-                    }
+                    self.records.write(Write::MarkLive(live));
                 }
                 Action::Metric(m) => crate::ops::record(m),
                 Action::Finished(ended) => {
@@ -970,17 +1078,84 @@ impl Actor {
                     // Its last Graph action is already on its way with the right client.
                     self.numbers.remove(&ended.call);
                     let record = self.record(&ended);
-                    if let Err(e) = self.deps.store.finish(record).await {
-                        warn!(call_id = %ended.call, error = %e, "writing the call record failed");
-                    }
+                    self.records.write(Write::Finish(Box::new(record)));
                 }
             }
+        }
+        if !posted.is_empty() {
+            // One step's media commands are queued on their shards already; their results
+            // come back as one event, not awaited here.
+            self.tasks.spawn(async move {
+                let mut failed = vec![];
+                for (op, p) in posted {
+                    if let Err(e) = p.result().await {
+                        failed.push((op, e));
+                    }
+                }
+                Done::MediaFailed(failed)
+            });
+        }
+    }
+
+    /// Feeds the machine one input. A panic inside it is caught: logged with the call the input
+    /// concerns, that call ended (at Meta too), the others carried on.
+    fn feed(&mut self, now: Instant, input: Input) {
+        let call = self.centre.call_of(&input);
+        let centre = &mut self.centre;
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| centre.handle(now, input)));
+        if let Err(panic) = result {
+            self.panicked(now, call, &*panic);
+        }
+    }
+
+    /// Advances the machine's time, guarded like [`Actor::feed`].
+    fn tick(&mut self, now: Instant) {
+        let centre = &mut self.centre;
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| centre.handle_timeout(now)));
+        if let Err(panic) = result {
+            self.panicked(now, None, &*panic);
+        }
+    }
+
+    /// After a panic in the machine: its call is ended; a machine that panics again and again
+    /// (or cannot even end the call) is reported broken, and readiness fails.
+    fn panicked(
+        &mut self,
+        now: Instant,
+        call: Option<WaCallId>,
+        panic: &(dyn std::any::Any + Send),
+    ) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        tracing::error!(call_id = ?call.as_ref().map(|c| c.0.as_str()), panic = %what, "the call machines panicked; the call it concerned is ended");
+        metrics::counter!(crate::ops::names::CALLS_MACHINE_PANICS).increment(1);
+        let mut broken = self.panics.record(now);
+        if let Some(call) = call {
+            let centre = &mut self.centre;
+            if std::panic::catch_unwind(AssertUnwindSafe(|| centre.abort(now, &call))).is_err() {
+                broken = true;
+            }
+        }
+        if broken && *self.health.borrow() {
+            tracing::error!("the call machines keep failing: this node reports itself not ready");
+            self.health.send_replace(false);
+        }
+    }
+
+    /// Queues `op` on its media shard now.
+    fn post(&self, op: LegOp, posted: &mut Vec<(LegOp, Posted)>) {
+        match self.deps.media.post(op) {
+            Ok(p) => posted.push((op, p)),
+            Err(e) => media_failed(op, &e),
         }
     }
 
     /// A call's Graph action finished: the centre hears how, and the call's next one goes.
     fn graph_done(&mut self, call: WaCallId, input: Input) {
-        self.centre.handle(Instant::now(), input);
+        self.feed(Instant::now(), input);
         if let Some(next) = self.graph_lines.finished(&call) {
             self.tasks.spawn(next.run());
         }
@@ -1026,13 +1201,13 @@ impl Actor {
 
     async fn shutdown(&mut self) {
         info!("ending every call before stopping");
-        self.centre.handle(Instant::now(), Input::Shutdown);
-        self.execute().await;
+        self.feed(Instant::now(), Input::Shutdown);
+        self.execute();
         // Meta must hear of every end: wait for the Graph calls in flight, for a while.
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while let Some(done) = self.tasks.join_next().await {
                 match done {
-                    Ok(Done::Input(input)) => self.centre.handle(Instant::now(), input),
+                    Ok(Done::Input(input)) => self.feed(Instant::now(), input),
                     // A final action may wait behind this one.
                     Ok(Done::Graph { call, input }) => self.graph_done(call, input),
                     _ => {}
@@ -1040,7 +1215,9 @@ impl Actor {
             }
         })
         .await;
-        self.execute().await;
+        self.execute();
+        // Every record is written before the actor says it stopped.
+        self.records.close().await;
     }
 
     fn unix(&self, t: Instant) -> i64 {
@@ -1282,6 +1459,20 @@ mod tests {
             .filter(|r| r.call_id.as_ref() == Some(call))
             .filter_map(|r| r.action)
             .collect()
+    }
+
+    #[test]
+    fn the_machine_is_distrusted_after_three_panics_within_a_minute_not_three_in_a_day() {
+        let t0 = Instant::now();
+        let mut panics = Panics::default();
+        assert!(!panics.record(t0));
+        assert!(!panics.record(t0 + Duration::from_secs(30)));
+        // Three, but spread over more than a minute: a rare bug, not a broken machine.
+        assert!(!panics.record(t0 + Duration::from_secs(90)));
+        assert!(!panics.record(t0 + Duration::from_secs(3600)));
+        assert!(!panics.record(t0 + Duration::from_secs(3610)));
+        // The third within a minute of the first of them.
+        assert!(panics.record(t0 + Duration::from_secs(3620)));
     }
 
     #[tokio::test]

@@ -535,11 +535,11 @@ impl<R: Routing> Centre<R> {
             debug!(call_id = %id, "duplicate or late connect; ignored");
             return;
         }
-        let queue = business_number
-            .as_ref()
-            .and_then(|n| self.cfg.number_queues.get(n))
-            .cloned()
-            .unwrap_or_else(|| self.routing.default_queue().clone());
+        let queue = crate::routing::queue_of(
+            &self.cfg.number_queues,
+            self.routing.default_queue(),
+            business_number.as_deref(),
+        );
         let mut call = Call::new(
             id.clone(),
             Caller {
@@ -1151,27 +1151,61 @@ impl<R: Routing> Centre<R> {
     fn on_shutdown(&mut self, now: Instant) {
         let ids: Vec<WaCallId> = self.calls.keys().cloned().collect();
         for id in ids {
-            let accepted = self
-                .calls
-                .get(&id)
-                .is_some_and(|c| c.accepted || c.accept_sent);
-            self.end_at_meta(&id, accepted);
-            if let Some(agent) = self.calls.get(&id).and_then(|c| c.phase.agent().cloned()) {
-                self.notify(
-                    agent,
-                    Notice::CallEnded {
-                        call: id.clone(),
-                        reason: "switchboard is shutting down".into(),
-                    },
-                );
-            }
-            self.end(
+            self.end_by_system(
                 now,
                 &id,
-                Outcome::Failed,
-                "switchboard shut down".into(),
-                EndedBy::System,
+                "switchboard is shutting down",
+                "switchboard shut down",
             );
+        }
+    }
+
+    /// Ends `call` at Meta and here, as failed: the driver found the machine cannot carry it on
+    /// (it panicked handling one of its inputs). Nothing when the call is not live.
+    pub fn abort(&mut self, now: Instant, call: &WaCallId) {
+        self.end_by_system(
+            now,
+            call,
+            "the call failed in switchboard",
+            "internal error in switchboard",
+        );
+    }
+
+    fn end_by_system(&mut self, now: Instant, id: &WaCallId, told: &str, reason: &str) {
+        let Some(call) = self.calls.get(id) else {
+            return;
+        };
+        let accepted = call.accepted || call.accept_sent;
+        self.end_at_meta(id, accepted);
+        if let Some(agent) = self.calls.get(id).and_then(|c| c.phase.agent().cloned()) {
+            self.notify(
+                agent,
+                Notice::CallEnded {
+                    call: id.clone(),
+                    reason: told.into(),
+                },
+            );
+        }
+        self.end(now, id, Outcome::Failed, reason.into(), EndedBy::System);
+    }
+
+    /// The call an input concerns, when it names one (itself or by its Meta leg): what a
+    /// failure handling the input is logged with.
+    pub fn call_of(&self, input: &Input) -> Option<WaCallId> {
+        match input {
+            Input::Offered { call, .. }
+            | Input::Terminated { call, .. }
+            | Input::Answered { call, .. }
+            | Input::GraphDone { call, .. }
+            | Input::Dispatch { call, .. } => Some(call.clone()),
+            Input::MediaConnected { leg }
+            | Input::MediaGone { leg, .. }
+            | Input::Dtmf { leg, .. }
+            | Input::Stats { leg, .. } => self.wa_legs.get(leg).cloned(),
+            Input::FirstPacket { stream } | Input::SourceFlowing { stream, .. } => {
+                self.wa_legs.get(&stream.leg).cloned()
+            }
+            _ => None,
         }
     }
 

@@ -18,10 +18,12 @@
 //! - Events for ended or unknown calls, duplicates and events out of place change nothing.
 
 pub mod actor;
+pub mod dispatch;
 mod event;
 mod machine;
-pub mod nodes;
 pub mod shared;
+
+pub use dispatch::{AdoptAnswer, AdoptError, AdoptRequest, HandOver, ADOPT_PATH};
 
 pub use event::{
     Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, Metric, Notice,

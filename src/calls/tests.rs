@@ -922,6 +922,45 @@ fn shutdown_ends_every_call_at_meta() {
 }
 
 #[test]
+fn an_aborted_call_ends_alone_at_meta_and_here_and_the_centre_goes_on() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.agent_online("bob", &["support"]);
+    let wa = w.talking_call("c1", "alice");
+    w.talking_call("c2", "bob");
+    // What the driver does once handling one of c1's inputs panicked: it names c1 ...
+    assert_eq!(
+        w.c.call_of(&Input::MediaConnected { leg: wa.leg }),
+        Some(call("c1"))
+    );
+    w.c.abort(w.now, &call("c1"));
+    let acts = w.drain();
+    // ... which ends at Meta, is recorded as failed, and its agent is told and wraps up.
+    assert_eq!(
+        graph_actions(&acts),
+        vec![("c1".into(), GraphAction::Terminate)]
+    );
+    let ended = w.finished();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].call, call("c1"));
+    assert_eq!(ended[0].outcome, Outcome::Failed);
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::Notify { agent: who, notice: Notice::CallEnded { .. } } if *who == agent("alice")
+    )));
+    assert!(matches!(w.presence("alice"), Presence::WrapUp { .. }));
+    // The other call goes on; aborting an ended call changes nothing.
+    assert_eq!(
+        w.c.phase(&call("c2")),
+        Some(&Phase::Talking {
+            agent: agent("bob")
+        })
+    );
+    w.c.abort(w.now, &call("c1"));
+    assert!(w.drain().is_empty());
+}
+
+#[test]
 fn nobody_is_rung_before_their_audio_is_up() {
     let mut w = World::new(queue_policy());
     w.input(Input::AgentJoined {

@@ -21,10 +21,12 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+mod authority;
 pub mod calls;
 pub mod presence;
 pub mod sessions;
 
+pub use authority::{NodeLink, RedisAuthority};
 pub use calls::{ForwardRefused, NodeKey, EVENTS_PATH, FORWARD_HEADER};
 pub use presence::{Claim, Claimed, Idle};
 

@@ -16,6 +16,11 @@
 //! `switchboard:waiting-node` (hash: call → node),
 //! `switchboard:agent:<agent>` (hash: node, queues), `switchboard:reserved:<agent>`,
 //! `switchboard:staffed:<queue>` (hash: node → agents signed in to the queue there).
+//!
+//! Every change that may let a waiting call be served — an agent newly available or given
+//! back, a waiting call leaving the order — is announced on the channel `switchboard:floor`
+//! by the script that makes it, so each node serves its waiting calls within a round trip of
+//! the change rather than at its next poll ([`crate::cluster::RedisAuthority`]).
 
 use std::time::Duration;
 
@@ -43,6 +48,7 @@ for _ = 1, 64 do
   end
   redis.call('ZREM', KEYS[2], oldest[1])
   redis.call('HDEL', owners, oldest[1])
+  redis.call('PUBLISH', prefix .. ':floor', 'served')
 end
 for _ = 1, 64 do
   local top = redis.call('ZRANGE', KEYS[1], 0, 0)
@@ -60,6 +66,7 @@ for _ = 1, 64 do
     if call ~= '' then
       redis.call('ZREM', KEYS[2], call)
       redis.call('HDEL', owners, call)
+      redis.call('PUBLISH', prefix .. ':floor', 'served')
     end
     return {agent, info[1]}
   end
@@ -81,9 +88,11 @@ end
 local queues = {}
 for i = 6, #ARGV do queues[#queues + 1] = ARGV[i] end
 redis.call('HSET', prefix .. ':agent:' .. agent, 'node', node, 'queues', table.concat(queues, '\n'), 'since', since)
+local added = 0
 for _, q in ipairs(queues) do
-  redis.call('ZADD', prefix .. ':idle:' .. q, since, agent)
+  added = added + redis.call('ZADD', prefix .. ':idle:' .. q, since, agent)
 end
+if added > 0 then redis.call('PUBLISH', prefix .. ':floor', 'agent') end
 return 1
 "#;
 
@@ -114,6 +123,7 @@ if redis.call('EXISTS', prefix .. ':lease:' .. info[1]) == 0 then return 0 end
 for q in string.gmatch(info[2] or '', '[^\n]+') do
   redis.call('ZADD', prefix .. ':idle:' .. q, info[3], agent)
 end
+redis.call('PUBLISH', prefix .. ':floor', 'agent')
 return 1
 "#;
 
@@ -124,6 +134,7 @@ local owners = ARGV[1] .. ':waiting-node'
 if redis.call('HGET', owners, ARGV[3]) ~= ARGV[2] then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[3])
 redis.call('HDEL', owners, ARGV[3])
+redis.call('PUBLISH', ARGV[1] .. ':floor', 'served')
 return 1
 "#;
 

@@ -35,8 +35,6 @@ use super::recv::{BatchRecv, UdpSocketState};
 use super::MediaError;
 use crate::ids::{LegId, StreamId};
 
-/// Commands queued to the engine thread before callers wait (back-pressure beyond that).
-const COMMAND_QUEUE: usize = 1024;
 /// Events queued to the program before the driver keeps them in its own buffer.
 const EVENT_QUEUE: usize = 4096;
 /// Datagrams read from one socket per turn before the other sockets, timers and commands get
@@ -149,7 +147,11 @@ impl Drop for WakeOnDrop {
 #[derive(Debug)]
 struct ShardHandle {
     // Declared before `wake`: the last handle's sender is gone by the time its waker fires.
-    tx: mpsc::Sender<Command>,
+    // Unbounded so that a command is queued the moment it is made, without awaiting: commands
+    // to one shard are then carried out in the order their callers made them, whichever task
+    // made them. What bounds it is upstream: the call machines' limit on calls setting up and
+    // the few commands each call's step makes.
+    tx: mpsc::UnboundedSender<Command>,
     wake: WakeOnDrop,
 }
 
@@ -218,7 +220,7 @@ struct Shard {
     engine: Engine,
     poll: Poll,
     sockets: Vec<PoolSocket>,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::Sender<MediaEvent>,
     inboxes: Arc<[Inbox]>,
 }
@@ -292,7 +294,7 @@ impl MediaDriver {
         for (index, ((engine, poll), sockets)) in
             engines.into_iter().zip(polls).zip(dealt).enumerate()
         {
-            let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+            let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
             let shard = Shard {
                 index,
                 engine,
@@ -456,24 +458,53 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 }
 
 impl ShardHandle {
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, MediaError> {
+    /// Queues a command now; its result comes on the receiver.
+    fn post<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<oneshot::Receiver<Result<T, MediaError>>, MediaError> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(make(tx))
-            .await
-            .map_err(|_| MediaError::EngineGone)?;
+        self.tx.send(make(tx)).map_err(|_| MediaError::EngineGone)?;
         self.wake.0.wake().map_err(|_| MediaError::EngineGone)?;
-        rx.await.map_err(|_| MediaError::EngineGone)?
+        Ok(rx)
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, MediaError> {
+        self.post(make)?.await.map_err(|_| MediaError::EngineGone)?
     }
 
     async fn counters(&self) -> Result<DriverCounters, MediaError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Command::Counters(tx))
-            .await
             .map_err(|_| MediaError::EngineGone)?;
         self.wake.0.wake().map_err(|_| MediaError::EngineGone)?;
         rx.await.map_err(|_| MediaError::EngineGone)
+    }
+}
+
+/// A command that changes a leg or a stream, queued without waiting for its result (see
+/// [`EngineHandle::post`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegOp {
+    /// See [`Engine::route`].
+    Route(StreamId, Option<LegId>),
+    /// See [`Engine::hold`].
+    Hold(StreamId, bool),
+    /// See [`Engine::start_sending`].
+    StartSending(LegId),
+    /// See [`Engine::close`].
+    Close(LegId),
+}
+
+/// The result of a posted [`LegOp`], to await later (or never).
+#[derive(Debug)]
+pub struct Posted(oneshot::Receiver<Result<(), MediaError>>);
+
+impl Posted {
+    /// How the command went.
+    pub async fn result(self) -> Result<(), MediaError> {
+        self.0.await.map_err(|_| MediaError::EngineGone)?
     }
 }
 
@@ -554,6 +585,23 @@ impl EngineHandle {
         self.owner(leg)?
             .call(|r| Command::TrunkAnswered(leg, answer, r))
             .await
+    }
+
+    /// Queues `op` on its shard at once, without waiting for it to be carried out: the ops one
+    /// caller posts are carried out in the order posted (and before any command the caller
+    /// makes after). Fails only when the engine is gone or the leg's shard does not exist.
+    pub fn post(&self, op: LegOp) -> Result<Posted, MediaError> {
+        let rx = match op {
+            LegOp::Route(stream, source) => self
+                .owner(stream.leg)?
+                .post(|r| Command::Route(stream, source, r))?,
+            LegOp::Hold(stream, on) => self
+                .owner(stream.leg)?
+                .post(|r| Command::Hold(stream, on, r))?,
+            LegOp::StartSending(leg) => self.owner(leg)?.post(|r| Command::StartSending(leg, r))?,
+            LegOp::Close(leg) => self.owner(leg)?.post(|r| Command::Close(leg, r))?,
+        };
+        Ok(Posted(rx))
     }
 
     /// See [`Engine::route`]; the stream's shard takes it, and tells the source's shard.

@@ -37,7 +37,7 @@ pub mod recv;
 pub mod rewrite;
 mod sdp;
 
-pub use driver::{Bind, DriverCounters, EngineHandle, MediaDriver, Ports};
+pub use driver::{Bind, DriverCounters, EngineHandle, LegOp, MediaDriver, Ports, Posted};
 pub use engine::{
     Answer, ByLeg, Counters, Engine, EngineConfig, FailReason, Limits, MediaEvent, Transmit,
     OPUS_SILENCE,

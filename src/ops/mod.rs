@@ -287,6 +287,9 @@ impl Ops {
         if self.draining.load(Ordering::Relaxed) {
             return Err("draining");
         }
+        if !self.calls.is_running() {
+            return Err("the call machines stopped");
+        }
         let limit = Duration::from_secs(1);
         match tokio::time::timeout(limit, self.media.counters()).await {
             Ok(Ok(_)) => {}

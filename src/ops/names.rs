@@ -19,6 +19,8 @@ pub const CALLS_REJECTED: &str = "switchboard_calls_rejected_total";
 /// Waiting calls handed between nodes: `direction` out (to another node) or in (taken over),
 /// `result` ok or failed.
 pub const CALLS_HANDED_OVER: &str = "switchboard_calls_handed_over_total";
+/// Panics caught in the call machines (each ends the call it concerned).
+pub const CALLS_MACHINE_PANICS: &str = "switchboard_calls_machine_panics_total";
 /// Calls that failed, by queue and the last Meta error code seen.
 pub const CALLS_FAILED: &str = "switchboard_calls_failed_total";
 /// Calls in progress now.
@@ -203,6 +205,10 @@ pub fn describe() {
     describe_counter!(
         CALLS_HANDED_OVER,
         "Waiting calls handed between nodes, by direction (out, in) and result (ok, failed)."
+    );
+    describe_counter!(
+        CALLS_MACHINE_PANICS,
+        "Panics caught in the call machines; each ended the call it concerned."
     );
     describe_counter!(
         CALLS_FAILED,

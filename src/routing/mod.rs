@@ -19,10 +19,49 @@
 //! can keep presence and queues in a shared store (Redis, as LiveKit does) without touching
 //! them; [`Floor`] is the in-process implementation.
 
+mod authority;
+
+pub use authority::{Authority, AuthorityError, NodeAddr, Placement, Turn};
+
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::ids::{AgentId, QueueId, WaCallId};
+
+/// The call centre's rule from a business number to its queue: its own queue if it has one,
+/// else the default. Used by the call machines and by placement, so both agree.
+#[derive(Debug, Clone)]
+pub struct QueueRule {
+    /// Business number id → queue.
+    pub numbers: std::collections::HashMap<String, QueueId>,
+    /// The queue of every other number.
+    pub default: QueueId,
+    /// The number a call without one is for (the configured business number).
+    pub ours: String,
+}
+
+impl QueueRule {
+    /// The queue a call to `number` waits in.
+    pub fn queue_of(&self, number: Option<&str>) -> QueueId {
+        queue_of(
+            &self.numbers,
+            &self.default,
+            Some(number.unwrap_or(&self.ours)),
+        )
+    }
+}
+
+/// The queue a call to `number` waits in: the number's own queue in `numbers`, else `default`.
+pub fn queue_of(
+    numbers: &std::collections::HashMap<String, QueueId>,
+    default: &QueueId,
+    number: Option<&str>,
+) -> QueueId {
+    number
+        .and_then(|n| numbers.get(n))
+        .unwrap_or(default)
+        .clone()
+}
 
 /// What an agent is doing, as supervisors and the agent see it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -36,7 +36,7 @@ use super::model::{
     self, CallEventKind, CallStatusKind, Lenient, SdpType, TerminateStatus, UnixTime,
     WebhookEnvelope,
 };
-use crate::cluster::{Cluster, ClusterError, NodeKey, EVENTS_PATH, FORWARD_HEADER};
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::Secret;
 use crate::ids::{CallIdError, WaCallId};
 use crate::ops::names;
@@ -61,9 +61,6 @@ pub enum WebhookError {
     /// The HMAC does not match the body.
     #[error("X-Hub-Signature-256 does not match the body")]
     SignatureMismatch,
-    /// An event handed over by another node without a valid node signature.
-    #[error("node-to-node event refused: {0}")]
-    NodeRefused(crate::cluster::ForwardRefused),
     /// A verification handshake (`GET`) without `hub.mode=subscribe`, the right
     /// `hub.verify_token` and a `hub.challenge`.
     #[error("verification handshake without subscribe mode, the verify token and a challenge")]
@@ -877,57 +874,10 @@ pub struct WebhookOptions {
     /// requests, with their count.
     pub refusal_log_interval: Duration,
     /// The nodes' shared state: with it, an event is forwarded only by the node that takes it
-    /// first (Meta may deliver a copy to every node behind the load balancer).
+    /// first (Meta may deliver a copy to every node behind the load balancer). Which node then
+    /// handles it is not the edge's to decide (`calls::dispatch`).
     pub cluster: Option<Cluster>,
-    /// With several nodes: which node handles each event (needs `cluster`).
-    pub placement: Option<Placement>,
 }
-
-/// Where, among several nodes, each event is handled. A new call goes to the node of the
-/// queue's longest-idle available agent (chosen atomically across the cluster), so its media
-/// — pinned to the node that answers Meta's offer — sits beside the agent's; with nobody
-/// free, to the node with the most agents signed in to the queue. Every later event of a call
-/// goes to the node that owns it. Redis failing, or a node not answering, leaves the event
-/// here: this node still handles it as a single node would.
-#[derive(Clone)]
-pub struct Placement {
-    /// Signs events handed to another node, and checks those handed to this one.
-    pub key: NodeKey,
-    /// The queue a call to a business number (its `phone_number_id`) waits in: the call
-    /// centre's rule, which placement must agree with.
-    pub queue_of: Arc<QueueOf>,
-    /// The client events are handed over with.
-    pub http: reqwest::Client,
-}
-
-/// The call centre's rule from a business number to its queue.
-pub type QueueOf = dyn Fn(Option<&str>) -> String + Send + Sync;
-
-impl std::fmt::Debug for Placement {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Placement").finish_non_exhaustive()
-    }
-}
-
-impl Placement {
-    /// Placement signing with `key`, queues chosen by `queue_of`.
-    pub fn new(
-        key: NodeKey,
-        queue_of: impl Fn(Option<&str>) -> String + Send + Sync + 'static,
-    ) -> Placement {
-        Placement {
-            key,
-            queue_of: Arc::new(queue_of),
-            http: reqwest::Client::builder()
-                .timeout(HANDOVER_TIMEOUT)
-                .build()
-                .unwrap_or_default(),
-        }
-    }
-}
-
-/// How long handing an event to another node may take before this node handles it itself.
-const HANDOVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Default for WebhookOptions {
     fn default() -> Self {
@@ -941,7 +891,6 @@ impl Default for WebhookOptions {
             connect_max_age: CONNECT_MAX_AGE,
             refusal_log_interval: Duration::from_secs(10),
             cluster: None,
-            placement: None,
         }
     }
 }
@@ -959,10 +908,8 @@ pub struct ProcessorStats {
     pub duplicates: u64,
     /// Connects refused as older than the freshness window.
     pub too_old: u64,
-    /// Events forwarded.
+    /// Events forwarded to the calls side.
     pub forwarded: u64,
-    /// Events handed to the node that handles them.
-    pub handed_over: u64,
 }
 
 /// Counters of the webhook edge, read with [`WebhookState::stats`]; the metrics issue exports
@@ -978,7 +925,6 @@ struct Shared {
     app_secret: Secret,
     verify_token: Secret,
     queue: mpsc::Sender<Inbound>,
-    node_key: Option<NodeKey>,
     body_limit: usize,
     refused: AtomicU64,
     refusals: Arc<Refusals>,
@@ -1084,25 +1030,17 @@ impl WebhookState {
             interval,
             log: Mutex::new(RefusalLog::new(interval)),
         });
-        let node_key = options.placement.as_ref().map(|p| p.key.clone());
-        let placement = match (&options.cluster, options.placement) {
-            (Some(c), Some(p)) => Some((c.clone(), p)),
-            _ => None,
-        };
         let shared = options.cluster.map(|c| (c, options.dedup_ttl));
-        let handed = Dedup::new(options.dedup_ttl, options.dedup_capacity);
         let task = tokio::spawn(process(
             rx,
             stop_rx,
             events,
             Admitter {
                 dedup,
-                handed,
                 connect_max_age: options.connect_max_age,
                 shared,
                 redis_down_until: None,
                 unshared: false,
-                placement,
             },
             refusals.clone(),
         ));
@@ -1111,7 +1049,6 @@ impl WebhookState {
                 app_secret,
                 verify_token,
                 queue,
-                node_key,
                 body_limit: options.body_limit,
                 refused: AtomicU64::new(0),
                 refusals,
@@ -1148,8 +1085,6 @@ impl WebhookState {
 /// Who decides whether an event is new: this node's table, then (with several nodes) Redis.
 struct Admitter {
     dedup: Dedup,
-    /// Events other nodes handed over.
-    handed: Dedup,
     /// Connects older than this are refused.
     connect_max_age: Duration,
     shared: Option<(Cluster, Duration)>,
@@ -1158,14 +1093,10 @@ struct Admitter {
     redis_down_until: Option<Instant>,
     /// The last event checked could not be shared (Redis unreachable).
     unshared: bool,
-    placement: Option<(Cluster, Placement)>,
 }
 
-/// What reaches the processor: a body Meta signed, or an event another node handed over.
-enum Inbound {
-    Meta(Instant, Bytes),
-    HandedOver(Instant, Box<WaEvent>),
-}
+/// What reaches the processor: a body Meta signed, and when it arrived.
+struct Inbound(Instant, Bytes);
 
 /// How long a failed Redis is left alone by the webhook path (readiness keeps asking).
 const REDIS_RETRY: Duration = Duration::from_secs(1);
@@ -1198,133 +1129,6 @@ impl Admitter {
             }
         }
     }
-}
-
-impl Admitter {
-    /// The node that should handle `event`, when it is another one and can be reached.
-    /// The node that should handle `event`, when it is another one and can be reached; a new
-    /// call carries the agent chosen for it either way.
-    async fn elsewhere(&mut self, event: &mut WaEvent) -> Option<Elsewhere> {
-        let (cluster, placement) = self.placement.as_ref()?;
-        if self.redis_down_until.is_some_and(|t| Instant::now() < t) {
-            return None;
-        }
-        let (node, agent) = match placement_of(cluster, placement, event).await {
-            Ok((node, agent)) => {
-                if let WaEvent::CallOffered { agent: chosen, .. } = event {
-                    chosen.clone_from(&agent);
-                }
-                match node {
-                    Some(node) if node != cluster.node() => (node, agent),
-                    _ => return None,
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "cluster placement unavailable; this node handles the event");
-                self.redis_down_until = Some(Instant::now() + REDIS_RETRY);
-                return None;
-            }
-        };
-        match cluster.url_of(&node).await {
-            Ok(Some(url)) => Some(Elsewhere { node, url, agent }),
-            Ok(None) => {
-                warn!(%node, "no address for the node an event belongs to; handled here");
-                self.give_back(agent).await;
-                None
-            }
-            Err(e) => {
-                warn!(error = %e, "cluster placement unavailable; this node handles the event");
-                None
-            }
-        }
-    }
-
-    /// Puts back an agent claimed for a call that stays here after all.
-    async fn give_back(&self, agent: Option<String>) {
-        if let (Some((cluster, _)), Some(agent)) = (&self.placement, agent) {
-            if let Err(e) = cluster.give_back(&agent).await {
-                debug!(error = %e, "a claimed agent was not given back");
-            }
-        }
-    }
-
-    /// Hands `event` to `node` at `url`; false when it did not take it.
-    async fn hand_over(&self, event: &WaEvent, node: &str, url: &str) -> bool {
-        let Some((cluster, placement)) = &self.placement else {
-            return false;
-        };
-        let Ok(body) = serde_json::to_vec(event) else {
-            return false;
-        };
-        let signature = placement.key.sign(cluster.node(), &body);
-        let sent = placement
-            .http
-            .post(format!("{}{EVENTS_PATH}", url.trim_end_matches('/')))
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(FORWARD_HEADER, signature)
-            .body(body)
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => true,
-            Ok(r) => {
-                warn!(%node, status = r.status().as_u16(), "node refused a handed-over event; handled here");
-                false
-            }
-            Err(e) => {
-                warn!(%node, error = %e, "node unreachable for a handed-over event; handled here");
-                false
-            }
-        }
-    }
-
-    /// Records this node as the owner of a call it is about to handle.
-    async fn own(&mut self, event: &WaEvent) {
-        let Some((cluster, _)) = &self.placement else {
-            return;
-        };
-        if !matches!(event, WaEvent::CallOffered { .. }) {
-            return;
-        }
-        if self.redis_down_until.is_some_and(|t| Instant::now() < t) {
-            return;
-        }
-        if let Err(e) = cluster.own_call(event.call_id()).await {
-            warn!(error = %e, "call ownership not recorded; its later events may land elsewhere");
-            self.redis_down_until = Some(Instant::now() + REDIS_RETRY);
-        }
-    }
-}
-
-/// Another node that should handle an event, and the agent claimed there for it (a new call).
-struct Elsewhere {
-    node: String,
-    url: String,
-    agent: Option<String>,
-}
-
-/// The node that should handle `event`: a new call's agent's node (or, nobody free, the
-/// best-staffed one), with the agent; a known call's owner. `None`: no node in particular.
-async fn placement_of(
-    cluster: &Cluster,
-    placement: &Placement,
-    event: &WaEvent,
-) -> Result<(Option<String>, Option<String>), ClusterError> {
-    Ok(match event {
-        WaEvent::CallOffered {
-            phone_number_id, ..
-        } => {
-            let queue = (placement.queue_of)(phone_number_id.as_deref());
-            match cluster.claim_agent(&queue).await? {
-                Some(claimed) => {
-                    debug!(agent = %claimed.agent, node = %claimed.node, %queue, "longest-idle agent across the nodes");
-                    (Some(claimed.node), Some(claimed.agent))
-                }
-                None => (cluster.most_staffed(&queue).await?, None),
-            }
-        }
-        _ => (cluster.owner_of(event.call_id()).await?, None),
-    })
 }
 
 /// The cluster's verdict on an event this node has not seen: late when any node has taken the
@@ -1401,32 +1205,8 @@ async fn process_bodies(
                 body = rx.recv() => body,
             }
         };
-        let Some(inbound) = body else { break };
-        let (received, body) = match inbound {
-            Inbound::Meta(received, body) => (received, body),
-            Inbound::HandedOver(received, event) => {
-                let mut event = *event;
-                if let WaEvent::CallOffered { received_at, .. } = &mut event {
-                    *received_at = Some(received);
-                }
-                let span = info_span!("wa_call", call_id = %event.call_id());
-                // Taken cluster-wide by the node that handed it over, so this node's own table
-                // (which may hold Meta's copy of it, refused here as another node's) is not
-                // asked; only the same hand-over twice is dropped.
-                if admitter.handed.check(received, event.dedup_key()) != Admission::New {
-                    stats.duplicates += 1;
-                    count_events("duplicate", 1);
-                    continue;
-                }
-                span.in_scope(|| {
-                    info!("event handed over by another node");
-                    log_event(&event);
-                });
-                if !to_calls(admitter, out, event, span, &mut stats).await {
-                    return stats;
-                }
-                continue;
-            }
+        let Some(Inbound(received, body)) = body else {
+            break;
         };
         stats.bodies += 1;
         quality_events(&body);
@@ -1496,49 +1276,16 @@ async fn process_bodies(
                 if let WaEvent::CallOffered { unshared, .. } = &mut event {
                     *unshared = true;
                 }
-            } else if let Some(to) = admitter
-                .elsewhere(&mut event)
-                .instrument(span.clone())
-                .await
-            {
-                if admitter
-                    .hand_over(&event, &to.node, &to.url)
-                    .instrument(span.clone())
-                    .await
-                {
-                    let node = &to.node;
-                    span.in_scope(|| info!(%node, "event handed to the node that handles it"));
-                    stats.handed_over += 1;
-                    count_events("handed_over", 1);
-                    continue;
-                }
-                admitter.give_back(to.agent).await;
             }
-            if !to_calls(admitter, out, event, span, &mut stats).await {
+            if out.send(event).await.is_err() {
+                warn!("event receiver gone; webhook processor stops");
                 return stats;
             }
+            stats.forwarded += 1;
+            count_events("forwarded", 1);
         }
     }
     stats
-}
-
-/// Hands an event this node handles to the call machines (recording, with several nodes,
-/// that it owns a new call); false when they are gone.
-async fn to_calls(
-    admitter: &mut Admitter,
-    out: &mpsc::Sender<WaEvent>,
-    event: WaEvent,
-    span: tracing::Span,
-    stats: &mut ProcessorStats,
-) -> bool {
-    admitter.own(&event).instrument(span).await;
-    if out.send(event).await.is_err() {
-        warn!("event receiver gone; webhook processor stops");
-        return false;
-    }
-    stats.forwarded += 1;
-    count_events("forwarded", 1);
-    true
 }
 
 fn log_event(event: &WaEvent) {
@@ -1569,7 +1316,6 @@ pub fn router(state: WebhookState) -> Router {
     let limit = state.shared.body_limit;
     Router::new()
         .route(WEBHOOK_PATH, get(verify).post(receive))
-        .route(EVENTS_PATH, post(handed_over))
         // Refuses a declared Content-Length over the limit with 413 before reading, and stops
         // a body without one as it streams past it.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
@@ -1629,40 +1375,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         state.refuse(e);
         return StatusCode::UNAUTHORIZED;
     }
-    enqueue(&state, Inbound::Meta(Instant::now(), body))
-}
-
-/// `POST /internal/v1/events`: an event another node took from Meta and hands to this one,
-/// which owns its call (or has the agent for it). Signed with the nodes' key; 404 on a single
-/// node, 401 unsigned or badly signed, 400 unreadable.
-async fn handed_over(
-    State(state): State<WebhookState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let Some(key) = &state.shared.node_key else {
-        return StatusCode::NOT_FOUND;
-    };
-    let header = headers.get(FORWARD_HEADER).and_then(|v| v.to_str().ok());
-    let from = match key.check(header, &body) {
-        Ok(node) => node,
-        Err(e) => {
-            state.refuse(WebhookError::NodeRefused(e));
-            return StatusCode::UNAUTHORIZED;
-        }
-    };
-    let event: WaEvent = match serde_json::from_slice(&body) {
-        Ok(e) => e,
-        Err(e) => {
-            warn!(%from, error = %e, "unreadable event from another node");
-            return StatusCode::BAD_REQUEST;
-        }
-    };
-    if let Err(e) = checked_id(event.call_id()) {
-        warn!(%from, error = %e, "event from another node refused");
-        return StatusCode::BAD_REQUEST;
-    }
-    enqueue(&state, Inbound::HandedOver(Instant::now(), Box::new(event)))
+    enqueue(&state, Inbound(Instant::now(), body))
 }
 
 fn enqueue(state: &WebhookState, inbound: Inbound) -> StatusCode {
