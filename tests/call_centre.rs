@@ -63,28 +63,30 @@ fn melody() -> Vec<Vec<u8>> {
 async fn heard(
     peer: &switchboard::sim::peer::PeerHandle,
     what: &str,
-    mut f: impl FnMut(&[Received]) -> bool,
+    f: impl Fn(&[Received]) -> bool,
 ) -> Vec<Received> {
-    for _ in 0..400 {
-        let r = peer.recording().await.unwrap();
-        if f(&r.packets) {
-            return r.packets;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("never heard: {what}");
+    common::eventually(
+        &format!("never heard: {what}"),
+        Duration::from_secs(10),
+        || async {
+            let r = peer.recording().await.unwrap();
+            f(&r.packets).then_some(r.packets)
+        },
+    )
+    .await
 }
 
 /// The call's record, once written: the store gets it right after the call's notices go out.
 async fn record_of(w: &World, call: &SimulatedCall) -> switchboard::store::CallRecord {
-    for _ in 0..200 {
-        let page = w.running.store.list(Default::default()).await.unwrap();
-        if let Some(r) = page.calls.into_iter().find(|r| r.call_id == call.call_id) {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{} was never recorded", call.call_id);
+    common::eventually(
+        &format!("{} was never recorded", call.call_id),
+        Duration::from_secs(5),
+        || async {
+            let page = w.running.store.list(Default::default()).await.unwrap();
+            page.calls.into_iter().find(|r| r.call_id == call.call_id)
+        },
+    )
+    .await
 }
 
 fn tagged(packets: &[Received], tag: u8) -> usize {
@@ -694,15 +696,9 @@ async fn draining_is_unready_at_once_declines_new_calls_and_lets_the_live_call_f
         // Not ready from the first moment of the drain.
         tokio::select! {
             _ = &mut drain => panic!("the drain cannot end while a call is live"),
-            _ = async {
-                for _ in 0..100 {
-                    if http.get(&ready).send().await.unwrap().status() == 503 {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                panic!("/readyz never turned 503");
-            } => {}
+            _ = common::eventually("/readyz never turned 503", Duration::from_secs(2), || async {
+                (http.get(&ready).send().await.unwrap().status() == 503).then_some(())
+            }) => {}
         }
         // A new call is declined the documented way.
         let late = call(&w).await;

@@ -182,20 +182,25 @@ async fn sigterm_during_a_call_drains_it_and_exits_zero_with_records_written() {
 
     // A new call is rejected at Meta (the documented way), and counted so.
     let _declined = place(serde_json::json!({})).await;
-    let mut metrics = String::new();
-    for _ in 0..200 {
-        metrics = scrape().await;
-        // The rejection is counted as it happens, the drain flag at the next flush (1 s).
-        if value(
-            &metrics,
-            r#"switchboard_calls_rejected_total{queue="support",reason="draining"}"#,
-        ) == Some(1.0)
-            && value(&metrics, "switchboard_draining") == Some(1.0)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The rejection is counted as it happens, the drain flag at the next flush (1 s).
+    let metrics = common::eventually_showing(
+        "the declined call counted and the drain flagged",
+        Duration::from_secs(10),
+        || async {
+            let metrics = scrape().await;
+            if value(
+                &metrics,
+                r#"switchboard_calls_rejected_total{queue="support",reason="draining"}"#,
+            ) == Some(1.0)
+                && value(&metrics, "switchboard_draining") == Some(1.0)
+            {
+                Ok(metrics)
+            } else {
+                Err(metrics)
+            }
+        },
+    )
+    .await;
     assert_eq!(
         value(
             &metrics,
@@ -215,17 +220,10 @@ async fn sigterm_during_a_call_drains_it_and_exits_zero_with_records_written() {
         })
         .await
         .unwrap();
-    let deadline = Instant::now() + LONG;
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no exit within 30 s of the hang-up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = common::eventually("no exit within 30 s of the hang-up", LONG, || {
+        std::future::ready(child.0.try_wait().unwrap())
+    })
+    .await;
     assert!(status.success(), "exit status {status}");
 
     // Every line was JSON, and the call's lines carry its id; no phone number whole.

@@ -12,7 +12,6 @@ mod common;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::{metric_value, LONG};
 use switchboard::config::{Role, Settings};
@@ -192,18 +191,18 @@ async fn an_idle_keep_alive_connection_is_closed_by_the_header_timeout() {
     // The answer comes and the connection stays for the next request, then idles out.
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];
-    let deadline = std::time::Instant::now() + LONG;
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                assert!(std::time::Instant::now() < deadline, "never closed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+    common::eventually("never closed", LONG, || {
+        // Everything there is to read now; `None` while the connection stays open.
+        std::future::ready(loop {
+            match s.read(&mut buf) {
+                Ok(0) => break Some(()),
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break None,
+                Err(_) => break Some(()),
             }
-            Err(_) => break,
-        }
-    }
+        })
+    })
+    .await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(!answer.contains("connection: close"), "{answer}");

@@ -64,29 +64,32 @@ async fn calls_from_one_relay(n: usize) {
             .unwrap();
     }
     for (i, (caller, _, agent, _)) in calls.iter().enumerate() {
-        let heard_agent = |p: &Peer, tag: u8| {
+        // Whether the first ten tagged packets `p` hears all carry `tag`.
+        let heard_agent = |p: &Peer, tag: u8, what: String| {
             let p = p.handle();
             async move {
-                for _ in 0..200 {
+                let heard = common::eventually(&what, Duration::from_secs(10), || async {
                     let r = p.recording().await.unwrap();
                     let tagged: Vec<_> =
                         r.packets.iter().filter(|k| k.payload.len() == 24).collect();
-                    if tagged.len() >= 10 {
-                        return tagged.iter().all(|k| k.payload[1] == tag);
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                false
+                    (tagged.len() >= 10).then(|| tagged.iter().all(|k| k.payload[1] == tag))
+                })
+                .await;
+                assert!(heard, "{what}");
             }
         };
-        assert!(
-            heard_agent(caller, 100 + i as u8).await,
-            "caller {i} hears its own agent, and only its own agent"
-        );
-        assert!(
-            heard_agent(agent, i as u8).await,
-            "agent {i} hears its own caller, and only its own caller"
-        );
+        heard_agent(
+            caller,
+            100 + i as u8,
+            format!("caller {i} hears its own agent, and only its own agent"),
+        )
+        .await;
+        heard_agent(
+            agent,
+            i as u8,
+            format!("agent {i} hears its own caller, and only its own caller"),
+        )
+        .await;
     }
     let r = relay.counters();
     assert_eq!(r.collisions, 0, "no two calls on one 5-tuple: {r:?}");

@@ -17,16 +17,16 @@ const B_TAG: u8 = 3;
 
 /// Polls the engine's counters until `f` holds (there is no event for them); panics after
 /// [`LONG`].
-async fn wait_counter(e: &TestEngine, what: &str, mut f: impl FnMut(&DriverCounters) -> bool) {
-    let deadline = Instant::now() + LONG;
-    loop {
+async fn wait_counter(e: &TestEngine, what: &str, f: impl Fn(&DriverCounters) -> bool) {
+    eventually_showing(&format!("never {what}"), LONG, || async {
         let c = e.handle.counters().await.unwrap();
         if f(&c) {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{c:?}"))
         }
-        assert!(Instant::now() < deadline, "never {what}: {c:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 fn assert_continuous(who: &str, packets: &[Received]) {

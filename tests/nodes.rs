@@ -84,23 +84,23 @@ async fn agent_on(node: &Running, id: &str) -> SimAgent {
 /// its floor into Redis as it changes, so this is the marker that both nodes see them.
 async fn published(redis_url: &str, n: usize) {
     let client = redis::Client::open(redis_url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let deadline = tokio::time::Instant::now() + LONG;
-    loop {
-        let count: usize = redis::cmd("ZCARD")
-            .arg("switchboard:idle:support")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if count == n {
-            return;
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    common::eventually_showing(&format!("{n} agents published"), LONG, || {
+        let mut conn = conn.clone();
+        async move {
+            let count: usize = redis::cmd("ZCARD")
+                .arg("switchboard:idle:support")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if count == n {
+                Ok(())
+            } else {
+                Err(format!("{count} agents published"))
+            }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{count} agents published, not {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 fn actions(fake: &FakeGraph, call: &switchboard::ids::WaCallId) -> Vec<String> {
@@ -138,19 +138,15 @@ async fn both_busy(n: &Nodes) -> (SimAgent, SimAgent, SimulatedCall, SimulatedCa
 /// Waits until `call` waits in one of `node`'s queues (its floor; polled).
 async fn waits_on(node: &Running, call: &switchboard::ids::WaCallId, what: &str) {
     let floor = node.calls.floor();
-    let deadline = tokio::time::Instant::now() + LONG;
-    while !floor
-        .borrow()
-        .queues
-        .iter()
-        .any(|(_, w)| w.iter().any(|w| w.call == *call))
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} never waited"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(&format!("{what} never waited"), LONG, || async {
+        floor
+            .borrow()
+            .queues
+            .iter()
+            .any(|(_, w)| w.iter().any(|w| w.call == *call))
+            .then_some(())
+    })
+    .await
 }
 
 /// `call`'s caller (playing `caller_hz`) and `agent` hear each other: the agent plays 440 Hz,
@@ -522,21 +518,20 @@ async fn a_killed_nodes_calls_end_at_meta_and_its_agent_carries_on_at_another() 
         .spawn()
         .expect("node A starts");
     let b = app::start(config).await.unwrap();
-    let ready = async {
-        loop {
+    common::eventually_showing(
+        "node A never became ready",
+        Duration::from_secs(30),
+        || async {
             let r = reqwest::get(format!("http://{a_addr}/readyz")).await;
             if r.is_ok_and(|r| r.status().is_success()) {
-                return;
+                Ok(())
+            } else {
+                let log = std::fs::read_to_string(dir.join("node-a.log")).unwrap_or_default();
+                Err(format!("its log:\n{log}"))
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), ready)
-        .await
-        .unwrap_or_else(|_| {
-            let log = std::fs::read_to_string(dir.join("node-a.log")).unwrap_or_default();
-            panic!("node A never became ready:\n{log}")
-        });
+        },
+    )
+    .await;
 
     let sim = Simulator::start(
         SimulatorConfig {
@@ -555,14 +550,10 @@ async fn a_killed_nodes_calls_end_at_meta_and_its_agent_carries_on_at_another() 
     let call = sim.place_call(tone_call(800.0)).await.unwrap();
     takes(&mut agent, &call, "agent1 on node A").await;
     // The call is live in the shared records, under node A.
-    let deadline = tokio::time::Instant::now() + LONG;
-    while b.store.live_calls_of("node-a").await.unwrap().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node A never marked its call live"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    common::eventually("node A never marked its call live", LONG, || async {
+        (!b.store.live_calls_of("node-a").await.unwrap().is_empty()).then_some(())
+    })
+    .await;
 
     node_a.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
     node_a.wait().unwrap();

@@ -142,17 +142,22 @@ async fn health_and_a_scrape_after_one_answered_call() {
     assert_eq!(post(hidden, forged).await.unwrap().status(), 401);
 
     // The flush runs once a second: wait for it to have seen the end and the notice.
-    let mut scrape = String::new();
-    for _ in 0..100 {
-        scrape = get("/metrics", true).await.unwrap().text().await.unwrap();
-        if value(&scrape, "switchboard_calls_active") == Some(0.0)
-            && value(&scrape, r#"switchboard_agents{state="wrap_up"}"#) == Some(1.0)
-            && value(&scrape, QUALITY).is_some()
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let scrape = common::eventually_showing(
+        "the flush saw the end and the notice",
+        std::time::Duration::from_secs(10),
+        || async {
+            let scrape = get("/metrics", true).await.unwrap().text().await.unwrap();
+            if value(&scrape, "switchboard_calls_active") == Some(0.0)
+                && value(&scrape, r#"switchboard_agents{state="wrap_up"}"#) == Some(1.0)
+                && value(&scrape, QUALITY).is_some()
+            {
+                Ok(scrape)
+            } else {
+                Err(scrape)
+            }
+        },
+    )
+    .await;
     let expect = |series: &str, want: f64| {
         assert_eq!(value(&scrape, series), Some(want), "{series} in\n{scrape}");
     };

@@ -278,16 +278,21 @@ async fn two_running_nodes_write_to_one_database_and_each_lists_both() {
     }
     placed.sort();
     for running in &nodes {
-        let mut listed = Vec::new();
-        for _ in 0..400 {
-            let page = running.store.list(CallQuery::default()).await.unwrap();
-            listed = ids(&page);
-            listed.sort();
-            if listed == placed {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let listed = common::eventually_showing(
+            "each node lists both nodes' calls",
+            Duration::from_secs(10),
+            || async {
+                let page = running.store.list(CallQuery::default()).await.unwrap();
+                let mut listed = ids(&page);
+                listed.sort();
+                if listed == placed {
+                    Ok(listed)
+                } else {
+                    Err(format!("{listed:?}, not {placed:?}"))
+                }
+            },
+        )
+        .await;
         assert_eq!(listed, placed, "each node lists both nodes' calls");
     }
     // Each record names the node that handled it.

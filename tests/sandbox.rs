@@ -35,21 +35,26 @@ async fn the_sandbox_takes_a_simulated_call_placed_over_http() {
     let placed: PlacedCall = resp.json().await.unwrap();
     assert!(placed.call_id.starts_with("wacid."));
     // The sandbox's fake Graph API saw a valid pre_accept for exactly that call.
-    let mut ok = false;
-    for _ in 0..200 {
-        ok = sim.graph().requests().iter().any(|r| {
-            r.call_id.as_ref().is_some_and(|c| c.0 == placed.call_id)
-                && r.action
-                    .as_ref()
-                    .is_some_and(|a| a.as_str() == "pre_accept")
-                && r.status == 200
-        });
-        if ok {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(ok, "pre_accept accepted: {:?}", sim.graph().requests());
+    common::eventually_showing(
+        "pre_accept accepted",
+        std::time::Duration::from_secs(5),
+        || async {
+            let requests = sim.graph().requests();
+            let ok = requests.iter().any(|r| {
+                r.call_id.as_ref().is_some_and(|c| c.0 == placed.call_id)
+                    && r.action
+                        .as_ref()
+                        .is_some_and(|a| a.as_str() == "pre_accept")
+                    && r.status == 200
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("{requests:?}"))
+            }
+        },
+    )
+    .await;
     assert_eq!(
         running.media.counters().await.unwrap().legs,
         2,
@@ -339,17 +344,11 @@ fn sigterm_drains_and_exits_zero() {
         .status()
         .unwrap()
         .success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "switchboard did not exit within 30 s of SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = common::eventually_blocking(
+        "switchboard did not exit within 30 s of SIGTERM",
+        std::time::Duration::from_secs(30),
+        || child.try_wait().unwrap(),
+    );
     assert!(status.success(), "exit status {status}");
     let lines: Vec<String> = rx.try_iter().collect();
     assert!(lines.iter().any(|l| l.contains("draining")), "{lines:?}");

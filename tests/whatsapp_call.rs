@@ -107,13 +107,12 @@ async fn call_legs(w: &World) -> u64 {
 }
 
 async fn wait_for_legs(w: &World, n: u64) {
-    for _ in 0..200 {
-        if call_legs(w).await == n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("media legs never became {n}");
+    common::eventually(
+        &format!("media legs never became {n}"),
+        Duration::from_secs(5),
+        || async { (call_legs(w).await == n).then_some(()) },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,13 +225,15 @@ async fn a_graph_400_is_not_retried_and_ends_the_call() {
     w.fake.fail_next(1, 400, 100);
     let call = w.sim.place_call(CallSpec::default()).await.unwrap();
     // switchboard gives up on the call: it rejects it and closes its leg.
-    for _ in 0..200 {
-        if actions(&w.fake.requests(), &call.call_id.0).len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let seen = actions(&w.fake.requests(), &call.call_id.0);
+    let seen = common::eventually(
+        "two Graph requests for the call",
+        Duration::from_secs(5),
+        || {
+            let seen = actions(&w.fake.requests(), &call.call_id.0);
+            std::future::ready((seen.len() >= 2).then_some(seen))
+        },
+    )
+    .await;
     assert_eq!(seen[0], ("pre_accept".to_owned(), 400));
     assert_eq!(seen[1].0, "reject", "never accepted, so declined: {seen:?}");
     assert_eq!(
@@ -355,14 +356,15 @@ async fn batches_duplicates_and_late_connects_on_a_running_switchboard() {
 
     wait_for_legs(&w, 3).await;
     for (id, _) in &offers[..3] {
-        let mut seen = vec![];
-        for _ in 0..200 {
-            seen = actions(&w.fake.requests(), id);
-            if !seen.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let seen = common::eventually(
+            &format!("no Graph request for {id}"),
+            Duration::from_secs(5),
+            || {
+                let seen = actions(&w.fake.requests(), id);
+                std::future::ready((!seen.is_empty()).then_some(seen))
+            },
+        )
+        .await;
         assert_eq!(seen, vec![("pre_accept".to_owned(), 200)], "{id}");
     }
     // The marker: a signed call placed after the late connect (webhooks are handled in order).
@@ -396,13 +398,12 @@ fn ended(p: &CallPhase) -> bool {
 }
 
 async fn wait_for_calls_in_progress(w: &World, n: u64) {
-    for _ in 0..200 {
-        if w.running.call_stats().in_progress == n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("calls in progress never became {n}");
+    common::eventually(
+        &format!("calls in progress never became {n}"),
+        Duration::from_secs(5),
+        || async { (w.running.call_stats().in_progress == n).then_some(()) },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -456,6 +456,47 @@ where
     }
 }
 
+/// [`eventually`] for a check that can say what it saw instead (`Err(seen)`: not yet); the
+/// panic shows the last thing seen.
+pub async fn eventually_showing<T, S, F, Fut>(what: &str, bound: Duration, mut check: F) -> T
+where
+    S: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, S>>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        let seen = match check().await {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {bound:?}; last seen: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The blocking twin of [`eventually`], for code outside a runtime.
+pub fn eventually_blocking<T>(
+    what: &str,
+    bound: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {bound:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The value of one series in a Prometheus text scrape (`name{labels}` exactly as written).
 pub fn metric_value(scrape: &str, series: &str) -> Option<f64> {
     scrape
@@ -711,17 +752,11 @@ impl Redis {
             .spawn()
             .expect("redis-server is needed: scripts/deps installs Debian's redis-server");
         // Ready once it takes a connection and answers PING.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            if redis_answers(port) {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server never answered"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        eventually_blocking(
+            "redis-server never answered",
+            Duration::from_secs(10),
+            || redis_answers(port).then_some(()),
+        );
         Redis {
             child: Some(child),
             port,
@@ -846,19 +881,12 @@ pub async fn record_of(
     call: &switchboard::ids::WaCallId,
     limit: Duration,
 ) -> switchboard::store::CallRecord {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
+    eventually(&format!("no record of {call}"), limit, || async {
         let page = store
             .list(switchboard::store::CallQuery::default())
             .await
             .unwrap();
-        if let Some(r) = page.calls.into_iter().find(|r| r.call_id == *call) {
-            return r;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no record of {call} within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        page.calls.into_iter().find(|r| r.call_id == *call)
+    })
+    .await
 }
