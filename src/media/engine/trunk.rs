@@ -10,8 +10,17 @@
 //! cross as they came, each end rewriting sequence numbers and timestamps into its own
 //! continuous stream.
 
-use super::*;
-use str0m::media::MediaKind;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use str0m::media::{MediaKind, Mid};
+use str0m::{Candidate, RtcConfig};
+
+use super::answer::add_codecs;
+use super::{Answer, Engine, OPUS_PT, TELE_PT};
+use crate::ids::{LegId, StreamId};
+use crate::media::leg::{Leg, LegKind, OutStream, StunKeys};
+use crate::media::MediaError;
 
 /// The one media section's id on a trunk.
 const TRUNK_MID: &str = "audio";
