@@ -8,8 +8,8 @@
 //! *Does not touch*: calls or media: it answers and claims; `calls::dispatch` decides what to
 //! do with the answers and the calls actor carries them out.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::sync::Notify;
@@ -33,12 +33,19 @@ impl From<ClusterError> for AuthorityError {
     }
 }
 
+/// After Redis failed, it is not asked again for this long: a burst of events while it is down
+/// is handled here at once rather than each waiting out the command deadline (readiness keeps
+/// asking, and says when it is back).
+const DOWN_FOR: Duration = Duration::from_secs(1);
+
 /// The authority of a node among several, on the shared Redis.
 #[derive(Clone)]
 pub struct RedisAuthority {
     cluster: Cluster,
     link: NodeLink,
     changes: Arc<Notify>,
+    /// Until when Redis is taken to be down (see [`DOWN_FOR`]).
+    down_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for RedisAuthority {
@@ -59,7 +66,27 @@ impl RedisAuthority {
             link: NodeLink::new(cluster.node(), key),
             cluster,
             changes,
+            down_until: Arc::default(),
         }
+    }
+
+    /// Runs a Redis command unless Redis failed in the last [`DOWN_FOR`]; a failure starts
+    /// that time.
+    async fn ask<T>(
+        &self,
+        command: impl std::future::Future<Output = Result<T, ClusterError>>,
+    ) -> Result<T, AuthorityError> {
+        let down = |until: &Option<Instant>| until.is_some_and(|t| Instant::now() < t);
+        if down(&self.down_until.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Err(AuthorityError::Unavailable(
+                "Redis failed a moment ago".into(),
+            ));
+        }
+        command.await.map_err(|e| {
+            *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(Instant::now() + DOWN_FOR);
+            e.into()
+        })
     }
 
     /// The client that hands waiting calls to other nodes.
@@ -122,9 +149,9 @@ impl Authority for RedisAuthority {
     }
 
     async fn place(&self, queue: &QueueId) -> Result<Placement, AuthorityError> {
-        let (node, agent) = match self.cluster.claim_agent(&queue.0).await? {
+        let (node, agent) = match self.ask(self.cluster.claim_agent(&queue.0)).await? {
             Some(claimed) => (Some(claimed.node), Some(AgentId(claimed.agent))),
-            None => (self.cluster.most_staffed(&queue.0).await?, None),
+            None => (self.ask(self.cluster.most_staffed(&queue.0)).await?, None),
         };
         let here = Placement::Here {
             agent: agent.clone(),
@@ -151,7 +178,7 @@ impl Authority for RedisAuthority {
     }
 
     async fn owner(&self, call: &WaCallId) -> Result<Option<NodeAddr>, AuthorityError> {
-        match self.cluster.owner_of(call).await? {
+        match self.ask(self.cluster.owner_of(call)).await? {
             Some(node) if node != self.cluster.node() => {
                 let addr = self.address(&node).await?;
                 if addr.is_none() {
@@ -164,7 +191,7 @@ impl Authority for RedisAuthority {
     }
 
     async fn own(&self, call: &WaCallId) -> Result<(), AuthorityError> {
-        Ok(self.cluster.own_call(call).await?)
+        self.ask(self.cluster.own_call(call)).await
     }
 
     async fn hand_event<E: serde::Serialize + Sync>(
@@ -190,14 +217,19 @@ impl Authority for RedisAuthority {
     }
 
     async fn turn(&self, queue: &QueueId, call: &WaCallId) -> Result<Turn, AuthorityError> {
-        Ok(match self.cluster.claim_agent_for(&queue.0, call).await? {
-            Claim::Agent(c) => Turn::Agent {
-                agent: AgentId(c.agent),
-                node: c.node,
+        Ok(
+            match self
+                .ask(self.cluster.claim_agent_for(&queue.0, call))
+                .await?
+            {
+                Claim::Agent(c) => Turn::Agent {
+                    agent: AgentId(c.agent),
+                    node: c.node,
+                },
+                Claim::NoAgent => Turn::NoAgent,
+                Claim::Older { call, node } => Turn::Older { call, node },
             },
-            Claim::NoAgent => Turn::NoAgent,
-            Claim::Older { call, node } => Turn::Older { call, node },
-        })
+        )
     }
 
     async fn withdraw_waiting(
@@ -205,22 +237,31 @@ impl Authority for RedisAuthority {
         queue: &QueueId,
         call: &WaCallId,
     ) -> Result<(), AuthorityError> {
-        Ok(self.cluster.withdraw_waiting(&queue.0, call).await?)
+        self.ask(self.cluster.withdraw_waiting(&queue.0, call))
+            .await
     }
 
     async fn give_back(&self, agent: &AgentId) -> Result<(), AuthorityError> {
-        Ok(self.cluster.give_back(&agent.0).await?)
+        self.ask(self.cluster.give_back(&agent.0)).await
     }
 
     async fn address(&self, node: &str) -> Result<Option<NodeAddr>, AuthorityError> {
-        Ok(self.cluster.url_of(node).await?.map(|url| NodeAddr {
-            name: node.to_owned(),
-            url,
-        }))
+        Ok(self
+            .ask(self.cluster.url_of(node))
+            .await?
+            .map(|url| NodeAddr {
+                name: node.to_owned(),
+                url,
+            }))
     }
 
     async fn healthy(&self) -> bool {
-        self.cluster.ping().await.is_ok()
+        // The probe itself: never skipped, and a success ends the down time at once.
+        let ok = self.cluster.ping().await.is_ok();
+        if ok {
+            *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        ok
     }
 
     async fn changed(&self) {
