@@ -29,7 +29,7 @@ use super::event::{
 };
 use crate::ids::{AgentId, LegId, QueueId, StreamId, WaCallId};
 use crate::media::LegStats;
-use crate::routing::{NoAgentPolicy, Presence, Routing};
+use crate::routing::{AwayReason, NoAgentPolicy, Presence, Routing};
 
 mod handoff;
 pub use handoff::HandedCall;
@@ -37,8 +37,6 @@ pub use handoff::HandedCall;
 /// How long an accepted call with no agent may wait in a queue whose policy is `Decline`
 /// (it was accepted elsewhere: a transfer, an agent lost): it cannot be declined any more.
 const ACCEPTED_FALLBACK_WAIT: Duration = Duration::from_secs(120);
-/// The away reason of an agent whose browser's audio connection is not up: they cannot be rung.
-pub const NO_AUDIO: &str = "audio not connected";
 /// Ended calls remembered so that late or duplicate events for them change nothing.
 const TOMBSTONES: usize = 10_000;
 /// [`CentreConfig::max_setting_up`] when nothing else is said (the program scales it with its
@@ -811,9 +809,14 @@ impl<R: Routing> Centre<R> {
         if let Some(s) = self.sessions.get_mut(&agent) {
             s.connected = true;
         }
-        let waiting_for_audio = self.routing.agent(&agent).is_some_and(
-            |a| matches!(&a.presence, Presence::Away { reason } if reason == NO_AUDIO),
-        );
+        let waiting_for_audio = self.routing.agent(&agent).is_some_and(|a| {
+            matches!(
+                &a.presence,
+                Presence::Away {
+                    reason: AwayReason::NoAudio
+                }
+            )
+        });
         if waiting_for_audio {
             let _ = self.routing.set_presence(now, &agent, true, None);
             self.notify_presence(&agent);
@@ -891,9 +894,9 @@ impl<R: Routing> Centre<R> {
                     .agent(&agent)
                     .is_some_and(|a| matches!(a.presence, Presence::Available));
                 if idle {
-                    let _ = self
-                        .routing
-                        .set_presence(now, &agent, false, Some(NO_AUDIO.into()));
+                    let _ =
+                        self.routing
+                            .set_presence(now, &agent, false, Some(AwayReason::NoAudio));
                     self.notify_presence(&agent);
                 }
             }
@@ -984,7 +987,7 @@ impl<R: Routing> Centre<R> {
             if available {
                 let _ = self
                     .routing
-                    .set_presence(now, &agent, false, Some(NO_AUDIO.into()));
+                    .set_presence(now, &agent, false, Some(AwayReason::NoAudio));
             }
         }
         if !resumed || self.routing.agent(&agent).is_none() {
@@ -993,7 +996,7 @@ impl<R: Routing> Centre<R> {
             // available.
             let _ = self
                 .routing
-                .set_presence(now, &agent, false, Some(NO_AUDIO.into()));
+                .set_presence(now, &agent, false, Some(AwayReason::NoAudio));
         }
         info!(%agent, resumed, "agent signed in");
         self.notify_presence(&agent);
@@ -1064,7 +1067,7 @@ impl<R: Routing> Centre<R> {
                     // connection turns into available (`on_media_connected`).
                     match self
                         .routing
-                        .set_presence(now, &agent, false, Some(NO_AUDIO.into()))
+                        .set_presence(now, &agent, false, Some(AwayReason::NoAudio))
                     {
                         Ok(()) => {
                             self.notify_presence(&agent);
@@ -1083,7 +1086,12 @@ impl<R: Routing> Centre<R> {
                     }
                     return;
                 }
-                match self.routing.set_presence(now, &agent, available, reason) {
+                match self.routing.set_presence(
+                    now,
+                    &agent,
+                    available,
+                    reason.map(AwayReason::Chosen),
+                ) {
                     Ok(()) => {
                         self.notify_presence(&agent);
                         self.actions.push_back(Action::FloorChanged);
@@ -1267,9 +1275,9 @@ impl<R: Routing> Centre<R> {
                 if self.sessions.get(&agent).is_some_and(|s| s.online) {
                     // Back on the page but without audio: no longer on this call.
                     self.routing.wrap_up(now, &agent, id, now);
-                    let _ = self
-                        .routing
-                        .set_presence(now, &agent, false, Some(NO_AUDIO.into()));
+                    let _ =
+                        self.routing
+                            .set_presence(now, &agent, false, Some(AwayReason::NoAudio));
                     self.notify(agent.clone(), Notice::CallEnded { call: id.clone(), reason: "your audio did not come back in time; the call went back to the queue".into() });
                     self.notify_presence(&agent);
                 } else {
@@ -1929,7 +1937,7 @@ impl<R: Routing> Centre<R> {
                 if !ready {
                     continue;
                 }
-                // Only agents whose audio is up are available (see `NO_AUDIO`).
+                // Only agents whose audio is up are available (see `AwayReason::NoAudio`).
                 let Some(agent) = self.routing.next_agent(&queue, &[]) else {
                     break;
                 };

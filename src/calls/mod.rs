@@ -23,6 +23,8 @@ mod event;
 mod machine;
 pub mod shared;
 
+/// How an agent whose audio is not up reads as away (see [`crate::routing::AwayReason`]).
+pub use crate::routing::NO_AUDIO;
 pub use dispatch::{AdoptAnswer, AdoptError, AdoptRequest, HandOver, ADOPT_PATH};
 
 pub use event::{
@@ -31,7 +33,7 @@ pub use event::{
 };
 pub use machine::{
     CallView, Centre, CentreConfig, CentreCounters, HandedCall, Phase, ServiceLevel,
-    DEFAULT_MAX_SETTING_UP, NO_AUDIO,
+    DEFAULT_MAX_SETTING_UP,
 };
 
 #[cfg(test)]

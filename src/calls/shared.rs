@@ -219,7 +219,7 @@ mod tests {
                 agent(
                     "b",
                     Presence::Away {
-                        reason: "lunch".into(),
+                        reason: crate::routing::AwayReason::Chosen("lunch".into()),
                     },
                     now,
                 ),

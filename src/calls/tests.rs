@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::ids::{AgentId, LegId, QueueId, StreamId, WaCallId};
-use crate::routing::{Floor, NoAgentPolicy, Presence, QueueConfig, Routing, MISSED_CALL};
+use crate::routing::{AwayReason, Floor, NoAgentPolicy, Presence, QueueConfig, Routing};
 
 struct World {
     c: Centre<Floor>,
@@ -383,7 +383,7 @@ fn ring_timeout_moves_the_call_on_and_sets_the_agent_away() {
     assert_eq!(
         w.presence("bob"),
         Presence::Away {
-            reason: MISSED_CALL.into()
+            reason: AwayReason::MissedCall
         }
     );
     assert!(acts.iter().any(|a| matches!(a,
@@ -553,7 +553,7 @@ fn wrap_up_returns_the_agent_to_the_state_they_had_before_the_call() {
     assert_eq!(
         w.presence("alice"),
         Presence::Away {
-            reason: "break".into()
+            reason: AwayReason::Chosen("break".into())
         }
     );
 }
@@ -961,6 +961,50 @@ fn an_aborted_call_ends_alone_at_meta_and_here_and_the_centre_goes_on() {
 }
 
 #[test]
+fn a_chosen_away_reason_that_reads_like_the_systems_is_not_taken_for_it() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    // A configured reason with the very words of the system's own.
+    w.command(
+        "alice",
+        Command::SetPresence {
+            available: false,
+            reason: Some(crate::routing::NO_AUDIO.into()),
+        },
+    );
+    let chosen = Presence::Away {
+        reason: AwayReason::Chosen(crate::routing::NO_AUDIO.into()),
+    };
+    assert_eq!(w.presence("alice"), chosen);
+    // Her audio reconnecting (a new leg) does not make her available: she chose to be away.
+    let l = w.new_leg();
+    w.input(Input::AgentLegReady {
+        agent: agent("alice"),
+        leg: AgentLeg {
+            leg: l,
+            streams: vec![StreamId { leg: l, index: 0 }, StreamId { leg: l, index: 1 }],
+        },
+    });
+    w.input(Input::MediaConnected { leg: l });
+    assert_eq!(w.presence("alice"), chosen);
+    let (_, wa) = w.offer("c1");
+    let mut acts = w.graph_ok("c1", GraphAction::PreAccept);
+    acts.extend(w.input(Input::MediaConnected {
+        leg: wa.expect("answered").leg,
+    }));
+    assert!(rang(&acts).is_empty(), "nobody rung: {acts:?}");
+    // Once she chooses to be available, the waiting call rings her.
+    let acts = w.command(
+        "alice",
+        Command::SetPresence {
+            available: true,
+            reason: None,
+        },
+    );
+    assert_eq!(rang(&acts), vec![("alice".to_owned(), "c1".to_owned())]);
+}
+
+#[test]
 fn nobody_is_rung_before_their_audio_is_up() {
     let mut w = World::new(queue_policy());
     w.input(Input::AgentJoined {
@@ -971,7 +1015,7 @@ fn nobody_is_rung_before_their_audio_is_up() {
     assert_eq!(
         w.presence("alice"),
         Presence::Away {
-            reason: NO_AUDIO.into()
+            reason: AwayReason::NoAudio
         }
     );
     w.ringing_call("c1");
@@ -1010,7 +1054,7 @@ fn asking_to_be_available_without_audio_keeps_the_agent_away_and_unrung() {
     assert_eq!(
         w.presence("alice"),
         Presence::Away {
-            reason: NO_AUDIO.into()
+            reason: AwayReason::NoAudio
         }
     );
     // Alice has waited longer, but only Bob can hear the caller.
@@ -1053,7 +1097,7 @@ fn a_session_replacing_another_is_not_rung_before_its_own_audio_is_up() {
     assert_eq!(
         w.presence("alice"),
         Presence::Away {
-            reason: NO_AUDIO.into()
+            reason: AwayReason::NoAudio
         }
     );
     w.ringing_call("c1");

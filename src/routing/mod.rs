@@ -73,7 +73,7 @@ pub enum Presence {
     /// Signed in, not taking calls, with a reason ("lunch", "missed call", …).
     Away {
         /// Why.
-        reason: String,
+        reason: AwayReason,
     },
     /// A call is ringing at the agent.
     Ringing {
@@ -108,8 +108,34 @@ impl Presence {
     }
 }
 
-/// The reason an agent who let a call ring out is set away with.
+/// How [`AwayReason::MissedCall`] reads.
 pub const MISSED_CALL: &str = "missed call";
+/// How [`AwayReason::NoAudio`] reads.
+pub const NO_AUDIO: &str = "audio not connected";
+
+/// Why an agent is away: the system's own reasons apart from the ones people choose, so that a
+/// configured reason that reads like one of the system's is never taken for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AwayReason {
+    /// Their browser's audio connection is not up: they cannot be rung until it is (and become
+    /// available as soon as it is).
+    NoAudio,
+    /// They let a call ring out; they come back by choosing to.
+    MissedCall,
+    /// What they chose: one of the configured reasons, or "away".
+    Chosen(String),
+}
+
+impl AwayReason {
+    /// How the reason reads, for agents, supervisors and logs.
+    pub fn text(&self) -> &str {
+        match self {
+            AwayReason::NoAudio => NO_AUDIO,
+            AwayReason::MissedCall => MISSED_CALL,
+            AwayReason::Chosen(s) => s,
+        }
+    }
+}
 
 /// What a queue does with a call no agent can take now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +228,7 @@ pub trait Routing {
         now: Instant,
         agent: &AgentId,
         available: bool,
-        reason: Option<String>,
+        reason: Option<AwayReason>,
     ) -> Result<(), RoutingError>;
     /// True when at least one signed-in agent serves the queue (available or not).
     fn staffed(&self, queue: &QueueId) -> bool;
@@ -313,7 +339,7 @@ impl Routing for Floor {
         now: Instant,
         agent: &AgentId,
         available: bool,
-        reason: Option<String>,
+        reason: Option<AwayReason>,
     ) -> Result<(), RoutingError> {
         let a = self
             .agents
@@ -325,7 +351,7 @@ impl Routing for Floor {
             Presence::Available
         } else {
             Presence::Away {
-                reason: reason.unwrap_or_else(|| "away".into()),
+                reason: reason.unwrap_or_else(|| AwayReason::Chosen("away".into())),
             }
         };
         match &a.presence {
@@ -374,7 +400,7 @@ impl Routing for Floor {
     fn missed(&mut self, agent: &AgentId) {
         if let Some(a) = self.agents.get_mut(agent) {
             let away = Presence::Away {
-                reason: MISSED_CALL.into(),
+                reason: AwayReason::MissedCall,
             };
             a.presence = away.clone();
             a.resume = away;
@@ -523,8 +549,13 @@ mod tests {
         f.talking(&a("bob"), &"c1".into());
         f.wrap_up(t0, &a("bob"), &"c1".into(), t0 + Duration::from_secs(30));
         // During wrap-up Bob chooses lunch: that is where he goes after it.
-        f.set_presence(t0, &a("bob"), false, Some("lunch".into()))
-            .unwrap();
+        f.set_presence(
+            t0,
+            &a("bob"),
+            false,
+            Some(AwayReason::Chosen("lunch".into())),
+        )
+        .unwrap();
         assert!(matches!(
             f.agent(&a("bob")).unwrap().presence,
             Presence::WrapUp { .. }
@@ -533,7 +564,7 @@ mod tests {
         assert_eq!(
             f.agent(&a("bob")).unwrap().presence,
             Presence::Away {
-                reason: "lunch".into()
+                reason: AwayReason::Chosen("lunch".into())
             }
         );
         assert_eq!(f.next_agent(&q("support"), &[]), None);
@@ -549,7 +580,7 @@ mod tests {
         assert_eq!(
             f.agent(&a("bob")).unwrap().presence,
             Presence::Away {
-                reason: MISSED_CALL.into()
+                reason: AwayReason::MissedCall
             }
         );
         assert!(f.staffed(&q("support")), "away agents still staff a queue");

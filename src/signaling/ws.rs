@@ -341,7 +341,7 @@ fn error(code: &str, message: &str) -> ServerMsg {
 /// The wire form of a presence.
 pub fn presence_view(p: &Presence) -> PresenceView {
     let (reason, call_id) = match p {
-        Presence::Away { reason } => (Some(reason.clone()), None),
+        Presence::Away { reason } => (Some(reason.text().to_owned()), None),
         Presence::Ringing { call } | Presence::OnCall { call } | Presence::WrapUp { call, .. } => {
             (None, Some(call.0.clone()))
         }
