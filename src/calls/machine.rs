@@ -472,7 +472,7 @@ impl<R: Routing> Centre<R> {
             }
             Input::Dispatch { call, agent } => {
                 let queue = self.calls.get(&call).and_then(|c| match c.phase {
-                    Phase::Queued { .. } => Some(c.queue.clone()),
+                    Phase::Queued { .. } if self.may_ring(c, now) => Some(c.queue.clone()),
                     _ => None,
                 });
                 if queue.is_some_and(|q| self.free_for(&agent, &q)) {
@@ -1880,6 +1880,14 @@ impl<R: Routing> Centre<R> {
             .is_some_and(|a| a.presence == Presence::Available && a.queues.contains(queue))
     }
 
+    /// Whether a waiting call may ring an agent now. One Meta has not accepted rings only
+    /// within Meta's window: past it, the window's deadline would take the ring straight back
+    /// (at the same instant, again and again), and the queue is where its leg's connection
+    /// accepts it at once.
+    fn may_ring(&self, c: &Call, now: Instant) -> bool {
+        c.accepted || c.accept_sent || now < c.offered_at + self.cfg.answer_deadline
+    }
+
     /// Rings free agents for waiting calls, oldest first per queue (with the order shared by
     /// several nodes, `Input::Dispatch` does instead).
     fn dispatch(&mut self, now: Instant) {
@@ -1888,10 +1896,9 @@ impl<R: Routing> Centre<R> {
         }
         for queue in self.routing.queue_ids() {
             for w in self.routing.waiting(&queue) {
-                let ready = self
-                    .calls
-                    .get(&w.call)
-                    .is_some_and(|c| matches!(c.phase, Phase::Queued { .. }));
+                let ready = self.calls.get(&w.call).is_some_and(|c| {
+                    matches!(c.phase, Phase::Queued { .. }) && self.may_ring(c, now)
+                });
                 if !ready {
                     continue;
                 }

@@ -1488,3 +1488,30 @@ fn a_burst_beyond_the_set_up_bound_is_rejected_at_once_and_the_rest_set_up() {
     assert!(w.offer("late2").1.is_none());
     assert_eq!(w.c.counters().rejected_setup_busy, 8);
 }
+
+#[test]
+fn a_call_past_metas_window_and_not_yet_accepted_waits_in_its_queue_rather_than_ringing() {
+    // Found by the property test: `pre_accept` still in flight (so the leg cannot connect)
+    // when Meta's window ran out, and an agent free. The window queued the call, the queue
+    // rang the agent, the window (still over) took the ring back, and so on at the same
+    // instant without end: `poll_timeout` stayed in the past.
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    let (_, wa) = w.offer("c1");
+    let wa = wa.expect("answered");
+    let window = w.c.poll_timeout().expect("Meta's window");
+    w.now = window;
+    w.c.handle_timeout(w.now);
+    let acts = w.drain();
+    assert!(rang(&acts).is_empty(), "{acts:?}");
+    assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
+    assert!(
+        w.c.poll_timeout().is_some_and(|t| t > w.now),
+        "nothing falls due again at once"
+    );
+    // Once the leg connects, the queue accepts the call; being accepted, it rings alice.
+    w.graph_ok("c1", GraphAction::PreAccept);
+    let acts = w.input(Input::MediaConnected { leg: wa.leg });
+    assert!(has_graph(&acts, "c1", GraphAction::Accept));
+    assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
+}
