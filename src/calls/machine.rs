@@ -631,6 +631,13 @@ impl<R: Routing> Centre<R> {
             return;
         };
         if call.phase != Phase::Answering {
+            // Answered too late (Meta's window moved the call on meanwhile): a leg the call does
+            // not use must not linger either.
+            if let Ok(wa) = result {
+                if call.wa.as_ref().is_none_or(|w| w.leg != wa.leg) {
+                    self.actions.push_back(Action::CloseLeg { leg: wa.leg });
+                }
+            }
             return;
         }
         match result {

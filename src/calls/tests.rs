@@ -1515,3 +1515,37 @@ fn a_call_past_metas_window_and_not_yet_accepted_waits_in_its_queue_rather_than_
     assert!(has_graph(&acts, "c1", GraphAction::Accept));
     assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
 }
+
+#[test]
+fn an_answer_from_the_engine_after_metas_window_moved_the_call_on_closes_its_leg() {
+    // Found by the property test: the engine answered after the window had queued the call
+    // (still answering); the call no longer took the answer, and its leg was never closed.
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    let acts = w.input(Input::Offered {
+        call: call("c1"),
+        from: None,
+        name: None,
+        business_number: None,
+        display_number: None,
+        offer: "v=0 offer".into(),
+        received_at: w.now,
+        unshared: false,
+        agent: None,
+    });
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::AnswerWhatsApp { .. })));
+    w.advance(Duration::from_secs(25));
+    assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
+    let l = w.new_leg();
+    let acts = w.input(Input::Answered {
+        call: call("c1"),
+        result: Ok(WaLeg {
+            leg: l,
+            stream: StreamId { leg: l, index: 0 },
+            sdp: "answer".into(),
+        }),
+    });
+    assert!(acts.contains(&Action::CloseLeg { leg: l }), "{acts:?}");
+}
