@@ -694,8 +694,12 @@ impl<R: Routing> Centre<R> {
                 self.route_call(now, &id);
             }
             (GraphAction::PreAccept, Err(f)) => {
-                warn!(call_id = %id, error = %f.message, "pre_accept failed; rejecting");
-                self.end_at_meta(&id, false);
+                // Meta's window may have queued the call meanwhile and its leg connected: then
+                // `accept` went out behind this `pre_accept`, Meta may take it, and only a
+                // `terminate` ends the call.
+                let accepted = call.accepted || call.accept_sent;
+                warn!(call_id = %id, error = %f.message, "pre_accept failed; ending the call");
+                self.end_at_meta(&id, accepted);
                 self.end(
                     now,
                     &id,

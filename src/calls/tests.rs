@@ -1549,3 +1549,29 @@ fn an_answer_from_the_engine_after_metas_window_moved_the_call_on_closes_its_leg
     });
     assert!(acts.contains(&Action::CloseLeg { leg: l }), "{acts:?}");
 }
+
+#[test]
+fn a_pre_accept_failing_after_the_window_sent_accept_terminates_the_call() {
+    // Found by the property test: `pre_accept` slow, Meta's window queued the call, its leg
+    // connected and `accept` went out behind `pre_accept` (the driver sends it as soon as
+    // `pre_accept` is done); then `pre_accept` failed and the call was *rejected*, though Meta
+    // may take the `accept`: an accepted call is ended with `terminate`.
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.command(
+        "alice",
+        Command::SetPresence {
+            available: false,
+            reason: Some("lunch".into()),
+        },
+    );
+    let (_, wa) = w.offer("c1");
+    let wa = wa.expect("answered");
+    w.advance(Duration::from_secs(25));
+    let acts = w.input(Input::MediaConnected { leg: wa.leg });
+    assert!(has_graph(&acts, "c1", GraphAction::Accept));
+    let acts = w.graph_err("c1", GraphAction::PreAccept, 131_000);
+    assert!(has_graph(&acts, "c1", GraphAction::Terminate), "{acts:?}");
+    assert!(!has_graph(&acts, "c1", GraphAction::Reject));
+    assert_eq!(w.finished()[0].outcome, Outcome::Failed);
+}
