@@ -591,7 +591,7 @@ impl<R: Routing> Centre<R> {
         } else if !self.routing.staffed(&queue) {
             Some((RejectReason::Unstaffed, "nobody is signed in to the queue"))
         } else if self.policy(&queue) == NoAgentPolicy::Decline
-            && self.routing.next_agent(&queue, &[]).is_none()
+            && self.next_free(&queue, &[]).is_none()
         {
             Some((
                 RejectReason::NoFreeAgent,
@@ -1286,7 +1286,7 @@ impl<R: Routing> Centre<R> {
         let preferred = preferred.filter(|p| !call.tried.contains(p) && self.free_for(p, &queue));
         // With the order shared, a free agent here may be due to an older call elsewhere.
         let next = (!self.queues_shared)
-            .then(|| self.routing.next_agent(&queue, &call.tried))
+            .then(|| self.next_free(&queue, &call.tried))
             .flatten();
         if let Some(agent) = preferred.or(next) {
             self.ring(now, id, agent);
@@ -1884,11 +1884,31 @@ impl<R: Routing> Centre<R> {
         self.notify_presence(agent);
     }
 
-    /// True when `agent` is available and takes calls from `queue`.
+    /// True when `agent` is available, takes calls from `queue`, and can be rung (see
+    /// [`Centre::audio_up`]).
     fn free_for(&self, agent: &AgentId, queue: &QueueId) -> bool {
-        self.routing
-            .agent(agent)
-            .is_some_and(|a| a.presence == Presence::Available && a.queues.contains(queue))
+        self.audio_up(agent)
+            && self
+                .routing
+                .agent(agent)
+                .is_some_and(|a| a.presence == Presence::Available && a.queues.contains(queue))
+    }
+
+    /// Whether `agent`'s session is there with its audio connected. Presence alone can lag
+    /// behind it: an agent whose page reloaded (or whose leg was replaced) while rung, on a
+    /// call or wrapping up comes back to available with no connection yet, and a ring they
+    /// cannot answer would only cost the caller the ring timeout and them a missed call.
+    fn audio_up(&self, agent: &AgentId) -> bool {
+        self.sessions
+            .get(agent)
+            .is_some_and(|s| s.online && s.connected && s.leg.is_some())
+    }
+
+    /// The longest-idle free agent of `queue` (see [`Centre::free_for`]), skipping `tried`.
+    fn next_free(&self, queue: &QueueId, tried: &[AgentId]) -> Option<AgentId> {
+        let mut skip = tried.to_vec();
+        skip.extend(self.sessions.keys().filter(|a| !self.audio_up(a)).cloned());
+        self.routing.next_agent(queue, &skip)
     }
 
     /// Whether a waiting call may ring an agent now. One Meta has not accepted rings only
@@ -1913,8 +1933,8 @@ impl<R: Routing> Centre<R> {
                 if !ready {
                     continue;
                 }
-                // Only agents whose audio is up are available (see `NO_AUDIO`).
-                let Some(agent) = self.routing.next_agent(&queue, &[]) else {
+                // Only agents whose audio is up (see `Centre::audio_up`).
+                let Some(agent) = self.next_free(&queue, &[]) else {
                     break;
                 };
                 self.ring(now, &w.call, agent);

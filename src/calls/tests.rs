@@ -1575,3 +1575,62 @@ fn a_pre_accept_failing_after_the_window_sent_accept_terminates_the_call() {
     assert!(!has_graph(&acts, "c1", GraphAction::Reject));
     assert_eq!(w.finished()[0].outcome, Outcome::Failed);
 }
+
+#[test]
+fn a_new_leg_replacing_a_connected_one_is_not_rung_before_it_connects() {
+    // Found by the property test: a second offer on one session replaced a connected leg; the
+    // agent stayed available and was rung with no audio (and could not answer).
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    let l = w.new_leg();
+    w.input(Input::AgentLegReady {
+        agent: agent("alice"),
+        leg: AgentLeg {
+            leg: l,
+            streams: vec![StreamId { leg: l, index: 0 }],
+        },
+    });
+    w.ringing_call("c1");
+    assert!(rang(&w.log).is_empty());
+    assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
+    // Its connection lets the waiting call ring her.
+    let acts = w.input(Input::MediaConnected { leg: l });
+    assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
+}
+
+#[test]
+fn an_agent_whose_page_reloaded_while_rung_is_not_rung_again_before_their_audio_is_up() {
+    // Found by the property test: alice's page reloaded while a call rang her (her presence,
+    // ringing, was left as it was); Meta's window took the ring back to the queue, which made
+    // her available again, and the queue rang her at once, with no audio.
+    let mut w = World::with(
+        queue_policy(),
+        CentreConfig {
+            ring_timeout: Duration::from_secs(30),
+            answer_deadline: Duration::from_secs(25),
+            ..CentreConfig::default()
+        },
+    );
+    w.agent_online("alice", &["support"]);
+    w.ringing_call("c1");
+    assert_eq!(rang(&w.log), vec![("alice".into(), "c1".into())]);
+    w.input(Input::AgentJoined {
+        agent: agent("alice"),
+        role: Role::Agent,
+        queues: vec!["support".into()],
+    });
+    let acts = w.advance(Duration::from_secs(25));
+    assert!(rang(&acts).is_empty(), "{acts:?}");
+    assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
+    // Her new page's leg connects: now she is rung.
+    let l = w.new_leg();
+    w.input(Input::AgentLegReady {
+        agent: agent("alice"),
+        leg: AgentLeg {
+            leg: l,
+            streams: vec![StreamId { leg: l, index: 0 }],
+        },
+    });
+    let acts = w.input(Input::MediaConnected { leg: l });
+    assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
+}
