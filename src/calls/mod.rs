@@ -33,4 +33,6 @@ pub use machine::{
 };
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
