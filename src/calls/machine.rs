@@ -470,7 +470,7 @@ impl<R: Routing> Centre<R> {
             }
             Input::Dispatch { call, agent } => {
                 let queue = self.calls.get(&call).and_then(|c| match c.phase {
-                    Phase::Queued { .. } => Some(c.queue.clone()),
+                    Phase::Queued { .. } if self.may_ring(c, now) => Some(c.queue.clone()),
                     _ => None,
                 });
                 if queue.is_some_and(|q| self.free_for(&agent, &q)) {
@@ -589,7 +589,7 @@ impl<R: Routing> Centre<R> {
         } else if !self.routing.staffed(&queue) {
             Some((RejectReason::Unstaffed, "nobody is signed in to the queue"))
         } else if self.policy(&queue) == NoAgentPolicy::Decline
-            && self.routing.next_agent(&queue, &[]).is_none()
+            && self.next_free(&queue, &[]).is_none()
         {
             Some((
                 RejectReason::NoFreeAgent,
@@ -629,6 +629,13 @@ impl<R: Routing> Centre<R> {
             return;
         };
         if call.phase != Phase::Answering {
+            // Answered too late (Meta's window moved the call on meanwhile): a leg the call does
+            // not use must not linger either.
+            if let Ok(wa) = result {
+                if call.wa.as_ref().is_none_or(|w| w.leg != wa.leg) {
+                    self.actions.push_back(Action::CloseLeg { leg: wa.leg });
+                }
+            }
             return;
         }
         match result {
@@ -685,8 +692,12 @@ impl<R: Routing> Centre<R> {
                 self.route_call(now, &id);
             }
             (GraphAction::PreAccept, Err(f)) => {
-                warn!(call_id = %id, error = %f.message, "pre_accept failed; rejecting");
-                self.end_at_meta(&id, false);
+                // Meta's window may have queued the call meanwhile and its leg connected: then
+                // `accept` went out behind this `pre_accept`, Meta may take it, and only a
+                // `terminate` ends the call.
+                let accepted = call.accepted || call.accept_sent;
+                warn!(call_id = %id, error = %f.message, "pre_accept failed; ending the call");
+                self.end_at_meta(&id, accepted);
                 self.end(
                     now,
                     &id,
@@ -1317,7 +1328,7 @@ impl<R: Routing> Centre<R> {
         let preferred = preferred.filter(|p| !call.tried.contains(p) && self.free_for(p, &queue));
         // With the order shared, a free agent here may be due to an older call elsewhere.
         let next = (!self.queues_shared)
-            .then(|| self.routing.next_agent(&queue, &call.tried))
+            .then(|| self.next_free(&queue, &call.tried))
             .flatten();
         if let Some(agent) = preferred.or(next) {
             self.ring(now, id, agent);
@@ -1915,11 +1926,39 @@ impl<R: Routing> Centre<R> {
         self.notify_presence(agent);
     }
 
-    /// True when `agent` is available and takes calls from `queue`.
+    /// True when `agent` is available, takes calls from `queue`, and can be rung (see
+    /// [`Centre::audio_up`]).
     fn free_for(&self, agent: &AgentId, queue: &QueueId) -> bool {
-        self.routing
-            .agent(agent)
-            .is_some_and(|a| a.presence == Presence::Available && a.queues.contains(queue))
+        self.audio_up(agent)
+            && self
+                .routing
+                .agent(agent)
+                .is_some_and(|a| a.presence == Presence::Available && a.queues.contains(queue))
+    }
+
+    /// Whether `agent`'s session is there with its audio connected. Presence alone can lag
+    /// behind it: an agent whose page reloaded (or whose leg was replaced) while rung, on a
+    /// call or wrapping up comes back to available with no connection yet, and a ring they
+    /// cannot answer would only cost the caller the ring timeout and them a missed call.
+    fn audio_up(&self, agent: &AgentId) -> bool {
+        self.sessions
+            .get(agent)
+            .is_some_and(|s| s.online && s.connected && s.leg.is_some())
+    }
+
+    /// The longest-idle free agent of `queue` (see [`Centre::free_for`]), skipping `tried`.
+    fn next_free(&self, queue: &QueueId, tried: &[AgentId]) -> Option<AgentId> {
+        let mut skip = tried.to_vec();
+        skip.extend(self.sessions.keys().filter(|a| !self.audio_up(a)).cloned());
+        self.routing.next_agent(queue, &skip)
+    }
+
+    /// Whether a waiting call may ring an agent now. One Meta has not accepted rings only
+    /// within Meta's window: past it, the window's deadline would take the ring straight back
+    /// (at the same instant, again and again), and the queue is where its leg's connection
+    /// accepts it at once.
+    fn may_ring(&self, c: &Call, now: Instant) -> bool {
+        c.accepted || c.accept_sent || now < c.offered_at + self.cfg.answer_deadline
     }
 
     /// Rings free agents for waiting calls, oldest first per queue (with the order shared by
@@ -1930,15 +1969,14 @@ impl<R: Routing> Centre<R> {
         }
         for queue in self.routing.queue_ids() {
             for w in self.routing.waiting(&queue) {
-                let ready = self
-                    .calls
-                    .get(&w.call)
-                    .is_some_and(|c| matches!(c.phase, Phase::Queued { .. }));
+                let ready = self.calls.get(&w.call).is_some_and(|c| {
+                    matches!(c.phase, Phase::Queued { .. }) && self.may_ring(c, now)
+                });
                 if !ready {
                     continue;
                 }
-                // Only agents whose audio is up are available (see `AwayReason::NoAudio`).
-                let Some(agent) = self.routing.next_agent(&queue, &[]) else {
+                // Only agents whose audio is up (see `Centre::audio_up`).
+                let Some(agent) = self.next_free(&queue, &[]) else {
                     break;
                 };
                 self.ring(now, &w.call, agent);

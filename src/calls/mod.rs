@@ -37,4 +37,6 @@ pub use machine::{
 };
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

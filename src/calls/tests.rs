@@ -1571,3 +1571,149 @@ fn a_burst_beyond_the_set_up_bound_is_rejected_at_once_and_the_rest_set_up() {
     assert!(w.offer("late2").1.is_none());
     assert_eq!(w.c.counters().rejected_setup_busy, 8);
 }
+
+#[test]
+fn a_call_past_metas_window_and_not_yet_accepted_waits_in_its_queue_rather_than_ringing() {
+    // Found by the property test: `pre_accept` still in flight (so the leg cannot connect)
+    // when Meta's window ran out, and an agent free. The window queued the call, the queue
+    // rang the agent, the window (still over) took the ring back, and so on at the same
+    // instant without end: `poll_timeout` stayed in the past.
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    let (_, wa) = w.offer("c1");
+    let wa = wa.expect("answered");
+    let window = w.c.poll_timeout().expect("Meta's window");
+    w.now = window;
+    w.c.handle_timeout(w.now);
+    let acts = w.drain();
+    assert!(rang(&acts).is_empty(), "{acts:?}");
+    assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
+    assert!(
+        w.c.poll_timeout().is_some_and(|t| t > w.now),
+        "nothing falls due again at once"
+    );
+    // Once the leg connects, the queue accepts the call; being accepted, it rings alice.
+    w.graph_ok("c1", GraphAction::PreAccept);
+    let acts = w.input(Input::MediaConnected { leg: wa.leg });
+    assert!(has_graph(&acts, "c1", GraphAction::Accept));
+    assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
+}
+
+#[test]
+fn an_answer_from_the_engine_after_metas_window_moved_the_call_on_closes_its_leg() {
+    // Found by the property test: the engine answered after the window had queued the call
+    // (still answering); the call no longer took the answer, and its leg was never closed.
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    let acts = w.input(Input::Offered {
+        call: call("c1"),
+        from: None,
+        name: None,
+        business_number: None,
+        display_number: None,
+        offer: "v=0 offer".into(),
+        received_at: w.now,
+        unshared: false,
+        agent: None,
+    });
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::AnswerWhatsApp { .. })));
+    w.advance(Duration::from_secs(25));
+    assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
+    let l = w.new_leg();
+    let acts = w.input(Input::Answered {
+        call: call("c1"),
+        result: Ok(WaLeg {
+            leg: l,
+            stream: StreamId { leg: l, index: 0 },
+            sdp: "answer".into(),
+        }),
+    });
+    assert!(acts.contains(&Action::CloseLeg { leg: l }), "{acts:?}");
+}
+
+#[test]
+fn a_pre_accept_failing_after_the_window_sent_accept_terminates_the_call() {
+    // Found by the property test: `pre_accept` slow, Meta's window queued the call, its leg
+    // connected and `accept` went out behind `pre_accept` (the driver sends it as soon as
+    // `pre_accept` is done); then `pre_accept` failed and the call was *rejected*, though Meta
+    // may take the `accept`: an accepted call is ended with `terminate`.
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.command(
+        "alice",
+        Command::SetPresence {
+            available: false,
+            reason: Some("lunch".into()),
+        },
+    );
+    let (_, wa) = w.offer("c1");
+    let wa = wa.expect("answered");
+    w.advance(Duration::from_secs(25));
+    let acts = w.input(Input::MediaConnected { leg: wa.leg });
+    assert!(has_graph(&acts, "c1", GraphAction::Accept));
+    let acts = w.graph_err("c1", GraphAction::PreAccept, 131_000);
+    assert!(has_graph(&acts, "c1", GraphAction::Terminate), "{acts:?}");
+    assert!(!has_graph(&acts, "c1", GraphAction::Reject));
+    assert_eq!(w.finished()[0].outcome, Outcome::Failed);
+}
+
+#[test]
+fn a_new_leg_replacing_a_connected_one_is_not_rung_before_it_connects() {
+    // Found by the property test: a second offer on one session replaced a connected leg; the
+    // agent stayed available and was rung with no audio (and could not answer).
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    let l = w.new_leg();
+    w.input(Input::AgentLegReady {
+        agent: agent("alice"),
+        leg: AgentLeg {
+            leg: l,
+            streams: vec![StreamId { leg: l, index: 0 }],
+        },
+    });
+    w.ringing_call("c1");
+    assert!(rang(&w.log).is_empty());
+    assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
+    // Its connection lets the waiting call ring her.
+    let acts = w.input(Input::MediaConnected { leg: l });
+    assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
+}
+
+#[test]
+fn an_agent_whose_page_reloaded_while_rung_is_not_rung_again_before_their_audio_is_up() {
+    // Found by the property test: alice's page reloaded while a call rang her (her presence,
+    // ringing, was left as it was); Meta's window took the ring back to the queue, which made
+    // her available again, and the queue rang her at once, with no audio.
+    let mut w = World::with(
+        queue_policy(),
+        CentreConfig {
+            ring_timeout: Duration::from_secs(30),
+            answer_deadline: Duration::from_secs(25),
+            ..CentreConfig::default()
+        },
+    );
+    w.agent_online("alice", &["support"]);
+    w.ringing_call("c1");
+    assert_eq!(rang(&w.log), vec![("alice".into(), "c1".into())]);
+    w.input(Input::AgentJoined {
+        agent: agent("alice"),
+        role: Role::Agent,
+        queues: vec!["support".into()],
+    });
+    let acts = w.advance(Duration::from_secs(25));
+    assert!(rang(&acts).is_empty(), "{acts:?}");
+    assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
+    // Her new page's leg connects: now she is rung.
+    let l = w.new_leg();
+    w.input(Input::AgentLegReady {
+        agent: agent("alice"),
+        leg: AgentLeg {
+            leg: l,
+            streams: vec![StreamId { leg: l, index: 0 }],
+        },
+    });
+    let acts = w.input(Input::MediaConnected { leg: l });
+    assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
+}
