@@ -1,0 +1,598 @@
+//! The call machines: every live call's state, the agents' sessions, and the routing floor,
+//! driven by [`Input`]s and the current time, answering with [`Action`]s.
+//!
+//! One [`Centre`] holds all of them, so that a routing decision (who is free, who is next) and
+//! the call it concerns change together, with no message between owners in between. It is pure:
+//! `handle(now, input)`, `handle_timeout(now)`, `poll_action()`, `poll_timeout()`.
+//!
+//! A call's life (user-initiated):
+//!
+//! ```text
+//! Offered ─▶ Answering ─▶ PreAccepting ─▶ Ringing(agent) ─▶ Connecting ─▶ Talking ─▶ ended
+//!                │              │            │  ▲  ring timeout: next agent   │  agent lost:
+//!                │              │            ▼  │                            ▼  AgentLost(grace)
+//!              reject         reject       Queued (accepted, hold audio) ◀── grace over
+//! ```
+//!
+//! `accept` goes out once an agent answered *and* the WhatsApp leg is connected (pre_accept gave
+//! it the ringing time to connect), or when the call enters a queue with hold audio; media starts
+//! only after `accept` succeeded (reference §9: media after pre_accept counts as answering).
+//!
+//! Where each part lives: this file holds the types, the [`Centre`] and its public face
+//! (`handle`, `handle_timeout`, the polls and views); `meta` what Meta and the media engine
+//! report and the call's deadlines; `agents` what agents' sessions report and ask; `route` the
+//! routing steps (ring, queue, answer, talk, wrap-up, waiting calls); `transfer` mute, hold and
+//! transfers; `supervise` listening and whispering; `end` how calls end and who is told;
+//! `handoff` calls moved between nodes.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use super::event::{
+    Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, Metric, Notice,
+    Outcome, RejectReason, Role, SetupStep, TransferTarget, WaLeg,
+};
+use crate::ids::{AgentId, LegId, QueueId, StreamId, WaCallId};
+use crate::media::LegStats;
+use crate::routing::{AwayReason, NoAgentPolicy, Presence, Routing};
+
+mod agents;
+mod end;
+mod handoff;
+mod meta;
+mod route;
+mod supervise;
+mod transfer;
+
+pub use handoff::HandedCall;
+
+/// How long an accepted call with no agent may wait in a queue whose policy is `Decline`
+/// (it was accepted elsewhere: a transfer, an agent lost): it cannot be declined any more.
+const ACCEPTED_FALLBACK_WAIT: Duration = Duration::from_secs(120);
+/// Ended calls remembered so that late or duplicate events for them change nothing.
+const TOMBSTONES: usize = 10_000;
+/// [`CentreConfig::max_setting_up`] when nothing else is said (the program scales it with its
+/// media threads): about what one media thread sets up well within the 10 s connect timeout
+/// (docs/performance.md: ramps of 100–250 new calls a second set up in milliseconds).
+pub const DEFAULT_MAX_SETTING_UP: usize = 128;
+
+/// Settings of the call machines.
+#[derive(Debug, Clone)]
+pub struct CentreConfig {
+    /// An agent who does not answer within this is skipped (and set away).
+    pub ring_timeout: Duration,
+    /// After a call, the agent's wrap-up time.
+    pub wrap_up: Duration,
+    /// An agent whose session or media drops mid-call has this long to come back.
+    pub grace: Duration,
+    /// A call not accepted this long after Meta offered it is queued (policy `queue`) or
+    /// declined: Meta's accept window is ~30–60 s, and unanswered calls cost the business its
+    /// call button (reference §9).
+    pub answer_deadline: Duration,
+    /// Calls in progress at once per business number; past it, rejected at once.
+    pub max_calls_per_number: usize,
+    /// Calls being set up at once (offered, their WhatsApp leg's ICE and DTLS not yet done);
+    /// past it, a new call is rejected at once (Graph `reject`, reason `setup_busy`). A burst
+    /// beyond what the engine can set up within its connect timeout would otherwise fail
+    /// every call in it a few seconds later, after ringing agents.
+    pub max_setting_up: usize,
+    /// Business number id → queue; numbers not listed go to the default queue.
+    pub number_queues: HashMap<String, QueueId>,
+    /// A call answered within this of its offer counts toward the service level.
+    pub service_level_target: Duration,
+}
+
+impl Default for CentreConfig {
+    fn default() -> Self {
+        CentreConfig {
+            ring_timeout: Duration::from_secs(15),
+            wrap_up: Duration::from_secs(10),
+            grace: Duration::from_secs(30),
+            answer_deadline: Duration::from_secs(25),
+            max_calls_per_number: 1000,
+            max_setting_up: DEFAULT_MAX_SETTING_UP,
+            number_queues: HashMap::new(),
+            service_level_target: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Where a call is. Each variant holds what is valid in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// The engine answers Meta's offer.
+    Answering,
+    /// `pre_accept` is in flight.
+    PreAccepting,
+    /// Ringing at an agent.
+    Ringing {
+        /// Who.
+        agent: AgentId,
+        /// Until when.
+        until: Instant,
+    },
+    /// Waiting in its queue (accepted, or being accepted, with hold audio).
+    Queued {
+        /// Until when, at most.
+        until: Instant,
+    },
+    /// The agent answered; `accept` is pending (the leg connecting, or the request in flight).
+    Connecting {
+        /// Who.
+        agent: AgentId,
+    },
+    /// Caller and agent talk.
+    Talking {
+        /// Who.
+        agent: AgentId,
+    },
+    /// The agent's session or media dropped; the caller hears hold audio.
+    AgentLost {
+        /// Who.
+        agent: AgentId,
+        /// Until when they may come back.
+        until: Instant,
+    },
+}
+
+impl Phase {
+    fn name(&self) -> &'static str {
+        match self {
+            Phase::Answering => "answering",
+            Phase::PreAccepting => "pre_accepted",
+            Phase::Ringing { .. } => "ringing",
+            Phase::Queued { .. } => "queued",
+            Phase::Connecting { .. } => "connecting",
+            Phase::Talking { .. } => "talking",
+            Phase::AgentLost { .. } => "agent_lost",
+        }
+    }
+
+    fn agent(&self) -> Option<&AgentId> {
+        match self {
+            Phase::Ringing { agent, .. }
+            | Phase::Connecting { agent }
+            | Phase::Talking { agent }
+            | Phase::AgentLost { agent, .. } => Some(agent),
+            _ => None,
+        }
+    }
+}
+
+/// One live call.
+#[derive(Debug, Clone)]
+struct Call {
+    id: WaCallId,
+    from: Option<String>,
+    name: Option<String>,
+    business_number: Option<String>,
+    display_number: Option<String>,
+    queue: QueueId,
+    offered_at: Instant,
+    /// When switchboard received Meta's webhook (set-up latency runs from here).
+    received_at: Instant,
+    phase: Phase,
+    wa: Option<WaLeg>,
+    connected: bool,
+    accept_sent: bool,
+    accepted: bool,
+    answered_at: Option<Instant>,
+    /// Set-up latency marks: the agent answered and `accept` is not sent yet; `accept` sent and
+    /// no packet to Meta yet; the agent answered and the caller's audio has not reached them.
+    answer_waits_accept: Option<Instant>,
+    accept_waits_packet: Option<Instant>,
+    answer_waits_caller: Option<Instant>,
+    muted: bool,
+    held: bool,
+    /// Agents rung without answer in the current routing round.
+    tried: Vec<AgentId>,
+    agents: Vec<AgentId>,
+    /// Since when it waits (kept when it goes back to the front of its queue).
+    waiting_since: Option<Instant>,
+    /// With several nodes: the agent chosen for it across the cluster, rung first if free.
+    preferred: Option<AgentId>,
+    transitions: Vec<(&'static str, Instant, Option<AgentId>)>,
+    meta_errors: Vec<i64>,
+    stats: Vec<(String, LegStats)>,
+}
+
+impl Call {
+    /// A call this centre has just taken up: answering, nothing said to Meta, no agent.
+    fn new(
+        id: WaCallId,
+        caller: Caller,
+        queue: QueueId,
+        received_at: Instant,
+        now: Instant,
+        first: &'static str,
+    ) -> Call {
+        Call {
+            id,
+            from: caller.from,
+            name: caller.name,
+            business_number: caller.business_number,
+            display_number: caller.display_number,
+            queue,
+            offered_at: received_at,
+            received_at,
+            phase: Phase::Answering,
+            wa: None,
+            connected: false,
+            accept_sent: false,
+            accepted: false,
+            answered_at: None,
+            answer_waits_accept: None,
+            accept_waits_packet: None,
+            answer_waits_caller: None,
+            muted: false,
+            held: false,
+            tried: vec![],
+            agents: vec![],
+            waiting_since: None,
+            preferred: caller.preferred,
+            transitions: vec![(first, now, None)],
+            meta_errors: vec![],
+            stats: vec![],
+        }
+    }
+}
+
+/// One agent's (or supervisor's) session.
+#[derive(Debug, Clone)]
+struct Session {
+    role: Role,
+    online: bool,
+    leg: Option<AgentLeg>,
+    connected: bool,
+    wrap_until: Option<Instant>,
+    /// A supervisor's monitoring: the call, and whether they whisper.
+    monitoring: Option<(WaCallId, bool)>,
+}
+
+/// A snapshot of one call, for supervisors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallView {
+    /// Meta's call id.
+    pub call: WaCallId,
+    /// The caller's number.
+    pub from: Option<String>,
+    /// The caller's name.
+    pub name: Option<String>,
+    /// Its queue.
+    pub queue: QueueId,
+    /// Its state's name.
+    pub state: &'static str,
+    /// The agent on it, if any.
+    pub agent: Option<AgentId>,
+    /// Since when it exists.
+    pub offered_at: Instant,
+    /// The last statistics of each of its legs: ("whatsapp" | agent id, stats).
+    pub legs: Vec<(String, LegStats)>,
+}
+
+/// What the call machines count; the metrics issue exports these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CentreCounters {
+    /// Calls offered by Meta (duplicates not counted).
+    pub offered: u64,
+    /// Calls rejected at once because the business number had its cap of calls in progress.
+    pub rejected_at_capacity: u64,
+    /// Calls rejected at once because as many as allowed were being set up.
+    pub rejected_setup_busy: u64,
+    /// Calls declined at once: nobody staffed, or nobody free with the `decline` policy.
+    pub declined_at_once: u64,
+    /// Calls that ended, any way.
+    pub ended: u64,
+}
+
+/// One queue's service level so far: of the calls that ended, how many an agent answered
+/// within the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceLevel {
+    /// Calls offered to the queue that have ended (their fate is known).
+    pub ended: u64,
+    /// Of those, answered within the target.
+    pub within_target: u64,
+}
+
+impl ServiceLevel {
+    /// The share answered within the target, 0..1 (1 while nothing ended).
+    pub fn ratio(&self) -> f64 {
+        if self.ended == 0 {
+            1.0
+        } else {
+            self.within_target as f64 / self.ended as f64
+        }
+    }
+}
+
+/// The calls machines; see the module docs.
+pub struct Centre<R: Routing> {
+    counters: CentreCounters,
+    service: BTreeMap<QueueId, ServiceLevel>,
+    /// New calls are declined; calls in progress go on.
+    draining: bool,
+    /// With several nodes and Redis answering: waiting calls get agents through the shared
+    /// order (`Input::Dispatch`), not from `dispatch`.
+    queues_shared: bool,
+    cfg: CentreConfig,
+    routing: R,
+    calls: HashMap<WaCallId, Call>,
+    sessions: HashMap<AgentId, Session>,
+    wa_legs: HashMap<LegId, WaCallId>,
+    agent_legs: HashMap<LegId, AgentId>,
+    tombstones: (VecDeque<WaCallId>, HashSet<WaCallId>),
+    actions: VecDeque<Action>,
+}
+
+impl<R: Routing> Centre<R> {
+    /// A centre with no calls, over `routing`.
+    pub fn new(cfg: CentreConfig, routing: R) -> Centre<R> {
+        Centre {
+            counters: CentreCounters::default(),
+            service: BTreeMap::new(),
+            draining: false,
+            queues_shared: false,
+            cfg,
+            routing,
+            calls: HashMap::new(),
+            sessions: HashMap::new(),
+            wa_legs: HashMap::new(),
+            agent_legs: HashMap::new(),
+            tombstones: (VecDeque::new(), HashSet::new()),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> CentreCounters {
+        self.counters
+    }
+
+    /// Each queue's service level so far (queues with an ended call only).
+    pub fn service_levels(&self) -> Vec<(QueueId, ServiceLevel)> {
+        self.service.iter().map(|(q, s)| (q.clone(), *s)).collect()
+    }
+
+    /// The routing floor (agents, queues).
+    pub fn routing(&self) -> &R {
+        &self.routing
+    }
+
+    /// Live calls.
+    pub fn calls(&self) -> Vec<CallView> {
+        let mut v: Vec<CallView> = self
+            .calls
+            .values()
+            .map(|c| CallView {
+                call: c.id.clone(),
+                from: c.from.clone(),
+                name: c.name.clone(),
+                queue: c.queue.clone(),
+                state: c.phase.name(),
+                agent: c.phase.agent().cloned(),
+                offered_at: c.offered_at,
+                legs: c.stats.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| (a.offered_at, &a.call).cmp(&(b.offered_at, &b.call)));
+        v
+    }
+
+    /// A live call's state.
+    pub fn phase(&self, call: &WaCallId) -> Option<&Phase> {
+        self.calls.get(call).map(|c| &c.phase)
+    }
+
+    /// The next thing to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Centre::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let calls = self.calls.values().filter_map(|c| self.deadline_of(c));
+        let wraps = self.sessions.values().filter_map(|s| s.wrap_until);
+        calls.chain(wraps).min()
+    }
+
+    fn deadline_of(&self, c: &Call) -> Option<Instant> {
+        let phase = match &c.phase {
+            Phase::Ringing { until, .. }
+            | Phase::Queued { until }
+            | Phase::AgentLost { until, .. } => Some(*until),
+            _ => None,
+        };
+        let answer_by = awaits_answer(c).then(|| c.offered_at + self.cfg.answer_deadline);
+        match (phase, answer_by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ------------------------------------------------------------------ inputs
+
+    /// Handles one input.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Offered {
+                call,
+                from,
+                name,
+                business_number,
+                display_number,
+                offer,
+                received_at,
+                unshared,
+                agent,
+            } => self.on_offered(
+                now,
+                received_at.min(now),
+                call,
+                Caller {
+                    from,
+                    name,
+                    business_number,
+                    display_number,
+                    preferred: agent,
+                },
+                unshared,
+                offer,
+            ),
+            Input::Terminated {
+                call,
+                status,
+                errors,
+            } => self.on_terminated(now, call, status, errors),
+            Input::Answered { call, result } => self.on_answered(now, call, result),
+            Input::GraphDone {
+                call,
+                action,
+                result,
+            } => self.on_graph_done(now, call, action, result),
+            Input::MediaConnected { leg } => self.on_media_connected(now, leg),
+            Input::MediaGone { leg, failed } => self.on_media_gone(now, leg, failed),
+            Input::Dtmf { leg, digit } => {
+                if let Some(c) = self.wa_legs.get(&leg).and_then(|id| self.calls.get(id)) {
+                    if let Some(agent) = c.phase.agent() {
+                        let notice = Notice::Dtmf {
+                            call: c.id.clone(),
+                            digit,
+                        };
+                        self.notify(agent.clone(), notice);
+                    }
+                }
+            }
+            Input::Stats { leg, stats } => self.on_stats(leg, stats),
+            Input::FirstPacket { stream } => self.on_first_packet(now, stream),
+            Input::SourceFlowing { stream, source } => self.on_source_flowing(now, stream, source),
+            Input::AgentJoined {
+                agent,
+                role,
+                queues,
+            } => self.on_agent_joined(now, agent, role, queues),
+            Input::AgentLegReady { agent, leg } => self.on_agent_leg(agent, leg),
+            Input::AgentLeft { agent, signed_out } => self.on_agent_left(now, agent, signed_out),
+            Input::AgentCommand { agent, command } => self.on_command(now, agent, command),
+            Input::QueuesShared { on } => {
+                if on != self.queues_shared {
+                    info!(on, "queues served in the order shared by the nodes");
+                    self.queues_shared = on;
+                }
+            }
+            Input::Dispatch { call, agent } => {
+                let queue = self.calls.get(&call).and_then(|c| match c.phase {
+                    Phase::Queued { .. } if self.may_ring(c, now) => Some(c.queue.clone()),
+                    _ => None,
+                });
+                if queue.is_some_and(|q| self.free_for(&agent, &q)) {
+                    self.ring(now, &call, agent);
+                }
+            }
+            Input::Drain => {
+                info!(calls = self.calls.len(), "draining: new calls are declined");
+                self.draining = true;
+            }
+            Input::Shutdown => self.on_shutdown(now),
+        }
+        self.dispatch(now);
+    }
+
+    /// Advances time: ring timeouts, queue waits, grace periods, wrap-ups, Meta's window.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<WaCallId> = self
+            .calls
+            .values()
+            .filter(|c| self.deadline_of(c).is_some_and(|d| d <= now))
+            .map(|c| c.id.clone())
+            .collect();
+        for id in due {
+            self.on_call_deadline(now, &id);
+        }
+        let wraps: Vec<AgentId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.wrap_until.is_some_and(|t| t <= now))
+            .map(|(a, _)| a.clone())
+            .collect();
+        for agent in wraps {
+            if let Some(s) = self.sessions.get_mut(&agent) {
+                s.wrap_until = None;
+            }
+            self.routing.end_wrap_up(now, &agent);
+            self.notify_presence(&agent);
+        }
+        self.dispatch(now);
+    }
+}
+
+/// Still ringing toward Meta's accept window: nobody has answered and it is not yet queued.
+/// The call counts as answered from now (once): the metrics hear whether within the target.
+fn mark_answered(call: &mut Call, now: Instant, target: Duration, actions: &mut VecDeque<Action>) {
+    if call.answered_at.is_some() {
+        return;
+    }
+    call.answered_at = Some(now);
+    actions.push_back(Action::Metric(Metric::Answered {
+        queue: call.queue.clone(),
+        within_target: call.answered_within(target),
+    }));
+}
+
+impl Ended {
+    /// `call`'s record, were it to end at `now` this way.
+    fn of(call: Call, now: Instant, outcome: Outcome, reason: String, by: EndedBy) -> Ended {
+        Ended {
+            call: call.id,
+            from: call.from,
+            name: call.name,
+            business_number: call.business_number,
+            queue: call.queue,
+            agents: call.agents,
+            offered_at: call.offered_at,
+            answered_at: call.answered_at,
+            ended_at: now,
+            transitions: call.transitions,
+            outcome,
+            reason,
+            ended_by: by,
+            meta_errors: call.meta_errors,
+            legs: call.stats,
+        }
+    }
+}
+
+impl Call {
+    /// An agent answered it within `target` of Meta's offer (the service level's test).
+    fn answered_within(&self, target: Duration) -> bool {
+        self.answered_at
+            .is_some_and(|t| t.saturating_duration_since(self.offered_at) <= target)
+    }
+}
+
+/// Who calls, as Meta's webhook says.
+/// Who calls, which of our numbers, and the agent chosen for the call across the nodes.
+pub(super) struct Caller {
+    from: Option<String>,
+    name: Option<String>,
+    business_number: Option<String>,
+    display_number: Option<String>,
+    preferred: Option<AgentId>,
+}
+
+fn awaits_answer(c: &Call) -> bool {
+    !c.accepted
+        && !c.accept_sent
+        && matches!(
+            c.phase,
+            Phase::Answering | Phase::PreAccepting | Phase::Ringing { .. }
+        )
+}
+
+fn set_phase(call: &mut Call, now: Instant, phase: Phase) {
+    call.transitions
+        .push((phase.name(), now, phase.agent().cloned()));
+    call.phase = phase;
+}

@@ -1,0 +1,167 @@
+//! Mute, hold and blind transfers of a talking call.
+//!
+//! *Does not touch*: supervisors (`supervise`).
+
+use std::time::Instant;
+
+use tracing::info;
+
+use super::*;
+
+impl<R: Routing> Centre<R> {
+    pub(super) fn mute_or_hold(
+        &mut self,
+        now: Instant,
+        agent: AgentId,
+        id: WaCallId,
+        mute: Option<bool>,
+        hold: Option<bool>,
+    ) {
+        // A call that does not exist is answered as one that is not yours: the answer tells
+        // nobody which call ids are live.
+        let Some(call) = self
+            .calls
+            .get_mut(&id)
+            .filter(|c| matches!(&c.phase, Phase::Talking { agent: a } if *a == agent))
+        else {
+            let notice = Notice::Refused {
+                code: "not_talking",
+                message: format!("you are not talking on {id}"),
+            };
+            self.notify(agent, notice);
+            return;
+        };
+        let Some(wa) = call.wa.clone() else {
+            return;
+        };
+        let leg = self.sessions.get(&agent).and_then(|s| s.leg.clone());
+        if let Some(m) = mute {
+            call.muted = m;
+        }
+        if let Some(h) = hold {
+            call.held = h;
+        }
+        let (muted, held) = (call.muted, call.held);
+        // What the caller hears: hold audio, silence (muted), or the agent.
+        self.actions.push_back(Action::Hold {
+            stream: wa.stream,
+            on: held,
+        });
+        let agent_voice = leg.as_ref().map(|l| l.leg).filter(|_| !muted && !held);
+        self.actions.push_back(Action::Route {
+            stream: wa.stream,
+            source: agent_voice,
+        });
+        // What the agent hears: the caller, except on hold.
+        if let Some(s) = leg.as_ref().and_then(|l| l.streams.first()) {
+            self.actions.push_back(Action::Route {
+                stream: *s,
+                source: (!held).then_some(wa.leg),
+            });
+        }
+        let state = if held {
+            "on_hold"
+        } else if muted {
+            "muted"
+        } else {
+            "talking"
+        };
+        call.transitions.push((state, now, Some(agent.clone())));
+        self.notify(
+            agent,
+            Notice::CallState {
+                call: id,
+                muted,
+                held,
+            },
+        );
+    }
+
+    pub(super) fn transfer(
+        &mut self,
+        now: Instant,
+        agent: AgentId,
+        id: WaCallId,
+        to: TransferTarget,
+    ) {
+        let talking = self.calls.get(&id).is_some_and(|c| {
+            matches!(&c.phase, Phase::Talking { agent: a } if *a == agent) && c.accepted
+        });
+        if !talking {
+            let notice = Notice::Refused {
+                code: "not_talking",
+                message: format!("you are not talking on {id}"),
+            };
+            self.notify(agent, notice);
+            return;
+        }
+        let target_agent = match &to {
+            TransferTarget::Agent(b) => {
+                let free = self
+                    .routing
+                    .agent(b)
+                    .is_some_and(|a| a.presence == Presence::Available)
+                    && self.sessions.get(b).is_some_and(|s| s.connected);
+                if !free || *b == agent {
+                    let notice = Notice::Refused {
+                        code: "agent_unavailable",
+                        message: format!("{b} cannot take a call now"),
+                    };
+                    self.notify(agent, notice);
+                    return;
+                }
+                Some(b.clone())
+            }
+            TransferTarget::Queue(q) => {
+                if self.routing.queue(q).is_none() {
+                    let notice = Notice::Refused {
+                        code: "unknown_queue",
+                        message: format!("no queue {q}"),
+                    };
+                    self.notify(agent, notice);
+                    return;
+                }
+                None
+            }
+        };
+        info!(call_id = %id, from = %agent, ?to, "blind transfer");
+        // The first agent is done with it: unroute them and start their wrap-up.
+        if let Some(leg) = self.sessions.get(&agent).and_then(|s| s.leg.clone()) {
+            if let Some(s) = leg.streams.first() {
+                self.actions.push_back(Action::Route {
+                    stream: *s,
+                    source: None,
+                });
+            }
+        }
+        self.notify(
+            agent.clone(),
+            Notice::CallEnded {
+                call: id.clone(),
+                reason: "transferred".into(),
+            },
+        );
+        self.start_wrap_up(now, &agent, &id);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        // The caller hears hold audio on the same stream meanwhile: SSRC, sequence numbers and
+        // timestamps carry on (the WhatsApp leg never changes).
+        if let Some(wa) = &call.wa {
+            Self::hold_caller(&mut self.actions, wa.stream);
+        }
+        call.tried = vec![agent.clone()];
+        if let TransferTarget::Queue(q) = &to {
+            call.queue = q.clone();
+            call.waiting_since = Some(now);
+        }
+        let queue = call.queue.clone();
+        match target_agent {
+            Some(b) => self.ring(now, &id, b),
+            None => {
+                let max_wait = self.max_wait(&queue);
+                self.enter_queue(now, &id, max_wait, true);
+            }
+        }
+    }
+}
