@@ -86,6 +86,22 @@ impl World {
         out
     }
 
+    /// A new browser leg of `streams` streams answered for `who` (it connects next).
+    fn leg_ready(&mut self, who: &str, streams: u8) -> AgentLeg {
+        let l = self.new_leg();
+        let al = AgentLeg {
+            leg: l,
+            streams: (0..streams)
+                .map(|index| StreamId { leg: l, index })
+                .collect(),
+        };
+        self.input(Input::AgentLegReady {
+            agent: agent(who),
+            leg: al.clone(),
+        });
+        al
+    }
+
     fn new_leg(&mut self) -> LegId {
         self.next_leg += 1;
         leg(self.next_leg)
@@ -102,15 +118,8 @@ impl World {
             role,
             queues: queues.iter().map(|q| QueueId::from(*q)).collect(),
         });
-        let l = self.new_leg();
-        let al = AgentLeg {
-            leg: l,
-            streams: vec![StreamId { leg: l, index: 0 }, StreamId { leg: l, index: 1 }],
-        };
-        self.input(Input::AgentLegReady {
-            agent: agent(id),
-            leg: al.clone(),
-        });
+        let al = self.leg_ready(id, 2);
+        let l = al.leg;
         self.input(Input::MediaConnected { leg: l });
         al
     }
@@ -977,14 +986,7 @@ fn a_chosen_away_reason_that_reads_like_the_systems_is_not_taken_for_it() {
     };
     assert_eq!(w.presence("alice"), chosen);
     // Her audio reconnecting (a new leg) does not make her available: she chose to be away.
-    let l = w.new_leg();
-    w.input(Input::AgentLegReady {
-        agent: agent("alice"),
-        leg: AgentLeg {
-            leg: l,
-            streams: vec![StreamId { leg: l, index: 0 }, StreamId { leg: l, index: 1 }],
-        },
-    });
+    let l = w.leg_ready("alice", 2).leg;
     w.input(Input::MediaConnected { leg: l });
     assert_eq!(w.presence("alice"), chosen);
     let (_, wa) = w.offer("c1");
@@ -1021,14 +1023,7 @@ fn nobody_is_rung_before_their_audio_is_up() {
     w.ringing_call("c1");
     assert!(rang(&w.log).is_empty());
     assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
-    let l = w.new_leg();
-    w.input(Input::AgentLegReady {
-        agent: agent("alice"),
-        leg: AgentLeg {
-            leg: l,
-            streams: vec![StreamId { leg: l, index: 0 }],
-        },
-    });
+    let l = w.leg_ready("alice", 1).leg;
     let acts = w.input(Input::MediaConnected { leg: l });
     assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
 }
@@ -1103,14 +1098,7 @@ fn a_session_replacing_another_is_not_rung_before_its_own_audio_is_up() {
     w.ringing_call("c1");
     assert_eq!(rang(&w.log), vec![("bob".into(), "c1".into())]);
     // Its audio comes up: available again, and rung for the next call.
-    let l = w.new_leg();
-    w.input(Input::AgentLegReady {
-        agent: agent("alice"),
-        leg: AgentLeg {
-            leg: l,
-            streams: vec![StreamId { leg: l, index: 0 }, StreamId { leg: l, index: 1 }],
-        },
-    });
+    let l = w.leg_ready("alice", 2).leg;
     w.input(Input::MediaConnected { leg: l });
     assert_eq!(w.presence("alice"), Presence::Available);
     w.ringing_call("c2");
@@ -1665,14 +1653,7 @@ fn a_new_leg_replacing_a_connected_one_is_not_rung_before_it_connects() {
     // agent stayed available and was rung with no audio (and could not answer).
     let mut w = World::new(queue_policy());
     w.agent_online("alice", &["support"]);
-    let l = w.new_leg();
-    w.input(Input::AgentLegReady {
-        agent: agent("alice"),
-        leg: AgentLeg {
-            leg: l,
-            streams: vec![StreamId { leg: l, index: 0 }],
-        },
-    });
+    let l = w.leg_ready("alice", 1).leg;
     w.ringing_call("c1");
     assert!(rang(&w.log).is_empty());
     assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
@@ -1706,14 +1687,7 @@ fn an_agent_whose_page_reloaded_while_rung_is_not_rung_again_before_their_audio_
     assert!(rang(&acts).is_empty(), "{acts:?}");
     assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
     // Her new page's leg connects: now she is rung.
-    let l = w.new_leg();
-    w.input(Input::AgentLegReady {
-        agent: agent("alice"),
-        leg: AgentLeg {
-            leg: l,
-            streams: vec![StreamId { leg: l, index: 0 }],
-        },
-    });
+    let l = w.leg_ready("alice", 1).leg;
     let acts = w.input(Input::MediaConnected { leg: l });
     assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
 }

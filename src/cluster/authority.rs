@@ -153,28 +153,21 @@ impl Authority for RedisAuthority {
             Some(claimed) => (Some(claimed.node), Some(AgentId(claimed.agent))),
             None => (self.ask(self.cluster.most_staffed(&queue.0)).await?, None),
         };
-        let here = Placement::Here {
-            agent: agent.clone(),
-        };
         let Some(node) = node.filter(|n| n != self.cluster.node()) else {
-            return Ok(here);
+            return Ok(Placement::Here { agent });
         };
-        match self.address(&node).await {
-            Ok(Some(addr)) => Ok(Placement::Elsewhere { node: addr, agent }),
-            other => {
-                // Handled here after all; the agent claimed there is next in line again.
-                if let Some(agent) = &agent {
-                    let _ = self.give_back(agent).await;
-                }
-                match other {
-                    Err(e) => Err(e),
-                    _ => {
-                        warn!(%node, "no address for the node a call belongs to; handled here");
-                        Ok(Placement::Here { agent: None })
-                    }
-                }
-            }
+        let unknown = match self.address(&node).await {
+            Ok(Some(addr)) => return Ok(Placement::Elsewhere { node: addr, agent }),
+            other => other,
+        };
+        // Handled here after all: the agent claimed there is next in line again.
+        if let Some(agent) = &agent {
+            let _ = self.give_back(agent).await;
         }
+        unknown.map(|_| {
+            warn!(%node, "no address for the node a call belongs to; handled here");
+            Placement::Here { agent: None }
+        })
     }
 
     async fn owner(&self, call: &WaCallId) -> Result<Option<NodeAddr>, AuthorityError> {
