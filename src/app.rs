@@ -360,7 +360,12 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         (Some(url), _) => {
             let (url, node) = (url.expose().to_owned(), config.store.node_id.clone());
             info!(node = %node, "call records in the shared PostgreSQL database");
-            StoreHandle::spawn(move || crate::store::PostgresStore::connect(&url, &node)).await?
+            let (reader_url, reader_node) = (url.clone(), node.clone());
+            StoreHandle::spawn_with_reader(
+                move || crate::store::PostgresStore::connect(&url, &node),
+                move || crate::store::PostgresStore::connect(&reader_url, &reader_node),
+            )
+            .await?
         }
         (None, Some(path)) => StoreHandle::open(path).await?,
         (None, None) => StoreHandle::open_in_memory().await?,

@@ -57,6 +57,188 @@ impl GraphAction {
     }
 }
 
+/// A step of a call's life: the phases supervisors see, and the milestones its record lists
+/// between them. Records and the floor show [`Stage::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Meta offered it.
+    Offered,
+    /// Taken over, waiting, from another node.
+    HandedOver,
+    /// Declined at once (capacity, draining, nobody staffed).
+    Declined,
+    /// The engine answers Meta's offer.
+    Answering,
+    /// `pre_accept` is in flight or done: the caller hears ringing.
+    PreAccepted,
+    /// Ringing at an agent.
+    Ringing,
+    /// Waiting in its queue.
+    Queued,
+    /// An agent answered; `accept` is pending.
+    Connecting,
+    /// Caller and agent talk.
+    Talking,
+    /// Talking, the agent muted.
+    Muted,
+    /// Talking, the caller on hold.
+    OnHold,
+    /// The agent's session or media dropped; the caller hears hold audio.
+    AgentLost,
+    /// Meta took `accept`.
+    Accepted,
+    /// The WhatsApp leg's ICE and DTLS completed.
+    MediaConnected,
+    /// Over.
+    Ended,
+}
+
+impl Stage {
+    /// The name records, the floor and the docs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Offered => "offered",
+            Stage::HandedOver => "handed_over",
+            Stage::Declined => "declined",
+            Stage::Answering => "answering",
+            Stage::PreAccepted => "pre_accepted",
+            Stage::Ringing => "ringing",
+            Stage::Queued => "queued",
+            Stage::Connecting => "connecting",
+            Stage::Talking => "talking",
+            Stage::Muted => "muted",
+            Stage::OnHold => "on_hold",
+            Stage::AgentLost => "agent_lost",
+            Stage::Accepted => "accepted",
+            Stage::MediaConnected => "media_connected",
+            Stage::Ended => "ended",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whose media leg: the caller's (WhatsApp) or an agent's browser.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LegOf {
+    /// The caller's WhatsApp leg.
+    WhatsApp,
+    /// This agent's browser leg.
+    Agent(AgentId),
+}
+
+impl LegOf {
+    /// As the floor shows it: `whatsapp`, or the agent's id.
+    pub fn label(&self) -> &str {
+        match self {
+            LegOf::WhatsApp => "whatsapp",
+            LegOf::Agent(a) => &a.0,
+        }
+    }
+}
+
+/// Why the engine gave no leg for an offer (Meta's or a browser's).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LegFailure {
+    /// The offer itself is unusable (unreadable SDP, no Opus, no sha-256 fingerprint, too
+    /// many m-lines): the remote's fault.
+    #[error("the offer is unusable: {0}")]
+    Offer(String),
+    /// The engine could not take it (no free port, its leg limit, stopped): ours.
+    #[error("the media engine could not take it: {0}")]
+    Engine(String),
+    /// The answer has no outgoing stream to send the other party's audio on.
+    #[error("the answer has no outgoing stream")]
+    NoStream,
+}
+
+impl From<&crate::media::MediaError> for LegFailure {
+    fn from(e: &crate::media::MediaError) -> LegFailure {
+        use crate::media::MediaError as M;
+        match e {
+            M::InvalidOffer { .. }
+            | M::NoSha256Fingerprint { .. }
+            | M::NoOpus
+            | M::Rtc(_)
+            | M::TooManyStreams { .. } => LegFailure::Offer(e.to_string()),
+            _ => LegFailure::Engine(e.to_string()),
+        }
+    }
+}
+
+/// Why an agent's or supervisor's command was refused; the client sees [`Refusal::code`]
+/// (docs/protocol.md, "Error codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// The role may not do this.
+    Forbidden,
+    /// Not ringing at this agent.
+    NotRinging,
+    /// Not this agent's call.
+    NotYourCall,
+    /// Not talking on that call (or it does not exist), or not in conversation to monitor.
+    NotTalking,
+    /// The transfer's agent is not available.
+    AgentUnavailable,
+    /// The transfer's queue does not exist.
+    UnknownQueue,
+    /// No such live call.
+    NoSuchCall,
+    /// A supervisor's own call.
+    OwnCall,
+    /// The PeerConnection is not up (or has too few streams).
+    NoAudio,
+    /// A presence change while ringing or on a call.
+    Busy,
+}
+
+impl Refusal {
+    /// The stable code the client sees.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Forbidden => "forbidden",
+            Refusal::NotRinging => "not_ringing",
+            Refusal::NotYourCall => "not_your_call",
+            Refusal::NotTalking => "not_talking",
+            Refusal::AgentUnavailable => "agent_unavailable",
+            Refusal::UnknownQueue => "unknown_queue",
+            Refusal::NoSuchCall => "no_such_call",
+            Refusal::OwnCall => "own_call",
+            Refusal::NoAudio => "no_audio",
+            Refusal::Busy => "busy",
+        }
+    }
+}
+
+/// Why a call stopped ringing at an agent who had not answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RingStop {
+    /// The ring timed out: the agent is set away.
+    Missed,
+    /// The caller hung up.
+    CallerHungUp,
+    /// Meta's accept window closed before anyone answered.
+    NotAnsweredInTime,
+    /// It ended another way.
+    CallEnded,
+}
+
+impl RingStop {
+    /// As the agent's page shows it (docs/protocol.md, `ring_stopped`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RingStop::Missed => "missed",
+            RingStop::CallerHungUp => "caller hung up",
+            RingStop::NotAnsweredInTime => "not answered in time",
+            RingStop::CallEnded => "call ended",
+        }
+    }
+}
+
 /// Why a Graph action failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphFailure {
@@ -186,7 +368,7 @@ pub enum Input {
         /// The call.
         call: WaCallId,
         /// The leg, or why not.
-        result: Result<WaLeg, String>,
+        result: Result<WaLeg, LegFailure>,
     },
     /// A Graph action finished.
     GraphDone {
@@ -313,7 +495,7 @@ pub struct Ended {
     /// When it ended.
     pub ended_at: Instant,
     /// Every state it went through: (state, when, agent).
-    pub transitions: Vec<(&'static str, Instant, Option<AgentId>)>,
+    pub transitions: Vec<(Stage, Instant, Option<AgentId>)>,
     /// Why it ended.
     pub outcome: Outcome,
     /// In words.
@@ -322,8 +504,8 @@ pub struct Ended {
     pub ended_by: EndedBy,
     /// Meta's error codes seen (Graph and webhooks).
     pub meta_errors: Vec<i64>,
-    /// The last statistics of each leg that took part: ("whatsapp" | agent id, stats).
-    pub legs: Vec<(String, LegStats)>,
+    /// The last statistics of each leg that took part.
+    pub legs: Vec<(LegOf, LegStats)>,
 }
 
 /// What an agent's session is told.
@@ -354,8 +536,8 @@ pub enum Notice {
     RingStopped {
         /// The call.
         call: WaCallId,
-        /// Why ("missed", "caller hung up", "taken elsewhere", …).
-        reason: &'static str,
+        /// Why.
+        reason: RingStop,
     },
     /// The agent is talking with the caller (after answer, or a resume after reconnecting).
     Talking {
@@ -405,8 +587,8 @@ pub enum Notice {
     },
     /// A command was refused.
     Refused {
-        /// A stable code for the client.
-        code: &'static str,
+        /// Which refusal (its code is the client's).
+        code: Refusal,
         /// In words.
         message: String,
     },

@@ -28,8 +28,9 @@ pub use crate::routing::NO_AUDIO;
 pub use dispatch::{AdoptAnswer, AdoptError, AdoptRequest, HandOver, ADOPT_PATH};
 
 pub use event::{
-    Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, Metric, Notice,
-    Outcome, RejectReason, Role, SetupStep, TransferTarget, WaLeg,
+    Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, LegFailure, LegOf,
+    Metric, Notice, Outcome, Refusal, RejectReason, RingStop, Role, SetupStep, Stage,
+    TransferTarget, WaLeg,
 };
 pub use machine::{
     CallView, Centre, CentreConfig, CentreCounters, HandedCall, Phase, ServiceLevel,

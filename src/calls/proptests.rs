@@ -800,7 +800,7 @@ impl Sim {
                         sdp,
                     })
                 } else {
-                    Err("no free port".into())
+                    Err(LegFailure::Engine("no free port".into()))
                 };
                 self.input(Input::Answered { call, result })
             }
@@ -1235,7 +1235,7 @@ impl Sim {
                 // A presence change refused (ringing, on a call) changes nothing; accepted in
                 // wrap-up, it says where the agent goes after it, which counts the same here.
                 let refused_busy = acts.iter().any(|act| {
-                    matches!(act, Action::Notify { agent: to, notice: Notice::Refused { code: "busy", .. } } if to == agent)
+                    matches!(act, Action::Notify { agent: to, notice: Notice::Refused { code: Refusal::Busy, .. } } if to == agent)
                 });
                 let a = self.agent(agent);
                 if a.online {
@@ -1354,7 +1354,8 @@ impl Sim {
                     }
                     seen.finished = true;
                     self.finished += 1;
-                    if e.ended_at != now || e.transitions.last().map(|t| t.0) != Some("ended") {
+                    if e.ended_at != now || e.transitions.last().map(|t| t.0) != Some(Stage::Ended)
+                    {
                         return fail(format!("{}: record not ended now", e.call));
                     }
                     // Meta hears of every end it did not cause itself, and of no other.
@@ -1459,7 +1460,7 @@ impl Sim {
                 if a.on.as_ref() == Some(call) {
                     a.on = None;
                 }
-                if *reason == "missed" {
+                if *reason == RingStop::Missed {
                     // Away until they choose otherwise (`AwayReason::MissedCall`).
                     a.away = true;
                     self.reached.missed = true;
@@ -1509,7 +1510,10 @@ impl Sim {
             );
             // Meta's window: a call nobody answered is accepted into its queue or declined by
             // then, never left ringing at Meta.
-            let awaiting = matches!(v.state, "answering" | "pre_accepted" | "ringing");
+            let awaiting = matches!(
+                v.state,
+                Stage::Answering | Stage::PreAccepted | Stage::Ringing
+            );
             prop_assert!(
                 !awaiting
                     || seen.is_some_and(|s| s.graph.contains(&GraphAction::Accept))
@@ -1518,8 +1522,8 @@ impl Sim {
                 v.call,
                 v.state
             );
-            self.reached.queued |= v.state == "queued";
-            self.reached.agent_lost |= v.state == "agent_lost";
+            self.reached.queued |= v.state == Stage::Queued;
+            self.reached.agent_lost |= v.state == Stage::AgentLost;
         }
         for (id, seen) in &self.calls {
             let live = views.iter().any(|v| v.call == *id);
@@ -1545,7 +1549,7 @@ impl Sim {
                 )));
             }
             let presence = self.c.routing().agent(a).map(|x| x.presence.clone());
-            let expected = if v.state == "ringing" {
+            let expected = if v.state == Stage::Ringing {
                 Presence::Ringing {
                     call: v.call.clone(),
                 }
@@ -1596,7 +1600,7 @@ impl Sim {
             // Talking waits for someone to hang up; connecting for the engine or Graph, which
             // always answer in the end (a connect timeout, a request timeout).
             prop_assert!(
-                v.state == "talking" || v.state == "connecting",
+                v.state == Stage::Talking || v.state == Stage::Connecting,
                 "{} still {} after every deadline",
                 v.call,
                 v.state

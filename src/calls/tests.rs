@@ -197,10 +197,7 @@ impl World {
         let wa = self.ringing_call(id);
         self.command(who, Command::Answer { call: call(id) });
         self.graph_ok(id, GraphAction::Accept);
-        assert_eq!(
-            self.c.phase(&call(id)),
-            Some(&Phase::Talking { agent: agent(who) })
-        );
+        assert_eq!(self.c.phase(&call(id)), Some(&Phase::talking(agent(who))));
         wa
     }
 
@@ -319,7 +316,7 @@ fn happy_path_answer_routes_then_accepts_then_sends() {
     assert_eq!(f[0].outcome, Outcome::Answered);
     assert_eq!(f[0].ended_by, EndedBy::Agent);
     assert_eq!(f[0].agents, vec![agent("alice")]);
-    let states: Vec<&str> = f[0].transitions.iter().map(|t| t.0).collect();
+    let states: Vec<&str> = f[0].transitions.iter().map(|t| t.0.as_str()).collect();
     assert_eq!(
         states,
         vec![
@@ -368,12 +365,7 @@ fn two_agents_are_rung_in_longest_idle_order() {
     // Answering an already-accepted call needs no second accept.
     let acts = w.command("bob", Command::Answer { call: call("c3") });
     assert!(!has_graph(&acts, "c3", GraphAction::Accept));
-    assert_eq!(
-        w.c.phase(&call("c3")),
-        Some(&Phase::Talking {
-            agent: agent("bob")
-        })
-    );
+    assert_eq!(w.c.phase(&call("c3")), Some(&Phase::talking(agent("bob"))));
     assert!(acts
         .iter()
         .any(|a| matches!(a, Action::Hold { on: false, .. })));
@@ -396,7 +388,7 @@ fn ring_timeout_moves_the_call_on_and_sets_the_agent_away() {
         }
     );
     assert!(acts.iter().any(|a| matches!(a,
-        Action::Notify { agent: a, notice: Notice::RingStopped { reason: "missed", .. } } if a.0 == "bob")));
+        Action::Notify { agent: a, notice: Notice::RingStopped { reason: RingStop::Missed, .. } } if a.0 == "bob")));
     // Alice declines: no agent left, the queue policy takes it (accepted into the queue).
     let acts = w.command("alice", Command::Decline { call: call("c1") });
     assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
@@ -546,7 +538,10 @@ fn wrap_up_returns_the_agent_to_the_state_they_had_before_the_call() {
     assert!(acts.iter().any(|a| matches!(
         a,
         Action::Notify {
-            notice: Notice::Refused { code: "busy", .. },
+            notice: Notice::Refused {
+                code: Refusal::Busy,
+                ..
+            },
             ..
         }
     )));
@@ -590,9 +585,7 @@ fn an_agent_lost_mid_call_has_a_grace_period_then_the_call_goes_back_to_the_fron
     let new_leg = w.agent_online("alice", &["support"]);
     assert_eq!(
         w.c.phase(&call("c1")),
-        Some(&Phase::Talking {
-            agent: agent("alice")
-        })
+        Some(&Phase::talking(agent("alice")))
     );
     let r = routes(&w.log);
     assert!(r.contains(&(wa.stream, Some(new_leg.leg))));
@@ -658,7 +651,7 @@ fn blind_transfer_to_an_agent_and_to_a_queue() {
         a,
         Action::Notify {
             notice: Notice::Refused {
-                code: "agent_unavailable",
+                code: Refusal::AgentUnavailable,
                 ..
             },
             ..
@@ -666,9 +659,7 @@ fn blind_transfer_to_an_agent_and_to_a_queue() {
     )));
     assert_eq!(
         w.c.phase(&call("c1")),
-        Some(&Phase::Talking {
-            agent: agent("alice")
-        })
+        Some(&Phase::talking(agent("alice")))
     );
     let f = w.finished();
     assert!(f.is_empty());
@@ -747,7 +738,7 @@ fn mute_and_hold_on_a_call_that_does_not_exist_answer_as_on_one_not_yours() {
         let alices = refusal("c1", make(call("c1"), on));
         let nobodys = refusal("c9", make(call("c9"), on));
         assert_eq!(alices, nobodys);
-        assert_eq!(alices.0, "not_talking");
+        assert_eq!(alices.0, Refusal::NotTalking);
     }
 }
 
@@ -791,7 +782,7 @@ fn supervisors_monitor_and_whisper_agents_cannot() {
         a,
         Action::Notify {
             notice: Notice::Refused {
-                code: "forbidden",
+                code: Refusal::Forbidden,
                 ..
             },
             ..
@@ -822,7 +813,7 @@ fn duplicate_late_and_out_of_place_events_change_nothing() {
         a,
         Action::Notify {
             notice: Notice::Refused {
-                code: "not_your_call",
+                code: Refusal::NotYourCall,
                 ..
             },
             ..
@@ -834,7 +825,7 @@ fn duplicate_late_and_out_of_place_events_change_nothing() {
         a,
         Action::Notify {
             notice: Notice::Refused {
-                code: "not_ringing",
+                code: Refusal::NotRinging,
                 ..
             },
             ..
@@ -959,12 +950,7 @@ fn an_aborted_call_ends_alone_at_meta_and_here_and_the_centre_goes_on() {
     )));
     assert!(matches!(w.presence("alice"), Presence::WrapUp { .. }));
     // The other call goes on; aborting an ended call changes nothing.
-    assert_eq!(
-        w.c.phase(&call("c2")),
-        Some(&Phase::Talking {
-            agent: agent("bob")
-        })
-    );
+    assert_eq!(w.c.phase(&call("c2")), Some(&Phase::talking(agent("bob"))));
     w.c.abort(w.now, &call("c1"));
     assert!(w.drain().is_empty());
 }
@@ -1045,7 +1031,7 @@ fn asking_to_be_available_without_audio_keeps_the_agent_away_and_unrung() {
         },
     );
     assert!(acts.iter().any(|a| matches!(a,
-        Action::Notify { agent: a, notice: Notice::Refused { code: "no_audio", .. } } if a.0 == "alice")));
+        Action::Notify { agent: a, notice: Notice::Refused { code: Refusal::NoAudio, .. } } if a.0 == "alice")));
     assert_eq!(
         w.presence("alice"),
         Presence::Away {
@@ -1178,9 +1164,7 @@ fn draining_declines_new_calls_and_lets_live_ones_finish() {
     );
     assert_eq!(
         w.c.phase(&call("c1")),
-        Some(&Phase::Talking {
-            agent: agent("alice")
-        })
+        Some(&Phase::talking(agent("alice")))
     );
     let acts = w.command("alice", Command::HangUp { call: call("c1") });
     assert!(has_graph(&acts, "c1", GraphAction::Terminate));

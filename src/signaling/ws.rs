@@ -386,7 +386,7 @@ fn notice_msg(n: Notice) -> ServerMsg {
         },
         Notice::RingStopped { call, reason } => ServerMsg::RingStopped {
             call_id: call.0,
-            reason: reason.into(),
+            reason: reason.as_str().into(),
         },
         Notice::Talking { call, from, name } => ServerMsg::Talking {
             call_id: call.0,
@@ -414,7 +414,7 @@ fn notice_msg(n: Notice) -> ServerMsg {
             call_id: call.0,
             on,
         },
-        Notice::Refused { code, message } => error(code, &message),
+        Notice::Refused { code, message } => error(code.code(), &message),
     }
 }
 
@@ -450,14 +450,14 @@ fn floor_msg(view: &Arc<FloorView>) -> ServerMsg {
                 from: c.from.clone(),
                 name: c.name.clone(),
                 queue: c.queue.0.clone(),
-                state: c.state.into(),
+                state: c.state.as_str().into(),
                 agent: c.agent.as_ref().map(|a| a.0.clone()),
                 age_secs: secs(c.offered_at),
                 legs: c
                     .legs
                     .iter()
                     .map(|(leg, s)| FloorLeg {
-                        leg: leg.clone(),
+                        leg: leg.label().to_owned(),
                         loss: s.loss_rx,
                         jitter_ms: s.jitter.map(|d| d.as_secs_f64() * 1000.0),
                         rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),

@@ -7,6 +7,11 @@
 //! guard writing the record of a call whose task died) and hands the record back when the queue
 //! is full, for the caller to count and log.
 //!
+//! **Reads on their own connection**: a store opened with a reader ([`StoreHandle::open`] on a
+//! file, [`StoreHandle::spawn_with_reader`]) serves `GET /api/calls` ([`StoreHandle::list`]) on
+//! a second thread with its own connection, so a supervisor's slow search never delays the
+//! records and live marks of calls, and a burst of writes never delays the search.
+//!
 //! **Stopping**: when the last handle is dropped the thread writes everything still queued, closes
 //! the database and ends; [`StoreDriver::join`] waits for that. A command whose caller stopped
 //! waiting (its future was dropped) is still carried out if it was queued.
@@ -41,6 +46,8 @@ enum Command {
 #[derive(Clone, Debug)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Command>,
+    /// The reader thread's queue; `None`: reads share the writer's.
+    reads: Option<mpsc::Sender<Command>>,
 }
 
 /// The store thread; it ends once every [`StoreHandle`] is dropped and the queue is written.
@@ -48,6 +55,7 @@ pub struct StoreHandle {
 pub struct StoreDriver {
     thread: JoinHandle<()>,
     done: oneshot::Receiver<()>,
+    reader: Option<JoinHandle<()>>,
 }
 
 /// Why [`StoreHandle::try_finish`] did not queue a record; each gives the record back.
@@ -62,10 +70,16 @@ pub enum TryFinishError {
 }
 
 impl StoreHandle {
-    /// Opens (or creates) the SQLite database at `path` on a new store thread.
+    /// Opens (or creates) the SQLite database at `path` on a new store thread, with a second
+    /// connection for reads (WAL: readers never wait for the writer).
     pub async fn open(path: impl Into<PathBuf>) -> Result<(StoreHandle, StoreDriver), StoreError> {
         let path = path.into();
-        Self::spawn(move || SqliteStore::open(&path)).await
+        let reader_path = path.clone();
+        Self::spawn_with_reader(
+            move || SqliteStore::open(&path),
+            move || SqliteStore::open(&reader_path),
+        )
+        .await
     }
 
     /// An empty SQLite database in memory, on a new store thread; gone when the thread ends.
@@ -80,11 +94,59 @@ impl StoreHandle {
         S: CallStore + 'static,
         F: FnOnce() -> Result<S, StoreError> + Send + 'static,
     {
+        let (tx, thread, done) = Self::thread("call-store", open).await?;
+        let driver = StoreDriver {
+            thread,
+            done,
+            reader: None,
+        };
+        Ok((StoreHandle { tx, reads: None }, driver))
+    }
+
+    /// Like [`StoreHandle::spawn`], with a second thread that serves [`StoreHandle::list`] on
+    /// the store `open_reader` opens (a second connection to the same database), once `open`
+    /// has brought the schema up to date.
+    pub async fn spawn_with_reader<S, F, R, G>(
+        open: F,
+        open_reader: G,
+    ) -> Result<(StoreHandle, StoreDriver), StoreError>
+    where
+        S: CallStore + 'static,
+        F: FnOnce() -> Result<S, StoreError> + Send + 'static,
+        R: CallStore + 'static,
+        G: FnOnce() -> Result<R, StoreError> + Send + 'static,
+    {
+        let (tx, thread, done) = Self::thread("call-store", open).await?;
+        // Should the reader fail to open, the writer's thread ends with its handle.
+        let (reads, reader, _) = Self::thread("call-store-reads", open_reader).await?;
+        let driver = StoreDriver {
+            thread,
+            done,
+            reader: Some(reader),
+        };
+        Ok((
+            StoreHandle {
+                tx,
+                reads: Some(reads),
+            },
+            driver,
+        ))
+    }
+
+    /// A thread that opens a store and serves its queue; its queue once `open` succeeded.
+    async fn thread<S, F>(
+        name: &str,
+        open: F,
+    ) -> Result<(mpsc::Sender<Command>, JoinHandle<()>, oneshot::Receiver<()>), StoreError>
+    where
+        S: CallStore + 'static,
+        F: FnOnce() -> Result<S, StoreError> + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (opened_tx, opened_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         let thread = std::thread::Builder::new()
-            .name("call-store".into())
+            .name(name.into())
             .spawn(move || {
                 let store = match open() {
                     Ok(store) => store,
@@ -99,21 +161,22 @@ impl StoreHandle {
             })
             .map_err(StoreError::Spawn)?;
         match opened_rx.await {
-            Ok(Ok(())) => Ok((
-                StoreHandle { tx },
-                StoreDriver {
-                    thread,
-                    done: done_rx,
-                },
-            )),
+            Ok(Ok(())) => Ok((tx, thread, done_rx)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(StoreError::Panicked),
         }
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        Self::call_on(&self.tx, make).await
+    }
+
+    async fn call_on<T>(
+        queue: &mpsc::Sender<Command>,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.tx
+        queue
             .send(make(tx))
             .await
             .map_err(|_| StoreError::Stopped)?;
@@ -167,9 +230,10 @@ impl StoreHandle {
         self.call(|r| Command::ClearLive(call_id, r)).await
     }
 
-    /// See [`CallStore::list`].
+    /// See [`CallStore::list`]. On the reader's connection when the store has one.
     pub async fn list(&self, query: CallQuery) -> Result<CallPage, StoreError> {
-        self.call(|r| Command::List(Box::new(query), r)).await
+        let queue = self.reads.as_ref().unwrap_or(&self.tx);
+        Self::call_on(queue, |r| Command::List(Box::new(query), r)).await
     }
 }
 
@@ -179,10 +243,16 @@ impl StoreDriver {
     pub async fn join(self) -> Result<(), StoreError> {
         let finished = self.done.await.is_ok();
         // The thread has sent `done` (or unwound past it): joining is at most a moment, but
-        // it is a blocking call, so it goes to the blocking pool.
-        let joined = tokio::task::spawn_blocking(move || self.thread.join()).await;
+        // it is a blocking call, so it goes to the blocking pool. The reader's queue closed
+        // with the same handles; it ends after the read in hand, if any.
+        let (thread, reader) = (self.thread, self.reader);
+        let joined = tokio::task::spawn_blocking(move || {
+            let reader_ok = reader.is_none_or(|r| r.join().is_ok());
+            thread.join().is_ok() && reader_ok
+        })
+        .await;
         match (finished, joined) {
-            (true, Ok(Ok(()))) => Ok(()),
+            (true, Ok(true)) => Ok(()),
             _ => Err(StoreError::Panicked),
         }
     }
@@ -342,6 +412,89 @@ mod tests {
         fn check_writable(&mut self) -> Result<(), StoreError> {
             Ok(())
         }
+    }
+
+    /// A store that only lists, and says how many lists it served.
+    struct Lister(usize);
+
+    impl CallStore for Lister {
+        fn mark_live(&mut self, _: &LiveCall) -> Result<(), StoreError> {
+            unreachable!("the reader only lists")
+        }
+        fn finish(&mut self, _: &CallRecord) -> Result<Recorded, StoreError> {
+            unreachable!("the reader only lists")
+        }
+        fn live_calls(&mut self) -> Result<Vec<LiveCall>, StoreError> {
+            unreachable!("the reader only lists")
+        }
+        fn clear_live(&mut self, _: &WaCallId) -> Result<(), StoreError> {
+            unreachable!("the reader only lists")
+        }
+        fn list(&mut self, _: &CallQuery) -> Result<CallPage, StoreError> {
+            self.0 += 1;
+            Ok(CallPage {
+                calls: vec![record(&self.0.to_string(), 1, Outcome::Answered, "q", &[])],
+                next: None,
+            })
+        }
+        fn check_writable(&mut self) -> Result<(), StoreError> {
+            unreachable!("the reader only lists")
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_are_served_while_the_writer_is_busy() {
+        let (entered_tx, entered) = std_mpsc::channel();
+        let (go, go_rx) = std_mpsc::channel();
+        let (store, driver) = StoreHandle::spawn_with_reader(
+            move || {
+                Ok(Gate {
+                    entered: entered_tx,
+                    go: go_rx,
+                    finished: 0,
+                })
+            },
+            || Ok(Lister(0)),
+        )
+        .await
+        .unwrap();
+        // The writer takes a record and blocks in it, with more queued behind.
+        let r = record("1", 1, Outcome::Answered, "q", &[]);
+        store.try_finish(r.clone()).unwrap();
+        entered.recv_timeout(WAIT).unwrap();
+        store.try_finish(r).unwrap();
+        // Lists are answered meanwhile, by the reader (the writer's own `list` panics).
+        for n in 1..=3 {
+            let page = tokio::time::timeout(WAIT, store.list(CallQuery::default()))
+                .await
+                .expect("a list is not held up by the writer")
+                .unwrap();
+            assert_eq!(page.calls[0].call_id.0, format!("wacid.{n}"));
+        }
+        go.send(()).unwrap();
+        go.send(()).unwrap();
+        drop(store);
+        driver.join().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_store_lists_what_it_wrote_through_its_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, driver) = StoreHandle::open(dir.path().join("calls.db"))
+            .await
+            .unwrap();
+        assert!(
+            store.reads.is_some(),
+            "a file store reads on its own connection"
+        );
+        store
+            .finish(record("1", 1, Outcome::Answered, "q", &[]))
+            .await
+            .unwrap();
+        let page = store.list(CallQuery::default()).await.unwrap();
+        assert_eq!(page.calls.len(), 1);
+        drop(store);
+        driver.join().await.unwrap();
     }
 
     #[tokio::test]

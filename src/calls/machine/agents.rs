@@ -108,7 +108,7 @@ impl<R: Routing> Centre<R> {
     }
 
     pub(super) fn on_command(&mut self, now: Instant, agent: AgentId, command: Command) {
-        let refuse = |code: &'static str, message: String| Notice::Refused { code, message };
+        let refuse = |code: Refusal, message: String| Notice::Refused { code, message };
         if !self.sessions.get(&agent).is_some_and(|s| s.online) {
             return;
         }
@@ -128,14 +128,14 @@ impl<R: Routing> Centre<R> {
                             self.notify(
                                 agent,
                                 refuse(
-                                    "no_audio",
+                                    Refusal::NoAudio,
                                     "your audio connection is not up; you become available \
                                      as soon as it is"
                                         .into(),
                                 ),
                             );
                         }
-                        Err(e) => self.notify(agent, refuse("busy", e.to_string())),
+                        Err(e) => self.notify(agent, refuse(Refusal::Busy, e.to_string())),
                     }
                     return;
                 }
@@ -149,7 +149,7 @@ impl<R: Routing> Centre<R> {
                         self.notify_presence(&agent);
                         self.actions.push_back(Action::FloorChanged);
                     }
-                    Err(e) => self.notify(agent, refuse("busy", e.to_string())),
+                    Err(e) => self.notify(agent, refuse(Refusal::Busy, e.to_string())),
                 }
             }
             Command::Answer { call } => self.answer(now, agent, call),
@@ -160,7 +160,7 @@ impl<R: Routing> Centre<R> {
                 if !ringing {
                     self.notify(
                         agent,
-                        refuse("not_ringing", format!("{call} is not ringing at you")),
+                        refuse(Refusal::NotRinging, format!("{call} is not ringing at you")),
                     );
                     return;
                 }
@@ -173,7 +173,7 @@ impl<R: Routing> Centre<R> {
                 if !mine {
                     self.notify(
                         agent,
-                        refuse("not_your_call", format!("you are not on {call}")),
+                        refuse(Refusal::NotYourCall, format!("you are not on {call}")),
                     );
                     return;
                 }

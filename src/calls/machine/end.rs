@@ -38,7 +38,7 @@ impl<R: Routing> Centre<R> {
         let Some(call) = self.calls.get(id) else {
             return;
         };
-        let accepted = call.accepted || call.accept_sent;
+        let accepted = call.acceptance.committed();
         self.end_at_meta(id, accepted);
         if let Some(agent) = self.calls.get(id).and_then(|c| c.phase.agent().cloned()) {
             self.notify(
@@ -110,9 +110,9 @@ impl<R: Routing> Centre<R> {
             Phase::Ringing { agent, .. } => {
                 self.routing.unring(&agent);
                 let why = if by == EndedBy::Caller {
-                    "caller hung up"
+                    RingStop::CallerHungUp
                 } else {
-                    "call ended"
+                    RingStop::CallEnded
                 };
                 self.notify(
                     agent.clone(),
@@ -123,7 +123,7 @@ impl<R: Routing> Centre<R> {
                 );
                 self.notify_presence(&agent);
             }
-            Phase::Connecting { agent } | Phase::Talking { agent } => {
+            Phase::Connecting { agent } | Phase::Talking { agent, .. } => {
                 if let Some(s) = self
                     .sessions
                     .get(&agent)
@@ -171,7 +171,7 @@ impl<R: Routing> Centre<R> {
         reason: String,
         by: EndedBy,
     ) {
-        call.transitions.push(("ended", now, None));
+        call.transitions.push((Stage::Ended, now, None));
         self.counters.ended += 1;
         let level = self.service.entry(call.queue.clone()).or_default();
         level.ended += 1;

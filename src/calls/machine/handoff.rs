@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::{Call, Caller, Centre, Phase};
+use super::{Acceptance, Call, Caller, Centre, Phase, Stage};
 use crate::calls::event::{Action, WaLeg};
 use crate::ids::{AgentId, QueueId, WaCallId};
 use crate::routing::Routing;
@@ -57,8 +57,11 @@ impl<R: Routing> Centre<R> {
         node: &str,
     ) -> Option<(HandedCall, WaLeg)> {
         let call = self.calls.get(id)?;
-        let (Phase::Queued { until }, true, Some(wa)) = (&call.phase, call.accepted, &call.wa)
-        else {
+        let (Phase::Queued { until }, true, Some(wa)) = (
+            &call.phase,
+            call.acceptance == Acceptance::Accepted,
+            &call.wa,
+        ) else {
             return None;
         };
         let (until, wa) = (*until, wa.clone());
@@ -115,11 +118,10 @@ impl<R: Routing> Centre<R> {
             queue.clone(),
             received_at,
             now,
-            "handed_over",
+            Stage::HandedOver,
         );
         call.wa = Some(wa.clone());
-        call.accept_sent = true;
-        call.accepted = true;
+        call.acceptance = Acceptance::Accepted;
         call.waiting_since = Some(waiting_since);
         info!(call_id = %id, from_node = %handed.from_node, "waiting call taken over from another node");
         self.wa_legs.insert(wa.leg, id.clone());

@@ -48,7 +48,7 @@ impl<R: Routing> Centre<R> {
             queue.clone(),
             received_at,
             now,
-            "offered",
+            Stage::Offered,
         );
         call.offered_at = now;
         let on_number = self
@@ -59,7 +59,7 @@ impl<R: Routing> Centre<R> {
         let setting_up = self
             .calls
             .values()
-            .filter(|c| !c.connected && !c.accepted)
+            .filter(|c| !c.connected && c.acceptance != Acceptance::Accepted)
             .count();
         self.counters.offered += 1;
         self.actions.push_back(Action::Metric(Metric::Offered {
@@ -104,7 +104,7 @@ impl<R: Routing> Centre<R> {
             }));
             info!(call_id = %id, %queue, reason, "call declined at once");
             self.end_at_meta(&id, false);
-            call.transitions.push(("declined", now, None));
+            call.transitions.push((Stage::Declined, now, None));
             self.finish(now, call, Outcome::Declined, reason.into(), EndedBy::System);
             return;
         }
@@ -122,7 +122,7 @@ impl<R: Routing> Centre<R> {
         &mut self,
         now: Instant,
         id: WaCallId,
-        result: Result<WaLeg, String>,
+        result: Result<WaLeg, LegFailure>,
     ) {
         let Some(call) = self.calls.get_mut(&id) else {
             // The call ended while the engine answered: its leg must not linger.
@@ -198,7 +198,7 @@ impl<R: Routing> Centre<R> {
                 // Meta's window may have queued the call meanwhile and its leg connected: then
                 // `accept` went out behind this `pre_accept`, Meta may take it, and only a
                 // `terminate` ends the call.
-                let accepted = call.accepted || call.accept_sent;
+                let accepted = call.acceptance.committed();
                 warn!(call_id = %id, error = %f.message, "pre_accept failed; ending the call");
                 self.end_at_meta(&id, accepted);
                 self.end(
@@ -210,11 +210,11 @@ impl<R: Routing> Centre<R> {
                 );
             }
             (GraphAction::Accept, Ok(())) => {
-                call.accepted = true;
+                call.acceptance = Acceptance::Accepted;
                 let wa = call.wa.clone();
                 let phase = call.phase.clone();
                 call.transitions
-                    .push(("accepted", now, phase.agent().cloned()));
+                    .push((Stage::Accepted, now, phase.agent().cloned()));
                 if let Some(wa) = wa {
                     match &phase {
                         Phase::Connecting { agent } => {
@@ -225,13 +225,7 @@ impl<R: Routing> Centre<R> {
                                 self.cfg.service_level_target,
                                 &mut self.actions,
                             );
-                            set_phase(
-                                call,
-                                now,
-                                Phase::Talking {
-                                    agent: agent.clone(),
-                                },
-                            );
+                            set_phase(call, now, Phase::talking(agent.clone()));
                             self.actions.push_back(Action::StartSending { leg: wa.leg });
                             self.notify_talking(&id, &agent);
                         }
@@ -312,7 +306,7 @@ impl<R: Routing> Centre<R> {
         if let Some(id) = self.wa_legs.get(&leg).cloned() {
             if let Some(call) = self.calls.get_mut(&id) {
                 call.connected = true;
-                call.transitions.push(("media_connected", now, None));
+                call.transitions.push((Stage::MediaConnected, now, None));
             }
             self.maybe_accept(now, &id);
             return;
@@ -374,7 +368,7 @@ impl<R: Routing> Centre<R> {
                 );
                 return;
             }
-            let accepted = call.accepted || call.accept_sent;
+            let accepted = call.acceptance.committed();
             warn!(call_id = %id, failed, "the WhatsApp leg is gone; ending the call");
             self.end_at_meta(&id, accepted);
             if let Some(agent) = self.calls.get(&id).and_then(|c| c.phase.agent().cloned()) {
@@ -461,12 +455,12 @@ impl<R: Routing> Centre<R> {
 
     pub(super) fn on_stats(&mut self, leg: LegId, stats: LegStats) {
         let (id, label) = if let Some(id) = self.wa_legs.get(&leg) {
-            (id.clone(), "whatsapp".to_owned())
+            (id.clone(), LegOf::WhatsApp)
         } else if let Some(agent) = self.agent_legs.get(&leg) {
             let Some(c) = self.calls.values().find(|c| c.phase.agent() == Some(agent)) else {
                 return;
             };
-            (c.id.clone(), agent.0.clone())
+            (c.id.clone(), LegOf::Agent(agent.clone()))
         } else {
             return;
         };
@@ -492,7 +486,7 @@ impl<R: Routing> Centre<R> {
                     agent.clone(),
                     Notice::RingStopped {
                         call: id.clone(),
-                        reason: "not answered in time",
+                        reason: RingStop::NotAnsweredInTime,
                     },
                 );
                 self.notify_presence(&agent);
@@ -519,7 +513,7 @@ impl<R: Routing> Centre<R> {
             }
             Phase::Queued { until } if until <= now => {
                 info!(call_id = %id, "longest queue wait reached; ending the call");
-                let accepted = call.accepted || call.accept_sent;
+                let accepted = call.acceptance.committed();
                 self.end_at_meta(id, accepted);
                 self.end(
                     now,

@@ -31,8 +31,9 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use super::event::{
-    Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, Metric, Notice,
-    Outcome, RejectReason, Role, SetupStep, TransferTarget, WaLeg,
+    Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, LegFailure, LegOf,
+    Metric, Notice, Outcome, Refusal, RejectReason, RingStop, Role, SetupStep, Stage,
+    TransferTarget, WaLeg,
 };
 use crate::ids::{AgentId, LegId, QueueId, StreamId, WaCallId};
 use crate::media::LegStats;
@@ -127,6 +128,10 @@ pub enum Phase {
     Talking {
         /// Who.
         agent: AgentId,
+        /// The agent muted themselves: the caller hears silence.
+        muted: bool,
+        /// The agent put the caller on hold: the caller hears hold audio.
+        held: bool,
     },
     /// The agent's session or media dropped; the caller hears hold audio.
     AgentLost {
@@ -138,15 +143,25 @@ pub enum Phase {
 }
 
 impl Phase {
-    fn name(&self) -> &'static str {
+    /// Talking with `agent`, neither muted nor on hold.
+    pub fn talking(agent: AgentId) -> Phase {
+        Phase::Talking {
+            agent,
+            muted: false,
+            held: false,
+        }
+    }
+
+    /// Its stage, as supervisors and records name it.
+    pub fn stage(&self) -> Stage {
         match self {
-            Phase::Answering => "answering",
-            Phase::PreAccepting => "pre_accepted",
-            Phase::Ringing { .. } => "ringing",
-            Phase::Queued { .. } => "queued",
-            Phase::Connecting { .. } => "connecting",
-            Phase::Talking { .. } => "talking",
-            Phase::AgentLost { .. } => "agent_lost",
+            Phase::Answering => Stage::Answering,
+            Phase::PreAccepting => Stage::PreAccepted,
+            Phase::Ringing { .. } => Stage::Ringing,
+            Phase::Queued { .. } => Stage::Queued,
+            Phase::Connecting { .. } => Stage::Connecting,
+            Phase::Talking { .. } => Stage::Talking,
+            Phase::AgentLost { .. } => Stage::AgentLost,
         }
     }
 
@@ -154,10 +169,29 @@ impl Phase {
         match self {
             Phase::Ringing { agent, .. }
             | Phase::Connecting { agent }
-            | Phase::Talking { agent }
+            | Phase::Talking { agent, .. }
             | Phase::AgentLost { agent, .. } => Some(agent),
             _ => None,
         }
+    }
+}
+
+/// Where a call stands with Meta's `accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Acceptance {
+    /// Not asked: the call may still be declined (`reject`).
+    Open,
+    /// `accept` is in flight.
+    Sent,
+    /// Meta took `accept`.
+    Accepted,
+}
+
+impl Acceptance {
+    /// `accept` went out (in flight or taken): Meta may count the call answered, so only a
+    /// `terminate` ends it now.
+    fn committed(self) -> bool {
+        self != Acceptance::Open
     }
 }
 
@@ -175,17 +209,15 @@ struct Call {
     received_at: Instant,
     phase: Phase,
     wa: Option<WaLeg>,
+    /// Its WhatsApp leg's ICE and DTLS completed (it stays set if the leg goes: the call ends).
     connected: bool,
-    accept_sent: bool,
-    accepted: bool,
+    acceptance: Acceptance,
     answered_at: Option<Instant>,
     /// Set-up latency marks: the agent answered and `accept` is not sent yet; `accept` sent and
     /// no packet to Meta yet; the agent answered and the caller's audio has not reached them.
     answer_waits_accept: Option<Instant>,
     accept_waits_packet: Option<Instant>,
     answer_waits_caller: Option<Instant>,
-    muted: bool,
-    held: bool,
     /// Agents rung without answer in the current routing round.
     tried: Vec<AgentId>,
     agents: Vec<AgentId>,
@@ -193,9 +225,9 @@ struct Call {
     waiting_since: Option<Instant>,
     /// With several nodes: the agent chosen for it across the cluster, rung first if free.
     preferred: Option<AgentId>,
-    transitions: Vec<(&'static str, Instant, Option<AgentId>)>,
+    transitions: Vec<(Stage, Instant, Option<AgentId>)>,
     meta_errors: Vec<i64>,
-    stats: Vec<(String, LegStats)>,
+    stats: Vec<(LegOf, LegStats)>,
 }
 
 impl Call {
@@ -206,7 +238,7 @@ impl Call {
         queue: QueueId,
         received_at: Instant,
         now: Instant,
-        first: &'static str,
+        first: Stage,
     ) -> Call {
         Call {
             id,
@@ -220,14 +252,11 @@ impl Call {
             phase: Phase::Answering,
             wa: None,
             connected: false,
-            accept_sent: false,
-            accepted: false,
+            acceptance: Acceptance::Open,
             answered_at: None,
             answer_waits_accept: None,
             accept_waits_packet: None,
             answer_waits_caller: None,
-            muted: false,
-            held: false,
             tried: vec![],
             agents: vec![],
             waiting_since: None,
@@ -262,14 +291,14 @@ pub struct CallView {
     pub name: Option<String>,
     /// Its queue.
     pub queue: QueueId,
-    /// Its state's name.
-    pub state: &'static str,
+    /// Its phase's stage.
+    pub state: Stage,
     /// The agent on it, if any.
     pub agent: Option<AgentId>,
     /// Since when it exists.
     pub offered_at: Instant,
-    /// The last statistics of each of its legs: ("whatsapp" | agent id, stats).
-    pub legs: Vec<(String, LegStats)>,
+    /// The last statistics of each of its legs.
+    pub legs: Vec<(LegOf, LegStats)>,
 }
 
 /// What the call machines count; the metrics issue exports these.
@@ -371,7 +400,7 @@ impl<R: Routing> Centre<R> {
                 from: c.from.clone(),
                 name: c.name.clone(),
                 queue: c.queue.clone(),
-                state: c.phase.name(),
+                state: c.phase.stage(),
                 agent: c.phase.agent().cloned(),
                 offered_at: c.offered_at,
                 legs: c.stats.clone(),
@@ -583,8 +612,7 @@ pub(super) struct Caller {
 }
 
 fn awaits_answer(c: &Call) -> bool {
-    !c.accepted
-        && !c.accept_sent
+    !c.acceptance.committed()
         && matches!(
             c.phase,
             Phase::Answering | Phase::PreAccepting | Phase::Ringing { .. }
@@ -593,6 +621,6 @@ fn awaits_answer(c: &Call) -> bool {
 
 fn set_phase(call: &mut Call, now: Instant, phase: Phase) {
     call.transitions
-        .push((phase.name(), now, phase.agent().cloned()));
+        .push((phase.stage(), now, phase.agent().cloned()));
     call.phase = phase;
 }

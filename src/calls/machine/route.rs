@@ -29,7 +29,7 @@ impl<R: Routing> Centre<R> {
             return;
         }
         match self.policy(&queue) {
-            NoAgentPolicy::Decline if !call.accepted && !call.accept_sent => {
+            NoAgentPolicy::Decline if !call.acceptance.committed() => {
                 self.end_at_meta(id, false);
                 self.end(
                     now,
@@ -70,7 +70,7 @@ impl<R: Routing> Centre<R> {
                 until: since + max_wait,
             },
         );
-        if call.accepted {
+        if call.acceptance == Acceptance::Accepted {
             if let Some(wa) = &call.wa {
                 Self::hold_caller(&mut self.actions, wa.stream);
             }
@@ -125,7 +125,7 @@ impl<R: Routing> Centre<R> {
             agent.clone(),
             Notice::RingStopped {
                 call: id.clone(),
-                reason: "missed",
+                reason: RingStop::Missed,
             },
         );
         self.notify_presence(agent);
@@ -161,7 +161,7 @@ impl<R: Routing> Centre<R> {
             .is_some_and(|c| matches!(&c.phase, Phase::Ringing { agent: a, .. } if *a == agent));
         if !ringing {
             let notice = Notice::Refused {
-                code: "not_ringing",
+                code: Refusal::NotRinging,
                 message: format!("{id} is not ringing at you"),
             };
             self.notify(agent, notice);
@@ -173,7 +173,7 @@ impl<R: Routing> Centre<R> {
             .is_some_and(|s| s.connected && s.leg.is_some())
         {
             let notice = Notice::Refused {
-                code: "no_audio",
+                code: Refusal::NoAudio,
                 message: "your audio connection is not up; the call rings on".into(),
             };
             self.notify(agent, notice);
@@ -188,10 +188,10 @@ impl<R: Routing> Centre<R> {
         }
         info!(call_id = %id, %agent, "agent answered");
         call.answer_waits_caller = Some(now);
-        if !call.accepted && !call.accept_sent {
+        if !call.acceptance.committed() {
             call.answer_waits_accept = Some(now);
         }
-        if call.accepted {
+        if call.acceptance == Acceptance::Accepted {
             self.start_talking(now, &id, &agent);
         } else {
             set_phase(
@@ -212,16 +212,10 @@ impl<R: Routing> Centre<R> {
     /// from its first agent.
     pub(super) fn start_talking(&mut self, now: Instant, id: &WaCallId, agent: &AgentId) {
         if let Some(call) = self.calls.get_mut(id) {
-            if call.accepted {
+            if call.acceptance == Acceptance::Accepted {
                 mark_answered(call, now, self.cfg.service_level_target, &mut self.actions);
             }
-            set_phase(
-                call,
-                now,
-                Phase::Talking {
-                    agent: agent.clone(),
-                },
-            );
+            set_phase(call, now, Phase::talking(agent.clone()));
         }
         self.connect_parties(id, agent);
         self.notify_talking(id, agent);
@@ -241,7 +235,7 @@ impl<R: Routing> Centre<R> {
             "lost with the node that handled it".into(),
             EndedBy::System,
         );
-        if_lost.transitions.push(("ended", now, None));
+        if_lost.transitions.push((Stage::Ended, now, None));
         self.actions.push_back(Action::MarkLive {
             call: id.clone(),
             business_number: call.business_number.clone(),
@@ -256,9 +250,9 @@ impl<R: Routing> Centre<R> {
             return;
         };
         let wants = matches!(call.phase, Phase::Connecting { .. } | Phase::Queued { .. });
-        if wants && call.connected && !call.accept_sent && !call.accepted {
+        if wants && call.connected && call.acceptance == Acceptance::Open {
             if let Some(wa) = &call.wa {
-                call.accept_sent = true;
+                call.acceptance = Acceptance::Sent;
                 self.actions.push_back(Action::Graph {
                     call: id.clone(),
                     action: GraphAction::Accept,
@@ -286,8 +280,10 @@ impl<R: Routing> Centre<R> {
         let Some(leg) = self.sessions.get(agent).and_then(|s| s.leg.clone()) else {
             return;
         };
-        call.muted = false;
-        call.held = false;
+        if let Phase::Talking { muted, held, .. } = &mut call.phase {
+            *muted = false;
+            *held = false;
+        }
         self.actions.push_back(Action::Hold {
             stream: wa.stream,
             on: false,
@@ -309,7 +305,7 @@ impl<R: Routing> Centre<R> {
         let on_call = self
             .calls
             .values()
-            .find(|c| matches!(&c.phase, Phase::Talking { agent: a } | Phase::Connecting { agent: a } if a == agent))
+            .find(|c| matches!(&c.phase, Phase::Talking { agent: a, .. } | Phase::Connecting { agent: a } if a == agent))
             .map(|c| c.id.clone());
         let Some(id) = on_call else {
             return;
@@ -337,7 +333,7 @@ impl<R: Routing> Centre<R> {
         let Some(call) = self.calls.get(id) else {
             return;
         };
-        let accepted = call.accepted || call.accept_sent;
+        let accepted = call.acceptance.committed();
         let outcome = if call.answered_at.is_some() {
             Outcome::Answered
         } else {
@@ -388,7 +384,7 @@ impl<R: Routing> Centre<R> {
     /// (at the same instant, again and again), and the queue is where its leg's connection
     /// accepts it at once.
     pub(super) fn may_ring(&self, c: &Call, now: Instant) -> bool {
-        c.accepted || c.accept_sent || now < c.offered_at + self.cfg.answer_deadline
+        c.acceptance.committed() || now < c.offered_at + self.cfg.answer_deadline
     }
 
     /// Rings free agents for waiting calls, oldest first per queue (with the order shared by

@@ -15,7 +15,7 @@ impl<R: Routing> Centre<R> {
         if session.role != Role::Supervisor {
             self.notify(
                 sup,
-                refuse("forbidden", "only supervisors monitor calls".into()),
+                refuse(Refusal::Forbidden, "only supervisors monitor calls".into()),
             );
             return;
         }
@@ -27,25 +27,31 @@ impl<R: Routing> Centre<R> {
             self.notify(
                 sup,
                 refuse(
-                    "no_audio",
+                    Refusal::NoAudio,
                     "your audio connection is not up (or has one stream)".into(),
                 ),
             );
             return;
         };
         let Some(call) = self.calls.get(&id) else {
-            self.notify(sup, refuse("no_such_call", format!("no live call {id}")));
-            return;
-        };
-        let (Some(wa), Phase::Talking { agent }) = (call.wa.clone(), call.phase.clone()) else {
             self.notify(
                 sup,
-                refuse("not_talking", format!("{id} has no agent talking")),
+                refuse(Refusal::NoSuchCall, format!("no live call {id}")),
+            );
+            return;
+        };
+        let (Some(wa), Phase::Talking { agent, .. }) = (call.wa.clone(), call.phase.clone()) else {
+            self.notify(
+                sup,
+                refuse(Refusal::NotTalking, format!("{id} has no agent talking")),
             );
             return;
         };
         if agent == sup {
-            self.notify(sup, refuse("own_call", "that is your own call".into()));
+            self.notify(
+                sup,
+                refuse(Refusal::OwnCall, "that is your own call".into()),
+            );
             return;
         }
         self.stop_monitoring(&sup);

@@ -22,10 +22,10 @@ impl<R: Routing> Centre<R> {
         let Some(call) = self
             .calls
             .get_mut(&id)
-            .filter(|c| matches!(&c.phase, Phase::Talking { agent: a } if *a == agent))
+            .filter(|c| matches!(&c.phase, Phase::Talking { agent: a, .. } if *a == agent))
         else {
             let notice = Notice::Refused {
-                code: "not_talking",
+                code: Refusal::NotTalking,
                 message: format!("you are not talking on {id}"),
             };
             self.notify(agent, notice);
@@ -35,13 +35,16 @@ impl<R: Routing> Centre<R> {
             return;
         };
         let leg = self.sessions.get(&agent).and_then(|s| s.leg.clone());
+        let Phase::Talking { muted, held, .. } = &mut call.phase else {
+            return;
+        };
         if let Some(m) = mute {
-            call.muted = m;
+            *muted = m;
         }
         if let Some(h) = hold {
-            call.held = h;
+            *held = h;
         }
-        let (muted, held) = (call.muted, call.held);
+        let (muted, held) = (*muted, *held);
         // What the caller hears: hold audio, silence (muted), or the agent.
         self.actions.push_back(Action::Hold {
             stream: wa.stream,
@@ -60,11 +63,11 @@ impl<R: Routing> Centre<R> {
             });
         }
         let state = if held {
-            "on_hold"
+            Stage::OnHold
         } else if muted {
-            "muted"
+            Stage::Muted
         } else {
-            "talking"
+            Stage::Talking
         };
         call.transitions.push((state, now, Some(agent.clone())));
         self.notify(
@@ -85,11 +88,12 @@ impl<R: Routing> Centre<R> {
         to: TransferTarget,
     ) {
         let talking = self.calls.get(&id).is_some_and(|c| {
-            matches!(&c.phase, Phase::Talking { agent: a } if *a == agent) && c.accepted
+            matches!(&c.phase, Phase::Talking { agent: a, .. } if *a == agent)
+                && c.acceptance == Acceptance::Accepted
         });
         if !talking {
             let notice = Notice::Refused {
-                code: "not_talking",
+                code: Refusal::NotTalking,
                 message: format!("you are not talking on {id}"),
             };
             self.notify(agent, notice);
@@ -104,7 +108,7 @@ impl<R: Routing> Centre<R> {
                     && self.sessions.get(b).is_some_and(|s| s.connected);
                 if !free || *b == agent {
                     let notice = Notice::Refused {
-                        code: "agent_unavailable",
+                        code: Refusal::AgentUnavailable,
                         message: format!("{b} cannot take a call now"),
                     };
                     self.notify(agent, notice);
@@ -115,7 +119,7 @@ impl<R: Routing> Centre<R> {
             TransferTarget::Queue(q) => {
                 if self.routing.queue(q).is_none() {
                     let notice = Notice::Refused {
-                        code: "unknown_queue",
+                        code: Refusal::UnknownQueue,
                         message: format!("no queue {q}"),
                     };
                     self.notify(agent, notice);

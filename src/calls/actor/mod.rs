@@ -5,6 +5,11 @@
 //! results coming back as inputs; notices to sessions, records to the store.
 //!
 //! Nothing here decides anything; if logic worth testing grows here, it belongs in the centre.
+//!
+//! Where each part lives: this file holds the handle, the actor's loop and how it carries out
+//! actions; `graph` each call's line of Graph actions; `records` the ordered line of record
+//! writes and the calls a dead process left live; `handoff` the bridge that hands a waiting call
+//! to another node.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -16,9 +21,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn, Instrument};
 
-use super::dispatch::{AdoptRequest, HandOver};
+use super::dispatch::{AdoptError, AdoptRequest, HandOver};
 use super::event::{
-    Action, AgentLeg, Command, Ended, GraphAction, GraphFailure, Input, Notice, Role, WaLeg,
+    Action, AgentLeg, Command, Ended, GraphAction, GraphFailure, Input, LegFailure, LegOf, Notice,
+    Role, WaLeg,
 };
 use super::machine::{CallView, Centre, CentreConfig};
 use super::HandedCall;
@@ -28,6 +34,15 @@ use crate::routing::{Agent, Floor, Routing, Waiting};
 use crate::store::{self, CallRecord, LegQuality, LegRole, LiveCall, StoreHandle, Transition};
 use crate::whatsapp::graph::{GraphClient, GraphError};
 use crate::whatsapp::webhook::WaEvent;
+
+mod graph;
+mod handoff;
+mod records;
+
+use graph::{GraphJob, GraphLines};
+use handoff::{bridge, handed_over, HandOffError};
+pub use records::{end_leftovers, take_over};
+use records::{Records, Write};
 
 /// Messages queued to the actor before senders wait.
 const INBOX: usize = 1024;
@@ -74,7 +89,10 @@ pub enum CallsError {
     Stopped,
     /// The media engine refused the browser's offer.
     #[error("offer refused: {0}")]
-    Offer(String),
+    Offer(#[from] LegFailure),
+    /// Draining: no call is taken over from another node.
+    #[error("draining: no new calls")]
+    Draining,
 }
 
 enum Msg {
@@ -353,149 +371,6 @@ pub fn spawn(
     )
 }
 
-fn handed_over(direction: &'static str, result: &'static str) {
-    metrics::counter!(crate::ops::names::CALLS_HANDED_OVER, "direction" => direction, "result" => result)
-        .increment(1);
-}
-
-/// Offers an internal leg, points the Meta leg and it at each other, and hands the call to the
-/// node at `url`; the internal leg once that node answered.
-async fn bridge(
-    media: &EngineHandle,
-    link: &dyn HandOver,
-    url: String,
-    call: &HandedCall,
-    wa: &WaLeg,
-) -> Result<LegId, (String, Option<LegId>)> {
-    let trunk = media
-        .offer_trunk()
-        .await
-        .map_err(|e| (e.to_string(), None))?;
-    let leg = Some(trunk.leg);
-    let fail = |e: String| (e, leg);
-    let stream = *trunk
-        .streams
-        .first()
-        .ok_or_else(|| fail("no stream".into()))?;
-    media
-        .hold(wa.stream, false)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    media
-        .route(wa.stream, Some(trunk.leg))
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    media
-        .route(stream, Some(wa.leg))
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let request = AdoptRequest {
-        call: call.clone(),
-        offer: trunk.sdp,
-    };
-    let answer = link.adopt(url, request).await.map_err(|e| fail(e.0))?;
-    media
-        .trunk_answered(trunk.leg, answer)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(trunk.leg)
-}
-
-/// Ends the calls a process that died left live at Meta (recorded by `MarkLive`, never
-/// finished): `terminate` each, and record it.
-pub async fn end_leftovers(store: &StoreHandle, graph: &GraphClient, node: &str) {
-    let live = match store.live_calls().await {
-        Ok(l) => l,
-        Err(e) => {
-            warn!(error = %e, "cannot read the calls left live by the last run");
-            return;
-        }
-    };
-    end_live(
-        store,
-        graph,
-        live,
-        node,
-        "ended at start-up: the process that handled it stopped",
-    )
-    .await;
-}
-
-/// Ends at Meta, and records, the calls another node left live: it stopped renewing its lease
-/// (it died), and this node took the job over (see `crate::cluster`). Returns how many, or
-/// `None` when they could not be read (the job is then left for a later round).
-pub async fn take_over(store: &StoreHandle, graph: &GraphClient, node: &str) -> Option<usize> {
-    let live = match store.live_calls_of(node).await {
-        Ok(l) => l,
-        Err(e) => {
-            warn!(node, error = %e, "cannot read the calls a lost node left live");
-            return None;
-        }
-    };
-    let n = live.len();
-    let reason = format!("ended by another node: {node}, which handled it, stopped");
-    end_live(store, graph, live, node, &reason).await;
-    Some(n)
-}
-
-/// `node` handled the calls; each is recorded with what its live mark knew of it, ended now.
-async fn end_live(
-    store: &StoreHandle,
-    graph: &GraphClient,
-    live: Vec<LiveCall>,
-    node: &str,
-    reason: &str,
-) {
-    for call in live {
-        info!(call_id = %call.call_id, reason, "ending a call left live");
-        let result = graph.terminate(&call.call_id).await;
-        let now = store::unix_ms(SystemTime::now());
-        let mut codes = vec![];
-        if let Err(GraphError::Api { code, .. }) = &result {
-            codes.push(*code);
-        }
-        let ended_at = now.max(call.started_at);
-        let mut record = match call.known {
-            Some(known) => *known,
-            // Marked by a version that kept nothing else.
-            None => CallRecord {
-                call_id: call.call_id.clone(),
-                caller_number: String::new(),
-                caller_name: None,
-                business_number: call.business_number.clone(),
-                queue: None,
-                agents: vec![],
-                started_at: call.started_at,
-                answered_at: None,
-                ended_at,
-                transitions: vec![],
-                outcome: store::Outcome::Failed,
-                end_reason: String::new(),
-                ended_by: store::EndedBy::System,
-                meta_error_codes: vec![],
-                legs: vec![],
-                node: None,
-            },
-        };
-        // The mark's own "ended" stood for a loss then; the call ends now.
-        record.transitions.retain(|t| t.state != "ended");
-        record.transitions.push(Transition {
-            state: "ended".into(),
-            at: ended_at,
-            agent: None,
-        });
-        record.ended_at = ended_at;
-        record.outcome = store::Outcome::Failed;
-        record.end_reason = reason.into();
-        record.ended_by = store::EndedBy::System;
-        record.meta_error_codes.extend(codes);
-        record.node = Some(node.to_owned());
-        if let Err(e) = store.finish(record).await {
-            warn!(call_id = %call.call_id, error = %e, "recording a left-over call failed");
-        }
-    }
-}
-
 /// Panics of the machine within [`PANIC_WINDOW`] after which this node says it is not ready.
 const PANICS_TOLERATED: usize = 3;
 /// See [`PANICS_TOLERATED`].
@@ -518,64 +393,6 @@ impl Panics {
                 .0
                 .front()
                 .is_some_and(|first| now.saturating_duration_since(*first) < PANIC_WINDOW)
-    }
-}
-
-/// A record write, carried out in order by the records line.
-enum Write {
-    MarkLive(LiveCall),
-    Finish(Box<CallRecord>),
-}
-
-/// The call records' writes, queued in the order the machine made them and carried out by one
-/// task off the actor's loop: a call's live mark reaches the store before its record, and no
-/// step of a call waits for the database.
-struct Records {
-    tx: Option<mpsc::UnboundedSender<Write>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Records {
-    fn spawn(store: StoreHandle) -> Records {
-        let (tx, rx) = mpsc::unbounded_channel();
-        Records {
-            tx: Some(tx),
-            task: Some(tokio::spawn(write_records(store, rx))),
-        }
-    }
-
-    fn write(&self, w: Write) {
-        let sent = self.tx.as_ref().map(|tx| tx.send(w));
-        if !matches!(sent, Some(Ok(()))) {
-            warn!("the records line is closed; a record write is lost");
-        }
-    }
-
-    /// Waits until everything queued is written.
-    async fn close(&mut self) {
-        self.tx = None;
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-async fn write_records(store: StoreHandle, mut rx: mpsc::UnboundedReceiver<Write>) {
-    while let Some(w) = rx.recv().await {
-        match w {
-            Write::MarkLive(live) => {
-                let call = live.call_id.clone();
-                if let Err(e) = store.mark_live(live).await {
-                    warn!(call_id = %call, error = %e, "marking the call live failed");
-                }
-            }
-            Write::Finish(record) => {
-                let call = record.call_id.clone();
-                if let Err(e) = store.finish(*record).await {
-                    warn!(call_id = %call, error = %e, "writing the call record failed");
-                }
-            }
-        }
     }
 }
 
@@ -614,14 +431,14 @@ enum Done {
     },
     Offer {
         agent: AgentId,
-        result: Result<AgentLeg, String>,
-        sdp: Option<String>,
+        /// The leg and its answer.
+        result: Result<(AgentLeg, String), LegFailure>,
         reply: oneshot::Sender<Result<String, CallsError>>,
     },
     HandedOff {
         call: Box<HandedCall>,
         wa: WaLeg,
-        result: Result<LegId, (String, Option<LegId>)>,
+        result: Result<LegId, (HandOffError, Option<LegId>)>,
     },
     Adopted {
         call: Box<HandedCall>,
@@ -672,10 +489,10 @@ impl Actor {
                     match done {
                         Ok(Done::Input(input)) => self.feed(Instant::now(), input),
                         Ok(Done::Graph { call, input }) => self.graph_done(call, input),
-                        Ok(Done::Offer { agent, result, sdp, reply }) => match result {
-                            Ok(leg) => {
+                        Ok(Done::Offer { agent, result, reply }) => match result {
+                            Ok((leg, sdp)) => {
                                 self.feed(Instant::now(), Input::AgentLegReady { agent, leg });
-                                let _ = reply.send(sdp.ok_or_else(|| CallsError::Offer("no answer".into())));
+                                let _ = reply.send(Ok(sdp));
                             }
                             Err(e) => {
                                 let _ = reply.send(Err(CallsError::Offer(e)));
@@ -694,7 +511,7 @@ impl Actor {
                             } else {
                                 handed_over("in", "failed");
                                 self.numbers.remove(&id);
-                                let _ = reply.send(Err(CallsError::Offer("draining: no new calls".into())));
+                                let _ = reply.send(Err(CallsError::Draining));
                             }
                         }
                         Ok(Done::MediaFailed(failed)) => {
@@ -744,22 +561,17 @@ impl Actor {
             Msg::Offer { agent, sdp, reply } => {
                 let media = self.deps.media.clone();
                 self.tasks.spawn(async move {
-                    match media.answer_browser(sdp).await {
-                        Ok(a) => Done::Offer {
-                            agent,
-                            result: Ok(AgentLeg {
-                                leg: a.leg,
-                                streams: a.streams,
-                            }),
-                            sdp: Some(a.sdp),
-                            reply,
-                        },
-                        Err(e) => Done::Offer {
-                            agent,
-                            result: Err(e.to_string()),
-                            sdp: None,
-                            reply,
-                        },
+                    let result = media.answer_browser(sdp).await.map(|a| {
+                        let leg = AgentLeg {
+                            leg: a.leg,
+                            streams: a.streams,
+                        };
+                        (leg, a.sdp)
+                    });
+                    Done::Offer {
+                        agent,
+                        result: result.map_err(|e| LegFailure::from(&e)),
+                        reply,
                     }
                 });
             }
@@ -815,12 +627,12 @@ impl Actor {
                             },
                             None => {
                                 let _ = media.close(a.leg).await;
-                                let _ = reply.send(Err(CallsError::Offer("no stream".into())));
+                                let _ = reply.send(Err(CallsError::Offer(LegFailure::NoStream)));
                                 Done::Nothing
                             }
                         },
                         Err(e) => {
-                            let _ = reply.send(Err(CallsError::Offer(e.to_string())));
+                            let _ = reply.send(Err(CallsError::Offer(LegFailure::from(&e))));
                             Done::Nothing
                         }
                     }
@@ -870,7 +682,7 @@ impl Actor {
         &mut self,
         call: HandedCall,
         wa: WaLeg,
-        result: Result<LegId, (String, Option<LegId>)>,
+        result: Result<LegId, (HandOffError, Option<LegId>)>,
     ) {
         match result {
             Ok(trunk) => {
@@ -1014,14 +826,14 @@ impl Actor {
                         let result = media
                             .answer_whatsapp(offer)
                             .await
-                            .map_err(|e| e.to_string())
+                            .map_err(|e| LegFailure::from(&e))
                             .and_then(|a| match a.streams.first() {
                                 Some(s) => Ok(WaLeg {
                                     leg: a.leg,
                                     stream: *s,
                                     sdp: a.sdp,
                                 }),
-                                None => Err("the answer has no outgoing stream".into()),
+                                None => Err(LegFailure::NoStream),
                             });
                         Done::Input(Input::Answered { call, result })
                     });
@@ -1245,7 +1057,7 @@ impl Actor {
                 .transitions
                 .iter()
                 .map(|(state, at, agent)| Transition {
-                    state: (*state).to_owned(),
+                    state: state.as_str().to_owned(),
                     at: self.unix(*at),
                     agent: agent.as_ref().map(|a| a.0.clone()),
                 })
@@ -1257,13 +1069,15 @@ impl Actor {
             legs: e
                 .legs
                 .iter()
-                .map(|(label, s)| LegQuality {
-                    role: if label == "whatsapp" {
-                        LegRole::Whatsapp
-                    } else {
-                        LegRole::Agent
+                .map(|(of, s)| LegQuality {
+                    role: match of {
+                        LegOf::WhatsApp => LegRole::Whatsapp,
+                        LegOf::Agent(_) => LegRole::Agent,
                     },
-                    agent: (label != "whatsapp").then(|| label.clone()),
+                    agent: match of {
+                        LegOf::WhatsApp => None,
+                        LegOf::Agent(a) => Some(a.0.clone()),
+                    },
                     packets_rx: s.packets_rx,
                     packets_tx: s.packets_tx,
                     loss_rx: s.loss_rx,
@@ -1277,189 +1091,9 @@ impl Actor {
     }
 }
 
-/// One Graph action of a call, with the client of the call's business number.
-pub(crate) struct GraphJob {
-    /// The call.
-    pub(crate) call: WaCallId,
-    /// What to do.
-    pub(crate) action: GraphAction,
-    /// The answer SDP (pre_accept, accept).
-    pub(crate) sdp: Option<String>,
-    /// The client of the call's number.
-    pub(crate) graph: GraphClient,
-}
-
-/// A Graph action about to be sent: run it, and hand its result to [`GraphLines::finished`].
-pub(crate) struct GraphRequest {
-    job: GraphJob,
-    stop: watch::Receiver<bool>,
-}
-
-impl GraphRequest {
-    /// Sends the action (retrying while its line allows) and reports how it went.
-    async fn run(self) -> Done {
-        let GraphJob {
-            call,
-            action,
-            sdp,
-            graph,
-        } = self.job;
-        let graph = graph.until(self.stop);
-        let input = graph_call(&graph, call.clone(), action, sdp).await;
-        Done::Graph { call, input }
-    }
-}
-
-/// One call's line: the action in flight, those waiting, and whether its final action (reject,
-/// terminate) has been queued.
-struct GraphLine {
-    busy: bool,
-    waiting: VecDeque<GraphJob>,
-    closing: bool,
-    /// Tells the request in flight to retry no more once the final action is queued.
-    stop: watch::Sender<bool>,
-}
-
-/// Calls whose final action was sent, remembered so that nothing of theirs follows it.
-const CLOSED_LINES: usize = 10_000;
-
-/// Every call's Graph actions, each call's in order and one at a time, so Meta sees them in the
-/// order the call machine decided them: a slow `pre_accept` (retrying, say) is never overtaken
-/// by the call's `reject`. Once a final action is queued, the call's waiting actions are
-/// dropped, the one in flight makes no more retries, and anything asked later is dropped:
-/// nothing reaches Meta after a call's reject or terminate. Calls are independent: one call's
-/// slow action holds up no other call.
-#[derive(Default)]
-pub(crate) struct GraphLines {
-    lines: HashMap<WaCallId, GraphLine>,
-    closed: HashSet<WaCallId>,
-    closed_order: VecDeque<WaCallId>,
-}
-
-impl GraphLines {
-    /// Queues `job` behind its call's earlier actions; returns the request to start now when
-    /// the call has none in flight.
-    pub(crate) fn submit(&mut self, job: GraphJob) -> Option<GraphRequest> {
-        if self.closed.contains(&job.call) {
-            debug!(call_id = %job.call, action = job.action.name(), "graph action after the call's final one; dropped");
-            return None;
-        }
-        let line = self
-            .lines
-            .entry(job.call.clone())
-            .or_insert_with(|| GraphLine {
-                busy: false,
-                waiting: VecDeque::new(),
-                closing: false,
-                stop: watch::Sender::new(false),
-            });
-        if line.closing {
-            debug!(call_id = %job.call, action = job.action.name(), "graph action after the call's final one; dropped");
-            return None;
-        }
-        if is_final(job.action) {
-            line.closing = true;
-            line.stop.send_replace(true);
-            for dropped in line.waiting.drain(..) {
-                debug!(call_id = %dropped.call, action = dropped.action.name(), "graph action overtaken by the call's final one; dropped");
-            }
-        }
-        line.waiting.push_back(job);
-        Self::next(line)
-    }
-
-    /// The request in flight for `call` is done; returns its next one, if any.
-    pub(crate) fn finished(&mut self, call: &WaCallId) -> Option<GraphRequest> {
-        let line = self.lines.get_mut(call)?;
-        line.busy = false;
-        if let Some(next) = Self::next(line) {
-            return Some(next);
-        }
-        let closing = line.closing;
-        self.lines.remove(call);
-        if closing {
-            self.closed.insert(call.clone());
-            self.closed_order.push_back(call.clone());
-            while self.closed_order.len() > CLOSED_LINES {
-                if let Some(old) = self.closed_order.pop_front() {
-                    self.closed.remove(&old);
-                }
-            }
-        }
-        None
-    }
-
-    fn next(line: &mut GraphLine) -> Option<GraphRequest> {
-        if line.busy {
-            return None;
-        }
-        let job = line.waiting.pop_front()?;
-        line.busy = true;
-        // The final action itself keeps its retries (Meta must hear that the call ended): its
-        // receiver's sender is gone, so it never says stop.
-        let stop = if is_final(job.action) {
-            watch::channel(false).1
-        } else {
-            line.stop.subscribe()
-        };
-        Some(GraphRequest { job, stop })
-    }
-
-    /// Calls with an action in flight or waiting.
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.lines.len()
-    }
-}
-
-/// After a reject or a terminate, Meta takes nothing more about the call.
-fn is_final(action: GraphAction) -> bool {
-    matches!(action, GraphAction::Reject | GraphAction::Terminate)
-}
-
-async fn graph_call(
-    graph: &GraphClient,
-    call: WaCallId,
-    action: GraphAction,
-    sdp: Option<String>,
-) -> Input {
-    let sdp = sdp.unwrap_or_default();
-    let result = match action {
-        GraphAction::PreAccept => graph.pre_accept(&call, &sdp).await,
-        GraphAction::Accept => graph.accept(&call, &sdp, None).await,
-        GraphAction::Reject => graph.reject(&call).await,
-        GraphAction::Terminate => graph.terminate(&call).await,
-    };
-    let result = result.map_err(|e| GraphFailure {
-        code: match &e {
-            GraphError::Api { code, .. } => Some(*code),
-            _ => None,
-        },
-        message: e.to_string(),
-    });
-    Input::GraphDone {
-        call,
-        action,
-        result,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
-    use crate::whatsapp::graph::{GraphOptions, RetryPolicy};
-    use crate::whatsapp::model::CallAction;
-    use crate::whatsapp::sdp::{SAMPLE_ANSWER, SAMPLE_META_OFFER};
-    use crate::whatsapp::simulator::FakeGraph;
-
-    fn actions_of(fake: &FakeGraph, call: &WaCallId) -> Vec<CallAction> {
-        fake.requests()
-            .into_iter()
-            .filter(|r| r.call_id.as_ref() == Some(call))
-            .filter_map(|r| r.action)
-            .collect()
-    }
 
     #[test]
     fn the_machine_is_distrusted_after_three_panics_within_a_minute_not_three_in_a_day() {
@@ -1473,93 +1107,5 @@ mod tests {
         assert!(!panics.record(t0 + Duration::from_secs(3610)));
         // The third within a minute of the first of them.
         assert!(panics.record(t0 + Duration::from_secs(3620)));
-    }
-
-    #[tokio::test]
-    async fn a_slow_pre_accept_is_not_overtaken_by_its_reject_nor_retried_after_it() {
-        let fake = FakeGraph::new("token", "123");
-        let (call, other) = (WaCallId::from("wacid.SLOW"), WaCallId::from("wacid.OTHER"));
-        fake.register_call(call.clone(), SAMPLE_META_OFFER);
-        fake.register_call(other.clone(), SAMPLE_META_OFFER);
-        // Slower than the client waits: every attempt times out and would be retried.
-        fake.set_delay(Duration::from_secs(5));
-        let (addr, _server) = fake
-            .clone()
-            .serve("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let options = GraphOptions {
-            request_timeout: Duration::from_millis(200),
-            retry: RetryPolicy {
-                max_attempts: 3,
-                base_delay: Duration::from_millis(1),
-                max_delay: Duration::from_millis(5),
-            },
-            ..GraphOptions::default()
-        };
-        let graph = GraphClient::with_options(
-            &format!("http://{addr}"),
-            "v23.0",
-            "123",
-            Secret::new("token"),
-            options,
-        )
-        .unwrap();
-        let job = |call: &WaCallId, action, sdp: Option<&str>| GraphJob {
-            call: call.clone(),
-            action,
-            sdp: sdp.map(str::to_owned),
-            graph: graph.clone(),
-        };
-        let mut lines = GraphLines::default();
-
-        let pre_accept = lines
-            .submit(job(&call, GraphAction::PreAccept, Some(SAMPLE_ANSWER)))
-            .expect("an idle line sends at once");
-        let in_flight = tokio::spawn(pre_accept.run());
-        // Another call's line is independent, and keeps its retries.
-        let others = lines
-            .submit(job(&other, GraphAction::PreAccept, Some(SAMPLE_ANSWER)))
-            .expect("another call's line is idle");
-        let others = tokio::spawn(others.run());
-        fake.wait_for_requests(2).await;
-
-        // The call is declined while its pre_accept is in flight: the reject waits, and an
-        // action asked after it is dropped.
-        assert!(lines
-            .submit(job(&call, GraphAction::Reject, None))
-            .is_none());
-        assert!(lines
-            .submit(job(&call, GraphAction::Accept, Some(SAMPLE_ANSWER)))
-            .is_none());
-        let Done::Graph { call: done, .. } = in_flight.await.unwrap() else {
-            panic!("a graph action reports as one");
-        };
-        assert_eq!(done, call);
-        let reject = lines.finished(&call).expect("the reject goes next");
-        let Done::Graph { .. } = reject.run().await else {
-            panic!("a graph action reports as one");
-        };
-        assert!(lines.finished(&call).is_none());
-        assert!(
-            lines
-                .submit(job(&call, GraphAction::Terminate, None))
-                .is_none(),
-            "nothing after the call's final action"
-        );
-        let _ = others.await.unwrap();
-        assert!(lines.finished(&other).is_none());
-        assert_eq!(lines.len(), 0, "idle lines are forgotten");
-
-        // What Graph saw of the call: one pre_accept (its retries cancelled), then the reject
-        // (which keeps its own retries), and nothing after.
-        let seen = actions_of(&fake, &call);
-        assert_eq!(seen[0], CallAction::PreAccept, "{seen:?}");
-        assert!(
-            seen.len() >= 2 && seen[1..].iter().all(|a| *a == CallAction::Reject),
-            "{seen:?}"
-        );
-        // The other call's pre_accept, with no final action queued, was retried as usual.
-        assert_eq!(actions_of(&fake, &other), vec![CallAction::PreAccept; 3]);
     }
 }

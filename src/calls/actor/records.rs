@@ -1,0 +1,157 @@
+//! The call records' line (live marks and records, written in order off the actor's loop) and
+//! the calls a dead process left live at Meta.
+
+use super::*;
+
+/// Ends the calls a process that died left live at Meta (recorded by `MarkLive`, never
+/// finished): `terminate` each, and record it.
+pub async fn end_leftovers(store: &StoreHandle, graph: &GraphClient, node: &str) {
+    let live = match store.live_calls().await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, "cannot read the calls left live by the last run");
+            return;
+        }
+    };
+    end_live(
+        store,
+        graph,
+        live,
+        node,
+        "ended at start-up: the process that handled it stopped",
+    )
+    .await;
+}
+
+/// Ends at Meta, and records, the calls another node left live: it stopped renewing its lease
+/// (it died), and this node took the job over (see `crate::cluster`). Returns how many, or
+/// `None` when they could not be read (the job is then left for a later round).
+pub async fn take_over(store: &StoreHandle, graph: &GraphClient, node: &str) -> Option<usize> {
+    let live = match store.live_calls_of(node).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(node, error = %e, "cannot read the calls a lost node left live");
+            return None;
+        }
+    };
+    let n = live.len();
+    let reason = format!("ended by another node: {node}, which handled it, stopped");
+    end_live(store, graph, live, node, &reason).await;
+    Some(n)
+}
+
+/// `node` handled the calls; each is recorded with what its live mark knew of it, ended now.
+async fn end_live(
+    store: &StoreHandle,
+    graph: &GraphClient,
+    live: Vec<LiveCall>,
+    node: &str,
+    reason: &str,
+) {
+    for call in live {
+        info!(call_id = %call.call_id, reason, "ending a call left live");
+        let result = graph.terminate(&call.call_id).await;
+        let now = store::unix_ms(SystemTime::now());
+        let mut codes = vec![];
+        if let Err(GraphError::Api { code, .. }) = &result {
+            codes.push(*code);
+        }
+        let ended_at = now.max(call.started_at);
+        let mut record = match call.known {
+            Some(known) => *known,
+            // Marked by a version that kept nothing else.
+            None => CallRecord {
+                call_id: call.call_id.clone(),
+                caller_number: String::new(),
+                caller_name: None,
+                business_number: call.business_number.clone(),
+                queue: None,
+                agents: vec![],
+                started_at: call.started_at,
+                answered_at: None,
+                ended_at,
+                transitions: vec![],
+                outcome: store::Outcome::Failed,
+                end_reason: String::new(),
+                ended_by: store::EndedBy::System,
+                meta_error_codes: vec![],
+                legs: vec![],
+                node: None,
+            },
+        };
+        // The mark's own "ended" stood for a loss then; the call ends now.
+        record.transitions.retain(|t| t.state != "ended");
+        record.transitions.push(Transition {
+            state: "ended".into(),
+            at: ended_at,
+            agent: None,
+        });
+        record.ended_at = ended_at;
+        record.outcome = store::Outcome::Failed;
+        record.end_reason = reason.into();
+        record.ended_by = store::EndedBy::System;
+        record.meta_error_codes.extend(codes);
+        record.node = Some(node.to_owned());
+        if let Err(e) = store.finish(record).await {
+            warn!(call_id = %call.call_id, error = %e, "recording a left-over call failed");
+        }
+    }
+}
+
+/// A record write, carried out in order by the records line.
+pub(super) enum Write {
+    MarkLive(LiveCall),
+    Finish(Box<CallRecord>),
+}
+
+/// The call records' writes, queued in the order the machine made them and carried out by one
+/// task off the actor's loop: a call's live mark reaches the store before its record, and no
+/// step of a call waits for the database.
+pub(super) struct Records {
+    tx: Option<mpsc::UnboundedSender<Write>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Records {
+    pub(super) fn spawn(store: StoreHandle) -> Records {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Records {
+            tx: Some(tx),
+            task: Some(tokio::spawn(write_records(store, rx))),
+        }
+    }
+
+    pub(super) fn write(&self, w: Write) {
+        let sent = self.tx.as_ref().map(|tx| tx.send(w));
+        if !matches!(sent, Some(Ok(()))) {
+            warn!("the records line is closed; a record write is lost");
+        }
+    }
+
+    /// Waits until everything queued is written.
+    pub(super) async fn close(&mut self) {
+        self.tx = None;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn write_records(store: StoreHandle, mut rx: mpsc::UnboundedReceiver<Write>) {
+    while let Some(w) = rx.recv().await {
+        match w {
+            Write::MarkLive(live) => {
+                let call = live.call_id.clone();
+                if let Err(e) = store.mark_live(live).await {
+                    warn!(call_id = %call, error = %e, "marking the call live failed");
+                }
+            }
+            Write::Finish(record) => {
+                let call = record.call_id.clone();
+                if let Err(e) = store.finish(*record).await {
+                    warn!(call_id = %call, error = %e, "writing the call record failed");
+                }
+            }
+        }
+    }
+}
