@@ -418,10 +418,13 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         centre,
         floor,
         Deps {
-            media: media.clone(),
-            graph,
-            store: store.clone(),
-            other_numbers,
+            media: std::sync::Arc::new(media.clone()),
+            graph: std::sync::Arc::new(crate::calls::GraphClients {
+                main_number: our_phone_number_id.clone(),
+                main: graph,
+                others: other_numbers,
+            }),
+            store: std::sync::Arc::new(store.clone()),
             phone_number_id: our_phone_number_id,
             node: config.store.node_id.clone(),
             link: authority.as_ref().map(|a| {

@@ -21,11 +21,13 @@ pub mod actor;
 pub mod dispatch;
 mod event;
 mod machine;
+mod ports;
 pub mod shared;
 
 /// How an agent whose audio is not up reads as away (see [`crate::routing::AwayReason`]).
 pub use crate::routing::NO_AUDIO;
 pub use dispatch::{AdoptAnswer, AdoptError, AdoptRequest, HandOver, ADOPT_PATH};
+pub use ports::{GraphClients, GraphPort, MediaPort, Pending, RecordsPort};
 
 pub use event::{
     Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, LegFailure, LegOf,

@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// One Graph action of a call, with the client of the call's business number.
+/// One Graph action of a call, with the port it goes through.
 pub(crate) struct GraphJob {
     /// The call.
     pub(crate) call: WaCallId,
@@ -11,8 +11,10 @@ pub(crate) struct GraphJob {
     pub(crate) action: GraphAction,
     /// The answer SDP (pre_accept, accept).
     pub(crate) sdp: Option<String>,
-    /// The client of the call's number.
-    pub(crate) graph: GraphClient,
+    /// The call's business number, when not the main one.
+    pub(crate) number: Option<String>,
+    /// Meta's Graph API.
+    pub(crate) graph: Arc<dyn GraphPort>,
 }
 
 /// A Graph action about to be sent: run it, and hand its result to [`GraphLines::finished`].
@@ -28,10 +30,17 @@ impl GraphRequest {
             call,
             action,
             sdp,
+            number,
             graph,
         } = self.job;
-        let graph = graph.until(self.stop);
-        let input = graph_call(&graph, call.clone(), action, sdp).await;
+        let result = graph
+            .act(number.as_deref(), call.clone(), action, sdp, self.stop)
+            .await;
+        let input = Input::GraphDone {
+            call: call.clone(),
+            action,
+            result,
+        };
         Done::Graph { call, input }
     }
 }
@@ -143,36 +152,10 @@ fn is_final(action: GraphAction) -> bool {
     matches!(action, GraphAction::Reject | GraphAction::Terminate)
 }
 
-async fn graph_call(
-    graph: &GraphClient,
-    call: WaCallId,
-    action: GraphAction,
-    sdp: Option<String>,
-) -> Input {
-    let sdp = sdp.unwrap_or_default();
-    let result = match action {
-        GraphAction::PreAccept => graph.pre_accept(&call, &sdp).await,
-        GraphAction::Accept => graph.accept(&call, &sdp, None).await,
-        GraphAction::Reject => graph.reject(&call).await,
-        GraphAction::Terminate => graph.terminate(&call).await,
-    };
-    let result = result.map_err(|e| GraphFailure {
-        code: match &e {
-            GraphError::Api { code, .. } => Some(*code),
-            _ => None,
-        },
-        message: e.to_string(),
-    });
-    Input::GraphDone {
-        call,
-        action,
-        result,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calls::GraphClients;
     use crate::config::Secret;
     use crate::whatsapp::graph::{GraphOptions, RetryPolicy};
     use crate::whatsapp::model::CallAction;
@@ -217,10 +200,16 @@ mod tests {
             options,
         )
         .unwrap();
+        let graph: Arc<dyn GraphPort> = Arc::new(GraphClients {
+            main_number: "123".into(),
+            main: graph,
+            others: HashMap::new(),
+        });
         let job = |call: &WaCallId, action, sdp: Option<&str>| GraphJob {
             call: call.clone(),
             action,
             sdp: sdp.map(str::to_owned),
+            number: None,
             graph: graph.clone(),
         };
         let mut lines = GraphLines::default();

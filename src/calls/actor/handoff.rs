@@ -10,7 +10,7 @@ pub(super) fn handed_over(direction: &'static str, result: &'static str) {
 /// Offers an internal leg, points the Meta leg and it at each other, and hands the call to the
 /// node at `url`; the internal leg once that node answered.
 pub(super) async fn bridge(
-    media: &EngineHandle,
+    media: &dyn MediaPort,
     link: &dyn HandOver,
     url: String,
     call: &HandedCall,

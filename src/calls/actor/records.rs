@@ -113,7 +113,7 @@ pub(super) struct Records {
 }
 
 impl Records {
-    pub(super) fn spawn(store: StoreHandle) -> Records {
+    pub(super) fn spawn(store: Arc<dyn RecordsPort>) -> Records {
         let (tx, rx) = mpsc::unbounded_channel();
         Records {
             tx: Some(tx),
@@ -137,7 +137,7 @@ impl Records {
     }
 }
 
-async fn write_records(store: StoreHandle, mut rx: mpsc::UnboundedReceiver<Write>) {
+async fn write_records(store: Arc<dyn RecordsPort>, mut rx: mpsc::UnboundedReceiver<Write>) {
     while let Some(w) = rx.recv().await {
         match w {
             Write::MarkLive(live) => {

@@ -137,6 +137,12 @@ fn log_refusals(summary: RefusalSummary, interval: Duration) {
     );
 }
 
+/// The time, as de-duplication and the refusal log read it: tokio's clock, so the processor runs
+/// on simulated time in its tests (`start_paused`); in the program, the system's monotonic clock.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// Tunables of the webhook edge.
 #[derive(Debug, Clone)]
 pub struct WebhookOptions {
@@ -226,7 +232,7 @@ impl Refusals {
     }
 
     fn handle_refusal(&self, reason: WebhookError) {
-        let now = Instant::now();
+        let now = now();
         let summary = self.lock().handle_refusal(now, reason);
         if let Some(s) = summary {
             log_refusals(s, self.interval);
@@ -234,7 +240,7 @@ impl Refusals {
     }
 
     fn handle_timeout(&self) {
-        let now = Instant::now();
+        let now = now();
         let summary = self.lock().handle_timeout(now);
         if let Some(s) = summary {
             log_refusals(s, self.interval);
@@ -387,12 +393,12 @@ impl Admitter {
     /// takes it alone), while the events of calls in progress carry on.
     async fn check(&mut self, key: DedupKey) -> Admission {
         self.unshared = false;
-        let now = Instant::now();
-        let local = self.dedup.check(now, key.clone());
+        let at = now();
+        let local = self.dedup.check(at, key.clone());
         let (Some((cluster, ttl)), Admission::New) = (&self.shared, local) else {
             return local;
         };
-        if self.redis_down_until.is_some_and(|t| now < t) {
+        if self.redis_down_until.is_some_and(|t| at < t) {
             self.unshared = true;
             return Admission::New;
         }
@@ -403,7 +409,7 @@ impl Admitter {
             }
             Err(e) => {
                 warn!(error = %e, "shared de-duplication unavailable; this node takes the event");
-                self.redis_down_until = Some(Instant::now() + REDIS_RETRY);
+                self.redis_down_until = Some(now() + REDIS_RETRY);
                 self.unshared = true;
                 Admission::New
             }
@@ -655,7 +661,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         state.refuse(e);
         return StatusCode::UNAUTHORIZED;
     }
-    enqueue(&state, Inbound(Instant::now(), body))
+    enqueue(&state, Inbound(now(), body))
 }
 
 fn enqueue(state: &WebhookState, inbound: Inbound) -> StatusCode {
@@ -680,6 +686,56 @@ fn enqueue(state: &WebhookState, inbound: Inbound) -> StatusCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use tower::ServiceExt;
+
+    use crate::whatsapp::simulator::{connect_webhook, SimulatorConfig};
+    use crate::whatsapp::webhook::sign;
+
+    /// POSTs `body`, signed, to the webhook route, in process.
+    async fn post(router: &Router, body: &[u8]) -> StatusCode {
+        let request = axum::http::Request::post(super::super::WEBHOOK_PATH)
+            .header(SIGNATURE_HEADER, sign("secret", body))
+            .body(axum::body::Body::from(body.to_vec()))
+            .unwrap();
+        router.clone().oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_redelivery_is_dropped_within_the_ttl_and_taken_again_after_it() {
+        let (events_tx, mut events) = mpsc::channel(16);
+        let options = WebhookOptions {
+            dedup_ttl: Duration::from_secs(60),
+            // The bodies' timestamps are the wall clock's; simulated time does not age them.
+            connect_max_age: Duration::from_secs(3600),
+            ..WebhookOptions::default()
+        };
+        let (state, processor) = WebhookState::spawn(
+            Secret::new("secret"),
+            Secret::new("token"),
+            events_tx,
+            options,
+        );
+        let router = router(state);
+        let cfg = SimulatorConfig::default();
+        let body = |id: &str| connect_webhook(&cfg, &id.into(), "15551234567", "Caller", "v=0");
+        let forwarded = |e: Option<WaEvent>| e.expect("forwarded").call_id().0.clone();
+
+        assert_eq!(post(&router, &body("wacid.A")).await, StatusCode::OK);
+        assert_eq!(forwarded(events.recv().await), "wacid.A");
+        // Meta retries 59 s later: acknowledged, not forwarded. The next event is the marker
+        // that the retry was processed (the processor keeps the order bodies came in).
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(post(&router, &body("wacid.A")).await, StatusCode::OK);
+        assert_eq!(post(&router, &body("wacid.B")).await, StatusCode::OK);
+        assert_eq!(forwarded(events.recv().await), "wacid.B");
+        // Past the TTL the event is new again to this node (the connect's age guards it then).
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(post(&router, &body("wacid.A")).await, StatusCode::OK);
+        assert_eq!(forwarded(events.recv().await), "wacid.A");
+        let stats = processor.shutdown().await;
+        assert_eq!((stats.forwarded, stats.duplicates), (3, 1));
+    }
 
     #[test]
     fn refusals_are_reported_at_most_once_per_interval_with_their_count() {

@@ -1,0 +1,178 @@
+//! The calls actor's ports: what it needs of the media engine ([`MediaPort`]), of Meta's Graph
+//! API ([`GraphPort`]) and of the call records ([`RecordsPort`]), so that the actor runs on
+//! simulated time against fakes in its tests. The program plugs in [`EngineHandle`],
+//! [`GraphClients`] and [`StoreHandle`].
+//!
+//! *Owns*: nothing; each implementation's state is its own.
+//!
+//! Each method hands back a boxed future that owns what it needs (`'static`): the actor spawns
+//! it and never awaits it in its loop. A box per command is not on the per-packet path.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::sync::watch;
+
+use super::event::{GraphAction, GraphFailure};
+use crate::ids::{LegId, StreamId, WaCallId};
+use crate::media::{Answer, EngineHandle, LegOp, MediaError};
+use crate::store::{CallRecord, LiveCall, Recorded, StoreError, StoreHandle};
+use crate::whatsapp::graph::{GraphClient, GraphError};
+
+/// A future a port hands back.
+pub type Pending<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What the calls actor asks of the media engine.
+pub trait MediaPort: Send + Sync + 'static {
+    /// A new WhatsApp leg answering Meta's `offer`.
+    fn answer_whatsapp(&self, offer: String) -> Pending<Result<Answer, MediaError>>;
+    /// A new browser leg answering an agent's `offer`.
+    fn answer_browser(&self, offer: String) -> Pending<Result<Answer, MediaError>>;
+    /// A new internal leg toward another node; its offer.
+    fn offer_trunk(&self) -> Pending<Result<Answer, MediaError>>;
+    /// The other node's answer for an internal leg.
+    fn trunk_answered(&self, leg: LegId, answer: String) -> Pending<Result<(), MediaError>>;
+    /// What `stream` carries: `source`'s audio, or silence.
+    fn route(&self, stream: StreamId, source: Option<LegId>) -> Pending<Result<(), MediaError>>;
+    /// Hold audio on `stream`, or not.
+    fn hold(&self, stream: StreamId, on: bool) -> Pending<Result<(), MediaError>>;
+    /// Closes a leg.
+    fn close(&self, leg: LegId) -> Pending<Result<(), MediaError>>;
+    /// Queues `op` at once, in order with the ops posted before it; its result, to await later.
+    /// Fails at once only when the engine is gone or the leg's shard does not exist.
+    fn post(&self, op: LegOp) -> Result<Pending<Result<(), MediaError>>, MediaError>;
+}
+
+impl MediaPort for EngineHandle {
+    fn answer_whatsapp(&self, offer: String) -> Pending<Result<Answer, MediaError>> {
+        let media = self.clone();
+        Box::pin(async move { media.answer_whatsapp(offer).await })
+    }
+
+    fn answer_browser(&self, offer: String) -> Pending<Result<Answer, MediaError>> {
+        let media = self.clone();
+        Box::pin(async move { media.answer_browser(offer).await })
+    }
+
+    fn offer_trunk(&self) -> Pending<Result<Answer, MediaError>> {
+        let media = self.clone();
+        Box::pin(async move { media.offer_trunk().await })
+    }
+
+    fn trunk_answered(&self, leg: LegId, answer: String) -> Pending<Result<(), MediaError>> {
+        let media = self.clone();
+        Box::pin(async move { media.trunk_answered(leg, answer).await })
+    }
+
+    fn route(&self, stream: StreamId, source: Option<LegId>) -> Pending<Result<(), MediaError>> {
+        let media = self.clone();
+        Box::pin(async move { media.route(stream, source).await })
+    }
+
+    fn hold(&self, stream: StreamId, on: bool) -> Pending<Result<(), MediaError>> {
+        let media = self.clone();
+        Box::pin(async move { media.hold(stream, on).await })
+    }
+
+    fn close(&self, leg: LegId) -> Pending<Result<(), MediaError>> {
+        let media = self.clone();
+        Box::pin(async move { media.close(leg).await })
+    }
+
+    fn post(&self, op: LegOp) -> Result<Pending<Result<(), MediaError>>, MediaError> {
+        let posted = EngineHandle::post(self, op)?;
+        Ok(Box::pin(posted.result()))
+    }
+}
+
+/// What the calls actor asks of Meta's Graph API.
+pub trait GraphPort: Send + Sync + 'static {
+    /// Whether calls to the business number `number` (a phone number id) are answered here.
+    fn serves(&self, number: &str) -> bool;
+    /// Carries out `action` on `call` through `number`'s client (`None`: the main number's),
+    /// retrying as its policy says while `stop` stays false.
+    fn act(
+        &self,
+        number: Option<&str>,
+        call: WaCallId,
+        action: GraphAction,
+        sdp: Option<String>,
+        stop: watch::Receiver<bool>,
+    ) -> Pending<Result<(), GraphFailure>>;
+}
+
+/// The Graph API clients of the business numbers served: the main number's and the others'
+/// (`[[numbers]]`), each sending a call's actions to its own number's `/calls`.
+#[derive(Clone, Debug)]
+pub struct GraphClients {
+    /// The main business number's phone number id.
+    pub main_number: String,
+    /// The main business number's client.
+    pub main: GraphClient,
+    /// The other numbers' clients, by phone number id.
+    pub others: HashMap<String, GraphClient>,
+}
+
+impl GraphPort for GraphClients {
+    fn serves(&self, number: &str) -> bool {
+        number == self.main_number || self.others.contains_key(number)
+    }
+
+    fn act(
+        &self,
+        number: Option<&str>,
+        call: WaCallId,
+        action: GraphAction,
+        sdp: Option<String>,
+        stop: watch::Receiver<bool>,
+    ) -> Pending<Result<(), GraphFailure>> {
+        let graph = number
+            .and_then(|n| self.others.get(n))
+            .unwrap_or(&self.main)
+            .until(stop);
+        Box::pin(async move {
+            let sdp = sdp.unwrap_or_default();
+            let result = match action {
+                GraphAction::PreAccept => graph.pre_accept(&call, &sdp).await,
+                GraphAction::Accept => graph.accept(&call, &sdp, None).await,
+                GraphAction::Reject => graph.reject(&call).await,
+                GraphAction::Terminate => graph.terminate(&call).await,
+            };
+            result.map_err(|e| GraphFailure {
+                code: match &e {
+                    GraphError::Api { code, .. } => Some(*code),
+                    _ => None,
+                },
+                message: e.to_string(),
+            })
+        })
+    }
+}
+
+/// What the calls actor asks of the call records.
+pub trait RecordsPort: Send + Sync + 'static {
+    /// See [`crate::store::CallStore::mark_live`].
+    fn mark_live(&self, call: LiveCall) -> Pending<Result<(), StoreError>>;
+    /// See [`crate::store::CallStore::finish`].
+    fn finish(&self, record: CallRecord) -> Pending<Result<Recorded, StoreError>>;
+    /// See [`crate::store::CallStore::clear_live`].
+    fn clear_live(&self, call: WaCallId) -> Pending<Result<(), StoreError>>;
+}
+
+impl RecordsPort for StoreHandle {
+    fn mark_live(&self, call: LiveCall) -> Pending<Result<(), StoreError>> {
+        let store = self.clone();
+        Box::pin(async move { store.mark_live(call).await })
+    }
+
+    fn finish(&self, record: CallRecord) -> Pending<Result<Recorded, StoreError>> {
+        let store = self.clone();
+        Box::pin(async move { store.finish(record).await })
+    }
+
+    fn clear_live(&self, call: WaCallId) -> Pending<Result<(), StoreError>> {
+        let store = self.clone();
+        Box::pin(async move { store.clear_live(call).await })
+    }
+}
