@@ -35,7 +35,6 @@ async fn readyz_becomes(running: &app::Running, want: u16) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_lost_mid_call_unreadies_the_node_and_the_call_carries_on() {
     let mut redis = common::Redis::start();
-    let port = redis.port;
     let config = Config::from_settings(common::loopback(Settings {
         redis_url: Some(Secret::new(redis.url())),
         node_id: Some("node-a".into()),
@@ -88,7 +87,7 @@ async fn redis_lost_mid_call_unreadies_the_node_and_the_call_carries_on() {
     assert_eq!(ended.outcome, Outcome::Answered);
 
     // Redis back on the same address: the node reconnects by itself and is ready again.
-    let _redis = common::Redis::start_on(port);
+    let _redis = redis.restart();
     readyz_becomes(&running, 200).await;
     running.shutdown().await;
 }

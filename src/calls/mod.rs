@@ -40,6 +40,8 @@ pub use machine::{
 };
 
 #[cfg(test)]
+pub(crate) mod fakes;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;

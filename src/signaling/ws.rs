@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use futures_util::{Sink, Stream, StreamExt};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
 use axum::extract::{FromRef, State};
 use axum::response::Response;
 use axum::routing::get;
@@ -33,6 +35,26 @@ const FLOOR_EVERY: Duration = Duration::from_millis(250);
 const DIRECTORY_EVERY: Duration = Duration::from_secs(1);
 /// How long a session that sent its Close waits for the client's (the end of the handshake).
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// The time, as sessions read it: tokio's clock, so a session runs on simulated time in its
+/// tests; in the program, the system's monotonic clock.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// A session's WebSocket: axum's in the program, an in-memory pair in the tests.
+trait Socket:
+    Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send
+{
+}
+
+impl<T> Socket for T where
+    T: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Unpin
+        + Send
+{
+}
 
 /// What `/ws` needs.
 #[derive(Clone, FromRef)]
@@ -67,7 +89,7 @@ async fn upgrade(
         })
 }
 
-async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
+async fn session(mut socket: impl Socket, who: Authenticated, st: WsState) {
     let agent = who.person_id.clone();
     let Some(person) = st.auth.person(&agent) else {
         return;
@@ -113,13 +135,13 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
     // second; a session needs its latest state, not every step).
     let mut floor_due: Option<Instant> = None;
     let mut directory_due: Option<Instant> = None;
-    let mut floor_sent = Instant::now();
-    let mut directory_sent = Instant::now();
+    let mut floor_sent = now();
+    let mut directory_sent = now();
     let mut check = tokio::time::interval(SESSION_CHECK);
     let mut signed_out = false;
     loop {
         tokio::select! {
-            msg = socket.recv() => match msg {
+            msg = socket.next() => match msg {
                 Some(Ok(Message::Text(text))) => {
                     if let Some(reply) = handle_text(&st, &agent, text.as_str()).await {
                         if send(&mut socket, &reply).await.is_err() {
@@ -160,11 +182,11 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
                 if changed.is_err() {
                     break;
                 }
-                floor_due = Some((floor_sent + FLOOR_EVERY).max(Instant::now()));
+                floor_due = Some((floor_sent + FLOOR_EVERY).max(now()));
             }
             _ = sleep_until_due(floor_due) => {
                 floor_due = None;
-                floor_sent = Instant::now();
+                floor_sent = now();
                 let view = floor.borrow_and_update().clone();
                 if send(&mut socket, &floor_msg(&view)).await.is_err() {
                     break;
@@ -174,11 +196,11 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
                 if changed.is_err() {
                     break;
                 }
-                directory_due = Some((directory_sent + DIRECTORY_EVERY).max(Instant::now()));
+                directory_due = Some((directory_sent + DIRECTORY_EVERY).max(now()));
             }
             _ = sleep_until_due(directory_due) => {
                 directory_due = None;
-                directory_sent = Instant::now();
+                directory_sent = now();
                 // Who and where a call can be transferred to, when it changed.
                 let d = directory_msg(&directory.borrow_and_update().clone(), &agent);
                 if sent_directory.as_ref() != Some(&d) {
@@ -204,7 +226,7 @@ async fn session(mut socket: WebSocket, who: Authenticated, st: WsState) {
 }
 
 /// Sends our Close with `code` and `reason`, then waits a little for the client's.
-async fn close_with(socket: &mut WebSocket, code: u16, reason: &'static str) {
+async fn close_with(socket: &mut impl Socket, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code,
         reason: reason.into(),
@@ -213,7 +235,7 @@ async fn close_with(socket: &mut WebSocket, code: u16, reason: &'static str) {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        while let Some(Ok(m)) = socket.recv().await {
+        while let Some(Ok(m)) = socket.next().await {
             if matches!(m, Message::Close(_)) {
                 return;
             }
@@ -325,7 +347,7 @@ async fn handle_text(st: &WsState, agent: &AgentId, text: &str) -> Option<Server
     None
 }
 
-async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> Result<(), axum::Error> {
+async fn send(socket: &mut impl Socket, msg: &ServerMsg) -> Result<(), axum::Error> {
     // Our own types always serialize; an empty object would be a bug, not a crash.
     let text = serde_json::to_string(msg).unwrap_or_else(|_| "{}".into());
     socket.send(Message::Text(text.into())).await
@@ -348,9 +370,7 @@ pub fn presence_view(p: &Presence) -> PresenceView {
         _ => (None, None),
     };
     let seconds_left = match p {
-        Presence::WrapUp { until, .. } => {
-            Some(until.saturating_duration_since(Instant::now()).as_secs())
-        }
+        Presence::WrapUp { until, .. } => Some(until.saturating_duration_since(now()).as_secs()),
         _ => None,
     };
     PresenceView {
@@ -439,7 +459,7 @@ async fn sleep_until_due(due: Option<Instant>) {
 }
 
 fn floor_msg(view: &Arc<FloorView>) -> ServerMsg {
-    let now = Instant::now();
+    let now = now();
     let secs = |t: Instant| now.saturating_duration_since(t).as_secs();
     ServerMsg::Floor {
         calls: view
@@ -487,66 +507,4 @@ fn floor_msg(view: &Arc<FloorView>) -> ServerMsg {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn code_of(r: Result<ClientMsg, Refused>) -> &'static str {
-        match r {
-            Err(r) => r.code,
-            Ok(m) => panic!("not refused: {m:?}"),
-        }
-    }
-
-    #[test]
-    fn ringing_names_the_business_number_people_know_and_its_id_apart() {
-        let ringing = |display: Option<&str>| {
-            let msg = notice_msg(Notice::Ringing {
-                call: WaCallId("wacid.A".into()),
-                from: Some("15551234567".into()),
-                name: None,
-                queue: QueueId("support".into()),
-                business_number: Some("106540352242922".into()),
-                display_number: display.map(Into::into),
-                waited: Duration::from_secs(2),
-                rings_for: Duration::from_secs(15),
-            });
-            serde_json::to_value(msg).unwrap()
-        };
-        let m = ringing(Some("15550001111"));
-        assert_eq!(m["business_number"], "15550001111");
-        assert_eq!(m["business_number_id"], "106540352242922");
-        // Meta sent no number: the id is all there is to show.
-        assert_eq!(ringing(None)["business_number"], "106540352242922");
-    }
-
-    #[test]
-    fn unknown_fields_on_field_less_messages_are_bad_messages() {
-        for text in [
-            r#"{"type":"ping","extra":true}"#,
-            r#"{"type":"wrap_up_done","call_id":"c1"}"#,
-            r#"{"type":"stop_monitor","x":null}"#,
-        ] {
-            assert_eq!(code_of(parse(text)), "bad_message", "{text}");
-        }
-        assert_eq!(parse(r#"{"type":"ping"}"#).unwrap(), ClientMsg::Ping {});
-    }
-
-    #[test]
-    fn an_away_reason_over_64_characters_is_refused_not_cut() {
-        let msg = |reason: &str| {
-            serde_json::json!({"type": "set_presence", "available": false, "reason": reason})
-                .to_string()
-        };
-        // 64 characters (not bytes) pass, whatever their width.
-        let ok = "é".repeat(64);
-        assert_eq!(
-            parse(&msg(&ok)).unwrap(),
-            ClientMsg::SetPresence {
-                available: false,
-                reason: Some(ok.clone())
-            }
-        );
-        assert_eq!(code_of(parse(&msg(&"x".repeat(65)))), "bad_message");
-        assert_eq!(code_of(parse(&"x".repeat(MAX_MESSAGE + 1))), "too_large");
-    }
-}
+mod tests;

@@ -726,28 +726,38 @@ fn postgres_bin() -> Option<std::path::PathBuf> {
     })
 }
 
-/// A `redis-server` of its own on a free loopback port, persisting nothing; killed when
-/// dropped (or by [`Redis::stop`]). `scripts/deps` installs Debian's redis-server.
+/// A `redis-server` of its own on a Unix socket in a directory of its own (no TCP port, so
+/// none is reserved and let go for it), persisting nothing; killed when dropped (or by
+/// [`Redis::stop`]). `scripts/deps` installs Debian's redis-server.
 pub struct Redis {
     child: Option<std::process::Child>,
-    pub port: u16,
+    /// Where its socket is: [`Redis::restart`] brings a stopped one back at the same address.
+    dir: std::sync::Arc<tempfile::TempDir>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Redis::start_on(port)
+        Redis::start_in(std::sync::Arc::new(tempfile::tempdir().unwrap()))
     }
 
-    /// On a given port (a restart of one that was stopped).
-    pub fn start_on(port: u16) -> Redis {
+    /// A new server at the same address as this one (after [`Redis::stop`]: a restart).
+    pub fn restart(&self) -> Redis {
+        Redis::start_in(self.dir.clone())
+    }
+
+    fn start_in(dir: std::sync::Arc<tempfile::TempDir>) -> Redis {
+        let socket = dir.path().join("redis.sock");
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is needed: scripts/deps installs Debian's redis-server");
@@ -755,16 +765,16 @@ impl Redis {
         eventually_blocking(
             "redis-server never answered",
             Duration::from_secs(10),
-            || redis_answers(port).then_some(()),
+            || redis_answers(&socket).then_some(()),
         );
         Redis {
             child: Some(child),
-            port,
+            dir,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        format!("unix://{}", self.dir.path().join("redis.sock").display())
     }
 
     /// Kills the server (as a crash would) and waits until it is gone.
@@ -782,9 +792,9 @@ impl Drop for Redis {
     }
 }
 
-fn redis_answers(port: u16) -> bool {
+fn redis_answers(socket: &std::path::Path) -> bool {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(1)));
