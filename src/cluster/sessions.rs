@@ -6,7 +6,7 @@
 //! [`Policy`] (a few free, then blocks that double), kept in one hash per name or address.
 //!
 //! As on one node, a name's block applies only to addresses that have failed for that name
-//! (`crate::signaling::throttle`): a tally per name and address remembers which.
+//! (as `signaling::throttle` does on one node): a tally per name and address remembers which.
 //!
 //! Keys: `switchboard:session:<sha256>` (person, expiring with the session),
 //! `switchboard:sessions-of:<person>` (set of their sessions), `switchboard:signin:<kind>:<key>`
@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::Script;
 
 use super::{deadline, Cluster, ClusterError, PREFIX};
-use crate::signaling::throttle::Policy;
+use crate::config::ThrottlePolicy as Policy;
 
 /// Counts one failure. KEYS[1]: the tally. ARGV: now ms, free failures, base ms, max ms,
 /// forget ms. Returns the block it starts in ms (0: none).

@@ -426,3 +426,53 @@ mod tests {
         }
     }
 }
+
+/// How failed sign-ins of one kind of key (names, addresses) are throttled: on one node
+/// (`signaling::throttle`) and shared by the nodes (`cluster::sessions`) alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottlePolicy {
+    /// Failures allowed before the first block.
+    pub free_failures: u32,
+    /// The first block; each further failure doubles it.
+    pub base_delay: Duration,
+    /// The longest block.
+    pub max_delay: Duration,
+    /// A key with no failure for this long is forgotten (its count starts again).
+    pub forget_after: Duration,
+    /// Most keys remembered; past it the stalest is forgotten first.
+    pub max_entries: usize,
+}
+
+impl ThrottlePolicy {
+    /// Per sign-in name: 5 free failures, then 1 s, 2 s, 4 s… up to 15 minutes.
+    pub const NAMES: ThrottlePolicy = ThrottlePolicy {
+        free_failures: 5,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(15 * 60),
+        forget_after: Duration::from_secs(60 * 60),
+        max_entries: 65_536,
+    };
+    /// Per client address, more lenient (an office shares one address): 20 free failures.
+    pub const ADDRESSES: ThrottlePolicy = ThrottlePolicy {
+        free_failures: 20,
+        ..ThrottlePolicy::NAMES
+    };
+    /// Per name and address together: never blocks by itself, only remembers (for as long as
+    /// a name's failures) which addresses a name's block applies to.
+    pub const PAIRS: ThrottlePolicy = ThrottlePolicy {
+        free_failures: u32::MAX,
+        ..ThrottlePolicy::NAMES
+    };
+
+    /// The block after the `failures`-th failure, if any.
+    pub(crate) fn delay(&self, failures: u32) -> Option<Duration> {
+        let over = failures.checked_sub(self.free_failures)?.checked_sub(1)?;
+        let factor = 1u32.checked_shl(over.min(31)).unwrap_or(u32::MAX);
+        Some(
+            self.base_delay
+                .checked_mul(factor)
+                .unwrap_or(self.max_delay)
+                .min(self.max_delay),
+        )
+    }
+}

@@ -37,7 +37,7 @@ mod media;
 mod settings;
 mod validate;
 
-pub use auth::{AuthConfig, PasswordHash, Person, Role};
+pub use auth::{AuthConfig, PasswordHash, Person, Role, ThrottlePolicy};
 pub use settings::Settings;
 
 /// Errors found while loading or validating the configuration. Each names the key at fault.

@@ -14,18 +14,6 @@
 //! A right password forgets what that address failed for that name (and only that): the
 //! failures others made keep their addresses blocked.
 //!
-//! **A name's block stops only the addresses that have failed for that name.** Otherwise anyone
-//! could keep a chosen person out for good with one wrong guess per block expiry. Her right
-//! password from an address that has not failed for her name is checked, so a stranger elsewhere
-//! cannot lock her out; every address that guesses is still held to the doubling block after the
-//! free failures, and each address to its own per-address limit across all names. The price: a
-//! guesser with many addresses gets one check per fresh address while the name is blocked (then
-//! that address is blocked too), which the per-address limit, argon2's cost and the hour before
-//! an address's failures are forgotten bound.
-//!
-//! A right password forgets what that address failed for that name (and only that): the
-//! failures others made keep their addresses blocked.
-//!
 //! An attempt counts as a failure *when it starts* ([`SignInThrottle::begin`]) and is given
 //! back if the password was right ([`SignInThrottle::succeeded`]): so many attempts sent at
 //! once cannot all slip past the check while their passwords are being hashed.
@@ -35,54 +23,8 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// How one kind of key (names, addresses) is throttled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    /// Failures allowed before the first block.
-    pub free_failures: u32,
-    /// The first block; each further failure doubles it.
-    pub base_delay: Duration,
-    /// The longest block.
-    pub max_delay: Duration,
-    /// A key with no failure for this long is forgotten (its count starts again).
-    pub forget_after: Duration,
-    /// Most keys remembered; past it the stalest is forgotten first.
-    pub max_entries: usize,
-}
-
-impl Policy {
-    /// Per sign-in name: 5 free failures, then 1 s, 2 s, 4 s… up to 15 minutes.
-    pub const NAMES: Policy = Policy {
-        free_failures: 5,
-        base_delay: Duration::from_secs(1),
-        max_delay: Duration::from_secs(15 * 60),
-        forget_after: Duration::from_secs(60 * 60),
-        max_entries: 65_536,
-    };
-    /// Per client address, more lenient (an office shares one address): 20 free failures.
-    pub const ADDRESSES: Policy = Policy {
-        free_failures: 20,
-        ..Policy::NAMES
-    };
-    /// Per name and address together: never blocks by itself, only remembers (for as long as
-    /// a name's failures) which addresses a name's block applies to.
-    pub const PAIRS: Policy = Policy {
-        free_failures: u32::MAX,
-        ..Policy::NAMES
-    };
-
-    /// The block after the `failures`-th failure, if any.
-    fn delay(&self, failures: u32) -> Option<Duration> {
-        let over = failures.checked_sub(self.free_failures)?.checked_sub(1)?;
-        let factor = 1u32.checked_shl(over.min(31)).unwrap_or(u32::MAX);
-        Some(
-            self.base_delay
-                .checked_mul(factor)
-                .unwrap_or(self.max_delay)
-                .min(self.max_delay),
-        )
-    }
-}
+/// How one kind of key is throttled; with the nodes' shared state (`cluster::sessions`), too.
+pub use crate::config::ThrottlePolicy as Policy;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
