@@ -21,13 +21,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::actor::{CallsHandle, FloorView};
@@ -102,9 +104,10 @@ pub async fn place_events<A: Authority>(
     let mut handed_seen = Dedup::new(dedup_ttl, 100_000);
     // Events waiting behind an event of the same call that is being placed.
     let mut behind: HashMap<WaCallId, VecDeque<Inbound>> = HashMap::new();
-    let mut placing: JoinSet<bool> = JoinSet::new();
-    // Which call each placement in flight is for.
-    let mut ids: HashMap<tokio::task::Id, WaCallId> = HashMap::new();
+    // Placements in flight, polled by this task itself: a new call's first Redis command goes
+    // out as soon as its event is read, with no task of its own to be scheduled first (on a busy
+    // node each scheduling hop adds to the set-up tail).
+    let mut placing: FuturesUnordered<Placing> = FuturesUnordered::new();
     let (mut meta_open, mut handed_open) = (true, true);
     loop {
         let room = placing.len() < IN_FLIGHT;
@@ -117,25 +120,13 @@ pub async fn place_events<A: Authority>(
                 Some(Handed(e, at)) => Inbound::Handed(e, at),
                 None => { handed_open = false; continue; }
             },
-            done = placing.join_next_with_id(), if !placing.is_empty() => {
-                let (call, alive) = match done {
-                    Some(Ok((id, alive))) => (ids.remove(&id), alive),
-                    // A placement that panicked: its call's next events still go.
-                    Some(Err(e)) => {
-                        warn!(error = %e, "placing an event failed");
-                        (ids.remove(&e.id()), true)
-                    }
-                    None => continue,
-                };
+            done = placing.next(), if !placing.is_empty() => {
+                let Some((call, alive)) = done else { continue };
                 if !alive {
                     return;
                 }
-                let Some(call) = call else { continue };
                 match behind.get_mut(&call).and_then(VecDeque::pop_front) {
-                    Some(next) => {
-                        let id = spawn_place(&mut placing, &authority, &rule, &calls, &call, next);
-                        ids.insert(id, call);
-                    }
+                    Some(next) => placing.push(placement(&authority, &rule, &calls, call, next)),
                     None => {
                         behind.remove(&call);
                     }
@@ -159,27 +150,38 @@ pub async fn place_events<A: Authority>(
         match behind.get_mut(&call) {
             Some(queue) => queue.push_back(next),
             None => {
-                let id = spawn_place(&mut placing, &authority, &rule, &calls, &call, next);
-                ids.insert(id, call.clone());
-                behind.insert(call, VecDeque::new());
+                behind.insert(call.clone(), VecDeque::new());
+                placing.push(placement(&authority, &rule, &calls, call, next));
             }
         }
     }
 }
 
-fn spawn_place<A: Authority>(
-    placing: &mut JoinSet<bool>,
+/// A placement in flight: its call, and whether the call machines are still there.
+type Placing = Pin<Box<dyn Future<Output = (WaCallId, bool)> + Send>>;
+
+/// Places `inbound` (an event of `call`). A panic while placing it is caught: logged, and the
+/// call's next events still go.
+fn placement<A: Authority>(
     authority: &A,
     rule: &Arc<QueueRule>,
     calls: &mpsc::Sender<WaEvent>,
-    call: &WaCallId,
+    call: WaCallId,
     inbound: Inbound,
-) -> tokio::task::Id {
+) -> Placing {
     let (authority, rule, calls) = (authority.clone(), rule.clone(), calls.clone());
     let span = info_span!("wa_call", call_id = %call);
-    placing
-        .spawn(async move { place(&authority, &rule, &calls, inbound).await }.instrument(span))
-        .id()
+    Box::pin(async move {
+        let placed = AssertUnwindSafe(place(&authority, &rule, &calls, inbound))
+            .catch_unwind()
+            .instrument(span)
+            .await;
+        let alive = placed.unwrap_or_else(|_| {
+            warn!(call_id = %call, "placing an event panicked");
+            true
+        });
+        (call, alive)
+    })
 }
 
 /// Places one event; false when the call machines are gone.
