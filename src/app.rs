@@ -65,6 +65,28 @@ pub enum AppError {
     Cluster(#[from] crate::cluster::ClusterError),
 }
 
+/// On first start — no account stored yet — today's configuration becomes the `default`
+/// account (issue 23: accounts live in the database, seeded from the file). Later starts keep
+/// what is stored. Every node of a cluster may try at once: the first one's stands.
+async fn seed_accounts(store: &StoreHandle, config: &Config) -> Result<(), StoreError> {
+    if !store.accounts().await?.is_empty() {
+        return Ok(());
+    }
+    let account = crate::accounts::Account::from_config(config);
+    let (queues, people) = (account.queues.len(), account.people.len());
+    match store.create_account(account).await {
+        Ok(()) => {
+            info!(
+                account = crate::accounts::DEFAULT_ACCOUNT,
+                queues, people, "the configuration file seeded the default account"
+            );
+            Ok(())
+        }
+        Err(StoreError::AccountExists(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// A running switchboard.
 pub struct Running {
     /// Where the HTTP server listens.
@@ -370,6 +392,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         (None, Some(path)) => StoreHandle::open(path).await?,
         (None, None) => StoreHandle::open_in_memory().await?,
     };
+    seed_accounts(&store, &config).await?;
     // Calls a previous run left live at Meta are ended before new ones come in.
     actor::end_leftovers(&store, &graph, &config.store.node_id).await;
     // The tasks that run as long as switchboard does; cancelled together once its calls ended.

@@ -6,6 +6,7 @@
 //! engine and the Graph API → events back. Nothing reaches across.
 #![warn(unreachable_pub, missing_docs)]
 
+pub mod accounts;
 pub mod app;
 pub mod calls;
 pub mod cluster;

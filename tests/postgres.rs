@@ -6,10 +6,13 @@ mod common;
 
 use std::time::Duration;
 
+use switchboard::accounts::{
+    Account, AccountSlug, CallSettings, NumberRoute, PersonDef, QueueDef, QueuePolicy,
+};
 use switchboard::ids::WaCallId;
 use switchboard::store::{
-    http, CallPage, CallQuery, CallRecord, CallStore, LiveCall, Outcome, PostgresStore, Recorded,
-    StoreError, StoreHandle,
+    http, AccountStore, CallPage, CallQuery, CallRecord, CallStore, LiveCall, Outcome,
+    PostgresStore, Recorded, StoreError, StoreHandle,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -27,6 +30,69 @@ fn ids(page: &CallPage) -> Vec<String> {
     page.calls.iter().map(|c| c.call_id.0.clone()).collect()
 }
 
+/// An account with one queue, `numbers`, and one agent.
+fn account(slug: &str, numbers: &[&str]) -> Account {
+    let agent = common::person("alice", switchboard::config::Role::Agent, &["support"]);
+    Account {
+        slug: AccountSlug::try_from(slug.to_owned()).unwrap(),
+        name: slug.to_uppercase(),
+        waba_id: None,
+        numbers: numbers
+            .iter()
+            .map(|n| NumberRoute {
+                phone_number_id: (*n).into(),
+                queue: None,
+            })
+            .collect(),
+        queues: vec![QueueDef {
+            id: "support".into(),
+            policy: QueuePolicy::Queue {
+                max_wait_ms: 90_000,
+            },
+        }],
+        default_queue: "support".into(),
+        people: vec![PersonDef {
+            id: agent.id,
+            name: agent.name,
+            role: agent.role,
+            password_hash: agent.password_hash,
+            queues: agent.queues,
+            disabled: false,
+        }],
+        away_reasons: vec!["Lunch".into()],
+        settings: CallSettings {
+            ring_timeout_ms: 15_000,
+            wrap_up_ms: 5_000,
+            grace_ms: 30_000,
+            answer_deadline_ms: 25_000,
+        },
+    }
+}
+
+/// Accounts on PostgreSQL: what one node stores the other reads; a number is one account's,
+/// whichever node asks; a refused account leaves nothing behind.
+#[test]
+fn two_nodes_share_accounts_and_a_number_belongs_to_one() {
+    let pg = common::Postgres::start();
+    let url = pg.database("accounts");
+    let mut a = PostgresStore::connect(&url, "node-a").unwrap();
+    let mut b = PostgresStore::connect(&url, "node-b").unwrap();
+    let acme = account("acme", &["1001", "1002"]);
+    a.create_account(&acme).unwrap();
+    assert_eq!(b.accounts().unwrap(), vec![acme.clone()]);
+    match b.create_account(&account("rival", &["2001", "1002"])) {
+        Err(StoreError::NumberTaken { number, account }) => {
+            assert_eq!((number.as_str(), account.as_str()), ("1002", "acme"));
+        }
+        other => panic!("expected NumberTaken, got {other:?}"),
+    }
+    assert!(matches!(
+        b.create_account(&account("acme", &["3001"])),
+        Err(StoreError::AccountExists(_))
+    ));
+    assert_eq!(a.accounts().unwrap(), vec![acme]);
+}
+
 /// The store's contract on PostgreSQL, with two nodes on one database: one migration, records
 /// written once whoever writes them, each node's live calls its own, listing, filters and
 /// paging as on SQLite.
@@ -36,11 +102,11 @@ fn two_nodes_share_records_and_keep_their_own_live_calls() {
     let url = pg.database("contract");
     let mut a = PostgresStore::connect(&url, "node-a").unwrap();
     let mut b = PostgresStore::connect(&url, "node-b").unwrap();
-    assert_eq!(a.schema_version().unwrap(), 2);
-    assert_eq!(b.schema_version().unwrap(), 2);
+    assert_eq!(a.schema_version().unwrap(), 3);
+    assert_eq!(b.schema_version().unwrap(), 3);
     // A third connection finds the schema done and changes nothing.
     PostgresStore::connect(&url, "node-a").unwrap();
-    assert_eq!(a.schema_version().unwrap(), 2);
+    assert_eq!(a.schema_version().unwrap(), 3);
 
     let r1 = common::call_record(1, Outcome::Answered, "sales", &["ann"]);
     let r2 = common::call_record(2, Outcome::Abandoned, "support", &[]);
@@ -262,6 +328,12 @@ async fn two_running_nodes_write_to_one_database_and_each_lists_both() {
         .unwrap();
         assert_eq!(config.store.node_id, node);
         nodes.push(app::start(config).await.unwrap());
+    }
+    // Both started on an empty database: the configuration seeded one default account.
+    for running in &nodes {
+        let accounts = running.store.accounts().await.unwrap();
+        let slugs: Vec<&str> = accounts.iter().map(|a| a.slug.as_str()).collect();
+        assert_eq!(slugs, vec![switchboard::accounts::DEFAULT_ACCOUNT]);
     }
     // Nobody signed in: each node declines its call at once and records it.
     let mut placed = Vec::new();

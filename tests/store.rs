@@ -165,3 +165,40 @@ async fn records_survive_a_restart_and_are_listed_over_http() {
         .unwrap()
         .unwrap();
 }
+
+/// Issue 23: the configuration file seeds the `default` account in the database on first start
+/// (its queues, numbers and people); later starts keep what is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configuration_seeds_the_default_account_on_first_start_only() {
+    use switchboard::app;
+    use switchboard::config::{Config, Role, Settings};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("switchboard.db");
+    let config = |people: Vec<switchboard::config::Person>| {
+        let mut c = Config::from_settings(common::loopback(Settings::default())).unwrap();
+        c.store.path = Some(db.clone());
+        c.auth.people = people;
+        c
+    };
+    let alice = common::person("alice", Role::Agent, &["support"]);
+    let sam = common::person("sam", Role::Supervisor, &["support"]);
+
+    let first = app::start(config(vec![alice.clone()])).await.unwrap();
+    let accounts = first.store.accounts().await.unwrap();
+    assert_eq!(accounts.len(), 1);
+    let seeded = &accounts[0];
+    assert_eq!(seeded.slug.as_str(), switchboard::accounts::DEFAULT_ACCOUNT);
+    let people: Vec<&str> = seeded.people.iter().map(|p| p.id.0.as_str()).collect();
+    assert_eq!(people, ["alice"]);
+    assert!(seeded.queues.iter().any(|q| q.id == "support"));
+    assert_eq!(seeded.default_queue, config(vec![]).calls.default_queue.0);
+    first.shutdown().await;
+
+    // The file changed meanwhile: what is stored stands (accounts change through the admin API
+    // from now on), and nothing is seeded twice.
+    let second = app::start(config(vec![alice, sam])).await.unwrap();
+    let again = second.store.accounts().await.unwrap();
+    assert_eq!(again, accounts);
+    second.shutdown().await;
+}

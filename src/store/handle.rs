@@ -22,8 +22,10 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    CallPage, CallQuery, CallRecord, CallStore, LiveCall, Recorded, SqliteStore, StoreError,
+    AccountStore, CallPage, CallQuery, CallRecord, CallStore, LiveCall, Recorded, SqliteStore,
+    StoreError,
 };
+use crate::accounts::Account;
 use crate::ids::WaCallId;
 
 /// Commands queued for the store thread at most; past this, senders wait.
@@ -40,6 +42,8 @@ enum Command {
     CheckWritable(Reply<()>),
     ClearLive(WaCallId, Reply<()>),
     List(Box<CallQuery>, Reply<CallPage>),
+    Accounts(Reply<Vec<Account>>),
+    CreateAccount(Box<Account>, Reply<()>),
 }
 
 /// A cheap, cloneable handle to the store thread.
@@ -91,7 +95,7 @@ impl StoreHandle {
     /// [`CallStore`], SQLite or another database. Returns `open`'s error if it fails.
     pub async fn spawn<S, F>(open: F) -> Result<(StoreHandle, StoreDriver), StoreError>
     where
-        S: CallStore + 'static,
+        S: CallStore + AccountStore + 'static,
         F: FnOnce() -> Result<S, StoreError> + Send + 'static,
     {
         let (tx, thread, done) = Self::thread("call-store", open).await?;
@@ -111,9 +115,9 @@ impl StoreHandle {
         open_reader: G,
     ) -> Result<(StoreHandle, StoreDriver), StoreError>
     where
-        S: CallStore + 'static,
+        S: CallStore + AccountStore + 'static,
         F: FnOnce() -> Result<S, StoreError> + Send + 'static,
-        R: CallStore + 'static,
+        R: CallStore + AccountStore + 'static,
         G: FnOnce() -> Result<R, StoreError> + Send + 'static,
     {
         let (tx, thread, done) = Self::thread("call-store", open).await?;
@@ -139,7 +143,7 @@ impl StoreHandle {
         open: F,
     ) -> Result<(mpsc::Sender<Command>, JoinHandle<()>, oneshot::Receiver<()>), StoreError>
     where
-        S: CallStore + 'static,
+        S: CallStore + AccountStore + 'static,
         F: FnOnce() -> Result<S, StoreError> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
@@ -230,6 +234,17 @@ impl StoreHandle {
         self.call(|r| Command::ClearLive(call_id, r)).await
     }
 
+    /// See [`AccountStore::accounts`].
+    pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.call(Command::Accounts).await
+    }
+
+    /// See [`AccountStore::create_account`].
+    pub async fn create_account(&self, account: Account) -> Result<(), StoreError> {
+        self.call(|r| Command::CreateAccount(Box::new(account), r))
+            .await
+    }
+
     /// See [`CallStore::list`]. On the reader's connection when the store has one.
     pub async fn list(&self, query: CallQuery) -> Result<CallPage, StoreError> {
         let queue = self.reads.as_ref().unwrap_or(&self.tx);
@@ -259,7 +274,7 @@ impl StoreDriver {
 }
 
 /// The store thread: serves commands until every sender is gone and the queue is empty.
-fn run<S: CallStore>(mut store: S, mut rx: mpsc::Receiver<Command>) {
+fn run<S: CallStore + AccountStore>(mut store: S, mut rx: mpsc::Receiver<Command>) {
     while let Some(cmd) = rx.blocking_recv() {
         // A reply nobody awaits any more is dropped; the work was done all the same.
         match cmd {
@@ -288,6 +303,12 @@ fn run<S: CallStore>(mut store: S, mut rx: mpsc::Receiver<Command>) {
             }
             Command::List(query, reply) => {
                 let _ = reply.send(store.list(&query));
+            }
+            Command::Accounts(reply) => {
+                let _ = reply.send(store.accounts());
+            }
+            Command::CreateAccount(account, reply) => {
+                let _ = reply.send(store.create_account(&account));
             }
         }
     }
@@ -416,6 +437,24 @@ mod tests {
 
     /// A store that only lists, and says how many lists it served.
     struct Lister(usize);
+
+    impl AccountStore for Gate {
+        fn accounts(&mut self) -> Result<Vec<Account>, StoreError> {
+            Ok(vec![])
+        }
+        fn create_account(&mut self, _: &Account) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    impl AccountStore for Lister {
+        fn accounts(&mut self) -> Result<Vec<Account>, StoreError> {
+            unreachable!("the reader only lists")
+        }
+        fn create_account(&mut self, _: &Account) -> Result<(), StoreError> {
+            unreachable!("the reader only lists")
+        }
+    }
 
     impl CallStore for Lister {
         fn mark_live(&mut self, _: &LiveCall) -> Result<(), StoreError> {

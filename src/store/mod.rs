@@ -1,5 +1,7 @@
 //! Call records: every call, answered or not, written once when it ends, and the list of calls
-//! that are live right now, so that a process that died leaves nothing dangling at Meta.
+//! that are live right now, so that a process that died leaves nothing dangling at Meta. The
+//! same database keeps the accounts ([`AccountStore`], issue 23): what they are is
+//! [`crate::accounts`]' to say, where they are kept is the store's.
 //!
 //! *Owns*: the database ([`SqliteStore`] on one node; [`PostgresStore`], shared by several
 //! nodes, when `SWITCHBOARD_DATABASE_URL` is set) and the one thread that touches it. The
@@ -29,6 +31,7 @@
 //! implementation. On PostgreSQL the live marks are per node (`SWITCHBOARD_NODE_ID`): a node
 //! that starts ends only the calls it left live itself.
 
+mod accounts;
 mod handle;
 pub mod http;
 mod postgres;
@@ -41,6 +44,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::ids::WaCallId;
 
 pub use handle::{StoreDriver, StoreHandle, TryFinishError, QUEUE_CAPACITY};
+
 pub use postgres::PostgresStore;
 pub use record::{
     CallPage, CallQuery, CallRecord, Cursor, EndedBy, LegQuality, LegRole, LiveCall, Outcome,
@@ -84,6 +88,17 @@ pub trait CallStore {
     fn check_writable(&mut self) -> Result<(), StoreError>;
 }
 
+/// The accounts (issue 23), kept in the same database as the call records.
+pub trait AccountStore {
+    /// Every account, by slug, each with its numbers, queues and people.
+    fn accounts(&mut self) -> Result<Vec<crate::accounts::Account>, StoreError>;
+
+    /// Stores a new account with its numbers, queues and people in one transaction: nothing of
+    /// it is written when any part is refused (it breaks a rule, its slug is taken, or one of
+    /// its numbers belongs to another account).
+    fn create_account(&mut self, account: &crate::accounts::Account) -> Result<(), StoreError>;
+}
+
 /// What can go wrong in the store, grouped by who is at fault.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -96,6 +111,20 @@ pub enum StoreError {
         field: &'static str,
         /// What is wrong with it.
         reason: String,
+    },
+    /// An account that breaks a rule (HTTP: 422, naming the field).
+    #[error("invalid account: {0}")]
+    InvalidAccount(#[from] crate::accounts::AccountError),
+    /// An account with this slug exists already (HTTP: 409).
+    #[error("account {0} exists already")]
+    AccountExists(String),
+    /// A business number belongs to another account already (HTTP: 409).
+    #[error("number {number} belongs to account {account} already")]
+    NumberTaken {
+        /// The number's `phone_number_id`.
+        number: String,
+        /// The account that has it.
+        account: String,
     },
     /// A record that cannot be stored (a bug in whoever built it).
     #[error("invalid call record {call_id:?}: {reason}")]

@@ -58,6 +58,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX live_calls_by_node ON live_calls (node, started_at, call_id);",
     // 2: what was known of each live call.
     "ALTER TABLE live_calls ADD COLUMN known TEXT;",
+    // 3: accounts, their queues, numbers and people (issue 23).
+    super::accounts::POSTGRES_SCHEMA,
 ];
 
 /// The newest schema version this build knows.
@@ -104,7 +106,7 @@ impl PostgresStore {
     }
 
     /// The connection, opened again first if the server dropped it.
-    fn client(&mut self) -> Result<&mut Client, StoreError> {
+    pub(super) fn client(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.is_closed() {
             tracing::warn!(node = %self.node, "call database connection lost; reconnecting");
             self.client = connect(&self.url)?;

@@ -3,7 +3,9 @@
 //!
 //! Layout: `calls` holds one row per call, with the lists (agents in order, transitions, Meta's
 //! error codes, leg quality) as JSON text columns; `call_agents` repeats each (call, agent) pair
-//! so the agent filter uses an index; `live_calls` holds the calls in progress.
+//! so the agent filter uses an index; `live_calls` holds the calls in progress; `accounts` and
+//! its `account_queues`, `account_numbers` and `account_people` the accounts
+//! (`store::accounts`).
 
 use std::path::Path;
 
@@ -54,6 +56,8 @@ const MIGRATIONS: &[&str] = &[
     // 2: the node of each record; what was known of each live call.
     "ALTER TABLE calls ADD COLUMN node TEXT;
     ALTER TABLE live_calls ADD COLUMN known TEXT;",
+    // 3: accounts, their queues, numbers and people (issue 23).
+    super::accounts::SQLITE_SCHEMA,
 ];
 
 /// The newest schema version this build knows.
@@ -71,7 +75,7 @@ const RECORD_COLUMNS: &str = "c.call_id, c.started_at, c.answered_at, c.ended_at
 /// [`StoreHandle`](super::StoreHandle)), never on the async runtime.
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 impl SqliteStore {

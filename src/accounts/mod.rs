@@ -1,0 +1,408 @@
+//! Accounts: the businesses one switchboard serves. An account is one WhatsApp Business
+//! Account: its numbers, its queues, its people, its away reasons and its call settings.
+//!
+//! *Owns*: what an account is and the rules a valid one follows ([`Account::validate`]), and how
+//! today's configuration file becomes the first account ([`Account::from_config`]).
+//!
+//! *Does not touch*: the database (the store keeps accounts: [`crate::store::AccountStore`]),
+//! calls, HTTP.
+//!
+//! Issue 23 lands in steps. This one stores accounts (SQLite and PostgreSQL) and seeds the
+//! `default` account from the configuration file on first start (`app`), so today's
+//! deployments keep running unchanged; the call centre still reads its configuration. The next
+//! steps make the running call centre read accounts (live), add the admin API and its page,
+//! and seal access tokens with a key from the environment.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, PasswordHash, Role};
+use crate::ids::AgentId;
+use crate::routing::NoAgentPolicy;
+
+/// The account today's configuration file seeds.
+pub const DEFAULT_ACCOUNT: &str = "default";
+/// Longest slug, name, id or away reason accepted.
+const MAX_TEXT: usize = 64;
+/// Longest display name accepted.
+const MAX_NAME: usize = 128;
+
+/// An account's short name: in sign-in (`default`, `acme-support`) and in the admin API's
+/// paths. 1–40 of `a-z 0-9 -`, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AccountSlug(String);
+
+impl AccountSlug {
+    /// The slug as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AccountSlug {
+    type Error = AccountError;
+
+    fn try_from(s: String) -> Result<AccountSlug, AccountError> {
+        let ok = (1..=40).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-');
+        if ok {
+            Ok(AccountSlug(s))
+        } else {
+            Err(AccountError::invalid(
+                "slug",
+                "1-40 of a-z 0-9 -, starting with a letter or digit",
+            ))
+        }
+    }
+}
+
+impl From<AccountSlug> for String {
+    fn from(s: AccountSlug) -> String {
+        s.0
+    }
+}
+
+impl fmt::Display for AccountSlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One business.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Its short name.
+    pub slug: AccountSlug,
+    /// Its name, as people know it.
+    pub name: String,
+    /// Its WhatsApp Business Account id at Meta, when known.
+    pub waba_id: Option<String>,
+    /// Its business numbers.
+    pub numbers: Vec<NumberRoute>,
+    /// Its queues.
+    pub queues: Vec<QueueDef>,
+    /// Where calls to a number with no queue of its own go.
+    pub default_queue: String,
+    /// Who may sign in.
+    pub people: Vec<PersonDef>,
+    /// The reasons its agents pick from when going away.
+    pub away_reasons: Vec<String>,
+    /// Its call settings.
+    pub settings: CallSettings,
+}
+
+/// A business number of an account, and the queue its calls go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberRoute {
+    /// Meta's id of the number (`phone_number_id`): webhooks name it, and it is unique across
+    /// accounts.
+    pub phone_number_id: String,
+    /// Its queue; `None`: the account's default queue.
+    pub queue: Option<String>,
+}
+
+/// A queue of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDef {
+    /// Its id, unique within the account.
+    pub id: String,
+    /// What happens when no agent is free.
+    pub policy: QueuePolicy,
+}
+
+/// What a queue does when no agent is free (as [`NoAgentPolicy`], in a storable shape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum QueuePolicy {
+    /// Graph `reject` at once.
+    Decline,
+    /// Hold audio for at most `max_wait_ms`, then `terminate`.
+    Queue {
+        /// The longest a caller waits, in milliseconds.
+        max_wait_ms: u64,
+    },
+}
+
+impl From<NoAgentPolicy> for QueuePolicy {
+    fn from(p: NoAgentPolicy) -> QueuePolicy {
+        match p {
+            NoAgentPolicy::Decline => QueuePolicy::Decline,
+            NoAgentPolicy::Queue { max_wait } => QueuePolicy::Queue {
+                max_wait_ms: millis(max_wait),
+            },
+        }
+    }
+}
+
+impl From<QueuePolicy> for NoAgentPolicy {
+    fn from(p: QueuePolicy) -> NoAgentPolicy {
+        match p {
+            QueuePolicy::Decline => NoAgentPolicy::Decline,
+            QueuePolicy::Queue { max_wait_ms } => NoAgentPolicy::Queue {
+                max_wait: Duration::from_millis(max_wait_ms),
+            },
+        }
+    }
+}
+
+/// A person of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonDef {
+    /// The sign-in name, unique within the account.
+    pub id: AgentId,
+    /// The name shown to others.
+    pub name: String,
+    /// What they may do.
+    pub role: Role,
+    /// Their password, as an argon2id PHC string.
+    pub password_hash: PasswordHash,
+    /// The queues they take calls from.
+    pub queues: Vec<String>,
+    /// A disabled person cannot sign in.
+    pub disabled: bool,
+}
+
+/// An account's call settings, in milliseconds (the configuration file takes fractions of a
+/// second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallSettings {
+    /// An agent who does not answer in this time is skipped and set away.
+    pub ring_timeout_ms: u64,
+    /// After a call, the agent's wrap-up time.
+    pub wrap_up_ms: u64,
+    /// An agent whose browser drops mid-call has this long to come back.
+    pub grace_ms: u64,
+    /// A call not answered this long after Meta offered it is queued or declined (Meta's
+    /// window is about 30–60 s).
+    pub answer_deadline_ms: u64,
+}
+
+/// Longest of any setting: an hour, as the configuration file allows.
+const MAX_MS: u64 = 3_600_000;
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What is wrong with an account: the field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct AccountError {
+    /// The field, as the admin API names it (`people[2].queues[0]`).
+    pub field: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+impl AccountError {
+    fn invalid(field: impl Into<String>, reason: impl Into<String>) -> AccountError {
+        AccountError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `text` is 1–`max` characters with no control character.
+fn check_text(field: &str, text: &str, max: usize) -> Result<(), AccountError> {
+    let n = text.chars().count();
+    if n == 0 || n > max || text.chars().any(char::is_control) {
+        return Err(AccountError::invalid(
+            field,
+            format!("1-{max} characters, no control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// `id` is 1–64 of `a-z 0-9 . _ -`, starting with a letter or digit (ids of people and queues,
+/// as in the configuration file).
+fn check_id(field: &str, id: &str) -> Result<(), AccountError> {
+    let ok = (1..=MAX_TEXT).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(AccountError::invalid(
+            field,
+            "1-64 of a-z 0-9 . _ -, starting with a letter or digit",
+        ))
+    }
+}
+
+impl CallSettings {
+    fn validate(&self) -> Result<(), AccountError> {
+        let within = |field: &str, v: u64, lo: u64| {
+            if (lo..=MAX_MS).contains(&v) {
+                Ok(())
+            } else {
+                Err(AccountError::invalid(
+                    format!("settings.{field}"),
+                    format!("{lo}-{MAX_MS} milliseconds"),
+                ))
+            }
+        };
+        within("ring_timeout_ms", self.ring_timeout_ms, 1)?;
+        within("wrap_up_ms", self.wrap_up_ms, 0)?;
+        within("grace_ms", self.grace_ms, 1)?;
+        within("answer_deadline_ms", self.answer_deadline_ms, 1)
+    }
+}
+
+impl Account {
+    /// The account today's configuration describes: its queues, numbers, people, away reasons
+    /// and call settings, under the slug [`DEFAULT_ACCOUNT`]. Its access token is not copied:
+    /// the configuration keeps it.
+    pub fn from_config(config: &Config) -> Account {
+        let calls = &config.calls;
+        let mut numbers: Vec<NumberRoute> = calls
+            .numbers
+            .iter()
+            .map(|(n, q)| NumberRoute {
+                phone_number_id: n.clone(),
+                queue: Some(q.0.clone()),
+            })
+            .collect();
+        if let Some(c) = &config.whatsapp.credentials {
+            if !calls.numbers.contains_key(&c.phone_number_id) {
+                numbers.push(NumberRoute {
+                    phone_number_id: c.phone_number_id.clone(),
+                    queue: None,
+                });
+            }
+        }
+        numbers.sort_by(|a, b| a.phone_number_id.cmp(&b.phone_number_id));
+        Account {
+            slug: AccountSlug(DEFAULT_ACCOUNT.into()),
+            name: "Default".into(),
+            waba_id: None,
+            numbers,
+            queues: calls
+                .queues
+                .iter()
+                .map(|q| QueueDef {
+                    id: q.id.0.clone(),
+                    policy: q.policy.into(),
+                })
+                .collect(),
+            default_queue: calls.default_queue.0.clone(),
+            people: config
+                .auth
+                .people
+                .iter()
+                .map(|p| PersonDef {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    role: p.role,
+                    password_hash: p.password_hash.clone(),
+                    queues: p.queues.clone(),
+                    disabled: false,
+                })
+                .collect(),
+            away_reasons: calls.away_reasons.clone(),
+            settings: CallSettings {
+                ring_timeout_ms: millis(calls.ring_timeout),
+                wrap_up_ms: millis(calls.wrap_up),
+                grace_ms: millis(calls.grace),
+                answer_deadline_ms: millis(calls.answer_deadline),
+            },
+        }
+    }
+
+    /// Checks every rule a stored account follows; the first broken one, naming its field.
+    /// (Numbers unique across accounts is the store's to check: it sees them all.)
+    pub fn validate(&self) -> Result<(), AccountError> {
+        check_text("name", &self.name, MAX_NAME)?;
+        if let Some(w) = &self.waba_id {
+            if w.is_empty() || w.len() > MAX_TEXT || !w.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(AccountError::invalid("waba_id", "Meta's numeric id"));
+            }
+        }
+        let mut queues = HashSet::new();
+        for (i, q) in self.queues.iter().enumerate() {
+            check_id(&format!("queues[{i}].id"), &q.id)?;
+            if !queues.insert(q.id.as_str()) {
+                return Err(AccountError::invalid(
+                    format!("queues[{i}].id"),
+                    format!("queue {} is listed twice", q.id),
+                ));
+            }
+            if let QueuePolicy::Queue { max_wait_ms } = q.policy {
+                if !(1..=MAX_MS).contains(&max_wait_ms) {
+                    return Err(AccountError::invalid(
+                        format!("queues[{i}].max_wait_ms"),
+                        format!("1-{MAX_MS} milliseconds"),
+                    ));
+                }
+            }
+        }
+        if !queues.contains(self.default_queue.as_str()) {
+            return Err(AccountError::invalid(
+                "default_queue",
+                format!("no queue {}", self.default_queue),
+            ));
+        }
+        let mut numbers = HashSet::new();
+        for (i, n) in self.numbers.iter().enumerate() {
+            let id = &n.phone_number_id;
+            // Meta's ids are digits; the configuration file has taken any id, and what it took
+            // is kept.
+            if id.is_empty() || id.len() > MAX_TEXT || !id.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(AccountError::invalid(
+                    format!("numbers[{i}].phone_number_id"),
+                    "1-64 visible ASCII characters (Meta's ids are digits)",
+                ));
+            }
+            if !numbers.insert(id.as_str()) {
+                return Err(AccountError::invalid(
+                    format!("numbers[{i}].phone_number_id"),
+                    format!("number {id} is listed twice"),
+                ));
+            }
+            if let Some(q) = n.queue.as_deref().filter(|q| !queues.contains(q)) {
+                return Err(AccountError::invalid(
+                    format!("numbers[{i}].queue"),
+                    format!("no queue {q}"),
+                ));
+            }
+        }
+        let mut people = HashSet::new();
+        for (i, p) in self.people.iter().enumerate() {
+            check_id(&format!("people[{i}].id"), &p.id.0)?;
+            if !people.insert(p.id.0.as_str()) {
+                return Err(AccountError::invalid(
+                    format!("people[{i}].id"),
+                    format!("{} is listed twice", p.id),
+                ));
+            }
+            check_text(&format!("people[{i}].name"), &p.name, MAX_NAME)?;
+            for (j, q) in p.queues.iter().enumerate() {
+                if !queues.contains(q.as_str()) {
+                    return Err(AccountError::invalid(
+                        format!("people[{i}].queues[{j}]"),
+                        format!("no queue {q}"),
+                    ));
+                }
+            }
+        }
+        if self.away_reasons.is_empty() || self.away_reasons.len() > 20 {
+            return Err(AccountError::invalid("away_reasons", "1 to 20 reasons"));
+        }
+        for (i, r) in self.away_reasons.iter().enumerate() {
+            check_text(&format!("away_reasons[{i}]"), r, 40)?;
+        }
+        self.settings.validate()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

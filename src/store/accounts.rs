@@ -1,0 +1,546 @@
+//! [`AccountStore`] on SQLite and on PostgreSQL: an account is a row of `accounts` and rows of
+//! `account_queues`, `account_numbers` and `account_people`, written in one transaction. A
+//! business number is the primary key of `account_numbers`, so two accounts can never both have
+//! it, whichever node writes.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{AccountStore, PostgresStore, SqliteStore, StoreError};
+use crate::accounts::{
+    Account, AccountSlug, CallSettings, NumberRoute, PersonDef, QueueDef, QueuePolicy,
+};
+use crate::config::{PasswordHash, Role};
+use crate::ids::AgentId;
+
+/// The accounts' tables (SQLite's migration 3).
+pub(super) const SQLITE_SCHEMA: &str = "CREATE TABLE accounts (
+        slug          TEXT PRIMARY KEY NOT NULL,
+        name          TEXT NOT NULL,
+        waba_id       TEXT,
+        default_queue TEXT NOT NULL,
+        away_reasons  TEXT NOT NULL,
+        settings      TEXT NOT NULL
+    );
+    CREATE TABLE account_queues (
+        account  TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
+        id       TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        policy   TEXT NOT NULL,
+        PRIMARY KEY (account, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE account_numbers (
+        phone_number_id TEXT PRIMARY KEY NOT NULL,
+        account         TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
+        position        INTEGER NOT NULL,
+        queue           TEXT
+    );
+    CREATE INDEX account_numbers_by_account ON account_numbers (account, position);
+    CREATE TABLE account_people (
+        account       TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
+        id            TEXT NOT NULL,
+        position      INTEGER NOT NULL,
+        name          TEXT NOT NULL,
+        role          TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        queues        TEXT NOT NULL,
+        disabled      INTEGER NOT NULL,
+        PRIMARY KEY (account, id)
+    ) WITHOUT ROWID;";
+
+/// The accounts' tables (PostgreSQL's migration 3).
+pub(super) const POSTGRES_SCHEMA: &str = "CREATE TABLE accounts (
+        slug          TEXT PRIMARY KEY NOT NULL,
+        name          TEXT NOT NULL,
+        waba_id       TEXT,
+        default_queue TEXT NOT NULL,
+        away_reasons  TEXT NOT NULL,
+        settings      TEXT NOT NULL
+    );
+    CREATE TABLE account_queues (
+        account  TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
+        id       TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        policy   TEXT NOT NULL,
+        PRIMARY KEY (account, id)
+    );
+    CREATE TABLE account_numbers (
+        phone_number_id TEXT PRIMARY KEY NOT NULL,
+        account         TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
+        position        INTEGER NOT NULL,
+        queue           TEXT
+    );
+    CREATE INDEX account_numbers_by_account ON account_numbers (account, position);
+    CREATE TABLE account_people (
+        account       TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
+        id            TEXT NOT NULL,
+        position      INTEGER NOT NULL,
+        name          TEXT NOT NULL,
+        role          TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        queues        TEXT NOT NULL,
+        disabled      BOOLEAN NOT NULL,
+        PRIMARY KEY (account, id)
+    );";
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    // Our own types always serialize.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// A stored column of `account` read back; an unreadable one is [`StoreError::Corrupt`].
+fn read<T, E: std::fmt::Display>(
+    account: &str,
+    column: &'static str,
+    value: Result<T, E>,
+) -> Result<T, StoreError> {
+    value.map_err(|e| StoreError::Corrupt {
+        call_id: format!("account {account}"),
+        column,
+        reason: e.to_string(),
+    })
+}
+
+fn from_json<T: DeserializeOwned>(
+    account: &str,
+    column: &'static str,
+    text: &str,
+) -> Result<T, StoreError> {
+    read(account, column, serde_json::from_str(text))
+}
+
+fn role_of(account: &str, text: &str) -> Result<Role, StoreError> {
+    read(
+        account,
+        "role",
+        match text {
+            "agent" => Ok(Role::Agent),
+            "supervisor" => Ok(Role::Supervisor),
+            other => Err(format!("unknown role {other:?}")),
+        },
+    )
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Agent => "agent",
+        Role::Supervisor => "supervisor",
+    }
+}
+
+/// An account's own row, before its queues, numbers and people are attached.
+struct Head {
+    slug: String,
+    name: String,
+    waba_id: Option<String>,
+    default_queue: String,
+    away_reasons: String,
+    settings: String,
+}
+
+impl Head {
+    fn account(self) -> Result<Account, StoreError> {
+        let slug = read(&self.slug, "slug", AccountSlug::try_from(self.slug.clone()))?;
+        let settings: CallSettings = from_json(&self.slug, "settings", &self.settings)?;
+        Ok(Account {
+            name: self.name,
+            waba_id: self.waba_id,
+            numbers: vec![],
+            queues: vec![],
+            default_queue: self.default_queue,
+            people: vec![],
+            away_reasons: from_json(&self.slug, "away_reasons", &self.away_reasons)?,
+            settings,
+            slug,
+        })
+    }
+}
+
+/// Attaches rows read for `slug` to its account in `accounts` (sorted by slug).
+fn attach<'a>(accounts: &'a mut [Account], slug: &str) -> Option<&'a mut Account> {
+    accounts
+        .binary_search_by(|a| a.slug.as_str().cmp(slug))
+        .ok()
+        .map(|i| &mut accounts[i])
+}
+
+impl AccountStore for SqliteStore {
+    fn accounts(&mut self) -> Result<Vec<Account>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut accounts = {
+            let mut q = tx.prepare(
+                "SELECT slug, name, waba_id, default_queue, away_reasons, settings
+                 FROM accounts ORDER BY slug",
+            )?;
+            let heads = q.query_map([], |r| {
+                Ok(Head {
+                    slug: r.get(0)?,
+                    name: r.get(1)?,
+                    waba_id: r.get(2)?,
+                    default_queue: r.get(3)?,
+                    away_reasons: r.get(4)?,
+                    settings: r.get(5)?,
+                })
+            })?;
+            heads
+                .map(|h| h.map_err(StoreError::from).and_then(Head::account))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        {
+            let mut q = tx.prepare(
+                "SELECT account, id, policy FROM account_queues ORDER BY account, position",
+            )?;
+            let rows = q.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (slug, id, policy) = row?;
+                let policy: QueuePolicy = from_json(&slug, "policy", &policy)?;
+                if let Some(a) = attach(&mut accounts, &slug) {
+                    a.queues.push(QueueDef { id, policy });
+                }
+            }
+        }
+        {
+            let mut q = tx.prepare(
+                "SELECT account, phone_number_id, queue FROM account_numbers
+                 ORDER BY account, position",
+            )?;
+            let rows = q.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (slug, phone_number_id, queue) = row?;
+                if let Some(a) = attach(&mut accounts, &slug) {
+                    a.numbers.push(NumberRoute {
+                        phone_number_id,
+                        queue,
+                    });
+                }
+            }
+        }
+        {
+            let mut q = tx.prepare(
+                "SELECT account, id, name, role, password_hash, queues, disabled
+                 FROM account_people ORDER BY account, position",
+            )?;
+            let rows = q.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, bool>(6)?,
+                ))
+            })?;
+            for row in rows {
+                let (slug, id, name, role, hash, queues, disabled) = row?;
+                let person = PersonDef {
+                    id: AgentId(id),
+                    name,
+                    role: role_of(&slug, &role)?,
+                    password_hash: read(&slug, "password_hash", PasswordHash::parse(&hash))?,
+                    queues: from_json(&slug, "queues", &queues)?,
+                    disabled,
+                };
+                if let Some(a) = attach(&mut accounts, &slug) {
+                    a.people.push(person);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(accounts)
+    }
+
+    fn create_account(&mut self, account: &Account) -> Result<(), StoreError> {
+        account.validate()?;
+        let slug = account.slug.as_str();
+        let tx = self.conn.transaction()?;
+        let inserted = tx.execute(
+            "INSERT INTO accounts (slug, name, waba_id, default_queue, away_reasons, settings)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (slug) DO NOTHING",
+            rusqlite::params![
+                slug,
+                account.name,
+                account.waba_id,
+                account.default_queue,
+                to_json(&account.away_reasons),
+                to_json(&account.settings),
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::AccountExists(slug.to_owned()));
+        }
+        if let Some(taken) = number_taken_sqlite(&tx, account)? {
+            return Err(taken);
+        }
+        for (i, q) in account.queues.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO account_queues (account, id, position, policy) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![slug, q.id, i as i64, to_json(&q.policy)],
+            )?;
+        }
+        for (i, n) in account.numbers.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO account_numbers (phone_number_id, account, position, queue)
+                 VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![n.phone_number_id, slug, i as i64, n.queue],
+            )?;
+        }
+        for (i, p) in account.people.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO account_people (account, id, position, name, role, password_hash,
+                     queues, disabled)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                rusqlite::params![
+                    slug,
+                    p.id.0,
+                    i as i64,
+                    p.name,
+                    role_name(p.role),
+                    p.password_hash.as_phc(),
+                    to_json(&p.queues),
+                    p.disabled,
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// The first of `account`'s numbers another account has already, as the error to answer.
+fn number_taken_sqlite(
+    tx: &rusqlite::Transaction<'_>,
+    account: &Account,
+) -> Result<Option<StoreError>, StoreError> {
+    let mut q = tx.prepare("SELECT account FROM account_numbers WHERE phone_number_id = ?1")?;
+    for n in &account.numbers {
+        let owner: Option<String> = q
+            .query_row([&n.phone_number_id], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        if let Some(owner) = owner {
+            return Ok(Some(StoreError::NumberTaken {
+                number: n.phone_number_id.clone(),
+                account: owner,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+impl AccountStore for PostgresStore {
+    fn accounts(&mut self) -> Result<Vec<Account>, StoreError> {
+        let mut tx = self.client()?.transaction()?;
+        let mut accounts = tx
+            .query(
+                "SELECT slug, name, waba_id, default_queue, away_reasons, settings
+                 FROM accounts ORDER BY slug",
+                &[],
+            )?
+            .into_iter()
+            .map(|r| {
+                Head {
+                    slug: r.get(0),
+                    name: r.get(1),
+                    waba_id: r.get(2),
+                    default_queue: r.get(3),
+                    away_reasons: r.get(4),
+                    settings: r.get(5),
+                }
+                .account()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for r in tx.query(
+            "SELECT account, id, policy FROM account_queues ORDER BY account, position",
+            &[],
+        )? {
+            let slug: String = r.get(0);
+            let policy: QueuePolicy = from_json(&slug, "policy", r.get(2))?;
+            if let Some(a) = attach(&mut accounts, &slug) {
+                a.queues.push(QueueDef {
+                    id: r.get(1),
+                    policy,
+                });
+            }
+        }
+        for r in tx.query(
+            "SELECT account, phone_number_id, queue FROM account_numbers ORDER BY account, position",
+            &[],
+        )? {
+            let slug: String = r.get(0);
+            if let Some(a) = attach(&mut accounts, &slug) {
+                a.numbers.push(NumberRoute {
+                    phone_number_id: r.get(1),
+                    queue: r.get(2),
+                });
+            }
+        }
+        for r in tx.query(
+            "SELECT account, id, name, role, password_hash, queues, disabled
+             FROM account_people ORDER BY account, position",
+            &[],
+        )? {
+            let slug: String = r.get(0);
+            let person = PersonDef {
+                id: AgentId(r.get(1)),
+                name: r.get(2),
+                role: role_of(&slug, r.get(3))?,
+                password_hash: read(&slug, "password_hash", PasswordHash::parse(r.get(4)))?,
+                queues: from_json(&slug, "queues", r.get(5))?,
+                disabled: r.get(6),
+            };
+            if let Some(a) = attach(&mut accounts, &slug) {
+                a.people.push(person);
+            }
+        }
+        tx.commit()?;
+        Ok(accounts)
+    }
+
+    fn create_account(&mut self, account: &Account) -> Result<(), StoreError> {
+        account.validate()?;
+        let slug = account.slug.as_str();
+        let mut tx = self.client()?.transaction()?;
+        let inserted = tx.execute(
+            "INSERT INTO accounts (slug, name, waba_id, default_queue, away_reasons, settings)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (slug) DO NOTHING",
+            &[
+                &slug,
+                &account.name,
+                &account.waba_id,
+                &account.default_queue,
+                &to_json(&account.away_reasons),
+                &to_json(&account.settings),
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::AccountExists(slug.to_owned()));
+        }
+        for n in &account.numbers {
+            if let Some(r) = tx.query_opt(
+                "SELECT account FROM account_numbers WHERE phone_number_id = $1",
+                &[&n.phone_number_id],
+            )? {
+                return Err(StoreError::NumberTaken {
+                    number: n.phone_number_id.clone(),
+                    account: r.get(0),
+                });
+            }
+        }
+        for (i, q) in account.queues.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO account_queues (account, id, position, policy) VALUES ($1, $2, $3, $4)",
+                &[&slug, &q.id, &(i as i32), &to_json(&q.policy)],
+            )?;
+        }
+        for (i, n) in account.numbers.iter().enumerate() {
+            // Another node may have claimed the number since the check: the key refuses it.
+            tx.execute(
+                "INSERT INTO account_numbers (phone_number_id, account, position, queue)
+                 VALUES ($1, $2, $3, $4)",
+                &[&n.phone_number_id, &slug, &(i as i32), &n.queue],
+            )
+            .map_err(|e| {
+                if e.code() == Some(&::postgres::error::SqlState::UNIQUE_VIOLATION) {
+                    StoreError::NumberTaken {
+                        number: n.phone_number_id.clone(),
+                        account: "another account".into(),
+                    }
+                } else {
+                    StoreError::Postgres(e)
+                }
+            })?;
+        }
+        for (i, p) in account.people.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO account_people (account, id, position, name, role, password_hash,
+                     queues, disabled)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &slug,
+                    &p.id.0,
+                    &(i as i32),
+                    &p.name,
+                    &role_name(p.role),
+                    &p.password_hash.as_phc(),
+                    &to_json(&p.queues),
+                    &p.disabled,
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::tests::account;
+
+    #[test]
+    fn an_account_comes_back_as_it_was_stored_and_stays_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calls.db");
+        let acme = account("acme", &["1001", "1002"]);
+        let zed = account("zed", &["2001"]);
+        {
+            let mut store = SqliteStore::open(&path).unwrap();
+            assert_eq!(store.accounts().unwrap(), vec![]);
+            store.create_account(&zed).unwrap();
+            store.create_account(&acme).unwrap();
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        // By slug, each with its queues, numbers and people in the order given.
+        assert_eq!(store.accounts().unwrap(), vec![acme, zed]);
+    }
+
+    #[test]
+    fn a_refused_account_leaves_nothing_behind() {
+        let mut store = SqliteStore::open_in_memory().unwrap();
+        let acme = account("acme", &["1001", "1002"]);
+        store.create_account(&acme).unwrap();
+        // The same slug again.
+        let again = account("acme", &["1001"]);
+        assert!(matches!(
+            store.create_account(&again),
+            Err(StoreError::AccountExists(s)) if s == "acme"
+        ));
+        // A number acme has: refused naming both, and none of the new account is written.
+        let rival = account("rival", &["4001", "1002"]);
+        match store.create_account(&rival) {
+            Err(StoreError::NumberTaken { number, account }) => {
+                assert_eq!((number.as_str(), account.as_str()), ("1002", "acme"));
+            }
+            other => panic!("expected NumberTaken, got {other:?}"),
+        }
+        // Breaking a rule: refused naming the field, before anything is written.
+        let mut bad = account("bad", &["5001"]);
+        bad.people[0].queues.push("billing".into());
+        match store.create_account(&bad) {
+            Err(StoreError::InvalidAccount(e)) => assert_eq!(e.field, "people[0].queues[2]"),
+            other => panic!("expected InvalidAccount, got {other:?}"),
+        }
+        assert_eq!(store.accounts().unwrap(), vec![acme]);
+        let numbers: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM account_numbers", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(numbers, 2);
+    }
+}
