@@ -665,6 +665,56 @@ fn blind_transfer_to_an_agent_and_to_a_queue() {
     assert!(f.is_empty());
 }
 
+/// Found by the property test: an agent whose page closed mid-call keeps an offline session
+/// through their grace; a leg that connects late (an offer answered after the page left) sets
+/// them available, but no session is there to take a transfer.
+#[test]
+fn a_transfer_to_an_agent_whose_page_is_gone_is_refused() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.advance(Duration::from_secs(1));
+    w.agent_online("bob", &["support"]);
+    w.talking_call("c1", "alice");
+    w.talking_call("c2", "bob");
+    w.input(Input::AgentLeft {
+        agent: agent("bob"),
+        signed_out: false,
+    });
+    // A late leg of his old page connects while his session is gone (c2 resumes on it); the
+    // caller hangs up and his wrap-up ends: he reads available with no session.
+    let late = w.leg_ready("bob", 2);
+    w.input(Input::MediaConnected { leg: late.leg });
+    w.input(Input::Terminated {
+        call: call("c2"),
+        status: None,
+        errors: vec![],
+    });
+    w.advance(Duration::from_secs(11));
+    assert_eq!(w.presence("bob"), Presence::Available);
+    let acts = w.command(
+        "alice",
+        Command::Transfer {
+            call: call("c1"),
+            to: TransferTarget::Agent(agent("bob")),
+        },
+    );
+    assert!(rang(&acts).is_empty(), "{acts:?}");
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::Notify {
+            notice: Notice::Refused {
+                code: Refusal::AgentUnavailable,
+                ..
+            },
+            ..
+        }
+    )));
+    assert_eq!(
+        w.c.phase(&call("c1")),
+        Some(&Phase::talking(agent("alice")))
+    );
+}
+
 #[test]
 fn mute_and_hold_change_what_the_caller_hears() {
     let mut w = World::new(queue_policy());

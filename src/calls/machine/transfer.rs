@@ -101,11 +101,13 @@ impl<R: Routing> Centre<R> {
         }
         let target_agent = match &to {
             TransferTarget::Agent(b) => {
+                // As for a ring: available, and their session there with its audio up (an
+                // agent whose page just closed can still read available during their grace).
                 let free = self
                     .routing
                     .agent(b)
                     .is_some_and(|a| a.presence == Presence::Available)
-                    && self.sessions.get(b).is_some_and(|s| s.connected);
+                    && self.audio_up(b);
                 if !free || *b == agent {
                     let notice = Notice::Refused {
                         code: Refusal::AgentUnavailable,
