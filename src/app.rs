@@ -498,6 +498,10 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             away_reasons: config.calls.away_reasons.clone().into(),
         }))
         .merge(http::my_calls(store.clone(), auth.clone()))
+        .merge(http::admin::router(
+            store.clone(),
+            config.auth.operator_key.clone(),
+        ))
         .merge(match (authority, node_key, &placement) {
             (Some(a), Some(key), Some((_, handed))) => {
                 http::nodes::router(key, calls.clone(), a, handed.clone())

@@ -37,6 +37,9 @@ pub struct AuthConfig {
     /// Origins besides the page's own allowed to open `/ws` and sign out, each as
     /// `scheme://host[:port]` in lower case (`SWITCHBOARD_ALLOWED_ORIGINS`).
     pub allowed_origins: Vec<String>,
+    /// The operator's key for the accounts API (`SWITCHBOARD_OPERATOR_KEY`); `None`: the API
+    /// answers 404.
+    pub operator_key: Option<super::Secret>,
 }
 
 impl AuthConfig {
@@ -52,6 +55,7 @@ impl AuthConfig {
             password_queue: NonZeroUsize::new(defaults::PASSWORD_QUEUE)
                 .unwrap_or(NonZeroUsize::MIN),
             allowed_origins: Vec::new(),
+            operator_key: None,
         }
     }
 }

@@ -165,4 +165,8 @@ pub struct Settings {
     /// (comma-separated, e.g. `https://crm.example.com`). [default: none]
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
+    /// The operator's key for the accounts API (`Authorization: Bearer KEY` on
+    /// `/api/v1/accounts`), at least 32 characters (secret). [default: none: the API is off]
+    #[arg(long, env = "SWITCHBOARD_OPERATOR_KEY", hide_env_values = true)]
+    pub operator_key: Option<Secret>,
 }

@@ -192,6 +192,7 @@ impl Config {
                 password_workers: password_workers(s.password_workers.or(f.auth.password_workers))?,
                 password_queue: password_queue(s.password_queue.or(f.auth.password_queue))?,
                 allowed_origins: allowed_origins(s.allowed_origins.or(f.auth.allowed_origins))?,
+                operator_key: operator_key(s.operator_key.or(f.auth.operator_key))?,
             },
             store: StoreConfig {
                 path: db_path(s.db.or(f.store.path), credentials_set)?,
@@ -369,6 +370,19 @@ fn calls_config(s: &Settings, f: &FileConfig) -> Result<CallsConfig, ConfigError
 }
 
 /// The away reasons: 1 to 20, each 1 to 40 characters; a default list when not given.
+/// `SWITCHBOARD_OPERATOR_KEY`: a key, not a password (it is compared, never hashed).
+fn operator_key(key: Option<Secret>) -> Result<Option<Secret>, ConfigError> {
+    match key.filter(|k| !k.0.is_empty()) {
+        Some(k) if k.0.chars().count() < 32 || k.0.chars().any(char::is_whitespace) => {
+            Err(ConfigError::Invalid {
+                key: "SWITCHBOARD_OPERATOR_KEY",
+                reason: "at least 32 characters, no spaces (openssl rand -hex 32 makes one)".into(),
+            })
+        }
+        k => Ok(k),
+    }
+}
+
 fn away_reasons(given: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
     let Some(list) = given else {
         return Ok(defaults::AWAY_REASONS

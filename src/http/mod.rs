@@ -5,6 +5,7 @@
 //! simulated calls in progress ([`Sandbox`]). *Does not touch*: any other state; handlers hold
 //! handles to the components that own state.
 
+pub mod admin;
 pub mod nodes;
 pub mod serve;
 

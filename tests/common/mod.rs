@@ -510,6 +510,7 @@ pub fn metric_value(scrape: &str, series: &str) -> Option<f64> {
 /// of them (add a new setting here).
 pub const SETTING_VARS: &[&str] = &[
     "SWITCHBOARD_CONFIG",
+    "SWITCHBOARD_OPERATOR_KEY",
     "SWITCHBOARD_HTTP_ADDR",
     "SWITCHBOARD_MEDIA_ADDR",
     "SWITCHBOARD_MEDIA_PORTS",

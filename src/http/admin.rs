@@ -1,0 +1,453 @@
+//! `/api/v1/accounts`: the operator's API for accounts (issue 23). Who runs the deployment
+//! creates a business's account, lists them and reads one, with `Authorization: Bearer KEY`
+//! (`SWITCHBOARD_OPERATOR_KEY`). Without a key configured the routes answer 404: the API is off.
+//!
+//! *Owns*: the JSON shapes of the API and the mapping of refusals to statuses (401 no or wrong
+//! key, 404 no such account, 409 a slug or number taken, 413 too large, 422 a field refused —
+//! always naming the field). *Does not touch*: the accounts' rules (`crate::accounts`) or
+//! their storage (`crate::store`).
+//!
+//! Request bodies take no field the API does not know: a typo is refused, never ignored.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::accounts::{
+    Account, AccountError, AccountSlug, CallSettings, NumberRoute, QueueDef, QueuePolicy,
+};
+use crate::config::{defaults, Role, Secret};
+use crate::store::{StoreError, StoreHandle};
+
+/// The largest request body taken.
+const BODY_LIMIT: usize = 64 * 1024;
+/// An account created with no settings of its own gets the configuration file's defaults.
+fn default_settings() -> CallSettings {
+    let ms = |secs: f64| (secs * 1000.0).round() as u64;
+    CallSettings {
+        ring_timeout_ms: ms(defaults::RING_TIMEOUT_SECS),
+        wrap_up_ms: ms(defaults::WRAP_UP_SECS),
+        grace_ms: ms(defaults::AGENT_GRACE_SECS),
+        answer_deadline_ms: ms(defaults::ANSWER_DEADLINE_SECS),
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No key, or the wrong one.
+    #[error("the operator's key is missing or wrong")]
+    Unauthorized,
+    /// The API is off (no `SWITCHBOARD_OPERATOR_KEY`), or no such account.
+    #[error("not found")]
+    NotFound,
+    /// A field is refused.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field (`numbers[1].phone_number_id`; empty when the body is not JSON at all).
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The slug, or a number, is another account's.
+    #[error("{reason}")]
+    Conflict {
+        /// The field at fault.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The store did not answer.
+    #[error("the accounts are unavailable")]
+    Unavailable,
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, field) = match &self {
+            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, None),
+            AdminError::NotFound => (StatusCode::NOT_FOUND, None),
+            AdminError::Invalid { field, .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(field.clone()))
+            }
+            AdminError::Conflict { field, .. } => (StatusCode::CONFLICT, Some(field.clone())),
+            AdminError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, None),
+        };
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+                field,
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<AccountError> for AdminError {
+    fn from(e: AccountError) -> AdminError {
+        AdminError::Invalid {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> AdminError {
+        match e {
+            StoreError::InvalidAccount(e) => e.into(),
+            StoreError::AccountExists(slug) => AdminError::Conflict {
+                field: "slug".into(),
+                reason: format!("account {slug} exists already"),
+            },
+            StoreError::NumberTaken { number, account } => AdminError::Conflict {
+                field: "numbers".into(),
+                reason: format!("number {number} belongs to {account} already"),
+            },
+            e => {
+                tracing::warn!(error = %e, "the accounts store failed");
+                AdminError::Unavailable
+            }
+        }
+    }
+}
+
+/// A new account, as the operator sends it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    slug: String,
+    name: String,
+    #[serde(default)]
+    waba_id: Option<String>,
+    #[serde(default)]
+    numbers: Vec<NumberJson>,
+    queues: Vec<QueueJson>,
+    default_queue: String,
+    #[serde(default)]
+    away_reasons: Option<Vec<String>>,
+    #[serde(default)]
+    settings: Option<SettingsJson>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NumberJson {
+    phone_number_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    queue: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueJson {
+    id: String,
+    /// `queue` (hold audio, at most `max_wait_secs`) or `decline`.
+    policy: PolicyName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_wait_secs: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum PolicyName {
+    Queue,
+    Decline,
+}
+
+/// Call settings in seconds, as the configuration file writes them.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsJson {
+    ring_timeout_secs: f64,
+    wrap_up_secs: f64,
+    grace_secs: f64,
+    answer_deadline_secs: f64,
+}
+
+/// An account as the API shows it: never a password hash.
+#[derive(Debug, Serialize)]
+struct AccountJson {
+    slug: String,
+    name: String,
+    waba_id: Option<String>,
+    numbers: Vec<NumberJson>,
+    queues: Vec<QueueJson>,
+    default_queue: String,
+    people: Vec<PersonJson>,
+    away_reasons: Vec<String>,
+    settings: SettingsJson,
+}
+
+#[derive(Debug, Serialize)]
+struct PersonJson {
+    id: String,
+    name: String,
+    role: Role,
+    queues: Vec<String>,
+    disabled: bool,
+}
+
+fn secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// Seconds as whole milliseconds; a value that is not a number of seconds is refused naming
+/// `field` (the account's own rules then check its range).
+fn millis(field: &str, secs: f64) -> Result<u64, AdminError> {
+    if secs.is_finite() && (0.0..=1e9).contains(&secs) {
+        Ok((secs * 1000.0).round() as u64)
+    } else {
+        Err(AdminError::Invalid {
+            field: field.into(),
+            reason: "a number of seconds".into(),
+        })
+    }
+}
+
+impl NewAccount {
+    fn into_account(self) -> Result<Account, AdminError> {
+        let slug = AccountSlug::try_from(self.slug)?;
+        let queues = self
+            .queues
+            .into_iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let policy = match (q.policy, q.max_wait_secs) {
+                    (PolicyName::Decline, None) => QueuePolicy::Decline,
+                    (PolicyName::Decline, Some(_)) => {
+                        return Err(AdminError::Invalid {
+                            field: format!("queues[{i}].max_wait_secs"),
+                            reason: "only a queue with policy \"queue\" waits".into(),
+                        })
+                    }
+                    (PolicyName::Queue, wait) => QueuePolicy::Queue {
+                        max_wait_ms: millis(
+                            &format!("queues[{i}].max_wait_secs"),
+                            wait.unwrap_or(120.0),
+                        )?,
+                    },
+                };
+                Ok(QueueDef { id: q.id, policy })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let settings = match self.settings {
+            None => default_settings(),
+            Some(s) => CallSettings {
+                ring_timeout_ms: millis("settings.ring_timeout_secs", s.ring_timeout_secs)?,
+                wrap_up_ms: millis("settings.wrap_up_secs", s.wrap_up_secs)?,
+                grace_ms: millis("settings.grace_secs", s.grace_secs)?,
+                answer_deadline_ms: millis(
+                    "settings.answer_deadline_secs",
+                    s.answer_deadline_secs,
+                )?,
+            },
+        };
+        let account = Account {
+            slug,
+            name: self.name,
+            waba_id: self.waba_id,
+            numbers: self
+                .numbers
+                .into_iter()
+                .map(|n| NumberRoute {
+                    phone_number_id: n.phone_number_id,
+                    queue: n.queue,
+                })
+                .collect(),
+            queues,
+            default_queue: self.default_queue,
+            // People are added through their own routes (the next step of issue 23).
+            people: vec![],
+            away_reasons: self.away_reasons.unwrap_or_else(|| {
+                defaults::AWAY_REASONS
+                    .iter()
+                    .map(|r| (*r).to_owned())
+                    .collect()
+            }),
+            settings,
+        };
+        account.validate()?;
+        Ok(account)
+    }
+}
+
+impl From<&Account> for AccountJson {
+    fn from(a: &Account) -> AccountJson {
+        AccountJson {
+            slug: a.slug.to_string(),
+            name: a.name.clone(),
+            waba_id: a.waba_id.clone(),
+            numbers: a
+                .numbers
+                .iter()
+                .map(|n| NumberJson {
+                    phone_number_id: n.phone_number_id.clone(),
+                    queue: n.queue.clone(),
+                })
+                .collect(),
+            queues: a
+                .queues
+                .iter()
+                .map(|q| match q.policy {
+                    QueuePolicy::Decline => QueueJson {
+                        id: q.id.clone(),
+                        policy: PolicyName::Decline,
+                        max_wait_secs: None,
+                    },
+                    QueuePolicy::Queue { max_wait_ms } => QueueJson {
+                        id: q.id.clone(),
+                        policy: PolicyName::Queue,
+                        max_wait_secs: Some(secs(max_wait_ms)),
+                    },
+                })
+                .collect(),
+            default_queue: a.default_queue.clone(),
+            people: a
+                .people
+                .iter()
+                .map(|p| PersonJson {
+                    id: p.id.0.clone(),
+                    name: p.name.clone(),
+                    role: p.role,
+                    queues: p.queues.clone(),
+                    disabled: p.disabled,
+                })
+                .collect(),
+            away_reasons: a.away_reasons.clone(),
+            settings: SettingsJson {
+                ring_timeout_secs: secs(a.settings.ring_timeout_ms),
+                wrap_up_secs: secs(a.settings.wrap_up_ms),
+                grace_secs: secs(a.settings.grace_ms),
+                answer_deadline_secs: secs(a.settings.answer_deadline_ms),
+            },
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Admin {
+    store: StoreHandle,
+    key: Option<Arc<Secret>>,
+}
+
+impl Admin {
+    /// The request carries the operator's key. With no key configured, the API does not exist.
+    fn operator(&self, headers: &HeaderMap) -> Result<(), AdminError> {
+        let Some(key) = &self.key else {
+            return Err(AdminError::NotFound);
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if bool::from(given.as_bytes().ct_eq(key.expose().as_bytes())) {
+            Ok(())
+        } else {
+            Err(AdminError::Unauthorized)
+        }
+    }
+}
+
+/// The accounts API's routes, answered with `key` (`None`: 404 everywhere).
+pub fn router(store: StoreHandle, key: Option<Secret>) -> Router {
+    let admin = Admin {
+        store,
+        key: key.map(Arc::new),
+    };
+    Router::new()
+        .route("/api/v1/accounts", get(list).post(create))
+        .route("/api/v1/accounts/{slug}", get(one))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .with_state(admin)
+}
+
+async fn list(State(admin): State<Admin>, headers: HeaderMap) -> Result<Response, AdminError> {
+    admin.operator(&headers)?;
+    let accounts = admin.store.accounts().await?;
+    let body: Vec<AccountJson> = accounts.iter().map(AccountJson::from).collect();
+    Ok(Json(serde_json::json!({ "accounts": body })).into_response())
+}
+
+async fn one(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Result<Response, AdminError> {
+    admin.operator(&headers)?;
+    let accounts = admin.store.accounts().await?;
+    let account = accounts
+        .iter()
+        .find(|a| a.slug.as_str() == slug)
+        .ok_or(AdminError::NotFound)?;
+    Ok(Json(AccountJson::from(account)).into_response())
+}
+
+async fn create(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    admin.operator(&headers)?;
+    let new: NewAccount =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
+            .map_err(|e| AdminError::Invalid {
+                // The path names an unknown field itself, and `.` the body as a whole.
+                field: e.path().to_string().trim_start_matches('.').to_owned(),
+                reason: e.inner().to_string(),
+            })?;
+    let account = new.into_account()?;
+    admin
+        .store
+        .create_account(account.clone())
+        .await
+        .map_err(|e| match e {
+            // Named by its place in the request.
+            StoreError::NumberTaken {
+                number,
+                account: owner,
+            } => {
+                let i = account
+                    .numbers
+                    .iter()
+                    .position(|n| n.phone_number_id == number)
+                    .unwrap_or(0);
+                AdminError::Conflict {
+                    field: format!("numbers[{i}].phone_number_id"),
+                    reason: format!("number {number} belongs to {owner} already"),
+                }
+            }
+            e => e.into(),
+        })?;
+    tracing::info!(account = %account.slug, "account created");
+    let location = format!("/api/v1/accounts/{}", account.slug);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(AccountJson::from(&account)),
+    )
+        .into_response())
+}

@@ -1,0 +1,254 @@
+//! The operator's accounts API (`/api/v1/accounts`, issue 23) over a real socket: the key,
+//! creating, listing and reading accounts, and every refusal naming its field with nothing
+//! changed.
+
+mod common;
+
+use serde_json::{json, Value};
+use switchboard::app;
+use switchboard::config::{Config, Secret, Settings};
+
+const KEY: &str = "0123456789abcdef0123456789abcdef-operator";
+
+async fn start(key: Option<&str>) -> app::Running {
+    let config = Config::from_settings(common::loopback(Settings {
+        operator_key: key.map(Secret::new),
+        ..Settings::default()
+    }))
+    .unwrap();
+    app::start(config).await.unwrap()
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn of(running: &app::Running) -> Api {
+        Api {
+            base: format!("http://{}/api/v1/accounts", running.http_addr),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(&self.base)
+            .bearer_auth(KEY)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn acme() -> Value {
+    json!({
+        "slug": "acme",
+        "name": "Acme Support",
+        "waba_id": "300000000000003",
+        "numbers": [
+            {"phone_number_id": "300000000000011", "queue": "sales"},
+            {"phone_number_id": "300000000000012"}
+        ],
+        "queues": [
+            {"id": "support", "policy": "queue", "max_wait_secs": 90},
+            {"id": "sales", "policy": "decline"}
+        ],
+        "default_queue": "support",
+        "settings": {"ring_timeout_secs": 20, "wrap_up_secs": 5, "grace_secs": 30,
+                     "answer_deadline_secs": 25}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_creates_lists_and_reads_accounts() {
+    let running = start(Some(KEY)).await;
+    let api = Api::of(&running);
+    let (status, created) = api.post(&acme()).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["slug"], "acme");
+    assert_eq!(created["queues"][0]["max_wait_secs"], 90.0);
+    assert_eq!(created["settings"]["ring_timeout_secs"], 20.0);
+    assert_eq!(created["people"], json!([]));
+
+    let (status, list) = api.get("", Some(KEY)).await;
+    assert_eq!(status, 200);
+    let slugs: Vec<&str> = list["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["slug"].as_str().unwrap())
+        .collect();
+    // The default account the configuration seeded, and acme.
+    assert_eq!(slugs, ["acme", "default"]);
+    let (status, one) = api.get("/acme", Some(KEY)).await;
+    assert_eq!(status, 200);
+    assert_eq!(one, created);
+    // The seeded account shows its people without their password hashes.
+    let (_, default) = api.get("/default", Some(KEY)).await;
+    assert!(!default.to_string().contains("argon2"), "{default}");
+    assert_eq!(api.get("/nobody", Some(KEY)).await.0, 404);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_names_its_field_and_changes_nothing() {
+    let running = start(Some(KEY)).await;
+    let api = Api::of(&running);
+    assert_eq!(api.post(&acme()).await.0, 201);
+    let (_, before) = api.get("", Some(KEY)).await;
+
+    let with = |path: &[&str], value: Value| {
+        let mut body = acme();
+        body["slug"] = json!("other");
+        let mut at = &mut body;
+        for (i, key) in path.iter().enumerate() {
+            if i + 1 == path.len() {
+                at[*key] = value.clone();
+            } else if let Ok(n) = key.parse::<usize>() {
+                at = &mut at[n];
+            } else {
+                at = &mut at[*key];
+            }
+        }
+        body
+    };
+    let cases: Vec<(Value, u16, &str)> = vec![
+        // Wrong types, unknown fields, over-long strings, bad values.
+        (with(&["name"], json!(42)), 422, "name"),
+        (with(&["colour"], json!("red")), 422, "colour"),
+        (
+            with(&["queues", "0", "colour"], json!("red")),
+            422,
+            "queues[0].colour",
+        ),
+        (
+            with(&["queues", "0", "policy"], json!("voicemail")),
+            422,
+            "queues[0].policy",
+        ),
+        (with(&["name"], json!("x".repeat(129))), 422, "name"),
+        (with(&["slug"], json!("Acme Inc")), 422, "slug"),
+        (
+            with(&["default_queue"], json!("billing")),
+            422,
+            "default_queue",
+        ),
+        (
+            with(&["numbers", "0", "queue"], json!("billing")),
+            422,
+            "numbers[0].queue",
+        ),
+        (
+            with(&["settings", "ring_timeout_secs"], json!(-1)),
+            422,
+            "settings.ring_timeout_secs",
+        ),
+        (
+            with(&["settings", "answer_deadline_secs"], json!(0)),
+            422,
+            "settings.answer_deadline_ms",
+        ),
+        // Duplicate ids, taken slugs and numbers.
+        (
+            with(&["queues", "1", "id"], json!("support")),
+            422,
+            "queues[1].id",
+        ),
+        (with(&["slug"], json!("acme")), 409, "slug"),
+        (
+            with(
+                &["numbers"],
+                json!([{"phone_number_id": "400000000000001"}, {"phone_number_id": "300000000000012"}]),
+            ),
+            409,
+            "numbers[1].phone_number_id",
+        ),
+        (
+            with(
+                &["numbers", "1", "phone_number_id"],
+                json!("300000000000011"),
+            ),
+            422,
+            "numbers[1].phone_number_id",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let (got, answer) = api.post(&body).await;
+        assert_eq!(
+            (got, answer["field"].as_str()),
+            (status, Some(field)),
+            "{answer}"
+        );
+        assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    // Not JSON at all.
+    let r = reqwest::Client::new()
+        .post(&api.base)
+        .bearer_auth(KEY)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    // Too large.
+    let r = reqwest::Client::new()
+        .post(&api.base)
+        .bearer_auth(KEY)
+        .body(vec![b' '; 70 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let (_, after) = api.get("", Some(KEY)).await;
+    assert_eq!(after, before, "nothing changed");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_key_nothing_is_shown_and_without_a_key_configured_the_api_is_off() {
+    let running = start(Some(KEY)).await;
+    let api = Api::of(&running);
+    assert_eq!(api.get("", None).await.0, 401);
+    assert_eq!(
+        api.get("", Some("0123456789abcdef0123456789abcdef-wrong"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(api.get("/default", Some("x")).await.0, 401);
+    running.shutdown().await;
+
+    let off = start(None).await;
+    let api = Api::of(&off);
+    assert_eq!(api.get("", Some(KEY)).await.0, 404);
+    assert_eq!(api.post(&acme()).await.0, 404);
+    off.shutdown().await;
+}
+
+#[test]
+fn a_short_operator_key_is_refused_at_start() {
+    let e = Config::from_settings(common::loopback(Settings {
+        operator_key: Some(Secret::new("short")),
+        ..Settings::default()
+    }))
+    .unwrap_err();
+    assert!(e.to_string().contains("SWITCHBOARD_OPERATOR_KEY"), "{e}");
+    assert!(
+        !e.to_string().contains("short"),
+        "the key is not echoed: {e}"
+    );
+}
