@@ -393,6 +393,12 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         (None, None) => StoreHandle::open_in_memory().await?,
     };
     seed_accounts(&store, &config).await?;
+    // Checked when the configuration was read: 32 bytes in base64.
+    let seal_key = config
+        .auth
+        .secrets_key
+        .as_ref()
+        .and_then(|k| crate::accounts::SealKey::from_base64(k.expose()).ok());
     // Calls a previous run left live at Meta are ended before new ones come in.
     actor::end_leftovers(&store, &graph, &config.store.node_id).await;
     // The tasks that run as long as switchboard does; cancelled together once its calls ended.
@@ -501,6 +507,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         .merge(http::admin::router(
             store.clone(),
             config.auth.operator_key.clone(),
+            seal_key,
         ))
         .merge(match (authority, node_key, &placement) {
             (Some(a), Some(key), Some((_, handed))) => {

@@ -9,11 +9,17 @@ use switchboard::app;
 use switchboard::config::{Config, Secret, Settings};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef-operator";
+/// 32 bytes in base64.
+const SECRETS_KEY: &str = "c3dpdGNoYm9hcmQtdGVzdC1zZWNyZXRzLWtleS0zMmI=";
 
 async fn start(key: Option<&str>) -> app::Running {
+    start_with(key, Settings::default()).await
+}
+
+async fn start_with(key: Option<&str>, settings: Settings) -> app::Running {
     let config = Config::from_settings(common::loopback(Settings {
         operator_key: key.map(Secret::new),
-        ..Settings::default()
+        ..settings
     }))
     .unwrap();
     app::start(config).await.unwrap()
@@ -237,6 +243,63 @@ async fn without_the_key_nothing_is_shown_and_without_a_key_configured_the_api_i
     assert_eq!(api.get("", Some(KEY)).await.0, 404);
     assert_eq!(api.post(&acme()).await.0, 404);
     off.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_token_is_sealed_in_the_database_and_never_answered() {
+    const TOKEN: &str = "EAAG-the-access-token-of-acme";
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("switchboard.db");
+    let running = start_with(
+        Some(KEY),
+        Settings {
+            db: Some(db.clone()),
+            secrets_key: Some(Secret::new(SECRETS_KEY)),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let api = Api::of(&running);
+    let mut body = acme();
+    body["access_token"] = json!(TOKEN);
+    let (status, created) = api.post(&body).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["has_access_token"], true);
+    let (_, list) = api.get("", Some(KEY)).await;
+    assert!(!list.to_string().contains("EAAG"), "{list}");
+    assert_eq!(
+        list["accounts"][1]["has_access_token"], false,
+        "the default keeps the file's"
+    );
+    running.shutdown().await;
+    // Not a byte of it in the database's files.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()));
+    }
+
+    // Without a key to seal it with, a token is refused, naming the field.
+    let unsealed = start(Some(KEY)).await;
+    let (status, answer) = Api::of(&unsealed).post(&body).await;
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (422, Some("access_token"))
+    );
+    unsealed.shutdown().await;
+}
+
+#[test]
+fn a_secrets_key_that_is_not_32_bytes_is_refused_at_start() {
+    let e = Config::from_settings(common::loopback(Settings {
+        secrets_key: Some(Secret::new("c2hvcnQ=")),
+        ..Settings::default()
+    }))
+    .unwrap_err();
+    assert!(e.to_string().contains("SWITCHBOARD_SECRETS_KEY"), "{e}");
+    assert!(
+        !e.to_string().contains("c2hvcnQ"),
+        "the key is not echoed: {e}"
+    );
 }
 
 #[test]

@@ -37,6 +37,7 @@ fn account(slug: &str, numbers: &[&str]) -> Account {
         slug: AccountSlug::try_from(slug.to_owned()).unwrap(),
         name: slug.to_uppercase(),
         waba_id: None,
+        access_token: None,
         numbers: numbers
             .iter()
             .map(|n| NumberRoute {

@@ -10,8 +10,8 @@
 //! Issue 23 lands in steps. This one stores accounts (SQLite and PostgreSQL) and seeds the
 //! `default` account from the configuration file on first start (`app`), so today's
 //! deployments keep running unchanged; the call centre still reads its configuration. The next
-//! steps make the running call centre read accounts (live), add the admin API and its page,
-//! and seal access tokens with a key from the environment.
+//! steps make the running call centre read accounts (live) and add people, queues and numbers
+//! to the admin API and its page. An account's access token is kept sealed ([`SealKey`]).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, PasswordHash, Role};
 use crate::ids::AgentId;
 use crate::routing::NoAgentPolicy;
+
+mod seal;
+pub use seal::{SealError, SealKey, SealedToken};
 
 /// The account today's configuration file seeds.
 pub const DEFAULT_ACCOUNT: &str = "default";
@@ -83,6 +86,9 @@ pub struct Account {
     pub name: String,
     /// Its WhatsApp Business Account id at Meta, when known.
     pub waba_id: Option<String>,
+    /// Its Graph API access token, sealed ([`SealKey`]); `None`: none stored (the `default`
+    /// account seeded from the configuration uses the configuration's).
+    pub access_token: Option<SealedToken>,
     /// Its business numbers.
     pub numbers: Vec<NumberRoute>,
     /// Its queues.
@@ -285,6 +291,7 @@ impl Account {
             slug: AccountSlug(DEFAULT_ACCOUNT.into()),
             name: "Default".into(),
             waba_id: None,
+            access_token: None,
             numbers,
             queues: calls
                 .queues

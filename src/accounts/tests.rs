@@ -11,6 +11,7 @@ pub(crate) fn account(slug: &str, numbers: &[&str]) -> Account {
         slug: AccountSlug::try_from(slug.to_owned()).unwrap(),
         name: format!("Business {slug}"),
         waba_id: Some("200000000000002".into()),
+        access_token: None,
         numbers: numbers
             .iter()
             .enumerate()

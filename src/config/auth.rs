@@ -40,6 +40,9 @@ pub struct AuthConfig {
     /// The operator's key for the accounts API (`SWITCHBOARD_OPERATOR_KEY`); `None`: the API
     /// answers 404.
     pub operator_key: Option<super::Secret>,
+    /// The key accounts' access tokens are sealed with (`SWITCHBOARD_SECRETS_KEY`): 32 bytes in
+    /// base64, checked. `None`: no token can be stored.
+    pub secrets_key: Option<super::Secret>,
 }
 
 impl AuthConfig {
@@ -56,6 +59,7 @@ impl AuthConfig {
                 .unwrap_or(NonZeroUsize::MIN),
             allowed_origins: Vec::new(),
             operator_key: None,
+            secrets_key: None,
         }
     }
 }

@@ -145,6 +145,7 @@ pub(super) struct FileAuth {
     pub(super) password_queue: Option<usize>,
     pub(super) allowed_origins: Option<Vec<String>>,
     pub(super) operator_key: Option<Secret>,
+    pub(super) secrets_key: Option<Secret>,
 }
 
 /// `[[people]]` exactly as operators (and other tools) write it.

@@ -169,4 +169,8 @@ pub struct Settings {
     /// `/api/v1/accounts`), at least 32 characters (secret). [default: none: the API is off]
     #[arg(long, env = "SWITCHBOARD_OPERATOR_KEY", hide_env_values = true)]
     pub operator_key: Option<Secret>,
+    /// The key accounts' access tokens are sealed with in the database: 32 random bytes in
+    /// base64 (`openssl rand -base64 32`; secret). [default: none: tokens cannot be stored]
+    #[arg(long, env = "SWITCHBOARD_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<Secret>,
 }

@@ -193,6 +193,7 @@ impl Config {
                 password_queue: password_queue(s.password_queue.or(f.auth.password_queue))?,
                 allowed_origins: allowed_origins(s.allowed_origins.or(f.auth.allowed_origins))?,
                 operator_key: operator_key(s.operator_key.or(f.auth.operator_key))?,
+                secrets_key: secrets_key(s.secrets_key.or(f.auth.secrets_key))?,
             },
             store: StoreConfig {
                 path: db_path(s.db.or(f.store.path), credentials_set)?,
@@ -377,6 +378,20 @@ fn operator_key(key: Option<Secret>) -> Result<Option<Secret>, ConfigError> {
             Err(ConfigError::Invalid {
                 key: "SWITCHBOARD_OPERATOR_KEY",
                 reason: "at least 32 characters, no spaces (openssl rand -hex 32 makes one)".into(),
+            })
+        }
+        k => Ok(k),
+    }
+}
+
+/// `SWITCHBOARD_SECRETS_KEY`: 32 bytes in base64 (the key of XChaCha20-Poly1305).
+fn secrets_key(key: Option<Secret>) -> Result<Option<Secret>, ConfigError> {
+    use base64::prelude::{Engine as _, BASE64_STANDARD};
+    match key.filter(|k| !k.0.trim().is_empty()) {
+        Some(k) if BASE64_STANDARD.decode(k.0.trim()).map(|b| b.len()) != Ok(32) => {
+            Err(ConfigError::Invalid {
+                key: "SWITCHBOARD_SECRETS_KEY",
+                reason: "not 32 bytes in base64 (openssl rand -base64 32 makes one)".into(),
             })
         }
         k => Ok(k),

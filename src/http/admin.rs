@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::accounts::{
-    Account, AccountError, AccountSlug, CallSettings, NumberRoute, QueueDef, QueuePolicy,
+    Account, AccountError, AccountSlug, CallSettings, NumberRoute, QueueDef, QueuePolicy, SealKey,
 };
 use crate::config::{defaults, Role, Secret};
 use crate::store::{StoreError, StoreHandle};
@@ -142,6 +142,9 @@ struct NewAccount {
     name: String,
     #[serde(default)]
     waba_id: Option<String>,
+    /// Its Graph access token: sealed at once, never answered.
+    #[serde(default)]
+    access_token: Option<Secret>,
     #[serde(default)]
     numbers: Vec<NumberJson>,
     queues: Vec<QueueJson>,
@@ -193,6 +196,8 @@ struct AccountJson {
     slug: String,
     name: String,
     waba_id: Option<String>,
+    /// Whether a token is stored (the token itself never leaves the database).
+    has_access_token: bool,
     numbers: Vec<NumberJson>,
     queues: Vec<QueueJson>,
     default_queue: String,
@@ -228,8 +233,24 @@ fn millis(field: &str, secs: f64) -> Result<u64, AdminError> {
 }
 
 impl NewAccount {
-    fn into_account(self) -> Result<Account, AdminError> {
+    fn into_account(self, seal: Option<&SealKey>) -> Result<Account, AdminError> {
         let slug = AccountSlug::try_from(self.slug)?;
+        let access_token = match (self.access_token, seal) {
+            (None, _) => None,
+            (Some(t), _) if t.expose().is_empty() || t.expose().len() > 4096 => {
+                return Err(AdminError::Invalid {
+                    field: "access_token".into(),
+                    reason: "1-4096 characters".into(),
+                })
+            }
+            (Some(t), Some(key)) => Some(key.seal(&slug, &t)),
+            (Some(_), None) => {
+                return Err(AdminError::Invalid {
+                    field: "access_token".into(),
+                    reason: "SWITCHBOARD_SECRETS_KEY is not set: no token can be stored".into(),
+                })
+            }
+        };
         let queues = self
             .queues
             .into_iter()
@@ -269,6 +290,7 @@ impl NewAccount {
             slug,
             name: self.name,
             waba_id: self.waba_id,
+            access_token,
             numbers: self
                 .numbers
                 .into_iter()
@@ -300,6 +322,7 @@ impl From<&Account> for AccountJson {
             slug: a.slug.to_string(),
             name: a.name.clone(),
             waba_id: a.waba_id.clone(),
+            has_access_token: a.access_token.is_some(),
             numbers: a
                 .numbers
                 .iter()
@@ -351,6 +374,7 @@ impl From<&Account> for AccountJson {
 struct Admin {
     store: StoreHandle,
     key: Option<Arc<Secret>>,
+    seal: Option<SealKey>,
 }
 
 impl Admin {
@@ -372,11 +396,13 @@ impl Admin {
     }
 }
 
-/// The accounts API's routes, answered with `key` (`None`: 404 everywhere).
-pub fn router(store: StoreHandle, key: Option<Secret>) -> Router {
+/// The accounts API's routes, answered with `key` (`None`: 404 everywhere); access tokens are
+/// sealed with `seal`.
+pub fn router(store: StoreHandle, key: Option<Secret>, seal: Option<SealKey>) -> Router {
     let admin = Admin {
         store,
         key: key.map(Arc::new),
+        seal,
     };
     Router::new()
         .route("/api/v1/accounts", get(list).post(create))
@@ -419,7 +445,7 @@ async fn create(
                 field: e.path().to_string().trim_start_matches('.').to_owned(),
                 reason: e.inner().to_string(),
             })?;
-    let account = new.into_account()?;
+    let account = new.into_account(admin.seal.as_ref())?;
     admin
         .store
         .create_account(account.clone())

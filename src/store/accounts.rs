@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{AccountStore, PostgresStore, SqliteStore, StoreError};
 use crate::accounts::{
-    Account, AccountSlug, CallSettings, NumberRoute, PersonDef, QueueDef, QueuePolicy,
+    Account, AccountSlug, CallSettings, NumberRoute, PersonDef, QueueDef, QueuePolicy, SealedToken,
 };
 use crate::config::{PasswordHash, Role};
 use crate::ids::AgentId;
@@ -20,7 +20,8 @@ pub(super) const SQLITE_SCHEMA: &str = "CREATE TABLE accounts (
         waba_id       TEXT,
         default_queue TEXT NOT NULL,
         away_reasons  TEXT NOT NULL,
-        settings      TEXT NOT NULL
+        settings      TEXT NOT NULL,
+        access_token  BLOB
     );
     CREATE TABLE account_queues (
         account  TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
@@ -55,7 +56,8 @@ pub(super) const POSTGRES_SCHEMA: &str = "CREATE TABLE accounts (
         waba_id       TEXT,
         default_queue TEXT NOT NULL,
         away_reasons  TEXT NOT NULL,
-        settings      TEXT NOT NULL
+        settings      TEXT NOT NULL,
+        access_token  BYTEA
     );
     CREATE TABLE account_queues (
         account  TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
@@ -136,6 +138,7 @@ struct Head {
     default_queue: String,
     away_reasons: String,
     settings: String,
+    access_token: Option<Vec<u8>>,
 }
 
 impl Head {
@@ -145,6 +148,7 @@ impl Head {
         Ok(Account {
             name: self.name,
             waba_id: self.waba_id,
+            access_token: self.access_token.map(SealedToken::from_bytes),
             numbers: vec![],
             queues: vec![],
             default_queue: self.default_queue,
@@ -169,7 +173,7 @@ impl AccountStore for SqliteStore {
         let tx = self.conn.transaction()?;
         let mut accounts = {
             let mut q = tx.prepare(
-                "SELECT slug, name, waba_id, default_queue, away_reasons, settings
+                "SELECT slug, name, waba_id, default_queue, away_reasons, settings, access_token
                  FROM accounts ORDER BY slug",
             )?;
             let heads = q.query_map([], |r| {
@@ -180,6 +184,7 @@ impl AccountStore for SqliteStore {
                     default_queue: r.get(3)?,
                     away_reasons: r.get(4)?,
                     settings: r.get(5)?,
+                    access_token: r.get(6)?,
                 })
             })?;
             heads
@@ -267,8 +272,9 @@ impl AccountStore for SqliteStore {
         let slug = account.slug.as_str();
         let tx = self.conn.transaction()?;
         let inserted = tx.execute(
-            "INSERT INTO accounts (slug, name, waba_id, default_queue, away_reasons, settings)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (slug) DO NOTHING",
+            "INSERT INTO accounts (slug, name, waba_id, default_queue, away_reasons, settings,
+                 access_token)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (slug) DO NOTHING",
             rusqlite::params![
                 slug,
                 account.name,
@@ -276,6 +282,7 @@ impl AccountStore for SqliteStore {
                 account.default_queue,
                 to_json(&account.away_reasons),
                 to_json(&account.settings),
+                account.access_token.as_ref().map(SealedToken::as_bytes),
             ],
         )?;
         if inserted == 0 {
@@ -348,7 +355,7 @@ impl AccountStore for PostgresStore {
         let mut tx = self.client()?.transaction()?;
         let mut accounts = tx
             .query(
-                "SELECT slug, name, waba_id, default_queue, away_reasons, settings
+                "SELECT slug, name, waba_id, default_queue, away_reasons, settings, access_token
                  FROM accounts ORDER BY slug",
                 &[],
             )?
@@ -361,6 +368,7 @@ impl AccountStore for PostgresStore {
                     default_queue: r.get(3),
                     away_reasons: r.get(4),
                     settings: r.get(5),
+                    access_token: r.get(6),
                 }
                 .account()
             })
@@ -417,8 +425,9 @@ impl AccountStore for PostgresStore {
         let slug = account.slug.as_str();
         let mut tx = self.client()?.transaction()?;
         let inserted = tx.execute(
-            "INSERT INTO accounts (slug, name, waba_id, default_queue, away_reasons, settings)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (slug) DO NOTHING",
+            "INSERT INTO accounts (slug, name, waba_id, default_queue, away_reasons, settings,
+                 access_token)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (slug) DO NOTHING",
             &[
                 &slug,
                 &account.name,
@@ -426,6 +435,7 @@ impl AccountStore for PostgresStore {
                 &account.default_queue,
                 &to_json(&account.away_reasons),
                 &to_json(&account.settings),
+                &account.access_token.as_ref().map(SealedToken::as_bytes),
             ],
         )?;
         if inserted == 0 {
@@ -497,7 +507,8 @@ mod tests {
     fn an_account_comes_back_as_it_was_stored_and_stays_after_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("calls.db");
-        let acme = account("acme", &["1001", "1002"]);
+        let mut acme = account("acme", &["1001", "1002"]);
+        acme.access_token = Some(SealedToken::from_bytes((0..60).collect()));
         let zed = account("zed", &["2001"]);
         {
             let mut store = SqliteStore::open(&path).unwrap();

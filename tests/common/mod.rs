@@ -511,6 +511,7 @@ pub fn metric_value(scrape: &str, series: &str) -> Option<f64> {
 pub const SETTING_VARS: &[&str] = &[
     "SWITCHBOARD_CONFIG",
     "SWITCHBOARD_OPERATOR_KEY",
+    "SWITCHBOARD_SECRETS_KEY",
     "SWITCHBOARD_HTTP_ADDR",
     "SWITCHBOARD_MEDIA_ADDR",
     "SWITCHBOARD_MEDIA_PORTS",
