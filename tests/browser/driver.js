@@ -43,7 +43,10 @@ async function measure(page, id, ms) {
 }
 
 (async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-page-'));
+  // The test hands a profile directory it removes itself (it kills this process); run by hand,
+  // one of our own, removed on `quit`.
+  const own = !process.env.SB_PROFILE_DIR;
+  const dir = process.env.SB_PROFILE_DIR || fs.mkdtempSync(path.join(os.tmpdir(), 'sb-page-'));
   const ctx = await chromium.launchPersistentContext(dir, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, timeout: 30000,
     args: ARGS, viewport: { width: 1366, height: 768 },
@@ -90,5 +93,5 @@ async function measure(page, id, ms) {
     }
   }
   await ctx.close().catch(() => {});
-  fs.rmSync(dir, { recursive: true, force: true });
+  if (own) fs.rmSync(dir, { recursive: true, force: true });
 })().catch((e) => { console.error(e); process.exit(1); });

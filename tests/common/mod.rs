@@ -288,15 +288,36 @@ pub struct Browser {
     stdin: std::process::ChildStdin,
     lines: mpsc::UnboundedReceiver<String>,
     pgid: u32,
+    /// Set once the driver has exited.
+    exited: std::sync::Arc<std::sync::atomic::AtomicBool>,
     _tone: std::path::PathBuf,
+    /// Chromium's profile: removed with the browser (a killed driver cannot remove it).
+    profile: std::path::PathBuf,
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        use std::io::Write;
+        // Asked to quit first: Playwright's Chromium runs in a process group of its own and,
+        // left to notice the driver gone, would write its profile again after it is removed.
+        let _ = writeln!(self.stdin, "quit").and_then(|()| self.stdin.flush());
+        for _ in 0..250 {
+            if self.exited.load(std::sync::atomic::Ordering::Acquire) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = std::process::Command::new("kill")
             .args(["-KILL", "--", &format!("-{}", self.pgid)])
             .status();
         let _ = std::fs::remove_file(&self._tone);
+        // Chromium's processes may still be writing there for a moment after the signal.
+        for _ in 0..50 {
+            if std::fs::remove_dir_all(&self.profile).is_ok() || !self.profile.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -310,9 +331,15 @@ impl Browser {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tone = std::env::temp_dir().join(format!("sb-tone-{}-{n}.wav", std::process::id()));
         write_tone(&tone, hz);
+        let profile = tempfile::Builder::new()
+            .prefix("sb-page-")
+            .tempdir()
+            .expect("a temporary directory")
+            .keep();
         let mut child = std::process::Command::new("node")
             .arg("driver.js")
             .arg(&tone)
+            .env("SB_PROFILE_DIR", &profile)
             .current_dir(dir)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -324,6 +351,8 @@ impl Browser {
         let stdin = child.stdin.take().expect("piped");
         let pgid = child.id();
         let (tx, lines) = mpsc::unbounded_channel();
+        let exited = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = exited.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout)
                 .lines()
@@ -334,12 +363,15 @@ impl Browser {
                 }
             }
             let _ = child.wait();
+            done.store(true, std::sync::atomic::Ordering::Release);
         });
         Browser {
             stdin,
             lines,
             pgid,
+            exited,
             _tone: tone,
+            profile,
         }
     }
 
