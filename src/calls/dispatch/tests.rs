@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use super::*;
+use crate::calls::fakes::{offered, terminated};
 use crate::routing::{AuthorityError, Waiting};
 
 const HERE: &str = "node-a";
@@ -218,38 +219,8 @@ fn rule() -> Arc<QueueRule> {
     Arc::new(QueueRule {
         numbers: HashMap::new(),
         default: QueueId("support".into()),
-        ours: "1000".into(),
+        ours: "100".into(),
     })
-}
-
-fn offered(call: &str) -> WaEvent {
-    WaEvent::CallOffered {
-        call_id: WaCallId(call.into()),
-        phone_number_id: Some("1000".into()),
-        display_phone_number: None,
-        from: Some("15550001111".into()),
-        to: None,
-        caller_name: None,
-        offer_sdp: String::new(),
-        timestamp: None,
-        deeplink_payload: None,
-        cta_payload: None,
-        received_at: None,
-        agent: None,
-        unshared: false,
-    }
-}
-
-fn terminated(call: &str) -> WaEvent {
-    WaEvent::CallTerminated {
-        call_id: WaCallId(call.into()),
-        status: None,
-        duration: None,
-        start_time: None,
-        end_time: None,
-        errors: vec![],
-        biz_opaque_callback_data: None,
-    }
 }
 
 /// Runs placement with `fake`; the channels to feed it and what reaches the call machines.
