@@ -148,6 +148,7 @@ async fn every_refusal_names_its_field_and_changes_nothing() {
         ),
         (with(&["name"], json!("x".repeat(129))), 422, "name"),
         (with(&["slug"], json!("Acme Inc")), 422, "slug"),
+        (with(&["queues", "0", "id"], json!("")), 422, "queues[0].id"),
         (
             with(&["default_queue"], json!("billing")),
             422,

@@ -202,3 +202,21 @@ async fn the_configuration_seeds_the_default_account_on_first_start_only() {
     assert_eq!(again, accounts);
     second.shutdown().await;
 }
+
+/// A file the accounts' rules refuse (here a queue id longer than they take; the file takes any)
+/// still starts, with no account seeded: the call centre runs from the file today.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_the_account_rules_refuse_still_starts() {
+    use switchboard::app;
+    use switchboard::config::{Config, Settings};
+    use switchboard::routing::{NoAgentPolicy, QueueConfig};
+
+    let mut config = Config::from_settings(common::loopback(Settings::default())).unwrap();
+    config.calls.queues.push(QueueConfig {
+        id: switchboard::ids::QueueId("q".repeat(80)),
+        policy: NoAgentPolicy::Decline,
+    });
+    let running = app::start(config).await.unwrap();
+    assert_eq!(running.store.accounts().await.unwrap(), vec![]);
+    running.shutdown().await;
+}

@@ -336,7 +336,8 @@ impl Account {
         }
         let mut queues = HashSet::new();
         for (i, q) in self.queues.iter().enumerate() {
-            check_id(&format!("queues[{i}].id"), &q.id)?;
+            // As the configuration file takes them (people's queues are stricter names there).
+            check_text(&format!("queues[{i}].id"), &q.id, MAX_TEXT)?;
             if !queues.insert(q.id.as_str()) {
                 return Err(AccountError::invalid(
                     format!("queues[{i}].id"),

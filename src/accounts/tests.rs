@@ -95,7 +95,7 @@ fn every_broken_rule_is_refused_naming_its_field() {
         "queues[1].id"
     );
     assert_eq!(
-        refused(&|a| a.queues[0].id = "Support Desk".into()),
+        refused(&|a| a.queues[0].id = "x".repeat(65)),
         "queues[0].id"
     );
     assert_eq!(
