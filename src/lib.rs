@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod app;
 pub mod calls;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod http;

@@ -227,25 +227,22 @@ fn check_text(field: &str, text: &str, max: usize) -> Result<(), AccountError> {
     Ok(())
 }
 
-/// `id` is 1–64 of `a-z 0-9 . _ -`, starting with a letter or digit (ids of people and queues,
-/// as in the configuration file).
-fn check_id(field: &str, id: &str) -> Result<(), AccountError> {
-    let ok = (1..=MAX_TEXT).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(AccountError::invalid(
-            field,
-            "1-64 of a-z 0-9 . _ -, starting with a letter or digit",
-        ))
-    }
-}
-
 impl CallSettings {
+    /// Settings of these durations (to the millisecond).
+    pub fn new(
+        ring_timeout: Duration,
+        wrap_up: Duration,
+        grace: Duration,
+        answer_deadline: Duration,
+    ) -> CallSettings {
+        CallSettings {
+            ring_timeout_ms: millis(ring_timeout),
+            wrap_up_ms: millis(wrap_up),
+            grace_ms: millis(grace),
+            answer_deadline_ms: millis(answer_deadline),
+        }
+    }
+
     fn validate(&self) -> Result<(), AccountError> {
         let within = |field: &str, v: u64, lo: u64| {
             if (lo..=MAX_MS).contains(&v) {
@@ -316,12 +313,12 @@ impl Account {
                 })
                 .collect(),
             away_reasons: calls.away_reasons.clone(),
-            settings: CallSettings {
-                ring_timeout_ms: millis(calls.ring_timeout),
-                wrap_up_ms: millis(calls.wrap_up),
-                grace_ms: millis(calls.grace),
-                answer_deadline_ms: millis(calls.answer_deadline),
-            },
+            settings: CallSettings::new(
+                calls.ring_timeout,
+                calls.wrap_up,
+                calls.grace,
+                calls.answer_deadline,
+            ),
         }
     }
 
@@ -385,7 +382,12 @@ impl Account {
         }
         let mut people = HashSet::new();
         for (i, p) in self.people.iter().enumerate() {
-            check_id(&format!("people[{i}].id"), &p.id.0)?;
+            if !crate::config::is_name(&p.id.0) {
+                return Err(AccountError::invalid(
+                    format!("people[{i}].id"),
+                    "1-64 of a-z 0-9 . _ -, starting with a letter or digit",
+                ));
+            }
             if !people.insert(p.id.0.as_str()) {
                 return Err(AccountError::invalid(
                     format!("people[{i}].id"),

@@ -137,7 +137,7 @@ impl fmt::Debug for PasswordHash {
 }
 
 /// 1-64 of `a-z 0-9 . _ -`, starting with a letter or digit: a person's id or a queue name.
-fn is_name(s: &str) -> bool {
+pub(crate) fn is_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && s.bytes()

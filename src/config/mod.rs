@@ -37,6 +37,7 @@ mod media;
 mod settings;
 mod validate;
 
+pub(crate) use auth::is_name;
 pub use auth::{AuthConfig, PasswordHash, Person, Role, ThrottlePolicy};
 pub use settings::Settings;
 

@@ -30,13 +30,13 @@ use crate::store::{StoreError, StoreHandle};
 const BODY_LIMIT: usize = 64 * 1024;
 /// An account created with no settings of its own gets the configuration file's defaults.
 fn default_settings() -> CallSettings {
-    let ms = |secs: f64| (secs * 1000.0).round() as u64;
-    CallSettings {
-        ring_timeout_ms: ms(defaults::RING_TIMEOUT_SECS),
-        wrap_up_ms: ms(defaults::WRAP_UP_SECS),
-        grace_ms: ms(defaults::AGENT_GRACE_SECS),
-        answer_deadline_ms: ms(defaults::ANSWER_DEADLINE_SECS),
-    }
+    let secs = std::time::Duration::from_secs_f64;
+    CallSettings::new(
+        secs(defaults::RING_TIMEOUT_SECS),
+        secs(defaults::WRAP_UP_SECS),
+        secs(defaults::AGENT_GRACE_SECS),
+        secs(defaults::ANSWER_DEADLINE_SECS),
+    )
 }
 
 /// Why a request was refused.

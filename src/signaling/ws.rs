@@ -2,6 +2,7 @@
 //! ([`super::protocol`]) to the call centre's commands and notices, and nothing more: every
 //! decision is the call machines'.
 
+use crate::clock::now;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,12 +36,6 @@ const FLOOR_EVERY: Duration = Duration::from_millis(250);
 const DIRECTORY_EVERY: Duration = Duration::from_secs(1);
 /// How long a session that sent its Close waits for the client's (the end of the handshake).
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
-
-/// The time, as sessions read it: tokio's clock, so a session runs on simulated time in its
-/// tests; in the program, the system's monotonic clock.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
 
 /// A session's WebSocket: axum's in the program, an in-memory pair in the tests.
 trait Socket:

@@ -4,8 +4,8 @@
 //! it, whichever node writes.
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
+use super::sqlite::to_json;
 use super::{AccountStore, PostgresStore, SqliteStore, StoreError};
 use crate::accounts::{
     Account, AccountSlug, CallSettings, NumberRoute, PersonDef, QueueDef, QueuePolicy, SealedToken,
@@ -85,11 +85,6 @@ pub(super) const POSTGRES_SCHEMA: &str = "CREATE TABLE accounts (
         PRIMARY KEY (account, id)
     );";
 
-fn to_json<T: Serialize>(v: &T) -> String {
-    // Our own types always serialize.
-    serde_json::to_string(v).unwrap_or_default()
-}
-
 /// A stored column of `account` read back; an unreadable one is [`StoreError::Corrupt`].
 fn read<T, E: std::fmt::Display>(
     account: &str,
@@ -121,13 +116,6 @@ fn role_of(account: &str, text: &str) -> Result<Role, StoreError> {
             other => Err(format!("unknown role {other:?}")),
         },
     )
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Agent => "agent",
-        Role::Supervisor => "supervisor",
-    }
 }
 
 /// An account's own row, before its queues, numbers and people are attached.
@@ -314,7 +302,7 @@ impl AccountStore for SqliteStore {
                     p.id.0,
                     i as i64,
                     p.name,
-                    role_name(p.role),
+                    p.role.to_string(),
                     p.password_hash.as_phc(),
                     to_json(&p.queues),
                     p.disabled,
@@ -486,7 +474,7 @@ impl AccountStore for PostgresStore {
                     &p.id.0,
                     &(i as i32),
                     &p.name,
-                    &role_name(p.role),
+                    &p.role.to_string(),
                     &p.password_hash.as_phc(),
                     &to_json(&p.queues),
                     &p.disabled,

@@ -11,6 +11,7 @@
 //! writes and the calls a dead process left live; `handoff` the bridge that hands a waiting call
 //! to another node.
 
+use crate::clock::now;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,12 +46,6 @@ use graph::{GraphJob, GraphLines};
 use handoff::{bridge, handed_over, HandOffError};
 pub use records::{end_leftovers, take_over};
 use records::{Records, Write};
-
-/// The time, as the call machines read it: tokio's clock, so the actor runs on simulated time
-/// in its tests (`start_paused`); in the program it is the system's monotonic clock.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
 
 /// Messages queued to the actor before senders wait.
 const INBOX: usize = 1024;

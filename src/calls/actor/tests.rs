@@ -9,6 +9,19 @@ use crate::calls::fakes::*;
 use crate::ids::StreamId;
 use crate::store::Outcome;
 
+/// The call's WhatsApp leg `wa` connects and alice (her session `rx`) answers: talking.
+async fn answer(r: &Rig, rx: &mut mpsc::Receiver<Notice>, call: &WaCallId, wa: LegId) {
+    r.media_events
+        .send(MediaEvent::Connected { leg: wa })
+        .await
+        .unwrap();
+    r.calls
+        .command("alice".into(), Command::Answer { call: call.clone() })
+        .await
+        .unwrap();
+    notice(rx, |n| matches!(n, Notice::Talking { .. }).then_some(())).await;
+}
+
 fn ringing(call: &str) -> impl Fn(&Notice) -> Option<()> + '_ {
     move |n| matches!(n, Notice::Ringing { call: c, .. } if c.0 == call).then_some(())
 }
@@ -29,18 +42,7 @@ async fn a_call_rings_is_answered_and_ends_with_each_step_in_order() {
         .expect("pre_accept sent");
     assert!(r.log.position(&Did::AnswerWhatsApp(wa)).unwrap() < pre_accept);
 
-    r.media_events
-        .send(MediaEvent::Connected { leg: wa })
-        .await
-        .unwrap();
-    r.calls
-        .command("alice".into(), Command::Answer { call: call.clone() })
-        .await
-        .unwrap();
-    notice(&mut alice, |n| {
-        matches!(n, Notice::Talking { .. }).then_some(())
-    })
-    .await;
+    answer(&r, &mut alice, &call, wa).await;
     let accept = r
         .log
         .position(&Did::Graph(call.clone(), GraphAction::Accept))
@@ -188,19 +190,8 @@ async fn shutdown_ends_each_call_at_meta_and_records_it_after_its_live_mark() {
     let mut alice = r.agent("alice").await;
     r.webhooks.send(offered("wacid.3")).await.unwrap();
     notice(&mut alice, ringing("wacid.3")).await;
-    r.media_events
-        .send(MediaEvent::Connected { leg: r.wa_leg(0) })
-        .await
-        .unwrap();
     let call = WaCallId::from("wacid.3");
-    r.calls
-        .command("alice".into(), Command::Answer { call: call.clone() })
-        .await
-        .unwrap();
-    notice(&mut alice, |n| {
-        matches!(n, Notice::Talking { .. }).then_some(())
-    })
-    .await;
+    answer(&r, &mut alice, &call, r.wa_leg(0)).await;
     r.calls.shutdown().await;
     let terminate = r
         .log

@@ -4,6 +4,7 @@
 //!
 //! *Does not touch*: which node or agent takes a call (`calls::dispatch` decides).
 
+use crate::clock::now;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -135,12 +136,6 @@ fn log_refusals(summary: RefusalSummary, interval: Duration) {
         interval_secs = interval.as_secs_f64(),
         "webhook refused (at most one such line per interval)"
     );
-}
-
-/// The time, as de-duplication and the refusal log read it: tokio's clock, so the processor runs
-/// on simulated time in its tests (`start_paused`); in the program, the system's monotonic clock.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 /// Tunables of the webhook edge.
