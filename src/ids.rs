@@ -144,7 +144,16 @@ impl From<&str> for AgentId {
 
 /// A queue of calls (`support`, `sales`, …), served by the agents who belong to it.
 #[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(transparent)]
 pub struct QueueId(pub String);

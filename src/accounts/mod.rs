@@ -7,11 +7,10 @@
 //! *Does not touch*: the database (the store keeps accounts: [`crate::store::AccountStore`]),
 //! calls, HTTP.
 //!
-//! Issue 23 lands in steps. This one stores accounts (SQLite and PostgreSQL) and seeds the
-//! `default` account from the configuration file on first start (`app`), so today's
-//! deployments keep running unchanged; the call centre still reads its configuration. The next
-//! steps make the running call centre read accounts (live) and add people, queues and numbers
-//! to the admin API and its page. An account's access token is kept sealed ([`SealKey`]).
+//! Accounts are stored (SQLite and PostgreSQL); the `default` account is seeded from the
+//! configuration file on first start (`app`), so today's deployments keep running unchanged.
+//! The running call centre serves every stored account on one floor, each id qualified with
+//! its account ([`Roster`]). An account's access token is kept sealed ([`SealKey`]).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -23,7 +22,9 @@ use crate::config::{Config, PasswordHash, Role};
 use crate::ids::AgentId;
 use crate::routing::NoAgentPolicy;
 
+mod roster;
 mod seal;
+pub use roster::{account_of, qualify, same_account, CallTimes, Roster};
 pub use seal::{SealError, SealKey, SealedToken};
 
 /// The account today's configuration file seeds.
@@ -174,6 +175,19 @@ pub struct PersonDef {
     pub disabled: bool,
 }
 
+impl From<crate::config::Person> for PersonDef {
+    fn from(p: crate::config::Person) -> PersonDef {
+        PersonDef {
+            id: p.id,
+            name: p.name,
+            role: p.role,
+            password_hash: p.password_hash,
+            queues: p.queues,
+            disabled: false,
+        }
+    }
+}
+
 /// An account's call settings, in milliseconds (the configuration file takes fractions of a
 /// second).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,14 +317,8 @@ impl Account {
                 .auth
                 .people
                 .iter()
-                .map(|p| PersonDef {
-                    id: p.id.clone(),
-                    name: p.name.clone(),
-                    role: p.role,
-                    password_hash: p.password_hash.clone(),
-                    queues: p.queues.clone(),
-                    disabled: false,
-                })
+                .cloned()
+                .map(PersonDef::from)
                 .collect(),
             away_reasons: calls.away_reasons.clone(),
             settings: CallSettings::new(
@@ -335,6 +343,13 @@ impl Account {
         for (i, q) in self.queues.iter().enumerate() {
             // As the configuration file takes them (people's queues are stricter names there).
             check_text(&format!("queues[{i}].id"), &q.id, MAX_TEXT)?;
+            if q.id.contains('@') {
+                // It separates an id from its account's slug on the floor ([`Roster`]).
+                return Err(AccountError::invalid(
+                    format!("queues[{i}].id"),
+                    "no @ (the floor writes support@acme for the queue support of acme)",
+                ));
+            }
             if !queues.insert(q.id.as_str()) {
                 return Err(AccountError::invalid(
                     format!("queues[{i}].id"),

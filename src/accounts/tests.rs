@@ -99,6 +99,10 @@ fn every_broken_rule_is_refused_naming_its_field() {
         "queues[0].id"
     );
     assert_eq!(
+        refused(&|a| a.queues[1].id = "sales@acme".into()),
+        "queues[1].id"
+    );
+    assert_eq!(
         refused(&|a| a.queues[0].policy = QueuePolicy::Queue { max_wait_ms: 0 }),
         "queues[0].max_wait_ms"
     );

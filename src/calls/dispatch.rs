@@ -95,7 +95,7 @@ const IN_FLIGHT: usize = 64;
 /// close (everything in flight is finished first) or `calls` is gone.
 pub async fn place_events<A: Authority>(
     authority: A,
-    rule: Arc<QueueRule>,
+    rule: watch::Receiver<Arc<QueueRule>>,
     mut meta: mpsc::Receiver<WaEvent>,
     mut handed: mpsc::Receiver<Handed>,
     calls: mpsc::Sender<WaEvent>,
@@ -164,12 +164,14 @@ type Placing = Pin<Box<dyn Future<Output = (WaCallId, bool)> + Send>>;
 /// call's next events still go.
 fn placement<A: Authority>(
     authority: &A,
-    rule: &Arc<QueueRule>,
+    rule: &watch::Receiver<Arc<QueueRule>>,
     calls: &mpsc::Sender<WaEvent>,
     call: WaCallId,
     inbound: Inbound,
 ) -> Placing {
-    let (authority, rule, calls) = (authority.clone(), rule.clone(), calls.clone());
+    // The rule as accounts are now: a call placed after a change follows the change.
+    let rule = rule.borrow().clone();
+    let (authority, calls) = (authority.clone(), calls.clone());
     let span = info_span!("wa_call", call_id = %call);
     Box::pin(async move {
         let placed = AssertUnwindSafe(place(&authority, &rule, &calls, inbound))

@@ -465,8 +465,27 @@ pub enum Input {
         /// The agent.
         agent: AgentId,
     },
+    /// The accounts changed (the admin API): queues, numbers, timings and who serves which
+    /// queue, from now on. Calls in progress keep their queue; the next call follows the new.
+    Reconfigure(Box<Reconfigure>),
     /// switchboard is stopping: end every call cleanly at Meta.
     Shutdown,
+}
+
+/// The call centre's settings that accounts decide ([`Input::Reconfigure`]), with qualified
+/// ids ([`crate::accounts::Roster`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconfigure {
+    /// Every queue.
+    pub queues: Vec<crate::routing::QueueConfig>,
+    /// Where a call to a number in none goes.
+    pub default_queue: QueueId,
+    /// Each business number's queue.
+    pub numbers: std::collections::HashMap<String, QueueId>,
+    /// Each account's timings, by slug.
+    pub times: std::collections::HashMap<String, crate::accounts::CallTimes>,
+    /// The queues each person serves.
+    pub agent_queues: std::collections::HashMap<AgentId, Vec<QueueId>>,
 }
 
 // Why a call ended and who ended it: the records' own types, so a call's end is written as the

@@ -31,7 +31,7 @@ pub use ports::{GraphClients, GraphPort, MediaPort, Pending, RecordsPort};
 
 pub use event::{
     Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, LegFailure, LegOf,
-    Metric, Notice, Outcome, Refusal, RejectReason, RingStop, Role, SetupStep, Stage,
+    Metric, Notice, Outcome, Reconfigure, Refusal, RejectReason, RingStop, Role, SetupStep, Stage,
     TransferTarget, WaLeg,
 };
 pub use machine::{

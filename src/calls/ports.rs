@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
 
@@ -103,20 +104,50 @@ pub trait GraphPort: Send + Sync + 'static {
 }
 
 /// The Graph API clients of the business numbers served: the main number's and the others'
-/// (`[[numbers]]`), each sending a call's actions to its own number's `/calls`.
-#[derive(Clone, Debug)]
+/// (`[[numbers]]` and every account's), each sending a call's actions to its own number's
+/// `/calls` with its own account's access token.
+#[derive(Debug)]
 pub struct GraphClients {
     /// The main business number's phone number id.
     pub main_number: String,
     /// The main business number's client.
     pub main: GraphClient,
-    /// The other numbers' clients, by phone number id.
-    pub others: HashMap<String, GraphClient>,
+    /// The other numbers' clients, by phone number id: replaced whole when accounts change
+    /// ([`GraphClients::set_others`]); a call in progress keeps the client it started with.
+    others: RwLock<Arc<HashMap<String, GraphClient>>>,
+}
+
+impl GraphClients {
+    /// The clients of `main_number` and of `others`.
+    pub fn new(
+        main_number: String,
+        main: GraphClient,
+        others: HashMap<String, GraphClient>,
+    ) -> GraphClients {
+        GraphClients {
+            main_number,
+            main,
+            others: RwLock::new(Arc::new(others)),
+        }
+    }
+
+    /// Serves these numbers from now on (an account's numbers or token changed).
+    pub fn set_others(&self, others: HashMap<String, GraphClient>) {
+        *self.others.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(others);
+    }
+
+    fn others(&self) -> Arc<HashMap<String, GraphClient>> {
+        // Held to clone the `Arc` only; nothing panics under it.
+        self.others
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 impl GraphPort for GraphClients {
     fn serves(&self, number: &str) -> bool {
-        number == self.main_number || self.others.contains_key(number)
+        number == self.main_number || self.others().contains_key(number)
     }
 
     fn act(
@@ -127,8 +158,9 @@ impl GraphPort for GraphClients {
         sdp: Option<String>,
         stop: watch::Receiver<bool>,
     ) -> Pending<Result<(), GraphFailure>> {
+        let others = self.others();
         let graph = number
-            .and_then(|n| self.others.get(n))
+            .and_then(|n| others.get(n))
             .unwrap_or(&self.main)
             .until(stop);
         Box::pin(async move {

@@ -75,6 +75,7 @@ fn config(wrap_up: Duration) -> CentreConfig {
         max_setting_up: 3,
         number_queues: [("200".to_owned(), QueueId::from("sales"))].into(),
         service_level_target: Duration::from_secs(20),
+        account_times: Default::default(),
     }
 }
 

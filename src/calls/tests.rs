@@ -126,11 +126,16 @@ impl World {
 
     /// Meta offers `id`; the engine answers; returns the WhatsApp leg.
     fn offer(&mut self, id: &str) -> (Vec<Action>, Option<WaLeg>) {
+        self.offer_to(id, "100")
+    }
+
+    /// Meta offers `id` on the business number `number`; the engine answers.
+    fn offer_to(&mut self, id: &str, number: &str) -> (Vec<Action>, Option<WaLeg>) {
         let mut acts = self.input(Input::Offered {
             call: call(id),
             from: Some("15551234567".into()),
             name: Some("Caller".into()),
-            business_number: Some("100".into()),
+            business_number: Some(number.into()),
             display_number: Some("15550100".into()),
             offer: "v=0 offer".into(),
             // The webhook arrived 3 ms before the machines heard of it.
@@ -1724,4 +1729,162 @@ fn an_agent_whose_page_reloaded_while_rung_is_not_rung_again_before_their_audio_
     let l = w.leg_ready("alice", 1).leg;
     let acts = w.input(Input::MediaConnected { leg: l });
     assert_eq!(rang(&acts), vec![("alice".into(), "c1".into())]);
+}
+
+fn refused(acts: &[Action], who: &str) -> Vec<Refusal> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::Notify {
+                agent,
+                notice: Notice::Refused { code, .. },
+            } if agent.0 == who => Some(*code),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A second account, `acme`, on the same centre: its number 200 leads to its own queue, with
+/// its own ring timeout.
+fn with_acme(w: &mut World, support: NoAgentPolicy) {
+    let times = crate::accounts::CallTimes {
+        ring_timeout: Duration::from_secs(5),
+        wrap_up: Duration::ZERO,
+        grace: Duration::from_secs(30),
+        answer_deadline: Duration::from_secs(25),
+    };
+    w.input(Input::Reconfigure(Box::new(Reconfigure {
+        queues: vec![
+            QueueConfig {
+                id: "support".into(),
+                policy: support,
+            },
+            QueueConfig {
+                id: "sales".into(),
+                policy: queue_policy(),
+            },
+            QueueConfig {
+                id: "support@acme".into(),
+                policy: queue_policy(),
+            },
+        ],
+        default_queue: "support".into(),
+        numbers: [("200".to_owned(), QueueId::from("support@acme"))].into(),
+        times: [("acme".to_owned(), times)].into(),
+        agent_queues: Default::default(),
+    })));
+}
+
+#[test]
+fn two_accounts_share_the_centre_without_meeting() {
+    let mut w = World::new(queue_policy());
+    with_acme(&mut w, queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.agent_online("ann@acme", &["support@acme"]);
+    let sam = w.agent_with_role("sam@acme", &["support@acme"], Role::Supervisor);
+    w.command(
+        "sam@acme",
+        Command::SetPresence {
+            available: false,
+            reason: None,
+        },
+    );
+    // Each account's call rings its own agent, with its own account's ring timeout.
+    let (_, wa) = w.offer("c1");
+    w.graph_ok("c1", GraphAction::PreAccept);
+    w.input(Input::MediaConnected {
+        leg: wa.unwrap().leg,
+    });
+    assert_eq!(w.presence("alice"), Presence::Ringing { call: call("c1") });
+    let (_, wa) = w.offer_to("c2", "200");
+    let acts = w.graph_ok("c2", GraphAction::PreAccept);
+    w.input(Input::MediaConnected {
+        leg: wa.unwrap().leg,
+    });
+    let rings_for = acts.iter().find_map(|a| match a {
+        Action::Notify {
+            agent,
+            notice: Notice::Ringing { rings_for, .. },
+        } if agent.0 == "ann@acme" => Some(*rings_for),
+        _ => None,
+    });
+    assert_eq!(rings_for, Some(Duration::from_secs(5)));
+    let queue_of = |w: &World, id: &str| {
+        w.c.calls()
+            .into_iter()
+            .find(|c| c.call == call(id))
+            .map(|c| c.queue)
+    };
+    assert_eq!(queue_of(&w, "c2"), Some("support@acme".into()));
+    w.command("alice", Command::Answer { call: call("c1") });
+    w.graph_ok("c1", GraphAction::Accept);
+    w.command("ann@acme", Command::Answer { call: call("c2") });
+    w.graph_ok("c2", GraphAction::Accept);
+    // acme's supervisor cannot listen to the default account's call (as if it did not
+    // exist), and can to acme's.
+    let acts = w.command("sam@acme", Command::Monitor { call: call("c1") });
+    assert_eq!(refused(&acts, "sam@acme"), [Refusal::NoSuchCall]);
+    assert!(routes(&acts).is_empty());
+    let acts = w.command("sam@acme", Command::Monitor { call: call("c2") });
+    assert!(refused(&acts, "sam@acme").is_empty());
+    assert!(routes(&acts).iter().any(|(s, _)| *s == sam.streams[0]));
+    // No transfer crosses accounts: not to another account's agent, nor to its queue.
+    w.agent_online("bob", &["support"]);
+    let acts = w.command(
+        "ann@acme",
+        Command::Transfer {
+            call: call("c2"),
+            to: TransferTarget::Agent(agent("bob")),
+        },
+    );
+    assert_eq!(refused(&acts, "ann@acme"), [Refusal::AgentUnavailable]);
+    let acts = w.command(
+        "ann@acme",
+        Command::Transfer {
+            call: call("c2"),
+            to: TransferTarget::Queue("sales".into()),
+        },
+    );
+    assert_eq!(refused(&acts, "ann@acme"), [Refusal::UnknownQueue]);
+    assert_eq!(
+        w.c.phase(&call("c2")),
+        Some(&Phase::talking(agent("ann@acme")))
+    );
+}
+
+#[test]
+fn a_queue_switched_to_decline_declines_the_next_call() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.talking_call("c1", "alice");
+    // Nobody free: the next call waits in the queue.
+    let (acts, wa) = w.offer("c2");
+    assert!(has_graph(&acts, "c2", GraphAction::PreAccept));
+    w.graph_ok("c2", GraphAction::PreAccept);
+    w.input(Input::MediaConnected {
+        leg: wa.unwrap().leg,
+    });
+    // The policy changes: the call waiting stays; the next is declined.
+    with_acme(&mut w, NoAgentPolicy::Decline);
+    let (acts, _) = w.offer("c3");
+    assert!(has_graph(&acts, "c3", GraphAction::Reject));
+    assert!(!has_graph(&acts, "c2", GraphAction::Reject));
+    // An agent moved into a queue takes its waiting call at once.
+    w.agent_online("bob", &["sales"]);
+    let acts = w.input(Input::Reconfigure(Box::new(Reconfigure {
+        queues: w
+            .c
+            .routing()
+            .queue_ids()
+            .into_iter()
+            .map(|id| QueueConfig {
+                policy: w.c.routing().queue(&id).unwrap().policy,
+                id,
+            })
+            .collect(),
+        default_queue: "support".into(),
+        numbers: Default::default(),
+        times: Default::default(),
+        agent_queues: [(agent("bob"), vec![QueueId::from("support")])].into(),
+    })));
+    assert_eq!(rang(&acts), [("bob".to_owned(), "c2".to_owned())]);
 }

@@ -61,7 +61,11 @@ impl RedisAuthority {
     /// the other nodes' changes (call inside a Tokio runtime); it ends with the last clone.
     pub fn new(cluster: Cluster, key: NodeKey) -> RedisAuthority {
         let changes = Arc::new(Notify::new());
-        tokio::spawn(listen(cluster.clone(), Arc::downgrade(&changes)));
+        tokio::spawn(listen(
+            cluster.clone(),
+            format!("{PREFIX}:floor"),
+            Arc::downgrade(&changes),
+        ));
         RedisAuthority {
             link: NodeLink::new(cluster.node(), key),
             cluster,
@@ -95,9 +99,10 @@ impl RedisAuthority {
     }
 }
 
-/// Wakes `changes` at each announcement on `switchboard:floor` until nobody holds it.
-async fn listen(cluster: Cluster, changes: std::sync::Weak<Notify>) {
-    let channel = format!("{PREFIX}:floor");
+/// Wakes `changes` at each announcement on `channel` (`switchboard:floor`,
+/// `switchboard:accounts`), and once after each (re)subscription for what was announced
+/// meanwhile, until nobody holds it.
+pub(super) async fn listen(cluster: Cluster, channel: String, changes: std::sync::Weak<Notify>) {
     let mut failing = false;
     loop {
         let subscribed = async {
@@ -109,7 +114,7 @@ async fn listen(cluster: Cluster, changes: std::sync::Weak<Notify>) {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 if !failing {
-                    warn!(error = %e, "not subscribed to the other nodes' changes; waiting calls are served at the resync");
+                    warn!(error = %e, %channel, "not subscribed to the other nodes' changes; caught up when subscribed again");
                 }
                 failing = true;
                 tokio::time::sleep(RESUBSCRIBE).await;

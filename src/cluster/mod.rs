@@ -287,3 +287,30 @@ async fn deadline<T>(f: impl std::future::Future<Output = T>) -> Result<T, Clust
         .await
         .map_err(|_| ClusterError::Timeout(DEADLINE))
 }
+
+impl Cluster {
+    /// Tells every node that the accounts changed: each reads them again from the database
+    /// ([`Cluster::follow_accounts`]).
+    pub async fn announce_accounts(&self) -> Result<(), ClusterError> {
+        let mut conn = self.conn();
+        deadline(
+            redis::cmd("PUBLISH")
+                .arg(format!("{PREFIX}:accounts"))
+                .arg("changed")
+                .query_async::<()>(&mut conn),
+        )
+        .await??;
+        Ok(())
+    }
+
+    /// Wakes `changes` at every node's [`Cluster::announce_accounts`], and once each time the
+    /// subscription is made again (after a Redis outage: what was announced meanwhile is caught
+    /// up from the database), until nobody holds `changes`. Call inside a Tokio runtime.
+    pub fn follow_accounts(&self, changes: std::sync::Weak<tokio::sync::Notify>) {
+        tokio::spawn(authority::listen(
+            self.clone(),
+            format!("{PREFIX}:accounts"),
+            changes,
+        ));
+    }
+}

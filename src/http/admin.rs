@@ -26,6 +26,34 @@ use crate::accounts::{
 use crate::config::{defaults, Role, Secret};
 use crate::store::{StoreError, StoreHandle};
 
+/// Tells the running call centre that accounts changed: this node at once, and every other
+/// node through Redis (each reads them again from the database).
+#[derive(Clone, Debug)]
+pub struct AccountsChanged {
+    local: Arc<tokio::sync::Notify>,
+    cluster: Option<crate::cluster::Cluster>,
+}
+
+impl AccountsChanged {
+    /// Wakes `local`; with several nodes, announces the change on `cluster` too.
+    pub fn new(
+        local: Arc<tokio::sync::Notify>,
+        cluster: Option<crate::cluster::Cluster>,
+    ) -> AccountsChanged {
+        AccountsChanged { local, cluster }
+    }
+
+    /// Tells everyone. A Redis failure is logged: the other nodes catch up at their resync.
+    pub async fn announce(&self) {
+        self.local.notify_one();
+        if let Some(c) = &self.cluster {
+            if let Err(e) = c.announce_accounts().await {
+                tracing::warn!(error = %e, "the other nodes were not told of the change; they catch up at their resync");
+            }
+        }
+    }
+}
+
 /// The largest request body taken.
 const BODY_LIMIT: usize = 64 * 1024;
 /// An account created with no settings of its own gets the configuration file's defaults.
@@ -375,6 +403,7 @@ struct Admin {
     store: StoreHandle,
     key: Option<Arc<Secret>>,
     seal: Option<SealKey>,
+    changed: AccountsChanged,
 }
 
 impl Admin {
@@ -398,11 +427,17 @@ impl Admin {
 
 /// The accounts API's routes, answered with `key` (`None`: 404 everywhere); access tokens are
 /// sealed with `seal`.
-pub fn router(store: StoreHandle, key: Option<Secret>, seal: Option<SealKey>) -> Router {
+pub fn router(
+    store: StoreHandle,
+    key: Option<Secret>,
+    seal: Option<SealKey>,
+    changed: AccountsChanged,
+) -> Router {
     let admin = Admin {
         store,
         key: key.map(Arc::new),
         seal,
+        changed,
     };
     Router::new()
         .route("/api/v1/accounts", get(list).post(create))
@@ -469,6 +504,7 @@ async fn create(
             e => e.into(),
         })?;
     tracing::info!(account = %account.slug, "account created");
+    admin.changed.announce().await;
     let location = format!("/api/v1/accounts/{}", account.slug);
     Ok((
         StatusCode::CREATED,

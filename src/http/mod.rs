@@ -154,7 +154,12 @@ async fn require_supervisor(
     use axum::extract::FromRequestParts;
     let (mut parts, body) = req.into_parts();
     match auth::RequireSupervisor::from_request_parts(&mut parts, &auth).await {
-        Ok(_) => {
+        Ok(auth::RequireSupervisor(who)) => {
+            // What the supervisor may see: their own account's.
+            let slug = crate::accounts::account_of(&who.person_id.0).to_owned();
+            parts
+                .extensions
+                .insert(crate::store::http::AccountScope(slug));
             next.run(axum::extract::Request::from_parts(parts, body))
                 .await
         }

@@ -260,6 +260,12 @@ pub trait Routing {
     fn queue_ids(&self) -> Vec<QueueId>;
     /// Every signed-in agent.
     fn agents(&self) -> Vec<Agent>;
+    /// Replaces the queues and their settings (an account changed them). A queue kept keeps
+    /// its waiting calls in order; a queue removed keeps serving the calls waiting in it (no
+    /// number leads to it any more), and is dropped by a later change once empty.
+    fn set_queues(&mut self, queues: Vec<QueueConfig>, default_queue: QueueId);
+    /// Changes the queues a signed-in agent serves (nothing when not signed in).
+    fn set_agent_queues(&mut self, agent: &AgentId, queues: Vec<QueueId>);
 }
 
 /// The in-process floor: agents and queues of this node.
@@ -464,6 +470,28 @@ impl Routing for Floor {
         }
     }
 
+    fn set_queues(&mut self, queues: Vec<QueueConfig>, default_queue: QueueId) {
+        let mut old = std::mem::take(&mut self.queues);
+        let fresh = Floor::new(queues, default_queue);
+        self.default_queue = fresh.default_queue;
+        self.queues = fresh
+            .queues
+            .into_iter()
+            .map(|(id, (config, _))| {
+                let waiting = old.remove(&id).map(|(_, w)| w).unwrap_or_default();
+                (id, (config, waiting))
+            })
+            .collect();
+        self.queues
+            .extend(old.into_iter().filter(|(_, (_, w))| !w.is_empty()));
+    }
+
+    fn set_agent_queues(&mut self, agent: &AgentId, queues: Vec<QueueId>) {
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.queues = queues;
+        }
+    }
+
     fn waiting(&self, queue: &QueueId) -> Vec<Waiting> {
         self.queues
             .get(queue)
@@ -508,6 +536,51 @@ mod tests {
 
     fn a(s: &str) -> AgentId {
         s.into()
+    }
+
+    #[test]
+    fn queues_change_under_waiting_calls() {
+        let t0 = Instant::now();
+        let mut f = floor();
+        f.enqueue(&q("support"), "c1".into(), t0);
+        f.enqueue(&q("sales"), "c2".into(), t0);
+        f.sign_in(t0, a("bob"), vec![q("support")]);
+        // support turns to decline, sales goes, billing comes and is the default.
+        f.set_queues(
+            vec![
+                QueueConfig {
+                    id: "support".into(),
+                    policy: NoAgentPolicy::Decline,
+                },
+                QueueConfig {
+                    id: "billing".into(),
+                    policy: NoAgentPolicy::Decline,
+                },
+            ],
+            "billing".into(),
+        );
+        assert_eq!(
+            f.queue(&q("support")).map(|c| c.policy),
+            Some(NoAgentPolicy::Decline)
+        );
+        assert_eq!(f.default_queue(), &q("billing"));
+        assert_eq!(f.waiting(&q("support")).len(), 1);
+        // The call waiting in sales is still served there.
+        assert_eq!(f.waiting(&q("sales")).len(), 1);
+        f.dequeue(&q("sales"), &"c2".into());
+        f.set_queues(
+            vec![QueueConfig {
+                id: "support".into(),
+                policy: NoAgentPolicy::Decline,
+            }],
+            "support".into(),
+        );
+        assert_eq!(f.queue_ids(), [q("support")]);
+        // Moving an agent between queues.
+        f.set_agent_queues(&a("bob"), vec![q("billing")]);
+        assert_eq!(f.agent(&a("bob")).unwrap().queues, [q("billing")]);
+        f.set_agent_queues(&a("nobody"), vec![q("billing")]);
+        assert!(f.agent(&a("nobody")).is_none());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use super::protocol::{
     close, ClientMsg, FloorAgent, FloorCall, FloorLeg, FloorQueue, PresenceView, ServerMsg,
     MAX_MESSAGE, MAX_REASON_CHARS, VERSION,
 };
+use crate::accounts::{same_account, Roster};
 use crate::calls::actor::{CallsHandle, Directory, FloorView};
 use crate::calls::{Command, Notice, Role, TransferTarget};
 use crate::config;
@@ -58,8 +59,9 @@ pub struct WsState {
     pub auth: AuthHandle,
     /// The call centre.
     pub calls: CallsHandle,
-    /// The away reasons offered to agents.
-    pub away_reasons: Arc<[String]>,
+    /// Every account's people, queues and away reasons: a session offers its account's away
+    /// reasons and shows only its account's floor.
+    pub roster: tokio::sync::watch::Receiver<Arc<Roster>>,
 }
 
 /// The `/ws` route.
@@ -109,7 +111,7 @@ async fn session(mut socket: impl Socket, who: Authenticated, st: WsState) {
         }
         .into(),
         queues: person.queues.clone(),
-        away_reasons: st.away_reasons.to_vec(),
+        away_reasons: st.roster.borrow().away_reasons_of(&agent.0).to_vec(),
     };
     if send(&mut socket, &welcome).await.is_err() {
         return;
@@ -119,7 +121,7 @@ async fn session(mut socket: impl Socket, who: Authenticated, st: WsState) {
     let supervisor = role == Role::Supervisor;
     if supervisor {
         let view = floor.borrow_and_update().clone();
-        let _ = send(&mut socket, &floor_msg(&view)).await;
+        let _ = send(&mut socket, &floor_msg(&view, &agent)).await;
     }
     let mut sent_directory = {
         let d = directory_msg(&directory.borrow_and_update().clone(), &agent);
@@ -133,6 +135,8 @@ async fn session(mut socket: impl Socket, who: Authenticated, st: WsState) {
     let mut floor_sent = now();
     let mut directory_sent = now();
     let mut check = tokio::time::interval(SESSION_CHECK);
+    // A change of people (disabled, removed, new password) ends sessions at once.
+    let mut revoked = st.auth.revocations();
     let mut signed_out = false;
     loop {
         tokio::select! {
@@ -183,7 +187,7 @@ async fn session(mut socket: impl Socket, who: Authenticated, st: WsState) {
                 floor_due = None;
                 floor_sent = now();
                 let view = floor.borrow_and_update().clone();
-                if send(&mut socket, &floor_msg(&view)).await.is_err() {
+                if send(&mut socket, &floor_msg(&view, &agent)).await.is_err() {
                     break;
                 }
             }
@@ -205,7 +209,13 @@ async fn session(mut socket: impl Socket, who: Authenticated, st: WsState) {
                     sent_directory = Some(d);
                 }
             }
-            _ = check.tick() => {
+            // (The sender of `revoked` lives in `st.auth`: `changed` cannot fail here.)
+            _ = async {
+                tokio::select! {
+                    _ = check.tick() => {}
+                    _ = revoked.changed() => {}
+                }
+            } => {
                 if !st.auth.session_alive_anywhere(&who.session).await {
                     let e = error("signed_out", "your sign-in ended; sign in again");
                     let _ = send(&mut socket, &e).await;
@@ -433,15 +443,21 @@ fn notice_msg(n: Notice) -> ServerMsg {
     }
 }
 
+/// Who and where `me` can transfer to: their own account's agents and queues only.
 fn directory_msg(d: &Directory, me: &AgentId) -> ServerMsg {
     ServerMsg::Directory {
         agents: d
             .available
             .iter()
-            .filter(|a| *a != me)
+            .filter(|a| *a != me && same_account(&a.0, &me.0))
             .map(|a| a.0.clone())
             .collect(),
-        queues: d.queues.iter().map(|q| q.0.clone()).collect(),
+        queues: d
+            .queues
+            .iter()
+            .filter(|q| same_account(&q.0, &me.0))
+            .map(|q| q.0.clone())
+            .collect(),
     }
 }
 
@@ -453,13 +469,16 @@ async fn sleep_until_due(due: Option<Instant>) {
     }
 }
 
-fn floor_msg(view: &Arc<FloorView>) -> ServerMsg {
+/// The floor as the supervisor `me` sees it: their own account's calls, agents and queues.
+fn floor_msg(view: &Arc<FloorView>, me: &AgentId) -> ServerMsg {
     let now = now();
     let secs = |t: Instant| now.saturating_duration_since(t).as_secs();
+    let ours = |id: &str| same_account(id, &me.0);
     ServerMsg::Floor {
         calls: view
             .calls
             .iter()
+            .filter(|c| ours(&c.queue.0))
             .map(|c| FloorCall {
                 call_id: c.call.0.clone(),
                 from: c.from.clone(),
@@ -483,6 +502,7 @@ fn floor_msg(view: &Arc<FloorView>) -> ServerMsg {
         agents: view
             .agents
             .iter()
+            .filter(|a| ours(&a.id.0))
             .map(|a| FloorAgent {
                 id: a.id.0.clone(),
                 queues: a.queues.iter().map(|q| q.0.clone()).collect(),
@@ -492,6 +512,7 @@ fn floor_msg(view: &Arc<FloorView>) -> ServerMsg {
         queues: view
             .queues
             .iter()
+            .filter(|(q, _)| ours(&q.0))
             .map(|(q, w)| FloorQueue {
                 id: q.0.clone(),
                 waiting: w.len(),

@@ -15,7 +15,8 @@
 //! that is malformed, out of range or unknown gives 400 with `{"error": "…"}`.
 //!
 //! **No authentication here.** Call records name callers and agents: whoever mounts
-//! [`router`] must wrap it with the supervisor-only check.
+//! [`router`] must wrap it with the supervisor-only check, which also puts the supervisor's
+//! [`AccountScope`] in the request: a supervisor lists their own account's calls only.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -34,6 +35,11 @@ pub fn router(store: StoreHandle) -> Router {
         .route("/api/calls", get(list_calls))
         .with_state(store)
 }
+
+/// Whose calls a request may list: an account's slug, put in the request's extensions by the
+/// layer that checked who is asking. Without one, every account's calls are listed.
+#[derive(Debug, Clone)]
+pub struct AccountScope(pub String);
 
 /// The query string as sent; parsed field by field so that an error names the parameter.
 #[derive(Debug, Deserialize)]
@@ -89,10 +95,12 @@ impl IntoResponse for ListError {
 
 async fn list_calls(
     State(store): State<StoreHandle>,
+    scope: Option<axum::Extension<AccountScope>>,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<CallPage>, ListError> {
     let Query(params) = params.map_err(|e| ListError::BadQueryString(e.body_text()))?;
-    let query = parse(params)?;
+    let mut query = parse(params)?;
+    query.account = scope.map(|axum::Extension(AccountScope(slug))| slug);
     Ok(Json(store.list(query).await?))
 }
 
@@ -133,6 +141,8 @@ fn parse(p: Params) -> Result<CallQuery, StoreError> {
         outcome,
         limit: number("limit", p.limit, "a number of records")?,
         cursor: present(p.cursor).map(|s| s.parse()).transpose()?,
+        // Whose calls is the caller's to say (`AccountScope`), never the query string's.
+        account: None,
     };
     // Range checks (limit, from before to) are the store's; run them here too so that a bad
     // query never reaches the store's queue.
@@ -170,6 +180,7 @@ mod tests {
                 outcome: Some(Outcome::TimedOut),
                 limit: Some(10),
                 cursor: None,
+                account: None,
             }
         );
         assert_eq!(params("agent=&queue=").unwrap(), CallQuery::default());

@@ -241,6 +241,10 @@ pub struct CallQuery {
     pub queue: Option<String>,
     /// Calls with this outcome.
     pub outcome: Option<Outcome>,
+    /// Calls of this account only (by slug): the calls whose queue is the account's
+    /// ([`crate::accounts::account_of`]). Set by the route from who asks, never by the query
+    /// string.
+    pub account: Option<String>,
     /// Records per page, 1 to [`MAX_LIMIT`]; `None` means [`DEFAULT_LIMIT`].
     pub limit: Option<u32>,
     /// Where the previous page stopped (its [`CallPage::next`]).

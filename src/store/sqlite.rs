@@ -327,6 +327,16 @@ pub(super) fn list_sql(q: &CallQuery, limit: u32) -> (String, Vec<Value>) {
         conds.push("c.queue = ?");
         args.push(Value::Text(queue.clone()));
     }
+    if let Some(account) = &q.account {
+        // The queue names its account (`support@acme`; the default account's have no `@`).
+        // Slugs are a-z 0-9 -: nothing in one is a LIKE wildcard.
+        if account == crate::accounts::DEFAULT_ACCOUNT {
+            conds.push("(c.queue IS NULL OR c.queue NOT LIKE '%@%')");
+        } else {
+            conds.push("c.queue LIKE ?");
+            args.push(Value::Text(format!("%@{account}")));
+        }
+    }
     if let Some(outcome) = q.outcome {
         conds.push("c.outcome = ?");
         args.push(Value::Text(outcome.as_str().to_owned()));
@@ -866,6 +876,37 @@ pub(crate) mod tests {
             })
             .unwrap();
         assert_eq!((ids(&rest), &rest.next), (vec!["wacid.1"], &None));
+
+        // Another account's call: its queue names it.
+        store
+            .finish(&record(
+                "7",
+                7_000,
+                Outcome::Answered,
+                "sales@acme",
+                &["ann@acme"],
+            ))
+            .unwrap();
+        let mut list = |q: CallQuery| {
+            let page = store.list(&q).unwrap();
+            ids(&page)
+                .into_iter()
+                .map(|s| s.trim_start_matches("wacid.").to_owned())
+                .collect::<Vec<_>>()
+        };
+        let of = |account: &str| CallQuery {
+            account: Some(account.into()),
+            ..CallQuery::default()
+        };
+        assert_eq!(list(of("acme")), ["7"]);
+        assert_eq!(list(of("default")), ["6", "5", "4", "3", "2", "1"]);
+        assert!(list(of("acm")).is_empty());
+        // A filter naming another account's ids finds nothing.
+        assert!(list(CallQuery {
+            queue: Some("sales@acme".into()),
+            ..of("default")
+        })
+        .is_empty());
     }
 
     #[test]
@@ -894,6 +935,10 @@ pub(crate) mod tests {
             },
             CallQuery {
                 outcome: Some(crate::store::Outcome::Failed),
+                ..base.clone()
+            },
+            CallQuery {
+                account: Some("acme".into()),
                 ..base.clone()
             },
         ] {

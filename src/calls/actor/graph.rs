@@ -200,11 +200,8 @@ mod tests {
             options,
         )
         .unwrap();
-        let graph: Arc<dyn GraphPort> = Arc::new(GraphClients {
-            main_number: "123".into(),
-            main: graph,
-            others: HashMap::new(),
-        });
+        let graph: Arc<dyn GraphPort> =
+            Arc::new(GraphClients::new("123".into(), graph, HashMap::new()));
         let job = |call: &WaCallId, action, sdp: Option<&str>| GraphJob {
             call: call.clone(),
             action,

@@ -279,6 +279,11 @@ impl CallsHandle {
         rx.await.unwrap_or(false)
     }
 
+    /// The accounts changed: see [`Input::Reconfigure`].
+    pub async fn reconfigure(&self, r: super::Reconfigure) {
+        let _ = self.input(Input::Reconfigure(Box::new(r))).await;
+    }
+
     /// Says whether Redis serves the queues' shared order (see [`Input::QueuesShared`]).
     pub async fn share_queues(&self, on: bool) {
         let _ = self.input(Input::QueuesShared { on }).await;

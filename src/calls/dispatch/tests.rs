@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use super::*;
 use crate::calls::fakes::{offered, terminated};
@@ -215,12 +215,13 @@ fn addr(node: &str) -> NodeAddr {
     }
 }
 
-fn rule() -> Arc<QueueRule> {
-    Arc::new(QueueRule {
+fn rule() -> watch::Receiver<Arc<QueueRule>> {
+    watch::channel(Arc::new(QueueRule {
         numbers: HashMap::new(),
         default: QueueId("support".into()),
         ours: "100".into(),
-    })
+    }))
+    .1
 }
 
 /// Runs placement with `fake`; the channels to feed it and what reaches the call machines.

@@ -476,7 +476,7 @@ impl<R: Routing> Centre<R> {
         let Some(call) = self.calls.get(id) else {
             return;
         };
-        let answer_by = call.offered_at + self.cfg.answer_deadline;
+        let answer_by = call.offered_at + self.cfg.times(&call.queue.0).answer_deadline;
         if awaits_answer(call) && now >= answer_by {
             // Meta's accept window: answer (into the queue) or decline now, never let it ring
             // out at Meta.

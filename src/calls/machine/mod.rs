@@ -32,9 +32,10 @@ use tracing::info;
 
 use super::event::{
     Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, LegFailure, LegOf,
-    Metric, Notice, Outcome, Refusal, RejectReason, RingStop, Role, SetupStep, Stage,
+    Metric, Notice, Outcome, Reconfigure, Refusal, RejectReason, RingStop, Role, SetupStep, Stage,
     TransferTarget, WaLeg,
 };
+use crate::accounts::{same_account, CallTimes};
 use crate::ids::{AgentId, LegId, QueueId, StreamId, WaCallId};
 use crate::media::LegStats;
 use crate::routing::{AwayReason, NoAgentPolicy, Presence, Routing};
@@ -83,6 +84,25 @@ pub struct CentreConfig {
     pub number_queues: HashMap<String, QueueId>,
     /// A call answered within this of its offer counts toward the service level.
     pub service_level_target: Duration,
+    /// Each account's own timings, by slug, in place of the four above for its calls and
+    /// people (ids say their account: [`crate::accounts::account_of`]).
+    pub account_times: HashMap<String, CallTimes>,
+}
+
+impl CentreConfig {
+    /// The timings for the call or person `id` (a queue's or an agent's id): its account's,
+    /// else the centre's.
+    pub fn times(&self, id: &str) -> CallTimes {
+        match self.account_times.get(crate::accounts::account_of(id)) {
+            Some(t) => *t,
+            None => CallTimes {
+                ring_timeout: self.ring_timeout,
+                wrap_up: self.wrap_up,
+                grace: self.grace,
+                answer_deadline: self.answer_deadline,
+            },
+        }
+    }
 }
 
 impl Default for CentreConfig {
@@ -96,6 +116,7 @@ impl Default for CentreConfig {
             max_setting_up: DEFAULT_MAX_SETTING_UP,
             number_queues: HashMap::new(),
             service_level_target: Duration::from_secs(20),
+            account_times: HashMap::new(),
         }
     }
 }
@@ -434,7 +455,8 @@ impl<R: Routing> Centre<R> {
             | Phase::AgentLost { until, .. } => Some(*until),
             _ => None,
         };
-        let answer_by = awaits_answer(c).then(|| c.offered_at + self.cfg.answer_deadline);
+        let answer_by =
+            awaits_answer(c).then(|| c.offered_at + self.cfg.times(&c.queue.0).answer_deadline);
         match (phase, answer_by) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -510,6 +532,29 @@ impl<R: Routing> Centre<R> {
                     info!(on, "queues served in the order shared by the nodes");
                     self.queues_shared = on;
                 }
+            }
+            Input::Reconfigure(r) => {
+                let Reconfigure {
+                    queues,
+                    default_queue,
+                    numbers,
+                    times,
+                    agent_queues,
+                } = *r;
+                info!(
+                    queues = queues.len(),
+                    numbers = numbers.len(),
+                    "accounts changed"
+                );
+                self.routing.set_queues(queues, default_queue);
+                self.cfg.number_queues = numbers;
+                self.cfg.account_times = times;
+                for (agent, queues) in agent_queues {
+                    self.routing.set_agent_queues(&agent, queues);
+                }
+                // An agent who serves a queue now may take one of its waiting calls.
+                self.dispatch(now);
+                self.actions.push_back(Action::FloorChanged);
             }
             Input::Dispatch { call, agent } => {
                 let queue = self.calls.get(&call).and_then(|c| match c.phase {

@@ -86,7 +86,8 @@ impl<R: Routing> Centre<R> {
     }
 
     pub(super) fn ring(&mut self, now: Instant, id: &WaCallId, agent: AgentId) {
-        let until = now + self.cfg.ring_timeout;
+        let rings_for = self.cfg.times(&agent.0).ring_timeout;
+        let until = now + rings_for;
         let Some(call) = self.calls.get_mut(id) else {
             return;
         };
@@ -107,7 +108,7 @@ impl<R: Routing> Centre<R> {
             business_number: call.business_number.clone(),
             display_number: call.display_number.clone(),
             waited: now.saturating_duration_since(call.offered_at),
-            rings_for: self.cfg.ring_timeout,
+            rings_for,
         };
         let queue = call.queue.clone();
         self.routing.dequeue(&queue, id);
@@ -310,7 +311,7 @@ impl<R: Routing> Centre<R> {
         let Some(id) = on_call else {
             return;
         };
-        let until = now + self.cfg.grace;
+        let until = now + self.cfg.times(&agent.0).grace;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -344,7 +345,7 @@ impl<R: Routing> Centre<R> {
     }
 
     pub(super) fn start_wrap_up(&mut self, now: Instant, agent: &AgentId, id: &WaCallId) {
-        let until = now + self.cfg.wrap_up;
+        let until = now + self.cfg.times(&agent.0).wrap_up;
         self.routing.wrap_up(now, agent, id, until);
         if let Some(s) = self.sessions.get_mut(agent) {
             s.wrap_until = (until > now).then_some(until);
@@ -384,7 +385,7 @@ impl<R: Routing> Centre<R> {
     /// (at the same instant, again and again), and the queue is where its leg's connection
     /// accepts it at once.
     pub(super) fn may_ring(&self, c: &Call, now: Instant) -> bool {
-        c.acceptance.committed() || now < c.offered_at + self.cfg.answer_deadline
+        c.acceptance.committed() || now < c.offered_at + self.cfg.times(&c.queue.0).answer_deadline
     }
 
     /// Rings free agents for waiting calls, oldest first per queue (with the order shared by

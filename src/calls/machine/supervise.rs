@@ -33,7 +33,12 @@ impl<R: Routing> Centre<R> {
             );
             return;
         };
-        let Some(call) = self.calls.get(&id) else {
+        // Another account's call is as unknown as one that does not exist.
+        let Some(call) = self
+            .calls
+            .get(&id)
+            .filter(|c| same_account(&sup.0, &c.queue.0))
+        else {
             self.notify(
                 sup,
                 refuse(Refusal::NoSuchCall, format!("no live call {id}")),

@@ -108,7 +108,7 @@ impl<R: Routing> Centre<R> {
                     .agent(b)
                     .is_some_and(|a| a.presence == Presence::Available)
                     && self.audio_up(b);
-                if !free || *b == agent {
+                if !free || *b == agent || !same_account(&agent.0, &b.0) {
                     let notice = Notice::Refused {
                         code: Refusal::AgentUnavailable,
                         message: format!("{b} cannot take a call now"),
@@ -119,7 +119,7 @@ impl<R: Routing> Centre<R> {
                 Some(b.clone())
             }
             TransferTarget::Queue(q) => {
-                if self.routing.queue(q).is_none() {
+                if self.routing.queue(q).is_none() || !same_account(&agent.0, &q.0) {
                     let notice = Notice::Refused {
                         code: Refusal::UnknownQueue,
                         message: format!("no queue {q}"),

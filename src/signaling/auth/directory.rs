@@ -124,12 +124,12 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
 impl AuthHandle {
     /// A person of the directory.
     pub fn person(&self, id: &AgentId) -> Option<PersonInfo> {
-        self.inner.people.get(id).map(|e| e.info.clone())
+        self.directory().get(id).map(|e| e.info.clone())
     }
 
     /// Everyone in the directory, by id.
     pub fn people(&self) -> Vec<PersonInfo> {
-        let mut all: Vec<_> = self.inner.people.values().map(|e| e.info.clone()).collect();
+        let mut all: Vec<_> = self.directory().values().map(|e| e.info.clone()).collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }

@@ -50,7 +50,7 @@ impl AuthHandle {
             self.throttle().abandoned(&name, client);
             return Err(AuthError::Throttled { retry_after });
         }
-        let entry = self.inner.people.get(&AgentId(name.clone())).cloned();
+        let entry = self.directory().get(&AgentId(name.clone())).cloned();
         let hash = entry
             .as_ref()
             .map_or(&self.inner.dummy, |e| &e.hash)
@@ -138,7 +138,7 @@ impl AuthHandle {
 
     fn log_failure(&self, name: &str, client: IpAddr, blocks: NewBlocks) {
         // An unknown id is not logged: it may be a password typed in the wrong box.
-        let known = self.inner.people.contains_key(&AgentId(name.to_owned()));
+        let known = self.directory().contains_key(&AgentId(name.to_owned()));
         let person = if known { name } else { "(unknown id)" };
         info!(person, "sign-in failed");
         if let Some(d) = blocks.name {

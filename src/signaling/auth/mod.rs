@@ -24,7 +24,8 @@
 //! [`AuthHandle::session_alive`] to learn when it was signed out or expired.
 //!
 //! State: the session table and the throttle are each behind a std `Mutex`, held for a map
-//! operation and never across an `.await`; the directory is immutable after start.
+//! operation and never across an `.await`; the directory of people is replaced whole when it
+//! changes (an `Arc` behind a `RwLock`, held only to clone or swap it).
 //!
 //! # Layout
 //!
@@ -45,7 +46,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
@@ -53,7 +54,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use tracing::{debug, error, warn};
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
 
 use crate::cluster::Cluster;
 use crate::config::PasswordHash;
@@ -203,13 +205,21 @@ pub struct AuthHandle {
 impl fmt::Debug for AuthHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthHandle")
-            .field("people", &self.inner.people.len())
+            .field("people", &self.directory().len())
             .finish_non_exhaustive()
     }
 }
 
+/// Everyone who may sign in, by id.
+type People = HashMap<AgentId, Arc<Entry>>;
+
 struct Inner {
-    people: HashMap<AgentId, Arc<Entry>>,
+    /// Replaced whole when an account's people change ([`AuthHandle::set_people`]); read
+    /// under the lock for as long as it takes to clone the `Arc`.
+    people: RwLock<Arc<People>>,
+    /// Counts the times sessions were ended for a change of people: open WebSockets follow it
+    /// to say `signed_out` at once instead of at their next check.
+    revoked: watch::Sender<u64>,
     dummy: PasswordHash,
     sessions: Mutex<Sessions>,
     throttle: Mutex<SignInThrottle>,
@@ -239,24 +249,10 @@ impl AuthHandle {
         limits: SessionLimits,
     ) -> AuthHandle {
         let dummy = password::dummy_for(people.iter().map(|p| &p.password_hash));
-        let people = people
-            .into_iter()
-            .map(|p| {
-                let entry = Entry {
-                    info: PersonInfo {
-                        id: p.id.clone(),
-                        name: p.name,
-                        role: p.role,
-                        queues: p.queues,
-                    },
-                    hash: p.password_hash,
-                };
-                (p.id, Arc::new(entry))
-            })
-            .collect();
         AuthHandle {
             inner: Arc::new(Inner {
-                people,
+                people: RwLock::new(Arc::new(entries(people))),
+                revoked: watch::Sender::new(0),
                 dummy,
                 sessions: Mutex::new(Sessions::new(config.session_ttl, limits)),
                 throttle: Mutex::new(SignInThrottle::default()),
@@ -270,6 +266,56 @@ impl AuthHandle {
                 cluster: OnceLock::new(),
             }),
         }
+    }
+
+    /// Everyone who may sign in now.
+    fn directory(&self) -> Arc<People> {
+        // Nothing panics while holding the lock; a poisoned map is still a valid map.
+        self.inner
+            .people
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces everyone who may sign in (an account's people changed). The sessions of a
+    /// person who is gone (removed, disabled) or whose role or password changed end at once, on
+    /// every node; open WebSockets learn it through [`AuthHandle::revocations`]. A change of
+    /// name or queues keeps the sessions (queues apply from the person's next session).
+    /// Returns the people whose sessions ended.
+    pub async fn set_people(&self, people: Vec<Person>) -> Vec<AgentId> {
+        let new = Arc::new(entries(people));
+        let old = std::mem::replace(
+            &mut *self.inner.people.write().unwrap_or_else(|p| p.into_inner()),
+            new.clone(),
+        );
+        let ended: Vec<AgentId> = old
+            .iter()
+            .filter(|(id, was)| {
+                new.get(*id)
+                    .is_none_or(|now| now.info.role != was.info.role || now.hash != was.hash)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut removed = 0;
+        for person in &ended {
+            removed += self.sign_out_everywhere(person).await;
+        }
+        if removed > 0 {
+            self.inner.revoked.send_modify(|n| *n += 1);
+            info!(
+                people = ended.len(),
+                sessions = removed,
+                "sessions ended: their people changed"
+            );
+        }
+        ended
+    }
+
+    /// Bumped each time [`AuthHandle::set_people`] ended sessions: a long-lived connection
+    /// checks its session when it changes.
+    pub fn revocations(&self) -> watch::Receiver<u64> {
+        self.inner.revoked.subscribe()
     }
 
     /// Shares sessions and failed-sign-in tallies with the other nodes from now on: a session
@@ -322,6 +368,24 @@ impl AuthHandle {
             busy: self.inner.busy.load(Ordering::Relaxed),
         }
     }
+}
+
+fn entries(people: Vec<Person>) -> People {
+    people
+        .into_iter()
+        .map(|p| {
+            let entry = Entry {
+                info: PersonInfo {
+                    id: p.id.clone(),
+                    name: p.name,
+                    role: p.role,
+                    queues: p.queues,
+                },
+                hash: p.password_hash,
+            };
+            (p.id, Arc::new(entry))
+        })
+        .collect()
 }
 
 /// What the submodules' tests build the component from.

@@ -131,13 +131,15 @@ async fn me(
 
 async fn people(
     State(auth): State<AuthHandle>,
-    RequireSupervisor(_): RequireSupervisor,
+    RequireSupervisor(who): RequireSupervisor,
 ) -> Json<Vec<PersonStatus>> {
     let now = auth.now();
     let sessions = auth.sessions();
+    // A supervisor sees their own account's people only.
     let all = auth
         .people()
         .into_iter()
+        .filter(|p| crate::accounts::same_account(&p.id.0, &who.person_id.0))
         .map(|person| PersonStatus {
             sessions: sessions.count_of(now, &person.id),
             person,

@@ -28,11 +28,10 @@ impl AuthHandle {
             .resolve(self.now(), &key)
             .ok_or(AuthError::Unauthenticated)?;
         let role = self
-            .inner
-            .people
+            .directory()
             .get(&person_id)
             .map(|e| e.info.role)
-            // The directory never changes, and sessions are only made for people in it.
+            // Removed since (their sessions end with the change; this covers the instant between).
             .ok_or(AuthError::Unauthenticated)?;
         Ok(Authenticated {
             person_id,
@@ -70,7 +69,7 @@ impl AuthHandle {
             }
         };
         let person = AgentId(person);
-        if !self.inner.people.contains_key(&person) {
+        if !self.directory().contains_key(&person) {
             // Another deployment's directory, or a person removed since: not ours.
             return Err(AuthError::Unauthenticated);
         }

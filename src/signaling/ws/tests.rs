@@ -159,7 +159,11 @@ async fn session_of(who: &str) -> (Client, Rig, AuthHandle, Authenticated) {
     let st = WsState {
         auth: auth.clone(),
         calls: r.calls.clone(),
-        away_reasons: Arc::from(vec!["lunch".to_owned()]),
+        roster: tokio::sync::watch::channel(Arc::new(crate::accounts::Roster {
+            away_reasons: [("default".to_owned(), vec!["lunch".to_owned()])].into(),
+            ..Default::default()
+        }))
+        .1,
     };
     tokio::spawn(session(
         Pipe {

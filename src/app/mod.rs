@@ -9,6 +9,8 @@
 
 use std::net::SocketAddr;
 
+mod accounts;
+
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -227,7 +229,6 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     })?;
 
     let mut sandbox_server = None;
-    let mut people = config.auth.people.clone();
     let mut sandbox_sign_ins = Vec::new();
     // Where the Graph API is and the token it takes: every business number's client uses them.
     let mut graph_base = (config.whatsapp.graph_url.clone(), None::<Secret>);
@@ -282,17 +283,6 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
                 "SANDBOX: no WhatsApp credentials configured; Meta is simulated on this machine. \
                  Place a test call with `switchboard simulate-call` or POST /sandbox/calls."
             );
-            if people.is_empty() {
-                (people, sandbox_sign_ins) = auth::demo_people().await;
-                let list: Vec<String> = sandbox_sign_ins.iter().map(|d| d.to_string()).collect();
-                warn!(
-                    "SANDBOX: no [[people]] configured; demo sign-ins for this run only: {} \
-                     (agent page http://{}/ , supervisor page http://{}/supervisor)",
-                    list.join(", "),
-                    loopback_of(http_addr),
-                    loopback_of(http_addr),
-                );
-            }
             graph_base = (graph_url.clone(), Some(token.clone()));
             (
                 GraphClient::new(
@@ -331,6 +321,69 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         }
         None => None,
     };
+    let (store, store_driver) = match (&config.store.database_url, &config.store.path) {
+        (Some(url), _) => {
+            let (url, node) = (url.expose().to_owned(), config.store.node_id.clone());
+            info!(node = %node, "call records in the shared PostgreSQL database");
+            let (reader_url, reader_node) = (url.clone(), node.clone());
+            StoreHandle::spawn_with_reader(
+                move || crate::store::PostgresStore::connect(&url, &node),
+                move || crate::store::PostgresStore::connect(&reader_url, &reader_node),
+            )
+            .await?
+        }
+        (None, Some(path)) => StoreHandle::open(path).await?,
+        (None, None) => StoreHandle::open_in_memory().await?,
+    };
+    seed_accounts(&store, &config).await?;
+    // Checked when the configuration was read: 32 bytes in base64.
+    let seal_key = config
+        .auth
+        .secrets_key
+        .as_ref()
+        .and_then(|k| crate::accounts::SealKey::from_base64(k.expose()).ok());
+    // The accounts: the stored ones (the file seeds the first), with the sandbox's demo people
+    // when nobody is configured.
+    let mut source = accounts::Source {
+        store: store.clone(),
+        fallback: crate::accounts::Account::from_config(&config),
+        demo: vec![],
+        seal: seal_key.clone(),
+        graph: accounts::GraphSetup {
+            url: graph_base.0.clone(),
+            version: config.whatsapp.graph_version.clone(),
+            main_number: our_phone_number_id.clone(),
+            token: graph_base.1.clone(),
+        },
+    };
+    let nobody = source.accounts().await?.iter().all(|a| a.people.is_empty());
+    if nobody && simulator.is_some() {
+        let people;
+        (people, sandbox_sign_ins) = auth::demo_people().await;
+        source.demo = people
+            .into_iter()
+            .map(crate::accounts::PersonDef::from)
+            .collect();
+        let list: Vec<String> = sandbox_sign_ins.iter().map(|d| d.to_string()).collect();
+        warn!(
+            "SANDBOX: no [[people]] configured; demo sign-ins for this run only: {} \
+             (agent page http://{}/ , supervisor page http://{}/supervisor)",
+            list.join(", "),
+            loopback_of(http_addr),
+            loopback_of(http_addr),
+        );
+    } else if nobody {
+        warn!("no [[people]] configured: nobody can sign in (see deploy/switchboard.example.toml)");
+    }
+    let accounts = source.accounts().await?;
+    let roster = crate::accounts::Roster::new(&accounts);
+    let auth = AuthHandle::new(&config.auth, roster.people.clone());
+    let (rule_tx, _) =
+        tokio::sync::watch::channel(std::sync::Arc::new(crate::routing::QueueRule {
+            numbers: roster.numbers.clone(),
+            default: roster.default_queue.clone(),
+            ours: our_phone_number_id.clone(),
+        }));
     let (wa_tx, wa_rx) = mpsc::channel(1024);
     // Signs what the nodes hand each other (made from the app secret every node has).
     let node_key = cluster
@@ -346,14 +399,9 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         Some(authority) => {
             let (meta_tx, meta_rx) = mpsc::channel(1024);
             let (handed_tx, handed_rx) = mpsc::channel(1024);
-            let rule = std::sync::Arc::new(crate::routing::QueueRule {
-                numbers: config.calls.numbers.clone(),
-                default: config.calls.default_queue.clone(),
-                ours: our_phone_number_id.clone(),
-            });
             let task = tokio::spawn(crate::calls::dispatch::place_events(
                 authority.clone(),
-                rule,
+                rule_tx.subscribe(),
                 meta_rx,
                 handed_rx,
                 wa_tx.clone(),
@@ -376,35 +424,10 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let sandbox = simulator
         .clone()
         .map(|sim| http::Sandbox::new(sim, config.limits.sandbox_max_calls));
-    if people.is_empty() {
-        warn!("no [[people]] configured: nobody can sign in (see deploy/switchboard.example.toml)");
-    }
-    let auth = AuthHandle::new(&config.auth, people);
     if let Some(cluster) = &cluster {
         auth.share_with(cluster.clone());
     }
 
-    let (store, store_driver) = match (&config.store.database_url, &config.store.path) {
-        (Some(url), _) => {
-            let (url, node) = (url.expose().to_owned(), config.store.node_id.clone());
-            info!(node = %node, "call records in the shared PostgreSQL database");
-            let (reader_url, reader_node) = (url.clone(), node.clone());
-            StoreHandle::spawn_with_reader(
-                move || crate::store::PostgresStore::connect(&url, &node),
-                move || crate::store::PostgresStore::connect(&reader_url, &reader_node),
-            )
-            .await?
-        }
-        (None, Some(path)) => StoreHandle::open(path).await?,
-        (None, None) => StoreHandle::open_in_memory().await?,
-    };
-    seed_accounts(&store, &config).await?;
-    // Checked when the configuration was read: 32 bytes in base64.
-    let seal_key = config
-        .auth
-        .secrets_key
-        .as_ref()
-        .and_then(|k| crate::accounts::SealKey::from_base64(k.expose()).ok());
     // Calls a previous run left live at Meta are ended before new ones come in.
     actor::end_leftovers(&store, &graph, &config.store.node_id).await;
     // The tasks that run as long as switchboard does; cancelled together once its calls ended.
@@ -423,10 +446,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
                 )),
         );
     }
-    let floor = Floor::new(
-        config.calls.queues.clone(),
-        config.calls.default_queue.clone(),
-    );
+    let floor = Floor::new(roster.queues.clone(), roster.default_queue.clone());
     let queues = crate::routing::Routing::queue_ids(&floor);
     let centre = CentreConfig {
         ring_timeout: config.calls.ring_timeout,
@@ -436,29 +456,22 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         max_calls_per_number: config.limits.max_calls_per_number.get(),
         // Set-up work (answering offers, DTLS handshakes) spreads over the media threads.
         max_setting_up: crate::calls::DEFAULT_MAX_SETTING_UP * config.media.shards.max(1),
-        number_queues: config.calls.numbers.clone(),
+        number_queues: roster.numbers.clone(),
         service_level_target: config.calls.service_level_target,
+        account_times: roster.times.clone(),
     };
-    let mut other_numbers = std::collections::HashMap::new();
-    if let (base, Some(token)) = &graph_base {
-        for number in config.calls.numbers.keys() {
-            if *number != our_phone_number_id {
-                let client =
-                    GraphClient::new(base, &config.whatsapp.graph_version, number, token.clone())?;
-                other_numbers.insert(number.clone(), client);
-            }
-        }
-    }
+    // Every business number's client, each with its own account's access token.
+    let graph_clients = std::sync::Arc::new(crate::calls::GraphClients::new(
+        our_phone_number_id.clone(),
+        graph.clone(),
+        source.graph_clients(&accounts),
+    ));
     let (calls, calls_task) = actor::spawn(
         centre,
         floor,
         Deps {
             media: std::sync::Arc::new(media.clone()),
-            graph: std::sync::Arc::new(crate::calls::GraphClients {
-                main_number: our_phone_number_id.clone(),
-                main: graph,
-                others: other_numbers,
-            }),
+            graph: graph_clients.clone(),
             store: std::sync::Arc::new(store.clone()),
             phone_number_id: our_phone_number_id,
             node: config.store.node_id.clone(),
@@ -468,6 +481,30 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         },
         wa_rx,
         media_events,
+    );
+    // Accounts changed through the admin API (here, or on another node: Redis tells) reach
+    // every owner at once; the periodic resync catches what an outage hid.
+    let (roster_tx, roster_rx) = tokio::sync::watch::channel(std::sync::Arc::new(roster));
+    let changes = std::sync::Arc::new(tokio::sync::Notify::new());
+    if let Some(c) = &cluster {
+        c.follow_accounts(std::sync::Arc::downgrade(&changes));
+    }
+    let accounts_changed = http::admin::AccountsChanged::new(changes.clone(), cluster.clone());
+    background.spawn(
+        stop_background
+            .clone()
+            .run_until_cancelled_owned(accounts::follow(
+                accounts::Live {
+                    source,
+                    auth: auth.clone(),
+                    calls: calls.clone(),
+                    graph: graph_clients,
+                    roster: roster_tx,
+                    rule: rule_tx,
+                    applied: accounts,
+                },
+                changes,
+            )),
     );
     let draining = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(c) = cluster.clone() {
@@ -507,13 +544,14 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         .merge(ws::router(WsState {
             auth: auth.clone(),
             calls: calls.clone(),
-            away_reasons: config.calls.away_reasons.clone().into(),
+            roster: roster_rx,
         }))
         .merge(http::my_calls(store.clone(), auth.clone()))
         .merge(http::admin::router(
             store.clone(),
             config.auth.operator_key.clone(),
             seal_key,
+            accounts_changed,
         ))
         .merge(match (authority, node_key, &placement) {
             (Some(a), Some(key), Some((_, handed))) => {
