@@ -316,3 +316,238 @@ fn a_short_operator_key_is_refused_at_start() {
         "the key is not echoed: {e}"
     );
 }
+
+/// `method path` with the operator's key and `body`: status and JSON answered.
+async fn send(running: &app::Running, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("http://{}{path}", running.http_addr),
+        )
+        .bearer_auth(KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// An account's people, queues, numbers and settings: every bad request is refused naming its
+/// field (or the conflict), and nothing of the account changes, its audit log included.
+#[tokio::test]
+async fn every_refusal_of_an_accounts_parts_names_its_field_and_changes_nothing() {
+    let running = start(Some(KEY)).await;
+    let api = Api::of(&running);
+    assert_eq!(api.post(&acme()).await.0, 201);
+    let person = |extra: Value| {
+        let mut p = json!({"id": "bob", "name": "Bob", "role": "agent", "queues": ["support"],
+                           "password": common::PASSWORD});
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        p
+    };
+    let (status, _) = send(
+        &running,
+        "POST",
+        "/api/v1/accounts/acme/people",
+        person(json!({"id": "ann"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, before) = api.get("/acme", Some(KEY)).await;
+    let (_, log_before) = send(&running, "GET", "/api/v1/accounts/acme/audit", Value::Null).await;
+
+    let people = "/api/v1/accounts/acme/people";
+    let cases: Vec<(&str, String, Value, u16, &str)> = vec![
+        (
+            "POST",
+            people.into(),
+            person(json!({"id": "ann"})),
+            409,
+            "id",
+        ),
+        (
+            "POST",
+            people.into(),
+            person(json!({"id": "Bad Id"})),
+            422,
+            "id",
+        ),
+        ("POST", people.into(), person(json!({"id": 7})), 422, "id"),
+        (
+            "POST",
+            people.into(),
+            person(json!({"name": "x".repeat(129)})),
+            422,
+            "name",
+        ),
+        (
+            "POST",
+            people.into(),
+            person(json!({"role": "owner"})),
+            422,
+            "role",
+        ),
+        (
+            "POST",
+            people.into(),
+            person(json!({"queues": ["billing"]})),
+            422,
+            "queues[0]",
+        ),
+        (
+            "POST",
+            people.into(),
+            person(json!({"password": "short"})),
+            422,
+            "password",
+        ),
+        (
+            "POST",
+            people.into(),
+            person(json!({"colour": "red"})),
+            422,
+            "colour",
+        ),
+        (
+            "PATCH",
+            format!("{people}/ann"),
+            json!({"disabled": "yes"}),
+            422,
+            "disabled",
+        ),
+        (
+            "PATCH",
+            format!("{people}/ann"),
+            json!({"queues": ["support", 3]}),
+            422,
+            "queues[1]",
+        ),
+        (
+            "PATCH",
+            format!("{people}/ann"),
+            json!({"nick": "a"}),
+            422,
+            "nick",
+        ),
+        (
+            "PATCH",
+            format!("{people}/nobody"),
+            json!({"name": "N"}),
+            404,
+            "",
+        ),
+        (
+            "PATCH",
+            "/api/v1/accounts/acme/queues/support".into(),
+            json!({"policy": "decline", "max_wait_secs": 3}),
+            422,
+            "max_wait_secs",
+        ),
+        (
+            "PATCH",
+            "/api/v1/accounts/acme/queues/support".into(),
+            json!({"policy": "queue", "max_wait_secs": -1}),
+            422,
+            "max_wait_secs",
+        ),
+        (
+            "POST",
+            "/api/v1/accounts/acme/queues".into(),
+            json!({"id": "support", "policy": "decline"}),
+            409,
+            "id",
+        ),
+        (
+            "POST",
+            "/api/v1/accounts/acme/queues".into(),
+            json!({"id": "a@b", "policy": "decline"}),
+            422,
+            "id",
+        ),
+        (
+            "PATCH",
+            "/api/v1/accounts/acme/numbers/300000000000011".into(),
+            json!({"queue": "billing"}),
+            422,
+            "queue",
+        ),
+        (
+            "POST",
+            "/api/v1/accounts/acme/numbers".into(),
+            json!({"phone_number_id": "300000000000012"}),
+            409,
+            "phone_number_id",
+        ),
+        (
+            "PATCH",
+            "/api/v1/accounts/acme/settings".into(),
+            json!({"ring_timeout_secs": 0}),
+            422,
+            "ring_timeout_secs",
+        ),
+        (
+            "PATCH",
+            "/api/v1/accounts/acme/settings".into(),
+            json!({"default_queue": "billing"}),
+            422,
+            "default_queue",
+        ),
+        (
+            "PATCH",
+            "/api/v1/accounts/acme/settings".into(),
+            json!({"away_reasons": []}),
+            422,
+            "away_reasons",
+        ),
+        (
+            "PATCH",
+            "/api/v1/accounts/acme/settings".into(),
+            json!({"ring_timeout_secs": "15"}),
+            422,
+            "ring_timeout_secs",
+        ),
+        (
+            "GET",
+            format!("{people}?limit=0"),
+            Value::Null,
+            422,
+            "limit",
+        ),
+        (
+            "GET",
+            "/api/v1/accounts/nobody/people".into(),
+            Value::Null,
+            404,
+            "",
+        ),
+    ];
+    for (method, path, body, status, field) in cases {
+        let (got, answer) = send(&running, method, &path, body.clone()).await;
+        assert_eq!(got, status, "{method} {path} {body}: {answer}");
+        if !field.is_empty() {
+            assert_eq!(answer["field"], field, "{method} {path} {body}: {answer}");
+        }
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    // A number another account has cannot be added here.
+    let mut other = acme();
+    other["slug"] = json!("other");
+    other["numbers"] = json!([{"phone_number_id": "400000000000001"}]);
+    assert_eq!(api.post(&other).await.0, 201);
+    let (status, answer) = send(
+        &running,
+        "POST",
+        "/api/v1/accounts/acme/numbers",
+        json!({"phone_number_id": "400000000000001"}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (409, Some("phone_number_id"))
+    );
+    assert_eq!(api.get("/acme", Some(KEY)).await.1, before);
+    let (_, log_after) = send(&running, "GET", "/api/v1/accounts/acme/audit", Value::Null).await;
+    assert_eq!(log_after, log_before);
+}

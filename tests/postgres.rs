@@ -67,6 +67,7 @@ fn account(slug: &str, numbers: &[&str]) -> Account {
             grace_ms: 30_000,
             answer_deadline_ms: 25_000,
         },
+        version: 1,
     }
 }
 
@@ -91,7 +92,37 @@ fn two_nodes_share_accounts_and_a_number_belongs_to_one() {
         b.create_account(&account("acme", &["3001"])),
         Err(StoreError::AccountExists(_))
     ));
-    assert_eq!(a.accounts().unwrap(), vec![acme]);
+    assert_eq!(a.accounts().unwrap(), vec![acme.clone()]);
+    // Two nodes change acme from the same version: the first is written, the second is told
+    // it is stale and changes nothing.
+    let mut first = acme.clone();
+    first.name = "Acme on A".into();
+    first.numbers.push(NumberRoute {
+        phone_number_id: "1003".into(),
+        queue: None,
+    });
+    let mut second = acme.clone();
+    second.name = "Acme on B".into();
+    let audit = switchboard::accounts::AuditEntry {
+        id: 0,
+        at: 1,
+        actor: "operator".into(),
+        action: "account.update".into(),
+        target: String::new(),
+        before: None,
+        after: None,
+    };
+    assert_eq!(a.replace_account(&first, &audit).unwrap(), 2);
+    assert!(matches!(
+        b.replace_account(&second, &audit),
+        Err(StoreError::Stale(s)) if s == "acme"
+    ));
+    let stored = b.accounts().unwrap();
+    assert_eq!(stored[0].name, "Acme on A");
+    assert_eq!(stored[0].version, 2);
+    assert_eq!(stored[0].numbers.len(), 3);
+    // Only the change written is in the audit log, on either node.
+    assert_eq!(b.audit_log("acme", None, 10).unwrap().len(), 1);
 }
 
 /// The store's contract on PostgreSQL, with two nodes on one database: one migration, records
@@ -103,11 +134,11 @@ fn two_nodes_share_records_and_keep_their_own_live_calls() {
     let url = pg.database("contract");
     let mut a = PostgresStore::connect(&url, "node-a").unwrap();
     let mut b = PostgresStore::connect(&url, "node-b").unwrap();
-    assert_eq!(a.schema_version().unwrap(), 3);
-    assert_eq!(b.schema_version().unwrap(), 3);
+    assert_eq!(a.schema_version().unwrap(), 4);
+    assert_eq!(b.schema_version().unwrap(), 4);
     // A third connection finds the schema done and changes nothing.
     PostgresStore::connect(&url, "node-a").unwrap();
-    assert_eq!(a.schema_version().unwrap(), 3);
+    assert_eq!(a.schema_version().unwrap(), 4);
 
     let r1 = common::call_record(1, Outcome::Answered, "sales", &["ann"]);
     let r2 = common::call_record(2, Outcome::Abandoned, "support", &[]);

@@ -102,6 +102,30 @@ pub struct Account {
     pub away_reasons: Vec<String>,
     /// Its call settings.
     pub settings: CallSettings,
+    /// How many times it has been written: 1 when created, one more at each change; 0 for
+    /// one never stored. A change is written only over the version it was made from.
+    pub version: u64,
+}
+
+/// One administrative change of an account, as its audit log keeps it: who, when, what, and
+/// the thing changed before and after (secrets never: a password or token shows as changed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Its place in the log (0 until stored).
+    #[serde(default)]
+    pub id: i64,
+    /// When, unix ms.
+    pub at: i64,
+    /// Who: `operator`, a person's id, or `key:NAME` for an API key.
+    pub actor: String,
+    /// What: `person.create`, `person.update`, `queue.update`, …
+    pub action: String,
+    /// Which: the person's, queue's or number's id; empty for the account itself.
+    pub target: String,
+    /// The thing before (`null` when created).
+    pub before: Option<serde_json::Value>,
+    /// The thing after (`null` when removed).
+    pub after: Option<serde_json::Value>,
 }
 
 /// A business number of an account, and the queue its calls go to.
@@ -327,6 +351,7 @@ impl Account {
                 calls.grace,
                 calls.answer_deadline,
             ),
+            version: 0,
         }
     }
 

@@ -58,6 +58,7 @@ pub(crate) fn account(slug: &str, numbers: &[&str]) -> Account {
             grace_ms: 30_000,
             answer_deadline_ms: 25_000,
         },
+        version: 1,
     }
 }
 

@@ -161,6 +161,10 @@ pub(super) struct Live {
     pub rule: watch::Sender<Arc<QueueRule>>,
     /// The accounts last applied.
     pub applied: Vec<Account>,
+    /// How many changes were announced here ([`crate::http::admin::AccountsChanged`]).
+    pub changes: crate::http::admin::AccountsChanged,
+    /// How many of them are applied.
+    pub done: watch::Sender<u64>,
 }
 
 impl Live {
@@ -199,8 +203,13 @@ pub(super) async fn follow(mut live: Live, changes: Arc<Notify>) {
             _ = changes.notified() => {}
             _ = resync.tick() => {}
         }
+        // Every change announced before this read is in what it reads.
+        let asked = live.changes.asked();
         match live.source.accounts().await {
-            Ok(accounts) => live.apply(accounts).await,
+            Ok(accounts) => {
+                live.apply(accounts).await;
+                live.done.send_replace(asked);
+            }
             Err(e) => {
                 warn!(error = %e, "reading the accounts failed; the last ones read stay applied")
             }

@@ -489,7 +489,9 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     if let Some(c) = &cluster {
         c.follow_accounts(std::sync::Arc::downgrade(&changes));
     }
-    let accounts_changed = http::admin::AccountsChanged::new(changes.clone(), cluster.clone());
+    let (applied_tx, applied_rx) = tokio::sync::watch::channel(0);
+    let accounts_changed =
+        http::admin::AccountsChanged::new(changes.clone(), cluster.clone(), applied_rx);
     background.spawn(
         stop_background
             .clone()
@@ -502,6 +504,8 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
                     roster: roster_tx,
                     rule: rule_tx,
                     applied: accounts,
+                    changes: accounts_changed.clone(),
+                    done: applied_tx,
                 },
                 changes,
             )),
@@ -552,6 +556,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             config.auth.operator_key.clone(),
             seal_key,
             accounts_changed,
+            auth.clone(),
         ))
         .merge(match (authority, node_key, &placement) {
             (Some(a), Some(key), Some((_, handed))) => {

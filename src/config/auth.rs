@@ -64,22 +64,35 @@ impl AuthConfig {
     }
 }
 
-/// What a person may do. A supervisor can do all an agent can (take calls) and more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// What a person may do, each role all the one before it may and more (hence `Ord`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Takes calls from their queues.
     Agent,
-    /// Takes calls, and watches and steers the floor.
+    /// Takes calls, watches and steers the floor, and manages the account's people and
+    /// queues (the admin API and page).
     Supervisor,
+    /// All a supervisor may, and the account's settings, numbers, API keys and admins.
+    Admin,
+}
+
+impl Role {
+    /// The role's name, as the configuration, the API and the store write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
 }
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Agent => "agent",
-            Role::Supervisor => "supervisor",
-        })
+        f.write_str(self.as_str())
     }
 }
 

@@ -93,7 +93,8 @@ async fn session(mut socket: impl Socket, who: Authenticated, st: WsState) {
     };
     let role = match who.role {
         config::Role::Agent => Role::Agent,
-        config::Role::Supervisor => Role::Supervisor,
+        // On the floor, an admin is a supervisor.
+        config::Role::Supervisor | config::Role::Admin => Role::Supervisor,
     };
     let queues: Vec<QueueId> = person.queues.iter().map(|q| QueueId(q.clone())).collect();
     let Ok((session_id, mut notices)) = st.calls.join(agent.clone(), role, queues).await else {

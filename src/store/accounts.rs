@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 use super::sqlite::to_json;
 use super::{AccountStore, PostgresStore, SqliteStore, StoreError};
 use crate::accounts::{
-    Account, AccountSlug, CallSettings, NumberRoute, PersonDef, QueueDef, QueuePolicy, SealedToken,
+    Account, AccountSlug, AuditEntry, CallSettings, NumberRoute, PersonDef, QueueDef, QueuePolicy,
+    SealedToken,
 };
 use crate::config::{PasswordHash, Role};
 use crate::ids::AgentId;
@@ -48,6 +49,36 @@ pub(super) const SQLITE_SCHEMA: &str = "CREATE TABLE accounts (
         disabled      INTEGER NOT NULL,
         PRIMARY KEY (account, id)
     ) WITHOUT ROWID;";
+
+/// Each account's version, and the audit log of changes (SQLite's migration 4).
+pub(super) const SQLITE_VERSION: &str =
+    "ALTER TABLE accounts ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE account_audit (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        account TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
+        at      INTEGER NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        before  TEXT,
+        after   TEXT
+    );
+    CREATE INDEX account_audit_by_account ON account_audit (account, id);";
+
+/// Each account's version, and the audit log of changes (PostgreSQL's migration 4).
+pub(super) const POSTGRES_VERSION: &str =
+    "ALTER TABLE accounts ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
+    CREATE TABLE account_audit (
+        id      BIGSERIAL PRIMARY KEY,
+        account TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
+        at      BIGINT NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        before  TEXT,
+        after   TEXT
+    );
+    CREATE INDEX account_audit_by_account ON account_audit (account, id);";
 
 /// The accounts' tables (PostgreSQL's migration 3).
 pub(super) const POSTGRES_SCHEMA: &str = "CREATE TABLE accounts (
@@ -113,6 +144,7 @@ fn role_of(account: &str, text: &str) -> Result<Role, StoreError> {
         match text {
             "agent" => Ok(Role::Agent),
             "supervisor" => Ok(Role::Supervisor),
+            "admin" => Ok(Role::Admin),
             other => Err(format!("unknown role {other:?}")),
         },
     )
@@ -127,6 +159,7 @@ struct Head {
     away_reasons: String,
     settings: String,
     access_token: Option<Vec<u8>>,
+    version: i64,
 }
 
 impl Head {
@@ -143,6 +176,7 @@ impl Head {
             people: vec![],
             away_reasons: from_json(&self.slug, "away_reasons", &self.away_reasons)?,
             settings,
+            version: read(&self.slug, "version", u64::try_from(self.version))?,
             slug,
         })
     }
@@ -161,7 +195,8 @@ impl AccountStore for SqliteStore {
         let tx = self.conn.transaction()?;
         let mut accounts = {
             let mut q = tx.prepare(
-                "SELECT slug, name, waba_id, default_queue, away_reasons, settings, access_token
+                "SELECT slug, name, waba_id, default_queue, away_reasons, settings, access_token,
+                     version
                  FROM accounts ORDER BY slug",
             )?;
             let heads = q.query_map([], |r| {
@@ -173,6 +208,7 @@ impl AccountStore for SqliteStore {
                     away_reasons: r.get(4)?,
                     settings: r.get(5)?,
                     access_token: r.get(6)?,
+                    version: r.get(7)?,
                 })
             })?;
             heads
@@ -261,8 +297,8 @@ impl AccountStore for SqliteStore {
         let tx = self.conn.transaction()?;
         let inserted = tx.execute(
             "INSERT INTO accounts (slug, name, waba_id, default_queue, away_reasons, settings,
-                 access_token)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (slug) DO NOTHING",
+                 access_token, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) ON CONFLICT (slug) DO NOTHING",
             rusqlite::params![
                 slug,
                 account.name,
@@ -276,42 +312,182 @@ impl AccountStore for SqliteStore {
         if inserted == 0 {
             return Err(StoreError::AccountExists(slug.to_owned()));
         }
-        if let Some(taken) = number_taken_sqlite(&tx, account)? {
-            return Err(taken);
-        }
-        for (i, q) in account.queues.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO account_queues (account, id, position, policy) VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![slug, q.id, i as i64, to_json(&q.policy)],
-            )?;
-        }
-        for (i, n) in account.numbers.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO account_numbers (phone_number_id, account, position, queue)
-                 VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![n.phone_number_id, slug, i as i64, n.queue],
-            )?;
-        }
-        for (i, p) in account.people.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO account_people (account, id, position, name, role, password_hash,
-                     queues, disabled)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                rusqlite::params![
-                    slug,
-                    p.id.0,
-                    i as i64,
-                    p.name,
-                    p.role.to_string(),
-                    p.password_hash.as_phc(),
-                    to_json(&p.queues),
-                    p.disabled,
-                ],
-            )?;
-        }
+        insert_parts_sqlite(&tx, account)?;
         tx.commit()?;
         Ok(())
     }
+
+    fn replace_account(
+        &mut self,
+        account: &Account,
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError> {
+        account.validate()?;
+        let slug = account.slug.as_str();
+        let tx = self.conn.transaction()?;
+        let updated = tx.execute(
+            "UPDATE accounts SET name = ?2, waba_id = ?3, default_queue = ?4, away_reasons = ?5,
+                 settings = ?6, access_token = ?7, version = version + 1
+             WHERE slug = ?1 AND version = ?8",
+            rusqlite::params![
+                slug,
+                account.name,
+                account.waba_id,
+                account.default_queue,
+                to_json(&account.away_reasons),
+                to_json(&account.settings),
+                account.access_token.as_ref().map(SealedToken::as_bytes),
+                i64::try_from(account.version).unwrap_or(i64::MAX),
+            ],
+        )?;
+        if updated == 0 {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM accounts WHERE slug = ?1)",
+                [slug],
+                |r| r.get(0),
+            )?;
+            return Err(if exists {
+                StoreError::Stale(slug.to_owned())
+            } else {
+                StoreError::NoAccount(slug.to_owned())
+            });
+        }
+        for table in ["account_queues", "account_numbers", "account_people"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE account = ?1"), [slug])?;
+        }
+        insert_parts_sqlite(&tx, account)?;
+        append_sqlite(&tx, slug, audit)?;
+        tx.commit()?;
+        Ok(account.version + 1)
+    }
+
+    fn append_audit(&mut self, slug: &str, entry: &AuditEntry) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        append_sqlite(&tx, slug, entry)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn audit_log(
+        &mut self,
+        slug: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut q = self.conn.prepare(
+            "SELECT id, at, actor, action, target, before, after FROM account_audit
+             WHERE account = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = q.query_map(
+            rusqlite::params![slug, before.unwrap_or(i64::MAX), i64::from(limit)],
+            |r| {
+                Ok(AuditRow {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    target: r.get(4)?,
+                    before: r.get(5)?,
+                    after: r.get(6)?,
+                })
+            },
+        )?;
+        rows.map(|r| r.map_err(StoreError::from).and_then(|r| r.entry(slug)))
+            .collect()
+    }
+}
+
+fn append_sqlite(
+    tx: &rusqlite::Transaction<'_>,
+    slug: &str,
+    e: &AuditEntry,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO account_audit (account, at, actor, action, target, before, after)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        rusqlite::params![
+            slug,
+            e.at,
+            e.actor,
+            e.action,
+            e.target,
+            e.before.as_ref().map(to_json),
+            e.after.as_ref().map(to_json),
+        ],
+    )?;
+    Ok(())
+}
+
+/// A row of `account_audit`, whichever database it came from.
+struct AuditRow {
+    id: i64,
+    at: i64,
+    actor: String,
+    action: String,
+    target: String,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+impl AuditRow {
+    fn entry(self, slug: &str) -> Result<AuditEntry, StoreError> {
+        let json = |column, v: Option<String>| {
+            v.map(|t| from_json::<serde_json::Value>(slug, column, &t))
+                .transpose()
+        };
+        Ok(AuditEntry {
+            id: self.id,
+            at: self.at,
+            actor: self.actor,
+            action: self.action,
+            target: self.target,
+            before: json("before", self.before)?,
+            after: json("after", self.after)?,
+        })
+    }
+}
+
+/// Writes `account`'s queues, numbers and people (none of its are stored); refused when one
+/// of its numbers is another account's.
+fn insert_parts_sqlite(
+    tx: &rusqlite::Transaction<'_>,
+    account: &Account,
+) -> Result<(), StoreError> {
+    let slug = account.slug.as_str();
+    if let Some(taken) = number_taken_sqlite(tx, account)? {
+        return Err(taken);
+    }
+    for (i, q) in account.queues.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO account_queues (account, id, position, policy) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![slug, q.id, i as i64, to_json(&q.policy)],
+        )?;
+    }
+    for (i, n) in account.numbers.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO account_numbers (phone_number_id, account, position, queue)
+             VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![n.phone_number_id, slug, i as i64, n.queue],
+        )?;
+    }
+    for (i, p) in account.people.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO account_people (account, id, position, name, role, password_hash,
+                 queues, disabled)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            rusqlite::params![
+                slug,
+                p.id.0,
+                i as i64,
+                p.name,
+                p.role.to_string(),
+                p.password_hash.as_phc(),
+                to_json(&p.queues),
+                p.disabled,
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 /// The first of `account`'s numbers another account has already, as the error to answer.
@@ -343,7 +519,8 @@ impl AccountStore for PostgresStore {
         let mut tx = self.client()?.transaction()?;
         let mut accounts = tx
             .query(
-                "SELECT slug, name, waba_id, default_queue, away_reasons, settings, access_token
+                "SELECT slug, name, waba_id, default_queue, away_reasons, settings, access_token,
+                     version
                  FROM accounts ORDER BY slug",
                 &[],
             )?
@@ -357,6 +534,7 @@ impl AccountStore for PostgresStore {
                     away_reasons: r.get(4),
                     settings: r.get(5),
                     access_token: r.get(6),
+                    version: r.get(7),
                 }
                 .account()
             })
@@ -414,8 +592,8 @@ impl AccountStore for PostgresStore {
         let mut tx = self.client()?.transaction()?;
         let inserted = tx.execute(
             "INSERT INTO accounts (slug, name, waba_id, default_queue, away_reasons, settings,
-                 access_token)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (slug) DO NOTHING",
+                 access_token, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1) ON CONFLICT (slug) DO NOTHING",
             &[
                 &slug,
                 &account.name,
@@ -429,61 +607,172 @@ impl AccountStore for PostgresStore {
         if inserted == 0 {
             return Err(StoreError::AccountExists(slug.to_owned()));
         }
-        for n in &account.numbers {
-            if let Some(r) = tx.query_opt(
-                "SELECT account FROM account_numbers WHERE phone_number_id = $1",
-                &[&n.phone_number_id],
-            )? {
-                return Err(StoreError::NumberTaken {
-                    number: n.phone_number_id.clone(),
-                    account: r.get(0),
-                });
-            }
-        }
-        for (i, q) in account.queues.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO account_queues (account, id, position, policy) VALUES ($1, $2, $3, $4)",
-                &[&slug, &q.id, &(i as i32), &to_json(&q.policy)],
-            )?;
-        }
-        for (i, n) in account.numbers.iter().enumerate() {
-            // Another node may have claimed the number since the check: the key refuses it.
-            tx.execute(
-                "INSERT INTO account_numbers (phone_number_id, account, position, queue)
-                 VALUES ($1, $2, $3, $4)",
-                &[&n.phone_number_id, &slug, &(i as i32), &n.queue],
-            )
-            .map_err(|e| {
-                if e.code() == Some(&::postgres::error::SqlState::UNIQUE_VIOLATION) {
-                    StoreError::NumberTaken {
-                        number: n.phone_number_id.clone(),
-                        account: "another account".into(),
-                    }
-                } else {
-                    StoreError::Postgres(e)
-                }
-            })?;
-        }
-        for (i, p) in account.people.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO account_people (account, id, position, name, role, password_hash,
-                     queues, disabled)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    &slug,
-                    &p.id.0,
-                    &(i as i32),
-                    &p.name,
-                    &p.role.to_string(),
-                    &p.password_hash.as_phc(),
-                    &to_json(&p.queues),
-                    &p.disabled,
-                ],
-            )?;
-        }
+        insert_parts_postgres(&mut tx, account)?;
         tx.commit()?;
         Ok(())
     }
+
+    fn replace_account(
+        &mut self,
+        account: &Account,
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError> {
+        account.validate()?;
+        let slug = account.slug.as_str();
+        let mut tx = self.client()?.transaction()?;
+        let version = i64::try_from(account.version).unwrap_or(i64::MAX);
+        // The row stays locked to the end of the transaction: a second node's change of the same
+        // version waits, then finds it gone.
+        let updated = tx.execute(
+            "UPDATE accounts SET name = $2, waba_id = $3, default_queue = $4, away_reasons = $5,
+                 settings = $6, access_token = $7, version = version + 1
+             WHERE slug = $1 AND version = $8",
+            &[
+                &slug,
+                &account.name,
+                &account.waba_id,
+                &account.default_queue,
+                &to_json(&account.away_reasons),
+                &to_json(&account.settings),
+                &account.access_token.as_ref().map(SealedToken::as_bytes),
+                &version,
+            ],
+        )?;
+        if updated == 0 {
+            let exists = tx
+                .query_opt("SELECT 1 FROM accounts WHERE slug = $1", &[&slug])?
+                .is_some();
+            return Err(if exists {
+                StoreError::Stale(slug.to_owned())
+            } else {
+                StoreError::NoAccount(slug.to_owned())
+            });
+        }
+        for table in ["account_queues", "account_numbers", "account_people"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE account = $1"), &[&slug])?;
+        }
+        insert_parts_postgres(&mut tx, account)?;
+        append_postgres(&mut tx, slug, audit)?;
+        tx.commit()?;
+        Ok(account.version + 1)
+    }
+
+    fn append_audit(&mut self, slug: &str, entry: &AuditEntry) -> Result<(), StoreError> {
+        let mut tx = self.client()?.transaction()?;
+        append_postgres(&mut tx, slug, entry)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn audit_log(
+        &mut self,
+        slug: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = self.client()?.query(
+            "SELECT id, at, actor, action, target, before, after FROM account_audit
+             WHERE account = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            &[&slug, &before.unwrap_or(i64::MAX), &i64::from(limit)],
+        )?;
+        rows.into_iter()
+            .map(|r| {
+                AuditRow {
+                    id: r.get(0),
+                    at: r.get(1),
+                    actor: r.get(2),
+                    action: r.get(3),
+                    target: r.get(4),
+                    before: r.get(5),
+                    after: r.get(6),
+                }
+                .entry(slug)
+            })
+            .collect()
+    }
+}
+
+fn append_postgres(
+    tx: &mut ::postgres::Transaction<'_>,
+    slug: &str,
+    e: &AuditEntry,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO account_audit (account, at, actor, action, target, before, after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &slug,
+            &e.at,
+            &e.actor,
+            &e.action,
+            &e.target,
+            &e.before.as_ref().map(to_json),
+            &e.after.as_ref().map(to_json),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Writes `account`'s queues, numbers and people (none of its are stored); refused when one
+/// of its numbers is another account's.
+fn insert_parts_postgres(
+    tx: &mut ::postgres::Transaction<'_>,
+    account: &Account,
+) -> Result<(), StoreError> {
+    let slug = account.slug.as_str();
+    for n in &account.numbers {
+        if let Some(r) = tx.query_opt(
+            "SELECT account FROM account_numbers WHERE phone_number_id = $1",
+            &[&n.phone_number_id],
+        )? {
+            return Err(StoreError::NumberTaken {
+                number: n.phone_number_id.clone(),
+                account: r.get(0),
+            });
+        }
+    }
+    for (i, q) in account.queues.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO account_queues (account, id, position, policy) VALUES ($1, $2, $3, $4)",
+            &[&slug, &q.id, &(i as i32), &to_json(&q.policy)],
+        )?;
+    }
+    for (i, n) in account.numbers.iter().enumerate() {
+        // Another node may have claimed the number since the check: the key refuses it.
+        tx.execute(
+            "INSERT INTO account_numbers (phone_number_id, account, position, queue)
+             VALUES ($1, $2, $3, $4)",
+            &[&n.phone_number_id, &slug, &(i as i32), &n.queue],
+        )
+        .map_err(|e| {
+            if e.code() == Some(&::postgres::error::SqlState::UNIQUE_VIOLATION) {
+                StoreError::NumberTaken {
+                    number: n.phone_number_id.clone(),
+                    account: "another account".into(),
+                }
+            } else {
+                StoreError::Postgres(e)
+            }
+        })?;
+    }
+    for (i, p) in account.people.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO account_people (account, id, position, name, role, password_hash,
+                 queues, disabled)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &slug,
+                &p.id.0,
+                &(i as i32),
+                &p.name,
+                &p.role.to_string(),
+                &p.password_hash.as_phc(),
+                &to_json(&p.queues),
+                &p.disabled,
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -541,5 +830,95 @@ mod tests {
             .query_row("SELECT count(*) FROM account_numbers", [], |r| r.get(0))
             .unwrap();
         assert_eq!(numbers, 2);
+    }
+
+    fn audit() -> AuditEntry {
+        AuditEntry {
+            id: 0,
+            at: 1_000,
+            actor: "sam".into(),
+            action: "person.update".into(),
+            target: "alice".into(),
+            before: Some(serde_json::json!({"disabled": true})),
+            after: Some(serde_json::json!({"disabled": false})),
+        }
+    }
+
+    #[test]
+    fn a_change_is_written_only_over_the_version_it_was_made_from() {
+        let mut store = SqliteStore::open_in_memory().unwrap();
+        let acme = account("acme", &["1001", "1002"]);
+        store.create_account(&acme).unwrap();
+        store.create_account(&account("zed", &["2001"])).unwrap();
+        // Two changes made from version 1: the first is written, the second is stale.
+        let mut first = acme.clone();
+        first.people[1].disabled = false;
+        first.queues[1].policy = QueuePolicy::Queue { max_wait_ms: 1_000 };
+        first.numbers.remove(0);
+        let mut second = acme.clone();
+        second.name = "Too late".into();
+        assert_eq!(store.replace_account(&first, &audit()).unwrap(), 2);
+        assert!(matches!(
+            store.replace_account(&second, &audit()),
+            Err(StoreError::Stale(s)) if s == "acme"
+        ));
+        let stored = store.accounts().unwrap().remove(0);
+        assert_eq!(
+            stored,
+            Account {
+                version: 2,
+                ..first.clone()
+            }
+        );
+        // A number zed has, a broken rule, a slug nobody has: refused, nothing written.
+        let mut taken = stored.clone();
+        taken.numbers[0].phone_number_id = "2001".into();
+        assert!(matches!(
+            store.replace_account(&taken, &audit()),
+            Err(StoreError::NumberTaken { account, .. }) if account == "zed"
+        ));
+        let mut broken = stored.clone();
+        broken.default_queue = "nowhere".into();
+        assert!(matches!(
+            store.replace_account(&broken, &audit()),
+            Err(StoreError::InvalidAccount(e)) if e.field == "default_queue"
+        ));
+        let mut gone = stored.clone();
+        gone.slug = AccountSlug::try_from("gone".to_owned()).unwrap();
+        assert!(matches!(
+            store.replace_account(&gone, &audit()),
+            Err(StoreError::NoAccount(s)) if s == "gone"
+        ));
+        assert_eq!(store.accounts().unwrap().remove(0), stored);
+        // The number acme gave up is free for another account.
+        store.create_account(&account("new", &["1001"])).unwrap();
+        // The one change written is in acme's audit log, with its before and after.
+        let log = store.audit_log("acme", None, 10).unwrap();
+        assert_eq!(
+            log,
+            [AuditEntry {
+                id: log[0].id,
+                ..audit()
+            }]
+        );
+        store
+            .append_audit(
+                "acme",
+                &AuditEntry {
+                    action: "queue.update".into(),
+                    ..audit()
+                },
+            )
+            .unwrap();
+        let log = store.audit_log("acme", None, 10).unwrap();
+        assert_eq!(
+            log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+            ["queue.update", "person.update"]
+        );
+        assert_eq!(
+            store.audit_log("acme", Some(log[0].id), 10).unwrap().len(),
+            1
+        );
+        assert!(store.audit_log("zed", None, 10).unwrap().is_empty());
     }
 }

@@ -25,7 +25,7 @@ use super::{
     AccountStore, CallPage, CallQuery, CallRecord, CallStore, LiveCall, Recorded, SqliteStore,
     StoreError,
 };
-use crate::accounts::Account;
+use crate::accounts::{Account, AuditEntry};
 use crate::ids::WaCallId;
 
 /// Commands queued for the store thread at most; past this, senders wait.
@@ -44,6 +44,9 @@ enum Command {
     List(Box<CallQuery>, Reply<CallPage>),
     Accounts(Reply<Vec<Account>>),
     CreateAccount(Box<Account>, Reply<()>),
+    ReplaceAccount(Box<(Account, AuditEntry)>, Reply<u64>),
+    AppendAudit(String, Box<AuditEntry>, Reply<()>),
+    AuditLog(String, Option<i64>, u32, Reply<Vec<AuditEntry>>),
 }
 
 /// A cheap, cloneable handle to the store thread.
@@ -245,6 +248,33 @@ impl StoreHandle {
             .await
     }
 
+    /// See [`AccountStore::replace_account`].
+    pub async fn replace_account(
+        &self,
+        account: Account,
+        audit: AuditEntry,
+    ) -> Result<u64, StoreError> {
+        self.call(|r| Command::ReplaceAccount(Box::new((account, audit)), r))
+            .await
+    }
+
+    /// See [`AccountStore::append_audit`].
+    pub async fn append_audit(&self, slug: String, entry: AuditEntry) -> Result<(), StoreError> {
+        self.call(|r| Command::AppendAudit(slug, Box::new(entry), r))
+            .await
+    }
+
+    /// See [`AccountStore::audit_log`].
+    pub async fn audit_log(
+        &self,
+        slug: String,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.call(|r| Command::AuditLog(slug, before, limit, r))
+            .await
+    }
+
     /// See [`CallStore::list`]. On the reader's connection when the store has one.
     pub async fn list(&self, query: CallQuery) -> Result<CallPage, StoreError> {
         let queue = self.reads.as_ref().unwrap_or(&self.tx);
@@ -309,6 +339,15 @@ fn run<S: CallStore + AccountStore>(mut store: S, mut rx: mpsc::Receiver<Command
             }
             Command::CreateAccount(account, reply) => {
                 let _ = reply.send(store.create_account(&account));
+            }
+            Command::ReplaceAccount(change, reply) => {
+                let _ = reply.send(store.replace_account(&change.0, &change.1));
+            }
+            Command::AppendAudit(slug, entry, reply) => {
+                let _ = reply.send(store.append_audit(&slug, &entry));
+            }
+            Command::AuditLog(slug, before, limit, reply) => {
+                let _ = reply.send(store.audit_log(&slug, before, limit));
             }
         }
     }
@@ -445,6 +484,20 @@ mod tests {
         fn create_account(&mut self, _: &Account) -> Result<(), StoreError> {
             Ok(())
         }
+        fn replace_account(&mut self, _: &Account, _: &AuditEntry) -> Result<u64, StoreError> {
+            Ok(2)
+        }
+        fn append_audit(&mut self, _: &str, _: &AuditEntry) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn audit_log(
+            &mut self,
+            _: &str,
+            _: Option<i64>,
+            _: u32,
+        ) -> Result<Vec<AuditEntry>, StoreError> {
+            Ok(vec![])
+        }
     }
 
     impl AccountStore for Lister {
@@ -452,6 +505,20 @@ mod tests {
             unreachable!("the reader only lists")
         }
         fn create_account(&mut self, _: &Account) -> Result<(), StoreError> {
+            unreachable!("the reader only lists")
+        }
+        fn replace_account(&mut self, _: &Account, _: &AuditEntry) -> Result<u64, StoreError> {
+            unreachable!("the reader only lists")
+        }
+        fn append_audit(&mut self, _: &str, _: &AuditEntry) -> Result<(), StoreError> {
+            unreachable!("the reader only lists")
+        }
+        fn audit_log(
+            &mut self,
+            _: &str,
+            _: Option<i64>,
+            _: u32,
+        ) -> Result<Vec<AuditEntry>, StoreError> {
             unreachable!("the reader only lists")
         }
     }

@@ -97,6 +97,34 @@ pub trait AccountStore {
     /// it is written when any part is refused (it breaks a rule, its slug is taken, or one of
     /// its numbers belongs to another account).
     fn create_account(&mut self, account: &crate::accounts::Account) -> Result<(), StoreError>;
+
+    /// Writes `account` over the stored one of its slug, in one transaction, if that is still
+    /// at `account.version` (nobody changed it since it was read); returns the new version.
+    /// [`StoreError::Stale`] when it changed meanwhile, [`StoreError::NoAccount`] when it is
+    /// gone; a broken rule or a number another account has is refused as on creation, and
+    /// nothing is written.
+    /// The change is recorded in the account's audit log as `audit`, in the same transaction.
+    fn replace_account(
+        &mut self,
+        account: &crate::accounts::Account,
+        audit: &crate::accounts::AuditEntry,
+    ) -> Result<u64, StoreError>;
+
+    /// Adds `entry` to the audit log of account `slug`.
+    fn append_audit(
+        &mut self,
+        slug: &str,
+        entry: &crate::accounts::AuditEntry,
+    ) -> Result<(), StoreError>;
+
+    /// Account `slug`'s audit log, newest first: at most `limit` entries, older than the entry
+    /// `before` when given.
+    fn audit_log(
+        &mut self,
+        slug: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<crate::accounts::AuditEntry>, StoreError>;
 }
 
 /// What can go wrong in the store, grouped by who is at fault.
@@ -118,6 +146,12 @@ pub enum StoreError {
     /// An account with this slug exists already (HTTP: 409).
     #[error("account {0} exists already")]
     AccountExists(String),
+    /// No account has this slug.
+    #[error("no account {0}")]
+    NoAccount(String),
+    /// The account changed since the version a change was made from (HTTP: 412, or retried).
+    #[error("account {0} changed meanwhile")]
+    Stale(String),
     /// A business number belongs to another account already (HTTP: 409).
     #[error("number {number} belongs to account {account} already")]
     NumberTaken {

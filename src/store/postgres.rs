@@ -60,6 +60,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE live_calls ADD COLUMN known TEXT;",
     // 3: accounts, their queues, numbers and people (issue 23).
     super::accounts::POSTGRES_SCHEMA,
+    // 4: each account's version (a change is written only over the one it was made from).
+    super::accounts::POSTGRES_VERSION,
 ];
 
 /// The newest schema version this build knows.

@@ -34,12 +34,9 @@ pub struct Authenticated {
 }
 
 impl Authenticated {
-    /// True when the person may act as `needed`: a supervisor may do all an agent may.
+    /// True when the person may act as `needed`: each role may do all the ones below it may.
     pub fn has_role(&self, needed: Role) -> bool {
-        matches!(
-            (self.role, needed),
-            (_, Role::Agent) | (Role::Supervisor, Role::Supervisor)
-        )
+        self.role >= needed
     }
 
     /// `Ok` when the person may act as `needed`, else [`AuthError::Forbidden`] (403).
@@ -208,6 +205,8 @@ mod tests {
         assert!(who(Role::Supervisor).has_role(Role::Agent));
         assert!(who(Role::Supervisor).has_role(Role::Supervisor));
         assert!(who(Role::Agent).has_role(Role::Agent));
+        assert!(who(Role::Admin).has_role(Role::Supervisor));
+        assert!(!who(Role::Supervisor).has_role(Role::Admin));
         assert!(matches!(
             who(Role::Agent).require(Role::Supervisor),
             Err(AuthError::Forbidden {

@@ -115,6 +115,9 @@ pub struct CallSpec {
     pub audio: CallerAudio,
     /// The user hangs up this long after accept; `None`: never (the business must end it).
     pub hang_up_after: Option<Duration>,
+    /// The business number called (its `phone_number_id` in every webhook of the call);
+    /// `None`: the simulator's own. The fake Graph API must serve it.
+    pub to: Option<String>,
 }
 
 impl Default for CallSpec {
@@ -124,6 +127,7 @@ impl Default for CallSpec {
             name: "Simulated Caller".into(),
             audio: CallerAudio::default(),
             hang_up_after: Some(Duration::from_secs(30)),
+            to: None,
         }
     }
 }
@@ -363,13 +367,26 @@ impl Simulator {
         last
     }
 
+    /// A webhook body of `call`, made to the business number `number` when given.
     fn envelope(
         &self,
+        number: Option<&str>,
         call: Call,
         contact: Option<Contact>,
         errors: Vec<WebhookErrorObject>,
     ) -> Vec<u8> {
-        envelope(&self.cfg, call, contact, errors)
+        match number {
+            Some(n) => envelope(
+                &SimulatorConfig {
+                    phone_number_id: n.to_owned(),
+                    ..self.cfg.clone()
+                },
+                call,
+                contact,
+                errors,
+            ),
+            None => envelope(&self.cfg, call, contact, errors),
+        }
     }
 }
 
@@ -505,8 +522,16 @@ impl CallTask {
     ) {
         let offered_at = Instant::now();
         info!("calling switchboard");
+        let cfg = SimulatorConfig {
+            phone_number_id: self
+                .spec
+                .to
+                .clone()
+                .unwrap_or_else(|| self.sim.cfg.phone_number_id.clone()),
+            ..self.sim.cfg.clone()
+        };
         let body = connect_webhook(
-            &self.sim.cfg,
+            &cfg,
             &self.call_id,
             &self.spec.from,
             &self.spec.name,
@@ -612,7 +637,9 @@ impl CallTask {
             })
             .into_iter()
             .collect();
-        let body = self.sim.envelope(call, None, errors);
+        let body = self
+            .sim
+            .envelope(self.spec.to.as_deref(), call, None, errors);
         self.sim.deliver(&body).await;
         info!(status, ?error, "call ended");
         self.phase.send_replace(CallPhase::Ended {

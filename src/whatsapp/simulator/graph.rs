@@ -83,6 +83,8 @@ pub enum FakeGraphEvent {
 /// One request as the fake saw it, with the answer it gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedRequest {
+    /// The business number in the path.
+    pub phone_number_id: String,
     /// The action, if the body named one.
     pub action: Option<CallAction>,
     /// The call id, if the body had one.
@@ -114,6 +116,9 @@ struct Fault {
 #[derive(Debug)]
 struct Book {
     calls: HashMap<WaCallId, CallState>,
+    /// Numbers of other businesses served ([`FakeGraph::add_number`]), each with the only token
+    /// it takes.
+    tokens: HashMap<String, Secret>,
     /// The latest [`LOG_CAP`] requests: a sandbox left running for days must not grow.
     log: VecDeque<RecordedRequest>,
     /// Requests recorded since the start, including those the log no longer holds.
@@ -182,6 +187,7 @@ impl FakeGraph {
                 also,
                 state: Mutex::new(Book {
                     calls: HashMap::new(),
+                    tokens: HashMap::new(),
                     log: VecDeque::new(),
                     recorded: 0,
                     faults: VecDeque::new(),
@@ -213,6 +219,14 @@ impl FakeGraph {
                 offer: offer_sdp.into(),
             },
         );
+    }
+
+    /// Serves `phone_number_id` too, as another business's number: only `access_token` (that
+    /// business's) is taken for it, and that token for no other number.
+    pub fn add_number(&self, phone_number_id: impl Into<String>, access_token: impl Into<String>) {
+        self.state()
+            .tokens
+            .insert(phone_number_id.into(), Secret::new(access_token));
     }
 
     /// The event stream; `Some` only the first time.
@@ -300,6 +314,7 @@ impl FakeGraph {
             st.log.pop_front();
         }
         st.log.push_back(RecordedRequest {
+            phone_number_id: phone_number_id.to_owned(),
             action,
             call_id,
             status: reply.status.as_u16(),
@@ -335,7 +350,11 @@ impl FakeGraph {
                 transient,
             );
         }
-        let expected = format!("Bearer {}", self.inner.access_token.expose());
+        let token = st
+            .tokens
+            .get(phone_number_id)
+            .unwrap_or(&self.inner.access_token);
+        let expected = format!("Bearer {}", token.expose());
         if auth != Some(expected.as_str()) {
             return error(
                 st,
@@ -349,6 +368,7 @@ impl FakeGraph {
         }
         if phone_number_id != self.inner.phone_number_id
             && !self.inner.also.iter().any(|n| n == phone_number_id)
+            && !st.tokens.contains_key(phone_number_id)
         {
             return invalid(
                 st,

@@ -24,7 +24,13 @@ use crate::accounts::{
     Account, AccountError, AccountSlug, CallSettings, NumberRoute, QueueDef, QueuePolicy, SealKey,
 };
 use crate::config::{defaults, Role, Secret};
+use crate::signaling::auth::AuthHandle;
 use crate::store::{StoreError, StoreHandle};
+
+mod account;
+
+/// How long a change waits to be applied on this node before its answer goes anyway.
+const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Tells the running call centre that accounts changed: this node at once, and every other
 /// node through Redis (each reads them again from the database).
@@ -32,24 +38,51 @@ use crate::store::{StoreError, StoreHandle};
 pub struct AccountsChanged {
     local: Arc<tokio::sync::Notify>,
     cluster: Option<crate::cluster::Cluster>,
+    /// Changes announced so far on this node.
+    asked: Arc<std::sync::atomic::AtomicU64>,
+    /// How many of them the running call centre has applied (see [`AccountsChanged::asked`]).
+    applied: tokio::sync::watch::Receiver<u64>,
 }
 
 impl AccountsChanged {
-    /// Wakes `local`; with several nodes, announces the change on `cluster` too.
+    /// Wakes `local`, and waits for `applied` to count the change; with several nodes,
+    /// announces it on `cluster` too.
     pub fn new(
         local: Arc<tokio::sync::Notify>,
         cluster: Option<crate::cluster::Cluster>,
+        applied: tokio::sync::watch::Receiver<u64>,
     ) -> AccountsChanged {
-        AccountsChanged { local, cluster }
+        AccountsChanged {
+            local,
+            cluster,
+            asked: Arc::default(),
+            applied,
+        }
     }
 
-    /// Tells everyone. A Redis failure is logged: the other nodes catch up at their resync.
+    /// How many changes were announced on this node: whoever applies them reads this before
+    /// reading the accounts, and reports it applied after.
+    pub fn asked(&self) -> u64 {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Tells everyone, and returns once this node applies the change (so that the answer to
+    /// the request that made it means it is live here), or after [`APPLY_WAIT`]. A Redis
+    /// failure is logged: the other nodes catch up at their resync.
     pub async fn announce(&self) {
+        let n = self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         self.local.notify_one();
         if let Some(c) = &self.cluster {
             if let Err(e) = c.announce_accounts().await {
                 tracing::warn!(error = %e, "the other nodes were not told of the change; they catch up at their resync");
             }
+        }
+        let mut applied = self.applied.clone();
+        if tokio::time::timeout(APPLY_WAIT, applied.wait_for(|a| *a >= n))
+            .await
+            .is_err()
+        {
+            tracing::warn!("a change of accounts is not applied yet; answering anyway");
         }
     }
 }
@@ -95,6 +128,18 @@ pub enum AdminError {
     /// The store did not answer.
     #[error("the accounts are unavailable")]
     Unavailable,
+    /// Signed in, but without the role the request needs.
+    #[error("this needs the {needed} role")]
+    Forbidden {
+        /// The role needed.
+        needed: Role,
+    },
+    /// `If-Match` names a version the resource no longer has.
+    #[error("the resource changed since it was read (If-Match); read it again")]
+    PreconditionFailed,
+    /// Other changes kept getting in first.
+    #[error("the account is changing too often; try again")]
+    Busy,
 }
 
 #[derive(Serialize)]
@@ -113,7 +158,9 @@ impl IntoResponse for AdminError {
                 (StatusCode::UNPROCESSABLE_ENTITY, Some(field.clone()))
             }
             AdminError::Conflict { field, .. } => (StatusCode::CONFLICT, Some(field.clone())),
-            AdminError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, None),
+            AdminError::Unavailable | AdminError::Busy => (StatusCode::SERVICE_UNAVAILABLE, None),
+            AdminError::Forbidden { .. } => (StatusCode::FORBIDDEN, None),
+            AdminError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, None),
         };
         let mut response = (
             status,
@@ -154,6 +201,7 @@ impl From<StoreError> for AdminError {
                 field: "numbers".into(),
                 reason: format!("number {number} belongs to {account} already"),
             },
+            StoreError::NoAccount(_) => AdminError::NotFound,
             e => {
                 tracing::warn!(error = %e, "the accounts store failed");
                 AdminError::Unavailable
@@ -338,6 +386,7 @@ impl NewAccount {
                     .collect()
             }),
             settings,
+            version: 0,
         };
         account.validate()?;
         Ok(account)
@@ -404,6 +453,7 @@ struct Admin {
     key: Option<Arc<Secret>>,
     seal: Option<SealKey>,
     changed: AccountsChanged,
+    auth: AuthHandle,
 }
 
 impl Admin {
@@ -432,16 +482,19 @@ pub fn router(
     key: Option<Secret>,
     seal: Option<SealKey>,
     changed: AccountsChanged,
+    auth: AuthHandle,
 ) -> Router {
     let admin = Admin {
         store,
         key: key.map(Arc::new),
         seal,
         changed,
+        auth,
     };
     Router::new()
         .route("/api/v1/accounts", get(list).post(create))
         .route("/api/v1/accounts/{slug}", get(one))
+        .merge(account::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .with_state(admin)
 }
@@ -467,19 +520,24 @@ async fn one(
     Ok(Json(AccountJson::from(account)).into_response())
 }
 
+/// A JSON body of `T`; refused naming the field that does not fit.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes)).map_err(
+        |e| AdminError::Invalid {
+            // The path names an unknown field itself, and `.` the body as a whole.
+            field: e.path().to_string().trim_start_matches('.').to_owned(),
+            reason: e.inner().to_string(),
+        },
+    )
+}
+
 async fn create(
     State(admin): State<Admin>,
     headers: HeaderMap,
-    body: Bytes,
+    bytes: Bytes,
 ) -> Result<Response, AdminError> {
     admin.operator(&headers)?;
-    let new: NewAccount =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
-            .map_err(|e| AdminError::Invalid {
-                // The path names an unknown field itself, and `.` the body as a whole.
-                field: e.path().to_string().trim_start_matches('.').to_owned(),
-                reason: e.inner().to_string(),
-            })?;
+    let new: NewAccount = body(&bytes)?;
     let account = new.into_account(admin.seal.as_ref())?;
     admin
         .store
@@ -504,6 +562,22 @@ async fn create(
             e => e.into(),
         })?;
     tracing::info!(account = %account.slug, "account created");
+    let entry = crate::accounts::AuditEntry {
+        id: 0,
+        at: crate::store::unix_ms(std::time::SystemTime::now()),
+        actor: "operator".into(),
+        action: "account.create".into(),
+        target: String::new(),
+        before: None,
+        after: serde_json::to_value(AccountJson::from(&account)).ok(),
+    };
+    if let Err(e) = admin
+        .store
+        .append_audit(account.slug.to_string(), entry)
+        .await
+    {
+        tracing::warn!(account = %account.slug, error = %e, "the account's creation is not in its audit log");
+    }
     admin.changed.announce().await;
     let location = format!("/api/v1/accounts/{}", account.slug);
     Ok((

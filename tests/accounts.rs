@@ -1,0 +1,446 @@
+//! Two businesses on one switchboard (issue 23), over real sockets against the fake Graph API:
+//! each account's calls ring only its own agents and go to Graph with its own access token;
+//! nobody of one account sees the other's calls, people, queues or records, through `/ws` or
+//! any route; and people and queues changed through the admin API apply at once, with no
+//! restart.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchboard::app::{self, Running};
+use switchboard::config::{Role, Secret, Settings};
+use switchboard::signaling::protocol::{ClientMsg, ServerMsg};
+use switchboard::sim::agent::SimAgent;
+use switchboard::whatsapp::simulator::{CallPhase, CallSpec, FakeGraph, Simulator};
+
+const KEY: &str = "0123456789abcdef0123456789abcdef-operator";
+/// 32 bytes in base64.
+const SECRETS_KEY: &str = "c3dpdGNoYm9hcmQtdGVzdC1zZWNyZXRzLWtleS0zMmI=";
+/// Acme's business number and Graph token (the default account's are `common::PHONE_ID` and
+/// `common::TOKEN`).
+const ACME_NUMBER: &str = "300000000000011";
+const ACME_TOKEN: &str = "acme-graph-access-token";
+const LIMIT: Duration = Duration::from_secs(10);
+
+struct World {
+    running: Running,
+    fake: FakeGraph,
+    sim: Simulator,
+    http: reqwest::Client,
+}
+
+impl World {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.http_addr)
+    }
+
+    /// `method path` with `token` and `body`: the status and the JSON answered.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn ok(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.call(method, path, token, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {v}"
+        );
+        v
+    }
+
+    /// Signs `id` in (as soon as the change that made them has reached sign-in).
+    async fn agent(&self, id: &str) -> SimAgent {
+        let addr = self.running.http_addr;
+        common::eventually("the person can sign in", LIMIT, || async move {
+            SimAgent::start(addr, id, common::PASSWORD, common::LOOPBACK, 2)
+                .await
+                .ok()
+        })
+        .await
+    }
+}
+
+/// The default account (from the file: `alice` agent, `sam` supervisor, queue `support`) and
+/// `acme` (through the API: its number and token, `ann` agent, `sue` supervisor).
+async fn world() -> World {
+    let (fake, events, mut config) = common::live_config(Settings {
+        media_addr: Some("127.0.0.1".into()),
+        media_ports: Some("ephemeral:8".into()),
+        operator_key: Some(Secret::new(KEY)),
+        secrets_key: Some(Secret::new(SECRETS_KEY)),
+        ..Settings::default()
+    })
+    .await;
+    config.auth.people = vec![
+        common::person("alice", Role::Agent, &["support"]),
+        // Supervisors serve no queue here: only agents are rung.
+        common::person("sam", Role::Supervisor, &[]),
+    ];
+    // Meta takes acme's token for acme's number only, and nobody else's there.
+    fake.add_number(ACME_NUMBER, ACME_TOKEN);
+    let running = app::start(config).await.unwrap();
+    let sim = common::simulator(&running, &fake, events, None);
+    let w = World {
+        running,
+        fake,
+        sim,
+        http: reqwest::Client::new(),
+    };
+    w.ok(
+        "POST",
+        "/api/v1/accounts",
+        KEY,
+        Some(json!({
+            "slug": "acme",
+            "name": "Acme",
+            "access_token": ACME_TOKEN,
+            "numbers": [{"phone_number_id": ACME_NUMBER}],
+            "queues": [{"id": "support", "policy": "queue", "max_wait_secs": 60}],
+            "default_queue": "support",
+        })),
+    )
+    .await;
+    for (id, role, queues) in [
+        ("ann", "agent", json!(["support"])),
+        ("sue", "supervisor", json!([])),
+    ] {
+        w.ok(
+            "POST",
+            "/api/v1/accounts/acme/people",
+            KEY,
+            Some(json!({"id": id, "name": id.to_uppercase(), "role": role,
+                        "queues": queues, "password": common::PASSWORD})),
+        )
+        .await;
+    }
+    w
+}
+
+fn requests_of(fake: &FakeGraph, call: &str) -> Vec<(String, String, u16)> {
+    fake.requests()
+        .iter()
+        .filter(|r| r.call_id.as_ref().is_some_and(|c| c.0 == call))
+        .map(|r| {
+            (
+                r.phone_number_id.clone(),
+                r.action.as_ref().map_or("", |a| a.as_str()).to_owned(),
+                r.status,
+            )
+        })
+        .collect()
+}
+
+/// The latest floor `sup` was sent once it shows `calls` calls.
+async fn floor_with(sup: &mut SimAgent, calls: usize) -> ServerMsg {
+    sup.expect(
+        LIMIT,
+        "a floor with the calls",
+        |m| matches!(m, ServerMsg::Floor { calls: c, .. } if c.len() == calls),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn each_account_rings_its_own_agents_with_its_own_token_and_sees_only_its_own() {
+    let w = world().await;
+    let mut alice = w.agent("alice").await;
+    let mut ann = w.agent("ann@acme").await;
+    let mut sue = w.agent("sue@acme").await;
+    let mut sam = w.agent("sam").await;
+    // A call to each business: each rings its own agent.
+    let to_default = common::held_call(&w.sim).await;
+    let id = alice.ringing(LIMIT).await.unwrap();
+    assert_eq!(id, to_default.call_id.0);
+    alice.answer(&id, LIMIT).await.unwrap();
+    let to_acme = w
+        .sim
+        .place_call(CallSpec {
+            to: Some(ACME_NUMBER.into()),
+            hang_up_after: None,
+            ..CallSpec::default()
+        })
+        .await
+        .unwrap();
+    let id = ann.ringing(LIMIT).await.unwrap();
+    assert_eq!(id, to_acme.call_id.0);
+    ann.answer(&id, LIMIT).await.unwrap();
+    // Neither agent was offered the other business's call.
+    let rung = |a: &SimAgent| {
+        a.seen
+            .iter()
+            .filter(|m| matches!(m, ServerMsg::Ringing { .. }))
+            .count()
+    };
+    assert_eq!((rung(&alice), rung(&ann)), (1, 1));
+    // Graph: acme's call on acme's number with acme's token (the fake takes no other there),
+    // the default's on its own; every action taken.
+    let acme_reqs = requests_of(&w.fake, &to_acme.call_id.0);
+    let default_reqs = requests_of(&w.fake, &to_default.call_id.0);
+    assert!(acme_reqs.iter().any(|r| r.1 == "accept"), "{acme_reqs:?}");
+    assert!(
+        default_reqs.iter().any(|r| r.1 == "accept"),
+        "{default_reqs:?}"
+    );
+    assert!(acme_reqs
+        .iter()
+        .all(|(n, _, s)| n == ACME_NUMBER && *s == 200));
+    assert!(default_reqs
+        .iter()
+        .all(|(n, _, s)| n == common::PHONE_ID && *s == 200));
+    // Each supervisor's floor has their own account's call, agents and queues only.
+    let ServerMsg::Floor {
+        calls,
+        agents,
+        queues,
+    } = floor_with(&mut sue, 1).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(calls[0].call_id, to_acme.call_id.0);
+    let mut names: Vec<_> = agents.iter().map(|a| a.id.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["ann@acme", "sue@acme"]);
+    assert_eq!(
+        queues.iter().map(|q| q.id.as_str()).collect::<Vec<_>>(),
+        ["support@acme"]
+    );
+    let ServerMsg::Floor { calls, agents, .. } = floor_with(&mut sam, 1).await else {
+        unreachable!()
+    };
+    assert_eq!(calls[0].call_id, to_default.call_id.0);
+    assert!(agents.iter().all(|a| !a.id.contains('@')));
+    // Listening in on the other business's call: as if there were none.
+    sue.send(ClientMsg::Monitor {
+        call_id: to_default.call_id.0.clone(),
+    })
+    .await
+    .unwrap();
+    sue.expect(
+        LIMIT,
+        "refused",
+        |m| matches!(m, ServerMsg::Error { code, .. } if code == "no_such_call"),
+    )
+    .await
+    .unwrap();
+    // Both calls end and are recorded.
+    for a in [&alice, &ann] {
+        let call_id = a
+            .seen
+            .iter()
+            .find_map(|m| match m {
+                ServerMsg::Ringing { call_id, .. } => Some(call_id.clone()),
+                _ => None,
+            })
+            .unwrap();
+        a.send(ClientMsg::HangUp { call_id }).await.unwrap();
+    }
+    let store = w.running.store.clone();
+    common::eventually("both calls recorded", LIMIT, || {
+        let store = store.clone();
+        async move {
+            let page = store.list(Default::default()).await.ok()?;
+            (page.calls.len() == 2).then_some(())
+        }
+    })
+    .await;
+
+    // Every route with acme's supervisor's token, against the default account's ids: 404 or
+    // 403, or an answer holding none of the default account's data.
+    let sue_token = sue.token.clone();
+    for (method, path) in [
+        ("GET", "/api/v1/accounts"),
+        ("GET", "/api/v1/accounts/default"),
+        ("GET", "/api/v1/accounts/default/people"),
+        ("GET", "/api/v1/accounts/default/people/alice"),
+        ("PATCH", "/api/v1/accounts/default/people/alice"),
+        ("POST", "/api/v1/accounts/default/people"),
+        ("GET", "/api/v1/accounts/default/queues"),
+        ("GET", "/api/v1/accounts/default/queues/support"),
+        ("PATCH", "/api/v1/accounts/default/queues/support"),
+        ("POST", "/api/v1/accounts/default/queues"),
+        ("GET", "/api/v1/accounts/default/numbers"),
+        (
+            "GET",
+            &format!("/api/v1/accounts/default/numbers/{}", common::PHONE_ID),
+        ),
+        (
+            "PATCH",
+            &format!("/api/v1/accounts/default/numbers/{}", common::PHONE_ID),
+        ),
+        ("POST", "/api/v1/accounts/default/numbers"),
+        ("GET", "/api/v1/accounts/default/settings"),
+        ("PATCH", "/api/v1/accounts/default/settings"),
+        ("GET", "/api/v1/accounts/default/audit"),
+    ] {
+        let (status, body) = w
+            .call(method, path, &sue_token, Some(json!({"disabled": true})))
+            .await;
+        assert!(
+            [401, 403, 404].contains(&status),
+            "{method} {path} answered {status} {body}"
+        );
+        let text = body.to_string();
+        assert!(
+            !text.contains("alice") && !text.contains(common::PHONE_ID),
+            "{text}"
+        );
+    }
+    let (status, calls) = w.call("GET", "/api/calls", &sue_token, None).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [to_acme.call_id.0.as_str()]);
+    for q in ["agent=alice", "queue=support", "agent=alice&queue=support"] {
+        let (_, page) = w
+            .call("GET", &format!("/api/calls?{q}"), &sue_token, None)
+            .await;
+        assert_eq!(page["calls"], json!([]), "{q}");
+    }
+    let (_, people) = w.call("GET", "/api/people", &sue_token, None).await;
+    let mut ids: Vec<&str> = people
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["ann@acme", "sue@acme"]);
+    // The default account's supervisor sees only their own calls too.
+    let (_, calls) = w.call("GET", "/api/calls", &sam.token, None).await;
+    assert_eq!(calls["calls"].as_array().unwrap().len(), 1);
+    assert_eq!(calls["calls"][0]["call_id"], to_default.call_id.0.as_str());
+    // And the alice still in the default account did not change.
+    let (_, alice_now) = w
+        .call("GET", "/api/v1/accounts/default/people/alice", KEY, None)
+        .await;
+    assert_eq!(alice_now["disabled"], false);
+}
+
+#[tokio::test]
+async fn people_and_queues_changed_through_the_api_apply_at_once() {
+    let w = world().await;
+    // A supervisor of the account adds an agent: they sign in and take the next call.
+    let sam = w.agent("sam").await;
+    let (status, created) = w
+        .call(
+            "POST",
+            "/api/v1/accounts/default/people",
+            &sam.token,
+            Some(json!({"id": "bob", "name": "Bob", "role": "agent",
+                        "queues": ["support"], "password": common::PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let mut bob = w.agent("bob").await;
+    let call = common::held_call(&w.sim).await;
+    let id = bob.ringing(LIMIT).await.unwrap();
+    assert_eq!(id, call.call_id.0);
+    bob.answer(&id, LIMIT).await.unwrap();
+    bob.send(ClientMsg::HangUp { call_id: id }).await.unwrap();
+
+    // Disabled: bob's open socket is told at once (not at its next 5 s check) and closed.
+    let r = w
+        .http
+        .patch(w.url("/api/v1/accounts/default/people/bob"))
+        .bearer_auth(&sam.token)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    bob.expect(
+        Duration::from_millis(2500),
+        "signed_out",
+        |m| matches!(m, ServerMsg::Error { code, .. } if code == "signed_out"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        switchboard::sim::agent::sign_in(w.running.http_addr, "bob", common::PASSWORD)
+            .await
+            .is_err()
+    );
+
+    // Two supervisors edit one person: the second, sending the version it read, is refused.
+    let r = w
+        .http
+        .get(w.url("/api/v1/accounts/default/people/alice"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let patch = |name: &str| {
+        w.http
+            .patch(w.url("/api/v1/accounts/default/people/alice"))
+            .bearer_auth(&sam.token)
+            .header("if-match", &etag)
+            .json(&json!({ "name": name }))
+    };
+    assert_eq!(patch("Alice M.").send().await.unwrap().status(), 200);
+    assert_eq!(patch("Alice N.").send().await.unwrap().status(), 412);
+    let (_, alice) = w
+        .call("GET", "/api/v1/accounts/default/people/alice", KEY, None)
+        .await;
+    assert_eq!(alice["name"], "Alice M.");
+
+    // The queue switched to decline: the next call (nobody free) is declined at once.
+    w.ok(
+        "PATCH",
+        "/api/v1/accounts/default/queues/support",
+        &sam.token,
+        Some(json!({"policy": "decline"})),
+    )
+    .await;
+    let declined = common::eventually("a call declined", LIMIT, || async {
+        let call = common::held_call(&w.sim).await;
+        call.wait_for(LIMIT, |p| matches!(p, CallPhase::Ended { .. }))
+            .await;
+        let reqs = requests_of(&w.fake, &call.call_id.0);
+        reqs.iter().any(|r| r.1 == "reject").then_some(reqs)
+    })
+    .await;
+    assert!(!declined.iter().any(|r| r.1 == "accept"), "{declined:?}");
+
+    // Each change is in the audit log, who made it, before and after; no password in it.
+    let (_, log) = w
+        .call("GET", "/api/v1/accounts/default/audit", KEY, None)
+        .await;
+    let entries = log["entries"].as_array().unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "queue.update",
+            "person.update",
+            "person.update",
+            "person.create"
+        ]
+    );
+    assert!(entries.iter().all(|e| e["actor"] == "sam"));
+    assert_eq!(entries[0]["before"]["policy"], "queue");
+    assert_eq!(entries[0]["after"]["policy"], "decline");
+    assert!(!log.to_string().contains("argon2") && !log.to_string().contains(common::PASSWORD));
+}
