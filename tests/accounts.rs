@@ -444,3 +444,105 @@ async fn people_and_queues_changed_through_the_api_apply_at_once() {
     assert_eq!(entries[0]["after"]["policy"], "decline");
     assert!(!log.to_string().contains("argon2") && !log.to_string().contains(common::PASSWORD));
 }
+
+/// Two nodes on one PostgreSQL database and one Redis: a person created through node A signs
+/// in on node B at once (B is told through Redis and reads the database); a change made while
+/// B is down applies when B starts again; a queue's policy changed on A applies on B.
+#[tokio::test]
+async fn a_change_made_on_one_node_applies_on_the_other_at_once_and_after_a_restart() {
+    let redis = common::Redis::start();
+    let pg = common::Postgres::start();
+    let (_fake, _events, config) = common::live_config(Settings {
+        media_addr: Some("127.0.0.1".into()),
+        media_ports: Some("ephemeral:8".into()),
+        operator_key: Some(Secret::new(KEY)),
+        secrets_key: Some(Secret::new(SECRETS_KEY)),
+        redis_url: Some(Secret::new(redis.url())),
+        database_url: Some(Secret::new(pg.database("accounts_live"))),
+        node_id: Some("node-a".into()),
+        ..Settings::default()
+    })
+    .await;
+    let mut config_b = config.clone();
+    config_b.store.node_id = "node-b".into();
+    let a = app::start(config).await.unwrap();
+    let b = app::start(config_b.clone()).await.unwrap();
+    let http = reqwest::Client::new();
+    let post = |node: &Running, path: &str, body: Value| {
+        http.post(format!("http://{}{path}", node.http_addr))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+    };
+    let r = post(
+        &a,
+        "/api/v1/accounts",
+        json!({"slug": "acme", "name": "Acme", "access_token": ACME_TOKEN,
+               "numbers": [{"phone_number_id": ACME_NUMBER}],
+               "queues": [{"id": "support", "policy": "queue"}], "default_queue": "support"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let person = |id: &str| {
+        json!({"id": id, "name": id, "role": "agent", "queues": ["support"],
+               "password": common::PASSWORD})
+    };
+    let r = post(&a, "/api/v1/accounts/acme/people", person("ann"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // On B, as soon as Redis carries the word (well within the 30 s resync).
+    let b_addr = b.http_addr;
+    let signed = common::eventually(
+        "ann@acme signs in on node B",
+        Duration::from_secs(5),
+        || async move {
+            switchboard::sim::agent::sign_in(b_addr, "ann@acme", common::PASSWORD)
+                .await
+                .ok()
+        },
+    )
+    .await;
+    assert!(!signed.is_empty());
+
+    // B stops; a person is added meanwhile; B starts again and knows them from the start.
+    b.shutdown().await;
+    let r = post(&a, "/api/v1/accounts/acme/people", person("cy"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let b = app::start(config_b).await.unwrap();
+    assert!(
+        switchboard::sim::agent::sign_in(b.http_addr, "cy@acme", common::PASSWORD)
+            .await
+            .is_ok(),
+        "node B read the change it missed from the database at start"
+    );
+    // And a change made on B reaches A.
+    let r = http
+        .patch(format!(
+            "http://{}/api/v1/accounts/acme/people/ann",
+            b.http_addr
+        ))
+        .bearer_auth(KEY)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let a_addr = a.http_addr;
+    common::eventually(
+        "ann@acme refused on node A",
+        Duration::from_secs(5),
+        || async move {
+            switchboard::sim::agent::sign_in(a_addr, "ann@acme", common::PASSWORD)
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    b.shutdown().await;
+    a.shutdown().await;
+}
