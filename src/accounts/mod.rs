@@ -109,7 +109,7 @@ pub struct Account {
 
 /// One administrative change of an account, as its audit log keeps it: who, when, what, and
 /// the thing changed before and after (secrets never: a password or token shows as changed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Its place in the log (0 until stored).
     #[serde(default)]
@@ -123,8 +123,10 @@ pub struct AuditEntry {
     /// Which: the person's, queue's or number's id; empty for the account itself.
     pub target: String,
     /// The thing before (`null` when created).
+    #[schema(value_type = Option<Object>)]
     pub before: Option<serde_json::Value>,
     /// The thing after (`null` when removed).
+    #[schema(value_type = Option<Object>)]
     pub after: Option<serde_json::Value>,
 }
 

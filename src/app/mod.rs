@@ -544,6 +544,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     ops.register(&queues, config.calls.service_level_target);
     let router = http::router(webhook_state.clone(), auth.clone(), sandbox.clone())
         .merge(crate::web::router())
+        .merge(http::openapi::router())
         .merge(crate::ops::health_router(ops.clone()))
         .merge(ws::router(WsState {
             auth: auth.clone(),

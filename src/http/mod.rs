@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod nodes;
+pub mod openapi;
 pub mod serve;
 
 use std::collections::HashMap;
@@ -101,6 +102,35 @@ struct ErrorBody {
     error: String,
 }
 
+/// The signed-in person's own 20 latest call records (any role).
+#[utoipa::path(get, path = "/api/calls/mine", tag = "records",
+    security(("session" = [])),
+    responses((status = 200, description = "`{\"calls\": [CallRecord…], \"next\": …}`"),
+              (status = 401, description = "not signed in"), (status = 503, description = "records unavailable")))]
+async fn mine(
+    who: auth::Authenticated,
+    State(store): State<crate::store::StoreHandle>,
+) -> Response {
+    let query = crate::store::CallQuery {
+        agent: Some(who.person_id.0.clone()),
+        limit: Some(20),
+        ..Default::default()
+    };
+    match store.list(query).await {
+        Ok(page) => Json(page).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "listing a person's calls failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(ErrorBody {
+                    error: "call records are unavailable".into(),
+                }),
+            )
+                .into_response()
+        }
+    }
+}
+
 /// `GET /api/calls/mine`: the signed-in person's own 20 latest call records (any role), for the
 /// agent page's "Recent calls".
 pub fn my_calls(store: crate::store::StoreHandle, auth: AuthHandle) -> Router {
@@ -108,29 +138,6 @@ pub fn my_calls(store: crate::store::StoreHandle, auth: AuthHandle) -> Router {
     struct Mine {
         store: crate::store::StoreHandle,
         auth: AuthHandle,
-    }
-    async fn mine(
-        who: auth::Authenticated,
-        State(store): State<crate::store::StoreHandle>,
-    ) -> Response {
-        let query = crate::store::CallQuery {
-            agent: Some(who.person_id.0.clone()),
-            limit: Some(20),
-            ..Default::default()
-        };
-        match store.list(query).await {
-            Ok(page) => Json(page).into_response(),
-            Err(e) => {
-                tracing::warn!(error = %e, "listing a person's calls failed");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(ErrorBody {
-                        error: "call records are unavailable".into(),
-                    }),
-                )
-                    .into_response()
-            }
-        }
     }
     Router::new()
         .route("/api/calls/mine", axum::routing::get(mine))
@@ -344,6 +351,11 @@ pub struct EndedCall {
     pub status: String,
 }
 
+/// The sandbox only: the simulated Meta calls switchboard.
+#[utoipa::path(post, path = "/sandbox/calls", tag = "sandbox",
+    request_body(content = Option<Object>, description = "`{\"from\"?, \"name\"?, \"tone_hz\"?, \"audio_ogg_base64\"?, \"hang_up_after_secs\"?}`"),
+    responses((status = 200, description = "`{\"call_id\"}`"), (status = 400, description = "refused"),
+              (status = 429, description = "too many simulated calls")))]
 async fn place_call(
     State(sandbox): State<Sandbox>,
     body: Option<Json<PlaceCall>>,
@@ -388,6 +400,11 @@ async fn place_call(
     }))
 }
 
+/// The sandbox only: the simulated caller hangs up.
+#[utoipa::path(delete, path = "/sandbox/calls/{call_id}", tag = "sandbox",
+    params(("call_id" = String, Path)),
+    responses((status = 200, description = "`{\"call_id\", \"status\"}`"), (status = 400, description = "not a call id"),
+              (status = 404, description = "no such simulated call")))]
 async fn hang_up(
     State(sandbox): State<Sandbox>,
     Path(call_id): Path<String>,
@@ -399,3 +416,8 @@ async fn hang_up(
     let status = sandbox.hang_up(id).await?;
     Ok(Json(EndedCall { call_id, status }))
 }
+
+/// These routes' part of the OpenAPI document ([`openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(mine, place_call, hang_up))]
+pub(crate) struct HttpDoc;

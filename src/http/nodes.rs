@@ -70,6 +70,9 @@ fn signed_by<A>(st: &Nodes<A>, headers: &HeaderMap, body: &[u8]) -> Option<Strin
 /// An event another node took from Meta and hands to this one, which owns its call (or has
 /// the agent for it). 401 unsigned or badly signed, 400 unreadable, 503 when this node cannot
 /// take more now (the sender then handles it itself).
+#[utoipa::path(post, path = "/internal/v1/events", tag = "nodes",
+    responses((status = 200, description = "taken"), (status = 400, description = "unreadable"),
+              (status = 401, description = "not signed by a node"), (status = 503, description = "busy")))]
 async fn event<A: Authority>(
     State(st): State<Arc<Nodes<A>>>,
     headers: HeaderMap,
@@ -95,6 +98,11 @@ async fn event<A: Authority>(
     }
 }
 
+/// Another node hands over a waiting call (signed by the nodes' key).
+#[utoipa::path(post, path = "/internal/v1/adopt", tag = "nodes",
+    responses((status = 200, description = "the internal leg's answer"), (status = 400, description = "unreadable"),
+              (status = 401, description = "not signed by a node"), (status = 409, description = "refused"),
+              (status = 503, description = "draining or busy")))]
 async fn adopt<A: Authority>(
     State(st): State<Arc<Nodes<A>>>,
     headers: HeaderMap,
@@ -124,3 +132,8 @@ async fn adopt<A: Authority>(
         }
     }
 }
+
+/// The node-to-node routes in the OpenAPI document ([`super::openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(event, adopt))]
+pub(crate) struct NodesDoc;

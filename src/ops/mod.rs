@@ -365,11 +365,21 @@ pub fn observe_leg_stats(kind: LegKind, stats: &LegStats) {
 /// `/healthz` (alive), `/readyz` (ready to take calls).
 pub fn health_router(ops: Ops) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(ops)
 }
 
+/// Alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`ok`")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready to take calls (not draining, records writable, media engine running).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "`ready`"), (status = 503, description = "`not ready: why`")))]
 async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
     match ops.ready().await {
         Ok(()) => (StatusCode::OK, "ready".to_owned()),
@@ -395,3 +405,8 @@ pub fn metrics_router(handle: PrometheusHandle) -> Router {
         }),
     )
 }
+
+/// The health routes in the OpenAPI document ([`crate::http::openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(healthz, readyz))]
+pub(crate) struct HealthDoc;

@@ -71,6 +71,11 @@ pub fn router(state: WsState) -> Router {
 
 /// Browsers send `Origin` on a WebSocket upgrade but apply no same-origin rule to it: a page of
 /// another site could open `/ws` with the cookie. [`SameOrigin`] refuses it (403) first.
+/// The agents' and supervisors' WebSocket (docs/protocol.md).
+#[utoipa::path(get, path = "/ws", tag = "agents",
+    security(("session" = [])),
+    responses((status = 101, description = "switching to the WebSocket protocol"),
+              (status = 401, description = "not signed in"), (status = 403, description = "another site's page")))]
 async fn upgrade(
     _origin: SameOrigin,
     who: Authenticated,
@@ -522,6 +527,11 @@ fn floor_msg(view: &Arc<FloorView>, me: &AgentId) -> ServerMsg {
             .collect(),
     }
 }
+
+/// `/ws` in the OpenAPI document ([`crate::http::openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(upgrade))]
+pub(crate) struct WsDoc;
 
 #[cfg(test)]
 mod tests;

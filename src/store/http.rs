@@ -93,6 +93,15 @@ impl IntoResponse for ListError {
     }
 }
 
+/// The supervisor's account's call records, newest first (see the module's docs).
+#[utoipa::path(get, path = "/api/calls", tag = "records",
+    security(("session" = [])),
+    params(("from" = Option<i64>, Query), ("to" = Option<i64>, Query), ("agent" = Option<String>, Query),
+           ("queue" = Option<String>, Query), ("outcome" = Option<String>, Query),
+           ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "`{\"calls\": [CallRecord…], \"next\": cursor | null}`"),
+              (status = 400, description = "a parameter refused, named"),
+              (status = 401, description = "not signed in"), (status = 403, description = "not a supervisor")))]
 async fn list_calls(
     State(store): State<StoreHandle>,
     scope: Option<axum::Extension<AccountScope>>,
@@ -149,6 +158,11 @@ fn parse(p: Params) -> Result<CallQuery, StoreError> {
     query.checked_limit()?;
     Ok(query)
 }
+
+/// This route's part of the OpenAPI document ([`crate::http::openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_calls))]
+pub(crate) struct RecordsDoc;
 
 #[cfg(test)]
 mod tests {

@@ -25,7 +25,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{body, millis, secs, Admin, AdminError, NumberJson, PersonJson, PolicyName, QueueJson};
+use super::{
+    body, millis, secs, Admin, AdminError, ErrorBody, NumberJson, PersonJson, PolicyName, QueueJson,
+};
 use crate::accounts::{
     account_of, Account, AuditEntry, CallSettings, PersonDef, QueueDef, QueuePolicy,
 };
@@ -45,6 +47,38 @@ const MAX_PASSWORD: usize = 256;
 const MAX_PAGE: u32 = 500;
 /// Entries in a page when no `limit` is given.
 const DEFAULT_PAGE: u32 = 100;
+
+/// This part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        list_people,
+        one_person,
+        create_person,
+        update_person,
+        list_queues,
+        one_queue,
+        create_queue,
+        update_queue,
+        list_numbers,
+        one_number,
+        add_number,
+        update_number,
+        settings,
+        update_settings,
+        audit
+    ),
+    components(schemas(
+        NewPerson,
+        PersonPatch,
+        QueuePatch,
+        NumberPatch,
+        SettingsBody,
+        SettingsPatch,
+        AuditEntry
+    ))
+)]
+pub(super) struct Doc;
 
 /// The routes.
 pub(super) fn routes() -> Router<Admin> {
@@ -320,7 +354,7 @@ fn person_etag(p: &PersonDef) -> String {
 }
 
 /// A new person, as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewPerson {
     id: String,
@@ -329,11 +363,12 @@ struct NewPerson {
     #[serde(default)]
     queues: Vec<String>,
     /// Set now (12-256 characters); the person may change it later.
+    #[schema(value_type = String)]
     password: crate::config::Secret,
 }
 
 /// A change to a person, as sent: only the fields given change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PersonPatch {
     #[serde(default)]
@@ -346,6 +381,7 @@ struct PersonPatch {
     disabled: Option<bool>,
     /// A new password (the person's sessions end).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     password: Option<crate::config::Secret>,
 }
 
@@ -378,6 +414,11 @@ fn may_manage(caller: &Caller, role: Role) -> Result<(), AdminError> {
     })
 }
 
+/// The account's people, by id, a page at a time.
+#[utoipa::path(get, path = "/api/v1/accounts/{slug}/people", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug"), ("limit" = Option<u32>, Query, description = "1-500, default 100"), ("after" = Option<String>, Query, description = "the `next` of the page before")),
+    responses((status = 200, description = "`{\"people\": [Person…], \"next\": id | null}`"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn list_people(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -397,6 +438,11 @@ async fn list_people(
     paged(people, |p| p.id.clone(), &page, "people")
 }
 
+/// One person, with its ETag.
+#[utoipa::path(get, path = "/api/v1/accounts/{slug}/people/{id}", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug"), ("id" = String, Path)),
+    responses((status = 200, body = PersonJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn one_person(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -412,6 +458,12 @@ async fn one_person(
     Ok(tagged(StatusCode::OK, &person_etag(p), person_json(p)))
 }
 
+/// Adds a person (admins only by an admin).
+#[utoipa::path(post, path = "/api/v1/accounts/{slug}/people", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug")),
+    request_body = NewPerson,
+    responses((status = 201, body = PersonJson, headers(("ETag" = String), ("Location" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn create_person(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -452,6 +504,12 @@ async fn create_person(
     Ok(r)
 }
 
+/// Changes a person: only the fields given. A new password, role, or disabling ends their sessions at once.
+#[utoipa::path(patch, path = "/api/v1/accounts/{slug}/people/{id}", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug"), ("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    request_body = PersonPatch,
+    responses((status = 200, body = PersonJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn update_person(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -542,7 +600,7 @@ fn policy_of(policy: PolicyName, max_wait_secs: Option<f64>) -> Result<QueuePoli
 }
 
 /// A change to a queue, as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct QueuePatch {
     policy: PolicyName,
@@ -550,6 +608,11 @@ struct QueuePatch {
     max_wait_secs: Option<f64>,
 }
 
+/// The account's queues.
+#[utoipa::path(get, path = "/api/v1/accounts/{slug}/queues", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug"), ("limit" = Option<u32>, Query, description = "1-500, default 100"), ("after" = Option<String>, Query, description = "the `next` of the page before")),
+    responses((status = 200, description = "`{\"queues\": [Queue…], \"next\": id | null}`"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn list_queues(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -569,6 +632,11 @@ async fn list_queues(
     paged(queues, |q| q.id.clone(), &page, "queues")
 }
 
+/// One queue, with its ETag.
+#[utoipa::path(get, path = "/api/v1/accounts/{slug}/queues/{id}", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug"), ("id" = String, Path)),
+    responses((status = 200, body = QueueJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn one_queue(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -584,6 +652,12 @@ async fn one_queue(
     Ok(tagged(StatusCode::OK, &queue_etag(q), queue_json(q)))
 }
 
+/// Adds a queue (admin).
+#[utoipa::path(post, path = "/api/v1/accounts/{slug}/queues", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug")),
+    request_body = QueueJson,
+    responses((status = 201, body = QueueJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn create_queue(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -615,6 +689,12 @@ async fn create_queue(
     Ok(tagged(StatusCode::CREATED, &queue_etag(&q), queue_json(&q)))
 }
 
+/// Changes a queue's policy: the next call follows it.
+#[utoipa::path(patch, path = "/api/v1/accounts/{slug}/queues/{id}", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug"), ("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    request_body = QueuePatch,
+    responses((status = 200, body = QueueJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn update_queue(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -653,12 +733,17 @@ fn number_json(n: &crate::accounts::NumberRoute) -> NumberJson {
 }
 
 /// A change to a number, as sent: its queue (`null`: the account's default queue).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NumberPatch {
     queue: Option<String>,
 }
 
+/// The account's business numbers and their queues.
+#[utoipa::path(get, path = "/api/v1/accounts/{slug}/numbers", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug"), ("limit" = Option<u32>, Query, description = "1-500, default 100"), ("after" = Option<String>, Query, description = "the `next` of the page before")),
+    responses((status = 200, description = "`{\"numbers\": [Number…], \"next\": id | null}`"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn list_numbers(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -678,6 +763,11 @@ async fn list_numbers(
     paged(numbers, |n| n.phone_number_id.clone(), &page, "numbers")
 }
 
+/// One number, with its ETag.
+#[utoipa::path(get, path = "/api/v1/accounts/{slug}/numbers/{number}", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug"), ("number" = String, Path, description = "Meta's phone_number_id")),
+    responses((status = 200, body = NumberJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn one_number(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -694,6 +784,12 @@ async fn one_number(
     Ok(tagged(StatusCode::OK, &etag_of(&j, ""), j))
 }
 
+/// Adds a business number (operator).
+#[utoipa::path(post, path = "/api/v1/accounts/{slug}/numbers", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug")),
+    request_body = NumberJson,
+    responses((status = 201, body = NumberJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn add_number(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -741,6 +837,12 @@ async fn add_number(
     Ok(tagged(StatusCode::CREATED, &etag_of(&j, ""), j))
 }
 
+/// Moves a number to another queue (admin): the next call follows.
+#[utoipa::path(patch, path = "/api/v1/accounts/{slug}/numbers/{number}", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug"), ("number" = String, Path), ("If-Match" = Option<String>, Header)),
+    request_body = NumberPatch,
+    responses((status = 200, body = NumberJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn update_number(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -774,7 +876,7 @@ async fn update_number(
 
 /// An account's settings as the API shows and takes them: call timings in seconds, where a
 /// number with no queue of its own leads, and the away reasons.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SettingsBody {
     name: String,
@@ -787,7 +889,7 @@ struct SettingsBody {
 }
 
 /// A change to the settings: only the fields given change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SettingsPatch {
     #[serde(default)]
@@ -818,6 +920,11 @@ fn settings_of(a: &Account) -> SettingsBody {
     }
 }
 
+/// The account's name, default queue, away reasons and call timings.
+#[utoipa::path(get, path = "/api/v1/accounts/{slug}/settings", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug")),
+    responses((status = 200, body = SettingsBody, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn settings(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -828,6 +935,12 @@ async fn settings(
     Ok(tagged(StatusCode::OK, &etag_of(&s, ""), s))
 }
 
+/// Changes the settings (admin): only the fields given.
+#[utoipa::path(patch, path = "/api/v1/accounts/{slug}/settings", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug"), ("If-Match" = Option<String>, Header)),
+    request_body = SettingsPatch,
+    responses((status = 200, body = SettingsBody, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn update_settings(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -894,6 +1007,11 @@ struct AuditPage {
     before: Option<String>,
 }
 
+/// The audit log, newest first (admin).
+#[utoipa::path(get, path = "/api/v1/accounts/{slug}/audit", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug"), ("limit" = Option<u32>, Query), ("before" = Option<String>, Query, description = "the `next` of the page before")),
+    responses((status = 200, description = "`{\"entries\": [AuditEntry…], \"next\": id | null}`"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn audit(
     State(admin): State<Admin>,
     headers: HeaderMap,

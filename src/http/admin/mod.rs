@@ -29,6 +29,31 @@ use crate::store::{StoreError, StoreHandle};
 
 mod account;
 
+/// The accounts API's part of the OpenAPI document ([`crate::http::openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list, one, create),
+    components(schemas(
+        ErrorBody,
+        NewAccount,
+        AccountJson,
+        NumberJson,
+        QueueJson,
+        PolicyName,
+        SettingsJson,
+        PersonJson
+    ))
+)]
+pub(crate) struct Doc;
+
+/// Every route of the accounts API in the OpenAPI document, this part and the account's.
+pub(crate) fn doc() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut d = Doc::openapi();
+    d.merge(account::Doc::openapi());
+    d
+}
+
 /// How long a change waits to be applied on this node before its answer goes anyway.
 const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -142,7 +167,8 @@ pub enum AdminError {
     Busy,
 }
 
-#[derive(Serialize)]
+/// A refusal: what is wrong, and the field at fault when one is (`numbers[1].queue`).
+#[derive(Serialize, utoipa::ToSchema)]
 struct ErrorBody {
     error: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -211,7 +237,7 @@ impl From<StoreError> for AdminError {
 }
 
 /// A new account, as the operator sends it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAccount {
     slug: String,
@@ -220,6 +246,7 @@ struct NewAccount {
     waba_id: Option<String>,
     /// Its Graph access token: sealed at once, never answered.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     access_token: Option<Secret>,
     #[serde(default)]
     numbers: Vec<NumberJson>,
@@ -231,7 +258,7 @@ struct NewAccount {
     settings: Option<SettingsJson>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NumberJson {
     phone_number_id: String,
@@ -239,7 +266,7 @@ struct NumberJson {
     queue: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct QueueJson {
     id: String,
@@ -249,7 +276,7 @@ struct QueueJson {
     max_wait_secs: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum PolicyName {
     Queue,
@@ -257,7 +284,7 @@ enum PolicyName {
 }
 
 /// Call settings in seconds, as the configuration file writes them.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SettingsJson {
     ring_timeout_secs: f64,
@@ -267,7 +294,7 @@ struct SettingsJson {
 }
 
 /// An account as the API shows it: never a password hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct AccountJson {
     slug: String,
     name: String,
@@ -282,7 +309,7 @@ struct AccountJson {
     settings: SettingsJson,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PersonJson {
     id: String,
     name: String,
@@ -499,6 +526,11 @@ pub fn router(
         .with_state(admin)
 }
 
+/// Every account.
+#[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts",
+    security(("operator" = [])),
+    responses((status = 200, description = "`{\"accounts\": [Account…]}`"),
+              (status = 401, body = ErrorBody), (status = 404, description = "no operator key configured", body = ErrorBody)))]
 async fn list(State(admin): State<Admin>, headers: HeaderMap) -> Result<Response, AdminError> {
     admin.operator(&headers)?;
     let accounts = admin.store.accounts().await?;
@@ -506,6 +538,12 @@ async fn list(State(admin): State<Admin>, headers: HeaderMap) -> Result<Response
     Ok(Json(serde_json::json!({ "accounts": body })).into_response())
 }
 
+/// One account.
+#[utoipa::path(get, path = "/api/v1/accounts/{slug}", tag = "accounts",
+    security(("operator" = [])),
+    params(("slug" = String, Path, description = "the account's slug")),
+    responses((status = 200, body = AccountJson), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
 async fn one(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -531,6 +569,15 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
     )
 }
 
+/// Creates an account.
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts",
+    security(("operator" = [])),
+    request_body = NewAccount,
+    responses((status = 201, body = AccountJson, headers(("Location" = String))),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "slug or number taken", body = ErrorBody),
+              (status = 413, description = "body over 64 KiB"),
+              (status = 422, description = "a field refused, named", body = ErrorBody)))]
 async fn create(
     State(admin): State<Admin>,
     headers: HeaderMap,

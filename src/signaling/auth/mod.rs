@@ -77,6 +77,7 @@ pub use cookie::{token_from, COOKIE_NAME};
 pub use directory::{demo_people, hash_password, DemoSignIn, PersonInfo, PersonStatus};
 pub use extract::{forwarded_client, Authenticated, RequireSupervisor, SameOrigin};
 pub use login::SignedIn;
+pub(crate) use routes::AuthDoc;
 pub use routes::{router, Login, LoginAnswer, LOGIN_BODY_MAX};
 
 /// Why a request was refused. Each maps to its status in [`IntoResponse`].

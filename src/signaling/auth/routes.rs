@@ -75,6 +75,12 @@ impl fmt::Debug for LoginAnswer {
     }
 }
 
+/// Signs in: the session token, also set as the `switchboard_session` cookie.
+#[utoipa::path(post, path = "/api/login", tag = "sign-in",
+    request_body(content = Object, description = "`{\"id\", \"password\"}`: the id is `alice`, or `alice@acme` for account acme"),
+    responses((status = 200, description = "`{\"token\", \"expires_in_secs\", \"person\"}` and Set-Cookie"),
+              (status = 400, description = "malformed"), (status = 401, description = "wrong id or password"),
+              (status = 429, description = "throttled; Retry-After"), (status = 503, description = "too busy to check")))]
 async fn login(
     State(auth): State<AuthHandle>,
     ClientAddr(client): ClientAddr,
@@ -107,6 +113,10 @@ async fn login(
 /// Signing out is refused to pages of other origins ([`SameOrigin`]): the cookie is
 /// `SameSite=Strict` already, and the `Origin` check also holds where a browser or a proxy does
 /// not honour it, whatever the body's content type (a cross-site form included).
+#[utoipa::path(post, path = "/api/logout", tag = "sign-in",
+    security(("session" = [])),
+    responses((status = 204, description = "signed out everywhere this session was"),
+              (status = 401, description = "not signed in"), (status = 403, description = "another site's page")))]
 async fn logout(
     State(auth): State<AuthHandle>,
     _origin: SameOrigin,
@@ -120,6 +130,11 @@ async fn logout(
         .into_response()
 }
 
+/// The signed-in person.
+#[utoipa::path(get, path = "/api/me", tag = "sign-in",
+    security(("session" = [])),
+    responses((status = 200, description = "`{\"id\", \"name\", \"role\", \"queues\"}`"),
+              (status = 401, description = "not signed in")))]
 async fn me(
     State(auth): State<AuthHandle>,
     who: Authenticated,
@@ -129,6 +144,11 @@ async fn me(
         .ok_or(AuthError::Unauthenticated)
 }
 
+/// The supervisor's account's people and their sessions.
+#[utoipa::path(get, path = "/api/people", tag = "sign-in",
+    security(("session" = [])),
+    responses((status = 200, description = "`[{\"id\", \"name\", \"role\", \"queues\", \"sessions\"}]`"),
+              (status = 401, description = "not signed in"), (status = 403, description = "not a supervisor")))]
 async fn people(
     State(auth): State<AuthHandle>,
     RequireSupervisor(who): RequireSupervisor,
@@ -147,3 +167,8 @@ async fn people(
         .collect();
     Json(all)
 }
+
+/// These routes' part of the OpenAPI document ([`crate::http::openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(login, logout, me, people))]
+pub(crate) struct AuthDoc;

@@ -613,6 +613,10 @@ struct VerifyParams {
     challenge: Option<String>,
 }
 
+/// Meta's verification handshake (reference §2).
+#[utoipa::path(get, path = "/webhooks/whatsapp", tag = "meta",
+    params(("hub.mode" = String, Query), ("hub.verify_token" = String, Query), ("hub.challenge" = String, Query)),
+    responses((status = 200, description = "the challenge, as text"), (status = 403, description = "wrong token")))]
 async fn verify(
     State(state): State<WebhookState>,
     params: Result<Query<VerifyParams>, QueryRejection>,
@@ -647,6 +651,12 @@ async fn verify(
     }
 }
 
+/// Meta's webhooks, signed with the app secret (`X-Hub-Signature-256`).
+#[utoipa::path(post, path = "/webhooks/whatsapp", tag = "meta",
+    request_body(content = Object, description = "Meta's webhook envelope (reference §3)"),
+    responses((status = 200, description = "taken"), (status = 401, description = "unsigned or badly signed"),
+              (status = 400, description = "unreadable"), (status = 413, description = "too large"),
+              (status = 503, description = "too busy: Meta retries")))]
 async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> StatusCode {
     if let Err(e) = verify_signature(
         state.shared.app_secret.expose(),
@@ -677,6 +687,11 @@ fn enqueue(state: &WebhookState, inbound: Inbound) -> StatusCode {
         }
     }
 }
+
+/// The webhook's part of the OpenAPI document (`crate::http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(verify, receive))]
+pub(crate) struct WebhookDoc;
 
 #[cfg(test)]
 mod tests {
