@@ -167,7 +167,7 @@ async fn every_refusal_names_its_field_and_changes_nothing() {
         (
             with(&["settings", "answer_deadline_secs"], json!(0)),
             422,
-            "settings.answer_deadline_ms",
+            "settings.answer_deadline_secs",
         ),
         // Duplicate ids, taken slugs and numbers.
         (
@@ -449,6 +449,13 @@ async fn every_refusal_of_an_accounts_parts_names_its_field_and_changes_nothing(
             "PATCH",
             "/api/v1/accounts/acme/queues/support".into(),
             json!({"policy": "queue", "max_wait_secs": -1}),
+            422,
+            "max_wait_secs",
+        ),
+        (
+            "PATCH",
+            "/api/v1/accounts/acme/queues/support".into(),
+            json!({"policy": "queue", "max_wait_secs": 0}),
             422,
             "max_wait_secs",
         ),

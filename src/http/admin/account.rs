@@ -323,14 +323,14 @@ fn query<T: serde::de::DeserializeOwned>(
 /// An account's rule broken by a change to one of its parts: named as the request names it
 /// (`people[3].queues[0]` → `queues[0]`).
 fn as_sent(e: crate::accounts::AccountError, part: &str) -> AdminError {
-    let field = match e.field.strip_prefix(part) {
-        Some(rest) => rest.trim_start_matches('.').to_owned(),
-        None => e.field,
+    let AdminError::Invalid { field, reason } = AdminError::from(e) else {
+        unreachable!("an account's rule is an invalid field")
     };
-    AdminError::Invalid {
-        field,
-        reason: e.reason,
-    }
+    let field = match field.strip_prefix(part) {
+        Some(rest) => rest.trim_start_matches('.').to_owned(),
+        None => field,
+    };
+    AdminError::Invalid { field, reason }
 }
 
 fn json<T: Serialize>(t: &T) -> Option<Value> {
@@ -799,9 +799,7 @@ async fn add_number(
     let caller = admin.caller(&headers, &slug).await?;
     // Which business a number is is Meta's to say: the deployment adds it.
     if !caller.is_operator() {
-        return Err(AdminError::Forbidden {
-            needed: Role::Admin,
-        });
+        return Err(AdminError::OperatorOnly);
     }
     let new: NumberJson = body(&bytes)?;
     let route = crate::accounts::NumberRoute {

@@ -165,6 +165,10 @@ pub enum AdminError {
     /// Other changes kept getting in first.
     #[error("the account is changing too often; try again")]
     Busy,
+    /// Only the deployment's operator may (add a business number: which business a number
+    /// is, is Meta's to say).
+    #[error("only the operator may do this")]
+    OperatorOnly,
 }
 
 /// A refusal: what is wrong, and the field at fault when one is (`numbers[1].queue`).
@@ -185,7 +189,9 @@ impl IntoResponse for AdminError {
             }
             AdminError::Conflict { field, .. } => (StatusCode::CONFLICT, Some(field.clone())),
             AdminError::Unavailable | AdminError::Busy => (StatusCode::SERVICE_UNAVAILABLE, None),
-            AdminError::Forbidden { .. } => (StatusCode::FORBIDDEN, None),
+            AdminError::Forbidden { .. } | AdminError::OperatorOnly => {
+                (StatusCode::FORBIDDEN, None)
+            }
             AdminError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, None),
         };
         let mut response = (
@@ -209,9 +215,18 @@ impl IntoResponse for AdminError {
 impl From<AccountError> for AdminError {
     fn from(e: AccountError) -> AdminError {
         AdminError::Invalid {
-            field: e.field,
-            reason: e.reason,
+            field: as_api_field(&e.field),
+            reason: e.reason.replace("milliseconds", "ms"),
         }
+    }
+}
+
+/// A field of a stored account as the API names it: the API takes seconds where the account
+/// keeps milliseconds (`settings.ring_timeout_ms` is sent as `settings.ring_timeout_secs`).
+fn as_api_field(field: &str) -> String {
+    match field.strip_suffix("_ms") {
+        Some(stem) => format!("{stem}_secs"),
+        None => field.to_owned(),
     }
 }
 

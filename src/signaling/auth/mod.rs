@@ -282,7 +282,7 @@ impl AuthHandle {
     /// Replaces everyone who may sign in (an account's people changed). The sessions of a
     /// person who is gone (removed, disabled) or whose role or password changed end at once, on
     /// every node; open WebSockets learn it through [`AuthHandle::revocations`]. A change of
-    /// name or queues keeps the sessions (queues apply from the person's next session).
+    /// name or queues keeps the sessions (the call machines move their queues at once).
     /// Returns the people whose sessions ended.
     pub async fn set_people(&self, people: Vec<Person>) -> Vec<AgentId> {
         let new = Arc::new(entries(people));

@@ -25,8 +25,9 @@ use crate::signaling::password::MAX_PASSWORD_BYTES;
 /// Largest `POST /api/login` body, in bytes; a larger one is answered 413.
 pub const LOGIN_BODY_MAX: usize = 4096;
 
-/// Longest sign-in name accepted, in bytes (ids are at most 64).
-const MAX_ID_BYTES: usize = 64;
+/// Longest sign-in name accepted, in bytes: an id (at most 64), `@` and an account's slug (at
+/// most 40).
+const MAX_ID_BYTES: usize = 64 + 1 + 40;
 
 /// The routes of sign-in: `POST /api/login`, `POST /api/logout`, `GET /api/me`, and the
 /// supervisors' `GET /api/people`.
@@ -88,7 +89,9 @@ async fn login(
 ) -> Result<Response, AuthError> {
     let Json(req) = body?;
     if req.id.trim().is_empty() || req.id.len() > MAX_ID_BYTES {
-        return Err(AuthError::Invalid("id must be 1 to 64 characters"));
+        return Err(AuthError::Invalid(
+            "id must be 1 to 105 characters (an id of 64, @ and a slug of 40)",
+        ));
     }
     if req.password.is_empty() || req.password.len() > MAX_PASSWORD_BYTES {
         return Err(AuthError::Invalid("password must be 1 to 1024 bytes"));
