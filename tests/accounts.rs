@@ -286,6 +286,9 @@ async fn each_account_rings_its_own_agents_with_its_own_token_and_sees_only_its_
         ("GET", "/api/v1/accounts/default/settings"),
         ("PATCH", "/api/v1/accounts/default/settings"),
         ("GET", "/api/v1/accounts/default/audit"),
+        ("GET", "/api/v1/accounts/default/keys"),
+        ("POST", "/api/v1/accounts/default/keys"),
+        ("DELETE", "/api/v1/accounts/default/keys/0123456789ab"),
     ] {
         let (status, body) = w
             .call(method, path, &sue_token, Some(json!({"disabled": true})))
@@ -545,4 +548,94 @@ async fn a_change_made_on_one_node_applies_on_the_other_at_once_and_after_a_rest
     .await;
     b.shutdown().await;
     a.shutdown().await;
+}
+
+/// An account's API key: made by an admin and shown once, works on its own account's routes
+/// only (another account's are 404), is named in the audit log, never listed, and once revoked
+/// is refused.
+#[tokio::test]
+async fn an_api_key_works_for_its_own_account_only_until_revoked() {
+    let w = world().await;
+    let made = w
+        .ok(
+            "POST",
+            "/api/v1/accounts/acme/keys",
+            KEY,
+            Some(json!({"name": "crm"})),
+        )
+        .await;
+    let key = made["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("sbk_"));
+    assert_eq!(made["role"], "admin");
+    let id = made["id"].as_str().unwrap().to_owned();
+    // With the key: acme's people, and a change made in its name.
+    let people = w
+        .ok("GET", "/api/v1/accounts/acme/people", &key, None)
+        .await;
+    assert_eq!(people["people"].as_array().unwrap().len(), 2);
+    w.ok(
+        "PATCH",
+        "/api/v1/accounts/acme/people/ann",
+        &key,
+        Some(json!({"name": "Ann B."})),
+    )
+    .await;
+    let (_, log) = w
+        .call("GET", "/api/v1/accounts/acme/audit", &key, None)
+        .await;
+    assert_eq!(log["entries"][0]["actor"], "key:crm");
+    assert_eq!(log["entries"][0]["action"], "person.update");
+    assert_eq!(log["entries"][1]["action"], "key.create");
+    // Another account's routes, and the operator's: as if they did not exist, or refused.
+    assert_eq!(
+        w.call("GET", "/api/v1/accounts/default/people", &key, None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(w.call("GET", "/api/v1/accounts", &key, None).await.0, 401);
+    // Listed without the key or its hash.
+    let (_, listed) = w
+        .call("GET", "/api/v1/accounts/acme/keys", &key, None)
+        .await;
+    assert_eq!(listed["keys"][0]["id"], id.as_str());
+    let text = listed.to_string();
+    assert!(
+        !text.contains(&key[key.len() - 64..]) && !text.contains("hash"),
+        "{text}"
+    );
+    // A guessed key of the same id, and a revoked key: refused.
+    let guess = format!("{}{}", &key[..key.len() - 64], "0".repeat(64));
+    assert_eq!(
+        w.call("GET", "/api/v1/accounts/acme/people", &guess, None)
+            .await
+            .0,
+        401
+    );
+    let (status, _) = w
+        .call(
+            "DELETE",
+            &format!("/api/v1/accounts/acme/keys/{id}"),
+            KEY,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        w.call("GET", "/api/v1/accounts/acme/people", &key, None)
+            .await
+            .0,
+        401
+    );
+    // A supervisor may not make keys.
+    let sue = w.agent("sue@acme").await;
+    let (status, _) = w
+        .call(
+            "POST",
+            "/api/v1/accounts/acme/keys",
+            &sue.token,
+            Some(json!({"name": "mine"})),
+        )
+        .await;
+    assert_eq!(status, 403);
 }

@@ -68,6 +68,7 @@ fn account(slug: &str, numbers: &[&str]) -> Account {
             answer_deadline_ms: 25_000,
         },
         version: 1,
+        api_keys: vec![],
     }
 }
 

@@ -105,7 +105,31 @@ pub struct Account {
     /// How many times it has been written: 1 when created, one more at each change; 0 for
     /// one never stored. A change is written only over the version it was made from.
     pub version: u64,
+    /// The keys its own servers call the admin API with.
+    pub api_keys: Vec<ApiKeyDef>,
 }
+
+/// A key an account's own servers call the admin API with (server to server). The key itself
+/// (`sbk_<id>_<64 hex digits>`) is shown once, when made; only its SHA-256 is kept (it is 256
+/// random bits: no slow hash is needed to make guessing it hopeless).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyDef {
+    /// Its public id (12 hex digits, also inside the key).
+    pub id: String,
+    /// What it is for, as its maker named it.
+    pub name: String,
+    /// What it may do: `supervisor` or `admin`.
+    pub role: Role,
+    /// The key's SHA-256, in hex.
+    pub hash: String,
+    /// When it was made, unix ms.
+    pub created_at: i64,
+    /// Who made it (as the audit log names them).
+    pub created_by: String,
+}
+
+/// Most API keys an account has at once.
+pub const MAX_API_KEYS: usize = 50;
 
 /// One administrative change of an account, as its audit log keeps it: who, when, what, and
 /// the thing changed before and after (secrets never: a password or token shows as changed).
@@ -354,6 +378,7 @@ impl Account {
                 calls.answer_deadline,
             ),
             version: 0,
+            api_keys: vec![],
         }
     }
 
@@ -451,6 +476,35 @@ impl Account {
         }
         for (i, r) in self.away_reasons.iter().enumerate() {
             check_text(&format!("away_reasons[{i}]"), r, 40)?;
+        }
+        if self.api_keys.len() > MAX_API_KEYS {
+            return Err(AccountError::invalid(
+                "api_keys",
+                format!("at most {MAX_API_KEYS} keys; revoke one first"),
+            ));
+        }
+        let mut keys = HashSet::new();
+        for (i, k) in self.api_keys.iter().enumerate() {
+            check_text(&format!("api_keys[{i}].name"), &k.name, MAX_TEXT)?;
+            let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex(&k.id, 12) || !keys.insert(k.id.as_str()) {
+                return Err(AccountError::invalid(
+                    format!("api_keys[{i}].id"),
+                    "12 hex digits, unique",
+                ));
+            }
+            if !hex(&k.hash, 64) {
+                return Err(AccountError::invalid(
+                    format!("api_keys[{i}].hash"),
+                    "a SHA-256 in hex",
+                ));
+            }
+            if k.role == Role::Agent {
+                return Err(AccountError::invalid(
+                    format!("api_keys[{i}].role"),
+                    "supervisor or admin",
+                ));
+            }
         }
         self.settings.validate()
     }

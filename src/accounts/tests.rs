@@ -59,6 +59,14 @@ pub(crate) fn account(slug: &str, numbers: &[&str]) -> Account {
             answer_deadline_ms: 25_000,
         },
         version: 1,
+        api_keys: vec![ApiKeyDef {
+            id: "0123456789ab".into(),
+            name: "CRM sync".into(),
+            role: Role::Admin,
+            hash: "ab".repeat(32),
+            created_at: 1_000,
+            created_by: "operator".into(),
+        }],
     }
 }
 
@@ -102,6 +110,18 @@ fn every_broken_rule_is_refused_naming_its_field() {
     assert_eq!(
         refused(&|a| a.queues[1].id = "sales@acme".into()),
         "queues[1].id"
+    );
+    assert_eq!(
+        refused(&|a| a.api_keys[0].role = Role::Agent),
+        "api_keys[0].role"
+    );
+    assert_eq!(
+        refused(&|a| a.api_keys.push(a.api_keys[0].clone())),
+        "api_keys[1].id"
+    );
+    assert_eq!(
+        refused(&|a| a.api_keys[0].hash = "secret".into()),
+        "api_keys[0].hash"
     );
     assert_eq!(
         refused(&|a| a.queues[0].policy = QueuePolicy::Queue { max_wait_ms: 0 }),

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use super::sqlite::to_json;
 use super::{AccountStore, PostgresStore, SqliteStore, StoreError};
 use crate::accounts::{
-    Account, AccountSlug, AuditEntry, CallSettings, NumberRoute, PersonDef, QueueDef, QueuePolicy,
-    SealedToken,
+    Account, AccountSlug, ApiKeyDef, AuditEntry, CallSettings, NumberRoute, PersonDef, QueueDef,
+    QueuePolicy, SealedToken,
 };
 use crate::config::{PasswordHash, Role};
 use crate::ids::AgentId;
@@ -50,7 +50,7 @@ pub(super) const SQLITE_SCHEMA: &str = "CREATE TABLE accounts (
         PRIMARY KEY (account, id)
     ) WITHOUT ROWID;";
 
-/// Each account's version, and the audit log of changes (SQLite's migration 4).
+/// Each account's version, the audit log of changes, and the API keys (SQLite's migration 4).
 pub(super) const SQLITE_VERSION: &str =
     "ALTER TABLE accounts ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
     CREATE TABLE account_audit (
@@ -63,9 +63,21 @@ pub(super) const SQLITE_VERSION: &str =
         before  TEXT,
         after   TEXT
     );
-    CREATE INDEX account_audit_by_account ON account_audit (account, id);";
+    CREATE INDEX account_audit_by_account ON account_audit (account, id);
+    CREATE TABLE account_api_keys (
+        account    TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
+        id         TEXT NOT NULL,
+        position   INTEGER NOT NULL,
+        name       TEXT NOT NULL,
+        role       TEXT NOT NULL,
+        hash       TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        PRIMARY KEY (account, id)
+    );";
 
-/// Each account's version, and the audit log of changes (PostgreSQL's migration 4).
+/// Each account's version, the audit log of changes, and the API keys (PostgreSQL's
+/// migration 4).
 pub(super) const POSTGRES_VERSION: &str =
     "ALTER TABLE accounts ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
     CREATE TABLE account_audit (
@@ -78,7 +90,18 @@ pub(super) const POSTGRES_VERSION: &str =
         before  TEXT,
         after   TEXT
     );
-    CREATE INDEX account_audit_by_account ON account_audit (account, id);";
+    CREATE INDEX account_audit_by_account ON account_audit (account, id);
+    CREATE TABLE account_api_keys (
+        account    TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
+        id         TEXT NOT NULL,
+        position   INTEGER NOT NULL,
+        name       TEXT NOT NULL,
+        role       TEXT NOT NULL,
+        hash       TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        PRIMARY KEY (account, id)
+    );";
 
 /// The accounts' tables (PostgreSQL's migration 3).
 pub(super) const POSTGRES_SCHEMA: &str = "CREATE TABLE accounts (
@@ -177,6 +200,7 @@ impl Head {
             away_reasons: from_json(&self.slug, "away_reasons", &self.away_reasons)?,
             settings,
             version: read(&self.slug, "version", u64::try_from(self.version))?,
+            api_keys: vec![],
             slug,
         })
     }
@@ -287,6 +311,37 @@ impl AccountStore for SqliteStore {
                 }
             }
         }
+        {
+            let mut q = tx.prepare(
+                "SELECT account, id, name, role, hash, created_at, created_by
+                 FROM account_api_keys ORDER BY account, position",
+            )?;
+            let rows = q.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            })?;
+            for row in rows {
+                let (slug, id, name, role, hash, created_at, created_by) = row?;
+                let key = ApiKeyDef {
+                    id,
+                    name,
+                    role: role_of(&slug, &role)?,
+                    hash,
+                    created_at,
+                    created_by,
+                };
+                if let Some(a) = attach(&mut accounts, &slug) {
+                    a.api_keys.push(key);
+                }
+            }
+        }
         tx.commit()?;
         Ok(accounts)
     }
@@ -352,7 +407,12 @@ impl AccountStore for SqliteStore {
                 StoreError::NoAccount(slug.to_owned())
             });
         }
-        for table in ["account_queues", "account_numbers", "account_people"] {
+        for table in [
+            "account_queues",
+            "account_numbers",
+            "account_people",
+            "account_api_keys",
+        ] {
             tx.execute(&format!("DELETE FROM {table} WHERE account = ?1"), [slug])?;
         }
         insert_parts_sqlite(&tx, account)?;
@@ -487,6 +547,23 @@ fn insert_parts_sqlite(
             ],
         )?;
     }
+    for (i, k) in account.api_keys.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO account_api_keys (account, id, position, name, role, hash, created_at,
+                 created_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            rusqlite::params![
+                slug,
+                k.id,
+                i as i64,
+                k.name,
+                k.role.to_string(),
+                k.hash,
+                k.created_at,
+                k.created_by,
+            ],
+        )?;
+    }
     Ok(())
 }
 
@@ -582,6 +659,24 @@ impl AccountStore for PostgresStore {
                 a.people.push(person);
             }
         }
+        for r in tx.query(
+            "SELECT account, id, name, role, hash, created_at, created_by
+             FROM account_api_keys ORDER BY account, position",
+            &[],
+        )? {
+            let slug: String = r.get(0);
+            let key = ApiKeyDef {
+                id: r.get(1),
+                name: r.get(2),
+                role: role_of(&slug, r.get(3))?,
+                hash: r.get(4),
+                created_at: r.get(5),
+                created_by: r.get(6),
+            };
+            if let Some(a) = attach(&mut accounts, &slug) {
+                a.api_keys.push(key);
+            }
+        }
         tx.commit()?;
         Ok(accounts)
     }
@@ -648,7 +743,12 @@ impl AccountStore for PostgresStore {
                 StoreError::NoAccount(slug.to_owned())
             });
         }
-        for table in ["account_queues", "account_numbers", "account_people"] {
+        for table in [
+            "account_queues",
+            "account_numbers",
+            "account_people",
+            "account_api_keys",
+        ] {
             tx.execute(&format!("DELETE FROM {table} WHERE account = $1"), &[&slug])?;
         }
         insert_parts_postgres(&mut tx, account)?;
@@ -769,6 +869,23 @@ fn insert_parts_postgres(
                 &p.password_hash.as_phc(),
                 &to_json(&p.queues),
                 &p.disabled,
+            ],
+        )?;
+    }
+    for (i, k) in account.api_keys.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO account_api_keys (account, id, position, name, role, hash, created_at,
+                 created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &slug,
+                &k.id,
+                &(i as i32),
+                &k.name,
+                &k.role.to_string(),
+                &k.hash,
+                &k.created_at,
+                &k.created_by,
             ],
         )?;
     }

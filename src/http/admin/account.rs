@@ -36,6 +36,14 @@ use crate::ids::AgentId;
 use crate::signaling::auth;
 use crate::store::StoreError;
 
+/// How an API key starts: `sbk_<id>_<64 hex digits>`.
+const KEY_PREFIX: &str = "sbk_";
+
+/// An API key's SHA-256, in hex (what is stored).
+fn key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
 /// How many times a change is made again on a newer account before giving up (each time
 /// another change was written first).
 const MAX_TRIES: usize = 8;
@@ -112,6 +120,14 @@ pub(super) fn routes() -> Router<Admin> {
             get(settings).patch(update_settings),
         )
         .route("/api/v1/accounts/{slug}/audit", get(audit))
+        .route(
+            "/api/v1/accounts/{slug}/keys",
+            get(list_keys).post(create_key),
+        )
+        .route(
+            "/api/v1/accounts/{slug}/keys/{id}",
+            axum::routing::delete(revoke_key),
+        )
 }
 
 /// Who is asking.
@@ -126,6 +142,13 @@ enum Caller {
         /// Their role.
         role: Role,
     },
+    /// One of the account's API keys.
+    Key {
+        /// The key's name.
+        name: String,
+        /// What it may do.
+        role: Role,
+    },
 }
 
 impl Caller {
@@ -134,6 +157,7 @@ impl Caller {
         match self {
             Caller::Operator => "operator".into(),
             Caller::Person { id, .. } => id.0.clone(),
+            Caller::Key { name, .. } => format!("key:{name}"),
         }
     }
 
@@ -141,8 +165,10 @@ impl Caller {
     fn require(&self, role: Role) -> Result<(), AdminError> {
         match self {
             Caller::Operator => Ok(()),
-            Caller::Person { role: r, .. } if *r >= role => Ok(()),
-            Caller::Person { .. } => Err(AdminError::Forbidden { needed: role }),
+            Caller::Person { role: r, .. } | Caller::Key { role: r, .. } if *r >= role => Ok(()),
+            Caller::Person { .. } | Caller::Key { .. } => {
+                Err(AdminError::Forbidden { needed: role })
+            }
         }
     }
 
@@ -160,6 +186,27 @@ impl Admin {
             if bool::from(token.as_bytes().ct_eq(key.expose().as_bytes())) {
                 return Ok(Caller::Operator);
             }
+        }
+        if let Some(rest) = token.strip_prefix(KEY_PREFIX) {
+            let id = rest.split('_').next().unwrap_or("");
+            let hash = key_hash(token);
+            for a in self.store.accounts().await? {
+                let Some(k) = a.api_keys.iter().find(|k| k.id == id) else {
+                    continue;
+                };
+                if !bool::from(hash.as_bytes().ct_eq(k.hash.as_bytes())) {
+                    break;
+                }
+                // Another account's key: as for a session of another account.
+                if a.slug.as_str() != slug {
+                    return Err(AdminError::NotFound);
+                }
+                return Ok(Caller::Key {
+                    name: k.name.clone(),
+                    role: k.role,
+                });
+            }
+            return Err(AdminError::Unauthorized);
         }
         let who = self
             .auth
@@ -1041,4 +1088,152 @@ async fn audit(
     let next = (entries.len() > limit as usize).then(|| entries[limit as usize - 1].id.to_string());
     entries.truncate(limit as usize);
     Ok(Json(serde_json::json!({ "entries": entries, "next": next })).into_response())
+}
+
+// ---- API keys ----
+
+/// An API key as listed: never the key, nor its hash.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct KeyJson {
+    id: String,
+    name: String,
+    role: Role,
+    /// Unix ms.
+    created_at: i64,
+    created_by: String,
+}
+
+/// A key just made: the key itself, shown this once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct MadeKey {
+    #[serde(flatten)]
+    listed: KeyJson,
+    /// `Authorization: Bearer <key>` on this account's `/api/v1/accounts/{slug}/…` routes.
+    key: String,
+}
+
+/// A new key, as sent.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    /// What it is for (1-64 characters).
+    name: String,
+    /// `supervisor` or `admin` (the default).
+    #[serde(default)]
+    role: Option<Role>,
+}
+
+fn key_json(k: &crate::accounts::ApiKeyDef) -> KeyJson {
+    KeyJson {
+        id: k.id.clone(),
+        name: k.name.clone(),
+        role: k.role,
+        created_at: k.created_at,
+        created_by: k.created_by.clone(),
+    }
+}
+
+/// The account's API keys (admin), never the keys themselves.
+#[utoipa::path(get, path = "/api/v1/accounts/{slug}/keys", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug"), ("limit" = Option<u32>, Query, description = "1-500, default 100"), ("after" = Option<String>, Query, description = "the `next` of the page before")),
+    responses((status = 200, description = "`{\"keys\": [Key…], \"next\": id | null}`"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or key, or another account's", body = ErrorBody)))]
+async fn list_keys(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, AdminError> {
+    admin.caller(&headers, &slug).await?.require(Role::Admin)?;
+    let page = query(page)?;
+    let mut keys: Vec<KeyJson> = admin
+        .account(&slug)
+        .await?
+        .api_keys
+        .iter()
+        .map(key_json)
+        .collect();
+    keys.sort_by(|a, b| a.id.cmp(&b.id));
+    paged(keys, |k| k.id.clone(), &page, "keys")
+}
+
+/// Makes an API key (admin): the key is answered this once, and only its hash is kept.
+#[utoipa::path(post, path = "/api/v1/accounts/{slug}/keys", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug")),
+    request_body = NewKey,
+    responses((status = 201, body = MadeKey), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or key, or another account's", body = ErrorBody),
+              (status = 422, description = "a field refused, named", body = ErrorBody)))]
+async fn create_key(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, AdminError> {
+    let caller = admin.caller(&headers, &slug).await?;
+    caller.require(Role::Admin)?;
+    let new: NewKey = body(&bytes)?;
+    let role = new.role.unwrap_or(Role::Admin);
+    if role == Role::Agent {
+        return Err(AdminError::Invalid {
+            field: "role".into(),
+            reason: "supervisor or admin".into(),
+        });
+    }
+    let id = hex::encode(rand::random::<[u8; 6]>());
+    let key = format!(
+        "{KEY_PREFIX}{id}_{}",
+        hex::encode(rand::random::<[u8; 32]>())
+    );
+    let def = crate::accounts::ApiKeyDef {
+        id: id.clone(),
+        name: new.name,
+        role,
+        hash: key_hash(&key),
+        created_at: crate::store::unix_ms(std::time::SystemTime::now()),
+        created_by: caller.name(),
+    };
+    let (_, made) = admin
+        .edit(&slug, &caller, "key.create", &id, |a| {
+            a.api_keys.push(def.clone());
+            let i = a.api_keys.len() - 1;
+            a.validate()
+                .map_err(|e| as_sent(e, &format!("api_keys[{i}]")))?;
+            Ok((None, json(&key_json(&def)), def.clone()))
+        })
+        .await?;
+    let body = MadeKey {
+        listed: key_json(&made),
+        key,
+    };
+    let mut r = (StatusCode::CREATED, Json(body)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+/// Revokes an API key (admin): refused from the next request on.
+#[utoipa::path(delete, path = "/api/v1/accounts/{slug}/keys/{id}", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug"), ("id" = String, Path)),
+    responses((status = 204, description = "revoked"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or key, or another account's", body = ErrorBody)))]
+async fn revoke_key(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<Response, AdminError> {
+    let caller = admin.caller(&headers, &slug).await?;
+    caller.require(Role::Admin)?;
+    admin
+        .edit(&slug, &caller, "key.revoke", &id, |a| {
+            let i = a
+                .api_keys
+                .iter()
+                .position(|k| k.id == id)
+                .ok_or(AdminError::NotFound)?;
+            let gone = a.api_keys.remove(i);
+            Ok((json(&key_json(&gone)), None, ()))
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

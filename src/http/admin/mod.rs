@@ -429,6 +429,7 @@ impl NewAccount {
             }),
             settings,
             version: 0,
+            api_keys: vec![],
         };
         account.validate()?;
         Ok(account)
