@@ -440,6 +440,14 @@ pub enum Input {
         /// True for a deliberate sign-out (no grace period).
         signed_out: bool,
     },
+    /// An agent's sign-in was withdrawn by someone else (disabled, removed, a new password or
+    /// role): the call they are on goes back to the front of its queue at once, the caller
+    /// hearing hold audio meanwhile, and they are signed out (their session's own
+    /// [`Input::AgentLeft`] follows).
+    AgentRevoked {
+        /// Who.
+        agent: AgentId,
+    },
     /// An agent asks for something.
     AgentCommand {
         /// Who.

@@ -1888,3 +1888,38 @@ fn a_queue_switched_to_decline_declines_the_next_call() {
     })));
     assert_eq!(rang(&acts), [("bob".to_owned(), "c2".to_owned())]);
 }
+
+#[test]
+fn an_agent_whose_sign_in_is_withdrawn_hands_the_call_back_to_its_queue() {
+    let mut w = World::new(queue_policy());
+    let alice = w.agent_online("alice", &["support"]);
+    let wa = w.talking_call("c1", "alice");
+    w.agent_online("bob", &["support"]);
+    // Bob is busy elsewhere first: the call waits for him at the front of the queue.
+    w.talking_call("c2", "bob");
+    let acts = w.input(Input::AgentRevoked {
+        agent: agent("alice"),
+    });
+    // Alice is unrouted and told; the caller hears hold audio; nothing ends at Meta.
+    assert!(routes(&acts).contains(&(alice.streams[0], None)));
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::Notify { agent: who, notice: Notice::CallEnded { .. } } if who.0 == "alice"
+    )));
+    assert!(graph_actions(&acts).is_empty());
+    assert!(!w.finished().iter().any(|e| e.call == call("c1")));
+    assert!(matches!(w.c.phase(&call("c1")), Some(Phase::Queued { .. })));
+    assert!(routes(&acts).iter().any(|(s, _)| *s == wa.stream));
+    assert_eq!(w.presence("alice"), Presence::Offline);
+    // Her page's own sign-out that follows changes nothing more.
+    let acts = w.input(Input::AgentLeft {
+        agent: agent("alice"),
+        signed_out: true,
+    });
+    assert!(graph_actions(&acts).is_empty());
+    // Bob, free again, takes it.
+    w.command("bob", Command::HangUp { call: call("c2") });
+    w.command("bob", Command::EndWrapUp);
+    w.advance(Duration::from_secs(60));
+    assert!(rang(&w.log).contains(&("bob".to_owned(), "c1".to_owned())));
+}

@@ -223,6 +223,11 @@ async fn session(mut socket: impl Socket, who: Authenticated, st: WsState) {
                 }
             } => {
                 if !st.auth.session_alive_anywhere(&who.session).await {
+                    // Withdrawn by someone else (disabled, new password…): the call the agent is
+                    // on goes back to its queue rather than ending with their page.
+                    if st.auth.withdrawn(&agent) {
+                        st.calls.revoke(agent.clone()).await;
+                    }
                     let e = error("signed_out", "your sign-in ended; sign in again");
                     let _ = send(&mut socket, &e).await;
                     close_with(&mut socket, close::SIGNED_OUT, "signed out").await;

@@ -279,6 +279,11 @@ impl CallsHandle {
         rx.await.unwrap_or(false)
     }
 
+    /// `agent`'s sign-in was withdrawn: see [`Input::AgentRevoked`].
+    pub async fn revoke(&self, agent: AgentId) {
+        let _ = self.input(Input::AgentRevoked { agent }).await;
+    }
+
     /// The accounts changed: see [`Input::Reconfigure`].
     pub async fn reconfigure(&self, r: super::Reconfigure) {
         let _ = self.input(Input::Reconfigure(Box::new(r))).await;

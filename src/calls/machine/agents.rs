@@ -107,6 +107,48 @@ impl<R: Routing> Centre<R> {
         self.actions.push_back(Action::FloorChanged);
     }
 
+    /// See [`Input::AgentRevoked`]: never hang up on a caller because an admin changed the
+    /// agent's account.
+    pub(super) fn on_agent_revoked(&mut self, now: Instant, agent: AgentId) {
+        let on_call = self
+            .calls
+            .values()
+            .find(|c| {
+                matches!(&c.phase, Phase::Talking { agent: a, .. } | Phase::Connecting { agent: a } if *a == agent)
+            })
+            .map(|c| (c.id.clone(), c.queue.clone()));
+        if let Some((id, queue)) = on_call {
+            info!(call_id = %id, %agent, "the agent's sign-in was withdrawn; the call goes back to its queue");
+            if let Some(leg) = self.sessions.get(&agent).and_then(|s| s.leg.clone()) {
+                if let Some(s) = leg.streams.first() {
+                    self.actions.push_back(Action::Route {
+                        stream: *s,
+                        source: None,
+                    });
+                }
+            }
+            self.notify(
+                agent.clone(),
+                Notice::CallEnded {
+                    call: id.clone(),
+                    reason: "your sign-in was withdrawn; the call went back to its queue".into(),
+                },
+            );
+            if let Some(call) = self.calls.get_mut(&id) {
+                // A fresh wait: the time it waited before it was answered is over.
+                call.waiting_since = Some(now);
+            }
+            // (Hold audio for an accepted call: `enter_queue`.)
+            let max_wait = self.max_wait(&queue);
+            self.enter_queue(now, &id, max_wait, false);
+            if let Some(call) = self.calls.get_mut(&id) {
+                // Not back to them: their sign-in is gone.
+                call.tried = vec![agent.clone()];
+            }
+        }
+        self.on_agent_left(now, agent, true);
+    }
+
     pub(super) fn on_command(&mut self, now: Instant, agent: AgentId, command: Command) {
         let refuse = |code: Refusal, message: String| Notice::Refused { code, message };
         if !self.sessions.get(&agent).is_some_and(|s| s.online) {

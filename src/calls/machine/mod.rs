@@ -526,6 +526,7 @@ impl<R: Routing> Centre<R> {
             } => self.on_agent_joined(now, agent, role, queues),
             Input::AgentLegReady { agent, leg } => self.on_agent_leg(agent, leg),
             Input::AgentLeft { agent, signed_out } => self.on_agent_left(now, agent, signed_out),
+            Input::AgentRevoked { agent } => self.on_agent_revoked(now, agent),
             Input::AgentCommand { agent, command } => self.on_command(now, agent, command),
             Input::QueuesShared { on } => {
                 if on != self.queues_shared {

@@ -82,6 +82,7 @@ impl AuthHandle {
             }
         }
         info!(person = %entry.info.id, role = %entry.info.role, "signed in");
+        self.restored(&entry.info.id);
         Ok(SignedIn {
             token,
             person: entry.info.clone(),

@@ -221,6 +221,9 @@ struct Inner {
     /// Counts the times sessions were ended for a change of people: open WebSockets follow it
     /// to say `signed_out` at once instead of at their next check.
     revoked: watch::Sender<u64>,
+    /// Whose sign-in a change of people withdrew (until they sign in again): their sessions
+    /// ended by someone else's doing, not their own sign-out.
+    withdrawn: Mutex<std::collections::HashSet<AgentId>>,
     dummy: PasswordHash,
     sessions: Mutex<Sessions>,
     throttle: Mutex<SignInThrottle>,
@@ -254,6 +257,7 @@ impl AuthHandle {
             inner: Arc::new(Inner {
                 people: RwLock::new(Arc::new(entries(people))),
                 revoked: watch::Sender::new(0),
+                withdrawn: Mutex::default(),
                 dummy,
                 sessions: Mutex::new(Sessions::new(config.session_ttl, limits)),
                 throttle: Mutex::new(SignInThrottle::default()),
@@ -298,6 +302,11 @@ impl AuthHandle {
             })
             .map(|(id, _)| id.clone())
             .collect();
+        self.inner
+            .withdrawn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ended.iter().cloned());
         let mut removed = 0;
         for person in &ended {
             removed += self.sign_out_everywhere(person).await;
@@ -311,6 +320,25 @@ impl AuthHandle {
             );
         }
         ended
+    }
+
+    /// True when `person`'s sign-in was withdrawn by a change of people (and they have not
+    /// signed in since): what ended their session was not their own doing.
+    pub fn withdrawn(&self, person: &AgentId) -> bool {
+        self.inner
+            .withdrawn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(person)
+    }
+
+    /// `person` signed in again: a later end of their session is theirs.
+    fn restored(&self, person: &AgentId) {
+        self.inner
+            .withdrawn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(person);
     }
 
     /// Bumped each time [`AuthHandle::set_people`] ended sessions: a long-lived connection
