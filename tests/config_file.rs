@@ -74,3 +74,63 @@ fn the_documented_people_entries_load_with_a_real_hash() {
     assert_eq!(ids, [("alice", Role::Agent), ("sam", Role::Supervisor)]);
     assert_eq!(c.auth.people[0].queues, ["support", "sales"]);
 }
+
+/// Today's example configuration, unchanged but for loopback addresses, starts and takes a
+/// call as before accounts: in the sandbox with its demo people, and with its `[[people]]`
+/// (uncommented) on a database file, twice — the second start keeps the default account the
+/// first seeded.
+#[tokio::test]
+async fn the_example_config_starts_and_takes_a_call_as_before() {
+    use std::time::Duration;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/switchboard.example.toml"
+    );
+    let loopback = |db: Option<std::path::PathBuf>| {
+        common::loopback(Settings {
+            media_addr: Some("127.0.0.1".into()),
+            media_ports: Some("ephemeral:4".into()),
+            db,
+            ..Settings::default()
+        })
+    };
+    let answered = |running: switchboard::app::Running, id: &'static str| async move {
+        let mut agent = common::sign_in(&running, id).await;
+        let sim = running.simulator.clone().expect("the sandbox");
+        let call = common::held_call(&sim).await;
+        let ringing = agent.ringing(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(ringing, call.call_id.0);
+        agent
+            .answer(&ringing, Duration::from_secs(10))
+            .await
+            .unwrap();
+        running.shutdown().await;
+    };
+    // As shipped: the sandbox with its demo people.
+    let c = Config::load(Some(std::path::Path::new(path)), loopback(None)).unwrap();
+    let running = switchboard::app::start(c).await.unwrap();
+    let demo = running.sandbox_sign_ins[0].id.0.clone();
+    assert_eq!(demo, "agent1");
+    answered(running, "agent1").await;
+
+    // With its [[people]], on a database file: seeded on the first start, kept on the next.
+    let text = std::fs::read_to_string(path).unwrap();
+    let phc = switchboard::signaling::auth::hash_password(common::PASSWORD).unwrap();
+    let start = text.find("# [[people]]").unwrap();
+    let uncommented: String = text[start..]
+        .lines()
+        .map(|l| l.trim_start_matches('#').trim_start())
+        .map(|l| l.replace("$argon2id$v=19$m=19456,t=2,p=1$...", &phc))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchboard.toml");
+    std::fs::write(&file, format!("{}\n{uncommented}\n", &text[..start])).unwrap();
+    let db = dir.path().join("calls.db");
+    for _ in 0..2 {
+        let c = Config::load(Some(&file), loopback(Some(db.clone()))).unwrap();
+        let running = switchboard::app::start(c).await.unwrap();
+        assert!(running.sandbox_sign_ins.is_empty());
+        answered(running, "alice").await;
+    }
+}
