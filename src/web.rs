@@ -1,5 +1,5 @@
-//! The pages agents and supervisors use (`web/`), embedded in the binary: one file to deploy,
-//! nothing loaded from the network.
+//! The pages agents, supervisors and admins use (`web/`), embedded in the binary: one file to
+//! deploy, nothing loaded from the network.
 //!
 //! *Owns*: the static files and the headers they are served with (a Content Security Policy
 //! that allows this origin only). *Does not touch*: anything else; the pages speak
@@ -27,56 +27,32 @@ fn page(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     )
 }
 
-/// `/` (the agent page), `/supervisor` (the supervisor console) and their assets.
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// Every page and asset: its path, content type and body. The router serves them and the
+/// OpenAPI document lists them, both from here.
+pub const PAGES: &[(&str, &str, &str)] = &[
+    ("/", HTML, include_str!("../web/index.html")),
+    ("/agent.js", JS, include_str!("../web/agent.js")),
+    ("/supervisor", HTML, include_str!("../web/supervisor.html")),
+    ("/supervisor.js", JS, include_str!("../web/supervisor.js")),
+    ("/admin", HTML, include_str!("../web/admin.html")),
+    ("/admin.js", JS, include_str!("../web/admin.js")),
+    ("/session.js", JS, include_str!("../web/session.js")),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/style.css"),
+    ),
+];
+
+/// `/` (the agent page), `/supervisor` (the supervisor console), `/admin` (the account's
+/// administration) and their assets: [`PAGES`].
 pub fn router() -> Router {
-    Router::new()
-        .route(
-            "/supervisor",
-            get(|| async {
-                page(
-                    "text/html; charset=utf-8",
-                    include_str!("../web/supervisor.html"),
-                )
-            }),
-        )
-        .route(
-            "/supervisor.js",
-            get(|| async {
-                page(
-                    "text/javascript; charset=utf-8",
-                    include_str!("../web/supervisor.js"),
-                )
-            }),
-        )
-        .route(
-            "/session.js",
-            get(|| async {
-                page(
-                    "text/javascript; charset=utf-8",
-                    include_str!("../web/session.js"),
-                )
-            }),
-        )
-        .route(
-            "/",
-            get(|| async {
-                page(
-                    "text/html; charset=utf-8",
-                    include_str!("../web/index.html"),
-                )
-            }),
-        )
-        .route(
-            "/agent.js",
-            get(|| async {
-                page(
-                    "text/javascript; charset=utf-8",
-                    include_str!("../web/agent.js"),
-                )
-            }),
-        )
-        .route(
-            "/style.css",
-            get(|| async { page("text/css; charset=utf-8", include_str!("../web/style.css")) }),
-        )
+    PAGES
+        .iter()
+        .fold(Router::new(), |r, &(path, content_type, body)| {
+            r.route(path, get(move || async move { page(content_type, body) }))
+        })
 }

@@ -42,9 +42,34 @@ async fn openapi_json() -> impl IntoResponse {
                        and every body are described in docs/protocol.md."
     ),
     paths(openapi_json),
-    modifiers(&Security)
+    modifiers(&Security, &Pages)
 )]
 struct Frame;
+
+/// The pages and their assets ([`crate::web::PAGES`], the table the router serves).
+struct Pages;
+
+impl utoipa::Modify for Pages {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+        use utoipa::openapi::{ContentBuilder, ResponseBuilder};
+        for &(path, content_type, _) in crate::web::PAGES {
+            let ok = ResponseBuilder::new()
+                .description(
+                    "the page or asset, with a Content-Security-Policy of this origin only",
+                )
+                .content(content_type, ContentBuilder::new().build())
+                .build();
+            let op = OperationBuilder::new()
+                .tag("pages")
+                .response("200", ok)
+                .build();
+            openapi
+                .paths
+                .add_path_operation(path, vec![HttpMethod::Get], op);
+        }
+    }
+}
 
 struct Security;
 

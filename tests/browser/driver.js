@@ -4,6 +4,7 @@
 //   goto <url>                      open a page
 //   fill <label> <text…>            type into the field with that label
 //   select <label>|<option text>    choose the option with that text in the labelled list
+//   check <label…>                  tick the checkbox with that label
 //   click <button name…>            press the button with that accessible name (waits for it)
 //   wait_button <button name…>      wait until such a button is visible
 //   wait_visible <element id>       wait until the element is shown
@@ -65,6 +66,7 @@ async function measure(page, id, ms) {
         const [label, option] = arg.split('|');
         await page.getByLabel(label, { exact: true }).selectOption({ label: option });
       }
+      else if (cmd === 'check') await page.getByLabel(arg, { exact: true }).check();
       else if (cmd === 'click') await page.getByRole('button', { name: arg, exact: true }).first().click();
       else if (cmd === 'wait_button') await page.getByRole('button', { name: arg, exact: true }).first().waitFor();
       else if (cmd === 'wait_visible') await page.locator('#' + arg).waitFor({ state: 'visible' });

@@ -74,7 +74,10 @@ const DEFAULT_PAGE: u32 = 100;
         update_number,
         settings,
         update_settings,
-        audit
+        audit,
+        list_keys,
+        create_key,
+        revoke_key
     ),
     components(schemas(
         NewPerson,
@@ -83,7 +86,10 @@ const DEFAULT_PAGE: u32 = 100;
         NumberPatch,
         SettingsBody,
         SettingsPatch,
-        AuditEntry
+        AuditEntry,
+        NewKey,
+        KeyJson,
+        MadeKey
     ))
 )]
 pub(super) struct Doc;
