@@ -119,20 +119,10 @@ impl<R: Routing> Centre<R> {
             .map(|c| (c.id.clone(), c.queue.clone()));
         if let Some((id, queue)) = on_call {
             info!(call_id = %id, %agent, "the agent's sign-in was withdrawn; the call goes back to its queue");
-            if let Some(leg) = self.sessions.get(&agent).and_then(|s| s.leg.clone()) {
-                if let Some(s) = leg.streams.first() {
-                    self.actions.push_back(Action::Route {
-                        stream: *s,
-                        source: None,
-                    });
-                }
-            }
-            self.notify(
-                agent.clone(),
-                Notice::CallEnded {
-                    call: id.clone(),
-                    reason: "your sign-in was withdrawn; the call went back to its queue".into(),
-                },
+            self.let_go(
+                &agent,
+                &id,
+                "your sign-in was withdrawn; the call went back to its queue",
             );
             if let Some(call) = self.calls.get_mut(&id) {
                 // A fresh wait: the time it waited before it was answered is over.

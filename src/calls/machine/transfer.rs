@@ -80,6 +80,26 @@ impl<R: Routing> Centre<R> {
         );
     }
 
+    /// `agent` is done with the call `id` while it goes on without them: nothing they say
+    /// reaches it any more, and they are told why.
+    pub(super) fn let_go(&mut self, agent: &AgentId, id: &WaCallId, reason: &str) {
+        if let Some(leg) = self.sessions.get(agent).and_then(|s| s.leg.clone()) {
+            if let Some(s) = leg.streams.first() {
+                self.actions.push_back(Action::Route {
+                    stream: *s,
+                    source: None,
+                });
+            }
+        }
+        self.notify(
+            agent.clone(),
+            Notice::CallEnded {
+                call: id.clone(),
+                reason: reason.into(),
+            },
+        );
+    }
+
     pub(super) fn transfer(
         &mut self,
         now: Instant,
@@ -132,21 +152,7 @@ impl<R: Routing> Centre<R> {
         };
         info!(call_id = %id, from = %agent, ?to, "blind transfer");
         // The first agent is done with it: unroute them and start their wrap-up.
-        if let Some(leg) = self.sessions.get(&agent).and_then(|s| s.leg.clone()) {
-            if let Some(s) = leg.streams.first() {
-                self.actions.push_back(Action::Route {
-                    stream: *s,
-                    source: None,
-                });
-            }
-        }
-        self.notify(
-            agent.clone(),
-            Notice::CallEnded {
-                call: id.clone(),
-                reason: "transferred".into(),
-            },
-        );
+        self.let_go(&agent, &id, "transferred");
         self.start_wrap_up(now, &agent, &id);
         let Some(call) = self.calls.get_mut(&id) else {
             return;

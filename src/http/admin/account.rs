@@ -56,6 +56,33 @@ const MAX_PAGE: u32 = 500;
 /// Entries in a page when no `limit` is given.
 const DEFAULT_PAGE: u32 = 100;
 
+/// Every refusal an account's route may answer (in the OpenAPI document).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only its description is used.
+enum Refused {
+    /// No token, or one that is neither the operator's key, a live session nor a live key.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The caller's role may not.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// No such account or resource, or another account's.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// An id the account has already, or a number another account has.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// `If-Match` names a version the resource no longer has.
+    #[response(status = 412)]
+    PreconditionFailed(ErrorBody),
+    /// A field of the body or query refused: `field` names it.
+    #[response(status = 422)]
+    Invalid(ErrorBody),
+    /// The database did not answer, or other changes kept getting in first.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// This part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -344,24 +371,52 @@ impl Page {
 }
 
 /// One page of `items` (sorted by their key), after `page.after`.
+/// One page of `items` (each with its key, in any order) after `page.after`, as
+/// `{"<name>": [...], "next": key | null}`.
 fn paged<T: Serialize>(
-    items: Vec<T>,
-    key: impl Fn(&T) -> String,
+    mut items: Vec<(String, T)>,
     page: &Page,
     name: &str,
 ) -> Result<Response, AdminError> {
     let limit = page.limit()?;
     let after = page.after.clone().filter(|s| !s.is_empty());
-    let mut rest: Vec<T> = items
-        .into_iter()
-        .filter(|t| after.as_ref().is_none_or(|a| key(t) > *a))
-        .collect();
-    let next = (rest.len() > limit).then(|| key(&rest[limit - 1]));
-    rest.truncate(limit);
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items.retain(|(k, _)| after.as_ref().is_none_or(|a| k > a));
+    let next = (items.len() > limit).then(|| items[limit - 1].0.clone());
+    items.truncate(limit);
+    let rest: Vec<T> = items.into_iter().map(|(_, t)| t).collect();
     let mut body = serde_json::Map::new();
     body.insert(name.into(), serde_json::to_value(rest).unwrap_or_default());
     body.insert("next".into(), next.map_or(Value::Null, Value::String));
     Ok(Json(Value::Object(body)).into_response())
+}
+
+/// A page of one of the account's lists (`name`: `people`, `queues`…), each item with its key,
+/// for a caller who may act as `role`.
+async fn list_part<T: Serialize>(
+    admin: &Admin,
+    headers: &HeaderMap,
+    slug: &str,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    role: Role,
+    name: &str,
+    items: impl FnOnce(&Account) -> Vec<(String, T)>,
+) -> Result<Response, AdminError> {
+    admin.caller(headers, slug).await?.require(role)?;
+    let page = query(page)?;
+    paged(items(&admin.account(slug).await?), &page, name)
+}
+
+/// One thing of the account as `find` answers it, with its ETag.
+async fn one_part<T: Serialize>(
+    admin: &Admin,
+    headers: &HeaderMap,
+    slug: &str,
+    find: impl FnOnce(&Account) -> Option<(T, String)>,
+) -> Result<Response, AdminError> {
+    admin.caller(headers, slug).await?;
+    let (thing, etag) = find(&admin.account(slug).await?).ok_or(AdminError::NotFound)?;
+    Ok(tagged(StatusCode::OK, &etag, thing))
 }
 
 fn query<T: serde::de::DeserializeOwned>(
@@ -471,44 +526,45 @@ fn may_manage(caller: &Caller, role: Role) -> Result<(), AdminError> {
 #[utoipa::path(get, path = "/api/v1/accounts/{slug}/people", tag = "accounts",
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug"), ("limit" = Option<u32>, Query, description = "1-500, default 100"), ("after" = Option<String>, Query, description = "the `next` of the page before")),
-    responses((status = 200, description = "`{\"people\": [Person…], \"next\": id | null}`"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "`{\"people\": [Person…], \"next\": id | null}`"), Refused))]
 async fn list_people(
     State(admin): State<Admin>,
     headers: HeaderMap,
     Path(slug): Path<String>,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AdminError> {
-    admin.caller(&headers, &slug).await?;
-    let page = query(page)?;
-    let mut people: Vec<PersonJson> = admin
-        .account(&slug)
-        .await?
-        .people
-        .iter()
-        .map(person_json)
-        .collect();
-    people.sort_by(|a, b| a.id.cmp(&b.id));
-    paged(people, |p| p.id.clone(), &page, "people")
+    list_part(
+        &admin,
+        &headers,
+        &slug,
+        page,
+        Role::Supervisor,
+        "people",
+        |a| {
+            a.people
+                .iter()
+                .map(|p| (p.id.0.clone(), person_json(p)))
+                .collect()
+        },
+    )
+    .await
 }
 
 /// One person, with its ETag.
 #[utoipa::path(get, path = "/api/v1/accounts/{slug}/people/{id}", tag = "accounts",
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug"), ("id" = String, Path)),
-    responses((status = 200, body = PersonJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = PersonJson, headers(("ETag" = String))), Refused))]
 async fn one_person(
     State(admin): State<Admin>,
     headers: HeaderMap,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Response, AdminError> {
-    admin.caller(&headers, &slug).await?;
-    let account = admin.account(&slug).await?;
-    let p = account
-        .people
-        .iter()
-        .find(|p| p.id.0 == id)
-        .ok_or(AdminError::NotFound)?;
-    Ok(tagged(StatusCode::OK, &person_etag(p), person_json(p)))
+    one_part(&admin, &headers, &slug, |a| {
+        let p = a.people.iter().find(|p| p.id.0 == id)?;
+        Some((person_json(p), person_etag(p)))
+    })
+    .await
 }
 
 /// Adds a person (admins only by an admin).
@@ -516,7 +572,7 @@ async fn one_person(
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug")),
     request_body = NewPerson,
-    responses((status = 201, body = PersonJson, headers(("ETag" = String), ("Location" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 201, body = PersonJson, headers(("ETag" = String), ("Location" = String))), Refused))]
 async fn create_person(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -562,7 +618,7 @@ async fn create_person(
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug"), ("id" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = PersonPatch,
-    responses((status = 200, body = PersonJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = PersonJson, headers(("ETag" = String))), Refused))]
 async fn update_person(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -665,44 +721,45 @@ struct QueuePatch {
 #[utoipa::path(get, path = "/api/v1/accounts/{slug}/queues", tag = "accounts",
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug"), ("limit" = Option<u32>, Query, description = "1-500, default 100"), ("after" = Option<String>, Query, description = "the `next` of the page before")),
-    responses((status = 200, description = "`{\"queues\": [Queue…], \"next\": id | null}`"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "`{\"queues\": [Queue…], \"next\": id | null}`"), Refused))]
 async fn list_queues(
     State(admin): State<Admin>,
     headers: HeaderMap,
     Path(slug): Path<String>,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AdminError> {
-    admin.caller(&headers, &slug).await?;
-    let page = query(page)?;
-    let mut queues: Vec<QueueJson> = admin
-        .account(&slug)
-        .await?
-        .queues
-        .iter()
-        .map(queue_json)
-        .collect();
-    queues.sort_by(|a, b| a.id.cmp(&b.id));
-    paged(queues, |q| q.id.clone(), &page, "queues")
+    list_part(
+        &admin,
+        &headers,
+        &slug,
+        page,
+        Role::Supervisor,
+        "queues",
+        |a| {
+            a.queues
+                .iter()
+                .map(|q| (q.id.clone(), queue_json(q)))
+                .collect()
+        },
+    )
+    .await
 }
 
 /// One queue, with its ETag.
 #[utoipa::path(get, path = "/api/v1/accounts/{slug}/queues/{id}", tag = "accounts",
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug"), ("id" = String, Path)),
-    responses((status = 200, body = QueueJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = QueueJson, headers(("ETag" = String))), Refused))]
 async fn one_queue(
     State(admin): State<Admin>,
     headers: HeaderMap,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Response, AdminError> {
-    admin.caller(&headers, &slug).await?;
-    let account = admin.account(&slug).await?;
-    let q = account
-        .queues
-        .iter()
-        .find(|q| q.id == id)
-        .ok_or(AdminError::NotFound)?;
-    Ok(tagged(StatusCode::OK, &queue_etag(q), queue_json(q)))
+    one_part(&admin, &headers, &slug, |a| {
+        let q = a.queues.iter().find(|q| q.id == id)?;
+        Some((queue_json(q), queue_etag(q)))
+    })
+    .await
 }
 
 /// Adds a queue (admin).
@@ -710,7 +767,7 @@ async fn one_queue(
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug")),
     request_body = QueueJson,
-    responses((status = 201, body = QueueJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 201, body = QueueJson, headers(("ETag" = String))), Refused))]
 async fn create_queue(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -747,7 +804,7 @@ async fn create_queue(
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug"), ("id" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = QueuePatch,
-    responses((status = 200, body = QueueJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = QueueJson, headers(("ETag" = String))), Refused))]
 async fn update_queue(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -796,45 +853,47 @@ struct NumberPatch {
 #[utoipa::path(get, path = "/api/v1/accounts/{slug}/numbers", tag = "accounts",
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug"), ("limit" = Option<u32>, Query, description = "1-500, default 100"), ("after" = Option<String>, Query, description = "the `next` of the page before")),
-    responses((status = 200, description = "`{\"numbers\": [Number…], \"next\": id | null}`"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "`{\"numbers\": [Number…], \"next\": id | null}`"), Refused))]
 async fn list_numbers(
     State(admin): State<Admin>,
     headers: HeaderMap,
     Path(slug): Path<String>,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AdminError> {
-    admin.caller(&headers, &slug).await?;
-    let page = query(page)?;
-    let mut numbers: Vec<NumberJson> = admin
-        .account(&slug)
-        .await?
-        .numbers
-        .iter()
-        .map(number_json)
-        .collect();
-    numbers.sort_by(|a, b| a.phone_number_id.cmp(&b.phone_number_id));
-    paged(numbers, |n| n.phone_number_id.clone(), &page, "numbers")
+    list_part(
+        &admin,
+        &headers,
+        &slug,
+        page,
+        Role::Supervisor,
+        "numbers",
+        |a| {
+            a.numbers
+                .iter()
+                .map(|n| (n.phone_number_id.clone(), number_json(n)))
+                .collect()
+        },
+    )
+    .await
 }
 
 /// One number, with its ETag.
 #[utoipa::path(get, path = "/api/v1/accounts/{slug}/numbers/{number}", tag = "accounts",
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug"), ("number" = String, Path, description = "Meta's phone_number_id")),
-    responses((status = 200, body = NumberJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = NumberJson, headers(("ETag" = String))), Refused))]
 async fn one_number(
     State(admin): State<Admin>,
     headers: HeaderMap,
     Path((slug, number)): Path<(String, String)>,
 ) -> Result<Response, AdminError> {
-    admin.caller(&headers, &slug).await?;
-    let account = admin.account(&slug).await?;
-    let n = account
-        .numbers
-        .iter()
-        .find(|n| n.phone_number_id == number)
-        .ok_or(AdminError::NotFound)?;
-    let j = number_json(n);
-    Ok(tagged(StatusCode::OK, &etag_of(&j, ""), j))
+    one_part(&admin, &headers, &slug, |a| {
+        let n = a.numbers.iter().find(|n| n.phone_number_id == number)?;
+        let j = number_json(n);
+        let etag = etag_of(&j, "");
+        Some((j, etag))
+    })
+    .await
 }
 
 /// Adds a business number (operator).
@@ -842,7 +901,7 @@ async fn one_number(
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug")),
     request_body = NumberJson,
-    responses((status = 201, body = NumberJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 201, body = NumberJson, headers(("ETag" = String))), Refused))]
 async fn add_number(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -893,7 +952,7 @@ async fn add_number(
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug"), ("number" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = NumberPatch,
-    responses((status = 200, body = NumberJson, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = NumberJson, headers(("ETag" = String))), Refused))]
 async fn update_number(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -975,7 +1034,7 @@ fn settings_of(a: &Account) -> SettingsBody {
 #[utoipa::path(get, path = "/api/v1/accounts/{slug}/settings", tag = "accounts",
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug")),
-    responses((status = 200, body = SettingsBody, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = SettingsBody, headers(("ETag" = String))), Refused))]
 async fn settings(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -991,7 +1050,7 @@ async fn settings(
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug"), ("If-Match" = Option<String>, Header)),
     request_body = SettingsPatch,
-    responses((status = 200, body = SettingsBody, headers(("ETag" = String))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = SettingsBody, headers(("ETag" = String))), Refused))]
 async fn update_settings(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -1062,7 +1121,7 @@ struct AuditPage {
 #[utoipa::path(get, path = "/api/v1/accounts/{slug}/audit", tag = "accounts",
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug"), ("limit" = Option<u32>, Query), ("before" = Option<String>, Query, description = "the `next` of the page before")),
-    responses((status = 200, description = "`{\"entries\": [AuditEntry…], \"next\": id | null}`"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or resource, or another account's", body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, description = "If-Match names an older version", body = ErrorBody), (status = 422, description = "a field refused, named", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "`{\"entries\": [AuditEntry…], \"next\": id | null}`"), Refused))]
 async fn audit(
     State(admin): State<Admin>,
     headers: HeaderMap,
@@ -1143,24 +1202,20 @@ fn key_json(k: &crate::accounts::ApiKeyDef) -> KeyJson {
 #[utoipa::path(get, path = "/api/v1/accounts/{slug}/keys", tag = "accounts",
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug"), ("limit" = Option<u32>, Query, description = "1-500, default 100"), ("after" = Option<String>, Query, description = "the `next` of the page before")),
-    responses((status = 200, description = "`{\"keys\": [Key…], \"next\": id | null}`"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or key, or another account's", body = ErrorBody)))]
+    responses((status = 200, description = "`{\"keys\": [Key…], \"next\": id | null}`"), Refused))]
 async fn list_keys(
     State(admin): State<Admin>,
     headers: HeaderMap,
     Path(slug): Path<String>,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AdminError> {
-    admin.caller(&headers, &slug).await?.require(Role::Admin)?;
-    let page = query(page)?;
-    let mut keys: Vec<KeyJson> = admin
-        .account(&slug)
-        .await?
-        .api_keys
-        .iter()
-        .map(key_json)
-        .collect();
-    keys.sort_by(|a, b| a.id.cmp(&b.id));
-    paged(keys, |k| k.id.clone(), &page, "keys")
+    list_part(&admin, &headers, &slug, page, Role::Admin, "keys", |a| {
+        a.api_keys
+            .iter()
+            .map(|k| (k.id.clone(), key_json(k)))
+            .collect()
+    })
+    .await
 }
 
 /// Makes an API key (admin): the key is answered this once, and only its hash is kept.
@@ -1168,7 +1223,7 @@ async fn list_keys(
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug")),
     request_body = NewKey,
-    responses((status = 201, body = MadeKey), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or key, or another account's", body = ErrorBody),
+    responses((status = 201, body = MadeKey), Refused,
               (status = 422, description = "a field refused, named", body = ErrorBody)))]
 async fn create_key(
     State(admin): State<Admin>,
@@ -1222,7 +1277,7 @@ async fn create_key(
 #[utoipa::path(delete, path = "/api/v1/accounts/{slug}/keys/{id}", tag = "accounts",
     security(("operator" = []), ("session" = [])),
     params(("slug" = String, Path, description = "the account's slug"), ("id" = String, Path)),
-    responses((status = 204, description = "revoked"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "no such account or key, or another account's", body = ErrorBody)))]
+    responses((status = 204, description = "revoked"), Refused))]
 async fn revoke_key(
     State(admin): State<Admin>,
     headers: HeaderMap,
