@@ -649,3 +649,106 @@ async fn an_api_key_works_for_its_own_account_only_until_revoked() {
         .await;
     assert_eq!(status, 403);
 }
+
+/// The same isolation on two nodes sharing Redis and PostgreSQL, webhooks reaching either
+/// node: a call to acme's number rings acme's agent signed in on node B and never the default
+/// account's agent on node A, and the other way round; each with its own account's token.
+#[tokio::test]
+async fn on_two_nodes_each_accounts_calls_ring_only_its_own_agents() {
+    use switchboard::whatsapp::simulator::SimulatorConfig;
+    let redis = common::Redis::start();
+    let pg = common::Postgres::start();
+    let (fake, events, mut config) = common::live_config(Settings {
+        media_addr: Some("127.0.0.1".into()),
+        media_ports: Some("ephemeral:8".into()),
+        operator_key: Some(Secret::new(KEY)),
+        secrets_key: Some(Secret::new(SECRETS_KEY)),
+        redis_url: Some(Secret::new(redis.url())),
+        database_url: Some(Secret::new(pg.database("accounts_calls"))),
+        node_id: Some("node-a".into()),
+        ..Settings::default()
+    })
+    .await;
+    config.auth.people = vec![common::person("alice", Role::Agent, &["support"])];
+    fake.add_number(ACME_NUMBER, ACME_TOKEN);
+    let mut config_b = config.clone();
+    config_b.store.node_id = "node-b".into();
+    let a = app::start(config).await.unwrap();
+    let b = app::start(config_b).await.unwrap();
+    let webhook = |r: &Running| format!("http://{}/webhooks/whatsapp", r.http_addr);
+    let sim = Simulator::start(
+        SimulatorConfig {
+            webhook_url: webhook(&a),
+            more_webhook_urls: vec![webhook(&b)],
+            app_secret: Secret::new(common::APP_SECRET),
+            phone_number_id: common::PHONE_ID.into(),
+            ..SimulatorConfig::default()
+        },
+        fake.clone(),
+        events,
+    );
+    let w = World {
+        running: a,
+        fake,
+        sim,
+        http: reqwest::Client::new(),
+    };
+    w.ok(
+        "POST",
+        "/api/v1/accounts",
+        KEY,
+        Some(
+            json!({"slug": "acme", "name": "Acme", "access_token": ACME_TOKEN,
+                    "numbers": [{"phone_number_id": ACME_NUMBER}],
+                    "queues": [{"id": "support", "policy": "queue"}],
+                    "default_queue": "support"}),
+        ),
+    )
+    .await;
+    w.ok(
+        "POST",
+        "/api/v1/accounts/acme/people",
+        KEY,
+        Some(
+            json!({"id": "ann", "name": "Ann", "role": "agent", "queues": ["support"],
+                    "password": common::PASSWORD}),
+        ),
+    )
+    .await;
+    let b_addr = b.http_addr;
+    let mut ann = common::eventually("ann@acme on node B", LIMIT, || async move {
+        SimAgent::start(b_addr, "ann@acme", common::PASSWORD, common::LOOPBACK, 2)
+            .await
+            .ok()
+    })
+    .await;
+    let mut alice = w.agent("alice").await;
+    for (number, agent) in [(ACME_NUMBER, &mut ann), (common::PHONE_ID, &mut alice)] {
+        let call = w
+            .sim
+            .place_call(CallSpec {
+                to: Some(number.into()),
+                hang_up_after: None,
+                ..CallSpec::default()
+            })
+            .await
+            .unwrap();
+        let id = agent.ringing(LIMIT).await.unwrap();
+        assert_eq!(id, call.call_id.0);
+        agent.answer(&id, LIMIT).await.unwrap();
+        let reqs = requests_of(&w.fake, &call.call_id.0);
+        assert!(reqs.iter().any(|r| r.1 == "accept"), "{reqs:?}");
+        assert!(
+            reqs.iter().all(|(n, _, s)| n == number && *s == 200),
+            "{reqs:?}"
+        );
+    }
+    let rung = |a: &SimAgent| {
+        a.seen
+            .iter()
+            .filter(|m| matches!(m, ServerMsg::Ringing { .. }))
+            .count()
+    };
+    assert_eq!((rung(&ann), rung(&alice)), (1, 1));
+    b.shutdown().await;
+}
