@@ -2,6 +2,8 @@
 //! its labelled controls, against switchboard in live mode and the fake Graph API: a supervisor
 //! adds an agent there, the agent signs in on the agent page at once and answers a call, and the
 //! change shows who made it (to the supervisor at once, and in the audit log an admin reads).
+//! An admin then makes an API key there, which a server uses until the admin revokes it on the
+//! page, and edits the away reasons the supervisor could only read.
 //!
 //! Needs Debian's `chromium` and `tests/browser/node_modules` (playwright-core); `scripts/deps`
 //! installs both. Screenshots land in `target/browser-shots/`.
@@ -61,6 +63,19 @@ async fn a_supervisor_adds_an_agent_on_the_admin_page_who_answers_the_next_call(
     admin
         .run("wait_text audit-note Only admins see the audit log.")
         .await;
+    // So are the API keys, and the away reasons are there to read, not to change.
+    admin
+        .run("wait_text keys-note Only admins manage API keys.")
+        .await;
+    assert_eq!(
+        admin
+            .run(
+                "eval [document.getElementById('keys-part').hidden, \
+                 document.getElementById('s-away').readOnly]"
+            )
+            .await,
+        "[true,true]"
+    );
     assert_accessible(&mut admin, "the admin page, a supervisor signed in").await;
 
     // sam adds bob, an agent of `support`, through the labelled controls.
@@ -150,6 +165,155 @@ async fn a_supervisor_adds_an_agent_on_the_admin_page_who_answers_the_next_call(
     );
     admin.run(&format!("shot {SHOTS}/admin-admin.png")).await;
     assert_accessible(&mut admin, "the admin page, an admin signed in").await;
+
+    // ada makes an API key for the CRM through the labelled controls; the page shows it once,
+    // in a labelled read-only field.
+    admin.run("wait_heading API keys").await;
+    admin.run("wait_text key-rows No keys yet.").await;
+    admin.run("fill Key name|crm").await;
+    admin.run("select Key role|Supervisor").await;
+    admin.run("click Make key").await;
+    admin
+        .run("wait_text status Saved by ada: key crm made")
+        .await;
+    assert_eq!(
+        admin
+            .run("eval document.getElementById('status').textContent")
+            .await,
+        "\"Saved by ada: key crm made (Supervisor); copy it now, it is not shown again.\""
+    );
+    admin.run("wait_visible new-key").await;
+    let field: (String, bool, bool) = serde_json::from_str(
+        &admin
+            .run(
+                "eval (() => { const f = [...document.querySelectorAll('label')]\
+                 .find((l) => l.textContent === 'New key — copy it now, it is not shown again')\
+                 .control; return [f.value, f.readOnly, document.activeElement === f]; })()",
+            )
+            .await,
+    )
+    .expect("the new key's field");
+    let (key, read_only, focused) = field;
+    assert!(
+        read_only && focused,
+        "the key's field is read-only and has focus"
+    );
+    assert!(key.starts_with("sbk_") && key.len() > 70, "a key: {key:?}");
+    let key_row = rows(&mut admin, "key-rows")
+        .await
+        .into_iter()
+        .find(|r| r[0] == "crm")
+        .expect("the key in the table");
+    assert_eq!(key_row[1], "Supervisor");
+    assert_eq!(key_row[3], "ada");
+    assert!(
+        key.starts_with(&format!("sbk_{}_", key_row[4])),
+        "the key is the listed one: {key_row:?}"
+    );
+    assert_eq!(key_row[5], "Revoke");
+    admin.run("wait_contains audit-rows made an API key").await;
+    admin.run(&format!("shot {SHOTS}/admin-key.png")).await;
+    assert_accessible(&mut admin, "the admin page, a key just made").await;
+
+    // The CRM uses it: the people of the account, bob among them.
+    let http = reqwest::Client::new();
+    let api = format!("http://{}/api/v1/accounts/default", running.http_addr);
+    let people = http
+        .get(format!("{api}/people"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(people.status(), 200);
+    let people: serde_json::Value = people.json().await.unwrap();
+    assert!(
+        people["people"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "bob"),
+        "the key lists bob: {people}"
+    );
+
+    // ada edits the away reasons, one a line: a reason may hold a comma.
+    let settings = |http: reqwest::Client, api: String, key: String| async move {
+        let r = http
+            .get(format!("{api}/settings"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<serde_json::Value>().await.unwrap()
+    };
+    let before = settings(http.clone(), api.clone(), key.clone()).await;
+    let shown: String = serde_json::from_str(
+        &admin
+            .run("eval document.getElementById('s-away').value")
+            .await,
+    )
+    .unwrap();
+    let reasons: Vec<&str> = before["away_reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(shown, reasons.join("\n"), "the away reasons, one a line");
+    admin.run("fill Away reasons|Coaching, one to one").await;
+    admin.run("click Save settings").await;
+    admin
+        .run("wait_text status Saved by ada: settings changed.")
+        .await;
+    let after = settings(http.clone(), api.clone(), key.clone()).await;
+    assert_eq!(
+        after["away_reasons"],
+        serde_json::json!(["Coaching, one to one"])
+    );
+    assert_eq!(after["ring_timeout_secs"], before["ring_timeout_secs"]);
+
+    // ada revokes it on the page, once she confirms; from then on it is refused.
+    admin.run("click Revoke").await;
+    admin.run("wait_heading Revoke key crm?").await;
+    admin
+        .run(&format!("shot {SHOTS}/admin-key-revoke.png"))
+        .await;
+    assert_accessible(&mut admin, "the admin page, revoking a key").await;
+    admin.run("click Revoke key").await;
+    admin
+        .run("wait_text status Saved by ada: key crm revoked.")
+        .await;
+    admin.run("wait_text key-rows No keys yet.").await;
+    assert_eq!(
+        admin
+            .run("eval document.getElementById('new-key-part').hidden")
+            .await,
+        "true",
+        "the revoked key is no longer shown"
+    );
+    let refused = http
+        .get(format!("{api}/people"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    admin
+        .run("wait_contains audit-rows revoked an API key")
+        .await;
+    let log = rows(&mut admin, "audit-rows").await;
+    for what in ["made an API key", "revoked an API key"] {
+        let entry = log
+            .iter()
+            .find(|r| r[2] == what)
+            .unwrap_or_else(|| panic!("{what} in the audit log: {log:?}"));
+        assert_eq!([&entry[1], &entry[3]], ["ada", &key_row[4]]);
+        assert!(
+            entry[4].contains("name: crm") && entry[4].contains("role: supervisor"),
+            "the entry shows the key: {entry:?}"
+        );
+    }
+    assert_accessible(&mut admin, "the admin page, a key revoked").await;
 
     drop(bob);
     drop(admin);

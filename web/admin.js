@@ -1,5 +1,5 @@
 // The administration page: the signed-in supervisor's or admin's own account — its people,
-// queues, numbers, settings and audit log — through /api/v1/accounts/{slug}/… (docs/protocol.md,
+// queues, numbers, settings, API keys and audit log — through /api/v1/accounts/{slug}/… (docs/protocol.md,
 // "The accounts API"). It opens no /ws and asks for no microphone: a second connection of the
 // same person would replace their floor or softphone on another tab. The server decides who may
 // do what; the page only leaves out what the role could not do.
@@ -15,6 +15,9 @@ let queues = [];
 let defaultQueue = '';
 let settingsTag = null;
 let auditNext = null;
+// The API keys as last listed, and the id of the one whose key the page shows (just made).
+let apiKeys = [];
+let newKeyId = '';
 
 // The signed-in person's id within the account (`sam` of `sam@acme`).
 const ownId = () => me.id.replace(/@[^@]*$/, '');
@@ -29,6 +32,8 @@ const ACTIONS = {
   'number.add': 'added a number',
   'number.update': 'changed a number',
   'settings.update': 'changed the settings',
+  'key.create': 'made an API key',
+  'key.revoke': 'revoked an API key',
 };
 
 // ---- requests ----
@@ -576,7 +581,9 @@ async function loadSettings() {
   for (const q of queues) option(dq, q.id, q.id, q.id === s.default_queue);
   if (!queues.some((q) => q.id === s.default_queue)) option(dq, s.default_queue, s.default_queue, true);
   $('s-name').value = s.name;
-  $('s-away').value = s.away_reasons.join(', ');
+  // One a line: a reason holds no line break (nor any control character), so this is exact.
+  $('s-away').value = s.away_reasons.join('\n');
+  $('s-away').rows = Math.min(Math.max(s.away_reasons.length, 3), 10);
   for (const [id, key] of SETTINGS.slice(3)) $(id).value = s[key];
   // Read-only for supervisors: the values are there to read, the server refuses a change.
   for (const [id] of SETTINGS) {
@@ -597,12 +604,16 @@ async function saveSettings(ev) {
   const body = {
     name: $('s-name').value.trim(),
     default_queue: $('s-default-queue').value,
-    away_reasons: $('s-away').value.split(',').map((r) => r.trim()).filter(Boolean),
+    away_reasons: awayReasons(),
   };
   for (const [id, key] of SETTINGS.slice(3)) body[key] = Number($(id).value);
   try {
     await api('PATCH', '/settings', { body, etag: settingsTag });
   } catch (e) {
+    // `away_reasons[2]`: which one, as the person typed it.
+    const i = /^away_reasons\[(\d+)\]$/.exec(e.field || '')?.[1];
+    const r = i === undefined ? undefined : body.away_reasons[Number(i)];
+    if (r !== undefined) e.reason = `“${r.length > 43 ? `${r.slice(0, 40)}…` : r}” (reason ${Number(i) + 1}): ${e.reason}`;
     fail('settings-error', e, 'the settings', Object.fromEntries(SETTINGS.map(([, k, l]) => [k, l])), form);
     return;
   }
@@ -611,18 +622,148 @@ async function saveSettings(ev) {
   await loadNumbers();
 }
 
+// The away reasons as typed, one a line, blank lines left out.
+const awayReasons = () => $('s-away').value.split(/\r?\n/).map((r) => r.trim()).filter(Boolean);
+
+// ---- API keys ----
+
+const KEY_LABELS = { name: 'Key name', role: 'Key role', api_keys: 'API keys' };
+const when = (ms) => new Date(ms).toLocaleString();
+
+async function loadKeys() {
+  try {
+    apiKeys = await all('/keys', 'keys');
+  } catch (e) {
+    fail('keys-error', e, 'the API keys');
+    return;
+  }
+  clearError('keys-error');
+  keepingFocus(() => renderKeys());
+}
+
+function renderKeys() {
+  const rows = $('key-rows');
+  rows.replaceChildren();
+  if (!apiKeys.length) {
+    const tr = document.createElement('tr');
+    cell(tr, 'No keys yet.').colSpan = 6;
+    rows.appendChild(tr);
+  }
+  for (const k of apiKeys) {
+    const tr = document.createElement('tr');
+    tr.id = `key-${k.id}`;
+    cell(tr, k.name);
+    cell(tr, ROLES[k.role] || k.role);
+    cell(tr, when(k.created_at));
+    cell(tr, k.created_by);
+    cell(tr, k.id);
+    const actions = cell(tr, '');
+    actions.className = 'actions';
+    actions.append(button('Revoke', `Revoke key ${k.name} (${k.id})`, () => revokeKey(k), `key:${k.id}:revoke`));
+    rows.appendChild(tr);
+  }
+}
+
+// Shows the key just made, once: only its hash is kept, so the page cannot show it again.
+function showNewKey(made) {
+  newKeyId = made.id;
+  $('new-key').value = made.key;
+  $('new-key-hint').textContent = `Key ${made.name} (${ROLES[made.role] || made.role}): the account's own servers send `
+    + `it as "Authorization: Bearer …" on /api/v1/accounts/${slug}/…, and may do what a${made.role === 'admin' ? 'n' : ''} `
+    + `${(ROLES[made.role] || made.role).toLowerCase()} may. Keep it secret.`;
+  $('new-key-note').textContent = '';
+  show('new-key-part', true);
+  $('new-key').focus();
+  $('new-key').select();
+}
+
+function hideNewKey() {
+  newKeyId = '';
+  $('new-key').value = '';
+  show('new-key-part', false);
+}
+
+async function copyNewKey() {
+  const field = $('new-key');
+  try {
+    await navigator.clipboard.writeText(field.value);
+    $('new-key-note').textContent = 'Copied.';
+  } catch (e) {
+    // No clipboard (a page not on https, say): selected, for the person to copy.
+    field.focus();
+    field.select();
+    $('new-key-note').textContent = 'Selected: press Ctrl+C (⌘C) to copy it.';
+  }
+}
+
+async function addKey(ev) {
+  ev.preventDefault();
+  const form = $('add-key');
+  clearError('add-key-error', form);
+  const body = { name: $('k-name').value.trim(), role: $('k-role').value };
+  let made;
+  try {
+    ({ data: made } = await api('POST', '/keys', { body }));
+  } catch (e) {
+    fail('add-key-error', e, `key ${body.name}`, KEY_LABELS, form);
+    return;
+  }
+  form.reset();
+  saved(`key ${made.name} made (${ROLES[made.role] || made.role}); copy it now, it is not shown again`);
+  await loadKeys();
+  showNewKey(made);
+}
+
+function revokeKey(k) {
+  const from = document.activeElement;
+  clearError('keys-error');
+  const text = document.createElement('p');
+  text.id = 'revoke-text';
+  text.className = 'wide';
+  text.textContent = `Requests with key ${k.name} (${k.id}, ${ROLES[k.role] || k.role}, made by ${k.created_by}) `
+    + 'are refused from now on. This cannot be undone: a new key would have to be made and given to its server.';
+  // Where focus goes once this key's row is gone: the next key's Revoke, else the new key's name.
+  const at = apiKeys.findIndex((x) => x.id === k.id);
+  let revoked = false;
+  const d = dialog(`Revoke key ${k.name}?`, [text], 'Revoke key', async (form) => {
+    try {
+      await api('DELETE', `/keys/${enc(k.id)}`);
+    } catch (e) {
+      fail('dialog-error', e, `key ${k.name}`, KEY_LABELS, form);
+      return false;
+    }
+    revoked = true;
+    if (k.id === newKeyId) hideNewKey();
+    saved(`key ${k.name} revoked`);
+    await loadKeys();
+    return true;
+  }, from);
+  d.setAttribute('aria-describedby', text.id);
+  d.addEventListener('close', () => {
+    if (!revoked) return;
+    const next = apiKeys[Math.min(at, apiKeys.length - 1)];
+    if (!(next && focusKey(`key:${next.id}:revoke`))) $('k-name').focus();
+  });
+  // The safe choice first: Enter on opening does not revoke.
+  [...d.querySelectorAll('button')].find((b) => b.textContent === 'Cancel')?.focus();
+}
+
 // ---- audit log ----
 
 // What changed between `before` and `after`, as `key: old → new`; never more than a line.
 function change(before, after) {
   const b = before || {};
   const a = after || {};
-  const keys = [...new Set([...Object.keys(b), ...Object.keys(a)])];
+  const names = [...new Set([...Object.keys(b), ...Object.keys(a)])];
   const show1 = (v) => (v === undefined || v === null ? '–' : Array.isArray(v) ? v.join(', ') || '–' : String(v));
-  if (!before) return keys.filter((k) => k !== 'id').map((k) => `${k}: ${show1(a[k])}`).join('; ');
-  return keys
+  // A key's `created_at` is unix ms: as a date.
+  const show2 = (k, v) => (k === 'created_at' && typeof v === 'number' ? when(v) : show1(v));
+  if (!before) return names.filter((k) => k !== 'id').map((k) => `${k}: ${show2(k, a[k])}`).join('; ');
+  // A removal (a key revoked): what it was.
+  if (!after) return names.filter((k) => k !== 'id').map((k) => `${k}: ${show2(k, b[k])}`).join('; ');
+  return names
     .filter((k) => JSON.stringify(b[k]) !== JSON.stringify(a[k]))
-    .map((k) => `${k}: ${show1(b[k])} → ${show1(a[k])}`)
+    .map((k) => `${k}: ${show2(k, b[k])} → ${show2(k, a[k])}`)
     .join('; ');
 }
 
@@ -663,7 +804,7 @@ async function loadAll() {
   $('status').textContent = '';
   await loadQueues();
   await loadSettings();
-  await Promise.all([loadPeople(), loadNumbers(), loadAudit()]);
+  await Promise.all([loadPeople(), loadNumbers(), isAdmin ? loadKeys() : null, loadAudit()]);
 }
 
 function mount() {
@@ -671,9 +812,23 @@ function mount() {
   $('slug').textContent = slug;
   roleOptions($('p-role'), 'agent');
   show('add-queue-part', isAdmin);
+  // The keys are an admin's: a supervisor is told so, and sees none of them.
+  show('keys-part', isAdmin);
+  $('keys-note').textContent = isAdmin
+    ? 'For the account\'s own servers (a CRM, a provisioning job): each key does what its role may on this account, '
+      + 'and its changes are in the audit log. Only a key\'s hash is kept: it is shown once, when made.'
+    : 'Only admins manage API keys.';
   $('add-person').addEventListener('submit', addPerson);
   $('add-queue').addEventListener('submit', addQueue);
   $('settings-form').addEventListener('submit', saveSettings);
+  if (isAdmin) {
+    $('add-key').addEventListener('submit', addKey);
+    $('new-key-copy').addEventListener('click', copyNewKey);
+    $('new-key-hide').addEventListener('click', () => {
+      hideNewKey();
+      $('k-name').focus();
+    });
+  }
   $('audit-more').addEventListener('click', () => loadAudit(true));
   $('reload').addEventListener('click', async () => {
     await loadAll();

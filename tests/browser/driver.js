@@ -2,7 +2,8 @@
 // way a person uses a page: through its labelled controls only. One command a line; each answer
 // is one line, "OK <result>" or "ERR <message>".
 //   goto <url>                      open a page
-//   fill <label> <text…>            type into the field with that label
+//   fill <label> <text…>            type into the field with that label (one word)
+//   fill <label…>|<text…>           the same, for a label of several words
 //   select <label>|<option text>    choose the option with that text in the labelled list
 //   check <label…>                  tick the checkbox with that label
 //   click <button name…>            press the button with that accessible name (waits for it)
@@ -10,6 +11,7 @@
 //   wait_visible <element id>       wait until the element is shown
 //   wait_heading <text…>            wait until a heading with that text is visible
 //   wait_text <element id> <text…>  wait until the element's text starts with <text>
+//   wait_contains <element id> <text…>  wait until the element's text contains <text>
 //   measure <audio element id> <ms> the dominant frequency (Hz) of what that element plays
 //   shot <path>                     a screenshot
 //   eval <js…>                      evaluate, answer its JSON
@@ -61,7 +63,11 @@ async function measure(page, id, ms) {
     try {
       let out = '';
       if (cmd === 'goto') await page.goto(arg);
-      else if (cmd === 'fill') await page.getByLabel(rest[0], { exact: true }).fill(rest.slice(1).join(' '));
+      else if (cmd === 'fill') {
+        const bar = arg.indexOf('|');
+        const [label, text] = bar >= 0 ? [arg.slice(0, bar), arg.slice(bar + 1)] : [rest[0], rest.slice(1).join(' ')];
+        await page.getByLabel(label, { exact: true }).fill(text);
+      }
       else if (cmd === 'select') {
         const [label, option] = arg.split('|');
         await page.getByLabel(label, { exact: true }).selectOption({ label: option });
@@ -73,6 +79,9 @@ async function measure(page, id, ms) {
       else if (cmd === 'wait_heading') await page.getByRole('heading', { name: arg, exact: true }).waitFor();
       else if (cmd === 'wait_text') {
         await page.waitForFunction(([id, t]) => (document.getElementById(id)?.textContent || '').startsWith(t),
+          [rest[0], rest.slice(1).join(' ')]);
+      } else if (cmd === 'wait_contains') {
+        await page.waitForFunction(([id, t]) => (document.getElementById(id)?.textContent || '').includes(t),
           [rest[0], rest.slice(1).join(' ')]);
       } else if (cmd === 'measure') out = String(await measure(page, rest[0], rest[1]));
       else if (cmd === 'shot') await page.screenshot({ path: arg });
