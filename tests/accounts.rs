@@ -752,3 +752,109 @@ async fn on_two_nodes_each_accounts_calls_ring_only_its_own_agents() {
     assert_eq!((rung(&ann), rung(&alice)), (1, 1));
     b.shutdown().await;
 }
+
+/// An account's own hold audio: set by its admin (a file checked as Ogg/Opus, at most 512 KiB),
+/// read back as set, heard by its waiting callers byte for byte, and removed again.
+#[tokio::test]
+async fn an_accounts_own_hold_audio_is_what_its_waiting_callers_hear() {
+    let w = world().await;
+    let melody = switchboard::media::ogg::read(switchboard::media::ogg::MELODY)
+        .unwrap()
+        .packets;
+    let own: Vec<Vec<u8>> = melody.iter().rev().cloned().collect();
+    let file = switchboard::media::ogg::write(&own);
+    let url = w.url("/api/v1/accounts/acme/hold-audio");
+    let put = |body: Vec<u8>, token: &str| {
+        w.http
+            .put(&url)
+            .bearer_auth(token)
+            .header("content-type", "audio/ogg")
+            .body(body)
+            .send()
+    };
+    // Refused: not Ogg/Opus, too large, a supervisor's.
+    let r = put(b"not audio".to_vec(), KEY).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["field"], "hold_audio");
+    assert_eq!(put(vec![0; 600 * 1024], KEY).await.unwrap().status(), 413);
+    let sue = w.agent("sue@acme").await;
+    assert_eq!(put(file.clone(), &sue.token).await.unwrap().status(), 403);
+    // Set, and read back as set.
+    let r = put(file.clone(), KEY).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let about: Value = r.json().await.unwrap();
+    assert_eq!(about["packets"], own.len());
+    let r = w
+        .http
+        .get(&url)
+        .bearer_auth(&sue.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), file);
+
+    // Ann is signed in but away: a call to acme waits in its queue, hearing acme's audio.
+    let mut ann = w.agent("ann@acme").await;
+    ann.send(ClientMsg::SetPresence {
+        available: false,
+        reason: None,
+    })
+    .await
+    .unwrap();
+    ann.expect(
+        LIMIT,
+        "away",
+        |m| matches!(m, ServerMsg::Presence(p) if p.state == "away"),
+    )
+    .await
+    .unwrap();
+    let call = common::eventually("a call waiting in acme's queue", LIMIT, || async {
+        let call = w
+            .sim
+            .place_call(CallSpec {
+                to: Some(ACME_NUMBER.into()),
+                hang_up_after: None,
+                ..CallSpec::default()
+            })
+            .await
+            .unwrap();
+        call.wait_for(LIMIT, |p| {
+            matches!(p, CallPhase::Accepted | CallPhase::Ended { .. })
+        })
+        .await;
+        matches!(call.phase(), CallPhase::Accepted).then_some(call)
+    })
+    .await;
+    let peer = call.peer().unwrap();
+    peer.wait_for(LIMIT, |s| s.packets_received >= 40)
+        .await
+        .expect("hold audio flows");
+    let heard: Vec<Vec<u8>> = peer
+        .recording()
+        .await
+        .unwrap()
+        .packets
+        .iter()
+        .filter(|p| p.pt == 111)
+        .map(|p| p.payload.to_vec())
+        .collect();
+    let start = heard
+        .iter()
+        .position(|p| *p == own[0])
+        .expect("acme's own clip is heard");
+    assert_eq!(heard[start..start + 20], own[..20]);
+
+    // Removed: the deployment's again (from the next call); the file is gone.
+    let r = w.http.delete(&url).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = w.http.get(&url).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let (_, log) = w
+        .call("GET", "/api/v1/accounts/acme/audit", KEY, None)
+        .await;
+    assert_eq!(log["entries"][0]["action"], "hold_audio.remove");
+    assert_eq!(log["entries"][1]["action"], "hold_audio.update");
+    assert_eq!(log["entries"][1]["after"]["packets"], own.len());
+}

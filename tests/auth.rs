@@ -401,7 +401,8 @@ async fn malformed_and_oversized_login_bodies_are_refused_unchecked() {
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            json!({ "id": "a".repeat(65), "password": "x" }).to_string(),
+            // An id of 64, @ and a slug of 40 is the longest.
+            json!({ "id": "a".repeat(106), "password": "x" }).to_string(),
             true,
             StatusCode::UNPROCESSABLE_ENTITY,
         ),

@@ -52,3 +52,43 @@ async fn the_caller_hears_the_hold_file_byte_for_byte_with_no_sequence_gap() {
     let c = e.handle.counters().await.unwrap();
     assert!(c.engine.hold_sent >= 60);
 }
+
+/// A leg with hold audio of its own (its account's) plays that, not the engine's, byte for byte
+/// and in the same stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leg_with_hold_audio_of_its_own_plays_it() {
+    let e = engine();
+    let (caller, wa) = meta_leg(&e).await;
+    connected(&caller).await;
+    // The melody backwards: packets no engine default holds.
+    let own: Vec<std::sync::Arc<[u8]>> = melody_packets().iter().rev().cloned().collect();
+    let clip = switchboard::media::HoldAudio(own.clone().into());
+    e.handle
+        .post(switchboard::media::LegOp::HoldAudio(wa.leg, clip))
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    e.handle.start_sending(wa.leg).await.unwrap();
+    e.handle.hold(wa.streams[0], true).await.unwrap();
+    caller
+        .wait_for(LONG, |s| s.packets_received >= 40)
+        .await
+        .expect("hold audio flows");
+    let rec = caller.recording().await.unwrap();
+    let audio: Vec<_> = rec
+        .packets
+        .iter()
+        .filter(|p| p.pt == 111)
+        .map(|p| p.payload.to_vec())
+        .collect();
+    // After the silence sent before hold, the leg's own clip from its first packet.
+    let start = audio
+        .iter()
+        .position(|p| p[..] == own[0][..])
+        .expect("the leg's own clip is heard");
+    for (i, p) in audio[start..].iter().take(30).enumerate() {
+        assert_eq!(p[..], own[i][..], "packet {i} is the leg's own clip's");
+    }
+    assert!(!audio.iter().any(|p| p[..] == melody_packets()[0][..] && p[..] != own[0][..]));
+}

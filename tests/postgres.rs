@@ -69,6 +69,7 @@ fn account(slug: &str, numbers: &[&str]) -> Account {
         },
         version: 1,
         api_keys: vec![],
+        hold_audio: None,
     }
 }
 

@@ -107,6 +107,23 @@ pub struct Account {
     pub version: u64,
     /// The keys its own servers call the admin API with.
     pub api_keys: Vec<ApiKeyDef>,
+    /// Its callers' hold audio: an Ogg/Opus file of 20 ms packets; `None`: the deployment's.
+    pub hold_audio: Option<Vec<u8>>,
+}
+
+/// Largest hold audio file an account keeps (a minute of speech at 64 kbit/s).
+pub const MAX_HOLD_AUDIO: usize = 512 * 1024;
+
+/// The packets of an account's hold audio file, or why it is refused.
+pub fn hold_audio_packets(file: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    if file.len() > MAX_HOLD_AUDIO {
+        return Err(format!("at most {MAX_HOLD_AUDIO} bytes"));
+    }
+    let ogg = crate::media::ogg::read(file).map_err(|e| e.to_string())?;
+    if ogg.packets.is_empty() {
+        return Err("no audio in it".into());
+    }
+    Ok(ogg.packets)
 }
 
 /// A key an account's own servers call the admin API with (server to server). The key itself
@@ -379,6 +396,7 @@ impl Account {
             ),
             version: 0,
             api_keys: vec![],
+            hold_audio: None,
         }
     }
 
@@ -476,6 +494,11 @@ impl Account {
         }
         for (i, r) in self.away_reasons.iter().enumerate() {
             check_text(&format!("away_reasons[{i}]"), r, 40)?;
+        }
+        if let Some(file) = &self.hold_audio {
+            hold_audio_packets(file).map_err(|why| {
+                AccountError::invalid("hold_audio", format!("an Ogg/Opus file of 20 ms packets: {why}"))
+            })?;
         }
         if self.api_keys.len() > MAX_API_KEYS {
             return Err(AccountError::invalid(

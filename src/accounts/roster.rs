@@ -79,6 +79,8 @@ pub struct Roster {
     pub away_reasons: HashMap<String, Vec<String>>,
     /// Each account's call timings, by slug.
     pub times: HashMap<String, CallTimes>,
+    /// The hold audio of each account that has its own, by slug.
+    pub hold_audio: HashMap<String, crate::media::HoldAudio>,
 }
 
 impl Roster {
@@ -122,6 +124,14 @@ impl Roster {
                 .away_reasons
                 .insert(slug.to_owned(), a.away_reasons.clone());
             roster.times.insert(slug.to_owned(), a.settings.into());
+            // (Checked when stored: a file that does not read is left out, not fatal.)
+            if let Some(Ok(packets)) = a.hold_audio.as_deref().map(super::hold_audio_packets) {
+                let clip: Vec<std::sync::Arc<[u8]>> =
+                    packets.into_iter().map(std::sync::Arc::from).collect();
+                roster
+                    .hold_audio
+                    .insert(slug.to_owned(), crate::media::HoldAudio(clip.into()));
+            }
         }
         roster
     }

@@ -67,6 +67,7 @@ pub(crate) fn account(slug: &str, numbers: &[&str]) -> Account {
             created_at: 1_000,
             created_by: "operator".into(),
         }],
+        hold_audio: None,
     }
 }
 

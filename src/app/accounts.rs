@@ -142,6 +142,7 @@ pub(super) fn reconfigure(roster: &Roster) -> Reconfigure {
                 (AgentId(p.id.0.clone()), queues)
             })
             .collect(),
+        hold_audio: roster.hold_audio.clone(),
     }
 }
 

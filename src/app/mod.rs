@@ -459,6 +459,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         number_queues: roster.numbers.clone(),
         service_level_target: config.calls.service_level_target,
         account_times: roster.times.clone(),
+        account_hold: roster.hold_audio.clone(),
     };
     // Every business number's client, each with its own account's access token.
     let graph_clients = std::sync::Arc::new(crate::calls::GraphClients::new(

@@ -494,6 +494,8 @@ pub struct Reconfigure {
     pub times: std::collections::HashMap<String, crate::accounts::CallTimes>,
     /// The queues each person serves.
     pub agent_queues: std::collections::HashMap<AgentId, Vec<QueueId>>,
+    /// The accounts' own hold audio, by slug (an account without stays on the deployment's).
+    pub hold_audio: std::collections::HashMap<String, crate::media::HoldAudio>,
 }
 
 // Why a call ended and who ended it: the records' own types, so a call's end is written as the
@@ -653,6 +655,13 @@ pub enum Action {
         stream: StreamId,
         /// On or off.
         on: bool,
+    },
+    /// A WhatsApp leg's hold audio is its account's own, not the deployment's.
+    HoldAudio {
+        /// The leg.
+        leg: LegId,
+        /// The clip.
+        audio: crate::media::HoldAudio,
     },
     /// Start the WhatsApp leg's 20 ms packets (after `accept` succeeded).
     StartSending {

@@ -76,6 +76,7 @@ fn config(wrap_up: Duration) -> CentreConfig {
         number_queues: [("200".to_owned(), QueueId::from("sales"))].into(),
         service_level_target: Duration::from_secs(20),
         account_times: Default::default(),
+        account_hold: Default::default(),
     }
 }
 

@@ -1771,7 +1771,18 @@ fn with_acme(w: &mut World, support: NoAgentPolicy) {
         numbers: [("200".to_owned(), QueueId::from("support@acme"))].into(),
         times: [("acme".to_owned(), times)].into(),
         agent_queues: Default::default(),
+        hold_audio: [("acme".to_owned(), acme_hold())].into(),
     })));
+}
+
+/// acme's own hold audio (one clip for the whole test run: equal by identity).
+fn acme_hold() -> crate::media::HoldAudio {
+    static CLIP: std::sync::OnceLock<crate::media::HoldAudio> = std::sync::OnceLock::new();
+    CLIP.get_or_init(|| {
+        let packet: std::sync::Arc<[u8]> = std::sync::Arc::from(&[0xF8u8, 1, 2][..]);
+        crate::media::HoldAudio(vec![packet].into())
+    })
+    .clone()
 }
 
 #[test]
@@ -1788,14 +1799,28 @@ fn two_accounts_share_the_centre_without_meeting() {
             reason: None,
         },
     );
-    // Each account's call rings its own agent, with its own account's ring timeout.
-    let (_, wa) = w.offer("c1");
+    // Each account's call rings its own agent, with its own account's ring timeout; acme's
+    // WhatsApp leg plays acme's hold audio, the default account's the deployment's.
+    let hold_audio = |acts: &[Action]| {
+        acts.iter()
+            .filter_map(|a| match a {
+                Action::HoldAudio { leg, audio } => Some((*leg, audio.clone())),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let (acts, wa) = w.offer("c1");
+    assert!(hold_audio(&acts).is_empty());
     w.graph_ok("c1", GraphAction::PreAccept);
     w.input(Input::MediaConnected {
         leg: wa.unwrap().leg,
     });
     assert_eq!(w.presence("alice"), Presence::Ringing { call: call("c1") });
-    let (_, wa) = w.offer_to("c2", "200");
+    let (acts, wa) = w.offer_to("c2", "200");
+    assert_eq!(
+        hold_audio(&acts),
+        [(wa.as_ref().unwrap().leg, acme_hold())]
+    );
     let acts = w.graph_ok("c2", GraphAction::PreAccept);
     w.input(Input::MediaConnected {
         leg: wa.unwrap().leg,
@@ -1885,6 +1910,7 @@ fn a_queue_switched_to_decline_declines_the_next_call() {
         numbers: Default::default(),
         times: Default::default(),
         agent_queues: [(agent("bob"), vec![QueueId::from("support")])].into(),
+        hold_audio: Default::default(),
     })));
     assert_eq!(rang(&acts), [("bob".to_owned(), "c2".to_owned())]);
 }

@@ -332,7 +332,7 @@ mod tests {
             (person("Alice", "agent", PHC, ""), "id must be"),
             (person("-a", "agent", PHC, ""), "id must be"),
             (person("a b", "agent", PHC, ""), "id must be"),
-            (person("alice", "admin", PHC, ""), "unknown variant"),
+            (person("alice", "owner", PHC, ""), "unknown variant"),
             (person("alice", "agent", "hunter2", ""), "password_hash"),
             (
                 person(

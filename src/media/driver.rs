@@ -63,6 +63,7 @@ enum Command {
     },
     Route(StreamId, Option<LegId>, Reply<()>),
     Hold(StreamId, bool, Reply<()>),
+    HoldAudio(LegId, super::HoldAudio, Reply<()>),
     StartSending(LegId, Reply<()>),
     TrunkAnswered(LegId, String, Reply<()>),
     SendDtmf(LegId, String, Duration, Reply<()>),
@@ -485,12 +486,14 @@ impl ShardHandle {
 
 /// A command that changes a leg or a stream, queued without waiting for its result (see
 /// [`EngineHandle::post`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LegOp {
     /// See [`Engine::route`].
     Route(StreamId, Option<LegId>),
     /// See [`Engine::hold`].
     Hold(StreamId, bool),
+    /// See [`Engine::set_hold_audio`].
+    HoldAudio(LegId, super::HoldAudio),
     /// See [`Engine::start_sending`].
     StartSending(LegId),
     /// See [`Engine::close`].
@@ -598,6 +601,9 @@ impl EngineHandle {
             LegOp::Hold(stream, on) => self
                 .owner(stream.leg)?
                 .post(|r| Command::Hold(stream, on, r))?,
+            LegOp::HoldAudio(leg, audio) => self
+                .owner(leg)?
+                .post(|r| Command::HoldAudio(leg, audio, r))?,
             LegOp::StartSending(leg) => self.owner(leg)?.post(|r| Command::StartSending(leg, r))?,
             LegOp::Close(leg) => self.owner(leg)?.post(|r| Command::Close(leg, r))?,
         };
@@ -914,6 +920,9 @@ fn execute(engine: &mut Engine, cmd: Command, counters: &DriverCounters) {
         }
         Command::Hold(stream, on, r) => {
             let _ = r.send(engine.hold(stream, on));
+        }
+        Command::HoldAudio(leg, audio, r) => {
+            let _ = r.send(engine.set_hold_audio(leg, audio));
         }
         Command::StartSending(leg, r) => {
             let _ = r.send(engine.start_sending(now, leg));

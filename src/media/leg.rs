@@ -191,6 +191,8 @@ pub(crate) struct Leg {
     pub opus_pt: Pt,
     pub tele_pt: Option<Pt>,
     pub outs: Vec<OutStream>,
+    /// Hold audio of its own (its account's), in place of the engine's.
+    pub hold_audio: Option<crate::media::HoldAudio>,
     /// Streams (of other legs) that take this leg's incoming audio.
     pub subscribers: Vec<StreamId>,
     /// Remote addresses filed in the engine's address map for this leg.
@@ -266,6 +268,7 @@ impl Leg {
             opus_pt: 111.into(),
             tele_pt: None,
             outs: Vec::new(),
+            hold_audio: None,
             subscribers: Vec::new(),
             addrs: Vec::new(),
             ufrag,

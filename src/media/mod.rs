@@ -44,3 +44,23 @@ pub use engine::{
 };
 pub use error::MediaError;
 pub use leg::{LegKind, LegStats};
+
+/// Hold audio of its own for one WhatsApp leg (an account's, see [`Engine::set_hold_audio`]):
+/// Opus packets of 20 ms, played in a loop. Cheap to clone; two are equal when they are the
+/// same clip (not compared byte by byte).
+#[derive(Clone)]
+pub struct HoldAudio(pub std::sync::Arc<[std::sync::Arc<[u8]>]>);
+
+impl std::fmt::Debug for HoldAudio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HoldAudio({} packets)", self.0.len())
+    }
+}
+
+impl PartialEq for HoldAudio {
+    fn eq(&self, other: &HoldAudio) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for HoldAudio {}

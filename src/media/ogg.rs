@@ -100,6 +100,33 @@ pub enum OggError {
 /// the sandbox caller's voice. How it was made is in `crate::sim::audio`.
 pub const MELODY: &[u8] = include_bytes!("melody.opus");
 
+/// An Ogg/Opus file (mono, one logical stream) of `packets`, each 20 ms of Opus: what [`read`]
+/// reads back. For hold audio and clips made by tools and tests; nothing on a call writes Ogg.
+pub fn write(packets: &[Vec<u8>]) -> Vec<u8> {
+    use ogg::writing::{PacketWriteEndInfo, PacketWriter};
+    const SERIAL: u32 = 1;
+    let mut head = b"OpusHead".to_vec();
+    // Version 1, mono, no pre-skip, 48 kHz, no gain, channel mapping family 0.
+    head.extend([1, 1, 0, 0]);
+    head.extend(48_000u32.to_le_bytes());
+    head.extend([0, 0, 0]);
+    let tags = b"OpusTags\x0b\0\0\0switchboard\0\0\0\0".to_vec();
+    let mut w = PacketWriter::new(Cursor::new(Vec::new()));
+    // Writing to memory cannot fail.
+    let _ = w.write_packet(head, SERIAL, PacketWriteEndInfo::EndPage, 0);
+    let _ = w.write_packet(tags, SERIAL, PacketWriteEndInfo::EndPage, 0);
+    for (i, p) in packets.iter().enumerate() {
+        let end = if i + 1 == packets.len() {
+            PacketWriteEndInfo::EndStream
+        } else {
+            PacketWriteEndInfo::NormalPacket
+        };
+        let granule = u64::from(FRAME_SAMPLES) * (i as u64 + 1);
+        let _ = w.write_packet(p.clone(), SERIAL, end, granule);
+    }
+    w.into_inner().into_inner()
+}
+
 /// Reads a whole Ogg/Opus file into its audio packets, checking `OpusHead`, `OpusTags` and that
 /// every packet is 20 ms of mono or stereo Opus.
 pub fn read(bytes: &[u8]) -> Result<OggOpus, OggError> {
@@ -246,6 +273,14 @@ mod tests {
         let mut all = vec![head, b"OpusTags\0\0\0\0\0\0\0\0".to_vec()];
         all.extend(audio);
         ogg_file(&all)
+    }
+
+    #[test]
+    fn what_write_writes_reads_back() {
+        let melody = read(MELODY).unwrap().packets;
+        let back = read(&write(&melody)).unwrap();
+        assert_eq!((back.channels, back.pre_skip), (1, 0));
+        assert_eq!(back.packets, melody);
     }
 
     #[test]

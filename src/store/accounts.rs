@@ -53,6 +53,7 @@ pub(super) const SQLITE_SCHEMA: &str = "CREATE TABLE accounts (
 /// Each account's version, the audit log of changes, and the API keys (SQLite's migration 4).
 pub(super) const SQLITE_VERSION: &str =
     "ALTER TABLE accounts ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE accounts ADD COLUMN hold_audio BLOB;
     CREATE TABLE account_audit (
         id      INTEGER PRIMARY KEY AUTOINCREMENT,
         account TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
@@ -80,6 +81,7 @@ pub(super) const SQLITE_VERSION: &str =
 /// migration 4).
 pub(super) const POSTGRES_VERSION: &str =
     "ALTER TABLE accounts ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
+    ALTER TABLE accounts ADD COLUMN hold_audio BYTEA;
     CREATE TABLE account_audit (
         id      BIGSERIAL PRIMARY KEY,
         account TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
@@ -183,6 +185,7 @@ struct Head {
     settings: String,
     access_token: Option<Vec<u8>>,
     version: i64,
+    hold_audio: Option<Vec<u8>>,
 }
 
 impl Head {
@@ -201,6 +204,7 @@ impl Head {
             settings,
             version: read(&self.slug, "version", u64::try_from(self.version))?,
             api_keys: vec![],
+            hold_audio: self.hold_audio,
             slug,
         })
     }
@@ -220,7 +224,7 @@ impl AccountStore for SqliteStore {
         let mut accounts = {
             let mut q = tx.prepare(
                 "SELECT slug, name, waba_id, default_queue, away_reasons, settings, access_token,
-                     version
+                     version, hold_audio
                  FROM accounts ORDER BY slug",
             )?;
             let heads = q.query_map([], |r| {
@@ -233,6 +237,7 @@ impl AccountStore for SqliteStore {
                     settings: r.get(5)?,
                     access_token: r.get(6)?,
                     version: r.get(7)?,
+                    hold_audio: r.get(8)?,
                 })
             })?;
             heads
@@ -352,8 +357,8 @@ impl AccountStore for SqliteStore {
         let tx = self.conn.transaction()?;
         let inserted = tx.execute(
             "INSERT INTO accounts (slug, name, waba_id, default_queue, away_reasons, settings,
-                 access_token, version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) ON CONFLICT (slug) DO NOTHING",
+                 access_token, version, hold_audio)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8) ON CONFLICT (slug) DO NOTHING",
             rusqlite::params![
                 slug,
                 account.name,
@@ -362,6 +367,7 @@ impl AccountStore for SqliteStore {
                 to_json(&account.away_reasons),
                 to_json(&account.settings),
                 account.access_token.as_ref().map(SealedToken::as_bytes),
+                account.hold_audio,
             ],
         )?;
         if inserted == 0 {
@@ -382,7 +388,7 @@ impl AccountStore for SqliteStore {
         let tx = self.conn.transaction()?;
         let updated = tx.execute(
             "UPDATE accounts SET name = ?2, waba_id = ?3, default_queue = ?4, away_reasons = ?5,
-                 settings = ?6, access_token = ?7, version = version + 1
+                 settings = ?6, access_token = ?7, hold_audio = ?9, version = version + 1
              WHERE slug = ?1 AND version = ?8",
             rusqlite::params![
                 slug,
@@ -393,6 +399,7 @@ impl AccountStore for SqliteStore {
                 to_json(&account.settings),
                 account.access_token.as_ref().map(SealedToken::as_bytes),
                 i64::try_from(account.version).unwrap_or(i64::MAX),
+                account.hold_audio,
             ],
         )?;
         if updated == 0 {
@@ -597,7 +604,7 @@ impl AccountStore for PostgresStore {
         let mut accounts = tx
             .query(
                 "SELECT slug, name, waba_id, default_queue, away_reasons, settings, access_token,
-                     version
+                     version, hold_audio
                  FROM accounts ORDER BY slug",
                 &[],
             )?
@@ -612,6 +619,7 @@ impl AccountStore for PostgresStore {
                     settings: r.get(5),
                     access_token: r.get(6),
                     version: r.get(7),
+                    hold_audio: r.get(8),
                 }
                 .account()
             })
@@ -687,8 +695,8 @@ impl AccountStore for PostgresStore {
         let mut tx = self.client()?.transaction()?;
         let inserted = tx.execute(
             "INSERT INTO accounts (slug, name, waba_id, default_queue, away_reasons, settings,
-                 access_token, version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1) ON CONFLICT (slug) DO NOTHING",
+                 access_token, version, hold_audio)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8) ON CONFLICT (slug) DO NOTHING",
             &[
                 &slug,
                 &account.name,
@@ -697,6 +705,7 @@ impl AccountStore for PostgresStore {
                 &to_json(&account.away_reasons),
                 &to_json(&account.settings),
                 &account.access_token.as_ref().map(SealedToken::as_bytes),
+                &account.hold_audio,
             ],
         )?;
         if inserted == 0 {
@@ -720,7 +729,7 @@ impl AccountStore for PostgresStore {
         // version waits, then finds it gone.
         let updated = tx.execute(
             "UPDATE accounts SET name = $2, waba_id = $3, default_queue = $4, away_reasons = $5,
-                 settings = $6, access_token = $7, version = version + 1
+                 settings = $6, access_token = $7, hold_audio = $9, version = version + 1
              WHERE slug = $1 AND version = $8",
             &[
                 &slug,
@@ -731,6 +740,7 @@ impl AccountStore for PostgresStore {
                 &to_json(&account.settings),
                 &account.access_token.as_ref().map(SealedToken::as_bytes),
                 &version,
+                &account.hold_audio,
             ],
         )?;
         if updated == 0 {

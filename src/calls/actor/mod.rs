@@ -463,7 +463,7 @@ enum Done {
 
 /// A media command that failed: the leg or stream was gone already (a call ending while its
 /// last commands were in flight), or the engine stopped.
-fn media_failed(op: LegOp, e: &crate::media::MediaError) {
+fn media_failed(op: &LegOp, e: &crate::media::MediaError) {
     match op {
         LegOp::StartSending(leg) => warn!(%leg, error = %e, "start sending"),
         op => debug!(?op, error = %e, "media command"),
@@ -527,7 +527,7 @@ impl Actor {
                         }
                         Ok(Done::MediaFailed(failed)) => {
                             for (op, e) in &failed {
-                                media_failed(*op, e);
+                                media_failed(op, e);
                             }
                         }
                         Ok(Done::Nothing) => {}
@@ -863,6 +863,9 @@ impl Actor {
                     self.post(LegOp::Route(stream, source), &mut posted);
                 }
                 Action::Hold { stream, on } => self.post(LegOp::Hold(stream, on), &mut posted),
+                Action::HoldAudio { leg, audio } => {
+                    self.post(LegOp::HoldAudio(leg, audio), &mut posted);
+                }
                 Action::StartSending { leg } => {
                     self.post(LegOp::StartSending(leg), &mut posted);
                 }
@@ -963,9 +966,10 @@ impl Actor {
 
     /// Queues `op` on its media shard now.
     fn post(&self, op: LegOp, posted: &mut Vec<(LegOp, Pending<Result<(), MediaError>>)>) {
-        match self.deps.media.post(op) {
+        // (A copy for the log of its failure: only the hold audio's op holds an `Arc`.)
+        match self.deps.media.post(op.clone()) {
             Ok(p) => posted.push((op, p)),
-            Err(e) => media_failed(op, &e),
+            Err(e) => media_failed(&op, &e),
         }
     }
 

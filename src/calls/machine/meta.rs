@@ -144,6 +144,13 @@ impl<R: Routing> Centre<R> {
         match result {
             Ok(wa) => {
                 self.wa_legs.insert(wa.leg, id.clone());
+                let account = crate::accounts::account_of(&call.queue.0);
+                if let Some(audio) = self.cfg.account_hold.get(account) {
+                    self.actions.push_back(Action::HoldAudio {
+                        leg: wa.leg,
+                        audio: audio.clone(),
+                    });
+                }
                 self.actions.push_back(Action::Graph {
                     call: id.clone(),
                     action: GraphAction::PreAccept,

@@ -87,6 +87,8 @@ pub struct CentreConfig {
     /// Each account's own timings, by slug, in place of the four above for its calls and
     /// people (ids say their account: [`crate::accounts::account_of`]).
     pub account_times: HashMap<String, CallTimes>,
+    /// The accounts' own hold audio, by slug: their calls' WhatsApp legs play it.
+    pub account_hold: HashMap<String, crate::media::HoldAudio>,
 }
 
 impl CentreConfig {
@@ -117,6 +119,7 @@ impl Default for CentreConfig {
             number_queues: HashMap::new(),
             service_level_target: Duration::from_secs(20),
             account_times: HashMap::new(),
+            account_hold: HashMap::new(),
         }
     }
 }
@@ -541,7 +544,9 @@ impl<R: Routing> Centre<R> {
                     numbers,
                     times,
                     agent_queues,
+                    hold_audio,
                 } = *r;
+                self.cfg.account_hold = hold_audio;
                 info!(
                     queues = queues.len(),
                     numbers = numbers.len(),

@@ -104,7 +104,10 @@ enum Refused {
         audit,
         list_keys,
         create_key,
-        revoke_key
+        revoke_key,
+        hold_audio,
+        put_hold_audio,
+        remove_hold_audio
     ),
     components(schemas(
         NewPerson,
@@ -116,7 +119,8 @@ enum Refused {
         AuditEntry,
         NewKey,
         KeyJson,
-        MadeKey
+        MadeKey,
+        HoldAudioJson
     ))
 )]
 pub(super) struct Doc;
@@ -1294,6 +1298,114 @@ async fn revoke_key(
                 .ok_or(AdminError::NotFound)?;
             let gone = a.api_keys.remove(i);
             Ok((json(&key_json(&gone)), None, ()))
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- hold audio ----
+
+/// The routes of an account's hold audio (a body limit of their own: an audio file).
+pub(super) fn audio_routes() -> Router<Admin> {
+    Router::new().route(
+        "/api/v1/accounts/{slug}/hold-audio",
+        get(hold_audio)
+            .put(put_hold_audio)
+            .delete(remove_hold_audio),
+    )
+}
+
+/// What the API says of a hold audio file (the file itself is `GET …/hold-audio`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct HoldAudioJson {
+    /// The file's size.
+    bytes: usize,
+    /// Its 20 ms packets.
+    packets: usize,
+    /// How long it plays before it loops.
+    seconds: f64,
+}
+
+fn hold_audio_json(file: &[u8]) -> Option<HoldAudioJson> {
+    let packets = crate::accounts::hold_audio_packets(file).ok()?.len();
+    Some(HoldAudioJson {
+        bytes: file.len(),
+        packets,
+        seconds: packets as f64 * 0.02,
+    })
+}
+
+/// The account's own hold audio file (`audio/ogg`); 404 while it plays the deployment's.
+#[utoipa::path(get, path = "/api/v1/accounts/{slug}/hold-audio", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug")),
+    responses((status = 200, description = "the Ogg/Opus file", content_type = "audio/ogg",
+               headers(("ETag" = String))), Refused))]
+async fn hold_audio(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Result<Response, AdminError> {
+    admin.caller(&headers, &slug).await?;
+    let file = admin
+        .account(&slug)
+        .await?
+        .hold_audio
+        .ok_or(AdminError::NotFound)?;
+    let etag = etag_of(&file.len(), &hex::encode(Sha256::digest(&file)));
+    let mut r = ([(header::CONTENT_TYPE, "audio/ogg")], file).into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(r)
+}
+
+/// Sets the account's hold audio (admin): an Ogg/Opus file of 20 ms packets (`opusenc
+/// --framesize 20`), at most 512 KiB, as the body. Its callers hear it from their next hold.
+#[utoipa::path(put, path = "/api/v1/accounts/{slug}/hold-audio", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug")),
+    request_body(content = Vec<u8>, content_type = "audio/ogg"),
+    responses((status = 200, body = HoldAudioJson), (status = 413, description = "over 512 KiB"),
+              Refused))]
+async fn put_hold_audio(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, AdminError> {
+    let caller = admin.caller(&headers, &slug).await?;
+    caller.require(Role::Admin)?;
+    let file = bytes.to_vec();
+    let about = hold_audio_json(&file);
+    let (account, ()) = admin
+        .edit(&slug, &caller, "hold_audio.update", "", |a| {
+            let before = a.hold_audio.as_deref().and_then(hold_audio_json);
+            a.hold_audio = Some(file.clone());
+            a.validate()?;
+            Ok((json(&before), json(&about), ()))
+        })
+        .await?;
+    let file = account.hold_audio.unwrap_or_default();
+    Ok(Json(hold_audio_json(&file)).into_response())
+}
+
+/// Back to the deployment's hold audio (admin).
+#[utoipa::path(delete, path = "/api/v1/accounts/{slug}/hold-audio", tag = "accounts",
+    security(("operator" = []), ("session" = [])),
+    params(("slug" = String, Path, description = "the account's slug")),
+    responses((status = 204, description = "the deployment's hold audio from the next hold"), Refused))]
+async fn remove_hold_audio(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Result<Response, AdminError> {
+    let caller = admin.caller(&headers, &slug).await?;
+    caller.require(Role::Admin)?;
+    admin
+        .edit(&slug, &caller, "hold_audio.remove", "", |a| {
+            let before = a.hold_audio.take().ok_or(AdminError::NotFound)?;
+            Ok((json(&hold_audio_json(&before)), None, ()))
         })
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -430,6 +430,7 @@ impl NewAccount {
             settings,
             version: 0,
             api_keys: vec![],
+            hold_audio: None,
         };
         account.validate()?;
         Ok(account)
@@ -539,6 +540,12 @@ pub fn router(
         .route("/api/v1/accounts/{slug}", get(one))
         .merge(account::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        // An audio file is larger than any JSON body.
+        .merge(
+            account::audio_routes().layer(tower_http::limit::RequestBodyLimitLayer::new(
+                crate::accounts::MAX_HOLD_AUDIO,
+            )),
+        )
         .with_state(admin)
 }
 

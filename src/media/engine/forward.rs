@@ -293,6 +293,10 @@ impl Engine {
         let Some(leg) = self.legs.get_mut(dst.leg) else {
             return;
         };
+        let has_hold_audio = leg
+            .hold_audio
+            .as_ref()
+            .map_or(!self.cfg.hold_audio.is_empty(), |h| !h.0.is_empty());
         let Some(out) = leg.outs.get_mut(dst.index as usize) else {
             return;
         };
@@ -308,7 +312,7 @@ impl Engine {
             self.counters.dropped_not_started += 1;
             return;
         }
-        if out.hold.is_some() && !self.cfg.hold_audio.is_empty() {
+        if out.hold.is_some() && has_hold_audio {
             self.counters.dropped_on_hold += 1;
             return;
         }

@@ -17,7 +17,7 @@ use crate::ids::{LegId, StreamId};
 use crate::media::dtmf;
 use crate::media::leg::{LegKind, Paced};
 use crate::media::rewrite::FRAME;
-use crate::media::MediaError;
+use crate::media::{HoldAudio, MediaError};
 
 impl Engine {
     /// Plays hold audio on a WhatsApp stream in place of its source (or stops). Before
@@ -47,6 +47,20 @@ impl Engine {
             _ => {}
         }
         debug!(%stream, on, "hold");
+        Ok(())
+    }
+
+    /// The hold audio `leg` plays from now on, in place of the engine's (an account's own).
+    pub fn set_hold_audio(&mut self, leg: LegId, audio: HoldAudio) -> Result<(), MediaError> {
+        let l = self.legs.get_mut(leg).ok_or(MediaError::UnknownLeg { leg })?;
+        if l.kind != LegKind::WhatsApp {
+            return Err(MediaError::WrongLegKind {
+                leg,
+                expected: "whatsapp",
+            });
+        }
+        debug!(%leg, packets = audio.0.len(), "hold audio of its own");
+        l.hold_audio = Some(audio);
         Ok(())
     }
 
@@ -135,10 +149,11 @@ impl Engine {
                 continue;
             }
             let (opus_pt, tele_pt) = (leg.opus_pt, leg.tele_pt);
+            let hold = leg.hold_audio.as_ref().map_or(&self.cfg.hold_audio, |h| &h.0);
             let Some(out) = leg.outs.get_mut(sid.index as usize) else {
                 continue;
             };
-            let packet = out.pace(now, opus_pt, tele_pt, &self.silence, &self.cfg.hold_audio);
+            let packet = out.pace(now, opus_pt, tele_pt, &self.silence, hold);
             match &packet {
                 Some((_, Paced::Dtmf)) => self.counters.dtmf_reports_sent += 1,
                 Some((_, Paced::Silence)) => self.counters.silence_sent += 1,
