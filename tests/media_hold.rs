@@ -90,5 +90,7 @@ async fn a_leg_with_hold_audio_of_its_own_plays_it() {
     for (i, p) in audio[start..].iter().take(30).enumerate() {
         assert_eq!(p[..], own[i][..], "packet {i} is the leg's own clip's");
     }
-    assert!(!audio.iter().any(|p| p[..] == melody_packets()[0][..] && p[..] != own[0][..]));
+    assert!(!audio
+        .iter()
+        .any(|p| p[..] == melody_packets()[0][..] && p[..] != own[0][..]));
 }

@@ -497,7 +497,10 @@ impl Account {
         }
         if let Some(file) = &self.hold_audio {
             hold_audio_packets(file).map_err(|why| {
-                AccountError::invalid("hold_audio", format!("an Ogg/Opus file of 20 ms packets: {why}"))
+                AccountError::invalid(
+                    "hold_audio",
+                    format!("an Ogg/Opus file of 20 ms packets: {why}"),
+                )
             })?;
         }
         if self.api_keys.len() > MAX_API_KEYS {

@@ -1817,10 +1817,7 @@ fn two_accounts_share_the_centre_without_meeting() {
     });
     assert_eq!(w.presence("alice"), Presence::Ringing { call: call("c1") });
     let (acts, wa) = w.offer_to("c2", "200");
-    assert_eq!(
-        hold_audio(&acts),
-        [(wa.as_ref().unwrap().leg, acme_hold())]
-    );
+    assert_eq!(hold_audio(&acts), [(wa.as_ref().unwrap().leg, acme_hold())]);
     let acts = w.graph_ok("c2", GraphAction::PreAccept);
     w.input(Input::MediaConnected {
         leg: wa.unwrap().leg,

@@ -52,7 +52,10 @@ impl Engine {
 
     /// The hold audio `leg` plays from now on, in place of the engine's (an account's own).
     pub fn set_hold_audio(&mut self, leg: LegId, audio: HoldAudio) -> Result<(), MediaError> {
-        let l = self.legs.get_mut(leg).ok_or(MediaError::UnknownLeg { leg })?;
+        let l = self
+            .legs
+            .get_mut(leg)
+            .ok_or(MediaError::UnknownLeg { leg })?;
         if l.kind != LegKind::WhatsApp {
             return Err(MediaError::WrongLegKind {
                 leg,
@@ -149,7 +152,10 @@ impl Engine {
                 continue;
             }
             let (opus_pt, tele_pt) = (leg.opus_pt, leg.tele_pt);
-            let hold = leg.hold_audio.as_ref().map_or(&self.cfg.hold_audio, |h| &h.0);
+            let hold = leg
+                .hold_audio
+                .as_ref()
+                .map_or(&self.cfg.hold_audio, |h| &h.0);
             let Some(out) = leg.outs.get_mut(sid.index as usize) else {
                 continue;
             };
