@@ -1464,6 +1464,20 @@ fn a_waiting_call_is_released_to_another_node_and_adopted_there() {
     assert_eq!(rang(&acts), vec![("carol".into(), "c2".into())]);
     // No Graph action: Meta accepted it long ago, on the other node.
     assert!(!acts.iter().any(|x| matches!(x, Action::Graph { .. })));
+    // The default account has no hold audio of its own: none given.
+    assert!(!acts.iter().any(|x| matches!(x, Action::HoldAudio { .. })));
+    // acme's call taken over by a node that knows acme's hold audio: this end plays it.
+    let mut e = World::new(queue_policy());
+    with_acme(&mut e, queue_policy());
+    let acme_call = crate::calls::HandedCall {
+        call: call("c9"),
+        queue: "support@acme".into(),
+        ..handed.clone()
+    };
+    assert!(e.c.adopt(e.now, acme_call, trunk.clone()));
+    assert!(e.drain().iter().any(
+        |x| matches!(x, Action::HoldAudio { leg, audio } if *leg == trunk.leg && *audio == acme_hold())
+    ));
     // Adopted twice, or while draining: refused, the extra leg closed.
     assert!(!b.c.adopt(b.now, handed.clone(), trunk.clone()));
     let mut d = World::new(queue_policy());

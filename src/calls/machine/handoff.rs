@@ -127,6 +127,9 @@ impl<R: Routing> Centre<R> {
         self.wa_legs.insert(wa.leg, id.clone());
         self.calls.insert(id.clone(), call);
         self.mark_live(now, &id);
+        // This end plays the hold audio now: the call's account's own, when it has one.
+        self.actions
+            .extend(Self::hold_audio_of(&self.cfg, wa.leg, &queue));
         // Accepted long ago at Meta: this end sends (hold audio, then the agent) from now on.
         self.actions.push_back(Action::StartSending { leg: wa.leg });
         let wait = (now + Duration::from_millis(handed.wait_left_ms))

@@ -118,6 +118,19 @@ impl<R: Routing> Centre<R> {
         self.actions.push_back(Action::FloorChanged);
     }
 
+    /// What makes `leg` (a call's WhatsApp leg, or this node's end of a handed-over call) play
+    /// the hold audio of the account of `queue`, when it has its own. (An associated function:
+    /// callers hold a borrow of the call.)
+    pub(super) fn hold_audio_of(cfg: &CentreConfig, leg: LegId, queue: &QueueId) -> Option<Action> {
+        let account = crate::accounts::account_of(&queue.0);
+        cfg.account_hold
+            .get(account)
+            .map(|audio| Action::HoldAudio {
+                leg,
+                audio: audio.clone(),
+            })
+    }
+
     pub(super) fn on_answered(
         &mut self,
         now: Instant,
@@ -144,13 +157,8 @@ impl<R: Routing> Centre<R> {
         match result {
             Ok(wa) => {
                 self.wa_legs.insert(wa.leg, id.clone());
-                let account = crate::accounts::account_of(&call.queue.0);
-                if let Some(audio) = self.cfg.account_hold.get(account) {
-                    self.actions.push_back(Action::HoldAudio {
-                        leg: wa.leg,
-                        audio: audio.clone(),
-                    });
-                }
+                self.actions
+                    .extend(Self::hold_audio_of(&self.cfg, wa.leg, &call.queue));
                 self.actions.push_back(Action::Graph {
                     call: id.clone(),
                     action: GraphAction::PreAccept,
