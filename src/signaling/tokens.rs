@@ -126,6 +126,18 @@ impl Sessions {
         self.file(now, person, key, self.ttl)
     }
 
+    /// Files a new session for `person` under `key` that lasts `ttl`, at most the lifetime
+    /// sessions have here (a host's short-lived session); valid until the returned instant.
+    pub fn create_lasting(
+        &mut self,
+        now: Instant,
+        person: &AgentId,
+        key: SessionKey,
+        ttl: std::time::Duration,
+    ) -> Result<Instant, Full> {
+        self.file(now, person, key, ttl.min(self.ttl))
+    }
+
     /// Files a session made on another node, with the time it has left there. Filing a key
     /// already held replaces it.
     pub fn adopt(

@@ -59,7 +59,7 @@ const DEFAULT_PAGE: u32 = 100;
 /// Every refusal an account's route may answer (in the OpenAPI document).
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // Only its description is used.
-enum Refused {
+pub(super) enum Refused {
     /// No token, or one that is neither the operator's key, a live session nor a live key.
     #[response(status = 401)]
     Unauthorized(ErrorBody),
@@ -169,7 +169,7 @@ pub(super) fn routes() -> Router<Admin> {
 
 /// Who is asking.
 #[derive(Debug, Clone)]
-enum Caller {
+pub(super) enum Caller {
     /// The deployment (`SWITCHBOARD_OPERATOR_KEY`).
     Operator,
     /// A supervisor or admin of the account.
@@ -199,7 +199,7 @@ impl Caller {
     }
 
     /// 403 unless they may act as `role`.
-    fn require(&self, role: Role) -> Result<(), AdminError> {
+    pub(super) fn require(&self, role: Role) -> Result<(), AdminError> {
         match self {
             Caller::Operator => Ok(()),
             Caller::Person { role: r, .. } | Caller::Key { role: r, .. } if *r >= role => Ok(()),
@@ -217,33 +217,24 @@ impl Caller {
 impl Admin {
     /// Who asks about account `slug`: the operator (their key), or a supervisor or admin of
     /// that account (a session). A session of another account is told 404.
-    async fn caller(&self, headers: &HeaderMap, slug: &str) -> Result<Caller, AdminError> {
+    pub(super) async fn caller(
+        &self,
+        headers: &HeaderMap,
+        slug: &str,
+    ) -> Result<Caller, AdminError> {
         let token = auth::token_from(headers).ok_or(AdminError::Unauthorized)?;
         if let Some(key) = &self.key {
             if bool::from(token.as_bytes().ct_eq(key.expose().as_bytes())) {
                 return Ok(Caller::Operator);
             }
         }
-        if let Some(rest) = token.strip_prefix(KEY_PREFIX) {
-            let id = rest.split('_').next().unwrap_or("");
-            let hash = key_hash(token);
-            for a in self.store.accounts().await? {
-                let Some(k) = a.api_keys.iter().find(|k| k.id == id) else {
-                    continue;
-                };
-                if !bool::from(hash.as_bytes().ct_eq(k.hash.as_bytes())) {
-                    break;
-                }
-                // Another account's key: as for a session of another account.
-                if a.slug.as_str() != slug {
-                    return Err(AdminError::NotFound);
-                }
-                return Ok(Caller::Key {
-                    name: k.name.clone(),
-                    role: k.role,
-                });
+        if token.starts_with(KEY_PREFIX) {
+            let (of, caller) = self.key_owner(token).await?;
+            // Another account's key: as for a session of another account.
+            if of != slug {
+                return Err(AdminError::NotFound);
             }
-            return Err(AdminError::Unauthorized);
+            return Ok(caller);
         }
         let who = self
             .auth
@@ -264,8 +255,32 @@ impl Admin {
         })
     }
 
+    /// The account (its slug) whose API key `token` is, and the key as a caller; 401 when it
+    /// is no live key.
+    pub(super) async fn key_owner(&self, token: &str) -> Result<(String, Caller), AdminError> {
+        let id = token
+            .strip_prefix(KEY_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .ok_or(AdminError::Unauthorized)?;
+        let hash = key_hash(token);
+        for a in self.store.accounts().await? {
+            let Some(k) = a.api_keys.iter().find(|k| k.id == id) else {
+                continue;
+            };
+            if !bool::from(hash.as_bytes().ct_eq(k.hash.as_bytes())) {
+                break;
+            }
+            let caller = Caller::Key {
+                name: k.name.clone(),
+                role: k.role,
+            };
+            return Ok((a.slug.to_string(), caller));
+        }
+        Err(AdminError::Unauthorized)
+    }
+
     /// Account `slug` as stored.
-    async fn account(&self, slug: &str) -> Result<Account, AdminError> {
+    pub(super) async fn account(&self, slug: &str) -> Result<Account, AdminError> {
         self.store
             .accounts()
             .await?

@@ -28,6 +28,7 @@ use crate::signaling::auth::AuthHandle;
 use crate::store::{StoreError, StoreHandle};
 
 mod account;
+mod sessions;
 
 /// The accounts API's part of the OpenAPI document ([`crate::http::openapi`]).
 #[derive(utoipa::OpenApi)]
@@ -51,6 +52,7 @@ pub(crate) fn doc() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
     let mut d = Doc::openapi();
     d.merge(account::Doc::openapi());
+    d.merge(sessions::Doc::openapi());
     d
 }
 
@@ -539,6 +541,7 @@ pub fn router(
         .route("/api/v1/accounts", get(list).post(create))
         .route("/api/v1/accounts/{slug}", get(one))
         .merge(account::routes())
+        .merge(sessions::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         // An audio file is larger than any JSON body.
         .merge(

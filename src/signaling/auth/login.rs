@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::{whole_secs, AuthError, AuthHandle, PersonInfo};
+use super::{whole_secs, AuthError, AuthHandle, Entry, PersonInfo};
 use crate::config::PasswordHash;
 use crate::ids::AgentId;
 use crate::signaling::throttle::{NewBlocks, Policy, Verdict};
@@ -70,24 +70,65 @@ impl AuthHandle {
         };
         self.throttle().succeeded(&name, client);
         self.forgive_elsewhere(&name, client).await;
+        let signed = self.open_session(&entry, self.inner.ttl).await?;
+        info!(person = %entry.info.id, role = %entry.info.role, "signed in");
+        Ok(signed)
+    }
+
+    /// A new session of `entry`'s person lasting `ttl` (at most the sessions' lifetime), on
+    /// every node.
+    async fn open_session(&self, entry: &Entry, ttl: Duration) -> Result<SignedIn, AuthError> {
         let token = Token::generate();
-        self.sessions()
-            .create(self.now(), &entry.info.id, token.key())?;
+        let now = self.now();
+        let expires = self
+            .sessions()
+            .create_lasting(now, &entry.info.id, token.key(), ttl)?;
+        let ttl = expires.saturating_duration_since(now);
         if let Some(cluster) = self.inner.cluster.get() {
             if let Err(e) = cluster
-                .put_session(&token.key().hex(), &entry.info.id.0, self.inner.ttl)
+                .put_session(&token.key().hex(), &entry.info.id.0, ttl)
                 .await
             {
                 warn!(error = %e, "session not shared with the other nodes; it works on this one");
             }
         }
-        info!(person = %entry.info.id, role = %entry.info.role, "signed in");
         self.restored(&entry.info.id);
         Ok(SignedIn {
             token,
             person: entry.info.clone(),
-            expires_in: self.inner.ttl,
+            expires_in: ttl,
         })
+    }
+
+    /// A session for `person`, issued by the host's backend (which authenticated as the
+    /// account, with an API key): no password. It lasts `ttl`, at most the sessions' lifetime
+    /// (`SWITCHBOARD_SESSION_HOURS`). A person who is not in the directory (unknown,
+    /// disabled) gets none.
+    pub async fn issue(&self, person: &AgentId, ttl: Duration) -> Result<SignedIn, AuthError> {
+        let entry = self
+            .directory()
+            .get(person)
+            .cloned()
+            .ok_or(AuthError::BadCredentials)?;
+        let signed = self.open_session(&entry, ttl).await?;
+        info!(person = %entry.info.id, role = %entry.info.role, "session issued by the host");
+        Ok(signed)
+    }
+
+    /// A fresh session in place of the live one `token` holds, lasting as long as a new one
+    /// (`ttl`, at most the sessions' lifetime); the old one ends. Refused (401) when `token`
+    /// holds no live session.
+    pub async fn refresh(&self, token: &str, ttl: Duration) -> Result<SignedIn, AuthError> {
+        let who = self.authenticate_anywhere(token).await?;
+        let entry = self
+            .directory()
+            .get(&who.person_id)
+            .cloned()
+            .ok_or(AuthError::Unauthenticated)?;
+        let signed = self.open_session(&entry, ttl).await?;
+        self.sign_out(&who.session).await;
+        info!(person = %entry.info.id, "session refreshed");
+        Ok(signed)
     }
 
     /// The block another node's tally puts on this name or address, if any (Redis down: none,

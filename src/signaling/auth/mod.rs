@@ -322,6 +322,21 @@ impl AuthHandle {
         ended
     }
 
+    /// Ends every session of `person`, on every node, by someone else's doing (the host's
+    /// backend, an admin): open WebSockets are told at once, and a call they are on goes back
+    /// to its queue as for a withdrawn sign-in. Returns how many were live here.
+    pub async fn end_sessions(&self, person: &AgentId) -> usize {
+        self.inner
+            .withdrawn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(person.clone());
+        let n = self.sign_out_everywhere(person).await;
+        self.inner.revoked.send_modify(|r| *r += 1);
+        info!(%person, sessions = n, "sessions ended by the host");
+        n
+    }
+
     /// True when `person`'s sign-in was withdrawn by a change of people (and they have not
     /// signed in since): what ended their session was not their own doing.
     pub fn withdrawn(&self, person: &AgentId) -> bool {
