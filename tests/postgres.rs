@@ -70,6 +70,7 @@ fn account(slug: &str, numbers: &[&str]) -> Account {
         version: 1,
         api_keys: vec![],
         hold_audio: None,
+        allowed_origins: vec![],
     }
 }
 

@@ -109,6 +109,36 @@ pub struct Account {
     pub api_keys: Vec<ApiKeyDef>,
     /// Its callers' hold audio: an Ogg/Opus file of 20 ms packets; `None`: the deployment's.
     pub hold_audio: Option<Vec<u8>>,
+    /// The origins (`https://inbox.example.com`) whose pages may use its people's sessions:
+    /// open `/ws` and call the API from the host's own product (issue 24).
+    pub allowed_origins: Vec<String>,
+}
+
+/// Most origins an account allows.
+pub const MAX_ORIGINS: usize = 20;
+
+/// True when `origin` is written as browsers send it: `http` or `https`, `://`, a host of
+/// lower-case letters, digits, `-` and `.` (or an IPv6 literal in brackets), an optional
+/// port; nothing after.
+pub fn is_origin(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || origin.len() > 200 {
+        return false;
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !h.ends_with(':') && !p.contains(']') => (h, Some(p)),
+        _ => (rest, None),
+    };
+    let host_ok = if let Some(v6) = host.strip_prefix('[') {
+        v6.strip_suffix(']')
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        host.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0))
 }
 
 /// Largest hold audio file an account keeps (a minute of speech at 64 kbit/s).
@@ -397,6 +427,7 @@ impl Account {
             version: 0,
             api_keys: vec![],
             hold_audio: None,
+            allowed_origins: vec![],
         }
     }
 
@@ -502,6 +533,20 @@ impl Account {
                     format!("an Ogg/Opus file of 20 ms packets: {why}"),
                 )
             })?;
+        }
+        if self.allowed_origins.len() > MAX_ORIGINS {
+            return Err(AccountError::invalid(
+                "allowed_origins",
+                format!("at most {MAX_ORIGINS} origins"),
+            ));
+        }
+        for (i, o) in self.allowed_origins.iter().enumerate() {
+            if !is_origin(o) {
+                return Err(AccountError::invalid(
+                    format!("allowed_origins[{i}]"),
+                    "an origin as browsers send it: https://host or https://host:port, lower case, no path",
+                ));
+            }
         }
         if self.api_keys.len() > MAX_API_KEYS {
             return Err(AccountError::invalid(

@@ -81,6 +81,8 @@ pub struct Roster {
     pub times: HashMap<String, CallTimes>,
     /// The hold audio of each account that has its own, by slug.
     pub hold_audio: HashMap<String, crate::media::HoldAudio>,
+    /// Each account's allowed origins, by slug.
+    pub origins: HashMap<String, Vec<String>>,
 }
 
 impl Roster {
@@ -124,6 +126,11 @@ impl Roster {
                 .away_reasons
                 .insert(slug.to_owned(), a.away_reasons.clone());
             roster.times.insert(slug.to_owned(), a.settings.into());
+            if !a.allowed_origins.is_empty() {
+                roster
+                    .origins
+                    .insert(slug.to_owned(), a.allowed_origins.clone());
+            }
             // (Checked when stored: a file that does not read is left out, not fatal.)
             if let Some(Ok(packets)) = a.hold_audio.as_deref().map(super::hold_audio_packets) {
                 let clip: Vec<std::sync::Arc<[u8]>> =
@@ -134,6 +141,19 @@ impl Roster {
             }
         }
         roster
+    }
+
+    /// True when pages of `origin` may use the sessions of the account `id` belongs to.
+    pub fn origin_allowed_for(&self, id: &str, origin: &str) -> bool {
+        self.origins
+            .get(account_of(id))
+            .is_some_and(|o| o.iter().any(|a| a == origin))
+    }
+
+    /// True when some account allows pages of `origin` (a CORS preflight, which carries no
+    /// credentials, is answered for them).
+    pub fn origin_allowed_anywhere(&self, origin: &str) -> bool {
+        self.origins.values().flatten().any(|a| a == origin)
     }
 
     /// The away reasons of the account `id` belongs to.

@@ -68,6 +68,7 @@ pub(crate) fn account(slug: &str, numbers: &[&str]) -> Account {
             created_by: "operator".into(),
         }],
         hold_audio: None,
+        allowed_origins: vec!["https://inbox.example.com".into()],
     }
 }
 
@@ -116,6 +117,23 @@ fn every_broken_rule_is_refused_naming_its_field() {
         refused(&|a| a.api_keys[0].role = Role::Agent),
         "api_keys[0].role"
     );
+    for bad in [
+        "inbox.example.com",
+        "https://inbox.example.com/",
+        "https://Inbox.example.com",
+        "ftp://inbox.example.com",
+        "https://inbox.example.com:0",
+        "https://inbox.example.com:99999",
+        "https://",
+    ] {
+        assert_eq!(
+            refused(&|a| a.allowed_origins.push(bad.into())),
+            "allowed_origins[1]",
+            "{bad}"
+        );
+    }
+    assert!(is_origin("http://127.0.0.1:8080"));
+    assert!(is_origin("http://[::1]:8080"));
     assert_eq!(
         refused(&|a| a.api_keys.push(a.api_keys[0].clone())),
         "api_keys[1].id"

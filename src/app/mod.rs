@@ -550,7 +550,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         .merge(ws::router(WsState {
             auth: auth.clone(),
             calls: calls.clone(),
-            roster: roster_rx,
+            roster: roster_rx.clone(),
         }))
         .merge(http::my_calls(store.clone(), auth.clone()))
         .merge(http::admin::router(
@@ -569,6 +569,14 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         .merge(http::supervisors_only(
             crate::store::http::router(store.clone()),
             auth.clone(),
+        ))
+        // Pages of other origins: only those an account allows, with its people's sessions.
+        .layer(axum::middleware::from_fn_with_state(
+            http::cors::Cors {
+                auth: auth.clone(),
+                roster: roster_rx,
+            },
+            http::cors::check,
         ));
     // One socket per port, and one more per port for IPv6.
     let media_sockets = media_ports.len() * (1 + usize::from(config.media.public_ip6.is_some()));

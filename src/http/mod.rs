@@ -6,6 +6,7 @@
 //! handles to the components that own state.
 
 pub mod admin;
+pub mod cors;
 pub mod nodes;
 pub mod openapi;
 pub mod serve;

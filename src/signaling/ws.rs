@@ -16,7 +16,7 @@ use axum::Router;
 use futures_util::SinkExt;
 use tracing::{debug, info, info_span, Instrument};
 
-use super::auth::{AuthHandle, Authenticated, SameOrigin};
+use super::auth::{AuthHandle, Authenticated};
 use super::protocol::{
     close, ClientMsg, FloorAgent, FloorCall, FloorLeg, FloorQueue, PresenceView, ServerMsg,
     MAX_MESSAGE, MAX_REASON_CHARS, VERSION,
@@ -69,22 +69,38 @@ pub fn router(state: WsState) -> Router {
     Router::new().route("/ws", get(upgrade)).with_state(state)
 }
 
-/// Browsers send `Origin` on a WebSocket upgrade but apply no same-origin rule to it: a page of
-/// another site could open `/ws` with the cookie. [`SameOrigin`] refuses it (403) first.
 /// The agents' and supervisors' WebSocket (docs/protocol.md).
+///
+/// Browsers send `Origin` on a WebSocket upgrade but apply no same-origin rule to it: a page of
+/// another site could open `/ws` with the cookie. Only switchboard's own pages, the origins of
+/// `SWITCHBOARD_ALLOWED_ORIGINS`, and those the signed-in person's account allows (its
+/// product's own pages, with a host-issued token) may: any other is refused (403).
 #[utoipa::path(get, path = "/ws", tag = "agents",
     security(("session" = [])),
     responses((status = 101, description = "switching to the WebSocket protocol"),
               (status = 401, description = "not signed in"), (status = 403, description = "another site's page")))]
 async fn upgrade(
-    _origin: SameOrigin,
     who: Authenticated,
     State(st): State<WsState>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if let Some(origin) = st.auth.foreign_origin(&headers, &uri) {
+        if !st
+            .roster
+            .borrow()
+            .origin_allowed_for(&who.person_id.0, &origin)
+        {
+            return axum::response::IntoResponse::into_response(
+                super::auth::AuthError::ForeignOrigin,
+            );
+        }
+    }
     // The library's own cap is far above ours, so an oversized message gets our error instead
-    // of a dropped connection.
-    ws.max_message_size(4 * MAX_MESSAGE)
+    // of a dropped connection. A page of another origin offers the protocol with its token.
+    ws.protocols([super::auth::WS_PROTOCOL])
+        .max_message_size(4 * MAX_MESSAGE)
         .on_upgrade(move |socket| {
             let span = info_span!("session", agent = %who.person_id);
             session(socket, who, st).instrument(span)

@@ -54,6 +54,7 @@ pub(super) const SQLITE_SCHEMA: &str = "CREATE TABLE accounts (
 pub(super) const SQLITE_VERSION: &str =
     "ALTER TABLE accounts ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE accounts ADD COLUMN hold_audio BLOB;
+    ALTER TABLE accounts ADD COLUMN allowed_origins TEXT NOT NULL DEFAULT '[]';
     CREATE TABLE account_audit (
         id      INTEGER PRIMARY KEY AUTOINCREMENT,
         account TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
@@ -82,6 +83,7 @@ pub(super) const SQLITE_VERSION: &str =
 pub(super) const POSTGRES_VERSION: &str =
     "ALTER TABLE accounts ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
     ALTER TABLE accounts ADD COLUMN hold_audio BYTEA;
+    ALTER TABLE accounts ADD COLUMN allowed_origins TEXT NOT NULL DEFAULT '[]';
     CREATE TABLE account_audit (
         id      BIGSERIAL PRIMARY KEY,
         account TEXT NOT NULL REFERENCES accounts (slug) ON DELETE CASCADE,
@@ -186,6 +188,7 @@ struct Head {
     access_token: Option<Vec<u8>>,
     version: i64,
     hold_audio: Option<Vec<u8>>,
+    allowed_origins: String,
 }
 
 impl Head {
@@ -205,6 +208,7 @@ impl Head {
             version: read(&self.slug, "version", u64::try_from(self.version))?,
             api_keys: vec![],
             hold_audio: self.hold_audio,
+            allowed_origins: from_json(&self.slug, "allowed_origins", &self.allowed_origins)?,
             slug,
         })
     }
@@ -224,7 +228,7 @@ impl AccountStore for SqliteStore {
         let mut accounts = {
             let mut q = tx.prepare(
                 "SELECT slug, name, waba_id, default_queue, away_reasons, settings, access_token,
-                     version, hold_audio
+                     version, hold_audio, allowed_origins
                  FROM accounts ORDER BY slug",
             )?;
             let heads = q.query_map([], |r| {
@@ -238,6 +242,7 @@ impl AccountStore for SqliteStore {
                     access_token: r.get(6)?,
                     version: r.get(7)?,
                     hold_audio: r.get(8)?,
+                    allowed_origins: r.get(9)?,
                 })
             })?;
             heads
@@ -357,8 +362,8 @@ impl AccountStore for SqliteStore {
         let tx = self.conn.transaction()?;
         let inserted = tx.execute(
             "INSERT INTO accounts (slug, name, waba_id, default_queue, away_reasons, settings,
-                 access_token, version, hold_audio)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8) ON CONFLICT (slug) DO NOTHING",
+                 access_token, version, hold_audio, allowed_origins)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9) ON CONFLICT (slug) DO NOTHING",
             rusqlite::params![
                 slug,
                 account.name,
@@ -368,6 +373,7 @@ impl AccountStore for SqliteStore {
                 to_json(&account.settings),
                 account.access_token.as_ref().map(SealedToken::as_bytes),
                 account.hold_audio,
+                to_json(&account.allowed_origins),
             ],
         )?;
         if inserted == 0 {
@@ -388,7 +394,8 @@ impl AccountStore for SqliteStore {
         let tx = self.conn.transaction()?;
         let updated = tx.execute(
             "UPDATE accounts SET name = ?2, waba_id = ?3, default_queue = ?4, away_reasons = ?5,
-                 settings = ?6, access_token = ?7, hold_audio = ?9, version = version + 1
+                 settings = ?6, access_token = ?7, hold_audio = ?9, allowed_origins = ?10,
+                 version = version + 1
              WHERE slug = ?1 AND version = ?8",
             rusqlite::params![
                 slug,
@@ -400,6 +407,7 @@ impl AccountStore for SqliteStore {
                 account.access_token.as_ref().map(SealedToken::as_bytes),
                 i64::try_from(account.version).unwrap_or(i64::MAX),
                 account.hold_audio,
+                to_json(&account.allowed_origins),
             ],
         )?;
         if updated == 0 {
@@ -604,7 +612,7 @@ impl AccountStore for PostgresStore {
         let mut accounts = tx
             .query(
                 "SELECT slug, name, waba_id, default_queue, away_reasons, settings, access_token,
-                     version, hold_audio
+                     version, hold_audio, allowed_origins
                  FROM accounts ORDER BY slug",
                 &[],
             )?
@@ -620,6 +628,7 @@ impl AccountStore for PostgresStore {
                     access_token: r.get(6),
                     version: r.get(7),
                     hold_audio: r.get(8),
+                    allowed_origins: r.get(9),
                 }
                 .account()
             })
@@ -695,8 +704,8 @@ impl AccountStore for PostgresStore {
         let mut tx = self.client()?.transaction()?;
         let inserted = tx.execute(
             "INSERT INTO accounts (slug, name, waba_id, default_queue, away_reasons, settings,
-                 access_token, version, hold_audio)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8) ON CONFLICT (slug) DO NOTHING",
+                 access_token, version, hold_audio, allowed_origins)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9) ON CONFLICT (slug) DO NOTHING",
             &[
                 &slug,
                 &account.name,
@@ -706,6 +715,7 @@ impl AccountStore for PostgresStore {
                 &to_json(&account.settings),
                 &account.access_token.as_ref().map(SealedToken::as_bytes),
                 &account.hold_audio,
+                &to_json(&account.allowed_origins),
             ],
         )?;
         if inserted == 0 {
@@ -729,7 +739,8 @@ impl AccountStore for PostgresStore {
         // version waits, then finds it gone.
         let updated = tx.execute(
             "UPDATE accounts SET name = $2, waba_id = $3, default_queue = $4, away_reasons = $5,
-                 settings = $6, access_token = $7, hold_audio = $9, version = version + 1
+                 settings = $6, access_token = $7, hold_audio = $9, allowed_origins = $10,
+                 version = version + 1
              WHERE slug = $1 AND version = $8",
             &[
                 &slug,
@@ -741,6 +752,7 @@ impl AccountStore for PostgresStore {
                 &account.access_token.as_ref().map(SealedToken::as_bytes),
                 &version,
                 &account.hold_audio,
+                &to_json(&account.allowed_origins),
             ],
         )?;
         if updated == 0 {

@@ -1011,6 +1011,8 @@ struct SettingsBody {
     name: String,
     default_queue: String,
     away_reasons: Vec<String>,
+    /// Origins whose pages may use the account's sessions (`https://inbox.example.com`).
+    allowed_origins: Vec<String>,
     ring_timeout_secs: f64,
     wrap_up_secs: f64,
     grace_secs: f64,
@@ -1028,6 +1030,8 @@ struct SettingsPatch {
     #[serde(default)]
     away_reasons: Option<Vec<String>>,
     #[serde(default)]
+    allowed_origins: Option<Vec<String>>,
+    #[serde(default)]
     ring_timeout_secs: Option<f64>,
     #[serde(default)]
     wrap_up_secs: Option<f64>,
@@ -1042,6 +1046,7 @@ fn settings_of(a: &Account) -> SettingsBody {
         name: a.name.clone(),
         default_queue: a.default_queue.clone(),
         away_reasons: a.away_reasons.clone(),
+        allowed_origins: a.allowed_origins.clone(),
         ring_timeout_secs: secs(a.settings.ring_timeout_ms),
         wrap_up_secs: secs(a.settings.wrap_up_ms),
         grace_secs: secs(a.settings.grace_ms),
@@ -1096,6 +1101,9 @@ async fn update_settings(
             }
             if let Some(r) = &p.away_reasons {
                 a.away_reasons = r.clone();
+            }
+            if let Some(o) = &p.allowed_origins {
+                a.allowed_origins = o.clone();
             }
             let s = &mut a.settings;
             *s = CallSettings {

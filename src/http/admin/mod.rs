@@ -433,6 +433,7 @@ impl NewAccount {
             version: 0,
             api_keys: vec![],
             hold_audio: None,
+            allowed_origins: vec![],
         };
         account.validate()?;
         Ok(account)

@@ -15,7 +15,13 @@ use super::AuthHandle;
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "switchboard_session";
 
-/// The token a request carries: `Authorization: Bearer` first, else the session cookie.
+/// The WebSocket subprotocol switchboard speaks; a browser page of another origin, which can
+/// set no header on a WebSocket, offers it with its token as a second one:
+/// `new WebSocket(url, ["switchboard.v1", "bearer." + token])`.
+pub const WS_PROTOCOL: &str = "switchboard.v1";
+
+/// The token a request carries: `Authorization: Bearer` first, else the session cookie, else
+/// (a WebSocket upgrade only) a `bearer.<token>` subprotocol.
 pub fn token_from(headers: &HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
@@ -34,6 +40,15 @@ pub fn token_from(headers: &HeaderMap) -> Option<&str> {
         .find(|(name, _)| *name == COOKIE_NAME)
         .map(|(_, value)| value.trim())
         .filter(|t| !t.is_empty())
+        .or_else(|| {
+            headers
+                .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .find_map(|p| p.trim().strip_prefix("bearer."))
+                .filter(|t| !t.is_empty())
+        })
 }
 
 impl AuthHandle {

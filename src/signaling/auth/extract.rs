@@ -107,16 +107,37 @@ where
 
 /// See [`SameOrigin`].
 fn origin_allowed(parts: &Parts, allowed: &[String]) -> bool {
-    let Some(origin) = parts.headers.get(header::ORIGIN) else {
-        return true;
-    };
+    foreign_origin(&parts.headers, &parts.uri, allowed).is_none()
+}
+
+impl AuthHandle {
+    /// The request's `Origin` when it is neither switchboard's own nor one of
+    /// `SWITCHBOARD_ALLOWED_ORIGINS`: a page of another site (`None`: no `Origin`, or one of
+    /// those). An account may allow such an origin for its own people's sessions.
+    pub fn foreign_origin(&self, headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+        foreign_origin(headers, uri, &self.inner.allowed_origins)
+    }
+}
+
+/// See [`AuthHandle::foreign_origin`]; an `Origin` that is not text is foreign (as `""`).
+fn foreign_origin(
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    allowed: &[String],
+) -> Option<String> {
+    let origin = headers.get(header::ORIGIN)?;
     let Ok(origin) = origin.to_str() else {
-        return false;
+        return Some(String::new());
     };
     let origin = origin.trim().to_ascii_lowercase();
-    if allowed.contains(&origin) {
-        return true;
+    if allowed.contains(&origin) || same_origin(headers, uri, &origin) {
+        return None;
     }
+    Some(origin)
+}
+
+/// True when `origin` is the request's own host.
+fn same_origin(headers: &HeaderMap, uri: &axum::http::Uri, origin: &str) -> bool {
     let Some((scheme, authority)) = origin.split_once("://") else {
         return false;
     };
@@ -126,12 +147,11 @@ fn origin_allowed(parts: &Parts, allowed: &[String]) -> bool {
         _ => return false,
     };
     // HTTP/1.1 carries the host in `Host`, HTTP/2 in the URI's authority.
-    let host = parts
-        .headers
+    let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+        .or_else(|| uri.authority().map(|a| a.to_string()));
     let Some(host) = host else {
         return false;
     };

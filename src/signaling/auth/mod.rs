@@ -73,7 +73,7 @@ mod login;
 mod routes;
 mod session;
 
-pub use cookie::{token_from, COOKIE_NAME};
+pub use cookie::{token_from, COOKIE_NAME, WS_PROTOCOL};
 pub use directory::{demo_people, hash_password, DemoSignIn, PersonInfo, PersonStatus};
 pub use extract::{forwarded_client, Authenticated, RequireSupervisor, SameOrigin};
 pub use login::SignedIn;
