@@ -5,8 +5,8 @@
 //! that allows this origin only). *Does not touch*: anything else; the pages speak
 //! `docs/protocol.md` like any other client.
 
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
@@ -15,8 +15,13 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; conn
                    media-src 'self' blob: mediastream:; img-src 'self' data:; \
                    frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-fn page(content_type: &'static str, body: &'static str) -> impl IntoResponse {
-    (
+/// Where the embeddable softphone lives (issue 24): a page of any origin imports it, and a
+/// module script is fetched with CORS, so these answer `Access-Control-Allow-Origin: *` (they
+/// are public files; which origins may *use* a session is the account's `allowed_origins`).
+const SDK: &str = "/sdk/";
+
+fn page(path: &'static str, content_type: &'static str, body: &'static str) -> Response {
+    let mut r = (
         [
             (header::CONTENT_TYPE, content_type),
             (header::CONTENT_SECURITY_POLICY, CSP),
@@ -25,6 +30,14 @@ fn page(content_type: &'static str, body: &'static str) -> impl IntoResponse {
         ],
         body,
     )
+        .into_response();
+    if path.starts_with(SDK) {
+        r.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    }
+    r
 }
 
 const HTML: &str = "text/html; charset=utf-8";
@@ -45,6 +58,17 @@ pub const PAGES: &[(&str, &str, &str)] = &[
         "text/css; charset=utf-8",
         include_str!("../web/style.css"),
     ),
+    // The embeddable softphone and its TypeScript declarations (docs/embedding.md).
+    (
+        "/sdk/v1/switchboard.js",
+        JS,
+        include_str!("../web/sdk/v1/switchboard.js"),
+    ),
+    (
+        "/sdk/v1/switchboard.d.ts",
+        "application/typescript; charset=utf-8",
+        include_str!("../web/sdk/v1/switchboard.d.ts"),
+    ),
 ];
 
 /// `/` (the agent page), `/supervisor` (the supervisor console), `/admin` (the account's
@@ -53,6 +77,9 @@ pub fn router() -> Router {
     PAGES
         .iter()
         .fold(Router::new(), |r, &(path, content_type, body)| {
-            r.route(path, get(move || async move { page(content_type, body) }))
+            r.route(
+                path,
+                get(move || async move { page(path, content_type, body) }),
+            )
         })
 }

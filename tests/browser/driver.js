@@ -13,6 +13,12 @@
 //   wait_text <element id> <text…>  wait until the element's text starts with <text>
 //   wait_contains <element id> <text…>  wait until the element's text contains <text>
 //   measure <audio element id> <ms> the dominant frequency (Hz) of what that element plays
+//   measure_expr <ms> <js…>         the same for the media element <js> evaluates to (one in a
+//                                   shadow root, or not in the document)
+//   wait_in <css selector>|<text…>  wait until the element (shadow roots pierced) contains <text>
+//   wait_js <js…>                   wait until the expression is true
+//   focus <button name…>            move the keyboard focus to that button
+//   press <key>                     press a key (Playwright's names: Enter, Tab, Alt+h…)
 //   shot <path>                     a screenshot
 //   eval <js…>                      evaluate, answer its JSON
 //   axe                             run axe-core on the page: the serious and critical
@@ -29,9 +35,13 @@ const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run
   '--autoplay-policy=no-user-gesture-required', '--allow-loopback-in-peer-connection',
   '--disable-features=WebRtcHideLocalIpsWithMdns', '--use-file-for-fake-audio-capture=' + wav];
 
-async function measure(page, id, ms) {
-  return page.evaluate(async ([id, ms]) => {
-    const stream = document.getElementById(id).srcObject;
+async function measure(page, id, ms, expr) {
+  // An expression is evaluated as `eval` does, through the debugger: the page's Content
+  // Security Policy (which may forbid eval) does not govern that.
+  if (expr) await page.evaluate(`window.__sbMeasured = (${expr}); 0`);
+  return page.evaluate(async ([id, ms, expr]) => {
+    const el = expr ? window.__sbMeasured : document.getElementById(id);
+    const stream = el && el.srcObject;
     if (!stream) return 0;
     const ctx = new AudioContext(); const an = ctx.createAnalyser(); an.fftSize = 8192;
     ctx.createMediaStreamSource(stream).connect(an);
@@ -42,7 +52,7 @@ async function measure(page, id, ms) {
       peaks.push(f[bi] < -100 ? 0 : bi * ctx.sampleRate / an.fftSize);
     }
     peaks.sort((a, b) => a - b); return peaks[peaks.length >> 1];
-  }, [id, Number(ms)]);
+  }, [id, Number(ms), expr]);
 }
 
 (async () => {
@@ -84,6 +94,17 @@ async function measure(page, id, ms) {
         await page.waitForFunction(([id, t]) => (document.getElementById(id)?.textContent || '').includes(t),
           [rest[0], rest.slice(1).join(' ')]);
       } else if (cmd === 'measure') out = String(await measure(page, rest[0], rest[1]));
+      else if (cmd === 'measure_expr') out = String(await measure(page, null, rest[0], rest.slice(1).join(' ')));
+      else if (cmd === 'wait_in') {
+        const bar = arg.indexOf('|');
+        await page.locator(arg.slice(0, bar)).filter({ hasText: arg.slice(bar + 1) }).first().waitFor();
+      }
+      // As a function, which Playwright compiles through the debugger: a string it would eval
+      // in the page, which a strict Content Security Policy forbids.
+      // eslint-disable-next-line no-new-func
+      else if (cmd === 'wait_js') await page.waitForFunction(new Function(`return (${arg});`));
+      else if (cmd === 'focus') await page.getByRole('button', { name: arg, exact: true }).first().focus();
+      else if (cmd === 'press') await page.keyboard.press(arg);
       else if (cmd === 'shot') await page.screenshot({ path: arg });
       else if (cmd === 'eval') out = JSON.stringify(await page.evaluate(arg));
       else if (cmd === 'axe') {
