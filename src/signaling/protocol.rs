@@ -20,6 +20,8 @@ pub mod close {
     pub const REPLACED: u16 = 4001;
     /// The sign-in ended: logout or expiry (`error` `signed_out`).
     pub const SIGNED_OUT: u16 = 4002;
+    /// The session was refreshed (`POST /api/v1/sessions/refresh`): go on with the new token.
+    pub const REFRESHED: u16 = 4003;
 }
 
 /// What a browser sends. The field-less messages are empty struct variants, not unit ones:

@@ -239,6 +239,12 @@ async fn session(mut socket: impl Socket, who: Authenticated, st: WsState) {
                 }
             } => {
                 if !st.auth.session_alive_anywhere(&who.session).await {
+                    if st.auth.take_superseded(&who.session) {
+                        // Refreshed: its holder goes on with the new session. Not a sign-out:
+                        // a call in progress waits for the new socket (the grace period).
+                        close_with(&mut socket, close::REFRESHED, "session refreshed").await;
+                        break;
+                    }
                     // Withdrawn by someone else (disabled, new password…): the call the agent is
                     // on goes back to its queue rather than ending with their page.
                     if st.auth.withdrawn(&agent) {

@@ -126,6 +126,7 @@ impl AuthHandle {
             .cloned()
             .ok_or(AuthError::Unauthenticated)?;
         let signed = self.open_session(&entry, ttl).await?;
+        self.supersede(&who.session);
         self.sign_out(&who.session).await;
         info!(person = %entry.info.id, "session refreshed");
         Ok(signed)
@@ -215,6 +216,35 @@ mod tests {
     use crate::config::{Person, Role};
     use crate::signaling::auth::fixtures::*;
     use crate::signaling::password;
+
+    #[tokio::test]
+    async fn a_refreshed_session_ends_as_superseded_not_signed_out() {
+        let (people, _) = crate::signaling::auth::demo_people().await;
+        let auth = AuthHandle::new(&config(Duration::from_secs(3600)), people);
+        let agent = AgentId("agent1".into());
+        let issued = auth.issue(&agent, Duration::from_secs(600)).await.unwrap();
+        assert_eq!(issued.expires_in, Duration::from_secs(600));
+        let old = auth.authenticate(issued.token.expose()).unwrap().session;
+        let fresh = auth
+            .refresh(issued.token.expose(), Duration::from_secs(7200))
+            .await
+            .unwrap();
+        // Never longer than a session lives here.
+        assert_eq!(fresh.expires_in, Duration::from_secs(3600));
+        assert!(!auth.session_alive(&old));
+        assert!(auth.authenticate(fresh.token.expose()).is_ok());
+        // Its socket learns it was refreshed, once; a logout is not that.
+        assert!(auth.take_superseded(&old));
+        assert!(!auth.take_superseded(&old));
+        let now = auth.authenticate(fresh.token.expose()).unwrap().session;
+        auth.sign_out(&now).await;
+        assert!(!auth.take_superseded(&now));
+        // Nobody of the directory: nothing issued.
+        assert!(auth
+            .issue(&AgentId("nobody".into()), Duration::from_secs(60))
+            .await
+            .is_err());
+    }
 
     /// (m, t, p) of a PHC string.
     fn params_of(phc: &str) -> (u32, u32, u32) {

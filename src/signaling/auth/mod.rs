@@ -224,6 +224,10 @@ struct Inner {
     /// Whose sign-in a change of people withdrew (until they sign in again): their sessions
     /// ended by someone else's doing, not their own sign-out.
     withdrawn: Mutex<std::collections::HashSet<AgentId>>,
+    /// Sessions ended because their holder refreshed them: the holder goes on with a new one,
+    /// so a socket still open on the old one is not a sign-out (a call in progress waits for
+    /// the new socket, as for a page reload). Taken when the socket notices; bounded.
+    superseded: Mutex<std::collections::HashSet<SessionKey>>,
     dummy: PasswordHash,
     sessions: Mutex<Sessions>,
     throttle: Mutex<SignInThrottle>,
@@ -258,6 +262,7 @@ impl AuthHandle {
                 people: RwLock::new(Arc::new(entries(people))),
                 revoked: watch::Sender::new(0),
                 withdrawn: Mutex::default(),
+                superseded: Mutex::default(),
                 dummy,
                 sessions: Mutex::new(Sessions::new(config.session_ttl, limits)),
                 throttle: Mutex::new(SignInThrottle::default()),
@@ -345,6 +350,29 @@ impl AuthHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(person)
+    }
+
+    /// The session `old` ended because its holder refreshed it (see `superseded`).
+    fn supersede(&self, old: &SessionKey) {
+        let mut s = self
+            .inner
+            .superseded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Sockets take theirs within seconds; one that never does must not grow this.
+        if s.len() >= 10_000 {
+            s.clear();
+        }
+        s.insert(*old);
+    }
+
+    /// True (once) when `session` ended because its holder refreshed it: not a sign-out.
+    pub fn take_superseded(&self, session: &SessionKey) -> bool {
+        self.inner
+            .superseded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(session)
     }
 
     /// `person` signed in again: a later end of their session is theirs.
