@@ -17,12 +17,6 @@ use switchboard::whatsapp::simulator::CallPhase;
 
 const SHOTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/browser-shots");
 
-/// axe-core finds no serious or critical accessibility violation on the page as it is now.
-async fn assert_accessible(b: &mut Browser, what: &str) {
-    let found = b.run("axe").await;
-    assert_eq!(found, "[]", "accessibility violations on {what}: {found}");
-}
-
 /// The cells of each row of the table body `id`, as the page shows them.
 async fn rows(b: &mut Browser, id: &str) -> Vec<Vec<String>> {
     let json = b
@@ -56,7 +50,9 @@ async fn a_supervisor_adds_an_agent_on_the_admin_page_who_answers_the_next_call(
     // sam, a supervisor, signs in on the admin page and sees the account's people.
     let mut admin = Browser::start(660.0);
     admin.run(&format!("goto {admin_url}")).await;
-    assert_accessible(&mut admin, "the admin page's sign-in form").await;
+    admin
+        .assert_accessible("the admin page's sign-in form")
+        .await;
     admin.sign_in(&admin_url, "sam", common::PASSWORD).await;
     admin.run("wait_text person-sam sam").await;
     // The audit log is an admin's: a supervisor is told so.
@@ -76,7 +72,9 @@ async fn a_supervisor_adds_an_agent_on_the_admin_page_who_answers_the_next_call(
             .await,
         "[true,true]"
     );
-    assert_accessible(&mut admin, "the admin page, a supervisor signed in").await;
+    admin
+        .assert_accessible("the admin page, a supervisor signed in")
+        .await;
 
     // sam adds bob, an agent of `support`, through the labelled controls.
     admin.run("fill Id bob").await;
@@ -104,7 +102,9 @@ async fn a_supervisor_adds_an_agent_on_the_admin_page_who_answers_the_next_call(
     admin
         .run(&format!("shot {SHOTS}/admin-supervisor.png"))
         .await;
-    assert_accessible(&mut admin, "the admin page after adding a person").await;
+    admin
+        .assert_accessible("the admin page after adding a person")
+        .await;
 
     // bob signs in on the agent page at once, and takes the next call.
     let mut bob = Browser::start(440.0);
@@ -146,7 +146,9 @@ async fn a_supervisor_adds_an_agent_on_the_admin_page_who_answers_the_next_call(
             .await,
         "true"
     );
-    assert_accessible(&mut admin, "the admin page, an agent signed in").await;
+    admin
+        .assert_accessible("the admin page, an agent signed in")
+        .await;
 
     // ada, an admin, reads in the audit log that sam added bob.
     admin.run("click Sign out").await;
@@ -164,7 +166,9 @@ async fn a_supervisor_adds_an_agent_on_the_admin_page_who_answers_the_next_call(
         "the change shows what bob was made: {entry:?}"
     );
     admin.run(&format!("shot {SHOTS}/admin-admin.png")).await;
-    assert_accessible(&mut admin, "the admin page, an admin signed in").await;
+    admin
+        .assert_accessible("the admin page, an admin signed in")
+        .await;
 
     // ada makes an API key for the CRM through the labelled controls; the page shows it once,
     // in a labelled read-only field.
@@ -213,7 +217,9 @@ async fn a_supervisor_adds_an_agent_on_the_admin_page_who_answers_the_next_call(
     assert_eq!(key_row[5], "Revoke");
     admin.run("wait_contains audit-rows made an API key").await;
     admin.run(&format!("shot {SHOTS}/admin-key.png")).await;
-    assert_accessible(&mut admin, "the admin page, a key just made").await;
+    admin
+        .assert_accessible("the admin page, a key just made")
+        .await;
 
     // The CRM uses it: the people of the account, bob among them.
     let http = reqwest::Client::new();
@@ -278,7 +284,9 @@ async fn a_supervisor_adds_an_agent_on_the_admin_page_who_answers_the_next_call(
     admin
         .run(&format!("shot {SHOTS}/admin-key-revoke.png"))
         .await;
-    assert_accessible(&mut admin, "the admin page, revoking a key").await;
+    admin
+        .assert_accessible("the admin page, revoking a key")
+        .await;
     admin.run("click Revoke key").await;
     admin
         .run("wait_text status Saved by ada: key crm revoked.")
@@ -313,7 +321,9 @@ async fn a_supervisor_adds_an_agent_on_the_admin_page_who_answers_the_next_call(
             "the entry shows the key: {entry:?}"
         );
     }
-    assert_accessible(&mut admin, "the admin page, a key revoked").await;
+    admin
+        .assert_accessible("the admin page, a key revoked")
+        .await;
 
     drop(bob);
     drop(admin);

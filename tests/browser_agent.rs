@@ -41,7 +41,7 @@ async fn agent_page(running: &Running, id: &str, hz: f64) -> Browser {
     let mut b = Browser::start(hz);
     let url = format!("http://{}/", running.http_addr);
     b.run(&format!("goto {url}")).await;
-    assert_accessible(&mut b, "the sign-in form").await;
+    b.assert_accessible("the sign-in form").await;
     b.sign_in(&url, id, &password(running, id)).await;
     b.run("wait_text state Available").await;
     b
@@ -59,7 +59,7 @@ async fn answered_call(running: &Running, agent: &mut Browser) -> SimulatedCall 
         .await
         .unwrap();
     agent.run("wait_heading Incoming call").await;
-    assert_accessible(agent, "the agent page, ringing").await;
+    agent.assert_accessible("the agent page, ringing").await;
     agent.run(&format!("shot {SHOTS}/agent-ringing.png")).await;
     agent.run("click Answer").await;
     agent.run("wait_button Hang up").await;
@@ -69,43 +69,23 @@ async fn answered_call(running: &Running, agent: &mut Browser) -> SimulatedCall 
     call
 }
 
-/// The dominant frequency the caller heard over its last ~`packets` packets.
-async fn caller_hears(call: &SimulatedCall, packets: u64) -> Option<f64> {
-    let caller = call.peer().unwrap();
-    let until = caller.status().packets_received + packets;
-    caller
-        .wait_for(LONG, |s| s.packets_received > until)
-        .await?;
-    caller.recording().await.ok()?.heard.map(|(hz, _)| hz)
-}
-
-/// axe-core finds no serious or critical accessibility violation on the page as it is now.
-async fn assert_accessible(b: &mut Browser, what: &str) {
-    let found = b.run("axe").await;
-    assert_eq!(found, "[]", "accessibility violations on {what}: {found}");
-}
-
-fn near(hz: f64, target: f64) -> bool {
-    (hz - target).abs() < 30.0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_answers_on_the_page_talks_mutes_holds_and_hangs_up() {
     let running = sandbox().await;
     let mut agent = agent_page(&running, "agent1", 440.0).await;
     let call = answered_call(&running, &mut agent).await;
     agent.run(&format!("shot {SHOTS}/agent-in-call.png")).await;
-    assert_accessible(&mut agent, "the agent page, in a call").await;
+    agent.assert_accessible("the agent page, in a call").await;
     let page = agent.hears("party", 3000).await;
     assert!(
-        near(page, 1000.0),
+        common::near(page, 1000.0),
         "the page hears the caller's 1 kHz: {page}"
     );
-    let heard = caller_hears(&call, 100)
+    let heard = common::caller_hears(&call, 100)
         .await
         .expect("the caller hears audio");
     assert!(
-        near(heard, 440.0),
+        common::near(heard, 440.0),
         "the caller hears the page's 440 Hz: {heard}"
     );
 
@@ -113,7 +93,7 @@ async fn an_agent_answers_on_the_page_talks_mutes_holds_and_hangs_up() {
     agent.run("click Hold").await;
     let caller = call.peer().unwrap();
     let before = caller.recording().await.unwrap().packets.len();
-    caller_hears(&call, 60).await;
+    common::caller_hears(&call, 60).await;
     let hold: HashSet<Vec<u8>> = switchboard::media::ogg::read(switchboard::media::ogg::MELODY)
         .unwrap()
         .packets
@@ -132,7 +112,7 @@ async fn an_agent_answers_on_the_page_talks_mutes_holds_and_hangs_up() {
     // Mute: silence frames.
     agent.run("click Mute").await;
     let before = caller.recording().await.unwrap().packets.len();
-    caller_hears(&call, 60).await;
+    common::caller_hears(&call, 60).await;
     let rec = caller.recording().await.unwrap();
     let silent = rec.packets[before..]
         .iter()
@@ -149,14 +129,14 @@ async fn an_agent_answers_on_the_page_talks_mutes_holds_and_hangs_up() {
     agent.run("wait_button Hang up").await;
     let page = agent.hears("party", 3000).await;
     assert!(
-        near(page, 1000.0),
+        common::near(page, 1000.0),
         "after the reload the page hears the caller: {page}"
     );
-    let heard = caller_hears(&call, 100)
+    let heard = common::caller_hears(&call, 100)
         .await
         .expect("the caller hears audio");
     assert!(
-        near(heard, 440.0),
+        common::near(heard, 440.0),
         "after the reload the caller hears the page: {heard}"
     );
 
@@ -209,29 +189,29 @@ async fn a_supervisor_listens_to_both_parties_and_whispers_to_the_agent_only() {
     sup.run("wait_text monitoring Listening").await;
     sup.run(&format!("shot {SHOTS}/supervisor-listening.png"))
         .await;
-    assert_accessible(&mut sup, "the supervisor board").await;
+    sup.assert_accessible("the supervisor board").await;
     let caller_side = sup.hears("party", 3000).await;
     let agent_side = sup.hears("second", 3000).await;
     assert!(
-        near(caller_side, 1000.0),
+        common::near(caller_side, 1000.0),
         "the supervisor hears the caller: {caller_side}"
     );
     assert!(
-        near(agent_side, 440.0),
+        common::near(agent_side, 440.0),
         "the supervisor hears the agent: {agent_side}"
     );
     // Listening is silent: nothing of the supervisor's reaches the agent (its second stream
     // carries nothing) or the caller.
     let at_agent = agent.hears("second", 2000).await;
     assert!(
-        !near(at_agent, 660.0),
+        !common::near(at_agent, 660.0),
         "the agent does not hear a listening supervisor: {at_agent}"
     );
-    let at_caller = caller_hears(&call, 60)
+    let at_caller = common::caller_hears(&call, 60)
         .await
         .expect("the caller hears audio");
     assert!(
-        near(at_caller, 440.0),
+        common::near(at_caller, 440.0),
         "the caller hears only the agent: {at_caller}"
     );
     // Whisper: the agent hears the supervisor's 660 Hz on the second stream; the caller never
@@ -242,14 +222,14 @@ async fn a_supervisor_listens_to_both_parties_and_whispers_to_the_agent_only() {
     agent.run("wait_visible whisper").await;
     let whisper = agent.hears("second", 3000).await;
     assert!(
-        near(whisper, 660.0),
+        common::near(whisper, 660.0),
         "the agent hears the whisper: {whisper}"
     );
-    let at_caller = caller_hears(&call, 100)
+    let at_caller = common::caller_hears(&call, 100)
         .await
         .expect("the caller hears audio");
     assert!(
-        near(at_caller, 440.0),
+        common::near(at_caller, 440.0),
         "the caller hears only the agent: {at_caller}"
     );
     sup.run("click Stop").await;
@@ -272,14 +252,14 @@ async fn a_second_agent_page_takes_a_transfer_and_the_caller_hears_that_agent() 
     second.run("wait_button Hang up").await;
     let page = second.hears("party", 3000).await;
     assert!(
-        near(page, 1000.0),
+        common::near(page, 1000.0),
         "the second agent hears the caller: {page}"
     );
-    let heard = caller_hears(&call, 100)
+    let heard = common::caller_hears(&call, 100)
         .await
         .expect("the caller hears audio");
     assert!(
-        near(heard, 880.0),
+        common::near(heard, 880.0),
         "the caller hears the second agent: {heard}"
     );
     drop(first);

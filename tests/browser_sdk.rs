@@ -23,7 +23,7 @@ use common::{Browser, LONG};
 use serde_json::{json, Value};
 use switchboard::app;
 use switchboard::config::{Secret, Settings};
-use switchboard::whatsapp::simulator::{CallPhase, CallSpec, CallerAudio, SimulatedCall};
+use switchboard::whatsapp::simulator::{CallPhase, CallSpec, CallerAudio};
 
 const SHOTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/browser-shots");
 const KEY: &str = "0123456789abcdef0123456789abcdef-operator";
@@ -146,26 +146,6 @@ async fn ok(sb: SocketAddr, method: &str, path: &str, token: &str, body: Value) 
     v
 }
 
-/// axe-core finds no serious or critical accessibility violation on the page as it is now.
-async fn assert_accessible(b: &mut Browser, what: &str) {
-    let found = b.run("axe").await;
-    assert_eq!(found, "[]", "accessibility violations on {what}: {found}");
-}
-
-/// The dominant frequency the caller heard over its last ~`packets` packets.
-async fn caller_hears(call: &SimulatedCall, packets: u64) -> Option<f64> {
-    let caller = call.peer().unwrap();
-    let until = caller.status().packets_received + packets;
-    caller
-        .wait_for(LONG, |s| s.packets_received > until)
-        .await?;
-    caller.recording().await.ok()?.heard.map(|(hz, _)| hz)
-}
-
-fn near(hz: f64, target: f64) -> bool {
-    (hz - target).abs() < 30.0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_page_answers_a_call_with_the_softphone_and_another_origin_is_refused() {
     let (fake, events, config) = common::live_config(Settings {
@@ -248,7 +228,7 @@ async fn a_host_page_answers_a_call_with_the_softphone_and_another_origin_is_ref
     page.run("click Available").await;
     page.run("wait_text status Phone: Available").await;
     page.run(&format!("shot {SHOTS}/sdk-available.png")).await;
-    assert_accessible(&mut page, "the host page with the phone").await;
+    page.assert_accessible("the host page with the phone").await;
 
     // A call to acme's number rings on the host's page.
     let call = sim
@@ -269,24 +249,24 @@ async fn a_host_page_answers_a_call_with_the_softphone_and_another_origin_is_ref
         "\"Answer\""
     );
     page.run(&format!("shot {SHOTS}/sdk-ringing.png")).await;
-    assert_accessible(&mut page, "the host page, ringing").await;
+    page.assert_accessible("the host page, ringing").await;
     page.run("click Answer").await;
     page.run("wait_button Hang up").await;
     call.wait_for(LONG, |p| *p == CallPhase::Accepted)
         .await
         .expect("ann answered on the host's page");
     page.run("wait_contains events talking").await;
-    assert_accessible(&mut page, "the host page, in a call").await;
+    page.assert_accessible("the host page, in a call").await;
     let heard = page_hears(&mut page).await;
     assert!(
-        near(heard, 1000.0),
+        common::near(heard, 1000.0),
         "the page hears the caller's 1 kHz: {heard}"
     );
-    let at_caller = caller_hears(&call, 100)
+    let at_caller = common::caller_hears(&call, 100)
         .await
         .expect("the caller hears audio");
     assert!(
-        near(at_caller, 440.0),
+        common::near(at_caller, 440.0),
         "the caller hears the page's 440 Hz: {at_caller}"
     );
 
@@ -306,7 +286,7 @@ async fn a_host_page_answers_a_call_with_the_softphone_and_another_origin_is_ref
     page.run("wait_button Hang up").await;
     let heard = page_hears(&mut page).await;
     assert!(
-        near(heard, 1000.0),
+        common::near(heard, 1000.0),
         "after the reload the page hears the caller: {heard}"
     );
 
@@ -327,14 +307,14 @@ async fn a_host_page_answers_a_call_with_the_softphone_and_another_origin_is_ref
     .await;
     let heard = page_hears(&mut page).await;
     assert!(
-        near(heard, 1000.0),
+        common::near(heard, 1000.0),
         "on the new session the page hears the caller: {heard}"
     );
-    let at_caller = caller_hears(&call, 100)
+    let at_caller = common::caller_hears(&call, 100)
         .await
         .expect("the caller hears audio");
     assert!(
-        near(at_caller, 440.0),
+        common::near(at_caller, 440.0),
         "on the new session the caller hears the page: {at_caller}"
     );
 
@@ -397,7 +377,7 @@ async fn a_host_page_answers_a_call_with_the_softphone_and_another_origin_is_ref
         "the refused page never connected"
     );
     page.run(&format!("shot {SHOTS}/sdk-refused.png")).await;
-    assert_accessible(&mut page, "the host page, refused").await;
+    page.assert_accessible("the host page, refused").await;
 
     drop(page);
     running.shutdown().await;

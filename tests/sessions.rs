@@ -36,16 +36,15 @@ impl World {
         token: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .http
-            .request(method, format!("http://{}{path}", self.running.http_addr))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        common::api(
+            &self.http,
+            self.running.http_addr,
+            method,
+            path,
+            token,
+            body,
+        )
+        .await
     }
 
     /// A session for `person` from `key`: its token.

@@ -402,6 +402,12 @@ impl Browser {
         self.run("click Sign in").await;
     }
 
+    /// axe-core finds no serious or critical accessibility violation on the page as it is now.
+    pub async fn assert_accessible(&mut self, what: &str) {
+        let found = self.run("axe").await;
+        assert_eq!(found, "[]", "accessibility violations on {what}: {found}");
+    }
+
     /// The dominant frequency an audio element plays, over `ms`.
     pub async fn hears(&mut self, audio: &str, ms: u32) -> f64 {
         self.run(&format!("measure {audio} {ms}"))
@@ -933,4 +939,47 @@ pub async fn record_of(
         page.calls.into_iter().find(|r| r.call_id == *call)
     })
     .await
+}
+
+/// `method path` on switchboard at `http` with `token` as `Authorization: Bearer` and `body`
+/// as JSON: the status, and the JSON answered (`null` when there is none).
+pub async fn api(
+    http: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+    let mut req = http
+        .request(method, format!("http://{addr}{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("switchboard answers");
+    (
+        r.status().as_u16(),
+        r.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The dominant frequency a simulated caller heard over its last ~`packets` packets (`None`
+/// when it heard nothing in time).
+pub async fn caller_hears(
+    call: &switchboard::whatsapp::simulator::SimulatedCall,
+    packets: u64,
+) -> Option<f64> {
+    let caller = call.peer()?;
+    let until = caller.status().packets_received + packets;
+    caller
+        .wait_for(LONG, |s| s.packets_received > until)
+        .await?;
+    caller.recording().await.ok()?.heard.map(|(hz, _)| hz)
+}
+
+/// A measured frequency is the tone `target` (within 30 Hz).
+pub fn near(hz: f64, target: f64) -> bool {
+    (hz - target).abs() < 30.0
 }
