@@ -305,3 +305,74 @@ async fn another_accounts_key_or_person_gets_nothing() {
     );
     assert_eq!(w.me(&session).await, 200);
 }
+
+/// Just-in-time provisioning: a person the account does not have yet is added on their first
+/// session (audited, with no password anyone knows), within what the key's role may add;
+/// existing people are left as they are.
+#[tokio::test]
+async fn a_person_is_added_on_their_first_session_when_asked() {
+    let w = world().await;
+    let create = json!({"name": "Bo", "role": "agent", "queues": ["support"]});
+    let (status, s) = w
+        .call(
+            "POST",
+            "/api/v1/sessions",
+            &w.acme,
+            Some(json!({"person": "bo", "create": create})),
+        )
+        .await;
+    assert_eq!(status, 201, "{s}");
+    assert_eq!(s["person"]["id"], "bo@acme");
+    assert_eq!(s["person"]["queues"], json!(["support@acme"]));
+    let token = s["token"].as_str().unwrap().to_owned();
+    assert_eq!(w.me(&token).await, 200);
+    // No password signs bo in: the host does.
+    assert!(
+        switchboard::sim::agent::sign_in(w.running.http_addr, "bo@acme", common::PASSWORD)
+            .await
+            .is_err()
+    );
+    // Asked again: bo exists and is left as they are (no second audit entry).
+    let again = json!({"person": "bo", "create": {"name": "Other", "role": "agent"}});
+    w.issue(&w.acme, again).await;
+    let (_, bo) = w
+        .call("GET", "/api/v1/accounts/acme/people/bo", &w.acme, None)
+        .await;
+    assert_eq!(bo["name"], "Bo");
+    let (_, log) = w
+        .call("GET", "/api/v1/accounts/acme/audit", &w.acme, None)
+        .await;
+    let added: Vec<&Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["target"] == "bo")
+        .collect();
+    assert_eq!(added.len(), 1);
+    assert_eq!(added[0]["actor"], "key:backend");
+    // A supervisor's key adds no admin; a queue the account lacks is named.
+    let (status, _) = w
+        .call(
+            "POST",
+            "/api/v1/sessions",
+            &w.acme_sup,
+            Some(json!({"person": "boss", "create": {"name": "Boss", "role": "admin"}})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, v) = w
+        .call(
+            "POST",
+            "/api/v1/sessions",
+            &w.acme,
+            Some(
+                json!({"person": "cy", "create": {"name": "Cy", "role": "agent",
+                                                   "queues": ["billing"]}}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, v["field"].as_str()),
+        (422, Some("create.queues[0]"))
+    );
+}

@@ -293,7 +293,7 @@ impl Admin {
     /// audit entry saying `action` on `target` by `caller` (`change` answers the thing before
     /// and after); made again on the newer account when another change got in first. Told to
     /// the running call centre once written.
-    async fn edit<T>(
+    pub(super) async fn edit<T>(
         &self,
         slug: &str,
         caller: &Caller,
@@ -466,7 +466,7 @@ fn json<T: Serialize>(t: &T) -> Option<Value> {
 
 // ---- people ----
 
-fn person_json(p: &PersonDef) -> PersonJson {
+pub(super) fn person_json(p: &PersonDef) -> PersonJson {
     PersonJson {
         id: p.id.0.clone(),
         name: p.name.clone(),

@@ -56,6 +56,21 @@ struct NewSession {
     /// is 404).
     #[serde(default)]
     account: Option<String>,
+    /// Just-in-time provisioning: when the account has no such person yet, they are added
+    /// first with this name, role and queues (and no password: they sign in through the host
+    /// only). Ignored when the person exists.
+    #[serde(default)]
+    create: Option<NewPerson>,
+}
+
+/// A person added on their first session.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewPerson {
+    name: String,
+    role: Role,
+    #[serde(default)]
+    queues: Vec<String>,
 }
 
 /// A refresh: how long the new session lasts.
@@ -151,6 +166,9 @@ async fn issue(
         return Err(no_such());
     }
     let id = AgentId(qualify(&slug, &new.person));
+    if let (None, Some(create)) = (admin.auth.person(&id), &new.create) {
+        provision(&admin, &caller, &slug, &new.person, create).await?;
+    }
     let person = admin.auth.person(&id).ok_or_else(no_such)?;
     // A supervisor's key signs in agents and supervisors, never an admin.
     caller.require(person.role)?;
@@ -161,6 +179,75 @@ async fn issue(
             tracing::warn!(error = %e, "no session issued");
             Err(AdminError::Unavailable)
         }
+    }
+}
+
+/// Adds `person` to account `slug` as `create` says, with a password nobody knows (a hash of
+/// 256 random bits): they sign in through the host only. A person who exists meanwhile (added
+/// by another request) is left as they are.
+async fn provision(
+    admin: &Admin,
+    caller: &Caller,
+    slug: &str,
+    person: &str,
+    create: &NewPerson,
+) -> Result<(), AdminError> {
+    // A supervisor's key provisions agents and supervisors only.
+    caller.require(create.role)?;
+    let unusable = crate::config::Secret::new(hex::encode(rand::random::<[u8; 32]>()));
+    let phc = tokio::task::spawn_blocking(move || auth::hash_password(unusable.expose()))
+        .await
+        .map_err(|_| AdminError::Unavailable)?
+        .map_err(|_| AdminError::Unavailable)?;
+    let hash = crate::config::PasswordHash::parse(&phc).map_err(|_| AdminError::Unavailable)?;
+    let def = crate::accounts::PersonDef {
+        id: AgentId(person.to_owned()),
+        name: create.name.clone(),
+        role: create.role,
+        password_hash: hash,
+        queues: create.queues.clone(),
+        disabled: false,
+    };
+    // Nothing is written (nor audited) when the person exists by then: said by this refusal.
+    let exists = || AdminError::Conflict {
+        field: "person".into(),
+        reason: "exists".into(),
+    };
+    let added = admin
+        .edit(slug, caller, "person.create", person, |a| {
+            if a.people.iter().any(|p| p.id == def.id) {
+                return Err(exists());
+            }
+            a.people.push(def.clone());
+            let i = a.people.len() - 1;
+            a.validate().map_err(|e| {
+                let AdminError::Invalid { field, reason } = AdminError::from(e) else {
+                    unreachable!("an account's rule is an invalid field")
+                };
+                let field = match field.strip_prefix(&format!("people[{i}]")) {
+                    Some(rest) => format!("create{rest}"),
+                    None => field,
+                };
+                AdminError::Invalid { field, reason }
+            })?;
+            Ok((
+                None,
+                serde_json::to_value(super::account::person_json(&def)).ok(),
+                (),
+            ))
+        })
+        .await;
+    match added {
+        Ok(_) => {
+            tracing::info!(
+                account = slug,
+                person,
+                "person added on their first session"
+            );
+            Ok(())
+        }
+        Err(AdminError::Conflict { field, .. }) if field == "person" => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -244,6 +331,6 @@ async fn end_persons(
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(issue, refresh, end_current, end_persons),
-    components(schemas(NewSession, Refresh, IssuedSession))
+    components(schemas(NewSession, NewPerson, Refresh, IssuedSession))
 )]
 pub(super) struct Doc;
