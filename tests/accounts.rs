@@ -132,6 +132,28 @@ async fn world() -> World {
     w
 }
 
+/// A call to the business number `number` whose caller never hangs up by itself.
+async fn held_call_to(
+    sim: &Simulator,
+    number: &str,
+) -> switchboard::whatsapp::simulator::SimulatedCall {
+    sim.place_call(CallSpec {
+        to: Some(number.into()),
+        hang_up_after: None,
+        ..CallSpec::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// How many calls rang at `a` so far.
+fn rung(a: &SimAgent) -> usize {
+    a.seen
+        .iter()
+        .filter(|m| matches!(m, ServerMsg::Ringing { .. }))
+        .count()
+}
+
 fn requests_of(fake: &FakeGraph, call: &str) -> Vec<(String, String, u16)> {
     fake.requests()
         .iter()
@@ -169,25 +191,11 @@ async fn each_account_rings_its_own_agents_with_its_own_token_and_sees_only_its_
     let id = alice.ringing(LIMIT).await.unwrap();
     assert_eq!(id, to_default.call_id.0);
     alice.answer(&id, LIMIT).await.unwrap();
-    let to_acme = w
-        .sim
-        .place_call(CallSpec {
-            to: Some(ACME_NUMBER.into()),
-            hang_up_after: None,
-            ..CallSpec::default()
-        })
-        .await
-        .unwrap();
+    let to_acme = held_call_to(&w.sim, ACME_NUMBER).await;
     let id = ann.ringing(LIMIT).await.unwrap();
     assert_eq!(id, to_acme.call_id.0);
     ann.answer(&id, LIMIT).await.unwrap();
     // Neither agent was offered the other business's call.
-    let rung = |a: &SimAgent| {
-        a.seen
-            .iter()
-            .filter(|m| matches!(m, ServerMsg::Ringing { .. }))
-            .count()
-    };
     assert_eq!((rung(&alice), rung(&ann)), (1, 1));
     // Graph: acme's call on acme's number with acme's token (the fake takes no other there),
     // the default's on its own; every action taken.
@@ -726,15 +734,7 @@ async fn on_two_nodes_each_accounts_calls_ring_only_its_own_agents() {
     .await;
     let mut alice = w.agent("alice").await;
     for (number, agent) in [(ACME_NUMBER, &mut ann), (common::PHONE_ID, &mut alice)] {
-        let call = w
-            .sim
-            .place_call(CallSpec {
-                to: Some(number.into()),
-                hang_up_after: None,
-                ..CallSpec::default()
-            })
-            .await
-            .unwrap();
+        let call = held_call_to(&w.sim, number).await;
         let id = agent.ringing(LIMIT).await.unwrap();
         assert_eq!(id, call.call_id.0);
         agent.answer(&id, LIMIT).await.unwrap();
@@ -745,12 +745,6 @@ async fn on_two_nodes_each_accounts_calls_ring_only_its_own_agents() {
             "{reqs:?}"
         );
     }
-    let rung = |a: &SimAgent| {
-        a.seen
-            .iter()
-            .filter(|m| matches!(m, ServerMsg::Ringing { .. }))
-            .count()
-    };
     assert_eq!((rung(&ann), rung(&alice)), (1, 1));
     b.shutdown().await;
 }
@@ -813,15 +807,7 @@ async fn an_accounts_own_hold_audio_is_what_its_waiting_callers_hear() {
     .await
     .unwrap();
     let call = common::eventually("a call waiting in acme's queue", LIMIT, || async {
-        let call = w
-            .sim
-            .place_call(CallSpec {
-                to: Some(ACME_NUMBER.into()),
-                hang_up_after: None,
-                ..CallSpec::default()
-            })
-            .await
-            .unwrap();
+        let call = held_call_to(&w.sim, ACME_NUMBER).await;
         call.wait_for(LIMIT, |p| {
             matches!(p, CallPhase::Accepted | CallPhase::Ended { .. })
         })

@@ -168,7 +168,6 @@ impl Roster {
 mod tests {
     use super::*;
     use crate::accounts::tests::account;
-    use crate::accounts::AccountSlug;
 
     #[test]
     fn ids_name_their_account() {
@@ -183,8 +182,7 @@ mod tests {
 
     #[test]
     fn two_accounts_share_a_floor_without_meeting() {
-        let mut main = account("default", &["100", "101"]);
-        main.slug = AccountSlug::try_from("default".to_owned()).unwrap();
+        let main = account("default", &["100", "101"]);
         let acme = account("acme", &["200", "201"]);
         let roster = Roster::new(&[main, acme]);
         // The same queue names, kept apart.
