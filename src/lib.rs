@@ -12,6 +12,7 @@ pub mod calls;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod ids;
 pub mod media;

@@ -71,6 +71,7 @@ fn account(slug: &str, numbers: &[&str]) -> Account {
         api_keys: vec![],
         hold_audio: None,
         allowed_origins: vec![],
+        endpoints: vec![],
     }
 }
 
@@ -137,11 +138,11 @@ fn two_nodes_share_records_and_keep_their_own_live_calls() {
     let url = pg.database("contract");
     let mut a = PostgresStore::connect(&url, "node-a").unwrap();
     let mut b = PostgresStore::connect(&url, "node-b").unwrap();
-    assert_eq!(a.schema_version().unwrap(), 4);
-    assert_eq!(b.schema_version().unwrap(), 4);
+    assert_eq!(a.schema_version().unwrap(), 5);
+    assert_eq!(b.schema_version().unwrap(), 5);
     // A third connection finds the schema done and changes nothing.
     PostgresStore::connect(&url, "node-a").unwrap();
-    assert_eq!(a.schema_version().unwrap(), 4);
+    assert_eq!(a.schema_version().unwrap(), 5);
 
     let r1 = common::call_record(1, Outcome::Answered, "sales", &["ann"]);
     let r2 = common::call_record(2, Outcome::Abandoned, "support", &[]);
@@ -422,4 +423,70 @@ async fn two_running_nodes_write_to_one_database_and_each_lists_both() {
     for running in nodes {
         running.shutdown().await;
     }
+}
+
+/// The outbox of call events on PostgreSQL with two nodes: each delivers the rows it wrote,
+/// oldest first and one per call at a time; a node that takes a dead node's calls over takes its
+/// undelivered rows too.
+#[test]
+fn each_node_delivers_its_own_events_and_takes_a_dead_nodes_over() {
+    use switchboard::events::OutboxRow;
+    use switchboard::store::{Attempted, DeliveryStatus, EventStore};
+    let pg = common::Postgres::start();
+    let url = pg.database("outbox");
+    let mut a = PostgresStore::connect(&url, "node-a").unwrap();
+    let mut b = PostgresStore::connect(&url, "node-b").unwrap();
+    let row = |msg: &str, call: &str, at: i64| OutboxRow {
+        msg_id: msg.into(),
+        account: "acme".into(),
+        endpoint: "ep_0000000000000001".into(),
+        order_key: call.into(),
+        kind: "call.offered".into(),
+        payload: "{}".into(),
+        created_at: at,
+    };
+    a.append_events(&[row("m1", "c1", 10), row("m2", "c1", 11), row("m3", "c2", 12)])
+        .unwrap();
+    b.append_events(&[row("m4", "c3", 13)]).unwrap();
+    // a's heads: c1's first, and c2's; never c1's second while its first is pending.
+    let due: Vec<String> = a
+        .claim_due("node-a", 100, 1_000, 10)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.row.msg_id)
+        .collect();
+    assert_eq!(due, ["m1", "m3"]);
+    // Leased: not due again before the lease ends.
+    assert!(a.claim_due("node-a", 200, 1_000, 10).unwrap().is_empty());
+    let (pending, next) = a.outbox_state("node-a").unwrap();
+    assert_eq!((pending, next), (3, Some(1_000)));
+    let first = a.claim_due("node-a", 1_000, 2_000, 10).unwrap();
+    let m1 = first.iter().find(|d| d.row.msg_id == "m1").unwrap();
+    a.attempted(&Attempted {
+        seq: m1.seq,
+        attempts: 1,
+        at: 1_000,
+        status: Some(204),
+        error: None,
+        outcome: DeliveryStatus::Delivered,
+        next_at: None,
+    })
+    .unwrap();
+    let due: Vec<String> = a
+        .claim_due("node-a", 1_001, 3_000, 10)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.row.msg_id)
+        .collect();
+    assert_eq!(due, ["m2"], "c1's next, once its first is delivered");
+    // b died: a takes its rows over and delivers them.
+    assert_eq!(a.adopt_events("node-b", "node-a").unwrap(), 1);
+    let due: Vec<String> = a
+        .claim_due("node-a", 5_000, 6_000, 10)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.row.msg_id)
+        .collect();
+    assert!(due.contains(&"m4".to_owned()), "{due:?}");
+    assert!(b.claim_due("node-b", 9_000, 10_000, 10).unwrap().is_empty());
 }

@@ -112,6 +112,98 @@ pub struct Account {
     /// The origins (`https://inbox.example.com`) whose pages may use its people's sessions:
     /// open `/ws` and call the API from the host's own product (issue 24).
     pub allowed_origins: Vec<String>,
+    /// Where its call events go: its own backend's URLs (issue 24, [`crate::events`]).
+    pub endpoints: Vec<EndpointDef>,
+}
+
+/// One of an account's event endpoints: a URL of its backend that switchboard POSTs its call
+/// events to, signed with the endpoint's own secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointDef {
+    /// Its id (`ep_` and 16 hex digits), unique in the deployment.
+    pub id: String,
+    /// Where events go: `https://…` (or `http://…`).
+    pub url: String,
+    /// What it is for, as its maker wrote it.
+    pub description: String,
+    /// The event types it takes (`call.ended`, …); empty: every type.
+    pub types: Vec<String>,
+    /// Whether events go to it. An endpoint that kept failing is disabled by switchboard.
+    pub enabled: bool,
+    /// Why switchboard disabled it, when it did.
+    pub disabled_reason: Option<String>,
+    /// Its signing secret (`whsec_…`), sealed like an access token.
+    pub secret: SealedToken,
+    /// When it was made, unix ms.
+    pub created_at: i64,
+    /// Who made it (as the audit log names them).
+    pub created_by: String,
+}
+
+/// Most event endpoints an account has.
+pub const MAX_ENDPOINTS: usize = 10;
+/// The longest endpoint URL taken.
+pub const MAX_URL: usize = 2048;
+
+/// Why `url` cannot be an event endpoint, if it cannot: `http` or `https`, a host, no
+/// credentials in it, no fragment. With `private` false, a host that is a loopback, private or
+/// link-local address (or `localhost`) is refused too: an account's admin must not make
+/// switchboard call into the network it runs in.
+pub fn endpoint_url_problem(url: &str, private: bool) -> Option<&'static str> {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return Some("an absolute http:// or https:// URL");
+    };
+    if !matches!(u.scheme(), "http" | "https") || url.len() > MAX_URL {
+        return Some("an absolute http:// or https:// URL of at most 2048 characters");
+    }
+    if !u.username().is_empty() || u.password().is_some() || u.fragment().is_some() {
+        return Some("no user, password or #fragment in it");
+    }
+    let Some(host) = u.host() else {
+        return Some("a URL with a host");
+    };
+    if private {
+        return None;
+    }
+    let internal = match host {
+        url::Host::Domain(d) => d == "localhost" || d.ends_with(".localhost"),
+        url::Host::Ipv4(ip) => !is_public_ip(std::net::IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => !is_public_ip(std::net::IpAddr::V6(ip)),
+    };
+    internal.then_some(
+        "a public address (loopback, private and link-local addresses are refused unless \
+         SWITCHBOARD_EVENTS_PRIVATE_TARGETS is set)",
+    )
+}
+
+/// Whether `ip` is an address of the open internet: not loopback, private, link-local,
+/// unspecified, shared (100.64/10), documentation or multicast.
+pub fn is_public_ip(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || (a == 100 && (64..128).contains(&b))
+                || a == 0)
+        }
+        std::net::IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_ip(std::net::IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
 }
 
 /// Most origins an account allows.
@@ -428,6 +520,7 @@ impl Account {
             api_keys: vec![],
             hold_audio: None,
             allowed_origins: vec![],
+            endpoints: vec![],
         }
     }
 
@@ -577,7 +670,52 @@ impl Account {
                 ));
             }
         }
+        self.validate_endpoints()?;
         self.settings.validate()
+    }
+
+    fn validate_endpoints(&self) -> Result<(), AccountError> {
+        if self.endpoints.len() > MAX_ENDPOINTS {
+            return Err(AccountError::invalid(
+                "endpoints",
+                format!("at most {MAX_ENDPOINTS} endpoints; remove one first"),
+            ));
+        }
+        let mut ids = HashSet::new();
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let id_ok =
+                e.id.strip_prefix("ep_")
+                    .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !id_ok || !ids.insert(e.id.as_str()) {
+                return Err(AccountError::invalid(
+                    format!("endpoints[{i}].id"),
+                    "ep_ and 16 hex digits, unique",
+                ));
+            }
+            // Private addresses were judged when the URL was given (the deployment's setting
+            // then); what is stored is only checked for its form.
+            if let Some(why) = endpoint_url_problem(&e.url, true) {
+                return Err(AccountError::invalid(format!("endpoints[{i}].url"), why));
+            }
+            if e.description.len() > MAX_NAME {
+                return Err(AccountError::invalid(
+                    format!("endpoints[{i}].description"),
+                    format!("at most {MAX_NAME} bytes"),
+                ));
+            }
+            for (j, t) in e.types.iter().enumerate() {
+                if crate::events::EventType::parse(t).is_none() {
+                    return Err(AccountError::invalid(
+                        format!("endpoints[{i}].types[{j}]"),
+                        format!(
+                            "one of {}",
+                            crate::events::EventType::ALL.map(|t| t.as_str()).join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -69,6 +69,7 @@ pub(crate) fn account(slug: &str, numbers: &[&str]) -> Account {
         }],
         hold_audio: None,
         allowed_origins: vec!["https://inbox.example.com".into()],
+        endpoints: vec![],
     }
 }
 

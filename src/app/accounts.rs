@@ -166,6 +166,8 @@ pub(super) struct Live {
     pub changes: crate::http::admin::AccountsChanged,
     /// How many of them are applied.
     pub done: watch::Sender<u64>,
+    /// Where call events go.
+    pub targets: watch::Sender<Arc<crate::events::Targets>>,
 }
 
 impl Live {
@@ -190,6 +192,11 @@ impl Live {
             "accounts applied"
         );
         self.roster.send_replace(Arc::new(roster));
+        self.targets
+            .send_replace(Arc::new(crate::events::Targets::of(
+                &accounts,
+                self.source.seal.as_ref(),
+            )));
         self.applied = accounts;
     }
 }
@@ -216,4 +223,49 @@ pub(super) async fn follow(mut live: Live, changes: Arc<Notify>) {
             }
         }
     }
+}
+
+/// Disables event endpoint `endpoint` of account `slug`, saying `reason` (it failed for the
+/// whole retry window), audited as switchboard's own change; made again on the newer account
+/// when another change got in first. The caller tells the nodes.
+pub(super) async fn disable_endpoint(
+    store: &StoreHandle,
+    slug: &str,
+    endpoint: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
+    for _ in 0..5 {
+        let Some(mut account) = store
+            .accounts()
+            .await?
+            .into_iter()
+            .find(|a| a.slug.as_str() == slug)
+        else {
+            return Err(StoreError::NoAccount(slug.to_owned()));
+        };
+        let Some(e) = account.endpoints.iter_mut().find(|e| e.id == endpoint) else {
+            // Removed meanwhile: nothing to disable.
+            return Ok(());
+        };
+        if !e.enabled {
+            return Ok(());
+        }
+        e.enabled = false;
+        e.disabled_reason = Some(reason.to_owned());
+        let entry = crate::accounts::AuditEntry {
+            id: 0,
+            at: crate::store::unix_ms(std::time::SystemTime::now()),
+            actor: "switchboard".into(),
+            action: "endpoint.disable".into(),
+            target: endpoint.to_owned(),
+            before: Some(serde_json::json!({ "enabled": true })),
+            after: Some(serde_json::json!({ "enabled": false, "disabled_reason": reason })),
+        };
+        match store.replace_account(account, entry).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Stale(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Stale(slug.to_owned()))
 }

@@ -377,6 +377,13 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     }
     let accounts = source.accounts().await?;
     let roster = crate::accounts::Roster::new(&accounts);
+    // Call events: the endpoints as the accounts say (made again at each change), and the
+    // outbox's delivery task woken by each write.
+    let (targets_tx, targets_rx) = tokio::sync::watch::channel(std::sync::Arc::new(
+        crate::events::Targets::of(&accounts, seal_key.as_ref()),
+    ));
+    let events_wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let emitter = crate::events::Emitter::new(targets_rx.clone(), events_wake.clone());
     let auth = AuthHandle::new(&config.auth, roster.people.clone());
     let (rule_tx, _) =
         tokio::sync::watch::channel(std::sync::Arc::new(crate::routing::QueueRule {
@@ -429,7 +436,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     }
 
     // Calls a previous run left live at Meta are ended before new ones come in.
-    actor::end_leftovers(&store, &graph, &config.store.node_id).await;
+    actor::end_leftovers(&store, &graph, &config.store.node_id, Some(&emitter)).await;
     // The tasks that run as long as switchboard does; cancelled together once its calls ended.
     let background = tokio_util::task::TaskTracker::new();
     let stop_background = tokio_util::sync::CancellationToken::new();
@@ -443,6 +450,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
                     store.clone(),
                     graph.clone(),
                     config.cluster.lease,
+                    (config.store.node_id.clone(), emitter.clone()),
                 )),
         );
     }
@@ -479,6 +487,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             link: authority.as_ref().map(|a| {
                 std::sync::Arc::new(a.link()) as std::sync::Arc<dyn crate::calls::HandOver>
             }),
+            events: Some(emitter.clone()),
         },
         wa_rx,
         media_events,
@@ -507,10 +516,40 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
                     applied: accounts,
                     changes: accounts_changed.clone(),
                     done: applied_tx,
+                    targets: targets_tx,
                 },
                 changes,
             )),
     );
+    // Call events go out from the outbox, off every call's path.
+    {
+        let writer = store.clone();
+        let changed = accounts_changed.clone();
+        let disable: crate::events::deliver::Disable =
+            std::sync::Arc::new(move |account: String, endpoint: String, reason: String| {
+                let (store, changed) = (writer.clone(), changed.clone());
+                Box::pin(async move {
+                    accounts::disable_endpoint(&store, &account, &endpoint, &reason).await?;
+                    changed.announce().await;
+                    Ok(())
+                })
+            });
+        let deliverer = crate::events::deliver::Deliverer {
+            store: store.clone(),
+            transport: std::sync::Arc::new(crate::events::deliver::HttpTransport::new(
+                config.events.timeout,
+                config.events.private_targets,
+            )),
+            targets: targets_rx,
+            wake: events_wake.clone(),
+            policy: config.events.retry,
+            timeout: config.events.timeout,
+            node: config.store.node_id.clone(),
+            disable,
+        };
+        background.spawn(deliverer.run(stop_background.clone()));
+    }
+    let admin_wake = events_wake;
     let draining = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(c) = cluster.clone() {
         background.spawn(stop_background.clone().run_until_cancelled_owned(
@@ -559,6 +598,10 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             seal_key,
             accounts_changed,
             auth.clone(),
+            http::admin::EventsAdmin {
+                private_targets: config.events.private_targets,
+                wake: admin_wake,
+            },
         ))
         .merge(match (authority, node_key, &placement) {
             (Some(a), Some(key), Some((_, handed))) => {
@@ -699,6 +742,7 @@ async fn keep_lease(
     store: StoreHandle,
     graph: GraphClient,
     lease: std::time::Duration,
+    (me, events): (String, crate::events::Emitter),
 ) {
     let mut tick = tokio::time::interval(lease / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -728,9 +772,20 @@ async fn keep_lease(
                 continue;
             }
             warn!(node = %node, "a node stopped renewing its lease: ending its calls at Meta");
-            let Some(n) = actor::take_over(&store, &graph, &node).await else {
+            let Some(n) = actor::take_over(&store, &graph, &node, Some(&events)).await else {
                 continue; // tried again once the claim runs out
             };
+            // Its events not yet delivered are this node's to deliver now.
+            match store.adopt_events(node.clone(), me.clone()).await {
+                Ok(0) => {}
+                Ok(rows) => {
+                    info!(node = %node, events = rows, "took over a lost node's undelivered events");
+                    events.written();
+                }
+                Err(e) => {
+                    warn!(node = %node, error = %e, "could not take over a lost node's events")
+                }
+            }
             info!(node = %node, calls = n, "took over a lost node's calls");
             if let Err(e) = cluster.leave(&node).await {
                 warn!(node = %node, error = %e, "could not remove a lost node");

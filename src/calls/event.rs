@@ -694,8 +694,63 @@ pub enum Action {
     },
     /// The call ended: write its record.
     Finished(Box<Ended>),
+    /// Something the account's own backend is told (call events, issue 24). The driver turns
+    /// it into a signed delivery when the account has an endpoint for it; it never waits for
+    /// one.
+    Event(Box<HostEvent>),
     /// Something for the metrics (never a decision: the driver only records it).
     Metric(Metric),
+}
+
+/// What happened, as an account's backend hears of it (`docs/embedding.md`, "Receiving
+/// events"): the machine says when, the driver says how.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostEvent {
+    /// A step of a call's life.
+    Call {
+        /// Which step.
+        kind: CallStep,
+        /// The call.
+        call: WaCallId,
+        /// Its queue (after a transfer to a queue, the new one).
+        queue: QueueId,
+        /// The caller's number.
+        from: Option<String>,
+        /// The caller's name.
+        name: Option<String>,
+        /// The business number's id.
+        business_number: Option<String>,
+        /// The agent it concerns: rung, answering, holding, transferring.
+        agent: Option<AgentId>,
+        /// Where a transfer sent it.
+        to: Option<TransferTarget>,
+    },
+    /// An agent's presence changed.
+    Agent {
+        /// Who.
+        agent: AgentId,
+        /// Their presence now.
+        presence: Presence,
+    },
+}
+
+/// The steps of a call that its account's backend hears of; its end is told with its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallStep {
+    /// Meta offered it.
+    Offered,
+    /// It rings at an agent.
+    Ringing,
+    /// It waits in its queue.
+    Queued,
+    /// An agent answered it: caller and agent talk.
+    Answered,
+    /// The agent put the caller on hold.
+    Held,
+    /// The agent took the caller off hold.
+    Resumed,
+    /// The agent sent it on to another agent or a queue.
+    Transferred,
 }
 
 /// A step of a call's set-up whose latency is measured.

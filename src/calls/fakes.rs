@@ -12,6 +12,7 @@ use super::actor::{spawn, CallsHandle, Deps};
 use super::event::{Command, GraphAction, GraphFailure, Notice, Role};
 use super::machine::CentreConfig;
 use super::ports::{GraphPort, MediaPort, Pending, RecordsPort};
+use crate::events::OutboxRow;
 use crate::ids::{LegId, StreamId, WaCallId};
 use crate::media::{Answer, LegOp, MediaError, MediaEvent};
 use crate::routing::{Floor, NoAgentPolicy, Presence, QueueConfig};
@@ -30,6 +31,8 @@ pub(crate) enum Did {
     Graph(WaCallId, GraphAction),
     MarkLive(WaCallId),
     Finish(WaCallId, Outcome),
+    /// A call event written to the outbox: its type and what it is ordered by.
+    Event(String, String),
 }
 
 /// Every port's log, in the order things were done.
@@ -175,15 +178,34 @@ impl GraphPort for FakeGraph {
 
 pub(crate) struct FakeRecords(pub(crate) Arc<Log>);
 
+impl FakeRecords {
+    fn events(&self, events: Vec<OutboxRow>) {
+        for e in events {
+            self.0.push(Did::Event(e.kind, e.order_key));
+        }
+    }
+}
+
 impl RecordsPort for FakeRecords {
-    fn mark_live(&self, call: LiveCall) -> Pending<Result<(), StoreError>> {
+    fn mark_live(&self, call: LiveCall, events: Vec<OutboxRow>) -> Pending<Result<(), StoreError>> {
         self.0.push(Did::MarkLive(call.call_id));
+        self.events(events);
         done(Ok(()))
     }
 
-    fn finish(&self, record: CallRecord) -> Pending<Result<Recorded, StoreError>> {
+    fn finish(
+        &self,
+        record: CallRecord,
+        events: Vec<OutboxRow>,
+    ) -> Pending<Result<Recorded, StoreError>> {
         self.0.push(Did::Finish(record.call_id, record.outcome));
+        self.events(events);
         done(Ok(Recorded::New))
+    }
+
+    fn append_events(&self, events: Vec<OutboxRow>) -> Pending<Result<(), StoreError>> {
+        self.events(events);
+        done(Ok(()))
     }
 
     fn clear_live(&self, _: WaCallId) -> Pending<Result<(), StoreError>> {
@@ -239,6 +261,7 @@ pub(crate) fn rig() -> Rig {
         phone_number_id: "100".into(),
         link: None,
         node: "node-test".into(),
+        events: None,
     };
     let (webhooks, webhooks_rx) = mpsc::channel(64);
     let (media_events, media_rx) = mpsc::channel(64);

@@ -30,9 +30,9 @@ pub use dispatch::{AdoptAnswer, AdoptError, AdoptRequest, HandOver, ADOPT_PATH};
 pub use ports::{GraphClients, GraphPort, MediaPort, Pending, RecordsPort};
 
 pub use event::{
-    Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, LegFailure, LegOf,
-    Metric, Notice, Outcome, Reconfigure, Refusal, RejectReason, RingStop, Role, SetupStep, Stage,
-    TransferTarget, WaLeg,
+    Action, AgentLeg, CallStep, Command, Ended, EndedBy, GraphAction, GraphFailure, HostEvent,
+    Input, LegFailure, LegOf, Metric, Notice, Outcome, Reconfigure, Refusal, RejectReason,
+    RingStop, Role, SetupStep, Stage, TransferTarget, WaLeg,
 };
 pub use machine::{
     CallView, Centre, CentreConfig, CentreCounters, HandedCall, Phase, ServiceLevel,

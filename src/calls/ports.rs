@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 
 use super::event::{GraphAction, GraphFailure};
+use crate::events::OutboxRow;
 use crate::ids::{LegId, StreamId, WaCallId};
 use crate::media::{Answer, EngineHandle, LegOp, MediaError};
 use crate::store::{CallRecord, LiveCall, Recorded, StoreError, StoreHandle};
@@ -184,23 +185,39 @@ impl GraphPort for GraphClients {
 
 /// What the calls actor asks of the call records.
 pub trait RecordsPort: Send + Sync + 'static {
-    /// See [`crate::store::CallStore::mark_live`].
-    fn mark_live(&self, call: LiveCall) -> Pending<Result<(), StoreError>>;
-    /// See [`crate::store::CallStore::finish`].
-    fn finish(&self, record: CallRecord) -> Pending<Result<Recorded, StoreError>>;
+    /// See [`crate::store::CallStore::mark_live_with`]: the mark and the call events that go
+    /// with it, in one transaction.
+    fn mark_live(&self, call: LiveCall, events: Vec<OutboxRow>) -> Pending<Result<(), StoreError>>;
+    /// See [`crate::store::CallStore::finish_with`].
+    fn finish(
+        &self,
+        record: CallRecord,
+        events: Vec<OutboxRow>,
+    ) -> Pending<Result<Recorded, StoreError>>;
+    /// See [`crate::store::EventStore::append_events`].
+    fn append_events(&self, events: Vec<OutboxRow>) -> Pending<Result<(), StoreError>>;
     /// See [`crate::store::CallStore::clear_live`].
     fn clear_live(&self, call: WaCallId) -> Pending<Result<(), StoreError>>;
 }
 
 impl RecordsPort for StoreHandle {
-    fn mark_live(&self, call: LiveCall) -> Pending<Result<(), StoreError>> {
+    fn mark_live(&self, call: LiveCall, events: Vec<OutboxRow>) -> Pending<Result<(), StoreError>> {
         let store = self.clone();
-        Box::pin(async move { store.mark_live(call).await })
+        Box::pin(async move { store.mark_live_with(call, events).await })
     }
 
-    fn finish(&self, record: CallRecord) -> Pending<Result<Recorded, StoreError>> {
+    fn finish(
+        &self,
+        record: CallRecord,
+        events: Vec<OutboxRow>,
+    ) -> Pending<Result<Recorded, StoreError>> {
         let store = self.clone();
-        Box::pin(async move { store.finish(record).await })
+        Box::pin(async move { store.finish_with(record, events).await })
+    }
+
+    fn append_events(&self, events: Vec<OutboxRow>) -> Pending<Result<(), StoreError>> {
+        let store = self.clone();
+        Box::pin(async move { store.append_events(events).await })
     }
 
     fn clear_live(&self, call: WaCallId) -> Pending<Result<(), StoreError>> {

@@ -271,7 +271,8 @@ fn happy_path_answer_routes_then_accepts_then_sends() {
     let (acts, wa) = w.offer("c1");
     let wa = wa.unwrap();
     assert!(matches!(
-        acts.iter().find(|a| !matches!(a, Action::Metric(_))),
+        acts.iter()
+            .find(|a| !matches!(a, Action::Metric(_) | Action::Event(_))),
         Some(Action::AnswerWhatsApp { .. })
     ));
     assert!(acts.iter().any(|a| matches!(a, Action::MarkLive { .. })));
@@ -1959,4 +1960,126 @@ fn an_agent_whose_sign_in_is_withdrawn_hands_the_call_back_to_its_queue() {
     w.command("bob", Command::EndWrapUp);
     w.advance(Duration::from_secs(60));
     assert!(rang(&w.log).contains(&("bob".to_owned(), "c1".to_owned())));
+}
+
+/// The call steps its account's backend hears of, in order, from the log: (step, agent).
+fn call_events(log: &[Action], id: &str) -> Vec<(CallStep, Option<String>)> {
+    log.iter()
+        .filter_map(|a| match a {
+            Action::Event(e) => match &**e {
+                HostEvent::Call {
+                    kind, call, agent, ..
+                } if call.0 == id => Some((*kind, agent.as_ref().map(|a| a.0.clone()))),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_backend_hears_each_step_of_a_call_once_and_in_order() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.advance(Duration::from_secs(1));
+    w.agent_online("bob", &["sales"]);
+    w.talking_call("c1", "alice");
+    // Mute is no step the backend hears of; hold and its end are.
+    for command in [
+        Command::Mute {
+            call: call("c1"),
+            on: true,
+        },
+        Command::Hold {
+            call: call("c1"),
+            on: true,
+        },
+        Command::Hold {
+            call: call("c1"),
+            on: true,
+        },
+        Command::Hold {
+            call: call("c1"),
+            on: false,
+        },
+        Command::Mute {
+            call: call("c1"),
+            on: false,
+        },
+    ] {
+        w.command("alice", command);
+    }
+    w.command(
+        "alice",
+        Command::Transfer {
+            call: call("c1"),
+            to: TransferTarget::Agent(agent("bob")),
+        },
+    );
+    w.command("bob", Command::Answer { call: call("c1") });
+    // Bob's page reloads mid-call: his return is no new answer.
+    w.input(Input::AgentLeft {
+        agent: agent("bob"),
+        signed_out: false,
+    });
+    w.advance(Duration::from_secs(5));
+    w.agent_online("bob", &["sales"]);
+    assert_eq!(w.c.phase(&call("c1")), Some(&Phase::talking(agent("bob"))));
+    w.input(Input::Terminated {
+        call: call("c1"),
+        status: Some("COMPLETED".into()),
+        errors: vec![],
+    });
+    let (a, b) = (Some("alice".to_owned()), Some("bob".to_owned()));
+    assert_eq!(
+        call_events(&w.log, "c1"),
+        vec![
+            (CallStep::Offered, None),
+            (CallStep::Ringing, a.clone()),
+            (CallStep::Answered, a.clone()),
+            (CallStep::Held, a.clone()),
+            (CallStep::Resumed, a.clone()),
+            (CallStep::Transferred, a.clone()),
+            (CallStep::Ringing, b.clone()),
+            (CallStep::Answered, b.clone()),
+        ]
+    );
+    // The transfer says where it went.
+    assert!(w.log.iter().any(|x| matches!(x, Action::Event(e) if matches!(&**e,
+        HostEvent::Call { kind: CallStep::Transferred, to: Some(TransferTarget::Agent(to)), .. } if to.0 == "bob"))));
+    // A call declined at once is offered, then ends (its record says how).
+    let mut w = World::new(NoAgentPolicy::Decline);
+    w.offer("c2");
+    assert_eq!(call_events(&w.log, "c2"), vec![(CallStep::Offered, None)]);
+    assert_eq!(w.finished().len(), 1);
+}
+
+#[test]
+fn the_backend_hears_an_agents_presence_when_it_changes_only() {
+    let mut w = World::new(queue_policy());
+    w.agent_online("alice", &["support"]);
+    w.talking_call("c1", "alice");
+    let states: Vec<String> = w
+        .log
+        .iter()
+        .filter_map(|a| match a {
+            Action::Event(e) => match &**e {
+                HostEvent::Agent { agent, presence } if agent.0 == "alice" => {
+                    Some(presence.name().to_owned())
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    // Each state once, however often her page was told it.
+    let mut deduped = states.clone();
+    deduped.dedup();
+    assert_eq!(states, deduped, "{states:?}");
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("on_call"),
+        "{states:?}"
+    );
+    assert!(states.contains(&"ringing".to_owned()), "{states:?}");
 }

@@ -64,3 +64,10 @@ pub const HTTP_MAX_CONNECTIONS_PER_CLIENT: std::num::NonZeroUsize =
 pub const HTTP_MAX_CONNECTIONS_CAP: usize = 1_000_000;
 /// `SWITCHBOARD_PASSWORD_QUEUE`: a burst of a floor signing in at once waits, a flood does not.
 pub const PASSWORD_QUEUE: usize = 64;
+
+/// Seconds before a failed call event is tried again the first time.
+pub const EVENTS_RETRY_FIRST_SECS: f64 = 5.0;
+/// Hours a call event is retried (Standard Webhooks senders retry for about a day or more).
+pub const EVENTS_RETRY_HOURS: f64 = 24.0;
+/// Seconds an event endpoint has to answer.
+pub const EVENTS_TIMEOUT_SECS: f64 = 10.0;

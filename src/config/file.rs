@@ -44,6 +44,17 @@ pub(super) struct FileConfig {
     pub(super) numbers: Vec<FileNumber>,
     #[serde(default)]
     pub(super) http: FileHttp,
+    #[serde(default)]
+    pub(super) events: FileEvents,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileEvents {
+    pub(super) retry_first_secs: Option<f64>,
+    pub(super) retry_hours: Option<f64>,
+    pub(super) timeout_secs: Option<f64>,
+    pub(super) private_targets: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -141,6 +141,19 @@ pub struct Config {
     pub calls: CallsConfig,
     /// Timeouts and connection caps of the HTTP listeners.
     pub http: HttpLimits,
+    /// Call events to the accounts' backends.
+    pub events: EventsConfig,
+}
+
+/// How call events are delivered (`crate::events`).
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// When a failed delivery is tried again, and for how long.
+    pub retry: crate::events::RetryPolicy,
+    /// How long an endpoint has to answer.
+    pub timeout: Duration,
+    /// Endpoints may be loopback, private or link-local addresses.
+    pub private_targets: bool,
 }
 
 /// What one client may hold of an HTTP listener, and for how long (`crate::http::serve`).

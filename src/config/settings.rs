@@ -173,4 +173,19 @@ pub struct Settings {
     /// base64 (`openssl rand -base64 32`; secret). [default: none: tokens cannot be stored]
     #[arg(long, env = "SWITCHBOARD_SECRETS_KEY", hide_env_values = true)]
     pub secrets_key: Option<Secret>,
+    /// Seconds before a failed call event is tried again the first time; each wait is six
+    /// times the one before, up to 8 hours. [default: 5]
+    #[arg(long, env = "SWITCHBOARD_EVENTS_RETRY_FIRST")]
+    pub events_retry_first: Option<f64>,
+    /// Hours a call event is retried before it has failed and its endpoint is disabled.
+    /// [default: 24]
+    #[arg(long, env = "SWITCHBOARD_EVENTS_RETRY_HOURS")]
+    pub events_retry_hours: Option<f64>,
+    /// Seconds an event endpoint has to answer a delivery. [default: 10]
+    #[arg(long, env = "SWITCHBOARD_EVENTS_TIMEOUT")]
+    pub events_timeout: Option<f64>,
+    /// Let event endpoints be loopback, private or link-local addresses (backends next to
+    /// switchboard): true or false. [default: false; true in the sandbox]
+    #[arg(long, env = "SWITCHBOARD_EVENTS_PRIVATE_TARGETS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub events_private_targets: Option<bool>,
 }

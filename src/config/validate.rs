@@ -18,7 +18,7 @@ use super::file::{FileConfig, FileHttp};
 use super::media::{detect_local_ip, media_bind, media_limits, media_shards};
 use super::{
     defaults, AuthConfig, CallLimits, CallsConfig, ClusterConfig, Config, ConfigError, Credentials,
-    HttpLimits, MediaConfig, Secret, Settings, StoreConfig, WhatsAppConfig,
+    EventsConfig, HttpLimits, MediaConfig, Secret, Settings, StoreConfig, WhatsAppConfig,
 };
 
 impl Config {
@@ -211,6 +211,25 @@ impl Config {
             },
             calls,
             http,
+            events: EventsConfig {
+                retry: crate::events::RetryPolicy {
+                    first: seconds(
+                        "SWITCHBOARD_EVENTS_RETRY_FIRST",
+                        s.events_retry_first.or(f.events.retry_first_secs),
+                        defaults::EVENTS_RETRY_FIRST_SECS,
+                    )?,
+                    retry_for: retry_hours(s.events_retry_hours.or(f.events.retry_hours))?,
+                },
+                timeout: seconds(
+                    "SWITCHBOARD_EVENTS_TIMEOUT",
+                    s.events_timeout.or(f.events.timeout_secs),
+                    defaults::EVENTS_TIMEOUT_SECS,
+                )?,
+                private_targets: s
+                    .events_private_targets
+                    .or(f.events.private_targets)
+                    .unwrap_or(!credentials_set),
+            },
         })
     }
 }
@@ -427,6 +446,17 @@ fn seconds_or_zero(
         Some(0.0) => Ok(Duration::ZERO),
         other => seconds(key, other, default),
     }
+}
+
+fn retry_hours(value: Option<f64>) -> Result<Duration, ConfigError> {
+    let v = value.unwrap_or(defaults::EVENTS_RETRY_HOURS);
+    if !(v.is_finite() && v > 0.0 && v <= 720.0) {
+        return Err(ConfigError::Invalid {
+            key: "SWITCHBOARD_EVENTS_RETRY_HOURS",
+            reason: format!("{v} is not a number of hours between 0 and 720"),
+        });
+    }
+    Ok(Duration::from_secs_f64(v * 3600.0))
 }
 
 fn seconds(key: &'static str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {

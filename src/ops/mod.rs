@@ -41,6 +41,7 @@ pub fn recorder() -> PrometheusHandle {
                     (SETUP_ACCEPT_TO_FIRST_PACKET, LATENCY_BUCKETS),
                     (SETUP_ANSWER_TO_CALLER_PACKET, LATENCY_BUCKETS),
                     (GRAPH_DURATION, LATENCY_BUCKETS),
+                    (EVENT_LAG, EVENT_LAG_BUCKETS),
                     (MEDIA_LEG_LOSS, LOSS_BUCKETS),
                     (MEDIA_LEG_JITTER, NETWORK_BUCKETS),
                     (MEDIA_LEG_RTT, NETWORK_BUCKETS),
@@ -279,6 +280,13 @@ impl Ops {
             counter!(META_QUALITY_EVENTS, "event" => event, "type" => kind).absolute(0);
         }
         gauge!(MEDIA_BUSY_RATIO).set(0.0);
+        for result in ["ok", "failed"] {
+            counter!(EVENTS_WRITTEN, "result" => result).absolute(0);
+        }
+        for result in ["delivered", "retry", "failed"] {
+            counter!(EVENT_DELIVERIES, "result" => result).absolute(0);
+        }
+        counter!(EVENT_ENDPOINTS_DISABLED).absolute(0);
     }
 
     /// Ready to take calls: not draining, the media engine answers, the store answers, and
@@ -336,6 +344,12 @@ pub fn record(m: Metric) {
             histogram!(name).record(took.as_secs_f64());
         }
     }
+}
+
+/// `n` call events written to the outbox (`ok`), or lost with a refused write.
+pub fn record_events_written(n: usize, ok: bool) {
+    let result = if ok { "ok" } else { "failed" };
+    counter!(EVENTS_WRITTEN, "result" => result).increment(n as u64);
 }
 
 /// Records a call's end: by outcome, and a failure by the last Meta error code seen.

@@ -105,6 +105,19 @@ pub const WEBHOOK_EVENTS: &str = "switchboard_webhook_events_total";
 /// Meta's `account_update` calling-quality events, by event and type.
 pub const META_QUALITY_EVENTS: &str = "switchboard_meta_quality_events_total";
 
+/// Call events written to the outbox (one per event and endpoint), by result (`ok`, or
+/// `failed`: the database refused them and they are lost).
+pub const EVENTS_WRITTEN: &str = "switchboard_events_written_total";
+/// Delivery attempts of call events, by result: `delivered`, `retry` (failed, tried again
+/// later) or `failed` (retried for the whole window; its endpoint is disabled).
+pub const EVENT_DELIVERIES: &str = "switchboard_event_deliveries_total";
+/// Seconds from the state change to its event's delivery (the endpoint's 2xx answer).
+pub const EVENT_LAG: &str = "switchboard_event_delivery_lag_seconds";
+/// Call events waiting for delivery on this node.
+pub const EVENTS_PENDING: &str = "switchboard_events_pending";
+/// Event endpoints switchboard disabled because they kept failing.
+pub const EVENT_ENDPOINTS_DISABLED: &str = "switchboard_event_endpoints_disabled_total";
+
 /// 1 while draining.
 pub const DRAINING: &str = "switchboard_draining";
 /// 1, labelled with the version.
@@ -114,6 +127,12 @@ pub const BUILD_INFO: &str = "switchboard_build_info";
 /// Meta's patience.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Buckets of the event lag histogram, seconds: milliseconds when the endpoint is up, hours
+/// when it was down and the event retried.
+pub const EVENT_LAG_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+    3600.0, 21600.0, 86400.0,
 ];
 /// Buckets of the loss histogram (fraction lost).
 pub const LOSS_BUCKETS: &[f64] = &[0.0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
@@ -344,6 +363,27 @@ pub fn describe() {
     describe_counter!(
         HTTP_CLOSED,
         "HTTP connections closed by switchboard, by listener and reason (header_timeout, error)."
+    );
+    describe_counter!(
+        EVENTS_WRITTEN,
+        "Call events written to the outbox (one per event and endpoint), by result (ok, failed)."
+    );
+    describe_counter!(
+        EVENT_DELIVERIES,
+        "Call event delivery attempts, by result (delivered, retry, failed)."
+    );
+    describe_histogram!(
+        EVENT_LAG,
+        Unit::Seconds,
+        "Seconds from a state change to its event's delivery."
+    );
+    describe_gauge!(
+        EVENTS_PENDING,
+        "Call events waiting for delivery on this node."
+    );
+    describe_counter!(
+        EVENT_ENDPOINTS_DISABLED,
+        "Event endpoints disabled because they kept failing."
     );
     describe_gauge!(DRAINING, "1 while switchboard drains (new calls rejected).");
     describe_gauge!(BUILD_INFO, "1, labelled with the running version.");

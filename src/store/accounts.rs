@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use super::sqlite::to_json;
 use super::{AccountStore, PostgresStore, SqliteStore, StoreError};
 use crate::accounts::{
-    Account, AccountSlug, ApiKeyDef, AuditEntry, CallSettings, NumberRoute, PersonDef, QueueDef,
-    QueuePolicy, SealedToken,
+    Account, AccountSlug, ApiKeyDef, AuditEntry, CallSettings, EndpointDef, NumberRoute, PersonDef,
+    QueueDef, QueuePolicy, SealedToken,
 };
 use crate::config::{PasswordHash, Role};
 use crate::ids::AgentId;
@@ -189,6 +189,7 @@ struct Head {
     version: i64,
     hold_audio: Option<Vec<u8>>,
     allowed_origins: String,
+    endpoints: String,
 }
 
 impl Head {
@@ -209,9 +210,70 @@ impl Head {
             api_keys: vec![],
             hold_audio: self.hold_audio,
             allowed_origins: from_json(&self.slug, "allowed_origins", &self.allowed_origins)?,
+            endpoints: from_json::<Vec<StoredEndpoint>>(&self.slug, "endpoints", &self.endpoints)?
+                .into_iter()
+                .map(|e| e.def(&self.slug))
+                .collect::<Result<_, _>>()?,
             slug,
         })
     }
+}
+
+/// An event endpoint as the `endpoints` column keeps it (JSON), its sealed secret in base64.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredEndpoint {
+    id: String,
+    url: String,
+    description: String,
+    types: Vec<String>,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    secret: String,
+    created_at: i64,
+    created_by: String,
+}
+
+impl StoredEndpoint {
+    fn of(e: &EndpointDef) -> StoredEndpoint {
+        use base64::prelude::{Engine as _, BASE64_STANDARD};
+        StoredEndpoint {
+            id: e.id.clone(),
+            url: e.url.clone(),
+            description: e.description.clone(),
+            types: e.types.clone(),
+            enabled: e.enabled,
+            disabled_reason: e.disabled_reason.clone(),
+            secret: BASE64_STANDARD.encode(e.secret.as_bytes()),
+            created_at: e.created_at,
+            created_by: e.created_by.clone(),
+        }
+    }
+
+    fn def(self, slug: &str) -> Result<EndpointDef, StoreError> {
+        use base64::prelude::{Engine as _, BASE64_STANDARD};
+        let secret = read(slug, "endpoints", BASE64_STANDARD.decode(&self.secret))?;
+        Ok(EndpointDef {
+            id: self.id,
+            url: self.url,
+            description: self.description,
+            types: self.types,
+            enabled: self.enabled,
+            disabled_reason: self.disabled_reason,
+            secret: SealedToken::from_bytes(secret),
+            created_at: self.created_at,
+            created_by: self.created_by,
+        })
+    }
+}
+
+fn endpoints_json(account: &Account) -> String {
+    to_json(
+        &account
+            .endpoints
+            .iter()
+            .map(StoredEndpoint::of)
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// Attaches rows read for `slug` to its account in `accounts` (sorted by slug).
@@ -228,7 +290,7 @@ impl AccountStore for SqliteStore {
         let mut accounts = {
             let mut q = tx.prepare(
                 "SELECT slug, name, waba_id, default_queue, away_reasons, settings, access_token,
-                     version, hold_audio, allowed_origins
+                     version, hold_audio, allowed_origins, endpoints
                  FROM accounts ORDER BY slug",
             )?;
             let heads = q.query_map([], |r| {
@@ -243,6 +305,7 @@ impl AccountStore for SqliteStore {
                     version: r.get(7)?,
                     hold_audio: r.get(8)?,
                     allowed_origins: r.get(9)?,
+                    endpoints: r.get(10)?,
                 })
             })?;
             heads
@@ -362,8 +425,8 @@ impl AccountStore for SqliteStore {
         let tx = self.conn.transaction()?;
         let inserted = tx.execute(
             "INSERT INTO accounts (slug, name, waba_id, default_queue, away_reasons, settings,
-                 access_token, version, hold_audio, allowed_origins)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9) ON CONFLICT (slug) DO NOTHING",
+                 access_token, version, hold_audio, allowed_origins, endpoints)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10) ON CONFLICT (slug) DO NOTHING",
             rusqlite::params![
                 slug,
                 account.name,
@@ -374,6 +437,7 @@ impl AccountStore for SqliteStore {
                 account.access_token.as_ref().map(SealedToken::as_bytes),
                 account.hold_audio,
                 to_json(&account.allowed_origins),
+                endpoints_json(account),
             ],
         )?;
         if inserted == 0 {
@@ -395,7 +459,7 @@ impl AccountStore for SqliteStore {
         let updated = tx.execute(
             "UPDATE accounts SET name = ?2, waba_id = ?3, default_queue = ?4, away_reasons = ?5,
                  settings = ?6, access_token = ?7, hold_audio = ?9, allowed_origins = ?10,
-                 version = version + 1
+                 endpoints = ?11, version = version + 1
              WHERE slug = ?1 AND version = ?8",
             rusqlite::params![
                 slug,
@@ -408,6 +472,7 @@ impl AccountStore for SqliteStore {
                 i64::try_from(account.version).unwrap_or(i64::MAX),
                 account.hold_audio,
                 to_json(&account.allowed_origins),
+                endpoints_json(account),
             ],
         )?;
         if updated == 0 {
@@ -612,7 +677,7 @@ impl AccountStore for PostgresStore {
         let mut accounts = tx
             .query(
                 "SELECT slug, name, waba_id, default_queue, away_reasons, settings, access_token,
-                     version, hold_audio, allowed_origins
+                     version, hold_audio, allowed_origins, endpoints
                  FROM accounts ORDER BY slug",
                 &[],
             )?
@@ -629,6 +694,7 @@ impl AccountStore for PostgresStore {
                     version: r.get(7),
                     hold_audio: r.get(8),
                     allowed_origins: r.get(9),
+                    endpoints: r.get(10),
                 }
                 .account()
             })
@@ -704,8 +770,8 @@ impl AccountStore for PostgresStore {
         let mut tx = self.client()?.transaction()?;
         let inserted = tx.execute(
             "INSERT INTO accounts (slug, name, waba_id, default_queue, away_reasons, settings,
-                 access_token, version, hold_audio, allowed_origins)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9) ON CONFLICT (slug) DO NOTHING",
+                 access_token, version, hold_audio, allowed_origins, endpoints)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10) ON CONFLICT (slug) DO NOTHING",
             &[
                 &slug,
                 &account.name,
@@ -716,6 +782,7 @@ impl AccountStore for PostgresStore {
                 &account.access_token.as_ref().map(SealedToken::as_bytes),
                 &account.hold_audio,
                 &to_json(&account.allowed_origins),
+                &endpoints_json(account),
             ],
         )?;
         if inserted == 0 {
@@ -740,7 +807,7 @@ impl AccountStore for PostgresStore {
         let updated = tx.execute(
             "UPDATE accounts SET name = $2, waba_id = $3, default_queue = $4, away_reasons = $5,
                  settings = $6, access_token = $7, hold_audio = $9, allowed_origins = $10,
-                 version = version + 1
+                 endpoints = $11, version = version + 1
              WHERE slug = $1 AND version = $8",
             &[
                 &slug,
@@ -753,6 +820,7 @@ impl AccountStore for PostgresStore {
                 &version,
                 &account.hold_audio,
                 &to_json(&account.allowed_origins),
+                &endpoints_json(account),
             ],
         )?;
         if updated == 0 {

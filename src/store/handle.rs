@@ -22,10 +22,11 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AccountStore, CallPage, CallQuery, CallRecord, CallStore, LiveCall, Recorded, SqliteStore,
-    StoreError,
+    AccountStore, Attempted, CallPage, CallQuery, CallRecord, CallStore, Delivery, DeliveryQuery,
+    Due, EventStore, LiveCall, Recorded, SqliteStore, StoreError,
 };
 use crate::accounts::{Account, AuditEntry};
+use crate::events::OutboxRow;
 use crate::ids::WaCallId;
 
 /// Commands queued for the store thread at most; past this, senders wait.
@@ -33,10 +34,15 @@ pub const QUEUE_CAPACITY: usize = 256;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// Work on the outbox, run on the store thread; it sends its own reply.
+type OutboxWork = Box<dyn FnOnce(&mut dyn EventStore) + Send>;
+
 enum Command {
-    MarkLive(LiveCall, Reply<()>),
+    MarkLive(Box<LiveCall>, Vec<OutboxRow>, Reply<()>),
     /// No reply channel: [`StoreHandle::try_finish`], whose failures the thread logs.
-    Finish(Box<CallRecord>, Option<Reply<Recorded>>),
+    Finish(Box<CallRecord>, Vec<OutboxRow>, Option<Reply<Recorded>>),
+    /// Anything of the outbox ([`EventStore`]): the closure replies itself.
+    Events(OutboxWork),
     LiveCalls(Reply<Vec<LiveCall>>),
     LiveCallsOf(String, Reply<Vec<LiveCall>>),
     CheckWritable(Reply<()>),
@@ -98,7 +104,7 @@ impl StoreHandle {
     /// [`CallStore`], SQLite or another database. Returns `open`'s error if it fails.
     pub async fn spawn<S, F>(open: F) -> Result<(StoreHandle, StoreDriver), StoreError>
     where
-        S: CallStore + AccountStore + 'static,
+        S: CallStore + AccountStore + EventStore + 'static,
         F: FnOnce() -> Result<S, StoreError> + Send + 'static,
     {
         let (tx, thread, done) = Self::thread("call-store", open).await?;
@@ -118,9 +124,9 @@ impl StoreHandle {
         open_reader: G,
     ) -> Result<(StoreHandle, StoreDriver), StoreError>
     where
-        S: CallStore + AccountStore + 'static,
+        S: CallStore + AccountStore + EventStore + 'static,
         F: FnOnce() -> Result<S, StoreError> + Send + 'static,
-        R: CallStore + AccountStore + 'static,
+        R: CallStore + AccountStore + EventStore + 'static,
         G: FnOnce() -> Result<R, StoreError> + Send + 'static,
     {
         let (tx, thread, done) = Self::thread("call-store", open).await?;
@@ -146,7 +152,7 @@ impl StoreHandle {
         open: F,
     ) -> Result<(mpsc::Sender<Command>, JoinHandle<()>, oneshot::Receiver<()>), StoreError>
     where
-        S: CallStore + AccountStore + 'static,
+        S: CallStore + AccountStore + EventStore + 'static,
         F: FnOnce() -> Result<S, StoreError> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
@@ -192,23 +198,124 @@ impl StoreHandle {
 
     /// See [`CallStore::mark_live`].
     pub async fn mark_live(&self, call: LiveCall) -> Result<(), StoreError> {
-        self.call(|r| Command::MarkLive(call, r)).await
+        self.mark_live_with(call, vec![]).await
+    }
+
+    /// See [`CallStore::mark_live_with`].
+    pub async fn mark_live_with(
+        &self,
+        call: LiveCall,
+        events: Vec<OutboxRow>,
+    ) -> Result<(), StoreError> {
+        self.call(|r| Command::MarkLive(Box::new(call), events, r))
+            .await
     }
 
     /// See [`CallStore::finish`]. Waits for room in the queue, then for the write.
     pub async fn finish(&self, record: CallRecord) -> Result<Recorded, StoreError> {
-        self.call(|r| Command::Finish(Box::new(record), Some(r)))
+        self.finish_with(record, vec![]).await
+    }
+
+    /// See [`CallStore::finish_with`].
+    pub async fn finish_with(
+        &self,
+        record: CallRecord,
+        events: Vec<OutboxRow>,
+    ) -> Result<Recorded, StoreError> {
+        self.call(|r| Command::Finish(Box::new(record), events, Some(r)))
             .await
+    }
+
+    /// Runs `f` on the store thread with the outbox, and answers what it returns.
+    async fn events<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn EventStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.call(|reply| {
+            Command::Events(Box::new(move |store| {
+                let _ = reply.send(f(store));
+            }))
+        })
+        .await
+    }
+
+    /// See [`EventStore::append_events`].
+    pub async fn append_events(&self, rows: Vec<OutboxRow>) -> Result<(), StoreError> {
+        self.events(move |s| s.append_events(&rows)).await
+    }
+
+    /// See [`EventStore::claim_due`].
+    pub async fn claim_due(
+        &self,
+        node: String,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<Due>, StoreError> {
+        self.events(move |s| s.claim_due(&node, now, lease_until, limit))
+            .await
+    }
+
+    /// See [`EventStore::outbox_state`].
+    pub async fn outbox_state(&self, node: String) -> Result<(u64, Option<i64>), StoreError> {
+        self.events(move |s| s.outbox_state(&node)).await
+    }
+
+    /// See [`EventStore::attempted`].
+    pub async fn attempted(&self, a: Attempted) -> Result<(), StoreError> {
+        self.events(move |s| s.attempted(&a)).await
+    }
+
+    /// See [`EventStore::pause_endpoint`].
+    pub async fn pause_endpoint(&self, endpoint: String) -> Result<u64, StoreError> {
+        self.events(move |s| s.pause_endpoint(&endpoint)).await
+    }
+
+    /// See [`EventStore::resume_endpoint`].
+    pub async fn resume_endpoint(&self, endpoint: String, now: i64) -> Result<u64, StoreError> {
+        self.events(move |s| s.resume_endpoint(&endpoint, now))
+            .await
+    }
+
+    /// See [`EventStore::forget_endpoint`].
+    pub async fn forget_endpoint(&self, endpoint: String) -> Result<u64, StoreError> {
+        self.events(move |s| s.forget_endpoint(&endpoint)).await
+    }
+
+    /// See [`EventStore::redeliver`].
+    pub async fn redeliver(
+        &self,
+        endpoint: String,
+        msg_id: String,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.events(move |s| s.redeliver(&endpoint, &msg_id, now))
+            .await
+    }
+
+    /// See [`EventStore::deliveries`].
+    pub async fn deliveries(&self, q: DeliveryQuery) -> Result<Vec<Delivery>, StoreError> {
+        self.events(move |s| s.deliveries(&q)).await
+    }
+
+    /// See [`EventStore::adopt_events`].
+    pub async fn adopt_events(&self, from: String, to: String) -> Result<u64, StoreError> {
+        self.events(move |s| s.adopt_events(&from, &to)).await
+    }
+
+    /// See [`EventStore::purge_events`].
+    pub async fn purge_events(&self, before: i64) -> Result<u64, StoreError> {
+        self.events(move |s| s.purge_events(before)).await
     }
 
     /// Queues `record` for [`CallStore::finish`] without waiting, for code that cannot await.
     /// The write's own failure is logged by the store thread, not returned.
     pub fn try_finish(&self, record: CallRecord) -> Result<(), TryFinishError> {
         self.tx
-            .try_send(Command::Finish(Box::new(record), None))
+            .try_send(Command::Finish(Box::new(record), vec![], None))
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(Command::Finish(r, _)) => TryFinishError::Full(r),
-                mpsc::error::TrySendError::Closed(Command::Finish(r, _)) => {
+                mpsc::error::TrySendError::Full(Command::Finish(r, ..)) => TryFinishError::Full(r),
+                mpsc::error::TrySendError::Closed(Command::Finish(r, ..)) => {
                     TryFinishError::Stopped(r)
                 }
                 // try_send hands back the command it was given, a Finish.
@@ -304,18 +411,19 @@ impl StoreDriver {
 }
 
 /// The store thread: serves commands until every sender is gone and the queue is empty.
-fn run<S: CallStore + AccountStore>(mut store: S, mut rx: mpsc::Receiver<Command>) {
+fn run<S: CallStore + AccountStore + EventStore>(mut store: S, mut rx: mpsc::Receiver<Command>) {
     while let Some(cmd) = rx.blocking_recv() {
         // A reply nobody awaits any more is dropped; the work was done all the same.
         match cmd {
-            Command::MarkLive(call, reply) => {
-                let _ = reply.send(store.mark_live(&call));
+            Command::MarkLive(call, events, reply) => {
+                let _ = reply.send(store.mark_live_with(&call, &events));
             }
-            Command::Finish(record, Some(reply)) => {
-                let _ = reply.send(store.finish(&record));
+            Command::Finish(record, events, Some(reply)) => {
+                let _ = reply.send(store.finish_with(&record, &events));
             }
-            Command::Finish(record, None) => {
-                if let Err(error) = store.finish(&record) {
+            Command::Events(f) => f(&mut store),
+            Command::Finish(record, events, None) => {
+                if let Err(error) = store.finish_with(&record, &events) {
                     tracing::error!(call_id = %record.call_id, %error, "call record not written");
                 }
             }
@@ -449,10 +557,10 @@ mod tests {
     }
 
     impl CallStore for Gate {
-        fn mark_live(&mut self, _: &LiveCall) -> Result<(), StoreError> {
+        fn mark_live_with(&mut self, _: &LiveCall, _: &[OutboxRow]) -> Result<(), StoreError> {
             Ok(())
         }
-        fn finish(&mut self, _: &CallRecord) -> Result<Recorded, StoreError> {
+        fn finish_with(&mut self, _: &CallRecord, _: &[OutboxRow]) -> Result<Recorded, StoreError> {
             let _ = self.entered.send(());
             self.go
                 .recv_timeout(WAIT)
@@ -476,6 +584,55 @@ mod tests {
 
     /// A store that only lists, and says how many lists it served.
     struct Lister(usize);
+
+    /// The outbox of a test store that has none.
+    macro_rules! no_outbox {
+        ($t:ty) => {
+            impl EventStore for $t {
+                fn append_events(&mut self, _: &[OutboxRow]) -> Result<(), StoreError> {
+                    unreachable!("no outbox here")
+                }
+                fn claim_due(
+                    &mut self,
+                    _: &str,
+                    _: i64,
+                    _: i64,
+                    _: u32,
+                ) -> Result<Vec<Due>, StoreError> {
+                    unreachable!("no outbox here")
+                }
+                fn outbox_state(&mut self, _: &str) -> Result<(u64, Option<i64>), StoreError> {
+                    unreachable!("no outbox here")
+                }
+                fn attempted(&mut self, _: &Attempted) -> Result<(), StoreError> {
+                    unreachable!("no outbox here")
+                }
+                fn pause_endpoint(&mut self, _: &str) -> Result<u64, StoreError> {
+                    unreachable!("no outbox here")
+                }
+                fn resume_endpoint(&mut self, _: &str, _: i64) -> Result<u64, StoreError> {
+                    unreachable!("no outbox here")
+                }
+                fn forget_endpoint(&mut self, _: &str) -> Result<u64, StoreError> {
+                    unreachable!("no outbox here")
+                }
+                fn redeliver(&mut self, _: &str, _: &str, _: i64) -> Result<bool, StoreError> {
+                    unreachable!("no outbox here")
+                }
+                fn deliveries(&mut self, _: &DeliveryQuery) -> Result<Vec<Delivery>, StoreError> {
+                    unreachable!("no outbox here")
+                }
+                fn adopt_events(&mut self, _: &str, _: &str) -> Result<u64, StoreError> {
+                    unreachable!("no outbox here")
+                }
+                fn purge_events(&mut self, _: i64) -> Result<u64, StoreError> {
+                    unreachable!("no outbox here")
+                }
+            }
+        };
+    }
+    no_outbox!(Gate);
+    no_outbox!(Lister);
 
     impl AccountStore for Gate {
         fn accounts(&mut self) -> Result<Vec<Account>, StoreError> {
@@ -524,10 +681,10 @@ mod tests {
     }
 
     impl CallStore for Lister {
-        fn mark_live(&mut self, _: &LiveCall) -> Result<(), StoreError> {
+        fn mark_live_with(&mut self, _: &LiveCall, _: &[OutboxRow]) -> Result<(), StoreError> {
             unreachable!("the reader only lists")
         }
-        fn finish(&mut self, _: &CallRecord) -> Result<Recorded, StoreError> {
+        fn finish_with(&mut self, _: &CallRecord, _: &[OutboxRow]) -> Result<Recorded, StoreError> {
             unreachable!("the reader only lists")
         }
         fn live_calls(&mut self) -> Result<Vec<LiveCall>, StoreError> {

@@ -32,6 +32,7 @@
 //! that starts ends only the calls it left live itself.
 
 mod accounts;
+mod events;
 mod handle;
 pub mod http;
 mod postgres;
@@ -45,6 +46,7 @@ use crate::ids::WaCallId;
 
 pub use handle::{StoreDriver, StoreHandle, TryFinishError, QUEUE_CAPACITY};
 
+pub use events::{Attempted, Delivery, DeliveryQuery, DeliveryStatus, Due, EventStore};
 pub use postgres::PostgresStore;
 pub use record::{
     CallPage, CallQuery, CallRecord, Cursor, EndedBy, LegQuality, LegRole, LiveCall, Outcome,
@@ -59,12 +61,33 @@ pub use sqlite::SqliteStore;
 pub trait CallStore {
     /// Notes that a call is in progress (call it when the call is offered). Marking a call that
     /// is already live keeps the first mark.
-    fn mark_live(&mut self, call: &LiveCall) -> Result<(), StoreError>;
+    fn mark_live(&mut self, call: &LiveCall) -> Result<(), StoreError> {
+        self.mark_live_with(call, &[])
+    }
+
+    /// [`CallStore::mark_live`], with the call events that go with the mark written to the
+    /// outbox in the same transaction.
+    fn mark_live_with(
+        &mut self,
+        call: &LiveCall,
+        events: &[crate::events::OutboxRow],
+    ) -> Result<(), StoreError>;
 
     /// Writes the record of a call that has ended and clears its live mark, in one transaction.
     /// Idempotent on the call id: if a record exists already it is kept, the live mark is still
     /// cleared, and [`Recorded::Duplicate`] is returned.
-    fn finish(&mut self, record: &CallRecord) -> Result<Recorded, StoreError>;
+    fn finish(&mut self, record: &CallRecord) -> Result<Recorded, StoreError> {
+        self.finish_with(record, &[])
+    }
+
+    /// [`CallStore::finish`], with the events that go with the record (`call.ended`) written to
+    /// the outbox in the same transaction (even when the record is a duplicate: it is the
+    /// event's to say, and its `webhook-id` is its own).
+    fn finish_with(
+        &mut self,
+        record: &CallRecord,
+        events: &[crate::events::OutboxRow],
+    ) -> Result<Recorded, StoreError>;
 
     /// Every call marked live and not finished, oldest first.
     fn live_calls(&mut self) -> Result<Vec<LiveCall>, StoreError>;

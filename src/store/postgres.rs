@@ -16,6 +16,7 @@ use rusqlite::types::Value;
 
 use super::sqlite::{known_of, list_sql, record_from_row, to_json, Columns};
 use super::{CallPage, CallQuery, CallRecord, CallStore, Cursor, LiveCall, Recorded, StoreError};
+use crate::events::OutboxRow;
 use crate::ids::WaCallId;
 
 /// The schema, one step per version (see [`super::sqlite`]'s list: never edit a shipped step).
@@ -62,6 +63,8 @@ const MIGRATIONS: &[&str] = &[
     super::accounts::POSTGRES_SCHEMA,
     // 4: each account's version (a change is written only over the one it was made from).
     super::accounts::POSTGRES_VERSION,
+    // 5: the accounts' event endpoints and the outbox of call events (issue 24).
+    super::events::POSTGRES_SCHEMA,
 ];
 
 /// The newest schema version this build knows.
@@ -73,7 +76,7 @@ const MIGRATION_LOCK: i64 = 0x7377_6264;
 /// Call records in PostgreSQL, for the node `node`. Blocking: use it on the store's thread.
 pub struct PostgresStore {
     url: String,
-    node: String,
+    pub(super) node: String,
     client: Client,
 }
 
@@ -185,10 +188,11 @@ fn empty_id(call_id: &WaCallId) -> Result<(), StoreError> {
 }
 
 impl CallStore for PostgresStore {
-    fn mark_live(&mut self, call: &LiveCall) -> Result<(), StoreError> {
+    fn mark_live_with(&mut self, call: &LiveCall, events: &[OutboxRow]) -> Result<(), StoreError> {
         empty_id(&call.call_id)?;
         let node = self.node.clone();
-        self.client()?.execute(
+        let mut tx = self.client()?.transaction()?;
+        tx.execute(
             "INSERT INTO live_calls (call_id, business_number, started_at, node, known)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (call_id) DO UPDATE SET known = excluded.known",
@@ -200,13 +204,20 @@ impl CallStore for PostgresStore {
                 &call.known.as_ref().map(to_json),
             ],
         )?;
+        super::events::insert_postgres(&mut tx, &node, events)?;
+        tx.commit()?;
         Ok(())
     }
 
-    fn finish(&mut self, r: &CallRecord) -> Result<Recorded, StoreError> {
+    fn finish_with(
+        &mut self,
+        r: &CallRecord,
+        events: &[OutboxRow],
+    ) -> Result<Recorded, StoreError> {
         empty_id(&r.call_id)?;
         // A taken-over call names the node that handled it, not the one that wrote it.
         let node = r.node.clone().unwrap_or_else(|| self.node.clone());
+        let writer = self.node.clone();
         let mut tx = self.client()?.transaction()?;
         let inserted = tx.execute(
             "INSERT INTO calls (call_id, started_at, answered_at, ended_at, caller_number,
@@ -243,6 +254,7 @@ impl CallStore for PostgresStore {
             }
         }
         tx.execute("DELETE FROM live_calls WHERE call_id = $1", &[&r.call_id.0])?;
+        super::events::insert_postgres(&mut tx, &writer, events)?;
         tx.commit()?;
         Ok(if inserted == 1 {
             Recorded::New
@@ -327,7 +339,7 @@ impl CallStore for PostgresStore {
 
 /// SQLite's `?` placeholders as PostgreSQL's `$1, $2, …` (the listing's SQL has no `?` in any
 /// literal).
-fn number_placeholders(sql: &str) -> String {
+pub(super) fn number_placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
     let mut n = 0;
     for c in sql.chars() {

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{CallPage, CallQuery, CallRecord, CallStore, Cursor, LiveCall, Recorded, StoreError};
+use crate::events::OutboxRow;
 use crate::ids::WaCallId;
 
 /// The schema, one step per version: step `i` takes the database from `user_version` `i` to
@@ -60,6 +61,8 @@ const MIGRATIONS: &[&str] = &[
     super::accounts::SQLITE_SCHEMA,
     // 4: each account's version (a change is written only over the one it was made from).
     super::accounts::SQLITE_VERSION,
+    // 5: the accounts' event endpoints and the outbox of call events (issue 24).
+    super::events::SQLITE_SCHEMA,
 ];
 
 /// The newest schema version this build knows.
@@ -156,15 +159,16 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl CallStore for SqliteStore {
-    fn mark_live(&mut self, call: &LiveCall) -> Result<(), StoreError> {
+    fn mark_live_with(&mut self, call: &LiveCall, events: &[OutboxRow]) -> Result<(), StoreError> {
         if call.call_id.0.is_empty() {
             return Err(StoreError::InvalidRecord {
                 call_id: String::new(),
                 reason: "the call id is empty",
             });
         }
+        let tx = self.conn.transaction()?;
         // A later mark of the same call says what is known now; its start stays the first.
-        self.conn.execute(
+        tx.execute(
             "INSERT INTO live_calls (call_id, business_number, started_at, known)
              VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (call_id) DO UPDATE SET known = excluded.known",
@@ -175,10 +179,16 @@ impl CallStore for SqliteStore {
                 call.known.as_ref().map(to_json)
             ],
         )?;
+        super::events::insert_sqlite(&tx, events)?;
+        tx.commit()?;
         Ok(())
     }
 
-    fn finish(&mut self, r: &CallRecord) -> Result<Recorded, StoreError> {
+    fn finish_with(
+        &mut self,
+        r: &CallRecord,
+        events: &[OutboxRow],
+    ) -> Result<Recorded, StoreError> {
         if r.call_id.0.is_empty() {
             return Err(StoreError::InvalidRecord {
                 call_id: String::new(),
@@ -224,6 +234,7 @@ impl CallStore for SqliteStore {
             "DELETE FROM live_calls WHERE call_id = ?1",
             params![r.call_id.0],
         )?;
+        super::events::insert_sqlite(&tx, events)?;
         tx.commit()?;
         Ok(if inserted == 1 {
             Recorded::New

@@ -24,16 +24,18 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::dispatch::{AdoptError, AdoptRequest, HandOver};
 use super::event::{
-    Action, AgentLeg, Command, Ended, GraphAction, Input, LegFailure, LegOf, Notice, Role, WaLeg,
+    Action, AgentLeg, CallStep, Command, Ended, GraphAction, HostEvent, Input, LegFailure, LegOf,
+    Notice, Role, TransferTarget, WaLeg,
 };
 use super::machine::{CallView, Centre, CentreConfig};
 use super::ports::{GraphPort, MediaPort, Pending, RecordsPort};
 use super::HandedCall;
+use crate::events::{EventType, OutboxRow};
 use crate::ids::{AgentId, LegId, QueueId, WaCallId};
 #[cfg(doc)]
 use crate::media::EngineHandle;
 use crate::media::{LegOp, MediaError, MediaEvent};
-use crate::routing::{Agent, Floor, Routing, Waiting};
+use crate::routing::{Agent, Floor, Presence, Routing, Waiting};
 use crate::store::{self, CallRecord, LegQuality, LegRole, LiveCall, StoreHandle, Transition};
 use crate::whatsapp::graph::{GraphClient, GraphError};
 use crate::whatsapp::webhook::WaEvent;
@@ -340,6 +342,8 @@ pub struct Deps {
     pub link: Option<Arc<dyn HandOver>>,
     /// This node's name (`SWITCHBOARD_NODE_ID`), written in its records.
     pub node: String,
+    /// Call events to the accounts' backends; `None`: none are made.
+    pub events: Option<crate::events::Emitter>,
 }
 
 /// Starts the actor: it reads `webhooks` (Meta's events) and `media_events`.
@@ -356,7 +360,7 @@ pub fn spawn(
     let (health_tx, health_rx) = watch::channel(true);
     let actor = Actor {
         centre: Centre::new(cfg, floor),
-        records: Records::spawn(deps.store.clone()),
+        records: Records::spawn(deps.store.clone(), deps.events.clone()),
         health: health_tx,
         panics: Panics::default(),
         deps,
@@ -827,6 +831,9 @@ impl Actor {
         if actions.iter().any(|a| matches!(a, Action::FloorChanged)) {
             self.publish_floor();
         }
+        // Call events of this step: written with the step's live mark or record when it has
+        // one (one transaction), else on their own, in the order they happened.
+        let mut events = vec![];
         for action in actions {
             match action {
                 Action::AnswerWhatsApp { call, offer } => {
@@ -889,7 +896,8 @@ impl Actor {
                         started_at: store::unix_ms(SystemTime::now()),
                         known: Some(Box::new(self.record(&if_lost))),
                     };
-                    self.records.write(Write::MarkLive(live));
+                    self.records
+                        .write(Write::MarkLive(live, std::mem::take(&mut events)));
                 }
                 Action::Metric(m) => crate::ops::record(m),
                 Action::Finished(ended) => {
@@ -897,9 +905,15 @@ impl Actor {
                     // Its last Graph action is already on its way with the right client.
                     self.numbers.remove(&ended.call);
                     let record = self.record(&ended);
-                    self.records.write(Write::Finish(Box::new(record)));
+                    self.ended_event(&ended, &record, &mut events);
+                    self.records
+                        .write(Write::Finish(Box::new(record), std::mem::take(&mut events)));
                 }
+                Action::Event(e) => self.event(&e, &mut events),
             }
+        }
+        if !events.is_empty() {
+            self.records.write(Write::Events(events));
         }
         if !posted.is_empty() {
             // One step's media commands are queued on their shards already; their results
@@ -1048,6 +1062,104 @@ impl Actor {
             w0 - (i0 - t)
         };
         store::unix_ms(wall)
+    }
+
+    /// The outbox rows of `e`, one per endpoint of its account that takes it (none when the
+    /// program runs without events, or the account has no endpoint).
+    fn event(&self, e: &HostEvent, out: &mut Vec<OutboxRow>) {
+        let Some(emitter) = &self.deps.events else {
+            return;
+        };
+        let at = store::unix_ms(SystemTime::now());
+        match e {
+            HostEvent::Call {
+                kind,
+                call,
+                queue,
+                from,
+                name,
+                business_number,
+                agent,
+                to,
+            } => {
+                let account = crate::accounts::account_of(&queue.0);
+                let kind = match kind {
+                    CallStep::Offered => EventType::CallOffered,
+                    CallStep::Ringing => EventType::CallRinging,
+                    CallStep::Queued => EventType::CallQueued,
+                    CallStep::Answered => EventType::CallAnswered,
+                    CallStep::Held => EventType::CallHeld,
+                    CallStep::Resumed => EventType::CallResumed,
+                    CallStep::Transferred => EventType::CallTransferred,
+                };
+                out.extend(emitter.rows(kind, account, &call.0, at, || {
+                    let mut data = serde_json::json!({
+                        "call_id": call.0,
+                        "account": account,
+                        "queue": queue.0,
+                        "from": from,
+                        "name": name,
+                        "business_number": business_number,
+                        "agent": agent.as_ref().map(|a| &a.0),
+                    });
+                    if let Some(to) = to {
+                        data["to"] = match to {
+                            TransferTarget::Agent(a) => serde_json::json!({ "agent": a.0 }),
+                            TransferTarget::Queue(q) => serde_json::json!({ "queue": q.0 }),
+                        };
+                    }
+                    data
+                }));
+            }
+            HostEvent::Agent { agent, presence } => {
+                let account = crate::accounts::account_of(&agent.0);
+                out.extend(
+                    emitter.rows(EventType::AgentState, account, &agent.0, at, || {
+                        let (reason, call) = match presence {
+                            Presence::Away { reason } => (Some(reason.text()), None),
+                            Presence::Ringing { call }
+                            | Presence::OnCall { call }
+                            | Presence::WrapUp { call, .. } => (None, Some(&call.0)),
+                            Presence::Offline | Presence::Available => (None, None),
+                        };
+                        serde_json::json!({
+                            "agent": agent.0,
+                            "account": account,
+                            "state": presence.name(),
+                            "reason": reason,
+                            "call_id": call,
+                        })
+                    }),
+                );
+            }
+        }
+    }
+
+    /// `call.ended`, with the call's record as `GET /api/calls` answers it.
+    fn ended_event(&self, e: &Ended, record: &CallRecord, out: &mut Vec<OutboxRow>) {
+        let Some(emitter) = &self.deps.events else {
+            return;
+        };
+        let account = crate::accounts::account_of(&e.queue.0);
+        out.extend(emitter.rows(
+            EventType::CallEnded,
+            account,
+            &e.call.0,
+            record.ended_at,
+            || {
+                serde_json::json!({
+                    "call_id": e.call.0,
+                    "account": account,
+                    "queue": e.queue.0,
+                    "from": e.from,
+                    "name": e.name,
+                    "business_number": e.business_number,
+                    "agent": e.agents.last().map(|a| &a.0),
+                    "outcome": record.outcome,
+                    "record": record,
+                })
+            },
+        ));
     }
 
     fn record(&self, e: &Ended) -> CallRecord {

@@ -244,6 +244,17 @@ impl<R: Routing> Centre<R> {
             .routing
             .agent(agent)
             .map_or(Presence::Offline, |a| a.presence.clone());
+        let changed = match presence {
+            Presence::Offline => self.told.remove(agent).is_some(),
+            _ => self.told.insert(agent.clone(), presence.clone()).as_ref() != Some(&presence),
+        };
+        if changed {
+            self.actions
+                .push_back(Action::Event(Box::new(HostEvent::Agent {
+                    agent: agent.clone(),
+                    presence: presence.clone(),
+                })));
+        }
         self.notify(agent.clone(), Notice::Presence(presence));
     }
 

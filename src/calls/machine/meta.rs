@@ -65,6 +65,10 @@ impl<R: Routing> Centre<R> {
         self.actions.push_back(Action::Metric(Metric::Offered {
             queue: queue.clone(),
         }));
+        // Its account's backend hears of every call Meta offers, one declined at once too
+        // (its `call.ended` follows).
+        self.actions
+            .push_back(call_event(&call, CallStep::Offered, None, None));
         let refusal = if self.draining {
             Some((RejectReason::Draining, "switchboard is draining"))
         } else if unshared {
@@ -169,7 +173,7 @@ impl<R: Routing> Centre<R> {
                     took: now.saturating_duration_since(call.received_at),
                 }));
                 call.wa = Some(wa);
-                set_phase(call, now, Phase::PreAccepting);
+                set_phase(call, &mut self.actions, now, Phase::PreAccepting);
             }
             Err(e) => {
                 warn!(call_id = %id, error = %e, "offer unusable; rejecting");
@@ -240,7 +244,7 @@ impl<R: Routing> Centre<R> {
                                 self.cfg.service_level_target,
                                 &mut self.actions,
                             );
-                            set_phase(call, now, Phase::talking(agent.clone()));
+                            set_phase(call, &mut self.actions, now, Phase::talking(agent.clone()));
                             self.actions.push_back(Action::StartSending { leg: wa.leg });
                             self.notify_talking(&id, &agent);
                         }
@@ -561,6 +565,7 @@ impl<R: Routing> Centre<R> {
                     call.waiting_since = Some(since);
                     set_phase(
                         call,
+                        &mut self.actions,
                         now,
                         Phase::Queued {
                             until: now + max_wait,

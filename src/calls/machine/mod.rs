@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use super::event::{
-    Action, AgentLeg, Command, Ended, EndedBy, GraphAction, GraphFailure, Input, LegFailure, LegOf,
-    Metric, Notice, Outcome, Reconfigure, Refusal, RejectReason, RingStop, Role, SetupStep, Stage,
-    TransferTarget, WaLeg,
+    Action, AgentLeg, CallStep, Command, Ended, EndedBy, GraphAction, GraphFailure, HostEvent,
+    Input, LegFailure, LegOf, Metric, Notice, Outcome, Reconfigure, Refusal, RejectReason,
+    RingStop, Role, SetupStep, Stage, TransferTarget, WaLeg,
 };
 use crate::accounts::{same_account, CallTimes};
 use crate::ids::{AgentId, LegId, QueueId, StreamId, WaCallId};
@@ -378,6 +378,9 @@ pub struct Centre<R: Routing> {
     agent_legs: HashMap<LegId, AgentId>,
     tombstones: (VecDeque<WaCallId>, HashSet<WaCallId>),
     actions: VecDeque<Action>,
+    /// Each signed-in agent's presence as last told to their account's backend (`agent.state`
+    /// goes out on a change only, however often their page is told).
+    told: HashMap<AgentId, Presence>,
 }
 
 impl<R: Routing> Centre<R> {
@@ -396,6 +399,7 @@ impl<R: Routing> Centre<R> {
             agent_legs: HashMap::new(),
             tombstones: (VecDeque::new(), HashSet::new()),
             actions: VecDeque::new(),
+            told: HashMap::new(),
         }
     }
 
@@ -670,8 +674,42 @@ fn awaits_answer(c: &Call) -> bool {
         )
 }
 
-fn set_phase(call: &mut Call, now: Instant, phase: Phase) {
+/// Moves `call` to `phase`, noting the transition, and tells its account's backend of the steps
+/// it hears of: a ring, a wait in the queue, an answer (talking after ringing or connecting; not
+/// the return of an agent whose page reloaded).
+fn set_phase(call: &mut Call, actions: &mut VecDeque<Action>, now: Instant, phase: Phase) {
+    let step = match (&call.phase, &phase) {
+        (_, Phase::Ringing { .. }) => Some(CallStep::Ringing),
+        (_, Phase::Queued { .. }) => Some(CallStep::Queued),
+        (Phase::Connecting { .. } | Phase::Ringing { .. }, Phase::Talking { .. }) => {
+            Some(CallStep::Answered)
+        }
+        _ => None,
+    };
     call.transitions
         .push((phase.stage(), now, phase.agent().cloned()));
     call.phase = phase;
+    if let Some(step) = step {
+        let agent = call.phase.agent().cloned();
+        actions.push_back(call_event(call, step, agent, None));
+    }
+}
+
+/// The event telling `call`'s account's backend of `step`.
+fn call_event(
+    call: &Call,
+    step: CallStep,
+    agent: Option<AgentId>,
+    to: Option<TransferTarget>,
+) -> Action {
+    Action::Event(Box::new(HostEvent::Call {
+        kind: step,
+        call: call.id.clone(),
+        queue: call.queue.clone(),
+        from: call.from.clone(),
+        name: call.name.clone(),
+        business_number: call.business_number.clone(),
+        agent,
+        to,
+    }))
 }

@@ -65,6 +65,7 @@ impl<R: Routing> Centre<R> {
         call.tried.clear();
         set_phase(
             call,
+            &mut self.actions,
             now,
             Phase::Queued {
                 until: since + max_wait,
@@ -94,6 +95,7 @@ impl<R: Routing> Centre<R> {
         self.routing.ring(&agent, id);
         set_phase(
             call,
+            &mut self.actions,
             now,
             Phase::Ringing {
                 agent: agent.clone(),
@@ -197,6 +199,7 @@ impl<R: Routing> Centre<R> {
         } else {
             set_phase(
                 call,
+                &mut self.actions,
                 now,
                 Phase::Connecting {
                     agent: agent.clone(),
@@ -216,7 +219,7 @@ impl<R: Routing> Centre<R> {
             if call.acceptance == Acceptance::Accepted {
                 mark_answered(call, now, self.cfg.service_level_target, &mut self.actions);
             }
-            set_phase(call, now, Phase::talking(agent.clone()));
+            set_phase(call, &mut self.actions, now, Phase::talking(agent.clone()));
         }
         self.connect_parties(id, agent);
         self.notify_talking(id, agent);
@@ -321,6 +324,7 @@ impl<R: Routing> Centre<R> {
         }
         set_phase(
             call,
+            &mut self.actions,
             now,
             Phase::AgentLost {
                 agent: agent.clone(),

@@ -38,6 +38,7 @@ impl<R: Routing> Centre<R> {
         let Phase::Talking { muted, held, .. } = &mut call.phase else {
             return;
         };
+        let was_held = *held;
         if let Some(m) = mute {
             *muted = m;
         }
@@ -70,6 +71,15 @@ impl<R: Routing> Centre<R> {
             Stage::Talking
         };
         call.transitions.push((state, now, Some(agent.clone())));
+        if held != was_held {
+            let step = if held {
+                CallStep::Held
+            } else {
+                CallStep::Resumed
+            };
+            self.actions
+                .push_back(call_event(call, step, Some(agent.clone()), None));
+        }
         self.notify(
             agent,
             Notice::CallState {
@@ -151,6 +161,15 @@ impl<R: Routing> Centre<R> {
             }
         };
         info!(call_id = %id, from = %agent, ?to, "blind transfer");
+        if let Some(call) = self.calls.get(&id) {
+            let event = call_event(
+                call,
+                CallStep::Transferred,
+                Some(agent.clone()),
+                Some(to.clone()),
+            );
+            self.actions.push_back(event);
+        }
         // The first agent is done with it: unroute them and start their wrap-up.
         self.let_go(&agent, &id, "transferred");
         self.start_wrap_up(now, &agent, &id);

@@ -190,7 +190,7 @@ pub(super) enum Caller {
 
 impl Caller {
     /// How the audit log names them.
-    fn name(&self) -> String {
+    pub(super) fn name(&self) -> String {
         match self {
             Caller::Operator => "operator".into(),
             Caller::Person { id, .. } => id.0.clone(),
@@ -330,7 +330,7 @@ impl Admin {
 
 /// A strong ETag of a resource as answered (and of a secret behind it, hashed with it, so that
 /// a new password changes it too).
-fn etag_of(resource: &impl Serialize, secret: &str) -> String {
+pub(super) fn etag_of(resource: &impl Serialize, secret: &str) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(resource).unwrap_or_default());
     h.update([0]);
@@ -339,7 +339,7 @@ fn etag_of(resource: &impl Serialize, secret: &str) -> String {
 }
 
 /// 412 when the request's `If-Match` names another version than `etag` (`*` matches any).
-fn check_if_match(headers: &HeaderMap, etag: &str) -> Result<(), AdminError> {
+pub(super) fn check_if_match(headers: &HeaderMap, etag: &str) -> Result<(), AdminError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(());
     };
@@ -356,7 +356,7 @@ fn check_if_match(headers: &HeaderMap, etag: &str) -> Result<(), AdminError> {
 }
 
 /// `body` with an `ETag` header.
-fn tagged(status: StatusCode, etag: &str, body: impl Serialize) -> Response {
+pub(super) fn tagged(status: StatusCode, etag: &str, body: impl Serialize) -> Response {
     let mut r = (status, Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(etag) {
         r.headers_mut().insert(header::ETAG, v);
@@ -367,7 +367,7 @@ fn tagged(status: StatusCode, etag: &str, body: impl Serialize) -> Response {
 /// Paging of a list: `limit` (1-500, default 100) and `after` (the `next` of the page before).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Page {
+pub(super) struct Page {
     #[serde(default)]
     limit: Option<String>,
     #[serde(default)]
@@ -376,10 +376,15 @@ struct Page {
 
 impl Page {
     fn limit(&self) -> Result<usize, AdminError> {
-        match self.limit.as_deref().filter(|s| !s.is_empty()) {
-            None => Ok(DEFAULT_PAGE as usize),
+        Self::limit_of(self.limit.as_deref()).map(|n| n as usize)
+    }
+
+    /// A `limit` as given: 1-500, 100 when absent.
+    pub(super) fn limit_of(limit: Option<&str>) -> Result<u32, AdminError> {
+        match limit.filter(|s| !s.is_empty()) {
+            None => Ok(DEFAULT_PAGE),
             Some(s) => match s.parse::<u32>() {
-                Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n as usize),
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
                 _ => Err(AdminError::Invalid {
                     field: "limit".into(),
                     reason: format!("1 to {MAX_PAGE}"),
@@ -412,7 +417,7 @@ fn paged<T: Serialize>(
 
 /// A page of one of the account's lists (`name`: `people`, `queues`…), each item with its key,
 /// for a caller who may act as `role`.
-async fn list_part<T: Serialize>(
+pub(super) async fn list_part<T: Serialize>(
     admin: &Admin,
     headers: &HeaderMap,
     slug: &str,
@@ -438,7 +443,7 @@ async fn one_part<T: Serialize>(
     Ok(tagged(StatusCode::OK, &etag, thing))
 }
 
-fn query<T: serde::de::DeserializeOwned>(
+pub(super) fn query<T: serde::de::DeserializeOwned>(
     q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
 ) -> Result<T, AdminError> {
     q.map(|Query(q)| q).map_err(|e| AdminError::Invalid {
@@ -449,7 +454,7 @@ fn query<T: serde::de::DeserializeOwned>(
 
 /// An account's rule broken by a change to one of its parts: named as the request names it
 /// (`people[3].queues[0]` → `queues[0]`).
-fn as_sent(e: crate::accounts::AccountError, part: &str) -> AdminError {
+pub(super) fn as_sent(e: crate::accounts::AccountError, part: &str) -> AdminError {
     let AdminError::Invalid { field, reason } = AdminError::from(e) else {
         unreachable!("an account's rule is an invalid field")
     };
@@ -460,7 +465,7 @@ fn as_sent(e: crate::accounts::AccountError, part: &str) -> AdminError {
     AdminError::Invalid { field, reason }
 }
 
-fn json<T: Serialize>(t: &T) -> Option<Value> {
+pub(super) fn json<T: Serialize>(t: &T) -> Option<Value> {
     serde_json::to_value(t).ok()
 }
 

@@ -28,6 +28,7 @@ use crate::signaling::auth::AuthHandle;
 use crate::store::{StoreError, StoreHandle};
 
 mod account;
+mod endpoints;
 mod sessions;
 
 /// The accounts API's part of the OpenAPI document ([`crate::http::openapi`]).
@@ -53,6 +54,7 @@ pub(crate) fn doc() -> utoipa::openapi::OpenApi {
     let mut d = Doc::openapi();
     d.merge(account::Doc::openapi());
     d.merge(sessions::Doc::openapi());
+    d.merge(endpoints::Doc::openapi());
     d
 }
 
@@ -434,6 +436,7 @@ impl NewAccount {
             api_keys: vec![],
             hold_audio: None,
             allowed_origins: vec![],
+            endpoints: vec![],
         };
         account.validate()?;
         Ok(account)
@@ -501,6 +504,19 @@ struct Admin {
     seal: Option<SealKey>,
     changed: AccountsChanged,
     auth: AuthHandle,
+    /// Event endpoints may be private addresses (`SWITCHBOARD_EVENTS_PRIVATE_TARGETS`).
+    events_private: bool,
+    /// Wakes the event delivery task (a redelivery).
+    events_wake: Arc<tokio::sync::Notify>,
+}
+
+/// What the admin API needs of call events.
+#[derive(Debug, Clone)]
+pub struct EventsAdmin {
+    /// Event endpoints may be private addresses.
+    pub private_targets: bool,
+    /// Wakes the delivery task.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl Admin {
@@ -530,6 +546,7 @@ pub fn router(
     seal: Option<SealKey>,
     changed: AccountsChanged,
     auth: AuthHandle,
+    events: EventsAdmin,
 ) -> Router {
     let admin = Admin {
         store,
@@ -537,12 +554,15 @@ pub fn router(
         seal,
         changed,
         auth,
+        events_private: events.private_targets,
+        events_wake: events.wake,
     };
     Router::new()
         .route("/api/v1/accounts", get(list).post(create))
         .route("/api/v1/accounts/{slug}", get(one))
         .merge(account::routes())
         .merge(sessions::routes())
+        .merge(endpoints::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         // An audio file is larger than any JSON body.
         .merge(
