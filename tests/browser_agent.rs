@@ -294,3 +294,139 @@ async fn the_test_call_button_shows_in_the_sandbox_only() {
     assert_eq!(b.run(TEST_CALL_BUTTONS).await, "0");
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_goes_away_declines_answers_from_the_keyboard_sees_the_keys_and_switches_microphone(
+) {
+    let running = sandbox().await;
+    let sim = running.simulator.clone().unwrap();
+    let mut agent = agent_page(&running, "agent1", 440.0).await;
+
+    // The microphone check shows once the microphone is granted, with the devices named.
+    agent.run("wait_visible audio-check").await;
+    let mics: Vec<String> = serde_json::from_str(
+        &agent
+            .run(
+                "eval [...document.getElementById('mic-select').options].map((o) => o.textContent)",
+            )
+            .await,
+    )
+    .expect("the microphones' names");
+    assert!(
+        !mics.is_empty() && mics.iter().all(|m| !m.is_empty()),
+        "the microphones are listed by name: {mics:?}"
+    );
+    // The account's away reasons, and back.
+    agent.run("select Away reason|Lunch").await;
+    agent.run("click Away").await;
+    agent.run("wait_text state Away (Lunch)").await;
+    agent.run("click Available").await;
+    agent.run("wait_text state Available").await;
+
+    // A call rings and Answer has the keyboard; Decline sets the agent away, and the page says
+    // so.
+    let first = sim
+        .place_call(CallSpec {
+            hang_up_after: None,
+            ..CallSpec::default()
+        })
+        .await
+        .unwrap();
+    agent.run("wait_heading Incoming call").await;
+    agent.run("wait_contains in-name Simulated Caller").await;
+    assert_eq!(
+        agent.run("eval document.activeElement?.textContent").await,
+        "\"Answer\""
+    );
+    agent.run("click Decline").await;
+    agent
+        .run("wait_text notice You missed a call and were set away. Press Available when you are back.")
+        .await;
+    agent.run("wait_text state Away").await;
+    assert_eq!(
+        agent
+            .run("eval document.getElementById('incoming').hidden")
+            .await,
+        "true"
+    );
+    first.hang_up().await;
+    agent.run("click Available").await;
+    agent.run("wait_text state Available").await;
+
+    // The next one is answered with Enter, Answer having the keyboard; the caller's keys show
+    // as they are pressed.
+    let call = sim
+        .place_call(CallSpec {
+            audio: CallerAudio::Tone { hz: 1000.0 },
+            hang_up_after: None,
+            ..CallSpec::default()
+        })
+        .await
+        .unwrap();
+    agent.run("wait_heading Incoming call").await;
+    agent.run("press Enter").await;
+    agent.run("wait_button Hang up").await;
+    call.wait_for(LONG, |p| *p == CallPhase::Accepted)
+        .await
+        .expect("the agent answered from the keyboard");
+    agent.run("wait_text state On a call").await;
+    let caller = call.peer().unwrap();
+    for d in ['4', '2', '#'] {
+        caller
+            .dtmf(d, std::time::Duration::from_millis(120))
+            .await
+            .unwrap();
+    }
+    agent.run("wait_text dtmf 42#").await;
+
+    // Another microphone mid-call: the caller goes on hearing the page.
+    let last = mics.last().unwrap();
+    agent.run(&format!("select Microphone|{last}")).await;
+    let heard = common::caller_hears(&call, 100)
+        .await
+        .expect("the caller hears audio");
+    assert!(
+        common::near(heard, 440.0),
+        "after the switch the caller hears the page's 440 Hz: {heard}"
+    );
+    let notice = agent
+        .run("eval document.getElementById('notice').textContent")
+        .await;
+    assert!(
+        !notice.contains("could not be opened"),
+        "the microphone opened: {notice}"
+    );
+
+    // Mute shows pressed, and again not; Hang up: the page says why the call ended and lists it.
+    agent.run("click Mute").await;
+    agent
+        .run("wait_js document.getElementById('mute').getAttribute('aria-pressed') === 'true'")
+        .await;
+    agent.run("click Mute").await;
+    agent
+        .run("wait_js document.getElementById('mute').getAttribute('aria-pressed') === 'false'")
+        .await;
+    agent.run("click Hang up").await;
+    agent.run("wait_heading Wrap-up").await;
+    agent.run("wait_text notice Call ended:").await;
+    agent.run("wait_contains recent-calls answered").await;
+    agent.assert_accessible("the agent page, in wrap-up").await;
+    agent.run("click Done").await;
+    agent.run("wait_text state Available").await;
+
+    // The same person signs in elsewhere: this page says so and stays off (had it connected
+    // again, on its first retry a second later, the new page would have been replaced in turn).
+    let mut elsewhere = agent_page(&running, "agent1", 880.0).await;
+    agent.run("wait_text notice you signed in elsewhere").await;
+    elsewhere.run("wait_text state Available").await;
+    assert_eq!(
+        elsewhere
+            .run("eval document.getElementById('notice').hidden")
+            .await,
+        "true",
+        "the new page is live"
+    );
+    drop(elsewhere);
+    drop(agent);
+    running.shutdown().await;
+}

@@ -1,86 +1,55 @@
-// The agent softphone: sign-in, presence, one PeerConnection for the whole session, and the
-// call controls. It speaks docs/protocol.md over /ws and decides nothing itself.
+// The agent softphone page. The phone itself (the /ws session, the PeerConnection,
+// reconnection, the microphone and speaker, the ring) is the embeddable softphone module, the
+// one other products embed, so switchboard has one client to keep right; this file is the page
+// around it: what it shows, and which of the phone's methods each control calls.
 
-import { $, show, notice, session } from '/session.js';
+import { $, show, notice, signIn } from '/session.js';
+import { connect, STATE_LABELS } from '/sdk/v1/switchboard.js';
 
-let me = null;
-let callId = null;
-let ringingId = null;
+let phone = null;
 let stateSince = Date.now();
 let callSince = null;
 let ringTimer = null;
 let wrapUntil = null;
 
-const STATES = {
-  available: 'Available', away: 'Away', ringing: 'Ringing', on_call: 'On a call',
-  wrap_up: 'Wrap-up', offline: 'Offline',
+const clock = (s) => `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+
+const LOST = 'The connection to switchboard was lost; reconnecting…';
+// The module words these for a host page, which connects again itself; this page is reloaded,
+// and to an agent a socket that never opened is one more lost connection.
+const NOTICES = {
+  connect_failed: LOST,
+  connection_lost: LOST,
+  microphone: 'The microphone is not available (access denied?). Allow it for this page and reload.',
 };
 
 function setPresence(p) {
-  let text = STATES[p.state] || p.state;
-  if (p.state === 'away' && p.reason) text += ` (${p.reason})`;
+  let text = STATE_LABELS[p.presence] || p.presence;
+  if (p.presence === 'away' && p.reason) text += ` (${p.reason})`;
   $('state').textContent = text;
   stateSince = Date.now();
-  show('wrapup', p.state === 'wrap_up');
-  wrapUntil = p.state === 'wrap_up' ? Date.now() + 1000 * (p.seconds_left ?? 0) : null;
+  show('wrapup', p.presence === 'wrap_up');
+  wrapUntil = p.presence === 'wrap_up' ? Date.now() + 1000 * (p.secondsLeft ?? 0) : null;
   tick();
 }
 
 function tick() {
-  const s = Math.floor((Date.now() - stateSince) / 1000);
-  $('state-time').textContent = `for ${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+  $('state-time').textContent = `for ${clock(Math.floor((Date.now() - stateSince) / 1000))}`;
   if (wrapUntil) {
     const left = Math.max(0, Math.ceil((wrapUntil - Date.now()) / 1000));
     $('wrapup-text').textContent = `Wrap-up: ${left} s left, then you go back to your state before the call. Press Done when you are ready.`;
   }
-  if (callSince) {
-    const c = Math.floor((Date.now() - callSince) / 1000);
-    $('call-timer').textContent = `${Math.floor(c / 60)}:${String(c % 60).padStart(2, '0')}`;
-  }
+  if (callSince) $('call-timer').textContent = clock(Math.floor((Date.now() - callSince) / 1000));
 }
 setInterval(tick, 1000);
 
-function onMessage(m) {
-  switch (m.type) {
-    case 'welcome': {
-      const sel = $('reason'); sel.replaceChildren();
-      for (const r of m.away_reasons || []) sel.add(new Option(r, r));
-      break;
-    }
-    case 'presence': setPresence(m); break;
-    case 'ringing': ring(m); break;
-    case 'ring_stopped': stopRing(); if (m.reason === 'missed') notice('You missed a call and were set away. Press Available when you are back.'); break;
-    case 'talking': talking(m); break;
-    case 'call_state':
-      $('mute').setAttribute('aria-pressed', String(m.muted));
-      $('hold').setAttribute('aria-pressed', String(m.held));
-      break;
-    case 'dtmf': $('dtmf').textContent += m.digit; break;
-    case 'whisper': show('whisper', m.on); break;
-    case 'directory': {
-      const sel = $('transfer-to');
-      const keep = sel.value;
-      sel.replaceChildren();
-      for (const a of m.agents) sel.add(new Option(`Agent ${a}`, `agent:${a}`));
-      for (const q of m.queues) sel.add(new Option(`Queue ${q}`, `queue:${q}`));
-      if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
-      break;
-    }
-    case 'call_ended': endCall(m.reason); break;
-    case 'error': notice(m.message); break;
-    default: break;
-  }
-}
-
-function ring(m) {
-  ringingId = m.call_id;
-  $('in-name').textContent = m.name || 'WhatsApp caller';
-  $('in-number').textContent = m.from ? `+${m.from}` : '';
-  $('in-queue').textContent = m.queue;
-  $('in-business').textContent = m.business_number || '';
-  $('in-waited').textContent = m.waited_secs ?? 0;
-  let left = m.ring_secs ?? 15;
-  startRingSound();
+function ring(call) {
+  $('in-name').textContent = call.name || 'WhatsApp caller';
+  $('in-number').textContent = call.from ? `+${call.from}` : '';
+  $('in-queue').textContent = call.queue;
+  $('in-business').textContent = call.businessNumber;
+  $('in-waited').textContent = call.waitedSecs;
+  let left = call.ringSecs;
   $('in-countdown').textContent = left;
   clearInterval(ringTimer);
   ringTimer = setInterval(() => { left = Math.max(0, left - 1); $('in-countdown').textContent = left; }, 1000);
@@ -88,49 +57,37 @@ function ring(m) {
   $('answer').focus();
 }
 
-// A soft two-tone ring while a call rings (WebAudio: no file, nothing fetched).
-let ringAudio = null;
-function startRingSound() {
-  stopRingSound();
-  try {
-    const ctx = new AudioContext();
-    const gain = ctx.createGain(); gain.gain.value = 0; gain.connect(ctx.destination);
-    for (const f of [440, 480]) { const o = ctx.createOscillator(); o.frequency.value = f; o.connect(gain); o.start(); }
-    let on = false;
-    const timer = setInterval(() => { on = !on; gain.gain.value = on ? 0.05 : 0; }, 1000);
-    ringAudio = { ctx, timer };
-  } catch (e) { ringAudio = null; }
-}
-function stopRingSound() {
-  if (!ringAudio) return;
-  clearInterval(ringAudio.timer); ringAudio.ctx.close(); ringAudio = null;
-}
-
 function stopRing() {
-  stopRingSound();
   clearInterval(ringTimer);
-  ringingId = null;
   show('incoming', false);
 }
 
-function talking(m) {
+function talking(call) {
   stopRing();
-  callId = m.call_id;
-  $('call-name').textContent = m.name || 'WhatsApp caller';
-  $('call-number').textContent = m.from ? `+${m.from}` : '';
+  $('call-name').textContent = call.name || 'WhatsApp caller';
+  $('call-number').textContent = call.from ? `+${call.from}` : '';
   if (!callSince) callSince = Date.now();
   $('dtmf').textContent = '';
   show('call', true);
 }
 
 function endCall(reason) {
+  // The record is written as the call ends, a moment after this news.
   setTimeout(loadRecent, 500);
-  callId = null;
   callSince = null;
   show('call', false);
   $('mute').setAttribute('aria-pressed', 'false');
   $('hold').setAttribute('aria-pressed', 'false');
   if (reason) notice(`Call ended: ${reason}`);
+}
+
+function fillDirectory({ agents, queues }) {
+  const sel = $('transfer-to');
+  const keep = sel.value;
+  sel.replaceChildren();
+  for (const a of agents) sel.add(new Option(`Agent ${a}`, `agent:${a}`));
+  for (const q of queues) sel.add(new Option(`Queue ${q}`, `queue:${q}`));
+  if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
 }
 
 async function loadRecent() {
@@ -143,7 +100,7 @@ async function loadRecent() {
     const tr = document.createElement('tr');
     const secs = Math.round(((c.ended_at - (c.answered_at || c.ended_at)) / 1000));
     for (const text of [new Date(c.started_at).toLocaleString(), `${c.caller_name || ''} ${c.caller_number ? '+' + c.caller_number : ''}`,
-      c.queue || '', c.outcome.replace('_', ' '), `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, '0')}`]) {
+      c.queue || '', c.outcome.replace('_', ' '), clock(secs)]) {
       const td = document.createElement('td'); td.textContent = text; tr.appendChild(td);
     }
     body.appendChild(tr);
@@ -166,62 +123,101 @@ function meter(stream) {
 }
 
 let stopMeter = null;
-async function audioCheck(s) {
-  const devices = await navigator.mediaDevices.enumerateDevices();
+let devicesListed = false;
+async function microphone({ stream }) {
+  if (stopMeter) stopMeter();
+  stopMeter = meter(stream);
+  // Listed once, when the grant has given the devices their names.
+  if (devicesListed) return;
+  devicesListed = true;
+  const d = await phone.devices();
   const mics = $('mic-select'); mics.replaceChildren();
   const speakers = $('speaker-select'); speakers.replaceChildren();
-  for (const d of devices) {
-    if (d.kind === 'audioinput') mics.add(new Option(d.label || 'Microphone', d.deviceId));
-    if (d.kind === 'audiooutput') speakers.add(new Option(d.label || 'Speaker', d.deviceId));
-  }
-  if (!('setSinkId' in HTMLMediaElement.prototype) || speakers.options.length === 0) {
+  for (const m of d.microphones) mics.add(new Option(m.label, m.deviceId));
+  for (const s of d.speakers) speakers.add(new Option(s.label, s.deviceId));
+  if (!d.canChooseSpeaker || speakers.options.length === 0) {
     speakers.add(new Option('Default (this browser cannot choose)', ''));
     speakers.disabled = true;
   }
-  if (s.mic()) stopMeter = meter(s.mic());
   show('audio-check', true);
 }
 
-const s = session({
-  onMessage,
-  onSignedIn: async (who) => {
-    me = who;
+function listen(p) {
+  let connected = false;
+  p.on('state', (s) => {
+    // Whatever was said of the last connection is over once a new one is up.
+    if (s.connection === 'connected' && !connected) notice('');
+    connected = s.connection === 'connected';
+  });
+  p.on('ready', (me) => {
+    const sel = $('reason'); sel.replaceChildren();
+    for (const r of me.awayReasons) sel.add(new Option(r, r));
+  });
+  p.on('presence', setPresence);
+  p.on('microphone', microphone);
+  p.on('ringing', ring);
+  p.on('ring_stopped', (r) => {
+    stopRing();
+    if (r.reason === 'missed') notice('You missed a call and were set away. Press Available when you are back.');
+  });
+  p.on('talking', talking);
+  p.on('call_state', (c) => {
+    $('mute').setAttribute('aria-pressed', String(c.muted));
+    $('hold').setAttribute('aria-pressed', String(c.held));
+  });
+  p.on('dtmf', (d) => { $('dtmf').textContent += d.digit; });
+  p.on('whisper', (w) => show('whisper', w.on));
+  p.on('directory', fillDirectory);
+  p.on('ended', (e) => endCall(e.reason));
+  p.on('error', (e) => notice(NOTICES[e.code] || e.message));
+}
+
+signIn({
+  onSignedIn: async () => {
     // Decided before the desk shows, so the desk never shows a button that can only fail.
     const sandbox = await fetch('/sandbox/calls', { method: 'GET' }).then((x) => x.status === 405, () => false);
     show('sandbox', sandbox);
     show('desk', true);
     loadRecent();
+    // The page's sign-in set the session cookie; the page holds no token of its own.
+    phone = connect({ url: location.origin, cookie: true });
+    // The phone's own players take the page's places, so the calls play where they always did.
+    for (const id of ['party', 'second']) {
+      phone.audio[id].id = id;
+      $(id).replaceWith(phone.audio[id]);
+    }
+    listen(phone);
   },
+  // Only once switchboard has signed the session out: closed first, a call would be held for
+  // the grace period instead of hung up.
+  onSignOut: () => phone && phone.close(),
 });
-const { send } = s;
-// The microphone is asked for after sign-in; the check starts once it is there.
-const waitMic = setInterval(() => { if (s.mic()) { clearInterval(waitMic); audioCheck(s); } }, 200);
+
 $('mic-select').addEventListener('change', async () => {
   try {
-    const m = await s.useMic($('mic-select').value);
-    if (stopMeter) stopMeter();
-    stopMeter = meter(m);
+    await phone.setMicrophone($('mic-select').value);
   } catch (e) { notice('That microphone could not be opened.'); }
 });
-$('speaker-select').addEventListener('change', async () => {
-  for (const id of ['party', 'second']) await $(id).setSinkId($('speaker-select').value).catch(() => {});
+$('speaker-select').addEventListener('change', () => {
+  phone.setSpeaker($('speaker-select').value).catch(() => {});
 });
 
 $('transfer').addEventListener('click', () => {
-  const [kind, id] = ($('transfer-to').value || '').split(':');
-  if (!callId || !id) return;
-  send(kind === 'agent'
-    ? { type: 'transfer', call_id: callId, to_agent: id }
-    : { type: 'transfer', call_id: callId, to_queue: id });
+  // A queue's id may itself hold a colon.
+  const [kind, ...rest] = ($('transfer-to').value || '').split(':');
+  const id = rest.join(':');
+  if (!phone || !id) return;
+  phone.transfer(kind === 'agent' ? { toAgent: id } : { toQueue: id });
 });
-$('done').addEventListener('click', () => send({ type: 'wrap_up_done' }));
-$('available').addEventListener('click', () => send({ type: 'set_presence', available: true }));
-$('away').addEventListener('click', () => send({ type: 'set_presence', available: false, reason: $('reason').value }));
-$('answer').addEventListener('click', () => ringingId && send({ type: 'answer', call_id: ringingId }));
-$('decline').addEventListener('click', () => ringingId && send({ type: 'decline', call_id: ringingId }));
-$('hangup').addEventListener('click', () => callId && send({ type: 'hang_up', call_id: callId }));
-$('mute').addEventListener('click', () => callId && send({ type: 'mute', call_id: callId, on: $('mute').getAttribute('aria-pressed') !== 'true' }));
-$('hold').addEventListener('click', () => callId && send({ type: 'hold', call_id: callId, on: $('hold').getAttribute('aria-pressed') !== 'true' }));
+$('done').addEventListener('click', () => phone && phone.wrapUpDone());
+$('available').addEventListener('click', () => phone && phone.setAvailable(true));
+$('away').addEventListener('click', () => phone && phone.setAvailable(false, $('reason').value));
+$('answer').addEventListener('click', () => phone && phone.answer());
+$('decline').addEventListener('click', () => phone && phone.decline());
+$('hangup').addEventListener('click', () => phone && phone.hangUp());
+// The opposite of what the button shows, which is what the agent saw when they pressed it.
+$('mute').addEventListener('click', () => phone && phone.mute($('mute').getAttribute('aria-pressed') !== 'true'));
+$('hold').addEventListener('click', () => phone && phone.hold($('hold').getAttribute('aria-pressed') !== 'true'));
 $('testcall').addEventListener('click', async () => {
   const r = await fetch('/sandbox/calls', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
   if (!r.ok) notice('The simulator could not place a call now.');

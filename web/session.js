@@ -1,6 +1,8 @@
-// What every page does: sign in, open /ws, keep one PeerConnection for the session (two audio
-// m-lines: the first sends the microphone and plays the other party, the second plays a second
-// voice), and reconnect by itself. The page supplies what to do with each message.
+// What the pages share: the sign-in (`signIn`), and for the supervisor's page the session on
+// top of it (`session`): open /ws, keep one PeerConnection for the session (two audio m-lines:
+// the first sends the microphone and plays the other party, the second plays a second voice),
+// and reconnect by itself; the page supplies what to do with each message. The agent page has
+// its session from the softphone module (/sdk/v1/switchboard.js) instead.
 
 export const $ = (id) => document.getElementById(id);
 export const show = (id, on) => { $(id).hidden = !on; };
@@ -8,6 +10,47 @@ export const show = (id, on) => { $(id).hidden = !on; };
 export function notice(text) {
   $('notice').textContent = text || '';
   show('notice', !!text);
+}
+
+/**
+ * The sign-in form, `GET /api/me` at load (a live cookie signs a reloaded page in by itself),
+ * the person in the header, and Sign out. `onSignedIn(me)` runs once signed in; `onSignOut()`
+ * once switchboard has ended the session, before the page reloads: a socket closed before
+ * that would look like a dropped page, with a call held for the grace period.
+ */
+export function signIn({ onSignedIn, onSignOut = () => {} }) {
+  async function begin() {
+    const r = await fetch('/api/me');
+    if (!r.ok) { show('signin', true); return; }
+    const me = await r.json();
+    $('who').textContent = `${me.name} (${me.role})`;
+    show('signin', false); show('signout', true);
+    await onSignedIn(me);
+  }
+
+  $('signin-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    notice('');
+    const r = await fetch('/api/login', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id: $('name').value.trim(), password: $('password').value }),
+    });
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      notice(r.status === 429 ? 'Too many attempts: wait a moment and try again.'
+        : (body.error || 'Sign-in failed: check your name and password.'));
+      return;
+    }
+    $('password').value = '';
+    await begin();
+  });
+  $('signout').addEventListener('click', async () => {
+    await fetch('/api/logout', { method: 'POST' });
+    onSignOut();
+    location.reload();
+  });
+
+  begin();
 }
 
 export function session({ onMessage, onSignedIn }) {
@@ -62,57 +105,23 @@ export function session({ onMessage, onSignedIn }) {
     };
   }
 
-  async function begin() {
-    const r = await fetch('/api/me');
-    if (!r.ok) { show('signin', true); return; }
-    const me = await r.json();
-    signedOut = false;
-    $('who').textContent = `${me.name} (${me.role})`;
-    show('signin', false); show('signout', true);
-    await onSignedIn(me);
-    try {
-      mic = await navigator.mediaDevices.getUserMedia({ audio: true });
-    } catch (e) {
-      notice('The microphone is not available (access denied?). Allow it for this page and reload.');
-      return;
-    }
-    connect();
-  }
-
-  $('signin-form').addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    notice('');
-    const r = await fetch('/api/login', {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ id: $('name').value.trim(), password: $('password').value }),
-    });
-    if (!r.ok) {
-      const body = await r.json().catch(() => ({}));
-      notice(r.status === 429 ? 'Too many attempts: wait a moment and try again.'
-        : (body.error || 'Sign-in failed: check your name and password.'));
-      return;
-    }
-    $('password').value = '';
-    await begin();
-  });
-  $('signout').addEventListener('click', async () => {
-    signedOut = true;
-    await fetch('/api/logout', { method: 'POST' });
-    if (ws) ws.close();
-    location.reload();
+  signIn({
+    onSignedIn: async (me) => {
+      signedOut = false;
+      await onSignedIn(me);
+      try {
+        mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+      } catch (e) {
+        notice('The microphone is not available (access denied?). Allow it for this page and reload.');
+        return;
+      }
+      connect();
+    },
+    onSignOut: () => {
+      signedOut = true;
+      if (ws) ws.close();
+    },
   });
 
-  // Another microphone: the session's one sender switches track, no renegotiation.
-  async function useMic(deviceId) {
-    const next = await navigator.mediaDevices.getUserMedia({ audio: { deviceId: { exact: deviceId } } });
-    const track = next.getAudioTracks()[0];
-    const sender = pc && pc.getSenders().find((s) => s.track && s.track.kind === 'audio');
-    if (sender) await sender.replaceTrack(track);
-    if (mic) mic.getTracks().forEach((t) => t.stop());
-    mic = next;
-    return mic;
-  }
-
-  begin();
-  return { send: (m) => send(m), mic: () => mic, useMic };
+  return { send: (m) => send(m) };
 }

@@ -14,8 +14,17 @@ export const STATE_LABELS: Readonly<Record<Presence, string>>;
 export interface ConnectOptions {
   /** switchboard's base URL, e.g. `https://switchboard.example.com`. */
   url: string;
-  /** A session token from `POST /api/v1/sessions` (the host's backend, with an API key). */
-  token: string;
+  /**
+   * A session token from `POST /api/v1/sessions` (the host's backend, with an API key).
+   * Required, unless `cookie`.
+   */
+  token?: string;
+  /**
+   * switchboard's own pages only (`url` is the page's origin): the session is the sign-in
+   * cookie `POST /api/login` set, which the page's WebSocket carries; no `token`. Such a phone
+   * cannot `setToken` or `refresh`: its person signs in again instead.
+   */
+  cookie?: boolean;
   /** A microphone's `deviceId` (`enumerateDevices`); default: the browser's. */
   microphone?: string;
   /** A speaker's `deviceId`, where the browser can choose (`setSinkId`); default: the browser's. */
@@ -96,9 +105,22 @@ export interface Directory {
   queues: string[];
 }
 
+/** What switchboard said of your state (a `presence` message), each time it said it. */
+export interface PresenceChange {
+  presence: Presence;
+  reason: string | null;
+  callId: string | null;
+  secondsLeft: number | null;
+}
+
 export interface PhoneEvents {
   ready: Me;
+  /** Any change: the connection, the audio, or your presence. */
   state: PhoneState;
+  /** switchboard said your state, changed or not (a state begun anew, a new wrap-up countdown). */
+  presence: PresenceChange;
+  /** The microphone was granted (before connecting), or `setMicrophone` switched it. */
+  microphone: { stream: MediaStream };
   ringing: RingingCall;
   ring_stopped: { callId: string; reason: string };
   talking: Call;
@@ -126,6 +148,7 @@ export class Phone extends EventTarget {
   constructor(options: ConnectOptions);
   /** switchboard's origin. */
   readonly url: string;
+  /** '' when the phone is signed in by its cookie. */
   readonly token: string;
   readonly state: PhoneState;
   readonly microphone: MediaStream | null;
@@ -160,9 +183,9 @@ export class Phone extends EventTarget {
   setSpeaker(deviceId: string): Promise<boolean>;
   devices(): Promise<Devices>;
 
-  /** Goes on with another session token of the same person (a call resumes). */
+  /** Goes on with another session token of the same person (a call resumes). Throws with `cookie`. */
   setToken(token: string): void;
-  /** `POST /api/v1/sessions/refresh`, then goes on with the new token. */
+  /** `POST /api/v1/sessions/refresh`, then goes on with the new token. Rejects with `cookie`. */
   refresh(options?: { ttlSecs?: number }): Promise<{ token: string; expiresInSecs: number }>;
   /** Ends it: socket, PeerConnection and microphone. */
   close(): void;

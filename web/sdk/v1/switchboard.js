@@ -21,6 +21,10 @@
 // backoff, whenever the socket drops: a reconnection within the account's grace period resumes
 // the call. `signed_out` and `replaced` end it for good.
 //
+// switchboard's own agent page is built on this module too. Signed in with its own form, it
+// holds no token: `connect({ url: location.origin, cookie: true })` lets the sign-in cookie,
+// which a page of switchboard's origin sends with its WebSocket, be the session.
+//
 // Types: ./switchboard.d.ts beside this file.
 
 /** The protocol version this module speaks (docs/protocol.md). */
@@ -54,6 +58,8 @@ function baseUrl(url) {
   return u.origin;
 }
 
+const ownOrigin = () => (typeof location === 'undefined' ? null : location.origin);
+
 const camel = (m) => ({
   callId: m.call_id ?? null, from: m.from ?? '', name: m.name ?? '', queue: m.queue ?? '',
   businessNumber: m.business_number ?? '', businessNumberId: m.business_number_id ?? '',
@@ -63,15 +69,24 @@ const camel = (m) => ({
 /**
  * One signed-in softphone: a session of one person, its WebSocket and PeerConnection.
  * Made by {@link connect}. Events (an EventTarget; each event's `detail` carries the data, and
- * `on(name, fn)` passes that detail to `fn`): `ready`, `state`, `ringing`, `ring_stopped`,
- * `talking`, `call_state`, `dtmf`, `ended`, `directory`, `whisper`, `error`, `message`.
+ * `on(name, fn)` passes that detail to `fn`): `ready`, `state`, `presence`, `microphone`,
+ * `ringing`, `ring_stopped`, `talking`, `call_state`, `dtmf`, `ended`, `directory`, `whisper`,
+ * `error`, `message`.
  */
 export class Phone extends EventTarget {
-  constructor({ url, token, microphone, speaker, ringtone = true } = {}) {
+  constructor({ url, token, cookie = false, microphone, speaker, ringtone = true } = {}) {
     super();
-    if (typeof token !== 'string' || !token) throw new TypeError('connect: `token` is a session token from POST /api/v1/sessions');
     this.url = baseUrl(url);
-    this._token = token;
+    this._cookie = !!cookie;
+    if (this._cookie) {
+      // The cookie is SameSite=Strict and switchboard refuses other origins' upgrades without a
+      // token: from anywhere else the phone could only ever fail to connect.
+      if (this.url !== ownOrigin()) throw new TypeError('connect: `cookie` is for pages of switchboard\'s own origin (`url`)');
+      if (token !== undefined) throw new TypeError('connect: `cookie` or `token`, not both');
+    } else if (typeof token !== 'string' || !token) {
+      throw new TypeError('connect: `token` is a session token from POST /api/v1/sessions');
+    }
+    this._token = token || '';
     this._micId = microphone || null;
     this._speakerId = speaker || null;
     this._ringtone = ringtone;
@@ -114,7 +129,7 @@ export class Phone extends EventTarget {
   /** The microphone's stream, once granted. */
   get microphone() { return this._mic; }
 
-  /** The session token in use. */
+  /** The session token in use ('' on the sign-in cookie). */
   get token() { return this._token; }
 
   /** Calls `fn(detail)` on each `name` event; returns a function that stops it. */
@@ -144,6 +159,9 @@ export class Phone extends EventTarget {
   }
 
   async _start() {
+    // Nothing is said before `connect()` has returned and its caller has had a chance to
+    // listen: a browser without `mediaDevices` (an insecure origin) fails at once otherwise.
+    await null;
     try {
       this._mic = await navigator.mediaDevices.getUserMedia({ audio: this._micId ? { deviceId: { exact: this._micId } } : true });
     } catch (e) {
@@ -151,6 +169,7 @@ export class Phone extends EventTarget {
       return;
     }
     if (this._ended) { this._releaseMic(); return; }
+    this._emit('microphone', { stream: this._mic });
     this._open();
   }
 
@@ -187,7 +206,7 @@ export class Phone extends EventTarget {
     let ws;
     try {
       // A browser sets no header on a WebSocket: the token travels as a subprotocol.
-      ws = new WebSocket(wsAddress(this.url), [PROTOCOL, 'bearer.' + this._token]);
+      ws = new WebSocket(wsAddress(this.url), this._token ? [PROTOCOL, 'bearer.' + this._token] : [PROTOCOL]);
     } catch (e) {
       this._error('connect_failed', `Could not connect to switchboard: ${e.message}`);
       this._scheduleRetry();
@@ -315,10 +334,14 @@ export class Phone extends EventTarget {
       if (this.ringing && !(m.state === 'ringing' && m.call_id === this.ringing.callId)) this._stopRinging(this.ringing.callId, 'call ended');
       if (this.call && !(m.state === 'on_call' && m.call_id === this.call.callId)) this._callEnded(this.call.callId, 'the call ended while the connection was down');
     }
-    this._setState({
+    const presence = {
       presence: m.state, reason: m.reason ?? null, callId: m.call_id ?? null,
       secondsLeft: m.seconds_left ?? null,
-    });
+    };
+    this._setState(presence);
+    // `state` also changes with the connection and the audio; this is switchboard's word alone,
+    // each time it is said, even unchanged (a new wrap-up countdown, a state begun anew).
+    this._emit('presence', presence);
   }
 
   _stopRinging(callId, reason, quiet = false) {
@@ -440,6 +463,7 @@ export class Phone extends EventTarget {
     this._releaseMic();
     this._mic = next;
     this._micId = deviceId || null;
+    this._emit('microphone', { stream: next });
     return next;
   }
 
@@ -461,6 +485,8 @@ export class Phone extends EventTarget {
    */
   setToken(token) {
     if (typeof token !== 'string' || !token) throw new TypeError('setToken: a session token');
+    // The cookie travels with every upgrade and switchboard reads it before any token.
+    if (this._cookie) throw new TypeError('setToken: this phone is signed in by its cookie; sign in again instead');
     if (token === this._token) return;
     this._token = token;
     if (this._ended) return;
@@ -478,6 +504,8 @@ export class Phone extends EventTarget {
    * one (the old one ends at once). Answers `{ token, expiresInSecs }`.
    */
   async refresh({ ttlSecs } = {}) {
+    // A refresh ends the session it refreshes: the cookie's, which the page could not replace.
+    if (this._cookie) throw new Error('refresh: this phone is signed in by its cookie; sign in again instead');
     const r = await fetch(`${this.url}/api/v1/sessions/refresh`, {
       method: 'POST',
       headers: { authorization: `Bearer ${this._token}`, 'content-type': 'application/json' },
@@ -629,7 +657,7 @@ export class SwitchboardPhoneElement extends Base {
     }
     this.phone = phone;
     for (const el of [phone.audio.party, phone.audio.second]) if (el) { el.hidden = true; this._root.append(el); }
-    const names = ['ready', 'state', 'ringing', 'ring_stopped', 'talking', 'call_state', 'dtmf', 'ended', 'directory', 'whisper', 'error', 'message'];
+    const names = ['ready', 'state', 'presence', 'microphone', 'ringing', 'ring_stopped', 'talking', 'call_state', 'dtmf', 'ended', 'directory', 'whisper', 'error', 'message'];
     for (const n of names) {
       const fn = (e) => {
         this._on(n, e.detail);
