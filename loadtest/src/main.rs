@@ -11,6 +11,7 @@
 //!
 //! Everything stays on 127.0.0.1.
 
+mod events;
 mod media;
 mod proc;
 mod relay;
@@ -109,6 +110,11 @@ struct Args {
     /// of the node-to-node media path.
     #[arg(long)]
     cross_node: bool,
+    /// Register a call events endpoint (a receiver the load test serves on loopback, standing
+    /// for a host's backend) and report each event's lag: from the state change to its
+    /// arrival. Compare set-up figures with a run without it.
+    #[arg(long)]
+    events: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,6 +352,14 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
         }
     };
     let metrics = nodes[0].metrics;
+    let receiver = if args.events {
+        let r = events::Receiver::start().await?;
+        r.register(&reqwest::Client::new(), https[0]).await?;
+        eprintln!("[switchboard] call events go to {}", r.addr);
+        Some(r)
+    } else {
+        None
+    };
     let idle_rss = rss_of(&pids);
 
     // The agents: signed in, each with its PeerConnection up, then answering whatever rings.
@@ -623,6 +637,17 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
             ended += 1;
         }
     }
+    // The last events (the calls' ends) are on their way: wait for them.
+    let events_figures = match &receiver {
+        Some(r) => {
+            r.quiet(Duration::from_secs(10)).await;
+            let got = r.got.lock().unwrap_or_else(|p| p.into_inner());
+            eprintln!("[switchboard] call events received: {:?}", got.by_type);
+            Some(events::summary(&got)?)
+        }
+        None => None,
+    };
+    let scrape_events = scrape(&web, metrics).await.unwrap_or_default();
     let failed_at_switchboard = report::metric_sum(
         &scrape_end,
         "switchboard_calls_ended_total{queue=\"support\",outcome=\"failed\"}",
@@ -677,6 +702,19 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
             q(0.5).zip(q(0.99))
         },
         exit_ok,
+        event_lags_ms: events_figures.as_ref().map(|e| e.0.clone()),
+        events_received: events_figures.map_or(0, |e| e.1),
+        own_event_lag_ms: receiver.as_ref().and_then(|_| {
+            let q = |q| {
+                report::histogram_quantile(
+                    &scrape_events,
+                    "switchboard_event_delivery_lag_seconds",
+                    q,
+                )
+                .map(|s| s * 1000.0)
+            };
+            q(0.5).zip(q(0.99))
+        }),
     }))
 }
 
@@ -836,6 +874,9 @@ async fn start_node(
             .env("SWITCHBOARD_RING_TIMEOUT", "30")
             .env("SWITCHBOARD_MAX_CALLS_PER_NUMBER", per.min(n).to_string())
             .env("SWITCHBOARD_LOG_FORMAT", "json")
+            .env("SWITCHBOARD_OPERATOR_KEY", events::OPERATOR_KEY)
+            .env("SWITCHBOARD_SECRETS_KEY", events::SECRETS_KEY)
+            .env("SWITCHBOARD_EVENTS_PRIVATE_TARGETS", "true")
             .env(
                 "RUST_LOG",
                 "warn,switchboard::app=info,switchboard::media::driver=info",
@@ -977,5 +1018,8 @@ async fn run_bare(args: &Args) -> anyhow::Result<RunReport> {
         failed_calls_at_switchboard: 0,
         own_pre_accept_ms: None,
         exit_ok: matches!(exit, Ok(Ok(s)) if s.success()),
+        event_lags_ms: None,
+        events_received: 0,
+        own_event_lag_ms: None,
     }))
 }

@@ -108,6 +108,12 @@ pub struct Measured {
     pub own_pre_accept_ms: Option<(f64, f64)>,
     /// The relay exited cleanly when stopped.
     pub exit_ok: bool,
+    /// With `--events`: each call event's lag, state change → the receiver, ms.
+    pub event_lags_ms: Option<Vec<f64>>,
+    /// With `--events`: call events the receiver got.
+    pub events_received: u64,
+    /// With `--events`: switchboard's own state change → delivered, p50 and p99 ms.
+    pub own_event_lag_ms: Option<(f64, f64)>,
 }
 
 /// One direction's summary.
@@ -152,6 +158,12 @@ pub struct RunReport {
     pub webhook_to_ringing_ms: Option<Spread>,
     /// switchboard's own webhook received → pre_accept sent, p50 and p99 ms.
     pub own_webhook_to_pre_accept_ms: Option<(f64, f64)>,
+    /// With `--events`: state change → the host's receiver, ms.
+    pub event_lag_ms: Option<Spread>,
+    /// With `--events`: events received.
+    pub events_received: u64,
+    /// With `--events`: switchboard's own histogram of the same, p50 and p99 ms.
+    pub own_event_lag_ms: Option<(f64, f64)>,
     /// Caller → agent.
     pub to_agent: Flow,
     /// Agent → caller.
@@ -221,6 +233,9 @@ impl RunReport {
             setup_ms: spread(&mut setup),
             webhook_to_ringing_ms: spread(&mut ringing),
             own_webhook_to_pre_accept_ms: m.own_pre_accept_ms,
+            event_lag_ms: m.event_lags_ms.and_then(|mut l| spread(&mut l)),
+            events_received: m.events_received,
+            own_event_lag_ms: m.own_event_lag_ms,
             to_agent: flow(&m.figures.to_agent),
             to_caller: flow(&m.figures.to_caller),
             delay_us: spread(&mut delays),
@@ -362,6 +377,21 @@ impl Report {
             (
                 "webhook → audio both ways p50/p99 ms",
                 Box::new(move |r| ms(&r.setup_ms)),
+            ),
+            (
+                "call events received",
+                Box::new(|r| r.events_received.to_string()),
+            ),
+            (
+                "event lag state change → host p50/p99 ms",
+                Box::new(move |r| ms(&r.event_lag_ms)),
+            ),
+            (
+                "  the same, switchboard's histogram",
+                Box::new(|r| {
+                    r.own_event_lag_ms
+                        .map_or("-".to_owned(), |(a, b)| format!("{a:.1} / {b:.1}"))
+                }),
             ),
             (
                 "loss caller→agent %",
