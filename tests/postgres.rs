@@ -445,8 +445,12 @@ fn each_node_delivers_its_own_events_and_takes_a_dead_nodes_over() {
         payload: "{}".into(),
         created_at: at,
     };
-    a.append_events(&[row("m1", "c1", 10), row("m2", "c1", 11), row("m3", "c2", 12)])
-        .unwrap();
+    a.append_events(&[
+        row("m1", "c1", 10),
+        row("m2", "c1", 11),
+        row("m3", "c2", 12),
+    ])
+    .unwrap();
     b.append_events(&[row("m4", "c3", 13)]).unwrap();
     // a's heads: c1's first, and c2's; never c1's second while its first is pending.
     let due: Vec<String> = a

@@ -168,4 +168,26 @@ mod tests {
         ));
         assert_eq!(auth.stats().sign_in.failures, 2);
     }
+
+    #[tokio::test]
+    async fn a_host_issued_session_expires_after_its_own_lifetime() {
+        let (people, _) = demo_people().await;
+        let auth = AuthHandle::new(&config(Duration::from_secs(3600)), people);
+        let agent1 = AgentId("agent1".into());
+        let issued = auth.issue(&agent1, Duration::from_secs(120)).await.unwrap();
+        let who = auth.authenticate(issued.token.expose()).unwrap();
+        assert_eq!(who.person_id, agent1);
+        auth.advance_clock(Duration::from_secs(119));
+        assert!(auth.authenticate(issued.token.expose()).is_ok());
+        auth.advance_clock(Duration::from_secs(1));
+        assert!(matches!(
+            auth.authenticate(issued.token.expose()),
+            Err(AuthError::Unauthenticated)
+        ));
+        // Nobody of that id: nothing issued.
+        assert!(auth
+            .issue(&AgentId("nobody".into()), Duration::from_secs(120))
+            .await
+            .is_err());
+    }
 }
