@@ -55,9 +55,10 @@ const INBOX_PACKETS: usize = 8192;
 type Reply<T> = oneshot::Sender<Result<T, MediaError>>;
 
 enum Command {
+    /// A new leg: answering `offer`, or (`None`) offering one ourselves.
     Answer {
         kind: LegKind,
-        offer: String,
+        offer: Option<String>,
         last_resort: bool,
         reply: Reply<Answer>,
     },
@@ -66,6 +67,7 @@ enum Command {
     HoldAudio(LegId, super::HoldAudio, Reply<()>),
     StartSending(LegId, Reply<()>),
     TrunkAnswered(LegId, String, Reply<()>),
+    WhatsAppAnswered(LegId, String, Reply<()>),
     SendDtmf(LegId, String, Duration, Reply<()>),
     Close(LegId, Reply<()>),
     Counters(oneshot::Sender<DriverCounters>),
@@ -527,7 +529,8 @@ impl EngineHandle {
     /// A new leg on the next shard in turn; when that shard has no port free for the offer's
     /// remote address (or no leg slot left), the next one, and so on: the node refuses only
     /// when every shard would.
-    async fn answer(&self, kind: LegKind, offer: String) -> Result<Answer, MediaError> {
+    /// A new leg on the first shard with room: answering `offer`, or offering one (`None`).
+    async fn answer(&self, kind: LegKind, offer: Option<String>) -> Result<Answer, MediaError> {
         let n = self.shards.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
         for k in 0..n {
@@ -564,18 +567,36 @@ impl EngineHandle {
 
     /// See [`Engine::answer_whatsapp`].
     pub async fn answer_whatsapp(&self, offer: impl Into<String>) -> Result<Answer, MediaError> {
-        self.answer(LegKind::WhatsApp, offer.into()).await
+        self.answer(LegKind::WhatsApp, Some(offer.into())).await
+    }
+
+    /// See [`Engine::offer_whatsapp`]: the leg, and the offer (in [`Answer::sdp`]) for Graph
+    /// `connect`.
+    pub async fn offer_whatsapp(&self) -> Result<Answer, MediaError> {
+        self.answer(LegKind::WhatsApp, None).await
+    }
+
+    /// See [`Engine::whatsapp_answered`].
+    pub async fn whatsapp_answered(
+        &self,
+        leg: LegId,
+        answer: impl Into<String>,
+    ) -> Result<(), MediaError> {
+        let answer = answer.into();
+        self.owner(leg)?
+            .call(|r| Command::WhatsAppAnswered(leg, answer, r))
+            .await
     }
 
     /// See [`Engine::answer_browser`].
     pub async fn answer_browser(&self, offer: impl Into<String>) -> Result<Answer, MediaError> {
-        self.answer(LegKind::Browser, offer.into()).await
+        self.answer(LegKind::Browser, Some(offer.into())).await
     }
 
     /// See [`Engine::offer_trunk`]: the leg, and the offer (in [`Answer::sdp`]) for the other
     /// node.
     pub async fn offer_trunk(&self) -> Result<Answer, MediaError> {
-        self.answer(LegKind::Trunk, String::new()).await
+        self.answer(LegKind::Trunk, None).await
     }
 
     /// See [`Engine::trunk_answered`].
@@ -909,10 +930,13 @@ fn execute(engine: &mut Engine, cmd: Command, counters: &DriverCounters) {
             last_resort,
             reply,
         } => {
-            let _ = reply.send(if kind == LegKind::Trunk {
-                engine.offer_trunk(now, last_resort)
-            } else {
-                engine.answer(now, &offer, kind, last_resort)
+            let _ = reply.send(match (kind, offer) {
+                (LegKind::Trunk, _) => engine.offer_trunk(now, last_resort),
+                (LegKind::WhatsApp, None) => engine.offer_whatsapp(now, last_resort),
+                (_, Some(offer)) => engine.answer(now, &offer, kind, last_resort),
+                (LegKind::Browser, None) => Err(MediaError::InvalidOffer {
+                    reason: "a browser leg is answered, never offered".into(),
+                }),
             });
         }
         Command::Route(stream, source, r) => {
@@ -929,6 +953,9 @@ fn execute(engine: &mut Engine, cmd: Command, counters: &DriverCounters) {
         }
         Command::TrunkAnswered(leg, sdp, r) => {
             let _ = r.send(engine.trunk_answered(now, leg, &sdp));
+        }
+        Command::WhatsAppAnswered(leg, sdp, r) => {
+            let _ = r.send(engine.whatsapp_answered(now, leg, &sdp));
         }
         Command::SendDtmf(leg, digits, duration, r) => {
             let _ = r.send(engine.send_dtmf(leg, &digits, duration));

@@ -177,6 +177,10 @@ pub(crate) struct Leg {
     /// The local socket (index into the engine's ports) every datagram of this leg uses.
     pub socket: usize,
     pub created_at: Instant,
+    /// Offered (a business-initiated call) and the callee's answer not applied yet: no ICE or
+    /// DTLS can start, so the connect timeout does not run (the call's own ring timeout ends
+    /// it); it runs from the answer.
+    pub awaiting_answer: bool,
     pub connected: bool,
     /// Set by `close`: the leg is removed once str0m is done, or at this moment at the latest.
     pub closing: Option<Instant>,
@@ -259,6 +263,7 @@ impl Leg {
             rtc,
             socket,
             created_at: now,
+            awaiting_answer: false,
             connected: false,
             closing: None,
             remote_closed: false,
@@ -283,6 +288,8 @@ impl Leg {
     pub(crate) fn deadline(&self, connect_timeout: Duration, idle_timeout: Duration) -> Instant {
         let limit = if self.connected {
             self.last_rx + idle_timeout
+        } else if self.awaiting_answer {
+            self.rtc_timeout
         } else {
             self.created_at + connect_timeout
         };

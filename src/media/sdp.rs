@@ -33,6 +33,9 @@ pub(crate) struct Screened {
     pub ice_pwd: Option<String>,
 }
 
+/// The longest SDP taken from the network (an offer, or an answer to ours).
+pub(crate) const MAX_SDP: usize = 64 * 1024;
+
 /// Checks the rules str0m does not enforce and rewrites what must be rewritten:
 /// - at least one m-line; all audio; exactly one for WhatsApp;
 /// - a sha-256 fingerprint (other hash functions are removed; none left is an error);
@@ -56,7 +59,7 @@ pub(crate) fn screen_offer(offer: &str, shape: OfferShape) -> Result<Screened, M
             });
         }
     }
-    if offer.len() > 64 * 1024 {
+    if offer.len() > MAX_SDP {
         return Err(invalid("longer than 64 KiB"));
     }
     if !offer.trim_start().starts_with("v=0") {

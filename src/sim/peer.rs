@@ -345,6 +345,74 @@ impl Offered {
         })
     }
 
+    /// A Meta-shaped callee at `local_addr` (a business-initiated call, reference §3.3):
+    /// answers switchboard's `offer` as Meta does — ICE-lite, `a=setup:active` (so it is the
+    /// DTLS client and switchboard the server), Meta's own SDP shape — and is ready to run.
+    /// The answer is what Meta sends in its `connect` webhook.
+    pub fn meta_callee(
+        local_addr: SocketAddr,
+        creds: str0m::IceCreds,
+        offer: &str,
+    ) -> Result<(Accepted, String), PeerError> {
+        let o = AnswerLines::parse(offer)?;
+        if o.setup != "actpass" {
+            return Err(PeerError::Answer(format!(
+                "a business-initiated offer is a=setup:actpass, not {}",
+                o.setup
+            )));
+        }
+        let mut cfg = RtcConfig::new()
+            .clear_codecs()
+            .clear_extension_map()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .set_local_ice_credentials(creds.clone());
+        codecs(&mut cfg);
+        let mut rtc = cfg.build(Instant::now());
+        let candidate = Candidate::host(local_addr, "udp")
+            .map_err(|e| PeerError::Answer(format!("candidate: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let fingerprint = rtc.direct_api().local_dtls_fingerprint().to_string();
+        let mut remote = vec![];
+        {
+            let mut api = rtc.direct_api();
+            api.set_remote_ice_credentials(str0m::IceCreds {
+                ufrag: o.ufrag.clone(),
+                pass: o.pwd.clone(),
+            });
+            let fp = o
+                .fingerprint
+                .parse()
+                .map_err(|_| PeerError::Answer("fingerprint does not parse".into()))?;
+            api.set_remote_fingerprint(fp);
+            api.set_ice_controlling(false);
+            api.start_dtls(true)?;
+            let mid = Mid::from("audio");
+            api.declare_media(mid, MediaKind::Audio);
+            api.declare_stream_tx(META_SSRC.into(), None, mid, None);
+            if let Some(ssrc) = o.ssrc {
+                api.expect_stream_rx(ssrc.into(), None, mid, None);
+            }
+        }
+        for c in &o.candidates {
+            let c = Candidate::from_sdp_string(c)
+                .map_err(|e| PeerError::Answer(format!("candidate {c}: {e}")))?;
+            remote.push(c.addr());
+            rtc.add_remote_candidate(c);
+        }
+        // Meta's answer is its offer's shape, the client's role in it.
+        let answer = meta_offer_text(local_addr, &creds.ufrag, &creds.pass, &fingerprint)
+            .replace("a=setup:actpass", "a=setup:active");
+        Ok((
+            Accepted {
+                rtc,
+                tx_ssrc: Ssrc::from(META_SSRC),
+                remote,
+            },
+            answer,
+        ))
+    }
+
     /// A browser-shaped peer at `local_addr`: full ICE, offering `streams` sendrecv audio
     /// m-lines.
     pub fn browser(local_addr: SocketAddr, streams: usize) -> Result<Offered, PeerError> {
@@ -506,16 +574,35 @@ impl PendingPeer {
         })
     }
 
+    /// A Meta-shaped callee on `ip` (a fresh port) answering switchboard's `offer`
+    /// ([`Offered::meta_callee`]): the running peer, and its answer for switchboard.
+    pub async fn meta_callee(ip: IpAddr, offer: &str) -> Result<(Peer, String), PeerError> {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let local_addr = socket.local_addr()?;
+        let (accepted, answer) = Offered::meta_callee(local_addr, str0m::IceCreds::new(), offer)?;
+        let peer = Self::run(accepted, Transport::Own(socket), local_addr)?;
+        Ok((peer, answer))
+    }
+
     /// Applies switchboard's answer and starts the peer.
     pub fn connect(self, answer: &str) -> Result<Peer, PeerError> {
+        let accepted = self.offered.accept(answer)?;
+        Self::run(accepted, self.transport, self.local_addr)
+    }
+
+    fn run(
+        accepted: Accepted,
+        transport: Transport,
+        local_addr: SocketAddr,
+    ) -> Result<Peer, PeerError> {
         let Accepted {
             rtc,
             tx_ssrc,
             remote,
-        } = self.offered.accept(answer)?;
+        } = accepted;
         if let Transport::Relay {
             relay, inbox_tx, ..
-        } = &self.transport
+        } = &transport
         {
             relay.file(&remote, inbox_tx);
         }
@@ -523,8 +610,8 @@ impl PendingPeer {
         let (status_tx, status_rx) = watch::channel(Status::default());
         let state = PeerTask {
             rtc,
-            transport: self.transport,
-            local_addr: self.local_addr,
+            transport,
+            local_addr,
             tx_ssrc,
             opus_pt: META_OPUS_PT.into(),
             tele_pt: META_TELE_PT.into(),
@@ -546,7 +633,7 @@ impl PendingPeer {
             handle: PeerHandle {
                 cmd: cmd_tx,
                 status: status_rx,
-                local_addr: self.local_addr,
+                local_addr,
             },
             task,
         })

@@ -139,7 +139,7 @@ impl Engine {
                 self.remove_closed(id, false);
                 continue;
             }
-            if !leg.connected && now >= leg.created_at + connect_timeout {
+            if !leg.connected && !leg.awaiting_answer && now >= leg.created_at + connect_timeout {
                 self.fail(id, FailReason::ConnectTimeout);
                 continue;
             }

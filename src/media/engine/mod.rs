@@ -17,7 +17,8 @@
 //! - [`io`]: datagrams and time in, transmits, events and deadlines out, and the drain loop;
 //! - [`lifecycle`]: filing, closing, failing and removing legs;
 //! - [`counters`]: the engine-wide counters;
-//! - [`trunk`]: internal legs between two nodes' engines.
+//! - [`offer`]: legs this engine offers: internal legs between two nodes' engines, and the
+//!   WhatsApp legs of business-initiated calls.
 //!
 //! *Does not touch*: sockets, the clock, threads (the driver's); what a leg or a stream means
 //! (`calls`').
@@ -47,8 +48,8 @@ mod counters;
 mod forward;
 mod io;
 mod lifecycle;
+mod offer;
 mod pace;
-mod trunk;
 
 pub use counters::{ByLeg, Counters};
 pub(super) use forward::Crossing;
@@ -250,6 +251,11 @@ impl Legs {
 
     fn is_local(&self, id: LegId) -> bool {
         id.shard == self.shard
+    }
+
+    /// Every live leg.
+    fn iter(&self) -> impl Iterator<Item = &Leg> {
+        self.slots.iter().filter_map(|s| s.leg.as_ref())
     }
 
     fn get(&self, id: LegId) -> Option<&Leg> {
