@@ -166,7 +166,7 @@ impl CallerAudio {
         CallerAudio::Clip(packets.clone())
     }
 
-    fn outgoing(&self) -> Outgoing {
+    pub(super) fn outgoing(&self) -> Outgoing {
         match self {
             CallerAudio::Clip(packets) => Outgoing::Clip {
                 packets: packets.clone(),
@@ -206,9 +206,9 @@ pub enum CallPhase {
 pub struct SimulatedCall {
     /// Meta's call id.
     pub call_id: WaCallId,
-    phase: watch::Receiver<CallPhase>,
-    peer: watch::Receiver<Option<PeerHandle>>,
-    hang_up: mpsc::Sender<()>,
+    pub(super) phase: watch::Receiver<CallPhase>,
+    pub(super) peer: watch::Receiver<Option<PeerHandle>>,
+    pub(super) hang_up: mpsc::Sender<()>,
 }
 
 impl SimulatedCall {
@@ -242,7 +242,7 @@ impl SimulatedCall {
     }
 }
 
-enum Dispatch {
+pub(super) enum Dispatch {
     Register(WaCallId, mpsc::Sender<FakeGraphEvent>),
     Forget(WaCallId),
 }
@@ -250,12 +250,15 @@ enum Dispatch {
 /// The simulator: a fake Meta that places calls to switchboard. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Simulator {
-    cfg: SimulatorConfig,
+    pub(super) cfg: SimulatorConfig,
     graph: FakeGraph,
     http: reqwest::Client,
-    dispatch: mpsc::Sender<Dispatch>,
+    pub(super) dispatch: mpsc::Sender<Dispatch>,
     /// Deliveries so far (which node is next, with several).
     turn: Arc<std::sync::atomic::AtomicUsize>,
+    /// Calls the business placed (Graph `connect`), for a simulated callee to take up
+    /// ([`Simulator::next_outbound`]).
+    pub(super) outbound: Arc<tokio::sync::Mutex<mpsc::Receiver<super::callee::Outbound>>>,
 }
 
 impl Simulator {
@@ -267,8 +270,10 @@ impl Simulator {
         events: mpsc::Receiver<FakeGraphEvent>,
     ) -> Simulator {
         let (dispatch, rx) = mpsc::channel(256);
-        tokio::spawn(dispatcher(events, rx));
+        let (outbound_tx, outbound) = mpsc::channel(64);
+        tokio::spawn(dispatcher(events, rx, outbound_tx));
         Simulator {
+            outbound: Arc::new(tokio::sync::Mutex::new(outbound)),
             cfg,
             graph,
             http: reqwest::Client::builder()
@@ -368,7 +373,7 @@ impl Simulator {
     }
 
     /// A webhook body of `call`, made to the business number `number` when given.
-    fn envelope(
+    pub(super) fn envelope(
         &self,
         number: Option<&str>,
         call: Call,
@@ -454,6 +459,7 @@ fn envelope(
 async fn dispatcher(
     mut events: mpsc::Receiver<FakeGraphEvent>,
     mut control: mpsc::Receiver<Dispatch>,
+    outbound: mpsc::Sender<super::callee::Outbound>,
 ) {
     let mut calls: HashMap<WaCallId, mpsc::Sender<FakeGraphEvent>> = HashMap::new();
     loop {
@@ -478,6 +484,13 @@ async fn dispatcher(
                 if let Some(tx) = calls.get(id) {
                     // A call task that stopped listening has ended; nothing to deliver.
                     let _ = tx.try_send(ev);
+                } else if let FakeGraphEvent::Connected { call_id, to, sdp } = ev {
+                    // The business places a call: it waits for a simulated callee.
+                    let _ = outbound.try_send(super::callee::Outbound {
+                        call_id,
+                        to,
+                        offer: sdp,
+                    });
                 }
             }
         }
@@ -492,7 +505,7 @@ struct CallTask {
     peer_out: watch::Sender<Option<PeerHandle>>,
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

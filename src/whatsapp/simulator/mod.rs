@@ -5,14 +5,16 @@
 //! call state) and reports what it accepted as [`graph::FakeGraphEvent`]s.
 //!
 //! **Does not touch**: switchboard's media engine. [`caller::Simulator`] places calls like
-//! WhatsApp users: Meta-shaped WebRTC peers (`crate::sim::peer`), signed webhooks, and Meta's
+//! WhatsApp users, and [`callee`] answers the business's own calls as they would: Meta-shaped WebRTC peers (`crate::sim::peer`), signed webhooks, and Meta's
 //! rules (accept window, 20 s no-media rule); it consumes the fake Graph API's event stream.
 //!
 //! **Invariants**: the fake never panics on a request; every request is recorded in order.
 
+pub mod callee;
 pub mod caller;
 pub mod graph;
 
+pub use callee::{CalleeSpec, Outbound, Pickup};
 pub use caller::{
     connect_webhook, CallPhase, CallSpec, CallerAudio, SimError, SimulatedCall, Simulator,
     SimulatorConfig,
