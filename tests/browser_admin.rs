@@ -972,6 +972,13 @@ async fn an_admin_runs_an_event_endpoint_on_the_admin_page() {
     admin
         .run("wait_js document.getElementById('endpoints-alert').hidden")
         .await;
+    assert_eq!(
+        admin
+            .run("eval document.activeElement.getAttribute('aria-label')")
+            .await,
+        "\"Disable crm backend\"",
+        "the notice gone, the keyboard is on the endpoint's own button"
+    );
     assert_eq!(rows(&mut admin, "endpoint-rows").await[0][3], "Enabled");
     receiver
         .until("the second call's kept events", |got| {
@@ -1084,6 +1091,11 @@ async fn an_admin_runs_an_event_endpoint_on_the_admin_page() {
     // ada removes it, once she confirms: gone, with its log.
     admin.run("click Remove crm backend").await;
     admin.run("wait_heading Remove endpoint crm backend?").await;
+    assert_eq!(
+        admin.run("eval document.activeElement.textContent").await,
+        "\"Cancel\"",
+        "Enter on opening does not remove"
+    );
     admin
         .assert_accessible("the admin page, removing an endpoint")
         .await;
