@@ -1,5 +1,5 @@
 // The administration page: the signed-in supervisor's or admin's own account — its people,
-// queues, numbers, settings, API keys and audit log — through /api/v1/accounts/{slug}/… (docs/protocol.md,
+// queues, numbers, settings, API keys, event endpoints and audit log — through /api/v1/accounts/{slug}/… (docs/protocol.md,
 // "The accounts API"). It opens no /ws and asks for no microphone: a second connection of the
 // same person would replace their floor or softphone on another tab. The server decides who may
 // do what; the page only leaves out what the role could not do.
@@ -18,6 +18,14 @@ let auditNext = null;
 // The API keys as last listed, and the id of the one whose key the page shows (just made).
 let apiKeys = [];
 let newKeyId = '';
+// The event endpoints as last listed; the one whose signing secret the page shows (just made or
+// rotated); the one whose delivery log is open, the `next` of its last page read, and the key
+// of the button that opened it.
+let endpoints = [];
+let secretOf = '';
+let deliveriesOf = null;
+let deliveriesNext = null;
+let deliveriesFrom = '';
 
 // The signed-in person's id within the account (`sam` of `sam@acme`).
 const ownId = () => me.id.replace(/@[^@]*$/, '');
@@ -34,6 +42,11 @@ const ACTIONS = {
   'settings.update': 'changed the settings',
   'key.create': 'made an API key',
   'key.revoke': 'revoked an API key',
+  'endpoint.create': 'added an event endpoint',
+  'endpoint.update': 'changed an event endpoint',
+  'endpoint.remove': 'removed an event endpoint',
+  'endpoint.rotate_secret': 'gave an event endpoint a new secret',
+  'endpoint.disable': 'disabled an event endpoint',
 };
 
 // ---- requests ----
@@ -110,7 +123,7 @@ function fail(id, e, what, labels = {}, form = null) {
   $('status').textContent = '';
   if (form && e.field) {
     const root = e.field.replace(/[[.].*$/, '');
-    const input = root === 'queues' ? form.querySelector('input[type=checkbox]') : form.elements.namedItem(root);
+    const input = root === 'queues' || root === 'types' ? form.querySelector('input[type=checkbox]') : form.elements.namedItem(root);
     if (input instanceof HTMLElement) {
       input.setAttribute('aria-invalid', 'true');
       input.focus();
@@ -194,6 +207,21 @@ function queueBoxes(fieldset, checked, prefix) {
     box.id = `${prefix}-${q.id}`;
     box.checked = checked.includes(q.id);
     label.append(box, ` ${q.id}`);
+    fieldset.appendChild(label);
+  }
+}
+
+// A checkbox for each event type in `fieldset`, labelled by its name.
+function typeBoxes(fieldset) {
+  for (const t of EVENT_TYPES) {
+    const label = document.createElement('label');
+    label.className = 'check';
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.name = 'types';
+    box.value = t;
+    box.id = `e-type-${t.replace('.', '-')}`;
+    label.append(box, ` ${t}`);
     fieldset.appendChild(label);
   }
 }
@@ -748,6 +776,368 @@ function revokeKey(k) {
   [...d.querySelectorAll('button')].find((b) => b.textContent === 'Cancel')?.focus();
 }
 
+// ---- event endpoints ----
+
+// Every event type, in the order the docs list them (an endpoint taking none takes all).
+const EVENT_TYPES = [
+  'call.offered', 'call.ringing', 'call.queued', 'call.answered', 'call.held', 'call.resumed',
+  'call.transferred', 'call.ended', 'agent.state',
+];
+const ENDPOINT_LABELS = {
+  url: 'Endpoint URL', description: 'Description', types: 'Events to send', secret: 'Signing secret', endpoints: 'Event endpoints',
+};
+const ENDPOINT_KEYS = ['url', 'description', 'types', 'enabled', 'disabled_reason'];
+const DELIVERY_STATUS = { pending: 'Pending', paused: 'Paused', delivered: 'Delivered', failed: 'Failed' };
+// Rows of a delivery log a page.
+const DELIVERIES_PAGE = 20;
+
+// An endpoint as people tell them apart: its description, else its URL.
+const endpointName = (e) => e.description || e.url;
+
+// A button of endpoint `e`'s, named for it ("Remove crm backend"): a list of rows of "Remove"
+// buttons says nothing to whoever moves from button to button.
+function endpointButton(e, label, title, onClick, key, named = `${label} ${endpointName(e)}`) {
+  const b = button(label, title, onClick, key);
+  b.setAttribute('aria-label', named);
+  return b;
+}
+const disabledBySwitchboard = (e) => !e.enabled && !!e.disabled_reason;
+const endpointState = (e) => (e.enabled ? 'Enabled'
+  : e.disabled_reason ? `Disabled by switchboard: ${e.disabled_reason}` : 'Disabled');
+
+async function loadEndpoints() {
+  try {
+    endpoints = await all('/endpoints', 'endpoints');
+  } catch (e) {
+    fail('endpoints-error', e, 'the event endpoints');
+    return;
+  }
+  clearError('endpoints-error');
+  keepingFocus(() => {
+    renderEndpointAlert();
+    renderEndpoints();
+  });
+  // The log shown is of an endpoint as now listed; removed meanwhile, it is gone with it.
+  if (deliveriesOf) {
+    const now = endpoints.find((e) => e.id === deliveriesOf.id);
+    if (now) deliveriesOf = now;
+    else closeDeliveries(false);
+  }
+}
+
+// What an admin must know first: an endpoint switchboard disabled, why, and how to go on.
+function renderEndpointAlert() {
+  const box = $('endpoints-alert');
+  box.replaceChildren();
+  const off = endpoints.filter(disabledBySwitchboard);
+  for (const e of off) {
+    const p = document.createElement('p');
+    p.textContent = `switchboard disabled event endpoint ${endpointName(e)} (${e.url}): ${e.disabled_reason}. `
+      + (isAdmin
+        ? 'The events it had not taken are kept and go, in order, once it is enabled again; until then no new '
+          + 'events go to it. Enable it once your backend takes events again.'
+        : 'The events it had not taken are kept until an admin enables it again.');
+    box.appendChild(p);
+    if (isAdmin) {
+      box.appendChild(endpointButton(e, 'Enable', `Enable event endpoint ${e.url} again`,
+        () => setEndpointEnabled(e, true), `endpoint:${e.id}:enabled`));
+    }
+  }
+  box.hidden = !off.length;
+}
+
+function renderEndpoints() {
+  const rows = $('endpoint-rows');
+  rows.replaceChildren();
+  if (!endpoints.length) {
+    const tr = document.createElement('tr');
+    cell(tr, 'No endpoints yet.').colSpan = 6;
+    rows.appendChild(tr);
+  }
+  for (const e of endpoints) {
+    const tr = document.createElement('tr');
+    tr.id = `endpoint-${e.id}`;
+    cell(tr, e.url).className = 'url';
+    cell(tr, e.description);
+    cell(tr, e.types.length ? e.types.join(', ') : 'All events');
+    const state = cell(tr, endpointState(e));
+    if (disabledBySwitchboard(e)) state.className = 'warning';
+    cell(tr, `${when(e.created_at)} by ${e.created_by}`);
+    const actions = cell(tr, '');
+    actions.className = 'actions';
+    actions.append(endpointButton(e, 'Deliveries', `The delivery log of ${e.url}`, () => openDeliveries(e),
+      `endpoint:${e.id}:deliveries`, `Deliveries to ${endpointName(e)}`));
+    if (isAdmin) {
+      const toggle = e.enabled ? 'Disable' : 'Enable';
+      actions.append(
+        endpointButton(e, toggle, `${toggle} event endpoint ${e.url}`, () => setEndpointEnabled(e, !e.enabled), `endpoint:${e.id}:enabled`),
+        endpointButton(e, 'New secret', `Give ${e.url} a new signing secret`, () => rotateSecret(e),
+          `endpoint:${e.id}:secret`, `New secret for ${endpointName(e)}`),
+        endpointButton(e, 'Remove', `Remove event endpoint ${e.url}`, () => removeEndpoint(e), `endpoint:${e.id}:remove`),
+      );
+    }
+    rows.appendChild(tr);
+  }
+}
+
+async function setEndpointEnabled(e, enabled) {
+  clearError('endpoints-error');
+  const path = `/endpoints/${enc(e.id)}`;
+  try {
+    const etag = await stillAsShown(path, e, ENDPOINT_KEYS);
+    await api('PATCH', path, { body: { enabled }, etag });
+  } catch (err) {
+    fail('endpoints-error', err, `endpoint ${e.url}`, ENDPOINT_LABELS);
+    return;
+  }
+  saved(enabled
+    ? `event endpoint ${endpointName(e)} enabled${disabledBySwitchboard(e) ? '; its kept events go now' : ''}`
+    : `event endpoint ${endpointName(e)} disabled: no new events go to it, those waiting are kept until it is enabled again`);
+  await loadEndpoints();
+  if (deliveriesOf?.id === e.id) await loadDeliveries();
+}
+
+// Shows an endpoint's signing secret, once: the page cannot show it again.
+function showSecret(made, what) {
+  secretOf = made.id;
+  $('new-secret').value = made.secret;
+  $('new-secret-hint').textContent = `${what} for ${made.url}: your backend verifies each delivery's `
+    + 'webhook-signature with it (Standard Webhooks). Keep it with your backend\'s secrets.';
+  $('new-secret-note').textContent = '';
+  show('new-secret-part', true);
+  $('new-secret').focus();
+  $('new-secret').select();
+}
+
+function hideSecret() {
+  secretOf = '';
+  $('new-secret').value = '';
+  show('new-secret-part', false);
+}
+
+async function copySecret() {
+  const field = $('new-secret');
+  try {
+    await navigator.clipboard.writeText(field.value);
+    $('new-secret-note').textContent = 'Copied.';
+  } catch (e) {
+    // No clipboard (a page not on https, say): selected, for the person to copy.
+    field.focus();
+    field.select();
+    $('new-secret-note').textContent = 'Selected: press Ctrl+C (⌘C) to copy it.';
+  }
+}
+
+async function addEndpoint(ev) {
+  ev.preventDefault();
+  const form = $('add-endpoint');
+  clearError('add-endpoint-error', form);
+  const body = {
+    url: $('e-url').value.trim(),
+    description: $('e-description').value.trim(),
+    types: ticked($('e-types')),
+  };
+  let made;
+  try {
+    ({ data: made } = await api('POST', '/endpoints', { body }));
+  } catch (e) {
+    if (e.field === 'secret') {
+      e.reason = `${e.reason}. Whoever runs switchboard sets it; until then no endpoint can be added.`;
+    }
+    fail('add-endpoint-error', e, `endpoint ${body.url}`, ENDPOINT_LABELS, form);
+    return;
+  }
+  form.reset();
+  saved(`event endpoint ${endpointName(made)} added; copy its signing secret now, it will not be shown again`);
+  await loadEndpoints();
+  showSecret(made, 'Signing secret');
+}
+
+function rotateSecret(e) {
+  const from = document.activeElement;
+  clearError('endpoints-error');
+  const text = document.createElement('p');
+  text.id = 'rotate-text';
+  text.className = 'wide';
+  text.textContent = `Deliveries to ${e.url} are signed with the new secret from now on: your backend refuses `
+    + 'them until it has it. The old secret stops working at once, and the new one is shown once.';
+  let made = null;
+  const d = dialog(`Give ${endpointName(e)} a new secret?`, [text], 'Make new secret', async (form) => {
+    try {
+      ({ data: made } = await api('POST', `/endpoints/${enc(e.id)}/secret`));
+    } catch (err) {
+      fail('dialog-error', err, `endpoint ${e.url}`, ENDPOINT_LABELS, form);
+      return false;
+    }
+    saved(`event endpoint ${endpointName(e)} has a new signing secret; copy it now, it will not be shown again`);
+    await loadEndpoints();
+    return true;
+  }, from);
+  d.setAttribute('aria-describedby', text.id);
+  d.addEventListener('close', () => {
+    if (made) showSecret(made, 'New signing secret');
+  });
+  [...d.querySelectorAll('button')].find((b) => b.textContent === 'Cancel')?.focus();
+}
+
+function removeEndpoint(e) {
+  const from = document.activeElement;
+  clearError('endpoints-error');
+  const text = document.createElement('p');
+  text.id = 'remove-endpoint-text';
+  text.className = 'wide';
+  text.textContent = `No more events go to ${e.url}${e.description ? ` (${e.description})` : ''}; its delivery log and `
+    + 'the events not delivered yet are deleted. This cannot be undone: an endpoint added again has a new secret.';
+  const at = endpoints.findIndex((x) => x.id === e.id);
+  let removed = false;
+  const d = dialog(`Remove endpoint ${endpointName(e)}?`, [text], 'Remove endpoint', async (form) => {
+    try {
+      await api('DELETE', `/endpoints/${enc(e.id)}`);
+    } catch (err) {
+      fail('dialog-error', err, `endpoint ${e.url}`, ENDPOINT_LABELS, form);
+      return false;
+    }
+    removed = true;
+    if (e.id === secretOf) hideSecret();
+    saved(`event endpoint ${endpointName(e)} removed`);
+    await loadEndpoints();
+    return true;
+  }, from);
+  d.setAttribute('aria-describedby', text.id);
+  d.addEventListener('close', () => {
+    if (!removed) return;
+    // The next endpoint's Remove, else the form to add one.
+    const next = endpoints[Math.min(at, endpoints.length - 1)];
+    if (!(next && focusKey(`endpoint:${next.id}:remove`))) $('e-url').focus();
+  });
+  // The safe choice first: Enter on opening does not remove.
+  [...d.querySelectorAll('button')].find((b) => b.textContent === 'Cancel')?.focus();
+}
+
+// ---- an endpoint's delivery log ----
+
+// A moment of the log: its time alone when it is today.
+function time(ms) {
+  if (!ms) return '';
+  const d = new Date(ms);
+  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
+}
+
+function deliveryStatus(d) {
+  if (d.status === 'pending') return d.next_at ? `Pending: next attempt ${time(d.next_at)}` : 'Pending';
+  if (d.status === 'paused') return 'Paused: kept until the endpoint is enabled';
+  if (d.status === 'delivered') return 'Delivered';
+  return DELIVERY_STATUS[d.status] || d.status;
+}
+
+function lastAnswer(d) {
+  if (!d.last_at) return '–';
+  let what = d.last_status ? `HTTP ${d.last_status}` : '';
+  if (d.last_error && d.last_error !== what) what = what ? `${what}: ${d.last_error}` : d.last_error;
+  return `${what || 'No answer'} (${time(d.last_at)})`;
+}
+
+async function openDeliveries(e) {
+  deliveriesOf = e;
+  deliveriesFrom = `endpoint:${e.id}:deliveries`;
+  $('deliveries-title').textContent = `Deliveries to ${endpointName(e)}${e.description ? ` (${e.url})` : ''}`;
+  show('deliveries-part', true);
+  show('deliveries-actions', isAdmin);
+  await loadDeliveries();
+  $('deliveries-title').focus();
+}
+
+function closeDeliveries(refocus = true) {
+  deliveriesOf = null;
+  deliveriesNext = null;
+  $('delivery-rows').replaceChildren();
+  show('deliveries-part', false);
+  if (refocus) focusKey(deliveriesFrom);
+}
+
+// The newest page of the log shown (filtered by status), or the page after the last one read.
+async function loadDeliveries(more = false) {
+  const e = deliveriesOf;
+  if (!e) return;
+  const q = new URLSearchParams({ limit: String(DELIVERIES_PAGE) });
+  const status = $('d-status').value;
+  if (status) q.set('status', status);
+  if (more && deliveriesNext !== null) q.set('before', String(deliveriesNext));
+  let data;
+  try {
+    ({ data } = await api('GET', `/endpoints/${enc(e.id)}/deliveries?${q}`));
+  } catch (err) {
+    fail('deliveries-error', err, `endpoint ${e.url}`, { status: 'Delivery status' });
+    return;
+  }
+  clearError('deliveries-error');
+  if (deliveriesOf !== e) return;
+  let first = null;
+  keepingFocus(() => {
+    const rows = $('delivery-rows');
+    if (!more) rows.replaceChildren();
+    for (const d of data.deliveries) {
+      const tr = deliveryRow(e, d);
+      first ??= tr;
+      rows.appendChild(tr);
+    }
+  });
+  deliveriesNext = data.next ?? null;
+  const n = $('delivery-rows').children.length;
+  show('deliveries-table', n > 0);
+  const wasOnMore = document.activeElement === $('deliveries-more');
+  show('deliveries-more', deliveriesNext !== null);
+  // The last page read: More is gone, and the keyboard goes on from the first row it brought.
+  if (more && wasOnMore && deliveriesNext === null) first?.querySelector('summary')?.focus();
+  const which = status ? `${DELIVERY_STATUS[status].toLowerCase()} ` : '';
+  $('deliveries-note').textContent = n
+    ? `${n} ${which}event${n === 1 ? '' : 's'}, newest first${deliveriesNext !== null ? '; More shows older ones' : ''}.`
+    : `No ${which}events yet.`;
+}
+
+function deliveryRow(e, d) {
+  const tr = document.createElement('tr');
+  tr.id = `delivery-${d.msg_id}`;
+  cell(tr, time(d.created_at));
+  const type = cell(tr, d.type);
+  // The event as sent, and its webhook-id (what the backend saw), on demand.
+  const details = document.createElement('details');
+  const summary = document.createElement('summary');
+  summary.textContent = 'Body';
+  const id = document.createElement('p');
+  id.textContent = `webhook-id ${d.msg_id}`;
+  const pre = document.createElement('pre');
+  pre.textContent = JSON.stringify(d.payload, null, 2);
+  details.append(summary, id, pre);
+  type.appendChild(details);
+  cell(tr, d.order_key);
+  const status = cell(tr, deliveryStatus(d));
+  if (d.status === 'failed') status.className = 'warning';
+  cell(tr, String(d.attempts));
+  cell(tr, lastAnswer(d));
+  if (isAdmin) {
+    const actions = cell(tr, '');
+    actions.className = 'actions';
+    const again = button('Redeliver', `Send ${d.type} event ${d.msg_id} to ${e.url} again`,
+      () => redeliver(e, d), `delivery:${d.msg_id}:redeliver`);
+    again.setAttribute('aria-label', `Redeliver ${d.type} ${d.msg_id}`);
+    actions.append(again);
+  }
+  return tr;
+}
+
+async function redeliver(e, d) {
+  clearError('deliveries-error');
+  try {
+    await api('POST', `/endpoints/${enc(e.id)}/deliveries/${enc(d.msg_id)}/redeliver`);
+  } catch (err) {
+    fail('deliveries-error', err, `event ${d.msg_id}`);
+    return;
+  }
+  $('status').textContent = `Sent again by ${me.id}: ${d.type} event ${d.msg_id} goes to ${e.url} once more, with the same webhook-id.`;
+  await loadDeliveries();
+}
+
 // ---- audit log ----
 
 // What changed between `before` and `after`, as `key: old → new`; never more than a line.
@@ -804,7 +1194,8 @@ async function loadAll() {
   $('status').textContent = '';
   await loadQueues();
   await loadSettings();
-  await Promise.all([loadPeople(), loadNumbers(), isAdmin ? loadKeys() : null, loadAudit()]);
+  await Promise.all([loadPeople(), loadNumbers(), isAdmin ? loadKeys() : null, loadEndpoints(), loadAudit()]);
+  if (deliveriesOf) await loadDeliveries();
 }
 
 function mount() {
@@ -818,6 +1209,16 @@ function mount() {
     ? 'For the account\'s own servers (a CRM, a provisioning job): each key does what its role may on this account, '
       + 'and its changes are in the audit log. Only a key\'s hash is kept: it is shown once, when made.'
     : 'Only admins manage API keys.';
+  // The event endpoints: a supervisor reads them and their delivery logs, an admin runs them.
+  show('add-endpoint-part', isAdmin);
+  $('endpoints-note').textContent = 'Where switchboard POSTs the account\'s call events (call.offered, call.answered, '
+    + 'call.ended with its record, agent.state…), each signed with the endpoint\'s secret and retried for a day '
+    + `until your backend takes it. ${isAdmin ? 'The secret is shown once, when made.' : 'Only admins add, change or remove them.'}`;
+  typeBoxes($('e-types'));
+  $('d-status').addEventListener('change', () => loadDeliveries());
+  $('deliveries-refresh').addEventListener('click', () => loadDeliveries());
+  $('deliveries-more').addEventListener('click', () => loadDeliveries(true));
+  $('deliveries-close').addEventListener('click', () => closeDeliveries());
   $('add-person').addEventListener('submit', addPerson);
   $('add-queue').addEventListener('submit', addQueue);
   $('settings-form').addEventListener('submit', saveSettings);
@@ -827,6 +1228,12 @@ function mount() {
     $('new-key-hide').addEventListener('click', () => {
       hideNewKey();
       $('k-name').focus();
+    });
+    $('add-endpoint').addEventListener('submit', addEndpoint);
+    $('new-secret-copy').addEventListener('click', copySecret);
+    $('new-secret-hide').addEventListener('click', () => {
+      hideSecret();
+      $('e-url').focus();
     });
   }
   $('audit-more').addEventListener('click', () => loadAudit(true));
