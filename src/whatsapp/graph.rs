@@ -306,6 +306,45 @@ pub struct GraphClient {
     retry: RetryPolicy,
     /// When it says `true`, no retry is started (see [`GraphClient::until`]).
     stop: Option<watch::Receiver<bool>>,
+    /// This number's recent `call_permissions` requests (shared by the client's clones): Meta
+    /// takes at most [`PERMISSION_CHECKS_PER_SEC`] a second per number.
+    permission_checks: std::sync::Arc<PermissionWindow>,
+}
+
+/// Meta's limit on `GET /{phone-number-id}/call_permissions` (reference §4.6): requests a second
+/// per number.
+pub const PERMISSION_CHECKS_PER_SEC: usize = 5;
+
+/// A sliding one-second window of a number's permission checks. Callers wait their turn in
+/// order (tokio's mutex is fair), so a burst of checks goes out at Meta's rate instead of being
+/// refused with 613.
+#[derive(Debug, Default)]
+struct PermissionWindow(tokio::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>);
+
+impl PermissionWindow {
+    async fn admit(&self) {
+        let mut sent = self.0.lock().await;
+        loop {
+            let now = tokio::time::Instant::now();
+            while sent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+            {
+                sent.pop_front();
+            }
+            match sent.front() {
+                Some(first) if sent.len() >= PERMISSION_CHECKS_PER_SEC => {
+                    // A margin over the second: the clocks here and at Meta are not one.
+                    let until = *first + Duration::from_millis(1_050);
+                    tokio::time::sleep_until(until).await;
+                }
+                _ => {
+                    sent.push_back(now);
+                    return;
+                }
+            }
+        }
+    }
 }
 
 impl fmt::Debug for GraphClient {
@@ -360,6 +399,7 @@ impl GraphClient {
             access_token,
             retry: options.retry,
             stop: None,
+            permission_checks: std::sync::Arc::default(),
         })
     }
 
@@ -431,6 +471,114 @@ impl GraphClient {
     pub async fn terminate(&self, call_id: &WaCallId) -> Result<(), GraphError> {
         let body = CallRequest::new(CallAction::Terminate, call_id);
         self.action(CallAction::Terminate, call_id, &body).await
+    }
+
+    /// Whether the business may call `user_wa_id`, and what Meta's limits allow now
+    /// (`GET /{phone-number-id}/call_permissions`, reference §4.6). At most
+    /// [`PERMISSION_CHECKS_PER_SEC`] go out a second for this number, however many callers ask
+    /// at once; a 613 (Meta's rate limit, hit by another client of the number) is waited out and
+    /// asked again, twice at most.
+    #[instrument(skip_all)]
+    pub async fn call_permissions(
+        &self,
+        user_wa_id: &str,
+    ) -> Result<crate::whatsapp::model::CallPermissions, GraphError> {
+        let action = CallAction::Other("call_permissions".into());
+        let url = format!(
+            "{}call_permissions",
+            self.calls_url.trim_end_matches("calls")
+        );
+        let mut attempt = 1;
+        loop {
+            self.permission_checks.admit().await;
+            let started = std::time::Instant::now();
+            let result = self.get_permissions(&action, &url, user_wa_id).await;
+            metrics::histogram!(names::GRAPH_DURATION, "action" => "call_permissions")
+                .record(started.elapsed().as_secs_f64());
+            let outcome = if result.is_ok() { "ok" } else { "error" };
+            metrics::counter!(names::GRAPH_REQUESTS, "action" => "call_permissions", "outcome" => outcome)
+                .increment(1);
+            match result {
+                Err(GraphError::Api { code: 613, .. }) if attempt < 3 && !self.stopped() => {
+                    debug!(
+                        attempt,
+                        "call_permissions rate-limited by Meta; waiting a second"
+                    );
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    if let GraphError::Api { code, .. } = &e {
+                        metrics::counter!(names::GRAPH_ERRORS, "action" => "call_permissions", "code" => names::meta_code_label(*code))
+                            .increment(1);
+                    }
+                    e.log(action.clone(), "");
+                    return Err(e);
+                }
+                ok => return ok,
+            }
+        }
+    }
+
+    async fn get_permissions(
+        &self,
+        action: &CallAction,
+        url: &str,
+        user_wa_id: &str,
+    ) -> Result<crate::whatsapp::model::CallPermissions, GraphError> {
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                GraphError::Timeout {
+                    action: action.clone(),
+                    call_id: None,
+                }
+            } else {
+                GraphError::Network {
+                    action: action.clone(),
+                    call_id: None,
+                    connect: e.is_connect(),
+                    source: e,
+                }
+            }
+        };
+        let resp = self
+            .http
+            .get(url)
+            .query(&[("user_wa_id", user_wa_id)])
+            .bearer_auth(self.access_token.expose())
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        let clean = |text: String| sanitize(&text, self.access_token.expose());
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| GraphError::Decode {
+                action: action.clone(),
+                call_id: None,
+                status: status.as_u16(),
+                reason: clean(e.to_string()),
+            });
+        }
+        match serde_json::from_slice::<GraphErrorEnvelope>(&bytes) {
+            Ok(GraphErrorEnvelope { error }) => Err(GraphError::Api {
+                action: action.clone(),
+                call_id: None,
+                status: status.as_u16(),
+                code: error.code,
+                subcode: error.error_subcode,
+                kind: error.kind.map(clean),
+                message: clean(error.message),
+                details: error.error_data.and_then(|d| d.details).map(clean),
+                fbtrace_id: error.fbtrace_id.map(clean),
+                is_transient: error.is_transient.unwrap_or(false),
+            }),
+            Err(_) => Err(GraphError::Http {
+                action: action.clone(),
+                call_id: None,
+                status: status.as_u16(),
+            }),
+        }
     }
 
     /// Starts a business-initiated call to `to` with our offer; returns Meta's call id.

@@ -573,6 +573,84 @@ pub struct CallRef {
     pub id: WaCallId,
 }
 
+wire_enum!(
+    /// `permission.status` of `GET /{phone-number-id}/call_permissions` (reference §4.6).
+    PermissionStatus {
+        /// The business may not call this user now.
+        NoPermission => "no_permission",
+        /// The user granted a permission that expires (`expiration_time`).
+        Temporary => "temporary",
+        /// The user granted a permission that does not expire.
+        Permanent => "permanent",
+    }
+);
+
+/// The answer of `GET /{phone-number-id}/call_permissions?user_wa_id=…` (reference §4.6):
+/// whether the business may call the user, and what it may do next within Meta's limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallPermissions {
+    /// The permission itself.
+    pub permission: Permission,
+    /// What the business may do (`send_call_permission_request`, `start_call`), with Meta's
+    /// limits as Meta reports them now (never hard-coded: Meta's own pages disagree).
+    #[serde(default)]
+    pub actions: Vec<Lenient<PermissionAction>>,
+}
+
+/// `permission`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Permission {
+    /// `no_permission`, `temporary` or `permanent`.
+    pub status: PermissionStatus,
+    /// When a temporary permission ends.
+    #[serde(
+        default,
+        deserialize_with = "lenient_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expiration_time: Option<UnixTime>,
+}
+
+/// One of `actions[]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PermissionAction {
+    /// `send_call_permission_request` or `start_call`.
+    pub action_name: String,
+    /// Whether Meta would take it now.
+    pub can_perform_action: bool,
+    /// Meta's limits on it.
+    #[serde(default)]
+    pub limits: Vec<Lenient<ActionLimit>>,
+}
+
+/// One of an action's `limits[]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionLimit {
+    /// The window, ISO 8601 (`PT24H`, `P7D`).
+    pub time_period: String,
+    /// How many are allowed in it.
+    pub max_allowed: u32,
+    /// How many were used in it.
+    pub current_usage: u32,
+    /// When the window frees up again, when it is full.
+    #[serde(
+        default,
+        deserialize_with = "lenient_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limit_expiration_time: Option<UnixTime>,
+}
+
+impl CallPermissions {
+    /// The action named `name`, when Meta listed it (and it parsed).
+    pub fn action(&self, name: &str) -> Option<&PermissionAction> {
+        self.actions
+            .iter()
+            .filter_map(Lenient::valid)
+            .find(|a| a.action_name == name)
+    }
+}
+
 /// `{"error": {...}}`, the Graph error envelope (reference §4.3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GraphErrorEnvelope {

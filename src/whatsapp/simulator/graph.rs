@@ -128,7 +128,17 @@ struct Book {
     next_trace: u64,
     /// How long each answer is held back (a slow Graph).
     delay: Duration,
+    /// Each user's call permission ([`FakeGraph::set_permission`]); others have none.
+    permissions: HashMap<String, crate::whatsapp::model::CallPermissions>,
+    /// When each number's recent `call_permissions` requests came, for Meta's 5-a-second limit.
+    permission_checks: HashMap<String, VecDeque<std::time::Instant>>,
+    /// `call_permissions` requests refused with 613 (over the limit).
+    permission_throttled: usize,
 }
+
+/// Meta's limit on `GET /{phone-number-id}/call_permissions` (reference §4.6): requests a
+/// second per number; more are refused with error 613.
+pub const PERMISSION_CHECKS_PER_SEC: usize = 5;
 
 /// How many requests the fake keeps for [`FakeGraph::requests`].
 pub const LOG_CAP: usize = 10_000;
@@ -194,6 +204,9 @@ impl FakeGraph {
                     next_call: 1,
                     next_trace: 1,
                     delay: Duration::ZERO,
+                    permissions: HashMap::new(),
+                    permission_checks: HashMap::new(),
+                    permission_throttled: 0,
                 }),
                 events_tx,
                 events_rx: Mutex::new(Some(events_rx)),
@@ -268,11 +281,92 @@ impl FakeGraph {
         });
     }
 
-    /// The `/{version}/{phone_number_id}/calls` route.
+    /// The `/{version}/{phone_number_id}/calls` and `…/call_permissions` routes.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/{version}/{phone_number_id}/calls", post(calls))
+            .route(
+                "/{version}/{phone_number_id}/call_permissions",
+                axum::routing::get(call_permissions),
+            )
             .with_state(self.clone())
+    }
+
+    /// `user`'s call permission from now on, as `GET …/call_permissions` answers it.
+    pub fn set_permission(&self, user: &str, permissions: crate::whatsapp::model::CallPermissions) {
+        self.state()
+            .permissions
+            .insert(user.to_owned(), permissions);
+    }
+
+    /// `call_permissions` requests refused with 613 so far (over Meta's 5 a second).
+    pub fn permission_throttled(&self) -> usize {
+        self.state().permission_throttled
+    }
+
+    /// Answers `GET …/call_permissions` for `user` as Meta does: the token checked, at most
+    /// [`PERMISSION_CHECKS_PER_SEC`] a second per number (613 past it), the user's permission.
+    fn permission_check(
+        &self,
+        phone_number_id: &str,
+        auth: Option<&str>,
+        user: Option<&str>,
+    ) -> Reply {
+        let mut st = self.state();
+        let token = st
+            .tokens
+            .get(phone_number_id)
+            .unwrap_or(&self.inner.access_token);
+        let expected = format!("Bearer {}", token.expose());
+        if auth != Some(expected.as_str()) {
+            return error(
+                &mut st,
+                StatusCode::UNAUTHORIZED,
+                190,
+                "OAuthException",
+                "Invalid OAuth access token - Cannot parse access token",
+                None,
+                false,
+            );
+        }
+        let now = std::time::Instant::now();
+        let window = st
+            .permission_checks
+            .entry(phone_number_id.to_owned())
+            .or_default();
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            window.pop_front();
+        }
+        if window.len() >= PERMISSION_CHECKS_PER_SEC {
+            st.permission_throttled += 1;
+            return error(
+                &mut st,
+                StatusCode::BAD_REQUEST,
+                613,
+                "OAuthException",
+                "(#613) Calls to this api have exceeded the rate limit.",
+                None,
+                true,
+            );
+        }
+        window.push_back(now);
+        let Some(user) = user.filter(|u| !u.is_empty()) else {
+            return invalid(&mut st, "user_wa_id or recipient is required".into());
+        };
+        let answer = st
+            .permissions
+            .get(user)
+            .cloned()
+            .unwrap_or_else(no_permission);
+        Reply {
+            status: StatusCode::OK,
+            body: json(&answer),
+            error_code: None,
+            event: None,
+        }
     }
 
     /// Serves [`FakeGraph::router`] on `addr` (use port 0 for any).
@@ -598,6 +692,42 @@ async fn calls(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    (
+        reply.status,
+        [(header::CONTENT_TYPE, "application/json")],
+        reply.body,
+    )
+        .into_response()
+}
+
+/// What Meta answers for a user who gave no permission: none, with the sample limits of its
+/// documentation (reference §4.6).
+pub fn no_permission() -> crate::whatsapp::model::CallPermissions {
+    serde_json::from_value(serde_json::json!({
+        "messaging_product": "whatsapp",
+        "permission": {"status": "no_permission"},
+        "actions": [
+            {"action_name": "send_call_permission_request", "can_perform_action": true,
+             "limits": [{"time_period": "PT24H", "max_allowed": 1, "current_usage": 0},
+                        {"time_period": "P7D", "max_allowed": 2, "current_usage": 0}]},
+            {"action_name": "start_call", "can_perform_action": false,
+             "limits": [{"time_period": "PT24H", "max_allowed": 5, "current_usage": 0}]}
+        ]
+    }))
+    .expect("the sample parses")
+}
+
+async fn call_permissions(
+    State(graph): State<FakeGraph>,
+    Path((_version, phone_number_id)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let user = q.get("user_wa_id").or_else(|| q.get("recipient"));
+    let reply = graph.permission_check(&phone_number_id, auth, user.map(String::as_str));
     (
         reply.status,
         [(header::CONTENT_TYPE, "application/json")],
