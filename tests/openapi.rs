@@ -21,6 +21,10 @@ const ELSEWHERE: &[(&str, &str)] = &[
         "/{version}/{phone_number_id}/calls",
         "the sandbox's fake Graph API, on a loopback port of its own",
     ),
+    (
+        "/{version}/{phone_number_id}/call_permissions",
+        "the sandbox's fake Graph API, on a loopback port of its own",
+    ),
 ];
 
 /// Every path the source registers with `.route(…)`: string literals, and constants resolved
