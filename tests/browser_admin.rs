@@ -17,16 +17,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode};
-use base64::prelude::{Engine as _, BASE64_STANDARD};
-use common::{Browser, LONG};
-use hmac::{Hmac, Mac};
+use common::{Browser, EventsReceiver as Receiver, LONG};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use switchboard::app::{self, Running};
 use switchboard::config::{Role, Secret, Settings};
 use switchboard::signaling::protocol::{ClientMsg, ServerMsg};
@@ -352,115 +346,6 @@ async fn a_supervisor_adds_an_agent_on_the_admin_page_who_answers_the_next_call(
 const KEY: &str = "0123456789abcdef0123456789abcdef-operator";
 /// `SWITCHBOARD_SECRETS_KEY` (32 bytes in base64): endpoints' secrets can be kept.
 const SECRETS_KEY: &str = "c3dpdGNoYm9hcmQtdGVzdC1zZWNyZXRzLWtleS0zMmI=";
-
-/// A request the receiver got: its `webhook-id`, whether it was taken (204, not 503), the
-/// event's type, its call (or agent, for `agent.state`), and whether it was signed with the
-/// secret the page showed.
-#[derive(Debug, Clone)]
-struct Got {
-    id: String,
-    taken: bool,
-    kind: String,
-    about: String,
-    signed: bool,
-}
-
-/// The backend of the account, on loopback: refuses (503) while `down`, keeps every request,
-/// and checks each signature with an HMAC of its own under the secret the page showed.
-#[derive(Clone, Default)]
-struct Receiver {
-    down: Arc<std::sync::atomic::AtomicBool>,
-    key: Arc<Mutex<Vec<u8>>>,
-    got: Arc<Mutex<Vec<Got>>>,
-    progress: Arc<tokio::sync::Notify>,
-}
-
-impl Receiver {
-    async fn serve(self) -> SocketAddr {
-        let app = axum::Router::new()
-            .route(
-                "/events",
-                axum::routing::post(
-                    |axum::extract::State(r): axum::extract::State<Receiver>,
-                     headers: HeaderMap,
-                     body: String| async move {
-                        let h = |n: &str| {
-                            headers
-                                .get(n)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_owned()
-                        };
-                        let (id, ts, sig) = (
-                            h("webhook-id"),
-                            h("webhook-timestamp"),
-                            h("webhook-signature"),
-                        );
-                        let mut mac =
-                            Hmac::<Sha256>::new_from_slice(&r.key.lock().unwrap()).unwrap();
-                        mac.update(format!("{id}.{ts}.{body}").as_bytes());
-                        let expected =
-                            format!("v1,{}", BASE64_STANDARD.encode(mac.finalize().into_bytes()));
-                        let signed = sig.split(' ').any(|s| s == expected);
-                        let taken = !r.down.load(std::sync::atomic::Ordering::SeqCst);
-                        let event: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                        let kind = event["type"].as_str().unwrap_or("").to_owned();
-                        let about = if kind.starts_with("agent.") {
-                            &event["data"]["agent"]
-                        } else {
-                            &event["data"]["call_id"]
-                        };
-                        let about = about.as_str().unwrap_or("").to_owned();
-                        r.got.lock().unwrap().push(Got {
-                            id,
-                            taken,
-                            kind,
-                            about,
-                            signed,
-                        });
-                        r.progress.notify_waiters();
-                        if taken {
-                            StatusCode::NO_CONTENT
-                        } else {
-                            StatusCode::SERVICE_UNAVAILABLE
-                        }
-                    },
-                ),
-            )
-            .with_state(self);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
-    }
-
-    /// Checks signatures with `secret` (`whsec_…`) from now on.
-    fn set_secret(&self, secret: &str) {
-        *self.key.lock().unwrap() = BASE64_STANDARD
-            .decode(secret.strip_prefix("whsec_").expect("a whsec_ secret"))
-            .expect("the secret's key in base64");
-    }
-
-    fn set_down(&self, down: bool) {
-        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Waits until `done` holds of what it got.
-    async fn until(&self, what: &str, done: impl Fn(&[Got]) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let wait = self.progress.notified();
-            if done(&self.got.lock().unwrap()) {
-                return;
-            }
-            assert!(
-                tokio::time::timeout_at(deadline, wait).await.is_ok(),
-                "never: {what}: {:#?}",
-                self.got.lock().unwrap()
-            );
-        }
-    }
-}
 
 /// A call alice answers and hangs up: its id.
 async fn a_call(sim: &Simulator, alice: &mut SimAgent) -> String {

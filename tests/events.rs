@@ -14,15 +14,9 @@ mod common;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use base64::prelude::{Engine as _, BASE64_STANDARD};
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use switchboard::app::{self, Running};
 use switchboard::config::{Role, Secret, Settings};
 use switchboard::signaling::protocol::ClientMsg;
@@ -303,94 +297,11 @@ async fn a_calls_events_reach_the_backend_in_order_signed_and_verified_by_the_sp
     let _ = receiver.child.kill().await;
 }
 
-/// A request as [`Flaky`] keeps it: its `webhook-id`, whether it was taken, the event, and
-/// whether its signature was right.
-type Request = (String, bool, Value, bool);
-
-/// A receiver of our own: refuses (503) while `down`, keeps every request, and checks each
-/// signature with an HMAC of its own (not switchboard's code).
-#[derive(Clone, Default)]
-struct Flaky {
-    down: Arc<std::sync::atomic::AtomicBool>,
-    key: Arc<Mutex<Vec<u8>>>,
-    got: Arc<Mutex<Vec<Request>>>,
-    progress: Arc<tokio::sync::Notify>,
-}
-
-impl Flaky {
-    async fn serve(self) -> SocketAddr {
-        let app = axum::Router::new()
-            .route(
-                "/events",
-                post(
-                    |axum::extract::State(f): axum::extract::State<Flaky>,
-                     headers: HeaderMap,
-                     body: String| async move {
-                        let h = |n: &str| {
-                            headers
-                                .get(n)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_owned()
-                        };
-                        let (id, ts, sig) = (
-                            h("webhook-id"),
-                            h("webhook-timestamp"),
-                            h("webhook-signature"),
-                        );
-                        let mut mac =
-                            Hmac::<Sha256>::new_from_slice(&f.key.lock().unwrap()).unwrap();
-                        mac.update(format!("{id}.{ts}.{body}").as_bytes());
-                        let expected =
-                            format!("v1,{}", BASE64_STANDARD.encode(mac.finalize().into_bytes()));
-                        let signed = sig.split(' ').any(|s| s == expected);
-                        let up = !f.down.load(std::sync::atomic::Ordering::SeqCst);
-                        let event: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                        f.got.lock().unwrap().push((id, up, event, signed));
-                        f.progress.notify_waiters();
-                        if up {
-                            StatusCode::NO_CONTENT
-                        } else {
-                            StatusCode::SERVICE_UNAVAILABLE
-                        }
-                    },
-                ),
-            )
-            .with_state(self);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
-    }
-
-    fn set_secret(&self, secret: &str) {
-        *self.key.lock().unwrap() = BASE64_STANDARD
-            .decode(secret.strip_prefix("whsec_").unwrap())
-            .unwrap();
-    }
-
-    /// Waits until `done` holds of what it got.
-    async fn until(&self, what: &str, done: impl Fn(&[Request]) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let wait = self.progress.notified();
-            if done(&self.got.lock().unwrap()) {
-                return;
-            }
-            assert!(
-                tokio::time::timeout_at(deadline, wait).await.is_ok(),
-                "never: {what}: {:#?}",
-                self.got.lock().unwrap()
-            );
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_refuses_for_a_while_gets_every_event_after_in_order_with_the_same_ids() {
     let w = world(true, true).await;
-    let flaky = Flaky::default();
-    flaky.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let flaky = common::EventsReceiver::default();
+    flaky.set_down(true);
     let addr = flaky.clone().serve().await;
     let (endpoint, secret) = w
         .endpoint(
@@ -410,7 +321,7 @@ async fn a_receiver_that_refuses_for_a_while_gets_every_event_after_in_order_wit
     // Down: the call's first event is tried again and again; the others wait behind it.
     flaky
         .until("three refused attempts", |got| {
-            got.iter().filter(|g| !g.1).count() >= 3
+            got.iter().filter(|g| !g.taken).count() >= 3
         })
         .await;
     let refused: Vec<(String, Value)> = flaky
@@ -418,8 +329,8 @@ async fn a_receiver_that_refuses_for_a_while_gets_every_event_after_in_order_wit
         .lock()
         .unwrap()
         .iter()
-        .filter(|g| !g.1)
-        .map(|g| (g.0.clone(), g.2["type"].clone()))
+        .filter(|g| !g.taken)
+        .map(|g| (g.id.clone(), g.event["type"].clone()))
         .collect();
     assert!(
         refused
@@ -437,18 +348,19 @@ async fn a_receiver_that_refuses_for_a_while_gets_every_event_after_in_order_wit
     assert_eq!(first["last_status"], 503);
     assert!(first["next_at"].as_i64().is_some());
     // Up: everything, in order, the first with the id it was refused with.
-    flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    flaky.set_down(false);
     flaky
         .until("the call's end", |got| {
-            got.iter().any(|g| g.1 && g.2["type"] == "call.ended")
+            got.iter()
+                .any(|g| g.taken && g.event["type"] == "call.ended")
         })
         .await;
     let got = flaky.got.lock().unwrap().clone();
-    assert!(got.iter().all(|g| g.3), "every attempt signed right");
+    assert!(got.iter().all(|g| g.signed), "every attempt signed right");
     let taken: Vec<(&str, &str)> = got
         .iter()
-        .filter(|g| g.1 && g.2["data"]["call_id"] == id)
-        .map(|g| (g.0.as_str(), g.2["type"].as_str().unwrap()))
+        .filter(|g| g.taken && g.event["data"]["call_id"] == id)
+        .map(|g| (g.id.as_str(), g.event["type"].as_str().unwrap()))
         .collect();
     assert_eq!(
         taken.iter().map(|t| t.1).collect::<Vec<_>>(),
@@ -482,7 +394,7 @@ async fn a_receiver_that_refuses_for_a_while_gets_every_event_after_in_order_wit
     let again = taken[5].0.to_owned();
     flaky
         .until("the redelivery", |got| {
-            got.iter().filter(|g| g.0 == again).count() == 2
+            got.iter().filter(|g| g.id == again).count() == 2
         })
         .await;
     // Another account's key or a supervisor of another account sees none of it.
@@ -652,8 +564,8 @@ async fn events_pending_when_switchboard_is_killed_are_delivered_after_it_starts
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("calls.db");
     let http = reqwest::Client::new();
-    let flaky = Flaky::default();
-    flaky.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let flaky = common::EventsReceiver::default();
+    flaky.set_down(true);
     let receiver = flaky.clone().serve().await;
 
     let first = Binary::start(&db);
@@ -679,7 +591,7 @@ async fn events_pending_when_switchboard_is_killed_are_delivered_after_it_starts
         .unwrap();
     assert!(placed.status().is_success(), "{}", placed.status());
     flaky
-        .until("a refused attempt", |got| got.iter().any(|g| !g.1))
+        .until("a refused attempt", |got| got.iter().any(|g| !g.taken))
         .await;
     let pending = |log: &[Value]| log.iter().filter(|d| d["status"] == "pending").count();
     let log = common::eventually("both events in the log", LIMIT, || {
@@ -708,16 +620,21 @@ async fn events_pending_when_switchboard_is_killed_are_delivered_after_it_starts
         .collect();
     // Killed (no drain, no goodbye) with the events pending; the receiver comes back.
     drop(first);
-    flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    flaky.set_down(false);
     let second = Binary::start(&db);
     let _addr = second.http_addr();
     flaky
         .until("every pending event delivered", |got| {
-            ids.iter().all(|i| got.iter().any(|g| g.1 && g.0 == *i))
+            ids.iter()
+                .all(|i| got.iter().any(|g| g.taken && g.id == *i))
         })
         .await;
     let got = flaky.got.lock().unwrap().clone();
-    let taken: Vec<&str> = got.iter().filter(|g| g.1).map(|g| g.0.as_str()).collect();
+    let taken: Vec<&str> = got
+        .iter()
+        .filter(|g| g.taken)
+        .map(|g| g.id.as_str())
+        .collect();
     let order: Vec<&str> = ids
         .iter()
         .map(|i| i.as_str())
@@ -728,8 +645,8 @@ async fn events_pending_when_switchboard_is_killed_are_delivered_after_it_starts
     assert_eq!(by_taken, order, "in the order they happened");
     let kinds: HashMap<&str, &str> = got
         .iter()
-        .map(|g| (g.0.as_str(), g.2["type"].as_str().unwrap_or("")))
+        .map(|g| (g.id.as_str(), g.event["type"].as_str().unwrap_or("")))
         .collect();
     assert_eq!(kinds[ids[0].as_str()], "call.offered");
-    assert!(got.iter().all(|g| g.3), "every attempt signed right");
+    assert!(got.iter().all(|g| g.signed), "every attempt signed right");
 }

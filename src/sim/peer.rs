@@ -323,20 +323,7 @@ impl Offered {
     /// A Meta-shaped peer at `local_addr`: ICE-lite, offering Meta's SDP with these ICE
     /// credentials.
     pub fn meta(local_addr: SocketAddr, creds: str0m::IceCreds) -> Result<Offered, PeerError> {
-        // Meta's offer negotiates no RTP header extension (no a=extmap): its packets carry
-        // none, so neither does this peer's (str0m would add transport-wide sequence numbers).
-        let mut cfg = RtcConfig::new()
-            .clear_codecs()
-            .clear_extension_map()
-            .set_ice_lite(true)
-            .set_rtp_mode(true)
-            .set_local_ice_credentials(creds.clone());
-        codecs(&mut cfg);
-        let mut rtc = cfg.build(Instant::now());
-        let candidate = Candidate::host(local_addr, "udp")
-            .map_err(|e| PeerError::Answer(format!("candidate: {e}")))?;
-        rtc.add_local_candidate(candidate);
-        let fingerprint = rtc.direct_api().local_dtls_fingerprint().to_string();
+        let (rtc, fingerprint) = meta_rtc(local_addr, &creds)?;
         let offer = meta_offer_text(local_addr, &creds.ufrag, &creds.pass, &fingerprint);
         Ok(Offered {
             rtc,
@@ -361,18 +348,7 @@ impl Offered {
                 o.setup
             )));
         }
-        let mut cfg = RtcConfig::new()
-            .clear_codecs()
-            .clear_extension_map()
-            .set_ice_lite(true)
-            .set_rtp_mode(true)
-            .set_local_ice_credentials(creds.clone());
-        codecs(&mut cfg);
-        let mut rtc = cfg.build(Instant::now());
-        let candidate = Candidate::host(local_addr, "udp")
-            .map_err(|e| PeerError::Answer(format!("candidate: {e}")))?;
-        rtc.add_local_candidate(candidate);
-        let fingerprint = rtc.direct_api().local_dtls_fingerprint().to_string();
+        let (mut rtc, fingerprint) = meta_rtc(local_addr, &creds)?;
         let mut remote = vec![];
         {
             let mut api = rtc.direct_api();
@@ -497,6 +473,26 @@ impl Offered {
             remote,
         })
     }
+}
+
+/// A Meta-shaped peer's `Rtc` at `local_addr` (ICE-lite, these credentials, its host
+/// candidate), and its DTLS fingerprint. Meta negotiates no RTP header extension (no
+/// a=extmap): its packets carry none, so neither do this peer's (str0m would add
+/// transport-wide sequence numbers).
+fn meta_rtc(local_addr: SocketAddr, creds: &str0m::IceCreds) -> Result<(Rtc, String), PeerError> {
+    let mut cfg = RtcConfig::new()
+        .clear_codecs()
+        .clear_extension_map()
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .set_local_ice_credentials(creds.clone());
+    codecs(&mut cfg);
+    let mut rtc = cfg.build(Instant::now());
+    let candidate = Candidate::host(local_addr, "udp")
+        .map_err(|e| PeerError::Answer(format!("candidate: {e}")))?;
+    rtc.add_local_candidate(candidate);
+    let fingerprint = rtc.direct_api().local_dtls_fingerprint().to_string();
+    Ok((rtc, fingerprint))
 }
 
 /// Opus on 111 and telephone-event/8000 on 126: what Meta offers and browsers send.

@@ -987,3 +987,125 @@ pub async fn caller_hears(
 pub fn near(hz: f64, target: f64) -> bool {
     (hz - target).abs() < 30.0
 }
+
+/// A request an [`EventsReceiver`] got: its `webhook-id`, whether it was taken (204, not
+/// 503), the event's type, its call (or agent, for `agent.state`), the event itself, and
+/// whether it was signed with the secret set.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub id: String,
+    pub taken: bool,
+    pub kind: String,
+    pub about: String,
+    pub event: serde_json::Value,
+    pub signed: bool,
+}
+
+/// A host's backend receiving call events (issue 24), on loopback: refuses (503) while
+/// `down`, keeps every request, and checks each signature with an HMAC of its own (not
+/// switchboard's code) under the secret set.
+#[derive(Clone, Default)]
+pub struct EventsReceiver {
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    key: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    pub got: std::sync::Arc<std::sync::Mutex<Vec<Got>>>,
+    progress: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl EventsReceiver {
+    pub async fn serve(self) -> std::net::SocketAddr {
+        let app = axum::Router::new()
+            .route(
+                "/events",
+                axum::routing::post(
+                    |axum::extract::State(r): axum::extract::State<EventsReceiver>,
+                     headers: axum::http::HeaderMap,
+                     body: String| async move {
+                        let h = |n: &str| {
+                            headers
+                                .get(n)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned()
+                        };
+                        let (id, ts, sig) = (
+                            h("webhook-id"),
+                            h("webhook-timestamp"),
+                            h("webhook-signature"),
+                        );
+                        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(
+                            &r.key.lock().unwrap(),
+                        )
+                        .unwrap();
+                        hmac::Mac::update(&mut mac, format!("{id}.{ts}.{body}").as_bytes());
+                        let expected = format!(
+                            "v1,{}",
+                            base64::Engine::encode(
+                                &base64::prelude::BASE64_STANDARD,
+                                hmac::Mac::finalize(mac).into_bytes()
+                            )
+                        );
+                        let signed = sig.split(' ').any(|s| s == expected);
+                        let taken = !r.down.load(std::sync::atomic::Ordering::SeqCst);
+                        let event: serde_json::Value =
+                            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+                        let kind = event["type"].as_str().unwrap_or("").to_owned();
+                        let about = if kind.starts_with("agent.") {
+                            &event["data"]["agent"]
+                        } else {
+                            &event["data"]["call_id"]
+                        };
+                        let about = about.as_str().unwrap_or("").to_owned();
+                        r.got.lock().unwrap().push(Got {
+                            id,
+                            taken,
+                            kind,
+                            about,
+                            event: event.clone(),
+                            signed,
+                        });
+                        r.progress.notify_waiters();
+                        if taken {
+                            axum::http::StatusCode::NO_CONTENT
+                        } else {
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE
+                        }
+                    },
+                ),
+            )
+            .with_state(self);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    /// Checks signatures with `secret` (`whsec_…`) from now on.
+    pub fn set_secret(&self, secret: &str) {
+        *self.key.lock().unwrap() = base64::Engine::decode(
+            &base64::prelude::BASE64_STANDARD,
+            secret.strip_prefix("whsec_").expect("a whsec_ secret"),
+        )
+        .expect("the secret's key in base64");
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Waits until `done` holds of what it got.
+    pub async fn until(&self, what: &str, done: impl Fn(&[Got]) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let wait = self.progress.notified();
+            if done(&self.got.lock().unwrap()) {
+                return;
+            }
+            assert!(
+                tokio::time::timeout_at(deadline, wait).await.is_ok(),
+                "never: {what}: {:#?}",
+                self.got.lock().unwrap()
+            );
+        }
+    }
+}

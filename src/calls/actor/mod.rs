@@ -905,7 +905,9 @@ impl Actor {
                     // Its last Graph action is already on its way with the right client.
                     self.numbers.remove(&ended.call);
                     let record = self.record(&ended);
-                    self.ended_event(&ended, &record, &mut events);
+                    if let Some(emitter) = &self.deps.events {
+                        events.extend(records::ended_rows(emitter, &record));
+                    }
                     self.records
                         .write(Write::Finish(Box::new(record), std::mem::take(&mut events)));
                 }
@@ -1133,33 +1135,6 @@ impl Actor {
                 );
             }
         }
-    }
-
-    /// `call.ended`, with the call's record as `GET /api/calls` answers it.
-    fn ended_event(&self, e: &Ended, record: &CallRecord, out: &mut Vec<OutboxRow>) {
-        let Some(emitter) = &self.deps.events else {
-            return;
-        };
-        let account = crate::accounts::account_of(&e.queue.0);
-        out.extend(emitter.rows(
-            EventType::CallEnded,
-            account,
-            &e.call.0,
-            record.ended_at,
-            || {
-                serde_json::json!({
-                    "call_id": e.call.0,
-                    "account": account,
-                    "queue": e.queue.0,
-                    "from": e.from,
-                    "name": e.name,
-                    "business_number": e.business_number,
-                    "agent": e.agents.last().map(|a| &a.0),
-                    "outcome": record.outcome,
-                    "record": record,
-                })
-            },
-        ));
     }
 
     fn record(&self, e: &Ended) -> CallRecord {

@@ -121,8 +121,9 @@ async fn end_live(
     }
 }
 
-/// `call.ended` of a call ended from its record alone (a left-over: no machine knows it).
-fn ended_rows(events: &Emitter, record: &CallRecord) -> Vec<crate::events::OutboxRow> {
+/// `call.ended`, with the call's record as `GET /api/calls` answers it: for a call that ended
+/// here, and for a left-over one ended from its record alone.
+pub(super) fn ended_rows(events: &Emitter, record: &CallRecord) -> Vec<crate::events::OutboxRow> {
     let queue = record.queue.clone().unwrap_or_default();
     let account = crate::accounts::account_of(&queue);
     events.rows(
