@@ -466,7 +466,7 @@ fn each_node_delivers_its_own_events_and_takes_a_dead_nodes_over() {
     assert_eq!((pending, next), (3, Some(1_000)));
     let first = a.claim_due("node-a", 1_000, 2_000, 10).unwrap();
     let m1 = first.iter().find(|d| d.row.msg_id == "m1").unwrap();
-    a.attempted(&Attempted {
+    a.attempted(&[Attempted {
         seq: m1.seq,
         attempts: 1,
         at: 1_000,
@@ -474,7 +474,7 @@ fn each_node_delivers_its_own_events_and_takes_a_dead_nodes_over() {
         error: None,
         outcome: DeliveryStatus::Delivered,
         next_at: None,
-    })
+    }])
     .unwrap();
     let due: Vec<String> = a
         .claim_due("node-a", 1_001, 3_000, 10)

@@ -259,15 +259,12 @@ impl Deliverer {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 Some(done) = flying.join_next(), if !flying.is_empty() => {
-                    if let Ok(done) = done {
-                        self.finish(done, clock.now_ms()).await;
-                    }
-                    // Every other attempt that ended meanwhile, before looking again.
+                    // With every other attempt that ended meanwhile: one write for them all.
+                    let mut ended: Vec<Ended> = done.into_iter().collect();
                     while let Some(done) = flying.try_join_next() {
-                        if let Ok(done) = done {
-                            self.finish(done, clock.now_ms()).await;
-                        }
+                        ended.extend(done);
                     }
+                    self.finish(ended, clock.now_ms()).await;
                 }
                 _ = self.wake.notified() => {}
                 _ = targets.changed() => {}
@@ -323,56 +320,60 @@ impl Deliverer {
         });
     }
 
-    /// Keeps how an attempt went; an event retried for its whole window fails, and its
-    /// endpoint is disabled.
-    async fn finish(&self, done: Ended, now: i64) {
-        let Ended { due, answer } = done;
-        let attempts = due.attempts.saturating_add(1);
-        let (status, error) = match &answer {
-            Ok(s) if (200..300).contains(s) => (Some(*s), None),
-            Ok(s) => (Some(*s), Some(format!("HTTP {s}"))),
-            Err(e) => (None, Some(e.chars().take(ERROR_BYTES).collect::<String>())),
-        };
-        let (outcome, next_at) = if error.is_none() {
-            (DeliveryStatus::Delivered, None)
-        } else {
-            match self.policy.next_attempt(attempts, due.retry_from, now) {
-                Some(at) => (DeliveryStatus::Pending, Some(at)),
-                None => (DeliveryStatus::Failed, None),
+    /// Keeps how attempts went, in one write; an event retried for its whole window fails,
+    /// and its endpoint is disabled.
+    async fn finish(&self, ended: Vec<Ended>, now: i64) {
+        let mut rows = Vec::with_capacity(ended.len());
+        let mut failed = vec![];
+        for Ended { due, answer } in ended {
+            let attempts = due.attempts.saturating_add(1);
+            let (status, error) = match &answer {
+                Ok(s) if (200..300).contains(s) => (Some(*s), None),
+                Ok(s) => (Some(*s), Some(format!("HTTP {s}"))),
+                Err(e) => (None, Some(e.chars().take(ERROR_BYTES).collect::<String>())),
+            };
+            let (outcome, next_at) = if error.is_none() {
+                (DeliveryStatus::Delivered, None)
+            } else {
+                match self.policy.next_attempt(attempts, due.retry_from, now) {
+                    Some(at) => (DeliveryStatus::Pending, Some(at)),
+                    None => (DeliveryStatus::Failed, None),
+                }
+            };
+            let result = match outcome {
+                DeliveryStatus::Delivered => "delivered",
+                DeliveryStatus::Failed => "failed",
+                _ => "retry",
+            };
+            metrics::counter!(EVENT_DELIVERIES, "result" => result).increment(1);
+            if outcome == DeliveryStatus::Delivered {
+                let lag = (now - due.row.created_at).max(0) as f64 / 1000.0;
+                metrics::histogram!(EVENT_LAG).record(lag);
+            } else {
+                debug!(endpoint = %due.row.endpoint, msg_id = %due.row.msg_id, attempts,
+                    error = error.as_deref().unwrap_or(""), "event delivery failed");
             }
-        };
-        let result = match outcome {
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "failed",
-            _ => "retry",
-        };
-        metrics::counter!(EVENT_DELIVERIES, "result" => result).increment(1);
-        if outcome == DeliveryStatus::Delivered {
-            let lag = (now - due.row.created_at).max(0) as f64 / 1000.0;
-            metrics::histogram!(EVENT_LAG).record(lag);
-        } else {
-            debug!(endpoint = %due.row.endpoint, msg_id = %due.row.msg_id, attempts,
-                error = error.as_deref().unwrap_or(""), "event delivery failed");
+            rows.push(Attempted {
+                seq: due.seq,
+                attempts,
+                at: now,
+                status,
+                error: error.clone(),
+                outcome,
+                next_at,
+            });
+            if outcome == DeliveryStatus::Failed {
+                failed.push((due, error.unwrap_or_default()));
+            }
         }
-        let row = Attempted {
-            seq: due.seq,
-            attempts,
-            at: now,
-            status,
-            error: error.clone(),
-            outcome,
-            next_at,
-        };
-        if let Err(e) = self.store.attempted(row).await {
-            warn!(msg_id = %due.row.msg_id, error = %e, "keeping an event's attempt failed; it is tried again");
+        if let Err(e) = self.store.attempted(rows).await {
+            warn!(error = %e, "keeping the events' attempts failed; they are tried again");
         }
-        if outcome == DeliveryStatus::Failed {
+        for (due, error) in failed {
             let hours = self.policy.retry_for.as_secs_f64() / 3600.0;
             let reason = format!(
-                "event {} ({}) was not taken in {hours:.3} h of retries: {}",
-                due.row.msg_id,
-                due.row.kind,
-                error.unwrap_or_default()
+                "event {} ({}) was not taken in {hours:.3} h of retries: {error}",
+                due.row.msg_id, due.row.kind,
             );
             warn!(account = %due.row.account, endpoint = %due.row.endpoint, %reason, "disabling the event endpoint");
             metrics::counter!(EVENT_ENDPOINTS_DISABLED).increment(1);

@@ -206,8 +206,8 @@ pub trait EventStore {
     /// How many rows are pending, and when the earliest one that could be tried is due.
     fn outbox_state(&mut self, node: &str) -> Result<(u64, Option<i64>), StoreError>;
 
-    /// Keeps how an attempt went.
-    fn attempted(&mut self, a: &Attempted) -> Result<(), StoreError>;
+    /// Keeps how attempts went, in one transaction (a burst of answers is one write).
+    fn attempted(&mut self, done: &[Attempted]) -> Result<(), StoreError>;
 
     /// Holds the pending rows of `endpoint` (disabled); returns how many.
     fn pause_endpoint(&mut self, endpoint: &str) -> Result<u64, StoreError>;
@@ -439,23 +439,29 @@ impl EventStore for SqliteStore {
         Ok((u64::try_from(pending).unwrap_or(0), next))
     }
 
-    fn attempted(&mut self, a: &Attempted) -> Result<(), StoreError> {
-        let delivered_at = (a.outcome == DeliveryStatus::Delivered).then_some(a.at);
-        self.conn.execute(
-            "UPDATE event_outbox SET status = ?2, attempts = ?3, next_at = COALESCE(?4, next_at),
-                 last_at = ?5, last_status = ?6, last_error = ?7, delivered_at = ?8
-             WHERE seq = ?1",
-            params![
-                a.seq,
-                a.outcome.as_str(),
-                a.attempts,
-                a.next_at,
-                a.at,
-                a.status,
-                text_error(&a.error),
-                delivered_at
-            ],
-        )?;
+    fn attempted(&mut self, done: &[Attempted]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut update = tx.prepare_cached(
+                "UPDATE event_outbox SET status = ?2, attempts = ?3, next_at = COALESCE(?4, next_at),
+                     last_at = ?5, last_status = ?6, last_error = ?7, delivered_at = ?8
+                 WHERE seq = ?1",
+            )?;
+            for a in done {
+                let delivered_at = (a.outcome == DeliveryStatus::Delivered).then_some(a.at);
+                update.execute(params![
+                    a.seq,
+                    a.outcome.as_str(),
+                    a.attempts,
+                    a.next_at,
+                    a.at,
+                    a.status,
+                    text_error(&a.error),
+                    delivered_at
+                ])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -609,23 +615,30 @@ impl EventStore for PostgresStore {
         Ok((u64::try_from(pending).unwrap_or(0), next))
     }
 
-    fn attempted(&mut self, a: &Attempted) -> Result<(), StoreError> {
-        let delivered_at = (a.outcome == DeliveryStatus::Delivered).then_some(a.at);
-        self.client()?.execute(
+    fn attempted(&mut self, done: &[Attempted]) -> Result<(), StoreError> {
+        let mut tx = self.client()?.transaction()?;
+        let update = tx.prepare(
             "UPDATE event_outbox SET status = $2, attempts = $3, next_at = COALESCE($4, next_at),
                  last_at = $5, last_status = $6, last_error = $7, delivered_at = $8
              WHERE seq = $1",
-            &[
-                &a.seq,
-                &a.outcome.as_str(),
-                &i64::from(a.attempts),
-                &a.next_at,
-                &a.at,
-                &a.status.map(i64::from),
-                &text_error(&a.error),
-                &delivered_at,
-            ],
         )?;
+        for a in done {
+            let delivered_at = (a.outcome == DeliveryStatus::Delivered).then_some(a.at);
+            tx.execute(
+                &update,
+                &[
+                    &a.seq,
+                    &a.outcome.as_str(),
+                    &i64::from(a.attempts),
+                    &a.next_at,
+                    &a.at,
+                    &a.status.map(i64::from),
+                    &text_error(&a.error),
+                    &delivered_at,
+                ],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 

@@ -262,8 +262,8 @@ impl StoreHandle {
     }
 
     /// See [`EventStore::attempted`].
-    pub async fn attempted(&self, a: Attempted) -> Result<(), StoreError> {
-        self.events(move |s| s.attempted(&a)).await
+    pub async fn attempted(&self, done: Vec<Attempted>) -> Result<(), StoreError> {
+        self.events(move |s| s.attempted(&done)).await
     }
 
     /// See [`EventStore::pause_endpoint`].
@@ -604,7 +604,7 @@ mod tests {
                 fn outbox_state(&mut self, _: &str) -> Result<(u64, Option<i64>), StoreError> {
                     unreachable!("no outbox here")
                 }
-                fn attempted(&mut self, _: &Attempted) -> Result<(), StoreError> {
+                fn attempted(&mut self, _: &[Attempted]) -> Result<(), StoreError> {
                     unreachable!("no outbox here")
                 }
                 fn pause_endpoint(&mut self, _: &str) -> Result<u64, StoreError> {
