@@ -267,7 +267,8 @@ impl Deliverer {
                     self.finish(ended, clock.now_ms()).await;
                 }
                 _ = self.wake.notified() => {}
-                _ = targets.changed() => {}
+                // (Once the accounts' side is gone, at shutdown, this branch is off.)
+                Ok(()) = targets.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
