@@ -549,7 +549,6 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         };
         background.spawn(deliverer.run(stop_background.clone()));
     }
-    let admin_wake = events_wake;
     let draining = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(c) = cluster.clone() {
         background.spawn(stop_background.clone().run_until_cancelled_owned(
@@ -600,7 +599,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             auth.clone(),
             http::admin::EventsAdmin {
                 private_targets: config.events.private_targets,
-                wake: admin_wake,
+                wake: events_wake,
             },
         ))
         .merge(match (authority, node_key, &placement) {

@@ -205,12 +205,17 @@ impl Deliverer {
         let clock = UnixClock::start();
         let mut targets = self.targets.clone();
         let mut enabled: HashSet<String> = HashSet::new();
+        // The endpoints last looked at: held rows are looked for only when they change.
+        let mut seen: Option<Arc<Targets>> = None;
         let mut flying: JoinSet<Ended> = JoinSet::new();
         let mut last_purge: Option<Instant> = None;
         loop {
             let now = clock.now_ms();
             let current = targets.borrow_and_update().clone();
-            self.resume(&current, &mut enabled, now).await;
+            if !seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, &current)) {
+                self.resume(&current, &mut enabled, now).await;
+                seen = Some(current.clone());
+            }
             if last_purge
                 .is_none_or(|t| crate::clock::now().saturating_duration_since(t) >= PURGE_EVERY)
             {

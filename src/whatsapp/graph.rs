@@ -526,59 +526,12 @@ impl GraphClient {
         url: &str,
         user_wa_id: &str,
     ) -> Result<crate::whatsapp::model::CallPermissions, GraphError> {
-        let transport = |e: reqwest::Error| {
-            if e.is_timeout() {
-                GraphError::Timeout {
-                    action: action.clone(),
-                    call_id: None,
-                }
-            } else {
-                GraphError::Network {
-                    action: action.clone(),
-                    call_id: None,
-                    connect: e.is_connect(),
-                    source: e,
-                }
-            }
-        };
-        let resp = self
+        let request = self
             .http
             .get(url)
             .query(&[("user_wa_id", user_wa_id)])
-            .bearer_auth(self.access_token.expose())
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(transport)?;
-        let clean = |text: String| sanitize(&text, self.access_token.expose());
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| GraphError::Decode {
-                action: action.clone(),
-                call_id: None,
-                status: status.as_u16(),
-                reason: clean(e.to_string()),
-            });
-        }
-        match serde_json::from_slice::<GraphErrorEnvelope>(&bytes) {
-            Ok(GraphErrorEnvelope { error }) => Err(GraphError::Api {
-                action: action.clone(),
-                call_id: None,
-                status: status.as_u16(),
-                code: error.code,
-                subcode: error.error_subcode,
-                kind: error.kind.map(clean),
-                message: clean(error.message),
-                details: error.error_data.and_then(|d| d.details).map(clean),
-                fbtrace_id: error.fbtrace_id.map(clean),
-                is_transient: error.is_transient.unwrap_or(false),
-            }),
-            Err(_) => Err(GraphError::Http {
-                action: action.clone(),
-                call_id: None,
-                status: status.as_u16(),
-            }),
-        }
+            .bearer_auth(self.access_token.expose());
+        self.exchange(request, action, None).await
     }
 
     /// Starts a business-initiated call to `to` with our offer; returns Meta's call id.
@@ -714,6 +667,22 @@ impl GraphClient {
         call_id: Option<&WaCallId>,
         body: &CallRequest,
     ) -> Result<CallResponse, GraphError> {
+        let request = self
+            .http
+            .post(&self.calls_url)
+            .bearer_auth(self.access_token.expose())
+            .json(body);
+        self.exchange(request, action, call_id).await
+    }
+
+    /// Sends `request` and reads Meta's answer as `T`, or its error as a [`GraphError`]
+    /// (transport, Graph error object, or a body that is neither), the token never in it.
+    async fn exchange<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        action: &CallAction,
+        call_id: Option<&WaCallId>,
+    ) -> Result<T, GraphError> {
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
                 GraphError::Timeout {
@@ -729,27 +698,18 @@ impl GraphClient {
                 }
             }
         };
-        let resp = self
-            .http
-            .post(&self.calls_url)
-            .bearer_auth(self.access_token.expose())
-            .json(body)
-            .send()
-            .await
-            .map_err(transport)?;
+        let resp = request.send().await.map_err(transport)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(transport)?;
+        let clean = |text: String| sanitize(&text, self.access_token.expose());
         if status.is_success() {
-            return serde_json::from_slice::<CallResponse>(&bytes).map_err(|e| {
-                GraphError::Decode {
-                    action: action.clone(),
-                    call_id: call_id.cloned(),
-                    status: status.as_u16(),
-                    reason: sanitize(&e.to_string(), self.access_token.expose()),
-                }
+            return serde_json::from_slice::<T>(&bytes).map_err(|e| GraphError::Decode {
+                action: action.clone(),
+                call_id: call_id.cloned(),
+                status: status.as_u16(),
+                reason: clean(e.to_string()),
             });
         }
-        let clean = |text: String| sanitize(&text, self.access_token.expose());
         match serde_json::from_slice::<GraphErrorEnvelope>(&bytes) {
             Ok(GraphErrorEnvelope { error }) => Err(GraphError::Api {
                 action: action.clone(),

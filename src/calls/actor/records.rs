@@ -196,9 +196,6 @@ async fn write_records(
     mut rx: mpsc::UnboundedReceiver<Write>,
 ) {
     while let Some(w) = rx.recv().await {
-        let wrote_events = match &w {
-            Write::MarkLive(_, e) | Write::Finish(_, e) | Write::Events(e) => !e.is_empty(),
-        };
         let n = match &w {
             Write::MarkLive(_, e) | Write::Finish(_, e) | Write::Events(e) => e.len(),
         };
@@ -227,7 +224,7 @@ async fn write_records(
                 r.is_ok()
             }
         };
-        if wrote_events {
+        if n > 0 {
             crate::ops::record_events_written(n, ok);
             if ok {
                 if let Some(e) = &events {

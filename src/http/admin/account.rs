@@ -1299,10 +1299,9 @@ async fn create_key(
         listed: key_json(&made),
         key,
     };
-    let mut r = (StatusCode::CREATED, Json(body)).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(r)
+    Ok(super::no_store(
+        (StatusCode::CREATED, Json(body)).into_response(),
+    ))
 }
 
 /// Revokes an API key (admin): refused from the next request on.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::account::{
     as_sent, check_if_match, etag_of, json, list_part, query, tagged, Page, Refused,
 };
-use super::{body, Admin, AdminError};
+use super::{body, no_store, Admin, AdminError};
 use crate::accounts::{endpoint_url_problem, EndpointDef};
 use crate::config::{Role, Secret};
 use crate::events::EventType;
@@ -183,12 +183,6 @@ fn check_types(types: &[String]) -> Result<(), AdminError> {
         }
     }
     Ok(())
-}
-
-fn no_store(mut r: Response) -> Response {
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
 }
 
 /// The account's event endpoints (supervisor).

@@ -605,6 +605,16 @@ async fn one(
     Ok(Json(AccountJson::from(account)).into_response())
 }
 
+/// `r`, never kept by a cache on the way: it carries a secret shown this once (a key, a
+/// session, a signing secret).
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
 /// A JSON body of `T`; refused naming the field that does not fit.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
     serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes)).map_err(

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
@@ -110,10 +110,7 @@ fn issued(signed: SignedIn) -> Response {
         expires_in_secs: signed.expires_in.as_secs(),
         person: signed.person,
     };
-    let mut r = (StatusCode::CREATED, Json(body)).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+    super::no_store((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// Issues a session for one of the account's people (an API key of the account, or the
