@@ -50,6 +50,7 @@ fn account(slug: &str, numbers: &[&str]) -> Account {
             policy: QueuePolicy::Queue {
                 max_wait_ms: 90_000,
             },
+            callbacks: true,
         }],
         default_queue: "support".into(),
         people: vec![PersonDef {

@@ -310,6 +310,9 @@ pub struct QueueDef {
     pub id: String,
     /// What happens when no agent is free.
     pub policy: QueuePolicy,
+    /// Its lost callers (hung up while waiting, or called when nobody was staffed) become
+    /// call-back tasks.
+    pub callbacks: bool,
 }
 
 /// What a queue does when no agent is free (as [`NoAgentPolicy`], in a storable shape).
@@ -499,6 +502,7 @@ impl Account {
                 .map(|q| QueueDef {
                     id: q.id.0.clone(),
                     policy: q.policy.into(),
+                    callbacks: calls.callback_queues.contains(&q.id),
                 })
                 .collect(),
             default_queue: calls.default_queue.0.clone(),

@@ -83,6 +83,8 @@ pub struct Roster {
     pub hold_audio: HashMap<String, crate::media::HoldAudio>,
     /// Each account's allowed origins, by slug.
     pub origins: HashMap<String, Vec<String>>,
+    /// The queues whose lost callers become call-back tasks.
+    pub callback_queues: std::collections::HashSet<QueueId>,
 }
 
 impl Roster {
@@ -100,12 +102,17 @@ impl Roster {
         for a in accounts {
             let slug = a.slug.as_str();
             let q = |id: &str| QueueId(qualify(slug, id));
+            roster.queues.extend(
+                a.queues
+                    .iter()
+                    .map(|QueueDef { id, policy, .. }| QueueConfig {
+                        id: q(id),
+                        policy: (*policy).into(),
+                    }),
+            );
             roster
-                .queues
-                .extend(a.queues.iter().map(|QueueDef { id, policy }| QueueConfig {
-                    id: q(id),
-                    policy: (*policy).into(),
-                }));
+                .callback_queues
+                .extend(a.queues.iter().filter(|d| d.callbacks).map(|d| q(&d.id)));
             for n in &a.numbers {
                 let queue = q(n.queue.as_deref().unwrap_or(&a.default_queue));
                 roster.numbers.insert(n.phone_number_id.clone(), queue);

@@ -26,10 +26,12 @@ pub(crate) fn account(slug: &str, numbers: &[&str]) -> Account {
                 policy: QueuePolicy::Queue {
                     max_wait_ms: 120_000,
                 },
+                callbacks: true,
             },
             QueueDef {
                 id: "sales".into(),
                 policy: QueuePolicy::Decline,
+                callbacks: false,
             },
         ],
         default_queue: "support".into(),

@@ -143,6 +143,7 @@ pub(super) fn reconfigure(roster: &Roster) -> Reconfigure {
             })
             .collect(),
         hold_audio: roster.hold_audio.clone(),
+        callback_queues: roster.callback_queues.clone(),
     }
 }
 

@@ -468,6 +468,8 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         service_level_target: config.calls.service_level_target,
         account_times: roster.times.clone(),
         account_hold: roster.hold_audio.clone(),
+        callback_no_answer: config.calls.callback_no_answer,
+        callback_queues: roster.callback_queues.clone(),
     };
     // Every business number's client, each with its own account's access token.
     let graph_clients = std::sync::Arc::new(crate::calls::GraphClients::new(

@@ -89,6 +89,10 @@ pub enum Stage {
     Accepted,
     /// The WhatsApp leg's ICE and DTLS completed.
     MediaConnected,
+    /// A call-back: switchboard's `connect` went out; the customer's phone has not rung yet.
+    Calling,
+    /// A call-back rings on the customer's phone (Meta's `RINGING`).
+    CalleeRinging,
     /// Over.
     Ended,
 }
@@ -111,6 +115,8 @@ impl Stage {
             Stage::AgentLost => "agent_lost",
             Stage::Accepted => "accepted",
             Stage::MediaConnected => "media_connected",
+            Stage::Calling => "calling",
+            Stage::CalleeRinging => "callee_ringing",
             Stage::Ended => "ended",
         }
     }
@@ -192,8 +198,12 @@ pub enum Refusal {
     OwnCall,
     /// The PeerConnection is not up (or has too few streams).
     NoAudio,
-    /// A presence change while ringing or on a call.
+    /// A presence change while ringing or on a call; a call-back while busy.
     Busy,
+    /// A call-back's number is not a WhatsApp number (6–15 digits).
+    BadNumber,
+    /// No such call-back task, or not offered to this agent.
+    NoSuchTask,
 }
 
 impl Refusal {
@@ -210,6 +220,8 @@ impl Refusal {
             Refusal::OwnCall => "own_call",
             Refusal::NoAudio => "no_audio",
             Refusal::Busy => "busy",
+            Refusal::BadNumber => "bad_number",
+            Refusal::NoSuchTask => "no_such_task",
         }
     }
 }
@@ -317,6 +329,282 @@ pub enum Command {
     StopMonitor,
     /// The agent is done with wrap-up before its time is up.
     EndWrapUp,
+    /// Call a customer back (a business-initiated call, issue 25).
+    CallBack {
+        /// The customer's WhatsApp number, digits only (see [`normalize_number`]).
+        to: String,
+        /// The call-back task it answers, when one was offered.
+        task: Option<String>,
+    },
+    /// Stop the agent's call-back before the customer answered.
+    CancelCallBack,
+    /// Pass an offered call-back task on to someone else.
+    SkipTask {
+        /// The task.
+        task: String,
+    },
+}
+
+/// `raw` as a WhatsApp number: digits only, with `+`, spaces, dashes, dots and parentheses
+/// ignored; `None` unless 6–15 digits remain (E.164's longest is 15).
+pub fn normalize_number(raw: &str) -> Option<String> {
+    let mut digits = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            '+' | ' ' | '-' | '.' | '(' | ')' => {}
+            _ => return None,
+        }
+    }
+    (6..=15).contains(&digits.len()).then_some(digits)
+}
+
+/// A call-back's step as the agent who placed it sees it (docs/protocol.md, "Call-backs").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallBackStatus {
+    /// `connect` is on its way or taken; the customer's phone has not rung yet.
+    Calling,
+    /// Ringing on the customer's phone.
+    Ringing,
+    /// The customer answered.
+    Connected,
+    /// The customer declined.
+    Declined,
+    /// Nobody answered in time.
+    NoAnswer,
+    /// The agent stopped it.
+    Cancelled,
+    /// It could not be placed (permission, Meta's limits, media).
+    Failed,
+}
+
+impl CallBackStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallBackStatus::Calling => "calling",
+            CallBackStatus::Ringing => "ringing",
+            CallBackStatus::Connected => "connected",
+            CallBackStatus::Declined => "declined",
+            CallBackStatus::NoAnswer => "no_answer",
+            CallBackStatus::Cancelled => "cancelled",
+            CallBackStatus::Failed => "failed",
+        }
+    }
+
+    /// What the agent reads.
+    pub fn sentence(self) -> &'static str {
+        match self {
+            CallBackStatus::Calling => "Calling…",
+            CallBackStatus::Ringing => "Ringing on their phone",
+            CallBackStatus::Connected => "Connected",
+            CallBackStatus::Declined => "Declined",
+            CallBackStatus::NoAnswer => "No answer",
+            CallBackStatus::Cancelled => "Cancelled",
+            CallBackStatus::Failed => "The call could not be placed.",
+        }
+    }
+}
+
+/// Why a call-back was not placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialRefusal {
+    /// Meta's `call_permissions` says the customer has not allowed calls; `can_ask`: a
+    /// permission request may be sent now.
+    NoPermission {
+        /// A permission request may be sent now.
+        can_ask: bool,
+    },
+    /// `call_permissions` says the calls allowed to this customer are used up, until then
+    /// (unix seconds) when Meta said.
+    Limit {
+        /// When it frees up.
+        until: Option<i64>,
+    },
+    /// Graph refused `connect` (or the permission check) with this code, or failed.
+    Meta {
+        /// Meta's error code.
+        code: Option<i64>,
+        /// What Meta said (`error_data.details` when given).
+        message: String,
+    },
+    /// The media engine could not make the offer.
+    Media(String),
+}
+
+/// Meta's call-back refusals in the words an agent reads (reference §7.2). Codes not listed
+/// keep Meta's own message.
+pub fn meta_sentence(code: i64) -> Option<&'static str> {
+    Some(match code {
+        138006 => "This customer has not given permission to be called. Ask for permission first.",
+        138009 => "Permission has been asked of this customer as often as WhatsApp allows; try again after the limit resets.",
+        138012 => "This customer has been called as often as WhatsApp allows for now; try again later.",
+        138013 => "WhatsApp does not allow business calls to this customer's number.",
+        138017 => "This customer has already given permanent permission to be called.",
+        138001 => "This number cannot be called on WhatsApp.",
+        138003 => "A call with this customer is already in progress.",
+        138002 | 138005 => "WhatsApp is limiting calls from this business number right now; try again in a moment.",
+        138000 | 131055 | 138018 => "Calling is not enabled on this business number.",
+        138014 => "WhatsApp has paused calling on this business number for low call quality.",
+        _ => return None,
+    })
+}
+
+impl DialRefusal {
+    /// The sentence the agent reads.
+    pub fn sentence(&self) -> String {
+        match self {
+            DialRefusal::NoPermission { can_ask: true } => {
+                "This customer has not given permission to be called. Ask for permission first."
+                    .into()
+            }
+            DialRefusal::NoPermission { can_ask: false } => {
+                "This customer has not given permission to be called, and WhatsApp allows no \
+                 permission request to them right now."
+                    .into()
+            }
+            DialRefusal::Limit { .. } => {
+                "This customer has been called as often as WhatsApp allows for now; try again later."
+                    .into()
+            }
+            DialRefusal::Meta {
+                code: Some(c),
+                message,
+            } => match meta_sentence(*c) {
+                Some(s) if *c == 138012 && !message.is_empty() => format!("{s} ({message})"),
+                Some(s) => s.into(),
+                None => format!("WhatsApp refused the call: {message} (code {c})."),
+            },
+            DialRefusal::Meta {
+                code: None,
+                message,
+            } => format!("WhatsApp could not be reached to place the call: {message}"),
+            DialRefusal::Media(_) => {
+                "switchboard could not set up the audio for this call; try again.".into()
+            }
+        }
+    }
+
+    /// Meta's code, for the record and the agent.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            DialRefusal::NoPermission { .. } => Some(138006),
+            DialRefusal::Limit { .. } => Some(138012),
+            DialRefusal::Meta { code, .. } => *code,
+            DialRefusal::Media(_) => None,
+        }
+    }
+
+    /// Whether a permission request may help.
+    pub fn can_ask(&self) -> bool {
+        match self {
+            DialRefusal::NoPermission { can_ask } => *can_ask,
+            DialRefusal::Meta { code, .. } => *code == Some(138006),
+            _ => false,
+        }
+    }
+}
+
+/// A placed call-back: Meta's call id (from Graph `connect`) and its WhatsApp leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// Meta's call id.
+    pub call: WaCallId,
+    /// The leg whose offer went in `connect`.
+    pub wa: WaLeg,
+}
+
+/// A call-back that was not placed, and the id its record is kept under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialFailure {
+    /// switchboard's own id for the attempt's record (there is no Meta call id).
+    pub attempt: WaCallId,
+    /// Why.
+    pub refusal: DialRefusal,
+}
+
+/// Meta's statuses of a business-initiated call (reference §3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalleeStatus {
+    /// The customer's phone rings.
+    Ringing,
+    /// The customer answered (may arrive after media flows; for the audit).
+    Accepted,
+    /// The customer declined.
+    Rejected,
+}
+
+/// Why a call-back task exists (docs/protocol.md, `task`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskReason {
+    /// The customer hung up while waiting in the queue.
+    Abandoned,
+    /// The customer called when nobody was staffed.
+    Unstaffed,
+    /// Scheduled through the API.
+    Scheduled,
+}
+
+impl TaskReason {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskReason::Abandoned => "abandoned",
+            TaskReason::Unstaffed => "unstaffed",
+            TaskReason::Scheduled => "scheduled",
+        }
+    }
+}
+
+/// A customer to call back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Its id.
+    pub id: String,
+    /// The customer's number, digits.
+    pub to: String,
+    /// Their name, when known.
+    pub name: Option<String>,
+    /// The queue whose agents take it.
+    pub queue: QueueId,
+    /// Why.
+    pub reason: TaskReason,
+    /// What the scheduler wrote.
+    pub note: Option<String>,
+    /// Not offered before then (unix ms); `None`: now.
+    pub due_at: Option<i64>,
+    /// For this person only, when the scheduler named one.
+    pub agent: Option<AgentId>,
+    /// The call it came from.
+    pub from_call: Option<WaCallId>,
+}
+
+/// Why a task offer was withdrawn from an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskStop {
+    /// The agent is calling the customer.
+    Taken,
+    /// The agent skipped it.
+    Skipped,
+    /// Cancelled (the API, or permission cannot be had).
+    Cancelled,
+    /// The customer called in again.
+    CalledIn,
+    /// A call rings at the agent.
+    Call,
+}
+
+impl TaskStop {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStop::Taken => "taken",
+            TaskStop::Skipped => "skipped",
+            TaskStop::Cancelled => "cancelled",
+            TaskStop::CalledIn => "called_in",
+            TaskStop::Call => "call",
+        }
+    }
 }
 
 /// A role, as far as the call machines care.
@@ -478,6 +766,49 @@ pub enum Input {
     Reconfigure(Box<Reconfigure>),
     /// switchboard is stopping: end every call cleanly at Meta.
     Shutdown,
+    /// A call-back's `connect` went out (or did not): the result of [`Action::Dial`].
+    Dialed {
+        /// The dial.
+        dial: u64,
+        /// Meta's call id and the leg, or why not.
+        result: Result<Placed, DialFailure>,
+    },
+    /// Meta's status of a business-initiated call (`statuses[]` on field `calls`).
+    CalleeStatus {
+        /// The call.
+        call: WaCallId,
+        /// Which.
+        status: CalleeStatus,
+    },
+    /// The customer picked up a call-back: Meta's `connect` webhook with its answer.
+    CalleeAnswered {
+        /// The call.
+        call: WaCallId,
+        /// Meta's answer.
+        sdp: String,
+        /// When switchboard received the webhook.
+        received_at: Instant,
+    },
+    /// The engine applied (or refused) the customer's answer: the result of
+    /// [`Action::ApplyAnswer`].
+    AnswerApplied {
+        /// The call.
+        call: WaCallId,
+        /// How it went.
+        result: Result<(), LegFailure>,
+    },
+    /// A call-back task to offer (the API).
+    TaskAdded {
+        /// The task.
+        task: Box<Task>,
+        /// Not offered before then (its `due_at` on this clock).
+        due: Option<Instant>,
+    },
+    /// A call-back task is withdrawn (the API).
+    TaskCancelled {
+        /// The task.
+        task: String,
+    },
 }
 
 /// The call centre's settings that accounts decide ([`Input::Reconfigure`]), with qualified
@@ -496,6 +827,8 @@ pub struct Reconfigure {
     pub agent_queues: std::collections::HashMap<AgentId, Vec<QueueId>>,
     /// The accounts' own hold audio, by slug (an account without stays on the deployment's).
     pub hold_audio: std::collections::HashMap<String, crate::media::HoldAudio>,
+    /// The queues whose lost callers become call-back tasks.
+    pub callback_queues: std::collections::HashSet<QueueId>,
 }
 
 // Why a call ended and who ended it: the records' own types, so a call's end is written as the
@@ -535,6 +868,17 @@ pub struct Ended {
     pub meta_errors: Vec<i64>,
     /// The last statistics of each leg that took part.
     pub legs: Vec<(LegOf, LegStats)>,
+    /// A call-back: the agent who placed it and the task it came from.
+    pub dialled: Option<Dialled>,
+}
+
+/// Who placed a call-back, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dialled {
+    /// The agent.
+    pub by: AgentId,
+    /// The call-back task it answered.
+    pub task: Option<String>,
 }
 
 /// What an agent's session is told.
@@ -613,6 +957,30 @@ pub enum Notice {
         call: WaCallId,
         /// Whispering now.
         on: bool,
+    },
+    /// A step of the agent's call-back.
+    CallBack {
+        /// The customer's number.
+        to: String,
+        /// Meta's call id, once `connect` gave one.
+        call: Option<WaCallId>,
+        /// The step.
+        status: CallBackStatus,
+        /// Meta's error code, when it refused.
+        code: Option<i64>,
+        /// What the agent reads.
+        message: String,
+        /// A permission request may be sent now.
+        can_ask_permission: bool,
+    },
+    /// A call-back task is offered to the agent.
+    Task(Box<Task>),
+    /// A task offer is withdrawn.
+    TaskStopped {
+        /// The task.
+        task: String,
+        /// Why.
+        reason: TaskStop,
     },
     /// A command was refused.
     Refused {
@@ -700,6 +1068,27 @@ pub enum Action {
     Event(Box<HostEvent>),
     /// Something for the metrics (never a decision: the driver only records it).
     Metric(Metric),
+    /// Place a call-back: check Meta's permission, make the WhatsApp leg's offer, send Graph
+    /// `connect` (result: [`Input::Dialed`]).
+    Dial {
+        /// The dial, as [`Input::Dialed`] names it.
+        dial: u64,
+        /// Who dials.
+        agent: AgentId,
+        /// The customer's number.
+        to: String,
+        /// The business number to call from (`None`: the main one).
+        business_number: Option<String>,
+    },
+    /// Apply the customer's answer to a call-back's leg (result: [`Input::AnswerApplied`]).
+    ApplyAnswer {
+        /// The call.
+        call: WaCallId,
+        /// Its WhatsApp leg.
+        leg: LegId,
+        /// Meta's answer.
+        sdp: String,
+    },
 }
 
 /// What happened, as an account's backend hears of it (`docs/embedding.md`, "Receiving
@@ -764,6 +1153,11 @@ pub enum SetupStep {
     AcceptToFirstPacket,
     /// The agent answered → the caller's first packet written to the agent's leg.
     AnswerToFirstCallerPacket,
+    /// A call-back's answer webhook received → the first packet to the customer.
+    CalleeAnswerToFirstPacket,
+    /// An agent pressed Call back → Graph `connect` sent (Meta's permission checked, the
+    /// offer made).
+    CallBackToConnect,
 }
 
 /// Why a call was rejected at Meta before it was ever answered.
@@ -839,6 +1233,14 @@ pub enum Metric {
     RingNoAnswer {
         /// The call's queue.
         queue: QueueId,
+    },
+    /// A call-back's fate: `placed`, `connected`, `declined`, `no_answer`, `cancelled`, or
+    /// `refused` with Meta's code.
+    CallBack {
+        /// What happened.
+        outcome: &'static str,
+        /// Meta's code, when refused.
+        code: Option<i64>,
     },
     /// One set-up step took this long.
     Setup {

@@ -138,6 +138,14 @@ impl MediaPort for FakeMedia {
         self.log.push(Did::Post(op));
         Ok(done(Ok(())))
     }
+
+    fn offer_whatsapp(&self) -> Pending<Result<Answer, MediaError>> {
+        done(Ok(self.answer(1)))
+    }
+
+    fn whatsapp_answered(&self, _: LegId, _: String) -> Pending<Result<(), MediaError>> {
+        done(Ok(()))
+    }
 }
 
 pub(crate) struct FakeGraph {
@@ -173,6 +181,23 @@ impl GraphPort for FakeGraph {
             log.push(Did::Graph(call, action));
             Ok(())
         })
+    }
+
+    fn may_call(
+        &self,
+        _: Option<&str>,
+        _: String,
+    ) -> Pending<Result<(), crate::calls::DialRefusal>> {
+        done(Ok(()))
+    }
+
+    fn connect(
+        &self,
+        _: Option<&str>,
+        to: String,
+        _: String,
+    ) -> Pending<Result<WaCallId, GraphFailure>> {
+        done(Ok(WaCallId(format!("wacid.to-{to}"))))
     }
 }
 

@@ -30,13 +30,15 @@ pub use dispatch::{AdoptAnswer, AdoptError, AdoptRequest, HandOver, ADOPT_PATH};
 pub use ports::{GraphClients, GraphPort, MediaPort, Pending, RecordsPort};
 
 pub use event::{
-    Action, AgentLeg, CallStep, Command, Ended, EndedBy, GraphAction, GraphFailure, HostEvent,
-    Input, LegFailure, LegOf, Metric, Notice, Outcome, Reconfigure, Refusal, RejectReason,
-    RingStop, Role, SetupStep, Stage, TransferTarget, WaLeg,
+    meta_sentence, normalize_number, Action, AgentLeg, CallBackStatus, CallStep, CalleeStatus,
+    Command, DialFailure, DialRefusal, Dialled, Ended, EndedBy, GraphAction, GraphFailure,
+    HostEvent, Input, LegFailure, LegOf, Metric, Notice, Outcome, Placed, Reconfigure, Refusal,
+    RejectReason, RingStop, Role, SetupStep, Stage, Task, TaskReason, TaskStop, TransferTarget,
+    WaLeg,
 };
 pub use machine::{
     CallView, Centre, CentreConfig, CentreCounters, HandedCall, Phase, ServiceLevel,
-    DEFAULT_MAX_SETTING_UP,
+    DEFAULT_CALLBACK_NO_ANSWER, DEFAULT_MAX_SETTING_UP,
 };
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
 
-use super::event::{GraphAction, GraphFailure};
+use super::event::{DialRefusal, GraphAction, GraphFailure};
 use crate::events::OutboxRow;
 use crate::ids::{LegId, StreamId, WaCallId};
 use crate::media::{Answer, EngineHandle, LegOp, MediaError};
@@ -44,6 +44,10 @@ pub trait MediaPort: Send + Sync + 'static {
     /// Queues `op` at once, in order with the ops posted before it; its result, to await later.
     /// Fails at once only when the engine is gone or the leg's shard does not exist.
     fn post(&self, op: LegOp) -> Result<Pending<Result<(), MediaError>>, MediaError>;
+    /// A new WhatsApp leg offering to Meta (a call-back); its offer.
+    fn offer_whatsapp(&self) -> Pending<Result<Answer, MediaError>>;
+    /// Meta's answer for a call-back's leg.
+    fn whatsapp_answered(&self, leg: LegId, answer: String) -> Pending<Result<(), MediaError>>;
 }
 
 impl MediaPort for EngineHandle {
@@ -86,6 +90,16 @@ impl MediaPort for EngineHandle {
         let posted = EngineHandle::post(self, op)?;
         Ok(Box::pin(posted.result()))
     }
+
+    fn offer_whatsapp(&self) -> Pending<Result<Answer, MediaError>> {
+        let media = self.clone();
+        Box::pin(async move { media.offer_whatsapp().await })
+    }
+
+    fn whatsapp_answered(&self, leg: LegId, answer: String) -> Pending<Result<(), MediaError>> {
+        let media = self.clone();
+        Box::pin(async move { media.whatsapp_answered(leg, answer).await })
+    }
 }
 
 /// What the calls actor asks of Meta's Graph API.
@@ -102,6 +116,50 @@ pub trait GraphPort: Send + Sync + 'static {
         sdp: Option<String>,
         stop: watch::Receiver<bool>,
     ) -> Pending<Result<(), GraphFailure>>;
+    /// Whether `to` may be called now from `number` (`None`: the main number), as Meta's
+    /// `call_permissions` says (reference §4.6), or why not.
+    fn may_call(&self, number: Option<&str>, to: String) -> Pending<Result<(), DialRefusal>>;
+    /// Graph `connect` with `offer` to `to` from `number`: Meta's call id.
+    fn connect(
+        &self,
+        number: Option<&str>,
+        to: String,
+        offer: String,
+    ) -> Pending<Result<WaCallId, GraphFailure>>;
+}
+
+fn failure(e: &GraphError) -> GraphFailure {
+    GraphFailure {
+        code: e.code(),
+        message: e.details().map_or_else(|| e.to_string(), str::to_owned),
+    }
+}
+
+/// Meta's answer to `call_permissions` read as "may we call now".
+pub(crate) fn gate(p: &crate::whatsapp::model::CallPermissions) -> Result<(), DialRefusal> {
+    use crate::whatsapp::model::PermissionStatus;
+    let can = |name: &str| p.action(name).map(|a| a.can_perform_action);
+    let permitted = !matches!(p.permission.status, PermissionStatus::NoPermission);
+    match can("start_call") {
+        Some(true) => Ok(()),
+        None if permitted => Ok(()),
+        _ if !permitted => Err(DialRefusal::NoPermission {
+            can_ask: can("send_call_permission_request").unwrap_or(true),
+        }),
+        _ => {
+            // Permitted, but Meta's limits on calls are used up: when it frees up, if said.
+            let until = p.action("start_call").and_then(|a| {
+                a.limits
+                    .iter()
+                    .filter_map(crate::whatsapp::model::Lenient::valid)
+                    .filter(|l| l.current_usage >= l.max_allowed)
+                    .filter_map(|l| l.limit_expiration_time)
+                    .map(|t| i64::try_from(t.0).unwrap_or(i64::MAX))
+                    .max()
+            });
+            Err(DialRefusal::Limit { until })
+        }
+    }
 }
 
 /// The Graph API clients of the business numbers served: the main number's and the others'
@@ -146,9 +204,50 @@ impl GraphClients {
     }
 }
 
+impl GraphClients {
+    fn client(&self, number: Option<&str>) -> GraphClient {
+        let others = self.others();
+        number
+            .and_then(|n| others.get(n))
+            .unwrap_or(&self.main)
+            .clone()
+    }
+}
+
 impl GraphPort for GraphClients {
     fn serves(&self, number: &str) -> bool {
         number == self.main_number || self.others().contains_key(number)
+    }
+
+    fn may_call(&self, number: Option<&str>, to: String) -> Pending<Result<(), DialRefusal>> {
+        let graph = self.client(number);
+        Box::pin(async move {
+            match graph.call_permissions(&to).await {
+                Ok(p) => gate(&p),
+                Err(e) => {
+                    let f = failure(&e);
+                    Err(DialRefusal::Meta {
+                        code: f.code,
+                        message: f.message,
+                    })
+                }
+            }
+        })
+    }
+
+    fn connect(
+        &self,
+        number: Option<&str>,
+        to: String,
+        offer: String,
+    ) -> Pending<Result<WaCallId, GraphFailure>> {
+        let graph = self.client(number);
+        Box::pin(async move {
+            graph
+                .connect(&to, &offer, None)
+                .await
+                .map_err(|e| failure(&e))
+        })
     }
 
     fn act(
@@ -159,11 +258,7 @@ impl GraphPort for GraphClients {
         sdp: Option<String>,
         stop: watch::Receiver<bool>,
     ) -> Pending<Result<(), GraphFailure>> {
-        let others = self.others();
-        let graph = number
-            .and_then(|n| others.get(n))
-            .unwrap_or(&self.main)
-            .until(stop);
+        let graph = self.client(number).until(stop);
         Box::pin(async move {
             let sdp = sdp.unwrap_or_default();
             let result = match action {

@@ -77,6 +77,8 @@ fn config(wrap_up: Duration) -> CentreConfig {
         service_level_target: Duration::from_secs(20),
         account_times: Default::default(),
         account_hold: Default::default(),
+        callback_no_answer: Duration::from_secs(45),
+        callback_queues: Default::default(),
     }
 }
 

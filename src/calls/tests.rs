@@ -1787,6 +1787,7 @@ fn with_acme(w: &mut World, support: NoAgentPolicy) {
         times: [("acme".to_owned(), times)].into(),
         agent_queues: Default::default(),
         hold_audio: [("acme".to_owned(), acme_hold())].into(),
+        callback_queues: Default::default(),
     })));
 }
 
@@ -1923,6 +1924,7 @@ fn a_queue_switched_to_decline_declines_the_next_call() {
         times: Default::default(),
         agent_queues: [(agent("bob"), vec![QueueId::from("support")])].into(),
         hold_audio: Default::default(),
+        callback_queues: Default::default(),
     })));
     assert_eq!(rang(&acts), [("bob".to_owned(), "c2".to_owned())]);
 }
@@ -2083,3 +2085,5 @@ fn the_backend_hears_an_agents_presence_when_it_changes_only() {
     );
     assert!(states.contains(&"ringing".to_owned()), "{states:?}");
 }
+
+mod callback;

@@ -31,6 +31,8 @@ pub const WRAP_UP_SECS: f64 = 10.0;
 pub const AGENT_GRACE_SECS: f64 = 30.0;
 /// `[calls] answer_deadline`, seconds: well inside Meta's ~30–60 s accept window.
 pub const ANSWER_DEADLINE_SECS: f64 = 25.0;
+/// `[calls] callback_no_answer`, seconds: about as long as a WhatsApp phone rings.
+pub const CALLBACK_NO_ANSWER_SECS: f64 = 45.0;
 /// `[calls] service_level_target`, seconds: the usual contact-centre "80/20" target's 20.
 pub const SERVICE_LEVEL_TARGET_SECS: f64 = 20.0;
 /// `SWITCHBOARD_MEDIA_PORTS`.

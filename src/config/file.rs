@@ -76,6 +76,7 @@ pub(super) struct FileCalls {
     pub(super) grace: Option<f64>,
     pub(super) answer_deadline: Option<f64>,
     pub(super) service_level_target: Option<f64>,
+    pub(super) callback_no_answer: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +86,9 @@ pub(super) struct FileQueue {
     /// `queue` (hold audio, up to `max_wait`) or `decline` (Graph reject at once).
     pub(super) policy: Option<String>,
     pub(super) max_wait: Option<f64>,
+    /// Lost callers become call-back tasks.
+    #[serde(default)]
+    pub(super) callbacks: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -194,6 +194,8 @@ pub struct CallsConfig {
     pub queues: Vec<crate::routing::QueueConfig>,
     /// Where calls for numbers not listed in `numbers` go.
     pub default_queue: crate::ids::QueueId,
+    /// The queues whose lost callers become call-back tasks (`[[queues]] callbacks = true`).
+    pub callback_queues: std::collections::HashSet<crate::ids::QueueId>,
     /// Business phone number id → queue.
     pub numbers: std::collections::HashMap<String, crate::ids::QueueId>,
     /// An agent who does not answer in this time is skipped and set away.
@@ -204,6 +206,9 @@ pub struct CallsConfig {
     pub grace: Duration,
     /// A call not answered this long after Meta offered it is queued or declined.
     pub answer_deadline: Duration,
+    /// A call-back the customer has not answered in this time is ended ("No answer";
+    /// `[calls] callback_no_answer`).
+    pub callback_no_answer: Duration,
     /// A call answered within this of its offer counts toward the service level
     /// (`[calls] service_level_target`).
     pub service_level_target: Duration,

@@ -295,6 +295,7 @@ fn calls_config(s: &Settings, f: &FileConfig) -> Result<CallsConfig, ConfigError
     use crate::ids::QueueId;
     use crate::routing::{NoAgentPolicy, QueueConfig};
     let mut queues: Vec<QueueConfig> = vec![];
+    let mut callback_queues = std::collections::HashSet::new();
     for q in &f.queues {
         let id = q.id.trim();
         if id.is_empty() || queues.iter().any(|x| x.id.0 == id) {
@@ -322,6 +323,9 @@ fn calls_config(s: &Settings, f: &FileConfig) -> Result<CallsConfig, ConfigError
             id: QueueId(id.to_owned()),
             policy,
         });
+        if q.callbacks {
+            callback_queues.insert(QueueId(id.to_owned()));
+        }
     }
     // A queue a person serves exists even when not listed, with the default policy.
     let named = f.people.iter().flat_map(|p| p.queues.iter());
@@ -358,6 +362,7 @@ fn calls_config(s: &Settings, f: &FileConfig) -> Result<CallsConfig, ConfigError
     }
     Ok(CallsConfig {
         queues,
+        callback_queues,
         default_queue,
         numbers,
         ring_timeout: seconds(
@@ -384,6 +389,11 @@ fn calls_config(s: &Settings, f: &FileConfig) -> Result<CallsConfig, ConfigError
             "[calls] service_level_target",
             f.calls.service_level_target,
             defaults::SERVICE_LEVEL_TARGET_SECS,
+        )?,
+        callback_no_answer: seconds(
+            "[calls] callback_no_answer",
+            f.calls.callback_no_answer,
+            defaults::CALLBACK_NO_ANSWER_SECS,
         )?,
         away_reasons: away_reasons(f.calls.away_reasons.clone())?,
     })

@@ -340,8 +340,14 @@ pub fn record(m: Metric) {
                 SetupStep::AnswerToAccept => SETUP_ANSWER_TO_ACCEPT,
                 SetupStep::AcceptToFirstPacket => SETUP_ACCEPT_TO_FIRST_PACKET,
                 SetupStep::AnswerToFirstCallerPacket => SETUP_ANSWER_TO_CALLER_PACKET,
+                SetupStep::CallBackToConnect => SETUP_CALLBACK_TO_CONNECT,
+                SetupStep::CalleeAnswerToFirstPacket => SETUP_CALLEE_ANSWER_TO_PACKET,
             };
             histogram!(name).record(took.as_secs_f64());
+        }
+        Metric::CallBack { outcome, code } => {
+            let code = code.map_or("none", meta_code_label);
+            counter!(CALLBACKS, "outcome" => outcome, "code" => code).increment(1)
         }
     }
 }

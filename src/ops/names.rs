@@ -56,6 +56,14 @@ pub const SETUP_ACCEPT_TO_FIRST_PACKET: &str = "switchboard_setup_accept_to_firs
 /// The agent answered → the caller's first packet to the agent.
 pub const SETUP_ANSWER_TO_CALLER_PACKET: &str =
     "switchboard_setup_answer_to_first_caller_packet_seconds";
+/// A call-back: the agent pressed Call back → Graph `connect` sent.
+pub const SETUP_CALLBACK_TO_CONNECT: &str = "switchboard_setup_callback_to_connect_seconds";
+/// A call-back: the customer's answer webhook → the first packet to them.
+pub const SETUP_CALLEE_ANSWER_TO_PACKET: &str =
+    "switchboard_setup_callee_answer_to_first_packet_seconds";
+/// Call-backs by what became of them (`outcome`: placed, connected, declined, no_answer,
+/// cancelled, failed, refused with `code`; unknown_status: a status for a call not placed here).
+pub const CALLBACKS: &str = "switchboard_callbacks_total";
 
 /// Media legs alive.
 pub const MEDIA_LEGS: &str = "switchboard_media_legs";
@@ -277,6 +285,20 @@ pub fn describe() {
         SETUP_ANSWER_TO_CALLER_PACKET,
         Unit::Seconds,
         "The agent answered to the caller's first packet sent to the agent."
+    );
+    describe_histogram!(
+        SETUP_CALLBACK_TO_CONNECT,
+        Unit::Seconds,
+        "A call-back: Call back pressed to Graph connect sent (permission checked, offer made)."
+    );
+    describe_histogram!(
+        SETUP_CALLEE_ANSWER_TO_PACKET,
+        Unit::Seconds,
+        "A call-back: the customer's answer webhook to the first packet sent to them."
+    );
+    describe_counter!(
+        CALLBACKS,
+        "Call-backs by outcome (placed, connected, declined, no_answer, cancelled, failed, refused by Meta's code)."
     );
     describe_gauge!(MEDIA_LEGS, "Media legs alive.");
     describe_counter!(

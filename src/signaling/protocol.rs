@@ -99,6 +99,21 @@ pub enum ClientMsg {
     WrapUpDone {},
     /// Keep-alive; answered with `pong`.
     Ping {},
+    /// Call a customer back (docs/protocol.md, "Call-backs").
+    CallBack {
+        /// Their WhatsApp number; `+`, spaces, dashes, dots and parentheses are ignored.
+        to: String,
+        /// The call-back task it answers.
+        #[serde(default)]
+        task_id: Option<String>,
+    },
+    /// Stop a call-back the customer has not answered.
+    CancelCallBack {},
+    /// Pass an offered call-back task on.
+    SkipTask {
+        /// The task.
+        task_id: String,
+    },
 }
 
 /// An agent's state, as sent.
@@ -297,6 +312,45 @@ pub enum ServerMsg {
     },
     /// Answer to `ping`.
     Pong,
+    /// A step of the agent's call-back.
+    CallBack {
+        /// The customer's number, digits.
+        to: String,
+        /// Meta's call id, once known.
+        call_id: Option<String>,
+        /// `calling`, `ringing`, `connected`, `declined`, `no_answer`, `cancelled`, `failed`.
+        status: String,
+        /// What the agent reads.
+        message: String,
+        /// Meta's error code, when Meta refused.
+        code: Option<i64>,
+        /// A permission request may be sent now.
+        can_ask_permission: bool,
+    },
+    /// A call-back task offered to the agent.
+    Task {
+        /// Its id.
+        task_id: String,
+        /// The customer's number, digits.
+        to: String,
+        /// Their name.
+        name: Option<String>,
+        /// The queue it came from.
+        queue: String,
+        /// `abandoned`, `unstaffed` or `scheduled`.
+        reason: String,
+        /// The scheduler's note.
+        note: Option<String>,
+        /// When it was due, unix ms.
+        due_at: Option<i64>,
+    },
+    /// A task offer is withdrawn.
+    TaskStopped {
+        /// The task.
+        task_id: String,
+        /// `taken`, `skipped`, `cancelled`, `called_in` or `call`.
+        reason: String,
+    },
 }
 
 #[cfg(test)]

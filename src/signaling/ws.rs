@@ -377,6 +377,9 @@ async fn handle_text(st: &WsState, agent: &AgentId, text: &str) -> Option<Server
         },
         ClientMsg::StopMonitor {} => Command::StopMonitor,
         ClientMsg::WrapUpDone {} => Command::EndWrapUp,
+        ClientMsg::CallBack { to, task_id } => Command::CallBack { to, task: task_id },
+        ClientMsg::CancelCallBack {} => Command::CancelCallBack,
+        ClientMsg::SkipTask { task_id } => Command::SkipTask { task: task_id },
     };
     debug!(?command, "command");
     if st.calls.command(agent.clone(), command).await.is_err() {
@@ -473,6 +476,34 @@ fn notice_msg(n: Notice) -> ServerMsg {
             on,
         },
         Notice::Refused { code, message } => error(code.code(), &message),
+        Notice::CallBack {
+            to,
+            call,
+            status,
+            code,
+            message,
+            can_ask_permission,
+        } => ServerMsg::CallBack {
+            to,
+            call_id: call.map(|c| c.0),
+            status: status.as_str().into(),
+            message,
+            code,
+            can_ask_permission,
+        },
+        Notice::Task(t) => ServerMsg::Task {
+            task_id: t.id,
+            to: t.to,
+            name: t.name,
+            queue: t.queue.0,
+            reason: t.reason.as_str().into(),
+            note: t.note,
+            due_at: t.due_at,
+        },
+        Notice::TaskStopped { task, reason } => ServerMsg::TaskStopped {
+            task_id: task,
+            reason: reason.as_str().into(),
+        },
     }
 }
 

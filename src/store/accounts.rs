@@ -144,6 +144,33 @@ pub(super) const POSTGRES_SCHEMA: &str = "CREATE TABLE accounts (
     );";
 
 /// A stored column of `account` read back; an unreadable one is [`StoreError::Corrupt`].
+/// A queue's `policy` column: its policy and, in the same JSON object, whether its lost callers
+/// become call-back tasks (absent in rows written before call-backs: `false`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredQueue {
+    #[serde(flatten)]
+    policy: QueuePolicy,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    callbacks: bool,
+}
+
+impl StoredQueue {
+    fn of(q: &QueueDef) -> StoredQueue {
+        StoredQueue {
+            policy: q.policy,
+            callbacks: q.callbacks,
+        }
+    }
+
+    fn def(self, id: String) -> QueueDef {
+        QueueDef {
+            id,
+            policy: self.policy,
+            callbacks: self.callbacks,
+        }
+    }
+}
+
 fn read<T, E: std::fmt::Display>(
     account: &str,
     column: &'static str,
@@ -325,9 +352,9 @@ impl AccountStore for SqliteStore {
             })?;
             for row in rows {
                 let (slug, id, policy) = row?;
-                let policy: QueuePolicy = from_json(&slug, "policy", &policy)?;
+                let q: StoredQueue = from_json(&slug, "policy", &policy)?;
                 if let Some(a) = attach(&mut accounts, &slug) {
-                    a.queues.push(QueueDef { id, policy });
+                    a.queues.push(q.def(id));
                 }
             }
         }
@@ -600,7 +627,7 @@ fn insert_parts_sqlite(
     for (i, q) in account.queues.iter().enumerate() {
         tx.execute(
             "INSERT INTO account_queues (account, id, position, policy) VALUES (?1, ?2, ?3, ?4)",
-            rusqlite::params![slug, q.id, i as i64, to_json(&q.policy)],
+            rusqlite::params![slug, q.id, i as i64, to_json(&StoredQueue::of(q))],
         )?;
     }
     for (i, n) in account.numbers.iter().enumerate() {
@@ -704,12 +731,9 @@ impl AccountStore for PostgresStore {
             &[],
         )? {
             let slug: String = r.get(0);
-            let policy: QueuePolicy = from_json(&slug, "policy", r.get(2))?;
+            let q: StoredQueue = from_json(&slug, "policy", r.get(2))?;
             if let Some(a) = attach(&mut accounts, &slug) {
-                a.queues.push(QueueDef {
-                    id: r.get(1),
-                    policy,
-                });
+                a.queues.push(q.def(r.get(1)));
             }
         }
         for r in tx.query(
@@ -924,7 +948,7 @@ fn insert_parts_postgres(
     for (i, q) in account.queues.iter().enumerate() {
         tx.execute(
             "INSERT INTO account_queues (account, id, position, policy) VALUES ($1, $2, $3, $4)",
-            &[&slug, &q.id, &(i as i32), &to_json(&q.policy)],
+            &[&slug, &q.id, &(i as i32), &to_json(&StoredQueue::of(q))],
         )?;
     }
     for (i, n) in account.numbers.iter().enumerate() {

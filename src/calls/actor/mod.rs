@@ -24,8 +24,9 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::dispatch::{AdoptError, AdoptRequest, HandOver};
 use super::event::{
-    Action, AgentLeg, CallStep, Command, Ended, GraphAction, HostEvent, Input, LegFailure, LegOf,
-    Notice, Role, TransferTarget, WaLeg,
+    Action, AgentLeg, CallStep, CalleeStatus, Command, DialFailure, DialRefusal, Ended,
+    GraphAction, HostEvent, Input, LegFailure, LegOf, Notice, Placed, Role, SetupStep,
+    TransferTarget, WaLeg,
 };
 use super::machine::{CallView, Centre, CentreConfig};
 use super::ports::{GraphPort, MediaPort, Pending, RecordsPort};
@@ -439,6 +440,12 @@ struct Actor {
 
 enum Done {
     Input(Input),
+    /// A call-back's dial finished; `number`: the business number it was placed from, when not
+    /// the main one.
+    Dialed {
+        number: Option<String>,
+        input: Input,
+    },
     /// A Graph action of `call` finished: its line may send the next.
     Graph {
         call: WaCallId,
@@ -503,6 +510,14 @@ impl Actor {
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     match done {
                         Ok(Done::Input(input)) => self.feed(now(), input),
+                        Ok(Done::Dialed { number, input }) => {
+                            // The call's later Graph actions go through the number it was
+                            // placed from.
+                            if let (Some(n), Input::Dialed { result: Ok(p), .. }) = (&number, &input) {
+                                self.numbers.insert(p.call.clone(), n.clone());
+                            }
+                            self.feed(now(), input);
+                        }
                         Ok(Done::Graph { call, input }) => self.graph_done(call, input),
                         Ok(Done::Offer { agent, result, reply }) => match result {
                             Ok((leg, sdp)) => {
@@ -779,8 +794,37 @@ impl Actor {
                     errors: errors.iter().map(|e| e.code).collect(),
                 },
             ),
-            other => {
-                debug!(event = ?other.dedup_key(), "webhook event not handled by the call centre")
+            WaEvent::CallAnswered {
+                call_id,
+                answer_sdp,
+            } => self.feed(
+                now,
+                Input::CalleeAnswered {
+                    call: call_id,
+                    sdp: answer_sdp,
+                    received_at: now,
+                },
+            ),
+            WaEvent::CallStatusChanged {
+                call_id, status, ..
+            } => {
+                use crate::whatsapp::model::CallStatusKind as K;
+                let status = match status {
+                    K::Ringing => CalleeStatus::Ringing,
+                    K::Accepted => CalleeStatus::Accepted,
+                    K::Rejected => CalleeStatus::Rejected,
+                    K::Other(s) => {
+                        debug!(%call_id, status = %s, "call status not known; ignored");
+                        return;
+                    }
+                };
+                self.feed(
+                    now,
+                    Input::CalleeStatus {
+                        call: call_id,
+                        status,
+                    },
+                );
             }
         }
     }
@@ -912,6 +956,22 @@ impl Actor {
                         .write(Write::Finish(Box::new(record), std::mem::take(&mut events)));
                 }
                 Action::Event(e) => self.event(&e, &mut events),
+                Action::Dial {
+                    dial,
+                    agent,
+                    to,
+                    business_number,
+                } => self.dial(dial, agent, to, business_number),
+                Action::ApplyAnswer { call, leg, sdp } => {
+                    let media = self.deps.media.clone();
+                    self.tasks.spawn(async move {
+                        let result = media
+                            .whatsapp_answered(leg, sdp)
+                            .await
+                            .map_err(|e| LegFailure::from(&e));
+                        Done::Input(Input::AnswerApplied { call, result })
+                    });
+                }
             }
         }
         if !events.is_empty() {
@@ -930,6 +990,69 @@ impl Actor {
                 Done::MediaFailed(failed)
             });
         }
+    }
+
+    /// Places a call-back: Meta's permission first (no offer is made for a call Meta would
+    /// refuse), then the leg's offer, then Graph `connect`; the result comes back as
+    /// [`Input::Dialed`].
+    fn dial(&mut self, dial: u64, agent: AgentId, to: String, number: Option<String>) {
+        let (media, graph) = (self.deps.media.clone(), self.deps.graph.clone());
+        let number = number.filter(|n| *n != self.deps.phone_number_id);
+        let pressed = now();
+        let span = tracing::info_span!("call_back", %agent, dial);
+        self.tasks.spawn(
+            async move {
+                let failed = |refusal| {
+                    Err(DialFailure {
+                        attempt: WaCallId(format!("sb.callback.{:032x}", rand::random::<u128>())),
+                        refusal,
+                    })
+                };
+                let result = match graph.may_call(number.as_deref(), to.clone()).await {
+                    Err(refusal) => failed(refusal),
+                    Ok(()) => match media.offer_whatsapp().await {
+                        Err(e) => failed(DialRefusal::Media(e.to_string())),
+                        Ok(offer) => match offer.streams.first().copied() {
+                            None => {
+                                let _ = media.close(offer.leg).await;
+                                failed(DialRefusal::Media("the offer has no stream".into()))
+                            }
+                            Some(stream) => {
+                                crate::ops::record(super::Metric::Setup {
+                                    step: SetupStep::CallBackToConnect,
+                                    took: now().saturating_duration_since(pressed),
+                                });
+                                let sent = graph
+                                    .connect(number.as_deref(), to, offer.sdp.clone())
+                                    .await;
+                                match sent {
+                                    Ok(call) => Ok(Placed {
+                                        call,
+                                        wa: WaLeg {
+                                            leg: offer.leg,
+                                            stream,
+                                            sdp: offer.sdp,
+                                        },
+                                    }),
+                                    Err(f) => {
+                                        let _ = media.close(offer.leg).await;
+                                        failed(DialRefusal::Meta {
+                                            code: f.code,
+                                            message: f.message,
+                                        })
+                                    }
+                                }
+                            }
+                        },
+                    },
+                };
+                Done::Dialed {
+                    number,
+                    input: Input::Dialed { dial, result },
+                }
+            }
+            .instrument(span),
+        );
     }
 
     /// Feeds the machine one input. A panic inside it is caught: logged with the call the input

@@ -76,6 +76,8 @@ impl<R: Routing> Centre<R> {
         s.online = false;
         s.connected = false;
         let leg = s.leg.take();
+        // Nobody is left to talk to the customer being called.
+        self.stop_dialing(now, &agent);
         if let Some(l) = &leg {
             self.agent_legs.remove(&l.leg);
             self.actions.push_back(Action::CloseLeg { leg: l.leg });
@@ -209,6 +211,10 @@ impl<R: Routing> Centre<R> {
                     );
                     return;
                 }
+                if matches!(self.calls[&call].phase, Phase::Calling { .. }) {
+                    self.cancel_call_back(now, agent);
+                    return;
+                }
                 self.hang_up(now, &call, EndedBy::Agent, "agent hung up");
             }
             Command::Mute { call, on } => self.mute_or_hold(now, agent, call, Some(on), None),
@@ -228,6 +234,9 @@ impl<R: Routing> Centre<R> {
                     self.actions.push_back(Action::FloorChanged);
                 }
             }
+            Command::CallBack { to, task } => self.call_back(now, agent, to, task),
+            Command::CancelCallBack => self.cancel_call_back(now, agent),
+            Command::SkipTask { task } => self.skip_task(agent, task),
             Command::StopMonitor => {
                 self.stop_monitoring(&agent);
                 self.notify(

@@ -122,6 +122,9 @@ impl<R: Routing> Centre<R> {
                     },
                 );
                 self.notify_presence(&agent);
+                if outcome == Outcome::Abandoned {
+                    self.task_for_lost_caller(&call, TaskReason::Abandoned);
+                }
             }
             Phase::Connecting { agent } | Phase::Talking { agent, .. } => {
                 if let Some(s) = self
@@ -157,6 +160,14 @@ impl<R: Routing> Centre<R> {
             Phase::AgentLost { agent, .. } => {
                 // Gone agent: straight back to their previous state if they return.
                 self.routing.wrap_up(now, &agent, id, now);
+            }
+            Phase::Calling { agent, .. } => {
+                self.call_back_ended(now, &call, &agent, outcome, by, &reason);
+            }
+            Phase::Queued { .. } | Phase::PreAccepting | Phase::Answering
+                if matches!(outcome, Outcome::Abandoned | Outcome::TimedOut) =>
+            {
+                self.task_for_lost_caller(&call, TaskReason::Abandoned);
             }
             _ => {}
         }

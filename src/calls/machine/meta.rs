@@ -100,7 +100,14 @@ impl<R: Routing> Centre<R> {
         } else {
             None
         };
+        // They called in: whatever call-back waits for them is done with.
+        if let Some(from) = call.from.as_deref().and_then(normalize_number) {
+            self.drop_tasks_of(&queue, &from, TaskStop::CalledIn);
+        }
         if let Some((why, reason)) = refusal {
+            if why == RejectReason::Unstaffed {
+                self.task_for_lost_caller(&call, TaskReason::Unstaffed);
+            }
             self.counters.declined_at_once += 1;
             self.actions.push_back(Action::Metric(Metric::Rejected {
                 queue: queue.clone(),
@@ -328,6 +335,7 @@ impl<R: Routing> Centre<R> {
                 call.transitions.push((Stage::MediaConnected, now, None));
             }
             self.maybe_accept(now, &id);
+            self.start_sending(&id);
             return;
         }
         let Some(agent) = self.agent_legs.get(&leg).cloned() else {
@@ -445,6 +453,12 @@ impl<R: Routing> Centre<R> {
                 took: now.saturating_duration_since(t),
             }));
         }
+        if let Some(t) = call.answer_waits_packet.take() {
+            self.actions.push_back(Action::Metric(Metric::Setup {
+                step: SetupStep::CalleeAnswerToFirstPacket,
+                took: now.saturating_duration_since(t),
+            }));
+        }
     }
 
     /// The caller's audio reached a stream; it counts when that is the answering agent's.
@@ -526,6 +540,7 @@ impl<R: Routing> Centre<R> {
             return;
         }
         match call.phase.clone() {
+            Phase::Calling { until, .. } if until <= now => self.call_back_unanswered(now, id),
             Phase::Ringing { agent, until } if until <= now => {
                 info!(call_id = %id, %agent, "ring timeout; next agent");
                 self.ring_missed(now, id, &agent);

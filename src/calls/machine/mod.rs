@@ -30,10 +30,12 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
+use super::event::normalize_number;
 use super::event::{
-    Action, AgentLeg, CallStep, Command, Ended, EndedBy, GraphAction, GraphFailure, HostEvent,
-    Input, LegFailure, LegOf, Metric, Notice, Outcome, Reconfigure, Refusal, RejectReason,
-    RingStop, Role, SetupStep, Stage, TransferTarget, WaLeg,
+    Action, AgentLeg, CallBackStatus, CallStep, CalleeStatus, Command, DialFailure, Dialled, Ended,
+    EndedBy, GraphAction, GraphFailure, HostEvent, Input, LegFailure, LegOf, Metric, Notice,
+    Outcome, Placed, Reconfigure, Refusal, RejectReason, RingStop, Role, SetupStep, Stage, Task,
+    TaskReason, TaskStop, TransferTarget, WaLeg,
 };
 use crate::accounts::{same_account, CallTimes};
 use crate::ids::{AgentId, LegId, QueueId, StreamId, WaCallId};
@@ -41,6 +43,7 @@ use crate::media::LegStats;
 use crate::routing::{AwayReason, NoAgentPolicy, Presence, Routing};
 
 mod agents;
+mod callback;
 mod end;
 mod handoff;
 mod meta;
@@ -59,6 +62,9 @@ const TOMBSTONES: usize = 10_000;
 /// media threads): about what one media thread sets up well within the 10 s connect timeout
 /// (docs/performance.md: ramps of 100–250 new calls a second set up in milliseconds).
 pub const DEFAULT_MAX_SETTING_UP: usize = 128;
+/// [`CentreConfig::callback_no_answer`] when nothing else is said: about as long as a WhatsApp
+/// phone rings before its user sees a missed call.
+pub const DEFAULT_CALLBACK_NO_ANSWER: Duration = Duration::from_secs(45);
 
 /// Settings of the call machines.
 #[derive(Debug, Clone)]
@@ -89,6 +95,12 @@ pub struct CentreConfig {
     pub account_times: HashMap<String, CallTimes>,
     /// The accounts' own hold audio, by slug: their calls' WhatsApp legs play it.
     pub account_hold: HashMap<String, crate::media::HoldAudio>,
+    /// A call-back the customer has not answered within this is ended (Graph `terminate`):
+    /// "No answer".
+    pub callback_no_answer: Duration,
+    /// Queues whose lost callers become call-back tasks (hung up while waiting, or called
+    /// when nobody was staffed).
+    pub callback_queues: HashSet<QueueId>,
 }
 
 impl CentreConfig {
@@ -120,6 +132,8 @@ impl Default for CentreConfig {
             service_level_target: Duration::from_secs(20),
             account_times: HashMap::new(),
             account_hold: HashMap::new(),
+            callback_no_answer: DEFAULT_CALLBACK_NO_ANSWER,
+            callback_queues: HashSet::new(),
         }
     }
 }
@@ -164,6 +178,17 @@ pub enum Phase {
         /// Until when they may come back.
         until: Instant,
     },
+    /// A call-back placed by `agent`, not answered yet.
+    Calling {
+        /// Who placed it.
+        agent: AgentId,
+        /// When it gives up ("No answer").
+        until: Instant,
+        /// Meta said the customer's phone rings.
+        ringing: bool,
+        /// The customer's answer is being applied.
+        answering: bool,
+    },
 }
 
 impl Phase {
@@ -186,6 +211,8 @@ impl Phase {
             Phase::Connecting { .. } => Stage::Connecting,
             Phase::Talking { .. } => Stage::Talking,
             Phase::AgentLost { .. } => Stage::AgentLost,
+            Phase::Calling { ringing: false, .. } => Stage::Calling,
+            Phase::Calling { ringing: true, .. } => Stage::CalleeRinging,
         }
     }
 
@@ -194,7 +221,8 @@ impl Phase {
             Phase::Ringing { agent, .. }
             | Phase::Connecting { agent }
             | Phase::Talking { agent, .. }
-            | Phase::AgentLost { agent, .. } => Some(agent),
+            | Phase::AgentLost { agent, .. }
+            | Phase::Calling { agent, .. } => Some(agent),
             _ => None,
         }
     }
@@ -252,6 +280,13 @@ struct Call {
     transitions: Vec<(Stage, Instant, Option<AgentId>)>,
     meta_errors: Vec<i64>,
     stats: Vec<(LegOf, LegStats)>,
+    /// A call-back: who placed it, from which task.
+    dialled: Option<Dialled>,
+    /// A call-back: when the customer's answer webhook came (the first packet to them is
+    /// measured from it).
+    answer_waits_packet: Option<Instant>,
+    /// A call-back's leg sends (the customer answered and the leg connected).
+    sending: bool,
 }
 
 impl Call {
@@ -288,6 +323,9 @@ impl Call {
             transitions: vec![(first, now, None)],
             meta_errors: vec![],
             stats: vec![],
+            dialled: None,
+            answer_waits_packet: None,
+            sending: false,
         }
     }
 }
@@ -381,6 +419,14 @@ pub struct Centre<R: Routing> {
     /// Each signed-in agent's presence as last told to their account's backend (`agent.state`
     /// goes out on a change only, however often their page is told).
     told: HashMap<AgentId, Presence>,
+    /// Call-backs whose `connect` is on its way, by dial.
+    dials: HashMap<u64, callback::Dial>,
+    next_dial: u64,
+    /// Meta's word on call-backs whose `connect` has not answered yet (a status or the answer
+    /// can overtake it), kept only while some dial is on its way.
+    early: HashMap<WaCallId, Vec<(Instant, Input)>>,
+    /// Call-back tasks, by id.
+    tasks: BTreeMap<String, callback::TaskState>,
 }
 
 impl<R: Routing> Centre<R> {
@@ -400,6 +446,10 @@ impl<R: Routing> Centre<R> {
             tombstones: (VecDeque::new(), HashSet::new()),
             actions: VecDeque::new(),
             told: HashMap::new(),
+            dials: HashMap::new(),
+            next_dial: 1,
+            early: HashMap::new(),
+            tasks: BTreeMap::new(),
         }
     }
 
@@ -452,7 +502,11 @@ impl<R: Routing> Centre<R> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let calls = self.calls.values().filter_map(|c| self.deadline_of(c));
         let wraps = self.sessions.values().filter_map(|s| s.wrap_until);
-        calls.chain(wraps).min()
+        let tasks = self
+            .tasks
+            .values()
+            .filter_map(|t| t.due.filter(|_| t.offered.is_none()));
+        calls.chain(wraps).chain(tasks).min()
     }
 
     fn deadline_of(&self, c: &Call) -> Option<Instant> {
@@ -460,6 +514,11 @@ impl<R: Routing> Centre<R> {
             Phase::Ringing { until, .. }
             | Phase::Queued { until }
             | Phase::AgentLost { until, .. } => Some(*until),
+            Phase::Calling {
+                until,
+                answering: false,
+                ..
+            } => Some(*until),
             _ => None,
         };
         let answer_by =
@@ -549,8 +608,10 @@ impl<R: Routing> Centre<R> {
                     times,
                     agent_queues,
                     hold_audio,
+                    callback_queues,
                 } = *r;
                 self.cfg.account_hold = hold_audio;
+                self.cfg.callback_queues = callback_queues;
                 info!(
                     queues = queues.len(),
                     numbers = numbers.len(),
@@ -580,8 +641,19 @@ impl<R: Routing> Centre<R> {
                 self.draining = true;
             }
             Input::Shutdown => self.on_shutdown(now),
+            Input::Dialed { dial, result } => self.on_dialed(now, dial, result),
+            Input::CalleeStatus { call, status } => self.on_callee_status(now, call, status),
+            Input::CalleeAnswered {
+                call,
+                sdp,
+                received_at,
+            } => self.on_callee_answered(now, call, sdp, received_at),
+            Input::AnswerApplied { call, result } => self.on_answer_applied(now, call, result),
+            Input::TaskAdded { task, due } => self.add_task_due(*task, due),
+            Input::TaskCancelled { task } => self.cancel_task(&task),
         }
         self.dispatch(now);
+        self.offer_tasks(now);
     }
 
     /// Advances time: ring timeouts, queue waits, grace periods, wrap-ups, Meta's window.
@@ -609,6 +681,7 @@ impl<R: Routing> Centre<R> {
             self.notify_presence(&agent);
         }
         self.dispatch(now);
+        self.offer_tasks(now);
     }
 }
 
@@ -644,6 +717,7 @@ impl Ended {
             ended_by: by,
             meta_errors: call.meta_errors,
             legs: call.stats,
+            dialled: call.dialled,
         }
     }
 }

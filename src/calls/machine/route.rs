@@ -89,6 +89,11 @@ impl<R: Routing> Centre<R> {
     pub(super) fn ring(&mut self, now: Instant, id: &WaCallId, agent: AgentId) {
         let rings_for = self.cfg.times(&agent.0).ring_timeout;
         let until = now + rings_for;
+        if !self.calls.contains_key(id) {
+            return;
+        }
+        // Calls come before call-backs.
+        self.withdraw_task_offer(&agent, Some(TaskStop::Call));
         let Some(call) = self.calls.get_mut(id) else {
             return;
         };

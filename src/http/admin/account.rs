@@ -702,7 +702,7 @@ async fn update_person(
 
 // ---- queues ----
 
-fn queue_json(q: &QueueDef) -> QueueJson {
+pub(super) fn queue_json(q: &QueueDef) -> QueueJson {
     let (policy, max_wait_secs) = match q.policy {
         QueuePolicy::Decline => (PolicyName::Decline, None),
         QueuePolicy::Queue { max_wait_ms } => (PolicyName::Queue, Some(secs(max_wait_ms))),
@@ -711,6 +711,7 @@ fn queue_json(q: &QueueDef) -> QueueJson {
         id: q.id.clone(),
         policy,
         max_wait_secs,
+        callbacks: q.callbacks,
     }
 }
 
@@ -739,6 +740,9 @@ struct QueuePatch {
     policy: PolicyName,
     #[serde(default)]
     max_wait_secs: Option<f64>,
+    /// Lost callers become call-back tasks; unchanged when left out.
+    #[serde(default)]
+    callbacks: Option<bool>,
 }
 
 /// The account's queues.
@@ -804,6 +808,7 @@ async fn create_queue(
     let queue = QueueDef {
         id: new.id.clone(),
         policy: policy_of(new.policy, new.max_wait_secs)?,
+        callbacks: new.callbacks,
     };
     let (_, q) = admin
         .edit(&slug, &caller, "queue.create", &new.id, |a| {
@@ -848,6 +853,9 @@ async fn update_queue(
             let before = a.queues[i].clone();
             check_if_match(&headers, &queue_etag(&before))?;
             a.queues[i].policy = policy;
+            if let Some(on) = patch.callbacks {
+                a.queues[i].callbacks = on;
+            }
             let after = a.queues[i].clone();
             a.validate()
                 .map_err(|e| as_sent(e, &format!("queues[{i}]")))?;

@@ -293,6 +293,10 @@ struct QueueJson {
     policy: PolicyName,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_wait_secs: Option<f64>,
+    /// Its lost callers (hung up while waiting, or called when nobody was staffed) become
+    /// call-back tasks for its agents. Default false.
+    #[serde(default)]
+    callbacks: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
@@ -393,7 +397,11 @@ impl NewAccount {
                         )?,
                     },
                 };
-                Ok(QueueDef { id: q.id, policy })
+                Ok(QueueDef {
+                    id: q.id,
+                    policy,
+                    callbacks: q.callbacks,
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let settings = match self.settings {
@@ -458,22 +466,7 @@ impl From<&Account> for AccountJson {
                     queue: n.queue.clone(),
                 })
                 .collect(),
-            queues: a
-                .queues
-                .iter()
-                .map(|q| match q.policy {
-                    QueuePolicy::Decline => QueueJson {
-                        id: q.id.clone(),
-                        policy: PolicyName::Decline,
-                        max_wait_secs: None,
-                    },
-                    QueuePolicy::Queue { max_wait_ms } => QueueJson {
-                        id: q.id.clone(),
-                        policy: PolicyName::Queue,
-                        max_wait_secs: Some(secs(max_wait_ms)),
-                    },
-                })
-                .collect(),
+            queues: a.queues.iter().map(account::queue_json).collect(),
             default_queue: a.default_queue.clone(),
             people: a
                 .people
