@@ -1,0 +1,290 @@
+//! Call-backs over real sockets (issue 25): an agent signed in over `/ws` with a real
+//! PeerConnection presses Call back; switchboard checks Meta's permission, sends Graph
+//! `connect` with its offer; the simulated WhatsApp user — Meta-shaped: ICE-lite,
+//! `a=setup:active`, its answer in a `connect` webhook, statuses `RINGING` and `ACCEPTED` —
+//! rings, answers and talks; either side hangs up. Refusals reach the agent as sentences.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{near, sign_in, LONG};
+use switchboard::app::{self, Running};
+use switchboard::config::{Config, Settings};
+use switchboard::signaling::protocol::{ClientMsg, ServerMsg};
+use switchboard::sim::agent::SimAgent;
+use switchboard::sim::peer::Outgoing;
+use switchboard::whatsapp::simulator::{
+    CallPhase, CalleeSpec, CallerAudio, FakeGraph, Pickup, SimulatedCall, Simulator,
+};
+
+const TO: &str = "15557654321";
+const AGENT_HZ: f64 = 1000.0;
+const CALLEE_HZ: f64 = 440.0;
+
+struct World {
+    running: Running,
+    fake: FakeGraph,
+    sim: Simulator,
+}
+
+async fn world(tweak: impl FnOnce(&mut Config)) -> World {
+    let (fake, events, mut config) = common::live_config(Settings {
+        media_addr: Some("127.0.0.1".into()),
+        media_ports: Some("ephemeral:8".into()),
+        ..Settings::default()
+    })
+    .await;
+    config.auth.people = common::agents(1);
+    tweak(&mut config);
+    let running = app::start(config).await.unwrap();
+    let sim = common::simulator(&running, &fake, events, None);
+    World { running, fake, sim }
+}
+
+/// Meta's `call_permissions` for a customer who allowed calls.
+fn granted() -> switchboard::whatsapp::model::CallPermissions {
+    serde_json::from_value(serde_json::json!({
+        "messaging_product": "whatsapp",
+        "permission": {"status": "temporary", "expiration_time": 4102444800u64},
+        "actions": [
+            {"action_name": "send_call_permission_request", "can_perform_action": false, "limits": []},
+            {"action_name": "start_call", "can_perform_action": true,
+             "limits": [{"time_period": "PT24H", "max_allowed": 100, "current_usage": 1}]}
+        ]
+    }))
+    .unwrap()
+}
+
+/// The agent's next `call_back` message with `status`.
+async fn status(a: &mut SimAgent, want: &'static str) -> ServerMsg {
+    a.expect(
+        LONG,
+        want,
+        |m| matches!(m, ServerMsg::CallBack { status, .. } if status == want),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("no call_back {want}: {e:?}"))
+}
+
+fn connects(w: &World) -> Vec<switchboard::whatsapp::simulator::RecordedRequest> {
+    w.fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.action.as_ref().is_some_and(|a| a.as_str() == "connect"))
+        .collect()
+}
+
+/// Presses Call back and takes the call up as the customer with `spec`.
+async fn call_back(w: &World, a: &mut SimAgent, spec: CalleeSpec) -> SimulatedCall {
+    a.send(ClientMsg::CallBack {
+        to: format!("+{TO}"),
+        task_id: None,
+    })
+    .await
+    .unwrap();
+    status(a, "calling").await;
+    let out = w
+        .sim
+        .next_outbound(LONG)
+        .await
+        .expect("switchboard sent Graph connect");
+    assert_eq!(out.to, TO);
+    // The offer is Meta-shaped (reference §5): switchboard offers, Meta answers.
+    for line in [
+        "a=setup:actpass",
+        "a=rtpmap:111 opus/48000/2",
+        "a=rtpmap:126 telephone-event/8000",
+        "a=candidate:",
+    ] {
+        assert!(
+            out.offer.contains(line),
+            "{line} missing from {}",
+            out.offer
+        );
+    }
+    w.sim.answer_outbound(out, spec).await.unwrap()
+}
+
+fn answering() -> CalleeSpec {
+    CalleeSpec {
+        ring_for: Duration::from_millis(300),
+        pickup: Pickup::Answer,
+        audio: CallerAudio::Tone { hz: CALLEE_HZ },
+        hang_up_after: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_calls_back_talks_both_ways_and_the_customer_hangs_up() {
+    let w = world(|_| {}).await;
+    w.fake.set_permission(TO, granted());
+    let mut a = sign_in(&w.running, "agent1").await;
+    let callee = call_back(&w, &mut a, answering()).await;
+    let call_id = callee.call_id.0.clone();
+    let ServerMsg::CallBack {
+        call_id: Some(id), ..
+    } = status(&mut a, "ringing").await
+    else {
+        panic!("ringing names the call");
+    };
+    assert_eq!(id, call_id);
+    status(&mut a, "connected").await;
+    a.expect(LONG, "talking", |m| matches!(m, ServerMsg::Talking { .. }))
+        .await
+        .unwrap();
+    assert_eq!(connects(&w).len(), 1, "one connect, no accept");
+    // Both ways, by frequency.
+    a.media()
+        .send(Outgoing::Tone { hz: AGENT_HZ })
+        .await
+        .unwrap();
+    let peer = callee.peer().expect("the customer's media");
+    let at_customer = common::eventually("the customer never heard the agent", LONG, || async {
+        peer.recording()
+            .await
+            .ok()?
+            .heard
+            .filter(|(hz, _)| near(*hz, AGENT_HZ))
+    })
+    .await;
+    assert!(near(at_customer.0, AGENT_HZ));
+    let agent_peer = a.media();
+    common::eventually("the agent never heard the customer", LONG, || async {
+        agent_peer
+            .recording()
+            .await
+            .ok()?
+            .heard
+            .filter(|(hz, _)| near(*hz, CALLEE_HZ))
+    })
+    .await;
+    // DTMF from the customer reaches the agent once per key.
+    for d in ['1', '9'] {
+        peer.dtmf(d, Duration::from_millis(120)).await.unwrap();
+    }
+    let mut digits = String::new();
+    while digits.len() < 2 {
+        if let ServerMsg::Dtmf { digit, .. } = a
+            .expect(LONG, "dtmf", |m| matches!(m, ServerMsg::Dtmf { .. }))
+            .await
+            .unwrap()
+        {
+            digits.push_str(&digit);
+        }
+    }
+    assert_eq!(digits, "19");
+    a.send(ClientMsg::Ping {}).await.unwrap();
+    a.expect(LONG, "pong", |m| matches!(m, ServerMsg::Pong))
+        .await
+        .unwrap();
+    let dtmf = a
+        .seen
+        .iter()
+        .filter(|m| matches!(m, ServerMsg::Dtmf { .. }))
+        .count();
+    assert_eq!(dtmf, 2, "once per key");
+    // The customer hangs up.
+    callee.hang_up().await;
+    a.expect(LONG, "call ended", |m| {
+        matches!(m, ServerMsg::CallEnded { .. })
+    })
+    .await
+    .unwrap();
+    let record = common::record_of(&w.running.store, &callee.call_id, LONG).await;
+    assert_eq!(record.outcome.as_str(), "answered");
+    assert_eq!(record.caller_number, TO);
+    assert_eq!(record.agents, vec!["agent1".to_owned()]);
+    let states: Vec<&str> = record
+        .transitions
+        .iter()
+        .map(|t| t.state.as_str())
+        .collect();
+    let at = |s: &str| states.iter().position(|x| *x == s);
+    assert!(at("calling") < at("callee_ringing"), "{states:?}");
+    assert!(at("callee_ringing") < at("talking"), "{states:?}");
+    w.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_hangs_up_with_terminate_and_a_declined_call_back_is_said_so() {
+    let w = world(|_| {}).await;
+    w.fake.set_permission(TO, granted());
+    let mut a = sign_in(&w.running, "agent1").await;
+    let callee = call_back(&w, &mut a, answering()).await;
+    status(&mut a, "connected").await;
+    let id = callee.call_id.0.clone();
+    a.send(ClientMsg::HangUp {
+        call_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    callee
+        .wait_for(LONG, |p| matches!(p, CallPhase::Ended { .. }))
+        .await
+        .expect("Meta ends the customer's call");
+    let terminated = w.fake.requests().iter().any(|r| {
+        r.call_id.as_ref().is_some_and(|c| c.0 == id)
+            && r.action.as_ref().is_some_and(|a| a.as_str() == "terminate")
+    });
+    assert!(terminated, "switchboard sent terminate");
+    // Back after wrap-up, the next call-back is declined by the customer.
+    a.send(ClientMsg::WrapUpDone {}).await.unwrap();
+    let declining = CalleeSpec {
+        pickup: Pickup::Reject,
+        ..answering()
+    };
+    let callee = call_back(&w, &mut a, declining).await;
+    let ServerMsg::CallBack { message, .. } = status(&mut a, "declined").await else {
+        unreachable!()
+    };
+    assert_eq!(message, "Declined");
+    let record = common::record_of(&w.running.store, &callee.call_id, LONG).await;
+    assert_eq!(record.outcome.as_str(), "declined");
+    w.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_permission_the_agent_is_offered_to_ask_and_nothing_is_dialled() {
+    let w = world(|_| {}).await;
+    w.fake
+        .set_permission(TO, switchboard::whatsapp::simulator::graph::no_permission());
+    let mut a = sign_in(&w.running, "agent1").await;
+    a.send(ClientMsg::CallBack {
+        to: TO.into(),
+        task_id: None,
+    })
+    .await
+    .unwrap();
+    let ServerMsg::CallBack {
+        code,
+        message,
+        can_ask_permission,
+        ..
+    } = status(&mut a, "failed").await
+    else {
+        unreachable!()
+    };
+    assert_eq!(code, Some(138006));
+    assert!(can_ask_permission);
+    assert_eq!(
+        message,
+        "This customer has not given permission to be called. Ask for permission first."
+    );
+    assert!(connects(&w).is_empty(), "no connect without permission");
+    // A number that is not one is refused before anything is asked of Meta.
+    a.send(ClientMsg::CallBack {
+        to: "call me".into(),
+        task_id: None,
+    })
+    .await
+    .unwrap();
+    a.expect(
+        LONG,
+        "bad_number",
+        |m| matches!(m, ServerMsg::Error { code, .. } if code == "bad_number"),
+    )
+    .await
+    .unwrap();
+    w.running.shutdown().await;
+}
