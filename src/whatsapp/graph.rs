@@ -4,7 +4,9 @@
 //! Retry policy: network errors, timeouts, HTTP 5xx, 429 and Graph errors marked
 //! `is_transient: true` are retried with exponential backoff and jitter; other 4xx never are.
 //! `connect` creates a call and is not idempotent, so it is retried only when the request
-//! certainly did not reach Meta (connection not established) or on 429.
+//! certainly did not reach Meta (connection not established) or on 429; so is a call
+//! permission request ([`GraphClient::request_call_permission`]), a message the user would see
+//! twice and that counts against Meta's limit.
 //!
 //! The access token is only ever written into the `Authorization` header; no request, header map
 //! or client is ever logged. Graph's own error texts are kept (and so logged) only redacted and

@@ -11,6 +11,13 @@
 //! call's state (unknown id, already completed, already in progress); for pre_accept/accept the
 //! SDP rules of [`crate::whatsapp::sdp::check_answer`] against the registered offer; for accept
 //! the byte-identity with the pre_accept SDP.
+//!
+//! It also takes `POST …/messages` (call permission requests: their shape, then Meta's 138017
+//! for a user with a permanent permission and 138009 for a second request within a day) and
+//! `POST …/settings` (`callback_permission_status`), after the same faults, token and number
+//! checks. How each simulated user answers a request is decided when it is taken
+//! ([`FakeGraph::on_permission_request`]) and reported as
+//! [`FakeGraphEvent::PermissionRequested`], which the simulator turns into the reply webhook.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
