@@ -25,6 +25,14 @@ const ELSEWHERE: &[(&str, &str)] = &[
         "/{version}/{phone_number_id}/call_permissions",
         "the sandbox's fake Graph API, on a loopback port of its own",
     ),
+    (
+        "/{version}/{phone_number_id}/messages",
+        "the sandbox's fake Graph API, on a loopback port of its own",
+    ),
+    (
+        "/{version}/{phone_number_id}/settings",
+        "the sandbox's fake Graph API, on a loopback port of its own",
+    ),
 ];
 
 /// Every path the source registers with `.route(…)`: string literals, and constants resolved

@@ -139,11 +139,11 @@ fn two_nodes_share_records_and_keep_their_own_live_calls() {
     let url = pg.database("contract");
     let mut a = PostgresStore::connect(&url, "node-a").unwrap();
     let mut b = PostgresStore::connect(&url, "node-b").unwrap();
-    assert_eq!(a.schema_version().unwrap(), 5);
-    assert_eq!(b.schema_version().unwrap(), 5);
+    assert_eq!(a.schema_version().unwrap(), 6);
+    assert_eq!(b.schema_version().unwrap(), 6);
     // A third connection finds the schema done and changes nothing.
     PostgresStore::connect(&url, "node-a").unwrap();
-    assert_eq!(a.schema_version().unwrap(), 5);
+    assert_eq!(a.schema_version().unwrap(), 6);
 
     let r1 = common::call_record(1, Outcome::Answered, "sales", &["ann"]);
     let r2 = common::call_record(2, Outcome::Abandoned, "support", &[]);
@@ -494,4 +494,43 @@ fn each_node_delivers_its_own_events_and_takes_a_dead_nodes_over() {
         .collect();
     assert!(due.contains(&"m4".to_owned()), "{due:?}");
     assert!(b.claim_due("node-b", 9_000, 10_000, 10).unwrap().is_empty());
+}
+
+/// Users' call permissions (issue 25) on the shared database: what one node writes the other
+/// reads, a later write replaces the row, and each business number keeps its own.
+#[test]
+fn call_permissions_are_shared_by_the_nodes() {
+    use switchboard::store::{PermissionRow, PermissionState, PermissionStore};
+    let pg = common::Postgres::start();
+    let url = pg.database("permissions");
+    let mut a = PostgresStore::connect(&url, "node-a").unwrap();
+    let mut b = PostgresStore::connect(&url, "node-b").unwrap();
+    assert_eq!(b.permission("42", "15551234567").unwrap(), None);
+    let asked = PermissionRow {
+        business_number: "42".into(),
+        user_number: "15551234567".into(),
+        status: PermissionState::Requested,
+        permanent: false,
+        expires_at: None,
+        source: None,
+        requested_by: Some("agent-7".into()),
+        updated_at: 1_000,
+    };
+    a.put_permission(&asked).unwrap();
+    assert_eq!(b.permission("42", "15551234567").unwrap(), Some(asked));
+    let granted = PermissionRow {
+        business_number: "42".into(),
+        user_number: "15551234567".into(),
+        status: PermissionState::Granted,
+        permanent: false,
+        expires_at: Some(1_745_434_800_000),
+        source: Some("user_action".into()),
+        requested_by: None,
+        updated_at: 2_000,
+    };
+    b.put_permission(&granted).unwrap();
+    let read = a.permission("42", "15551234567").unwrap().unwrap();
+    assert_eq!(read, granted);
+    assert!(read.usable(1_745_434_799_999) && !read.usable(1_745_434_800_000));
+    assert_eq!(a.permission("43", "15551234567").unwrap(), None);
 }

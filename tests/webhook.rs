@@ -343,9 +343,20 @@ fn every_reference_payload_parses() {
         other => panic!("{other:?}"),
     }
 
+    // Meta's sample reply (reference §3.6) is read; the delivery status beside it is not.
     assert_eq!(
         parse_webhook(&fixture("call_permission_reply.json")).unwrap(),
-        vec![]
+        vec![WaEvent::PermissionReply {
+            phone_number_id: Some("<PHONE_NUMBER_ID>".into()),
+            user: "16315553601".into(),
+            response: switchboard::whatsapp::model::PermissionResponse::Accept,
+            permanent: false,
+            expires_at: Some(UnixTime(1672249624)),
+            source: Some("user_action".into()),
+            context_id: Some("wamid.gBGGFjFVU2AfAgo6V-Hc5eCgK5Gh".into()),
+            timestamp: Some(UnixTime(1671644824)),
+            message_id: "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=".into(),
+        }]
     );
     assert_eq!(
         parse_webhook(&fixture("call_recording_available.json")).unwrap(),
@@ -366,6 +377,11 @@ async fn fixtures_over_http_including_ignored_ones() {
             "{name}"
         );
     }
+    // The permission reply goes to the call centre; the recording notice does not.
+    assert!(matches!(
+        h.next_event().await,
+        WaEvent::PermissionReply { .. }
+    ));
     h.assert_nothing_came_out().await;
     for name in [
         "connect_answer_business.json",

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AccountStore, Attempted, CallPage, CallQuery, CallRecord, CallStore, Delivery, DeliveryQuery,
-    Due, EventStore, LiveCall, Recorded, SqliteStore, StoreError,
+    Due, EventStore, LiveCall, PermissionRow, PermissionStore, Recorded, SqliteStore, StoreError,
 };
 use crate::accounts::{Account, AuditEntry};
 use crate::events::OutboxRow;
@@ -53,6 +53,9 @@ enum Command {
     ReplaceAccount(Box<(Account, AuditEntry)>, Reply<u64>),
     AppendAudit(String, Box<AuditEntry>, Reply<()>),
     AuditLog(String, Option<i64>, u32, Reply<Vec<AuditEntry>>),
+    /// No reply channel: [`StoreHandle::try_put_permission`], whose failures the thread logs.
+    PutPermission(Box<PermissionRow>, Option<Reply<()>>),
+    Permission(String, String, Reply<Option<PermissionRow>>),
 }
 
 /// A cheap, cloneable handle to the store thread.
@@ -69,6 +72,17 @@ pub struct StoreDriver {
     thread: JoinHandle<()>,
     done: oneshot::Receiver<()>,
     reader: Option<JoinHandle<()>>,
+}
+
+/// Why [`StoreHandle::try_put_permission`] did not queue a row; each gives the row back.
+#[derive(Debug, thiserror::Error)]
+pub enum TryPutError {
+    /// The queue is full (the database is behind).
+    #[error("call store queue is full; a call permission was not queued")]
+    Full(Box<PermissionRow>),
+    /// The store thread has stopped.
+    #[error("call store has stopped; a call permission was not queued")]
+    Stopped(Box<PermissionRow>),
 }
 
 /// Why [`StoreHandle::try_finish`] did not queue a record; each gives the record back.
@@ -104,7 +118,7 @@ impl StoreHandle {
     /// [`CallStore`], SQLite or another database. Returns `open`'s error if it fails.
     pub async fn spawn<S, F>(open: F) -> Result<(StoreHandle, StoreDriver), StoreError>
     where
-        S: CallStore + AccountStore + EventStore + 'static,
+        S: CallStore + AccountStore + EventStore + PermissionStore + 'static,
         F: FnOnce() -> Result<S, StoreError> + Send + 'static,
     {
         let (tx, thread, done) = Self::thread("call-store", open).await?;
@@ -124,9 +138,9 @@ impl StoreHandle {
         open_reader: G,
     ) -> Result<(StoreHandle, StoreDriver), StoreError>
     where
-        S: CallStore + AccountStore + EventStore + 'static,
+        S: CallStore + AccountStore + EventStore + PermissionStore + 'static,
         F: FnOnce() -> Result<S, StoreError> + Send + 'static,
-        R: CallStore + AccountStore + EventStore + 'static,
+        R: CallStore + AccountStore + EventStore + PermissionStore + 'static,
         G: FnOnce() -> Result<R, StoreError> + Send + 'static,
     {
         let (tx, thread, done) = Self::thread("call-store", open).await?;
@@ -152,7 +166,7 @@ impl StoreHandle {
         open: F,
     ) -> Result<(mpsc::Sender<Command>, JoinHandle<()>, oneshot::Receiver<()>), StoreError>
     where
-        S: CallStore + AccountStore + EventStore + 'static,
+        S: CallStore + AccountStore + EventStore + PermissionStore + 'static,
         F: FnOnce() -> Result<S, StoreError> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
@@ -323,6 +337,42 @@ impl StoreHandle {
             })
     }
 
+    /// See [`PermissionStore::put_permission`]. Waits for room in the queue, then for the
+    /// write.
+    pub async fn put_permission(&self, row: PermissionRow) -> Result<(), StoreError> {
+        self.call(|r| Command::PutPermission(Box::new(row), Some(r)))
+            .await
+    }
+
+    /// Queues `row` for [`PermissionStore::put_permission`] without waiting, for the call
+    /// actor, which must not stall its calls on the database: a full queue hands the row back
+    /// for the caller to count and log; the write's own failure is logged by the store thread.
+    pub fn try_put_permission(&self, row: PermissionRow) -> Result<(), TryPutError> {
+        self.tx
+            .try_send(Command::PutPermission(Box::new(row), None))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(Command::PutPermission(r, _)) => {
+                    TryPutError::Full(r)
+                }
+                mpsc::error::TrySendError::Closed(Command::PutPermission(r, _)) => {
+                    TryPutError::Stopped(r)
+                }
+                // try_send hands back the command it was given, a PutPermission.
+                _ => unreachable!("try_send returned another command"),
+            })
+    }
+
+    /// See [`PermissionStore::permission`]. On the writer's connection: a row written just
+    /// before is read back.
+    pub async fn permission(
+        &self,
+        business_number: String,
+        user: String,
+    ) -> Result<Option<PermissionRow>, StoreError> {
+        self.call(|r| Command::Permission(business_number, user, r))
+            .await
+    }
+
     /// See [`CallStore::live_calls`].
     pub async fn live_calls(&self) -> Result<Vec<LiveCall>, StoreError> {
         self.call(Command::LiveCalls).await
@@ -411,7 +461,10 @@ impl StoreDriver {
 }
 
 /// The store thread: serves commands until every sender is gone and the queue is empty.
-fn run<S: CallStore + AccountStore + EventStore>(mut store: S, mut rx: mpsc::Receiver<Command>) {
+fn run<S: CallStore + AccountStore + EventStore + PermissionStore>(
+    mut store: S,
+    mut rx: mpsc::Receiver<Command>,
+) {
     while let Some(cmd) = rx.blocking_recv() {
         // A reply nobody awaits any more is dropped; the work was done all the same.
         match cmd {
@@ -456,6 +509,17 @@ fn run<S: CallStore + AccountStore + EventStore>(mut store: S, mut rx: mpsc::Rec
             }
             Command::AuditLog(slug, before, limit, reply) => {
                 let _ = reply.send(store.audit_log(&slug, before, limit));
+            }
+            Command::PutPermission(row, Some(reply)) => {
+                let _ = reply.send(store.put_permission(&row));
+            }
+            Command::PutPermission(row, None) => {
+                if let Err(error) = store.put_permission(&row) {
+                    tracing::error!(%error, "call permission not written");
+                }
+            }
+            Command::Permission(business_number, user, reply) => {
+                let _ = reply.send(store.permission(&business_number, &user));
             }
         }
     }
@@ -627,6 +691,18 @@ mod tests {
                 }
                 fn purge_events(&mut self, _: i64) -> Result<u64, StoreError> {
                     unreachable!("no outbox here")
+                }
+            }
+            impl PermissionStore for $t {
+                fn put_permission(&mut self, _: &PermissionRow) -> Result<(), StoreError> {
+                    unreachable!("no permissions here")
+                }
+                fn permission(
+                    &mut self,
+                    _: &str,
+                    _: &str,
+                ) -> Result<Option<PermissionRow>, StoreError> {
+                    unreachable!("no permissions here")
                 }
             }
         };

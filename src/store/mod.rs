@@ -1,7 +1,8 @@
 //! Call records: every call, answered or not, written once when it ends, and the list of calls
 //! that are live right now, so that a process that died leaves nothing dangling at Meta. The
 //! same database keeps the accounts ([`AccountStore`], issue 23): what they are is
-//! [`crate::accounts`]' to say, where they are kept is the store's.
+//! [`crate::accounts`]' to say, where they are kept is the store's; and users' call permissions
+//! ([`PermissionStore`], issue 25).
 //!
 //! *Owns*: the database ([`SqliteStore`] on one node; [`PostgresStore`], shared by several
 //! nodes, when `SWITCHBOARD_DATABASE_URL` is set) and the one thread that touches it. The
@@ -35,6 +36,7 @@ mod accounts;
 mod events;
 mod handle;
 pub mod http;
+mod permissions;
 mod postgres;
 mod record;
 mod sqlite;
@@ -44,9 +46,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::ids::WaCallId;
 
-pub use handle::{StoreDriver, StoreHandle, TryFinishError, QUEUE_CAPACITY};
+pub use handle::{StoreDriver, StoreHandle, TryFinishError, TryPutError, QUEUE_CAPACITY};
 
 pub use events::{Attempted, Delivery, DeliveryQuery, DeliveryStatus, Due, EventStore};
+pub use permissions::{PermissionRow, PermissionState, PermissionStore};
 pub use postgres::PostgresStore;
 pub use record::{
     CallPage, CallQuery, CallRecord, Cursor, EndedBy, LegQuality, LegRole, LiveCall, Outcome,

@@ -65,6 +65,8 @@ const MIGRATIONS: &[&str] = &[
     super::accounts::POSTGRES_VERSION,
     // 5: the accounts' event endpoints and the outbox of call events (issue 24).
     super::events::POSTGRES_SCHEMA,
+    // 6: users' call permissions (issue 25).
+    super::permissions::POSTGRES_SCHEMA,
 ];
 
 /// The newest schema version this build knows.

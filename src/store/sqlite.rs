@@ -63,6 +63,8 @@ const MIGRATIONS: &[&str] = &[
     super::accounts::SQLITE_VERSION,
     // 5: the accounts' event endpoints and the outbox of call events (issue 24).
     super::events::SQLITE_SCHEMA,
+    // 6: users' call permissions (issue 25).
+    super::permissions::SQLITE_SCHEMA,
 ];
 
 /// The newest schema version this build knows.

@@ -4,7 +4,9 @@
 //! Retry policy: network errors, timeouts, HTTP 5xx, 429 and Graph errors marked
 //! `is_transient: true` are retried with exponential backoff and jitter; other 4xx never are.
 //! `connect` creates a call and is not idempotent, so it is retried only when the request
-//! certainly did not reach Meta (connection not established) or on 429.
+//! certainly did not reach Meta (connection not established) or on 429; so is a call
+//! permission request ([`GraphClient::request_call_permission`]), a message the user would see
+//! twice and that counts against Meta's limit.
 //!
 //! The access token is only ever written into the `Authorization` header; no request, header map
 //! or client is ever logged. Graph's own error texts are kept (and so logged) only redacted and
@@ -27,7 +29,11 @@ use tokio::sync::watch;
 use tracing::{debug, instrument, warn};
 
 use super::model::{
-    CallAction, CallRequest, CallResponse, GraphErrorEnvelope, SdpType, Session, MESSAGING_PRODUCT,
+    CallAction, CallRequest, CallResponse, CallingSettings, GraphErrorEnvelope, InteractiveRequest,
+    MessageRequest, MessageResponse, NamedAction, SdpType, Session, SettingsRequest,
+    TemplateLanguage, TemplateRequest, TextBody, INTERACTIVE_PERMISSION_REQUEST,
+    MESSAGE_INTERACTIVE, MESSAGE_TEMPLATE, MESSAGING_PRODUCT, RECIPIENT_INDIVIDUAL,
+    SETTING_DISABLED, SETTING_ENABLED,
 };
 use crate::config::Secret;
 use crate::ids::WaCallId;
@@ -315,6 +321,73 @@ pub struct GraphClient {
 /// per number.
 pub const PERMISSION_CHECKS_PER_SEC: usize = 5;
 
+/// The metric label (and `CallAction::Other` name) of a permission request message.
+const PERMISSION_REQUEST: &str = "permission_request";
+/// The metric label of a settings change.
+const SETTINGS: &str = "settings";
+
+/// An approved message template that asks for call permission, for users outside the customer
+/// service window (Meta refuses a free-form request there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermissionTemplate {
+    /// The template's name, as approved in WhatsApp Manager.
+    pub name: String,
+    /// Its language code (`en_US`…).
+    pub language: String,
+}
+
+/// The body of a permission request to `user` (reference §4.6): interactive, or `template`.
+pub fn permission_request(
+    user: &str,
+    body: &str,
+    template: Option<&PermissionTemplate>,
+) -> MessageRequest {
+    let mut request = MessageRequest {
+        messaging_product: Some(MESSAGING_PRODUCT.into()),
+        recipient_type: Some(RECIPIENT_INDIVIDUAL.into()),
+        to: Some(user.to_owned()),
+        ..MessageRequest::default()
+    };
+    match template {
+        Some(t) => {
+            request.kind = Some(MESSAGE_TEMPLATE.into());
+            request.template = Some(TemplateRequest {
+                name: Some(t.name.clone()),
+                language: Some(TemplateLanguage {
+                    code: Some(t.language.clone()),
+                }),
+            });
+        }
+        None => {
+            request.kind = Some(MESSAGE_INTERACTIVE.into());
+            request.interactive = Some(InteractiveRequest {
+                kind: Some(INTERACTIVE_PERMISSION_REQUEST.into()),
+                action: Some(NamedAction {
+                    name: Some(INTERACTIVE_PERMISSION_REQUEST.into()),
+                }),
+                body: Some(TextBody {
+                    text: Some(body.to_owned()),
+                }),
+            });
+        }
+    }
+    request
+}
+
+/// The body of a settings change of `callback_permission_status` (reference §4.4).
+pub fn callback_permission_settings(enabled: bool) -> SettingsRequest {
+    let status = if enabled {
+        SETTING_ENABLED
+    } else {
+        SETTING_DISABLED
+    };
+    SettingsRequest {
+        calling: Some(CallingSettings {
+            callback_permission_status: Some(status.into()),
+        }),
+    }
+}
+
 /// A sliding one-second window of a number's permission checks. Callers wait their turn in
 /// order (tokio's mutex is fair), so a burst of checks goes out at Meta's rate instead of being
 /// refused with 613.
@@ -484,10 +557,7 @@ impl GraphClient {
         user_wa_id: &str,
     ) -> Result<crate::whatsapp::model::CallPermissions, GraphError> {
         let action = CallAction::Other("call_permissions".into());
-        let url = format!(
-            "{}call_permissions",
-            self.calls_url.trim_end_matches("calls")
-        );
+        let url = self.number_url("call_permissions");
         let mut attempt = 1;
         loop {
             self.permission_checks.admit().await;
@@ -575,6 +645,86 @@ impl GraphClient {
         }
     }
 
+    /// The Graph URL of this number's `leaf` (`messages`, `settings`, `call_permissions`).
+    fn number_url(&self, leaf: &str) -> String {
+        format!("{}{leaf}", self.calls_url.trim_end_matches("calls"))
+    }
+
+    /// Asks `user` for permission to call them (reference §1.3, §4.6): the interactive
+    /// `call_permission_request` message with `body` as its text, which Meta takes only inside
+    /// the customer service window, or, with `template`, that approved template (`body` is then
+    /// unused: the template carries its own text). Returns the request's `wamid.…`, which the
+    /// user's reply names as its `context.id` ([`crate::whatsapp::webhook::WaEvent::PermissionReply`]).
+    ///
+    /// Meta's refusals come back with their code ([`GraphError::code`]): 138009 (the request
+    /// limit for this user, 1 a day and 2 a week in Meta's samples), 138017 (the user granted a
+    /// permanent permission: nothing to ask), 131047 (outside the service window: use a
+    /// template), and so on. A message is not idempotent (a second copy would use up the limit
+    /// and bother the user twice), so it is retried only when it surely did not reach Meta.
+    #[instrument(skip_all)]
+    pub async fn request_call_permission(
+        &self,
+        user: &str,
+        body: &str,
+        template: Option<&PermissionTemplate>,
+    ) -> Result<String, GraphError> {
+        let action = CallAction::Other(PERMISSION_REQUEST.into());
+        let request = permission_request(user, body, template);
+        let url = self.number_url("messages");
+        let resp: MessageResponse = self
+            .post_to(&url, action.clone(), None, false, &request)
+            .await?;
+        match resp
+            .messages
+            .into_iter()
+            .next()
+            .map(|m| m.id)
+            .filter(|id| !id.is_empty())
+        {
+            Some(id) => {
+                debug!(wamid = %id, "call permission requested");
+                Ok(id)
+            }
+            None => {
+                count_unconfirmed(&action);
+                let e = GraphError::Unconfirmed {
+                    action: action.clone(),
+                    call_id: None,
+                    reason: "no messages[0].id",
+                };
+                e.log(action, "");
+                Err(e)
+            }
+        }
+    }
+
+    /// Turns `callback_permission_status` on or off (reference §4.4): when on, Meta asks a
+    /// user who called the business for permission to be called back, and their answer comes
+    /// as a permission reply with `response_source: "automatic"`. Setting the same value twice
+    /// is harmless, so this is retried like the call actions.
+    #[instrument(skip_all, fields(enabled))]
+    pub async fn set_callback_permission(&self, enabled: bool) -> Result<(), GraphError> {
+        let action = CallAction::Other(SETTINGS.into());
+        let body = callback_permission_settings(enabled);
+        let url = self.number_url("settings");
+        let resp: CallResponse = self
+            .post_to(&url, action.clone(), None, true, &body)
+            .await?;
+        if resp.success == Some(true) {
+            debug!(enabled, "callback permission setting changed");
+            Ok(())
+        } else {
+            count_unconfirmed(&action);
+            let e = GraphError::Unconfirmed {
+                action: action.clone(),
+                call_id: None,
+                reason: "no \"success\": true",
+            };
+            e.log(action, "");
+            Err(e)
+        }
+    }
+
     async fn action(
         &self,
         action: CallAction,
@@ -604,9 +754,22 @@ impl GraphClient {
         body: &CallRequest,
     ) -> Result<CallResponse, GraphError> {
         let idempotent = action != CallAction::Connect;
+        self.post_to(&self.calls_url, action, call_id, idempotent, body)
+            .await
+    }
+
+    /// Posts `body` to `url` with the retry rule for an idempotent request or not.
+    async fn post_to<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        action: CallAction,
+        call_id: Option<&WaCallId>,
+        idempotent: bool,
+        body: &B,
+    ) -> Result<T, GraphError> {
         let mut attempt = 1;
         loop {
-            let err = match self.post_once(&action, call_id, body).await {
+            let err = match self.post_once(url, &action, call_id, body).await {
                 Ok(resp) => return Ok(resp),
                 Err(e) => e,
             };
@@ -633,14 +796,20 @@ impl GraphClient {
     }
 
     /// One request, timed and counted by action and outcome.
-    async fn post_once(
+    async fn post_once<B: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,
+        url: &str,
         action: &CallAction,
         call_id: Option<&WaCallId>,
-        body: &CallRequest,
-    ) -> Result<CallResponse, GraphError> {
+        body: &B,
+    ) -> Result<T, GraphError> {
         let started = std::time::Instant::now();
-        let result = self.send_once(action, call_id, body).await;
+        let request = self
+            .http
+            .post(url)
+            .bearer_auth(self.access_token.expose())
+            .json(body);
+        let result = self.exchange(request, action, call_id).await;
         let label = known_action(action);
         metrics::histogram!(names::GRAPH_DURATION, "action" => label)
             .record(started.elapsed().as_secs_f64());
@@ -659,20 +828,6 @@ impl GraphClient {
             metrics::counter!(names::GRAPH_ERRORS, "action" => label, "code" => code).increment(1);
         }
         result
-    }
-
-    async fn send_once(
-        &self,
-        action: &CallAction,
-        call_id: Option<&WaCallId>,
-        body: &CallRequest,
-    ) -> Result<CallResponse, GraphError> {
-        let request = self
-            .http
-            .post(&self.calls_url)
-            .bearer_auth(self.access_token.expose())
-            .json(body);
-        self.exchange(request, action, call_id).await
     }
 
     /// Sends `request` and reads Meta's answer as `T`, or its error as a [`GraphError`]
@@ -745,6 +900,8 @@ fn known_action(action: &CallAction) -> &'static str {
         CallAction::Reject => "reject",
         CallAction::Terminate => "terminate",
         CallAction::Connect => "connect",
+        CallAction::Other(a) if a == PERMISSION_REQUEST => PERMISSION_REQUEST,
+        CallAction::Other(a) if a == SETTINGS => SETTINGS,
         CallAction::Other(_) => "other",
     }
 }
@@ -818,6 +975,55 @@ mod tests {
         assert_eq!(long.chars().count(), MAX_ERROR_TEXT + 1);
         assert!(long.starts_with(REDACTED) && long.ends_with('…'));
         assert_eq!(sanitize("short", ""), "short");
+    }
+
+    #[test]
+    fn permission_requests_have_metas_exact_shape() {
+        let interactive = serde_json::to_value(permission_request(
+            "15551234567",
+            "May we call you about your order?",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(
+            interactive,
+            serde_json::json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": "15551234567",
+                "type": "interactive",
+                "interactive": {
+                    "type": "call_permission_request",
+                    "action": {"name": "call_permission_request"},
+                    "body": {"text": "May we call you about your order?"}
+                }
+            })
+        );
+        let template = PermissionTemplate {
+            name: "call_permission".into(),
+            language: "en_US".into(),
+        };
+        let templated =
+            serde_json::to_value(permission_request("15551234567", "unused", Some(&template)))
+                .unwrap();
+        assert_eq!(
+            templated,
+            serde_json::json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": "15551234567",
+                "type": "template",
+                "template": {"name": "call_permission", "language": {"code": "en_US"}}
+            })
+        );
+        assert_eq!(
+            serde_json::to_value(callback_permission_settings(true)).unwrap(),
+            serde_json::json!({"calling": {"callback_permission_status": "ENABLED"}})
+        );
+        assert_eq!(
+            serde_json::to_value(callback_permission_settings(false)).unwrap(),
+            serde_json::json!({"calling": {"callback_permission_status": "DISABLED"}})
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!   `X-Hub-Signature-256` checked over the raw body before anything is parsed), and the single
 //!   processor task that parses, de-duplicates and forwards typed [`webhook::WaEvent`]s.
 //! - [`graph`]: [`graph::GraphClient`], the reqwest client for pre_accept / accept / reject /
-//!   terminate / connect, with timeouts and retries only where a retry is safe.
+//!   terminate / connect, with timeouts and retries only where a retry is safe; and the call
+//!   permission calls (`call_permissions`, the permission request message, the
+//!   `callback_permission_status` setting).
 //! - [`sdp`]: Meta's SDP rules as a checker ([`sdp::check_answer`], [`sdp::check_offer`]).
 //! - [`model`]: serde types of Meta's wire JSON, the only place `serde_json::Value` appears.
 //! - [`simulator`]: the fake Graph API (and, from other files, the simulated callers).

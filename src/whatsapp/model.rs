@@ -303,10 +303,294 @@ pub struct ChangeValue {
     /// Errors at value level (they apply to the calls beside them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<Lenient<WebhookErrorObject>>,
-    /// Messages (field `messages`): kept raw, switchboard does not read them.
+    /// Messages (field `messages`): kept raw, because only one kind is read (call permission
+    /// replies, [`ChangeValue::permission_replies`]) and a text or image message of a shape we
+    /// do not model must never count as malformed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<serde_json::Value>,
 }
+
+impl ChangeValue {
+    /// The call permission replies among `messages` (reference §3.6), each read or not; every
+    /// other message is left out unread.
+    pub fn permission_replies(&self) -> Vec<Lenient<PermissionReplyMessage>> {
+        self.messages
+            .iter()
+            .filter(|m| {
+                MessageProbe::deserialize(*m).is_ok_and(|p| {
+                    p.kind.as_deref() == Some(MESSAGE_INTERACTIVE)
+                        && p.interactive.and_then(|i| i.kind).as_deref()
+                            == Some(INTERACTIVE_PERMISSION_REPLY)
+                })
+            })
+            .map(|m| match PermissionReplyMessage::deserialize(m) {
+                Ok(r) => Lenient::Valid(r),
+                Err(e) => Lenient::Invalid {
+                    raw: m.clone(),
+                    error: e.to_string(),
+                },
+            })
+            .collect()
+    }
+
+    /// Adds `message` to `messages` (the simulator builds reply webhooks with it).
+    pub fn push_message<T: Serialize>(&mut self, message: &T) -> Result<(), serde_json::Error> {
+        self.messages.push(serde_json::to_value(message)?);
+        Ok(())
+    }
+}
+
+/// The field that carries messages, among them call permission replies.
+pub const FIELD_MESSAGES: &str = "messages";
+/// `messages[].type` of interactive messages and replies.
+pub const MESSAGE_INTERACTIVE: &str = "interactive";
+/// `interactive.type` of the user's answer to a call permission request.
+pub const INTERACTIVE_PERMISSION_REPLY: &str = "call_permission_reply";
+/// `interactive.type` (and `action.name`) of a call permission request.
+pub const INTERACTIVE_PERMISSION_REQUEST: &str = "call_permission_request";
+
+/// Just enough of a message to tell a permission reply from anything else: no field is required,
+/// so no message fails here.
+#[derive(Deserialize)]
+struct MessageProbe {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    interactive: Option<InteractiveProbe>,
+}
+
+#[derive(Deserialize)]
+struct InteractiveProbe {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+/// A `messages[]` element of `type: "interactive"`, `interactive.type: "call_permission_reply"`
+/// (reference §3.6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PermissionReplyMessage {
+    /// The user who answered.
+    pub from: String,
+    /// The reply's own `wamid.…`.
+    pub id: String,
+    /// When the user answered.
+    #[serde(
+        default,
+        deserialize_with = "lenient_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timestamp: Option<UnixTime>,
+    /// Always `interactive`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What the reply answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<MessageContext>,
+    /// The answer.
+    pub interactive: PermissionReplyInteractive,
+}
+
+/// `messages[].context`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MessageContext {
+    /// Our business number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The wamid of our permission request, or the wacid of the call that prompted the reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// `messages[].interactive` of a permission reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PermissionReplyInteractive {
+    /// Always `call_permission_reply`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The answer itself.
+    pub call_permission_reply: CallPermissionReply,
+}
+
+/// What the user chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PermissionResponse {
+    /// The business may call.
+    Accept,
+    /// The business may not (also how Meta revokes a permission after unanswered calls).
+    Reject,
+}
+
+impl PermissionResponse {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PermissionResponse::Accept => "accept",
+            PermissionResponse::Reject => "reject",
+        }
+    }
+}
+
+/// `interactive.call_permission_reply`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallPermissionReply {
+    /// `accept` or `reject`; anything else makes the reply unreadable (it cannot be acted on).
+    pub response: PermissionResponse,
+    /// Whether the permission never expires.
+    #[serde(default)]
+    pub is_permanent: bool,
+    /// When a temporary permission ends (Meta sends an integer).
+    #[serde(
+        default,
+        deserialize_with = "lenient_time",
+        serialize_with = "time_as_number",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expiration_timestamp: Option<UnixTime>,
+    /// `user_action` or `automatic` (the user called with callback permission on, or Meta
+    /// revoked the permission).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_source: Option<String>,
+}
+
+fn time_as_number<S: Serializer>(t: &Option<UnixTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_u64(t.0),
+        None => s.serialize_none(),
+    }
+}
+
+/// `recipient_type` of a message to one user.
+pub const RECIPIENT_INDIVIDUAL: &str = "individual";
+/// `type` of a template message.
+pub const MESSAGE_TEMPLATE: &str = "template";
+
+/// Body of `POST /{phone-number-id}/messages` for a call permission request (reference §4.6).
+/// Every field is optional so the fake Graph API can read a malformed one and say what is
+/// missing.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MessageRequest {
+    /// Always `whatsapp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messaging_product: Option<String>,
+    /// Always `individual`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_type: Option<String>,
+    /// The user's number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// `interactive` or `template`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The free-form request (inside the customer service window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interactive: Option<InteractiveRequest>,
+    /// The template request (outside it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateRequest>,
+}
+
+/// `interactive` of a permission request.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct InteractiveRequest {
+    /// `call_permission_request`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// `{ "name": "call_permission_request" }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<NamedAction>,
+    /// The text shown above the buttons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<TextBody>,
+}
+
+/// `interactive.action`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct NamedAction {
+    /// The action's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `interactive.body`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TextBody {
+    /// The text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// `template` of a template message.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TemplateRequest {
+    /// The approved template's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<TemplateLanguage>,
+}
+
+/// `template.language`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TemplateLanguage {
+    /// e.g. `en_US`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// A successful `POST /{phone-number-id}/messages` response.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MessageResponse {
+    /// Always `whatsapp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messaging_product: Option<String>,
+    /// The recipients as Meta read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<MessageContact>,
+    /// The messages sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<MessageRef>,
+}
+
+/// `contacts[]` of a messages response.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MessageContact {
+    /// The number as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// The user's WhatsApp id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+}
+
+/// `messages[]` of a messages response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRef {
+    /// The message's `wamid.…`.
+    pub id: String,
+}
+
+/// Body of `POST /{phone-number-id}/settings` (reference §4.4), only the part switchboard sets.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SettingsRequest {
+    /// The calling settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calling: Option<CallingSettings>,
+}
+
+/// `calling` of the settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CallingSettings {
+    /// `ENABLED` or `DISABLED`: whether a user who called is asked for call permission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_permission_status: Option<String>,
+}
+
+/// `ENABLED`, in settings.
+pub const SETTING_ENABLED: &str = "ENABLED";
+/// `DISABLED`, in settings.
+pub const SETTING_DISABLED: &str = "DISABLED";
 
 /// `value.metadata`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -271,17 +271,24 @@ impl Simulator {
     ) -> Simulator {
         let (dispatch, rx) = mpsc::channel(256);
         let (outbound_tx, outbound) = mpsc::channel(64);
-        tokio::spawn(dispatcher(events, rx, outbound_tx));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        let turn: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let webhooks = Webhooks {
+            cfg: cfg.clone(),
+            http: http.clone(),
+            turn: turn.clone(),
+        };
+        tokio::spawn(dispatcher(events, rx, outbound_tx, webhooks));
         Simulator {
             outbound: Arc::new(tokio::sync::Mutex::new(outbound)),
             cfg,
             graph,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
+            http,
             dispatch,
-            turn: Arc::default(),
+            turn,
         }
     }
 
@@ -343,6 +350,48 @@ impl Simulator {
     /// Sends a signed webhook as Meta does, retrying a few times on failure (Meta retries
     /// undelivered webhooks); returns the last HTTP status.
     pub async fn deliver(&self, body: &[u8]) -> Option<u16> {
+        Webhooks {
+            cfg: self.cfg.clone(),
+            http: self.http.clone(),
+            turn: self.turn.clone(),
+        }
+        .deliver(body)
+        .await
+    }
+
+    /// A webhook body of `call`, made to the business number `number` when given.
+    pub(super) fn envelope(
+        &self,
+        number: Option<&str>,
+        call: Call,
+        contact: Option<Contact>,
+        errors: Vec<WebhookErrorObject>,
+    ) -> Vec<u8> {
+        match number {
+            Some(n) => envelope(
+                &SimulatorConfig {
+                    phone_number_id: n.to_owned(),
+                    ..self.cfg.clone()
+                },
+                call,
+                contact,
+                errors,
+            ),
+            None => envelope(&self.cfg, call, contact, errors),
+        }
+    }
+}
+
+/// What delivering a webhook takes; the dispatcher has its own, to send users' permission
+/// replies without holding a [`Simulator`] (which would keep its own control queue open).
+struct Webhooks {
+    cfg: SimulatorConfig,
+    http: reqwest::Client,
+    turn: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Webhooks {
+    async fn deliver(&self, body: &[u8]) -> Option<u16> {
         let signature = sign(self.cfg.app_secret.expose(), body);
         let mut last = None;
         for attempt in 0..4u32 {
@@ -370,28 +419,6 @@ impl Simulator {
         }
         warn!(status = ?last, "webhook not delivered");
         last
-    }
-
-    /// A webhook body of `call`, made to the business number `number` when given.
-    pub(super) fn envelope(
-        &self,
-        number: Option<&str>,
-        call: Call,
-        contact: Option<Contact>,
-        errors: Vec<WebhookErrorObject>,
-    ) -> Vec<u8> {
-        match number {
-            Some(n) => envelope(
-                &SimulatorConfig {
-                    phone_number_id: n.to_owned(),
-                    ..self.cfg.clone()
-                },
-                call,
-                contact,
-                errors,
-            ),
-            None => envelope(&self.cfg, call, contact, errors),
-        }
     }
 }
 
@@ -460,8 +487,13 @@ async fn dispatcher(
     mut events: mpsc::Receiver<FakeGraphEvent>,
     mut control: mpsc::Receiver<Dispatch>,
     outbound: mpsc::Sender<super::callee::Outbound>,
+    webhooks: Webhooks,
 ) {
     let mut calls: HashMap<WaCallId, mpsc::Sender<FakeGraphEvent>> = HashMap::new();
+    let webhooks = Arc::new(webhooks);
+    // Users' replies being delivered (each retries for a while): owned here, so they end with
+    // the dispatcher.
+    let mut replies = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             // A call is registered before its webhook is sent, so before any Graph event about
@@ -473,14 +505,19 @@ async fn dispatcher(
                 Some(Dispatch::Forget(id)) => { calls.remove(&id); }
                 None => return,
             },
+            Some(_) = replies.join_next(), if !replies.is_empty() => {}
             Some(ev) = events.recv() => {
-                let id = match &ev {
-                    FakeGraphEvent::PreAccepted { call_id, .. }
-                    | FakeGraphEvent::Accepted { call_id, .. }
-                    | FakeGraphEvent::Rejected { call_id }
-                    | FakeGraphEvent::Terminated { call_id }
-                    | FakeGraphEvent::Connected { call_id, .. } => call_id,
-                };
+                if let FakeGraphEvent::PermissionRequested { phone_number_id, user, wamid, reply } = &ev {
+                    let body = super::permission::reply_now(
+                        &webhooks.cfg, phone_number_id, user, wamid, *reply,
+                    );
+                    if let Some(body) = body {
+                        let webhooks = webhooks.clone();
+                        replies.spawn(async move { webhooks.deliver(&body).await });
+                    }
+                    continue;
+                }
+                let Some(id) = ev.call_id() else { continue };
                 if let Some(tx) = calls.get(id) {
                     // A call task that stopped listening has ended; nothing to deliver.
                     let _ = tx.try_send(ev);
@@ -596,7 +633,8 @@ impl CallTask {
                     }
                     Some(FakeGraphEvent::Rejected { .. }) => break ("COMPLETED", None),
                     Some(FakeGraphEvent::Terminated { .. }) => break ("COMPLETED", None),
-                    Some(FakeGraphEvent::Connected { .. }) => {}
+                    // Never routed to a call (the dispatcher takes them).
+                    Some(FakeGraphEvent::Connected { .. } | FakeGraphEvent::PermissionRequested { .. }) => {}
                     None => break ("FAILED", None),
                 },
                 h = hang_up.recv(), if hang_up_open => match h {

@@ -11,6 +11,13 @@
 //! call's state (unknown id, already completed, already in progress); for pre_accept/accept the
 //! SDP rules of [`crate::whatsapp::sdp::check_answer`] against the registered offer; for accept
 //! the byte-identity with the pre_accept SDP.
+//!
+//! It also takes `POST …/messages` (call permission requests: their shape, then Meta's 138017
+//! for a user with a permanent permission and 138009 for a second request within a day) and
+//! `POST …/settings` (`callback_permission_status`), after the same faults, token and number
+//! checks. How each simulated user answers a request is decided when it is taken
+//! ([`FakeGraph::on_permission_request`]) and reported as
+//! [`FakeGraphEvent::PermissionRequested`], which the simulator turns into the reply webhook.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -30,10 +37,15 @@ use tracing::{debug, warn};
 use crate::config::Secret;
 use crate::ids::WaCallId;
 use crate::whatsapp::model::{
-    CallAction, CallRef, CallRequest, CallResponse, ErrorData, GraphErrorEnvelope,
-    GraphErrorObject, SdpType, MESSAGING_PRODUCT,
+    CallAction, CallPermissions, CallRef, CallRequest, CallResponse, ErrorData, GraphErrorEnvelope,
+    GraphErrorObject, MessageContact, MessageRef, MessageRequest, MessageResponse, Permission,
+    PermissionAction, PermissionStatus, SdpType, SettingsRequest, UnixTime,
+    INTERACTIVE_PERMISSION_REQUEST, MESSAGE_INTERACTIVE, MESSAGE_TEMPLATE, MESSAGING_PRODUCT,
+    RECIPIENT_INDIVIDUAL, SETTING_DISABLED, SETTING_ENABLED,
 };
 use crate::whatsapp::sdp;
+
+use super::permission::Reply;
 
 /// Capacity of the event stream; events beyond it (nobody reading) are dropped and logged.
 pub const EVENT_CAPACITY: usize = 256;
@@ -78,6 +90,31 @@ pub enum FakeGraphEvent {
         /// The business's offer.
         sdp: String,
     },
+    /// The business asked a user for call permission, and Meta took the request.
+    PermissionRequested {
+        /// The business number asking.
+        phone_number_id: String,
+        /// The user asked.
+        user: String,
+        /// The request's `wamid.…` (what the reply's `context.id` names).
+        wamid: String,
+        /// How the user answers ([`FakeGraph::on_permission_request`]).
+        reply: Reply,
+    },
+}
+
+impl FakeGraphEvent {
+    /// The call the event is about; `None` for a permission request.
+    pub fn call_id(&self) -> Option<&WaCallId> {
+        match self {
+            FakeGraphEvent::PreAccepted { call_id, .. }
+            | FakeGraphEvent::Accepted { call_id, .. }
+            | FakeGraphEvent::Rejected { call_id }
+            | FakeGraphEvent::Terminated { call_id }
+            | FakeGraphEvent::Connected { call_id, .. } => Some(call_id),
+            FakeGraphEvent::PermissionRequested { .. } => None,
+        }
+    }
 }
 
 /// One request as the fake saw it, with the answer it gave.
@@ -134,7 +171,23 @@ struct Book {
     permission_checks: HashMap<String, VecDeque<std::time::Instant>>,
     /// `call_permissions` requests refused with 613 (over the limit).
     permission_throttled: usize,
+    /// How each user answers a permission request ([`FakeGraph::on_permission_request`]).
+    replies: HashMap<String, Reply>,
+    /// When each user was last sent a permission request, for Meta's limit (138009).
+    permission_requests: HashMap<String, std::time::Instant>,
+    /// `callback_permission_status` as last set; `None` until it is.
+    callback_permission: Option<bool>,
+    next_message: u64,
 }
+
+/// How long Meta makes the business wait between two permission requests to one user (the
+/// sample limit of reference §4.6: one a day).
+pub const PERMISSION_REQUEST_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// Meta's code for a permission request over the limit for this user (reference §7.2).
+pub const PERMISSION_REQUEST_LIMIT: i64 = 138009;
+/// Meta's code for a permission request to a user who granted a permanent permission.
+pub const PERMISSION_UNNECESSARY: i64 = 138017;
 
 /// Meta's limit on `GET /{phone-number-id}/call_permissions` (reference §4.6): requests a
 /// second per number; more are refused with error 613.
@@ -169,7 +222,7 @@ impl std::fmt::Debug for FakeGraph {
     }
 }
 
-struct Reply {
+struct Answer {
     status: StatusCode,
     body: String,
     error_code: Option<i64>,
@@ -207,6 +260,10 @@ impl FakeGraph {
                     permissions: HashMap::new(),
                     permission_checks: HashMap::new(),
                     permission_throttled: 0,
+                    replies: HashMap::new(),
+                    permission_requests: HashMap::new(),
+                    callback_permission: None,
+                    next_message: 1,
                 }),
                 events_tx,
                 events_rx: Mutex::new(Some(events_rx)),
@@ -289,7 +346,119 @@ impl FakeGraph {
                 "/{version}/{phone_number_id}/call_permissions",
                 axum::routing::get(call_permissions),
             )
+            .route("/{version}/{phone_number_id}/messages", post(messages))
+            .route("/{version}/{phone_number_id}/settings", post(settings))
             .with_state(self.clone())
+    }
+
+    /// How `user` answers the business's call permission requests from now on (until told
+    /// otherwise; [`Reply::Ignore`] before). An accepted request also gives the user that
+    /// permission in `GET …/call_permissions`, so the business may then call.
+    pub fn on_permission_request(&self, user: &str, reply: Reply) {
+        self.state().replies.insert(user.to_owned(), reply);
+    }
+
+    /// The latest `callback_permission_status` set through `POST …/settings`: `Some(true)`
+    /// for `ENABLED`; `None` when it was never set.
+    pub fn callback_permission(&self) -> Option<bool> {
+        self.state().callback_permission
+    }
+
+    /// Records one request of any route, with its answer, in arrival order.
+    fn record(
+        &self,
+        st: &mut Book,
+        phone_number_id: &str,
+        action: Option<CallAction>,
+        call_id: Option<WaCallId>,
+        answer: &Answer,
+        body: &[u8],
+    ) {
+        if st.log.len() == LOG_CAP {
+            st.log.pop_front();
+        }
+        st.log.push_back(RecordedRequest {
+            phone_number_id: phone_number_id.to_owned(),
+            action,
+            call_id,
+            status: answer.status.as_u16(),
+            error_code: answer.error_code,
+            body: String::from_utf8_lossy(body).into_owned(),
+        });
+        st.recorded += 1;
+        self.inner.seen.send_replace(st.recorded);
+    }
+
+    /// Injected faults, the bearer token and the phone number id, checked as for `/calls`;
+    /// the refusal, if any.
+    fn gate(&self, st: &mut Book, phone_number_id: &str, auth: Option<&str>) -> Option<Answer> {
+        if let Some(fault) = st.faults.front_mut() {
+            fault.remaining = fault.remaining.saturating_sub(1);
+            let (status, code) = (fault.status, fault.code);
+            if fault.remaining == 0 {
+                st.faults.pop_front();
+            }
+            let transient = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+            return Some(error(
+                st,
+                status,
+                code,
+                "OAuthException",
+                "Injected fault",
+                None,
+                transient,
+            ));
+        }
+        let token = st
+            .tokens
+            .get(phone_number_id)
+            .unwrap_or(&self.inner.access_token);
+        let expected = format!("Bearer {}", token.expose());
+        if auth != Some(expected.as_str()) {
+            return Some(error(
+                st,
+                StatusCode::UNAUTHORIZED,
+                190,
+                "OAuthException",
+                "Invalid OAuth access token - Cannot parse access token",
+                None,
+                false,
+            ));
+        }
+        if phone_number_id != self.inner.phone_number_id
+            && !self.inner.also.iter().any(|n| n == phone_number_id)
+            && !st.tokens.contains_key(phone_number_id)
+        {
+            return Some(invalid(
+                st,
+                format!("Object with ID '{phone_number_id}' does not exist"),
+            ));
+        }
+        None
+    }
+
+    /// `POST …/messages`: a call permission request, checked and answered as Meta does.
+    fn handle_message(&self, phone_number_id: &str, auth: Option<&str>, body: &[u8]) -> Answer {
+        let mut st = self.state();
+        let answer = match self.gate(&mut st, phone_number_id, auth) {
+            Some(refused) => refused,
+            None => permission_request(&mut st, phone_number_id, body),
+        };
+        let action = Some(CallAction::Other("messages".into()));
+        self.record(&mut st, phone_number_id, action, None, &answer, body);
+        answer
+    }
+
+    /// `POST …/settings`: only `calling.callback_permission_status` is understood.
+    fn handle_settings(&self, phone_number_id: &str, auth: Option<&str>, body: &[u8]) -> Answer {
+        let mut st = self.state();
+        let answer = match self.gate(&mut st, phone_number_id, auth) {
+            Some(refused) => refused,
+            None => settings_change(&mut st, body),
+        };
+        let action = Some(CallAction::Other("settings".into()));
+        self.record(&mut st, phone_number_id, action, None, &answer, body);
+        answer
     }
 
     /// `user`'s call permission from now on, as `GET …/call_permissions` answers it.
@@ -311,7 +480,7 @@ impl FakeGraph {
         phone_number_id: &str,
         auth: Option<&str>,
         user: Option<&str>,
-    ) -> Reply {
+    ) -> Answer {
         let mut st = self.state();
         let token = st
             .tokens
@@ -361,7 +530,7 @@ impl FakeGraph {
             .get(user)
             .cloned()
             .unwrap_or_else(no_permission);
-        Reply {
+        Answer {
             status: StatusCode::OK,
             body: json(&answer),
             error_code: None,
@@ -396,7 +565,7 @@ impl FakeGraph {
         ))
     }
 
-    fn handle(&self, phone_number_id: &str, auth: Option<&str>, body: &[u8]) -> Reply {
+    fn handle(&self, phone_number_id: &str, auth: Option<&str>, body: &[u8]) -> Answer {
         let parsed = serde_json::from_slice::<CallRequest>(body);
         let mut st = self.state();
         let reply = self.decide(&mut st, phone_number_id, auth, &parsed);
@@ -404,19 +573,7 @@ impl FakeGraph {
             Ok(r) => (r.action.clone(), r.call_id.clone()),
             Err(_) => (None, None),
         };
-        if st.log.len() == LOG_CAP {
-            st.log.pop_front();
-        }
-        st.log.push_back(RecordedRequest {
-            phone_number_id: phone_number_id.to_owned(),
-            action,
-            call_id,
-            status: reply.status.as_u16(),
-            error_code: reply.error_code,
-            body: String::from_utf8_lossy(body).into_owned(),
-        });
-        st.recorded += 1;
-        self.inner.seen.send_replace(st.recorded);
+        self.record(&mut st, phone_number_id, action, call_id, &reply, body);
         reply
     }
 
@@ -426,48 +583,9 @@ impl FakeGraph {
         phone_number_id: &str,
         auth: Option<&str>,
         parsed: &Result<CallRequest, serde_json::Error>,
-    ) -> Reply {
-        if let Some(fault) = st.faults.front_mut() {
-            fault.remaining = fault.remaining.saturating_sub(1);
-            let (status, code) = (fault.status, fault.code);
-            if fault.remaining == 0 {
-                st.faults.pop_front();
-            }
-            let transient = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-            return error(
-                st,
-                status,
-                code,
-                "OAuthException",
-                "Injected fault",
-                None,
-                transient,
-            );
-        }
-        let token = st
-            .tokens
-            .get(phone_number_id)
-            .unwrap_or(&self.inner.access_token);
-        let expected = format!("Bearer {}", token.expose());
-        if auth != Some(expected.as_str()) {
-            return error(
-                st,
-                StatusCode::UNAUTHORIZED,
-                190,
-                "OAuthException",
-                "Invalid OAuth access token - Cannot parse access token",
-                None,
-                false,
-            );
-        }
-        if phone_number_id != self.inner.phone_number_id
-            && !self.inner.also.iter().any(|n| n == phone_number_id)
-            && !st.tokens.contains_key(phone_number_id)
-        {
-            return invalid(
-                st,
-                format!("Object with ID '{phone_number_id}' does not exist"),
-            );
+    ) -> Answer {
+        if let Some(refused) = self.gate(st, phone_number_id, auth) {
+            return refused;
         }
         let req = match parsed {
             Ok(r) => r,
@@ -515,7 +633,7 @@ impl FakeGraph {
         let (next, result) = transition(&action, &call_id, call, answer);
         st.calls.insert(call_id, next);
         match result {
-            Ok(event) => Reply {
+            Ok(event) => Answer {
                 status: StatusCode::OK,
                 body: json(&CallResponse {
                     messaging_product: Some(MESSAGING_PRODUCT.into()),
@@ -592,7 +710,7 @@ fn transition(
     }
 }
 
-fn connect(st: &mut Book, req: &CallRequest) -> Reply {
+fn connect(st: &mut Book, req: &CallRequest) -> Answer {
     let Some(to) = req.to.clone().filter(|t| !t.is_empty()) else {
         return invalid(st, "to is required for connect".into());
     };
@@ -608,7 +726,7 @@ fn connect(st: &mut Book, req: &CallRequest) -> Reply {
     let call_id = WaCallId(format!("wacid.fake-{}", st.next_call));
     st.next_call += 1;
     st.calls.insert(call_id.clone(), CallState::Outbound);
-    Reply {
+    Answer {
         status: StatusCode::OK,
         body: json(&CallResponse {
             messaging_product: Some(MESSAGING_PRODUCT.into()),
@@ -622,7 +740,181 @@ fn connect(st: &mut Book, req: &CallRequest) -> Reply {
     }
 }
 
-fn invalid(st: &mut Book, details: String) -> Reply {
+/// A call permission request as Meta takes it: the message's shape, then Meta's refusals
+/// (a permanent permission already there: 138017; a request within the limit's interval:
+/// 138009); a request taken gets its wamid, and the user's answer is decided now.
+fn permission_request(st: &mut Book, phone_number_id: &str, body: &[u8]) -> Answer {
+    let req = match serde_json::from_slice::<MessageRequest>(body) {
+        Ok(r) => r,
+        Err(e) => return invalid(st, format!("request body is not valid JSON: {e}")),
+    };
+    if let Err(details) = check_permission_request(&req) {
+        return invalid(st, details);
+    }
+    let user = req.to.clone().unwrap_or_default();
+    let permanent = st
+        .permissions
+        .get(&user)
+        .is_some_and(|p| p.permission.status == PermissionStatus::Permanent);
+    if permanent {
+        return error(
+            st,
+            StatusCode::BAD_REQUEST,
+            PERMISSION_UNNECESSARY,
+            "OAuthException",
+            "Permission request unnecessary",
+            Some("The user has granted a permanent call permission".into()),
+            false,
+        );
+    }
+    let now = std::time::Instant::now();
+    let recent = st
+        .permission_requests
+        .get(&user)
+        .is_some_and(|at| now.duration_since(*at) < PERMISSION_REQUEST_INTERVAL);
+    if recent {
+        return error(
+            st,
+            StatusCode::BAD_REQUEST,
+            PERMISSION_REQUEST_LIMIT,
+            "OAuthException",
+            "Call permission request limit reached",
+            Some("Limit of call permission requests to this user reached".into()),
+            false,
+        );
+    }
+    st.permission_requests.insert(user.clone(), now);
+    let wamid = format!("wamid.FAKE{:010}", st.next_message);
+    st.next_message += 1;
+    let reply = st.replies.get(&user).copied().unwrap_or_default();
+    if let Reply::Accept { permanent, .. } = reply {
+        let unix_now = super::caller::unix_now();
+        st.permissions.insert(
+            user.clone(),
+            CallPermissions {
+                permission: Permission {
+                    status: if permanent {
+                        PermissionStatus::Permanent
+                    } else {
+                        PermissionStatus::Temporary
+                    },
+                    expiration_time: reply.expires_at(unix_now).map(UnixTime),
+                },
+                actions: vec![PermissionAction {
+                    action_name: "start_call".into(),
+                    can_perform_action: true,
+                    limits: vec![],
+                }
+                .into()],
+            },
+        );
+    }
+    Answer {
+        status: StatusCode::OK,
+        body: json(&MessageResponse {
+            messaging_product: Some(MESSAGING_PRODUCT.into()),
+            contacts: vec![MessageContact {
+                input: Some(user.clone()),
+                wa_id: Some(user.clone()),
+            }],
+            messages: vec![MessageRef { id: wamid.clone() }],
+        }),
+        error_code: None,
+        event: Some(FakeGraphEvent::PermissionRequested {
+            phone_number_id: phone_number_id.to_owned(),
+            user,
+            wamid,
+            reply,
+        }),
+    }
+}
+
+/// What is wrong with a permission request's shape (reference §4.6), if anything.
+fn check_permission_request(req: &MessageRequest) -> Result<(), String> {
+    if req.messaging_product.as_deref() != Some(MESSAGING_PRODUCT) {
+        return Err("messaging_product must be \"whatsapp\"".into());
+    }
+    if req
+        .recipient_type
+        .as_deref()
+        .is_some_and(|r| r != RECIPIENT_INDIVIDUAL)
+    {
+        return Err("recipient_type must be \"individual\"".into());
+    }
+    if req.to.as_deref().is_none_or(str::is_empty) {
+        return Err("to is required".into());
+    }
+    match req.kind.as_deref() {
+        Some(MESSAGE_INTERACTIVE) => {
+            let Some(i) = &req.interactive else {
+                return Err("interactive is required".into());
+            };
+            if i.kind.as_deref() != Some(INTERACTIVE_PERMISSION_REQUEST) {
+                return Err("interactive.type must be \"call_permission_request\"".into());
+            }
+            let name = i.action.as_ref().and_then(|a| a.name.as_deref());
+            if name != Some(INTERACTIVE_PERMISSION_REQUEST) {
+                return Err("interactive.action.name must be \"call_permission_request\"".into());
+            }
+            let text = i.body.as_ref().and_then(|b| b.text.as_deref());
+            if text.is_none_or(|t| t.trim().is_empty()) {
+                return Err("interactive.body.text is required".into());
+            }
+            Ok(())
+        }
+        Some(MESSAGE_TEMPLATE) => {
+            let Some(t) = &req.template else {
+                return Err("template is required".into());
+            };
+            if t.name.as_deref().is_none_or(str::is_empty) {
+                return Err("template.name is required".into());
+            }
+            let code = t.language.as_ref().and_then(|l| l.code.as_deref());
+            if code.is_none_or(str::is_empty) {
+                return Err("template.language.code is required".into());
+            }
+            Ok(())
+        }
+        other => Err(format!(
+            "type must be \"interactive\" or \"template\", not {other:?}"
+        )),
+    }
+}
+
+/// A settings change: `calling.callback_permission_status` `ENABLED` or `DISABLED`.
+fn settings_change(st: &mut Book, body: &[u8]) -> Answer {
+    let req = match serde_json::from_slice::<SettingsRequest>(body) {
+        Ok(r) => r,
+        Err(e) => return invalid(st, format!("request body is not valid JSON: {e}")),
+    };
+    let status = req
+        .calling
+        .as_ref()
+        .and_then(|c| c.callback_permission_status.as_deref());
+    let enabled = match status {
+        Some(SETTING_ENABLED) => true,
+        Some(SETTING_DISABLED) => false,
+        _ => {
+            return invalid(
+                st,
+                "calling.callback_permission_status must be ENABLED or DISABLED".into(),
+            )
+        }
+    };
+    st.callback_permission = Some(enabled);
+    Answer {
+        status: StatusCode::OK,
+        body: json(&CallResponse {
+            messaging_product: None,
+            success: Some(true),
+            calls: None,
+        }),
+        error_code: None,
+        event: None,
+    }
+}
+
+fn invalid(st: &mut Book, details: String) -> Answer {
     error(
         st,
         StatusCode::BAD_REQUEST,
@@ -642,7 +934,7 @@ fn error(
     message: &str,
     details: Option<String>,
     is_transient: bool,
-) -> Reply {
+) -> Answer {
     let trace = format!("FakeTrace{:06}", st.next_trace);
     st.next_trace += 1;
     let body = json(&GraphErrorEnvelope {
@@ -659,7 +951,7 @@ fn error(
             is_transient: Some(is_transient),
         },
     });
-    Reply {
+    Answer {
         status,
         body,
         error_code: Some(code),
@@ -682,22 +974,56 @@ async fn calls(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let reply = graph.handle(&phone_number_id, auth, &body);
-    debug!(status = reply.status.as_u16(), "fake graph answered");
-    if let Some(event) = reply.event {
-        if graph.inner.events_tx.try_send(event).is_err() {
-            warn!("fake graph event dropped: stream full or not taken");
+    graph.send(reply).await
+}
+
+async fn messages(
+    State(graph): State<FakeGraph>,
+    Path((_version, phone_number_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let answer = graph.handle_message(&phone_number_id, auth, &body);
+    graph.send(answer).await
+}
+
+async fn settings(
+    State(graph): State<FakeGraph>,
+    Path((_version, phone_number_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let answer = graph.handle_settings(&phone_number_id, auth, &body);
+    graph.send(answer).await
+}
+
+impl FakeGraph {
+    /// Passes on the answer's event, holds the answer back as long as Graph is slow, and
+    /// answers.
+    async fn send(&self, answer: Answer) -> Response {
+        debug!(status = answer.status.as_u16(), "fake graph answered");
+        if let Some(event) = answer.event {
+            if self.inner.events_tx.try_send(event).is_err() {
+                warn!("fake graph event dropped: stream full or not taken");
+            }
         }
+        let delay = self.state().delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        (
+            answer.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            answer.body,
+        )
+            .into_response()
     }
-    let delay = graph.state().delay;
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    (
-        reply.status,
-        [(header::CONTENT_TYPE, "application/json")],
-        reply.body,
-    )
-        .into_response()
 }
 
 /// What Meta answers for a user who gave no permission: none, with the sample limits of its

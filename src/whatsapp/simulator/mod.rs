@@ -2,7 +2,8 @@
 //!
 //! **Owns**: [`graph::FakeGraph`], a fake Graph API that checks `/calls` requests the way Meta
 //! does (bearer token, phone number id, JSON shape, SDP rules, pre_accept/accept SDP identity,
-//! call state) and reports what it accepted as [`graph::FakeGraphEvent`]s.
+//! call state) and reports what it accepted as [`graph::FakeGraphEvent`]s; it also takes call
+//! permission requests and settings, and [`permission`] has its simulated users answer them.
 //!
 //! **Does not touch**: switchboard's media engine. [`caller::Simulator`] places calls like
 //! WhatsApp users, and [`callee`] answers the business's own calls as they would: Meta-shaped WebRTC peers (`crate::sim::peer`), signed webhooks, and Meta's
@@ -13,6 +14,7 @@
 pub mod callee;
 pub mod caller;
 pub mod graph;
+pub mod permission;
 
 pub use callee::{CalleeSpec, Outbound, Pickup};
 pub use caller::{
@@ -20,3 +22,4 @@ pub use caller::{
     SimulatorConfig,
 };
 pub use graph::{FakeGraph, FakeGraphEvent, FakeGraphServer, RecordedRequest};
+pub use permission::{permission_reply_webhook, Reply};

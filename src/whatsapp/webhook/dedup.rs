@@ -28,6 +28,11 @@ pub enum DedupKey {
         /// The status.
         status: CallStatusKind,
     },
+    /// A message (a call permission reply): its `wamid`, unique at Meta.
+    Message {
+        /// The message's id.
+        id: String,
+    },
 }
 
 impl DedupKey {
@@ -36,6 +41,7 @@ impl DedupKey {
         match self {
             DedupKey::Call { call_id, event } => format!("call:{call_id}:{event}"),
             DedupKey::Status { call_id, status } => format!("status:{call_id}:{status}"),
+            DedupKey::Message { id } => format!("message:{id}"),
         }
     }
 }

@@ -26,7 +26,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{self, CallEventKind, CallStatusKind, TerminateStatus, UnixTime};
+use super::model::{
+    self, CallEventKind, CallStatusKind, PermissionResponse, TerminateStatus, UnixTime,
+};
 use crate::ids::{CallIdError, WaCallId};
 
 /// The path of both webhook routes.
@@ -78,6 +80,14 @@ pub enum WebhookError {
     InvalidCall {
         /// Its id, if it had a readable one.
         call_id: Option<String>,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A call permission reply (field `messages`) that could not be read.
+    #[error("call permission reply {message_id:?} is malformed: {reason}")]
+    InvalidMessage {
+        /// Its `id`, if it had a readable one (a `wamid`, never a phone number).
+        message_id: Option<String>,
         /// The parser's message.
         reason: String,
     },
@@ -226,16 +236,51 @@ pub enum WaEvent {
         /// Errors about this status.
         errors: Vec<WaErrorInfo>,
     },
+    /// A user answered a call permission request, or Meta answered for them (reference §3.6:
+    /// a user who called with `callback_permission_status` on, or a permission revoked after
+    /// unanswered calls). Not about a call: [`WaEvent::call`] is `None`.
+    PermissionReply {
+        /// Our business number's id (from `metadata`).
+        phone_number_id: Option<String>,
+        /// The user (`from`).
+        user: String,
+        /// Accept or reject.
+        response: PermissionResponse,
+        /// Whether the permission never expires.
+        permanent: bool,
+        /// When a temporary permission ends.
+        expires_at: Option<UnixTime>,
+        /// `user_action` or `automatic`.
+        source: Option<String>,
+        /// The wamid of our request, or the wacid of the call that prompted the reply.
+        context_id: Option<String>,
+        /// When the user answered.
+        timestamp: Option<UnixTime>,
+        /// The reply's own `wamid.…`: Meta's redelivery of it is recognised by it.
+        message_id: String,
+    },
 }
 
+/// What [`WaEvent::call_id`] gives for an event about no call.
+static NO_CALL: WaCallId = WaCallId(String::new());
+
 impl WaEvent {
-    /// The call this event is about.
+    /// The call this event is about; an empty id for an event about no call (a permission
+    /// reply). Kept total so that the code that orders and places events by call goes on
+    /// unchanged: every event without a call lands under the one empty key, is owned by no
+    /// node and so is handled where it arrived. Use [`WaEvent::call`] to tell the two apart.
     pub fn call_id(&self) -> &WaCallId {
+        self.call().unwrap_or(&NO_CALL)
+    }
+
+    /// The call this event is about, when it is about one.
+    pub fn call(&self) -> Option<&WaCallId> {
         match self {
             WaEvent::CallOffered { call_id, .. }
             | WaEvent::CallAnswered { call_id, .. }
             | WaEvent::CallTerminated { call_id, .. }
-            | WaEvent::CallStatusChanged { call_id, .. } => call_id,
+            | WaEvent::CallStatusChanged { call_id, .. } => Some(call_id),
+            WaEvent::PermissionReply { .. } => None,
         }
     }
 
@@ -254,6 +299,9 @@ impl WaEvent {
             WaEvent::CallStatusChanged { status, .. } => DedupKey::Status {
                 call_id,
                 status: status.clone(),
+            },
+            WaEvent::PermissionReply { message_id, .. } => DedupKey::Message {
+                id: message_id.clone(),
             },
         }
     }

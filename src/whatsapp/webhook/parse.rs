@@ -38,6 +38,13 @@ pub fn parse_detailed(body: &[u8]) -> Result<(Vec<WaEvent>, Vec<WebhookError>), 
                 debug!(entry_id = ?entry.id, "unreadable change skipped");
                 continue;
             };
+            if change.field == model::FIELD_MESSAGES {
+                // Most messages are not ours to read; an odd value here is not a call lost.
+                if let Lenient::Valid(value) = &change.value {
+                    permission_replies(value, &mut events, &mut skipped);
+                }
+                continue;
+            }
             if change.field != model::FIELD_CALLS {
                 debug!(field = ?change.field, "non-calls change skipped");
                 continue;
@@ -159,6 +166,59 @@ pub(super) fn invalid_call<T>(l: &Lenient<T>) -> Option<WebhookError> {
             call_id: l.raw_id().map(|s| s.chars().take(64).collect()),
             reason: error.clone(),
         }),
+    }
+}
+
+/// The longest message id kept: Meta's wamids are well under it.
+const MAX_MESSAGE_ID: usize = 128;
+
+/// A message id that may be logged and used as a de-duplication key: printable ASCII, short.
+fn usable_message_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_MESSAGE_ID && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The call permission replies of a `messages` change; unreadable ones are skipped and
+/// reported, every other message is left alone.
+pub(super) fn permission_replies(
+    v: &model::ChangeValue,
+    events: &mut Vec<WaEvent>,
+    skipped: &mut Vec<WebhookError>,
+) {
+    let phone_number_id = v.metadata.as_ref().and_then(|m| m.phone_number_id.clone());
+    for reply in v.permission_replies() {
+        let raw_id = reply
+            .raw_id()
+            .filter(|id| usable_message_id(id))
+            .map(str::to_owned);
+        let m = match reply {
+            Lenient::Valid(m) if usable_message_id(&m.id) && !m.from.is_empty() => m,
+            Lenient::Valid(m) => {
+                skipped.push(WebhookError::InvalidMessage {
+                    message_id: None,
+                    reason: format!("unusable id ({} bytes) or empty from", m.id.len()),
+                });
+                continue;
+            }
+            Lenient::Invalid { error, .. } => {
+                skipped.push(WebhookError::InvalidMessage {
+                    message_id: raw_id,
+                    reason: error,
+                });
+                continue;
+            }
+        };
+        let answer = m.interactive.call_permission_reply;
+        events.push(WaEvent::PermissionReply {
+            phone_number_id: phone_number_id.clone(),
+            user: m.from,
+            response: answer.response,
+            permanent: answer.is_permanent,
+            expires_at: answer.expiration_timestamp,
+            source: answer.response_source,
+            context_id: m.context.and_then(|c| c.id),
+            timestamp: m.timestamp,
+            message_id: m.id,
+        });
     }
 }
 
@@ -491,6 +551,146 @@ mod tests {
             WaEvent::CallStatusChanged {
                 status: CallStatusKind::Ringing,
                 timestamp: Some(UnixTime(9)),
+                ..
+            }
+        ));
+    }
+
+    /// Meta's `messages` webhook around `messages` (reference §3.6).
+    fn messages(messages: &str) -> String {
+        format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"WABA","changes":[{{
+            "value":{{"messaging_product":"whatsapp",
+              "metadata":{{"display_phone_number":"15550001111","phone_number_id":"42"}},
+              "contacts":[{{"profile":{{"name":"Ann"}},"wa_id":"15551234567"}}],
+              "messages":[{messages}]}},
+            "field":"messages"}}]}}]}}"#
+        )
+    }
+
+    fn reply(id: &str, answer: &str) -> String {
+        format!(
+            r#"{{"context":{{"from":"15550001111","id":"wamid.REQUEST"}},
+               "from":"15551234567","id":"{id}","timestamp":"1744830000","type":"interactive",
+               "interactive":{{"type":"call_permission_reply","call_permission_reply":{answer}}}}}"#
+        )
+    }
+
+    #[test]
+    fn permission_replies_are_read_in_metas_shape() {
+        let body = messages(&[
+            reply(
+                "wamid.A",
+                r#"{"response":"accept","is_permanent":false,"expiration_timestamp":1745434800,
+                   "response_source":"user_action"}"#,
+            ),
+            reply(
+                "wamid.P",
+                r#"{"response":"accept","is_permanent":true,"response_source":"user_action"}"#,
+            ),
+            reply("wamid.R", r#"{"response":"reject","response_source":"user_action"}"#),
+            reply(
+                "wamid.U",
+                r#"{"response":"accept","is_permanent":false,"expiration_timestamp":"1745434801",
+                   "response_source":"automatic"}"#,
+            ),
+            // Other messages on the same field are none of ours and not malformed.
+            r#"{"from":"15551234567","id":"wamid.T","type":"text","text":{"body":"hi"}}"#.into(),
+            r#"{"from":"15551234567","id":"wamid.B","type":"interactive",
+               "interactive":{"type":"button_reply","button_reply":{"id":"x"}}}"#
+                .into(),
+        ]
+        .join(","));
+        let (events, skipped) = parse_detailed(body.as_bytes()).unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let expect = |id: &str, response, permanent, expires: Option<u64>, source: &str| {
+            WaEvent::PermissionReply {
+                phone_number_id: Some("42".into()),
+                user: "15551234567".into(),
+                response,
+                permanent,
+                expires_at: expires.map(UnixTime),
+                source: Some(source.into()),
+                context_id: Some("wamid.REQUEST".into()),
+                timestamp: Some(UnixTime(1744830000)),
+                message_id: id.into(),
+            }
+        };
+        assert_eq!(
+            events,
+            vec![
+                expect(
+                    "wamid.A",
+                    PermissionResponse::Accept,
+                    false,
+                    Some(1745434800),
+                    "user_action"
+                ),
+                expect(
+                    "wamid.P",
+                    PermissionResponse::Accept,
+                    true,
+                    None,
+                    "user_action"
+                ),
+                expect(
+                    "wamid.R",
+                    PermissionResponse::Reject,
+                    false,
+                    None,
+                    "user_action"
+                ),
+                expect(
+                    "wamid.U",
+                    PermissionResponse::Accept,
+                    false,
+                    Some(1745434801),
+                    "automatic"
+                ),
+            ]
+        );
+        assert_eq!(events[0].call(), None);
+        assert_eq!(events[0].call_id().0, "");
+        assert_eq!(
+            events[0].dedup_key(),
+            DedupKey::Message {
+                id: "wamid.A".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_malformed_permission_reply_is_skipped_alone() {
+        let body = messages(
+            &[
+                reply("wamid.BAD", r#"{"response":"maybe"}"#),
+                reply("wamid.NOANSWER", r#"null"#),
+                reply("wamid.\\nforged line", r#"{"response":"accept"}"#),
+                reply("wamid.OK", r#"{"response":"reject"}"#),
+            ]
+            .join(","),
+        );
+        let (events, skipped) = parse_detailed(body.as_bytes()).unwrap();
+        assert_eq!(events.len(), 1);
+        assert!(matches!(
+            &events[0],
+            WaEvent::PermissionReply { message_id, response: PermissionResponse::Reject, .. }
+                if message_id == "wamid.OK"
+        ));
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        assert!(matches!(
+            &skipped[0],
+            WebhookError::InvalidMessage { message_id: Some(id), .. } if id == "wamid.BAD"
+        ));
+        assert!(matches!(
+            &skipped[1],
+            WebhookError::InvalidMessage { message_id: Some(id), .. } if id == "wamid.NOANSWER"
+        ));
+        // An id that could forge a log line is neither used nor shown.
+        assert!(matches!(
+            &skipped[2],
+            WebhookError::InvalidMessage {
+                message_id: None,
                 ..
             }
         ));

@@ -509,7 +509,10 @@ async fn process_bodies(
             if let WaEvent::CallOffered { received_at, .. } = &mut event {
                 *received_at = Some(received);
             }
-            let span = info_span!("wa_call", call_id = %event.call_id());
+            let span = match event.call() {
+                Some(call_id) => info_span!("wa_call", call_id = %call_id),
+                None => info_span!("wa_message"),
+            };
             // Before de-duplication: a replay after a restart (the table empty) is refused the
             // same way as a late retry.
             let age = connect_age(&event, SystemTime::now());
@@ -589,6 +592,21 @@ fn log_event(event: &WaEvent) {
             info!(status = ?status, duration = ?duration, error_codes = ?codes, "call terminated");
         }
         WaEvent::CallStatusChanged { status, .. } => info!(%status, "call status changed"),
+        WaEvent::PermissionReply {
+            user,
+            response,
+            permanent,
+            expires_at,
+            source,
+            ..
+        } => info!(
+            user = %super::model::mask_number(user),
+            response = response.as_str(),
+            permanent,
+            expires_at = ?expires_at.map(|t| t.0),
+            source = source.as_deref().unwrap_or(""),
+            "call permission reply"
+        ),
     }
 }
 
