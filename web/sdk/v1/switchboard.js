@@ -671,6 +671,7 @@ button[aria-pressed="true"] { background: var(--switchboard-accent, #1f3b57); co
 .danger { background: var(--switchboard-danger, #b42318); border-color: var(--switchboard-danger, #b42318); color: var(--switchboard-danger-text, #fff); }
 .notice { background: var(--switchboard-notice-background, #fff4e5); border: 1px solid var(--switchboard-focus, #f0a500); padding: .5rem 1rem; border-radius: .3rem; }
 .card { display: grid; gap: .5rem; }
+.said { position: absolute; width: 1px; height: 1px; margin: -1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 .card + .card { border-top: 1px solid var(--switchboard-rule, #dde1e6); padding-top: .75rem; }
 `;
 
@@ -814,14 +815,15 @@ export class SwitchboardPhoneElement extends Base {
           $('decline', button('decline', 'Decline', { 'aria-keyshortcuts': 'Alt+D' }, 'danger'))))),
       $('task', h('div', { class: 'card', part: 'task', role: 'group', 'aria-labelledby': 'task-title', hidden: true },
         heading('task-title', 'Call-back request'),
-        // Announced as it appears: a task asks for nothing at once, so it takes no focus.
-        h('div', { 'aria-live': 'polite' },
-          h('p', { part: 'task-customer' }, $('taskName', h('strong')), ' ', $('taskNumber', h('span'))),
-          $('taskWhy', h('p', { part: 'task-reason' })),
-          $('taskDue', h('p', { part: 'task-due' }))),
+        h('p', { part: 'task-customer' }, $('taskName', h('strong')), ' ', $('taskNumber', h('span'))),
+        $('taskWhy', h('p', { part: 'task-reason' })),
+        $('taskDue', h('p', { part: 'task-due' })),
         h('div', { class: 'row' },
           $('taskCall', button('task-call', 'Call back', {}, 'answer')),
           $('taskSkip', button('task-skip', 'Skip'))))),
+      // A task is said as it is offered, for it asks nothing at once and takes no focus; from
+      // outside its card, as a live region that appears with its card is not read.
+      $('taskSaid', h('p', { class: 'said', 'aria-live': 'polite' })),
       $('outgoing', h('div', { class: 'card', part: 'callback', role: 'group', 'aria-labelledby': 'callback-title', hidden: true },
         heading('callback-title', 'Call-back'),
         h('p', { part: 'caller' }, $('outNumber', h('span'))),
@@ -1010,6 +1012,11 @@ export class SwitchboardPhoneElement extends Base {
       }
       case 'call_back': {
         const active = d.status === 'calling' || d.status === 'ringing';
+        // Read before this step disables or hides the button pressed to get here. The focus is
+        // never taken from the host page's own controls.
+        const a = this._root.activeElement;
+        const lost = a ? a === e.taskCall || a === e.outNow || a.disabled || !!a.closest('[hidden]')
+          : !document.activeElement || document.activeElement === document.body;
         this._cbTo = d.to;
         this._cbCallId = d.status === 'connected' ? d.callId : null;
         this._permTo = null;
@@ -1019,8 +1026,7 @@ export class SwitchboardPhoneElement extends Base {
         e.outAsk.hidden = !d.canAskPermission;
         e.outNow.hidden = true;
         e.outgoing.hidden = false;
-        // Pressed from a button that is gone or useless now: the focus goes where the call is.
-        if (active && [e.taskCall, e.outNow].includes(this._root.activeElement)) e.outCancel.focus();
+        if (active && lost) e.outCancel.focus();
         this._renderCallBack();
         break;
       }
@@ -1040,10 +1046,11 @@ export class SwitchboardPhoneElement extends Base {
         e.taskDue.textContent = d.dueAt ? `Due ${new Date(d.dueAt).toLocaleString()}` : '';
         e.taskDue.hidden = !d.dueAt;
         e.task.hidden = false;
+        e.taskSaid.textContent = `Call-back request: ${e.taskName.textContent} ${e.taskNumber.textContent}. ${e.taskWhy.textContent}.`;
         this._renderCallBack();
         break;
       case 'task_stopped':
-        if (!this.phone || !this.phone.task) e.task.hidden = true;
+        if (!this.phone || !this.phone.task) { e.task.hidden = true; e.taskSaid.textContent = ''; }
         break;
       case 'ended':
         if (this._cbCallId && this._cbCallId === d.callId) {
