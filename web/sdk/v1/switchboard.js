@@ -821,9 +821,6 @@ export class SwitchboardPhoneElement extends Base {
         h('div', { class: 'row' },
           $('taskCall', button('task-call', 'Call back', {}, 'answer')),
           $('taskSkip', button('task-skip', 'Skip'))))),
-      // A task is said as it is offered, for it asks nothing at once and takes no focus; from
-      // outside its card, as a live region that appears with its card is not read.
-      $('taskSaid', h('p', { class: 'said', 'aria-live': 'polite' })),
       $('outgoing', h('div', { class: 'card', part: 'callback', role: 'group', 'aria-labelledby': 'callback-title', hidden: true },
         heading('callback-title', 'Call-back'),
         h('p', { part: 'caller' }, $('outNumber', h('span'))),
@@ -855,7 +852,11 @@ export class SwitchboardPhoneElement extends Base {
           h('label', { for: 'mic-select', part: 'label' }, 'Microphone'),
           $('micSelect', h('select', { id: 'mic-select', part: 'microphone' })),
           h('label', { for: 'speaker-select', part: 'label' }, 'Speaker'),
-          $('speakerSelect', h('select', { id: 'speaker-select', part: 'speaker' })))));
+          $('speakerSelect', h('select', { id: 'speaker-select', part: 'speaker' })))),
+      // A task is said as it is offered, for it asks nothing at once and takes no focus; from
+      // outside its card, as a live region that appears with its card is not read (and last,
+      // where it parts no two cards).
+      $('taskSaid', h('p', { class: 'said', 'aria-live': 'polite' })));
     this._root.append(root);
     this._e = e;
     this._since = Date.now();
