@@ -4,13 +4,17 @@
 // around it: what it shows, and which of the phone's methods each control calls.
 
 import { $, show, notice, signIn } from '/session.js';
-import { connect, STATE_LABELS } from '/sdk/v1/switchboard.js';
+import { connect, STATE_LABELS, describeTask } from '/sdk/v1/switchboard.js';
 
 let phone = null;
 let stateSince = Date.now();
 let callSince = null;
 let ringTimer = null;
 let wrapUntil = null;
+// The call-back the status line speaks of: its number (for Ask for permission), the task it
+// answered, and its call once answered (whose end clears the line). `permittedTo`: the number
+// a permission was just granted for (Call now).
+const callBack = { to: null, taskId: null, callId: null, permittedTo: null };
 
 const clock = (s) => `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 
@@ -29,6 +33,7 @@ function setPresence(p) {
   $('state').textContent = text;
   stateSince = Date.now();
   show('wrapup', p.presence === 'wrap_up');
+  renderCallBack();
   wrapUntil = p.presence === 'wrap_up' ? Date.now() + 1000 * (p.secondsLeft ?? 0) : null;
   tick();
 }
@@ -69,9 +74,89 @@ function talking(call) {
   if (!callSince) callSince = Date.now();
   $('dtmf').textContent = '';
   show('call', true);
+  // An answered call-back hides the Cancel the agent may have been on: Hang up takes its place.
+  if (call.callId === callBack.callId && lostFocus()) $('hangup').focus();
 }
 
-function endCall(reason) {
+// ----- Call-backs -----
+
+const lostFocus = () => {
+  const a = document.activeElement;
+  return !a || a === document.body || a.disabled || !!a.closest('[hidden]');
+};
+
+/** Whether a call-back can be placed now: connected, not ringing, on a call or in wrap-up. */
+function canCallBack() {
+  if (!phone || phone.outgoing) return false;
+  const s = phone.state;
+  return s.connection === 'connected' && (s.presence === 'available' || s.presence === 'away');
+}
+
+function renderCallBack() {
+  const can = canCallBack();
+  for (const b of document.querySelectorAll('#recent-calls button')) b.disabled = !can;
+  for (const id of ['dial', 'task-call', 'call-now']) $(id).disabled = !can;
+}
+
+function placeCallBack(to, taskId) {
+  if (!phone) return;
+  callBack.taskId = taskId || null;
+  if (!phone.callBack(to, taskId ? { taskId } : {})) notice('Not connected to switchboard: try again in a moment.');
+}
+
+function callBackStep(c) {
+  const active = c.status === 'calling' || c.status === 'ringing';
+  // Read before the buttons pressed to get here are disabled or hidden, which drops the focus.
+  const moveFocus = active && (lostFocus() || !!document.activeElement.closest('#task, #recent, #callback'));
+  callBack.to = c.to;
+  callBack.callId = c.status === 'connected' ? c.callId : null;
+  callBack.permittedTo = null;
+  $('callback-to').textContent = c.to ? `+${c.to}` : '';
+  $('callback-status').textContent = c.message;
+  show('callback-cancel', active);
+  show('ask-permission', c.canAskPermission);
+  show('call-now', false);
+  renderCallBack();
+  if (moveFocus) $('callback-cancel').focus();
+  else if (c.canAskPermission && lostFocus()) $('ask-permission').focus();
+}
+
+function permissionStep(p) {
+  const hadFocus = ['ask-permission', 'call-now'].some((id) => document.activeElement === $(id));
+  $('callback-to').textContent = p.to ? `+${p.to}` : '';
+  $('callback-status').textContent = p.message;
+  show('callback-cancel', false);
+  show('ask-permission', false);
+  callBack.permittedTo = p.status === 'granted' ? p.to : null;
+  show('call-now', !!callBack.permittedTo);
+  renderCallBack();
+  if (callBack.permittedTo && (hadFocus || lostFocus())) $('call-now').focus();
+}
+
+function offerTask(t) {
+  $('task-name').textContent = t.name || 'WhatsApp customer';
+  $('task-number').textContent = t.to ? `+${t.to}` : '';
+  $('task-reason').textContent = describeTask(t);
+  $('task-due').textContent = t.dueAt ? `Due ${new Date(t.dueAt).toLocaleString()}` : '';
+  show('task-due', !!t.dueAt);
+  show('task', true);
+  $('task-announce').textContent = `Call-back request: ${t.name || 'WhatsApp customer'} ${t.to ? '+' + t.to : ''}. ${describeTask(t)}.`;
+  renderCallBack();
+}
+
+function taskStopped() {
+  // Another task may have been offered since: the card goes only with the phone's own.
+  if (phone && phone.task) return;
+  show('task', false);
+  $('task-announce').textContent = '';
+}
+
+function endCall(reason, callId) {
+  if (callId && callId === callBack.callId) {
+    callBack.callId = null;
+    $('callback-to').textContent = '';
+    $('callback-status').textContent = '';
+  }
   // The record is written as the call ends, a moment after this news.
   setTimeout(loadRecent, 500);
   callSince = null;
@@ -103,8 +188,20 @@ async function loadRecent() {
       c.queue || '', c.outcome.replace('_', ' '), clock(secs)]) {
       const td = document.createElement('td'); td.textContent = text; tr.appendChild(td);
     }
+    const td = document.createElement('td');
+    if (c.caller_number) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.textContent = 'Call back';
+      // Each row's button says whom it calls, for a list of them read out of their table.
+      b.setAttribute('aria-label', `Call back +${c.caller_number}`);
+      b.addEventListener('click', () => placeCallBack(c.caller_number));
+      td.appendChild(b);
+    }
+    tr.appendChild(td);
     body.appendChild(tr);
   }
+  renderCallBack();
   show('recent', true);
 }
 
@@ -148,6 +245,7 @@ function listen(p) {
     // Whatever was said of the last connection is over once a new one is up.
     if (s.connection === 'connected' && !connected) notice('');
     connected = s.connection === 'connected';
+    renderCallBack();
   });
   p.on('ready', (me) => {
     const sel = $('reason'); sel.replaceChildren();
@@ -168,7 +266,11 @@ function listen(p) {
   p.on('dtmf', (d) => { $('dtmf').textContent += d.digit; });
   p.on('whisper', (w) => show('whisper', w.on));
   p.on('directory', fillDirectory);
-  p.on('ended', (e) => endCall(e.reason));
+  p.on('ended', (e) => endCall(e.reason, e.callId));
+  p.on('call_back', callBackStep);
+  p.on('permission', permissionStep);
+  p.on('task', offerTask);
+  p.on('task_stopped', taskStopped);
   p.on('error', (e) => notice(NOTICES[e.code] || e.message));
 }
 
@@ -178,6 +280,7 @@ signIn({
     const sandbox = await fetch('/sandbox/calls', { method: 'GET' }).then((x) => x.status === 405, () => false);
     show('sandbox', sandbox);
     show('desk', true);
+    show('callback', true);
     loadRecent();
     // The page's sign-in set the session cookie; the page holds no token of its own.
     phone = connect({ url: location.origin, cookie: true });
@@ -218,6 +321,22 @@ $('hangup').addEventListener('click', () => phone && phone.hangUp());
 // The opposite of what the button shows, which is what the agent saw when they pressed it.
 $('mute').addEventListener('click', () => phone && phone.mute($('mute').getAttribute('aria-pressed') !== 'true'));
 $('hold').addEventListener('click', () => phone && phone.hold($('hold').getAttribute('aria-pressed') !== 'true'));
+$('dial-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const to = $('dial-number').value.trim();
+  if (!to) { $('dial-number').focus(); return; }
+  placeCallBack(to);
+});
+$('task-call').addEventListener('click', () => phone && phone.task && placeCallBack(phone.task.to, phone.task.taskId));
+$('task-skip').addEventListener('click', () => phone && phone.skipTask());
+$('callback-cancel').addEventListener('click', () => phone && phone.cancelCallBack());
+$('ask-permission').addEventListener('click', () => phone && callBack.to && phone.askPermission(callBack.to));
+$('call-now').addEventListener('click', () => {
+  if (!phone || !callBack.permittedTo) return;
+  // The task goes with the call only while it is still offered.
+  const t = phone.task;
+  placeCallBack(callBack.permittedTo, t && t.taskId === callBack.taskId ? t.taskId : null);
+});
 $('testcall').addEventListener('click', async () => {
   const r = await fetch('/sandbox/calls', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
   if (!r.ok) notice('The simulator could not place a call now.');

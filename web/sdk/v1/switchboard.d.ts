@@ -11,6 +11,29 @@ export type Presence = 'offline' | 'available' | 'away' | 'ringing' | 'on_call' 
 /** The agent page's words for each state ("Available", "On a call"…). */
 export const STATE_LABELS: Readonly<Record<Presence, string>>;
 
+/** Each step of a call-back (docs/protocol.md, "Call-backs"). */
+export type CallBackStatus = 'calling' | 'ringing' | 'connected' | 'declined' | 'no_answer' | 'cancelled' | 'failed';
+
+/** Words for each step, for a message switchboard sent without its sentence. */
+export const CALL_BACK_LABELS: Readonly<Record<CallBackStatus, string>>;
+
+export type PermissionStatus = 'requested' | 'granted' | 'rejected' | 'failed';
+
+/** Words for each permission step, for a message sent without its sentence. */
+export const PERMISSION_LABELS: Readonly<Record<PermissionStatus, string>>;
+
+/**
+ * Why a call-back task is offered: the customer hung up while waiting (`abandoned`), called
+ * when nobody was staffed (`unstaffed`), a `missed` call, or one `scheduled` through the API.
+ */
+export type TaskReason = 'abandoned' | 'unstaffed' | 'missed' | 'scheduled';
+
+/** Why a task was withdrawn: `called_in` the customer called again, `call` a call rings at you. */
+export type TaskStopReason = 'taken' | 'skipped' | 'cancelled' | 'called_in' | 'call';
+
+/** "Hung up while waiting in support", "Called when nobody was available", "Scheduled: <note>". */
+export function describeTask(task: Pick<Task, 'reason' | 'queue' | 'note'>): string;
+
 export interface ConnectOptions {
   /** switchboard's base URL, e.g. `https://switchboard.example.com`. */
   url: string;
@@ -84,9 +107,51 @@ export interface Call {
   held: boolean;
 }
 
+/** One step of your call-back (the `call_back` event). */
+export interface CallBack {
+  /** The customer's number, digits without `+`. */
+  to: string;
+  /** Meta's call id once the call is placed; null before (and when it failed before). */
+  callId: string | null;
+  status: CallBackStatus;
+  /** A plain sentence to show: "Calling…", "This customer has not given permission to be called." */
+  message: string;
+  /** Meta's error code (`failed`), e.g. 138006 (no permission); else null. */
+  code: number | null;
+  /** A permission request may be sent now (`askPermission(to)`). */
+  canAskPermission: boolean;
+}
+
+/** The customer's call permission (the `permission` event). */
+export interface Permission {
+  to: string;
+  status: PermissionStatus;
+  /** A plain sentence to show (a failure says why: asked too often…). */
+  message: string;
+  /** `granted`: until when (ms since the epoch), unless permanent; else null. */
+  expiresAt: number | null;
+  permanent: boolean;
+}
+
+/** A call-back task offered to you (the `task` event). */
+export interface Task {
+  taskId: string;
+  /** The customer's number, digits without `+`. */
+  to: string;
+  /** The customer's name, when known. */
+  name: string | null;
+  queue: string;
+  reason: TaskReason;
+  /** `scheduled`: what the API said of it. */
+  note: string | null;
+  /** When it is due (ms since the epoch), or null. */
+  dueAt: number | null;
+}
+
 export interface PhoneError {
   /**
-   * docs/protocol.md's error codes (`no_audio`, `busy`, `not_ringing`, `agent_unavailable`…,
+   * docs/protocol.md's error codes (`no_audio`, `busy`, `not_ringing`, `agent_unavailable`,
+   * `bad_number`…,
    * and `signed_out`, `replaced`, which end the phone), and the module's own:
    * `connect_failed` (the socket could not be opened: an origin the account does not allow, a
    * dead token, switchboard unreachable; it keeps trying), `connection_lost` (it reconnects),
@@ -129,6 +194,14 @@ export interface PhoneEvents {
   ended: { callId: string; reason: string };
   directory: Directory;
   whisper: { callId: string; on: boolean };
+  /** Each step of your call-back; after `connected`, `talking` follows and it is a call. */
+  call_back: CallBack;
+  /** What became of a permission request (`askPermission`). */
+  permission: Permission;
+  /** A call-back task is offered to you: `callBack(task.to, { taskId })` or `skipTask(taskId)`. */
+  task: Task;
+  /** The offer is withdrawn. */
+  task_stopped: { taskId: string; reason: TaskStopReason };
   error: PhoneError;
   /** Every message switchboard sent, as sent (docs/protocol.md). */
   message: { type: string; [field: string]: unknown };
@@ -156,6 +229,10 @@ export class Phone extends EventTarget {
   directory: Directory;
   ringing: RingingCall | null;
   call: Call | null;
+  /** Your call-back while it is placed (calling, ringing); null once answered or over. */
+  outgoing: CallBack | null;
+  /** The call-back task offered to you now, or null. */
+  task: Task | null;
   /** Where the caller (`party`) and a whisper (`second`) play; not in the document. */
   readonly audio: { party: HTMLAudioElement; second: HTMLAudioElement };
 
@@ -177,6 +254,17 @@ export class Phone extends EventTarget {
   transfer(target: TransferTarget): boolean;
   setAvailable(available: boolean, reason?: string): boolean;
   wrapUpDone(): boolean;
+  /**
+   * Calls a WhatsApp user: `to` in international form (`+`, spaces, dashes, parentheses
+   * ignored; 6–15 digits). `taskId` when it answers an offered task. Steps come as `call_back`.
+   */
+  callBack(to: string, options?: { taskId?: string }): boolean;
+  /** Stops your call-back before it is answered. */
+  cancelCallBack(): boolean;
+  /** Sends the customer WhatsApp's call-permission request; the answer comes as `permission`. */
+  askPermission(to: string): boolean;
+  /** Passes the task on (by default the one offered now). */
+  skipTask(taskId?: string): boolean;
 
   setMicrophone(deviceId: string): Promise<MediaStream | null>;
   /** False where the browser cannot choose a speaker. */

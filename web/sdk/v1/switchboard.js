@@ -36,6 +36,42 @@ export const STATE_LABELS = Object.freeze({
   wrap_up: 'Wrap-up', offline: 'Offline',
 });
 
+/**
+ * What each step of a call-back is in words, for a `call_back` message that came without its
+ * sentence (switchboard sends one: these are the same words).
+ */
+export const CALL_BACK_LABELS = Object.freeze({
+  calling: 'Calling…', ringing: 'Ringing on their phone', connected: 'Connected',
+  declined: 'Declined', no_answer: 'No answer', cancelled: 'Cancelled',
+  failed: 'The call could not be placed.',
+});
+
+/** The same for a `permission` message. */
+export const PERMISSION_LABELS = Object.freeze({
+  requested: 'Permission requested; waiting for the customer.',
+  granted: 'The customer has given permission to be called.',
+  rejected: 'The customer did not give permission to be called.',
+  failed: 'The permission request could not be sent.',
+});
+
+/**
+ * Why a call-back task is offered, in words: "Hung up while waiting in support", "Called when
+ * nobody was available", "Scheduled: <note>". The agent page and the element say it alike.
+ */
+export function describeTask(task) {
+  const queue = task.queue || 'the queue';
+  switch (task.reason) {
+    case 'abandoned': return `Hung up while waiting in ${queue}`;
+    case 'unstaffed': return 'Called when nobody was available';
+    case 'missed': return `Missed call in ${queue}`;
+    case 'scheduled': return task.note ? `Scheduled: ${task.note}` : 'Scheduled';
+    default: return task.note || 'Asked to be called back';
+  }
+}
+
+/** The call-back steps after which nothing more of it comes (`connected` goes on as a call). */
+const CALL_BACK_OVER = new Set(['declined', 'no_answer', 'cancelled', 'failed']);
+
 const FIRST_RETRY_MS = 1000;
 const LAST_RETRY_MS = 15000;
 const PING_EVERY_MS = 20000;
@@ -66,12 +102,28 @@ const camel = (m) => ({
   waitedSecs: m.waited_secs ?? 0, ringSecs: m.ring_secs ?? 15,
 });
 
+const camelCallBack = (m) => ({
+  to: m.to ?? '', callId: m.call_id ?? null, status: m.status,
+  message: m.message || CALL_BACK_LABELS[m.status] || '', code: m.code ?? null,
+  canAskPermission: !!m.can_ask_permission,
+});
+
+const camelPermission = (m) => ({
+  to: m.to ?? '', status: m.status, message: m.message || PERMISSION_LABELS[m.status] || '',
+  expiresAt: m.expires_at ?? null, permanent: !!m.permanent,
+});
+
+const camelTask = (m) => ({
+  taskId: m.task_id, to: m.to ?? '', name: m.name ?? null, queue: m.queue ?? '',
+  reason: m.reason, note: m.note ?? null, dueAt: m.due_at ?? null,
+});
+
 /**
  * One signed-in softphone: a session of one person, its WebSocket and PeerConnection.
  * Made by {@link connect}. Events (an EventTarget; each event's `detail` carries the data, and
  * `on(name, fn)` passes that detail to `fn`): `ready`, `state`, `presence`, `microphone`,
  * `ringing`, `ring_stopped`, `talking`, `call_state`, `dtmf`, `ended`, `directory`, `whisper`,
- * `error`, `message`.
+ * `call_back`, `permission`, `task`, `task_stopped`, `error`, `message`.
  */
 export class Phone extends EventTarget {
   constructor({ url, token, cookie = false, microphone, speaker, ringtone = true } = {}) {
@@ -114,6 +166,13 @@ export class Phone extends EventTarget {
     this.ringing = null;
     /** The call you are on: `{ callId, from, name, muted, held }`, or null. */
     this.call = null;
+    /**
+     * Your call-back while it is placed (the last `call_back` event's detail), until it is
+     * answered (then it is `call`) or over; null otherwise.
+     */
+    this.outgoing = null;
+    /** The call-back task offered to you now (the `task` event's detail), or null. */
+    this.task = null;
     /**
      * Where the other party plays: `party` the caller (stream 0), `second` a supervisor's
      * whisper (stream 1). Plain `<audio>` elements, not in the document: a host may place them.
@@ -318,6 +377,22 @@ export class Phone extends EventTarget {
         this._emit('directory', { ...this.directory });
         break;
       case 'whisper': this._emit('whisper', { callId: m.call_id, on: !!m.on }); break;
+      case 'call_back': {
+        const c = camelCallBack(m);
+        // Answered, it is a call like any other (`talking` follows); over, nothing is placed.
+        this.outgoing = c.status === 'connected' || CALL_BACK_OVER.has(c.status) ? null : c;
+        this._emit('call_back', { ...c });
+        break;
+      }
+      case 'permission': this._emit('permission', camelPermission(m)); break;
+      case 'task':
+        this.task = camelTask(m);
+        this._emit('task', { ...this.task });
+        break;
+      case 'task_stopped':
+        if (this.task && this.task.taskId === m.task_id) this.task = null;
+        this._emit('task_stopped', { taskId: m.task_id, reason: m.reason || '' });
+        break;
       case 'error':
         if (m.code === 'signed_out' || m.code === 'replaced') this._end(m.code, m.message);
         else this._error(m.code, m.message);
@@ -354,6 +429,7 @@ export class Phone extends EventTarget {
   _callEnded(callId, reason) {
     if (this.ringing && this.ringing.callId === callId) this._stopRinging(callId, reason);
     if (this.call && this.call.callId === callId) this.call = null;
+    if (this.outgoing && this.outgoing.callId === callId) this.outgoing = null;
     this._emit('ended', { callId, reason: reason || '' });
   }
 
@@ -397,6 +473,8 @@ export class Phone extends EventTarget {
     for (const el of [this.audio.party, this.audio.second]) el.srcObject = null;
     this.ringing = null;
     this.call = null;
+    this.outgoing = null;
+    this.task = null;
     this._state.audio = false;
     if (code) this._error(code, message, true);
     this._setState({ connection: 'closed', presence: 'offline', reason: null, callId: null, secondsLeft: null });
@@ -452,6 +530,33 @@ export class Phone extends EventTarget {
 
   /** Ends your wrap-up now ("Done"). */
   wrapUpDone() { return this._send({ type: 'wrap_up_done' }); }
+
+  /**
+   * Calls a WhatsApp user back: `to` in international form (`+`, spaces, dashes and
+   * parentheses are ignored), `taskId` when it answers the offered task. Each step comes as a
+   * `call_back` event; switchboard's refusals (`bad_number`, `busy`, `no_audio`) as `error`.
+   */
+  callBack(to, { taskId } = {}) {
+    if (to == null || String(to).trim() === '') return false;
+    const msg = { type: 'call_back', to: String(to).trim() };
+    if (taskId) msg.task_id = String(taskId);
+    return this._send(msg);
+  }
+
+  /** Stops your call-back before it is answered. */
+  cancelCallBack() { return this._send({ type: 'cancel_call_back' }); }
+
+  /** Sends the customer WhatsApp's request for permission to call them (`permission` events). */
+  askPermission(to) {
+    if (to == null || String(to).trim() === '') return false;
+    return this._send({ type: 'ask_permission', to: String(to).trim() });
+  }
+
+  /** Passes the offered call-back task on (by default the one offered now). */
+  skipTask(taskId) {
+    const id = taskId || (this.task && this.task.taskId);
+    return !!id && this._send({ type: 'skip_task', task_id: String(id) });
+  }
 
   /** Another microphone: the session's one sender switches track, no renegotiation. */
   async setMicrophone(deviceId) {
@@ -566,6 +671,7 @@ button[aria-pressed="true"] { background: var(--switchboard-accent, #1f3b57); co
 .danger { background: var(--switchboard-danger, #b42318); border-color: var(--switchboard-danger, #b42318); color: var(--switchboard-danger-text, #fff); }
 .notice { background: var(--switchboard-notice-background, #fff4e5); border: 1px solid var(--switchboard-focus, #f0a500); padding: .5rem 1rem; border-radius: .3rem; }
 .card { display: grid; gap: .5rem; }
+.said { position: absolute; width: 1px; height: 1px; margin: -1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 .card + .card { border-top: 1px solid var(--switchboard-rule, #dde1e6); padding-top: .75rem; }
 `;
 
@@ -657,7 +763,7 @@ export class SwitchboardPhoneElement extends Base {
     }
     this.phone = phone;
     for (const el of [phone.audio.party, phone.audio.second]) if (el) { el.hidden = true; this._root.append(el); }
-    const names = ['ready', 'state', 'presence', 'microphone', 'ringing', 'ring_stopped', 'talking', 'call_state', 'dtmf', 'ended', 'directory', 'whisper', 'error', 'message'];
+    const names = ['ready', 'state', 'presence', 'microphone', 'ringing', 'ring_stopped', 'talking', 'call_state', 'dtmf', 'ended', 'directory', 'whisper', 'call_back', 'permission', 'task', 'task_stopped', 'error', 'message'];
     for (const n of names) {
       const fn = (e) => {
         this._on(n, e.detail);
@@ -707,6 +813,22 @@ export class SwitchboardPhoneElement extends Base {
         h('div', { class: 'row' },
           $('answer', button('answer', 'Answer', { 'aria-keyshortcuts': 'Alt+A' }, 'answer')),
           $('decline', button('decline', 'Decline', { 'aria-keyshortcuts': 'Alt+D' }, 'danger'))))),
+      $('task', h('div', { class: 'card', part: 'task', role: 'group', 'aria-labelledby': 'task-title', hidden: true },
+        heading('task-title', 'Call-back request'),
+        h('p', { part: 'task-customer' }, $('taskName', h('strong')), ' ', $('taskNumber', h('span'))),
+        $('taskWhy', h('p', { part: 'task-reason' })),
+        $('taskDue', h('p', { part: 'task-due' })),
+        h('div', { class: 'row' },
+          $('taskCall', button('task-call', 'Call back', {}, 'answer')),
+          $('taskSkip', button('task-skip', 'Skip'))))),
+      $('outgoing', h('div', { class: 'card', part: 'callback', role: 'group', 'aria-labelledby': 'callback-title', hidden: true },
+        heading('callback-title', 'Call-back'),
+        h('p', { part: 'caller' }, $('outNumber', h('span'))),
+        $('outStatus', h('p', { id: 'callback-status', part: 'callback-status', role: 'status', 'aria-live': 'polite' })),
+        h('div', { class: 'row' },
+          $('outCancel', button('callback-cancel', 'Cancel', { hidden: true }, 'danger')),
+          $('outAsk', button('ask-permission', 'Ask for permission', { hidden: true })),
+          $('outNow', button('call-now', 'Call now', { hidden: true }, 'answer'))))),
       $('call', h('div', { class: 'card', part: 'call', role: 'group', 'aria-labelledby': 'call-title', hidden: true },
         heading('call-title', 'In call'),
         h('p', { part: 'caller' }, $('callName', h('strong')), ' ', $('callNumber', h('span')), ' · ', $('callTimer', h('span', { part: 'call-timer' }, '0:00'))),
@@ -730,7 +852,11 @@ export class SwitchboardPhoneElement extends Base {
           h('label', { for: 'mic-select', part: 'label' }, 'Microphone'),
           $('micSelect', h('select', { id: 'mic-select', part: 'microphone' })),
           h('label', { for: 'speaker-select', part: 'label' }, 'Speaker'),
-          $('speakerSelect', h('select', { id: 'speaker-select', part: 'speaker' })))));
+          $('speakerSelect', h('select', { id: 'speaker-select', part: 'speaker' })))),
+      // A task is said as it is offered, for it asks nothing at once and takes no focus; from
+      // outside its card, as a live region that appears with its card is not read (and last,
+      // where it parts no two cards).
+      $('taskSaid', h('p', { class: 'said', 'aria-live': 'polite' })));
     this._root.append(root);
     this._e = e;
     this._since = Date.now();
@@ -740,6 +866,10 @@ export class SwitchboardPhoneElement extends Base {
     this._wrapUntil = null;
     this._noticeKind = '';
     this._devices = false;
+    this._cbTo = null;       // the number of the last call-back, for Ask for permission
+    this._cbTaskId = null;   // the task the last call-back answered
+    this._cbCallId = null;   // its call, once answered: its end clears the status line
+    this._permTo = null;     // the number a permission was granted for, for Call now
 
     const p = () => this.phone;
     e.available.addEventListener('click', () => p() && p().setAvailable(true));
@@ -750,6 +880,19 @@ export class SwitchboardPhoneElement extends Base {
     e.mute.addEventListener('click', () => p() && p().mute());
     e.hold.addEventListener('click', () => p() && p().hold());
     e.done.addEventListener('click', () => p() && p().wrapUpDone());
+    e.taskCall.addEventListener('click', () => {
+      const t = p() && p().task;
+      if (t) { this._cbTaskId = t.taskId; p().callBack(t.to, { taskId: t.taskId }); }
+    });
+    e.taskSkip.addEventListener('click', () => p() && p().skipTask());
+    e.outCancel.addEventListener('click', () => p() && p().cancelCallBack());
+    e.outAsk.addEventListener('click', () => p() && this._cbTo && p().askPermission(this._cbTo));
+    e.outNow.addEventListener('click', () => {
+      if (!p() || !this._permTo) return;
+      // The task goes with the call only while it is still offered.
+      const t = p().task;
+      p().callBack(this._permTo, t && t.taskId === this._cbTaskId ? { taskId: t.taskId } : {});
+    });
     e.transfer.addEventListener('click', () => {
       const [kind, ...rest] = (e.transferTo.value || '').split(':');
       const id = rest.join(':');
@@ -792,6 +935,7 @@ export class SwitchboardPhoneElement extends Base {
     e.state.textContent = text;
     const live = s.connection === 'connected';
     for (const b of [e.available, e.away, e.reason]) b.disabled = !live;
+    this._renderCallBack();
     // The devices are there to choose once the microphone is granted.
     if (!this._devices && ph.microphone) { this._devices = true; this._fillDevices(); }
   }
@@ -867,7 +1011,54 @@ export class SwitchboardPhoneElement extends Base {
         if ([...e.transferTo.options].some((o) => o.value === keep)) e.transferTo.value = keep;
         break;
       }
+      case 'call_back': {
+        const active = d.status === 'calling' || d.status === 'ringing';
+        // Read before this step disables or hides the button pressed to get here. The focus is
+        // never taken from the host page's own controls.
+        const a = this._root.activeElement;
+        const lost = a ? a === e.taskCall || a === e.outNow || a.disabled || !!a.closest('[hidden]')
+          : !document.activeElement || document.activeElement === document.body;
+        this._cbTo = d.to;
+        this._cbCallId = d.status === 'connected' ? d.callId : null;
+        this._permTo = null;
+        e.outNumber.textContent = d.to ? `+${d.to}` : '';
+        e.outStatus.textContent = d.message;
+        e.outCancel.hidden = !active;
+        e.outAsk.hidden = !d.canAskPermission;
+        e.outNow.hidden = true;
+        e.outgoing.hidden = false;
+        if (active && lost) e.outCancel.focus();
+        this._renderCallBack();
+        break;
+      }
+      case 'permission':
+        e.outNumber.textContent = d.to ? `+${d.to}` : '';
+        e.outStatus.textContent = d.message;
+        e.outAsk.hidden = true;
+        e.outCancel.hidden = true;
+        this._permTo = d.status === 'granted' ? d.to : null;
+        e.outNow.hidden = !this._permTo;
+        e.outgoing.hidden = false;
+        break;
+      case 'task':
+        e.taskName.textContent = d.name || 'WhatsApp customer';
+        e.taskNumber.textContent = d.to ? `+${d.to}` : '';
+        e.taskWhy.textContent = describeTask(d);
+        e.taskDue.textContent = d.dueAt ? `Due ${new Date(d.dueAt).toLocaleString()}` : '';
+        e.taskDue.hidden = !d.dueAt;
+        e.task.hidden = false;
+        e.taskSaid.textContent = `Call-back request: ${e.taskName.textContent} ${e.taskNumber.textContent}. ${e.taskWhy.textContent}.`;
+        this._renderCallBack();
+        break;
+      case 'task_stopped':
+        if (!this.phone || !this.phone.task) { e.task.hidden = true; e.taskSaid.textContent = ''; }
+        break;
       case 'ended':
+        if (this._cbCallId && this._cbCallId === d.callId) {
+          this._cbCallId = null;
+          e.outgoing.hidden = true;
+          e.outStatus.textContent = '';
+        }
         this._callSince = null;
         e.call.hidden = true;
         e.incoming.hidden = true;
@@ -878,10 +1069,23 @@ export class SwitchboardPhoneElement extends Base {
         break;
       case 'error':
         this._notice(d.message || d.code, d.code === 'connect_failed' || d.code === 'connection_lost' ? 'connection' : '');
-        if (d.fatal) { e.call.hidden = true; e.incoming.hidden = true; e.wrapup.hidden = true; this._render(); }
+        if (d.fatal) {
+          for (const c of [e.call, e.incoming, e.wrapup, e.task, e.outgoing]) c.hidden = true;
+          this._render();
+        }
         break;
       default: break;
     }
+  }
+
+  // A call-back can be placed while nothing else is: not ringing, on a call or in wrap-up.
+  _renderCallBack() {
+    const ph = this.phone;
+    const e = this._e;
+    const s = ph ? ph.state : null;
+    const free = !!s && s.connection === 'connected' && (s.presence === 'available' || s.presence === 'away') && !ph.outgoing;
+    e.taskCall.disabled = !free;
+    e.outNow.disabled = !free;
   }
 
   _tick() {
