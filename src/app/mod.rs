@@ -472,11 +472,24 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         callback_queues: roster.callback_queues.clone(),
     };
     // Every business number's client, each with its own account's access token.
-    let graph_clients = std::sync::Arc::new(crate::calls::GraphClients::new(
+    let mut clients = crate::calls::GraphClients::new(
         our_phone_number_id.clone(),
         graph.clone(),
         source.graph_clients(&accounts),
-    ));
+    );
+    clients.permission_template = config.whatsapp.permission_template.clone();
+    let graph_clients = std::sync::Arc::new(clients);
+    if let Some(on) = config.whatsapp.callback_permission_status {
+        // Meta's setting, not ours: said once at start, and a failure only logged (the
+        // number keeps what it had).
+        let graph = graph.clone();
+        background.spawn(async move {
+            match graph.set_callback_permission(on).await {
+                Ok(()) => info!(enabled = on, "callback_permission_status set at Meta"),
+                Err(e) => warn!(error = %e, "callback_permission_status could not be set"),
+            }
+        });
+    }
     let (calls, calls_task) = actor::spawn(
         centre,
         floor,

@@ -343,6 +343,36 @@ pub enum Command {
         /// The task.
         task: String,
     },
+    /// Send a customer WhatsApp's call-permission request (reference §4.6).
+    AskPermission {
+        /// Their number (see [`normalize_number`]).
+        to: String,
+    },
+}
+
+/// Where a permission request stands, as the agent who sent it sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PermissionStep {
+    /// Sent; the customer has not answered.
+    Requested,
+    /// The customer allowed calls.
+    Granted,
+    /// The customer refused.
+    Rejected,
+    /// Meta refused the request.
+    Failed,
+}
+
+impl PermissionStep {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PermissionStep::Requested => "requested",
+            PermissionStep::Granted => "granted",
+            PermissionStep::Rejected => "rejected",
+            PermissionStep::Failed => "failed",
+        }
+    }
 }
 
 /// `raw` as a WhatsApp number: digits only, with `+`, spaces, dashes, dots and parentheses
@@ -804,6 +834,27 @@ pub enum Input {
         /// Not offered before then (its `due_at` on this clock).
         due: Option<Instant>,
     },
+    /// A permission request went out (or did not): the result of [`Action::AskPermission`].
+    PermissionAsked {
+        /// Who asked.
+        agent: AgentId,
+        /// The customer.
+        to: String,
+        /// How it went.
+        result: Result<(), GraphFailure>,
+    },
+    /// A customer answered a permission request (Meta's `call_permission_reply`), or Meta
+    /// granted or revoked one on its own (`response_source: automatic`).
+    PermissionReply {
+        /// The customer.
+        user: String,
+        /// Calls allowed.
+        granted: bool,
+        /// For good.
+        permanent: bool,
+        /// Until then (unix ms), when temporary.
+        expires_at: Option<i64>,
+    },
     /// A call-back task is withdrawn (the API).
     TaskCancelled {
         /// The task.
@@ -982,6 +1033,19 @@ pub enum Notice {
         /// Why.
         reason: TaskStop,
     },
+    /// A permission request's step.
+    Permission {
+        /// The customer.
+        to: String,
+        /// The step.
+        step: PermissionStep,
+        /// What the agent reads.
+        message: String,
+        /// Until then (unix ms), when granted for a time.
+        expires_at: Option<i64>,
+        /// Granted for good.
+        permanent: bool,
+    },
     /// A command was refused.
     Refused {
         /// Which refusal (its code is the client's).
@@ -1078,6 +1142,15 @@ pub enum Action {
         /// The customer's number.
         to: String,
         /// The business number to call from (`None`: the main one).
+        business_number: Option<String>,
+    },
+    /// Send the customer the call-permission request (result: [`Input::PermissionAsked`]).
+    AskPermission {
+        /// Who asks.
+        agent: AgentId,
+        /// The customer.
+        to: String,
+        /// The business number to ask from (`None`: the main one).
         business_number: Option<String>,
     },
     /// Apply the customer's answer to a call-back's leg (result: [`Input::AnswerApplied`]).
@@ -1241,6 +1314,12 @@ pub enum Metric {
         outcome: &'static str,
         /// Meta's code, when refused.
         code: Option<i64>,
+    },
+    /// A permission request: `requested`, `granted` (permanent already), `failed`; a reply
+    /// `accepted` or `rejected`.
+    Permission {
+        /// What happened.
+        outcome: &'static str,
     },
     /// One set-up step took this long.
     Setup {

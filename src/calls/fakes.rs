@@ -191,6 +191,10 @@ impl GraphPort for FakeGraph {
         done(Ok(()))
     }
 
+    fn ask_permission(&self, _: Option<&str>, _: String) -> Pending<Result<(), GraphFailure>> {
+        done(Ok(()))
+    }
+
     fn connect(
         &self,
         _: Option<&str>,
@@ -236,6 +240,8 @@ impl RecordsPort for FakeRecords {
     fn clear_live(&self, _: WaCallId) -> Pending<Result<(), StoreError>> {
         done(Ok(()))
     }
+
+    fn put_permission(&self, _: crate::store::PermissionRow) {}
 }
 
 /// The actor, its inputs, and the fakes' log.

@@ -27,14 +27,16 @@ pub mod shared;
 /// How an agent whose audio is not up reads as away (see [`crate::routing::AwayReason`]).
 pub use crate::routing::NO_AUDIO;
 pub use dispatch::{AdoptAnswer, AdoptError, AdoptRequest, HandOver, ADOPT_PATH};
-pub use ports::{GraphClients, GraphPort, MediaPort, Pending, RecordsPort};
+pub use ports::{
+    GraphClients, GraphPort, MediaPort, Pending, RecordsPort, PERMISSION_REQUEST_TEXT,
+};
 
 pub use event::{
     meta_sentence, normalize_number, Action, AgentLeg, CallBackStatus, CallStep, CalleeStatus,
     Command, DialFailure, DialRefusal, Dialled, Ended, EndedBy, GraphAction, GraphFailure,
-    HostEvent, Input, LegFailure, LegOf, Metric, Notice, Outcome, Placed, Reconfigure, Refusal,
-    RejectReason, RingStop, Role, SetupStep, Stage, Task, TaskReason, TaskStop, TransferTarget,
-    WaLeg,
+    HostEvent, Input, LegFailure, LegOf, Metric, Notice, Outcome, PermissionStep, Placed,
+    Reconfigure, Refusal, RejectReason, RingStop, Role, SetupStep, Stage, Task, TaskReason,
+    TaskStop, TransferTarget, WaLeg,
 };
 pub use machine::{
     CallView, Centre, CentreConfig, CentreCounters, HandedCall, Phase, ServiceLevel,

@@ -20,7 +20,7 @@ use crate::events::OutboxRow;
 use crate::ids::{LegId, StreamId, WaCallId};
 use crate::media::{Answer, EngineHandle, LegOp, MediaError};
 use crate::store::{CallRecord, LiveCall, Recorded, StoreError, StoreHandle};
-use crate::whatsapp::graph::{GraphClient, GraphError};
+use crate::whatsapp::graph::{GraphClient, GraphError, PermissionTemplate};
 
 /// A future a port hands back.
 pub type Pending<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -119,6 +119,9 @@ pub trait GraphPort: Send + Sync + 'static {
     /// Whether `to` may be called now from `number` (`None`: the main number), as Meta's
     /// `call_permissions` says (reference §4.6), or why not.
     fn may_call(&self, number: Option<&str>, to: String) -> Pending<Result<(), DialRefusal>>;
+    /// Sends `to` the call-permission request from `number` (reference §4.6).
+    fn ask_permission(&self, number: Option<&str>, to: String)
+        -> Pending<Result<(), GraphFailure>>;
     /// Graph `connect` with `offer` to `to` from `number`: Meta's call id.
     fn connect(
         &self,
@@ -174,7 +177,14 @@ pub struct GraphClients {
     /// The other numbers' clients, by phone number id: replaced whole when accounts change
     /// ([`GraphClients::set_others`]); a call in progress keeps the client it started with.
     others: RwLock<Arc<HashMap<String, GraphClient>>>,
+    /// The approved template permission requests are sent as, when set (else the interactive
+    /// message, which works only inside the customer-service window).
+    pub permission_template: Option<PermissionTemplate>,
 }
+
+/// The text of the interactive permission request.
+pub const PERMISSION_REQUEST_TEXT: &str =
+    "We would like to call you back on WhatsApp. May we call you?";
 
 impl GraphClients {
     /// The clients of `main_number` and of `others`.
@@ -187,6 +197,7 @@ impl GraphClients {
             main_number,
             main,
             others: RwLock::new(Arc::new(others)),
+            permission_template: None,
         }
     }
 
@@ -232,6 +243,22 @@ impl GraphPort for GraphClients {
                     })
                 }
             }
+        })
+    }
+
+    fn ask_permission(
+        &self,
+        number: Option<&str>,
+        to: String,
+    ) -> Pending<Result<(), GraphFailure>> {
+        let graph = self.client(number);
+        let template = self.permission_template.clone();
+        Box::pin(async move {
+            graph
+                .request_call_permission(&to, PERMISSION_REQUEST_TEXT, template.as_ref())
+                .await
+                .map(|_| ())
+                .map_err(|e| failure(&e))
         })
     }
 
@@ -293,6 +320,8 @@ pub trait RecordsPort: Send + Sync + 'static {
     fn append_events(&self, events: Vec<OutboxRow>) -> Pending<Result<(), StoreError>>;
     /// See [`crate::store::CallStore::clear_live`].
     fn clear_live(&self, call: WaCallId) -> Pending<Result<(), StoreError>>;
+    /// Keeps a customer's call permission, without waiting (a refused write is logged).
+    fn put_permission(&self, row: crate::store::PermissionRow);
 }
 
 impl RecordsPort for StoreHandle {
@@ -318,5 +347,11 @@ impl RecordsPort for StoreHandle {
     fn clear_live(&self, call: WaCallId) -> Pending<Result<(), StoreError>> {
         let store = self.clone();
         Box::pin(async move { store.clear_live(call).await })
+    }
+
+    fn put_permission(&self, row: crate::store::PermissionRow) {
+        if let Err(e) = self.try_put_permission(row) {
+            tracing::warn!(error = %e, "a call permission was not kept: the records line is full");
+        }
     }
 }

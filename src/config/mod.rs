@@ -278,6 +278,10 @@ pub struct WhatsAppConfig {
     pub graph_version: String,
     /// Live credentials; `None` means the sandbox: the simulator stands in for Meta.
     pub credentials: Option<Credentials>,
+    /// `callback_permission_status` to set on the business number at start, when said.
+    pub callback_permission_status: Option<bool>,
+    /// The template permission requests are sent as, when set.
+    pub permission_template: Option<crate::whatsapp::graph::PermissionTemplate>,
 }
 
 /// What is needed to talk to Meta for real.

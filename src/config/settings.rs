@@ -188,4 +188,14 @@ pub struct Settings {
     /// switchboard): true or false. [default: false; true in the sandbox]
     #[arg(long, env = "SWITCHBOARD_EVENTS_PRIVATE_TARGETS", value_parser = clap::builder::BoolishValueParser::new())]
     pub events_private_targets: Option<bool>,
+    /// Set the business number's `callback_permission_status` at start: true (a caller is
+    /// asked to allow call-backs after a missed or connected call) or false. [default: left
+    /// as it is at Meta]
+    #[arg(long, env = "SWITCHBOARD_CALLBACK_PERMISSION_STATUS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub callback_permission_status: Option<bool>,
+    /// The approved template permission requests are sent as, `name` or `name:language`
+    /// (language default `en_US`). [default: the interactive request, which Meta delivers
+    /// only within 24 hours of the customer's last message]
+    #[arg(long, env = "SWITCHBOARD_PERMISSION_TEMPLATE")]
+    pub permission_template: Option<String>,
 }

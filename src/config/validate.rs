@@ -162,6 +162,8 @@ impl Config {
                 graph_url: graph_url.trim_end_matches('/').to_owned(),
                 graph_version,
                 credentials,
+                callback_permission_status: s.callback_permission_status,
+                permission_template: permission_template(s.permission_template.as_deref())?,
             },
             limits: CallLimits {
                 max_calls_per_number: count(
@@ -232,6 +234,32 @@ impl Config {
             },
         })
     }
+}
+
+/// `SWITCHBOARD_PERMISSION_TEMPLATE`: `name` or `name:language`.
+fn permission_template(
+    raw: Option<&str>,
+) -> Result<Option<crate::whatsapp::graph::PermissionTemplate>, ConfigError> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let (name, language) = raw.split_once(':').unwrap_or((raw, "en_US"));
+    let fine = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 512
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !fine(name) || !fine(language) {
+        return Err(ConfigError::Invalid {
+            key: "SWITCHBOARD_PERMISSION_TEMPLATE",
+            reason: "a template name, optionally `:language` (letters, digits, _ and -)".into(),
+        });
+    }
+    Ok(Some(crate::whatsapp::graph::PermissionTemplate {
+        name: name.to_owned(),
+        language: language.to_owned(),
+    }))
 }
 
 fn credentials(

@@ -345,6 +345,9 @@ pub fn record(m: Metric) {
             };
             histogram!(name).record(took.as_secs_f64());
         }
+        Metric::Permission { outcome } => {
+            counter!(PERMISSION_REQUESTS, "outcome" => outcome).increment(1)
+        }
         Metric::CallBack { outcome, code } => {
             let code = code.map_or("none", meta_code_label);
             counter!(CALLBACKS, "outcome" => outcome, "code" => code).increment(1)

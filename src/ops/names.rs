@@ -64,6 +64,9 @@ pub const SETUP_CALLEE_ANSWER_TO_PACKET: &str =
 /// Call-backs by what became of them (`outcome`: placed, connected, declined, no_answer,
 /// cancelled, failed, refused with `code`; unknown_status: a status for a call not placed here).
 pub const CALLBACKS: &str = "switchboard_callbacks_total";
+/// Permission requests sent (`requested`, `failed`, `granted`: a permanent one existed) and
+/// customers' replies (`accepted`, `rejected`).
+pub const PERMISSION_REQUESTS: &str = "switchboard_permission_requests_total";
 
 /// Media legs alive.
 pub const MEDIA_LEGS: &str = "switchboard_media_legs";
@@ -295,6 +298,10 @@ pub fn describe() {
         SETUP_CALLEE_ANSWER_TO_PACKET,
         Unit::Seconds,
         "A call-back: the customer's answer webhook to the first packet sent to them."
+    );
+    describe_counter!(
+        PERMISSION_REQUESTS,
+        "Call-permission requests (requested, failed, granted) and the customers' replies (accepted, rejected)."
     );
     describe_counter!(
         CALLBACKS,

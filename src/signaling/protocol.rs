@@ -114,6 +114,11 @@ pub enum ClientMsg {
         /// The task.
         task_id: String,
     },
+    /// Send the customer WhatsApp's call-permission request.
+    AskPermission {
+        /// Their WhatsApp number.
+        to: String,
+    },
 }
 
 /// An agent's state, as sent.
@@ -343,6 +348,19 @@ pub enum ServerMsg {
         note: Option<String>,
         /// When it was due, unix ms.
         due_at: Option<i64>,
+    },
+    /// A permission request's step.
+    Permission {
+        /// The customer's number, digits.
+        to: String,
+        /// `requested`, `granted`, `rejected` or `failed`.
+        status: String,
+        /// What the agent reads.
+        message: String,
+        /// When a temporary permission ends, unix ms.
+        expires_at: Option<i64>,
+        /// Granted for good.
+        permanent: bool,
     },
     /// A task offer is withdrawn.
     TaskStopped {

@@ -380,6 +380,7 @@ async fn handle_text(st: &WsState, agent: &AgentId, text: &str) -> Option<Server
         ClientMsg::CallBack { to, task_id } => Command::CallBack { to, task: task_id },
         ClientMsg::CancelCallBack {} => Command::CancelCallBack,
         ClientMsg::SkipTask { task_id } => Command::SkipTask { task: task_id },
+        ClientMsg::AskPermission { to } => Command::AskPermission { to },
     };
     debug!(?command, "command");
     if st.calls.command(agent.clone(), command).await.is_err() {
@@ -499,6 +500,19 @@ fn notice_msg(n: Notice) -> ServerMsg {
             reason: t.reason.as_str().into(),
             note: t.note,
             due_at: t.due_at,
+        },
+        Notice::Permission {
+            to,
+            step,
+            message,
+            expires_at,
+            permanent,
+        } => ServerMsg::Permission {
+            to,
+            status: step.as_str().into(),
+            message,
+            expires_at,
+            permanent,
         },
         Notice::TaskStopped { task, reason } => ServerMsg::TaskStopped {
             task_id: task,

@@ -805,6 +805,44 @@ impl Actor {
                     received_at: now,
                 },
             ),
+            WaEvent::PermissionReply {
+                phone_number_id,
+                user,
+                response,
+                permanent,
+                expires_at,
+                source,
+                ..
+            } => {
+                let granted = response == crate::whatsapp::model::PermissionResponse::Accept;
+                let expires_at = expires_at
+                    .and_then(|t| i64::try_from(t.0).ok())
+                    .map(|s| s.saturating_mul(1000));
+                self.deps.store.put_permission(crate::store::PermissionRow {
+                    business_number: phone_number_id
+                        .unwrap_or_else(|| self.deps.phone_number_id.clone()),
+                    user_number: user.clone(),
+                    status: if granted {
+                        crate::store::PermissionState::Granted
+                    } else {
+                        crate::store::PermissionState::Rejected
+                    },
+                    permanent,
+                    expires_at,
+                    source,
+                    requested_by: None,
+                    updated_at: store::unix_ms(SystemTime::now()),
+                });
+                self.feed(
+                    now,
+                    Input::PermissionReply {
+                        user,
+                        granted,
+                        permanent,
+                        expires_at,
+                    },
+                );
+            }
             WaEvent::CallStatusChanged {
                 call_id, status, ..
             } => {
@@ -962,6 +1000,34 @@ impl Actor {
                     to,
                     business_number,
                 } => self.dial(dial, agent, to, business_number),
+                Action::AskPermission {
+                    agent,
+                    to,
+                    business_number,
+                } => {
+                    let graph = self.deps.graph.clone();
+                    let store = self.deps.store.clone();
+                    let number = business_number.filter(|n| *n != self.deps.phone_number_id);
+                    let business = number
+                        .clone()
+                        .unwrap_or_else(|| self.deps.phone_number_id.clone());
+                    self.tasks.spawn(async move {
+                        let result = graph.ask_permission(number.as_deref(), to.clone()).await;
+                        if result.is_ok() {
+                            store.put_permission(crate::store::PermissionRow {
+                                business_number: business,
+                                user_number: to.clone(),
+                                status: crate::store::PermissionState::Requested,
+                                permanent: false,
+                                expires_at: None,
+                                source: None,
+                                requested_by: Some(agent.0.clone()),
+                                updated_at: store::unix_ms(SystemTime::now()),
+                            });
+                        }
+                        Done::Input(Input::PermissionAsked { agent, to, result })
+                    });
+                }
                 Action::ApplyAnswer { call, leg, sdp } => {
                     let media = self.deps.media.clone();
                     self.tasks.spawn(async move {

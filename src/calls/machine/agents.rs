@@ -237,6 +237,7 @@ impl<R: Routing> Centre<R> {
             Command::CallBack { to, task } => self.call_back(now, agent, to, task),
             Command::CancelCallBack => self.cancel_call_back(now, agent),
             Command::SkipTask { task } => self.skip_task(agent, task),
+            Command::AskPermission { to } => self.ask_permission(agent, to),
             Command::StopMonitor => {
                 self.stop_monitoring(&agent);
                 self.notify(

@@ -20,6 +20,7 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::*;
+use crate::calls::event::meta_sentence;
 
 /// The most early statuses and answers kept for call ids `connect` has not returned yet.
 const EARLY: usize = 64;
@@ -638,6 +639,122 @@ impl<R: Routing> Centre<R> {
             );
         }
         self.withdraw_task_offer(agent, None);
+    }
+
+    // ------------------------------------------------------------------ permission
+
+    /// The most customers whose asker is remembered until they reply.
+    const ASKED: usize = 10_000;
+
+    pub(super) fn ask_permission(&mut self, agent: AgentId, to: String) {
+        let Some(to) = normalize_number(&to) else {
+            self.notify(
+                agent,
+                Notice::Refused {
+                    code: Refusal::BadNumber,
+                    message: "that is not a WhatsApp number: 6 to 15 digits, with its country code"
+                        .into(),
+                },
+            );
+            return;
+        };
+        let queue = self
+            .routing
+            .agent(&agent)
+            .and_then(|a| a.queues.first().cloned())
+            .unwrap_or_else(|| self.routing.default_queue().clone());
+        if self.asked.len() >= Self::ASKED {
+            self.asked.clear();
+        }
+        self.asked.insert(to.clone(), agent.clone());
+        self.actions.push_back(Action::AskPermission {
+            agent,
+            to,
+            business_number: self.number_of(&queue),
+        });
+    }
+
+    pub(super) fn on_permission_asked(
+        &mut self,
+        agent: AgentId,
+        to: String,
+        result: Result<(), GraphFailure>,
+    ) {
+        let (step, message, permanent) = match result {
+            // The customer's reply overtook Graph's answer: they were told of it already.
+            Ok(()) if !self.asked.contains_key(&to) => return,
+            Ok(()) => (
+                PermissionStep::Requested,
+                "Permission asked. You will see here when the customer answers.".to_owned(),
+                false,
+            ),
+            // A permanent permission exists: nothing to ask (reference §7.2).
+            Err(GraphFailure {
+                code: Some(138017), ..
+            }) => (
+                PermissionStep::Granted,
+                "This customer has already allowed calls for good. You can call now.".to_owned(),
+                true,
+            ),
+            Err(f) => {
+                let message = match f.code.and_then(meta_sentence) {
+                    Some(s) => s.to_owned(),
+                    None => format!("WhatsApp did not send the request: {}", f.message),
+                };
+                (PermissionStep::Failed, message, false)
+            }
+        };
+        if step != PermissionStep::Requested {
+            self.asked.remove(&to);
+        }
+        self.actions.push_back(Action::Metric(Metric::Permission {
+            outcome: step.as_str(),
+        }));
+        self.notify(
+            agent,
+            Notice::Permission {
+                to,
+                step,
+                message,
+                expires_at: None,
+                permanent,
+            },
+        );
+    }
+
+    pub(super) fn on_permission_reply(
+        &mut self,
+        user: String,
+        granted: bool,
+        permanent: bool,
+        expires_at: Option<i64>,
+    ) {
+        let step = if granted {
+            PermissionStep::Granted
+        } else {
+            PermissionStep::Rejected
+        };
+        self.actions.push_back(Action::Metric(Metric::Permission {
+            outcome: if granted { "accepted" } else { "rejected" },
+        }));
+        let Some(agent) = self.asked.remove(&user) else {
+            return;
+        };
+        let message = if granted {
+            "The customer allowed calls. You can call now."
+        } else {
+            "The customer did not allow calls."
+        };
+        self.notify(
+            agent,
+            Notice::Permission {
+                to: user,
+                step,
+                message: message.into(),
+                expires_at,
+                permanent,
+            },
+        );
     }
 
     // ------------------------------------------------------------------ tasks

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use super::event::normalize_number;
+use super::event::{normalize_number, PermissionStep};
 use super::event::{
     Action, AgentLeg, CallBackStatus, CallStep, CalleeStatus, Command, DialFailure, Dialled, Ended,
     EndedBy, GraphAction, GraphFailure, HostEvent, Input, LegFailure, LegOf, Metric, Notice,
@@ -427,6 +427,8 @@ pub struct Centre<R: Routing> {
     early: HashMap<WaCallId, Vec<(Instant, Input)>>,
     /// Call-back tasks, by id.
     tasks: BTreeMap<String, callback::TaskState>,
+    /// Who asked each customer for permission last, to tell them of the reply.
+    asked: HashMap<String, AgentId>,
 }
 
 impl<R: Routing> Centre<R> {
@@ -450,6 +452,7 @@ impl<R: Routing> Centre<R> {
             next_dial: 1,
             early: HashMap::new(),
             tasks: BTreeMap::new(),
+            asked: HashMap::new(),
         }
     }
 
@@ -651,6 +654,15 @@ impl<R: Routing> Centre<R> {
             Input::AnswerApplied { call, result } => self.on_answer_applied(now, call, result),
             Input::TaskAdded { task, due } => self.add_task_due(*task, due),
             Input::TaskCancelled { task } => self.cancel_task(&task),
+            Input::PermissionAsked { agent, to, result } => {
+                self.on_permission_asked(agent, to, result)
+            }
+            Input::PermissionReply {
+                user,
+                granted,
+                permanent,
+                expires_at,
+            } => self.on_permission_reply(user, granted, permanent, expires_at),
         }
         self.dispatch(now);
         self.offer_tasks(now);
