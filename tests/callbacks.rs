@@ -133,7 +133,17 @@ async fn an_agent_calls_back_talks_both_ways_and_the_customer_hangs_up() {
     a.expect(LONG, "talking", |m| matches!(m, ServerMsg::Talking { .. }))
         .await
         .unwrap();
-    assert_eq!(connects(&w).len(), 1, "one connect, no accept");
+    assert_eq!(connects(&w).len(), 1, "one connect");
+    let answering_actions = w.fake.requests().into_iter().filter(|r| {
+        r.action
+            .as_ref()
+            .is_some_and(|a| matches!(a.as_str(), "pre_accept" | "accept"))
+    });
+    assert_eq!(
+        answering_actions.count(),
+        0,
+        "no pre_accept or accept in this flow"
+    );
     // Both ways, by frequency.
     a.media()
         .send(Outgoing::Tone { hz: AGENT_HZ })

@@ -445,12 +445,8 @@ pub enum DialRefusal {
         /// A permission request may be sent now.
         can_ask: bool,
     },
-    /// `call_permissions` says the calls allowed to this customer are used up, until then
-    /// (unix seconds) when Meta said.
-    Limit {
-        /// When it frees up.
-        until: Option<i64>,
-    },
+    /// `call_permissions` says the calls allowed to this customer are used up.
+    Limit,
     /// Graph refused `connect` (or the permission check) with this code, or failed.
     Meta {
         /// Meta's error code.
@@ -484,19 +480,13 @@ impl DialRefusal {
     /// The sentence the agent reads.
     pub fn sentence(&self) -> String {
         match self {
-            DialRefusal::NoPermission { can_ask: true } => {
-                "This customer has not given permission to be called. Ask for permission first."
-                    .into()
-            }
+            DialRefusal::NoPermission { can_ask: true } => Self::known(138006),
             DialRefusal::NoPermission { can_ask: false } => {
                 "This customer has not given permission to be called, and WhatsApp allows no \
                  permission request to them right now."
                     .into()
             }
-            DialRefusal::Limit { .. } => {
-                "This customer has been called as often as WhatsApp allows for now; try again later."
-                    .into()
-            }
+            DialRefusal::Limit => Self::known(138012),
             DialRefusal::Meta {
                 code: Some(c),
                 message,
@@ -515,11 +505,16 @@ impl DialRefusal {
         }
     }
 
+    /// The sentence of a code [`meta_sentence`] knows.
+    fn known(code: i64) -> String {
+        meta_sentence(code).unwrap_or_default().to_owned()
+    }
+
     /// Meta's code, for the record and the agent.
     pub fn code(&self) -> Option<i64> {
         match self {
             DialRefusal::NoPermission { .. } => Some(138006),
-            DialRefusal::Limit { .. } => Some(138012),
+            DialRefusal::Limit => Some(138012),
             DialRefusal::Meta { code, .. } => *code,
             DialRefusal::Media(_) => None,
         }
@@ -605,8 +600,6 @@ pub struct Task {
     pub due_at: Option<i64>,
     /// For this person only, when the scheduler named one.
     pub agent: Option<AgentId>,
-    /// The call it came from.
-    pub from_call: Option<WaCallId>,
 }
 
 /// Why a task offer was withdrawn from an agent.
@@ -616,7 +609,7 @@ pub enum TaskStop {
     Taken,
     /// The agent skipped it.
     Skipped,
-    /// Cancelled (the API, or permission cannot be had).
+    /// Another agent is calling the customer back.
     Cancelled,
     /// The customer called in again.
     CalledIn,
@@ -854,11 +847,6 @@ pub enum Input {
         permanent: bool,
         /// Until then (unix ms), when temporary.
         expires_at: Option<i64>,
-    },
-    /// A call-back task is withdrawn (the API).
-    TaskCancelled {
-        /// The task.
-        task: String,
     },
 }
 

@@ -27,9 +27,7 @@ pub mod shared;
 /// How an agent whose audio is not up reads as away (see [`crate::routing::AwayReason`]).
 pub use crate::routing::NO_AUDIO;
 pub use dispatch::{AdoptAnswer, AdoptError, AdoptRequest, HandOver, ADOPT_PATH};
-pub use ports::{
-    GraphClients, GraphPort, MediaPort, Pending, RecordsPort, PERMISSION_REQUEST_TEXT,
-};
+pub use ports::{GraphClients, GraphPort, MediaPort, Pending, RecordsPort};
 
 pub use event::{
     meta_sentence, normalize_number, Action, AgentLeg, CallBackStatus, CallStep, CalleeStatus,

@@ -131,6 +131,8 @@ pub trait GraphPort: Send + Sync + 'static {
     ) -> Pending<Result<WaCallId, GraphFailure>>;
 }
 
+/// A Graph error for a call-back or a permission request: with Meta's details when given
+/// (138012 says there when the next call is allowed).
 fn failure(e: &GraphError) -> GraphFailure {
     GraphFailure {
         code: e.code(),
@@ -149,19 +151,8 @@ pub(crate) fn gate(p: &crate::whatsapp::model::CallPermissions) -> Result<(), Di
         _ if !permitted => Err(DialRefusal::NoPermission {
             can_ask: can("send_call_permission_request").unwrap_or(true),
         }),
-        _ => {
-            // Permitted, but Meta's limits on calls are used up: when it frees up, if said.
-            let until = p.action("start_call").and_then(|a| {
-                a.limits
-                    .iter()
-                    .filter_map(crate::whatsapp::model::Lenient::valid)
-                    .filter(|l| l.current_usage >= l.max_allowed)
-                    .filter_map(|l| l.limit_expiration_time)
-                    .map(|t| i64::try_from(t.0).unwrap_or(i64::MAX))
-                    .max()
-            });
-            Err(DialRefusal::Limit { until })
-        }
+        // Permitted, but Meta's limits on calls are used up.
+        _ => Err(DialRefusal::Limit),
     }
 }
 
@@ -183,7 +174,7 @@ pub struct GraphClients {
 }
 
 /// The text of the interactive permission request.
-pub const PERMISSION_REQUEST_TEXT: &str =
+const PERMISSION_REQUEST_TEXT: &str =
     "We would like to call you back on WhatsApp. May we call you?";
 
 impl GraphClients {
@@ -295,10 +286,7 @@ impl GraphPort for GraphClients {
                 GraphAction::Terminate => graph.terminate(&call).await,
             };
             result.map_err(|e| GraphFailure {
-                code: match &e {
-                    GraphError::Api { code, .. } => Some(*code),
-                    _ => None,
-                },
+                code: e.code(),
                 message: e.to_string(),
             })
         })
@@ -353,5 +341,61 @@ impl RecordsPort for StoreHandle {
         if let Err(e) = self.try_put_permission(row) {
             tracing::warn!(error = %e, "a call permission was not kept: the records line is full");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn permissions(
+        status: &str,
+        start: Option<bool>,
+        ask: Option<bool>,
+    ) -> Result<(), DialRefusal> {
+        let mut actions = vec![];
+        if let Some(can) = start {
+            actions.push(
+                serde_json::json!({"action_name": "start_call", "can_perform_action": can,
+                "limits": [{"time_period": "PT24H", "max_allowed": 100, "current_usage": 100}]}),
+            );
+        }
+        if let Some(can) = ask {
+            actions.push(
+                serde_json::json!({"action_name": "send_call_permission_request",
+                "can_perform_action": can, "limits": []}),
+            );
+        }
+        let p = serde_json::from_value(serde_json::json!({
+            "permission": {"status": status}, "actions": actions
+        }))
+        .unwrap();
+        gate(&p)
+    }
+
+    /// Meta's `call_permissions` as the dial reads it: its own `start_call` verdict first, the
+    /// status when it gives none; an expired permission is `no_permission` at Meta.
+    #[test]
+    fn the_gate_follows_what_meta_reports() {
+        assert_eq!(permissions("temporary", Some(true), None), Ok(()));
+        assert_eq!(permissions("permanent", None, None), Ok(()));
+        assert_eq!(
+            permissions("no_permission", Some(false), Some(true)),
+            Err(DialRefusal::NoPermission { can_ask: true })
+        );
+        assert_eq!(
+            permissions("no_permission", None, Some(false)),
+            Err(DialRefusal::NoPermission { can_ask: false })
+        );
+        assert_eq!(
+            permissions("no_permission", None, None),
+            Err(DialRefusal::NoPermission { can_ask: true }),
+            "nothing said of requests: one may be tried"
+        );
+        assert_eq!(
+            permissions("temporary", Some(false), Some(false)),
+            Err(DialRefusal::Limit),
+            "permitted but the calls allowed are used up"
+        );
     }
 }

@@ -93,17 +93,6 @@ pub struct PermissionRow {
     pub updated_at: i64,
 }
 
-impl PermissionRow {
-    /// Whether the business may call the user at `now_ms` as far as this row knows: granted,
-    /// and permanent or not expired. A grant without an expiry that is not permanent is taken
-    /// as usable: Meta did not say when it ends, and the call itself is refused (138006) if
-    /// it did.
-    pub fn usable(&self, now_ms: i64) -> bool {
-        self.status == PermissionState::Granted
-            && (self.permanent || self.expires_at.is_none_or(|end| now_ms < end))
-    }
-}
-
 /// The permissions' table.
 pub trait PermissionStore {
     /// Writes `row` over the one of its business number and user, if any.
@@ -263,17 +252,6 @@ mod tests {
             requested_by: None,
             updated_at: 1_000,
         }
-    }
-
-    #[test]
-    fn usable_means_granted_and_not_expired() {
-        use PermissionState::*;
-        assert!(row(Granted, false, Some(2_000)).usable(1_999));
-        assert!(!row(Granted, false, Some(2_000)).usable(2_000));
-        assert!(row(Granted, true, None).usable(i64::MAX));
-        assert!(row(Granted, true, Some(2_000)).usable(5_000));
-        assert!(!row(Rejected, false, None).usable(0));
-        assert!(!row(Requested, false, None).usable(0));
     }
 
     #[test]

@@ -37,7 +37,10 @@ use crate::ids::{AgentId, LegId, QueueId, WaCallId};
 use crate::media::EngineHandle;
 use crate::media::{LegOp, MediaError, MediaEvent};
 use crate::routing::{Agent, Floor, Presence, Routing, Waiting};
-use crate::store::{self, CallRecord, LegQuality, LegRole, LiveCall, StoreHandle, Transition};
+use crate::store::{
+    self, CallRecord, LegQuality, LegRole, LiveCall, PermissionRow, PermissionState, StoreHandle,
+    Transition,
+};
 use crate::whatsapp::graph::{GraphClient, GraphError};
 use crate::whatsapp::webhook::WaEvent;
 
@@ -444,7 +447,8 @@ enum Done {
     /// the main one.
     Dialed {
         number: Option<String>,
-        input: Input,
+        dial: u64,
+        result: Result<Placed, DialFailure>,
     },
     /// A Graph action of `call` finished: its line may send the next.
     Graph {
@@ -510,13 +514,13 @@ impl Actor {
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     match done {
                         Ok(Done::Input(input)) => self.feed(now(), input),
-                        Ok(Done::Dialed { number, input }) => {
+                        Ok(Done::Dialed { number, dial, result }) => {
                             // The call's later Graph actions go through the number it was
                             // placed from.
-                            if let (Some(n), Input::Dialed { result: Ok(p), .. }) = (&number, &input) {
-                                self.numbers.insert(p.call.clone(), n.clone());
+                            if let (Some(n), Ok(p)) = (number, &result) {
+                                self.numbers.insert(p.call.clone(), n);
                             }
-                            self.feed(now(), input);
+                            self.feed(now(), Input::Dialed { dial, result });
                         }
                         Ok(Done::Graph { call, input }) => self.graph_done(call, input),
                         Ok(Done::Offer { agent, result, reply }) => match result {
@@ -818,20 +822,20 @@ impl Actor {
                 let expires_at = expires_at
                     .and_then(|t| i64::try_from(t.0).ok())
                     .map(|s| s.saturating_mul(1000));
-                self.deps.store.put_permission(crate::store::PermissionRow {
-                    business_number: phone_number_id
-                        .unwrap_or_else(|| self.deps.phone_number_id.clone()),
-                    user_number: user.clone(),
-                    status: if granted {
-                        crate::store::PermissionState::Granted
-                    } else {
-                        crate::store::PermissionState::Rejected
-                    },
+                let status = if granted {
+                    PermissionState::Granted
+                } else {
+                    PermissionState::Rejected
+                };
+                self.deps.store.put_permission(PermissionRow {
                     permanent,
                     expires_at,
                     source,
-                    requested_by: None,
-                    updated_at: store::unix_ms(SystemTime::now()),
+                    ..permission_row(
+                        phone_number_id.unwrap_or_else(|| self.deps.phone_number_id.clone()),
+                        user.clone(),
+                        status,
+                    )
                 });
                 self.feed(
                     now,
@@ -1014,15 +1018,9 @@ impl Actor {
                     self.tasks.spawn(async move {
                         let result = graph.ask_permission(number.as_deref(), to.clone()).await;
                         if result.is_ok() {
-                            store.put_permission(crate::store::PermissionRow {
-                                business_number: business,
-                                user_number: to.clone(),
-                                status: crate::store::PermissionState::Requested,
-                                permanent: false,
-                                expires_at: None,
-                                source: None,
+                            store.put_permission(PermissionRow {
                                 requested_by: Some(agent.0.clone()),
-                                updated_at: store::unix_ms(SystemTime::now()),
+                                ..permission_row(business, to.clone(), PermissionState::Requested)
                             });
                         }
                         Done::Input(Input::PermissionAsked { agent, to, result })
@@ -1058,63 +1056,23 @@ impl Actor {
         }
     }
 
-    /// Places a call-back: Meta's permission first (no offer is made for a call Meta would
-    /// refuse), then the leg's offer, then Graph `connect`; the result comes back as
-    /// [`Input::Dialed`].
+    /// Places a call-back (see [`place`]); the result comes back as [`Input::Dialed`].
     fn dial(&mut self, dial: u64, agent: AgentId, to: String, number: Option<String>) {
         let (media, graph) = (self.deps.media.clone(), self.deps.graph.clone());
         let number = number.filter(|n| *n != self.deps.phone_number_id);
-        let pressed = now();
         let span = tracing::info_span!("call_back", %agent, dial);
         self.tasks.spawn(
             async move {
-                let failed = |refusal| {
-                    Err(DialFailure {
+                let result = place(&*media, &*graph, number.as_deref(), to)
+                    .await
+                    .map_err(|refusal| DialFailure {
                         attempt: WaCallId(format!("sb.callback.{:032x}", rand::random::<u128>())),
                         refusal,
-                    })
-                };
-                let result = match graph.may_call(number.as_deref(), to.clone()).await {
-                    Err(refusal) => failed(refusal),
-                    Ok(()) => match media.offer_whatsapp().await {
-                        Err(e) => failed(DialRefusal::Media(e.to_string())),
-                        Ok(offer) => match offer.streams.first().copied() {
-                            None => {
-                                let _ = media.close(offer.leg).await;
-                                failed(DialRefusal::Media("the offer has no stream".into()))
-                            }
-                            Some(stream) => {
-                                crate::ops::record(super::Metric::Setup {
-                                    step: SetupStep::CallBackToConnect,
-                                    took: now().saturating_duration_since(pressed),
-                                });
-                                let sent = graph
-                                    .connect(number.as_deref(), to, offer.sdp.clone())
-                                    .await;
-                                match sent {
-                                    Ok(call) => Ok(Placed {
-                                        call,
-                                        wa: WaLeg {
-                                            leg: offer.leg,
-                                            stream,
-                                            sdp: offer.sdp,
-                                        },
-                                    }),
-                                    Err(f) => {
-                                        let _ = media.close(offer.leg).await;
-                                        failed(DialRefusal::Meta {
-                                            code: f.code,
-                                            message: f.message,
-                                        })
-                                    }
-                                }
-                            }
-                        },
-                    },
-                };
+                    });
                 Done::Dialed {
                     number,
-                    input: Input::Dialed { dial, result },
+                    dial,
+                    result,
                 }
             }
             .instrument(span),
@@ -1371,6 +1329,62 @@ impl Actor {
                 })
                 .collect(),
             node: Some(self.deps.node.clone()),
+        }
+    }
+}
+
+/// A customer's permission row as of now, with nothing known beyond its status.
+fn permission_row(business_number: String, user: String, status: PermissionState) -> PermissionRow {
+    PermissionRow {
+        business_number,
+        user_number: user,
+        status,
+        permanent: false,
+        expires_at: None,
+        source: None,
+        requested_by: None,
+        updated_at: store::unix_ms(SystemTime::now()),
+    }
+}
+
+/// A call-back's placing: Meta's permission first (no offer is made for a call Meta would
+/// refuse), then the leg's offer, then Graph `connect` with it. A leg whose call was not placed
+/// is closed.
+async fn place(
+    media: &dyn MediaPort,
+    graph: &dyn GraphPort,
+    number: Option<&str>,
+    to: String,
+) -> Result<Placed, DialRefusal> {
+    let pressed = now();
+    graph.may_call(number, to.clone()).await?;
+    let offer = media
+        .offer_whatsapp()
+        .await
+        .map_err(|e| DialRefusal::Media(e.to_string()))?;
+    let Some(stream) = offer.streams.first().copied() else {
+        let _ = media.close(offer.leg).await;
+        return Err(DialRefusal::Media("the offer has no stream".into()));
+    };
+    crate::ops::record(super::Metric::Setup {
+        step: SetupStep::CallBackToConnect,
+        took: now().saturating_duration_since(pressed),
+    });
+    match graph.connect(number, to, offer.sdp.clone()).await {
+        Ok(call) => Ok(Placed {
+            call,
+            wa: WaLeg {
+                leg: offer.leg,
+                stream,
+                sdp: offer.sdp,
+            },
+        }),
+        Err(f) => {
+            let _ = media.close(offer.leg).await;
+            Err(DialRefusal::Meta {
+                code: f.code,
+                message: f.message,
+            })
         }
     }
 }

@@ -24,6 +24,10 @@ use crate::calls::event::meta_sentence;
 
 /// The most early statuses and answers kept for call ids `connect` has not returned yet.
 const EARLY: usize = 64;
+/// The most customers whose asker is remembered until they reply.
+const ASKED: usize = 10_000;
+/// What an agent reads for a number that is not one.
+const BAD_NUMBER: &str = "that is not a WhatsApp number: 6 to 15 digits, with its country code";
 
 /// A call-back whose `connect` is on its way.
 #[derive(Debug, Clone)]
@@ -68,24 +72,15 @@ impl<R: Routing> Centre<R> {
             message: message.into(),
         };
         let Some(to) = normalize_number(&to) else {
-            self.notify(
-                agent,
-                refuse(
-                    Refusal::BadNumber,
-                    "that is not a WhatsApp number: 6 to 15 digits, with its country code",
-                ),
-            );
+            self.notify(agent, refuse(Refusal::BadNumber, BAD_NUMBER));
             return;
         };
+        // A dial on its way already has the agent on a call (under its placeholder).
         let free = self
             .routing
             .agent(&agent)
             .is_some_and(|a| matches!(a.presence, Presence::Available | Presence::Away { .. }));
-        let dialing = self
-            .dials
-            .values()
-            .any(|d| d.agent == agent && !d.cancelled);
-        if !free || dialing {
+        if !free {
             self.notify(
                 agent,
                 refuse(
@@ -95,11 +90,7 @@ impl<R: Routing> Centre<R> {
             );
             return;
         }
-        if !self
-            .sessions
-            .get(&agent)
-            .is_some_and(|s| s.connected && s.leg.is_some())
-        {
+        if !self.audio_up(&agent) {
             self.notify(
                 agent,
                 refuse(Refusal::NoAudio, "your audio connection is not up"),
@@ -122,15 +113,10 @@ impl<R: Routing> Centre<R> {
             },
             None => None,
         };
-        let queue = taken
-            .as_ref()
-            .map(|t| t.task.queue.clone())
-            .or_else(|| {
-                self.routing
-                    .agent(&agent)
-                    .and_then(|a| a.queues.first().cloned())
-            })
-            .unwrap_or_else(|| self.routing.default_queue().clone());
+        let queue = match &taken {
+            Some(t) => t.task.queue.clone(),
+            None => self.home_queue(&agent),
+        };
         if let Some(t) = &taken {
             self.notify(
                 agent.clone(),
@@ -172,6 +158,42 @@ impl<R: Routing> Centre<R> {
         self.actions.push_back(Action::FloorChanged);
     }
 
+    /// The queue an agent's own call-backs and permission requests belong to: their first.
+    fn home_queue(&self, agent: &AgentId) -> QueueId {
+        self.routing
+            .agent(agent)
+            .and_then(|a| a.queues.first().cloned())
+            .unwrap_or_else(|| self.routing.default_queue().clone())
+    }
+
+    /// The agent's call-back that Meta has placed and the customer not answered.
+    fn calling_of(&self, agent: &AgentId) -> Option<WaCallId> {
+        self.calls
+            .values()
+            .find(|c| matches!(&c.phase, Phase::Calling { agent: a, .. } if a == agent))
+            .map(|c| c.id.clone())
+    }
+
+    /// The agent of a call-back that ended unanswered (or was never placed) is free again,
+    /// with no wrap-up: nobody talked.
+    fn free_agent(&mut self, now: Instant, agent: &AgentId) {
+        self.routing.end_wrap_up(now, agent);
+        self.notify_presence(agent);
+    }
+
+    /// Ends a placed call-back at Meta (only `terminate` ends one) and here.
+    fn end_call_back(
+        &mut self,
+        now: Instant,
+        id: &WaCallId,
+        outcome: Outcome,
+        reason: &str,
+        by: EndedBy,
+    ) {
+        self.end_at_meta(id, true);
+        self.end(now, id, outcome, reason.into(), by);
+    }
+
     /// The business number a call-back from `queue` is placed from: one whose calls go to
     /// that queue, else any of the queue's account, else the main one (`None`).
     fn number_of(&self, queue: &QueueId) -> Option<String> {
@@ -194,28 +216,19 @@ impl<R: Routing> Centre<R> {
             d.cancelled = true;
             let to = d.to.clone();
             info!(%agent, "call-back cancelled before Meta answered connect");
-            self.routing.end_wrap_up(now, &agent);
             self.tell_call_back(&agent, &to, None, CallBackStatus::Cancelled, None);
-            self.notify_presence(&agent);
+            self.free_agent(now, &agent);
             self.actions.push_back(Action::FloorChanged);
             return;
         }
-        let calling = self
-            .calls
-            .values()
-            .find(|c| matches!(&c.phase, Phase::Calling { agent: a, .. } if *a == agent))
-            .map(|c| c.id.clone());
-        match calling {
-            Some(id) => {
-                self.end_at_meta(&id, true);
-                self.end(
-                    now,
-                    &id,
-                    Outcome::Abandoned,
-                    "cancelled by the agent before the customer answered".into(),
-                    EndedBy::Agent,
-                );
-            }
+        match self.calling_of(&agent) {
+            Some(id) => self.end_call_back(
+                now,
+                &id,
+                Outcome::Abandoned,
+                "cancelled by the agent before the customer answered",
+                EndedBy::Agent,
+            ),
             None => self.notify(
                 agent,
                 Notice::Refused {
@@ -261,6 +274,7 @@ impl<R: Routing> Centre<R> {
             d.since,
             Stage::Calling,
         );
+        call.transitions = vec![(Stage::Calling, d.since, Some(d.agent.clone()))];
         call.agents.push(d.agent.clone());
         call.dialled = Some(Dialled {
             by: d.agent.clone(),
@@ -281,7 +295,6 @@ impl<R: Routing> Centre<R> {
                     code,
                 }));
                 if !d.cancelled {
-                    self.routing.end_wrap_up(now, &d.agent);
                     self.notify(
                         d.agent.clone(),
                         Notice::CallBack {
@@ -293,7 +306,7 @@ impl<R: Routing> Centre<R> {
                             can_ask_permission: f.refusal.can_ask(),
                         },
                     );
-                    self.notify_presence(&d.agent);
+                    self.free_agent(now, &d.agent);
                 }
                 self.finish(now, call, Outcome::Failed, message, EndedBy::System);
                 return;
@@ -319,9 +332,8 @@ impl<R: Routing> Centre<R> {
             if d.cancelled {
                 self.end_at_meta(&id, true);
             } else {
-                self.routing.end_wrap_up(now, &d.agent);
                 self.tell_call_back(&d.agent, &d.to, Some(&id), CallBackStatus::NoAnswer, None);
-                self.notify_presence(&d.agent);
+                self.free_agent(now, &d.agent);
             }
             if !self.calls.contains_key(&id) {
                 self.finish(
@@ -335,9 +347,6 @@ impl<R: Routing> Centre<R> {
             return;
         }
         let until = now + self.cfg.callback_no_answer;
-        call.transitions.clear();
-        call.transitions
-            .push((Stage::Calling, d.since, Some(d.agent.clone())));
         call.phase = Phase::Calling {
             agent: d.agent.clone(),
             until,
@@ -524,12 +533,11 @@ impl<R: Routing> Centre<R> {
             Err(e) => {
                 warn!(call_id = %id, error = %e, "the customer's answer is unusable; ending the call-back");
                 call.meta_errors.push(100);
-                self.end_at_meta(&id, true);
-                self.end(
+                self.end_call_back(
                     now,
                     &id,
                     Outcome::Failed,
-                    format!("the customer's answer is unusable: {e}"),
+                    &format!("the customer's answer is unusable: {e}"),
                     EndedBy::System,
                 );
             }
@@ -538,16 +546,17 @@ impl<R: Routing> Centre<R> {
 
     /// A call-back's leg starts its 20 ms packets once the customer answered and the leg
     /// connected, whichever comes last: nothing reaches the customer before their answer.
+    /// Each of the two happens once (the answer leaves `Calling`; a leg connects once), so
+    /// this asks once.
     pub(super) fn start_sending(&mut self, id: &WaCallId) {
-        let Some(call) = self.calls.get_mut(id) else {
+        let Some(call) = self.calls.get(id) else {
             return;
         };
         let answered = !matches!(call.phase, Phase::Calling { .. });
-        if call.dialled.is_none() || !answered || !call.connected || call.sending {
+        if call.dialled.is_none() || !answered || !call.connected {
             return;
         }
         if let Some(wa) = &call.wa {
-            call.sending = true;
             self.actions.push_back(Action::StartSending { leg: wa.leg });
         }
     }
@@ -600,22 +609,13 @@ impl<R: Routing> Centre<R> {
             (status == CallBackStatus::Failed).then(|| format!("The call failed: {reason}."));
         let to = call.from.clone().unwrap_or_default();
         self.tell_call_back(agent, &to, Some(&call.id), status, message);
-        // No wrap-up: nobody talked.
-        self.routing.wrap_up(now, agent, &call.id, now);
-        self.notify_presence(agent);
+        self.free_agent(now, agent);
     }
 
     /// A call-back nobody answered in time.
     pub(super) fn call_back_unanswered(&mut self, now: Instant, id: &WaCallId) {
         info!(call_id = %id, "call-back not answered; ending it");
-        self.end_at_meta(id, true);
-        self.end(
-            now,
-            id,
-            Outcome::TimedOut,
-            "no answer".into(),
-            EndedBy::System,
-        );
+        self.end_call_back(now, id, Outcome::TimedOut, "no answer", EndedBy::System);
     }
 
     /// An agent's session ends: their call-back stops (there is nobody to talk to).
@@ -623,18 +623,12 @@ impl<R: Routing> Centre<R> {
         for d in self.dials.values_mut().filter(|d| d.agent == *agent) {
             d.cancelled = true;
         }
-        let calling = self
-            .calls
-            .values()
-            .find(|c| matches!(&c.phase, Phase::Calling { agent: a, .. } if a == agent))
-            .map(|c| c.id.clone());
-        if let Some(id) = calling {
-            self.end_at_meta(&id, true);
-            self.end(
+        if let Some(id) = self.calling_of(agent) {
+            self.end_call_back(
                 now,
                 &id,
                 Outcome::Abandoned,
-                "the agent left before the customer answered".into(),
+                "the agent left before the customer answered",
                 EndedBy::Agent,
             );
         }
@@ -643,27 +637,19 @@ impl<R: Routing> Centre<R> {
 
     // ------------------------------------------------------------------ permission
 
-    /// The most customers whose asker is remembered until they reply.
-    const ASKED: usize = 10_000;
-
     pub(super) fn ask_permission(&mut self, agent: AgentId, to: String) {
         let Some(to) = normalize_number(&to) else {
             self.notify(
                 agent,
                 Notice::Refused {
                     code: Refusal::BadNumber,
-                    message: "that is not a WhatsApp number: 6 to 15 digits, with its country code"
-                        .into(),
+                    message: BAD_NUMBER.into(),
                 },
             );
             return;
         };
-        let queue = self
-            .routing
-            .agent(&agent)
-            .and_then(|a| a.queues.first().cloned())
-            .unwrap_or_else(|| self.routing.default_queue().clone());
-        if self.asked.len() >= Self::ASKED {
+        let queue = self.home_queue(&agent);
+        if self.asked.len() >= ASKED {
             self.asked.clear();
         }
         self.asked.insert(to.clone(), agent.clone());
@@ -801,25 +787,9 @@ impl<R: Routing> Centre<R> {
                 note: None,
                 due_at: None,
                 agent: None,
-                from_call: Some(call.id.clone()),
             },
             None,
         );
-    }
-
-    pub(super) fn cancel_task(&mut self, id: &str) {
-        if let Some(t) = self.tasks.remove(id) {
-            if let Some(agent) = t.offered {
-                self.notify(
-                    agent,
-                    Notice::TaskStopped {
-                        task: id.to_owned(),
-                        reason: TaskStop::Cancelled,
-                    },
-                );
-            }
-            self.actions.push_back(Action::FloorChanged);
-        }
     }
 
     /// Drops the tasks of customer `to` in `queue`'s account (they called in, or are being
@@ -939,7 +909,7 @@ impl<R: Routing> Centre<R> {
         }
     }
 
-    /// The open call-back tasks, oldest id first.
+    /// The open call-back tasks, by id, with whom each is offered to.
     pub fn tasks(&self) -> Vec<(Task, Option<AgentId>)> {
         self.tasks
             .values()

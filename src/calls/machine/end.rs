@@ -122,9 +122,6 @@ impl<R: Routing> Centre<R> {
                     },
                 );
                 self.notify_presence(&agent);
-                if outcome == Outcome::Abandoned {
-                    self.task_for_lost_caller(&call, TaskReason::Abandoned);
-                }
             }
             Phase::Connecting { agent } | Phase::Talking { agent, .. } => {
                 if let Some(s) = self
@@ -164,12 +161,15 @@ impl<R: Routing> Centre<R> {
             Phase::Calling { agent, .. } => {
                 self.call_back_ended(now, &call, &agent, outcome, by, &reason);
             }
-            Phase::Queued { .. } | Phase::PreAccepting | Phase::Answering
-                if matches!(outcome, Outcome::Abandoned | Outcome::TimedOut) =>
-            {
-                self.task_for_lost_caller(&call, TaskReason::Abandoned);
-            }
             _ => {}
+        }
+        // A caller lost while waiting for an agent (hung up, or waited the longest allowed).
+        let waiting = matches!(
+            call.phase,
+            Phase::Answering | Phase::PreAccepting | Phase::Ringing { .. } | Phase::Queued { .. }
+        );
+        if waiting && matches!(outcome, Outcome::Abandoned | Outcome::TimedOut) {
+            self.task_for_lost_caller(&call, TaskReason::Abandoned);
         }
         self.finish(now, call, outcome, reason, by);
     }

@@ -285,8 +285,6 @@ struct Call {
     /// A call-back: when the customer's answer webhook came (the first packet to them is
     /// measured from it).
     answer_waits_packet: Option<Instant>,
-    /// A call-back's leg sends (the customer answered and the leg connected).
-    sending: bool,
 }
 
 impl Call {
@@ -325,7 +323,6 @@ impl Call {
             stats: vec![],
             dialled: None,
             answer_waits_packet: None,
-            sending: false,
         }
     }
 }
@@ -653,7 +650,6 @@ impl<R: Routing> Centre<R> {
             } => self.on_callee_answered(now, call, sdp, received_at),
             Input::AnswerApplied { call, result } => self.on_answer_applied(now, call, result),
             Input::TaskAdded { task, due } => self.add_task_due(*task, due),
-            Input::TaskCancelled { task } => self.cancel_task(&task),
             Input::PermissionAsked { agent, to, result } => {
                 self.on_permission_asked(agent, to, result)
             }

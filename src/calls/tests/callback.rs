@@ -265,13 +265,16 @@ fn statuses_for_unknown_calls_change_nothing() {
         call: call("nobody"),
         status: CalleeStatus::Rejected,
     });
-    assert!(acts.iter().all(|a| matches!(
-        a,
-        Action::Metric(Metric::CallBack {
-            outcome: "unknown_status",
-            ..
-        })
-    )));
+    assert!(
+        matches!(
+            &acts[..],
+            [Action::Metric(Metric::CallBack {
+                outcome: "unknown_status",
+                ..
+            })]
+        ),
+        "counted, nothing else: {acts:?}"
+    );
     let acts = w.input(Input::CalleeAnswered {
         call: call("nobody"),
         sdp: "x".into(),
@@ -339,7 +342,7 @@ fn a_refused_dial_tells_the_agent_why_and_is_recorded() {
             Some(138013),
             false,
         ),
-        (DialRefusal::Limit { until: None }, Some(138012), false),
+        (DialRefusal::Limit, Some(138012), false),
     ] {
         let (dial, _) = placed(&mut w, "x");
         let acts = w.input(Input::Dialed {
@@ -542,7 +545,6 @@ fn the_customer_calling_in_removes_their_task_and_a_ring_withdraws_an_offer() {
                 note: Some("wants a quote".into()),
                 due_at: None,
                 agent: None,
-                from_call: None,
             }),
             due: None,
         },
@@ -562,7 +564,6 @@ fn the_customer_calling_in_removes_their_task_and_a_ring_withdraws_an_offer() {
                 note: None,
                 due_at: None,
                 agent: None,
-                from_call: None,
             }),
             due: None,
         },
@@ -602,7 +603,6 @@ fn a_skipped_task_goes_to_the_next_agent_and_a_due_one_waits() {
                 note: None,
                 due_at: Some(0),
                 agent: None,
-                from_call: None,
             }),
             due: Some(due),
         },
@@ -629,5 +629,95 @@ fn a_skipped_task_goes_to_the_next_agent_and_a_due_one_waits() {
             },
             ..
         }
+    )));
+}
+
+fn permission_notices(acts: &[Action]) -> Vec<(PermissionStep, String, bool)> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::Notify {
+                notice:
+                    Notice::Permission {
+                        step,
+                        message,
+                        permanent,
+                        ..
+                    },
+                ..
+            } => Some((*step, message.clone(), *permanent)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn asked(w: &mut World, result: Result<(), GraphFailure>) -> Vec<Action> {
+    let acts = w.command("alice", Command::AskPermission { to: TO.into() });
+    assert!(acts.iter().any(|a| matches!(a,
+        Action::AskPermission { to, .. } if to == TO)));
+    w.input(Input::PermissionAsked {
+        agent: agent("alice"),
+        to: TO.into(),
+        result,
+    })
+}
+
+/// A request sent, then the customer's reply; Meta's 138017 (permanent already) reads as
+/// granted; 138009 (asked too often) in words; a reply that overtakes Graph's answer is told
+/// once; a reply nobody here asked for is only counted.
+#[test]
+fn permission_requests_and_replies_reach_the_agent_who_asked() {
+    let mut w = world();
+    let acts = asked(&mut w, Ok(()));
+    assert_eq!(permission_notices(&acts)[0].0, PermissionStep::Requested);
+    let reply = |granted| Input::PermissionReply {
+        user: TO.into(),
+        granted,
+        permanent: false,
+        expires_at: Some(1_000),
+    };
+    let acts = w.input(reply(true));
+    assert_eq!(
+        permission_notices(&acts),
+        vec![(
+            PermissionStep::Granted,
+            "The customer allowed calls. You can call now.".into(),
+            false
+        )]
+    );
+    let fail = |code| {
+        Err(GraphFailure {
+            code: Some(code),
+            message: "refused".into(),
+        })
+    };
+    let acts = asked(&mut w, fail(138017));
+    assert_eq!(permission_notices(&acts)[0].0, PermissionStep::Granted);
+    assert!(permission_notices(&acts)[0].2, "permanent");
+    let acts = asked(&mut w, fail(138009));
+    assert_eq!(
+        permission_notices(&acts),
+        vec![(
+            PermissionStep::Failed,
+            meta_sentence(138009).unwrap().into(),
+            false
+        )]
+    );
+    // The reply overtakes Graph's answer: the agent hears of the reply only.
+    w.command("alice", Command::AskPermission { to: TO.into() });
+    let acts = w.input(reply(false));
+    assert_eq!(permission_notices(&acts)[0].0, PermissionStep::Rejected);
+    let acts = w.input(Input::PermissionAsked {
+        agent: agent("alice"),
+        to: TO.into(),
+        result: Ok(()),
+    });
+    assert!(permission_notices(&acts).is_empty());
+    let acts = w.input(reply(true));
+    assert!(permission_notices(&acts).is_empty(), "nobody asked");
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::Metric(Metric::Permission {
+            outcome: "accepted"
+        })
     )));
 }

@@ -964,17 +964,35 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain structs serialise")
 }
 
+/// The bearer credential a request carries.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// What a POST route of the fake does with a request: its number, credential and body.
+type Handler = fn(&FakeGraph, &str, Option<&str>, &[u8]) -> Answer;
+
+/// Runs a POST route's handler and sends its answer.
+async fn answer_post(
+    graph: FakeGraph,
+    phone_number_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    handle: Handler,
+) -> Response {
+    let answer = handle(&graph, phone_number_id, bearer(headers), body);
+    graph.send(answer).await
+}
+
 async fn calls(
     State(graph): State<FakeGraph>,
     Path((_version, phone_number_id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let reply = graph.handle(&phone_number_id, auth, &body);
-    graph.send(reply).await
+    answer_post(graph, &phone_number_id, &headers, &body, FakeGraph::handle).await
 }
 
 async fn messages(
@@ -983,11 +1001,14 @@ async fn messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let answer = graph.handle_message(&phone_number_id, auth, &body);
-    graph.send(answer).await
+    answer_post(
+        graph,
+        &phone_number_id,
+        &headers,
+        &body,
+        FakeGraph::handle_message,
+    )
+    .await
 }
 
 async fn settings(
@@ -996,11 +1017,14 @@ async fn settings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let answer = graph.handle_settings(&phone_number_id, auth, &body);
-    graph.send(answer).await
+    answer_post(
+        graph,
+        &phone_number_id,
+        &headers,
+        &body,
+        FakeGraph::handle_settings,
+    )
+    .await
 }
 
 impl FakeGraph {
@@ -1049,9 +1073,7 @@ async fn call_permissions(
     axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let auth = bearer(&headers);
     let user = q.get("user_wa_id").or_else(|| q.get("recipient"));
     let reply = graph.permission_check(&phone_number_id, auth, user.map(String::as_str));
     (

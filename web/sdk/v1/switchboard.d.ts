@@ -24,9 +24,9 @@ export const PERMISSION_LABELS: Readonly<Record<PermissionStatus, string>>;
 
 /**
  * Why a call-back task is offered: the customer hung up while waiting (`abandoned`), called
- * when nobody was staffed (`unstaffed`), a `missed` call, or one `scheduled` through the API.
+ * when nobody was staffed (`unstaffed`), or it was `scheduled` through the API.
  */
-export type TaskReason = 'abandoned' | 'unstaffed' | 'missed' | 'scheduled';
+export type TaskReason = 'abandoned' | 'unstaffed' | 'scheduled';
 
 /** Why a task was withdrawn: `called_in` the customer called again, `call` a call rings at you. */
 export type TaskStopReason = 'taken' | 'skipped' | 'cancelled' | 'called_in' | 'call';

@@ -63,7 +63,6 @@ export function describeTask(task) {
   switch (task.reason) {
     case 'abandoned': return `Hung up while waiting in ${queue}`;
     case 'unstaffed': return 'Called when nobody was available';
-    case 'missed': return `Missed call in ${queue}`;
     case 'scheduled': return task.note ? `Scheduled: ${task.note}` : 'Scheduled';
     default: return task.note || 'Asked to be called back';
   }
