@@ -234,17 +234,14 @@ async fn an_agent_calls_back_talks_both_ways_and_the_customer_hangs_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_hangs_up_with_terminate_and_a_declined_call_back_is_said_so() {
+async fn the_agent_hangs_up_or_cancels_with_terminate_and_a_declined_call_back_is_said_so() {
     let w = world(|_| {}).await;
     w.fake.set_permission(TO, granted());
     let mut a = sign_in(&w.running, "agent1").await;
     let callee = call_back(&w, &mut a, answering()).await;
+    // Hung up the moment the customer answered, often before their media is up: Meta still
+    // ends their call.
     status(&mut a, "connected").await;
-    // Talking: the customer's media is up (Meta's ACCEPTED follows it).
-    callee
-        .wait_for(LONG, |p| *p == CallPhase::Accepted)
-        .await
-        .expect("the customer's media connects");
     let id = callee.call_id.0.clone();
     a.send(ClientMsg::HangUp {
         call_id: id.clone(),
@@ -260,8 +257,21 @@ async fn the_agent_hangs_up_with_terminate_and_a_declined_call_back_is_said_so()
             && r.action.as_ref().is_some_and(|a| a.as_str() == "terminate")
     });
     assert!(terminated, "switchboard sent terminate");
-    // Back after wrap-up, the next call-back is declined by the customer.
+    // Back after wrap-up, a call-back cancelled while the phone rings ends there too.
     a.send(ClientMsg::WrapUpDone {}).await.unwrap();
+    let ringing_on = CalleeSpec {
+        pickup: Pickup::NoAnswer,
+        ..answering()
+    };
+    let callee = call_back(&w, &mut a, ringing_on).await;
+    status(&mut a, "ringing").await;
+    a.send(ClientMsg::CancelCallBack {}).await.unwrap();
+    status(&mut a, "cancelled").await;
+    callee
+        .wait_for(LONG, |p| matches!(p, CallPhase::Ended { .. }))
+        .await
+        .expect("Meta ends the ringing call");
+    // The next call-back is declined by the customer.
     let declining = CalleeSpec {
         pickup: Pickup::Reject,
         ..answering()

@@ -69,7 +69,9 @@ function stopRing() {
 
 function talking(call) {
   stopRing();
-  $('call-name').textContent = call.name || 'WhatsApp caller';
+  // A customer the agent called is not a caller.
+  const calledBack = call.callId && call.callId === callBack.callId;
+  $('call-name').textContent = call.name || (calledBack ? 'WhatsApp customer' : 'WhatsApp caller');
   $('call-number').textContent = call.from ? `+${call.from}` : '';
   if (!callSince) callSince = Date.now();
   $('dtmf').textContent = '';
@@ -108,6 +110,8 @@ function callBackStep(c) {
   const active = c.status === 'calling' || c.status === 'ringing';
   // Read before the buttons pressed to get here are disabled or hidden, which drops the focus.
   const moveFocus = active && (lostFocus() || !!document.activeElement.closest('#task, #recent, #callback'));
+  // The last call's news is over once a new call-back starts.
+  if (c.status === 'calling') notice('');
   callBack.to = c.to;
   callBack.callId = c.status === 'connected' ? c.callId : null;
   callBack.permittedTo = null;

@@ -839,6 +839,8 @@ pub enum Input {
     /// A customer answered a permission request (Meta's `call_permission_reply`), or Meta
     /// granted or revoked one on its own (`response_source: automatic`).
     PermissionReply {
+        /// The business number it concerns (`None`: the main one).
+        business_number: Option<String>,
         /// The customer.
         user: String,
         /// Calls allowed.
@@ -847,6 +849,8 @@ pub enum Input {
         permanent: bool,
         /// Until then (unix ms), when temporary.
         expires_at: Option<i64>,
+        /// Meta's `response_source`: `user_action` or `automatic`.
+        source: Option<String>,
     },
 }
 
@@ -1140,6 +1144,25 @@ pub enum Action {
         to: String,
         /// The business number to ask from (`None`: the main one).
         business_number: Option<String>,
+    },
+    /// Keep a customer's call permission as it stands now (the `call_permissions` table), in
+    /// the order the machine learns of it: a reply that overtook Graph's answer to the request
+    /// is not written over by "requested".
+    KeepPermission {
+        /// The business number (`None`: the main one).
+        business_number: Option<String>,
+        /// The customer.
+        user: String,
+        /// Granted, rejected, or requested.
+        state: crate::store::PermissionState,
+        /// Granted for good.
+        permanent: bool,
+        /// Until then (unix ms), when granted for a time.
+        expires_at: Option<i64>,
+        /// Meta's `response_source`.
+        source: Option<String>,
+        /// Who asked, for a request.
+        requested_by: Option<AgentId>,
     },
     /// Apply the customer's answer to a call-back's leg (result: [`Input::AnswerApplied`]).
     ApplyAnswer {

@@ -38,8 +38,7 @@ use crate::media::EngineHandle;
 use crate::media::{LegOp, MediaError, MediaEvent};
 use crate::routing::{Agent, Floor, Presence, Routing, Waiting};
 use crate::store::{
-    self, CallRecord, LegQuality, LegRole, LiveCall, PermissionRow, PermissionState, StoreHandle,
-    Transition,
+    self, CallRecord, LegQuality, LegRole, LiveCall, PermissionRow, StoreHandle, Transition,
 };
 use crate::whatsapp::graph::{GraphClient, GraphError};
 use crate::whatsapp::webhook::WaEvent;
@@ -817,36 +816,19 @@ impl Actor {
                 expires_at,
                 source,
                 ..
-            } => {
-                let granted = response == crate::whatsapp::model::PermissionResponse::Accept;
-                let expires_at = expires_at
-                    .and_then(|t| i64::try_from(t.0).ok())
-                    .map(|s| s.saturating_mul(1000));
-                let status = if granted {
-                    PermissionState::Granted
-                } else {
-                    PermissionState::Rejected
-                };
-                self.deps.store.put_permission(PermissionRow {
+            } => self.feed(
+                now,
+                Input::PermissionReply {
+                    business_number: phone_number_id,
+                    user,
+                    granted: response == crate::whatsapp::model::PermissionResponse::Accept,
                     permanent,
-                    expires_at,
+                    expires_at: expires_at
+                        .and_then(|t| i64::try_from(t.0).ok())
+                        .map(|s| s.saturating_mul(1000)),
                     source,
-                    ..permission_row(
-                        phone_number_id.unwrap_or_else(|| self.deps.phone_number_id.clone()),
-                        user.clone(),
-                        status,
-                    )
-                });
-                self.feed(
-                    now,
-                    Input::PermissionReply {
-                        user,
-                        granted,
-                        permanent,
-                        expires_at,
-                    },
-                );
-            }
+                },
+            ),
             WaEvent::CallStatusChanged {
                 call_id, status, ..
             } => {
@@ -1010,20 +992,31 @@ impl Actor {
                     business_number,
                 } => {
                     let graph = self.deps.graph.clone();
-                    let store = self.deps.store.clone();
                     let number = business_number.filter(|n| *n != self.deps.phone_number_id);
-                    let business = number
-                        .clone()
-                        .unwrap_or_else(|| self.deps.phone_number_id.clone());
                     self.tasks.spawn(async move {
                         let result = graph.ask_permission(number.as_deref(), to.clone()).await;
-                        if result.is_ok() {
-                            store.put_permission(PermissionRow {
-                                requested_by: Some(agent.0.clone()),
-                                ..permission_row(business, to.clone(), PermissionState::Requested)
-                            });
-                        }
                         Done::Input(Input::PermissionAsked { agent, to, result })
+                    });
+                }
+                Action::KeepPermission {
+                    business_number,
+                    user,
+                    state,
+                    permanent,
+                    expires_at,
+                    source,
+                    requested_by,
+                } => {
+                    self.deps.store.put_permission(PermissionRow {
+                        business_number: business_number
+                            .unwrap_or_else(|| self.deps.phone_number_id.clone()),
+                        user_number: user,
+                        status: state,
+                        permanent,
+                        expires_at,
+                        source,
+                        requested_by: requested_by.map(|a| a.0),
+                        updated_at: store::unix_ms(SystemTime::now()),
                     });
                 }
                 Action::ApplyAnswer { call, leg, sdp } => {
@@ -1330,20 +1323,6 @@ impl Actor {
                 .collect(),
             node: Some(self.deps.node.clone()),
         }
-    }
-}
-
-/// A customer's permission row as of now, with nothing known beyond its status.
-fn permission_row(business_number: String, user: String, status: PermissionState) -> PermissionRow {
-    PermissionRow {
-        business_number,
-        user_number: user,
-        status,
-        permanent: false,
-        expires_at: None,
-        source: None,
-        requested_by: None,
-        updated_at: store::unix_ms(SystemTime::now()),
     }
 }
 

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::*;
 use crate::calls::event::meta_sentence;
+use crate::store::PermissionState;
 
 /// The most early statuses and answers kept for call ids `connect` has not returned yet.
 const EARLY: usize = 64;
@@ -113,9 +114,10 @@ impl<R: Routing> Centre<R> {
             },
             None => None,
         };
-        let queue = match &taken {
-            Some(t) => t.task.queue.clone(),
-            None => self.home_queue(&agent),
+        // A task's customer is the one called, whatever number came with it.
+        let (queue, to) = match &taken {
+            Some(t) => (t.task.queue.clone(), t.task.to.clone()),
+            None => (self.home_queue(&agent), to),
         };
         if let Some(t) = &taken {
             self.notify(
@@ -652,11 +654,13 @@ impl<R: Routing> Centre<R> {
         if self.asked.len() >= ASKED {
             self.asked.clear();
         }
-        self.asked.insert(to.clone(), agent.clone());
+        let business_number = self.number_of(&queue);
+        self.asked
+            .insert(to.clone(), (agent.clone(), business_number.clone()));
         self.actions.push_back(Action::AskPermission {
             agent,
             to,
-            business_number: self.number_of(&queue),
+            business_number,
         });
     }
 
@@ -669,11 +673,23 @@ impl<R: Routing> Centre<R> {
         let (step, message, permanent) = match result {
             // The customer's reply overtook Graph's answer: they were told of it already.
             Ok(()) if !self.asked.contains_key(&to) => return,
-            Ok(()) => (
-                PermissionStep::Requested,
-                "Permission asked. You will see here when the customer answers.".to_owned(),
-                false,
-            ),
+            Ok(()) => {
+                let business_number = self.asked.get(&to).and_then(|(_, n)| n.clone());
+                self.actions.push_back(Action::KeepPermission {
+                    business_number,
+                    user: to.clone(),
+                    state: PermissionState::Requested,
+                    permanent: false,
+                    expires_at: None,
+                    source: None,
+                    requested_by: Some(agent.clone()),
+                });
+                (
+                    PermissionStep::Requested,
+                    "Permission asked. You will see here when the customer answers.".to_owned(),
+                    false,
+                )
+            }
             // A permanent permission exists: nothing to ask (reference §7.2).
             Err(GraphFailure {
                 code: Some(138017), ..
@@ -710,20 +726,31 @@ impl<R: Routing> Centre<R> {
 
     pub(super) fn on_permission_reply(
         &mut self,
+        business_number: Option<String>,
         user: String,
         granted: bool,
         permanent: bool,
         expires_at: Option<i64>,
+        source: Option<String>,
     ) {
-        let step = if granted {
-            PermissionStep::Granted
+        let (step, state) = if granted {
+            (PermissionStep::Granted, PermissionState::Granted)
         } else {
-            PermissionStep::Rejected
+            (PermissionStep::Rejected, PermissionState::Rejected)
         };
+        self.actions.push_back(Action::KeepPermission {
+            business_number,
+            user: user.clone(),
+            state,
+            permanent,
+            expires_at,
+            source,
+            requested_by: None,
+        });
         self.actions.push_back(Action::Metric(Metric::Permission {
             outcome: if granted { "accepted" } else { "rejected" },
         }));
-        let Some(agent) = self.asked.remove(&user) else {
+        let Some((agent, _)) = self.asked.remove(&user) else {
             return;
         };
         let message = if granted {

@@ -424,8 +424,9 @@ pub struct Centre<R: Routing> {
     early: HashMap<WaCallId, Vec<(Instant, Input)>>,
     /// Call-back tasks, by id.
     tasks: BTreeMap<String, callback::TaskState>,
-    /// Who asked each customer for permission last, to tell them of the reply.
-    asked: HashMap<String, AgentId>,
+    /// Who asked each customer for permission last, and from which business number, to tell
+    /// them of the reply.
+    asked: HashMap<String, (AgentId, Option<String>)>,
 }
 
 impl<R: Routing> Centre<R> {
@@ -654,11 +655,20 @@ impl<R: Routing> Centre<R> {
                 self.on_permission_asked(agent, to, result)
             }
             Input::PermissionReply {
+                business_number,
                 user,
                 granted,
                 permanent,
                 expires_at,
-            } => self.on_permission_reply(user, granted, permanent, expires_at),
+                source,
+            } => self.on_permission_reply(
+                business_number,
+                user,
+                granted,
+                permanent,
+                expires_at,
+                source,
+            ),
         }
         self.dispatch(now);
         self.offer_tasks(now);

@@ -2,6 +2,7 @@
 //! every order, the no-answer timeout, cancelling, refusals, and tasks from lost callers.
 
 use super::*;
+use crate::store::PermissionState;
 
 const TO: &str = "15557654321";
 
@@ -497,14 +498,17 @@ fn a_caller_lost_in_the_queue_comes_back_as_a_task() {
     let acts = w.command("alice", Command::EndWrapUp);
     let (who, offered) = task_of(&acts).expect("offered");
     assert_eq!((who, offered.id.clone()), (agent("alice"), task.id.clone()));
+    // The page sends the task's id with some number: the task's customer is the one called.
     let acts = w.command(
         "alice",
         Command::CallBack {
-            to: offered.to.clone(),
+            to: "15550000000".into(),
             task: Some(offered.id.clone()),
         },
     );
-    assert!(acts.iter().any(|a| matches!(a, Action::Dial { .. })));
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Dial { to, .. } if *to == offered.to)));
     assert!(w.c.tasks().is_empty());
     let dial = acts
         .iter()
@@ -650,6 +654,15 @@ fn permission_notices(acts: &[Action]) -> Vec<(PermissionStep, String, bool)> {
         .collect()
 }
 
+fn kept(acts: &[Action]) -> Vec<PermissionState> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::KeepPermission { state, .. } => Some(*state),
+            _ => None,
+        })
+        .collect()
+}
+
 fn asked(w: &mut World, result: Result<(), GraphFailure>) -> Vec<Action> {
     let acts = w.command("alice", Command::AskPermission { to: TO.into() });
     assert!(acts.iter().any(|a| matches!(a,
@@ -669,11 +682,14 @@ fn permission_requests_and_replies_reach_the_agent_who_asked() {
     let mut w = world();
     let acts = asked(&mut w, Ok(()));
     assert_eq!(permission_notices(&acts)[0].0, PermissionStep::Requested);
+    assert_eq!(kept(&acts), vec![PermissionState::Requested]);
     let reply = |granted| Input::PermissionReply {
+        business_number: None,
         user: TO.into(),
         granted,
         permanent: false,
         expires_at: Some(1_000),
+        source: Some("user_action".into()),
     };
     let acts = w.input(reply(true));
     assert_eq!(
@@ -706,12 +722,14 @@ fn permission_requests_and_replies_reach_the_agent_who_asked() {
     w.command("alice", Command::AskPermission { to: TO.into() });
     let acts = w.input(reply(false));
     assert_eq!(permission_notices(&acts)[0].0, PermissionStep::Rejected);
+    assert_eq!(kept(&acts), vec![PermissionState::Rejected]);
     let acts = w.input(Input::PermissionAsked {
         agent: agent("alice"),
         to: TO.into(),
         result: Ok(()),
     });
     assert!(permission_notices(&acts).is_empty());
+    assert!(kept(&acts).is_empty(), "the reply is not written over by \"requested\"");
     let acts = w.input(reply(true));
     assert!(permission_notices(&acts).is_empty(), "nobody asked");
     assert!(acts.iter().any(|a| matches!(

@@ -200,8 +200,16 @@ impl CalleeTask {
                                     connect.session = Some(Session::new(SdpType::Answer, &answer));
                                     let body = self.sim.envelope(None, connect, None, vec![]);
                                     self.sim.deliver(&body).await;
-                                    let connected = p.wait_for(Duration::from_secs(10), |s| s.connected).await;
-                                    if connected.is_none() {
+                                    // The business may end the call before the media is up.
+                                    let up = tokio::select! {
+                                        c = p.wait_for(Duration::from_secs(10), |s| s.connected) => c.is_some(),
+                                        () = ended_by_business(&mut graph) => {
+                                            info!("the business ended the call before its media was up");
+                                            peer = Some(p);
+                                            break;
+                                        }
+                                    };
+                                    if !up {
                                         warn!("the callee's media never connected");
                                         peer = Some(p);
                                         break;
@@ -226,11 +234,8 @@ impl CalleeTask {
                         }
                     }
                 }
-                ev = graph.recv() => match ev {
-                    // The business ended it (or gave up ringing).
-                    Some(FakeGraphEvent::Terminated { .. } | FakeGraphEvent::Rejected { .. }) | None => break,
-                    Some(_) => {}
-                },
+                // The business ended it (or gave up ringing).
+                () = ended_by_business(&mut graph) => break,
                 h = hang_up.recv(), if hang_up_open => match h {
                     Some(()) => break,
                     None => hang_up_open = false,
@@ -266,5 +271,17 @@ impl CalleeTask {
             .await;
         self.phase.closed().await;
         drop(peer);
+    }
+}
+
+/// Until the business ends the call (Graph `terminate`, or `reject`), or the fake is gone.
+async fn ended_by_business(graph: &mut mpsc::Receiver<FakeGraphEvent>) {
+    loop {
+        match graph.recv().await {
+            Some(FakeGraphEvent::Terminated { .. } | FakeGraphEvent::Rejected { .. }) | None => {
+                return
+            }
+            Some(_) => {}
+        }
     }
 }
