@@ -729,7 +729,10 @@ fn permission_requests_and_replies_reach_the_agent_who_asked() {
         result: Ok(()),
     });
     assert!(permission_notices(&acts).is_empty());
-    assert!(kept(&acts).is_empty(), "the reply is not written over by \"requested\"");
+    assert!(
+        kept(&acts).is_empty(),
+        "the reply is not written over by \"requested\""
+    );
     let acts = w.input(reply(true));
     assert!(permission_notices(&acts).is_empty(), "nobody asked");
     assert!(acts.iter().any(|a| matches!(
