@@ -139,11 +139,11 @@ fn two_nodes_share_records_and_keep_their_own_live_calls() {
     let url = pg.database("contract");
     let mut a = PostgresStore::connect(&url, "node-a").unwrap();
     let mut b = PostgresStore::connect(&url, "node-b").unwrap();
-    assert_eq!(a.schema_version().unwrap(), 6);
-    assert_eq!(b.schema_version().unwrap(), 6);
+    assert_eq!(a.schema_version().unwrap(), 8);
+    assert_eq!(b.schema_version().unwrap(), 8);
     // A third connection finds the schema done and changes nothing.
     PostgresStore::connect(&url, "node-a").unwrap();
-    assert_eq!(a.schema_version().unwrap(), 6);
+    assert_eq!(a.schema_version().unwrap(), 8);
 
     let r1 = common::call_record(1, Outcome::Answered, "sales", &["ann"]);
     let r2 = common::call_record(2, Outcome::Abandoned, "support", &[]);
@@ -153,7 +153,13 @@ fn two_nodes_share_records_and_keep_their_own_live_calls() {
         node: Some(node.into()),
         ..r.clone()
     };
-    let r3 = named(&r3, "node-b");
+    // A call-back, with who placed it and its task.
+    let r3 = CallRecord {
+        direction: switchboard::store::Direction::Outbound,
+        dialled_by: Some("bob".into()),
+        task_id: Some("task-9".into()),
+        ..named(&r3, "node-b")
+    };
     a.mark_live(&live(&r1)).unwrap();
     a.mark_live(&live(&r1)).unwrap();
     b.mark_live(&live(&r2)).unwrap();
@@ -187,6 +193,13 @@ fn two_nodes_share_records_and_keep_their_own_live_calls() {
         );
         assert_eq!(all.next, None);
     }
+    let outbound = a
+        .list(&CallQuery {
+            direction: Some(switchboard::store::Direction::Outbound),
+            ..CallQuery::default()
+        })
+        .unwrap();
+    assert_eq!(outbound.calls, vec![r3.clone()]);
     let by_agent = a
         .list(&CallQuery {
             agent: Some("ann".into()),

@@ -616,6 +616,10 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
                 private_targets: config.events.private_targets,
                 wake: events_wake,
             },
+            Some(http::admin::CentreAdmin {
+                calls: calls.clone(),
+                roster: roster_rx.clone(),
+            }),
         ))
         .merge(match (authority, node_key, &placement) {
             (Some(a), Some(key), Some((_, handed))) => {

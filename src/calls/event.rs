@@ -579,6 +579,17 @@ impl TaskReason {
             TaskReason::Scheduled => "scheduled",
         }
     }
+
+    /// The reason named `s`.
+    pub fn parse(s: &str) -> Option<TaskReason> {
+        [
+            TaskReason::Abandoned,
+            TaskReason::Unstaffed,
+            TaskReason::Scheduled,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
 }
 
 /// A customer to call back.
@@ -826,6 +837,11 @@ pub enum Input {
         task: Box<Task>,
         /// Not offered before then (its `due_at` on this clock).
         due: Option<Instant>,
+    },
+    /// A call-back task is withdrawn (the API): nobody calls the customer for it.
+    TaskCancelled {
+        /// Its id.
+        task: String,
     },
     /// A permission request went out (or did not): the result of [`Action::AskPermission`].
     PermissionAsked {
@@ -1163,6 +1179,13 @@ pub enum Action {
         source: Option<String>,
         /// Who asked, for a request.
         requested_by: Option<AgentId>,
+    },
+    /// Keep an open call-back task (the `call_tasks` table): it survives a restart.
+    KeepTask(Box<Task>),
+    /// The task is done with (taken, cancelled, or the customer called in): forget it.
+    ForgetTask {
+        /// Its id.
+        task: String,
     },
     /// Apply the customer's answer to a call-back's leg (result: [`Input::AnswerApplied`]).
     ApplyAnswer {

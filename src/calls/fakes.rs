@@ -242,6 +242,10 @@ impl RecordsPort for FakeRecords {
     }
 
     fn put_permission(&self, _: crate::store::PermissionRow) {}
+    fn change_task(&self, _: crate::store::TaskChange) {}
+    fn tasks(&self) -> Pending<Result<Vec<crate::store::TaskRow>, StoreError>> {
+        Box::pin(async { Ok(vec![]) })
+    }
 }
 
 /// The actor, its inputs, and the fakes' log.

@@ -310,6 +310,10 @@ pub trait RecordsPort: Send + Sync + 'static {
     fn clear_live(&self, call: WaCallId) -> Pending<Result<(), StoreError>>;
     /// Keeps a customer's call permission, without waiting (a refused write is logged).
     fn put_permission(&self, row: crate::store::PermissionRow);
+    /// Keeps or forgets an open call-back task, without waiting (a refused write is logged).
+    fn change_task(&self, change: crate::store::TaskChange);
+    /// The open call-back tasks (every node's).
+    fn tasks(&self) -> Pending<Result<Vec<crate::store::TaskRow>, StoreError>>;
 }
 
 impl RecordsPort for StoreHandle {
@@ -341,6 +345,20 @@ impl RecordsPort for StoreHandle {
         if let Err(e) = self.try_put_permission(row) {
             tracing::warn!(error = %e, "a call permission was not kept: the records line is full");
         }
+    }
+
+    fn change_task(&self, change: crate::store::TaskChange) {
+        if !self.try_task(change.clone()) {
+            tracing::warn!(
+                ?change,
+                "a call-back task change was not kept: the records line is full"
+            );
+        }
+    }
+
+    fn tasks(&self) -> Pending<Result<Vec<crate::store::TaskRow>, StoreError>> {
+        let store = self.clone();
+        Box::pin(async move { store.tasks(None).await })
     }
 }
 

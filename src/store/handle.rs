@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     AccountStore, Attempted, CallPage, CallQuery, CallRecord, CallStore, Delivery, DeliveryQuery,
     Due, EventStore, LiveCall, PermissionRow, PermissionStore, Recorded, SqliteStore, StoreError,
+    TaskRow, TaskStore,
 };
 use crate::accounts::{Account, AuditEntry};
 use crate::events::OutboxRow;
@@ -56,6 +57,18 @@ enum Command {
     /// No reply channel: [`StoreHandle::try_put_permission`], whose failures the thread logs.
     PutPermission(Box<PermissionRow>, Option<Reply<()>>),
     Permission(String, String, Reply<Option<PermissionRow>>),
+    /// No reply channel: [`StoreHandle::try_task`], whose failures the thread logs.
+    Task(TaskChange, Option<Reply<()>>),
+    Tasks(Option<String>, Reply<Vec<TaskRow>>),
+}
+
+/// A change to the open call-back tasks ([`TaskStore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskChange {
+    /// Keep this task.
+    Put(Box<TaskRow>),
+    /// Forget the task of this id.
+    Forget(String),
 }
 
 /// A cheap, cloneable handle to the store thread.
@@ -118,7 +131,7 @@ impl StoreHandle {
     /// [`CallStore`], SQLite or another database. Returns `open`'s error if it fails.
     pub async fn spawn<S, F>(open: F) -> Result<(StoreHandle, StoreDriver), StoreError>
     where
-        S: CallStore + AccountStore + EventStore + PermissionStore + 'static,
+        S: CallStore + AccountStore + EventStore + PermissionStore + TaskStore + 'static,
         F: FnOnce() -> Result<S, StoreError> + Send + 'static,
     {
         let (tx, thread, done) = Self::thread("call-store", open).await?;
@@ -138,9 +151,9 @@ impl StoreHandle {
         open_reader: G,
     ) -> Result<(StoreHandle, StoreDriver), StoreError>
     where
-        S: CallStore + AccountStore + EventStore + PermissionStore + 'static,
+        S: CallStore + AccountStore + EventStore + PermissionStore + TaskStore + 'static,
         F: FnOnce() -> Result<S, StoreError> + Send + 'static,
-        R: CallStore + AccountStore + EventStore + PermissionStore + 'static,
+        R: CallStore + AccountStore + EventStore + PermissionStore + TaskStore + 'static,
         G: FnOnce() -> Result<R, StoreError> + Send + 'static,
     {
         let (tx, thread, done) = Self::thread("call-store", open).await?;
@@ -166,7 +179,7 @@ impl StoreHandle {
         open: F,
     ) -> Result<(mpsc::Sender<Command>, JoinHandle<()>, oneshot::Receiver<()>), StoreError>
     where
-        S: CallStore + AccountStore + EventStore + PermissionStore + 'static,
+        S: CallStore + AccountStore + EventStore + PermissionStore + TaskStore + 'static,
         F: FnOnce() -> Result<S, StoreError> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
@@ -373,6 +386,23 @@ impl StoreHandle {
             .await
     }
 
+    /// Writes a change to the open call-back tasks and waits for it.
+    pub async fn change_task(&self, change: TaskChange) -> Result<(), StoreError> {
+        self.call(|r| Command::Task(change, Some(r))).await
+    }
+
+    /// Queues a change to the open call-back tasks without waiting, for the call actor (see
+    /// [`StoreHandle::try_put_permission`]); false when the queue is full or the thread
+    /// stopped (the change is lost: the caller logs it).
+    pub fn try_task(&self, change: TaskChange) -> bool {
+        self.tx.try_send(Command::Task(change, None)).is_ok()
+    }
+
+    /// See [`TaskStore::tasks`]. On the writer's connection: a change just queued is seen.
+    pub async fn tasks(&self, account: Option<String>) -> Result<Vec<TaskRow>, StoreError> {
+        self.call(|r| Command::Tasks(account, r)).await
+    }
+
     /// See [`CallStore::live_calls`].
     pub async fn live_calls(&self) -> Result<Vec<LiveCall>, StoreError> {
         self.call(Command::LiveCalls).await
@@ -461,7 +491,7 @@ impl StoreDriver {
 }
 
 /// The store thread: serves commands until every sender is gone and the queue is empty.
-fn run<S: CallStore + AccountStore + EventStore + PermissionStore>(
+fn run<S: CallStore + AccountStore + EventStore + PermissionStore + TaskStore>(
     mut store: S,
     mut rx: mpsc::Receiver<Command>,
 ) {
@@ -520,6 +550,25 @@ fn run<S: CallStore + AccountStore + EventStore + PermissionStore>(
             }
             Command::Permission(business_number, user, reply) => {
                 let _ = reply.send(store.permission(&business_number, &user));
+            }
+            Command::Task(change, reply) => {
+                let done = match &change {
+                    TaskChange::Put(row) => store.put_task(row),
+                    TaskChange::Forget(id) => store.forget_task(id),
+                };
+                match reply {
+                    Some(reply) => {
+                        let _ = reply.send(done);
+                    }
+                    None => {
+                        if let Err(error) = done {
+                            tracing::error!(%error, ?change, "call-back task change not written");
+                        }
+                    }
+                }
+            }
+            Command::Tasks(account, reply) => {
+                let _ = reply.send(store.tasks(account.as_deref()));
             }
         }
     }
@@ -703,6 +752,17 @@ mod tests {
                     _: &str,
                 ) -> Result<Option<PermissionRow>, StoreError> {
                     unreachable!("no permissions here")
+                }
+            }
+            impl TaskStore for $t {
+                fn put_task(&mut self, _: &TaskRow) -> Result<(), StoreError> {
+                    unreachable!("no tasks here")
+                }
+                fn forget_task(&mut self, _: &str) -> Result<(), StoreError> {
+                    unreachable!("no tasks here")
+                }
+                fn tasks(&mut self, _: Option<&str>) -> Result<Vec<TaskRow>, StoreError> {
+                    unreachable!("no tasks here")
                 }
             }
         };

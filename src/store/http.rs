@@ -8,6 +8,7 @@
 //! | `agent` | calls this agent took part in |
 //! | `queue` | calls that went to this queue |
 //! | `outcome` | `answered`, `abandoned`, `declined`, `timed_out` or `failed` |
+//! | `direction` | `inbound` (the customer called) or `outbound` (call-backs) |
 //! | `limit` | records per page, 1 to 500; default 50 |
 //! | `cursor` | the `next` of the previous page |
 //!
@@ -26,7 +27,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{CallPage, CallQuery, Outcome, StoreError, StoreHandle};
+use super::{CallPage, CallQuery, Direction, Outcome, StoreError, StoreHandle};
 
 /// The routes of the call records API (`GET /api/calls`), unauthenticated: the caller must wrap
 /// them with the supervisor-only check before serving them.
@@ -50,6 +51,7 @@ struct Params {
     agent: Option<String>,
     queue: Option<String>,
     outcome: Option<String>,
+    direction: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -98,6 +100,7 @@ impl IntoResponse for ListError {
     security(("session" = [])),
     params(("from" = Option<i64>, Query), ("to" = Option<i64>, Query), ("agent" = Option<String>, Query),
            ("queue" = Option<String>, Query), ("outcome" = Option<String>, Query),
+           ("direction" = Option<String>, Query, description = "`inbound` or `outbound` (call-backs)"),
            ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "`{\"calls\": [CallRecord…], \"next\": cursor | null}`"),
               (status = 400, description = "a parameter refused, named"),
@@ -142,12 +145,25 @@ fn parse(p: Params) -> Result<CallQuery, StoreError> {
             })
         })
         .transpose()?;
+    let direction = present(p.direction)
+        .map(|s| {
+            s.parse::<Direction>()
+                .map_err(|_| StoreError::InvalidQuery {
+                    field: "direction",
+                    reason: format!(
+                        "{s:?} is not one of {}",
+                        Direction::ALL.map(Direction::as_str).join(", ")
+                    ),
+                })
+        })
+        .transpose()?;
     let query = CallQuery {
         from: number("from", p.from, "a time in unix milliseconds")?,
         to: number("to", p.to, "a time in unix milliseconds")?,
         agent: present(p.agent),
         queue: present(p.queue),
         outcome,
+        direction,
         limit: number("limit", p.limit, "a number of records")?,
         cursor: present(p.cursor).map(|s| s.parse()).transpose()?,
         // Whose calls is the caller's to say (`AccountScope`), never the query string's.
@@ -182,8 +198,10 @@ mod tests {
 
     #[test]
     fn parses_every_parameter() {
-        let q =
-            params("from=1000&to=2000&agent=a1&queue=sales&outcome=timed_out&limit=10").unwrap();
+        let q = params(
+            "from=1000&to=2000&agent=a1&queue=sales&outcome=timed_out&direction=outbound&limit=10",
+        )
+        .unwrap();
         assert_eq!(
             q,
             CallQuery {
@@ -192,6 +210,7 @@ mod tests {
                 agent: Some("a1".into()),
                 queue: Some("sales".into()),
                 outcome: Some(Outcome::TimedOut),
+                direction: Some(Direction::Outbound),
                 limit: Some(10),
                 cursor: None,
                 account: None,
@@ -206,6 +225,7 @@ mod tests {
             ("from=yesterday", "from"),
             ("to=1.5", "to"),
             ("outcome=lost", "outcome"),
+            ("direction=in", "direction"),
             ("limit=0", "limit"),
             ("limit=501", "limit"),
             ("limit=-1", "limit"),

@@ -40,22 +40,26 @@ mod permissions;
 mod postgres;
 mod record;
 mod sqlite;
+mod tasks;
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::ids::WaCallId;
 
-pub use handle::{StoreDriver, StoreHandle, TryFinishError, TryPutError, QUEUE_CAPACITY};
+pub use handle::{
+    StoreDriver, StoreHandle, TaskChange, TryFinishError, TryPutError, QUEUE_CAPACITY,
+};
 
 pub use events::{Attempted, Delivery, DeliveryQuery, DeliveryStatus, Due, EventStore};
 pub use permissions::{PermissionRow, PermissionState, PermissionStore};
 pub use postgres::PostgresStore;
 pub use record::{
-    CallPage, CallQuery, CallRecord, Cursor, EndedBy, LegQuality, LegRole, LiveCall, Outcome,
-    Recorded, Transition, DEFAULT_LIMIT, MAX_LIMIT,
+    CallPage, CallQuery, CallRecord, Cursor, Direction, EndedBy, LegQuality, LegRole, LiveCall,
+    Outcome, Recorded, Transition, DEFAULT_LIMIT, MAX_LIMIT,
 };
 pub use sqlite::SqliteStore;
+pub use tasks::{TaskRow, TaskStore};
 
 /// The store's interface: what the rest of switchboard needs from a database of call records.
 ///

@@ -67,6 +67,13 @@ const MIGRATIONS: &[&str] = &[
     super::events::POSTGRES_SCHEMA,
     // 6: users' call permissions (issue 25).
     super::permissions::POSTGRES_SCHEMA,
+    // 7: who placed each call (issue 25).
+    "ALTER TABLE calls ADD COLUMN direction TEXT NOT NULL DEFAULT 'inbound';
+    ALTER TABLE calls ADD COLUMN dialled_by TEXT;
+    ALTER TABLE calls ADD COLUMN task_id TEXT;
+    CREATE INDEX calls_by_direction ON calls (direction, started_at, call_id);",
+    // 8: open call-back tasks, kept over a restart (issue 25).
+    super::tasks::POSTGRES_SCHEMA,
 ];
 
 /// The newest schema version this build knows.
@@ -224,8 +231,9 @@ impl CallStore for PostgresStore {
         let inserted = tx.execute(
             "INSERT INTO calls (call_id, started_at, answered_at, ended_at, caller_number,
                  caller_name, business_number, queue, outcome, end_reason, ended_by, agents,
-                 transitions, meta_error_codes, legs, node)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                 transitions, meta_error_codes, legs, node, direction, dialled_by, task_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                 $18, $19)
              ON CONFLICT (call_id) DO NOTHING",
             &[
                 &r.call_id.0,
@@ -244,6 +252,9 @@ impl CallStore for PostgresStore {
                 &to_json(&r.meta_error_codes),
                 &to_json(&r.legs),
                 &node,
+                &r.direction.as_str(),
+                &r.dialled_by,
+                &r.task_id,
             ],
         )?;
         if inserted == 1 {

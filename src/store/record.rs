@@ -36,7 +36,8 @@ pub struct LiveCall {
 pub struct CallRecord {
     /// Meta's call id (`wacid.…`); the record's key.
     pub call_id: WaCallId,
-    /// The caller's WhatsApp number, as Meta gave it (digits, no `+`).
+    /// The customer's WhatsApp number, as Meta gave it (digits, no `+`): who called, or who
+    /// was called back.
     pub caller_number: String,
     /// The caller's profile name, when Meta sent one.
     pub caller_name: Option<String>,
@@ -68,6 +69,50 @@ pub struct CallRecord {
     /// before nodes were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Who called whom: `inbound` (the customer called) or `outbound` (a call-back); records
+    /// written before call-backs are `inbound`.
+    #[serde(default)]
+    pub direction: Direction,
+    /// A call-back: the agent who placed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialled_by: Option<String>,
+    /// A call-back: the call-back task it came from, when it came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+}
+
+/// Who placed a call; the API's `direction` filter takes these names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The customer called the business.
+    #[default]
+    Inbound,
+    /// The business called the customer (a call-back).
+    Outbound,
+}
+
+impl Direction {
+    /// Both, in declaration order.
+    pub const ALL: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
+
+    /// The name used in JSON, in the API and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+impl FromStr for Direction {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Direction::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or(UnknownName)
+    }
 }
 
 /// The call entered `state` at `at`.
@@ -241,6 +286,8 @@ pub struct CallQuery {
     pub queue: Option<String>,
     /// Calls with this outcome.
     pub outcome: Option<Outcome>,
+    /// Inbound calls or call-backs only.
+    pub direction: Option<Direction>,
     /// Calls of this account only (by slug): the calls whose queue is the account's
     /// ([`crate::accounts::account_of`]). Set by the route from who asks, never by the query
     /// string.
@@ -376,6 +423,14 @@ mod tests {
             );
         }
         assert!("Answered".parse::<Outcome>().is_err());
+        for d in Direction::ALL {
+            assert_eq!(d.as_str().parse::<Direction>().unwrap(), d);
+            assert_eq!(
+                serde_json::to_string(&d).unwrap(),
+                format!("\"{}\"", d.as_str())
+            );
+        }
+        assert!("out".parse::<Direction>().is_err());
     }
 
     #[test]

@@ -65,6 +65,13 @@ const MIGRATIONS: &[&str] = &[
     super::events::SQLITE_SCHEMA,
     // 6: users' call permissions (issue 25).
     super::permissions::SQLITE_SCHEMA,
+    // 7: who placed each call: the customer, or an agent calling back from a task (issue 25).
+    "ALTER TABLE calls ADD COLUMN direction TEXT NOT NULL DEFAULT 'inbound';
+    ALTER TABLE calls ADD COLUMN dialled_by TEXT;
+    ALTER TABLE calls ADD COLUMN task_id TEXT;
+    CREATE INDEX calls_by_direction ON calls (direction, started_at, call_id);",
+    // 8: open call-back tasks, kept over a restart (issue 25).
+    super::tasks::SQLITE_SCHEMA,
 ];
 
 /// The newest schema version this build knows.
@@ -76,7 +83,8 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 const RECORD_COLUMNS: &str = "c.call_id, c.started_at, c.answered_at, c.ended_at, \
     c.caller_number, c.caller_name, c.business_number, c.queue, c.outcome, c.end_reason, \
-    c.ended_by, c.agents, c.transitions, c.meta_error_codes, c.legs, c.node";
+    c.ended_by, c.agents, c.transitions, c.meta_error_codes, c.legs, c.node, c.direction, \
+    c.dialled_by, c.task_id";
 
 /// Call records in SQLite. Blocking: use it on the store's thread (see
 /// [`StoreHandle`](super::StoreHandle)), never on the async runtime.
@@ -201,8 +209,9 @@ impl CallStore for SqliteStore {
         let inserted = tx.execute(
             "INSERT INTO calls (call_id, started_at, answered_at, ended_at, caller_number,
                  caller_name, business_number, queue, outcome, end_reason, ended_by, agents,
-                 transitions, meta_error_codes, legs, node)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                 transitions, meta_error_codes, legs, node, direction, dialled_by, task_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                 ?18, ?19)
              ON CONFLICT (call_id) DO NOTHING",
             params![
                 r.call_id.0,
@@ -221,6 +230,9 @@ impl CallStore for SqliteStore {
                 to_json(&r.meta_error_codes),
                 to_json(&r.legs),
                 r.node,
+                r.direction.as_str(),
+                r.dialled_by,
+                r.task_id,
             ],
         )?;
         if inserted == 1 {
@@ -356,6 +368,10 @@ pub(super) fn list_sql(q: &CallQuery, limit: u32) -> (String, Vec<Value>) {
         conds.push("c.outcome = ?");
         args.push(Value::Text(outcome.as_str().to_owned()));
     }
+    if let Some(direction) = q.direction {
+        conds.push("c.direction = ?");
+        args.push(Value::Text(direction.as_str().to_owned()));
+    }
     if let Some(cursor) = &q.cursor {
         // Keyset paging: strictly after the last record of the previous page.
         conds.push(after_cursor);
@@ -405,6 +421,7 @@ pub(super) fn record_from_row(row: &impl Columns) -> Result<CallRecord, StoreErr
     };
     let outcome = row.text(8)?;
     let ended_by = row.text(10)?;
+    let direction = row.text(16)?;
     Ok(CallRecord {
         started_at: row.int(1)?,
         answered_at: row.opt_int(2)?,
@@ -425,6 +442,11 @@ pub(super) fn record_from_row(row: &impl Columns) -> Result<CallRecord, StoreErr
         meta_error_codes: from_json(&row.text(13)?, "meta_error_codes", &corrupt)?,
         legs: from_json(&row.text(14)?, "legs", &corrupt)?,
         node: row.opt_text(15)?,
+        direction: direction
+            .parse()
+            .map_err(|_| corrupt("direction", format!("unknown direction {direction:?}")))?,
+        dialled_by: row.opt_text(17)?,
+        task_id: row.opt_text(18)?,
         call_id: WaCallId(call_id.clone()),
     })
 }
@@ -505,6 +527,9 @@ pub(crate) mod tests {
                 rtt_ms: Some(80.0),
             }],
             node: None,
+            direction: crate::store::Direction::Inbound,
+            dialled_by: None,
+            task_id: None,
         }
     }
 
@@ -787,9 +812,17 @@ pub(crate) mod tests {
         let mut no_queue = record("5", 5_000, Outcome::Declined, "-", &[]);
         no_queue.queue = None;
         store.finish(&no_queue).unwrap();
-        store
-            .finish(&record("6", 6_000, Outcome::Failed, "sales", &["bob"]))
-            .unwrap();
+        // A call-back bob placed from a task.
+        let mut dialled = record("6", 6_000, Outcome::Failed, "sales", &["bob"]);
+        dialled.direction = crate::store::Direction::Outbound;
+        dialled.dialled_by = Some("bob".into());
+        dialled.task_id = Some("task-1".into());
+        store.finish(&dialled).unwrap();
+        assert_eq!(
+            store.list(&CallQuery::default()).unwrap().calls[0],
+            dialled,
+            "a call-back reads back as written"
+        );
 
         let list = |q: CallQuery| {
             let page = store.list(&q).unwrap();
@@ -864,6 +897,20 @@ pub(crate) mod tests {
                 ..all.clone()
             }),
             ["5"]
+        );
+        assert_eq!(
+            list(CallQuery {
+                direction: Some(crate::store::Direction::Outbound),
+                ..all.clone()
+            }),
+            ["6"]
+        );
+        assert_eq!(
+            list(CallQuery {
+                direction: Some(crate::store::Direction::Inbound),
+                ..all.clone()
+            }),
+            ["5", "4", "3", "2", "1"]
         );
         assert_eq!(
             list(CallQuery {
@@ -954,6 +1001,10 @@ pub(crate) mod tests {
             },
             CallQuery {
                 account: Some("acme".into()),
+                ..base.clone()
+            },
+            CallQuery {
+                direction: Some(crate::store::Direction::Outbound),
                 ..base.clone()
             },
         ] {

@@ -894,6 +894,9 @@ pub fn call_record(
             rtt_ms: Some(120.0),
         }],
         node: None,
+        direction: switchboard::store::Direction::Inbound,
+        dialled_by: None,
+        task_id: None,
     }
 }
 

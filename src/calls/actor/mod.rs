@@ -25,8 +25,8 @@ use tracing::{debug, info, warn, Instrument};
 use super::dispatch::{AdoptError, AdoptRequest, HandOver};
 use super::event::{
     Action, AgentLeg, CallStep, CalleeStatus, Command, DialFailure, DialRefusal, Ended,
-    GraphAction, HostEvent, Input, LegFailure, LegOf, Notice, Placed, Role, SetupStep,
-    TransferTarget, WaLeg,
+    GraphAction, HostEvent, Input, LegFailure, LegOf, Notice, Placed, Role, SetupStep, Task,
+    TaskReason, TransferTarget, WaLeg,
 };
 use super::machine::{CallView, Centre, CentreConfig};
 use super::ports::{GraphPort, MediaPort, Pending, RecordsPort};
@@ -89,6 +89,17 @@ pub struct Directory {
     pub queues: Vec<QueueId>,
 }
 
+/// Why a call-back task was not taken up.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskRefused {
+    /// The actor has stopped.
+    #[error("the call centre is not running")]
+    Stopped,
+    /// The customer has an open task in the account already: its id.
+    #[error("this customer has an open call-back task already: {0}")]
+    Duplicate(String),
+}
+
 /// Why a request to the calls actor failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallsError {
@@ -143,6 +154,18 @@ enum Msg {
         call: Box<HandedCall>,
         offer: String,
         reply: oneshot::Sender<Result<String, CallsError>>,
+    },
+    /// Take up a call-back task the API scheduled, due at `due_at` (unix ms); the reply is
+    /// the id of the customer's open task when they have one already.
+    AddTask {
+        task: Box<Task>,
+        due_at: Option<i64>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Withdraw task `id`; the reply says whether it was open here.
+    CancelTask {
+        id: String,
+        reply: oneshot::Sender<bool>,
     },
     Shutdown(oneshot::Sender<()>),
 }
@@ -314,6 +337,33 @@ impl CallsHandle {
         rx.await.map_err(|_| CallsError::Stopped)?
     }
 
+    /// Takes up `task` (scheduled through the API), not offered before `due_at` (unix ms):
+    /// `Err` with the id of the customer's open task in the same account, when there is one.
+    pub async fn add_task(&self, task: Task, due_at: Option<i64>) -> Result<(), TaskRefused> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::AddTask {
+                task: Box::new(task),
+                due_at,
+                reply,
+            })
+            .await
+            .map_err(|_| TaskRefused::Stopped)?;
+        rx.await
+            .map_err(|_| TaskRefused::Stopped)?
+            .map_err(TaskRefused::Duplicate)
+    }
+
+    /// Withdraws the open task `id`; false when this node holds no such task.
+    pub async fn cancel_task(&self, id: String) -> Result<bool, CallsError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::CancelTask { id, reply })
+            .await
+            .map_err(|_| CallsError::Stopped)?;
+        rx.await.map_err(|_| CallsError::Stopped)
+    }
+
     /// Whether the call machines run and can go on: false once the actor stopped (its task
     /// ended, or panicked outside the machine) or found the machine too broken to trust
     /// (readiness then fails, so the load balancer sends new calls to another node).
@@ -470,6 +520,8 @@ enum Done {
         wa: WaLeg,
         reply: oneshot::Sender<Result<String, CallsError>>,
     },
+    /// The open tasks kept when this node last ran.
+    Tasks(Vec<store::TaskRow>),
     /// Media commands of one step that failed.
     MediaFailed(Vec<(LegOp, crate::media::MediaError)>),
     Nothing,
@@ -493,6 +545,16 @@ impl Actor {
     ) {
         // Quality figures reach supervisors at this pace, not once per statistics event.
         let mut quality = tokio::time::interval(FLOOR_QUALITY_EVERY);
+        let store = self.deps.store.clone();
+        self.tasks.spawn(async move {
+            match store.tasks().await {
+                Ok(rows) => Done::Tasks(rows),
+                Err(e) => {
+                    warn!(error = %e, "the call-back tasks kept by the last run cannot be read");
+                    Done::Nothing
+                }
+            }
+        });
         loop {
             let deadline = self
                 .centre
@@ -552,6 +614,7 @@ impl Actor {
                                 media_failed(op, e);
                             }
                         }
+                        Ok(Done::Tasks(rows)) => self.resume_tasks(rows),
                         Ok(Done::Nothing) => {}
                         Err(e) => warn!(error = %e, "a call task failed"),
                     }
@@ -671,7 +734,71 @@ impl Actor {
                     }
                 });
             }
+            Msg::AddTask {
+                task,
+                due_at,
+                reply,
+            } => {
+                let open = self
+                    .centre
+                    .tasks()
+                    .into_iter()
+                    .find(|(t, _)| {
+                        t.id == task.id
+                            || (t.to == task.to
+                                && crate::accounts::same_account(&t.queue.0, &task.queue.0))
+                    })
+                    .map(|(t, _)| t.id);
+                let _ = reply.send(match open {
+                    Some(id) => Err(id),
+                    None => {
+                        let due = due_at.map(|at| self.instant(at));
+                        self.feed(now, Input::TaskAdded { task, due });
+                        Ok(())
+                    }
+                });
+            }
+            Msg::CancelTask { id, reply } => {
+                let open = self.centre.tasks().iter().any(|(t, _)| t.id == id);
+                if open {
+                    self.feed(now, Input::TaskCancelled { task: id });
+                }
+                let _ = reply.send(open);
+            }
             Msg::Shutdown(_) => {}
+        }
+    }
+
+    /// The open tasks this node held when it stopped, taken up again (each with its due time).
+    fn resume_tasks(&mut self, rows: Vec<store::TaskRow>) {
+        let now = now();
+        let node = self.deps.node.clone();
+        for row in rows.into_iter().filter(|r| r.node == node) {
+            let Some(reason) = TaskReason::parse(&row.reason) else {
+                warn!(task = %row.task_id, reason = %row.reason, "a kept task has an unknown reason; dropped");
+                self.deps
+                    .store
+                    .change_task(store::TaskChange::Forget(row.task_id));
+                continue;
+            };
+            let due = row.due_at.map(|at| self.instant(at));
+            let task = Task {
+                id: row.task_id,
+                to: row.customer,
+                name: row.name,
+                queue: QueueId(row.queue),
+                reason,
+                note: row.note,
+                due_at: row.due_at,
+                agent: row.agent.map(AgentId),
+            };
+            self.feed(
+                now,
+                Input::TaskAdded {
+                    task: Box::new(task),
+                    due,
+                },
+            );
         }
     }
 
@@ -1019,6 +1146,27 @@ impl Actor {
                         updated_at: store::unix_ms(SystemTime::now()),
                     });
                 }
+                Action::KeepTask(task) => {
+                    let account = crate::accounts::account_of(&task.queue.0).to_owned();
+                    self.deps
+                        .store
+                        .change_task(store::TaskChange::Put(Box::new(store::TaskRow {
+                            task_id: task.id,
+                            account,
+                            customer: task.to,
+                            name: task.name,
+                            queue: task.queue.0,
+                            agent: task.agent.map(|a| a.0),
+                            reason: task.reason.as_str().to_owned(),
+                            note: task.note,
+                            due_at: task.due_at,
+                            created_at: store::unix_ms(SystemTime::now()),
+                            node: self.deps.node.clone(),
+                        })));
+                }
+                Action::ForgetTask { task } => {
+                    self.deps.store.change_task(store::TaskChange::Forget(task));
+                }
                 Action::ApplyAnswer { call, leg, sdp } => {
                     let media = self.deps.media.clone();
                     self.tasks.spawn(async move {
@@ -1196,6 +1344,17 @@ impl Actor {
         self.records.close().await;
     }
 
+    /// The instant of unix time `at` (ms) on the centre's clock; a time past is now.
+    fn instant(&self, at: i64) -> Instant {
+        let (i0, w0) = self.wall;
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(at).unwrap_or(0));
+        let now = now();
+        match at.duration_since(w0) {
+            Ok(ahead) => (i0 + ahead).max(now),
+            Err(_) => now,
+        }
+    }
+
     fn unix(&self, t: Instant) -> i64 {
         let (i0, w0) = self.wall;
         let wall = if t >= i0 {
@@ -1322,6 +1481,13 @@ impl Actor {
                 })
                 .collect(),
             node: Some(self.deps.node.clone()),
+            direction: if e.dialled.is_some() {
+                store::Direction::Outbound
+            } else {
+                store::Direction::Inbound
+            },
+            dialled_by: e.dialled.as_ref().map(|d| d.by.0.clone()),
+            task_id: e.dialled.as_ref().and_then(|d| d.task.clone()),
         }
     }
 }

@@ -90,6 +90,9 @@ async fn end_live(
                 meta_error_codes: vec![],
                 legs: vec![],
                 node: None,
+                direction: store::Direction::Inbound,
+                dialled_by: None,
+                task_id: None,
             },
         };
         // The mark's own "ended" stood for a loss then; the call ends now.

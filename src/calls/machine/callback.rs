@@ -100,7 +100,11 @@ impl<R: Routing> Centre<R> {
         }
         let taken = match &task {
             Some(id) => match self.tasks.get(id) {
-                Some(t) if t.offered.as_ref() == Some(&agent) => self.tasks.remove(id),
+                Some(t) if t.offered.as_ref() == Some(&agent) => {
+                    self.actions
+                        .push_back(Action::ForgetTask { task: id.clone() });
+                    self.tasks.remove(id)
+                }
                 _ => {
                     self.notify(
                         agent,
@@ -784,6 +788,8 @@ impl<R: Routing> Centre<R> {
             return;
         }
         info!(task = %task.id, queue = %task.queue, reason = task.reason.as_str(), "call-back task");
+        self.actions
+            .push_back(Action::KeepTask(Box::new(task.clone())));
         self.tasks.insert(
             task.id.clone(),
             TaskState {
@@ -829,20 +835,29 @@ impl<R: Routing> Centre<R> {
             .map(|t| t.task.id.clone())
             .collect();
         for id in ids {
-            if let Some(t) = self.tasks.remove(&id) {
-                info!(task = %id, reason = why.as_str(), "call-back task dropped");
-                if let Some(agent) = t.offered {
-                    self.notify(
-                        agent,
-                        Notice::TaskStopped {
-                            task: id,
-                            reason: why,
-                        },
-                    );
-                }
-                self.actions.push_back(Action::FloorChanged);
-            }
+            self.drop_task(&id, why);
         }
+    }
+
+    /// Drops task `id`, telling the agent it was offered to why.
+    pub(super) fn drop_task(&mut self, id: &str, why: TaskStop) {
+        let Some(t) = self.tasks.remove(id) else {
+            return;
+        };
+        info!(task = %id, reason = why.as_str(), "call-back task dropped");
+        self.actions.push_back(Action::ForgetTask {
+            task: id.to_owned(),
+        });
+        if let Some(agent) = t.offered {
+            self.notify(
+                agent,
+                Notice::TaskStopped {
+                    task: id.to_owned(),
+                    reason: why,
+                },
+            );
+        }
+        self.actions.push_back(Action::FloorChanged);
     }
 
     pub(super) fn skip_task(&mut self, agent: AgentId, id: String) {

@@ -651,6 +651,7 @@ impl<R: Routing> Centre<R> {
             } => self.on_callee_answered(now, call, sdp, received_at),
             Input::AnswerApplied { call, result } => self.on_answer_applied(now, call, result),
             Input::TaskAdded { task, due } => self.add_task_due(*task, due),
+            Input::TaskCancelled { task } => self.drop_task(&task, TaskStop::Cancelled),
             Input::PermissionAsked { agent, to, result } => {
                 self.on_permission_asked(agent, to, result)
             }

@@ -590,6 +590,79 @@ fn the_customer_calling_in_removes_their_task_and_a_ring_withdraws_an_offer() {
     assert!(w.c.tasks().is_empty());
 }
 
+/// What the machine asks to keep of its tasks, in order: `+id` kept, `-id` forgotten.
+fn kept_tasks(acts: &[Action]) -> Vec<String> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::KeepTask(t) => Some(format!("+{}", t.id)),
+            Action::ForgetTask { task } => Some(format!("-{task}")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every task taken up is kept (it survives a restart) and forgotten once done with: taken by
+/// an agent, or withdrawn through the API, which tells the agent it was offered to.
+#[test]
+fn tasks_are_kept_until_taken_or_withdrawn() {
+    let mut w = world();
+    w.agent_online("bob", &["support"]);
+    let task = |id: &str, to: &str| Input::TaskAdded {
+        task: Box::new(Task {
+            id: id.into(),
+            to: to.into(),
+            name: None,
+            queue: "support".into(),
+            reason: TaskReason::Scheduled,
+            note: None,
+            due_at: None,
+            agent: None,
+        }),
+        due: None,
+    };
+    w.c.handle(w.now, task("t1", TO));
+    let acts = w.drain();
+    assert_eq!(kept_tasks(&acts), ["+t1"]);
+    let (first, _) = task_of(&acts).expect("offered");
+    // A duplicate is neither taken up nor kept.
+    w.c.handle(w.now, task("t9", TO));
+    assert!(kept_tasks(&w.drain()).is_empty());
+    w.c.handle(w.now, task("t2", "15559876543"));
+    let acts = w.drain();
+    assert_eq!(kept_tasks(&acts), ["+t2"]);
+    let (second, _) = task_of(&acts).expect("offered to the other agent");
+    assert_ne!(first, second);
+
+    // Withdrawn: the agent it was offered to hears it, and it is forgotten; a second
+    // withdrawal changes nothing.
+    w.c.handle(w.now, Input::TaskCancelled { task: "t2".into() });
+    let acts = w.drain();
+    assert_eq!(kept_tasks(&acts), ["-t2"]);
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::Notify {
+            agent: who,
+            notice: Notice::TaskStopped {
+                reason: TaskStop::Cancelled,
+                ..
+            },
+        } if *who == second
+    )));
+    w.c.handle(w.now, Input::TaskCancelled { task: "t2".into() });
+    assert!(kept_tasks(&w.drain()).is_empty());
+
+    // Taken: the agent calls the customer back; the task is forgotten as the dial starts.
+    let acts = w.command(
+        &first.0,
+        Command::CallBack {
+            to: TO.into(),
+            task: Some("t1".into()),
+        },
+    );
+    assert_eq!(kept_tasks(&acts), ["-t1"]);
+    assert!(w.c.tasks().is_empty());
+}
+
 #[test]
 fn a_skipped_task_goes_to_the_next_agent_and_a_due_one_waits() {
     let mut w = world();

@@ -37,7 +37,7 @@ use crate::signaling::auth;
 use crate::store::StoreError;
 
 /// How an API key starts: `sbk_<id>_<64 hex digits>`.
-const KEY_PREFIX: &str = "sbk_";
+pub(super) const KEY_PREFIX: &str = "sbk_";
 
 /// An API key's SHA-256, in hex (what is stored).
 fn key_hash(key: &str) -> String {

@@ -28,6 +28,7 @@ use crate::signaling::auth::AuthHandle;
 use crate::store::{StoreError, StoreHandle};
 
 mod account;
+mod callbacks;
 mod endpoints;
 mod sessions;
 
@@ -55,6 +56,7 @@ pub(crate) fn doc() -> utoipa::openapi::OpenApi {
     d.merge(account::Doc::openapi());
     d.merge(sessions::Doc::openapi());
     d.merge(endpoints::Doc::openapi());
+    d.merge(callbacks::Doc::openapi());
     d
 }
 
@@ -501,6 +503,10 @@ struct Admin {
     events_private: bool,
     /// Wakes the event delivery task (a redelivery).
     events_wake: Arc<tokio::sync::Notify>,
+    /// This node's calls machine, which takes scheduled call-backs; `None`: none are taken.
+    calls: Option<crate::calls::actor::CallsHandle>,
+    /// Every account's queues and people as the floor has them now.
+    roster: Option<tokio::sync::watch::Receiver<Arc<crate::accounts::Roster>>>,
 }
 
 /// What the admin API needs of call events.
@@ -510,6 +516,16 @@ pub struct EventsAdmin {
     pub private_targets: bool,
     /// Wakes the delivery task.
     pub wake: Arc<tokio::sync::Notify>,
+}
+
+/// What the admin API needs of the running call centre: scheduled call-backs go to `calls`,
+/// checked against the queues and people of `roster`.
+#[derive(Debug, Clone)]
+pub struct CentreAdmin {
+    /// This node's calls machine.
+    pub calls: crate::calls::actor::CallsHandle,
+    /// The floor's accounts as they are now.
+    pub roster: tokio::sync::watch::Receiver<Arc<crate::accounts::Roster>>,
 }
 
 impl Admin {
@@ -540,6 +556,7 @@ pub fn router(
     changed: AccountsChanged,
     auth: AuthHandle,
     events: EventsAdmin,
+    centre: Option<CentreAdmin>,
 ) -> Router {
     let admin = Admin {
         store,
@@ -549,6 +566,8 @@ pub fn router(
         auth,
         events_private: events.private_targets,
         events_wake: events.wake,
+        calls: centre.as_ref().map(|c| c.calls.clone()),
+        roster: centre.map(|c| c.roster),
     };
     Router::new()
         .route("/api/v1/accounts", get(list).post(create))
@@ -556,6 +575,7 @@ pub fn router(
         .merge(account::routes())
         .merge(sessions::routes())
         .merge(endpoints::routes())
+        .merge(callbacks::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         // An audio file is larger than any JSON body.
         .merge(
