@@ -205,6 +205,20 @@ async fn an_agent_calls_back_talks_both_ways_and_the_customer_hangs_up() {
     assert_eq!(record.outcome.as_str(), "answered");
     assert_eq!(record.caller_number, TO);
     assert_eq!(record.agents, vec!["agent1".to_owned()]);
+    // A call-back, and who placed it, as `GET /api/calls?direction=outbound` lists it.
+    assert_eq!(record.direction, switchboard::store::Direction::Outbound);
+    assert_eq!(record.dialled_by.as_deref(), Some("agent1"));
+    assert_eq!(record.task_id, None);
+    let outbound = w
+        .running
+        .store
+        .list(switchboard::store::CallQuery {
+            direction: Some(switchboard::store::Direction::Outbound),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(outbound.calls, vec![record.clone()]);
     let states: Vec<&str> = record
         .transitions
         .iter()
