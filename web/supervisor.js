@@ -27,7 +27,7 @@ async function loadToday() {
 async function loadRecords(ev) {
   if (ev) ev.preventDefault();
   const p = new URLSearchParams({ limit: '50' });
-  for (const [id, key] of [['f-agent', 'agent'], ['f-queue', 'queue'], ['f-outcome', 'outcome']]) {
+  for (const [id, key] of [['f-agent', 'agent'], ['f-queue', 'queue'], ['f-outcome', 'outcome'], ['f-direction', 'direction']]) {
     const v = $(id).value.trim(); if (v) p.set(key, v);
   }
   const r = await fetch(`/api/calls?${p}`);
@@ -35,8 +35,54 @@ async function loadRecords(ev) {
   const rows = $('record-rows'); rows.replaceChildren();
   for (const c of (await r.json()).calls) {
     const tr = document.createElement('tr');
+    const direction = c.direction === 'outbound' ? `call-back by ${c.dialled_by || '?'}` : 'customer called';
     for (const text of [new Date(c.started_at).toLocaleString(), `${c.caller_name || ''} ${c.caller_number ? '+' + c.caller_number : ''}`,
-      c.queue || '', c.agents.join(', '), c.outcome.replace('_', ' '), c.ended_by]) cell(tr, text);
+      direction, c.queue || '', c.agents.join(', '), c.outcome.replace('_', ' '), c.ended_by]) cell(tr, text);
+    const actions = cell(tr, '');
+    if (c.caller_number && c.queue) {
+      const b = button('Call back', () => scheduleCallBack(c));
+      b.setAttribute('aria-label', `Call back +${c.caller_number}`);
+      actions.appendChild(b);
+    }
+    rows.appendChild(tr);
+  }
+}
+
+// A supervisor's Call back on any record: a call-back task for the record's queue, offered to
+// its next free agent (`POST /api/v1/callbacks`).
+async function scheduleCallBack(c) {
+  const out = $('callback-result');
+  const r = await fetch('/api/v1/callbacks', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ to: c.caller_number, queue: c.queue.split('@')[0], name: c.caller_name || undefined }),
+  });
+  const body = await r.json().catch(() => ({}));
+  if (r.status === 201) out.textContent = `Call-back to +${c.caller_number} scheduled: the next free agent of ${c.queue} gets it.`;
+  else if (r.status === 409) out.textContent = `+${c.caller_number} already has a call-back waiting.`;
+  else out.textContent = `The call-back could not be scheduled: ${body.error || r.status}.`;
+  loadTasks();
+}
+
+// The account's open call-back tasks, each withdrawable.
+async function loadTasks() {
+  const r = await fetch('/api/v1/callbacks');
+  if (!r.ok) return;
+  const tasks = (await r.json()).callbacks;
+  const rows = $('task-rows'); rows.replaceChildren();
+  $('tasks-empty').hidden = tasks.length > 0;
+  const why = { abandoned: 'hung up waiting', unstaffed: 'nobody was there', scheduled: 'scheduled' };
+  for (const t of tasks) {
+    const tr = document.createElement('tr');
+    for (const text of [`${t.name || ''} +${t.to}`, t.queue, t.person || 'anyone free', why[t.reason] || t.reason,
+      t.note || '', t.due_at ? new Date(t.due_at).toLocaleString() : 'now']) cell(tr, text);
+    const b = button('Withdraw', async () => {
+      const d = await fetch(`/api/v1/callbacks/${encodeURIComponent(t.id)}`, { method: 'DELETE' });
+      $('callback-result').textContent = d.ok ? `The call-back to +${t.to} was withdrawn.` : 'The call-back could not be withdrawn.';
+      loadTasks();
+    });
+    b.setAttribute('aria-label', `Withdraw the call-back to +${t.to}`);
+    cell(tr, '').appendChild(b);
     rows.appendChild(tr);
   }
 }
@@ -135,7 +181,9 @@ const { send } = session({
     show('records', true);
     await loadToday();
     loadRecords();
+    loadTasks();
     setInterval(loadToday, 30000);
+    setInterval(loadTasks, 15000);
   },
 });
 $('filters').addEventListener('submit', loadRecords);

@@ -33,14 +33,17 @@ const MAX_NAME: usize = 200;
 /// The routes.
 pub(super) fn routes() -> Router<Admin> {
     Router::new()
-        .route("/api/v1/callbacks", post(schedule).get(list))
-        .route("/api/v1/callbacks/{id}", delete(cancel))
+        .route(
+            "/api/v1/callbacks",
+            post(schedule_callback).get(list_callbacks),
+        )
+        .route("/api/v1/callbacks/{id}", delete(cancel_callback))
 }
 
 /// The accounts API's call-back part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(schedule, list, cancel),
+    paths(schedule_callback, list_callbacks, cancel_callback),
     components(schemas(NewCallBack, CallBackTask))
 )]
 pub(super) struct Doc;
@@ -161,7 +164,7 @@ fn text(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, Ad
               (status = 409, description = "the customer has an open call-back task (`field`: its id)", body = ErrorBody),
               (status = 422, description = "a field refused, named", body = ErrorBody),
               (status = 503, description = "the call centre is not running here", body = ErrorBody)))]
-async fn schedule(
+async fn schedule_callback(
     State(admin): State<Admin>,
     headers: HeaderMap,
     bytes: Bytes,
@@ -264,7 +267,7 @@ struct ListQuery {
     params(("account" = Option<String>, Query, description = "the operator names the account")),
     responses((status = 200, description = "`{\"callbacks\": [CallBackTask…]}`"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list(
+async fn list_callbacks(
     State(admin): State<Admin>,
     headers: HeaderMap,
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -303,7 +306,7 @@ async fn list(
     responses((status = 204, description = "withdrawn"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, description = "no open task of this id in the account", body = ErrorBody)))]
-async fn cancel(
+async fn cancel_callback(
     State(admin): State<Admin>,
     headers: HeaderMap,
     Path(id): Path<String>,
