@@ -116,7 +116,9 @@ function callBackStep(c) {
   callBack.callId = c.status === 'connected' ? c.callId : null;
   callBack.permittedTo = null;
   $('callback-to').textContent = c.to ? `+${c.to}` : '';
-  $('callback-status').textContent = c.message;
+  // Meta's limit says when calling is allowed again: in the agent's own time too.
+  $('callback-status').textContent = c.retryAt
+    ? `${c.message} (${new Date(c.retryAt).toLocaleString()} your time)` : c.message;
   show('callback-cancel', active);
   show('ask-permission', c.canAskPermission);
   show('call-now', false);

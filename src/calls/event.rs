@@ -446,7 +446,11 @@ pub enum DialRefusal {
         can_ask: bool,
     },
     /// `call_permissions` says the calls allowed to this customer are used up.
-    Limit,
+    Limit {
+        /// When calling is allowed again (unix ms): the latest `limit_expiration_time` of the
+        /// full limits, when Meta gave one.
+        until: Option<i64>,
+    },
     /// Graph refused `connect` (or the permission check) with this code, or failed.
     Meta {
         /// Meta's error code.
@@ -456,6 +460,13 @@ pub enum DialRefusal {
     },
     /// The media engine could not make the offer.
     Media(String),
+}
+
+/// Unix time `ms` as `HH:MM` UTC (within Meta's windows of a day or a week, the agent's page
+/// shows the date in the agent's own time from `retry_at`).
+fn clock_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
 }
 
 /// Meta's call-back refusals in the words an agent reads (reference §7.2). Codes not listed
@@ -486,7 +497,12 @@ impl DialRefusal {
                  permission request to them right now."
                     .into()
             }
-            DialRefusal::Limit => Self::known(138012),
+            DialRefusal::Limit { until: None } => Self::known(138012),
+            DialRefusal::Limit { until: Some(at) } => format!(
+                "This customer has been called as often as WhatsApp allows for now; calling \
+                 them is allowed again from {} UTC.",
+                clock_utc(*at)
+            ),
             DialRefusal::Meta {
                 code: Some(c),
                 message,
@@ -514,9 +530,17 @@ impl DialRefusal {
     pub fn code(&self) -> Option<i64> {
         match self {
             DialRefusal::NoPermission { .. } => Some(138006),
-            DialRefusal::Limit => Some(138012),
+            DialRefusal::Limit { .. } => Some(138012),
             DialRefusal::Meta { code, .. } => *code,
             DialRefusal::Media(_) => None,
+        }
+    }
+
+    /// When calling the customer is allowed again (unix ms), when Meta said.
+    pub fn retry_at(&self) -> Option<i64> {
+        match self {
+            DialRefusal::Limit { until } => *until,
+            _ => None,
         }
     }
 
@@ -1031,6 +1055,8 @@ pub enum Notice {
         message: String,
         /// A permission request may be sent now.
         can_ask_permission: bool,
+        /// When calling the customer is allowed again (unix ms), for a refusal that says.
+        retry_at: Option<i64>,
     },
     /// A call-back task is offered to the agent.
     Task(Box<Task>),

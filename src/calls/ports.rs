@@ -151,8 +151,23 @@ pub(crate) fn gate(p: &crate::whatsapp::model::CallPermissions) -> Result<(), Di
         _ if !permitted => Err(DialRefusal::NoPermission {
             can_ask: can("send_call_permission_request").unwrap_or(true),
         }),
-        // Permitted, but Meta's limits on calls are used up.
-        _ => Err(DialRefusal::Limit),
+        // Permitted, but Meta's limits on calls are used up: allowed again when the last of
+        // the full windows frees up.
+        _ => Err(DialRefusal::Limit {
+            until: p.action("start_call").and_then(|a| {
+                a.limits
+                    .iter()
+                    .filter_map(crate::whatsapp::model::Lenient::valid)
+                    .filter(|l| l.current_usage >= l.max_allowed)
+                    .filter_map(|l| l.limit_expiration_time)
+                    .map(|t| {
+                        i64::try_from(t.0)
+                            .unwrap_or(i64::MAX / 1000)
+                            .saturating_mul(1000)
+                    })
+                    .max()
+            }),
+        }),
     }
 }
 
@@ -412,8 +427,32 @@ mod tests {
         );
         assert_eq!(
             permissions("temporary", Some(false), Some(false)),
-            Err(DialRefusal::Limit),
+            Err(DialRefusal::Limit { until: None }),
             "permitted but the calls allowed are used up"
+        );
+        // Meta says when the full window frees up: the latest of the full ones.
+        let p = serde_json::from_value(serde_json::json!({
+            "permission": {"status": "temporary"},
+            "actions": [{"action_name": "start_call", "can_perform_action": false, "limits": [
+                {"time_period": "PT24H", "max_allowed": 5, "current_usage": 5,
+                 "limit_expiration_time": 1_796_637_600u64},
+                {"time_period": "P7D", "max_allowed": 20, "current_usage": 6,
+                 "limit_expiration_time": 1_797_000_000u64}
+            ]}]
+        }))
+        .unwrap();
+        let refusal = gate(&p).unwrap_err();
+        assert_eq!(
+            refusal,
+            DialRefusal::Limit {
+                until: Some(1_796_637_600_000)
+            }
+        );
+        assert_eq!(refusal.retry_at(), Some(1_796_637_600_000));
+        assert!(
+            refusal.sentence().contains("allowed again from 10:00 UTC"),
+            "{}",
+            refusal.sentence()
         );
     }
 }

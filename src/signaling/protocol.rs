@@ -331,6 +331,8 @@ pub enum ServerMsg {
         code: Option<i64>,
         /// A permission request may be sent now.
         can_ask_permission: bool,
+        /// When calling the customer is allowed again (unix ms), when Meta said.
+        retry_at: Option<i64>,
     },
     /// A call-back task offered to the agent.
     Task {

@@ -484,6 +484,7 @@ fn notice_msg(n: Notice) -> ServerMsg {
             code,
             message,
             can_ask_permission,
+            retry_at,
         } => ServerMsg::CallBack {
             to,
             call_id: call.map(|c| c.0),
@@ -491,6 +492,7 @@ fn notice_msg(n: Notice) -> ServerMsg {
             message,
             code,
             can_ask_permission,
+            retry_at,
         },
         Notice::Task(t) => ServerMsg::Task {
             task_id: t.id,

@@ -310,6 +310,7 @@ impl<R: Routing> Centre<R> {
                             code,
                             message: message.clone(),
                             can_ask_permission: f.refusal.can_ask(),
+                            retry_at: f.refusal.retry_at(),
                         },
                     );
                     self.free_agent(now, &d.agent);
@@ -585,6 +586,7 @@ impl<R: Routing> Centre<R> {
                 code: None,
                 message: message.unwrap_or_else(|| status.sentence().to_owned()),
                 can_ask_permission: false,
+                retry_at: None,
             },
         );
     }

@@ -343,7 +343,7 @@ fn a_refused_dial_tells_the_agent_why_and_is_recorded() {
             Some(138013),
             false,
         ),
-        (DialRefusal::Limit, Some(138012), false),
+        (DialRefusal::Limit { until: None }, Some(138012), false),
     ] {
         let (dial, _) = placed(&mut w, "x");
         let acts = w.input(Input::Dialed {

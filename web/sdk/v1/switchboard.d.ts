@@ -120,6 +120,9 @@ export interface CallBack {
   code: number | null;
   /** A permission request may be sent now (`askPermission(to)`). */
   canAskPermission: boolean;
+  /** Meta's calls to this customer are used up (138012): when calling is allowed again, ms
+   * since the epoch, when Meta said; else null. */
+  retryAt: number | null;
 }
 
 /** The customer's call permission (the `permission` event). */

@@ -104,7 +104,7 @@ const camel = (m) => ({
 const camelCallBack = (m) => ({
   to: m.to ?? '', callId: m.call_id ?? null, status: m.status,
   message: m.message || CALL_BACK_LABELS[m.status] || '', code: m.code ?? null,
-  canAskPermission: !!m.can_ask_permission,
+  canAskPermission: !!m.can_ask_permission, retryAt: m.retry_at ?? null,
 });
 
 const camelPermission = (m) => ({
@@ -1021,7 +1021,8 @@ export class SwitchboardPhoneElement extends Base {
         this._cbCallId = d.status === 'connected' ? d.callId : null;
         this._permTo = null;
         e.outNumber.textContent = d.to ? `+${d.to}` : '';
-        e.outStatus.textContent = d.message;
+        e.outStatus.textContent = d.retryAt
+          ? `${d.message} (${new Date(d.retryAt).toLocaleString()} your time)` : d.message;
         e.outCancel.hidden = !active;
         e.outAsk.hidden = !d.canAskPermission;
         e.outNow.hidden = true;
