@@ -43,6 +43,8 @@ async fn an_agent_calls_back_a_recent_caller_from_the_page_and_they_talk_both_wa
     std::fs::create_dir_all(SHOTS).unwrap();
     let running = app::start(config).await.unwrap();
     let sim = running.simulator.clone().expect("the sandbox's simulator");
+    // This test plays the customer itself (`next_outbound` below), not the sandbox's own.
+    running.sandbox().unwrap().set_callee(None);
     sim.graph().set_permission(CUSTOMER, granted());
     let password = running
         .sandbox_sign_ins

@@ -343,7 +343,25 @@ $('call-now').addEventListener('click', () => {
   const t = phone.task;
   placeCallBack(callBack.permittedTo, t && t.taskId === callBack.taskId ? t.taskId : null);
 });
+
+// ----- The sandbox's simulator (shown only there) -----
+
+/** Asks the simulator for a call at `path`; the answer's JSON, or null (said on the page). */
+async function simulate(path, button) {
+  button.disabled = true;
+  try {
+    const r = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    if (r.ok) return await r.json();
+  } catch (e) { /* said below */ } finally { button.disabled = false; }
+  $('sandbox-status').textContent = '';
+  notice('The simulator could not place a call now.');
+  return null;
+}
 $('testcall').addEventListener('click', async () => {
-  const r = await fetch('/sandbox/calls', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
-  if (!r.ok) notice('The simulator could not place a call now.');
+  if (await simulate('/sandbox/calls', $('testcall'))) $('sandbox-status').textContent = 'Test call placed.';
+});
+$('missedcall').addEventListener('click', async () => {
+  $('sandbox-status').textContent = 'Placing a missed call…';
+  const m = await simulate('/sandbox/missed-calls', $('missedcall'));
+  if (m) $('sandbox-status').textContent = `Missed call from +${m.from}: they hung up before anyone answered. It comes back as a call-back request.`;
 });

@@ -25,7 +25,7 @@ use crate::signaling::auth::{self, AuthHandle, DemoSignIn};
 use crate::signaling::ws::{self, WsState};
 use crate::store::{StoreError, StoreHandle};
 use crate::whatsapp::graph::{GraphClient, GraphError};
-use crate::whatsapp::simulator::{FakeGraph, Simulator, SimulatorConfig};
+use crate::whatsapp::simulator::{FakeGraph, Reply, Simulator, SimulatorConfig};
 use crate::whatsapp::webhook::{WebhookOptions, WebhookState, WebhookStats};
 
 /// The business number id the sandbox's simulated Meta uses.
@@ -156,6 +156,12 @@ impl Running {
         self.sandbox.as_ref().map(http::Sandbox::stats)
     }
 
+    /// The sandbox's controls (`None` with live credentials): its simulated calls, and how its
+    /// simulated customers answer call-backs.
+    pub fn sandbox(&self) -> Option<&http::Sandbox> {
+        self.sandbox.as_ref()
+    }
+
     /// Starts draining: `/readyz` answers 503 at once and new calls are declined (Graph
     /// `reject`); calls in progress go on. Returns true when none is left, false after
     /// `deadline` (then [`Running::shutdown`] ends the rest at Meta).
@@ -187,7 +193,7 @@ impl Running {
 }
 
 /// Starts switchboard: binds its sockets, spawns its tasks and returns once it is serving.
-pub async fn start(config: Config) -> Result<Running, AppError> {
+pub async fn start(mut config: Config) -> Result<Running, AppError> {
     // First, so that everything counted from here on lands in it.
     let recorder = crate::ops::recorder();
     let hold = match &config.media.hold_audio {
@@ -255,6 +261,15 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             let verify_token = Secret::new(random_token());
             let phone_number_id = SANDBOX_PHONE_NUMBER_ID.to_owned();
             let fake = FakeGraph::new(token.expose(), phone_number_id.clone());
+            // Its simulated customers allow the business to call them (and accept a permission
+            // request when asked), so an agent can call any of them back.
+            fake.on_permission_request_by_default(Reply::accept_for_a_week());
+            // A caller who hangs up while waiting comes back as a call-back task ("Place a
+            // missed call"); deployments choose with `[[queues]] callbacks`.
+            config
+                .calls
+                .callback_queues
+                .insert(config.calls.default_queue.clone());
             let events = fake.take_events().expect("a new fake's events are untaken");
             let (graph_addr, server) = fake
                 .clone()
@@ -281,7 +296,8 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             warn!(
                 graph = %graph_url,
                 "SANDBOX: no WhatsApp credentials configured; Meta is simulated on this machine. \
-                 Place a test call with `switchboard simulate-call` or POST /sandbox/calls."
+                 Place a test call with `switchboard simulate-call` or POST /sandbox/calls; \
+                 its simulated customers answer call-backs."
             );
             graph_base = (graph_url.clone(), Some(token.clone()));
             (
@@ -452,6 +468,14 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
                     config.cluster.lease,
                     (config.store.node_id.clone(), emitter.clone()),
                 )),
+        );
+    }
+    if let Some(sandbox) = &sandbox {
+        // The simulated customers pick up the business's calls (call-backs) until shutdown.
+        background.spawn(
+            stop_background
+                .clone()
+                .run_until_cancelled_owned(sandbox.clone().answer_call_backs()),
         );
     }
     let floor = Floor::new(roster.queues.clone(), roster.default_queue.clone());

@@ -2,8 +2,9 @@
 //! the simulator) and turns errors into responses.
 //!
 //! *Owns*: routes and the mapping of errors to status codes, and in the sandbox the cap on
-//! simulated calls in progress ([`Sandbox`]). *Does not touch*: any other state; handlers hold
-//! handles to the components that own state.
+//! simulated calls in progress and the simulated customers who answer the business's own calls
+//! ([`Sandbox`]). *Does not touch*: any other state; handlers hold handles to the components
+//! that own state.
 
 pub mod admin;
 pub mod cors;
@@ -24,13 +25,14 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::ids::WaCallId;
 use crate::media::ogg::OggError;
 use crate::signaling::auth::{self, AuthHandle};
 use crate::whatsapp::simulator::{
-    CallPhase, CallSpec, CallerAudio, SimError, SimulatedCall, Simulator,
+    CallPhase, CallSpec, CalleeSpec, CallerAudio, Outbound, Pickup, SimError, SimulatedCall,
+    Simulator,
 };
 use crate::whatsapp::webhook::{self, WebhookState};
 
@@ -183,6 +185,7 @@ pub fn router(webhook_state: WebhookState, auth: AuthHandle, sandbox: Option<San
             Router::new()
                 .route("/sandbox/calls", post(place_call))
                 .route("/sandbox/calls/{call_id}", delete(hang_up))
+                .route("/sandbox/missed-calls", post(place_missed_call))
                 // An Ogg file of a few minutes, base64: refused up front when declared larger.
                 .layer(tower_http::limit::RequestBodyLimitLayer::new(
                     SANDBOX_BODY_MAX,
@@ -200,15 +203,32 @@ const SANDBOX_BODY_MAX: usize = 2 * 1024 * 1024;
 /// is delivered with a few retries first.
 const HANG_UP_WAIT: Duration = Duration::from_secs(15);
 
-/// The sandbox's controls: the simulator, and a cap on simulated calls in progress. Each is a
+/// How long the sandbox's simulated customer's phone rings before they answer a call-back.
+pub const CALLEE_RINGS_FOR: Duration = Duration::from_millis(1500);
+
+/// How the sandbox's simulated customers answer the business's own calls unless told otherwise
+/// ([`Sandbox::set_callee`]): the phone rings [`CALLEE_RINGS_FOR`], they pick up, play the
+/// built-in melody and never hang up first.
+pub fn sandbox_callee() -> CalleeSpec {
+    CalleeSpec {
+        ring_for: CALLEE_RINGS_FOR,
+        pickup: Pickup::Answer,
+        audio: CallerAudio::default(),
+        hang_up_after: None,
+    }
+}
+
+/// The sandbox's controls: the simulator, a cap on simulated calls in progress, and how the
+/// simulated customers answer the business's own calls (call-backs). Each simulated call is a
 /// media peer on this machine, so a stream of requests must not start a stream of peers. Cheap
 /// to clone.
 ///
-/// A call holds one of `max_calls` slots from its placing until it has ended (Meta's terminate
-/// webhook sent). The slot lives in the call's entry in `calls`; whoever sees the end first
-/// removes the entry (a task per call that waits for it, or the hang-up handler), and with it
-/// the slot. The table is behind a std `Mutex` held only to insert or remove, never across an
-/// `.await`.
+/// A call — placed through `POST /sandbox/calls`, or a call-back a simulated customer took up
+/// ([`Sandbox::answer_call_backs`]) — holds one of `max_calls` slots until it has ended (Meta's
+/// terminate webhook sent). The slot lives in the call's entry in `calls`; whoever sees the end
+/// first removes the entry (a task per call that waits for it, or the hang-up handler), and with
+/// it the slot. The table is behind a std `Mutex` held only to insert or remove, never across
+/// an `.await`.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     sim: Simulator,
@@ -216,6 +236,9 @@ pub struct Sandbox {
     slots: Arc<Semaphore>,
     calls: Arc<Mutex<HashMap<WaCallId, InProgress>>>,
     refused: Arc<AtomicU64>,
+    /// How the simulated customers answer call-backs; `None`: they leave them to whoever reads
+    /// [`Simulator::next_outbound`].
+    callee: Arc<watch::Sender<Option<CalleeSpec>>>,
 }
 
 #[derive(Debug)]
@@ -243,6 +266,78 @@ impl Sandbox {
             slots: Arc::new(Semaphore::new(max_calls.get())),
             calls: Arc::new(Mutex::new(HashMap::new())),
             refused: Arc::new(AtomicU64::new(0)),
+            callee: Arc::new(watch::Sender::new(Some(sandbox_callee()))),
+        }
+    }
+
+    /// How the simulated customers answer the business's calls from now on
+    /// ([`sandbox_callee`] until told otherwise). `None`: they no longer pick up by themselves,
+    /// and the calls wait for [`Simulator::next_outbound`] (a test playing the customer).
+    pub fn set_callee(&self, spec: Option<CalleeSpec>) {
+        self.callee.send_replace(spec);
+    }
+
+    /// A simulated call in progress: placed through the sandbox, or a call-back its simulated
+    /// customer took up.
+    pub fn simulated_call(&self, call_id: &WaCallId) -> Option<SimulatedCall> {
+        self.calls().get(call_id).map(|c| c.call.clone())
+    }
+
+    /// Takes up every call the business places (a call-back's Graph `connect`) as the called
+    /// customer, as [`Sandbox::set_callee`] says; each holds a slot as a placed call does, and
+    /// with none free the customer declines. Runs until its task is cancelled (the app does at
+    /// shutdown); each customer's own task ends with their call.
+    pub async fn answer_call_backs(self) {
+        let mut callee = self.callee.subscribe();
+        loop {
+            let Some(spec) = callee.borrow_and_update().clone() else {
+                // Nobody picks up here: the calls wait in the simulator's queue. The sender
+                // lives in `self`, so this only returns at a change.
+                let _ = callee.changed().await;
+                continue;
+            };
+            let outbound = tokio::select! {
+                // A change first: a test that takes the customer's part from now on must find
+                // the queue no longer read here.
+                biased;
+                _ = callee.changed() => continue,
+                o = self.sim.next_outbound(Duration::MAX) => o,
+            };
+            let Some(outbound) = outbound else {
+                // The simulator's dispatcher has stopped: no call will come.
+                return;
+            };
+            self.pick_up(outbound, spec).await;
+        }
+    }
+
+    /// One simulated customer takes up `call` as `spec` says, holding a slot until it ends.
+    async fn pick_up(&self, call: Outbound, spec: CalleeSpec) {
+        let slot = self.slots.clone().try_acquire_owned().ok();
+        let spec = match slot {
+            Some(_) => spec,
+            None => {
+                tracing::warn!(
+                    call_id = %call.call_id,
+                    max = self.max_calls,
+                    "too many simulated calls in progress: the simulated customer declines the \
+                     call-back (SWITCHBOARD_SANDBOX_MAX_CALLS)"
+                );
+                // No media peer: declining costs nothing to hold.
+                CalleeSpec {
+                    ring_for: Duration::ZERO,
+                    pickup: Pickup::Reject,
+                    ..spec
+                }
+            }
+        };
+        match self.sim.answer_outbound(call, spec).await {
+            Ok(taken) => {
+                if let Some(slot) = slot {
+                    self.track(taken, slot);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the simulated customer could not take the call"),
         }
     }
 
@@ -272,6 +367,12 @@ impl Sandbox {
         })?;
         // If placing fails, the slot is dropped here and is free again.
         let call = self.sim.place_call(spec).await?;
+        self.track(call.clone(), slot);
+        Ok(call)
+    }
+
+    /// Keeps `call` in the table with its `slot` until it ends.
+    fn track(&self, call: SimulatedCall, slot: OwnedSemaphorePermit) {
         self.calls().insert(
             call.call_id.clone(),
             InProgress {
@@ -282,32 +383,52 @@ impl Sandbox {
         // Frees the slot when the call ends. The task needs no owner to stop it: it ends with
         // the call, or when the simulator's call task is gone (its phase sender dropped).
         let this = self.clone();
-        let watched = call.clone();
         tokio::spawn(async move {
-            watched.wait_for(Duration::MAX, is_ended).await;
-            this.calls().remove(&watched.call_id);
+            call.wait_for(Duration::MAX, is_ended).await;
+            this.calls().remove(&call.call_id);
         });
-        Ok(call)
+    }
+
+    /// Places a call whose caller hangs up as soon as switchboard has it waiting for an agent
+    /// (its `pre_accept` came, or its `accept` into the queue), before anyone can answer it: a
+    /// caller lost while waiting, which a queue with call-backs on turns into a call-back task.
+    /// Returns once the call has ended: its id and Meta's terminate status.
+    async fn place_missed(&self, spec: CallSpec) -> Result<(WaCallId, String), ApiError> {
+        let call = self.place(spec).await?;
+        // Still `Ringing` only until switchboard has handled the connect webhook: a hang-up
+        // before that would end a call it never had.
+        let status = match call
+            .wait_for(HANG_UP_WAIT, |p| *p != CallPhase::Ringing)
+            .await
+        {
+            // Declined at once (nobody staffed, or the queue declines): lost all the same.
+            Some(CallPhase::Ended { status, .. }) => status,
+            _ => self.end(&call).await?,
+        };
+        Ok((call.call_id, status))
     }
 
     /// Hangs up a call in progress and waits for its end; returns Meta's terminate status.
     async fn hang_up(&self, call_id: WaCallId) -> Result<String, ApiError> {
         let call = self
-            .calls()
-            .get(&call_id)
-            .map(|c| c.call.clone())
+            .simulated_call(&call_id)
             .ok_or_else(|| ApiError::UnknownCall {
                 // The id comes from the URL; keep an absurd one out of the log.
                 call_id: call_id.0.chars().take(64).collect(),
             })?;
+        self.end(&call).await
+    }
+
+    /// The simulated WhatsApp user of `call` hangs up; Meta's terminate status once it ended.
+    async fn end(&self, call: &SimulatedCall) -> Result<String, ApiError> {
         call.hang_up().await;
         let ended = call.wait_for(HANG_UP_WAIT, is_ended).await;
         // Free the slot before answering, so a call placed right after this answer is taken.
-        self.calls().remove(&call_id);
+        self.calls().remove(&call.call_id);
         match ended {
             Some(CallPhase::Ended { status, .. }) => Ok(status),
             _ => Err(ApiError::HangUpTimedOut {
-                call_id: call_id.0,
+                call_id: call.call_id.0.clone(),
                 secs: HANG_UP_WAIT.as_secs(),
             }),
         }
@@ -334,6 +455,49 @@ pub struct PlaceCall {
     pub audio_ogg_base64: Option<String>,
     /// Seconds until the caller hangs up (0: never).
     pub hang_up_after_secs: Option<u64>,
+}
+
+impl PlaceCall {
+    /// The caller's number and name, checked, onto `spec`.
+    fn caller(
+        from: Option<String>,
+        name: Option<String>,
+        spec: &mut CallSpec,
+    ) -> Result<(), ApiError> {
+        if let Some(from) = from {
+            if from.is_empty() || from.len() > 20 || !from.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ApiError::Invalid("from must be up to 20 digits"));
+            }
+            spec.from = from;
+        }
+        if let Some(name) = name {
+            spec.name = name.chars().take(64).collect();
+        }
+        Ok(())
+    }
+}
+
+/// Body of `POST /sandbox/missed-calls`; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceMissedCall {
+    /// The caller's number (the call-back task's customer); by default a new one each time,
+    /// `1555` and seven random digits (one customer has one call-back task at a time).
+    pub from: Option<String>,
+    /// The caller's name.
+    pub name: Option<String>,
+}
+
+/// Answer of `POST /sandbox/missed-calls`: the call has ended.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MissedCall {
+    /// Meta's call id.
+    pub call_id: String,
+    /// The caller's number, digits.
+    pub from: String,
+    /// The status of Meta's terminate webhook (COMPLETED: the caller hung up, or switchboard
+    /// declined the call at once).
+    pub status: String,
 }
 
 /// Answer of `POST /sandbox/calls`.
@@ -383,21 +547,42 @@ async fn place_call(
         }
         (None, None) => {}
     }
-    if let Some(from) = req.from {
-        if from.is_empty() || from.len() > 20 || !from.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::Invalid("from must be up to 20 digits"));
-        }
-        spec.from = from;
-    }
-    if let Some(name) = req.name {
-        spec.name = name.chars().take(64).collect();
-    }
+    PlaceCall::caller(req.from, req.name, &mut spec)?;
     if let Some(secs) = req.hang_up_after_secs {
         spec.hang_up_after = (secs > 0).then(|| Duration::from_secs(secs.min(24 * 3600)));
     }
     let call = sandbox.place(spec).await?;
     Ok(Json(PlacedCall {
         call_id: call.call_id.0.clone(),
+    }))
+}
+
+/// The sandbox only: a simulated WhatsApp user calls and hangs up while waiting for an agent
+/// (as soon as switchboard has pre-accepted the call or accepted it into its queue, before any
+/// agent can answer). A queue with call-backs on (the sandbox's default queue has them) makes it
+/// a call-back task for a free agent. Answers once the call has ended.
+#[utoipa::path(post, path = "/sandbox/missed-calls", tag = "sandbox",
+    request_body(content = Option<Object>, description = "`{\"from\"?, \"name\"?}`"),
+    responses((status = 200, description = "`{\"call_id\", \"from\", \"status\"}`: the call has ended"),
+              (status = 422, description = "refused"), (status = 429, description = "too many simulated calls"),
+              (status = 504, description = "the call did not end in time")))]
+async fn place_missed_call(
+    State(sandbox): State<Sandbox>,
+    body: Option<Json<PlaceMissedCall>>,
+) -> Result<Json<MissedCall>, ApiError> {
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let mut spec = CallSpec {
+        from: format!("1555{:07}", rand::random::<u32>() % 10_000_000),
+        hang_up_after: None,
+        ..CallSpec::default()
+    };
+    PlaceCall::caller(req.from, req.name, &mut spec)?;
+    let from = spec.from.clone();
+    let (call_id, status) = sandbox.place_missed(spec).await?;
+    Ok(Json(MissedCall {
+        call_id: call_id.0,
+        from,
+        status,
     }))
 }
 
@@ -420,5 +605,5 @@ async fn hang_up(
 
 /// These routes' part of the OpenAPI document ([`openapi`]).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(mine, place_call, hang_up))]
+#[openapi(paths(mine, place_call, hang_up, place_missed_call))]
 pub(crate) struct HttpDoc;

@@ -173,6 +173,9 @@ struct Book {
     permission_throttled: usize,
     /// How each user answers a permission request ([`FakeGraph::on_permission_request`]).
     replies: HashMap<String, Reply>,
+    /// How every other user answers one, and the permission they have until they are asked
+    /// ([`FakeGraph::on_permission_request_by_default`]).
+    default_reply: Reply,
     /// When each user was last sent a permission request, for Meta's limit (138009).
     permission_requests: HashMap<String, std::time::Instant>,
     /// `callback_permission_status` as last set; `None` until it is.
@@ -261,6 +264,7 @@ impl FakeGraph {
                     permission_checks: HashMap::new(),
                     permission_throttled: 0,
                     replies: HashMap::new(),
+                    default_reply: Reply::Ignore,
                     permission_requests: HashMap::new(),
                     callback_permission: None,
                     next_message: 1,
@@ -356,6 +360,15 @@ impl FakeGraph {
     /// permission in `GET …/call_permissions`, so the business may then call.
     pub fn on_permission_request(&self, user: &str, reply: Reply) {
         self.state().replies.insert(user.to_owned(), reply);
+    }
+
+    /// How every user given neither a permission ([`FakeGraph::set_permission`]) nor a reply
+    /// ([`FakeGraph::on_permission_request`]) of their own answers a permission request from
+    /// now on ([`Reply::Ignore`] before). With [`Reply::Accept`] such users also have the
+    /// permission that reply grants before they are asked, as if they had accepted a request
+    /// just now, so the business may call them at once: the sandbox's simulated customers.
+    pub fn on_permission_request_by_default(&self, reply: Reply) {
+        self.state().default_reply = reply;
     }
 
     /// The latest `callback_permission_status` set through `POST …/settings`: `Some(true)`
@@ -525,11 +538,7 @@ impl FakeGraph {
         let Some(user) = user.filter(|u| !u.is_empty()) else {
             return invalid(&mut st, "user_wa_id or recipient is required".into());
         };
-        let answer = st
-            .permissions
-            .get(user)
-            .cloned()
-            .unwrap_or_else(no_permission);
+        let answer = permission_of(&st, user);
         Answer {
             status: StatusCode::OK,
             body: json(&answer),
@@ -752,10 +761,7 @@ fn permission_request(st: &mut Book, phone_number_id: &str, body: &[u8]) -> Answ
         return invalid(st, details);
     }
     let user = req.to.clone().unwrap_or_default();
-    let permanent = st
-        .permissions
-        .get(&user)
-        .is_some_and(|p| p.permission.status == PermissionStatus::Permanent);
+    let permanent = permission_of(st, &user).permission.status == PermissionStatus::Permanent;
     if permanent {
         return error(
             st,
@@ -786,28 +792,9 @@ fn permission_request(st: &mut Book, phone_number_id: &str, body: &[u8]) -> Answ
     st.permission_requests.insert(user.clone(), now);
     let wamid = format!("wamid.FAKE{:010}", st.next_message);
     st.next_message += 1;
-    let reply = st.replies.get(&user).copied().unwrap_or_default();
-    if let Reply::Accept { permanent, .. } = reply {
-        let unix_now = super::caller::unix_now();
-        st.permissions.insert(
-            user.clone(),
-            CallPermissions {
-                permission: Permission {
-                    status: if permanent {
-                        PermissionStatus::Permanent
-                    } else {
-                        PermissionStatus::Temporary
-                    },
-                    expiration_time: reply.expires_at(unix_now).map(UnixTime),
-                },
-                actions: vec![PermissionAction {
-                    action_name: "start_call".into(),
-                    can_perform_action: true,
-                    limits: vec![],
-                }
-                .into()],
-            },
-        );
+    let reply = st.replies.get(&user).copied().unwrap_or(st.default_reply);
+    if let Some(granted) = granted_by(reply) {
+        st.permissions.insert(user.clone(), granted);
     }
     Answer {
         status: StatusCode::OK,
@@ -1050,6 +1037,41 @@ impl FakeGraph {
     }
 }
 
+/// `user`'s permission as `GET …/call_permissions` answers it: their own, else the one the
+/// default reply grants to a user with no reply of their own, else none.
+fn permission_of(st: &Book, user: &str) -> CallPermissions {
+    if let Some(own) = st.permissions.get(user) {
+        return own.clone();
+    }
+    let by_default = (!st.replies.contains_key(user))
+        .then(|| granted_by(st.default_reply))
+        .flatten();
+    by_default.unwrap_or_else(no_permission)
+}
+
+/// The permission `reply` grants now (`None` unless it accepts).
+fn granted_by(reply: Reply) -> Option<CallPermissions> {
+    let Reply::Accept { permanent, .. } = reply else {
+        return None;
+    };
+    Some(CallPermissions {
+        permission: Permission {
+            status: if permanent {
+                PermissionStatus::Permanent
+            } else {
+                PermissionStatus::Temporary
+            },
+            expiration_time: reply.expires_at(super::caller::unix_now()).map(UnixTime),
+        },
+        actions: vec![PermissionAction {
+            action_name: "start_call".into(),
+            can_perform_action: true,
+            limits: vec![],
+        }
+        .into()],
+    })
+}
+
 /// What Meta answers for a user who gave no permission: none, with the sample limits of its
 /// documentation (reference §4.6).
 pub fn no_permission() -> crate::whatsapp::model::CallPermissions {
@@ -1224,5 +1246,62 @@ mod tests {
         }
         let r = g.handle("42", AUTH, &ok);
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+
+    #[test]
+    fn users_without_their_own_answer_take_the_default_one() {
+        let g = FakeGraph::new("tok", "42");
+        let status = |g: &FakeGraph, user: &str| {
+            let r = g.permission_check("42", AUTH, Some(user));
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            serde_json::from_str::<CallPermissions>(&r.body)
+                .unwrap()
+                .permission
+                .status
+        };
+        assert_eq!(status(&g, "1555"), PermissionStatus::NoPermission);
+        g.on_permission_request_by_default(Reply::accept_for_a_week());
+        g.on_permission_request("1666", Reply::Reject);
+        // Granted before being asked, as if they had accepted just now; one with a reply of
+        // their own has only what that gives.
+        assert_eq!(status(&g, "1555"), PermissionStatus::Temporary);
+        assert_eq!(status(&g, "1666"), PermissionStatus::NoPermission);
+        let ask = |to: &str| {
+            serde_json::to_vec(&serde_json::json!({
+                "messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
+                "type": "interactive",
+                "interactive": {"type": "call_permission_request",
+                    "action": {"name": "call_permission_request"},
+                    "body": {"text": "May we call you?"}}
+            }))
+            .unwrap()
+        };
+        let r = g.handle_message("42", AUTH, &ask("1555"));
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(matches!(
+            r.event,
+            Some(FakeGraphEvent::PermissionRequested {
+                reply: Reply::Accept {
+                    permanent: false,
+                    ..
+                },
+                ..
+            })
+        ));
+        let r = g.handle_message("42", AUTH, &ask("1666"));
+        assert!(matches!(
+            r.event,
+            Some(FakeGraphEvent::PermissionRequested {
+                reply: Reply::Reject,
+                ..
+            })
+        ));
+        // A default of "for good" is Meta's: nothing to ask.
+        g.on_permission_request_by_default(Reply::Accept {
+            permanent: true,
+            valid_for: Duration::ZERO,
+        });
+        let r = g.handle_message("42", AUTH, &ask("1777"));
+        assert_eq!(r.error_code, Some(PERMISSION_UNNECESSARY), "{}", r.body);
     }
 }
