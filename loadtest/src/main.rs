@@ -452,6 +452,7 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
     let mut pre_accept_ms: Vec<f64> = vec![];
     let mut setup_ms: Vec<f64> = vec![];
     let mut ringing_ms: Vec<f64> = vec![];
+    let mut steps = report::Steps::default();
     let mut talking: HashMap<u32, u32> = HashMap::new();
     let mut ended = 0u32;
     let mut failures: Vec<String> = vec![];
@@ -550,6 +551,9 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
                     }
                 }
                 Ctl::Talking { call, agent } => {
+                    if let Some(t) = sent_at.get(&call) {
+                        steps.talking_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
                     talking.insert(call, agent);
                     media.of(call).send(Cmd::Talk { call, agent });
                     if !std::ptr::eq(media.of(call), media.of(agent)) {
@@ -562,6 +566,14 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
                 Note::Heard { call, caller, at } => {
                     let h = heard_by.entry(call).or_insert([false; 2]);
                     h[usize::from(caller)] = true;
+                    if let Some(t) = sent_at.get(&call) {
+                        let ms = at.saturating_duration_since(*t).as_secs_f64() * 1000.0;
+                        if caller {
+                            steps.caller_heard_ms.push(ms);
+                        } else {
+                            steps.agent_heard_ms.push(ms);
+                        }
+                    }
                     if h[0] && h[1] {
                         heard += 1;
                         if let Some(t) = sent_at.get(&call) {
@@ -573,6 +585,11 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
                     "{} {index}: {why}",
                     if caller { "caller" } else { "agent" }
                 )),
+                Note::Connected { caller: true, index } => {
+                    if let Some(t) = sent_at.get(&index) {
+                        steps.caller_connected_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                }
                 Note::Connected { .. } => {}
             },
             _ = tokio::time::sleep_until(next_due.into()) => {}
@@ -683,6 +700,7 @@ async fn run_switchboard(args: &Args) -> anyhow::Result<RunReport> {
         pre_accept_ms,
         setup_ms,
         ringing_ms,
+        steps,
         figures,
         window: window_of(w0, w1),
         rss_idle: idle_rss,
@@ -1009,6 +1027,7 @@ async fn run_bare(args: &Args) -> anyhow::Result<RunReport> {
         pre_accept_ms: vec![],
         setup_ms: vec![],
         ringing_ms: vec![],
+        steps: report::Steps::default(),
         figures,
         window: window_of(w0, w1),
         rss_idle: idle_rss,

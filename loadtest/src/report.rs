@@ -89,6 +89,8 @@ pub struct Measured {
     /// Webhook sent → the agent's session told `ringing`, ms (a call that waited for an agent
     /// counts its wait).
     pub ringing_ms: Vec<f64>,
+    /// The steps between the webhook and audio both ways, each from the webhook, ms.
+    pub steps: Steps,
     /// The media thread's figures.
     pub figures: Figures,
     /// CPU and time in the window.
@@ -114,6 +116,20 @@ pub struct Measured {
     pub events_received: u64,
     /// With `--events`: switchboard's own state change → delivered, p50 and p99 ms.
     pub own_event_lag_ms: Option<(f64, f64)>,
+}
+
+/// Where a call's set-up time goes: each step's time from the webhook, ms, one entry per call
+/// that reached it.
+#[derive(Debug, Default)]
+pub struct Steps {
+    /// The caller's ICE and DTLS up with switchboard's WhatsApp leg.
+    pub caller_connected_ms: Vec<f64>,
+    /// The agent's session told `talking` (answered, `accept` sent and acknowledged).
+    pub talking_ms: Vec<f64>,
+    /// The agent heard the caller's first packet.
+    pub agent_heard_ms: Vec<f64>,
+    /// The caller heard the agent's first packet.
+    pub caller_heard_ms: Vec<f64>,
 }
 
 /// One direction's summary.
@@ -156,6 +172,14 @@ pub struct RunReport {
     pub setup_ms: Option<Spread>,
     /// Webhook → ringing at the agent, ms.
     pub webhook_to_ringing_ms: Option<Spread>,
+    /// Webhook → the caller's ICE and DTLS up, ms.
+    pub webhook_to_caller_connected_ms: Option<Spread>,
+    /// Webhook → the agent's session told `talking`, ms.
+    pub webhook_to_talking_ms: Option<Spread>,
+    /// Webhook → the agent hears the caller, ms.
+    pub webhook_to_agent_hears_ms: Option<Spread>,
+    /// Webhook → the caller hears the agent, ms.
+    pub webhook_to_caller_hears_ms: Option<Spread>,
     /// switchboard's own webhook received → pre_accept sent, p50 and p99 ms.
     pub own_webhook_to_pre_accept_ms: Option<(f64, f64)>,
     /// With `--events`: state change → the host's receiver, ms.
@@ -212,6 +236,7 @@ impl RunReport {
         let mut pre = m.pre_accept_ms;
         let mut setup = m.setup_ms;
         let mut ringing = m.ringing_ms;
+        let mut steps = m.steps;
         let mut delays: Vec<f64> = m
             .figures
             .to_agent
@@ -232,6 +257,10 @@ impl RunReport {
             webhook_to_pre_accept_ms: spread(&mut pre),
             setup_ms: spread(&mut setup),
             webhook_to_ringing_ms: spread(&mut ringing),
+            webhook_to_caller_connected_ms: spread(&mut steps.caller_connected_ms),
+            webhook_to_talking_ms: spread(&mut steps.talking_ms),
+            webhook_to_agent_hears_ms: spread(&mut steps.agent_heard_ms),
+            webhook_to_caller_hears_ms: spread(&mut steps.caller_heard_ms),
             own_webhook_to_pre_accept_ms: m.own_pre_accept_ms,
             event_lag_ms: m.event_lags_ms.and_then(|mut l| spread(&mut l)),
             events_received: m.events_received,
@@ -373,6 +402,22 @@ impl Report {
             (
                 "webhook → ringing p50/p99 ms",
                 Box::new(move |r| ms(&r.webhook_to_ringing_ms)),
+            ),
+            (
+                "  … the caller's ICE and DTLS up",
+                Box::new(move |r| ms(&r.webhook_to_caller_connected_ms)),
+            ),
+            (
+                "  … the agent told talking",
+                Box::new(move |r| ms(&r.webhook_to_talking_ms)),
+            ),
+            (
+                "  … the agent hears the caller",
+                Box::new(move |r| ms(&r.webhook_to_agent_hears_ms)),
+            ),
+            (
+                "  … the caller hears the agent",
+                Box::new(move |r| ms(&r.webhook_to_caller_hears_ms)),
             ),
             (
                 "webhook → audio both ways p50/p99 ms",
