@@ -49,6 +49,23 @@ pub(super) fn add_codecs(cfg: &mut RtcConfig) {
     );
 }
 
+/// When a full-ICE leg resends a connectivity check nobody answered. str0m's default, 250 ms,
+/// is what a caller waited for audio when the first check was lost: the peer had not yet
+/// learnt our answer (Meta's relay hears of `pre_accept` through Graph, after our first
+/// check leaves), so it dropped the check, and the call's media came up 250 ms later. One
+/// check every 50 ms while unanswered is a few dozen bytes; see docs/performance.md.
+pub(super) const STUN_FIRST_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+/// Retransmits before a check fails: with [`STUN_FIRST_RETRY`] doubling up to str0m's 3 s,
+/// 11 give up after ~18 s, as str0m's 9 from 250 ms do (switchboard's own idle timeout decides
+/// a leg's fate either way).
+pub(super) const STUN_RETRANSMITS: usize = 11;
+
+/// The ICE timing of every leg switchboard builds (see [`STUN_FIRST_RETRY`]).
+pub(super) fn ice_timing(cfg: &mut RtcConfig) {
+    cfg.set_initial_stun_rto(STUN_FIRST_RETRY);
+    cfg.set_max_stun_retransmits(STUN_RETRANSMITS);
+}
+
 /// Opus fmtp parameters we ask browsers to send with, WhatsApp's own (reference §3.1, §5
 /// rule 14), so their packets can be relayed to Meta without transcoding.
 const BROWSER_OPUS_FMTP: &str = "maxaveragebitrate=20000;maxplaybackrate=16000;stereo=0";
@@ -143,6 +160,7 @@ impl Engine {
             .set_dtls_cert(self.cert.clone())
             .set_stats_interval(Some(self.cfg.stats_interval));
         add_codecs(&mut cfg);
+        ice_timing(&mut cfg);
         let mut rtc = cfg.build(now);
         for addr in self.local_addrs(socket) {
             let candidate = Candidate::host(addr, "udp").map_err(|e| MediaError::InvalidOffer {
@@ -292,6 +310,8 @@ fn negotiated(rtc: &Rtc, mids: &[String]) -> Option<(str0m::media::Pt, Option<st
 }
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::media::engine::fixtures::*;
 
@@ -326,6 +346,44 @@ mod tests {
         assert_eq!(e.leg_count(), 0);
         let b = e.answer_whatsapp(now, META_OFFER).unwrap();
         assert_eq!(port_of(&b), 7000);
+    }
+
+    /// A connectivity check Meta's relay did not answer (it had not yet heard our answer
+    /// through Graph) is sent again after [`STUN_FIRST_RETRY`], not str0m's 250 ms: the
+    /// caller's audio waits one short retry, not a quarter of a second.
+    #[test]
+    fn an_unanswered_connectivity_check_is_sent_again_within_50_ms() {
+        let t0 = Instant::now();
+        let mut e = engine(vec![7000]);
+        e.answer_whatsapp(t0, META_OFFER).unwrap();
+        let mut checks: Vec<(Duration, SocketAddr)> = vec![];
+        let mut now = t0;
+        while now < t0 + Duration::from_millis(400) {
+            while let Some(t) = e.poll_transmit() {
+                // A STUN binding request: type 0x0001.
+                if t.contents.get(..2) == Some(&[0x00, 0x01][..]) {
+                    checks.push((now - t0, t.destination));
+                }
+            }
+            let Some(next) = e.poll_timeout() else { break };
+            now = next.max(now + Duration::from_millis(1));
+            e.handle_timeout(now);
+        }
+        let (first, to) = *checks.first().expect("a check is sent at once");
+        assert!(first < Duration::from_millis(10), "{checks:?}");
+        let again = checks
+            .iter()
+            .skip(1)
+            .find(|(_, d)| *d == to)
+            .expect("the unanswered check is sent again");
+        assert!(
+            again.0 - first <= STUN_FIRST_RETRY + Duration::from_millis(10),
+            "resent after {:?}: {checks:?}",
+            again.0 - first
+        );
+        // And it backs off: no more than a handful in the first 400 ms.
+        let to_meta = checks.iter().filter(|(_, d)| *d == to).count();
+        assert!((3..=6).contains(&to_meta), "{checks:?}");
     }
 
     #[test]

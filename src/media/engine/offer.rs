@@ -92,6 +92,7 @@ impl Engine {
             .set_dtls_cert(self.cert.clone())
             .set_stats_interval(Some(self.cfg.stats_interval));
         add_codecs(&mut cfg);
+        super::answer::ice_timing(&mut cfg);
         let mut rtc = cfg.build(now);
         let addrs: Vec<SocketAddr> = self.local_addrs(socket).collect();
         for addr in &addrs {
