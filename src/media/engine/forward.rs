@@ -348,6 +348,7 @@ impl Engine {
         };
         let bytes = pkt.payload.len() as u64;
         tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, now, pkt.payload).marker(pkt.marker));
+        leg.rtc.send_written();
         self.counters.rtp_forwarded += 1;
         self.counters.forwarded_packets.add(kind_out, 1);
         self.counters.forwarded_bytes.add(kind_out, bytes);

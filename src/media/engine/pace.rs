@@ -171,6 +171,7 @@ impl Engine {
                 let first = std::mem::take(&mut out.announce_start);
                 if let Some(tx) = leg.rtc.direct_api().stream_tx(&ssrc) {
                     tx.write_rtp(packet);
+                    leg.rtc.send_written();
                 }
                 if first {
                     self.emit(MediaEvent::FirstPacket { stream: sid });
