@@ -182,7 +182,7 @@ impl NodeReceiver {
     }
 
     /// Its verified events until `until` is among them.
-    async fn until(&mut self, until: impl Fn(&Value) -> bool) -> Vec<Value> {
+    async fn until(&mut self, mut until: impl FnMut(&Value) -> bool) -> Vec<Value> {
         let mut got = vec![];
         loop {
             let v = tokio::time::timeout(LIMIT, self.lines.recv())
@@ -220,8 +220,16 @@ async fn a_calls_events_reach_the_backend_in_order_signed_and_verified_by_the_sp
     assert!(listed["endpoints"][0].get("secret").is_none(), "{listed}");
 
     let id = a_whole_call(&w).await;
+    // The call's end and alice's wrap-up are two events with no order between them (the
+    // wrap-up may be decided in the step before the record or after it): wait for both.
+    let (mut ended, mut wrapped) = (false, false);
     let got = receiver
-        .until(|v| v["event"]["type"] == "call.ended" && v["event"]["data"]["call_id"] == id)
+        .until(|v| {
+            ended |= v["event"]["type"] == "call.ended" && v["event"]["data"]["call_id"] == id;
+            wrapped |=
+                v["event"]["type"] == "agent.state" && v["event"]["data"]["state"] == "wrap_up";
+            ended && wrapped
+        })
         .await;
     let of_call: Vec<&Value> = got
         .iter()
