@@ -23,20 +23,6 @@ const CUSTOMER: &str = "15557654321";
 const AGENT_HZ: f64 = 1000.0;
 const CUSTOMER_HZ: f64 = 440.0;
 
-/// Meta's `call_permissions` for a customer who allowed calls.
-fn granted() -> switchboard::whatsapp::model::CallPermissions {
-    serde_json::from_value(serde_json::json!({
-        "messaging_product": "whatsapp",
-        "permission": {"status": "temporary", "expiration_time": 4102444800u64},
-        "actions": [
-            {"action_name": "send_call_permission_request", "can_perform_action": false, "limits": []},
-            {"action_name": "start_call", "can_perform_action": true,
-             "limits": [{"time_period": "PT24H", "max_allowed": 100, "current_usage": 1}]}
-        ]
-    }))
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_calls_back_a_recent_caller_from_the_page_and_they_talk_both_ways() {
     let config = Config::from_settings(common::loopback(Settings::default())).unwrap();
@@ -45,7 +31,7 @@ async fn an_agent_calls_back_a_recent_caller_from_the_page_and_they_talk_both_wa
     let sim = running.simulator.clone().expect("the sandbox's simulator");
     // This test plays the customer itself (`next_outbound` below), not the sandbox's own.
     running.sandbox().unwrap().set_callee(None);
-    sim.graph().set_permission(CUSTOMER, granted());
+    sim.graph().set_permission(CUSTOMER, common::granted());
     let password = running
         .sandbox_sign_ins
         .iter()

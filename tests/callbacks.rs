@@ -42,31 +42,6 @@ async fn world(tweak: impl FnOnce(&mut Config)) -> World {
     World { running, fake, sim }
 }
 
-/// Meta's `call_permissions` for a customer who allowed calls.
-fn granted() -> switchboard::whatsapp::model::CallPermissions {
-    serde_json::from_value(serde_json::json!({
-        "messaging_product": "whatsapp",
-        "permission": {"status": "temporary", "expiration_time": 4102444800u64},
-        "actions": [
-            {"action_name": "send_call_permission_request", "can_perform_action": false, "limits": []},
-            {"action_name": "start_call", "can_perform_action": true,
-             "limits": [{"time_period": "PT24H", "max_allowed": 100, "current_usage": 1}]}
-        ]
-    }))
-    .unwrap()
-}
-
-/// The agent's next `call_back` message with `status`.
-async fn status(a: &mut SimAgent, want: &'static str) -> ServerMsg {
-    a.expect(
-        LONG,
-        want,
-        |m| matches!(m, ServerMsg::CallBack { status, .. } if status == want),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("no call_back {want}: {e:?}"))
-}
-
 fn connects(w: &World) -> Vec<switchboard::whatsapp::simulator::RecordedRequest> {
     w.fake
         .requests()
@@ -83,7 +58,7 @@ async fn call_back(w: &World, a: &mut SimAgent, spec: CalleeSpec) -> SimulatedCa
     })
     .await
     .unwrap();
-    status(a, "calling").await;
+    common::call_back_status(a, "calling").await;
     let out = w
         .sim
         .next_outbound(LONG)
@@ -118,18 +93,18 @@ fn answering() -> CalleeSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_calls_back_talks_both_ways_and_the_customer_hangs_up() {
     let w = world(|_| {}).await;
-    w.fake.set_permission(TO, granted());
+    w.fake.set_permission(TO, common::granted());
     let mut a = sign_in(&w.running, "agent1").await;
     let callee = call_back(&w, &mut a, answering()).await;
     let call_id = callee.call_id.0.clone();
     let ServerMsg::CallBack {
         call_id: Some(id), ..
-    } = status(&mut a, "ringing").await
+    } = common::call_back_status(&mut a, "ringing").await
     else {
         panic!("ringing names the call");
     };
     assert_eq!(id, call_id);
-    status(&mut a, "connected").await;
+    common::call_back_status(&mut a, "connected").await;
     a.expect(LONG, "talking", |m| matches!(m, ServerMsg::Talking { .. }))
         .await
         .unwrap();
@@ -250,12 +225,12 @@ async fn an_agent_calls_back_talks_both_ways_and_the_customer_hangs_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_hangs_up_or_cancels_with_terminate_and_a_declined_call_back_is_said_so() {
     let w = world(|_| {}).await;
-    w.fake.set_permission(TO, granted());
+    w.fake.set_permission(TO, common::granted());
     let mut a = sign_in(&w.running, "agent1").await;
     let callee = call_back(&w, &mut a, answering()).await;
     // Hung up the moment the customer answered, often before their media is up: Meta still
     // ends their call.
-    status(&mut a, "connected").await;
+    common::call_back_status(&mut a, "connected").await;
     let id = callee.call_id.0.clone();
     a.send(ClientMsg::HangUp {
         call_id: id.clone(),
@@ -278,9 +253,9 @@ async fn the_agent_hangs_up_or_cancels_with_terminate_and_a_declined_call_back_i
         ..answering()
     };
     let callee = call_back(&w, &mut a, ringing_on).await;
-    status(&mut a, "ringing").await;
+    common::call_back_status(&mut a, "ringing").await;
     a.send(ClientMsg::CancelCallBack {}).await.unwrap();
-    status(&mut a, "cancelled").await;
+    common::call_back_status(&mut a, "cancelled").await;
     callee
         .wait_for(LONG, |p| matches!(p, CallPhase::Ended { .. }))
         .await
@@ -291,7 +266,8 @@ async fn the_agent_hangs_up_or_cancels_with_terminate_and_a_declined_call_back_i
         ..answering()
     };
     let callee = call_back(&w, &mut a, declining).await;
-    let ServerMsg::CallBack { message, .. } = status(&mut a, "declined").await else {
+    let ServerMsg::CallBack { message, .. } = common::call_back_status(&mut a, "declined").await
+    else {
         unreachable!()
     };
     assert_eq!(message, "Declined");
@@ -317,7 +293,7 @@ async fn without_permission_the_agent_is_offered_to_ask_and_nothing_is_dialled()
         message,
         can_ask_permission,
         ..
-    } = status(&mut a, "failed").await
+    } = common::call_back_status(&mut a, "failed").await
     else {
         unreachable!()
     };
@@ -382,7 +358,7 @@ async fn asking_for_permission_then_calling_and_a_refusal_in_words() {
     })
     .await
     .unwrap();
-    status(&mut a, "failed").await;
+    common::call_back_status(&mut a, "failed").await;
     a.send(ClientMsg::AskPermission { to: TO.into() })
         .await
         .unwrap();
@@ -405,7 +381,7 @@ async fn asking_for_permission_then_calling_and_a_refusal_in_words() {
         "a temporary permission has its expiry"
     );
     let callee = call_back(&w, &mut a, answering()).await;
-    status(&mut a, "connected").await;
+    common::call_back_status(&mut a, "connected").await;
     callee.hang_up().await;
     a.expect(LONG, "call ended", |m| {
         matches!(m, ServerMsg::CallEnded { .. })

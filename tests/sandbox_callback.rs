@@ -29,17 +29,6 @@ async fn sandbox() -> Running {
     app::start(config).await.unwrap()
 }
 
-/// The agent's next `call_back` message with `status`.
-async fn status(a: &mut SimAgent, want: &'static str) -> ServerMsg {
-    a.expect(
-        LONG,
-        want,
-        |m| matches!(m, ServerMsg::CallBack { status, .. } if status == want),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("no call_back {want}: {e:?}"))
-}
-
 /// Presses Call back (for `task` when given) and follows it to `connected` and `talking`: the
 /// sandbox's simulated customer took it up and answered. Their side of the call.
 async fn called_back(
@@ -54,11 +43,11 @@ async fn called_back(
     })
     .await
     .unwrap();
-    status(a, "calling").await;
+    common::call_back_status(a, "calling").await;
     let ServerMsg::CallBack {
         call_id: Some(ringing),
         ..
-    } = status(a, "ringing").await
+    } = common::call_back_status(a, "ringing").await
     else {
         panic!("ringing names the call");
     };
@@ -66,7 +55,7 @@ async fn called_back(
         call_id: Some(connected),
         code,
         ..
-    } = status(a, "connected").await
+    } = common::call_back_status(a, "connected").await
     else {
         panic!("connected names the call");
     };

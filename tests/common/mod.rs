@@ -1112,3 +1112,33 @@ impl EventsReceiver {
         }
     }
 }
+
+/// Meta's `call_permissions` for a customer who allowed calls (a temporary permission, calls
+/// left in the day).
+pub fn granted() -> switchboard::whatsapp::model::CallPermissions {
+    serde_json::from_value(serde_json::json!({
+        "messaging_product": "whatsapp",
+        "permission": {"status": "temporary", "expiration_time": 4102444800u64},
+        "actions": [
+            {"action_name": "send_call_permission_request", "can_perform_action": false, "limits": []},
+            {"action_name": "start_call", "can_perform_action": true,
+             "limits": [{"time_period": "PT24H", "max_allowed": 100, "current_usage": 1}]}
+        ]
+    }))
+    .unwrap()
+}
+
+/// The agent's next `call_back` message with `status`; panics after [`LONG`].
+pub async fn call_back_status(
+    a: &mut switchboard::sim::agent::SimAgent,
+    want: &'static str,
+) -> switchboard::signaling::protocol::ServerMsg {
+    use switchboard::signaling::protocol::ServerMsg;
+    a.expect(
+        LONG,
+        want,
+        |m| matches!(m, ServerMsg::CallBack { status, .. } if status == want),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("no call_back {want}: {e:?}"))
+}

@@ -739,17 +739,7 @@ impl Actor {
                 due_at,
                 reply,
             } => {
-                let open = self
-                    .centre
-                    .tasks()
-                    .into_iter()
-                    .find(|(t, _)| {
-                        t.id == task.id
-                            || (t.to == task.to
-                                && crate::accounts::same_account(&t.queue.0, &task.queue.0))
-                    })
-                    .map(|(t, _)| t.id);
-                let _ = reply.send(match open {
+                let _ = reply.send(match self.centre.open_task_like(&task) {
                     Some(id) => Err(id),
                     None => {
                         let due = due_at.map(|at| self.instant(at));

@@ -781,11 +781,7 @@ impl<R: Routing> Centre<R> {
     /// Takes up `task`, offered from `due` (`None`: now). A task of the same customer in the
     /// same account stays as it is.
     pub(super) fn add_task_due(&mut self, task: Task, due: Option<Instant>) {
-        let duplicate = self
-            .tasks
-            .values()
-            .any(|t| t.task.to == task.to && same_account(&t.task.queue.0, &task.queue.0));
-        if duplicate || self.tasks.contains_key(&task.id) {
+        if self.open_task_like(&task).is_some() {
             debug!(task = %task.id, "a call-back task for this customer exists already");
             return;
         }
@@ -951,6 +947,18 @@ impl<R: Routing> Centre<R> {
                 self.notify(agent, Notice::Task(task));
             }
         }
+    }
+
+    /// The id of the open task that `task` would repeat: its own id, or the same customer in
+    /// the same account. Such a task is not taken up.
+    pub fn open_task_like(&self, task: &Task) -> Option<String> {
+        if self.tasks.contains_key(&task.id) {
+            return Some(task.id.clone());
+        }
+        self.tasks
+            .values()
+            .find(|t| t.task.to == task.to && same_account(&t.task.queue.0, &task.queue.0))
+            .map(|t| t.task.id.clone())
     }
 
     /// The open call-back tasks, by id, with whom each is offered to.

@@ -176,13 +176,7 @@ async fn schedule_callback(
     let (own, caller) = admin.scheduler(&headers).await?;
     caller.require(Role::Supervisor)?;
     let new: NewCallBack = body(&bytes)?;
-    let slug = match (own, new.account.clone()) {
-        (Some(own), None) => own,
-        (Some(own), Some(named)) if named == own => own,
-        (Some(_), Some(_)) => return Err(AdminError::NotFound),
-        (None, Some(named)) => named,
-        (None, None) => return Err(invalid("account", "the operator names the account")),
-    };
+    let slug = super::account_asked(own, new.account.clone())?;
     let to = normalize_number(&new.to)
         .ok_or_else(|| invalid("to", "not a WhatsApp number: 6 to 15 digits"))?;
     let roster = admin.roster.as_ref().map(|r| r.borrow().clone());
@@ -275,13 +269,7 @@ async fn list_callbacks(
     let (own, caller) = admin.scheduler(&headers).await?;
     caller.require(Role::Supervisor)?;
     let axum::extract::Query(query) = query.map_err(|e| invalid("account", e.body_text()))?;
-    let slug = match (own, query.account) {
-        (Some(own), None) => own,
-        (Some(own), Some(named)) if named == own => own,
-        (Some(_), Some(_)) => return Err(AdminError::NotFound),
-        (None, Some(named)) => named,
-        (None, None) => return Err(invalid("account", "the operator names the account")),
-    };
+    let slug = super::account_asked(own, query.account)?;
     let rows = admin.store.tasks(Some(slug)).await?;
     let tasks: Vec<CallBackTask> = rows
         .into_iter()

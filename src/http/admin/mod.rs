@@ -628,6 +628,22 @@ fn no_store(mut r: Response) -> Response {
     r
 }
 
+/// The account a request is about: the caller's own (`own`: an API key's or a session's),
+/// which it may also name; or, for the operator (`own` is `None`), the one it must name.
+/// Naming another account than one's own is 404, as for a session of another account.
+fn account_asked(own: Option<String>, named: Option<String>) -> Result<String, AdminError> {
+    match (own, named) {
+        (Some(own), None) => Ok(own),
+        (Some(own), Some(named)) if named == own => Ok(own),
+        (Some(_), Some(_)) => Err(AdminError::NotFound),
+        (None, Some(named)) => Ok(named),
+        (None, None) => Err(AdminError::Invalid {
+            field: "account".into(),
+            reason: "the operator names the account".into(),
+        }),
+    }
+}
+
 /// A JSON body of `T`; refused naming the field that does not fit.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
     serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes)).map_err(

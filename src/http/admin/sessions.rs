@@ -142,18 +142,7 @@ async fn issue(
     };
     caller.require(Role::Supervisor)?;
     let new: NewSession = body(&bytes)?;
-    let slug = match (slug, new.account) {
-        (Some(own), None) => own,
-        (Some(own), Some(named)) if named == own => own,
-        (Some(_), Some(_)) => return Err(AdminError::NotFound),
-        (None, Some(named)) => named,
-        (None, None) => {
-            return Err(AdminError::Invalid {
-                field: "account".into(),
-                reason: "the operator names the account".into(),
-            })
-        }
-    };
+    let slug = super::account_asked(slug, new.account)?;
     let ttl = ttl_of(new.ttl_secs)?;
     let no_such = || AdminError::Invalid {
         field: "person".into(),
