@@ -194,14 +194,7 @@ async fn an_agent_calls_back_talks_both_ways_and_the_customer_hangs_up() {
         .await
         .unwrap();
     assert_eq!(outbound.calls, vec![record.clone()]);
-    let states: Vec<&str> = record
-        .transitions
-        .iter()
-        .map(|t| t.state.as_str())
-        .collect();
-    let at = |s: &str| states.iter().position(|x| *x == s);
-    assert!(at("calling") < at("callee_ringing"), "{states:?}");
-    assert!(at("callee_ringing") < at("talking"), "{states:?}");
+    common::assert_call_back_steps(&record);
     // The two set-up steps are measured (issue 25's goal: under 50 ms each on loopback; the
     // figures are in docs/performance.md, not asserted on a shared 2-core machine).
     let scrape = reqwest::get(format!("http://{}/metrics", w.running.metrics_addr))

@@ -142,14 +142,7 @@ async fn the_sandboxs_customer_answers_an_agents_call_back_and_they_talk_both_wa
     assert_eq!(record.outcome, Outcome::Answered);
     assert_eq!(record.caller_number, "442079460018");
     assert_eq!(record.agents, vec!["agent1".to_owned()]);
-    let states: Vec<&str> = record
-        .transitions
-        .iter()
-        .map(|t| t.state.as_str())
-        .collect();
-    let at = |s: &str| states.iter().position(|x| *x == s);
-    assert!(at("calling") < at("callee_ringing"), "{states:?}");
-    assert!(at("callee_ringing") < at("talking"), "{states:?}");
+    common::assert_call_back_steps(&record);
     running.shutdown().await;
 }
 

@@ -422,7 +422,7 @@ impl AccountError {
 }
 
 /// `text` is 1–`max` characters with no control character.
-fn check_text(field: &str, text: &str, max: usize) -> Result<(), AccountError> {
+pub(crate) fn check_text(field: &str, text: &str, max: usize) -> Result<(), AccountError> {
     let n = text.chars().count();
     if n == 0 || n > max || text.chars().any(char::is_control) {
         return Err(AccountError::invalid(

@@ -57,8 +57,8 @@ enum Command {
     /// No reply channel: [`StoreHandle::try_put_permission`], whose failures the thread logs.
     PutPermission(Box<PermissionRow>, Option<Reply<()>>),
     Permission(String, String, Reply<Option<PermissionRow>>),
-    /// No reply channel: [`StoreHandle::try_task`], whose failures the thread logs.
-    Task(TaskChange, Option<Reply<()>>),
+    /// No reply: [`StoreHandle::try_task`], whose failures the thread logs.
+    Task(TaskChange),
     Tasks(Option<String>, Reply<Vec<TaskRow>>),
 }
 
@@ -386,16 +386,11 @@ impl StoreHandle {
             .await
     }
 
-    /// Writes a change to the open call-back tasks and waits for it.
-    pub async fn change_task(&self, change: TaskChange) -> Result<(), StoreError> {
-        self.call(|r| Command::Task(change, Some(r))).await
-    }
-
     /// Queues a change to the open call-back tasks without waiting, for the call actor (see
     /// [`StoreHandle::try_put_permission`]); false when the queue is full or the thread
     /// stopped (the change is lost: the caller logs it).
     pub fn try_task(&self, change: TaskChange) -> bool {
-        self.tx.try_send(Command::Task(change, None)).is_ok()
+        self.tx.try_send(Command::Task(change)).is_ok()
     }
 
     /// See [`TaskStore::tasks`]. On the writer's connection: a change just queued is seen.
@@ -551,20 +546,13 @@ fn run<S: CallStore + AccountStore + EventStore + PermissionStore + TaskStore>(
             Command::Permission(business_number, user, reply) => {
                 let _ = reply.send(store.permission(&business_number, &user));
             }
-            Command::Task(change, reply) => {
+            Command::Task(change) => {
                 let done = match &change {
                     TaskChange::Put(row) => store.put_task(row),
                     TaskChange::Forget(id) => store.forget_task(id),
                 };
-                match reply {
-                    Some(reply) => {
-                        let _ = reply.send(done);
-                    }
-                    None => {
-                        if let Err(error) = done {
-                            tracing::error!(%error, ?change, "call-back task change not written");
-                        }
-                    }
+                if let Err(error) = done {
+                    tracing::error!(%error, ?change, "call-back task change not written");
                 }
             }
             Command::Tasks(account, reply) => {

@@ -1142,3 +1142,16 @@ pub async fn call_back_status(
     .await
     .unwrap_or_else(|e| panic!("no call_back {want}: {e:?}"))
 }
+
+/// A call-back's record went through Meta's steps in order: placed, ringing at the customer,
+/// talking.
+pub fn assert_call_back_steps(record: &switchboard::store::CallRecord) {
+    let states: Vec<&str> = record
+        .transitions
+        .iter()
+        .map(|t| t.state.as_str())
+        .collect();
+    let at = |s: &str| states.iter().position(|x| *x == s);
+    assert!(at("calling") < at("callee_ringing"), "{states:?}");
+    assert!(at("callee_ringing") < at("talking"), "{states:?}");
+}

@@ -533,45 +533,32 @@ fn a_caller_lost_in_the_queue_comes_back_as_a_task() {
     );
 }
 
+/// A task scheduled through the API for customer `to` in `support`, offered from `due`.
+fn scheduled(id: &str, to: &str, due: Option<Instant>) -> Input {
+    Input::TaskAdded {
+        task: Box::new(Task {
+            id: id.into(),
+            to: to.into(),
+            name: None,
+            queue: "support".into(),
+            reason: TaskReason::Scheduled,
+            note: None,
+            due_at: None,
+            agent: None,
+        }),
+        due,
+    }
+}
+
 #[test]
 fn the_customer_calling_in_removes_their_task_and_a_ring_withdraws_an_offer() {
     let mut w = world();
     callbacks_on(&mut w);
-    w.c.handle(
-        w.now,
-        Input::TaskAdded {
-            task: Box::new(Task {
-                id: "t1".into(),
-                to: "15551234567".into(),
-                name: None,
-                queue: "support".into(),
-                reason: TaskReason::Scheduled,
-                note: Some("wants a quote".into()),
-                due_at: None,
-                agent: None,
-            }),
-            due: None,
-        },
-    );
+    w.c.handle(w.now, scheduled("t1", "15551234567", None));
     let acts = w.drain();
     assert_eq!(task_of(&acts).map(|t| t.0), Some(agent("alice")));
     // A duplicate for the same customer is not taken up.
-    w.c.handle(
-        w.now,
-        Input::TaskAdded {
-            task: Box::new(Task {
-                id: "t2".into(),
-                to: "15551234567".into(),
-                name: None,
-                queue: "support".into(),
-                reason: TaskReason::Scheduled,
-                note: None,
-                due_at: None,
-                agent: None,
-            }),
-            due: None,
-        },
-    );
+    w.c.handle(w.now, scheduled("t2", "15551234567", None));
     w.drain();
     assert_eq!(w.c.tasks().len(), 1);
     // The customer calls in: the call rings at alice, the task is withdrawn and dropped.
@@ -607,19 +594,7 @@ fn kept_tasks(acts: &[Action]) -> Vec<String> {
 fn tasks_are_kept_until_taken_or_withdrawn() {
     let mut w = world();
     w.agent_online("bob", &["support"]);
-    let task = |id: &str, to: &str| Input::TaskAdded {
-        task: Box::new(Task {
-            id: id.into(),
-            to: to.into(),
-            name: None,
-            queue: "support".into(),
-            reason: TaskReason::Scheduled,
-            note: None,
-            due_at: None,
-            agent: None,
-        }),
-        due: None,
-    };
+    let task = |id: &str, to: &str| scheduled(id, to, None);
     w.c.handle(w.now, task("t1", TO));
     let acts = w.drain();
     assert_eq!(kept_tasks(&acts), ["+t1"]);
@@ -668,22 +643,7 @@ fn a_skipped_task_goes_to_the_next_agent_and_a_due_one_waits() {
     let mut w = world();
     w.agent_online("bob", &["support"]);
     let due = w.now + Duration::from_secs(60);
-    w.c.handle(
-        w.now,
-        Input::TaskAdded {
-            task: Box::new(Task {
-                id: "t1".into(),
-                to: TO.into(),
-                name: None,
-                queue: "support".into(),
-                reason: TaskReason::Scheduled,
-                note: None,
-                due_at: Some(0),
-                agent: None,
-            }),
-            due: Some(due),
-        },
-    );
+    w.c.handle(w.now, scheduled("t1", TO, Some(due)));
     assert!(task_of(&w.drain()).is_none(), "not before it is due");
     let acts = w.advance(Duration::from_secs(60));
     let (first, _) = task_of(&acts).expect("offered when due");

@@ -140,16 +140,13 @@ fn invalid(field: &str, reason: impl Into<String>) -> AdminError {
     }
 }
 
-/// A text field: trimmed, at most `max` characters, absent when empty.
+/// A text field: trimmed, absent when empty, else checked as the accounts' own texts are.
 fn text(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, AdminError> {
     let v = v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-    match v {
-        Some(s) if s.chars().count() > max => {
-            Err(invalid(field, format!("at most {max} characters")))
-        }
-        Some(s) if s.chars().any(char::is_control) => Err(invalid(field, "no control characters")),
-        v => Ok(v),
+    if let Some(s) = &v {
+        crate::accounts::check_text(field, s, max)?;
     }
+    Ok(v)
 }
 
 /// Schedules a call-back: the customer is offered, as a task, to the first free agent of the
