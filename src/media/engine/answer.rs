@@ -10,12 +10,12 @@
 
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, Mid};
-use str0m::rtp::{Extension, ExtensionMap};
+use str0m::rtp::{Extension, ExtensionMap, StreamTx};
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use super::{Answer, Engine, OPUS_PT, TELE_PT};
@@ -59,6 +59,13 @@ pub(super) const STUN_FIRST_RETRY: std::time::Duration = std::time::Duration::fr
 /// 11 give up after ~18 s, as str0m's 9 from 250 ms do (switchboard's own idle timeout decides
 /// a leg's fate either way).
 pub(super) const STUN_RETRANSMITS: usize = 11;
+
+/// Every send stream of a leg: nothing switchboard writes is ever sent again (audio is not
+/// NACKed, every packet is written not nackable), so str0m keeps no resend cache and none of the
+/// per-packet byte history it keeps to cap the resend ratio (a queue push on every packet).
+pub(super) fn never_resends(tx: &mut StreamTx) {
+    tx.set_rtx_cache(0, Duration::ZERO, None);
+}
 
 /// The ICE timing of every leg switchboard builds (see [`STUN_FIRST_RETRY`]).
 pub(super) fn ice_timing(cfg: &mut RtcConfig) {
@@ -158,6 +165,7 @@ impl Engine {
             .set_rtp_mode(true)
             .set_ice_lite(kind == LegKind::Browser)
             .set_dtls_cert(self.cert.clone())
+            .set_crypto_provider(self.crypto.clone())
             .set_stats_interval(Some(self.cfg.stats_interval));
         add_codecs(&mut cfg);
         ice_timing(&mut cfg);
@@ -181,6 +189,7 @@ impl Engine {
         for mid in &mids {
             let mid = Mid::from(mid.as_str());
             if let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, None) {
+                never_resends(tx);
                 outs.push(OutStream::new(tx.ssrc(), kind == LegKind::WhatsApp));
             }
         }

@@ -29,7 +29,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::config::DtlsCert;
+use str0m::config::{CryptoProvider, DtlsCert};
 
 use super::leg::{Leg, LegKind, LegStats};
 use super::MediaError;
@@ -45,6 +45,7 @@ const TELE_PT: u8 = 126;
 
 mod answer;
 mod counters;
+mod dtls;
 mod forward;
 mod io;
 mod lifecycle;
@@ -299,6 +300,8 @@ impl Legs {
 pub struct Engine {
     cfg: EngineConfig,
     cert: DtlsCert,
+    /// The crypto every leg uses: str0m's, with switchboard's DTLS timing ([`dtls`]).
+    crypto: Arc<CryptoProvider>,
     legs: Legs,
     /// Established flows: (local socket, remote address) → leg.
     by_addr: HashMap<(usize, SocketAddr), LegId>,
@@ -345,16 +348,16 @@ impl Engine {
         }
         // str0m 0.25 with aws-lc-rs makes an ECDSA P-256 certificate (dimpl's generator), the
         // kind Meta recommends; a test below holds it to that.
-        let provider = str0m::crypto::from_feature_flags();
-        let cert = provider
-            .dtls_provider
-            .generate_certificate()
-            .ok_or_else(|| MediaError::InvalidOffer {
+        let crypto = dtls::provider();
+        let cert = crypto.dtls_provider.generate_certificate().ok_or_else(|| {
+            MediaError::InvalidOffer {
                 reason: "no DTLS certificate could be generated".into(),
-            })?;
+            }
+        })?;
         Ok(Engine {
             cfg,
             cert,
+            crypto,
             legs: Legs {
                 shard: index,
                 ..Legs::default()

@@ -90,6 +90,7 @@ impl Engine {
             .set_ice_lite(kind == LegKind::Trunk)
             .set_local_ice_credentials(creds.clone())
             .set_dtls_cert(self.cert.clone())
+            .set_crypto_provider(self.crypto.clone())
             .set_stats_interval(Some(self.cfg.stats_interval));
         add_codecs(&mut cfg);
         super::answer::ice_timing(&mut cfg);
@@ -108,7 +109,7 @@ impl Engine {
         {
             let mut api = rtc.direct_api();
             api.declare_media(mid, MediaKind::Audio);
-            api.declare_stream_tx(ssrc.into(), None, mid, None);
+            super::answer::never_resends(api.declare_stream_tx(ssrc.into(), None, mid, None));
         }
         let offer = offer_text(kind, &addrs, &creds, &fingerprint, ssrc);
 

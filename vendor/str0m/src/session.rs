@@ -1006,6 +1006,8 @@ impl Session {
                 stream.handle_rtcp(now, fb);
             }
         }
+        // As for `feedback_tx` in `poll_feedback`: nothing held between reports.
+        self.feedback_rx.shrink_to_fit();
 
         // Not in the above if due to lifetime issues, still okay because the method
         // doesn't do anything when BWE isn't configured.
@@ -1223,6 +1225,11 @@ impl Session {
         };
 
         let len = Rtcp::write_packet(&mut self.feedback_tx, &mut data, output);
+        // An `Rtcp` is large (its report lists are inline): a drained queue holds nothing
+        // between reports rather than the capacity its largest compound packet needed.
+        if self.feedback_tx.is_empty() {
+            self.feedback_tx.shrink_to_fit();
+        }
 
         if len == 0 {
             return None;

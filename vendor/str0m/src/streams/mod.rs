@@ -134,7 +134,9 @@ pub(crate) struct Streams {
     last_rx_lookup_cleanup: Instant,
 
     /// All outgoing encoded streams.
-    streams_tx: HashMap<Ssrc, StreamTx>,
+    // Boxed: a `StreamTx` is ~1.8 KB and hashbrown's smallest table has room for 3 more than
+    // the one send stream an audio leg has.
+    streams_tx: HashMap<Ssrc, Box<StreamTx>>,
 
     /// Non-media padding source. Its sequence counter survives media changes.
     probe_tx: StreamTx,
@@ -335,7 +337,9 @@ impl Streams {
     ) -> &mut StreamTx {
         self.streams_tx
             .entry(ssrc)
-            .or_insert_with(|| StreamTx::new(ssrc, rtx, midrid, self.enable_stats, self.mtu_warn))
+            .or_insert_with(|| {
+                Box::new(StreamTx::new(ssrc, rtx, midrid, self.enable_stats, self.mtu_warn))
+            })
     }
 
     pub fn remove_stream_tx(&mut self, ssrc: Ssrc) -> bool {
@@ -360,7 +364,7 @@ impl Streams {
     }
 
     pub fn stream_tx(&mut self, ssrc: &Ssrc) -> Option<&mut StreamTx> {
-        self.streams_tx.get_mut(ssrc)
+        self.streams_tx.get_mut(ssrc).map(|s| &mut **s)
     }
 
     /// Lookup the "main" SSRC and mid for a given SSRC(main or RTX).
@@ -551,7 +555,7 @@ impl Streams {
     }
 
     pub(crate) fn streams_tx(&mut self) -> impl Iterator<Item = &mut StreamTx> {
-        self.streams_tx.values_mut()
+        self.streams_tx.values_mut().map(|s| &mut **s)
     }
 
     pub(crate) fn ssrcs_tx(&self, mid: Mid) -> Vec<(Ssrc, Option<Ssrc>)> {
@@ -682,7 +686,10 @@ impl Streams {
             self.probe_media?;
             return Some(&mut self.probe_tx);
         }
-        self.streams_tx.values_mut().find(|s| s.is_midrid(midrid))
+        self.streams_tx
+            .values_mut()
+            .find(|s| s.is_midrid(midrid))
+            .map(|s| &mut **s)
     }
 
     pub(crate) fn stream_rx_by_midrid(&mut self, midrid: MidRid) -> Option<&mut StreamRx> {
@@ -697,7 +704,10 @@ impl Streams {
 
     /// An iterator over all the tx streams for a given mid.
     pub(crate) fn streams_tx_by_mid(&mut self, mid: Mid) -> impl Iterator<Item = &mut StreamTx> {
-        self.streams_tx.values_mut().filter(move |s| s.mid() == mid)
+        self.streams_tx
+            .values_mut()
+            .filter(move |s| s.mid() == mid)
+            .map(|s| &mut **s)
     }
 
     /// An iterator over all the rx streams for a given mid.

@@ -1,0 +1,208 @@
+//! The DTLS every leg runs: dimpl, str0m's own DTLS, set up as str0m's aws-lc-rs provider sets it
+//! up, except for when an unanswered handshake flight is sent again.
+//!
+//! dimpl resends an unanswered flight after 1 s (RFC 6347's suggestion for the open internet).
+//! A WhatsApp leg's first flight (our ClientHello: switchboard is the DTLS client, reference §5)
+//! leaves the moment ICE connects, and in a burst of new calls it can be lost or reach a peer not
+//! yet ready for it: every such call then waited a whole second (the p99 of a 300/s burst was
+//! 1.1 s of set-up, docs/performance.md, issue 26). Browsers resend theirs far sooner (WebRTC
+//! starts at 50 ms and scales with the ICE round trip); we start at [`FLIGHT_FIRST_RESEND`] and
+//! keep doubling, with enough resends that a handshake is given up no sooner than before.
+//!
+//! Everything else is str0m's provider's: certificates, SRTP, the hashes. The one dimpl
+//! configuration is built once and shared by every leg.
+//!
+//! *Owns*: the crypto provider the engine hands every leg. *Does not touch*: legs, sockets.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use str0m::crypto::dtls::{
+    DtlsCert, DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider, DtlsVersion, ProtocolVersion,
+};
+use str0m::crypto::CryptoProvider;
+use str0m_proto::crypto::CryptoError;
+
+/// When a handshake flight with no answer is first sent again. A loopback or LAN round trip is
+/// well under a millisecond and Meta's relays answer within tens of milliseconds; 200 ms leaves
+/// room for a peer busy with its own handshakes without resending work it is still doing.
+pub(super) const FLIGHT_FIRST_RESEND: Duration = Duration::from_millis(200);
+
+/// Resends of a flight before the handshake is given up: doubling from 200 ms, 6 keep trying for
+/// ~25 s, as dimpl's own 4 from 1 s do for ~31 s (the engine's connect timeout ends a leg that
+/// has not connected well before either).
+pub(super) const FLIGHT_RESENDS: usize = 6;
+
+/// The crypto provider of every leg: str0m's, with [`Dtls`] for DTLS.
+pub(super) fn provider() -> Arc<CryptoProvider> {
+    static DTLS: Dtls = Dtls;
+    Arc::new(CryptoProvider {
+        dtls_provider: &DTLS,
+        ..str0m::crypto::from_feature_flags()
+    })
+}
+
+/// Makes dimpl instances with switchboard's flight timing.
+#[derive(Debug)]
+struct Dtls;
+
+impl Dtls {
+    fn config(mtu: Option<usize>) -> Result<Arc<dimpl::Config>, CryptoError> {
+        static SHARED: OnceLock<Arc<dimpl::Config>> = OnceLock::new();
+        let build = |mtu: Option<usize>| {
+            // As str0m's provider: ICE has checked the path both ways before DTLS starts, so a
+            // server cookie adds a round trip and nothing else.
+            let mut b = dimpl::Config::builder()
+                .use_server_cookie(false)
+                .flight_start_rto(FLIGHT_FIRST_RESEND)
+                .flight_retries(FLIGHT_RESENDS);
+            if let Some(mtu) = mtu {
+                b = b.mtu(mtu);
+            }
+            b.build()
+                .map(Arc::new)
+                .map_err(|e| CryptoError::Other(format!("DTLS configuration: {e}")))
+        };
+        match mtu {
+            Some(_) => build(mtu),
+            None => match SHARED.get() {
+                Some(c) => Ok(c.clone()),
+                None => {
+                    let c = build(None)?;
+                    Ok(SHARED.get_or_init(|| c).clone())
+                }
+            },
+        }
+    }
+}
+
+impl DtlsProvider for Dtls {
+    fn generate_certificate(&self) -> Option<DtlsCert> {
+        str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+    }
+
+    fn new_dtls(
+        &self,
+        cert: &DtlsCert,
+        now: Instant,
+        version: DtlsVersion,
+        mtu: Option<usize>,
+    ) -> Result<Box<dyn DtlsInstance>, CryptoError> {
+        let config = Dtls::config(mtu)?;
+        let cert = cert.clone();
+        let dtls = match version {
+            DtlsVersion::Dtls12 => dimpl::Dtls::new_12(config, cert, now),
+            DtlsVersion::Dtls13 => dimpl::Dtls::new_13(config, cert, now),
+            DtlsVersion::Auto => dimpl::Dtls::new_auto(config, cert, now),
+            other => return Err(CryptoError::Other(format!("unsupported: {other}"))),
+        };
+        Ok(Box::new(Instance(dtls)))
+    }
+}
+
+/// One leg's dimpl, passed straight through.
+struct Instance(dimpl::Dtls);
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Instance")
+    }
+}
+
+impl DtlsInstance for Instance {
+    fn set_active(&mut self, active: bool) {
+        self.0.set_active(active);
+    }
+
+    fn handle_packet(&mut self, packet: &[u8]) -> Result<(), DtlsImplError> {
+        self.0.handle_packet(packet)
+    }
+
+    fn poll_output<'a>(&mut self, buf: &'a mut [u8]) -> DtlsOutput<'a> {
+        self.0.poll_output(buf)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsImplError> {
+        self.0.handle_timeout(now)
+    }
+
+    fn send_application_data(&mut self, data: &[u8]) -> Result<usize, DtlsImplError> {
+        self.0.send_application_data(data)
+    }
+
+    fn is_active(&self) -> bool {
+        self.0.is_active()
+    }
+
+    fn protocol_version(&self) -> Option<ProtocolVersion> {
+        self.0.protocol_version()
+    }
+
+    fn is_closing(&self) -> bool {
+        self.0.is_closing()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    fn close(&mut self) -> Result<(), DtlsImplError> {
+        self.0.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drains `dtls` until it asks for a timeout: the datagrams it sent, and that timeout.
+    fn drain(dtls: &mut dyn DtlsInstance) -> (usize, Instant) {
+        let mut buf = vec![0u8; 2048];
+        let mut sent = 0;
+        loop {
+            match dtls.poll_output(&mut buf) {
+                DtlsOutput::Packet(_) => sent += 1,
+                DtlsOutput::Timeout(t) => return (sent, t),
+                other => panic!("unexpected before any answer: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_unanswered_client_hello_is_sent_again_after_200_ms_then_later_each_time() {
+        let p = provider();
+        let cert = p.dtls_provider.generate_certificate().unwrap();
+        let start = Instant::now();
+        let mut dtls = p
+            .dtls_provider
+            .new_dtls(&cert, start, DtlsVersion::Dtls12, None)
+            .unwrap();
+        // The client (a WhatsApp leg's side) speaks first.
+        dtls.set_active(true);
+        dtls.handle_timeout(start).unwrap();
+        let (sent, mut at) = drain(dtls.as_mut());
+        assert!(sent >= 1, "the ClientHello leaves at once");
+
+        let mut resends = vec![];
+        let mut last = start;
+        while resends.len() < 3 {
+            dtls.handle_timeout(at).unwrap();
+            let (sent, next) = drain(dtls.as_mut());
+            if sent > 0 {
+                resends.push(at - last);
+                last = at;
+            }
+            at = next;
+        }
+        // dimpl adds up to ±25 % jitter to each wait; the first is 200 ms, not 1 s, and each
+        // later one waits longer (doubling).
+        assert!(resends[0] <= FLIGHT_FIRST_RESEND * 5 / 4, "{resends:?}");
+        assert!(resends[0] >= FLIGHT_FIRST_RESEND * 3 / 4, "{resends:?}");
+        assert!(
+            resends[1] > resends[0] && resends[2] > resends[1],
+            "{resends:?}"
+        );
+    }
+}
