@@ -9,12 +9,14 @@
 //! starts at 50 ms and scales with the ICE round trip); we start at [`FLIGHT_FIRST_RESEND`] and
 //! keep doubling, with enough resends that a handshake is given up no sooner than before.
 //!
-//! Everything else is str0m's provider's: certificates, SRTP, the hashes. The one dimpl
-//! configuration is built once and shared by every leg.
+//! Everything else is str0m's provider's: certificates, SRTP, the hashes. The dimpl
+//! configuration is built once and shared by every leg: str0m's provider builds one per leg,
+//! and building one checks dimpl's whole crypto provider (a key exchange in each of three
+//! groups and signature checks), the largest single cost of a new leg on the media thread.
 //!
 //! *Owns*: the crypto provider the engine hands every leg. *Does not touch*: legs, sockets.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use str0m::crypto::dtls::{
@@ -47,32 +49,36 @@ pub(super) fn provider() -> Arc<CryptoProvider> {
 struct Dtls;
 
 impl Dtls {
+    /// The dimpl configuration for `mtu`, built once. Building one runs dimpl's check of its
+    /// crypto provider (a key exchange in every group, X25519, P-256 and P-384, and signature
+    /// checks), and str0m's own provider builds one per leg, on the media
+    /// thread; every leg asks with the same MTU, so the first one's is kept.
     fn config(mtu: Option<usize>) -> Result<Arc<dimpl::Config>, CryptoError> {
-        static SHARED: OnceLock<Arc<dimpl::Config>> = OnceLock::new();
-        let build = |mtu: Option<usize>| {
-            // As str0m's provider: ICE has checked the path both ways before DTLS starts, so a
-            // server cookie adds a round trip and nothing else.
-            let mut b = dimpl::Config::builder()
-                .use_server_cookie(false)
-                .flight_start_rto(FLIGHT_FIRST_RESEND)
-                .flight_retries(FLIGHT_RESENDS);
-            if let Some(mtu) = mtu {
-                b = b.mtu(mtu);
-            }
-            b.build()
-                .map(Arc::new)
-                .map_err(|e| CryptoError::Other(format!("DTLS configuration: {e}")))
-        };
-        match mtu {
-            Some(_) => build(mtu),
-            None => match SHARED.get() {
-                Some(c) => Ok(c.clone()),
-                None => {
-                    let c = build(None)?;
-                    Ok(SHARED.get_or_init(|| c).clone())
-                }
-            },
+        // One entry per MTU asked for (one in practice); the lock is taken once per new leg,
+        // never per packet.
+        static SHARED: Mutex<Vec<(Option<usize>, Arc<dimpl::Config>)>> = Mutex::new(Vec::new());
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, config)) = shared.iter().find(|(m, _)| *m == mtu) {
+            return Ok(config.clone());
         }
+        let config = Dtls::build(mtu)?;
+        shared.push((mtu, config.clone()));
+        Ok(config)
+    }
+
+    fn build(mtu: Option<usize>) -> Result<Arc<dimpl::Config>, CryptoError> {
+        // As str0m's provider: ICE has checked the path both ways before DTLS starts, so a
+        // server cookie adds a round trip and nothing else.
+        let mut b = dimpl::Config::builder()
+            .use_server_cookie(false)
+            .flight_start_rto(FLIGHT_FIRST_RESEND)
+            .flight_retries(FLIGHT_RESENDS);
+        if let Some(mtu) = mtu {
+            b = b.mtu(mtu);
+        }
+        b.build()
+            .map(Arc::new)
+            .map_err(|e| CryptoError::Other(format!("DTLS configuration: {e}")))
     }
 }
 
@@ -168,6 +174,17 @@ mod tests {
                 other => panic!("unexpected before any answer: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn every_leg_shares_one_dtls_configuration() {
+        let a = Dtls::config(Some(1150)).unwrap();
+        let b = Dtls::config(Some(1150)).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "built once");
+        assert_eq!(a.flight_start_rto(), FLIGHT_FIRST_RESEND);
+        let other = Dtls::config(Some(1000)).unwrap();
+        assert_eq!(other.mtu(), 1000, "each MTU asked for has its own");
+        assert!(Arc::ptr_eq(&other, &Dtls::config(Some(1000)).unwrap()));
     }
 
     #[test]
