@@ -104,58 +104,85 @@ impl DtlsProvider for Dtls {
             DtlsVersion::Auto => dimpl::Dtls::new_auto(config, cert, now),
             other => return Err(CryptoError::Other(format!("unsupported: {other}"))),
         };
-        Ok(Box::new(Instance(dtls)))
+        Ok(Box::new(Instance {
+            dtls,
+            idle_until: None,
+        }))
     }
 }
 
-/// One leg's dimpl, passed straight through.
-struct Instance(dimpl::Dtls);
+/// One leg's dimpl, passed through, except that an idle instance is not asked again.
+///
+/// str0m polls a leg's DTLS on every drain, so an established leg's dimpl was asked for its
+/// output once per packet and answered "nothing until this deadline" each time (~1.3 % of the
+/// media threads under load, and with many legs a walk through each one's DTLS state out of
+/// cache: `cargo bench --bench forward`, 200 calls, 8.2 → 4.0 µs a packet). Its answer can only
+/// change after an input, so it is remembered until the next one.
+struct Instance {
+    dtls: dimpl::Dtls,
+    /// The deadline dimpl last answered with, while no input has come since.
+    idle_until: Option<Instant>,
+}
 
 impl std::fmt::Debug for Instance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Instance")
+        f.debug_struct("Instance")
+            .field("idle_until", &self.idle_until)
+            .finish()
     }
 }
 
 impl DtlsInstance for Instance {
     fn set_active(&mut self, active: bool) {
-        self.0.set_active(active);
+        self.idle_until = None;
+        self.dtls.set_active(active);
     }
 
     fn handle_packet(&mut self, packet: &[u8]) -> Result<(), DtlsImplError> {
-        self.0.handle_packet(packet)
+        self.idle_until = None;
+        self.dtls.handle_packet(packet)
     }
 
     fn poll_output<'a>(&mut self, buf: &'a mut [u8]) -> DtlsOutput<'a> {
-        self.0.poll_output(buf)
+        if let Some(at) = self.idle_until {
+            return DtlsOutput::Timeout(at);
+        }
+        let out = self.dtls.poll_output(buf);
+        if let DtlsOutput::Timeout(at) = out {
+            self.idle_until = Some(at);
+        }
+        out
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsImplError> {
-        self.0.handle_timeout(now)
+        self.idle_until = None;
+        self.dtls.handle_timeout(now)
     }
 
     fn send_application_data(&mut self, data: &[u8]) -> Result<usize, DtlsImplError> {
-        self.0.send_application_data(data)
+        self.idle_until = None;
+        self.dtls.send_application_data(data)
     }
 
     fn is_active(&self) -> bool {
-        self.0.is_active()
+        self.dtls.is_active()
     }
 
     fn protocol_version(&self) -> Option<ProtocolVersion> {
-        self.0.protocol_version()
+        self.dtls.protocol_version()
     }
 
     fn is_closing(&self) -> bool {
-        self.0.is_closing()
+        self.dtls.is_closing()
     }
 
     fn is_closed(&self) -> bool {
-        self.0.is_closed()
+        self.dtls.is_closed()
     }
 
     fn close(&mut self) -> Result<(), DtlsImplError> {
-        self.0.close()
+        self.idle_until = None;
+        self.dtls.close()
     }
 }
 
