@@ -12,7 +12,9 @@
 //! Everything else is str0m's provider's: certificates, SRTP, the hashes. The dimpl
 //! configuration is built once and shared by every leg: str0m's provider builds one per leg,
 //! and building one checks dimpl's whole crypto provider (a key exchange in each of three
-//! groups and signature checks), the largest single cost of a new leg on the media thread.
+//! groups and signature checks), the largest single cost of a new leg on the media thread
+//! (`cargo bench --bench answer`: 1 ms an answer with one per leg, 76 µs shared). And an idle
+//! instance's answer is remembered rather than asked for on every packet ([`Instance`]).
 //!
 //! *Owns*: the crypto provider the engine hands every leg. *Does not touch*: legs, sockets.
 

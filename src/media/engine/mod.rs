@@ -17,6 +17,7 @@
 //! - [`io`]: datagrams and time in, transmits, events and deadlines out, and the drain loop;
 //! - [`lifecycle`]: filing, closing, failing and removing legs;
 //! - [`counters`]: the engine-wide counters;
+//! - [`dtls`]: the DTLS every leg runs (str0m's crypto with switchboard's dimpl settings);
 //! - [`offer`]: legs this engine offers: internal legs between two nodes' engines, and the
 //!   WhatsApp legs of business-initiated calls.
 //!
