@@ -1,5 +1,6 @@
 //! The DTLS every leg runs: dimpl, str0m's own DTLS, set up as str0m's aws-lc-rs provider sets it
-//! up, except for when an unanswered handshake flight is sent again.
+//! up except in three ways — when an unanswered handshake flight is sent again, one dimpl
+//! configuration for every leg, and an idle instance not asked for output on every packet.
 //!
 //! dimpl resends an unanswered flight after 1 s (RFC 6347's suggestion for the open internet).
 //! A WhatsApp leg's first flight (our ClientHello: switchboard is the DTLS client, reference §5)
@@ -7,7 +8,7 @@
 //! yet ready for it: every such call then waited a whole second (the p99 of a 300/s burst was
 //! 1.1 s of set-up, docs/performance.md, issue 26). Browsers resend theirs far sooner (WebRTC
 //! starts at 50 ms and scales with the ICE round trip); we start at [`FLIGHT_FIRST_RESEND`] and
-//! keep doubling, with enough resends that a handshake is given up no sooner than before.
+//! keep doubling, with enough resends that a handshake is given up about as late as before.
 //!
 //! Everything else is str0m's provider's: certificates, SRTP, the hashes. The dimpl
 //! configuration is built once and shared by every leg: str0m's provider builds one per leg,
@@ -33,8 +34,8 @@ use str0m_proto::crypto::CryptoError;
 pub(super) const FLIGHT_FIRST_RESEND: Duration = Duration::from_millis(200);
 
 /// Resends of a flight before the handshake is given up: doubling from 200 ms, 6 keep trying for
-/// ~25 s, as dimpl's own 4 from 1 s do for ~31 s (the engine's connect timeout ends a leg that
-/// has not connected well before either).
+/// ~25 s, as dimpl's own 4 from 1 s do for ~31 s (the engine's connect timeout, 10 s unless
+/// configured, usually ends a leg that has not connected first).
 pub(super) const FLIGHT_RESENDS: usize = 6;
 
 /// The crypto provider of every leg: str0m's, with [`Dtls`] for DTLS.
@@ -53,8 +54,8 @@ struct Dtls;
 impl Dtls {
     /// The dimpl configuration for `mtu`, built once. Building one runs dimpl's check of its
     /// crypto provider (a key exchange in every group, X25519, P-256 and P-384, and signature
-    /// checks), and str0m's own provider builds one per leg, on the media
-    /// thread; every leg asks with the same MTU, so the first one's is kept.
+    /// checks), and str0m's own provider builds one per leg, on the media thread; every leg
+    /// asks with the same MTU, so the first one's is kept.
     fn config(mtu: Option<usize>) -> Result<Arc<dimpl::Config>, CryptoError> {
         // One entry per MTU asked for (one in practice); the lock is taken once per new leg,
         // never per packet.
