@@ -346,13 +346,27 @@ async fn a_receiver_that_refuses_for_a_while_gets_every_event_after_in_order_wit
             .all(|(i, t)| *i == refused[0].0 && t == "call.offered"),
         "{refused:?}"
     );
-    let log = w.deliveries(&endpoint).await;
-    let first = log
-        .iter()
-        .find(|d| d["msg_id"] == refused[0].0.as_str())
-        .unwrap();
+    // The receiver has answered the third attempt; switchboard writes its outcome to the log
+    // right after, so the log is read until it shows it.
+    let first = common::eventually_showing(
+        "the third refused attempt in the delivery log",
+        common::LONG,
+        || async {
+            let log = w.deliveries(&endpoint).await;
+            let first = log
+                .iter()
+                .find(|d| d["msg_id"] == refused[0].0.as_str())
+                .cloned()
+                .ok_or_else(|| format!("not in the log: {log:?}"))?;
+            if first["attempts"].as_u64().unwrap_or(0) >= 3 {
+                Ok(first)
+            } else {
+                Err(first.to_string())
+            }
+        },
+    )
+    .await;
     assert_eq!(first["status"], "pending");
-    assert!(first["attempts"].as_u64().unwrap() >= 3);
     assert_eq!(first["last_status"], 503);
     assert!(first["next_at"].as_i64().is_some());
     // Up: everything, in order, the first with the id it was refused with.
