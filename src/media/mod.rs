@@ -38,6 +38,7 @@ pub mod rewrite;
 mod sdp;
 
 pub use driver::{Bind, DriverCounters, EngineHandle, LegOp, MediaDriver, Ports, Posted};
+pub(crate) use engine::peer_provider;
 pub use engine::{
     Answer, ByLeg, Counters, Engine, EngineConfig, FailReason, Limits, MediaEvent, Transmit,
     OPUS_SILENCE,

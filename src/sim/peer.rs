@@ -392,7 +392,10 @@ impl Offered {
     /// A browser-shaped peer at `local_addr`: full ICE, offering `streams` sendrecv audio
     /// m-lines.
     pub fn browser(local_addr: SocketAddr, streams: usize) -> Result<Offered, PeerError> {
-        let mut cfg = RtcConfig::new().clear_codecs().set_rtp_mode(true);
+        let mut cfg = RtcConfig::new()
+            .clear_codecs()
+            .set_rtp_mode(true)
+            .set_crypto_provider(crate::media::peer_provider());
         codecs(&mut cfg);
         let mut rtc = cfg.build(Instant::now());
         let candidate = Candidate::host(local_addr, "udp")
@@ -485,7 +488,8 @@ fn meta_rtc(local_addr: SocketAddr, creds: &str0m::IceCreds) -> Result<(Rtc, Str
         .clear_extension_map()
         .set_ice_lite(true)
         .set_rtp_mode(true)
-        .set_local_ice_credentials(creds.clone());
+        .set_local_ice_credentials(creds.clone())
+        .set_crypto_provider(crate::media::peer_provider());
     codecs(&mut cfg);
     let mut rtc = cfg.build(Instant::now());
     let candidate = Candidate::host(local_addr, "udp")

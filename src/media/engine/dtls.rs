@@ -40,42 +40,66 @@ pub(super) const FLIGHT_RESENDS: usize = 6;
 
 /// The crypto provider of every leg: str0m's, with [`Dtls`] for DTLS.
 pub(super) fn provider() -> Arc<CryptoProvider> {
-    static DTLS: Dtls = Dtls;
+    static LEGS: Dtls = Dtls {
+        first_resend: FLIGHT_FIRST_RESEND,
+        resends: FLIGHT_RESENDS,
+    };
+    with_dtls(&LEGS)
+}
+
+/// The crypto provider of the simulator's peers (`sim::peer`: Meta-shaped callers, browsers),
+/// which are not switchboard and keep dimpl's own timing (first resend 1 s, 4 resends). Only the
+/// configuration is shared and idle instances remembered, so that a load generator's hundreds of
+/// peers on the same cores do not each run dimpl's crypto check (docs/performance.md, issue 26).
+pub(crate) fn peer_provider() -> Arc<CryptoProvider> {
+    static PEERS: Dtls = Dtls {
+        first_resend: Duration::from_secs(1),
+        resends: 4,
+    };
+    with_dtls(&PEERS)
+}
+
+fn with_dtls(dtls: &'static Dtls) -> Arc<CryptoProvider> {
     Arc::new(CryptoProvider {
-        dtls_provider: &DTLS,
+        dtls_provider: dtls,
         ..str0m::crypto::from_feature_flags()
     })
 }
 
-/// Makes dimpl instances with switchboard's flight timing.
+/// Makes dimpl instances with a flight timing.
 #[derive(Debug)]
-struct Dtls;
+struct Dtls {
+    first_resend: Duration,
+    resends: usize,
+}
 
 impl Dtls {
     /// The dimpl configuration for `mtu`, built once. Building one runs dimpl's check of its
     /// crypto provider (a key exchange in every group, X25519, P-256 and P-384, and signature
     /// checks), and str0m's own provider builds one per leg, on the media thread; every leg
     /// asks with the same MTU, so the first one's is kept.
-    fn config(mtu: Option<usize>) -> Result<Arc<dimpl::Config>, CryptoError> {
-        // One entry per MTU asked for (one in practice); the lock is taken once per new leg,
-        // never per packet.
-        static SHARED: Mutex<Vec<(Option<usize>, Arc<dimpl::Config>)>> = Mutex::new(Vec::new());
+    fn config(&self, mtu: Option<usize>) -> Result<Arc<dimpl::Config>, CryptoError> {
+        type Key = (Option<usize>, Duration, usize);
+        // One entry per MTU and timing asked for (one or two in practice); the lock is taken
+        // once per new leg, never per packet.
+        static SHARED: Mutex<Vec<(Key, Arc<dimpl::Config>)>> = Mutex::new(Vec::new());
+        let key = (mtu, self.first_resend, self.resends);
         let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, config)) = shared.iter().find(|(m, _)| *m == mtu) {
+        if let Some((_, config)) = shared.iter().find(|(k, _)| *k == key) {
             return Ok(config.clone());
         }
-        let config = Dtls::build(mtu)?;
-        shared.push((mtu, config.clone()));
+        let config = self.build(mtu)?;
+        shared.push((key, config.clone()));
         Ok(config)
     }
 
-    fn build(mtu: Option<usize>) -> Result<Arc<dimpl::Config>, CryptoError> {
+    fn build(&self, mtu: Option<usize>) -> Result<Arc<dimpl::Config>, CryptoError> {
         // As str0m's provider: ICE has checked the path both ways before DTLS starts, so a
         // server cookie adds a round trip and nothing else.
         let mut b = dimpl::Config::builder()
             .use_server_cookie(false)
-            .flight_start_rto(FLIGHT_FIRST_RESEND)
-            .flight_retries(FLIGHT_RESENDS);
+            .flight_start_rto(self.first_resend)
+            .flight_retries(self.resends);
         if let Some(mtu) = mtu {
             b = b.mtu(mtu);
         }
@@ -99,7 +123,7 @@ impl DtlsProvider for Dtls {
         version: DtlsVersion,
         mtu: Option<usize>,
     ) -> Result<Box<dyn DtlsInstance>, CryptoError> {
-        let config = Dtls::config(mtu)?;
+        let config = self.config(mtu)?;
         let cert = cert.clone();
         let dtls = match version {
             DtlsVersion::Dtls12 => dimpl::Dtls::new_12(config, cert, now),
@@ -208,13 +232,28 @@ mod tests {
 
     #[test]
     fn every_leg_shares_one_dtls_configuration() {
-        let a = Dtls::config(Some(1150)).unwrap();
-        let b = Dtls::config(Some(1150)).unwrap();
+        let legs = Dtls {
+            first_resend: FLIGHT_FIRST_RESEND,
+            resends: FLIGHT_RESENDS,
+        };
+        let a = legs.config(Some(1150)).unwrap();
+        let b = legs.config(Some(1150)).unwrap();
         assert!(Arc::ptr_eq(&a, &b), "built once");
         assert_eq!(a.flight_start_rto(), FLIGHT_FIRST_RESEND);
-        let other = Dtls::config(Some(1000)).unwrap();
+        let other = legs.config(Some(1000)).unwrap();
         assert_eq!(other.mtu(), 1000, "each MTU asked for has its own");
-        assert!(Arc::ptr_eq(&other, &Dtls::config(Some(1000)).unwrap()));
+        assert!(Arc::ptr_eq(&other, &legs.config(Some(1000)).unwrap()));
+        let peers = Dtls {
+            first_resend: Duration::from_secs(1),
+            resends: 4,
+        };
+        let theirs = peers.config(Some(1150)).unwrap();
+        assert_eq!(
+            theirs.flight_start_rto(),
+            Duration::from_secs(1),
+            "their own timing"
+        );
+        assert!(Arc::ptr_eq(&theirs, &peers.config(Some(1150)).unwrap()));
     }
 
     #[test]

@@ -54,6 +54,7 @@ mod offer;
 mod pace;
 
 pub use counters::{ByLeg, Counters};
+pub(crate) use dtls::peer_provider;
 pub(super) use forward::Crossing;
 
 /// Engine settings.
