@@ -26,7 +26,7 @@ use crate::media::MediaError;
 
 /// Opus with Meta's minimum packet time; telephone-event at 8 kHz only (Meta supports no other
 /// rate, and a browser offered only 8 kHz sends its DTMF at 8 kHz too).
-pub(super) fn add_codecs(cfg: &mut RtcConfig) {
+fn add_codecs(cfg: &mut RtcConfig) {
     cfg.codec_config().add_config(
         OPUS_PT.into(),
         None,
@@ -67,17 +67,27 @@ pub(super) fn never_resends(tx: &mut StreamTx) {
     tx.set_rtx_cache(0, Duration::ZERO, None);
 }
 
-/// The ICE timing of every leg switchboard builds (see [`STUN_FIRST_RETRY`]).
-pub(super) fn ice_timing(cfg: &mut RtcConfig) {
-    cfg.set_initial_stun_rto(STUN_FIRST_RETRY);
-    cfg.set_max_stun_retransmits(STUN_RETRANSMITS);
-}
-
 /// Opus fmtp parameters we ask browsers to send with, WhatsApp's own (reference §3.1, §5
 /// rule 14), so their packets can be relayed to Meta without transcoding.
 const BROWSER_OPUS_FMTP: &str = "maxaveragebitrate=20000;maxplaybackrate=16000;stereo=0";
 
 impl Engine {
+    /// What every leg's `Rtc` is built with, answered or offered: RTP mode, our codecs, the
+    /// engine's certificate and crypto ([`super::dtls`]), the ICE timing of
+    /// [`STUN_FIRST_RETRY`] and the stats interval.
+    pub(super) fn rtc_config(&self) -> RtcConfig {
+        let mut cfg = RtcConfig::new()
+            .clear_codecs()
+            .set_rtp_mode(true)
+            .set_dtls_cert(self.cert.clone())
+            .set_crypto_provider(self.crypto.clone())
+            .set_stats_interval(Some(self.cfg.stats_interval));
+        add_codecs(&mut cfg);
+        cfg.set_initial_stun_rto(STUN_FIRST_RETRY);
+        cfg.set_max_stun_retransmits(STUN_RETRANSMITS);
+        cfg
+    }
+
     /// Answers Meta's offer (a user-initiated call's `connect` webhook) with a new WhatsApp leg:
     /// full ICE and controlling, DTLS client (`a=setup:active`), one sha-256 fingerprint, Meta's
     /// mid and payload types, `a=ptime:20`, one SSRC and our candidate inline.
@@ -159,17 +169,11 @@ impl Engine {
                 reason: e.to_string(),
             })?;
 
-        let mut cfg = RtcConfig::new()
-            .clear_codecs()
+        let mut rtc = self
+            .rtc_config()
             .set_extension_map(audio_extensions())
-            .set_rtp_mode(true)
             .set_ice_lite(kind == LegKind::Browser)
-            .set_dtls_cert(self.cert.clone())
-            .set_crypto_provider(self.crypto.clone())
-            .set_stats_interval(Some(self.cfg.stats_interval));
-        add_codecs(&mut cfg);
-        ice_timing(&mut cfg);
-        let mut rtc = cfg.build(now);
+            .build(now);
         for addr in self.local_addrs(socket) {
             let candidate = Candidate::host(addr, "udp").map_err(|e| MediaError::InvalidOffer {
                 reason: format!("local candidate: {e}"),

@@ -40,24 +40,26 @@ pub(super) const FLIGHT_RESENDS: usize = 6;
 
 /// The crypto provider of every leg: str0m's, with [`Dtls`] for DTLS.
 pub(super) fn provider() -> Arc<CryptoProvider> {
-    static LEGS: Dtls = Dtls {
-        first_resend: FLIGHT_FIRST_RESEND,
-        resends: FLIGHT_RESENDS,
-    };
     with_dtls(&LEGS)
 }
+
+static LEGS: Dtls = Dtls {
+    first_resend: FLIGHT_FIRST_RESEND,
+    resends: FLIGHT_RESENDS,
+};
 
 /// The crypto provider of the simulator's peers (`sim::peer`: Meta-shaped callers, browsers),
 /// which are not switchboard and keep dimpl's own timing (first resend 1 s, 4 resends). Only the
 /// configuration is shared and idle instances remembered, so that a load generator's hundreds of
 /// peers on the same cores do not each run dimpl's crypto check (docs/performance.md, issue 26).
 pub(crate) fn peer_provider() -> Arc<CryptoProvider> {
-    static PEERS: Dtls = Dtls {
-        first_resend: Duration::from_secs(1),
-        resends: 4,
-    };
     with_dtls(&PEERS)
 }
+
+static PEERS: Dtls = Dtls {
+    first_resend: Duration::from_secs(1),
+    resends: 4,
+};
 
 fn with_dtls(dtls: &'static Dtls) -> Arc<CryptoProvider> {
     Arc::new(CryptoProvider {
@@ -145,18 +147,11 @@ impl DtlsProvider for Dtls {
 /// media threads under load, and with many legs a walk through each one's DTLS state out of
 /// cache: `cargo bench --bench forward`, 200 calls, 8.2 → 4.0 µs a packet). Its answer can only
 /// change after an input, so it is remembered until the next one.
+#[derive(Debug)]
 struct Instance {
     dtls: dimpl::Dtls,
     /// The deadline dimpl last answered with, while no input has come since.
     idle_until: Option<Instant>,
-}
-
-impl std::fmt::Debug for Instance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Instance")
-            .field("idle_until", &self.idle_until)
-            .finish()
-    }
 }
 
 impl DtlsInstance for Instance {
@@ -232,10 +227,7 @@ mod tests {
 
     #[test]
     fn every_leg_shares_one_dtls_configuration() {
-        let legs = Dtls {
-            first_resend: FLIGHT_FIRST_RESEND,
-            resends: FLIGHT_RESENDS,
-        };
+        let legs = &LEGS;
         let a = legs.config(Some(1150)).unwrap();
         let b = legs.config(Some(1150)).unwrap();
         assert!(Arc::ptr_eq(&a, &b), "built once");
@@ -243,10 +235,7 @@ mod tests {
         let other = legs.config(Some(1000)).unwrap();
         assert_eq!(other.mtu(), 1000, "each MTU asked for has its own");
         assert!(Arc::ptr_eq(&other, &legs.config(Some(1000)).unwrap()));
-        let peers = Dtls {
-            first_resend: Duration::from_secs(1),
-            resends: 4,
-        };
+        let peers = &PEERS;
         let theirs = peers.config(Some(1150)).unwrap();
         assert_eq!(
             theirs.flight_start_rto(),

@@ -302,7 +302,7 @@ impl Legs {
 pub struct Engine {
     cfg: EngineConfig,
     cert: DtlsCert,
-    /// The crypto every leg uses: str0m's, with switchboard's DTLS timing ([`dtls`]).
+    /// The crypto every leg uses: str0m's, with switchboard's DTLS provider ([`dtls`]).
     crypto: Arc<CryptoProvider>,
     legs: Legs,
     /// Established flows: (local socket, remote address) → leg.

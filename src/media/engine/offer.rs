@@ -26,9 +26,9 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::media::{MediaKind, Mid};
-use str0m::{Candidate, RtcConfig};
+use str0m::Candidate;
 
-use super::answer::add_codecs;
+use super::answer::never_resends;
 use super::{Answer, Engine, OPUS_PT, TELE_PT};
 use crate::ids::{LegId, StreamId};
 use crate::media::leg::{Leg, LegKind, OutStream, StunKeys};
@@ -83,18 +83,12 @@ impl Engine {
             });
         };
         let creds = str0m::IceCreds::new();
-        let mut cfg = RtcConfig::new()
-            .clear_codecs()
+        let mut rtc = self
+            .rtc_config()
             .clear_extension_map()
-            .set_rtp_mode(true)
             .set_ice_lite(kind == LegKind::Trunk)
             .set_local_ice_credentials(creds.clone())
-            .set_dtls_cert(self.cert.clone())
-            .set_crypto_provider(self.crypto.clone())
-            .set_stats_interval(Some(self.cfg.stats_interval));
-        add_codecs(&mut cfg);
-        super::answer::ice_timing(&mut cfg);
-        let mut rtc = cfg.build(now);
+            .build(now);
         let addrs: Vec<SocketAddr> = self.local_addrs(socket).collect();
         for addr in &addrs {
             let candidate =
@@ -109,7 +103,7 @@ impl Engine {
         {
             let mut api = rtc.direct_api();
             api.declare_media(mid, MediaKind::Audio);
-            super::answer::never_resends(api.declare_stream_tx(ssrc.into(), None, mid, None));
+            never_resends(api.declare_stream_tx(ssrc.into(), None, mid, None));
         }
         let offer = offer_text(kind, &addrs, &creds, &fingerprint, ssrc);
 
