@@ -54,7 +54,7 @@ impl Engine {
                 contents,
             },
         );
-        let Some(id) = self.demux(&input, socket, source, buf) else {
+        let Some((id, known_addr)) = self.demux(&input, socket, source, buf) else {
             self.counters.datagrams_unmatched += 1;
             trace!(%source, "datagram for no leg");
             return;
@@ -72,7 +72,7 @@ impl Engine {
                 self.counters.stun_unauthenticated += 1;
             }
         }
-        if !leg.addrs.contains(&source) {
+        if !known_addr && !leg.addrs.contains(&source) {
             leg.addrs.push(source);
             self.by_addr.insert((socket, source), id);
         }
@@ -92,12 +92,19 @@ impl Engine {
     /// Which leg a datagram belongs to: the address map first (established flows), then the STUN
     /// username (a new flow's ICE checks name our ufrag), then — for STUN responses, which carry
     /// no username — the leg that was offered this address as a candidate on this socket. Never
-    /// a scan of all legs.
-    fn demux(&self, input: &Input, socket: usize, source: SocketAddr, buf: &[u8]) -> Option<LegId> {
+    /// a scan of all legs. With it, whether the address map named it (then the leg already
+    /// knows the address: nothing to add on the per-packet path).
+    fn demux(
+        &self,
+        input: &Input,
+        socket: usize,
+        source: SocketAddr,
+        buf: &[u8],
+    ) -> Option<(LegId, bool)> {
         if let Some(id) = self.by_addr.get(&(socket, source)) {
             if let Some(leg) = self.legs.get(*id) {
                 if leg.rtc.accepts(input) {
-                    return Some(*id);
+                    return Some((*id, true));
                 }
             }
         }
@@ -112,7 +119,7 @@ impl Engine {
         self.legs
             .get(id)
             .filter(|l| l.socket == socket && l.rtc.accepts(input))
-            .map(|_| id)
+            .map(|_| (id, false))
     }
 
     /// Advances time: the 20 ms pacer, and every leg whose deadline has come.

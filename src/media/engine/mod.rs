@@ -305,13 +305,14 @@ pub struct Engine {
     /// The crypto every leg uses: str0m's, with switchboard's DTLS provider ([`dtls`]).
     crypto: Arc<CryptoProvider>,
     legs: Legs,
-    /// Established flows: (local socket, remote address) → leg.
-    by_addr: HashMap<(usize, SocketAddr), LegId>,
+    /// Established flows: (local socket, remote address) → leg. Looked up for every datagram,
+    /// so hashed with foldhash (seeded per process: remote addresses are the peer's choice).
+    by_addr: foldhash::HashMap<(usize, SocketAddr), LegId>,
     by_ufrag: HashMap<String, LegId>,
     /// Remote candidates offered to full-ICE legs: (local socket, candidate) → the one leg on
     /// that socket with that candidate. One, because placement never puts two legs with the same
     /// remote address on one socket: that is what lets both ends demultiplex.
-    by_candidate: HashMap<(usize, SocketAddr), LegId>,
+    by_candidate: foldhash::HashMap<(usize, SocketAddr), LegId>,
     /// Where placement starts looking next (round robin over the sockets).
     next_socket: usize,
     timers: BinaryHeap<Reverse<(Instant, LegId)>>,
@@ -364,9 +365,9 @@ impl Engine {
                 shard: index,
                 ..Legs::default()
             },
-            by_addr: HashMap::new(),
+            by_addr: Default::default(),
             by_ufrag: HashMap::new(),
-            by_candidate: HashMap::new(),
+            by_candidate: Default::default(),
             next_socket: 0,
             timers: BinaryHeap::new(),
             paced: Vec::new(),

@@ -851,6 +851,8 @@ mod util;
 use util::{Soonest, not_happening};
 
 mod poll;
+
+mod scratch;
 use crate::poll::Readiness;
 
 mod session;
@@ -917,7 +919,6 @@ pub struct Rtc {
     ice: IceAgent,
     dtls: Dtls,
     dtls_connected: bool,
-    dtls_buf: Vec<u8>,
     next_dtls_timeout: Option<Instant>,
     sctp: RtcSctp,
     chan: ChannelHandler,
@@ -1295,7 +1296,6 @@ impl Rtc {
             )
             .expect("DTLS to init without problem"),
             dtls_connected: false,
-            dtls_buf: vec![0; 2000],
             next_dtls_timeout: None,
             session,
             sctp,
@@ -1701,8 +1701,9 @@ impl Rtc {
 
         // Poll DTLS output - collect packets, handle events
         let mut just_connected = false;
+        let mut dtls_buf = scratch::Scratch::take();
         loop {
-            match self.dtls.poll_output(&mut self.dtls_buf) {
+            match self.dtls.poll_output(&mut dtls_buf) {
                 DtlsOutput::Packet(_) => {
                     unreachable!("We don't expect DTLS packets here since we use poll_packet");
                 }
@@ -2050,8 +2051,19 @@ impl Rtc {
         match input {
             Input::Timeout(now) => self.do_handle_timeout(now)?,
             Input::Receive(recv_time, r) => {
+                // An RTP packet arriving before anything is due needs no timeout pass (ICE,
+                // SCTP, every stream's timers): the last timeout is still valid, and the
+                // packet's own changes re-arm it through `readiness`.
+                let due = self.need_init_time
+                    || self.readiness.wants_timeout()
+                    || recv_time >= self.cached_timeout;
+                let rtp = matches!(r.contents.inner, DatagramRecvInner::Rtp(_));
                 self.do_handle_receive(recv_time, r)?;
-                self.do_handle_timeout(recv_time)?;
+                if due || !rtp {
+                    self.do_handle_timeout(recv_time)?;
+                } else if recv_time > self.last_now {
+                    self.last_now = recv_time;
+                }
             }
         }
         Ok(())

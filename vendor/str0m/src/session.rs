@@ -97,7 +97,7 @@ pub(crate) struct Session {
     twcc_tx_register: TwccSendRegister,
     max_rx_seq_lookup: HashMap<Ssrc, SeqNoWindow>,
 
-    bwe: Option<Bwe>,
+    bwe: Option<Box<Bwe>>,
     bwe_last_event: Option<(Bitrate, bool)>,
 
     enable_twcc_feedback: bool,
@@ -105,9 +105,6 @@ pub(crate) struct Session {
     /// A pacer for sending RTP at specific rate.
     pacer: PacerImpl,
     pacer_control: PacerControl,
-
-    // temporary buffer when getting the next (unencrypted) RTP packet from Media line.
-    poll_packet_buf: Vec<u8>,
 
     // Next packet for RtpPacket event.
     pending_packet: Option<RtpPacket>,
@@ -169,7 +166,7 @@ impl Session {
             let rate = config.initial_bitrate;
             let pacer = PacerImpl::leaky_bucket(rate * 2.0);
             let bwe = Bwe::new(rate);
-            (pacer, Some(bwe))
+            (pacer, Some(Box::new(bwe)))
         } else {
             (PacerImpl::null(), None)
         };
@@ -207,7 +204,6 @@ impl Session {
             enable_twcc_feedback: false,
             pacer,
             pacer_control: PacerControl::new(),
-            poll_packet_buf: vec![0; 2000],
             pending_packet: None,
             media_bytes_rx: 0,
             media_bytes_tx: 0,
@@ -1259,7 +1255,8 @@ impl Session {
             trace!("Pacer pointed to mid {} which has no media", midrid.mid());
             return None;
         };
-        let buf = &mut self.poll_packet_buf;
+        let mut scratch = crate::scratch::Scratch::take();
+        let buf: &mut Vec<u8> = &mut scratch;
         let twcc_seq = self.twcc;
 
         let params = &self.codec_config;
@@ -1290,8 +1287,11 @@ impl Session {
 
         self.pacer.register_send(now, payload_size.into(), midrid);
 
+        // `poll_packet` leaves the buffer at full length.
+        let buf = &buf[..header.header_len + payload_size];
+
         if let Some(raw_packets) = &mut self.raw_packets {
-            raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), buf.clone())));
+            raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), buf.to_vec())));
         }
 
         let protected = srtp_tx.protect_rtp(buf, &header, *seq_no);

@@ -6,7 +6,6 @@ use crate::crypto::dtls::{KeyingMaterial, SrtpProfile};
 use crate::crypto::{AeadAes128Gcm, AeadAes256Gcm, Aes128CmSha1_80};
 use crate::crypto::{AeadAes128GcmCipher, AeadAes256GcmCipher};
 use crate::crypto::{CryptoProvider, Sha1HmacProvider, SrtpProvider};
-use crate::io::DATAGRAM_MAX_PACKET_SIZE;
 
 use super::header::RtpHeader;
 
@@ -38,10 +37,6 @@ pub const SRTP_OVERHEAD: usize = MAX_TAG_LEN;
 // This adds 15 bytes of padding that we truncate after encryption
 const CTR_BUFFER_PADDING: usize = SRTP_BLOCK_SIZE - 1;
 
-/// Initial capacity for the RTP decryption scratch buffer. Sized to fit the
-/// largest possible received datagram plus the CTR padding the AES-CM cipher
-/// needs, so `unprotect_rtp` never has to grow the buffer in practice.
-const RX_SCRATCH_CAPACITY: usize = DATAGRAM_MAX_PACKET_SIZE + CTR_BUFFER_PADDING;
 
 /// Start repeated warnings here, then double the failure count between reports.
 const DECRYPT_WARN_INITIAL_COUNT: u64 = 4_096;
@@ -70,7 +65,7 @@ impl SrtpContext {
                     rtcp,
                     srtcp_index: 0,
                     sha1_hmac_provider,
-                    rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+                    rx_scratch: Vec::new(),
                     decrypt_warnings: DecryptWarnings::default(),
                 }
             }
@@ -86,7 +81,7 @@ impl SrtpContext {
                     rtcp,
                     srtcp_index: 0,
                     sha1_hmac_provider,
-                    rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+                    rx_scratch: Vec::new(),
                     decrypt_warnings: DecryptWarnings::default(),
                 }
             }
@@ -102,7 +97,7 @@ impl SrtpContext {
                     rtcp,
                     srtcp_index: 0,
                     sha1_hmac_provider,
-                    rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+                    rx_scratch: Vec::new(),
                     decrypt_warnings: DecryptWarnings::default(),
                 }
             }
@@ -145,7 +140,7 @@ impl SrtpContext {
             },
             srtcp_index,
             sha1_hmac_provider: provider.sha1_hmac_provider,
-            rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+            rx_scratch: Vec::new(),
             decrypt_warnings: DecryptWarnings::default(),
         }
     }
@@ -185,7 +180,7 @@ impl SrtpContext {
             },
             srtcp_index,
             sha1_hmac_provider: provider.sha1_hmac_provider,
-            rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+            rx_scratch: Vec::new(),
             decrypt_warnings: DecryptWarnings::default(),
         }
     }
@@ -202,7 +197,9 @@ pub struct SrtpContext {
     /// SHA1-HMAC provider for AES_128_CM_SHA1_80 profile.
     sha1_hmac_provider: &'static dyn Sha1HmacProvider,
     /// Reusable scratch buffer for RTP decryption output. Reused across calls
-    /// to `unprotect_rtp` so we don't allocate a fresh `Vec` per packet.
+    /// to `unprotect_rtp` so we don't allocate a fresh `Vec` per packet. Empty until the
+    /// first packet, then as large as the largest one: a sending context never decrypts,
+    /// and audio packets are a tenth of the 2 KB it was made with (switchboard's patch).
     rx_scratch: Vec<u8>,
     decrypt_warnings: DecryptWarnings,
 }

@@ -766,7 +766,8 @@ impl StreamTx {
             }
         };
 
-        buf.truncate(header_len + body_len);
+        // Not truncated: the caller takes `header_len + body_len` bytes, and the next packet
+        // finds the buffer at full length instead of zeroing ~2 KB again in `resize`.
 
         #[cfg(feature = "_internal_dont_use_log_stats")]
         {
