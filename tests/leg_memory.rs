@@ -106,6 +106,7 @@ fn deliver(from: &mut dimpl::Dtls, to: &mut dimpl::Dtls, buf: &mut [u8]) -> (boo
             }
             dimpl::Output::Connected => connected = true,
             dimpl::Output::Timeout(_) => return (moved, connected),
+            dimpl::Output::BufferTooSmall { needed } => panic!("a record of {needed} bytes"),
             _ => {}
         }
     }
@@ -117,7 +118,8 @@ fn deliver(from: &mut dimpl::Dtls, to: &mut dimpl::Dtls, buf: &mut [u8]) -> (boo
 #[test]
 fn a_connected_dtls_endpoint_keeps_little_of_its_handshake() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    // As the engine configures it (src/media/engine/dtls.rs), with a WhatsApp leg's MTU.
+    // The engine's settings that decide what a connected endpoint keeps (no server cookie, a
+    // WhatsApp leg's MTU; src/media/engine/dtls.rs), not its resend timing, which does not.
     let config = Arc::new(
         dimpl::Config::builder()
             .use_server_cookie(false)
